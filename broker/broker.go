@@ -1,0 +1,92 @@
+// Package broker is the fan-out engine between ws nodes: every message
+// published on any node is given a cluster-wide sequence number, kept in a
+// window of history, and delivered to every node. The memory broker serves a
+// node running alone; the NATS broker (JetStream) serves a cluster.
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Message is one published Bayeux message as it crosses the cluster.
+type Message struct {
+	// Seq is the broker's sequence number: strictly increasing in the order
+	// messages were accepted, across all channels and all nodes. A
+	// session's cursor is the Seq of the last message it was given.
+	Seq uint64
+	// Channel is the concrete Bayeux channel the message was published on.
+	Channel string
+	// Payload is the encoded Bayeux message (a JSON object) as the
+	// publishing node wants subscribers to receive it, without the
+	// sequence number, which the delivering node adds.
+	Payload []byte
+	// Published is when the broker accepted the message.
+	Published time.Time
+}
+
+// Broker carries published messages between nodes.
+type Broker interface {
+	// Publish stores the message in history and fans it out to every node.
+	// When it returns without error the message has a sequence number and
+	// will be delivered to every node's Subscribe handler and be found by
+	// History; messages published on one channel are delivered in the
+	// order Publish returned for them.
+	Publish(ctx context.Context, channel string, payload []byte) (uint64, error)
+
+	// Subscribe delivers every message published from now on, cluster
+	// wide, to h, one at a time and in sequence order. A node calls it once
+	// and filters by its own sessions' subscriptions. h must not block for
+	// long: it runs on the broker's delivery goroutine. The returned stop
+	// function ends the delivery.
+	Subscribe(ctx context.Context, h func(Message)) (stop func(), err error)
+
+	// History returns, in sequence order, the messages with a sequence
+	// number above after on channels matching any of patterns (Bayeux
+	// patterns, wildcards allowed), up to and including the newest one
+	// accepted when History was called. It returns ErrHistoryGone when
+	// messages after `after` have already left the history window, so the
+	// caller knows that a gap cannot be filled.
+	History(ctx context.Context, patterns []string, after uint64) ([]Message, error)
+
+	// LastSeq returns the sequence number of the newest accepted message,
+	// 0 when there is none.
+	LastSeq(ctx context.Context) (uint64, error)
+
+	// Sessions is where sessions are saved for another node to restore.
+	Sessions() SessionStore
+
+	// Close releases the broker's resources.
+	Close() error
+}
+
+// Session is what another node needs to take over a client: its identity,
+// what it may do, what it subscribed to, and how far it has read.
+type Session struct {
+	ClientID      string    `json:"client_id"`
+	Subscriptions []string  `json:"subscriptions"`
+	Cursor        uint64    `json:"cursor"`
+	Subject       string    `json:"subject,omitempty"` // authenticated user (JWT sub), empty if anonymous
+	Grants        []string  `json:"grants,omitempty"`  // channel patterns carried in the token
+	AuthExpires   time.Time `json:"auth_expires,omitzero"`
+	Node          string    `json:"node,omitempty"` // node that saved it
+	SavedAt       time.Time `json:"saved_at"`
+}
+
+// SessionStore keeps sessions where every node can read them.
+type SessionStore interface {
+	// Save stores s under s.ClientID, replacing any earlier copy.
+	Save(ctx context.Context, s Session) error
+	// Load returns the session saved under clientID, or ErrNoSession.
+	Load(ctx context.Context, clientID string) (Session, error)
+	// Delete removes it; deleting a missing session is not an error.
+	Delete(ctx context.Context, clientID string) error
+}
+
+// Errors.
+var (
+	ErrHistoryGone = errors.New("broker: requested messages have left the history window")
+	ErrNoSession   = errors.New("broker: no saved session")
+	ErrClosed      = errors.New("broker: closed")
+)

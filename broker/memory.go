@@ -1,0 +1,168 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"wsfleet/bayeux"
+)
+
+// Memory is the broker of a node that runs alone: sequence numbers, history
+// and sessions live in this process.
+type Memory struct {
+	now        func() time.Time
+	maxAge     time.Duration
+	maxMsgs    int
+	mu         sync.Mutex
+	seq        uint64
+	history    []Message // oldest first
+	dropped    uint64    // highest seq that has left the window
+	handlers   map[int]func(Message)
+	nextHandle int
+	sessions   *memorySessions
+	closed     bool
+}
+
+// MemoryOptions configure a Memory broker. Zero values mean: 5 minutes of
+// history, at most 100,000 messages, time.Now.
+type MemoryOptions struct {
+	HistoryAge  time.Duration
+	HistoryMsgs int
+	Now         func() time.Time
+}
+
+// NewMemory returns a memory broker.
+func NewMemory(o MemoryOptions) *Memory {
+	if o.HistoryAge <= 0 {
+		o.HistoryAge = 5 * time.Minute
+	}
+	if o.HistoryMsgs <= 0 {
+		o.HistoryMsgs = 100_000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Memory{now: o.Now, maxAge: o.HistoryAge, maxMsgs: o.HistoryMsgs,
+		handlers: map[int]func(Message){}, sessions: &memorySessions{m: map[string]Session{}}}
+}
+
+var _ Broker = (*Memory)(nil)
+
+// Publish implements Broker. Handlers run synchronously under the broker's
+// lock, which is what keeps delivery in sequence order.
+func (b *Memory) Publish(ctx context.Context, channel string, payload []byte) (uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, ErrClosed
+	}
+	b.seq++
+	m := Message{Seq: b.seq, Channel: channel, Payload: payload, Published: b.now()}
+	b.history = append(b.history, m)
+	b.trimLocked()
+	for _, h := range b.handlers {
+		h(m)
+	}
+	return m.Seq, nil
+}
+
+func (b *Memory) trimLocked() {
+	cut := 0
+	oldest := b.now().Add(-b.maxAge)
+	for cut < len(b.history) && (len(b.history)-cut > b.maxMsgs || b.history[cut].Published.Before(oldest)) {
+		b.dropped = b.history[cut].Seq
+		cut++
+	}
+	if cut > 0 {
+		b.history = append(b.history[:0:0], b.history[cut:]...)
+	}
+}
+
+// Subscribe implements Broker.
+func (b *Memory) Subscribe(ctx context.Context, h func(Message)) (func(), error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	id := b.nextHandle
+	b.nextHandle++
+	b.handlers[id] = h
+	return func() {
+		b.mu.Lock()
+		delete(b.handlers, id)
+		b.mu.Unlock()
+	}, nil
+}
+
+// History implements Broker.
+func (b *Memory) History(ctx context.Context, patterns []string, after uint64) ([]Message, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.trimLocked()
+	if after < b.dropped {
+		return nil, ErrHistoryGone
+	}
+	var out []Message
+	for _, m := range b.history {
+		if m.Seq <= after {
+			continue
+		}
+		for _, p := range patterns {
+			if bayeux.Match(p, m.Channel) {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// LastSeq implements Broker.
+func (b *Memory) LastSeq(ctx context.Context) (uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seq, nil
+}
+
+// Sessions implements Broker.
+func (b *Memory) Sessions() SessionStore { return b.sessions }
+
+// Close implements Broker.
+func (b *Memory) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.handlers = map[int]func(Message){}
+	b.mu.Unlock()
+	return nil
+}
+
+type memorySessions struct {
+	mu sync.Mutex
+	m  map[string]Session
+}
+
+func (s *memorySessions) Save(ctx context.Context, sess Session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[sess.ClientID] = sess
+	return nil
+}
+
+func (s *memorySessions) Load(ctx context.Context, id string) (Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.m[id]
+	if !ok {
+		return Session{}, ErrNoSession
+	}
+	return sess, nil
+}
+
+func (s *memorySessions) Delete(ctx context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+	return nil
+}
