@@ -1,0 +1,199 @@
+// Package bench is wsfleet's benchmark against Faye's own Node.js server,
+// and the helpers that start either server as a child process for tests
+// and for the benchmark.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ErrNoFaye is returned when node or the faye package cannot be found;
+// tests skip on it.
+var ErrNoFaye = errors.New("bench: node or faye not found (run scripts/test-deps.sh, or set WSFLEET_FAYE_NODE_PATH)")
+
+// RepoRoot returns the directory holding go.mod, searching up from the
+// working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("bench: go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FayeNodePath returns the node_modules directory that holds faye:
+// $WSFLEET_FAYE_NODE_PATH, else compat/node_modules in the repository.
+func FayeNodePath() (string, error) {
+	candidates := []string{os.Getenv("WSFLEET_FAYE_NODE_PATH")}
+	if root, err := RepoRoot(); err == nil {
+		candidates = append(candidates, filepath.Join(root, "compat", "node_modules"))
+	}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(c, "faye", "package.json")); err == nil {
+			return c, nil
+		}
+	}
+	return "", ErrNoFaye
+}
+
+// Process is a server started as a child process.
+type Process struct {
+	// Addr is host:port it listens on.
+	Addr string
+	Cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// URL returns the Bayeux endpoint.
+func (p *Process) URL() string { return "http://" + p.Addr + "/bayeux" }
+
+// Pid returns the process id.
+func (p *Process) Pid() int { return p.Cmd.Process.Pid }
+
+// Stop terminates the process (SIGTERM, then SIGKILL after 3s) and waits.
+func (p *Process) Stop() {
+	if p == nil || p.Cmd.Process == nil {
+		return
+	}
+	_ = p.Cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Second):
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Kill kills the process at once, as a crashed instance dies.
+func (p *Process) Kill() {
+	_ = p.Cmd.Process.Kill()
+	<-p.done
+}
+
+// FayeOptions configure StartFaye.
+type FayeOptions struct {
+	Host       string // default 127.0.0.1
+	Port       int    // 0 picks a free port
+	AdminToken string
+	// CPU, when >= 0, pins the server to that core with taskset.
+	CPU int
+	// Timeout is Faye's connect timeout in seconds (advice.timeout).
+	Timeout int
+	Stderr  io.Writer
+}
+
+// StartFaye starts bench/faye-server.js and waits until it listens.
+func StartFaye(ctx context.Context, o FayeOptions) (*Process, error) {
+	nodePath, err := FayeNodePath()
+	if err != nil {
+		return nil, err
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return nil, ErrNoFaye
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 45
+	}
+	args := []string{filepath.Join(root, "bench", "faye-server.js"),
+		"--host", o.Host, "--port", fmt.Sprint(o.Port), "--timeout", fmt.Sprint(o.Timeout)}
+	if o.AdminToken != "" {
+		args = append(args, "--token", o.AdminToken)
+	}
+	return startListening(ctx, pinned(o.CPU, node, args), []string{"NODE_PATH=" + nodePath}, o.Stderr, parseFayeListening)
+}
+
+func parseFayeListening(line string) (string, bool) {
+	var v struct {
+		Listening string `json:"listening"`
+	}
+	if json.Unmarshal([]byte(line), &v) == nil && v.Listening != "" {
+		return v.Listening, true
+	}
+	return "", false
+}
+
+// pinned prefixes a command with taskset when cpu >= 0.
+func pinned(cpu int, name string, args []string) []string {
+	if cpu < 0 {
+		return append([]string{name}, args...)
+	}
+	return append([]string{"taskset", "-c", fmt.Sprint(cpu), name}, args...)
+}
+
+// startListening starts argv and reads its stdout until parse finds the
+// listening address in a line; the rest of stdout is discarded.
+func startListening(ctx context.Context, argv, env []string, stderr io.Writer, parse func(string) (string, bool)) (*Process, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	p := &Process{Cmd: cmd, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		found := false
+		for sc.Scan() {
+			if !found {
+				if a, ok := parse(strings.TrimSpace(sc.Text())); ok {
+					found = true
+					addr <- a
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	select {
+	case a := <-addr:
+		p.Addr = a
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("start %s: exited before listening", argv[0])
+	case <-time.After(15 * time.Second):
+		p.Kill()
+		return nil, fmt.Errorf("start %s: not listening after 15s", argv[0])
+	case <-ctx.Done():
+		p.Kill()
+		return nil, fmt.Errorf("start %s: %w", argv[0], ctx.Err())
+	}
+}
