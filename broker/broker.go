@@ -90,3 +90,14 @@ var (
 	ErrNoSession   = errors.New("broker: no saved session")
 	ErrClosed      = errors.New("broker: closed")
 )
+
+// HealthChecker is implemented by brokers that can lose their backend.
+// A node reports not-ready while Healthy returns an error, and keeps its
+// local clients: the broker reconnects by itself.
+type HealthChecker interface {
+	Healthy() error
+}
+
+// ErrUnavailable means the broker cannot reach its backend right now
+// (NATS is down or being reconnected to); the operation failed fast.
+var ErrUnavailable = errors.New("broker: backend unavailable")

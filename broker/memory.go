@@ -166,3 +166,8 @@ func (s *memorySessions) Delete(ctx context.Context, id string) error {
 	delete(s.m, id)
 	return nil
 }
+
+var _ HealthChecker = (*Memory)(nil)
+
+// Healthy implements HealthChecker: a memory broker has no backend to lose.
+func (b *Memory) Healthy() error { return nil }
