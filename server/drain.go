@@ -1,6 +1,14 @@
 package server
 
-import "time"
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"wsfleet/broker"
+)
 
 // DrainOptions pace a drain: the node leaves the load balancer at once (its
 // readiness fails), then releases its clients spread over Window with
@@ -10,4 +18,283 @@ type DrainOptions struct {
 	Window   time.Duration `json:"window"`
 	MaxRate  float64       `json:"max_rate"`
 	Deadline time.Duration `json:"deadline"`
+}
+
+// DefaultDrainOptions are used for what a drain request leaves out.
+var DefaultDrainOptions = DrainOptions{Window: 30 * time.Second, MaxRate: 200, Deadline: 5 * time.Minute}
+
+// drainState is a drain's progress; one drain per node lifetime.
+type drainState struct {
+	mu        sync.Mutex
+	started   bool
+	startedAt time.Time
+	released  int
+	done      chan struct{}
+}
+
+var errNegative = errors.New("negative value")
+
+// StartDrain starts the drain in the background, once; later calls only
+// return.
+func (s *Server) StartDrain(o DrainOptions) {
+	s.drain.mu.Lock()
+	if s.drain.started {
+		s.drain.mu.Unlock()
+		return
+	}
+	s.drain.started = true
+	s.drain.startedAt = s.cfg.Now()
+	s.drain.done = make(chan struct{})
+	s.drain.mu.Unlock()
+
+	s.mu.Lock()
+	s.state = StateDraining
+	s.mu.Unlock()
+	if o.Window < 0 {
+		o.Window = 0
+	}
+	if o.Deadline <= 0 {
+		o.Deadline = DefaultDrainOptions.Deadline
+	}
+	s.log.Info("drain started", "window", o.Window, "max_rate", o.MaxRate, "deadline", o.Deadline)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runDrain(o)
+	}()
+}
+
+// Drain starts the drain (or joins the one running) and returns when no
+// connection is left or the deadline passed, or ctx ends.
+func (s *Server) Drain(ctx context.Context, o DrainOptions) error {
+	s.StartDrain(o)
+	s.drain.mu.Lock()
+	done := s.drain.done
+	s.drain.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) drainStatus(conns int) DrainStatus {
+	s.drain.mu.Lock()
+	defer s.drain.mu.Unlock()
+	d := DrainStatus{Released: s.drain.released}
+	if s.drain.started {
+		t := s.drain.startedAt
+		d.StartedAt = &t
+		d.Remaining = conns
+	}
+	return d
+}
+
+// runDrain releases every session, paced, then waits for the connections
+// to go until the deadline.
+func (s *Server) runDrain(o DrainOptions) {
+	defer close(s.drain.done)
+	start := time.Now()
+	deadline := time.NewTimer(o.Deadline)
+	defer deadline.Stop()
+
+	s.mu.RLock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.RUnlock()
+	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+
+	step := releaseStep(len(list), o)
+	timedOut := false
+	for i, ss := range list {
+		at := start.Add(time.Duration(i)*step + jitter(step))
+		if d := time.Until(at); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-deadline.C:
+				timedOut = true
+			case <-s.ctx.Done():
+				t.Stop()
+				return
+			}
+			t.Stop()
+		}
+		if timedOut {
+			break
+		}
+		s.release(ss)
+	}
+	if !timedOut {
+		// wait for the released clients' sockets to close
+		tick := time.NewTicker(20 * time.Millisecond)
+	wait:
+		for {
+			if s.Status().Connections == 0 {
+				break
+			}
+			select {
+			case <-tick.C:
+			case <-deadline.C:
+				timedOut = true
+				break wait
+			case <-s.ctx.Done():
+				tick.Stop()
+				return
+			}
+		}
+		tick.Stop()
+	}
+	if timedOut {
+		s.log.Warn("drain deadline passed: closing what is left")
+		s.mu.RLock()
+		left := make([]*session, 0, len(s.sessions))
+		for _, ss := range s.sessions {
+			left = append(left, ss)
+		}
+		conns := make([]*wsConn, 0, len(s.wsConns))
+		for c := range s.wsConns {
+			conns = append(conns, c)
+		}
+		s.mu.RUnlock()
+		for _, ss := range left {
+			s.release(ss)
+		}
+		for _, c := range conns {
+			c.close(wsStatusGoingAway, "node drained")
+		}
+	}
+	s.mu.Lock()
+	s.state = StateDrained
+	s.mu.Unlock()
+	s.log.Info("drain finished", "released", s.Status().Drain.Released, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// releaseStep is the time between two releases: the window spread over
+// the sessions, but never more than MaxRate a second.
+func releaseStep(n int, o DrainOptions) time.Duration {
+	var step time.Duration
+	if n > 0 {
+		step = o.Window / time.Duration(n)
+	}
+	if o.MaxRate > 0 {
+		if min := time.Duration(float64(time.Second) / o.MaxRate); step < min {
+			step = min
+		}
+	}
+	return step
+}
+
+func jitter(step time.Duration) time.Duration {
+	if step <= 0 {
+		return 0
+	}
+	return rand.N(step)
+}
+
+// release hands a session over: no more deliveries here, what was not yet
+// given to the client is dropped (the next node replays it from the
+// cursor), the session is saved for any node to restore, and the client is
+// told to go: its websocket is closed (faye and halley both reconnect and
+// send /meta/connect with the same clientId) or its held long-poll is
+// answered (the next poll goes through the load balancer elsewhere).
+func (s *Server) release(ss *session) {
+	ss.mu.Lock()
+	if ss.closed || ss.released {
+		ss.mu.Unlock()
+		return
+	}
+	ss.released = true
+	// wait briefly for a write in flight: its messages count as given.
+	for i := 0; ss.writing && i < 100; i++ {
+		ss.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		ss.mu.Lock()
+	}
+	ss.queue = nil
+	ss.pending = nil
+	snap := ss.snapshotLocked(s.cfg.NodeID, s.cfg.Now())
+	ws := ss.ws
+	if ss.held != nil {
+		ss.held.timer.Stop()
+		ss.held = nil
+	}
+	ss.mu.Unlock()
+	if err := s.broker.Sessions().Save(s.ctx, snap); err != nil {
+		s.met.brokerErrors.Inc()
+		s.log.Warn("save session failed", "client", ss.id, "err", err)
+	}
+	s.removeSession(ss, "released")
+	if ws != nil {
+		ws.close(wsStatusGoingAway, "node draining")
+	}
+	s.met.released.Inc()
+	s.drain.mu.Lock()
+	s.drain.released++
+	s.drain.mu.Unlock()
+}
+
+// restore takes over a session another node saved, when a client arrives
+// with a clientId this node does not hold. The session comes back with its
+// subscriptions and replays everything after its cursor before going live.
+func (s *Server) restore(b *batch, id string) *session {
+	if !s.Ready() {
+		return nil
+	}
+	st, err := s.broker.Sessions().Load(s.ctx, id)
+	if err != nil {
+		if !errors.Is(err, broker.ErrNoSession) {
+			s.met.brokerErrors.Inc()
+			s.log.Warn("load session failed", "client", id, "err", err)
+		}
+		s.met.restored.WithLabelValues("unknown").Inc()
+		return nil
+	}
+	ident := Identity{Anonymous: len(s.cfg.AuthSecret) == 0, Subject: st.Subject, Grants: st.Grants, Expires: st.AuthExpires}
+	if !ident.Anonymous && (st.Subject == "" || (!st.AuthExpires.IsZero() && s.cfg.Now().After(st.AuthExpires))) {
+		s.met.restored.WithLabelValues("refused").Inc()
+		return nil
+	}
+	var subs []string
+	for _, p := range st.Subscriptions {
+		if s.cfg.Rules.canSubscribe(ident, p) {
+			subs = append(subs, p)
+		}
+	}
+	ss := &session{id: id, srv: s, ident: ident, subs: subs, cursor: st.Cursor, given: st.Cursor,
+		lastConnect: s.cfg.Now(), replaying: 1}
+	s.mu.Lock()
+	if have := s.sessions[id]; have != nil {
+		s.mu.Unlock()
+		return have
+	}
+	s.sessions[id] = ss
+	n := len(s.sessions)
+	s.mu.Unlock()
+	s.met.sessions.Set(float64(n))
+	for _, p := range subs {
+		s.indexAdd(ss, p)
+	}
+	var replay []outMsg
+	hist, err := s.broker.History(s.ctx, subs, st.Cursor)
+	switch {
+	case err != nil:
+		if !errors.Is(err, broker.ErrHistoryGone) {
+			s.met.brokerErrors.Inc()
+		}
+		s.met.restored.WithLabelValues("gone").Inc()
+		s.log.Warn("restored session without replay", "client", id, "cursor", st.Cursor, "err", err)
+	default:
+		s.met.restored.WithLabelValues("ok").Inc()
+		for _, h := range hist {
+			replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
+		}
+	}
+	_ = s.broker.Sessions().Delete(s.ctx, id)
+	s.log.Debug("session restored", "client", id, "from", st.Node, "cursor", st.Cursor, "replayed", len(replay))
+	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	return ss
 }

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"wsfleet/broker"
+	"wsfleet/server"
+)
+
+func init() {
+	register("serve", "run a ws node: a Bayeux (Faye) server over websocket and long-polling", runServe)
+}
+
+// serveFlags are serve's flags; secrets may also come from the environment
+// so that they stay out of the process list.
+type serveFlags struct {
+	listen, mount, adminToken, authSecret, rules string
+	maxMessageBytes, maxSubs, maxBatch, queue   int
+	nodeID, image, natsURLs, embeddedNATS       string
+	historyAge                                  time.Duration
+	historyMaxMsgs                              int64
+	drain                                       server.DrainOptions
+	timeout                                     time.Duration
+	logLevel                                    string
+}
+
+func addServeFlags(fs *flag.FlagSet) *serveFlags {
+	f := &serveFlags{}
+	host, _ := os.Hostname()
+	fs.StringVar(&f.listen, "listen", ":8080", "address to listen on")
+	fs.StringVar(&f.mount, "mount", "/bayeux", "path of the Bayeux endpoint")
+	fs.StringVar(&f.adminToken, "admin-token", os.Getenv("WSFLEET_ADMIN_TOKEN"), "bearer token for /admin/* and /publish (default $WSFLEET_ADMIN_TOKEN; empty disables them)")
+	fs.StringVar(&f.authSecret, "auth-secret", os.Getenv("WSFLEET_AUTH_SECRET"), "HS256 secret that client tokens are verified with (default $WSFLEET_AUTH_SECRET; empty allows anonymous clients everywhere)")
+	fs.StringVar(&f.rules, "rules", "", "rules file: lines of `subscribe|publish|both PATTERN`, {sub} is the token's subject")
+	fs.IntVar(&f.maxMessageBytes, "max-message-bytes", 64<<10, "largest websocket frame or HTTP request body")
+	fs.IntVar(&f.maxSubs, "max-subscriptions", 100, "subscriptions per client")
+	fs.IntVar(&f.maxBatch, "max-batch", 100, "messages per request")
+	fs.IntVar(&f.queue, "queue-limit", 1000, "messages queued per client before it is disconnected as a slow consumer")
+	fs.StringVar(&f.nodeID, "node-id", host, "node id reported in status and saved sessions")
+	fs.StringVar(&f.image, "image", "", "machine image label reported in status")
+	fs.StringVar(&f.natsURLs, "nats", "", "join a cluster through these NATS servers (comma-separated nats:// URLs)")
+	fs.StringVar(&f.embeddedNATS, "embedded-nats", "", "host an in-process NATS server with JetStream at this address, which other nodes join with --nats")
+	fs.DurationVar(&f.historyAge, "history-age", 5*time.Minute, "how long published messages are kept for replay")
+	fs.Int64Var(&f.historyMaxMsgs, "history-max-msgs", 100_000, "most published messages kept for replay")
+	fs.DurationVar(&f.drain.Window, "drain-window", server.DefaultDrainOptions.Window, "drain on SIGTERM: spread client releases over this window")
+	fs.Float64Var(&f.drain.MaxRate, "drain-max-rate", server.DefaultDrainOptions.MaxRate, "drain on SIGTERM: release at most this many clients per second")
+	fs.DurationVar(&f.drain.Deadline, "drain-deadline", server.DefaultDrainOptions.Deadline, "drain on SIGTERM: close what is left after this long")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long a /meta/connect is held (advice.timeout)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	return f
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	f := addServeFlags(fs)
+	aws := addAWSFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("%w: --log-level: %v", errUsage, err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := aws.configure(ctx, fs, log); err != nil {
+		return fmt.Errorf("configure from AWS: %w", err)
+	}
+	if f.drain.Window < 0 || f.drain.MaxRate < 0 || f.drain.Deadline <= 0 {
+		return fmt.Errorf("%w: drain window and rate must not be negative, deadline must be positive", errUsage)
+	}
+
+	var rules server.Rules
+	if f.rules != "" {
+		var err error
+		if rules, err = server.LoadRules(f.rules); err != nil {
+			return err
+		}
+	}
+
+	br, cleanup, err := openBroker(ctx, f, log)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	srv, err := server.New(server.Config{
+		NodeID: f.nodeID, Version: version, Image: f.image, Mount: f.mount,
+		AdminToken: f.adminToken, AuthSecret: []byte(f.authSecret), Rules: rules,
+		MaxMessageBytes: f.maxMessageBytes, MaxSubscriptions: f.maxSubs, MaxBatch: f.maxBatch, QueueLimit: f.queue,
+		Timeout: f.timeout, Broker: br, DrainDefaults: f.drain,
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go srv.Run(runCtx)
+	go func() {
+		if err := aws.watchLifecycle(runCtx, srv, f.drain, log); err != nil {
+			log.Error("lifecycle watcher stopped", "err", err)
+		}
+	}()
+	log.Info("listening", "addr", ln.Addr().String(), "mount", f.mount, "node", f.nodeID, "version", version)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	// SIGTERM: leave the load balancer, hand the sessions over, paced.
+	log.Info("signal received: draining", "window", f.drain.Window, "max_rate", f.drain.MaxRate, "deadline", f.drain.Deadline)
+	dctx, cancel := context.WithTimeout(context.Background(), f.drain.Deadline+5*time.Second)
+	defer cancel()
+	if err := srv.Drain(dctx, f.drain); err != nil {
+		log.Warn("drain did not finish", "err", err)
+	}
+	srv.Close()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("http shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// openBroker returns the node's broker: an embedded NATS server (which this
+// node also joins), external NATS, or the memory broker when neither is
+// asked for.
+func openBroker(ctx context.Context, f *serveFlags, log *slog.Logger) (broker.Broker, func(), error) {
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	urls := f.natsURLs
+	if f.embeddedNATS != "" {
+		e, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: f.embeddedNATS, Logger: log})
+		if err != nil {
+			return nil, cleanup, err
+		}
+		cleanups = append(cleanups, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			e.Shutdown(sctx)
+		})
+		log.Info("embedded NATS started", "url", e.ClientURL())
+		if urls == "" {
+			urls = e.ClientURL()
+		} else {
+			urls = e.ClientURL() + "," + urls
+		}
+	}
+	if urls == "" {
+		log.Info("no NATS: running alone on the memory broker")
+		return broker.NewMemory(broker.MemoryOptions{HistoryAge: f.historyAge, HistoryMsgs: int(f.historyMaxMsgs)}), cleanup, nil
+	}
+	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	b, err := broker.NewNATS(nctx, broker.NATSOptions{URLs: urls, Name: "wsfleet-" + f.nodeID,
+		HistoryAge: f.historyAge, HistoryMsgs: f.historyMaxMsgs, Logger: log})
+	if err != nil {
+		cleanup()
+		return nil, func() {}, fmt.Errorf("connect to NATS %s: %w", strings.Split(urls, ",")[0], err)
+	}
+	cleanups = append(cleanups, func() { b.Close() })
+	return b, cleanup, nil
+}

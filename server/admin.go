@@ -1,0 +1,167 @@
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"wsfleet/bayeux"
+)
+
+// admin guards h with the admin token (Bearer). Without a configured token
+// the admin endpoints are off: an open drain endpoint would let anyone
+// empty the node.
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.AdminToken == "" {
+			http.Error(w, "admin endpoints disabled: no admin token configured", http.StatusForbidden)
+			return
+		}
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wsfleet"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.Status())
+}
+
+// drainRequest is the body of POST /admin/drain; durations are Go duration
+// strings ("30s").
+type drainRequest struct {
+	Window   string  `json:"window"`
+	MaxRate  float64 `json:"max_rate"`
+	Deadline string  `json:"deadline"`
+}
+
+// ParseDrainRequest decodes a POST /admin/drain body over defaults.
+func ParseDrainRequest(b []byte, def DrainOptions) (DrainOptions, error) {
+	o := def
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return o, nil
+	}
+	var req drainRequest
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return o, err
+	}
+	parse := func(s string, into *time.Duration) error {
+		if s == "" {
+			return nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		if d < 0 {
+			return errNegative
+		}
+		*into = d
+		return nil
+	}
+	if err := parse(req.Window, &o.Window); err != nil {
+		return o, err
+	}
+	if err := parse(req.Deadline, &o.Deadline); err != nil {
+		return o, err
+	}
+	if req.MaxRate < 0 {
+		return o, errNegative
+	}
+	if req.MaxRate > 0 {
+		o.MaxRate = req.MaxRate
+	}
+	return o, nil
+}
+
+func (s *Server) serveDrain(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
+	if err != nil {
+		s.badRequest(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	o, err := ParseDrainRequest(b, s.cfg.DrainDefaults)
+	if err != nil {
+		s.badRequest(w, http.StatusBadRequest, "drain request: "+err.Error())
+		return
+	}
+	s.StartDrain(o)
+	writeJSON(w, http.StatusAccepted, s.Status())
+}
+
+// publishResult is one entry of a POST /publish response.
+type publishResult struct {
+	Channel    string `json:"channel"`
+	ID         string `json:"id,omitempty"`
+	Successful bool   `json:"successful"`
+	Error      string `json:"error,omitempty"`
+	Seq        uint64 `json:"seq,omitempty"`
+}
+
+// servePublish is how the application backend publishes: a Bayeux message
+// or an array of them, answered with one result each.
+func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
+	if err != nil {
+		s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
+		return
+	}
+	msgs, err := bayeux.DecodeMessages(body)
+	if err != nil {
+		s.badRequest(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(msgs) > s.cfg.MaxBatch {
+		s.badRequest(w, http.StatusBadRequest, "too many messages in one batch")
+		return
+	}
+	out := make([]publishResult, 0, len(msgs))
+	failed := false
+	for _, m := range msgs {
+		s.met.messagesIn.Inc()
+		res := publishResult{Channel: m.Channel, ID: m.ID}
+		var e *bayeux.Error
+		switch {
+		case !bayeux.ValidChannel(m.Channel) || bayeux.IsMeta(m.Channel):
+			e = bayeux.ErrChannelInvalid(m.Channel)
+		case len(m.Data) == 0:
+			e = bayeux.ErrParameterMissing("data")
+		}
+		if e == nil {
+			seq, err := s.publishData(r.Context(), m.Channel, m.Data)
+			if err != nil {
+				s.log.Warn("publish failed", "channel", m.Channel, "err", err)
+				e = bayeux.ErrServer("Publish failed")
+			}
+			res.Seq = seq
+		}
+		if e != nil {
+			s.met.errorCode(e.Code)
+			res.Error = e.Error()
+			failed = true
+		} else {
+			res.Successful = true
+		}
+		out = append(out, res)
+	}
+	code := http.StatusOK
+	if failed && len(msgs) == 1 {
+		code = http.StatusBadRequest
+	}
+	writeJSON(w, code, out)
+}

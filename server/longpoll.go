@@ -1,0 +1,163 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"wsfleet/bayeux"
+)
+
+// serveBayeux is the mount path: a websocket upgrade, or a long-polling
+// request.
+func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		s.serveWS(w, r)
+		return
+	}
+	switch r.Method {
+	case http.MethodOptions:
+		s.cors(w, r)
+		w.Header().Set("Access-Control-Allow-Methods", "POST, GET")
+		w.Header().Set("Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Pragma, X-Requested-With")
+		w.Header().Set("Access-Control-Max-Age", "86400")
+		return
+	case http.MethodPost, http.MethodGet:
+		s.servePoll(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST, OPTIONS")
+		s.badRequest(w, http.StatusMethodNotAllowed, "method not allowed")
+	}
+}
+
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) {
+	if o := r.Header.Get("Origin"); o != "" {
+		w.Header().Set("Access-Control-Allow-Origin", o)
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+	}
+}
+
+func (s *Server) badRequest(w http.ResponseWriter, code int, msg string) {
+	s.met.errorCode(code)
+	http.Error(w, msg, code)
+}
+
+// readPollBody returns the Bayeux JSON of a long-polling request: the body
+// of an application/json POST, the message= field of a form POST (what
+// Faye's cross-origin transport sends), or message= in a GET query.
+func (s *Server) readPollBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.Method == http.MethodGet {
+		msg := r.URL.Query().Get("message")
+		if msg == "" {
+			return nil, errors.New("no message parameter")
+		}
+		return []byte(msg), nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
+	if err != nil {
+		return nil, err
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "application/x-www-form-urlencoded" || (mt != "application/json" && strings.HasPrefix(string(body), "message=")) {
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, err
+		}
+		msg := v.Get("message")
+		if msg == "" {
+			return nil, errors.New("no message field in form body")
+		}
+		return []byte(msg), nil
+	}
+	return body, nil
+}
+
+// servePoll handles one long-polling request. A /meta/connect in it is held
+// until a message is queued for the session or the hold passes.
+func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readPollBody(w, r)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
+			return
+		}
+		s.badRequest(w, http.StatusBadRequest, "bad request: "+err.Error())
+		return
+	}
+	msgs, err := bayeux.DecodeMessages(body)
+	if err != nil {
+		s.badRequest(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(msgs) > s.cfg.MaxBatch {
+		s.badRequest(w, http.StatusBadRequest, "too many messages in one batch")
+		return
+	}
+	s.polls.Add(1)
+	s.met.connections.WithLabelValues(bayeux.ConnTypeLongPolling).Inc()
+	defer func() {
+		s.polls.Add(-1)
+		s.met.connections.WithLabelValues(bayeux.ConnTypeLongPolling).Dec()
+	}()
+
+	b := &batch{transport: bayeux.ConnTypeLongPolling, req: r}
+	s.process(b, msgs)
+	for _, f := range b.after {
+		f()
+	}
+	out := make([]json.RawMessage, 0, len(b.replies))
+	for _, rep := range b.replies {
+		enc, err := json.Marshal(rep)
+		if err != nil {
+			continue
+		}
+		out = append(out, enc)
+	}
+	if ss := b.connect; ss != nil {
+		for _, m := range s.waitPoll(r, ss, b.hold) {
+			out = append(out, m.b)
+		}
+	}
+	s.cors(w, r)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	enc, _ := json.Marshal(out)
+	w.Write(enc)
+}
+
+// waitPoll holds a long-polling connect until something is queued for ss,
+// the hold passes, the client goes away or the node closes, and returns
+// what is queued.
+func (s *Server) waitPoll(r *http.Request, ss *session, hold time.Duration) []outMsg {
+	ss.mu.Lock()
+	if len(ss.queue) == 0 && hold > 0 && !ss.closed && !ss.released {
+		wake := make(chan struct{}, 1)
+		ss.wake = wake
+		ss.mu.Unlock()
+		t := time.NewTimer(hold)
+		select {
+		case <-wake:
+		case <-t.C:
+		case <-r.Context().Done():
+		case <-s.ctx.Done():
+		}
+		t.Stop()
+		ss.mu.Lock()
+		if ss.wake == wake {
+			ss.wake = nil
+		}
+	}
+	q := ss.takeLocked()
+	ss.lastConnect = s.cfg.Now()
+	ss.mu.Unlock()
+	s.countOut(q)
+	return q
+}

@@ -1,0 +1,75 @@
+package server
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are a node's Prometheus series. Each Server has its own registry
+// so that several nodes can live in one test process.
+type metrics struct {
+	reg           *prometheus.Registry
+	connections   *prometheus.GaugeVec
+	sessions      prometheus.Gauge
+	subscriptions prometheus.Gauge
+	messagesIn    prometheus.Counter
+	messagesOut   prometheus.Counter
+	published     prometheus.Counter
+	latency       prometheus.Histogram
+	errors        *prometheus.CounterVec
+	slowConsumers prometheus.Counter
+	restored      *prometheus.CounterVec
+	released      prometheus.Counter
+	brokerErrors  prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wsfleet_connections", Help: "Open client connections by transport (long-polling counts requests in flight).",
+		}, []string{"transport"}),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wsfleet_sessions", Help: "Bayeux sessions held by this node.",
+		}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wsfleet_subscriptions", Help: "Subscriptions of the sessions held by this node.",
+		}),
+		messagesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_messages_in_total", Help: "Bayeux messages received from clients and the publish endpoint.",
+		}),
+		messagesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_messages_out_total", Help: "Published messages handed to clients.",
+		}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_published_total", Help: "Messages this node published to the broker.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wsfleet_publish_deliver_seconds", Help: "Time from the broker accepting a message to handing it to a client.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsfleet_errors_total", Help: "Bayeux errors returned to clients, and HTTP 400s, by code.",
+		}, []string{"code"}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_slow_consumers_total", Help: "Clients disconnected because their queue overflowed.",
+		}),
+		restored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsfleet_sessions_restored_total", Help: "Sessions taken over from the shared session store, by outcome.",
+		}, []string{"outcome"}),
+		released: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_drain_released_total", Help: "Clients released by a drain.",
+		}),
+		brokerErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_broker_errors_total", Help: "Failed broker operations (publish, history, session store).",
+		}),
+	}
+	m.reg.MustRegister(m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
+		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) errorCode(code int) { m.errors.WithLabelValues(strconv.Itoa(code)).Inc() }

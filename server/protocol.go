@@ -1,0 +1,454 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"sort"
+	"time"
+
+	"wsfleet/bayeux"
+	"wsfleet/broker"
+)
+
+// connTypes are the transports this node offers in a handshake.
+var connTypes = []string{bayeux.ConnTypeWebSocket, bayeux.ConnTypeLongPolling}
+
+// batch is one request (a websocket frame or a long-polling POST) being
+// processed: the replies in order, the connect to hold, and what must
+// happen once the replies are on their way (replays).
+type batch struct {
+	transport string
+	req       *http.Request
+	ws        *wsConn
+
+	replies []*bayeux.Message
+	after   []func()
+
+	// connect is the session whose successful /meta/connect this batch
+	// carries; connectAt is its reply's index in replies.
+	connect   *session
+	connectAt int
+	hold      time.Duration
+}
+
+// process handles every message of a batch in order.
+func (s *Server) process(b *batch, msgs []bayeux.Message) {
+	for i := range msgs {
+		m := &msgs[i]
+		s.met.messagesIn.Inc()
+		c := &Call{Message: m, Transport: b.transport, Request: b.req}
+		var ss *session
+		if m.Channel != bayeux.ChannelHandshake && m.ClientID != "" {
+			if ss = s.lookup(m.ClientID); ss != nil {
+				c.Identity = &ss.ident
+			}
+		}
+		s.incoming(c)
+		var reply *bayeux.Message
+		if m.Error != "" {
+			reply = newReply(m)
+			reply.Error = m.Error
+		} else {
+			reply = s.handle(b, c, ss)
+		}
+		if reply == nil {
+			continue
+		}
+		if reply.Error != "" {
+			reply.Successful = bayeux.False
+			if e, ok := bayeux.ParseError(reply.Error); ok {
+				s.met.errorCode(e.Code)
+			}
+		} else if reply.Successful == nil {
+			reply.Successful = bayeux.True
+		}
+		s.advise(reply)
+		s.outgoing(&Call{Transport: b.transport, Request: b.req, Identity: c.Identity}, reply)
+		if b.connect != nil && b.connectAt < 0 && reply.Channel == bayeux.ChannelConnect && reply.Error == "" {
+			b.connectAt = len(b.replies)
+		}
+		b.replies = append(b.replies, reply)
+	}
+}
+
+// newReply starts the reply to m as Faye does: id, clientId and channel
+// echoed.
+func newReply(m *bayeux.Message) *bayeux.Message {
+	return &bayeux.Message{ID: m.ID, ClientID: m.ClientID, Channel: m.Channel}
+}
+
+// advise adds advice to handshake and connect replies: retry with the
+// node's interval and timeout, or handshake after an error.
+func (s *Server) advise(r *bayeux.Message) {
+	if r.Channel != bayeux.ChannelHandshake && r.Channel != bayeux.ChannelConnect {
+		return
+	}
+	if r.Advice != nil {
+		return
+	}
+	if r.Error != "" {
+		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectHandshake, Interval: bayeux.Millis(s.cfg.Interval.Milliseconds())}
+		return
+	}
+	r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectRetry,
+		Interval: bayeux.Millis(s.cfg.Interval.Milliseconds()), Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
+}
+
+func (s *Server) handle(b *batch, c *Call, ss *session) *bayeux.Message {
+	m := c.Message
+	switch m.Channel {
+	case bayeux.ChannelHandshake:
+		return s.handshake(b, c)
+	case bayeux.ChannelConnect:
+		return s.connect(b, m, ss)
+	case bayeux.ChannelSubscribe:
+		return s.subscribe(b, m, ss)
+	case bayeux.ChannelUnsubscribe:
+		return s.unsubscribe(m, ss)
+	case bayeux.ChannelDisconnect:
+		return s.disconnect(m, ss)
+	case "":
+		r := newReply(m)
+		r.Error = bayeux.ErrParameterMissing("channel").Error()
+		return r
+	}
+	if bayeux.IsMeta(m.Channel) {
+		r := newReply(m)
+		r.Error = bayeux.ErrChannelUnknown(m.Channel).Error()
+		return r
+	}
+	return s.publish(m, ss)
+}
+
+func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
+	m := c.Message
+	r := newReply(m)
+	r.ClientID = ""
+	r.Version = bayeux.Version
+	r.SupportedConnectionTypes = connTypes
+	switch {
+	case m.Version == "":
+		r.Error = bayeux.ErrParameterMissing("version").Error()
+		return r
+	case len(m.SupportedConnectionTypes) == 0:
+		r.Error = bayeux.ErrParameterMissing("supportedConnectionTypes").Error()
+		return r
+	}
+	common := false
+	for _, t := range m.SupportedConnectionTypes {
+		if slices.Contains(connTypes, t) {
+			common = true
+		}
+	}
+	if !common {
+		r.Error = bayeux.ErrConntypeMismatch(m.SupportedConnectionTypes...).Error()
+		return r
+	}
+	if !s.Ready() {
+		// a draining node takes no new client; the load balancer sends
+		// the retry elsewhere.
+		r.Error = bayeux.ErrServer("Node draining").Error()
+		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectHandshake, Interval: bayeux.Millis(500)}
+		return r
+	}
+	ident := Identity{Anonymous: true}
+	if c.Identity != nil {
+		ident = *c.Identity
+	}
+	ss := &session{id: newClientID(), srv: s, ident: ident, lastConnect: s.cfg.Now()}
+	s.addSession(ss)
+	c.Identity = &ss.ident
+	r.ClientID = ss.id
+	return r
+}
+
+// unknownClient is the reply to a message naming a client this node does
+// not hold and cannot restore.
+func unknownClient(m *bayeux.Message) *bayeux.Message {
+	r := newReply(m)
+	r.Error = bayeux.ErrClientUnknown(m.ClientID).Error()
+	r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectHandshake, Interval: bayeux.Millis(0)}
+	return r
+}
+
+func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Message {
+	r := newReply(m)
+	switch {
+	case m.ClientID == "":
+		r.Error = bayeux.ErrParameterMissing("clientId").Error()
+		return r
+	case m.ConnectionType == "":
+		r.Error = bayeux.ErrParameterMissing("connectionType").Error()
+		return r
+	case !slices.Contains(connTypes, m.ConnectionType):
+		r.Error = bayeux.ErrConntypeMismatch(m.ConnectionType).Error()
+		return r
+	}
+	if ss == nil {
+		ss = s.restore(b, m.ClientID)
+		if ss == nil {
+			return unknownClient(m)
+		}
+	}
+	hold := s.cfg.Timeout - s.cfg.Timeout/20
+	if m.Advice != nil && m.Advice.Timeout != nil {
+		if t := time.Duration(*m.Advice.Timeout) * time.Millisecond; t >= 0 && t < hold {
+			hold = t
+		}
+	}
+	ss.mu.Lock()
+	ss.lastConnect = s.cfg.Now()
+	released := ss.released
+	ss.mu.Unlock()
+	if released {
+		// a drain let this session go while the client was away: it
+		// must reconnect through the load balancer to another node.
+		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectRetry, Interval: bayeux.Millis(0),
+			Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
+		return r
+	}
+	b.connect, b.connectAt, b.hold = ss, -1, hold
+	return r
+}
+
+func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Message {
+	r := newReply(m)
+	r.Subscription = m.Subscription
+	switch {
+	case m.ClientID == "":
+		r.Error = bayeux.ErrParameterMissing("clientId").Error()
+		return r
+	case ss == nil:
+		return unknownClient(m)
+	case len(m.Subscription) == 0:
+		r.Error = bayeux.ErrParameterMissing("subscription").Error()
+		return r
+	}
+	if !ss.ident.Expires.IsZero() && s.cfg.Now().After(ss.ident.Expires) {
+		r.Error = bayeux.NewError(bayeux.CodeClientUnknown, "Token expired").Error()
+		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectHandshake}
+		return r
+	}
+	for _, p := range m.Subscription {
+		switch {
+		case !bayeux.ValidPattern(p):
+			r.Error = bayeux.ErrChannelInvalid(p).Error()
+			return r
+		case bayeux.IsMeta(p) || bayeux.IsService(p):
+			r.Error = bayeux.ErrChannelForbidden(p).Error()
+			return r
+		case !s.cfg.Rules.canSubscribe(ss.ident, p):
+			r.Error = bayeux.NewError(bayeux.CodeChannelForbidden, "Subscription denied", p).Error()
+			return r
+		}
+	}
+	since, wantReplay := extSince(m.Ext)
+	ss.mu.Lock()
+	var added []string
+	for _, p := range m.Subscription {
+		if !ss.hasSubLocked(p) && !slices.Contains(added, p) {
+			added = append(added, p)
+		}
+	}
+	if len(ss.subs)+len(added) > s.cfg.MaxSubscriptions {
+		ss.mu.Unlock()
+		r.Error = bayeux.NewError(bayeux.CodeChannelForbidden, "Too many subscriptions", m.Subscription...).Error()
+		return r
+	}
+	old := slices.Clone(ss.subs)
+	cursor := ss.cursor
+	ss.subs = append(ss.subs, added...)
+	if wantReplay && len(added) > 0 {
+		ss.replaying++
+	}
+	ss.mu.Unlock()
+	for _, p := range added {
+		s.indexAdd(ss, p)
+	}
+	if !wantReplay || len(added) == 0 {
+		return r
+	}
+	// Live messages for the session now wait in pending; the history up
+	// to now fills the gap before them.
+	hist, err := s.broker.History(s.ctx, added, since)
+	var gone bool
+	switch {
+	case errors.Is(err, broker.ErrHistoryGone):
+		gone = true
+		r.Ext = json.RawMessage(`{"replay":"gone"}`)
+	case err != nil:
+		s.met.brokerErrors.Inc()
+		s.log.Warn("replay failed", "client", ss.id, "err", err)
+		r.Ext = json.RawMessage(`{"replay":"gone"}`)
+		gone = true
+	default:
+		r.Ext = json.RawMessage(`{"replay":"ok"}`)
+	}
+	var replay []outMsg
+	if !gone {
+		for _, h := range hist {
+			// already delivered live through an older subscription
+			if h.Seq <= cursor && matchesAny(old, h.Channel) {
+				continue
+			}
+			replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
+		}
+	}
+	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	return r
+}
+
+// extSince reads ext.since, the cursor a client asks to replay from.
+func extSince(ext json.RawMessage) (uint64, bool) {
+	if len(ext) == 0 {
+		return 0, false
+	}
+	var e struct {
+		Since *uint64 `json:"since"`
+	}
+	if json.Unmarshal(ext, &e) != nil || e.Since == nil {
+		return 0, false
+	}
+	return *e.Since, true
+}
+
+// finishReplay queues the replayed messages merged with the live ones that
+// arrived meanwhile, in sequence order and each once.
+func (ss *session) finishReplay(replay []outMsg) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return
+	}
+	ss.pending = append(ss.pending, replay...)
+	ss.replaying--
+	if ss.replaying > 0 {
+		return
+	}
+	p := ss.pending
+	ss.pending = nil
+	sort.SliceStable(p, func(i, j int) bool { return p[i].seq < p[j].seq })
+	var last uint64
+	for _, m := range p {
+		if m.seq == last {
+			continue
+		}
+		last = m.seq
+		ss.queue = append(ss.queue, m)
+		if m.seq > ss.cursor {
+			ss.cursor = m.seq
+		}
+	}
+	ss.kickLocked()
+}
+
+func (s *Server) unsubscribe(m *bayeux.Message, ss *session) *bayeux.Message {
+	r := newReply(m)
+	r.Subscription = m.Subscription
+	switch {
+	case m.ClientID == "":
+		r.Error = bayeux.ErrParameterMissing("clientId").Error()
+		return r
+	case ss == nil:
+		return unknownClient(m)
+	case len(m.Subscription) == 0:
+		r.Error = bayeux.ErrParameterMissing("subscription").Error()
+		return r
+	}
+	for _, p := range m.Subscription {
+		if !bayeux.ValidPattern(p) {
+			r.Error = bayeux.ErrChannelInvalid(p).Error()
+			return r
+		}
+	}
+	ss.mu.Lock()
+	var removed []string
+	ss.subs = slices.DeleteFunc(ss.subs, func(p string) bool {
+		if slices.Contains(m.Subscription, p) {
+			removed = append(removed, p)
+			return true
+		}
+		return false
+	})
+	ss.mu.Unlock()
+	for _, p := range removed {
+		s.indexRemove(ss, p)
+	}
+	return r
+}
+
+func (s *Server) disconnect(m *bayeux.Message, ss *session) *bayeux.Message {
+	r := newReply(m)
+	switch {
+	case m.ClientID == "":
+		r.Error = bayeux.ErrParameterMissing("clientId").Error()
+		return r
+	case ss == nil:
+		return unknownClient(m)
+	}
+	s.removeSession(ss, "disconnect")
+	_ = s.broker.Sessions().Delete(s.ctx, ss.id)
+	return r
+}
+
+// publish handles a message a client publishes.
+func (s *Server) publish(m *bayeux.Message, ss *session) *bayeux.Message {
+	r := newReply(m)
+	switch {
+	case !bayeux.ValidChannel(m.Channel):
+		r.Error = bayeux.ErrChannelInvalid(m.Channel).Error()
+		return r
+	case len(m.Data) == 0:
+		r.Error = bayeux.ErrParameterMissing("data").Error()
+		return r
+	case m.ClientID == "":
+		r.Error = bayeux.ErrParameterMissing("clientId").Error()
+		return r
+	case ss == nil:
+		return unknownClient(m)
+	case !s.cfg.Rules.canPublish(ss.ident, m.Channel):
+		r.Error = bayeux.NewError(bayeux.CodeChannelForbidden, "Publish denied", m.Channel).Error()
+		return r
+	}
+	if bayeux.IsService(m.Channel) {
+		// service channels reach the server only; there is no service
+		// handler here, so the message ends with its acknowledgement.
+		return r
+	}
+	seq, err := s.publishData(s.ctx, m.Channel, m.Data)
+	if err != nil {
+		s.log.Warn("publish failed", "channel", m.Channel, "err", err)
+		r.Error = bayeux.ErrServer("Publish failed").Error()
+		return r
+	}
+	r.Ext = seqExt(seq)
+	return r
+}
+
+// publishData publishes data on channel through the broker. The payload is
+// rebuilt from channel and data only, so that a publisher's ext (its
+// token) never reaches subscribers.
+func (s *Server) publishData(ctx context.Context, channel string, data json.RawMessage) (uint64, error) {
+	payload, err := json.Marshal(struct {
+		Channel string          `json:"channel"`
+		Data    json.RawMessage `json:"data"`
+	}{channel, data})
+	if err != nil {
+		return 0, err
+	}
+	seq, err := s.broker.Publish(ctx, channel, payload)
+	if err != nil {
+		s.met.brokerErrors.Inc()
+		return 0, err
+	}
+	s.met.published.Inc()
+	return seq, nil
+}
+
+func seqExt(seq uint64) json.RawMessage {
+	b, _ := json.Marshal(map[string]uint64{"seq": seq})
+	return b
+}

@@ -1,0 +1,467 @@
+// Package server is the ws node: a Bayeux 1.0 server that unmodified faye
+// and halley clients use over websocket and long-polling, fanning messages
+// out through a broker.Broker so that a cluster of nodes acts as one, and
+// able to drain itself without losing a message.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"wsfleet/bayeux"
+	"wsfleet/broker"
+)
+
+// Config configures a node. Zero values take the defaults documented on
+// each field.
+type Config struct {
+	NodeID  string // reported in status and saved sessions; default "ws"
+	Version string // build version, reported in status
+	Image   string // machine image label, reported in status
+
+	Mount string // Bayeux endpoint path; default /bayeux
+
+	// AdminToken guards /admin/* and /publish (Bearer). Empty disables them.
+	AdminToken string
+	// AuthSecret verifies client tokens (HS256). Empty means anonymous
+	// clients may subscribe and publish anywhere.
+	AuthSecret []byte
+	Rules      Rules
+
+	MaxMessageBytes  int // largest request body or websocket frame; default 64 KiB
+	MaxSubscriptions int // per session; default 100
+	MaxBatch         int // messages per request; default 100
+	QueueLimit       int // queued messages per session before it is dropped as slow; default 1000
+
+	// Timeout is how long a /meta/connect is held (advice.timeout);
+	// default 30s. Interval is advice.interval; default 0.
+	Timeout  time.Duration
+	Interval time.Duration
+	// SessionTimeout removes a session that has sent no /meta/connect for
+	// this long; default Timeout + 30s.
+	SessionTimeout time.Duration
+	// WriteTimeout bounds one websocket write; default 10s.
+	WriteTimeout time.Duration
+	// SweepInterval is how often expired sessions are looked for; default 5s.
+	SweepInterval time.Duration
+
+	// Broker carries messages between nodes; default a memory broker.
+	Broker broker.Broker
+
+	// Extensions see every incoming message and every outgoing reply, in
+	// order (outgoing in reverse), after the built-in authentication.
+	Extensions []Extension
+
+	// DrainDefaults fill what a POST /admin/drain leaves out; zero
+	// fields take DefaultDrainOptions.
+	DrainDefaults DrainOptions
+
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = "ws"
+	}
+	if c.Mount == "" {
+		c.Mount = "/bayeux"
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 10
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 100
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 100
+	}
+	if c.QueueLimit <= 0 {
+		c.QueueLimit = 1000
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = c.Timeout + 30*time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = 5 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.DrainDefaults.Window <= 0 {
+		c.DrainDefaults.Window = DefaultDrainOptions.Window
+	}
+	if c.DrainDefaults.MaxRate <= 0 {
+		c.DrainDefaults.MaxRate = DefaultDrainOptions.MaxRate
+	}
+	if c.DrainDefaults.Deadline <= 0 {
+		c.DrainDefaults.Deadline = DefaultDrainOptions.Deadline
+	}
+}
+
+// State is where a node is in its life.
+type State string
+
+// States.
+const (
+	StateReady    State = "ready"
+	StateDraining State = "draining"
+	StateDrained  State = "drained"
+)
+
+// Server is one ws node.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	broker broker.Broker
+	met    *metrics
+	exts   []Extension
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+
+	mu       sync.RWMutex
+	sessions map[string]*session
+	index    map[string]map[*session]struct{} // pattern -> subscribers
+	nsubs    int
+	state    State
+	wsConns  map[*wsConn]struct{}
+
+	drain drainState
+	polls atomic.Int64 // long-polling requests in flight
+
+	stopBroker func()
+	closeOnce  sync.Once
+	wg         sync.WaitGroup
+}
+
+// New returns a node subscribed to its broker. It does not listen: serve
+// Handler() with an http.Server and call Run.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Broker == nil {
+		cfg.Broker = broker.NewMemory(broker.MemoryOptions{Now: cfg.Now})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg, log: log.With("node", cfg.NodeID), broker: cfg.Broker, met: newMetrics(),
+		ctx: ctx, cancel: cancel,
+		sessions: map[string]*session{}, index: map[string]map[*session]struct{}{},
+		state: StateReady, wsConns: map[*wsConn]struct{}{},
+	}
+	s.exts = append([]Extension{authExtension{s}}, cfg.Extensions...)
+	if len(cfg.AuthSecret) == 0 {
+		s.log.Warn("no auth secret: anonymous clients may subscribe and publish on every channel")
+	}
+	if cfg.AdminToken == "" {
+		s.log.Warn("no admin token: /admin and /publish are disabled")
+	}
+	stop, err := cfg.Broker.Subscribe(ctx, s.onBroker)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("subscribe to broker: %w", err)
+	}
+	s.stopBroker = stop
+	return s, nil
+}
+
+// Handler serves the Bayeux endpoint (websocket upgrade and long-polling)
+// at the mount path, and the operational endpoints.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(s.cfg.Mount, s.serveBayeux)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", s.serveReady)
+	mux.Handle("/metrics", promhttp.HandlerFor(s.met.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /admin/status", s.admin(s.serveStatus))
+	mux.HandleFunc("POST /admin/drain", s.admin(s.serveDrain))
+	mux.HandleFunc("POST /publish", s.admin(s.servePublish))
+	return mux
+}
+
+// Run expires idle sessions until ctx ends or the node closes.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.ctx.Done():
+			return nil
+		case <-t.C:
+			s.sweep()
+		}
+	}
+}
+
+// sweep removes sessions that sent no /meta/connect within SessionTimeout.
+func (s *Server) sweep() {
+	now := s.cfg.Now()
+	s.mu.RLock()
+	var dead []*session
+	for _, ss := range s.sessions {
+		ss.mu.Lock()
+		if ss.held == nil && ss.wake == nil && now.Sub(ss.lastConnect) > s.cfg.SessionTimeout {
+			dead = append(dead, ss)
+		}
+		ss.mu.Unlock()
+	}
+	s.mu.RUnlock()
+	for _, ss := range dead {
+		s.log.Debug("session expired", "client", ss.id)
+		s.removeSession(ss, "expired")
+	}
+}
+
+// Close disconnects every client and stops the node. The broker is the
+// caller's to close.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		if s.stopBroker != nil {
+			s.stopBroker()
+		}
+		s.mu.Lock()
+		conns := make([]*wsConn, 0, len(s.wsConns))
+		for c := range s.wsConns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.close(wsStatusGoingAway, "server shutting down")
+		}
+	})
+	return nil
+}
+
+// onBroker fans one broker message out to the local subscribers. It runs
+// on the broker's delivery goroutine, so it only queues.
+func (s *Server) onBroker(m broker.Message) {
+	if bayeux.IsService(m.Channel) || bayeux.IsMeta(m.Channel) {
+		return
+	}
+	var targets []*session
+	s.mu.RLock()
+	for _, p := range bayeux.Expand(m.Channel) {
+		for ss := range s.index[p] {
+			targets = append(targets, ss)
+		}
+	}
+	s.mu.RUnlock()
+	if len(targets) == 0 {
+		return
+	}
+	om := outMsg{seq: m.Seq, published: m.Published.UnixNano(), b: s.encodeDelivery(m)}
+	for _, ss := range targets {
+		// a session subscribed through two matching patterns gets the
+		// message once: deliver drops seq <= cursor.
+		ss.deliver(om)
+	}
+}
+
+// encodeDelivery turns a broker message into the bytes every subscriber
+// receives, through the outgoing extensions.
+func (s *Server) encodeDelivery(m broker.Message) []byte {
+	b := stampSeq(m.Payload, m.Seq)
+	if !s.hasOutgoing() {
+		return b
+	}
+	msgs, err := bayeux.DecodeMessages(b)
+	if err != nil || len(msgs) != 1 {
+		return b
+	}
+	msg := &msgs[0]
+	s.outgoing(nil, msg)
+	out, err := marshalMessage(msg)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// addSession registers a new session.
+func (s *Server) addSession(ss *session) {
+	s.mu.Lock()
+	s.sessions[ss.id] = ss
+	n := len(s.sessions)
+	s.mu.Unlock()
+	s.met.sessions.Set(float64(n))
+}
+
+func (s *Server) lookup(id string) *session {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.sessions[id]
+}
+
+// subscribe adds ss to the index for pattern.
+func (s *Server) indexAdd(ss *session, p string) {
+	s.mu.Lock()
+	set := s.index[p]
+	if set == nil {
+		set = map[*session]struct{}{}
+		s.index[p] = set
+	}
+	if _, ok := set[ss]; !ok {
+		set[ss] = struct{}{}
+		s.nsubs++
+	}
+	n := s.nsubs
+	s.mu.Unlock()
+	s.met.subscriptions.Set(float64(n))
+}
+
+func (s *Server) indexRemove(ss *session, p string) {
+	s.mu.Lock()
+	if set := s.index[p]; set != nil {
+		if _, ok := set[ss]; ok {
+			delete(set, ss)
+			s.nsubs--
+			if len(set) == 0 {
+				delete(s.index, p)
+			}
+		}
+	}
+	n := s.nsubs
+	s.mu.Unlock()
+	s.met.subscriptions.Set(float64(n))
+}
+
+// removeSession forgets ss and closes its websocket, if any.
+func (s *Server) removeSession(ss *session, why string) {
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		return
+	}
+	ss.closed = true
+	subs := ss.subs
+	ss.subs = nil
+	ss.queue = nil
+	ss.pending = nil
+	if ss.held != nil {
+		ss.held.timer.Stop()
+		ss.held = nil
+	}
+	if ss.wake != nil {
+		select {
+		case ss.wake <- struct{}{}:
+		default:
+		}
+	}
+	ss.mu.Unlock()
+	s.mu.Lock()
+	if s.sessions[ss.id] == ss {
+		delete(s.sessions, ss.id)
+	}
+	for _, p := range subs {
+		if set := s.index[p]; set != nil {
+			if _, ok := set[ss]; ok {
+				delete(set, ss)
+				s.nsubs--
+				if len(set) == 0 {
+					delete(s.index, p)
+				}
+			}
+		}
+	}
+	n, nsubs := len(s.sessions), s.nsubs
+	s.mu.Unlock()
+	s.met.sessions.Set(float64(n))
+	s.met.subscriptions.Set(float64(nsubs))
+	s.log.Debug("session removed", "client", ss.id, "why", why)
+}
+
+// slowConsumer drops a session whose queue overflowed.
+func (s *Server) slowConsumer(ss *session) {
+	s.met.slowConsumers.Inc()
+	s.log.Info("slow consumer disconnected", "client", ss.id, "queue_limit", s.cfg.QueueLimit)
+	ss.mu.Lock()
+	c := ss.ws
+	ss.mu.Unlock()
+	s.removeSession(ss, "slow consumer")
+	if c != nil {
+		c.close(wsStatusPolicyViolation, "slow consumer")
+	}
+}
+
+// Status is the node's state as /admin/status reports it.
+type Status struct {
+	Node          string      `json:"node"`
+	Version       string      `json:"version"`
+	Image         string      `json:"image"`
+	State         State       `json:"state"`
+	Connections   int         `json:"connections"`
+	Sessions      int         `json:"sessions"`
+	Subscriptions int         `json:"subscriptions"`
+	Drain         DrainStatus `json:"drain"`
+}
+
+// DrainStatus is a drain's progress.
+type DrainStatus struct {
+	Remaining int        `json:"remaining"`
+	Released  int        `json:"released"`
+	StartedAt *time.Time `json:"started_at"`
+}
+
+// Status returns the node's state.
+func (s *Server) Status() Status {
+	s.mu.RLock()
+	st := Status{
+		Node: s.cfg.NodeID, Version: s.cfg.Version, Image: s.cfg.Image, State: s.state,
+		Connections: len(s.wsConns) + int(s.polls.Load()), Sessions: len(s.sessions), Subscriptions: s.nsubs,
+	}
+	s.mu.RUnlock()
+	st.Drain = s.drainStatus(st.Connections)
+	return st
+}
+
+// Ready reports whether the node takes new clients.
+func (s *Server) Ready() bool {
+	s.mu.RLock()
+	ready := s.state == StateReady
+	s.mu.RUnlock()
+	return ready && s.brokerHealthy() == nil
+}
+
+// brokerHealthy is the broker's health when it can lose its backend: a node
+// whose NATS is away takes no new clients but keeps its own.
+func (s *Server) brokerHealthy() error {
+	if h, ok := s.broker.(broker.HealthChecker); ok {
+		return h.Healthy()
+	}
+	return nil
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	if err := s.brokerHealthy(); err != nil {
+		http.Error(w, "not ready: broker: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if !s.Ready() {
+		http.Error(w, "not ready: "+string(s.Status().State), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+var errClosed = errors.New("server closed")

@@ -1,0 +1,183 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base32"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"wsfleet/bayeux"
+	"wsfleet/broker"
+)
+
+// newClientID returns 160 random bits: a client id is the only credential
+// of an anonymous session, so it must not be guessable.
+func newClientID() string {
+	var b [20]byte
+	rand.Read(b[:])
+	return base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+}
+
+// outMsg is one frame element waiting for a client: an encoded Bayeux
+// message, with the broker sequence number (0 for replies) and when the
+// broker accepted it (for the latency histogram).
+type outMsg struct {
+	seq       uint64
+	published int64 // unix nanos; 0 for replies
+	b         []byte
+}
+
+// session is one Bayeux client held by this node. Its fields are guarded
+// by mu; it is kept small because a node holds tens of thousands of them.
+type session struct {
+	id  string
+	srv *Server
+	ident Identity
+
+	mu   sync.Mutex
+	subs []string // patterns, a handful per client
+	// queue holds messages not yet handed to the client; it is bounded by
+	// Config.QueueLimit (a slow consumer is disconnected).
+	queue []outMsg
+	// cursor is the highest sequence number put in the queue (or buffered
+	// during a replay); live messages at or below it are duplicates.
+	cursor uint64
+	// given is the highest sequence number handed to the transport: what a
+	// saved session resumes from.
+	given uint64
+	// replaying > 0 while a replay is being fetched; live messages wait in
+	// pending meanwhile so that they come after the replay.
+	replaying int
+	pending   []outMsg
+
+	ws      *wsConn     // attached websocket, nil when none
+	writing bool        // a websocket writer goroutine is running
+	held    *heldConnect // the /meta/connect this node is holding
+	wake    chan struct{} // long-polling: signalled when the queue fills
+
+	lastConnect time.Time // last /meta/connect received or answered
+	closed      bool      // removed from the node
+	released    bool      // handed off by a drain; deliver nothing more
+}
+
+// heldConnect is a /meta/connect reply waiting to be sent on a websocket
+// when its hold ends.
+type heldConnect struct {
+	reply []byte
+	timer *time.Timer
+}
+
+// stampSeq returns payload (a JSON object without ext) with "ext":{"seq":N}
+// added, which is how a client learns its cursor.
+func stampSeq(payload []byte, seq uint64) []byte {
+	p := bytes.TrimRight(payload, " \t\r\n")
+	if len(p) < 2 || p[len(p)-1] != '}' {
+		return payload
+	}
+	out := make([]byte, 0, len(p)+32)
+	out = append(out, p[:len(p)-1]...)
+	if len(bytes.TrimSpace(p[1:len(p)-1])) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, `"ext":{"seq":`...)
+	out = strconv.AppendUint(out, seq, 10)
+	out = append(out, "}}"...)
+	return out
+}
+
+// deliver queues a live broker message. It runs on the broker's delivery
+// goroutine and never blocks.
+func (s *session) deliver(m outMsg) {
+	s.mu.Lock()
+	if s.closed || s.released {
+		s.mu.Unlock()
+		return
+	}
+	if s.replaying > 0 {
+		s.pending = append(s.pending, m)
+		s.mu.Unlock()
+		return
+	}
+	if m.seq <= s.cursor {
+		s.mu.Unlock()
+		return
+	}
+	s.cursor = m.seq
+	overflow := s.pushLocked(m)
+	s.mu.Unlock()
+	if overflow {
+		s.srv.slowConsumer(s)
+	}
+}
+
+// pushLocked appends to the queue and wakes the transport. It reports an
+// overflow, which the caller turns into a disconnect outside the lock.
+func (s *session) pushLocked(m outMsg) bool {
+	if m.seq != 0 && len(s.queue) >= s.srv.cfg.QueueLimit {
+		return true
+	}
+	s.queue = append(s.queue, m)
+	s.kickLocked()
+	return false
+}
+
+// kickLocked makes the transport send what is queued: it starts the
+// websocket writer when none runs, or wakes a waiting long-poll.
+func (s *session) kickLocked() {
+	if s.ws != nil {
+		if !s.writing {
+			s.writing = true
+			go s.writeLoop()
+		}
+		return
+	}
+	if s.wake != nil {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeLocked removes and returns what is queued, advancing given.
+func (s *session) takeLocked() []outMsg {
+	q := s.queue
+	s.queue = nil
+	for _, m := range q {
+		if m.seq > s.given {
+			s.given = m.seq
+		}
+	}
+	return q
+}
+
+// snapshot is the session as another node needs it to take over.
+func (s *session) snapshotLocked(node string, now time.Time) broker.Session {
+	cursor := s.given
+	return broker.Session{
+		ClientID:      s.id,
+		Subscriptions: slices.Clone(s.subs),
+		Cursor:        cursor,
+		Subject:       s.ident.Subject,
+		Grants:        s.ident.Grants,
+		AuthExpires:   s.ident.Expires,
+		Node:          node,
+		SavedAt:       now,
+	}
+}
+
+// hasSub reports whether the session subscribed to pattern.
+func (s *session) hasSubLocked(p string) bool { return slices.Contains(s.subs, p) }
+
+// matchesOldLocked reports whether channel matches one of subs.
+func matchesAny(subs []string, channel string) bool {
+	for _, p := range subs {
+		if bayeux.Match(p, channel) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,280 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"wsfleet/bayeux"
+)
+
+const (
+	wsStatusGoingAway       = websocket.StatusGoingAway
+	wsStatusPolicyViolation = websocket.StatusPolicyViolation
+	wsStatusTryAgainLater   = websocket.StatusTryAgainLater
+)
+
+// wsConn is one websocket. Its reader is the HTTP handler's goroutine; a
+// writer goroutine runs only while its session has something queued, so an
+// idle connection costs one goroutine.
+type wsConn struct {
+	c         *websocket.Conn
+	srv       *Server
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// serveWS upgrades the request and reads frames until the socket closes.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// Faye accepts any origin; clients authenticate with a token.
+		InsecureSkipVerify: true,
+		// compression state costs tens of KiB per connection.
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		s.met.errorCode(400)
+		return
+	}
+	c.SetReadLimit(int64(s.cfg.MaxMessageBytes))
+	wc := &wsConn{c: c, srv: s, closed: make(chan struct{})}
+	s.mu.Lock()
+	closing := s.ctx.Err() != nil
+	if !closing {
+		s.wsConns[wc] = struct{}{}
+	}
+	s.mu.Unlock()
+	if closing {
+		c.Close(wsStatusGoingAway, "server shutting down")
+		return
+	}
+	s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
+	var bound *session
+	defer func() {
+		s.mu.Lock()
+		delete(s.wsConns, wc)
+		s.mu.Unlock()
+		s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Dec()
+		if bound != nil {
+			bound.detach(wc)
+		}
+		wc.close(websocket.StatusNormalClosure, "")
+	}()
+	for {
+		typ, data, err := c.Read(context.Background())
+		if err != nil {
+			return
+		}
+		if typ != websocket.MessageText {
+			wc.close(websocket.StatusUnsupportedData, "text frames only")
+			return
+		}
+		if ss := s.handleFrame(wc, data); ss != nil {
+			if bound != nil && bound != ss {
+				bound.detach(wc)
+			}
+			bound = ss
+		}
+	}
+}
+
+// handleFrame processes one websocket frame and returns the session whose
+// /meta/connect it carried, which is then bound to the socket.
+func (s *Server) handleFrame(wc *wsConn, data []byte) *session {
+	msgs, err := bayeux.DecodeMessages(data)
+	if err != nil {
+		s.met.errorCode(bayeux.CodeBadRequest)
+		wc.writeReplies([]*bayeux.Message{{Successful: bayeux.False, Error: bayeux.ErrBadRequest(err.Error()).Error()}})
+		return nil
+	}
+	if len(msgs) == 0 {
+		// halley's ping
+		wc.write([]byte("[]"))
+		return nil
+	}
+	if len(msgs) > s.cfg.MaxBatch {
+		wc.writeReplies(tooMany(s, msgs))
+		return nil
+	}
+	b := &batch{transport: bayeux.ConnTypeWebSocket, ws: wc}
+	s.process(b, msgs)
+	replies := b.replies
+	var ss *session
+	if b.connect != nil && b.connectAt >= 0 {
+		ss = b.connect
+		reply := replies[b.connectAt]
+		replies = append(replies[:b.connectAt:b.connectAt], replies[b.connectAt+1:]...)
+		ss.attach(wc, reply, b.hold)
+	}
+	if len(replies) > 0 {
+		wc.writeReplies(replies)
+	}
+	for _, f := range b.after {
+		f()
+	}
+	return ss
+}
+
+// tooMany answers every message of an oversized batch with an error,
+// handling none of them.
+func tooMany(s *Server, msgs []bayeux.Message) []*bayeux.Message {
+	out := make([]*bayeux.Message, 0, len(msgs))
+	for i := range msgs {
+		r := newReply(&msgs[i])
+		r.Successful = bayeux.False
+		r.Error = bayeux.ErrBadRequest("Too many messages in one batch").Error()
+		s.met.errorCode(bayeux.CodeBadRequest)
+		out = append(out, r)
+	}
+	return out
+}
+
+// attach binds the session to wc and holds the connect reply there until
+// hold passes: Faye answers a websocket /meta/connect after its timeout and
+// pushes messages in between, and the clients send the next connect as
+// soon as the reply arrives.
+func (ss *session) attach(wc *wsConn, reply *bayeux.Message, hold time.Duration) {
+	b, err := json.Marshal(reply)
+	if err != nil {
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return
+	}
+	ss.ws = wc
+	ss.lastConnect = ss.srv.cfg.Now()
+	if h := ss.held; h != nil {
+		h.timer.Stop()
+		ss.held = nil
+		ss.queue = append(ss.queue, outMsg{b: h.reply})
+	}
+	if hold <= 0 || ss.released {
+		ss.queue = append(ss.queue, outMsg{b: b})
+	} else {
+		h := &heldConnect{reply: b}
+		h.timer = time.AfterFunc(hold, func() { ss.releaseHeld(h) })
+		ss.held = h
+	}
+	if len(ss.queue) > 0 {
+		ss.kickLocked()
+	}
+}
+
+// releaseHeld sends a held connect reply whose hold has passed.
+func (ss *session) releaseHeld(h *heldConnect) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.held != h {
+		return
+	}
+	ss.held = nil
+	ss.lastConnect = ss.srv.cfg.Now()
+	ss.queue = append(ss.queue, outMsg{b: h.reply})
+	ss.kickLocked()
+}
+
+// detach unbinds wc from the session when the socket closes; the session
+// lives on until its timeout so that the client can come back.
+func (ss *session) detach(wc *wsConn) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ws != wc {
+		return
+	}
+	ss.ws = nil
+	ss.lastConnect = ss.srv.cfg.Now()
+	if ss.held != nil {
+		ss.held.timer.Stop()
+		ss.held = nil
+	}
+}
+
+// writeLoop writes what the session has queued, one frame per round, and
+// ends when the queue is empty. A failed write puts the messages back, so
+// that a later connection (or a saved session) starts from them.
+func (ss *session) writeLoop() {
+	for {
+		ss.mu.Lock()
+		wc := ss.ws
+		if wc == nil || ss.closed || len(ss.queue) == 0 {
+			ss.writing = false
+			ss.mu.Unlock()
+			return
+		}
+		given := ss.given
+		q := ss.takeLocked()
+		ss.mu.Unlock()
+
+		if err := wc.write(frame(q)); err != nil {
+			ss.mu.Lock()
+			ss.queue = append(q, ss.queue...)
+			ss.given = given
+			ss.writing = false
+			ss.mu.Unlock()
+			wc.close(websocket.StatusGoingAway, "write failed")
+			return
+		}
+		ss.srv.countOut(q)
+	}
+}
+
+// countOut records deliveries in the metrics.
+func (s *Server) countOut(q []outMsg) {
+	now := s.cfg.Now().UnixNano()
+	for _, m := range q {
+		if m.seq == 0 {
+			continue
+		}
+		s.met.messagesOut.Inc()
+		s.met.latency.Observe(float64(now-m.published) / 1e9)
+	}
+}
+
+// frame joins encoded messages into one JSON array.
+func frame(q []outMsg) []byte {
+	n := 2
+	for _, m := range q {
+		n += len(m.b) + 1
+	}
+	var buf bytes.Buffer
+	buf.Grow(n)
+	buf.WriteByte('[')
+	for i, m := range q {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(m.b)
+	}
+	buf.WriteByte(']')
+	return buf.Bytes()
+}
+
+func (wc *wsConn) writeReplies(rs []*bayeux.Message) {
+	b, err := json.Marshal(rs)
+	if err != nil {
+		return
+	}
+	wc.write(b)
+}
+
+func (wc *wsConn) write(b []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), wc.srv.cfg.WriteTimeout)
+	defer cancel()
+	return wc.c.Write(ctx, websocket.MessageText, b)
+}
+
+// close closes the socket with a status, once, without waiting for the
+// peer's close frame.
+func (wc *wsConn) close(code websocket.StatusCode, reason string) {
+	wc.closeOnce.Do(func() {
+		close(wc.closed)
+		go wc.c.Close(code, reason)
+	})
+}
