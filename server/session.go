@@ -33,8 +33,8 @@ type outMsg struct {
 // session is one Bayeux client held by this node. Its fields are guarded
 // by mu; it is kept small because a node holds tens of thousands of them.
 type session struct {
-	id  string
-	srv *Server
+	id    string
+	srv   *Server
 	ident Identity
 
 	mu   sync.Mutex
@@ -53,9 +53,9 @@ type session struct {
 	replaying int
 	pending   []outMsg
 
-	ws      *wsConn     // attached websocket, nil when none
-	writing bool        // a websocket writer goroutine is running
-	held    *heldConnect // the /meta/connect this node is holding
+	ws      *wsConn       // attached websocket, nil when none
+	writing bool          // a websocket writer goroutine is running
+	held    *heldConnect  // the /meta/connect this node is holding
 	wake    chan struct{} // long-polling: signalled when the queue fills
 
 	lastConnect time.Time // last /meta/connect received or answered

@@ -25,13 +25,13 @@ func init() {
 // so that they stay out of the process list.
 type serveFlags struct {
 	listen, mount, adminToken, authSecret, rules string
-	maxMessageBytes, maxSubs, maxBatch, queue   int
-	nodeID, image, natsURLs, embeddedNATS       string
-	historyAge                                  time.Duration
-	historyMaxMsgs                              int64
-	drain                                       server.DrainOptions
-	timeout                                     time.Duration
-	logLevel                                    string
+	maxMessageBytes, maxSubs, maxBatch, queue    int
+	nodeID, image, natsURLs, embeddedNATS        string
+	historyAge                                   time.Duration
+	historyMaxMsgs                               int64
+	drain                                        server.DrainOptions
+	timeout                                      time.Duration
+	logLevel                                     string
 }
 
 func addServeFlags(fs *flag.FlagSet) *serveFlags {
