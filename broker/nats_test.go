@@ -53,3 +53,93 @@ func TestNATSConformance(t *testing.T) {
 		return newNATS(t, e.ClientURL(), broker.NATSOptions{Name: fmt.Sprintf("node-%p", t), HistoryMsgs: int64(o.HistoryMsgs)})
 	})
 }
+
+// TestNATSConcurrentStart starts several nodes at once on a fresh server:
+// they all create the same stream and bucket, and none may fail.
+func TestNATSConcurrentStart(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	const nodes = 4
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	brokers := make([]*broker.NATS, nodes)
+	for i := range nodes {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			brokers[i], errs[i] = broker.NewNATS(ctx, broker.NATSOptions{URLs: e.ClientURL(), Name: fmt.Sprint("n", i)})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("node %d: %v", i, err)
+			continue
+		}
+		t.Cleanup(func() { brokers[i].Close() })
+	}
+	if t.Failed() {
+		return
+	}
+	seq, err := brokers[0].Publish(context.Background(), "/x", []byte("1"))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if got, err := brokers[nodes-1].LastSeq(context.Background()); err != nil || got != seq {
+		t.Fatalf("LastSeq on another node = %d, %v; want %d", got, err, seq)
+	}
+}
+
+func TestNATSOptionErrors(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	tests := []struct {
+		name string
+		o    broker.NATSOptions
+	}{
+		{"no urls", broker.NATSOptions{}},
+		{"bad prefix", broker.NATSOptions{URLs: e.ClientURL(), SubjectPrefix: "a.*"}},
+		{"nothing listening", broker.NATSOptions{URLs: "nats://127.0.0.1:1", ConnectTimeout: time.Second}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := broker.NewNATS(context.Background(), tc.o)
+			if err == nil {
+				b.Close()
+				t.Fatal("NewNATS succeeded, want an error")
+			}
+		})
+	}
+}
+
+func TestNATSPublishInvalidChannel(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	b := newNATS(t, e.ClientURL(), broker.NATSOptions{})
+	for _, ch := range []string{"/a/*", "/a/**", "a", "/a.b", "/"} {
+		if _, err := b.Publish(context.Background(), ch, []byte("x")); err == nil {
+			t.Errorf("Publish(%q) succeeded, want an error", ch)
+		}
+	}
+	if _, err := b.History(context.Background(), []string{"/a/*/b"}, 0); err == nil {
+		t.Error("History with an invalid pattern succeeded, want an error")
+	}
+}
+
+// TestNATSSharedPrefixIsolation runs two fleets with different streams and
+// prefixes on one NATS: neither sees the other's messages.
+func TestNATSSharedPrefixIsolation(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	a := newNATS(t, e.ClientURL(), broker.NATSOptions{Stream: "A", SubjectPrefix: "fleet-a", SessionBucket: "a_sessions"})
+	b := newNATS(t, e.ClientURL(), broker.NATSOptions{Stream: "B", SubjectPrefix: "fleet-b", SessionBucket: "b_sessions"})
+	ctx := context.Background()
+	if _, err := a.Publish(ctx, "/x", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.History(ctx, []string{"/**"}, 0); err != nil || len(got) != 0 {
+		t.Fatalf("fleet b history = %d messages, %v; want none", len(got), err)
+	}
+	if err := a.Sessions().Save(ctx, broker.Session{ClientID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Sessions().Load(ctx, "c"); err != broker.ErrNoSession {
+		t.Fatalf("fleet b sees fleet a's session: %v", err)
+	}
+}

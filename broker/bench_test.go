@@ -1,0 +1,53 @@
+package broker_test
+
+import (
+	"context"
+	"testing"
+
+	"wsfleet/broker"
+)
+
+// BenchmarkPublishDeliver measures one publish and its delivery back to a
+// subscriber of the same broker, one message at a time, for the memory
+// broker and for the NATS broker on an embedded server over loopback.
+func BenchmarkPublishDeliver(b *testing.B) {
+	b.Run("memory", func(b *testing.B) {
+		m := broker.NewMemory(broker.MemoryOptions{HistoryMsgs: 10_000})
+		defer m.Close()
+		benchPublishDeliver(b, m)
+	})
+	b.Run("nats", func(b *testing.B) {
+		e, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: "127.0.0.1:0", StoreDir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Shutdown(context.Background())
+		n, err := broker.NewNATS(context.Background(), broker.NATSOptions{URLs: e.ClientURL(), HistoryMsgs: 10_000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer n.Close()
+		benchPublishDeliver(b, n)
+	})
+}
+
+func benchPublishDeliver(b *testing.B, br broker.Broker) {
+	ctx := context.Background()
+	got := make(chan uint64, 1)
+	stop, err := br.Subscribe(ctx, func(m broker.Message) { got <- m.Seq })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stop()
+	payload := []byte(`{"channel":"/bench/room","data":{"text":"hello"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		seq, err := br.Publish(ctx, "/bench/room", payload)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if d := <-got; d != seq {
+			b.Fatalf("delivered seq %d, published %d", d, seq)
+		}
+	}
+}
