@@ -144,6 +144,7 @@ type Client struct {
 
 	deliverMu sync.Mutex
 	window    seqWindow
+	cursor    uint64 // seq of the newest in-order delivery
 
 	cancel   context.CancelFunc
 	loopDone chan struct{}
@@ -220,11 +221,12 @@ func (c *Client) ID() string {
 	return c.clientID
 }
 
-// Cursor returns the highest broker sequence number received.
+// Cursor returns the broker sequence number of the newest message
+// received, which is what the client asks to resume from.
 func (c *Client) Cursor() uint64 {
 	c.deliverMu.Lock()
 	defer c.deliverMu.Unlock()
-	return c.window.high
+	return c.cursor
 }
 
 // Stats returns the counters.
@@ -398,6 +400,8 @@ func (c *Client) deliver(m *bayeux.Message) {
 	defer c.deliverMu.Unlock()
 	if d.Seq > 0 {
 		switch c.window.add(d.Seq) {
+		case seqNew:
+			c.cursor = d.Seq
 		case seqDuplicate:
 			c.mu.Lock()
 			c.stats.Duplicates++
@@ -626,7 +630,14 @@ func (c *Client) resubscribe(ctx context.Context) (replayGone bool, err error) {
 		}
 	}
 	c.mu.Unlock()
-	since := c.Cursor()
+	// A new session may live in a new sequence space (a restarted node
+	// with a memory broker counts from 1 again), so the duplicate window
+	// starts afresh; the replay asked for starts after the cursor, so it
+	// cannot overlap what was already delivered.
+	c.deliverMu.Lock()
+	since := c.cursor
+	c.window = seqWindow{}
+	c.deliverMu.Unlock()
 	for _, p := range patterns {
 		gone, err := c.subscribeRequest(ctx, p, since)
 		if err != nil {
