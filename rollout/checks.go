@@ -1,0 +1,320 @@
+package rollout
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Prober starts synthetic clients (the probe library) through the load
+// balancer; the engine keeps one running for each phase.
+type Prober interface {
+	Start(ctx context.Context, spec ProbeSpec) (ProbeRun, error)
+}
+
+// ProbeRun is a running probe.
+type ProbeRun interface {
+	// Snapshot reports what the probe measured so far.
+	Snapshot() ProbeResult
+	// Stop ends the probe, waiting for messages in flight, and reports.
+	Stop(ctx context.Context) ProbeResult
+}
+
+// ProbeSpec is what a probe check asks of a prober.
+type ProbeSpec struct {
+	URL      string
+	Clients  int
+	Channels int
+	Rate     float64
+}
+
+// ProbeResult is what a probe measured.
+type ProbeResult struct {
+	Clients   int           `json:"clients"`
+	Sent      int64         `json:"sent"`
+	Delivered int64         `json:"delivered"`
+	Lost      int64         `json:"lost"`
+	GapP99    time.Duration `json:"gap_p99"`
+	GapMax    time.Duration `json:"gap_max"`
+	Reconnect int64         `json:"reconnects"`
+}
+
+// Checker runs a phase's checks. It is the engine's only path to HTTP,
+// metrics and commands besides the node admin API.
+type Checker struct {
+	HTTP   *http.Client
+	Prober Prober
+	// MetricsURL returns the /metrics URL of an instance's node.
+	MetricsURL func(Instance) string
+
+	mu        sync.Mutex
+	probe     ProbeRun
+	probeName string
+	baseline  map[string]float64
+}
+
+// StartPhase begins what runs through a whole phase: the probe, and the
+// baselines of the metric checks.
+func (c *Checker) StartPhase(ctx context.Context, checks []Check, g Group, lbURL string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.baseline = map[string]float64{}
+	for _, ch := range checks {
+		switch {
+		case ch.Metric != nil:
+			v, err := c.sumMetric(ctx, ch.Metric.Name, g)
+			if err != nil {
+				return fmt.Errorf("check %s: baseline: %w", ch.Name, err)
+			}
+			c.baseline[ch.Name] = v
+		case ch.Probe != nil && c.probe == nil:
+			if c.Prober == nil {
+				return fmt.Errorf("check %s: no prober configured", ch.Name)
+			}
+			url := ch.Probe.URL
+			if url == "" {
+				url = lbURL
+			}
+			if url == "" {
+				return fmt.Errorf("check %s: probe has no url and the provider knows no load balancer", ch.Name)
+			}
+			run, err := c.Prober.Start(ctx, ProbeSpec{URL: url, Clients: ch.Probe.Clients, Channels: ch.Probe.Channels, Rate: ch.Probe.Rate})
+			if err != nil {
+				return fmt.Errorf("check %s: start probe: %w", ch.Name, err)
+			}
+			c.probe, c.probeName = run, ch.Name
+		}
+	}
+	return nil
+}
+
+// EndPhase stops the phase's probe and returns its final figures.
+func (c *Checker) EndPhase(ctx context.Context) *ProbeResult {
+	c.mu.Lock()
+	run := c.probe
+	c.probe = nil
+	c.mu.Unlock()
+	if run == nil {
+		return nil
+	}
+	r := run.Stop(ctx)
+	return &r
+}
+
+// Run runs every check once against the group as it is; final evaluates
+// the probe with its final figures (r non-nil).
+func (c *Checker) Run(ctx context.Context, checks []Check, g Group, final *ProbeResult, now time.Time) []CheckResult {
+	out := make([]CheckResult, 0, len(checks))
+	for _, ch := range checks {
+		r := CheckResult{Name: ch.Name, At: now}
+		var err error
+		switch {
+		case ch.HTTP != nil:
+			r.Detail, err = c.runHTTP(ctx, ch.HTTP)
+		case ch.Metric != nil:
+			r.Detail, err = c.runMetric(ctx, ch, g)
+		case ch.Command != nil:
+			r.Detail, err = runCommand(ctx, ch.Command)
+		case ch.Probe != nil:
+			r.Detail, err = c.runProbe(ch.Probe, final)
+		}
+		r.Pass = err == nil
+		if err != nil {
+			r.Detail = err.Error()
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (c *Checker) client() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{Timeout: 10 * time.Second}
+}
+
+func (c *Checker) runHTTP(ctx context.Context, h *HTTPCheck) (string, error) {
+	to := h.Timeout.D()
+	if to == 0 {
+		to = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, to)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.client().Do(req)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", h.URL, err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	want := h.Status
+	if want == 0 {
+		want = http.StatusOK
+	}
+	if resp.StatusCode != want {
+		return "", fmt.Errorf("GET %s: status %d, want %d", h.URL, resp.StatusCode, want)
+	}
+	return fmt.Sprintf("status %d", resp.StatusCode), nil
+}
+
+func (c *Checker) runMetric(ctx context.Context, ch Check, g Group) (string, error) {
+	v, err := c.sumMetric(ctx, ch.Metric.Name, g)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	base, ok := c.baseline[ch.Name]
+	c.mu.Unlock()
+	if !ok {
+		base = v
+	}
+	// Counters of terminated nodes leave the sum; only growth counts.
+	inc := max(v-base, 0)
+	if inc > ch.Metric.MaxIncrease {
+		return "", fmt.Errorf("%s rose by %g (max %g)", ch.Metric.Name, inc, ch.Metric.MaxIncrease)
+	}
+	return fmt.Sprintf("%s +%g (max %g)", ch.Metric.Name, inc, ch.Metric.MaxIncrease), nil
+}
+
+// sumMetric adds metric over every in-service node's /metrics. A node that
+// cannot be read is skipped: it may be on its way out, and the http and
+// probe checks cover reachability.
+func (c *Checker) sumMetric(ctx context.Context, name string, g Group) (float64, error) {
+	if c.MetricsURL == nil {
+		return 0, fmt.Errorf("metric %s: no node metrics address", name)
+	}
+	var sum float64
+	read := 0
+	for _, in := range g.Instances {
+		if in.Lifecycle != "InService" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.MetricsURL(in), nil)
+		if err != nil {
+			cancel()
+			return 0, err
+		}
+		resp, err := c.client().Do(req)
+		if err != nil {
+			cancel()
+			continue
+		}
+		v, _, err := SumMetric(io.LimitReader(resp.Body, 8<<20), name)
+		resp.Body.Close()
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("metrics of %s: %w", in.Name, err)
+		}
+		sum += v
+		read++
+	}
+	return sum, nil
+}
+
+// SumMetric adds every sample of metric name (any labels) in a Prometheus
+// text exposition; n is how many samples it found.
+func SumMetric(r io.Reader, name string) (sum float64, n int, err error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		metric, rest := line, ""
+		if i := strings.IndexAny(line, "{ \t"); i >= 0 {
+			metric, rest = line[:i], line[i:]
+		}
+		if metric != name {
+			continue
+		}
+		if strings.HasPrefix(rest, "{") {
+			end := labelsEnd(rest)
+			if end < 0 {
+				return 0, n, fmt.Errorf("unterminated labels: %.80q", line)
+			}
+			rest = rest[end+1:]
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			return 0, n, fmt.Errorf("sample without value: %.80q", line)
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return 0, n, fmt.Errorf("bad value in %.80q", line)
+		}
+		sum += v
+		n++
+	}
+	return sum, n, sc.Err()
+}
+
+// labelsEnd finds the '}' closing a label set, skipping quoted values.
+func labelsEnd(s string) int {
+	inQuote := false
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case inQuote && c == '\\':
+			i++
+		case c == '"':
+			inQuote = !inQuote
+		case !inQuote && c == '}':
+			return i
+		}
+	}
+	return -1
+}
+
+func runCommand(ctx context.Context, cc *CommandCheck) (string, error) {
+	to := cc.Timeout.D()
+	if to == 0 {
+		to = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, to)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cc.Run[0], cc.Run[1:]...)
+	out, err := cmd.CombinedOutput()
+	tail := strings.TrimSpace(string(out))
+	if len(tail) > 200 {
+		tail = "…" + tail[len(tail)-200:]
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %v: %s", strings.Join(cc.Run, " "), err, tail)
+	}
+	return "exit 0", nil
+}
+
+func (c *Checker) runProbe(pc *ProbeCheck, final *ProbeResult) (string, error) {
+	var r ProbeResult
+	if final != nil {
+		r = *final
+	} else {
+		c.mu.Lock()
+		run := c.probe
+		c.mu.Unlock()
+		if run == nil {
+			return "", fmt.Errorf("probe is not running")
+		}
+		r = run.Snapshot()
+	}
+	detail := fmt.Sprintf("%d clients, sent %d, delivered %d, lost %d, gap p99 %s", r.Clients, r.Sent, r.Delivered, r.Lost, r.GapP99.Round(time.Millisecond))
+	if r.Lost > pc.MaxLoss {
+		return "", fmt.Errorf("%s: lost %d > max %d", detail, r.Lost, pc.MaxLoss)
+	}
+	if pc.MaxGap > 0 && r.GapP99 > pc.MaxGap.D() {
+		return "", fmt.Errorf("%s: gap p99 %s > max %s", detail, r.GapP99, pc.MaxGap.D())
+	}
+	return detail, nil
+}

@@ -1,0 +1,363 @@
+package rollout
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Observation is what the engine saw just before deciding: the group and
+// the admin status of its nodes.
+type Observation struct {
+	Group Group
+	Nodes map[string]NodeObs // by instance id
+}
+
+// NodeObs is one node's admin status, or why it could not be read.
+type NodeObs struct {
+	Status NodeStatus
+	Err    string
+}
+
+// EffectKind names a call to the provider or a node.
+type EffectKind string
+
+// The effects.
+const (
+	EffSetImage      EffectKind = "set-image"
+	EffSetVersion    EffectKind = "set-template-version"
+	EffSetDesired    EffectKind = "set-desired"
+	EffProtect       EffectKind = "protect"
+	EffUnprotect     EffectKind = "unprotect"
+	EffTagName       EffectKind = "tag-name"
+	EffDrain         EffectKind = "drain"
+	EffTerminate     EffectKind = "terminate"
+	EffTerminateKeep EffectKind = "terminate-replace" // terminate without decrement
+)
+
+// Effect is one call the engine makes. Key identifies it in the journal:
+// the same effect decided twice (before and after a crash) has one key.
+type Effect struct {
+	Key     string        `json:"key"`
+	Kind    EffectKind    `json:"kind"`
+	ID      string        `json:"id,omitempty"`
+	IDs     []string      `json:"ids,omitempty"`
+	N       int           `json:"n,omitempty"`
+	Value   string        `json:"value,omitempty"`
+	Version TemplateRef   `json:"version,omitzero"`
+	Drain   *DrainOptions `json:"drain,omitempty"`
+}
+
+// Decision is the outcome of deciding one step: its new progress, the
+// effects to make now, and otherwise how long to wait or why it failed.
+type Decision struct {
+	Step    Step
+	Effects []Effect
+	Done    bool
+	Wait    time.Duration // until something is expected to change
+	Reason  string        // what the step waits for, for the view
+	Fail    string        // non-empty: the step cannot complete
+}
+
+// Timing is the plan's durations after the time scale.
+type Timing struct {
+	WarmUp         time.Duration
+	HealthyTimeout time.Duration
+	Drain          DrainOptions
+	// DrainGrace is how long past the drain deadline a node that still
+	// reports connections is given before it is terminated anyway.
+	DrainGrace time.Duration
+	Poll       time.Duration
+	// Scale multiplies the plan's bakes (the other fields come scaled).
+	Scale float64
+}
+
+// decideStep is the pure decision for one step. It never performs I/O;
+// now, the observation and the step's persisted progress are all it reads.
+func decideStep(s Step, prev []Step, obs Observation, t Timing, now time.Time) Decision {
+	if s.Started.IsZero() {
+		s.Started = now
+	}
+	switch s.Kind {
+	case StepWindow:
+		if now.Before(s.NotBefore) {
+			return Decision{Step: s, Wait: s.NotBefore.Sub(now), Reason: "window opens at " + s.NotBefore.UTC().Format(time.RFC3339)}
+		}
+		return done(s, now)
+	case StepBake:
+		end := s.Started.Add(time.Duration(float64(s.Duration) * t.scale()))
+		if now.Before(end) {
+			return Decision{Step: s, Wait: end.Sub(now), Reason: "baking until " + end.UTC().Format(time.TimeOnly)}
+		}
+		return done(s, now)
+	case StepProtect, StepUnprotect:
+		want := s.Kind == StepProtect
+		var ids []string
+		for _, id := range s.IDs {
+			if in, ok := obs.Group.Instance(id); ok && in.Live() && in.Protected != want {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) > 0 {
+			kind := EffProtect
+			if !want {
+				kind = EffUnprotect
+			}
+			return Decision{Step: s, Effects: []Effect{{Key: string(kind), Kind: kind, IDs: ids}}}
+		}
+		return done(s, now)
+	case StepBatch:
+		return decideBatch(s, prev, obs, t, now)
+	}
+	// set-image, restore-image and check are run by the engine directly.
+	return Decision{Step: s, Fail: fmt.Sprintf("step %s is not decided here", s.Kind)}
+}
+
+func done(s Step, now time.Time) Decision {
+	s.Done, s.Ended = true, now
+	return Decision{Step: s, Done: true}
+}
+
+// scale is carried inside Timing so decisions stay pure.
+func (t Timing) scale() float64 {
+	if t.Scale <= 0 {
+		return 1
+	}
+	return t.Scale
+}
+
+// decideBatch drives one batch: launch, adopt and name the replacements,
+// wait until they are healthy and warm, drain the targets with the drain
+// budget split between them, terminate each when its connections reach zero
+// or its drain deadline passes. With terminate-then-replace the drain and
+// terminate come first and the group launches the replacements.
+func decideBatch(s Step, prev []Step, obs Observation, t Timing, now time.Time) Decision {
+	g := obs.Group
+	if s.TargetsFrom >= 0 && s.TargetsFrom < len(prev) && len(s.Targets) == 0 && !s.Init {
+		for _, a := range prev[s.TargetsFrom].Adopted {
+			s.Targets = append(s.Targets, a.ID)
+		}
+	}
+	if !s.Init {
+		// Fix the batch against the group as it is when it starts: a
+		// target already gone needs no drain, and the capacity to return
+		// to is the one seen now.
+		s.Init = true
+		s.BaseDesired = g.Desired
+		s.HealthySince = map[string]time.Time{}
+		s.Drains = map[string]time.Time{}
+		s.Terminated = map[string]time.Time{}
+		return Decision{Step: s}
+	}
+	ttr := s.Strategy == TerminateThenReplace
+
+	// Targets that left by themselves count as terminated.
+	for _, id := range s.Targets {
+		if _, ok := s.Terminated[id]; ok {
+			continue
+		}
+		if in, ok := g.Instance(id); !ok || in.Gone() {
+			s.Terminated[id] = now
+		}
+	}
+
+	// Replacements that died are dropped; the group replaces them and the
+	// next live one on the image is adopted instead.
+	kept := s.Adopted[:0:0]
+	for _, a := range s.Adopted {
+		if in, ok := g.Instance(a.ID); ok && in.Gone() {
+			continue
+		}
+		kept = append(kept, a)
+	}
+	s.Adopted = kept
+
+	var effects []Effect
+	if !ttr && s.Launch > 0 && len(s.Terminated) == 0 && len(s.Drains) == 0 {
+		if want := s.BaseDesired + s.Launch; g.Desired < want {
+			effects = append(effects, Effect{Key: fmt.Sprintf("set-desired/%d", want), Kind: EffSetDesired, N: want})
+		}
+	}
+
+	if ttr {
+		if d, waiting := drainAndTerminate(&s, obs, t, now, false); len(d) > 0 || waiting != "" {
+			if len(d) > 0 {
+				return Decision{Step: s, Effects: d}
+			}
+			s = adopt(s, prev, g)
+			return Decision{Step: s, Effects: tagNames(s, g), Wait: t.Poll, Reason: waiting}
+		}
+	}
+
+	s = adopt(s, prev, g)
+	effects = append(effects, tagNames(s, g)...)
+	if len(effects) > 0 {
+		return Decision{Step: s, Effects: effects}
+	}
+	if !s.Ready {
+		ready := len(s.Adopted) >= s.Launch
+		var waiting string
+		for _, a := range s.Adopted {
+			in, _ := g.Instance(a.ID)
+			nobs, seen := obs.Nodes[a.ID]
+			healthy := in.Lifecycle == "InService" && (in.Health == "" || in.Health == "healthy") &&
+				seen && nobs.Err == "" && nobs.Status.State == "ready"
+			if !healthy {
+				delete(s.HealthySince, a.ID)
+				ready = false
+				waiting = fmt.Sprintf("%s (%s) %s/%s", a.Name, a.ID, in.Lifecycle, orDash(in.Health))
+				continue
+			}
+			since, ok := s.HealthySince[a.ID]
+			if !ok {
+				s.HealthySince[a.ID] = now
+				since = now
+			}
+			if now.Sub(since) < t.WarmUp {
+				ready = false
+				waiting = fmt.Sprintf("%s warming up", a.Name)
+			}
+		}
+		if len(s.Adopted) < s.Launch {
+			waiting = fmt.Sprintf("%d of %d replacements launched", len(s.Adopted), s.Launch)
+		}
+		if !ready {
+			if now.Sub(s.Started) > t.HealthyTimeout {
+				return Decision{Step: s, Fail: fmt.Sprintf("replacements not healthy after %s: %s", t.HealthyTimeout, waiting)}
+			}
+			return Decision{Step: s, Wait: t.Poll, Reason: "waiting for " + waiting}
+		}
+		s.Ready = true
+	}
+	if !ttr {
+		if d, waiting := drainAndTerminate(&s, obs, t, now, true); len(d) > 0 {
+			return Decision{Step: s, Effects: d}
+		} else if waiting != "" {
+			return Decision{Step: s, Wait: t.Poll, Reason: waiting}
+		}
+	}
+	return done(s, now)
+}
+
+// drainAndTerminate returns the drain and terminate effects due now for
+// the batch's targets, or what it waits for.
+func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrement bool) ([]Effect, string) {
+	g := obs.Group
+	var pending []string
+	for _, id := range s.Targets {
+		if _, ok := s.Terminated[id]; !ok {
+			pending = append(pending, id)
+		}
+	}
+	if len(pending) == 0 {
+		return nil, ""
+	}
+	var effects []Effect
+	var undrained []string
+	for _, id := range pending {
+		if _, ok := s.Drains[id]; !ok {
+			undrained = append(undrained, id)
+		}
+	}
+	if len(undrained) > 0 {
+		// The fleet-wide budget is split between the nodes draining
+		// together, so together they never exceed max_rate.
+		o := t.Drain
+		if o.MaxRate > 0 {
+			o.MaxRate = o.MaxRate / float64(len(pending))
+		}
+		for _, id := range undrained {
+			effects = append(effects, Effect{Key: "drain/" + id, Kind: EffDrain, ID: id, Drain: &o})
+		}
+		return effects, ""
+	}
+	var waiting string
+	for _, id := range pending {
+		in, _ := g.Instance(id)
+		nobs := obs.Nodes[id]
+		empty := nobs.Err == "" && (nobs.Status.Connections == 0 || nobs.Status.State == "drained")
+		// A node that no longer answers has nothing left to drain only
+		// once its window is over; before that, give it the window.
+		unreachable := nobs.Err != "" && now.Sub(s.Drains[id]) >= t.Drain.Window
+		overdue := now.Sub(s.Drains[id]) >= t.Drain.Deadline+t.DrainGrace
+		if empty || unreachable || overdue {
+			kind := EffTerminate
+			if !decrement {
+				kind = EffTerminateKeep
+			}
+			effects = append(effects, Effect{Key: "terminate/" + id, Kind: kind, ID: id})
+			continue
+		}
+		waiting = fmt.Sprintf("draining %s: %d connections", orDash(in.Name), nobs.Status.Connections)
+	}
+	return effects, waiting
+}
+
+// adopt takes live instances on the batch's image that no step has taken
+// yet as the batch's replacements, oldest first, and gives them the
+// batch's names in order.
+func adopt(s Step, prev []Step, g Group) Step {
+	want := s.Launch
+	if len(s.Adopted) >= want {
+		return s
+	}
+	taken := map[string]bool{}
+	for _, p := range prev {
+		for _, a := range p.Adopted {
+			taken[a.ID] = true
+		}
+	}
+	usedNames := map[string]bool{}
+	for _, a := range s.Adopted {
+		taken[a.ID] = true
+		usedNames[a.Name] = true
+	}
+	for _, id := range s.Targets {
+		taken[id] = true
+	}
+	var cands []Instance
+	for _, in := range g.Instances {
+		if in.Live() && in.Image == s.Image && !taken[in.ID] && !in.LaunchTime.Before(s.Started.Add(-time.Minute)) {
+			cands = append(cands, in)
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		if !cands[i].LaunchTime.Equal(cands[j].LaunchTime) {
+			return cands[i].LaunchTime.Before(cands[j].LaunchTime)
+		}
+		return cands[i].ID < cands[j].ID
+	})
+	for _, in := range cands {
+		if len(s.Adopted) >= want {
+			break
+		}
+		name := ""
+		for _, n := range s.Names {
+			if !usedNames[n] {
+				name = n
+				break
+			}
+		}
+		usedNames[name] = true
+		s.Adopted = append(s.Adopted, Adoption{ID: in.ID, Name: name, At: in.LaunchTime})
+	}
+	return s
+}
+
+// tagNames gives each adopted instance its name (the Name tag).
+func tagNames(s Step, g Group) []Effect {
+	var out []Effect
+	for _, a := range s.Adopted {
+		if in, ok := g.Instance(a.ID); ok && a.Name != "" && in.Name != a.Name && in.Live() {
+			out = append(out, Effect{Key: "tag/" + a.ID, Kind: EffTagName, ID: a.ID, Value: a.Name})
+		}
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

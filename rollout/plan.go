@@ -1,0 +1,647 @@
+// Package rollout executes a fleet change (new image, canary, batches,
+// checks, rollback) described by a plan file, on an Auto Scaling group
+// reached through a Provider. A rollout is data: the plan is compiled into
+// steps against the fleet as it was when the rollout started, and the engine
+// persists its position and every effect it asks for, so that a restarted
+// engine neither repeats nor skips an effect.
+package rollout
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Plan is a parsed plan file. docs/rollout.md documents every key.
+type Plan struct {
+	Change   string       `yaml:"change" json:"change"`
+	Group    string       `yaml:"group" json:"group"`
+	Image    string       `yaml:"image" json:"image"`
+	AWS      AWSConfig    `yaml:"aws" json:"aws"`
+	Strategy Strategy     `yaml:"strategy" json:"strategy,omitempty"`
+	WarmUp   Duration     `yaml:"warm_up" json:"warm_up,omitempty"`
+	Healthy  Duration     `yaml:"healthy_timeout" json:"healthy_timeout,omitempty"`
+	Nodes    NodeAccess   `yaml:"nodes" json:"nodes"`
+	Drain    DrainSpec    `yaml:"drain" json:"drain"`
+	Checks   []Check      `yaml:"checks" json:"checks,omitempty"`
+	Phases   []Phase      `yaml:"phases" json:"phases"`
+	Rollback RollbackSpec `yaml:"rollback" json:"rollback"`
+
+	// lines maps a key path ("phases[1].replace") to its line in the file,
+	// so that errors found after decoding still point at the file.
+	lines map[string]int
+}
+
+// AWSConfig selects the region and, for the local cloud only, an endpoint.
+// Credentials always come from the standard AWS chain.
+type AWSConfig struct {
+	Region   string `yaml:"region" json:"region,omitempty"`
+	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
+}
+
+// NodeAccess says how to reach a node's admin API (drain, status).
+type NodeAccess struct {
+	// AdminPort is used with the instance's private address when the
+	// instance carries no wsfleet:admin tag with a full URL.
+	AdminPort int `yaml:"admin_port" json:"admin_port,omitempty"`
+	// AdminTokenEnv names the environment variable holding the admin
+	// bearer token; the token itself never appears in a plan.
+	AdminTokenEnv string `yaml:"admin_token_env" json:"admin_token_env,omitempty"`
+}
+
+// DrainSpec paces the drain of every instance that leaves: MaxRate is a
+// fleet-wide budget of reconnects per second, split between the instances
+// draining at the same time.
+type DrainSpec struct {
+	Window   Duration `yaml:"window" json:"window"`
+	MaxRate  float64  `yaml:"max_rate" json:"max_rate"`
+	Deadline Duration `yaml:"deadline" json:"deadline"`
+}
+
+// RollbackSpec says what a failure does: "auto" rolls back at once,
+// "manual" stops and waits for `wsfleet rollback` or `abort`.
+type RollbackSpec struct {
+	OnFailure string `yaml:"on_failure" json:"on_failure"`
+}
+
+// Strategy is how a batch replaces instances.
+type Strategy string
+
+const (
+	// LaunchBeforeTerminate adds the replacements, waits until they are
+	// healthy, then drains and terminates: capacity never under desired.
+	LaunchBeforeTerminate Strategy = "launch-before-terminate"
+	// TerminateThenReplace drains and terminates, and lets the group
+	// launch the replacements (the seed's literal steps).
+	TerminateThenReplace Strategy = "terminate-then-replace"
+)
+
+// Phase is one window of the change: a canary or a batch of replacements.
+type Phase struct {
+	Name       string    `yaml:"name" json:"name"`
+	Canary     int       `yaml:"canary" json:"canary,omitempty"`
+	ProtectOld bool      `yaml:"protect_old" json:"protect_old,omitempty"`
+	KeepCanary bool      `yaml:"keep_canary" json:"keep_canary,omitempty"`
+	Replace    *Replace  `yaml:"replace" json:"replace,omitempty"`
+	Strategy   Strategy  `yaml:"strategy" json:"strategy,omitempty"`
+	Bake       Duration  `yaml:"bake" json:"bake,omitempty"`
+	NotBefore  *Time     `yaml:"not_before" json:"not_before,omitempty"`
+	Deadline   Duration  `yaml:"deadline" json:"deadline,omitempty"`
+	Checks     *[]string `yaml:"checks" json:"checks,omitempty"`
+}
+
+// Check is one gate; exactly one of HTTP, Probe, Metric, Command is set.
+type Check struct {
+	Name     string        `yaml:"name" json:"name"`
+	Interval Duration      `yaml:"interval" json:"interval,omitempty"`
+	HTTP     *HTTPCheck    `yaml:"http" json:"http,omitempty"`
+	Probe    *ProbeCheck   `yaml:"probe" json:"probe,omitempty"`
+	Metric   *MetricCheck  `yaml:"metric" json:"metric,omitempty"`
+	Command  *CommandCheck `yaml:"command" json:"command,omitempty"`
+}
+
+// HTTPCheck passes when GET URL answers Status.
+type HTTPCheck struct {
+	URL     string   `yaml:"url" json:"url"`
+	Status  int      `yaml:"status" json:"status,omitempty"`
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
+}
+
+// ProbeCheck runs synthetic clients through the load balancer for a whole
+// phase and fails when they lose more than MaxLoss messages or see a gap
+// longer than MaxGap.
+type ProbeCheck struct {
+	URL      string   `yaml:"url" json:"url,omitempty"`
+	Clients  int      `yaml:"clients" json:"clients"`
+	Channels int      `yaml:"channels" json:"channels,omitempty"`
+	Rate     float64  `yaml:"rate" json:"rate"`
+	MaxLoss  int64    `yaml:"max_loss" json:"max_loss"`
+	MaxGap   Duration `yaml:"max_gap" json:"max_gap,omitempty"`
+}
+
+// MetricCheck sums a counter over every node's /metrics and fails when it
+// grew by more than MaxIncrease since the phase began.
+type MetricCheck struct {
+	Name        string  `yaml:"name" json:"name"`
+	MaxIncrease float64 `yaml:"max_increase" json:"max_increase"`
+}
+
+// CommandCheck runs a program; exit status 0 passes.
+type CommandCheck struct {
+	Run     []string `yaml:"run" json:"run"`
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
+}
+
+// Replace selects the instances a phase replaces: names, a count, a
+// percentage of the group's desired capacity, or the rest.
+type Replace struct {
+	Names   []string `json:"names,omitempty"`
+	Count   int      `json:"count,omitempty"`
+	Percent int      `json:"percent,omitempty"`
+	Rest    bool     `json:"rest,omitempty"`
+}
+
+// UnmarshalYAML accepts a list of names, an integer, "N%" or "rest".
+func (r *Replace) UnmarshalYAML(unmarshal func(any) error) error {
+	var names []string
+	if err := unmarshal(&names); err == nil {
+		if len(names) == 0 {
+			return errors.New("empty list; give names, a count, a percentage like 50% or rest")
+		}
+		*r = Replace{Names: names}
+		return nil
+	}
+	var s string
+	if err := unmarshal(&s); err != nil {
+		return errors.New("want a list of names, a count, a percentage like 50% or rest")
+	}
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "rest":
+		*r = Replace{Rest: true}
+	case strings.HasSuffix(s, "%"):
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+		if err != nil || n <= 0 || n > 100 {
+			return fmt.Errorf("%q is not a percentage between 1%% and 100%%", s)
+		}
+		*r = Replace{Percent: n}
+	default:
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%q is not a list of names, a positive count, a percentage like 50%% or rest", s)
+		}
+		*r = Replace{Count: n}
+	}
+	return nil
+}
+
+// String renders the selection as the plan would write it.
+func (r *Replace) String() string {
+	switch {
+	case r == nil:
+		return ""
+	case r.Rest:
+		return "rest"
+	case r.Percent > 0:
+		return fmt.Sprintf("%d%%", r.Percent)
+	case r.Count > 0:
+		return strconv.Itoa(r.Count)
+	}
+	return strings.Join(r.Names, ", ")
+}
+
+// Duration is a time.Duration written as "30s", "2m" or "1h30m".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err != nil {
+		return errors.New("want a duration like 30s, 2m or 1h30m")
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a duration like 30s, 2m or 1h30m", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(d.D().String())), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Time is an RFC 3339 instant.
+type Time struct{ time.Time }
+
+// UnmarshalYAML parses RFC 3339.
+func (t *Time) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err != nil {
+		return errors.New("want a time like 2019-08-21T06:00:00Z")
+	}
+	v, err := time.Parse(time.RFC3339, strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a time like 2019-08-21T06:00:00Z", s)
+	}
+	t.Time = v
+	return nil
+}
+
+// PlanError is one problem in a plan file, located by key and line.
+type PlanError struct {
+	Key  string // "phases[1].replace"; empty for the whole file
+	Line int    // 1-based; 0 when unknown
+	Msg  string // what is wrong and what would be valid
+}
+
+func (e *PlanError) Error() string {
+	switch {
+	case e.Line > 0 && e.Key != "":
+		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Key, e.Msg)
+	case e.Line > 0:
+		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+	case e.Key != "":
+		return fmt.Sprintf("%s: %s", e.Key, e.Msg)
+	}
+	return e.Msg
+}
+
+// PlanErrors is every problem found in a plan, in file order.
+type PlanErrors []*PlanError
+
+func (es PlanErrors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// ErrInvalidPlan is matched (errors.Is) by every plan validation error.
+var ErrInvalidPlan = errors.New("invalid plan")
+
+// Is makes PlanErrors match ErrInvalidPlan.
+func (es PlanErrors) Is(target error) bool { return target == ErrInvalidPlan }
+
+// maxPlanSize bounds what ParsePlan reads; a plan is a page of YAML.
+const maxPlanSize = 1 << 20
+
+// ParsePlan decodes and validates a plan file on its own (without the
+// fleet). Unknown keys, wrong types and inconsistent values come back as
+// PlanErrors naming the key and line.
+func ParsePlan(data []byte) (*Plan, error) {
+	if len(data) > maxPlanSize {
+		return nil, PlanErrors{{Msg: fmt.Sprintf("plan is %d bytes; at most %d are read", len(data), maxPlanSize)}}
+	}
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, PlanErrors{yamlError(err)}
+	}
+	p := &Plan{lines: map[string]int{}}
+	var errs PlanErrors
+	for _, doc := range file.Docs {
+		if doc.Body == nil {
+			continue
+		}
+		walkKeys(doc.Body, reflect.TypeOf(*p), "", p.lines, &errs)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := yaml.UnmarshalWithOptions(data, p); err != nil {
+		return nil, PlanErrors{p.yamlError(err)}
+	}
+	if errs := p.validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	return p, nil
+}
+
+// yamlError turns a go-yaml error into a PlanError with its line.
+func yamlError(err error) *PlanError {
+	var ye yaml.Error
+	if errors.As(err, &ye) && ye.GetToken() != nil {
+		return &PlanError{Line: ye.GetToken().Position.Line, Msg: ye.GetMessage()}
+	}
+	return &PlanError{Msg: err.Error()}
+}
+
+// yamlError also names the key when the line is one of the plan's keys.
+func (p *Plan) yamlError(err error) *PlanError {
+	pe := yamlError(err)
+	if pe.Line > 0 {
+		best := ""
+		for k, l := range p.lines {
+			if l == pe.Line && len(k) > len(best) {
+				best = k
+			}
+		}
+		pe.Key = best
+	}
+	return pe
+}
+
+// walkKeys checks every mapping key against the yaml tags of t, records
+// each key's line under its path, and reports unknown keys with the keys
+// that would be valid there.
+func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, errs *PlanErrors) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if tag, ok := n.(*ast.TagNode); ok {
+		n = tag.Value
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeOf((*interface {
+		UnmarshalYAML(func(any) error) error
+	})(nil)).Elem()) {
+		// A leaf with its own syntax: decode it here, where its line is
+		// known, since the decoder reports these errors without one.
+		if err := yaml.NodeToValue(n, reflect.New(t).Interface()); err != nil {
+			msg := err.Error()
+			var ye yaml.Error
+			if errors.As(err, &ye) {
+				msg = ye.GetMessage()
+			}
+			*errs = append(*errs, &PlanError{Key: path, Line: n.GetToken().Position.Line, Msg: msg})
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		var values []*ast.MappingValueNode
+		switch m := n.(type) {
+		case *ast.MappingNode:
+			values = m.Values
+		case *ast.MappingValueNode:
+			values = []*ast.MappingValueNode{m}
+		default:
+			return // the decoder reports the type mismatch
+		}
+		fields := map[string]reflect.StructField{}
+		var valid []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" || !f.IsExported() {
+				continue
+			}
+			fields[name] = f
+			valid = append(valid, name)
+		}
+		for _, v := range values {
+			key := v.Key.String()
+			kp := key
+			if path != "" {
+				kp = path + "." + key
+			}
+			line := v.Key.GetToken().Position.Line
+			f, ok := fields[key]
+			if !ok {
+				hint := "valid keys here: " + strings.Join(valid, ", ")
+				if s := closest(key, valid); s != "" {
+					hint = fmt.Sprintf("did you mean %q? %s", s, hint)
+				}
+				*errs = append(*errs, &PlanError{Key: kp, Line: line, Msg: "unknown key; " + hint})
+				continue
+			}
+			lines[kp] = line
+			walkKeys(v.Value, f.Type, kp, lines, errs)
+		}
+	case reflect.Slice:
+		s, ok := n.(*ast.SequenceNode)
+		if !ok {
+			return
+		}
+		for i, v := range s.Values {
+			ip := fmt.Sprintf("%s[%d]", path, i)
+			lines[ip] = v.GetToken().Position.Line
+			walkKeys(v, t.Elem(), ip, lines, errs)
+		}
+	}
+}
+
+// closest returns the valid key nearest to key when it is a likely typo.
+func closest(key string, valid []string) string {
+	best, bestD := "", 3
+	for _, v := range valid {
+		if d := editDistance(key, v); d < bestD {
+			best, bestD = v, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// Line returns the line of a key path in the plan file, or 0.
+func (p *Plan) Line(key string) int { return p.lines[key] }
+
+func (p *Plan) errAt(key, format string, args ...any) *PlanError {
+	return &PlanError{Key: key, Line: p.lines[key], Msg: fmt.Sprintf(format, args...)}
+}
+
+var changeID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Defaults applied by validate when a key is absent.
+const (
+	defaultWarmUp         = 10 * time.Second
+	defaultHealthyTimeout = 10 * time.Minute
+	defaultCheckInterval  = 10 * time.Second
+)
+
+// validate checks what can be checked without the fleet and fills
+// defaults.
+func (p *Plan) validate() PlanErrors {
+	var errs PlanErrors
+	add := func(e *PlanError) { errs = append(errs, e) }
+	if p.Change == "" {
+		add(p.errAt("change", "missing; give the change an id such as gitter-ws-new-ami (the lock and the state are keyed by it)"))
+	} else if !changeID.MatchString(p.Change) {
+		add(p.errAt("change", "%q: use letters, digits, '.', '_' and '-' (at most 64)", p.Change))
+	}
+	if p.Group == "" {
+		add(p.errAt("group", "missing; name the Auto Scaling group, e.g. group: gitter-ws"))
+	}
+	if p.Image == "" {
+		add(p.errAt("image", "missing; give the new image id, e.g. image: ami-0123456789abcdef0"))
+	}
+	if p.Strategy == "" {
+		p.Strategy = LaunchBeforeTerminate
+	} else if !validStrategy(p.Strategy) {
+		add(p.errAt("strategy", "%q; valid: %s, %s", p.Strategy, LaunchBeforeTerminate, TerminateThenReplace))
+	}
+	if p.WarmUp == 0 {
+		p.WarmUp = Duration(defaultWarmUp)
+	}
+	if p.Healthy == 0 {
+		p.Healthy = Duration(defaultHealthyTimeout)
+	}
+	if p.Nodes.AdminPort < 0 || p.Nodes.AdminPort > 65535 {
+		add(p.errAt("nodes.admin_port", "%d is not a port (1-65535)", p.Nodes.AdminPort))
+	}
+	if p.Nodes.AdminTokenEnv == "" {
+		p.Nodes.AdminTokenEnv = "WSFLEET_ADMIN_TOKEN"
+	}
+	if p.Drain.MaxRate < 0 {
+		add(p.errAt("drain.max_rate", "%v is negative; give reconnects per second, e.g. 200", p.Drain.MaxRate))
+	}
+	if p.Drain.Deadline == 0 {
+		p.Drain.Deadline = Duration(5 * time.Minute)
+	}
+	if p.Drain.Deadline < p.Drain.Window {
+		add(p.errAt("drain.deadline", "%s is shorter than drain.window %s; the deadline must leave the window time to run", p.Drain.Deadline.D(), p.Drain.Window.D()))
+	}
+	switch p.Rollback.OnFailure {
+	case "":
+		p.Rollback.OnFailure = "auto"
+	case "auto", "manual":
+	default:
+		add(p.errAt("rollback.on_failure", "%q; valid: auto (roll back at once), manual (stop and wait for wsfleet rollback)", p.Rollback.OnFailure))
+	}
+	checkNames := map[string]bool{}
+	for i, c := range p.Checks {
+		key := fmt.Sprintf("checks[%d]", i)
+		if c.Name == "" {
+			add(p.errAt(key, "check has no name; add name: ..."))
+		} else if checkNames[c.Name] {
+			add(p.errAt(key+".name", "%q is used by another check; names must be unique", c.Name))
+		}
+		checkNames[c.Name] = true
+		kinds := 0
+		for _, set := range []bool{c.HTTP != nil, c.Probe != nil, c.Metric != nil, c.Command != nil} {
+			if set {
+				kinds++
+			}
+		}
+		if kinds != 1 {
+			add(p.errAt(key, "a check has exactly one of http, probe, metric, command (found %d)", kinds))
+			continue
+		}
+		if p.Checks[i].Interval == 0 {
+			p.Checks[i].Interval = Duration(defaultCheckInterval)
+		}
+		switch {
+		case c.HTTP != nil:
+			if !strings.HasPrefix(c.HTTP.URL, "http://") && !strings.HasPrefix(c.HTTP.URL, "https://") {
+				add(p.errAt(key+".http.url", "%q; want an http:// or https:// URL", c.HTTP.URL))
+			}
+			if c.HTTP.Status == 0 {
+				c.HTTP.Status = 200
+			}
+		case c.Probe != nil:
+			if c.Probe.Clients <= 0 {
+				add(p.errAt(key+".probe.clients", "want a positive number of clients, e.g. 50"))
+			}
+			if c.Probe.Rate <= 0 {
+				add(p.errAt(key+".probe.rate", "want a positive publish rate per second, e.g. 10"))
+			}
+			if c.Probe.MaxLoss < 0 {
+				add(p.errAt(key+".probe.max_loss", "want 0 or more messages"))
+			}
+		case c.Metric != nil:
+			if c.Metric.Name == "" {
+				add(p.errAt(key+".metric.name", "missing; name a counter from the nodes' /metrics, e.g. bayeux_errors_total"))
+			}
+		case c.Command != nil:
+			if len(c.Command.Run) == 0 {
+				add(p.errAt(key+".command.run", "missing; give the program and its arguments as a list"))
+			}
+		}
+	}
+	if len(p.Phases) == 0 {
+		add(p.errAt("phases", "no phases; add at least one, e.g. - {name: all, replace: rest}"))
+	}
+	phaseNames := map[string]bool{}
+	named := map[string]int{}
+	restAt := -1
+	for i := range p.Phases {
+		ph := &p.Phases[i]
+		key := fmt.Sprintf("phases[%d]", i)
+		if ph.Name == "" {
+			ph.Name = fmt.Sprintf("phase %d", i+1)
+		}
+		if phaseNames[ph.Name] {
+			add(p.errAt(key+".name", "%q is used by another phase; names must be unique", ph.Name))
+		}
+		phaseNames[ph.Name] = true
+		if ph.Canary < 0 {
+			add(p.errAt(key+".canary", "%d; want a positive number of canary instances", ph.Canary))
+		}
+		if (ph.Canary > 0) == (ph.Replace != nil) {
+			add(p.errAt(key, "a phase has exactly one of canary: N or replace: (names, a count, a percentage or rest)"))
+		}
+		if ph.Canary == 0 && (ph.ProtectOld || ph.KeepCanary) {
+			add(p.errAt(key, "protect_old and keep_canary only apply to a canary phase"))
+		}
+		if ph.Strategy == "" {
+			ph.Strategy = p.Strategy
+		} else if !validStrategy(ph.Strategy) {
+			add(p.errAt(key+".strategy", "%q; valid: %s, %s", ph.Strategy, LaunchBeforeTerminate, TerminateThenReplace))
+		}
+		if restAt >= 0 && ph.Replace != nil {
+			add(p.errAt(key+".replace", "phase %q already replaces the rest; nothing is left for this phase", p.Phases[restAt].Name))
+		}
+		if ph.Replace != nil {
+			if ph.Replace.Rest {
+				restAt = i
+			}
+			for _, n := range ph.Replace.Names {
+				if j, dup := named[n]; dup {
+					add(p.errAt(key+".replace", "%s is already replaced by phase %q; phases must not overlap", n, p.Phases[j].Name))
+				}
+				named[n] = i
+			}
+		}
+		if ph.Deadline > 0 && ph.Deadline < p.Drain.Deadline {
+			add(p.errAt(key+".deadline", "%s is shorter than drain.deadline %s: a drain could not finish inside the phase; raise it to at least %s or lower drain.deadline", ph.Deadline.D(), p.Drain.Deadline.D(), p.Drain.Deadline.D()))
+		}
+		if ph.Checks != nil {
+			for _, c := range *ph.Checks {
+				if !checkNames[c] {
+					add(p.errAt(key+".checks", "no check named %q; defined: %s", c, strings.Join(sortedKeys(checkNames), ", ")))
+				}
+			}
+		}
+	}
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	return errs
+}
+
+func validStrategy(s Strategy) bool { return s == LaunchBeforeTerminate || s == TerminateThenReplace }
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PhaseChecks returns the checks that gate phase i: the phase's own list
+// when it names one, else every check.
+func (p *Plan) PhaseChecks(i int) []Check {
+	ph := p.Phases[i]
+	if ph.Checks == nil {
+		return p.Checks
+	}
+	var out []Check
+	for _, c := range p.Checks {
+		for _, n := range *ph.Checks {
+			if c.Name == n {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,167 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Provider is every effect the engine has on the cloud. Implementations:
+// provider/aws (real AWS and the local cloud), and the in-memory fleet in
+// this package's tests.
+//
+// Every method is safe to call again with the same arguments after a crash
+// or a timeout: the engine journals an intent before each call and may
+// repeat it when it cannot tell whether the first one took effect.
+// Errors wrap ErrNotFound when the group or instance does not exist;
+// transient errors (throttling, 5xx) are retried inside the provider, so
+// an error returned here is one the engine should stop on.
+type Provider interface {
+	// Group describes the group now: capacity, launch template, tags, and
+	// every instance that belongs to it, including ones still terminating.
+	Group(ctx context.Context, name string) (Group, error)
+
+	// SetImage makes a new launch template version from the group's
+	// current one with image as its AMI and makes it the group's version.
+	// token identifies the request: a second call with the same token
+	// finds the version the first one made instead of making another.
+	SetImage(ctx context.Context, group, image, token string) (TemplateChange, error)
+
+	// SetTemplateVersion points the group at an existing launch template
+	// version (rollback). Idempotent.
+	SetTemplateVersion(ctx context.Context, group string, tmpl TemplateRef) error
+
+	// SetDesired sets the group's desired capacity, raising its maximum
+	// size when n exceeds it. Idempotent: the value is absolute.
+	SetDesired(ctx context.Context, group string, n int) error
+
+	// SetProtection sets scale-in protection on instances. Idempotent.
+	SetProtection(ctx context.Context, group string, ids []string, protected bool) error
+
+	// Terminate terminates one instance of the group; decrement lowers the
+	// desired capacity with it (otherwise the group launches a
+	// replacement). An instance already terminating or gone is not
+	// terminated again: Terminate returns ErrNotFound and does nothing, so
+	// that a repeated call can never lower the capacity twice.
+	Terminate(ctx context.Context, group, id string, decrement bool) error
+
+	// TagInstance sets one tag on an instance. Idempotent.
+	TagInstance(ctx context.Context, id, key, value string) error
+
+	// TagGroup sets (value != "") or deletes (value == "") one tag on the
+	// group. Idempotent.
+	TagGroup(ctx context.Context, group, key, value string) error
+}
+
+// LoadBalancerURLer is an optional Provider capability: the URL clients
+// use to reach the group through its load balancer, used by probe checks
+// that give no url.
+type LoadBalancerURLer interface {
+	LoadBalancerURL(ctx context.Context, group string) (string, error)
+}
+
+// CallCounter is an optional Provider capability: how many cloud API calls
+// the provider has made, by operation, for the report.
+type CallCounter interface {
+	APICalls() map[string]int
+}
+
+// ErrNotFound is wrapped by provider errors about a group or instance that
+// does not exist (or no longer does).
+var ErrNotFound = errors.New("not found")
+
+// Group is a snapshot of an Auto Scaling group.
+type Group struct {
+	Name      string
+	Desired   int
+	Min, Max  int
+	Template  TemplateRef // the launch template version new instances get
+	Image     string      // the AMI of Template
+	Tags      map[string]string
+	Instances []Instance
+}
+
+// TemplateRef names a launch template version.
+type TemplateRef struct {
+	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version"`
+}
+
+// TemplateChange is what SetImage did: the version before and after.
+type TemplateChange struct {
+	Previous      TemplateRef `json:"previous"`
+	PreviousImage string      `json:"previous_image"`
+	New           TemplateRef `json:"new"`
+}
+
+// Instance is one member of the group.
+type Instance struct {
+	ID        string
+	Name      string // the Name tag
+	Image     string
+	Lifecycle string // Pending, InService, Terminating, Terminated, …
+	// Health is the load balancer's view: "healthy", "unhealthy",
+	// "initial", "draining", or "" when the group has no target group.
+	Health      string
+	Protected   bool
+	LaunchTime  time.Time
+	PrivateIP   string
+	Tags        map[string]string
+	ClientToken string
+}
+
+// Live reports whether the instance is, or will be, serving: it is not on
+// its way out.
+func (i Instance) Live() bool {
+	switch i.Lifecycle {
+	case "Pending", "Pending:Wait", "Pending:Proceed", "InService", "Standby", "EnteringStandby":
+		return true
+	}
+	return false
+}
+
+// Gone reports whether the instance is terminating or terminated.
+func (i Instance) Gone() bool {
+	switch i.Lifecycle {
+	case "Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached":
+		return true
+	}
+	return false
+}
+
+// Instance returns the instance with id.
+func (g Group) Instance(id string) (Instance, bool) {
+	for _, in := range g.Instances {
+		if in.ID == id {
+			return in, true
+		}
+	}
+	return Instance{}, false
+}
+
+// Nodes is the ws node admin API the engine drains and watches nodes
+// through (server's /admin/drain and /admin/status).
+type Nodes interface {
+	// Drain asks the node to drain with o. Idempotent: a node already
+	// draining keeps draining.
+	Drain(ctx context.Context, in Instance, o DrainOptions) error
+	// Status reads the node's state and connection count.
+	Status(ctx context.Context, in Instance) (NodeStatus, error)
+}
+
+// DrainOptions is the body of a node's admin drain request.
+type DrainOptions struct {
+	Window   time.Duration
+	MaxRate  float64
+	Deadline time.Duration
+}
+
+// NodeStatus is what a node reports about itself.
+type NodeStatus struct {
+	Node        string `json:"node"`
+	Image       string `json:"image"`
+	State       string `json:"state"` // ready, draining, drained
+	Connections int    `json:"connections"`
+	Sessions    int    `json:"sessions"`
+}

@@ -1,0 +1,298 @@
+package rollout
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Status is where a rollout stands.
+type Status string
+
+// The statuses. Running and Paused have a live engine (or had one that
+// crashed); the others are final except Waiting (detached before a window)
+// and Failed with manual rollback.
+const (
+	StatusRunning        Status = "running"
+	StatusPaused         Status = "paused"
+	StatusWaiting        Status = "waiting"
+	StatusFailed         Status = "failed"
+	StatusRollingBack    Status = "rolling-back"
+	StatusSucceeded      Status = "succeeded"
+	StatusRolledBack     Status = "rolled-back"
+	StatusRollbackFailed Status = "rollback-failed"
+	StatusAborted        Status = "aborted"
+)
+
+// Final reports whether nothing more will happen without a new command.
+func (s Status) Final() bool {
+	switch s {
+	case StatusSucceeded, StatusRolledBack, StatusRollbackFailed, StatusAborted:
+		return true
+	}
+	return false
+}
+
+// State is everything a rollout has decided and done. It is rewritten as a
+// whole in one transaction after each decision and around each effect.
+type State struct {
+	Change    string    `json:"change"`
+	Group     string    `json:"group"`
+	PlanYAML  []byte    `json:"plan_yaml"`
+	TimeScale float64   `json:"time_scale"`
+	Status    Status    `json:"status"`
+	Rollback  bool      `json:"rollback,omitempty"` // running the rollback steps
+	Started   time.Time `json:"started"`
+	Ended     time.Time `json:"ended,omitzero"`
+	Owner     string    `json:"owner"`
+	Failure   string    `json:"failure,omitempty"`
+	Waiting   string    `json:"waiting,omitempty"` // what the current step waits for
+
+	Steps         []Step `json:"steps"`
+	Cursor        int    `json:"cursor"`
+	RollbackSteps []Step `json:"rollback_steps,omitempty"`
+	RCursor       int    `json:"rollback_cursor"`
+
+	Template       *TemplateChange `json:"template,omitempty"`
+	OldImage       string          `json:"old_image"`
+	OldNames       []string        `json:"old_names"`
+	InitialDesired int             `json:"initial_desired"`
+	Protected      []string        `json:"protected,omitempty"`
+
+	Journal []JournalEntry  `json:"journal"`
+	Phases  []PhaseRecord   `json:"phases"`
+	Checks  []CheckResult   `json:"checks,omitempty"` // latest per check
+	Control string          `json:"control,omitempty"` // pause, run, abort, rollback: asked by another command
+	Calls   map[string]int  `json:"calls,omitempty"`   // API calls, summed over engine runs
+	Peak    map[string]int  `json:"peak_connections,omitempty"`
+	Nodes   map[string]Node `json:"nodes,omitempty"` // the last view of the fleet
+}
+
+// Node is one row of the view: an instance and its node's status.
+type Node struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Image       string `json:"image"`
+	Lifecycle   string `json:"lifecycle"`
+	Health      string `json:"health,omitempty"`
+	State       string `json:"state,omitempty"`
+	Connections int    `json:"connections"`
+	Protected   bool   `json:"protected,omitempty"`
+}
+
+// JournalEntry records one effect: its intent before the call and its
+// outcome after.
+type JournalEntry struct {
+	Seq    int       `json:"seq"`
+	Step   string    `json:"step"` // "f3" (forward step 3) or "r1"
+	Effect Effect    `json:"effect"`
+	Status string    `json:"status"` // intent, done, failed
+	Error  string    `json:"error,omitempty"`
+	At     time.Time `json:"at"`
+	Took   string    `json:"took,omitempty"`
+}
+
+// PhaseRecord is a phase's timing and outcome, for the report.
+type PhaseRecord struct {
+	Name     string        `json:"name"`
+	Started  time.Time     `json:"started,omitzero"`
+	Ended    time.Time     `json:"ended,omitzero"`
+	Status   string        `json:"status"`
+	Checks   []CheckResult `json:"checks,omitempty"`
+	Probe    *ProbeResult  `json:"probe,omitempty"`
+	Replaced []string      `json:"replaced,omitempty"`
+	Waits    time.Duration `json:"waits"` // time the plan imposed (bakes, windows, warm-up, drains)
+}
+
+// CheckResult is one run of a check.
+type CheckResult struct {
+	Name   string    `json:"name"`
+	Pass   bool      `json:"pass"`
+	Detail string    `json:"detail"`
+	At     time.Time `json:"at"`
+}
+
+// current returns the step list and cursor the engine is on.
+func (s *State) current() ([]Step, *int) {
+	if s.Rollback {
+		return s.RollbackSteps, &s.RCursor
+	}
+	return s.Steps, &s.Cursor
+}
+
+// intent returns the open journal entry for key in step, if a crash left
+// one.
+func (s *State) openIntent(step, key string) (int, bool) {
+	for i := len(s.Journal) - 1; i >= 0; i-- {
+		e := s.Journal[i]
+		if e.Step == step && e.Effect.Key == key {
+			return i, e.Status == "intent"
+		}
+	}
+	return -1, false
+}
+
+// Store keeps rollout states in a bbolt database in a state directory,
+// one record per change. It opens the database for each transaction only,
+// so that status, pause and resume can read and write while an engine
+// runs: bbolt allows one process at a time.
+type Store struct {
+	Dir string
+	// Timeout bounds the wait for another process's transaction.
+	Timeout time.Duration
+	// NoSync skips fsync on commit; for tests only, where a crash is
+	// simulated rather than real.
+	NoSync bool
+}
+
+var bucketRollouts = []byte("rollouts")
+
+// ErrNoRollout is returned for a change the store has never seen.
+var ErrNoRollout = errors.New("no such rollout")
+
+func (s *Store) open(readOnly bool) (*bolt.DB, error) {
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	to := s.Timeout
+	if to == 0 {
+		to = 10 * time.Second
+	}
+	path := filepath.Join(s.Dir, "rollouts.db")
+	if readOnly {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNoRollout
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: to, ReadOnly: readOnly})
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	db.NoSync = s.NoSync
+	return db, nil
+}
+
+// Load reads the state of change.
+func (s *Store) Load(change string) (*State, error) {
+	db, err := s.open(true)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	var st *State
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRollouts)
+		if b == nil {
+			return ErrNoRollout
+		}
+		v := b.Get([]byte(change))
+		if v == nil {
+			return ErrNoRollout
+		}
+		st = &State{}
+		return json.Unmarshal(v, st)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", change, err)
+	}
+	return st, nil
+}
+
+// Update reads the state of change (nil when new), lets fn change it, and
+// writes it back in one transaction. fn returning an error writes nothing.
+func (s *Store) Update(change string, fn func(*State) (*State, error)) (*State, error) {
+	db, err := s.open(false)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	var out *State
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketRollouts)
+		if err != nil {
+			return err
+		}
+		var cur *State
+		if v := b.Get([]byte(change)); v != nil {
+			cur = &State{}
+			if err := json.Unmarshal(v, cur); err != nil {
+				return fmt.Errorf("decode: %w", err)
+			}
+		}
+		next, err := fn(cur)
+		if err != nil {
+			return err
+		}
+		if next == nil {
+			return nil
+		}
+		data, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		out = next
+		return b.Put([]byte(change), data)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("save %s: %w", change, err)
+	}
+	return out, nil
+}
+
+// Save writes st.
+func (s *Store) Save(st *State) error {
+	_, err := s.Update(st.Change, func(cur *State) (*State, error) {
+		if cur != nil && cur.Control != "" && st.Control == "" {
+			// A control written by another command since st was read
+			// must not be lost by this write.
+			st.Control = cur.Control
+		}
+		return st, nil
+	})
+	return err
+}
+
+// SetControl asks the engine running change to pause, run, abort or roll
+// back; the engine reads it at its next step.
+func (s *Store) SetControl(change, control string) (*State, error) {
+	return s.Update(change, func(cur *State) (*State, error) {
+		if cur == nil {
+			return nil, ErrNoRollout
+		}
+		cur.Control = control
+		return cur, nil
+	})
+}
+
+// List returns every rollout in the store.
+func (s *Store) List() ([]*State, error) {
+	db, err := s.open(true)
+	if errors.Is(err, ErrNoRollout) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	var out []*State
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRollouts)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			st := &State{}
+			if err := json.Unmarshal(v, st); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			out = append(out, st)
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,338 @@
+package rollout
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// StepKind is what one step of a compiled plan does.
+type StepKind string
+
+// The step kinds, in the order a phase uses them.
+const (
+	StepSetImage     StepKind = "set-image"     // new launch template version with the new image
+	StepRestoreImage StepKind = "restore-image" // rollback: the previous version back
+	StepWindow       StepKind = "window"        // wait for the phase's not_before
+	StepProtect      StepKind = "protect"       // scale-in protection on the old instances
+	StepUnprotect    StepKind = "unprotect"     // protection back off what we protected
+	StepBatch        StepKind = "batch"         // launch, wait healthy, drain, terminate
+	StepBake         StepKind = "bake"          // wait, with the checks running
+	StepCheck        StepKind = "check"         // run every check once; all must pass
+)
+
+// Step is one unit of a compiled plan: what to do (fixed when the plan is
+// compiled) and how far it got (updated as it runs). The engine persists
+// the whole list, so a resumed engine runs the very steps the first one
+// compiled, against instance ids rather than re-resolved names.
+type Step struct {
+	Kind  StepKind `json:"kind"`
+	Phase int      `json:"phase"` // index into Plan.Phases; -1 outside phases
+
+	// Batch: Launch new instances on Image named Names (in order), and
+	// drain and terminate Targets (instance ids). TargetsFrom, when >= 0,
+	// takes the targets from the instances that step adopted (a canary's
+	// retirement). Strategy is the phase's.
+	Launch      int      `json:"launch,omitempty"`
+	Names       []string `json:"names,omitempty"`
+	Targets     []string `json:"targets,omitempty"`
+	TargetNames []string `json:"target_names,omitempty"`
+	TargetsFrom int      `json:"targets_from,omitempty"`
+	Image       string   `json:"image,omitempty"`
+	Strategy    Strategy `json:"strategy,omitempty"`
+
+	IDs       []string      `json:"ids,omitempty"`        // protect
+	Duration  time.Duration `json:"duration,omitempty"`   // bake (unscaled)
+	NotBefore time.Time     `json:"not_before,omitzero"`  // window
+	Version   TemplateRef   `json:"version,omitzero"`     // restore-image
+	Note      string        `json:"note,omitempty"`       // a line for the rendered plan
+
+	Progress
+}
+
+// Progress is a step's persisted state.
+type Progress struct {
+	Started time.Time `json:"started,omitzero"`
+	Ended   time.Time `json:"ended,omitzero"`
+	Done    bool      `json:"done,omitempty"`
+
+	// Batch progress.
+	Init         bool                 `json:"init,omitempty"`
+	BaseDesired  int                  `json:"base_desired,omitempty"`
+	Adopted      []Adoption           `json:"adopted,omitempty"`
+	HealthySince map[string]time.Time `json:"healthy_since,omitempty"`
+	Drains       map[string]time.Time `json:"drains,omitempty"`
+	Terminated   map[string]time.Time `json:"terminated,omitempty"`
+	Ready        bool                 `json:"ready,omitempty"`
+}
+
+// Adoption is a new instance a batch took as one of its replacements.
+type Adoption struct {
+	ID   string    `json:"id"`
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
+}
+
+// Compile turns a validated plan into steps against the group as it is
+// now. It fails, before anything changes, when the plan does not fit the
+// group: names not in it, more instances than it holds, an image it
+// already runs.
+func Compile(p *Plan, g Group) ([]Step, error) {
+	var errs PlanErrors
+	var old []Instance // live instances not on the new image, by name
+	byName := map[string]Instance{}
+	for _, in := range g.Instances {
+		if !in.Live() {
+			continue
+		}
+		if in.Image != p.Image {
+			old = append(old, in)
+		}
+		byName[in.Name] = in
+	}
+	sort.Slice(old, func(i, j int) bool { return nameLess(old[i].Name, old[j].Name) })
+	if g.Image == p.Image && len(old) == 0 {
+		errs = append(errs, p.errAt("image", "group %s already runs %s on every instance; nothing to change", g.Name, p.Image))
+	}
+
+	steps := []Step{{Kind: StepSetImage, Phase: -1, Image: p.Image,
+		Note: fmt.Sprintf("new launch template version from %s with image %s (was %s), made the group's version", templateString(g.Template), p.Image, g.Image)}}
+	claimed := map[string]string{} // instance id -> phase that replaces it
+	taken := map[string]bool{}     // names in use or promised
+	for _, in := range g.Instances {
+		if in.Live() {
+			taken[in.Name] = true
+		}
+	}
+	var oldIDs []string
+	for _, in := range old {
+		oldIDs = append(oldIDs, in.ID)
+	}
+	for i, ph := range p.Phases {
+		key := fmt.Sprintf("phases[%d]", i)
+		if ph.NotBefore != nil {
+			steps = append(steps, Step{Kind: StepWindow, Phase: i, NotBefore: ph.NotBefore.Time,
+				Note: "wait until " + ph.NotBefore.Time.UTC().Format(time.RFC3339)})
+		}
+		switch {
+		case ph.Canary > 0:
+			var names []string
+			for n := 0; len(names) < ph.Canary; n++ {
+				name := nextName(g, taken, n)
+				taken[name] = true
+				names = append(names, name)
+			}
+			if ph.ProtectOld && len(oldIDs) > 0 {
+				steps = append(steps, Step{Kind: StepProtect, Phase: i, IDs: oldIDs,
+					Note: fmt.Sprintf("protect %d old instances from scale-in", len(oldIDs))})
+			}
+			launch := len(steps)
+			steps = append(steps, Step{Kind: StepBatch, Phase: i, Launch: ph.Canary, Names: names, Image: p.Image,
+				Strategy: LaunchBeforeTerminate, TargetsFrom: -1,
+				Note: fmt.Sprintf("launch canary %s on %s (desired %d -> %d), wait until healthy", strings.Join(names, ", "), p.Image, g.Desired, g.Desired+ph.Canary)})
+			if ph.Bake > 0 {
+				steps = append(steps, Step{Kind: StepBake, Phase: i, Duration: ph.Bake.D(), Note: fmt.Sprintf("bake %s with the checks running", ph.Bake.D())})
+			}
+			steps = append(steps, Step{Kind: StepCheck, Phase: i, Note: "run the checks"})
+			if ph.ProtectOld && len(oldIDs) > 0 {
+				steps = append(steps, Step{Kind: StepUnprotect, Phase: i, IDs: oldIDs, Note: "remove the scale-in protection added above"})
+			}
+			if !ph.KeepCanary {
+				steps = append(steps, Step{Kind: StepBatch, Phase: i, TargetsFrom: launch, TargetNames: names, Strategy: LaunchBeforeTerminate,
+					Note: fmt.Sprintf("retire canary %s: drain, terminate (desired back to %d)", strings.Join(names, ", "), g.Desired)})
+				for _, n := range names {
+					delete(taken, n)
+				}
+			}
+		case ph.Replace != nil:
+			var targets []Instance
+			switch {
+			case len(ph.Replace.Names) > 0:
+				for _, n := range ph.Replace.Names {
+					in, ok := byName[n]
+					switch {
+					case !ok:
+						errs = append(errs, p.errAt(key+".replace", "%s is not an instance of group %s; it has %s", n, g.Name, strings.Join(liveNames(g), ", ")))
+					case in.Image == p.Image:
+						errs = append(errs, p.errAt(key+".replace", "%s already runs %s", n, p.Image))
+					case claimed[in.ID] != "":
+						errs = append(errs, p.errAt(key+".replace", "%s is already replaced by phase %q", n, claimed[in.ID]))
+					default:
+						targets = append(targets, in)
+					}
+				}
+			default:
+				var free []Instance
+				for _, in := range old {
+					if claimed[in.ID] == "" {
+						free = append(free, in)
+					}
+				}
+				n := len(free)
+				switch {
+				case ph.Replace.Count > 0:
+					n = ph.Replace.Count
+				case ph.Replace.Percent > 0:
+					n = (g.Desired*ph.Replace.Percent + 99) / 100
+				}
+				if n > len(free) {
+					errs = append(errs, p.errAt(key+".replace", "%s asks for %d instances but only %d old ones are left (%s)", ph.Replace, n, len(free), strings.Join(instNames(free), ", ")))
+					n = len(free)
+				}
+				if n == 0 {
+					errs = append(errs, p.errAt(key+".replace", "%s selects no instance: every old instance is already replaced by an earlier phase", ph.Replace))
+				}
+				targets = free[:n]
+			}
+			var ids, names []string
+			for _, in := range targets {
+				claimed[in.ID] = ph.Name
+				ids = append(ids, in.ID)
+				names = append(names, in.Name)
+			}
+			verb := "launch %d on %s (desired %d -> %d), wait until healthy, then drain and terminate %s"
+			note := fmt.Sprintf(verb, len(ids), p.Image, g.Desired, g.Desired+len(ids), strings.Join(names, ", "))
+			if ph.Strategy == TerminateThenReplace {
+				note = fmt.Sprintf("drain and terminate %s, let the group launch %d on %s, wait until healthy", strings.Join(names, ", "), len(ids), p.Image)
+			}
+			steps = append(steps, Step{Kind: StepBatch, Phase: i, Launch: len(ids), Names: names, Targets: ids, TargetNames: names,
+				Image: p.Image, Strategy: ph.Strategy, TargetsFrom: -1, Note: note})
+			if ph.Bake > 0 {
+				steps = append(steps, Step{Kind: StepBake, Phase: i, Duration: ph.Bake.D(), Note: fmt.Sprintf("bake %s with the checks running", ph.Bake.D())})
+			}
+			steps = append(steps, Step{Kind: StepCheck, Phase: i, Note: "run the checks"})
+		}
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		return nil, errs
+	}
+	return steps, nil
+}
+
+// CompileRollback returns the steps that undo a change on the group as it
+// is now: the previous launch template version back, protection off, and
+// every new-image instance replaced by an old-image one, reusing old
+// instances that are still live and not draining.
+func CompileRollback(st *State, g Group) []Step {
+	steps := []Step{}
+	if st.Template != nil {
+		steps = append(steps, Step{Kind: StepRestoreImage, Phase: -1, Version: st.Template.Previous, Image: st.Template.PreviousImage,
+			Note: fmt.Sprintf("group back to launch template %s (image %s)", templateString(st.Template.Previous), st.Template.PreviousImage)})
+	}
+	if len(st.Protected) > 0 {
+		steps = append(steps, Step{Kind: StepUnprotect, Phase: -1, IDs: st.Protected, Note: "remove the scale-in protection the rollout added"})
+	}
+	draining := map[string]bool{}
+	for _, s := range st.Steps {
+		for id := range s.Drains {
+			draining[id] = true
+		}
+	}
+	held := map[string]bool{}
+	var targets, targetNames []string
+	for _, in := range g.Instances {
+		if !in.Live() {
+			continue
+		}
+		if in.Image == st.OldImage && !draining[in.ID] {
+			held[in.Name] = true
+			continue
+		}
+		targets = append(targets, in.ID)
+		targetNames = append(targetNames, in.Name)
+	}
+	var names []string
+	for _, n := range st.OldNames {
+		if !held[n] {
+			names = append(names, n)
+		}
+	}
+	if len(targets) > 0 || len(names) > 0 {
+		note := fmt.Sprintf("launch %d on %s, wait until healthy, then drain and terminate %s", len(names), st.OldImage, strings.Join(targetNames, ", "))
+		steps = append(steps, Step{Kind: StepBatch, Phase: -1, Launch: len(names), Names: names, Targets: targets, TargetNames: targetNames,
+			Image: st.OldImage, Strategy: LaunchBeforeTerminate, TargetsFrom: -1, Note: note})
+	}
+	steps = append(steps, Step{Kind: StepCheck, Phase: -1, Note: "run the checks"})
+	return steps
+}
+
+// nextName returns the n-th free name after the group's highest numbered
+// one: ws-01..ws-08 gives ws-09.
+func nextName(g Group, taken map[string]bool, _ int) string {
+	prefix, width, highest := "", 2, 0
+	for _, in := range g.Instances {
+		p, num, w, ok := splitName(in.Name)
+		if !ok {
+			continue
+		}
+		if num > highest {
+			prefix, width, highest = p, w, num
+		}
+	}
+	if prefix == "" {
+		prefix = g.Name + "-"
+	}
+	for n := highest + 1; ; n++ {
+		name := fmt.Sprintf("%s%0*d", prefix, width, n)
+		if !taken[name] {
+			return name
+		}
+	}
+}
+
+// splitName splits "ws-09" into "ws-", 9 and its digit width 2.
+func splitName(s string) (prefix string, num, width int, ok bool) {
+	i := len(s)
+	for i > 0 && s[i-1] >= '0' && s[i-1] <= '9' {
+		i--
+	}
+	if i == len(s) || len(s)-i > 9 {
+		return "", 0, 0, false
+	}
+	for _, c := range s[i:] {
+		num = num*10 + int(c-'0')
+	}
+	return s[:i], num, len(s) - i, true
+}
+
+// nameLess orders ws-2 before ws-10.
+func nameLess(a, b string) bool {
+	pa, na, _, oka := splitName(a)
+	pb, nb, _, okb := splitName(b)
+	if oka && okb && pa == pb {
+		return na < nb
+	}
+	return a < b
+}
+
+func liveNames(g Group) []string {
+	var out []string
+	for _, in := range g.Instances {
+		if in.Live() {
+			out = append(out, in.Name)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return nameLess(out[i], out[j]) })
+	return out
+}
+
+func instNames(ins []Instance) []string {
+	out := make([]string, len(ins))
+	for i, in := range ins {
+		out[i] = in.Name
+	}
+	return out
+}
+
+func templateString(t TemplateRef) string {
+	n := t.Name
+	if n == "" {
+		n = t.ID
+	}
+	if n == "" {
+		return "(none)"
+	}
+	return n + ":" + t.Version
+}
