@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"wsfleet/broker"
@@ -48,6 +49,54 @@ func benchPublishDeliver(b *testing.B, br broker.Broker) {
 		}
 		if d := <-got; d != seq {
 			b.Fatalf("delivered seq %d, published %d", d, seq)
+		}
+	}
+}
+
+// BenchmarkHistory measures one History call (the replay a node does when a
+// client arrives with a cursor) over a stream of 2,000 messages on 20
+// channels, asking for the 50 newest messages of one channel. On NATS each call
+// creates and deletes a short-lived consumer.
+func BenchmarkHistory(b *testing.B) {
+	b.Run("memory", func(b *testing.B) {
+		m := broker.NewMemory(broker.MemoryOptions{HistoryMsgs: 10_000})
+		defer m.Close()
+		benchHistory(b, m)
+	})
+	b.Run("nats", func(b *testing.B) {
+		e, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: "127.0.0.1:0", StoreDir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Shutdown(context.Background())
+		n, err := broker.NewNATS(context.Background(), broker.NATSOptions{URLs: e.ClientURL(), HistoryMsgs: 10_000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer n.Close()
+		benchHistory(b, n)
+	})
+}
+
+func benchHistory(b *testing.B, br broker.Broker) {
+	ctx := context.Background()
+	var last uint64
+	for i := range 2000 {
+		seq, err := br.Publish(ctx, fmt.Sprintf("/room/%d", i%20), []byte(`{"data":"x"}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = seq
+	}
+	after := last - 2000 + 1000 // the second half: 50 messages per channel
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := br.History(ctx, []string{"/room/7", "/other/**"}, after)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(got) != 50 {
+			b.Fatalf("History returned %d messages, want 50", len(got))
 		}
 	}
 }

@@ -47,7 +47,9 @@ type Broker interface {
 	// patterns, wildcards allowed), up to and including the newest one
 	// accepted when History was called. It returns ErrHistoryGone when
 	// messages after `after` have already left the history window, so the
-	// caller knows that a gap cannot be filled.
+	// caller knows that a gap cannot be filled; also when after is beyond
+	// the newest sequence number, which means the history was reset and
+	// the cursor belongs to an earlier one.
 	History(ctx context.Context, patterns []string, after uint64) ([]Message, error)
 
 	// LastSeq returns the sequence number of the newest accepted message,

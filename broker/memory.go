@@ -101,7 +101,9 @@ func (b *Memory) History(ctx context.Context, patterns []string, after uint64) (
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.trimLocked()
-	if after < b.dropped {
+	// A cursor ahead of the sequence came from another history (a broker
+	// that restarted): what it missed cannot be known.
+	if after < b.dropped || after > b.seq {
 		return nil, ErrHistoryGone
 	}
 	var out []Message

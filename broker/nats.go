@@ -524,10 +524,13 @@ func (b *NATS) History(ctx context.Context, patterns []string, after uint64) ([]
 	return out, nil
 }
 
-// gone reports whether messages after `after` have left a stream that now
-// holds first..last (first = last+1 when it is empty).
+// gone reports whether the messages after `after` cannot all be read from
+// a stream that now holds first..last (first = last+1 when it is empty):
+// some have left the window, or the cursor is ahead of the stream, which
+// happens only when the stream was deleted and recreated (its sequence
+// numbers started again, so the cursor belongs to another history).
 func gone(after, first, last uint64) bool {
-	return after < last && first > after+1
+	return after > last || after < last && first > after+1
 }
 
 // LastSeq implements Broker.

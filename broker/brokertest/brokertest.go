@@ -301,6 +301,7 @@ func testHistoryGone(t *testing.T, f Factory) {
 		{"window edge", firstKept.seq - 1, pub[len(pub)-window:], false},
 		{"inside the window", pub[len(pub)-2].seq, pub[len(pub)-1:], false},
 		{"up to date", pub[len(pub)-1].seq, nil, false},
+		{"cursor ahead of the history", pub[len(pub)-1].seq + 5, nil, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
