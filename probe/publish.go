@@ -3,6 +3,7 @@ package probe
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -100,7 +101,12 @@ func (p *Probe) publishLoop(ctx context.Context) {
 		state := pubOK
 		if err := p.post(ctx, body.Bytes()); err != nil {
 			state = pubFailed
-			p.countError("publish")
+			kind := "publish"
+			var se statusError
+			if errors.As(err, &se) {
+				kind = fmt.Sprintf("publish_http_%d", int(se))
+			}
+			p.countError(kind)
 			p.log.Debug("probe publish failed", "messages", due, "err", err)
 		}
 		for _, r := range refs {
@@ -134,7 +140,12 @@ func (p *Probe) post(ctx context.Context, body []byte) error {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("publish: status %d", resp.StatusCode)
+		return fmt.Errorf("publish: %w", statusError(resp.StatusCode))
 	}
 	return nil
 }
+
+// statusError is an HTTP status other than 2xx from the publish endpoint.
+type statusError int
+
+func (e statusError) Error() string { return fmt.Sprintf("status %d", int(e)) }
