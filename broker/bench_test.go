@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"wsfleet/broker"
@@ -98,5 +99,61 @@ func benchHistory(b *testing.B, br broker.Broker) {
 		if len(got) != 50 {
 			b.Fatalf("History returned %d messages, want 50", len(got))
 		}
+	}
+}
+
+// BenchmarkPublishParallel measures throughput: publishers on every CPU,
+// one subscriber, and the run ends when the subscriber has seen every
+// message.
+func BenchmarkPublishParallel(b *testing.B) {
+	b.Run("memory", func(b *testing.B) {
+		m := broker.NewMemory(broker.MemoryOptions{HistoryMsgs: 10_000})
+		defer m.Close()
+		benchPublishParallel(b, m)
+	})
+	b.Run("nats", func(b *testing.B) {
+		e, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: "127.0.0.1:0", StoreDir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Shutdown(context.Background())
+		n, err := broker.NewNATS(context.Background(), broker.NATSOptions{URLs: e.ClientURL(), HistoryMsgs: 10_000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer n.Close()
+		benchPublishParallel(b, n)
+	})
+}
+
+func benchPublishParallel(b *testing.B, br broker.Broker) {
+	ctx := context.Background()
+	var delivered, published atomic.Int64
+	done := make(chan struct{}, 1)
+	var want atomic.Int64
+	want.Store(-1)
+	stop, err := br.Subscribe(ctx, func(broker.Message) {
+		if n := delivered.Add(1); n == want.Load() {
+			done <- struct{}{}
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stop()
+	payload := []byte(`{"channel":"/bench/room","data":{"text":"hello"}}`)
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := br.Publish(ctx, "/bench/room", payload); err != nil {
+				b.Error(err)
+				return
+			}
+			published.Add(1)
+		}
+	})
+	want.Store(published.Load())
+	if delivered.Load() < published.Load() {
+		<-done
 	}
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -160,6 +161,27 @@ func FuzzSubjectRoundTrip(f *testing.F) {
 		osubj, _ := channelSubject(prefix, other)
 		if got, want := server.SubjectMatchesFilter(osubj, filter), bayeux.Match(name, other); got != want {
 			t.Fatalf("pattern %q vs channel %q: NATS match %v, Bayeux match %v", name, other, got, want)
+		}
+	})
+}
+
+// kvKey is the key syntax of JetStream key-value buckets.
+var kvKey = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
+
+// FuzzSessionKey: client IDs come from outside. Every accepted ID must map
+// to a valid key-value key, and two different IDs never to the same key.
+func FuzzSessionKey(f *testing.F) {
+	for _, s := range []string{"abc", "a.b", "=YWJj", "abc=", "*", ">", "ünï", " ", ""} {
+		f.Add(s, "abc")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		ka, errA := sessionKey(a)
+		kb, errB := sessionKey(b)
+		if errA == nil && (!kvKey.MatchString(ka) || strings.HasPrefix(ka, ".") || strings.HasSuffix(ka, ".")) {
+			t.Fatalf("client id %q maps to invalid key %q", a, ka)
+		}
+		if errA == nil && errB == nil && a != b && ka == kb {
+			t.Fatalf("client ids %q and %q share key %q", a, b, ka)
 		}
 	})
 }
