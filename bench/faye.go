@@ -129,7 +129,7 @@ func StartFaye(ctx context.Context, o FayeOptions) (*Process, error) {
 	if o.AdminToken != "" {
 		args = append(args, "--token", o.AdminToken)
 	}
-	return startListening(ctx, pinned(o.CPU, node, args), []string{"NODE_PATH=" + nodePath}, o.Stderr, parseFayeListening)
+	return startListening(ctx, pinned(o.CPU, node, args), []string{"NODE_PATH=" + nodePath}, o.Stderr, false, parseFayeListening)
 }
 
 func parseFayeListening(line string) (string, bool) {
@@ -150,16 +150,23 @@ func pinned(cpu int, name string, args []string) []string {
 	return append([]string{"taskset", "-c", fmt.Sprint(cpu), name}, args...)
 }
 
-// startListening starts argv and reads its stdout until parse finds the
-// listening address in a line; the rest of stdout is discarded.
-func startListening(ctx context.Context, argv, env []string, stderr io.Writer, parse func(string) (string, bool)) (*Process, error) {
+// startListening starts argv and reads its stdout (or its stderr, where
+// wsfleet logs) until parse finds the listening address in a line; the rest
+// of that stream goes to stderr.
+func startListening(ctx context.Context, argv, env []string, stderr io.Writer, fromStderr bool, parse func(string) (string, bool)) (*Process, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	cmd.Stderr = stderr
-	out, err := cmd.StdoutPipe()
+	var out io.ReadCloser
+	var err error
+	if fromStderr {
+		out, err = cmd.StderrPipe()
+	} else {
+		cmd.Stderr = stderr
+		out, err = cmd.StdoutPipe()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
@@ -171,6 +178,7 @@ func startListening(ctx context.Context, argv, env []string, stderr io.Writer, p
 	go func() {
 		sc := bufio.NewScanner(out)
 		found := false
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 		for sc.Scan() {
 			if !found {
 				if a, ok := parse(strings.TrimSpace(sc.Text())); ok {
@@ -178,8 +186,11 @@ func startListening(ctx context.Context, argv, env []string, stderr io.Writer, p
 					addr <- a
 				}
 			}
+			if fromStderr {
+				fmt.Fprintln(stderr, sc.Text())
+			}
 		}
-		_, _ = io.Copy(io.Discard, out)
+		_, _ = io.Copy(stderr, out)
 		_ = cmd.Wait()
 		close(p.done)
 	}()

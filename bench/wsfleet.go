@@ -1,0 +1,63 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// BuildWsfleet builds the wsfleet command into dir and returns its path.
+func BuildWsfleet(ctx context.Context, dir string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "wsfleet")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wsfleet")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build wsfleet: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// WsfleetOptions configure StartWsfleet.
+type WsfleetOptions struct {
+	Binary     string // path of the wsfleet command
+	Host       string // default 127.0.0.1
+	Port       int    // 0 picks a free port
+	AdminToken string
+	// CPU, when >= 0, pins the server to that core with taskset.
+	CPU int
+	// Args are extra `wsfleet serve` flags.
+	Args   []string
+	Stderr io.Writer
+}
+
+// StartWsfleet starts `wsfleet serve` and waits until it listens.
+func StartWsfleet(ctx context.Context, o WsfleetOptions) (*Process, error) {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	args := []string{"serve", "--listen", fmt.Sprintf("%s:%d", o.Host, o.Port), "--log-level", "info"}
+	args = append(args, o.Args...)
+	// The token goes through the environment, not the process list.
+	env := []string{"WSFLEET_ADMIN_TOKEN=" + o.AdminToken}
+	return startListening(ctx, pinned(o.CPU, o.Binary, args), env, o.Stderr, true, parseWsfleetListening)
+}
+
+// parseWsfleetListening finds addr= in serve's "listening" log line.
+func parseWsfleetListening(line string) (string, bool) {
+	if !strings.Contains(line, "msg=listening") {
+		return "", false
+	}
+	for _, f := range strings.Fields(line) {
+		if a, ok := strings.CutPrefix(f, "addr="); ok {
+			return a, true
+		}
+	}
+	return "", false
+}
