@@ -87,6 +87,9 @@ run:
 		writeProbeReport(stdout, r)
 	}
 	var failed []string
+	if r.ClientsSubscribed < r.Clients {
+		failed = append(failed, fmt.Sprintf("%d of %d clients never subscribed (see errors)", r.Clients-r.ClientsSubscribed, r.Clients))
+	}
 	if cfg.Rate > 0 && r.Sent == 0 {
 		failed = append(failed, "no publish was acknowledged (see errors; is --admin-token right?)")
 	}
