@@ -127,6 +127,8 @@ type NATS struct {
 	closed         bool
 	disconnectedAt time.Time // zero while connected
 	subs           map[*natsSub]struct{}
+
+	maxSeq atomic.Uint64 // highest stream sequence this node has seen
 }
 
 var (
@@ -182,6 +184,29 @@ func (b *NATS) setup(ctx context.Context) error {
 		return fmt.Errorf("nats broker: jetstream: %w", err)
 	}
 	b.js = js
+	if err := b.ensure(ctx); err != nil {
+		return err
+	}
+	// Handles address the stream and bucket by name, so they stay valid
+	// when ensure recreates them after a reconnect.
+	if b.stream, err = js.Stream(ctx, b.opts.Stream); err != nil {
+		return fmt.Errorf("nats broker: stream %s: %w", b.opts.Stream, err)
+	}
+	kv, err := js.KeyValue(ctx, b.opts.SessionBucket)
+	if err != nil {
+		return fmt.Errorf("nats broker: bucket %s: %w", b.opts.SessionBucket, err)
+	}
+	b.sessions = &natsSessions{kv: kv}
+	return nil
+}
+
+// ensure creates the stream and the session bucket, or updates them to
+// this node's settings. A stream that has to be created while this node
+// has already seen sequence numbers (NATS lost its store: a restart
+// without its directory) starts after the highest one seen, so sequence
+// numbers never go back and the cursors held by sessions keep their
+// meaning; History reports the lost messages as gone.
+func (b *NATS) ensure(ctx context.Context) error {
 	storage := jetstream.FileStorage
 	if b.opts.MemoryStorage {
 		storage = jetstream.MemoryStorage
@@ -197,9 +222,24 @@ func (b *NATS) setup(ctx context.Context) error {
 		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 	}
-	err = retryCreate(ctx, func() error {
-		s, err := js.CreateOrUpdateStream(ctx, scfg)
-		b.stream = s
+	err := retryCreate(ctx, func() error {
+		s, err := b.js.Stream(ctx, scfg.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			cfg := scfg
+			if seen := b.maxSeq.Load(); seen > 0 {
+				cfg.FirstSeq = seen + 1
+				b.log.Error("stream missing after reconnect, NATS lost its store: recreating it after the last seen sequence",
+					"first_seq", cfg.FirstSeq)
+			}
+			_, err = b.js.CreateStream(ctx, cfg)
+			return err // "already in use" when another node won the race: retried as an update
+		case err != nil:
+			return err
+		}
+		cfg := scfg
+		cfg.FirstSeq = s.CachedInfo().Config.FirstSeq // fixed at creation
+		_, err = b.js.UpdateStream(ctx, cfg)
 		return err
 	})
 	if err != nil {
@@ -213,17 +253,24 @@ func (b *NATS) setup(ctx context.Context) error {
 		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 	}
-	var kv jetstream.KeyValue
 	err = retryCreate(ctx, func() error {
-		var err error
-		kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg)
+		_, err := b.js.CreateOrUpdateKeyValue(ctx, kcfg)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("nats broker: create bucket %s: %w", kcfg.Bucket, err)
 	}
-	b.sessions = &natsSessions{kv: kv}
 	return nil
+}
+
+// seen records a sequence number this node has observed.
+func (b *NATS) seen(seq uint64) {
+	for {
+		cur := b.maxSeq.Load()
+		if seq <= cur || b.maxSeq.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
 }
 
 // retryCreate retries f a few times: when several nodes create the same
@@ -274,6 +321,15 @@ func (b *NATS) onReconnect(nc *nats.Conn) {
 	b.disconnectedAt = time.Time{}
 	b.mu.Unlock()
 	b.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted(), "down_for", b.opts.Now().Sub(since))
+	// The server may have come back without its store; put the stream and
+	// bucket back before the ordered consumers look for them.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := b.ensure(ctx); err != nil && b.Healthy() == nil {
+			b.log.Error("after reconnect", "err", err)
+		}
+	}()
 }
 
 // Healthy implements HealthChecker: nil while connected to NATS, an error
@@ -316,6 +372,7 @@ func (b *NATS) Publish(ctx context.Context, channel string, payload []byte) (uin
 		}
 		return 0, fmt.Errorf("publish %s: %w", channel, err)
 	}
+	b.seen(ack.Sequence)
 	return ack.Sequence, nil
 }
 
@@ -337,6 +394,7 @@ func (b *NATS) Subscribe(ctx context.Context, h func(Message)) (func(), error) {
 		return nil, fmt.Errorf("subscribe: stream info: %w", err)
 	}
 	start := info.State.LastSeq
+	b.seen(start)
 	cons, err := b.js.OrderedConsumer(ctx, b.opts.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{b.opts.SubjectPrefix + ".>"},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
@@ -401,6 +459,7 @@ func (s *natsSub) deliver(m jetstream.Msg) {
 		s.b.log.Warn("subscribe: gap, messages left the stream before delivery", "from", s.last+1, "to", seq-1)
 	}
 	s.last = seq
+	s.b.seen(seq)
 	ch, err := subjectChannel(s.b.opts.SubjectPrefix, m.Subject())
 	if err != nil {
 		s.b.log.Warn("subscribe: skipping message", "seq", seq, "err", err)
@@ -443,6 +502,7 @@ func (b *NATS) History(ctx context.Context, patterns []string, after uint64) ([]
 		return nil, fmt.Errorf("history: stream info: %w", err)
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
+	b.seen(last)
 	if gone(after, first, last) {
 		return nil, ErrHistoryGone
 	}
@@ -539,6 +599,7 @@ func (b *NATS) LastSeq(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("last seq: stream info: %w", err)
 	}
+	b.seen(info.State.LastSeq)
 	return info.State.LastSeq, nil
 }
 

@@ -238,3 +238,53 @@ func (r *relay) restore(t *testing.T) {
 	}
 	r.serve(ln)
 }
+
+// TestNATSStoreLost restarts the embedded NATS on the same address but
+// with an empty store, as a host restarted without its directory would.
+// The broker puts the stream and the bucket back, sequence numbers go on
+// after the highest one seen (so sessions' cursors keep their meaning), the
+// subscription resumes, and History reports the lost messages as gone.
+func TestNATSStoreLost(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	addr := e.Addr()
+	b := newNATS(t, e.ClientURL(), fastReconnect(broker.NATSOptions{Name: "lost"}))
+	ctx := context.Background()
+	rec := &recorder{}
+	stop, err := b.Subscribe(ctx, rec.handle)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	defer stop()
+	publishN(t, b, 5)
+	rec.waitSeqs(t, 5)
+
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	waitFor(t, "Healthy to report the outage", func() bool { return b.Healthy() != nil })
+	e2, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: addr, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("restart embedded NATS on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { e2.Shutdown(context.Background()) })
+	waitFor(t, "the stream to be recreated", func() bool {
+		seq, err := b.LastSeq(ctx)
+		return err == nil && seq == 5
+	})
+	waitFor(t, "the bucket to be recreated", func() bool {
+		return b.Sessions().Save(ctx, broker.Session{ClientID: "c"}) == nil
+	})
+	publishN(t, b, 3)
+	rec.waitSeqs(t, 8)
+	if _, err := b.History(ctx, []string{"/fault/x"}, 2); !errors.Is(err, broker.ErrHistoryGone) {
+		t.Fatalf("History over the lost messages: err %v, want ErrHistoryGone", err)
+	}
+	if got, err := b.History(ctx, []string{"/fault/x"}, 5); err != nil || len(got) != 3 || got[0].Seq != 6 {
+		t.Fatalf("History after the loss = %d messages, %v; want seqs 6..8", len(got), err)
+	}
+	// A node starting now joins the recreated stream as it is.
+	late := newNATS(t, e2.ClientURL(), broker.NATSOptions{Name: "late"})
+	if seq, err := late.Publish(ctx, "/fault/x", []byte("late")); err != nil || seq != 9 {
+		t.Fatalf("late node Publish = %d, %v; want 9", seq, err)
+	}
+}
