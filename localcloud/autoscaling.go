@@ -1,0 +1,1145 @@
+package localcloud
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Auto Scaling API actions.
+
+func init() {
+	for name, h := range map[string]handler{
+		"CreateAutoScalingGroup":               (*Cloud).createGroup,
+		"DescribeAutoScalingGroups":            (*Cloud).describeGroups,
+		"UpdateAutoScalingGroup":               (*Cloud).updateGroup,
+		"DeleteAutoScalingGroup":               (*Cloud).deleteGroup,
+		"SetDesiredCapacity":                   (*Cloud).setDesiredCapacity,
+		"SetInstanceProtection":                (*Cloud).setInstanceProtection,
+		"TerminateInstanceInAutoScalingGroup":  (*Cloud).terminateInGroup,
+		"DescribeAutoScalingInstances":         (*Cloud).describeASGInstances,
+		"EnterStandby":                         (*Cloud).enterStandby,
+		"ExitStandby":                          (*Cloud).exitStandby,
+		"PutLifecycleHook":                     (*Cloud).putLifecycleHook,
+		"DescribeLifecycleHooks":               (*Cloud).describeLifecycleHooks,
+		"DeleteLifecycleHook":                  (*Cloud).deleteLifecycleHook,
+		"CompleteLifecycleAction":              (*Cloud).completeLifecycleAction,
+		"RecordLifecycleActionHeartbeat":       (*Cloud).recordHeartbeat,
+		"DescribeScalingActivities":            (*Cloud).describeActivities,
+		"CreateOrUpdateTags":                   (*Cloud).createOrUpdateASGTags,
+		"DeleteTags":                           (*Cloud).deleteASGTags,
+		"DescribeTags":                         (*Cloud).describeASGTags,
+		"AttachLoadBalancerTargetGroups":       (*Cloud).attachTargetGroups,
+		"DetachLoadBalancerTargetGroups":       (*Cloud).detachTargetGroups,
+		"DescribeLoadBalancerTargetGroups":     (*Cloud).describeGroupTargetGroups,
+		"DescribeAutoScalingNotificationTypes": (*Cloud).describeNotificationTypes,
+	} {
+		actions[svcASG][name] = h
+	}
+}
+
+func (c *Cloud) findGroup(name string) (*group, *apiError) {
+	if name == "" {
+		return nil, errf("MissingParameter", "The request must contain the parameter AutoScalingGroupName")
+	}
+	g := c.groups[name]
+	if g == nil || g.deleting {
+		return nil, validationf("AutoScalingGroup name not found - AutoScalingGroup %s not found", name)
+	}
+	return g, nil
+}
+
+// groupInstance finds an instance of g, with AWS's message otherwise.
+func (c *Cloud) groupInstance(g *group, id string) (*instance, *apiError) {
+	in := c.instances[id]
+	if in == nil || in.asg == nil || in.asg.g != g || in.asg.lifecycle == lcTerminated {
+		return nil, validationf("The instance %s is not part of Auto Scaling group %s.", id, g.name)
+	}
+	return in, nil
+}
+
+// parseGroupLT reads LaunchTemplate.{LaunchTemplateId,LaunchTemplateName,Version}.
+func (c *Cloud) parseGroupLT(p params) (id, version string, e *apiError) {
+	lid, lname := p.str("LaunchTemplate.LaunchTemplateId"), p.str("LaunchTemplate.LaunchTemplateName")
+	if lid == "" && lname == "" {
+		return "", "", validationf("You must use a valid fully-formed launch template. Specify either LaunchTemplateId or LaunchTemplateName")
+	}
+	if lid != "" && lname != "" {
+		return "", "", validationf("You must use a valid fully-formed launch template. Specify either LaunchTemplateId or LaunchTemplateName, not both")
+	}
+	lt, e := c.findLT(lid, lname)
+	if e != nil {
+		return "", "", validationf("You must use a valid fully-formed launch template. %s", e.Message)
+	}
+	version = p.str("LaunchTemplate.Version")
+	if version == "" {
+		version = "$Default"
+	}
+	v, e := lt.resolve(version)
+	if e != nil {
+		return "", "", validationf("You must use a valid fully-formed launch template. %s", e.Message)
+	}
+	if v.data.ImageID == "" {
+		return "", "", validationf("You must use a valid fully-formed launch template. The launch template %s version %d has no ImageId", lt.id, v.number)
+	}
+	return lt.id, version, nil
+}
+
+var validHealthTypes = map[string]bool{"EC2": true, "ELB": true, "EBS": true, "VPC_LATTICE": true}
+var validTermPolicies = map[string]bool{"Default": true, "AllocationStrategy": true, "OldestLaunchTemplate": true, "OldestLaunchConfiguration": true, "OldestInstance": true, "NewestInstance": true, "ClosestToNextInstanceHour": true}
+
+func (c *Cloud) createGroup(req *request, x *xmlw) *apiError {
+	p := req.Params
+	name, e := p.required("AutoScalingGroupName")
+	if e != nil {
+		return e
+	}
+	if len(name) > 255 {
+		return validationf("1 validation error detected: Value at 'autoScalingGroupName' failed to satisfy constraint: Member must have length less than or equal to 255")
+	}
+	if _, dup := c.groups[name]; dup {
+		return errf("AlreadyExists", "AutoScalingGroup by this name already exists - A group with the name %s already exists", name)
+	}
+	if p.str("LaunchConfigurationName") != "" || p.has("MixedInstancesPolicy") || p.str("InstanceId") != "" {
+		return validationf("The local cloud supports groups with a LaunchTemplate only")
+	}
+	if !p.has("LaunchTemplate") {
+		return validationf("Valid requests must contain either LaunchTemplate, LaunchConfigurationName, InstanceId or MixedInstancesPolicy parameter.")
+	}
+	ltID, ltVer, e := c.parseGroupLT(p)
+	if e != nil {
+		return e
+	}
+	g := &group{name: name, arn: c.groupARN(name), created: c.now(), ltID: ltID, ltVersion: ltVer, cooldown: 300, healthType: "EC2", tags: map[string]asgTag{}}
+	var set bool
+	if g.min, set, e = p.intOpt("MinSize"); e != nil {
+		return e
+	} else if !set {
+		return errf("MissingParameter", "The request must contain the parameter MinSize")
+	}
+	if g.max, set, e = p.intOpt("MaxSize"); e != nil {
+		return e
+	} else if !set {
+		return errf("MissingParameter", "The request must contain the parameter MaxSize")
+	}
+	g.desired = g.min
+	if d, set, e := p.intOpt("DesiredCapacity"); e != nil {
+		return e
+	} else if set {
+		g.desired = d
+	}
+	if e := checkSizes(g.min, g.max, g.desired); e != nil {
+		return e
+	}
+	if e := c.applyGroupOptions(g, p); e != nil {
+		return e
+	}
+	if len(g.azs) == 0 {
+		return validationf("At least one Availability Zone or VPC Subnet is required.")
+	}
+	for _, arn := range p.list("TargetGroupARNs.member") {
+		if c.targetGrps[arn] == nil {
+			return validationf("Provided Target Groups may not be valid. Please ensure they exist and try again. Target group not found: %s", arn)
+		}
+		if !contains(g.tgARNs, arn) {
+			g.tgARNs = append(g.tgARNs, arn)
+		}
+	}
+	if e := applyASGTags(p.structs("Tags.member"), func(string) *group { return g }, name); e != nil {
+		return e
+	}
+	for _, hp := range p.structs("LifecycleHookSpecificationList.member") {
+		h, e := parseHook(hp, nil)
+		if e != nil {
+			return e
+		}
+		g.hooks = append(g.hooks, h)
+	}
+	g.cause = fmt.Sprintf("At %s a user request created an AutoScalingGroup changing the desired capacity from 0 to %d.", isoTime(g.created), g.desired)
+	c.groups[name] = g
+	c.log.Info("group created", "group", name, "desired", g.desired)
+	return nil
+}
+
+func checkSizes(min, max, desired int) *apiError {
+	if min < 0 || max < 0 {
+		return validationf("MinSize and MaxSize must be at least 0")
+	}
+	if min > max {
+		return validationf("Max bound, %d, must be greater than or equal to min bound, %d", max, min)
+	}
+	if desired < min {
+		return validationf("Desired capacity:%d must be between the specified min size:%d and max size:%d", desired, min, max)
+	}
+	if desired > max {
+		return validationf("Desired capacity:%d must be between the specified min size:%d and max size:%d", desired, min, max)
+	}
+	return nil
+}
+
+// applyGroupOptions reads the options Create and Update share.
+func (c *Cloud) applyGroupOptions(g *group, p params) *apiError {
+	if azs := p.list("AvailabilityZones.member"); len(azs) > 0 {
+		for _, az := range azs {
+			if !strings.HasPrefix(az, c.cfg.Region) {
+				return validationf("The availability zone %s is not legal in region %s", az, c.cfg.Region)
+			}
+		}
+		g.azs = azs
+	}
+	if v := p.str("VPCZoneIdentifier"); v != "" {
+		g.vpcZone = v
+		if len(p.list("AvailabilityZones.member")) == 0 {
+			// Each subnet stands for one zone: a, b, c… in order.
+			g.azs = nil
+			for i, s := range strings.Split(v, ",") {
+				if strings.TrimSpace(s) == "" {
+					return validationf("The subnet ID '%s' is not valid", v)
+				}
+				g.azs = append(g.azs, c.cfg.Region+string(rune('a'+i%6)))
+			}
+		}
+	}
+	if v := p.str("HealthCheckType"); v != "" {
+		if !validHealthTypes[v] {
+			return validationf("Health check type %s is not valid; use EC2 or ELB", v)
+		}
+		g.healthType = v
+	}
+	if v, set, e := p.intOpt("HealthCheckGracePeriod"); e != nil {
+		return e
+	} else if set {
+		if v < 0 {
+			return validationf("HealthCheckGracePeriod must be at least 0")
+		}
+		g.grace = v
+	}
+	if v, set, e := p.intOpt("DefaultCooldown"); e != nil {
+		return e
+	} else if set {
+		g.cooldown = v
+	}
+	if v, set, e := p.intOpt("MaxInstanceLifetime"); e != nil {
+		return e
+	} else if set {
+		g.maxInstanceLifetime = v
+	}
+	if pols := p.list("TerminationPolicies.member"); len(pols) > 0 {
+		for _, pol := range pols {
+			if !validTermPolicies[pol] {
+				return validationf("Termination policy %s is not valid", pol)
+			}
+		}
+		g.termPolicies = pols
+	} else if p.has("TerminationPolicies") {
+		g.termPolicies = nil
+	}
+	if v, set, e := p.boolOpt("NewInstancesProtectedFromScaleIn"); e != nil {
+		return e
+	} else if set {
+		g.newProtected = v
+	}
+	return nil
+}
+
+// applyASGTags applies CreateOrUpdateTags-style tags; groupOf resolves a
+// ResourceId.
+func applyASGTags(tags []params, groupOf func(string) *group, defaultGroup string) *apiError {
+	for _, t := range tags {
+		k := t.str("Key")
+		if k == "" {
+			return validationf("Tag key must not be empty")
+		}
+		if len(k) > 128 || len(t.str("Value")) > 256 {
+			return validationf("Tag keys are limited to 128 and values to 256 characters")
+		}
+		if strings.HasPrefix(k, "aws:") {
+			return validationf("Tag keys starting with 'aws:' are reserved for internal use")
+		}
+		if rt := t.str("ResourceType"); rt != "" && rt != "auto-scaling-group" {
+			return validationf("Invalid resource type %s", rt)
+		}
+		id := t.str("ResourceId")
+		if id == "" {
+			id = defaultGroup
+		}
+		g := groupOf(id)
+		if g == nil {
+			return validationf("AutoScalingGroup name not found - AutoScalingGroup %s not found", id)
+		}
+		prop, _, e := t.boolOpt("PropagateAtLaunch")
+		if e != nil {
+			return e
+		}
+		g.tags[k] = asgTag{value: t.str("Value"), propagate: prop}
+		if len(g.tags) > 50 {
+			return errf("LimitExceeded", "A group can have at most 50 tags")
+		}
+	}
+	return nil
+}
+
+func parseHook(p params, existing *hook) (*hook, *apiError) {
+	h := &hook{heartbeat: 3600, defaultResult: "ABANDON"}
+	if existing != nil {
+		cp := *existing
+		h = &cp
+	}
+	if existing == nil {
+		name, e := p.required("LifecycleHookName")
+		if e != nil {
+			return nil, e
+		}
+		if len(name) > 255 || strings.ContainsAny(name, "/:") {
+			return nil, validationf("Lifecycle hook name %q is not valid", name)
+		}
+		h.name = name
+	}
+	if v := p.str("LifecycleTransition"); v != "" {
+		if v != transLaunch && v != transTerminate {
+			return nil, validationf("Lifecycle transition %s is not valid; use %s or %s", v, transLaunch, transTerminate)
+		}
+		h.transition = v
+	}
+	if h.transition == "" {
+		return nil, validationf("A lifecycle hook needs a LifecycleTransition")
+	}
+	if v, set, e := p.intOpt("HeartbeatTimeout"); e != nil {
+		return nil, e
+	} else if set {
+		if v < 30 || v > 7200 {
+			return nil, validationf("HeartbeatTimeout must be between 30 and 7200 seconds")
+		}
+		h.heartbeat = v
+	}
+	if v := p.str("DefaultResult"); v != "" {
+		if v != "CONTINUE" && v != "ABANDON" {
+			return nil, validationf("DefaultResult must be CONTINUE or ABANDON")
+		}
+		h.defaultResult = v
+	}
+	if v, ok := p["NotificationMetadata"]; ok {
+		h.metadata = v
+	}
+	if v, ok := p["NotificationTargetARN"]; ok {
+		h.notificationTarget = v
+	}
+	if v, ok := p["RoleARN"]; ok {
+		h.role = v
+	}
+	return h, nil
+}
+
+func (c *Cloud) writeGroup(x *xmlw, g *group) {
+	x.leaf("AutoScalingGroupName", g.name)
+	x.leaf("AutoScalingGroupARN", g.arn)
+	lt := c.templates[g.ltID]
+	x.open("LaunchTemplate")
+	x.leaf("LaunchTemplateId", g.ltID)
+	if lt != nil {
+		x.leaf("LaunchTemplateName", lt.name)
+	}
+	x.leaf("Version", g.ltVersion)
+	x.close("LaunchTemplate")
+	x.int("MinSize", g.min)
+	x.int("MaxSize", g.max)
+	x.int("DesiredCapacity", g.desired)
+	x.int("DefaultCooldown", g.cooldown)
+	x.strings("AvailabilityZones", "member", g.azs)
+	x.strings("LoadBalancerNames", "member", nil)
+	x.strings("TargetGroupARNs", "member", g.tgARNs)
+	x.leaf("HealthCheckType", g.healthType)
+	x.int("HealthCheckGracePeriod", g.grace)
+	x.list("Instances", "member", len(g.instances), func(i int) {
+		c.writeASGInstance(x, g.instances[i], false)
+	})
+	x.time("CreatedTime", g.created)
+	x.list("SuspendedProcesses", "member", 0, nil)
+	x.opt("VPCZoneIdentifier", g.vpcZone)
+	x.list("EnabledMetrics", "member", 0, nil)
+	if g.deleting {
+		x.leaf("Status", "Delete in progress")
+	}
+	keys := make([]string, 0, len(g.tags))
+	for k := range g.tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	x.list("Tags", "member", len(keys), func(i int) {
+		writeASGTag(x, g, keys[i])
+	})
+	pols := g.termPolicies
+	if len(pols) == 0 {
+		pols = []string{"Default"}
+	}
+	x.strings("TerminationPolicies", "member", pols)
+	x.bool("NewInstancesProtectedFromScaleIn", g.newProtected)
+	x.leaf("ServiceLinkedRoleARN", "arn:aws:iam::"+accountID+":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling")
+	if g.maxInstanceLifetime > 0 {
+		x.int("MaxInstanceLifetime", g.maxInstanceLifetime)
+	}
+	x.bool("CapacityRebalance", false)
+}
+
+func writeASGTag(x *xmlw, g *group, k string) {
+	x.leaf("ResourceId", g.name)
+	x.leaf("ResourceType", "auto-scaling-group")
+	x.leaf("Key", k)
+	x.leaf("Value", g.tags[k].value)
+	x.bool("PropagateAtLaunch", g.tags[k].propagate)
+}
+
+func (c *Cloud) writeASGInstance(x *xmlw, in *instance, withGroup bool) {
+	a := in.asg
+	x.leaf("InstanceId", in.id)
+	x.leaf("InstanceType", in.instanceType)
+	if withGroup {
+		x.leaf("AutoScalingGroupName", a.g.name)
+	}
+	x.leaf("AvailabilityZone", in.az)
+	x.leaf("LifecycleState", a.lifecycle)
+	if withGroup {
+		x.leaf("HealthStatus", strings.ToUpper(a.health))
+	} else {
+		x.leaf("HealthStatus", a.health)
+	}
+	if lt := c.templates[in.ltID]; lt != nil {
+		x.open("LaunchTemplate")
+		x.leaf("LaunchTemplateId", lt.id)
+		x.leaf("LaunchTemplateName", lt.name)
+		x.leaf("Version", strconv.Itoa(in.ltVersion))
+		x.close("LaunchTemplate")
+	}
+	x.bool("ProtectedFromScaleIn", a.protected)
+}
+
+// page applies MaxRecords/NextToken paging to n items.
+func page(p params, n, def, max int) (from, to int, next string, e *apiError) {
+	limit := def
+	if v, set, e := p.intOpt("MaxRecords"); e != nil {
+		return 0, 0, "", e
+	} else if set {
+		if v < 1 || v > max {
+			return 0, 0, "", validationf("MaxRecords must be between 1 and %d", max)
+		}
+		limit = v
+	}
+	from, e = pageToken(p.str("NextToken"), n)
+	if e != nil {
+		return 0, 0, "", e
+	}
+	to = from + limit
+	if to >= n {
+		return from, n, "", nil
+	}
+	return from, to, strconv.Itoa(to), nil
+}
+
+func (c *Cloud) describeGroups(req *request, x *xmlw) *apiError {
+	p := req.Params
+	names := p.list("AutoScalingGroupNames.member")
+	var gs []*group
+	if len(names) > 0 {
+		for _, n := range names {
+			if g := c.groups[n]; g != nil {
+				gs = append(gs, g)
+			}
+		}
+	} else {
+		for _, n := range sortedGroupNames(c.groups) {
+			gs = append(gs, c.groups[n])
+		}
+	}
+	for _, f := range p.structs("Filters.member") {
+		vals := f.list("Values.member")
+		name := f.str("Name")
+		var kept []*group
+		for _, g := range gs {
+			ok := false
+			for _, v := range vals {
+				switch {
+				case strings.HasPrefix(name, "tag:"):
+					t, has := g.tags[strings.TrimPrefix(name, "tag:")]
+					ok = ok || has && t.value == v
+				case name == "tag-key":
+					_, has := g.tags[v]
+					ok = ok || has
+				case name == "tag-value":
+					for _, t := range g.tags {
+						ok = ok || t.value == v
+					}
+				default:
+					return validationf("Filter name %s is not valid", name)
+				}
+			}
+			if ok {
+				kept = append(kept, g)
+			}
+		}
+		gs = kept
+	}
+	from, to, next, e := page(p, len(gs), 50, 100)
+	if e != nil {
+		return e
+	}
+	gs = gs[from:to]
+	x.list("AutoScalingGroups", "member", len(gs), func(i int) { c.writeGroup(x, gs[i]) })
+	x.opt("NextToken", next)
+	return nil
+}
+
+func sortedGroupNames(m map[string]*group) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (c *Cloud) updateGroup(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	ng := *g
+	if p.has("LaunchTemplate") {
+		if ng.ltID, ng.ltVersion, e = c.parseGroupLT(p); e != nil {
+			return e
+		}
+	}
+	if p.str("LaunchConfigurationName") != "" || p.has("MixedInstancesPolicy") {
+		return validationf("The local cloud supports groups with a LaunchTemplate only")
+	}
+	minSet, maxSet, desSet := false, false, false
+	var v int
+	if v, minSet, e = p.intOpt("MinSize"); e != nil {
+		return e
+	} else if minSet {
+		ng.min = v
+	}
+	if v, maxSet, e = p.intOpt("MaxSize"); e != nil {
+		return e
+	} else if maxSet {
+		ng.max = v
+	}
+	if v, desSet, e = p.intOpt("DesiredCapacity"); e != nil {
+		return e
+	} else if desSet {
+		ng.desired = v
+	}
+	// A new bound that excludes the current desired capacity moves it, as
+	// AWS does, unless the request sets the desired capacity too.
+	if !desSet {
+		if minSet && ng.desired < ng.min {
+			ng.desired = ng.min
+		}
+		if maxSet && ng.desired > ng.max {
+			ng.desired = ng.max
+		}
+	}
+	if e := checkSizes(ng.min, ng.max, ng.desired); e != nil {
+		return e
+	}
+	if e := c.applyGroupOptions(&ng, p); e != nil {
+		return e
+	}
+	if ng.min != g.min || ng.max != g.max || ng.desired != g.desired {
+		ng.cause = fmt.Sprintf("At %s a user request update of AutoScalingGroup constraints to min: %d, max: %d, desired: %d changing the desired capacity from %d to %d.", isoTime(c.now()), ng.min, ng.max, ng.desired, g.desired, ng.desired)
+	}
+	*g = ng
+	return nil
+}
+
+func (c *Cloud) deleteGroup(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	force, _, e := p.boolOpt("ForceDelete")
+	if e != nil {
+		return e
+	}
+	if len(g.instances) > 0 && !force {
+		return errf("ResourceInUse", "You cannot delete an AutoScalingGroup while there are instances or pending Spot instance request(s) still in the group.")
+	}
+	g.deleting = true
+	g.desired, g.min = 0, 0
+	now := c.now()
+	for _, in := range append([]*instance(nil), g.instances...) {
+		c.startTerminate(g, in, now, fmt.Sprintf("At %s a user request deleted the AutoScalingGroup.", isoTime(now)))
+	}
+	if len(g.instances) == 0 {
+		delete(c.groups, g.name)
+	}
+	return nil
+}
+
+func (c *Cloud) setDesiredCapacity(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	d, set, e := p.intOpt("DesiredCapacity")
+	if e != nil {
+		return e
+	}
+	if !set {
+		return errf("MissingParameter", "The request must contain the parameter DesiredCapacity")
+	}
+	if d > g.max {
+		return validationf("New SetDesiredCapacity value %d is above max value %d for the AutoScalingGroup.", d, g.max)
+	}
+	if d < g.min {
+		return validationf("New SetDesiredCapacity value %d is below min value %d for the AutoScalingGroup.", d, g.min)
+	}
+	if d != g.desired {
+		g.cause = fmt.Sprintf("At %s a user request explicitly set group desired capacity changing the desired capacity from %d to %d.", isoTime(c.now()), g.desired, d)
+	}
+	g.desired = d
+	return nil
+}
+
+func (c *Cloud) setInstanceProtection(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	ids := p.list("InstanceIds.member")
+	if len(ids) == 0 {
+		return errf("MissingParameter", "The request must contain the parameter InstanceIds")
+	}
+	prot, set, e := p.boolOpt("ProtectedFromScaleIn")
+	if e != nil {
+		return e
+	}
+	if !set {
+		return errf("MissingParameter", "The request must contain the parameter ProtectedFromScaleIn")
+	}
+	var ins []*instance
+	for _, id := range ids {
+		in, e := c.groupInstance(g, id)
+		if e != nil {
+			return e
+		}
+		ins = append(ins, in)
+	}
+	for _, in := range ins {
+		in.asg.protected = prot
+	}
+	return nil
+}
+
+func (c *Cloud) writeActivity(x *xmlw, a *activity) {
+	x.leaf("ActivityId", a.id)
+	x.leaf("AutoScalingGroupName", a.group)
+	x.leaf("Description", a.desc)
+	x.leaf("Cause", a.cause)
+	x.time("StartTime", a.start)
+	if !a.end.IsZero() {
+		x.time("EndTime", a.end)
+	}
+	x.leaf("StatusCode", a.status)
+	x.opt("StatusMessage", a.statusMsg)
+	x.int("Progress", a.progress)
+	x.opt("Details", a.details)
+	if g := c.groups[a.group]; g != nil {
+		x.leaf("AutoScalingGroupARN", g.arn)
+	}
+}
+
+func (c *Cloud) terminateInGroup(req *request, x *xmlw) *apiError {
+	p := req.Params
+	id, e := p.required("InstanceId")
+	if e != nil {
+		return e
+	}
+	dec, set, e := p.boolOpt("ShouldDecrementDesiredCapacity")
+	if e != nil {
+		return e
+	}
+	if !set {
+		return errf("MissingParameter", "The request must contain the parameter ShouldDecrementDesiredCapacity")
+	}
+	in := c.instances[id]
+	if in == nil || in.asg == nil || in.asg.lifecycle == lcTerminated {
+		return validationf("Instance Id not found - No managed instance found for instance ID: %s", id)
+	}
+	g := in.asg.g
+	switch in.asg.lifecycle {
+	case lcTerminating, lcTerminatingWait, lcTerminatingProceed:
+		return validationf("The instance %s is already being terminated (%s).", id, in.asg.lifecycle)
+	}
+	now := c.now()
+	if dec && inCapacity(in.asg.lifecycle) {
+		if g.desired-1 < g.min {
+			return validationf("Currently, desiredSize equals minSize (%d). Terminating instance without replacement will violate group's min size constraint. Either set shouldDecrementDesiredCapacity flag to false or lower group's min size.", g.min)
+		}
+		g.desired--
+	}
+	var cause string
+	if dec {
+		cause = fmt.Sprintf("At %s instance %s was taken out of service in response to a user request, shrinking the capacity from %d to %d.", isoTime(now), id, g.desired+1, g.desired)
+	} else {
+		cause = fmt.Sprintf("At %s instance %s was taken out of service in response to a user request.", isoTime(now), id)
+	}
+	c.startTerminate(g, in, now, cause)
+	x.open("Activity")
+	c.writeActivity(x, in.asg.activity)
+	x.close("Activity")
+	return nil
+}
+
+func (c *Cloud) describeASGInstances(req *request, x *xmlw) *apiError {
+	p := req.Params
+	ids := p.list("InstanceIds.member")
+	var ins []*instance
+	if len(ids) > 0 {
+		for _, id := range ids {
+			if in := c.instances[id]; in != nil && in.asg != nil && in.asg.lifecycle != lcTerminated {
+				ins = append(ins, in)
+			}
+		}
+	} else {
+		for _, n := range sortedGroupNames(c.groups) {
+			ins = append(ins, c.groups[n].instances...)
+		}
+	}
+	from, to, next, e := page(p, len(ins), 50, 50)
+	if e != nil {
+		return e
+	}
+	ins = ins[from:to]
+	x.list("AutoScalingInstances", "member", len(ins), func(i int) { c.writeASGInstance(x, ins[i], true) })
+	x.opt("NextToken", next)
+	return nil
+}
+
+func (c *Cloud) enterStandby(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	dec, set, e := p.boolOpt("ShouldDecrementDesiredCapacity")
+	if e != nil {
+		return e
+	}
+	if !set {
+		return errf("MissingParameter", "The request must contain the parameter ShouldDecrementDesiredCapacity")
+	}
+	var ins []*instance
+	for _, id := range p.list("InstanceIds.member") {
+		in, e := c.groupInstance(g, id)
+		if e != nil {
+			return e
+		}
+		if in.asg.lifecycle != lcInService {
+			return validationf("The instance %s is not in InService.", id)
+		}
+		ins = append(ins, in)
+	}
+	if dec && g.desired-len(ins) < g.min {
+		return validationf("Cannot decrement the desired capacity below the group's min size %d", g.min)
+	}
+	now := c.now()
+	var acts []*activity
+	for _, in := range ins {
+		before := g.desired
+		if dec {
+			g.desired--
+		}
+		cause := fmt.Sprintf("At %s instance %s was moved to standby in response to a user request", isoTime(now), in.id)
+		if dec {
+			cause += fmt.Sprintf(", shrinking the capacity from %d to %d.", before, g.desired)
+		} else {
+			cause += "."
+		}
+		in.asg.lifecycle = lcEnteringStandby
+		c.deregisterInstance(g, in, now)
+		acts = append(acts, c.recordActivity(g, now, "Moving EC2 instance to Standby: "+in.id, cause, "Successful", ""))
+	}
+	x.list("Activities", "member", len(acts), func(i int) { c.writeActivity(x, acts[i]) })
+	return nil
+}
+
+func (c *Cloud) exitStandby(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	var ins []*instance
+	for _, id := range p.list("InstanceIds.member") {
+		in, e := c.groupInstance(g, id)
+		if e != nil {
+			return e
+		}
+		if in.asg.lifecycle != lcStandby {
+			return validationf("The instance %s is not in Standby.", id)
+		}
+		ins = append(ins, in)
+	}
+	if g.desired+len(ins) > g.max {
+		return validationf("Cannot exit standby: the desired capacity would exceed the group's max size %d", g.max)
+	}
+	now := c.now()
+	var acts []*activity
+	for _, in := range ins {
+		g.desired++
+		in.asg.lifecycle = lcPending
+		in.asg.registered = false
+		acts = append(acts, c.recordActivity(g, now, "Moving EC2 instance out of Standby: "+in.id,
+			fmt.Sprintf("At %s instance %s was moved out of standby in response to a user request, increasing the capacity from %d to %d.", isoTime(now), in.id, g.desired-1, g.desired), "Successful", ""))
+	}
+	x.list("Activities", "member", len(acts), func(i int) { c.writeActivity(x, acts[i]) })
+	return nil
+}
+
+func (c *Cloud) putLifecycleHook(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	name, e := p.required("LifecycleHookName")
+	if e != nil {
+		return e
+	}
+	for i, h := range g.hooks {
+		if h.name == name {
+			nh, e := parseHook(p, h)
+			if e != nil {
+				return e
+			}
+			g.hooks[i] = nh
+			return nil
+		}
+	}
+	if len(g.hooks) >= 50 {
+		return errf("LimitExceeded", "A group can have at most 50 lifecycle hooks")
+	}
+	h, e := parseHook(p, nil)
+	if e != nil {
+		return e
+	}
+	g.hooks = append(g.hooks, h)
+	return nil
+}
+
+func (c *Cloud) describeLifecycleHooks(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	names := p.list("LifecycleHookNames.member")
+	var hs []*hook
+	for _, h := range g.hooks {
+		if len(names) == 0 || contains(names, h.name) {
+			hs = append(hs, h)
+		}
+	}
+	x.list("LifecycleHooks", "member", len(hs), func(i int) {
+		h := hs[i]
+		x.leaf("LifecycleHookName", h.name)
+		x.leaf("AutoScalingGroupName", g.name)
+		x.leaf("LifecycleTransition", h.transition)
+		x.opt("NotificationTargetARN", h.notificationTarget)
+		x.opt("RoleARN", h.role)
+		x.opt("NotificationMetadata", h.metadata)
+		x.int("HeartbeatTimeout", h.heartbeat)
+		global := 100 * h.heartbeat
+		if global > 172800 {
+			global = 172800
+		}
+		x.int("GlobalTimeout", global)
+		x.leaf("DefaultResult", h.defaultResult)
+	})
+	return nil
+}
+
+func (c *Cloud) deleteLifecycleHook(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	name, e := p.required("LifecycleHookName")
+	if e != nil {
+		return e
+	}
+	for i, h := range g.hooks {
+		if h.name == name {
+			g.hooks = append(g.hooks[:i], g.hooks[i+1:]...)
+			return nil
+		}
+	}
+	return validationf("No Lifecycle Hook found with name %s for group %s", name, g.name)
+}
+
+// findAction resolves the lifecycle action a Complete or Heartbeat call
+// names, by instance id or token.
+func (c *Cloud) findAction(p params) (*lcAction, *instance, *apiError) {
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return nil, nil, e
+	}
+	hookName, e := p.required("LifecycleHookName")
+	if e != nil {
+		return nil, nil, e
+	}
+	found := false
+	for _, h := range g.hooks {
+		found = found || h.name == hookName
+	}
+	if !found {
+		return nil, nil, validationf("No Lifecycle Hook found with name %s for group %s", hookName, g.name)
+	}
+	id, tok := p.str("InstanceId"), p.str("LifecycleActionToken")
+	if id == "" && tok == "" {
+		return nil, nil, validationf("Either InstanceId or LifecycleActionToken must be specified")
+	}
+	for _, in := range g.instances {
+		if id != "" && in.id != id {
+			continue
+		}
+		if act := in.asg.actions[hookName]; act != nil && act.result == "" && (tok == "" || act.token == tok) {
+			return act, in, nil
+		}
+	}
+	if id != "" {
+		return nil, nil, validationf("No active Lifecycle Action found with instance ID %s", id)
+	}
+	return nil, nil, validationf("No active Lifecycle Action found with token %s", tok)
+}
+
+func (c *Cloud) completeLifecycleAction(req *request, x *xmlw) *apiError {
+	p := req.Params
+	result, e := p.required("LifecycleActionResult")
+	if e != nil {
+		return e
+	}
+	if result != "CONTINUE" && result != "ABANDON" {
+		return validationf("LifecycleActionResult must be CONTINUE or ABANDON")
+	}
+	act, in, e := c.findAction(p)
+	if e != nil {
+		return e
+	}
+	act.result = result
+	c.log.Info("lifecycle action completed", "instance", in.id, "hook", act.hook.name, "result", result)
+	return nil
+}
+
+func (c *Cloud) recordHeartbeat(req *request, x *xmlw) *apiError {
+	act, _, e := c.findAction(req.Params)
+	if e != nil {
+		return e
+	}
+	next := c.now().Add(time.Duration(act.hook.heartbeat) * time.Second)
+	if next.After(act.global) {
+		next = act.global
+	}
+	act.deadline = next
+	return nil
+}
+
+func (c *Cloud) describeActivities(req *request, x *xmlw) *apiError {
+	p := req.Params
+	name := p.str("AutoScalingGroupName")
+	ids := p.list("ActivityIds.member")
+	var acts []*activity
+	var gs []*group
+	if name != "" {
+		if g := c.groups[name]; g != nil {
+			gs = append(gs, g)
+		}
+	} else {
+		for _, n := range sortedGroupNames(c.groups) {
+			gs = append(gs, c.groups[n])
+		}
+	}
+	for _, g := range gs {
+		acts = append(acts, g.activities...)
+	}
+	if len(ids) > 0 {
+		var kept []*activity
+		for _, a := range acts {
+			if contains(ids, a.id) {
+				kept = append(kept, a)
+			}
+		}
+		acts = kept
+	}
+	// Newest first, as AWS lists them.
+	sort.SliceStable(acts, func(i, j int) bool { return acts[i].start.After(acts[j].start) })
+	from, to, next, e := page(p, len(acts), 100, 100)
+	if e != nil {
+		return e
+	}
+	acts = acts[from:to]
+	x.list("Activities", "member", len(acts), func(i int) { c.writeActivity(x, acts[i]) })
+	x.opt("NextToken", next)
+	return nil
+}
+
+func (c *Cloud) createOrUpdateASGTags(req *request, x *xmlw) *apiError {
+	tags := req.Params.structs("Tags.member")
+	if len(tags) == 0 {
+		return errf("MissingParameter", "The request must contain the parameter Tags")
+	}
+	for _, t := range tags {
+		if t.str("ResourceId") == "" {
+			return errf("MissingParameter", "Each tag must name its ResourceId")
+		}
+	}
+	return applyASGTags(tags, func(n string) *group { return c.groups[n] }, "")
+}
+
+func (c *Cloud) deleteASGTags(req *request, x *xmlw) *apiError {
+	tags := req.Params.structs("Tags.member")
+	if len(tags) == 0 {
+		return errf("MissingParameter", "The request must contain the parameter Tags")
+	}
+	for _, t := range tags {
+		g, e := c.findGroup(t.str("ResourceId"))
+		if e != nil {
+			return e
+		}
+		delete(g.tags, t.str("Key"))
+	}
+	return nil
+}
+
+func (c *Cloud) describeASGTags(req *request, x *xmlw) *apiError {
+	p := req.Params
+	type row struct {
+		g *group
+		k string
+	}
+	var rows []row
+	for _, n := range sortedGroupNames(c.groups) {
+		g := c.groups[n]
+		keys := make([]string, 0, len(g.tags))
+		for k := range g.tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			rows = append(rows, row{g, k})
+		}
+	}
+	for _, f := range p.structs("Filters.member") {
+		vals := f.list("Values.member")
+		var kept []row
+		for _, r := range rows {
+			var v string
+			switch f.str("Name") {
+			case "auto-scaling-group":
+				v = r.g.name
+			case "key":
+				v = r.k
+			case "value":
+				v = r.g.tags[r.k].value
+			case "propagate-at-launch":
+				v = strconv.FormatBool(r.g.tags[r.k].propagate)
+			default:
+				return validationf("Filter name %s is not valid", f.str("Name"))
+			}
+			if contains(vals, v) {
+				kept = append(kept, r)
+			}
+		}
+		rows = kept
+	}
+	from, to, next, e := page(p, len(rows), 100, 100)
+	if e != nil {
+		return e
+	}
+	rows = rows[from:to]
+	x.list("Tags", "member", len(rows), func(i int) { writeASGTag(x, rows[i].g, rows[i].k) })
+	x.opt("NextToken", next)
+	return nil
+}
+
+func (c *Cloud) attachTargetGroups(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	arns := p.list("TargetGroupARNs.member")
+	if len(arns) == 0 {
+		return errf("MissingParameter", "The request must contain the parameter TargetGroupARNs")
+	}
+	for _, arn := range arns {
+		if c.targetGrps[arn] == nil {
+			return validationf("Provided Target Groups may not be valid. Please ensure they exist and try again. Target group not found: %s", arn)
+		}
+	}
+	now := c.now()
+	for _, arn := range arns {
+		if contains(g.tgARNs, arn) {
+			continue
+		}
+		g.tgARNs = append(g.tgARNs, arn)
+		for _, in := range g.instances {
+			if in.asg.registered {
+				c.registerTarget(c.targetGrps[arn], in, 0, now)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Cloud) detachTargetGroups(req *request, x *xmlw) *apiError {
+	p := req.Params
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	now := c.now()
+	for _, arn := range p.list("TargetGroupARNs.member") {
+		for i, a := range g.tgARNs {
+			if a != arn {
+				continue
+			}
+			g.tgARNs = append(g.tgARNs[:i], g.tgARNs[i+1:]...)
+			if tg := c.targetGrps[arn]; tg != nil {
+				for _, in := range g.instances {
+					c.deregisterTarget(tg, in.id, 0, now)
+				}
+			}
+			break
+		}
+	}
+	return nil
+}
+
+func (c *Cloud) describeGroupTargetGroups(req *request, x *xmlw) *apiError {
+	g, e := c.findGroup(req.Params.str("AutoScalingGroupName"))
+	if e != nil {
+		return e
+	}
+	x.list("LoadBalancerTargetGroups", "member", len(g.tgARNs), func(i int) {
+		x.leaf("LoadBalancerTargetGroupARN", g.tgARNs[i])
+		x.leaf("State", "InService")
+	})
+	return nil
+}
+
+func (c *Cloud) describeNotificationTypes(req *request, x *xmlw) *apiError {
+	x.strings("AutoScalingNotificationTypes", "member", []string{
+		"autoscaling:EC2_INSTANCE_LAUNCH", "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
+		"autoscaling:EC2_INSTANCE_TERMINATE", "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
+		"autoscaling:TEST_NOTIFICATION",
+	})
+	return nil
+}

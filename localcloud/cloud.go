@@ -1,0 +1,384 @@
+// Package localcloud is a local stand-in for the parts of AWS that a
+// rollout touches: EC2 instances, images and launch templates, Auto Scaling
+// groups with lifecycle hooks, and ELBv2 target groups and load balancers.
+// It speaks the AWS Query API on one endpoint, so the same aws-sdk-go-v2
+// code (and the AWS CLI) that drives AWS drives it, and it runs each
+// instance as a local process (a ws node) on its own loopback address, with
+// its own instance metadata service, behind a load balancer that is a real
+// reverse proxy.
+//
+// It behaves as AWS documents rather than as a convenient toy: asynchronous
+// launches, termination policies that respect scale-in protection,
+// deregistration delays, lifecycle hooks with heartbeats and timeouts,
+// health-check replacement, the AWS error codes. Every shortcut here would
+// become a bug that only shows in production.
+package localcloud
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Image says what an AMI runs.
+type Image struct {
+	// Command is the executable an instance of this image runs as
+	// `Command serve --aws --aws-lifecycle`. Empty means simulated.
+	Command string
+	// Simulated instances run nothing: they boot in BootTime, fail to boot
+	// with probability FailureRate and pass health checks otherwise.
+	Simulated bool
+	// Name is the image's name in DescribeImages; default the AMI id.
+	Name string
+}
+
+// Config configures a local cloud. Zero values take the defaults noted;
+// every interval is a field so that tests run in milliseconds what AWS runs
+// in minutes.
+type Config struct {
+	// Listen is the API endpoint's address; default 127.0.0.1:4566, and
+	// port 0 picks a free one (see Endpoint).
+	Listen string
+	// Region is reported in ARNs and IMDS; default us-east-1.
+	Region string
+	// Images maps an AMI id to what it runs.
+	Images map[string]Image
+
+	// Tick is how often groups are reconciled; default 250ms.
+	Tick time.Duration
+	// BootTime is how long an instance stays pending before its process
+	// starts (giving a launcher time to tag it, as EC2's boot does);
+	// default 1s. SimulatedBootTime is the same for simulated images;
+	// default 2s.
+	BootTime          time.Duration
+	SimulatedBootTime time.Duration
+	// SimulatedFailureRate is the probability that a simulated instance
+	// never passes its health checks.
+	SimulatedFailureRate float64
+	// HealthCheckInterval, when set, replaces every target group's
+	// HealthCheckIntervalSeconds (AWS's minimum is 5 s); the timeout is
+	// then the smaller of the group's and this interval.
+	HealthCheckInterval time.Duration
+	// DeregistrationDelayMax, when set, shortens every target group's
+	// deregistration_delay.timeout_seconds (AWS's default is 300 s) to at
+	// most this.
+	DeregistrationDelayMax time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL when an instance
+	// is terminated; default 10s.
+	KillGrace time.Duration
+	// NodePort is the port every process instance listens on, on its own
+	// private IP; default 8080.
+	NodePort int
+	// LogDir receives each process instance's output as <instance-id>.log;
+	// default a temporary directory removed on Close.
+	LogDir string
+	// Env is added to each process instance's environment.
+	Env []string
+
+	// Now is the clock; default time.Now. Tests move it to expire
+	// lifecycle hooks and cooldowns without sleeping.
+	Now func() time.Time
+	// Logger receives the cloud's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// Cloud is a running local cloud.
+type Cloud struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	ln     net.Listener
+	srv    *http.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	tmpDir string
+
+	mu          sync.Mutex
+	images      map[string]*imageRec
+	templates   map[string]*launchTemplate // by id
+	instances   map[string]*instance
+	instOrder   []*instance
+	groups      map[string]*group
+	targetGrps  map[string]*targetGroup // by ARN
+	lbs         map[string]*loadBalancer
+	listeners   map[string]*listener
+	ipNext      int
+	ipInUse     map[string]bool
+	accessKeys  map[string]int
+	reservation int
+}
+
+// Start starts the API endpoint and the reconcilers. Close stops them and
+// every instance.
+func Start(ctx context.Context, cfg Config) (*Cloud, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:4566"
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 250 * time.Millisecond
+	}
+	if cfg.BootTime <= 0 {
+		cfg.BootTime = time.Second
+	}
+	if cfg.SimulatedBootTime <= 0 {
+		cfg.SimulatedBootTime = 2 * time.Second
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = 10 * time.Second
+	}
+	if cfg.NodePort == 0 {
+		cfg.NodePort = 8080
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c := &Cloud{
+		cfg:        cfg,
+		log:        log,
+		now:        cfg.Now,
+		images:     map[string]*imageRec{},
+		templates:  map[string]*launchTemplate{},
+		instances:  map[string]*instance{},
+		groups:     map[string]*group{},
+		targetGrps: map[string]*targetGroup{},
+		lbs:        map[string]*loadBalancer{},
+		listeners:  map[string]*listener{},
+		ipInUse:    map[string]bool{},
+		accessKeys: map[string]int{},
+	}
+	ids := make([]string, 0, len(cfg.Images))
+	for id := range cfg.Images {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		im := cfg.Images[id]
+		if !strings.HasPrefix(id, "ami-") {
+			return nil, fmt.Errorf("localcloud: image %q: id must start with ami-", id)
+		}
+		if im.Command == "" {
+			im.Simulated = true
+		}
+		if im.Name == "" {
+			im.Name = id
+		}
+		c.images[id] = &imageRec{id: id, Image: im, created: c.now()}
+	}
+	if c.cfg.LogDir == "" {
+		dir, err := os.MkdirTemp("", "wsfleet-cloud-")
+		if err != nil {
+			return nil, fmt.Errorf("localcloud: log dir: %w", err)
+		}
+		c.cfg.LogDir, c.tmpDir = dir, dir
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		c.removeTmp()
+		return nil, fmt.Errorf("localcloud: listen %s: %w", cfg.Listen, err)
+	}
+	c.ln = ln
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	c.srv = &http.Server{Handler: http.HandlerFunc(c.serveAPI), ReadHeaderTimeout: 10 * time.Second}
+	c.wg.Add(3)
+	go func() {
+		defer c.wg.Done()
+		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("api server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.loop(c.cfg.Tick, c.reconcile)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.healthLoop()
+	}()
+	c.log.Info("local cloud started", "endpoint", c.Endpoint(), "images", len(c.images))
+	return c, nil
+}
+
+// Endpoint is the API's base URL, for an SDK's BaseEndpoint or the CLI's
+// --endpoint-url.
+func (c *Cloud) Endpoint() string { return "http://" + c.ln.Addr().String() }
+
+// LoadBalancerURL is the base URL of the first listener of the named load
+// balancer, "" when there is none.
+func (c *Cloud) LoadBalancerURL(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, lb := range c.lbs {
+		if lb.name != name {
+			continue
+		}
+		var best *listener
+		for _, l := range c.listeners {
+			if l.lb == lb && (best == nil || l.port < best.port) {
+				best = l
+			}
+		}
+		if best != nil {
+			return "http://" + best.addr
+		}
+	}
+	return ""
+}
+
+// Close stops the API, the load balancers and every instance (SIGTERM, then
+// SIGKILL after KillGrace).
+func (c *Cloud) Close() error {
+	c.cancel()
+	c.srv.Close()
+	c.mu.Lock()
+	var procs []*proc
+	for _, in := range c.instOrder {
+		if in.proc != nil {
+			procs = append(procs, in.proc)
+		}
+		if in.imds != nil {
+			in.imds.close()
+			in.imds = nil
+		}
+	}
+	for _, l := range c.listeners {
+		l.close()
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.stop(c.cfg.KillGrace)
+		}()
+	}
+	wg.Wait()
+	c.wg.Wait()
+	c.removeTmp()
+	return nil
+}
+
+func (c *Cloud) removeTmp() {
+	if c.tmpDir != "" {
+		os.RemoveAll(c.tmpDir)
+	}
+}
+
+// LogDir is where process instances write their output.
+func (c *Cloud) LogDir() string { return c.cfg.LogDir }
+
+// loop calls f every d until the cloud closes.
+func (c *Cloud) loop(d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
+// handler is one API action; it runs with c.mu held and writes its result
+// into x.
+type handler func(c *Cloud, req *request, x *xmlw) *apiError
+
+// actions maps service → action → handler; each service file fills its part.
+var actions = map[string]map[string]handler{
+	svcEC2: {},
+	svcASG: {},
+	svcELB: {},
+}
+
+// serveAPI answers one API call; no input may crash it.
+func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
+	rid := newUUID()
+	svc := svcASG
+	defer func() {
+		if v := recover(); v != nil {
+			c.log.Error("api handler panicked", "panic", v)
+			writeError(w, svc, rid, &apiError{Status: 500, Code: "InternalFailure", Message: "internal error"})
+		}
+	}()
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		writeError(w, svc, rid, &apiError{Status: http.StatusMethodNotAllowed, Code: "InvalidAction", Message: "only GET and POST are supported"})
+		return
+	}
+	req, ae := parseRequest(r)
+	if req != nil {
+		svc = req.Service
+	} else if _, s := parseCredential(r.Header.Get("Authorization")); s == svcEC2 || s == svcELB {
+		svc = s
+	}
+	if ae != nil {
+		writeError(w, svc, rid, ae)
+		return
+	}
+	h, ok := actions[req.Service][req.Action]
+	if !ok {
+		writeError(w, svc, rid, errf("InvalidAction", "the action %s is not valid for this web service", req.Action))
+		return
+	}
+	var x xmlw
+	c.mu.Lock()
+	if req.AccessKey != "" {
+		c.accessKeys[req.AccessKey]++
+	}
+	ae = h(c, req, &x)
+	c.mu.Unlock()
+	if ae != nil {
+		c.log.Debug("api call failed", "service", svc, "action", req.Action, "code", ae.Code)
+		writeError(w, svc, rid, ae)
+		return
+	}
+	c.log.Debug("api call", "service", svc, "action", req.Action)
+	writeResponse(w, svc, req.Action, rid, &x)
+}
+
+// AccessKeys returns how many calls each access key made, the only use the
+// local cloud has for credentials.
+func (c *Cloud) AccessKeys() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.accessKeys))
+	for k, v := range c.accessKeys {
+		out[k] = v
+	}
+	return out
+}
+
+// randHex returns n random hex digits.
+func randHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+func newUUID() string {
+	h := randHex(32)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+const accountID = "000000000000"

@@ -1,0 +1,1007 @@
+package localcloud
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ELBv2: target groups with health checks and deregistration delays, and
+// application load balancers whose listeners are real reverse proxies.
+
+type target struct {
+	id         string
+	port       int
+	state      string // initial, healthy, unhealthy, draining
+	reason     string
+	okRun      int
+	failRun    int
+	registered time.Time
+	drainUntil time.Time
+	nextCheck  time.Time
+	checking   bool
+}
+
+func (t *target) key() string { return t.id + ":" + strconv.Itoa(t.port) }
+
+type targetGroup struct {
+	arn, name, protocol, vpc, targetType string
+	port                                 int
+	hcPath, hcProtocol, hcPort, matcher  string
+	hcEnabled                            bool
+	hcInterval, hcTimeout                int
+	healthyN, unhealthyN                 int
+	attrs                                map[string]string
+	targets                              map[string]*target
+	created                              time.Time
+}
+
+func (tg *targetGroup) deregDelay() time.Duration {
+	n, _ := strconv.Atoi(tg.attrs["deregistration_delay.timeout_seconds"])
+	return time.Duration(n) * time.Second
+}
+
+func (tg *targetGroup) sortedTargets() []*target {
+	ts := make([]*target, 0, len(tg.targets))
+	for _, t := range tg.targets {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool {
+		if !ts[i].registered.Equal(ts[j].registered) {
+			return ts[i].registered.Before(ts[j].registered)
+		}
+		return ts[i].key() < ts[j].key()
+	})
+	return ts
+}
+
+type loadBalancer struct {
+	arn, name, scheme, typ, ipType string
+	created                        time.Time
+	subnets, sgs                   []string
+}
+
+func init() {
+	for name, h := range map[string]handler{
+		"CreateLoadBalancer":            (*Cloud).createLoadBalancer,
+		"DescribeLoadBalancers":         (*Cloud).describeLoadBalancers,
+		"CreateListener":                (*Cloud).createListener,
+		"DescribeListeners":             (*Cloud).describeListeners,
+		"CreateTargetGroup":             (*Cloud).createTargetGroup,
+		"DescribeTargetGroups":          (*Cloud).describeTargetGroups,
+		"ModifyTargetGroupAttributes":   (*Cloud).modifyTGAttributes,
+		"DescribeTargetGroupAttributes": (*Cloud).describeTGAttributes,
+		"RegisterTargets":               (*Cloud).registerTargets,
+		"DeregisterTargets":             (*Cloud).deregisterTargets,
+		"DescribeTargetHealth":          (*Cloud).describeTargetHealth,
+	} {
+		actions[svcELB][name] = h
+	}
+}
+
+var elbNameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,30}[a-zA-Z0-9])?$`)
+
+func (c *Cloud) createLoadBalancer(req *request, x *xmlw) *apiError {
+	p := req.Params
+	name, e := p.required("Name")
+	if e != nil {
+		return e
+	}
+	if !elbNameRE.MatchString(name) || strings.HasPrefix(name, "internal-") {
+		return validationf("The load balancer name '%s' is not valid: up to 32 letters, digits and hyphens, not starting or ending with a hyphen", name)
+	}
+	typ := p.str("Type")
+	if typ == "" {
+		typ = "application"
+	}
+	if typ != "application" {
+		return errf("UnsupportedProtocol", "The local cloud runs application load balancers only, not %s", typ)
+	}
+	scheme := p.str("Scheme")
+	if scheme == "" {
+		scheme = "internet-facing"
+	}
+	if scheme != "internet-facing" && scheme != "internal" {
+		return validationf("Scheme %s is not valid", scheme)
+	}
+	// CreateLoadBalancer is idempotent: the same name returns the same
+	// load balancer.
+	for _, lb := range c.lbs {
+		if lb.name == name {
+			if lb.scheme != scheme {
+				return errf("DuplicateLoadBalancerName", "A load balancer with the same name '%s' exists, but with different settings", name)
+			}
+			x.list("LoadBalancers", "member", 1, func(int) { c.writeLB(x, lb) })
+			return nil
+		}
+	}
+	lb := &loadBalancer{
+		arn:  "arn:aws:elasticloadbalancing:" + c.cfg.Region + ":" + accountID + ":loadbalancer/app/" + name + "/" + randHex(16),
+		name: name, scheme: scheme, typ: typ, ipType: "ipv4", created: c.now(),
+		subnets: p.list("Subnets.member"), sgs: p.list("SecurityGroups.member"),
+	}
+	c.lbs[lb.arn] = lb
+	x.list("LoadBalancers", "member", 1, func(int) { c.writeLB(x, lb) })
+	return nil
+}
+
+func (c *Cloud) writeLB(x *xmlw, lb *loadBalancer) {
+	x.leaf("LoadBalancerArn", lb.arn)
+	// Listeners bind 127.0.0.1, so that is the DNS name clients connect to.
+	x.leaf("DNSName", "127.0.0.1")
+	x.leaf("CanonicalHostedZoneId", "Z35SXDOTRQ7X7K")
+	x.time("CreatedTime", lb.created)
+	x.leaf("LoadBalancerName", lb.name)
+	x.leaf("Scheme", lb.scheme)
+	x.leaf("VpcId", "vpc-local")
+	x.open("State")
+	x.leaf("Code", "active")
+	x.close("State")
+	x.leaf("Type", lb.typ)
+	x.list("AvailabilityZones", "member", 1, func(int) {
+		x.leaf("ZoneName", c.cfg.Region+"a")
+		x.leaf("SubnetId", firstOr(lb.subnets, "subnet-local"))
+	})
+	x.strings("SecurityGroups", "member", lb.sgs)
+	x.leaf("IpAddressType", lb.ipType)
+}
+
+func (c *Cloud) describeLoadBalancers(req *request, x *xmlw) *apiError {
+	p := req.Params
+	arns, names := p.list("LoadBalancerArns.member"), p.list("Names.member")
+	var out []*loadBalancer
+	for _, a := range arns {
+		lb := c.lbs[a]
+		if lb == nil {
+			return errf("LoadBalancerNotFound", "One or more load balancers not found")
+		}
+		out = append(out, lb)
+	}
+	for _, n := range names {
+		var found *loadBalancer
+		for _, lb := range c.lbs {
+			if lb.name == n {
+				found = lb
+			}
+		}
+		if found == nil {
+			return errf("LoadBalancerNotFound", "Load balancers '[%s]' not found", n)
+		}
+		out = append(out, found)
+	}
+	if len(arns) == 0 && len(names) == 0 {
+		for _, lb := range c.lbs {
+			out = append(out, lb)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	}
+	from, to, next, e := markerPage(req.Params, len(out))
+	if e != nil {
+		return e
+	}
+	out = out[from:to]
+	x.list("LoadBalancers", "member", len(out), func(i int) { c.writeLB(x, out[i]) })
+	x.opt("NextMarker", next)
+	return nil
+}
+
+// markerPage is elbv2's paging: PageSize and Marker/NextMarker.
+func markerPage(p params, n int) (from, to int, next string, e *apiError) {
+	limit := 400
+	if v, set, e := p.intOpt("PageSize"); e != nil {
+		return 0, 0, "", e
+	} else if set {
+		if v < 1 || v > 400 {
+			return 0, 0, "", validationf("PageSize must be between 1 and 400")
+		}
+		limit = v
+	}
+	from, e = pageToken(p.str("Marker"), n)
+	if e != nil {
+		return 0, 0, "", validationf("The marker is not valid")
+	}
+	to = from + limit
+	if to >= n {
+		return from, n, "", nil
+	}
+	return from, to, strconv.Itoa(to), nil
+}
+
+func (c *Cloud) createListener(req *request, x *xmlw) *apiError {
+	p := req.Params
+	lbARN, e := p.required("LoadBalancerArn")
+	if e != nil {
+		return e
+	}
+	lb := c.lbs[lbARN]
+	if lb == nil {
+		return errf("LoadBalancerNotFound", "The load balancer '%s' does not exist", lbARN)
+	}
+	proto := p.str("Protocol")
+	if proto == "" {
+		proto = "HTTP"
+	}
+	if proto != "HTTP" {
+		return errf("UnsupportedProtocol", "Protocol '%s' is not supported by the local cloud; use HTTP", proto)
+	}
+	port, set, e := p.intOpt("Port")
+	if e != nil {
+		return e
+	}
+	if !set {
+		return validationf("A listener port must be specified for Application Load Balancers")
+	}
+	if port < 1 || port > 65535 {
+		return validationf("Port %d is not valid; it must be between 1 and 65535", port)
+	}
+	acts := p.structs("DefaultActions.member")
+	if len(acts) == 0 {
+		return errf("MissingParameter", "The request must contain the parameter DefaultActions")
+	}
+	if len(acts) > 1 || acts[0].str("Type") != "forward" {
+		return errf("InvalidConfigurationRequest", "The local cloud supports a single forward default action")
+	}
+	tgARN := acts[0].str("TargetGroupArn")
+	if tgARN == "" {
+		if tgs := acts[0].structs("ForwardConfig.TargetGroups.member"); len(tgs) == 1 {
+			tgARN = tgs[0].str("TargetGroupArn")
+		}
+	}
+	if tgARN == "" {
+		return validationf("A forward action needs a TargetGroupArn (or one target group in ForwardConfig)")
+	}
+	if c.targetGrps[tgARN] == nil {
+		return errf("TargetGroupNotFound", "Target group '%s' not found", tgARN)
+	}
+	for _, l := range c.listeners {
+		if l.lb == lb && l.port == port {
+			if l.tgARN == tgARN {
+				x.list("Listeners", "member", 1, func(int) { c.writeListener(x, l) })
+				return nil
+			}
+			return errf("DuplicateListener", "A listener already exists on this port for this load balancer '%s'", lbARN)
+		}
+	}
+	l, err := c.startListener(lb, port, tgARN)
+	if err != nil {
+		return errf("InvalidConfigurationRequest", "Cannot listen on 127.0.0.1:%d: %v", port, err)
+	}
+	c.listeners[l.arn] = l
+	x.list("Listeners", "member", 1, func(int) { c.writeListener(x, l) })
+	return nil
+}
+
+func (c *Cloud) writeListener(x *xmlw, l *listener) {
+	x.leaf("ListenerArn", l.arn)
+	x.leaf("LoadBalancerArn", l.lb.arn)
+	x.int("Port", l.port)
+	x.leaf("Protocol", "HTTP")
+	x.list("DefaultActions", "member", 1, func(int) {
+		x.leaf("Type", "forward")
+		x.leaf("TargetGroupArn", l.tgARN)
+		x.open("ForwardConfig")
+		x.list("TargetGroups", "member", 1, func(int) {
+			x.leaf("TargetGroupArn", l.tgARN)
+			x.int("Weight", 1)
+		})
+		x.close("ForwardConfig")
+	})
+}
+
+func (c *Cloud) describeListeners(req *request, x *xmlw) *apiError {
+	p := req.Params
+	lbARN := p.str("LoadBalancerArn")
+	arns := p.list("ListenerArns.member")
+	if lbARN == "" && len(arns) == 0 {
+		return validationf("You must specify either listener ARNs or a load balancer ARN")
+	}
+	if lbARN != "" && c.lbs[lbARN] == nil {
+		return errf("LoadBalancerNotFound", "The load balancer '%s' does not exist", lbARN)
+	}
+	var out []*listener
+	for _, a := range arns {
+		l := c.listeners[a]
+		if l == nil {
+			return errf("ListenerNotFound", "One or more listeners not found")
+		}
+		out = append(out, l)
+	}
+	if lbARN != "" {
+		for _, l := range c.listeners {
+			if l.lb.arn == lbARN {
+				out = append(out, l)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].port < out[j].port })
+	x.list("Listeners", "member", len(out), func(i int) { c.writeListener(x, out[i]) })
+	return nil
+}
+
+func (c *Cloud) createTargetGroup(req *request, x *xmlw) *apiError {
+	p := req.Params
+	name, e := p.required("Name")
+	if e != nil {
+		return e
+	}
+	if !elbNameRE.MatchString(name) {
+		return validationf("Target group name '%s' is not valid: up to 32 letters, digits and hyphens, not starting or ending with a hyphen", name)
+	}
+	tg := &targetGroup{
+		name: name, protocol: p.str("Protocol"), vpc: p.str("VpcId"), targetType: p.str("TargetType"),
+		hcPath: "/", hcProtocol: "HTTP", hcPort: "traffic-port", matcher: "200", hcEnabled: true,
+		hcInterval: 30, hcTimeout: 5, healthyN: 5, unhealthyN: 2,
+		attrs: map[string]string{
+			"deregistration_delay.timeout_seconds":                 "300",
+			"deregistration_delay.connection_termination.enabled": "false",
+			"stickiness.enabled":                                   "false",
+			"stickiness.type":                                      "lb_cookie",
+			"slow_start.duration_seconds":                          "0",
+			"load_balancing.algorithm.type":                        "round_robin",
+		},
+		targets: map[string]*target{}, created: c.now(),
+	}
+	if tg.targetType == "" {
+		tg.targetType = "instance"
+	}
+	if tg.targetType != "instance" {
+		return validationf("The local cloud supports target type 'instance' only, not '%s'", tg.targetType)
+	}
+	if tg.protocol == "" {
+		return validationf("A protocol must be specified for target groups of type instance")
+	}
+	if tg.protocol != "HTTP" {
+		return errf("UnsupportedProtocol", "Protocol '%s' is not supported by the local cloud; use HTTP", tg.protocol)
+	}
+	port, set, e := p.intOpt("Port")
+	if e != nil {
+		return e
+	}
+	if !set {
+		return validationf("A port must be specified for target groups of type instance")
+	}
+	if port < 1 || port > 65535 {
+		return validationf("Port %d is not valid; it must be between 1 and 65535", port)
+	}
+	tg.port = port
+	if v := p.str("HealthCheckPath"); v != "" {
+		if !strings.HasPrefix(v, "/") || len(v) > 1024 {
+			return validationf("Health check path '%s' must start with '/' and be at most 1024 characters", v)
+		}
+		tg.hcPath = v
+	}
+	if v := p.str("HealthCheckProtocol"); v != "" {
+		if v != "HTTP" {
+			return errf("UnsupportedProtocol", "Health check protocol '%s' is not supported by the local cloud; use HTTP", v)
+		}
+	}
+	if v := p.str("HealthCheckPort"); v != "" {
+		if n, err := strconv.Atoi(v); v != "traffic-port" && (err != nil || n < 1 || n > 65535) {
+			return validationf("Health check port '%s' is not valid", v)
+		}
+		tg.hcPort = v
+	}
+	if v, set, e := p.boolOpt("HealthCheckEnabled"); e != nil {
+		return e
+	} else if set {
+		tg.hcEnabled = v
+	}
+	for _, f := range []struct {
+		key      string
+		dst      *int
+		min, max int
+	}{
+		{"HealthCheckIntervalSeconds", &tg.hcInterval, 5, 300},
+		{"HealthCheckTimeoutSeconds", &tg.hcTimeout, 2, 120},
+		{"HealthyThresholdCount", &tg.healthyN, 2, 10},
+		{"UnhealthyThresholdCount", &tg.unhealthyN, 2, 10},
+	} {
+		v, set, e := p.intOpt(f.key)
+		if e != nil {
+			return e
+		}
+		if set {
+			if v < f.min || v > f.max {
+				return validationf("%s must be between %d and %d", f.key, f.min, f.max)
+			}
+			*f.dst = v
+		}
+	}
+	if tg.hcTimeout >= tg.hcInterval {
+		return validationf("Health check timeout must be smaller than the interval")
+	}
+	if v := p.str("Matcher.HttpCode"); v != "" {
+		if _, ok := parseMatcher(v); !ok {
+			return validationf("Health check matcher HTTP code '%s' must be a code, a list or a range between 200 and 499", v)
+		}
+		tg.matcher = v
+	}
+	for _, old := range c.targetGrps {
+		if old.name == name {
+			if old.port != tg.port || old.protocol != tg.protocol {
+				return errf("DuplicateTargetGroupName", "A target group with the same name '%s' exists, but with different settings", name)
+			}
+			x.list("TargetGroups", "member", 1, func(int) { c.writeTG(x, old) })
+			return nil
+		}
+	}
+	tg.arn = "arn:aws:elasticloadbalancing:" + c.cfg.Region + ":" + accountID + ":targetgroup/" + name + "/" + randHex(16)
+	c.targetGrps[tg.arn] = tg
+	x.list("TargetGroups", "member", 1, func(int) { c.writeTG(x, tg) })
+	return nil
+}
+
+// parseMatcher parses "200", "200,202" or "200-299".
+func parseMatcher(s string) (func(int) bool, bool) {
+	var ranges [][2]int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, false
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				return nil, false
+			}
+		}
+		if a < 200 || b > 499 || a > b {
+			return nil, false
+		}
+		ranges = append(ranges, [2]int{a, b})
+	}
+	return func(code int) bool {
+		for _, r := range ranges {
+			if code >= r[0] && code <= r[1] {
+				return true
+			}
+		}
+		return false
+	}, true
+}
+
+func (c *Cloud) tgLoadBalancers(tg *targetGroup) []string {
+	var out []string
+	for _, l := range c.listeners {
+		if l.tgARN == tg.arn && !contains(out, l.lb.arn) {
+			out = append(out, l.lb.arn)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *Cloud) writeTG(x *xmlw, tg *targetGroup) {
+	x.leaf("TargetGroupArn", tg.arn)
+	x.leaf("TargetGroupName", tg.name)
+	x.leaf("Protocol", tg.protocol)
+	x.int("Port", tg.port)
+	x.opt("VpcId", tg.vpc)
+	x.leaf("HealthCheckProtocol", tg.hcProtocol)
+	x.leaf("HealthCheckPort", tg.hcPort)
+	x.bool("HealthCheckEnabled", tg.hcEnabled)
+	x.int("HealthCheckIntervalSeconds", tg.hcInterval)
+	x.int("HealthCheckTimeoutSeconds", tg.hcTimeout)
+	x.int("HealthyThresholdCount", tg.healthyN)
+	x.int("UnhealthyThresholdCount", tg.unhealthyN)
+	x.leaf("HealthCheckPath", tg.hcPath)
+	x.open("Matcher")
+	x.leaf("HttpCode", tg.matcher)
+	x.close("Matcher")
+	x.strings("LoadBalancerArns", "member", c.tgLoadBalancers(tg))
+	x.leaf("TargetType", tg.targetType)
+	x.leaf("ProtocolVersion", "HTTP1")
+	x.leaf("IpAddressType", "ipv4")
+}
+
+func (c *Cloud) describeTargetGroups(req *request, x *xmlw) *apiError {
+	p := req.Params
+	arns, names := p.list("TargetGroupArns.member"), p.list("Names.member")
+	lbARN := p.str("LoadBalancerArn")
+	var out []*targetGroup
+	for _, a := range arns {
+		tg := c.targetGrps[a]
+		if tg == nil {
+			return errf("TargetGroupNotFound", "One or more target groups not found")
+		}
+		out = append(out, tg)
+	}
+	for _, n := range names {
+		var found *targetGroup
+		for _, tg := range c.targetGrps {
+			if tg.name == n {
+				found = tg
+			}
+		}
+		if found == nil {
+			return errf("TargetGroupNotFound", "One or more target groups not found")
+		}
+		out = append(out, found)
+	}
+	if len(arns) == 0 && len(names) == 0 {
+		if lbARN != "" && c.lbs[lbARN] == nil {
+			return errf("LoadBalancerNotFound", "The load balancer '%s' does not exist", lbARN)
+		}
+		for _, tg := range c.targetGrps {
+			if lbARN == "" || contains(c.tgLoadBalancers(tg), lbARN) {
+				out = append(out, tg)
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	}
+	from, to, next, e := markerPage(p, len(out))
+	if e != nil {
+		return e
+	}
+	out = out[from:to]
+	x.list("TargetGroups", "member", len(out), func(i int) { c.writeTG(x, out[i]) })
+	x.opt("NextMarker", next)
+	return nil
+}
+
+func (c *Cloud) findTG(p params) (*targetGroup, *apiError) {
+	arn, e := p.required("TargetGroupArn")
+	if e != nil {
+		return nil, e
+	}
+	tg := c.targetGrps[arn]
+	if tg == nil {
+		return nil, errf("TargetGroupNotFound", "Target groups '%s' not found", arn)
+	}
+	return tg, nil
+}
+
+func writeAttrs(x *xmlw, attrs map[string]string) {
+	keys := sortedKeys(attrs)
+	x.list("Attributes", "member", len(keys), func(i int) {
+		x.leaf("Key", keys[i])
+		x.leaf("Value", attrs[keys[i]])
+	})
+}
+
+func (c *Cloud) modifyTGAttributes(req *request, x *xmlw) *apiError {
+	p := req.Params
+	tg, e := c.findTG(p)
+	if e != nil {
+		return e
+	}
+	attrs := p.structs("Attributes.member")
+	if len(attrs) == 0 {
+		return errf("MissingParameter", "The request must contain the parameter Attributes")
+	}
+	next := map[string]string{}
+	for k, v := range tg.attrs {
+		next[k] = v
+	}
+	for _, a := range attrs {
+		k, v := a.str("Key"), a.str("Value")
+		if _, known := tg.attrs[k]; !known {
+			return validationf("Target group attribute key '%s' is not recognized", k)
+		}
+		switch k {
+		case "deregistration_delay.timeout_seconds":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 3600 {
+				return validationf("Target group attribute '%s' must be an integer between 0 and 3600", k)
+			}
+		case "slow_start.duration_seconds":
+			n, err := strconv.Atoi(v)
+			if err != nil || n != 0 && (n < 30 || n > 900) {
+				return validationf("Target group attribute '%s' must be 0 or between 30 and 900", k)
+			}
+		case "stickiness.enabled", "deregistration_delay.connection_termination.enabled":
+			if v != "true" && v != "false" {
+				return validationf("Target group attribute '%s' must be true or false", k)
+			}
+		}
+		next[k] = v
+	}
+	tg.attrs = next
+	writeAttrs(x, tg.attrs)
+	return nil
+}
+
+func (c *Cloud) describeTGAttributes(req *request, x *xmlw) *apiError {
+	tg, e := c.findTG(req.Params)
+	if e != nil {
+		return e
+	}
+	writeAttrs(x, tg.attrs)
+	return nil
+}
+
+func (c *Cloud) registerTargets(req *request, x *xmlw) *apiError {
+	p := req.Params
+	tg, e := c.findTG(p)
+	if e != nil {
+		return e
+	}
+	ts := p.structs("Targets.member")
+	if len(ts) == 0 {
+		return errf("MissingParameter", "The request must contain the parameter Targets")
+	}
+	type reg struct {
+		in   *instance
+		port int
+	}
+	var regs []reg
+	for _, t := range ts {
+		id := t.str("Id")
+		in := c.instances[id]
+		if in == nil {
+			return errf("InvalidTarget", "The following targets are not valid instances: '%s'", id)
+		}
+		if !in.alive() {
+			return errf("InvalidTarget", "The following targets are not in a running state and cannot be registered: '%s'", id)
+		}
+		port, _, e := t.intOpt("Port")
+		if e != nil {
+			return e
+		}
+		if port < 0 || port > 65535 {
+			return validationf("Port %d is not valid", port)
+		}
+		regs = append(regs, reg{in, port})
+	}
+	now := c.now()
+	for _, r := range regs {
+		c.registerTarget(tg, r.in, r.port, now)
+	}
+	return nil
+}
+
+func (c *Cloud) deregisterTargets(req *request, x *xmlw) *apiError {
+	p := req.Params
+	tg, e := c.findTG(p)
+	if e != nil {
+		return e
+	}
+	ts := p.structs("Targets.member")
+	if len(ts) == 0 {
+		return errf("MissingParameter", "The request must contain the parameter Targets")
+	}
+	now := c.now()
+	for _, t := range ts {
+		port, _, e := t.intOpt("Port")
+		if e != nil {
+			return e
+		}
+		if !c.deregisterTarget(tg, t.str("Id"), port, now) {
+			return errf("InvalidTarget", "The target '%s' is not registered in target group '%s'", t.str("Id"), tg.name)
+		}
+	}
+	return nil
+}
+
+// registerTarget adds (or re-adds, ending a drain) a target; port 0 means
+// the group's port.
+func (c *Cloud) registerTarget(tg *targetGroup, in *instance, port int, now time.Time) {
+	if port == 0 {
+		port = tg.port
+	}
+	k := in.id + ":" + strconv.Itoa(port)
+	if t := tg.targets[k]; t != nil {
+		if t.state == "draining" {
+			t.state, t.reason, t.okRun, t.failRun = "initial", "Elb.RegistrationInProgress", 0, 0
+		}
+		return
+	}
+	tg.targets[k] = &target{id: in.id, port: port, state: "initial", reason: "Elb.RegistrationInProgress", registered: now, nextCheck: now}
+}
+
+// deregisterTarget starts a target's drain; port 0 drains every port of
+// the instance. It reports whether anything was registered.
+func (c *Cloud) deregisterTarget(tg *targetGroup, id string, port int, now time.Time) bool {
+	found := false
+	delay := tg.deregDelay()
+	if m := c.cfg.DeregistrationDelayMax; m > 0 && delay > m {
+		delay = m
+	}
+	for _, t := range tg.targets {
+		if t.id != id || port != 0 && t.port != port {
+			continue
+		}
+		found = true
+		if t.state != "draining" {
+			t.state, t.reason, t.drainUntil = "draining", "Target.DeregistrationInProgress", now.Add(delay)
+		}
+	}
+	return found
+}
+
+// tickTargets ends drains whose deregistration delay has passed: the target
+// leaves its group and, as on an ALB, its open connections are closed.
+func (c *Cloud) tickTargets(now time.Time) {
+	for _, tg := range c.targetGrps {
+		for k, t := range tg.targets {
+			if t.state != "draining" || now.Before(t.drainUntil) {
+				continue
+			}
+			delete(tg.targets, k)
+			if in := c.instances[t.id]; in != nil {
+				addr := net.JoinHostPort(in.ip, strconv.Itoa(t.port))
+				for _, l := range c.listeners {
+					if l.tgARN == tg.arn {
+						l.cut(addr)
+					}
+				}
+			}
+		}
+	}
+}
+
+// registerInstance registers a group's instance with the group's target
+// groups.
+func (c *Cloud) registerInstance(g *group, in *instance, now time.Time) {
+	for _, arn := range g.tgARNs {
+		if tg := c.targetGrps[arn]; tg != nil {
+			c.registerTarget(tg, in, 0, now)
+		}
+	}
+	in.asg.registered = true
+}
+
+// deregisterInstance drains a group's instance out of every target group
+// it is in.
+func (c *Cloud) deregisterInstance(g *group, in *instance, now time.Time) {
+	for _, tg := range c.targetGrps {
+		c.deregisterTarget(tg, in.id, 0, now)
+	}
+	in.asg.registered = false
+}
+
+// deregistered reports whether no target group holds the instance any
+// more, draining or not.
+func (c *Cloud) deregistered(in *instance) bool {
+	for _, tg := range c.targetGrps {
+		for _, t := range tg.targets {
+			if t.id == in.id {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// targetHealth summarises an instance's health in its group's target
+// groups.
+func (c *Cloud) targetHealth(g *group, in *instance) (allHealthy, anyUnhealthy bool) {
+	allHealthy = true
+	for _, arn := range g.tgARNs {
+		tg := c.targetGrps[arn]
+		if tg == nil {
+			continue
+		}
+		for _, t := range tg.targets {
+			if t.id != in.id {
+				continue
+			}
+			switch t.state {
+			case "healthy":
+			case "unhealthy":
+				allHealthy, anyUnhealthy = false, true
+			default:
+				allHealthy = false
+			}
+		}
+	}
+	return allHealthy, anyUnhealthy
+}
+
+func (c *Cloud) describeTargetHealth(req *request, x *xmlw) *apiError {
+	p := req.Params
+	tg, e := c.findTG(p)
+	if e != nil {
+		return e
+	}
+	type row struct {
+		id, hcPort, state, reason, desc string
+		port                            int
+	}
+	var rows []row
+	describe := func(t *target) row {
+		r := row{id: t.id, port: t.port, hcPort: strconv.Itoa(t.port), state: t.state, reason: t.reason}
+		if tg.hcPort != "traffic-port" {
+			r.hcPort = tg.hcPort
+		}
+		if t.state == "healthy" {
+			r.reason = ""
+		}
+		r.desc = reasonText[r.reason]
+		return r
+	}
+	if want := p.structs("Targets.member"); len(want) > 0 {
+		for _, w := range want {
+			id := w.str("Id")
+			if c.instances[id] == nil {
+				return errf("InvalidTarget", "The following targets are not valid instances: '%s'", id)
+			}
+			port, _, e := w.intOpt("Port")
+			if e != nil {
+				return e
+			}
+			matched := false
+			for _, t := range tg.sortedTargets() {
+				if t.id == id && (port == 0 || t.port == port) {
+					rows = append(rows, describe(t))
+					matched = true
+				}
+			}
+			if !matched {
+				if port == 0 {
+					port = tg.port
+				}
+				rows = append(rows, row{id: id, port: port, hcPort: strconv.Itoa(port), state: "unused", reason: "Target.NotRegistered", desc: reasonText["Target.NotRegistered"]})
+			}
+		}
+	} else {
+		for _, t := range tg.sortedTargets() {
+			rows = append(rows, describe(t))
+		}
+	}
+	x.list("TargetHealthDescriptions", "member", len(rows), func(i int) {
+		r := rows[i]
+		x.open("Target")
+		x.leaf("Id", r.id)
+		x.int("Port", r.port)
+		x.close("Target")
+		x.leaf("HealthCheckPort", r.hcPort)
+		x.open("TargetHealth")
+		x.leaf("State", r.state)
+		x.opt("Reason", r.reason)
+		x.opt("Description", r.desc)
+		x.close("TargetHealth")
+	})
+	return nil
+}
+
+var reasonText = map[string]string{
+	"Elb.RegistrationInProgress":      "Target registration is in progress",
+	"Elb.InitialHealthChecking":       "Initial health checks in progress",
+	"Target.ResponseCodeMismatch":     "Health checks failed with these codes",
+	"Target.Timeout":                  "Request timed out",
+	"Target.FailedHealthChecks":       "Health checks failed",
+	"Target.NotRegistered":            "Target is not registered to the target group",
+	"Target.DeregistrationInProgress": "Target deregistration is in progress",
+	"Target.InvalidState":             "Target is in the stopped or terminated state",
+	"Target.HealthCheckDisabled":      "Health checks are disabled",
+}
+
+// healthLoop runs target health checks: each target on its group's
+// interval, HealthyThresholdCount passes in a row to become healthy,
+// UnhealthyThresholdCount failures to become unhealthy.
+func (c *Cloud) healthLoop() {
+	tick := time.Second
+	if c.cfg.HealthCheckInterval > 0 && c.cfg.HealthCheckInterval/2 < tick {
+		tick = max(c.cfg.HealthCheckInterval/2, 10*time.Millisecond)
+	}
+	sem := make(chan struct{}, 32)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	c.loop(tick, func() {
+		type job struct {
+			tg      *targetGroup
+			t       *target
+			url     string
+			sim     bool
+			simOK   bool
+			timeout time.Duration
+			match   func(int) bool
+		}
+		var jobs []job
+		c.mu.Lock()
+		now := c.now()
+		for _, tg := range c.targetGrps {
+			interval := time.Duration(tg.hcInterval) * time.Second
+			timeout := time.Duration(tg.hcTimeout) * time.Second
+			if c.cfg.HealthCheckInterval > 0 {
+				interval = c.cfg.HealthCheckInterval
+				timeout = min(timeout, interval)
+			}
+			match, _ := parseMatcher(tg.matcher)
+			for _, t := range tg.targets {
+				if t.checking || t.state == "draining" || now.Before(t.nextCheck) {
+					continue
+				}
+				t.nextCheck = now.Add(interval)
+				in := c.instances[t.id]
+				if in == nil {
+					continue
+				}
+				if !tg.hcEnabled {
+					t.state, t.reason = "unavailable", "Target.HealthCheckDisabled"
+					continue
+				}
+				if in.state == statePending {
+					continue // still registering
+				}
+				port := strconv.Itoa(t.port)
+				if tg.hcPort != "traffic-port" {
+					port = tg.hcPort
+				}
+				t.checking = true
+				jobs = append(jobs, job{tg: tg, t: t, url: "http://" + net.JoinHostPort(in.ip, port) + tg.hcPath,
+					sim: in.simulated, simOK: in.state == stateRunning && !in.simFail, timeout: timeout, match: match})
+			}
+		}
+		c.mu.Unlock()
+		for _, j := range jobs {
+			if j.sim {
+				c.recordCheck(j.tg, j.t, j.simOK, "Target.FailedHealthChecks")
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-c.ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				ok, reason := probe(c.ctx, client, j.url, j.timeout, j.match)
+				c.recordCheck(j.tg, j.t, ok, reason)
+			}()
+		}
+	})
+}
+
+// probe runs one HTTP health check.
+func probe(ctx context.Context, client *http.Client, url string, timeout time.Duration, match func(int) bool) (ok bool, reason string) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, "Target.FailedHealthChecks"
+	}
+	req.Header.Set("User-Agent", "ELB-HealthChecker/2.0")
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, "Target.Timeout"
+		}
+		return false, "Target.FailedHealthChecks"
+	}
+	resp.Body.Close()
+	if match == nil || !match(resp.StatusCode) {
+		return false, "Target.ResponseCodeMismatch"
+	}
+	return true, ""
+}
+
+func (c *Cloud) recordCheck(tg *targetGroup, t *target, ok bool, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.checking = false
+	if t.state == "draining" {
+		return
+	}
+	if ok {
+		t.okRun++
+		t.failRun = 0
+		if t.state != "healthy" && t.okRun >= tg.healthyN {
+			t.state, t.reason = "healthy", ""
+		} else if t.state == "initial" {
+			t.reason = "Elb.InitialHealthChecking"
+		}
+		return
+	}
+	t.failRun++
+	t.okRun = 0
+	if t.state != "unhealthy" && t.failRun >= tg.unhealthyN {
+		t.state = "unhealthy"
+	}
+	if t.state != "initial" {
+		t.reason = reason
+	} else {
+		t.reason = "Elb.InitialHealthChecking"
+	}
+}
