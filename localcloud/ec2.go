@@ -551,7 +551,9 @@ func (c *Cloud) describeLaunchTemplates(req *request, x *xmlw) *apiError {
 		for _, lt := range c.templates {
 			out = append(out, lt)
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].created.Before(out[j].created) || out[i].created.Equal(out[j].created) && out[i].id < out[j].id })
+		sort.Slice(out, func(i, j int) bool {
+			return out[i].created.Before(out[j].created) || out[i].created.Equal(out[j].created) && out[i].id < out[j].id
+		})
 	}
 	var kept []*launchTemplate
 	for _, lt := range out {

@@ -338,12 +338,12 @@ func (c *Cloud) createTargetGroup(req *request, x *xmlw) *apiError {
 		hcPath: "/", hcProtocol: "HTTP", hcPort: "traffic-port", matcher: "200", hcEnabled: true,
 		hcInterval: 30, hcTimeout: 5, healthyN: 5, unhealthyN: 2,
 		attrs: map[string]string{
-			"deregistration_delay.timeout_seconds":                 "300",
+			"deregistration_delay.timeout_seconds":                "300",
 			"deregistration_delay.connection_termination.enabled": "false",
-			"stickiness.enabled":                                   "false",
-			"stickiness.type":                                      "lb_cookie",
-			"slow_start.duration_seconds":                          "0",
-			"load_balancing.algorithm.type":                        "round_robin",
+			"stickiness.enabled":                                  "false",
+			"stickiness.type":                                     "lb_cookie",
+			"slow_start.duration_seconds":                         "0",
+			"load_balancing.algorithm.type":                       "round_robin",
 		},
 		targets: map[string]*target{}, created: c.now(),
 	}

@@ -37,8 +37,8 @@ func (c *Cloud) startListener(lb *loadBalancer, port int, tgARN string) (*listen
 		return nil, err
 	}
 	l := &listener{
-		arn:  "arn:aws:elasticloadbalancing:" + c.cfg.Region + ":" + accountID + ":listener/app/" + lb.name + "/" + lb.arn[len(lb.arn)-16:] + "/" + randHex(16),
-		lb:   lb, port: port, tgARN: tgARN, addr: ln.Addr().String(), ln: ln,
+		arn: "arn:aws:elasticloadbalancing:" + c.cfg.Region + ":" + accountID + ":listener/app/" + lb.name + "/" + lb.arn[len(lb.arn)-16:] + "/" + randHex(16),
+		lb:  lb, port: port, tgARN: tgARN, addr: ln.Addr().String(), ln: ln,
 		conns: map[string]map[net.Conn]struct{}{},
 	}
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
