@@ -405,7 +405,13 @@ func (b *NATS) Subscribe(ctx context.Context, h func(Message)) (func(), error) {
 	}
 	s := &natsSub{b: b, h: h, last: start}
 	cc, err := cons.Consume(s.deliver, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		b.log.Debug("subscribe: consumer error (the ordered consumer recovers)", "err", err)
+		// Heartbeats go missing during every outage, which Healthy
+		// already reports; anything else is worth a line.
+		if errors.Is(err, jetstream.ErrNoHeartbeat) || b.Healthy() != nil {
+			b.log.Debug("subscribe: consumer error, the ordered consumer recovers", "err", err)
+			return
+		}
+		b.log.Warn("subscribe: consumer error, the ordered consumer recovers", "err", err)
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("subscribe: consume: %w", err)
