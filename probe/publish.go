@@ -34,13 +34,14 @@ type channelLog struct {
 	recs []pubRecord
 }
 
-// maxBatch caps one POST; when the publisher falls further behind than
-// that (a server that takes seconds to answer) it skips the backlog rather
+// maxBatch caps what one tick sends; when the publisher falls further
+// behind than that (a server that takes seconds to answer) it skips the backlog rather
 // than bursting it, and counts the skip.
 const maxBatch = 2000
 
 // publishLoop publishes Rate messages per second round robin over the
-// channels, sending what is due every PublishInterval in one POST.
+// channels, sending what is due every PublishInterval in POSTs of at most
+// postBatch messages.
 func (p *Probe) publishLoop(ctx context.Context) {
 	if p.cfg.Rate == 0 {
 		<-ctx.Done()
@@ -51,7 +52,6 @@ func (p *Probe) publishLoop(ctx context.Context) {
 	begin := p.now()
 	issued, rr := int64(0), 0
 	var body bytes.Buffer
-	type ref struct{ c, n int }
 	var refs []ref
 	for {
 		select {
@@ -68,53 +68,69 @@ func (p *Probe) publishLoop(ctx context.Context) {
 			issued += due - maxBatch
 			due = maxBatch
 		}
-		now := p.now()
-		body.Reset()
-		refs = refs[:0]
-		body.WriteByte('[')
-		for i := int64(0); i < due; i++ {
-			c := rr % len(p.channels)
-			rr++
-			cl := p.channels[c]
-			cl.mu.Lock()
-			n := len(cl.recs)
-			cl.recs = append(cl.recs, pubRecord{start: now})
-			cl.mu.Unlock()
-			refs = append(refs, ref{c, n})
-			if i > 0 {
-				body.WriteByte(',')
-			}
-			body.WriteString(`{"channel":"`)
-			body.WriteString(cl.name)
-			body.WriteString(`","data":`)
-			body.WriteString(p.dataPrefix)
-			body.WriteString(`,"c":`)
-			body.WriteString(strconv.Itoa(c))
-			body.WriteString(`,"n":`)
-			body.WriteString(strconv.Itoa(n))
-			body.WriteString(`,"t":`)
-			body.WriteString(strconv.FormatInt(now.UnixNano(), 10))
-			body.WriteString(`}}`)
-		}
-		body.WriteByte(']')
 		issued += due
-		state := pubOK
-		if err := p.post(ctx, body.Bytes()); err != nil {
-			state = pubFailed
-			kind := "publish"
-			var se statusError
-			if errors.As(err, &se) {
-				kind = fmt.Sprintf("publish_http_%d", int(se))
-			}
-			p.countError(kind)
-			p.log.Debug("probe publish failed", "messages", due, "err", err)
+		for due > 0 {
+			k := min(due, postBatch)
+			due -= k
+			p.publishBatch(ctx, int(k), &rr, &body, &refs)
 		}
-		for _, r := range refs {
-			cl := p.channels[r.c]
-			cl.mu.Lock()
-			cl.recs[r.n].state = state
-			cl.mu.Unlock()
+	}
+}
+
+// postBatch is the most messages in one POST: the ws node refuses
+// requests of more than --max-batch (default 100) messages.
+const postBatch = 100
+
+// ref names message n of channel c.
+type ref struct{ c, n int }
+
+// publishBatch records and sends k messages in one POST.
+func (p *Probe) publishBatch(ctx context.Context, k int, rr *int, body *bytes.Buffer, refs *[]ref) {
+	now := p.now()
+	body.Reset()
+	*refs = (*refs)[:0]
+	body.WriteByte('[')
+	for i := 0; i < k; i++ {
+		c := *rr % len(p.channels)
+		*rr++
+		cl := p.channels[c]
+		cl.mu.Lock()
+		n := len(cl.recs)
+		cl.recs = append(cl.recs, pubRecord{start: now})
+		cl.mu.Unlock()
+		*refs = append(*refs, ref{c, n})
+		if i > 0 {
+			body.WriteByte(',')
 		}
+		body.WriteString(`{"channel":"`)
+		body.WriteString(cl.name)
+		body.WriteString(`","data":`)
+		body.WriteString(p.dataPrefix)
+		body.WriteString(`,"c":`)
+		body.WriteString(strconv.Itoa(c))
+		body.WriteString(`,"n":`)
+		body.WriteString(strconv.Itoa(n))
+		body.WriteString(`,"t":`)
+		body.WriteString(strconv.FormatInt(now.UnixNano(), 10))
+		body.WriteString(`}}`)
+	}
+	body.WriteByte(']')
+	state := pubOK
+	if err := p.post(ctx, body.Bytes()); err != nil {
+		state = pubFailed
+		kind := "publish"
+		var se statusError
+		if errors.As(err, &se) {
+			kind = fmt.Sprintf("publish_http_%d", int(se))
+		}
+		p.countError(kind)
+		p.log.Debug("probe publish failed", "messages", k, "err", err)
+	}
+	for _, r := range *refs {
+		cl := p.channels[r.c]
+		cl.mu.Lock()
+		cl.recs[r.n].state = state
+		cl.mu.Unlock()
 	}
 }
 
