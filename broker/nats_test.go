@@ -143,3 +143,48 @@ func TestNATSSharedPrefixIsolation(t *testing.T) {
 		t.Fatalf("fleet b sees fleet a's session: %v", err)
 	}
 }
+
+// TestNATSCloseWhileDelivering closes a node while another keeps
+// publishing to it: no race, no panic, and no delivery after Close.
+func TestNATSCloseWhileDelivering(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	pub := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "pub"})
+	sub := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "sub"})
+	var mu sync.Mutex
+	closed, late := false, 0
+	got := make(chan struct{}, 1)
+	if _, err := sub.Subscribe(context.Background(), func(broker.Message) {
+		mu.Lock()
+		if closed {
+			late++
+		}
+		mu.Unlock()
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			if _, err := pub.Publish(context.Background(), "/flow", []byte(fmt.Sprint(i))); err != nil {
+				t.Errorf("Publish: %v", err)
+				return
+			}
+		}
+	}()
+	<-got
+	sub.Close()
+	mu.Lock()
+	closed = true
+	mu.Unlock()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if late != 0 {
+		t.Fatalf("%d deliveries after Close returned", late)
+	}
+}
