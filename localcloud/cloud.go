@@ -382,3 +382,16 @@ func newUUID() string {
 }
 
 const accountID = "000000000000"
+
+// MetadataEndpoint is the base URL of an instance's metadata service, ""
+// when the instance is unknown or terminated. Process instances find it in
+// AWS_EC2_METADATA_SERVICE_ENDPOINT; tests and simulated nodes use this.
+func (c *Cloud) MetadataEndpoint(instanceID string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in := c.instances[instanceID]
+	if in == nil || in.imds == nil {
+		return ""
+	}
+	return in.imds.url()
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"wsfleet/broker"
+	"wsfleet/localcloud"
+)
+
+func init() {
+	register("cloud", "run the local cloud: EC2, Auto Scaling and ELBv2 on one AWS API endpoint, instances as local ws nodes", runCloud)
+}
+
+// imageFlags collects repeated --image ami-ID=COMMAND|simulated.
+type imageFlags map[string]localcloud.Image
+
+func (f imageFlags) String() string {
+	var parts []string
+	for id, im := range f {
+		cmd := im.Command
+		if im.Simulated {
+			cmd = "simulated"
+		}
+		parts = append(parts, id+"="+cmd)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f imageFlags) Set(s string) error {
+	id, cmd, ok := strings.Cut(s, "=")
+	if !ok || !strings.HasPrefix(id, "ami-") || cmd == "" {
+		return fmt.Errorf("want ami-ID=COMMAND or ami-ID=simulated, not %q", s)
+	}
+	if _, dup := f[id]; dup {
+		return fmt.Errorf("image %s given twice", id)
+	}
+	if cmd == "simulated" {
+		f[id] = localcloud.Image{Simulated: true}
+		return nil
+	}
+	path, err := exec.LookPath(cmd)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", id, err)
+	}
+	if path, err = filepath.Abs(path); err != nil {
+		return fmt.Errorf("image %s: %w", id, err)
+	}
+	f[id] = localcloud.Image{Command: path}
+	return nil
+}
+
+func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("cloud", stderr)
+	images := imageFlags{}
+	var cfg localcloud.Config
+	var embeddedNATS, bootstrap, logLevel string
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:4566", "address of the AWS API endpoint (EC2, Auto Scaling and ELBv2)")
+	fs.Var(images, "image", "ami-ID=COMMAND runs COMMAND serve --aws --aws-lifecycle as each instance of that image; ami-ID=simulated runs nothing (repeatable)")
+	fs.StringVar(&embeddedNATS, "embedded-nats", "", "host a NATS server with JetStream at this address for the nodes (user data: --nats=nats://ADDR)")
+	fs.StringVar(&bootstrap, "bootstrap", "", "create this topology file's resources at start (see examples/seed-topology.yaml)")
+	fs.StringVar(&cfg.Region, "region", "us-east-1", "region reported in ARNs and instance metadata")
+	fs.DurationVar(&cfg.Tick, "tick", 250*time.Millisecond, "how often groups are reconciled")
+	fs.DurationVar(&cfg.BootTime, "boot-time", time.Second, "how long a process instance stays pending before its process starts")
+	fs.DurationVar(&cfg.SimulatedBootTime, "sim-boot-time", 2*time.Second, "how long a simulated instance takes to boot")
+	fs.Float64Var(&cfg.SimulatedFailureRate, "sim-failure-rate", 0, "probability that a simulated instance never becomes healthy")
+	fs.DurationVar(&cfg.HealthCheckInterval, "health-check-interval", 0, "override every target group's health check interval (0 keeps theirs)")
+	fs.DurationVar(&cfg.DeregistrationDelayMax, "deregistration-delay-max", 0, "shorten target groups' deregistration delays to at most this (0 keeps theirs)")
+	fs.DurationVar(&cfg.KillGrace, "kill-grace", 30*time.Second, "time between SIGTERM and SIGKILL when an instance terminates")
+	fs.IntVar(&cfg.NodePort, "node-port", 8080, "port every process instance listens on, on its own 127.0.1.x address")
+	fs.StringVar(&cfg.LogDir, "log-dir", "", "directory for each instance's output, <instance-id>.log (default a temporary directory)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(images) == 0 {
+		return fmt.Errorf("%w: at least one --image ami-ID=COMMAND|simulated is needed", errUsage)
+	}
+	if cfg.SimulatedFailureRate < 0 || cfg.SimulatedFailureRate > 1 {
+		return fmt.Errorf("%w: --sim-failure-rate must be between 0 and 1", errUsage)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("%w: --log-level: %v", errUsage, err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Images = images
+	cfg.Logger = log
+
+	if embeddedNATS != "" {
+		e, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: embeddedNATS, Logger: log})
+		if err != nil {
+			return fmt.Errorf("embedded NATS: %w", err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			e.Shutdown(sctx)
+		}()
+		log.Info("embedded NATS started", "url", e.ClientURL())
+	}
+
+	c, err := localcloud.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(stdout, "local cloud: %s (instance logs in %s)\n", c.Endpoint(), c.LogDir())
+	fmt.Fprintf(stdout, "  aws --endpoint-url %s autoscaling describe-auto-scaling-groups\n", c.Endpoint())
+	if bootstrap != "" {
+		if err := c.Bootstrap(ctx, bootstrap); err != nil {
+			return err
+		}
+		topo, _ := localcloud.LoadTopology(bootstrap)
+		for _, lb := range topo.LoadBalancers {
+			fmt.Fprintf(stdout, "  load balancer %s: %s\n", lb.Name, c.LoadBalancerURL(lb.Name))
+		}
+	}
+	<-ctx.Done()
+	log.Info("stopping: terminating every instance")
+	return nil
+}
+
+var _ flag.Value = imageFlags{}
