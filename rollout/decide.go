@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -149,6 +150,16 @@ func decideBatch(s Step, prev []Step, obs Observation, t Timing, now time.Time) 
 		s.Terminated = map[string]time.Time{}
 		return Decision{Step: s}
 	}
+	// Empty maps do not survive the JSON round trip of the state.
+	if s.HealthySince == nil {
+		s.HealthySince = map[string]time.Time{}
+	}
+	if s.Drains == nil {
+		s.Drains = map[string]time.Time{}
+	}
+	if s.Terminated == nil {
+		s.Terminated = map[string]time.Time{}
+	}
 	ttr := s.Strategy == TerminateThenReplace
 
 	// Targets that left by themselves count as terminated.
@@ -271,7 +282,7 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 		}
 		return effects, ""
 	}
-	var waiting string
+	var names []string
 	for _, id := range pending {
 		in, _ := g.Instance(id)
 		nobs := obs.Nodes[id]
@@ -288,9 +299,14 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 			effects = append(effects, Effect{Key: "terminate/" + id, Kind: kind, ID: id})
 			continue
 		}
-		waiting = fmt.Sprintf("draining %s: %d connections", orDash(in.Name), nobs.Status.Connections)
+		// The reason names the nodes only: the engine polls faster when
+		// the reason changes, and connection counts change every poll.
+		names = append(names, orDash(in.Name))
 	}
-	return effects, waiting
+	if len(names) > 0 && len(effects) == 0 {
+		return nil, "draining " + strings.Join(names, ", ")
+	}
+	return effects, ""
 }
 
 // adopt takes live instances on the batch's image that no step has taken

@@ -1,7 +1,9 @@
 package rollout
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +53,7 @@ type Engine struct {
 	phaseOpen  bool
 	callsBase  map[string]int
 	lastReason string
+	lastSaved  []byte
 }
 
 // ErrDetached is returned by a rollout that saved its state and exited
@@ -148,6 +151,7 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 		return nil, fmt.Errorf("change %s is already %s (started %s); use resume, rollback or abort", plan.Change, prev.Status, prev.Started.UTC().Format(time.RFC3339))
 	}
 	e.lock = NewLock(e.Provider, plan.Group, plan.Change, e.LockTTL, e.Now)
+	e.lock.Sleep = e.Sleep
 	if err := e.lock.Acquire(ctx, e.Force); err != nil {
 		return nil, err
 	}
@@ -193,11 +197,15 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 		e.TimeScale = st.TimeScale
 	}
 	e.lock = NewLock(e.Provider, st.Group, st.Change, e.LockTTL, e.Now)
+	e.lock.Sleep = e.Sleep
 	if err := e.lock.Acquire(ctx, e.Force); err != nil {
 		return st, err
 	}
 	st.Owner = e.lock.Me.Owner()
 	st.Control = ""
+	if _, err := e.Store.TakeControl(change); err != nil { // a command for an engine that is gone
+		return st, err
+	}
 	if st.Status == StatusPaused || st.Status == StatusWaiting || st.Status == StatusFailed {
 		st.Status = StatusRunning
 		if st.Rollback {
@@ -443,15 +451,7 @@ func (e *Engine) renew(ctx context.Context) error {
 // command through the store.
 func (e *Engine) control(ctx context.Context, st *State, plan *Plan) (stop bool, err error) {
 	for {
-		var c string
-		_, err := e.Store.Update(st.Change, func(cur *State) (*State, error) {
-			if cur == nil || cur.Control == "" {
-				return nil, nil
-			}
-			c = cur.Control
-			cur.Control = ""
-			return cur, nil
-		})
+		c, err := e.Store.TakeControl(st.Change)
 		if err != nil {
 			return true, err
 		}
@@ -869,7 +869,18 @@ func (e *Engine) save(st *State) error {
 	if e.View != nil {
 		e.View(st)
 	}
-	return e.Store.Save(st)
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if bytes.Equal(data, e.lastSaved) {
+		return nil // a poll that changed nothing
+	}
+	if err := e.Store.put(st.Change, data); err != nil {
+		return err
+	}
+	e.lastSaved = data
+	return nil
 }
 
 func (e *Engine) event(st *State, typ, msg string, kv ...any) {

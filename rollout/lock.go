@@ -70,6 +70,7 @@ type Lock struct {
 	// Settle is how long Acquire waits before reading the tag back to
 	// see whether a concurrent writer won: tags have no compare-and-swap.
 	Settle time.Duration
+	Sleep  func(ctx context.Context, d time.Duration) error
 }
 
 // NewLock returns a lock for change on group held by this process.
@@ -95,11 +96,9 @@ func (l *Lock) Acquire(ctx context.Context, force bool) error {
 	if err := l.write(ctx); err != nil {
 		return err
 	}
-	if l.Settle > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(l.Settle):
+	if l.Settle > 0 && l.Sleep != nil {
+		if err := l.Sleep(ctx, l.Settle); err != nil {
+			return err
 		}
 	}
 	g, err = l.Provider.Group(ctx, l.Group)

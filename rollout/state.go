@@ -67,8 +67,8 @@ type State struct {
 	Journal []JournalEntry  `json:"journal"`
 	Phases  []PhaseRecord   `json:"phases"`
 	Checks  []CheckResult   `json:"checks,omitempty"` // latest per check
-	Control string          `json:"control,omitempty"` // pause, run, abort, rollback: asked by another command
-	Calls   map[string]int  `json:"calls,omitempty"`   // API calls, summed over engine runs
+	Control string          `json:"-"`                // pause, run, abort, rollback: asked by another command, kept apart
+	Calls   map[string]int  `json:"calls,omitempty"`  // API calls, summed over engine runs
 	Peak    map[string]int  `json:"peak_connections,omitempty"`
 	Nodes   map[string]Node `json:"nodes,omitempty"` // the last view of the fleet
 }
@@ -195,10 +195,16 @@ func (s *Store) Load(change string) (*State, error) {
 			return ErrNoRollout
 		}
 		st = &State{}
-		return json.Unmarshal(v, st)
+		if err := json.Unmarshal(v, st); err != nil {
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", change, err)
+	}
+	if c, err := os.ReadFile(s.controlPath(change)); err == nil {
+		st.Control = string(c)
 	}
 	return st, nil
 }
@@ -244,29 +250,73 @@ func (s *Store) Update(change string, fn func(*State) (*State, error)) (*State, 
 	return out, nil
 }
 
-// Save writes st.
+// Save writes st. The control field is kept apart (see SetControl), so
+// that a save never loses a command written since st was read.
 func (s *Store) Save(st *State) error {
-	_, err := s.Update(st.Change, func(cur *State) (*State, error) {
-		if cur != nil && cur.Control != "" && st.Control == "" {
-			// A control written by another command since st was read
-			// must not be lost by this write.
-			st.Control = cur.Control
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", st.Change, err)
+	}
+	return s.put(st.Change, data)
+}
+
+func (s *Store) put(change string, data []byte) error {
+	db, err := s.open(false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketRollouts)
+		if err != nil {
+			return err
 		}
-		return st, nil
+		return b.Put([]byte(change), data)
 	})
-	return err
+	if err != nil {
+		return fmt.Errorf("save %s: %w", change, err)
+	}
+	return nil
+}
+
+// controlPath is where a command for a running engine waits: a small
+// file beside the database, so that the engine's check on every loop is a
+// stat rather than a transaction.
+func (s *Store) controlPath(change string) string {
+	return filepath.Join(s.Dir, change+".control")
 }
 
 // SetControl asks the engine running change to pause, run, abort or roll
-// back; the engine reads it at its next step.
+// back; the engine takes it at its next step.
 func (s *Store) SetControl(change, control string) (*State, error) {
-	return s.Update(change, func(cur *State) (*State, error) {
-		if cur == nil {
-			return nil, ErrNoRollout
-		}
-		cur.Control = control
-		return cur, nil
-	})
+	st, err := s.Load(change)
+	if err != nil {
+		return nil, err
+	}
+	tmp := s.controlPath(change) + ".tmp"
+	if err := os.WriteFile(tmp, []byte(control), 0o600); err != nil {
+		return nil, fmt.Errorf("control %s: %w", change, err)
+	}
+	if err := os.Rename(tmp, s.controlPath(change)); err != nil {
+		return nil, fmt.Errorf("control %s: %w", change, err)
+	}
+	st.Control = control
+	return st, nil
+}
+
+// TakeControl returns and clears the pending command for change.
+func (s *Store) TakeControl(change string) (string, error) {
+	b, err := os.ReadFile(s.controlPath(change))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("control %s: %w", change, err)
+	}
+	if err := os.Remove(s.controlPath(change)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("control %s: %w", change, err)
+	}
+	return string(b), nil
 }
 
 // List returns every rollout in the store.

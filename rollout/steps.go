@@ -42,11 +42,11 @@ type Step struct {
 	Image       string   `json:"image,omitempty"`
 	Strategy    Strategy `json:"strategy,omitempty"`
 
-	IDs       []string      `json:"ids,omitempty"`        // protect
-	Duration  time.Duration `json:"duration,omitempty"`   // bake (unscaled)
-	NotBefore time.Time     `json:"not_before,omitzero"`  // window
-	Version   TemplateRef   `json:"version,omitzero"`     // restore-image
-	Note      string        `json:"note,omitempty"`       // a line for the rendered plan
+	IDs       []string      `json:"ids,omitempty"`       // protect
+	Duration  time.Duration `json:"duration,omitempty"`  // bake (unscaled)
+	NotBefore time.Time     `json:"not_before,omitzero"` // window
+	Version   TemplateRef   `json:"version,omitzero"`    // restore-image
+	Note      string        `json:"note,omitempty"`      // a line for the rendered plan
 
 	Progress
 }

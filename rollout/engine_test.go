@@ -1,0 +1,336 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2019, 8, 19, 6, 0, 0, 0, time.UTC)
+
+// seedPlan is the seed's change with an http check against url.
+func seedPlan(url, strategy string) []byte {
+	return []byte(fmt.Sprintf(`change: gitter-ws-new-ami
+group: gitter-ws
+image: ami-new
+strategy: %s
+warm_up: 30s
+drain: {window: 30s, max_rate: 200, deadline: 5m}
+checks:
+  - {name: site, http: {url: %s, status: 200}}
+phases:
+  - {name: canary, canary: 1, protect_old: true, bake: 2m}
+  - {name: first half, replace: [ws-01, ws-02, ws-03, ws-04], deadline: 15m}
+  - {name: second half, replace: rest, not_before: "2019-08-19T07:00:00Z"}
+rollback: {on_failure: auto}
+`, strategy, url))
+}
+
+type harness struct {
+	t     *testing.T
+	clk   *fakeClock
+	cloud *memCloud
+	dir   string
+	site  *httptest.Server
+	fail  atomic.Bool // the site check fails while set
+}
+
+func newHarness(t *testing.T) *harness {
+	h := &harness{t: t, clk: &fakeClock{t: t0}, dir: t.TempDir()}
+	h.cloud = newMemCloud(h.clk.Now, 8, "ami-old")
+	h.site = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.fail.Load() {
+			http.Error(w, "errors", http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(h.site.Close)
+	return h
+}
+
+func (h *harness) engine() *Engine {
+	return &Engine{
+		Provider: h.cloud, Nodes: memNodes{h.cloud}, Checker: &Checker{},
+		Store: &Store{Dir: h.dir, NoSync: true},
+		Now:   h.clk.Now, Sleep: h.clk.Sleep,
+		MinPoll: time.Second, MaxPoll: 30 * time.Second,
+	}
+}
+
+// fleet summarises the group: "name:image" of live instances, sorted.
+func (h *harness) fleet() []string {
+	g, err := h.cloud.Group(context.Background(), "gitter-ws")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []string
+	for _, in := range g.Instances {
+		if in.Live() {
+			out = append(out, in.Name+":"+in.Image)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func wantFleet(image string) []string {
+	var out []string
+	for i := 1; i <= 8; i++ {
+		out = append(out, fmt.Sprintf("ws-%02d:%s", i, image))
+	}
+	return out
+}
+
+// checkInvariants fails the test on any broken promise of the engine.
+func (h *harness) checkInvariants() {
+	h.t.Helper()
+	for id, n := range h.cloud.terminated {
+		if n > 1 {
+			h.t.Errorf("%s terminated %d times", id, n)
+		}
+	}
+	for _, v := range h.cloud.violations {
+		h.t.Errorf("violation: %s", v)
+	}
+	for _, in := range h.cloud.inst {
+		if in.protected && in.lifecycle == "InService" {
+			h.t.Errorf("%s (%s) left protected", in.id, in.name)
+		}
+	}
+	if v := h.cloud.tags[LockTag]; v != "" {
+		h.t.Errorf("lock left on the group: %s", v)
+	}
+}
+
+func TestEngineSeedPlan(t *testing.T) {
+	for _, strategy := range []string{"launch-before-terminate", "terminate-then-replace"} {
+		t.Run(strategy, func(t *testing.T) {
+			h := newHarness(t)
+			if strategy == "launch-before-terminate" {
+				h.cloud.floor = 8
+			}
+			e := h.engine()
+			st, err := e.Start(context.Background(), seedPlan(h.site.URL, strategy))
+			if err != nil {
+				t.Fatalf("rollout: %v", err)
+			}
+			if st.Status != StatusSucceeded {
+				t.Fatalf("status %s (%s)", st.Status, st.Failure)
+			}
+			if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-new"), " "); got != want {
+				t.Errorf("fleet\n got %s\nwant %s", got, want)
+			}
+			if h.cloud.desired != 8 {
+				t.Errorf("desired %d, want 8", h.cloud.desired)
+			}
+			if n := len(h.cloud.terminated); n != 9 { // 8 old + the canary
+				t.Errorf("%d instances terminated, want 9", n)
+			}
+			// The second half waited for its window.
+			if !h.clk.Now().After(time.Date(2019, 8, 19, 7, 0, 0, 0, time.UTC)) {
+				t.Errorf("ended at %s, before the second half's window", h.clk.Now())
+			}
+			for _, in := range h.cloud.inst {
+				if in.image == "ami-old" && in.drains != 1 {
+					t.Errorf("%s drained %d times, want 1", in.name, in.drains)
+				}
+			}
+			h.checkInvariants()
+			for _, ph := range st.Phases {
+				if ph.Status != "done" || ph.Ended.IsZero() {
+					t.Errorf("phase %s: %s", ph.Name, ph.Status)
+				}
+			}
+		})
+	}
+}
+
+func TestEngineCanaryFailsRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.floor = 8
+	e := h.engine()
+	// The site breaks while a node on the new image serves.
+	e.View = func(st *State) {
+		bad := false
+		for _, n := range st.Nodes {
+			if n.Image == "ami-new" && n.State == "ready" {
+				bad = true
+			}
+		}
+		h.fail.Store(bad)
+	}
+	st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if !errors.Is(err, ErrFailed) {
+		t.Fatalf("err = %v, want ErrFailed", err)
+	}
+	if st.Status != StatusRolledBack {
+		t.Fatalf("status %s: %s", st.Status, st.Failure)
+	}
+	if !strings.Contains(st.Failure, "site") {
+		t.Errorf("failure %q does not name the check", st.Failure)
+	}
+	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-old"), " "); got != want {
+		t.Errorf("fleet\n got %s\nwant %s", got, want)
+	}
+	if h.cloud.version != 1 {
+		t.Errorf("launch template version %d, want 1 back", h.cloud.version)
+	}
+	for _, in := range h.cloud.inst {
+		if in.image == "ami-old" && in.lifecycle != "InService" {
+			t.Errorf("old instance %s %s: rollback should reuse it", in.name, in.lifecycle)
+		}
+	}
+	h.checkInvariants()
+}
+
+func TestEngineUnhealthyReplacementRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.unhealthy["ami-new"] = true
+	plan := strings.Replace(string(seedPlan(h.site.URL, "launch-before-terminate")), "warm_up: 30s", "warm_up: 30s\nhealthy_timeout: 3m", 1)
+	st, err := h.engine().Start(context.Background(), []byte(plan))
+	if !errors.Is(err, ErrFailed) || st.Status != StatusRolledBack {
+		t.Fatalf("err %v status %s", err, st.Status)
+	}
+	if !strings.Contains(st.Failure, "not healthy") {
+		t.Errorf("failure %q", st.Failure)
+	}
+	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-old"), " "); got != want {
+		t.Errorf("fleet\n got %s\nwant %s", got, want)
+	}
+	h.checkInvariants()
+}
+
+// TestEngineCrashAtEveryEffect kills the engine at every point around
+// every effect of a clean run, resumes it, and checks that the change
+// still completes with nothing repeated, nothing skipped and capacity kept.
+func TestEngineCrashAtEveryEffect(t *testing.T) {
+	// Count the crash points of a clean run.
+	var points []string
+	{
+		h := newHarness(t)
+		e := h.engine()
+		e.Crash = func(p string) bool { points = append(points, p); return false }
+		if _, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(points) < 40 {
+		t.Fatalf("only %d crash points: %v", len(points), points)
+	}
+	for k, point := range points {
+		t.Run(fmt.Sprintf("%02d-%s", k, point), func(t *testing.T) {
+			h := newHarness(t)
+			h.cloud.floor = 8
+			e := h.engine()
+			n := 0
+			e.Crash = func(string) bool { n++; return n == k+1 }
+			_, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+			if !errors.Is(err, ErrCrashed) {
+				t.Fatalf("first run: %v, want a crash", err)
+			}
+			st, err := h.engine().Resume(context.Background(), "gitter-ws-new-ami", false)
+			if err != nil {
+				t.Fatalf("resume: %v", err)
+			}
+			if st.Status != StatusSucceeded {
+				t.Fatalf("status %s", st.Status)
+			}
+			if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-new"), " "); got != want {
+				t.Errorf("fleet\n got %s\nwant %s", got, want)
+			}
+			if h.cloud.desired != 8 || len(h.cloud.terminated) != 9 {
+				t.Errorf("desired %d, %d terminated", h.cloud.desired, len(h.cloud.terminated))
+			}
+			if n := h.cloud.calls["CreateLaunchTemplateVersion"]; len(h.cloud.versions) != 2 {
+				t.Errorf("%d launch template versions after %d calls", len(h.cloud.versions), n)
+			}
+			h.checkInvariants()
+		})
+	}
+}
+
+func TestEngineManualRollbackMidway(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.floor = 8
+	e := h.engine()
+	// Stop the engine once the first half has launched its replacements.
+	e.Crash = func(p string) bool { return strings.Contains(p, "drain/") && h.cloud.desired == 12 }
+	if _, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate")); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("first run: %v", err)
+	}
+	st, err := h.engine().Resume(context.Background(), "gitter-ws-new-ami", true)
+	if !errors.Is(err, ErrFailed) || st.Status != StatusRolledBack {
+		t.Fatalf("rollback: %v, status %s", err, st.Status)
+	}
+	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-old"), " "); got != want {
+		t.Errorf("fleet\n got %s\nwant %s", got, want)
+	}
+	h.checkInvariants()
+}
+
+func TestEngineSecondRolloutRefused(t *testing.T) {
+	h := newHarness(t)
+	other := LockInfo{Change: "other-change", Host: "elsewhere", PID: 4242, Expires: t0.Add(time.Hour)}
+	h.cloud.tags[LockTag] = other.String()
+	_, err := h.engine().Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "other-change@elsewhere:4242") {
+		t.Fatalf("err = %v, want ErrLocked naming the holder", err)
+	}
+	if h.cloud.version != 1 || h.cloud.desired != 8 {
+		t.Error("a refused rollout changed the group")
+	}
+	// After expiry the lock is taken over.
+	h.clk.t = t0.Add(2 * time.Hour)
+	if _, err := h.engine().Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate")); err != nil {
+		t.Fatalf("after expiry: %v", err)
+	}
+}
+
+func TestEnginePauseAbort(t *testing.T) {
+	h := newHarness(t)
+	e := h.engine()
+	var paused, aborted bool
+	var pausedAt time.Time
+	e.View = func(st *State) {
+		if !paused && st.Cursor >= 3 {
+			paused, pausedAt = true, h.clk.Now()
+			if _, err := e.Store.SetControl(st.Change, "pause"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	e.Sleep = func(ctx context.Context, d time.Duration) error {
+		if paused && !aborted && h.clk.Now().Sub(pausedAt) > 10*time.Minute {
+			aborted = true
+			st, err := e.Store.Load("gitter-ws-new-ami")
+			if err != nil || st.Status != StatusPaused {
+				t.Errorf("while paused: status %v, %v", st.Status, err)
+			}
+			if cur := st.Cursor; cur != 3 && cur != 4 {
+				t.Errorf("paused engine moved on to step %d", cur)
+			}
+			if _, err := e.Store.SetControl("gitter-ws-new-ami", "abort"); err != nil {
+				t.Error(err)
+			}
+		}
+		return h.clk.Sleep(ctx, d)
+	}
+	st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != StatusAborted || !paused || !aborted {
+		t.Fatalf("status %s paused %v aborted %v", st.Status, paused, aborted)
+	}
+	if h.cloud.tags[LockTag] != "" {
+		t.Error("abort left the lock")
+	}
+}

@@ -1,0 +1,365 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// memCloud is an in-memory Auto Scaling group that behaves like one: it
+// launches instances when desired capacity rises (on the group's launch
+// template version), boots them over bootTime, scales in unprotected
+// instances when desired falls, replaces terminated instances unless the
+// desired capacity was decremented, and runs a ws node on each instance
+// whose connections drain over the drain window. It counts every call and
+// records every violation of the rollout's promises (an instance
+// terminated twice, serving capacity under the floor).
+type memCloud struct {
+	mu       sync.Mutex
+	now      func() time.Time
+	bootTime time.Duration
+	name     string
+	desired  int
+	max      int
+	versions []string // image per launch template version (1-based)
+	version  int
+	tokens   map[string]int
+	tags     map[string]string
+	inst     map[string]*memInst
+	seq      int
+
+	calls      map[string]int
+	terminated map[string]int // effective terminations per instance
+	floor      int            // serving instances must never drop under this (0: unchecked)
+	violations []string
+	unhealthy  map[string]bool // images whose nodes never become ready
+	failCalls  map[string]error
+}
+
+type memInst struct {
+	id, name, image string
+	lifecycle       string
+	protected       bool
+	launched        time.Time
+	goneAt          time.Time
+	conns           int
+	drainAt         time.Time
+	drainWindow     time.Duration
+	drainConns      int
+	drains          int
+}
+
+var _ Provider = (*memCloud)(nil)
+
+func newMemCloud(now func() time.Time, n int, image string) *memCloud {
+	c := &memCloud{now: now, bootTime: 20 * time.Second, name: "gitter-ws", desired: n, max: n,
+		versions: []string{image}, version: 1, tokens: map[string]int{}, tags: map[string]string{},
+		inst: map[string]*memInst{}, calls: map[string]int{}, terminated: map[string]int{}, unhealthy: map[string]bool{}, failCalls: map[string]error{}}
+	for i := 1; i <= n; i++ {
+		in := c.launch()
+		in.name = fmt.Sprintf("ws-%02d", i)
+		in.lifecycle = "InService"
+		in.launched = now().Add(-24 * time.Hour)
+		in.conns = 250
+	}
+	return c
+}
+
+func (c *memCloud) launch() *memInst {
+	c.seq++
+	in := &memInst{id: fmt.Sprintf("i-%04d", c.seq), image: c.versions[c.version-1], lifecycle: "Pending", launched: c.now()}
+	c.inst[in.id] = in
+	return in
+}
+
+func (c *memCloud) count(op string) error {
+	c.calls[op]++
+	return c.failCalls[op]
+}
+
+// tick moves the model to now: boots, drains, terminations, scaling.
+func (c *memCloud) tick() {
+	now := c.now()
+	live := 0
+	for _, in := range c.sorted() {
+		switch in.lifecycle {
+		case "Pending":
+			if now.Sub(in.launched) >= c.bootTime {
+				in.lifecycle = "InService"
+			}
+		case "Terminating":
+			if now.Sub(in.goneAt) >= 2*time.Second {
+				in.lifecycle = "Terminated"
+			}
+		}
+		if !in.drainAt.IsZero() && in.conns > 0 {
+			left := in.drainWindow - now.Sub(in.drainAt)
+			if left <= 0 {
+				in.conns = 0
+			} else {
+				in.conns = int(float64(in.drainConns) * float64(left) / float64(in.drainWindow))
+			}
+		}
+		if (in.lifecycle == "Pending" || in.lifecycle == "InService") && in.drainAt.IsZero() {
+			live++
+		}
+		_ = live
+	}
+	// The group keeps live (Pending or InService) instances at desired.
+	var liveList []*memInst
+	for _, in := range c.sorted() {
+		if in.lifecycle == "Pending" || in.lifecycle == "InService" {
+			liveList = append(liveList, in)
+		}
+	}
+	for n := len(liveList); n < c.desired; n++ {
+		c.launch()
+	}
+	if extra := len(liveList) - c.desired; extra > 0 {
+		// Scale in: oldest template version first, never a protected one.
+		sort.SliceStable(liveList, func(i, j int) bool { return liveList[i].image < liveList[j].image })
+		for _, in := range liveList {
+			if extra == 0 {
+				break
+			}
+			if in.protected {
+				continue
+			}
+			c.violations = append(c.violations, "scale-in terminated "+in.id+" ("+in.name+")")
+			in.lifecycle, in.goneAt = "Terminating", now
+			extra--
+		}
+	}
+	if c.floor > 0 {
+		serving := 0
+		for _, in := range c.inst {
+			if in.lifecycle == "InService" && in.drainAt.IsZero() && !c.unhealthy[in.image] {
+				serving++
+			}
+		}
+		if serving < c.floor {
+			c.violations = append(c.violations, fmt.Sprintf("%s: %d serving instances, under %d", now.Format(time.TimeOnly), serving, c.floor))
+		}
+	}
+}
+
+func (c *memCloud) sorted() []*memInst {
+	out := make([]*memInst, 0, len(c.inst))
+	for _, in := range c.inst {
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+func (c *memCloud) Group(ctx context.Context, name string) (Group, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("DescribeAutoScalingGroups"); err != nil {
+		return Group{}, err
+	}
+	if name != c.name {
+		return Group{}, fmt.Errorf("group %s: %w", name, ErrNotFound)
+	}
+	c.tick()
+	g := Group{Name: c.name, Desired: c.desired, Max: c.max, Image: c.versions[c.version-1],
+		Template: TemplateRef{ID: "lt-1", Name: "gitter-ws", Version: fmt.Sprint(c.version)}, Tags: map[string]string{}}
+	for k, v := range c.tags {
+		g.Tags[k] = v
+	}
+	for _, in := range c.sorted() {
+		if in.lifecycle == "Terminated" {
+			continue
+		}
+		health := "initial"
+		if in.lifecycle == "InService" && !c.unhealthy[in.image] {
+			health = "healthy"
+		}
+		if !in.drainAt.IsZero() {
+			health = "draining"
+		}
+		g.Instances = append(g.Instances, Instance{ID: in.id, Name: in.name, Image: in.image, Lifecycle: in.lifecycle,
+			Health: health, Protected: in.protected, LaunchTime: in.launched, PrivateIP: "127.0.0.1"})
+	}
+	return g, nil
+}
+
+func (c *memCloud) SetImage(ctx context.Context, group, image, token string) (TemplateChange, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("CreateLaunchTemplateVersion"); err != nil {
+		return TemplateChange{}, err
+	}
+	prev := c.version
+	if v, ok := c.tokens[token]; ok {
+		prev = v - 1
+	} else {
+		c.versions = append(c.versions, image)
+		c.tokens[token] = len(c.versions)
+	}
+	c.version = c.tokens[token]
+	return TemplateChange{
+		Previous:      TemplateRef{ID: "lt-1", Name: "gitter-ws", Version: fmt.Sprint(prev)},
+		PreviousImage: c.versions[prev-1],
+		New:           TemplateRef{ID: "lt-1", Name: "gitter-ws", Version: fmt.Sprint(c.version)},
+	}, nil
+}
+
+func (c *memCloud) SetTemplateVersion(ctx context.Context, group string, t TemplateRef) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("UpdateAutoScalingGroup"); err != nil {
+		return err
+	}
+	var v int
+	fmt.Sscan(t.Version, &v)
+	if v < 1 || v > len(c.versions) {
+		return fmt.Errorf("version %s: %w", t.Version, ErrNotFound)
+	}
+	c.version = v
+	return nil
+}
+
+func (c *memCloud) SetDesired(ctx context.Context, group string, n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("SetDesiredCapacity"); err != nil {
+		return err
+	}
+	c.desired = n
+	c.max = max(c.max, n)
+	c.tick()
+	return nil
+}
+
+func (c *memCloud) SetProtection(ctx context.Context, group string, ids []string, protected bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("SetInstanceProtection"); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if in, ok := c.inst[id]; ok {
+			in.protected = protected
+		}
+	}
+	return nil
+}
+
+func (c *memCloud) Terminate(ctx context.Context, group, id string, decrement bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("TerminateInstanceInAutoScalingGroup"); err != nil {
+		return err
+	}
+	in, ok := c.inst[id]
+	if !ok || (in.lifecycle != "Pending" && in.lifecycle != "InService") {
+		return fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	c.terminated[id]++
+	in.lifecycle, in.goneAt = "Terminating", c.now()
+	if decrement {
+		c.desired--
+	}
+	c.tick()
+	return nil
+}
+
+func (c *memCloud) TagInstance(ctx context.Context, id, key, value string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("CreateTags"); err != nil {
+		return err
+	}
+	if in, ok := c.inst[id]; ok && key == "Name" {
+		in.name = value
+	}
+	return nil
+}
+
+func (c *memCloud) TagGroup(ctx context.Context, group, key, value string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("CreateOrUpdateTags"); err != nil {
+		return err
+	}
+	if value == "" {
+		delete(c.tags, key)
+	} else {
+		c.tags[key] = value
+	}
+	return nil
+}
+
+func (c *memCloud) APICalls() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range c.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// memNodes is the node admin API of memCloud's instances.
+type memNodes struct{ c *memCloud }
+
+func (n memNodes) Drain(ctx context.Context, in Instance, o DrainOptions) error {
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.inst[in.ID]
+	if !ok || m.lifecycle != "InService" {
+		return fmt.Errorf("drain %s: connection refused", in.ID)
+	}
+	m.drains++
+	if m.drainAt.IsZero() {
+		m.drainAt, m.drainWindow, m.drainConns = c.now(), max(o.Window, time.Second), m.conns
+	}
+	return nil
+}
+
+func (n memNodes) Status(ctx context.Context, in Instance) (NodeStatus, error) {
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.inst[in.ID]
+	if !ok || m.lifecycle != "InService" {
+		return NodeStatus{}, fmt.Errorf("status %s: connection refused", in.ID)
+	}
+	st := NodeStatus{Node: m.name, Image: m.image, State: "ready", Connections: m.conns}
+	if c.unhealthy[m.image] {
+		st.State = "starting"
+	}
+	if !m.drainAt.IsZero() {
+		st.State = "draining"
+		if m.conns == 0 {
+			st.State = "drained"
+		}
+	}
+	return st, nil
+}
+
+// fakeClock is the engine's clock in tests: Sleep advances it.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (f *fakeClock) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.t
+}
+
+func (f *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.t = f.t.Add(d)
+	f.mu.Unlock()
+	return nil
+}
