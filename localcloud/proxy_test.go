@@ -1,0 +1,195 @@
+package localcloud
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+	"github.com/coder/websocket"
+)
+
+// TestMain doubles as a minimal node: when the local cloud runs this test
+// binary as an instance (LOCALCLOUD_TEST_NODE=1), it serves /readyz, /who
+// and a websocket echo on its private IP, found through its own IMDS, so
+// that the load balancer is tested against real processes without
+// depending on the ws node's package.
+func TestMain(m *testing.M) {
+	if os.Getenv("LOCALCLOUD_TEST_NODE") == "1" {
+		os.Exit(runTestNode())
+	}
+	os.Exit(m.Run())
+}
+
+func runTestNode() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	md := imds.New(imds.Options{})
+	read := func(p string) string {
+		out, err := md.GetMetadata(ctx, &imds.GetMetadataInput{Path: p})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "imds:", err)
+			os.Exit(3)
+		}
+		b, _ := io.ReadAll(out.Content)
+		return string(b)
+	}
+	id, ip := read("instance-id"), read("local-ipv4")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	mux.HandleFunc("/who", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, id) })
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.Write(r.Context(), websocket.MessageText, []byte(id))
+		for {
+			typ, b, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			c.Write(r.Context(), typ, b)
+		}
+	})
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "8080"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		return 3
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	<-ctx.Done()
+	srv.Close()
+	return 0
+}
+
+// TestLoadBalancerWebsocketAndDeregistration runs two process instances
+// behind a listener: HTTP and websocket traffic reaches both; a
+// deregistered target gets no new requests while its open websocket keeps
+// working until the deregistration delay ends, when it is cut.
+func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs instance processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := fastConfig()
+	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
+	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
+	cfg.DeregistrationDelayMax = 0
+	c, cl := startCloud(t, cfg)
+	f := makeFleet(t, ctx, cl, "echo", "ami-node", 2)
+	if _, err := cl.ELB.ModifyTargetGroupAttributes(ctx, &elb.ModifyTargetGroupAttributesInput{
+		TargetGroupArn: aws.String(f.tgARN),
+		Attributes:     []elbtypes.TargetGroupAttribute{{Key: aws.String("deregistration_delay.timeout_seconds"), Value: aws.String("1")}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	if _, err := cl.ELB.CreateListener(ctx, &elb.CreateListenerInput{
+		LoadBalancerArn: aws.String(f.lbARN), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(port)),
+		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(f.tgARN)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g := inService(t, ctx, cl, "echo", 2, 30*time.Second)
+	lb := c.LoadBalancerURL("echo")
+	who := func() string {
+		resp, err := http.Get(lb + "/who")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET /who through the load balancer: %d %s", resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 10; i++ {
+		seen[who()] = true
+	}
+	if len(seen) != 2 {
+		t.Fatalf("round robin reached %v, want both instances", seen)
+	}
+
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(lb, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	_, b, err := ws.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := string(b)
+	var other string
+	for _, in := range g.Instances {
+		if id := aws.ToString(in.InstanceId); id != pinned {
+			other = id
+		}
+	}
+	if _, err := cl.ELB.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{
+		TargetGroupArn: aws.String(f.tgARN), Targets: []elbtypes.TargetDescription{{Id: aws.String(pinned)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deregistered := time.Now()
+	for i := 0; i < 6; i++ {
+		if got := who(); got != other {
+			t.Fatalf("request after deregistration went to %s", got)
+		}
+	}
+	echo := func() error {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := ws.Write(rctx, websocket.MessageText, []byte("ping")); err != nil {
+			return err
+		}
+		_, b, err := ws.Read(rctx)
+		if err == nil && string(b) != "ping" {
+			err = fmt.Errorf("echo %q", b)
+		}
+		return err
+	}
+	if err := echo(); err != nil {
+		t.Fatalf("open websocket during the deregistration delay: %v", err)
+	}
+	th, err := cl.ELB.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{
+		TargetGroupArn: aws.String(f.tgARN), Targets: []elbtypes.TargetDescription{{Id: aws.String(pinned)}},
+	})
+	if err != nil || len(th.TargetHealthDescriptions) != 1 || th.TargetHealthDescriptions[0].TargetHealth.State != elbtypes.TargetHealthStateEnumDraining {
+		t.Fatalf("target health while draining: %+v %v", th, err)
+	}
+	// The delay ends: the websocket is cut.
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	_, _, err = ws.Read(rctx)
+	if err == nil || rctx.Err() != nil {
+		t.Fatalf("websocket after the deregistration delay: read %v (ctx %v), want a cut connection", err, rctx.Err())
+	}
+	if d := time.Since(deregistered); d < 900*time.Millisecond {
+		t.Fatalf("websocket cut after %v, before the 1s deregistration delay", d)
+	}
+	// With health check type ELB the group keeps the deregistered instance
+	// (it is not unhealthy); SetDesiredCapacity still works on it.
+	if _, err := cl.ASG.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{AutoScalingGroupName: aws.String("echo"), DesiredCapacity: aws.Int32(1)}); err != nil {
+		t.Fatal(err)
+	}
+	inService(t, ctx, cl, "echo", 1, 20*time.Second)
+}
