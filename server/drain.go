@@ -227,6 +227,9 @@ func (s *Server) release(ss *session) {
 		s.met.brokerErrors.Inc()
 		s.log.Warn("save session failed", "client", ss.id, "err", err)
 	}
+	s.mu.Lock()
+	s.releasedIDs[ss.id] = struct{}{}
+	s.mu.Unlock()
 	s.removeSession(ss, "released")
 	if ws != nil {
 		ws.close(wsStatusGoingAway, "node draining")
@@ -297,4 +300,12 @@ func (s *Server) restore(b *batch, id string) *session {
 	s.log.Debug("session restored", "client", id, "from", st.Node, "cursor", st.Cursor, "replayed", len(replay))
 	b.after = append(b.after, func() { ss.finishReplay(replay) })
 	return ss
+}
+
+// wasReleased reports whether this node's drain released the session id.
+func (s *Server) wasReleased(id string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.releasedIDs[id]
+	return ok
 }

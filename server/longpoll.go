@@ -123,9 +123,17 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 		for _, m := range s.waitPoll(r, ss, b.hold) {
 			out = append(out, m.b)
 		}
+		ss.mu.Lock()
+		if ss.released {
+			b.goAway = true
+		}
+		ss.mu.Unlock()
 	}
 	s.cors(w, r)
 	h := w.Header()
+	if b.goAway {
+		h.Set("Connection", "close")
+	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -32,6 +32,11 @@ type batch struct {
 	connect   *session
 	connectAt int
 	hold      time.Duration
+
+	// goAway asks the transport to drop the client's connection after the
+	// replies, so that its next request goes through the load balancer to
+	// another node (a draining node answering a released session).
+	goAway bool
 }
 
 // process handles every message of a batch in order.
@@ -187,6 +192,15 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		r.Error = bayeux.ErrConntypeMismatch(m.ConnectionType).Error()
 		return r
 	}
+	if ss == nil && s.wasReleased(m.ClientID) {
+		// this node let the session go during its drain: send the client
+		// elsewhere rather than have it handshake again and lose its
+		// place.
+		b.goAway = true
+		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectRetry, Interval: bayeux.Millis(0),
+			Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
+		return r
+	}
 	if ss == nil {
 		ss = s.restore(b, m.ClientID)
 		if ss == nil {
@@ -206,6 +220,7 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 	if released {
 		// a drain let this session go while the client was away: it
 		// must reconnect through the load balancer to another node.
+		b.goAway = true
 		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectRetry, Interval: bayeux.Millis(0),
 			Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
 		return r

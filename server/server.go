@@ -139,6 +139,8 @@ type Server struct {
 	nsubs    int
 	state    State
 	wsConns  map[*wsConn]struct{}
+	// releasedIDs are the sessions this node's drain handed over.
+	releasedIDs map[string]struct{}
 
 	drain drainState
 	polls atomic.Int64 // long-polling requests in flight
@@ -163,7 +165,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg: cfg, log: log.With("node", cfg.NodeID), broker: cfg.Broker, met: newMetrics(),
 		ctx: ctx, cancel: cancel,
 		sessions: map[string]*session{}, index: map[string]map[*session]struct{}{},
-		state: StateReady, wsConns: map[*wsConn]struct{}{},
+		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{},
 	}
 	s.exts = append([]Extension{authExtension{s}}, cfg.Extensions...)
 	if len(cfg.AuthSecret) == 0 {

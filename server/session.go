@@ -73,8 +73,8 @@ type heldConnect struct {
 // stampSeq returns payload (a JSON object without ext) with "ext":{"seq":N}
 // added, which is how a client learns its cursor.
 func stampSeq(payload []byte, seq uint64) []byte {
-	p := bytes.TrimRight(payload, " \t\r\n")
-	if len(p) < 2 || p[len(p)-1] != '}' {
+	p := bytes.TrimSpace(payload)
+	if len(p) < 2 || p[0] != '{' || p[len(p)-1] != '}' {
 		return payload
 	}
 	out := make([]byte, 0, len(p)+32)

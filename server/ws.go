@@ -117,6 +117,9 @@ func (s *Server) handleFrame(wc *wsConn, data []byte) *session {
 	for _, f := range b.after {
 		f()
 	}
+	if b.goAway {
+		wc.close(wsStatusGoingAway, "node draining")
+	}
 	return ss
 }
 
