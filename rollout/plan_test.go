@@ -1,0 +1,238 @@
+package rollout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestPlanValidation runs every plan in testdata/plans through ParsePlan
+// and Compile against the seed's group, and checks that the error names
+// the key and line and says what would be valid.
+func TestPlanValidation(t *testing.T) {
+	cases := []struct {
+		file string
+		want []string // substrings of the error; nil: valid
+	}{
+		{"unknown-key.yaml", []string{"line 6: phases[0].replce: unknown key", `did you mean "replace"`, "valid keys here: name, canary"}},
+		{"missing-group.yaml", []string{"group: missing; name the Auto Scaling group"}},
+		{"missing-image.yaml", []string{"image: missing; give the new image id"}},
+		{"name-not-in-group.yaml", []string{"line 6: phases[0].replace: ws-12 is not an instance of group gitter-ws; it has ws-01, ws-02"}},
+		{"overlapping-phases.yaml", []string{"line 7: phases[1].replace: ws-02 is already replaced by phase \"a\"; phases must not overlap"}},
+		{"after-rest.yaml", []string{"line 7: phases[1].replace: phase \"a\" already replaces the rest"}},
+		{"deadline-shorter-than-drain.yaml", []string{"line 8: phases[0].deadline: 2m0s is shorter than drain.deadline 5m0s", "raise it to at least 5m0s"}},
+		{"bad-duration.yaml", []string{"line 6: phases[0].bake: \"2 minutes\" is not a duration like 30s"}},
+		{"bad-percent.yaml", []string{"line 6: phases[0].replace: \"150%\" is not a percentage between 1% and 100%"}},
+		{"canary-and-replace.yaml", []string{"line 6: phases[0]: a phase has exactly one of canary: N or replace:"}},
+		{"bad-strategy.yaml", []string{"line 5: strategy: \"blue-green\"; valid: launch-before-terminate, terminate-then-replace"}},
+		{"check-two-kinds.yaml", []string{"line 6: checks[0]: a check has exactly one of http, probe, metric, command (found 2)"}},
+		{"count-too-large.yaml", []string{"phases[0].replace: 9 asks for 9 instances but only 8 old ones are left"}},
+		{"percent-then-rest.yaml", nil},
+		{"duplicate-phase-name.yaml", []string{"line 8: phases[1].name: \"a\" is used by another phase"}},
+		{"drain-deadline-under-window.yaml", []string{"line 4: drain.deadline: 1m0s is shorter than drain.window 5m0s"}},
+		{"syntax.yaml", []string{"line 1"}},
+		{"../../../examples/gitter-ws-new-ami.yaml", nil},
+	}
+	for _, tc := range cases {
+		t.Run(strings.TrimSuffix(filepath.Base(tc.file), ".yaml"), func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata/plans", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := newMemCloud(func() time.Time { return t0 }, 8, "ami-old")
+			_, _, steps, err := Prepare(context.Background(), c, data)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("valid plan rejected: %v", err)
+				}
+				if len(steps) == 0 {
+					t.Fatal("no steps")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("invalid plan accepted")
+			}
+			if !errors.Is(err, ErrInvalidPlan) {
+				t.Errorf("error %v does not match ErrInvalidPlan", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n%v\ndoes not contain\n%s", err, w)
+				}
+			}
+			if c.calls["SetDesiredCapacity"]+c.calls["CreateLaunchTemplateVersion"] > 0 {
+				t.Error("validation changed the group")
+			}
+		})
+	}
+}
+
+func TestPlanGroupNotFound(t *testing.T) {
+	data, _ := os.ReadFile("../examples/gitter-ws-new-ami.yaml")
+	c := newMemCloud(func() time.Time { return t0 }, 8, "ami-old")
+	c.name = "other"
+	_, _, _, err := Prepare(context.Background(), c, data)
+	if err == nil || !strings.Contains(err.Error(), `line 7: group: no Auto Scaling group named "gitter-ws"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestReplaceSelections(t *testing.T) {
+	cases := []struct {
+		replace string
+		want    []string // per phase, target names
+	}{
+		{"[ws-03, ws-01]", []string{"ws-03,ws-01", "ws-02,ws-04,ws-05,ws-06,ws-07,ws-08"}},
+		{"3", []string{"ws-01,ws-02,ws-03", "ws-04,ws-05,ws-06,ws-07,ws-08"}},
+		{"25%", []string{"ws-01,ws-02", "ws-03,ws-04,ws-05,ws-06,ws-07,ws-08"}},
+		{"rest", []string{"ws-01,ws-02,ws-03,ws-04,ws-05,ws-06,ws-07,ws-08"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.replace, func(t *testing.T) {
+			plan := "change: c\ngroup: gitter-ws\nimage: ami-new\nphases:\n  - {name: a, replace: " + tc.replace + "}\n"
+			if tc.replace != "rest" {
+				plan += "  - {name: b, replace: rest}\n"
+			}
+			c := newMemCloud(func() time.Time { return t0 }, 8, "ami-old")
+			_, _, steps, err := Prepare(context.Background(), c, []byte(plan))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range steps {
+				if s.Kind == StepBatch {
+					got = append(got, strings.Join(s.TargetNames, ","))
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRenderPlanGolden pins what `wsfleet plan` prints for the seed.
+func TestRenderPlanGolden(t *testing.T) {
+	data, err := os.ReadFile("../examples/gitter-ws-new-ami.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newMemCloud(func() time.Time { return t0 }, 8, "ami-old")
+	p, g, steps, err := Prepare(context.Background(), c, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	RenderPlan(&buf, p, g, steps)
+	golden(t, "testdata/golden/plan.txt", buf.Bytes())
+}
+
+// TestReportGolden pins the report of the seed plan on the in-memory
+// fleet (fake clock, so every figure is deterministic).
+func TestReportGolden(t *testing.T) {
+	h := newHarness(t)
+	plan := strings.ReplaceAll(string(seedPlan("http://127.0.0.1:1/healthz", "launch-before-terminate")), "checks:\n  - {name: site, http: {url: http://127.0.0.1:1/healthz, status: 200}}\n", "")
+	st, err := h.engine().Start(context.Background(), []byte(plan))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	WriteReport(&buf, st)
+	golden(t, "testdata/golden/report.md", buf.Bytes())
+	var view bytes.Buffer
+	RenderView(&view, st, st.Ended)
+	if !strings.Contains(view.String(), "succeeded") {
+		t.Errorf("view:\n%s", view.String())
+	}
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (run go test -update to accept):\n%s", path, got)
+	}
+}
+
+// FuzzParsePlan: no input makes the parser panic, and every error is a
+// PlanErrors that names a line or a key.
+func FuzzParsePlan(f *testing.F) {
+	entries, _ := os.ReadDir("testdata/plans")
+	for _, e := range entries {
+		if b, err := os.ReadFile(filepath.Join("testdata/plans", e.Name())); err == nil {
+			f.Add(b)
+		}
+	}
+	if b, err := os.ReadFile("../examples/gitter-ws-new-ami.yaml"); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePlan(data)
+		if err != nil {
+			var pe PlanErrors
+			if !errors.As(err, &pe) || len(pe) == 0 {
+				t.Fatalf("error %T %v is not PlanErrors", err, err)
+			}
+			return
+		}
+		if p.Change == "" || p.Group == "" || p.Image == "" || len(p.Phases) == 0 {
+			t.Fatalf("accepted a plan without change, group, image or phases: %+v", p)
+		}
+		c := newMemCloud(func() time.Time { return t0 }, 3, "ami-old")
+		c.name = p.Group
+		Compile(p, Group{Name: p.Group, Desired: 3, Image: "ami-old", Instances: []Instance{
+			{ID: "i-1", Name: "ws-01", Image: "ami-old", Lifecycle: "InService"},
+			{ID: "i-2", Name: "ws-02", Image: "ami-old", Lifecycle: "InService"},
+		}})
+	})
+}
+
+func FuzzSumMetric(f *testing.F) {
+	f.Add([]byte("# HELP x\n# TYPE bayeux_errors_total counter\nbayeux_errors_total{code=\"401\"} 3\nbayeux_errors_total 2.5e0\n"))
+	f.Add([]byte("bayeux_errors_total{a=\"}\\\"\"} 1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		SumMetric(bytes.NewReader(data), "bayeux_errors_total")
+	})
+}
+
+func TestSumMetric(t *testing.T) {
+	in := "# TYPE bayeux_errors_total counter\nbayeux_errors_total{code=\"401\",msg=\"a}b\"} 3\nbayeux_errors_total 2\nbayeux_errors_totally 100\nother 7\n"
+	sum, n, err := SumMetric(strings.NewReader(in), "bayeux_errors_total")
+	if err != nil || sum != 5 || n != 2 {
+		t.Fatalf("sum %v n %d err %v", sum, n, err)
+	}
+	if _, _, err := SumMetric(strings.NewReader("bayeux_errors_total{a=\"1\" 3\n"), "bayeux_errors_total"); err == nil {
+		t.Error("unterminated labels accepted")
+	}
+}
+
+func TestParseLock(t *testing.T) {
+	l := LockInfo{Change: "c-1", Host: "host:with:colons", PID: 42, Expires: t0}
+	got, ok := ParseLock(l.String())
+	if !ok || got != l {
+		t.Fatalf("round trip %v -> %q -> %v %v", l, l.String(), got, ok)
+	}
+	for _, bad := range []string{"", "x", "c@h:1 until never", "c@h until 2019-08-19T06:00:00Z"} {
+		if _, ok := ParseLock(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
