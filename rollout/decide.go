@@ -195,13 +195,21 @@ func decideBatch(s Step, prev []Step, obs Observation, t Timing, now time.Time) 
 			if len(d) > 0 {
 				return Decision{Step: s, Effects: d}
 			}
-			s = adopt(s, prev, g)
+			s, _ = adopt(s, prev, g)
 			return Decision{Step: s, Effects: tagNames(s, g), Wait: t.Poll, Reason: waiting}
 		}
 	}
 
-	s = adopt(s, prev, g)
+	var surplus []Instance
+	s, surplus = adopt(s, prev, g)
 	effects = append(effects, tagNames(s, g)...)
+	if !ttr && len(effects) == 0 {
+		// Give back what the group launched on its own, with the
+		// capacity it added, before it takes clients.
+		for _, in := range surplus {
+			effects = append(effects, Effect{Key: "surplus/" + in.ID, Kind: EffTerminate, ID: in.ID})
+		}
+	}
 	if len(effects) > 0 {
 		return Decision{Step: s, Effects: effects}
 	}
@@ -312,11 +320,14 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 // adopt takes live instances on the batch's image that no step has taken
 // yet as the batch's replacements, oldest first, and gives them the
 // batch's names in order.
-func adopt(s Step, prev []Step, g Group) Step {
+//
+// It also returns the surplus: instances on the image that nobody asked
+// for. The group launches one when it replaces an instance by itself,
+// such as a draining target that failed its load balancer health check
+// (a node leaves the load balancer by failing readiness, and a group with
+// ELB health checks replaces unhealthy instances).
+func adopt(s Step, prev []Step, g Group) (Step, []Instance) {
 	want := s.Launch
-	if len(s.Adopted) >= want {
-		return s
-	}
 	taken := map[string]bool{}
 	for _, p := range prev {
 		for _, a := range p.Adopted {
@@ -343,9 +354,11 @@ func adopt(s Step, prev []Step, g Group) Step {
 		}
 		return cands[i].ID < cands[j].ID
 	})
+	var surplus []Instance
 	for _, in := range cands {
 		if len(s.Adopted) >= want {
-			break
+			surplus = append(surplus, in)
+			continue
 		}
 		name := ""
 		for _, n := range s.Names {
@@ -357,7 +370,7 @@ func adopt(s Step, prev []Step, g Group) Step {
 		usedNames[name] = true
 		s.Adopted = append(s.Adopted, Adoption{ID: in.ID, Name: name, At: in.LaunchTime})
 	}
-	return s
+	return s, surplus
 }
 
 // tagNames gives each adopted instance its name (the Name tag).

@@ -337,3 +337,26 @@ func TestEnginePauseAbort(t *testing.T) {
 		t.Error("abort left the lock")
 	}
 }
+
+// TestEngineDrainingNodeReplacedByGroup: the group kills draining targets
+// (ELB health) and launches replacements nobody asked for; the engine
+// gives them back and ends with the group as planned.
+func TestEngineDrainingNodeReplacedByGroup(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.floor = 8
+	h.cloud.elbKill = 10 * time.Second
+	st, err := h.engine().Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if err != nil {
+		t.Fatalf("rollout: %v (%+v)", err, st)
+	}
+	if h.cloud.elbKilled == 0 {
+		t.Fatal("the group replaced no draining instance; the test tests nothing")
+	}
+	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-new"), " "); got != want {
+		t.Errorf("fleet\n got %s\nwant %s", got, want)
+	}
+	if h.cloud.desired != 8 {
+		t.Errorf("desired %d, want 8", h.cloud.desired)
+	}
+	h.checkInvariants()
+}

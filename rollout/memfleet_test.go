@@ -35,6 +35,11 @@ type memCloud struct {
 	floor      int            // serving instances must never drop under this (0: unchecked)
 	violations []string
 	unhealthy  map[string]bool // images whose nodes never become ready
+	// elbKill, when set, makes the group replace a draining instance
+	// that long after its drain began, as a group with ELB health checks
+	// does once the node's failing readiness makes its target unhealthy.
+	elbKill time.Duration
+	elbKilled int
 	failCalls  map[string]error
 }
 
@@ -93,6 +98,10 @@ func (c *memCloud) tick() {
 			if now.Sub(in.goneAt) >= 2*time.Second {
 				in.lifecycle = "Terminated"
 			}
+		}
+		if c.elbKill > 0 && in.lifecycle == "InService" && !in.drainAt.IsZero() && now.Sub(in.drainAt) >= c.elbKill {
+			in.lifecycle, in.goneAt = "Terminating", now
+			c.elbKilled++
 		}
 		if !in.drainAt.IsZero() && in.conns > 0 {
 			left := in.drainWindow - now.Sub(in.drainAt)

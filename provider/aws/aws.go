@@ -1,0 +1,525 @@
+// Package aws is the rollout's fleet provider on AWS: Auto Scaling groups,
+// EC2 launch templates and instances, and ELBv2 target health, through
+// aws-sdk-go-v2. The same code runs against the local cloud, whose
+// endpoint a plan may give (aws.endpoint).
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	asgtypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+
+	"wsfleet/rollout"
+)
+
+// Config selects the region and, for the local cloud only, an endpoint.
+type Config struct {
+	Region   string
+	Endpoint string
+	// MaxAttempts bounds the SDK's retries of throttled and 5xx calls
+	// (with exponential backoff and jitter up to MaxBackoff); default 8.
+	MaxAttempts int
+	MaxBackoff  time.Duration
+	Logger      *slog.Logger
+}
+
+// Provider is a rollout.Provider on an AWS account (or the local cloud).
+type Provider struct {
+	asg *autoscaling.Client
+	ec2 *ec2.Client
+	elb *elb.Client
+	log *slog.Logger
+
+	mu    sync.Mutex
+	calls map[string]int
+	// images caches the AMI of numbered launch template versions, which
+	// never change once made.
+	images map[string]string
+}
+
+var (
+	_ rollout.Provider          = (*Provider)(nil)
+	_ rollout.LoadBalancerURLer = (*Provider)(nil)
+	_ rollout.CallCounter       = (*Provider)(nil)
+	_ rollout.ImageChecker      = (*Provider)(nil)
+)
+
+// New loads the standard AWS configuration (environment, shared files,
+// instance role) with cfg's region and endpoint. With an endpoint and no
+// credentials in the environment or a profile, it signs with fixed local
+// credentials: the local cloud accepts any.
+func New(ctx context.Context, cfg Config) (*Provider, error) {
+	p := &Provider{log: cfg.Logger, calls: map[string]int{}, images: map[string]string{}}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	attempts := cfg.MaxAttempts
+	if attempts == 0 {
+		attempts = 8
+	}
+	backoff := cfg.MaxBackoff
+	if backoff == 0 {
+		backoff = 20 * time.Second
+	}
+	opts := []func(*config.LoadOptions) error{
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = attempts
+				o.MaxBackoff = backoff
+				// The token bucket would stop retrying throttled calls
+				// exactly when a busy account needs it most.
+				o.RateLimiter = ratelimit.None
+			})
+		}),
+		config.WithAPIOptions([]func(*middleware.Stack) error{p.countCalls}),
+	}
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	if cfg.Endpoint != "" {
+		opts = append(opts, config.WithBaseEndpoint(cfg.Endpoint))
+		if os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
+			opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("wsfleet-local", "wsfleet-local", "")))
+		}
+	}
+	ac, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("aws config: %w", err)
+	}
+	if ac.Region == "" {
+		ac.Region = "us-east-1"
+	}
+	p.asg = autoscaling.NewFromConfig(ac)
+	p.ec2 = ec2.NewFromConfig(ac)
+	p.elb = elb.NewFromConfig(ac)
+	return p, nil
+}
+
+// countCalls adds a middleware that counts each operation once (retries
+// are not counted again).
+func (p *Provider) countCalls(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("wsfleetCountCalls",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			p.mu.Lock()
+			p.calls[middleware.GetOperationName(ctx)]++
+			p.mu.Unlock()
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+}
+
+// APICalls reports the calls made so far, by operation.
+func (p *Provider) APICalls() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]int, len(p.calls))
+	for k, v := range p.calls {
+		out[k] = v
+	}
+	return out
+}
+
+func (p *Provider) describeGroup(ctx context.Context, name string) (asgtypes.AutoScalingGroup, error) {
+	out, err := p.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{name}})
+	if err != nil {
+		return asgtypes.AutoScalingGroup{}, fmt.Errorf("describe group %s: %w", name, err)
+	}
+	if len(out.AutoScalingGroups) == 0 {
+		return asgtypes.AutoScalingGroup{}, fmt.Errorf("group %s: %w", name, rollout.ErrNotFound)
+	}
+	return out.AutoScalingGroups[0], nil
+}
+
+// templateOf returns the group's launch template specification.
+func templateOf(g asgtypes.AutoScalingGroup) (*asgtypes.LaunchTemplateSpecification, error) {
+	if g.LaunchTemplate != nil {
+		return g.LaunchTemplate, nil
+	}
+	if m := g.MixedInstancesPolicy; m != nil && m.LaunchTemplate != nil && m.LaunchTemplate.LaunchTemplateSpecification != nil {
+		return m.LaunchTemplate.LaunchTemplateSpecification, nil
+	}
+	return nil, fmt.Errorf("group %s has no launch template (launch configurations are not supported)", aws.ToString(g.AutoScalingGroupName))
+}
+
+// resolveVersion turns a version spec ($Latest, $Default or a number) into
+// its number and image.
+func (p *Provider) resolveVersion(ctx context.Context, id, version string) (string, string, error) {
+	if version == "" {
+		version = "$Default"
+	}
+	key := id + ":" + version
+	if _, err := strconv.Atoi(version); err == nil {
+		p.mu.Lock()
+		img, ok := p.images[key]
+		p.mu.Unlock()
+		if ok {
+			return version, img, nil
+		}
+	}
+	out, err := p.ec2.DescribeLaunchTemplateVersions(ctx, &ec2.DescribeLaunchTemplateVersionsInput{LaunchTemplateId: aws.String(id), Versions: []string{version}})
+	if err != nil {
+		return "", "", fmt.Errorf("describe launch template %s version %s: %w", id, version, err)
+	}
+	if len(out.LaunchTemplateVersions) == 0 {
+		return "", "", fmt.Errorf("launch template %s version %s: %w", id, version, rollout.ErrNotFound)
+	}
+	v := out.LaunchTemplateVersions[0]
+	num := strconv.FormatInt(aws.ToInt64(v.VersionNumber), 10)
+	img := ""
+	if v.LaunchTemplateData != nil {
+		img = aws.ToString(v.LaunchTemplateData.ImageId)
+	}
+	p.mu.Lock()
+	p.images[id+":"+num] = img
+	p.mu.Unlock()
+	return num, img, nil
+}
+
+// Group describes the group, its instances (EC2) and their target health
+// (ELBv2).
+func (p *Provider) Group(ctx context.Context, name string) (rollout.Group, error) {
+	ag, err := p.describeGroup(ctx, name)
+	if err != nil {
+		return rollout.Group{}, err
+	}
+	g := rollout.Group{
+		Name:    name,
+		Desired: int(aws.ToInt32(ag.DesiredCapacity)),
+		Min:     int(aws.ToInt32(ag.MinSize)),
+		Max:     int(aws.ToInt32(ag.MaxSize)),
+		Tags:    map[string]string{},
+	}
+	for _, t := range ag.Tags {
+		g.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	if lt, err := templateOf(ag); err == nil {
+		num, img, err := p.resolveVersion(ctx, aws.ToString(lt.LaunchTemplateId), aws.ToString(lt.Version))
+		if err != nil {
+			return rollout.Group{}, err
+		}
+		g.Template = rollout.TemplateRef{ID: aws.ToString(lt.LaunchTemplateId), Name: aws.ToString(lt.LaunchTemplateName), Version: num}
+		g.Image = img
+	}
+	if len(ag.Instances) == 0 {
+		return g, nil
+	}
+	ids := make([]string, 0, len(ag.Instances))
+	for _, in := range ag.Instances {
+		ids = append(ids, aws.ToString(in.InstanceId))
+	}
+	ec2s := map[string]ec2types.Instance{}
+	pager := ec2.NewDescribeInstancesPaginator(p.ec2, &ec2.DescribeInstancesInput{InstanceIds: ids})
+	for pager.HasMorePages() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return rollout.Group{}, fmt.Errorf("describe instances of %s: %w", name, err)
+		}
+		for _, r := range page.Reservations {
+			for _, in := range r.Instances {
+				ec2s[aws.ToString(in.InstanceId)] = in
+			}
+		}
+	}
+	health := map[string]string{}
+	for _, arn := range ag.TargetGroupARNs {
+		out, err := p.elb.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(arn)})
+		if err != nil {
+			return rollout.Group{}, fmt.Errorf("describe target health of %s: %w", name, err)
+		}
+		for _, d := range out.TargetHealthDescriptions {
+			if d.Target == nil || d.TargetHealth == nil {
+				continue
+			}
+			id, state := aws.ToString(d.Target.Id), string(d.TargetHealth.State)
+			// With several target groups the worst state counts.
+			if prev, ok := health[id]; !ok || prev == "healthy" {
+				health[id] = state
+			}
+		}
+	}
+	for _, ai := range ag.Instances {
+		id := aws.ToString(ai.InstanceId)
+		in := rollout.Instance{ID: id, Lifecycle: string(ai.LifecycleState), Protected: aws.ToBool(ai.ProtectedFromScaleIn), Tags: map[string]string{}}
+		if len(ag.TargetGroupARNs) > 0 {
+			in.Health = health[id]
+			if in.Health == "" {
+				in.Health = "unregistered"
+			}
+		}
+		if e, ok := ec2s[id]; ok {
+			in.Image = aws.ToString(e.ImageId)
+			in.PrivateIP = aws.ToString(e.PrivateIpAddress)
+			in.LaunchTime = aws.ToTime(e.LaunchTime)
+			in.ClientToken = aws.ToString(e.ClientToken)
+			for _, t := range e.Tags {
+				in.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+			}
+			in.Name = in.Tags["Name"]
+		}
+		g.Instances = append(g.Instances, in)
+	}
+	sort.Slice(g.Instances, func(i, j int) bool { return g.Instances[i].ID < g.Instances[j].ID })
+	return g, nil
+}
+
+// versionDescription marks the launch template version a change made, and
+// the version it was made from, so that SetImage repeated after a crash
+// finds both.
+func versionDescription(token, from string) string {
+	return "wsfleet change " + token + " from version " + from
+}
+
+// madeFrom parses a version description written by versionDescription
+// for token; ok is false for any other.
+func madeFrom(desc, token string) (from string, ok bool) {
+	from, ok = strings.CutPrefix(desc, "wsfleet change "+token+" from version ")
+	return from, ok && from != ""
+}
+
+// SetImage makes (or finds, by token) a launch template version with image
+// and points the group at it. A group on $Latest picks it up by itself; a
+// group on a number or $Default is set to the new number.
+func (p *Provider) SetImage(ctx context.Context, group, image, token string) (rollout.TemplateChange, error) {
+	ag, err := p.describeGroup(ctx, group)
+	if err != nil {
+		return rollout.TemplateChange{}, err
+	}
+	lt, err := templateOf(ag)
+	if err != nil {
+		return rollout.TemplateChange{}, err
+	}
+	id := aws.ToString(lt.LaunchTemplateId)
+	ref := rollout.TemplateRef{ID: id, Name: aws.ToString(lt.LaunchTemplateName)}
+	var tc rollout.TemplateChange
+	// A version this change already made?
+	var made *ec2types.LaunchTemplateVersion
+	var from string
+	pager := ec2.NewDescribeLaunchTemplateVersionsPaginator(p.ec2, &ec2.DescribeLaunchTemplateVersionsInput{LaunchTemplateId: aws.String(id)})
+	for pager.HasMorePages() && made == nil {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return tc, fmt.Errorf("set image: list versions of %s: %w", id, err)
+		}
+		for i, v := range page.LaunchTemplateVersions {
+			if f, ok := madeFrom(aws.ToString(v.VersionDescription), token); ok {
+				made, from = &page.LaunchTemplateVersions[i], f
+				break
+			}
+		}
+	}
+	if made != nil {
+		prevNum, prevImg, err := p.resolveVersion(ctx, id, from)
+		if err != nil {
+			return tc, err
+		}
+		tc.Previous, tc.PreviousImage = ref, prevImg
+		tc.Previous.Version = prevNum
+	} else {
+		num, img, err := p.resolveVersion(ctx, id, aws.ToString(lt.Version))
+		if err != nil {
+			return tc, err
+		}
+		tc.Previous, tc.PreviousImage = ref, img
+		tc.Previous.Version = num
+		out, err := p.ec2.CreateLaunchTemplateVersion(ctx, &ec2.CreateLaunchTemplateVersionInput{
+			LaunchTemplateId:   aws.String(id),
+			SourceVersion:      aws.String(num),
+			VersionDescription: aws.String(versionDescription(token, num)),
+			ClientToken:        aws.String(clientToken(token)),
+			LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String(image)},
+		})
+		if err != nil {
+			return tc, fmt.Errorf("set image: create launch template version: %w", err)
+		}
+		made = out.LaunchTemplateVersion
+	}
+	tc.New = ref
+	tc.New.Version = strconv.FormatInt(aws.ToInt64(made.VersionNumber), 10)
+	// Pin the group to the new number: the rollback pins it back.
+	if err := p.SetTemplateVersion(ctx, group, tc.New); err != nil {
+		return tc, err
+	}
+	return tc, nil
+}
+
+// clientToken fits EC2's 64-character limit on client tokens.
+func clientToken(token string) string {
+	t := "wsfleet-" + token
+	if len(t) > 64 {
+		t = t[:64]
+	}
+	return t
+}
+
+// SetTemplateVersion points the group at a numbered launch template
+// version.
+func (p *Provider) SetTemplateVersion(ctx context.Context, group string, t rollout.TemplateRef) error {
+	_, err := p.asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String(group),
+		LaunchTemplate:       &asgtypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(t.ID), Version: aws.String(t.Version)},
+	})
+	if err != nil {
+		return fmt.Errorf("set launch template version %s of %s: %w", t.Version, group, err)
+	}
+	return nil
+}
+
+// SetDesired sets the desired capacity, raising the maximum size with it
+// when needed.
+func (p *Provider) SetDesired(ctx context.Context, group string, n int) error {
+	ag, err := p.describeGroup(ctx, group)
+	if err != nil {
+		return err
+	}
+	if int32(n) > aws.ToInt32(ag.MaxSize) {
+		_, err = p.asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+			AutoScalingGroupName: aws.String(group), MaxSize: aws.Int32(int32(n)), DesiredCapacity: aws.Int32(int32(n)),
+		})
+	} else {
+		_, err = p.asg.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{
+			AutoScalingGroupName: aws.String(group), DesiredCapacity: aws.Int32(int32(n)), HonorCooldown: aws.Bool(false),
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("set desired capacity of %s to %d: %w", group, n, err)
+	}
+	return nil
+}
+
+// SetProtection sets scale-in protection, 50 instances per call (the API's
+// limit).
+func (p *Provider) SetProtection(ctx context.Context, group string, ids []string, protected bool) error {
+	for len(ids) > 0 {
+		n := min(len(ids), 50)
+		_, err := p.asg.SetInstanceProtection(ctx, &autoscaling.SetInstanceProtectionInput{
+			AutoScalingGroupName: aws.String(group), InstanceIds: ids[:n], ProtectedFromScaleIn: aws.Bool(protected),
+		})
+		if err != nil {
+			return fmt.Errorf("set scale-in protection %v on %s: %w", protected, strings.Join(ids[:n], ","), err)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// Terminate terminates one instance of the group. An instance already
+// terminating, or not in the group, yields ErrNotFound and no change.
+func (p *Provider) Terminate(ctx context.Context, group, id string, decrement bool) error {
+	_, err := p.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(decrement),
+	})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "ValidationError" {
+			msg := ae.ErrorMessage()
+			if strings.Contains(msg, "not found") || strings.Contains(msg, "already being terminated") || strings.Contains(msg, "terminat") && strings.Contains(msg, "progress") {
+				return fmt.Errorf("terminate %s: %s: %w", id, msg, rollout.ErrNotFound)
+			}
+		}
+		return fmt.Errorf("terminate %s: %w", id, err)
+	}
+	return nil
+}
+
+// TagInstance sets a tag on an EC2 instance.
+func (p *Provider) TagInstance(ctx context.Context, id, key, value string) error {
+	_, err := p.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: []ec2types.Tag{{Key: aws.String(key), Value: aws.String(value)}}})
+	if err != nil {
+		return fmt.Errorf("tag %s %s=%s: %w", id, key, value, err)
+	}
+	return nil
+}
+
+// TagGroup sets or (value "") deletes a group tag, not propagated to
+// instances.
+func (p *Provider) TagGroup(ctx context.Context, group, key, value string) error {
+	tag := asgtypes.Tag{ResourceId: aws.String(group), ResourceType: aws.String("auto-scaling-group"), Key: aws.String(key), PropagateAtLaunch: aws.Bool(false)}
+	var err error
+	if value == "" {
+		_, err = p.asg.DeleteTags(ctx, &autoscaling.DeleteTagsInput{Tags: []asgtypes.Tag{tag}})
+	} else {
+		tag.Value = aws.String(value)
+		_, err = p.asg.CreateOrUpdateTags(ctx, &autoscaling.CreateOrUpdateTagsInput{Tags: []asgtypes.Tag{tag}})
+	}
+	if err != nil {
+		return fmt.Errorf("tag group %s %s: %w", group, key, err)
+	}
+	return nil
+}
+
+// ImageExists reports whether the image is visible to the account.
+func (p *Provider) ImageExists(ctx context.Context, image string) (bool, error) {
+	out, err := p.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{image}})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && strings.HasPrefix(ae.ErrorCode(), "InvalidAMIID") {
+			return false, nil
+		}
+		return false, fmt.Errorf("describe image %s: %w", image, err)
+	}
+	return len(out.Images) > 0, nil
+}
+
+// LoadBalancerURL returns the URL of the first listener of the first load
+// balancer in front of the group's target groups.
+func (p *Provider) LoadBalancerURL(ctx context.Context, group string) (string, error) {
+	ag, err := p.describeGroup(ctx, group)
+	if err != nil {
+		return "", err
+	}
+	if len(ag.TargetGroupARNs) == 0 {
+		return "", nil
+	}
+	tgs, err := p.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{TargetGroupArns: ag.TargetGroupARNs[:1]})
+	if err != nil {
+		return "", fmt.Errorf("describe target groups of %s: %w", group, err)
+	}
+	if len(tgs.TargetGroups) == 0 || len(tgs.TargetGroups[0].LoadBalancerArns) == 0 {
+		return "", nil
+	}
+	lbArn := tgs.TargetGroups[0].LoadBalancerArns[0]
+	lbs, err := p.elb.DescribeLoadBalancers(ctx, &elb.DescribeLoadBalancersInput{LoadBalancerArns: []string{lbArn}})
+	if err != nil || len(lbs.LoadBalancers) == 0 {
+		return "", fmt.Errorf("describe load balancer %s: %w", lbArn, err)
+	}
+	ls, err := p.elb.DescribeListeners(ctx, &elb.DescribeListenersInput{LoadBalancerArn: aws.String(lbArn)})
+	if err != nil {
+		return "", fmt.Errorf("describe listeners of %s: %w", lbArn, err)
+	}
+	host := aws.ToString(lbs.LoadBalancers[0].DNSName)
+	best := int32(0)
+	scheme := "http"
+	for _, l := range ls.Listeners {
+		if port := aws.ToInt32(l.Port); best == 0 || port < best {
+			best = port
+			scheme = "http"
+			if l.Protocol == "HTTPS" {
+				scheme = "https"
+			}
+		}
+	}
+	switch {
+	case best == 0, scheme == "http" && best == 80, scheme == "https" && best == 443:
+		return scheme + "://" + host, nil
+	}
+	return fmt.Sprintf("%s://%s:%d", scheme, host, best), nil
+}
