@@ -85,6 +85,9 @@ type Config struct {
 	LogDir string
 	// Env is added to each process instance's environment.
 	Env []string
+	// MaxInstances is the account's instance quota: launches beyond this
+	// many live instances fail with InstanceLimitExceeded; default 2000.
+	MaxInstances int
 
 	// Now is the clock; default time.Now. Tests move it to expire
 	// lifecycle hooks and cooldowns without sleeping.
@@ -116,6 +119,7 @@ type Cloud struct {
 	lbs         map[string]*loadBalancer
 	listeners   map[string]*listener
 	ipNext      int
+	alive       int // pending or running instances, against MaxInstances
 	ipInUse     map[string]bool
 	accessKeys  map[string]int
 	reservation int
@@ -141,6 +145,9 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 	}
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = 10 * time.Second
+	}
+	if cfg.MaxInstances <= 0 {
+		cfg.MaxInstances = 2000
 	}
 	if cfg.NodePort == 0 {
 		cfg.NodePort = 8080

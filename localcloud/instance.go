@@ -55,6 +55,9 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 	if im == nil {
 		return nil, errf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", spec.imageID)
 	}
+	if c.alive >= c.cfg.MaxInstances {
+		return nil, errf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of %d allows", c.alive+1, c.cfg.MaxInstances)
+	}
 	ip, e := c.allocIP(!im.Simulated)
 	if e != nil {
 		return nil, e
@@ -97,6 +100,7 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 	in.imds = srv
 	c.instances[in.id] = in
 	c.instOrder = append(c.instOrder, in)
+	c.alive++
 	c.log.Info("instance launched", "instance", in.id, "image", in.imageID, "ip", ip)
 	return in, nil
 }
@@ -146,6 +150,7 @@ func (c *Cloud) terminate(in *instance, reason string) {
 	}
 	in.state = stateShuttingDown
 	in.stateReason = reason
+	c.alive--
 	if p := in.proc; p != nil {
 		c.wg.Add(1)
 		go func() {
