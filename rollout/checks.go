@@ -39,11 +39,14 @@ type ProbeSpec struct {
 type ProbeResult struct {
 	Clients   int           `json:"clients"`
 	Sent      int64         `json:"sent"`
+	Expected  int64         `json:"expected"`
 	Delivered int64         `json:"delivered"`
 	Lost      int64         `json:"lost"`
 	GapP99    time.Duration `json:"gap_p99"`
 	GapMax    time.Duration `json:"gap_max"`
 	Reconnect int64         `json:"reconnects"`
+	// PublishFailed are publishes the fleet refused or did not answer.
+	PublishFailed int64 `json:"publish_failed"`
 }
 
 // Checker runs a phase's checks. It is the engine's only path to HTTP,

@@ -38,9 +38,9 @@ type memCloud struct {
 	// elbKill, when set, makes the group replace a draining instance
 	// that long after its drain began, as a group with ELB health checks
 	// does once the node's failing readiness makes its target unhealthy.
-	elbKill time.Duration
+	elbKill   time.Duration
 	elbKilled int
-	failCalls  map[string]error
+	failCalls map[string]error
 }
 
 type memInst struct {

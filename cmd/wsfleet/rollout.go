@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	awsprov "wsfleet/provider/aws"
+	"wsfleet/rollout"
+)
+
+func init() {
+	register("rollout", "execute a plan file on an Auto Scaling group (canary, batches, checks, rollback)", runRollout)
+}
+
+// roFlags are the flags every rollout command shares.
+type roFlags struct {
+	stateDir  string
+	endpoint  string
+	region    string
+	jsonOut   bool
+	force     bool
+	timeScale float64
+	lockTTL   time.Duration
+	poll      time.Duration
+	maxPoll   time.Duration
+	verbose   bool
+}
+
+func addRolloutFlags(fs *flag.FlagSet, engine bool) *roFlags {
+	f := &roFlags{}
+	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "directory of the rollout state database, event logs and reports")
+	fs.StringVar(&f.endpoint, "endpoint", "", "AWS endpoint, overriding the plan's aws.endpoint (local cloud only)")
+	fs.StringVar(&f.region, "region", "", "AWS region, overriding the plan's aws.region")
+	fs.BoolVar(&f.jsonOut, "json", false, "write events and the result as JSON lines on stdout")
+	if engine {
+		fs.BoolVar(&f.force, "force", false, "take the group's lock over even if another rollout holds it and it has not expired")
+		fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the plan's waits (bakes, warm-up, drain window and deadline) by this, e.g. 0.01 for a rehearsal")
+		fs.DurationVar(&f.lockTTL, "lock-ttl", time.Minute, "lock expiry; the engine renews it every third of this")
+		fs.DurationVar(&f.poll, "poll", 500*time.Millisecond, "first poll interval while waiting; it doubles up to --max-poll while nothing changes")
+		fs.DurationVar(&f.maxPoll, "max-poll", 5*time.Second, "longest poll interval")
+		fs.BoolVar(&f.verbose, "v", false, "log the engine's decisions to stderr")
+	}
+	return f
+}
+
+// defaultStateDir is $XDG_STATE_HOME/wsfleet, or ~/.local/state/wsfleet.
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "wsfleet")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "wsfleet")
+	}
+	return ".wsfleet-state"
+}
+
+// roProvider builds the AWS provider from the plan's aws block and flags.
+func roProvider(ctx context.Context, p *rollout.Plan, f *roFlags, log *slog.Logger) (*awsprov.Provider, error) {
+	cfg := awsprov.Config{Region: p.AWS.Region, Endpoint: p.AWS.Endpoint, Logger: log}
+	if f.region != "" {
+		cfg.Region = f.region
+	}
+	if f.endpoint != "" {
+		cfg.Endpoint = f.endpoint
+	}
+	return awsprov.New(ctx, cfg)
+}
+
+// roEngine assembles an engine for plan p.
+func roEngine(ctx context.Context, p *rollout.Plan, f *roFlags, stdout, stderr io.Writer) (*rollout.Engine, func(), error) {
+	level := slog.LevelWarn
+	if f.verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	prov, err := roProvider(ctx, p, f, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	token := os.Getenv(p.Nodes.AdminTokenEnv)
+	nodes := &rollout.HTTPNodes{Port: p.Nodes.AdminPort, Token: token}
+	var extra io.Writer
+	if f.jsonOut {
+		extra = stdout
+	}
+	events, err := rollout.OpenEventLog(f.stateDir, p.Change, extra)
+	if err != nil {
+		return nil, nil, err
+	}
+	e := &rollout.Engine{
+		Provider:  prov,
+		Nodes:     nodes,
+		Checker:   &rollout.Checker{Prober: &rollout.LibProber{AdminToken: token, Logger: log}, MetricsURL: nodes.MetricsURL},
+		Store:     &rollout.Store{Dir: f.stateDir},
+		Events:    events,
+		Log:       log,
+		TimeScale: f.timeScale,
+		LockTTL:   f.lockTTL,
+		Force:     f.force,
+		MinPoll:   f.poll,
+		MaxPoll:   max(f.maxPoll, f.poll),
+	}
+	stop := func() { events.Close() }
+	if !f.jsonOut && isTerminal(stdout) {
+		v := &roView{w: stdout}
+		e.View = v.show
+		stop = func() { v.final(); events.Close() }
+	} else if !f.jsonOut {
+		// Not a terminal: one line per event instead of a redrawn view.
+		events2, err := rollout.OpenEventLog(f.stateDir, p.Change, &roLines{w: stdout})
+		if err == nil {
+			events.Close()
+			e.Events = events2
+			stop = func() { events2.Close() }
+		}
+	}
+	return e, stop, nil
+}
+
+// roView redraws the live view at most every 200ms.
+type roView struct {
+	mu   sync.Mutex
+	w    io.Writer
+	last time.Time
+	buf  bytes.Buffer
+	st   *rollout.State
+}
+
+func (v *roView) show(st *rollout.State) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.st = st
+	if time.Since(v.last) < 200*time.Millisecond {
+		return
+	}
+	v.last = time.Now()
+	v.draw()
+}
+
+func (v *roView) draw() {
+	if v.st == nil {
+		return
+	}
+	v.buf.Reset()
+	v.buf.WriteString("\x1b[H\x1b[2J")
+	rollout.RenderView(&v.buf, v.st, time.Now())
+	v.w.Write(v.buf.Bytes())
+}
+
+func (v *roView) final() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.draw()
+}
+
+// roLines turns event JSON lines into short text lines.
+type roLines struct{ w io.Writer }
+
+func (l *roLines) Write(b []byte) (int, error) {
+	var ev map[string]any
+	if json.Unmarshal(b, &ev) != nil {
+		return len(b), nil
+	}
+	ts, _ := ev["time"].(string)
+	if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+		ts = t.Format("15:04:05.000")
+	}
+	var kv []string
+	for _, k := range []string{"phase", "kind", "effect", "id", "check", "pass", "detail", "reason", "note", "status", "err"} {
+		if v, ok := ev[k]; ok && v != "" && v != nil {
+			kv = append(kv, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	fmt.Fprintf(l.w, "%s %-8v %v %s\n", ts, ev["type"], ev["msg"], strings.Join(kv, " "))
+	return len(b), nil
+}
+
+func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("rollout", stderr)
+	file := fs.String("f", "", "plan file (YAML)")
+	detach := fs.Bool("detach", false, "before a phase's not_before window, save the state and exit; `wsfleet resume` continues")
+	f := addRolloutFlags(fs, true)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return fmt.Errorf("%w: -f FILE is required", errUsage)
+	}
+	data, err := os.ReadFile(*file)
+	if err != nil {
+		return err
+	}
+	p, err := rollout.ParsePlan(data)
+	if err != nil {
+		return planError(*file, err)
+	}
+	e, stop, err := roEngine(ctx, p, f, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	e.Detach = *detach
+	st, err := e.Start(ctx, data)
+	stop()
+	if st == nil && err != nil {
+		if errors.Is(err, rollout.ErrInvalidPlan) {
+			return planError(*file, err)
+		}
+		return err
+	}
+	return roFinish(st, err, f, stdout)
+}
+
+// planError prefixes each plan problem with the file name.
+func planError(file string, err error) error {
+	var pe rollout.PlanErrors
+	if errors.As(err, &pe) {
+		lines := make([]string, len(pe))
+		for i, e := range pe {
+			lines[i] = file + ": " + e.Error()
+		}
+		return exitError{code: 2, msg: strings.Join(lines, "\n")}
+	}
+	return err
+}
+
+// roFinish writes the report and turns the outcome into an exit status.
+func roFinish(st *rollout.State, err error, f *roFlags, stdout io.Writer) error {
+	if errors.Is(err, rollout.ErrDetached) {
+		fmt.Fprintf(stdout, "%s: detached: %s; run `wsfleet resume -c %s` when it opens\n", st.Change, st.Waiting, st.Change)
+		return nil
+	}
+	if st != nil && (st.Status.Final() || st.Status == rollout.StatusFailed) {
+		path := filepath.Join(f.stateDir, st.Change+".report.md")
+		var buf bytes.Buffer
+		rollout.WriteReport(&buf, st)
+		if werr := os.WriteFile(path, buf.Bytes(), 0o644); werr != nil {
+			return fmt.Errorf("write report: %w", werr)
+		}
+		if f.jsonOut {
+			json.NewEncoder(stdout).Encode(map[string]any{"type": "result", "change": st.Change, "status": st.Status, "failure": st.Failure, "report": path, "api_calls": st.Calls})
+		} else {
+			fmt.Fprintf(stdout, "%s: %s; report %s\n", st.Change, st.Status, path)
+		}
+	}
+	if err != nil {
+		return exitError{code: 1, msg: err.Error()}
+	}
+	return nil
+}

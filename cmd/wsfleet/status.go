@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"wsfleet/rollout"
+)
+
+func init() {
+	register("status", "show rollouts, or one rollout's progress, fleet and lock", runStatus)
+	register("pause", "pause a running rollout (it keeps its lock)", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return runControl(ctx, "pause", args, stdout, stderr)
+	})
+	register("abort", "stop a rollout where it is, without rolling back, and free the group", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return runControl(ctx, "abort", args, stdout, stderr)
+	})
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", stderr)
+	change := fs.String("c", "", "change id (default: list every rollout)")
+	f := addRolloutFlags(fs, false)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	store := &rollout.Store{Dir: f.stateDir}
+	if *change == "" {
+		all, err := store.List()
+		if err != nil {
+			return err
+		}
+		if f.jsonOut {
+			out := []map[string]any{}
+			for _, st := range all {
+				out = append(out, map[string]any{"change": st.Change, "group": st.Group, "status": st.Status, "started": st.Started, "owner": st.Owner})
+			}
+			return json.NewEncoder(stdout).Encode(out)
+		}
+		if len(all) == 0 {
+			fmt.Fprintf(stdout, "no rollouts in %s\n", f.stateDir)
+		}
+		for _, st := range all {
+			fmt.Fprintf(stdout, "%-28s %-14s %-16s started %s\n", st.Change, st.Status, st.Group, st.Started.UTC().Format(time.RFC3339))
+		}
+		return nil
+	}
+	st, err := store.Load(*change)
+	if err != nil {
+		return err
+	}
+	// The lock as the group shows it.
+	lock := ""
+	if p, err := rollout.ParsePlan(st.PlanYAML); err == nil {
+		if prov, err := roProvider(ctx, p, f, slog.New(slog.DiscardHandler)); err == nil {
+			if g, err := prov.Group(ctx, st.Group); err == nil {
+				lock = g.Tags[rollout.LockTag]
+			} else {
+				lock = "unknown: " + err.Error()
+			}
+		}
+	}
+	if f.jsonOut {
+		return json.NewEncoder(stdout).Encode(map[string]any{"state": st, "lock": lock, "engine_alive": engineAlive(st)})
+	}
+	rollout.RenderView(stdout, st, time.Now())
+	if lock == "" {
+		lock = "(none)"
+	}
+	fmt.Fprintf(stdout, "lock: %s\nengine: %s (alive: %v)\n", lock, st.Owner, engineAlive(st))
+	if st.Control != "" {
+		fmt.Fprintf(stdout, "pending command: %s\n", st.Control)
+	}
+	return nil
+}
+
+// engineAlive reports whether the process that last ran the rollout is
+// still running on this host. An engine on another host is reported as
+// alive while its lock on the group has not expired.
+func engineAlive(st *rollout.State) bool {
+	if st.Status.Final() || st.Owner == "" {
+		return false
+	}
+	at := strings.LastIndexByte(st.Owner, '@')
+	colon := strings.LastIndexByte(st.Owner, ':')
+	if at < 0 || colon < at {
+		return false
+	}
+	host, pidStr := st.Owner[at+1:colon], st.Owner[colon+1:]
+	pid, err := strconv.Atoi(pidStr)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	me, _ := os.Hostname()
+	if host != me {
+		return true
+	}
+	return pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// runControl sends pause or abort to a running engine, or applies an abort
+// to a rollout whose engine is gone.
+func runControl(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(cmd, stderr)
+	change := fs.String("c", "", "change id")
+	f := addRolloutFlags(fs, false)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *change == "" {
+		return fmt.Errorf("%w: -c CHANGE is required", errUsage)
+	}
+	store := &rollout.Store{Dir: f.stateDir}
+	st, err := store.Load(*change)
+	if err != nil {
+		return err
+	}
+	if st.Status.Final() {
+		return exitError{code: 1, msg: fmt.Sprintf("%s is already %s", st.Change, st.Status)}
+	}
+	if engineAlive(st) {
+		if _, err := store.SetControl(*change, cmd); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: asked the engine (%s) to %s\n", *change, st.Owner, cmd)
+		return nil
+	}
+	if cmd == "pause" {
+		return exitError{code: 1, msg: fmt.Sprintf("%s has no running engine (status %s); it is already stopped — resume continues it", *change, st.Status)}
+	}
+	// Abort with no engine: record it and free the group if this change
+	// holds its lock.
+	st.Status, st.Ended = rollout.StatusAborted, time.Now()
+	if err := store.Save(st); err != nil {
+		return err
+	}
+	if p, err := rollout.ParsePlan(st.PlanYAML); err == nil {
+		if prov, err := roProvider(ctx, p, f, slog.New(slog.DiscardHandler)); err == nil {
+			if g, err := prov.Group(ctx, st.Group); err == nil {
+				if h, ok := rollout.ParseLock(g.Tags[rollout.LockTag]); ok && h.Change == st.Change {
+					if err := prov.TagGroup(ctx, st.Group, rollout.LockTag, ""); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "%s: aborted; the group is left as it is\n", *change)
+	return nil
+}
