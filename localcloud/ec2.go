@@ -413,7 +413,7 @@ func (c *Cloud) createLaunchTemplate(req *request, x *xmlw) *apiError {
 		return e
 	}
 	if !ltNameRE.MatchString(name) {
-		return errf("InvalidLaunchTemplateName.MalformedException", "A launch template name must be between 3 and 128 characters, and may contain letters, numbers, and the following characters: - ( ) . / _.'")
+		return errf("InvalidLaunchTemplateName.MalformedException", "A launch template name must be between 3 and 128 characters, and may contain letters, numbers, and the following characters: - ( ) . / _")
 	}
 	if !p.has("LaunchTemplateData") {
 		return errf("MissingParameter", "The request must contain the parameter LaunchTemplateData")
