@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseListening(t *testing.T) {
+	tests := []struct {
+		name, line string
+		parse      func(string) (string, bool)
+		want       string
+		ok         bool
+	}{
+		{"wsfleet", `time=2026-11-28T14:35:27Z level=INFO msg=listening addr=127.0.0.1:41234 mount=/bayeux node=vm`, parseWsfleetListening, "127.0.0.1:41234", true},
+		{"wsfleet other line", `time=… level=INFO msg="no NATS: running alone"`, parseWsfleetListening, "", false},
+		{"faye", `{"listening":"127.0.0.1:5000"}`, parseFayeListening, "127.0.0.1:5000", true},
+		{"faye noise", `Faye debug`, parseFayeListening, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tt.parse(tt.line)
+			if got != tt.want || ok != tt.ok {
+				t.Fatalf("got %q %v, want %q %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestProcReaders(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	// Burn a little CPU so that the counters move.
+	x := 0
+	for i := 0; i < 50_000_000; i++ {
+		x += i
+	}
+	_ = x
+	if rss := rssKiB(os.Getpid()); rss <= 0 {
+		t.Fatalf("rss %d", rss)
+	}
+	if c := procCPU(os.Getpid()); c <= 0 {
+		t.Fatalf("proc cpu %v", c)
+	}
+	if c := selfCPU(); c <= 0 {
+		t.Fatalf("self cpu %v", c)
+	}
+}
+
+func TestHistogramNs(t *testing.T) {
+	var h histogramNs
+	for i := 1; i <= 1000; i++ {
+		h.add(int64(i) * int64(time.Millisecond) / 10) // 0.1ms … 100ms
+	}
+	p50, p99, max, n := h.quantiles()
+	if n != 1000 || p50 < 48 || p50 > 52 || p99 < 97 || p99 > 101 || max != 100 {
+		t.Fatalf("p50 %v p99 %v max %v n %d", p50, p99, max, n)
+	}
+}
+
+// TestRunTiny runs every scenario on both servers at a size CI affords,
+// unpinned: it checks the harness (both real servers, the generator, the
+// table), not performance.
+func TestRunTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers")
+	}
+	if _, err := FayeNodePath(); errors.Is(err, ErrNoFaye) {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	bin, err := BuildWsfleet(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Options{
+		Binary: bin, ServerCPU: -1, Quick: true,
+		IdleSessions: 50, Subscribers: 40, Channels: 4, Rates: []float64{400, 800},
+		Step: 700 * time.Millisecond, Warmup: 300 * time.Millisecond, ChurnTime: 700 * time.Millisecond, ChurnWorkers: 4,
+		Progress: &progress,
+	})
+	t.Log("\n" + progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"wsfleet", "faye"} {
+		if r := res.Idle[kind]; r == nil || r.Opened != 50 || r.RSSAfterKiB <= 0 {
+			t.Errorf("idle %s: %+v", kind, r)
+		}
+		if c := res.Fanout[kind]; c == nil || len(c.Steps) == 0 || c.Steps[0].DeliveredPerSec <= 0 || c.Steps[0].P99Ms <= 0 {
+			t.Errorf("fanout %s: %+v", kind, c)
+		}
+		if c := res.Churn[kind]; c == nil || c.Handshakes == 0 {
+			t.Errorf("churn %s: %+v", kind, c)
+		}
+	}
+	var out bytes.Buffer
+	WriteTable(&out, res)
+	for _, want := range []string{"figure", "idle: RSS per session", "fan-out: highest sustained", "churn: handshakes/s", "latency curve, faye"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if len(res.Table) != 8 {
+		t.Errorf("table has %d rows, want 8", len(res.Table))
+	}
+	out.Reset()
+	if err := WriteJSON(&out, res); err != nil || !strings.Contains(out.String(), `"max_sustained_deliveries_per_s"`) {
+		t.Errorf("json: %v\n%s", err, out.String())
+	}
+}

@@ -1,0 +1,410 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// The load generator is deliberately not the client package: it must not be
+// the bottleneck of the server it measures. It speaks Bayeux over raw
+// websocket frames, finds what it needs with byte searches instead of
+// decoding messages into structs, and counts with atomics: no lock and no
+// allocation per delivery beyond the websocket library's own.
+
+var (
+	tokClientID  = []byte(`"clientId":"`)
+	tokConnect   = []byte(`"/meta/connect"`)
+	tokSubscribe = []byte(`"/meta/subscribe"`)
+	tokSuccess   = []byte(`"successful":true`)
+	tokT         = []byte(`"t":`)
+)
+
+// genStats are what the generator's readers count.
+type genStats struct {
+	deliveries atomic.Int64
+	frames     atomic.Int64
+	errors     atomic.Int64
+	closed     atomic.Int64
+	lat        atomic.Pointer[latHist]
+}
+
+// latHist is a lock-free latency histogram swapped per measurement step.
+type latHist struct{ h histogramNs }
+
+// histogramNs counts latencies in log-linear buckets of microseconds.
+type histogramNs struct {
+	counts [64 + 58*32]atomic.Uint64
+	max    atomic.Int64
+}
+
+func bucketUs(us uint64) int {
+	if us < 64 {
+		return int(us)
+	}
+	e := bits.Len64(us) - 6 // us>>e is in [32, 64)
+	return e*32 + int(us>>e)
+}
+
+func bucketMidUs(b int) float64 {
+	if b < 64 {
+		return float64(b)
+	}
+	e := b/32 - 1
+	m := uint64(b%32 + 32)
+	return float64(m<<e) + float64(uint64(1)<<e)/2
+}
+
+func (h *histogramNs) add(ns int64) {
+	if ns < 0 {
+		ns = 0
+	}
+	b := bucketUs(uint64(ns / 1000))
+	if b >= len(h.counts) {
+		b = len(h.counts) - 1
+	}
+	h.counts[b].Add(1)
+	for {
+		m := h.max.Load()
+		if ns <= m || h.max.CompareAndSwap(m, ns) {
+			return
+		}
+	}
+}
+
+// quantiles returns p50, p99 and max in milliseconds, and the count.
+func (h *histogramNs) quantiles() (p50, p99, maxMs float64, n uint64) {
+	var counts [len(h.counts)]uint64
+	for i := range h.counts {
+		counts[i] = h.counts[i].Load()
+		n += counts[i]
+	}
+	maxMs = float64(h.max.Load()) / 1e6
+	if n == 0 {
+		return 0, 0, maxMs, 0
+	}
+	q := func(f float64) float64 {
+		rank := uint64(f*float64(n-1)) + 1
+		var seen uint64
+		for b, c := range counts {
+			seen += c
+			if seen >= rank {
+				return min(bucketMidUs(b)/1000, maxMs)
+			}
+		}
+		return maxMs
+	}
+	return q(0.5), q(0.99), maxMs, n
+}
+
+// dialers spreads connections over loopback source addresses so that tens
+// of thousands of connections and churn do not exhaust one address's
+// ephemeral ports.
+type dialers struct {
+	clients []*http.Client
+	next    atomic.Uint64
+}
+
+func newDialers(n int) *dialers {
+	d := &dialers{}
+	for i := range n {
+		nd := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}}
+		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{DialContext: nd.DialContext}})
+	}
+	return d
+}
+
+func (d *dialers) pick() *http.Client { return d.clients[d.next.Add(1)%uint64(len(d.clients))] }
+
+// genConn is one generator session.
+type genConn struct {
+	c  *websocket.Conn
+	id []byte
+}
+
+// readFrame reads one frame into buf (reused).
+func readFrame(ctx context.Context, c *websocket.Conn, buf *bytes.Buffer) error {
+	_, r, err := c.Reader(ctx)
+	if err != nil {
+		return err
+	}
+	buf.Reset()
+	_, err = buf.ReadFrom(r)
+	return err
+}
+
+// handshake opens a websocket and performs a Bayeux handshake on it.
+func handshake(ctx context.Context, hc *http.Client, wsURL string, buf *bytes.Buffer) (*genConn, error) {
+	c, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled})
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	c.SetReadLimit(1 << 24)
+	if err := c.Write(ctx, websocket.MessageText, []byte(`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"],"id":"1"}]`)); err != nil {
+		c.CloseNow()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	for {
+		if err := readFrame(ctx, c, buf); err != nil {
+			c.CloseNow()
+			return nil, fmt.Errorf("handshake: %w", err)
+		}
+		if i := bytes.Index(buf.Bytes(), tokClientID); i >= 0 {
+			rest := buf.Bytes()[i+len(tokClientID):]
+			j := bytes.IndexByte(rest, '"')
+			if j < 0 {
+				c.CloseNow()
+				return nil, errors.New("handshake: bad clientId")
+			}
+			return &genConn{c: c, id: append([]byte(nil), rest[:j]...)}, nil
+		}
+	}
+}
+
+func (g *genConn) connectMsg() []byte {
+	return []byte(`[{"channel":"/meta/connect","clientId":"` + string(g.id) + `","connectionType":"websocket"}]`)
+}
+
+// subscribe subscribes and waits for the acknowledgement, then sends the
+// first connect. They go in separate frames: Faye answers a batch only when
+// every message in it is answered, and a connect is held for the timeout.
+func (g *genConn) subscribe(ctx context.Context, channel string, buf *bytes.Buffer) error {
+	msg := `[{"channel":"/meta/subscribe","clientId":"` + string(g.id) + `","subscription":"` + channel + `","id":"2"}]`
+	if err := g.c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	for {
+		if err := readFrame(ctx, g.c, buf); err != nil {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		b := buf.Bytes()
+		if bytes.Contains(b, tokSubscribe) {
+			if !bytes.Contains(b, tokSuccess) {
+				return fmt.Errorf("subscribe refused: %.200s", b)
+			}
+			break
+		}
+	}
+	if err := g.c.Write(ctx, websocket.MessageText, g.connectMsg()); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	return nil
+}
+
+// readLoop counts deliveries and their latency, and renews the connect
+// whenever the server answers one, until ctx ends or the connection fails.
+func (g *genConn) readLoop(ctx context.Context, st *genStats) {
+	var buf bytes.Buffer
+	for {
+		if err := readFrame(ctx, g.c, &buf); err != nil {
+			if ctx.Err() == nil {
+				st.closed.Add(1)
+			}
+			return
+		}
+		b := buf.Bytes()
+		st.frames.Add(1)
+		if bytes.Contains(b, tokConnect) {
+			if err := g.c.Write(ctx, websocket.MessageText, g.connectMsg()); err != nil {
+				if ctx.Err() == nil {
+					st.closed.Add(1)
+				}
+				return
+			}
+		}
+		now := time.Now().UnixNano()
+		h := st.lat.Load()
+		var n int64
+		for {
+			i := bytes.Index(b, tokT)
+			if i < 0 {
+				break
+			}
+			b = b[i+len(tokT):]
+			j := 0
+			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+				j++
+			}
+			if t, err := strconv.ParseInt(string(b[:j]), 10, 64); err == nil && h != nil {
+				h.h.add(now - t)
+			}
+			n++
+		}
+		if n > 0 {
+			st.deliveries.Add(n)
+		}
+	}
+}
+
+// openSessions opens n subscribed sessions over channels, concurrency at a
+// time, each with its reader running until ctx ends.
+func openSessions(ctx context.Context, d *dialers, wsURL string, n int, channels []string, concurrency int, st *genStats) ([]*genConn, error) {
+	conns := make([]*genConn, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, concurrency)
+	var firstErr atomic.Pointer[error]
+	var failed atomic.Int64
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var buf bytes.Buffer
+			octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			g, err := handshake(octx, d.pick(), wsURL, &buf)
+			if err == nil {
+				if err = g.subscribe(octx, channels[i%len(channels)], &buf); err != nil {
+					g.c.CloseNow()
+				}
+			}
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, &err)
+				return
+			}
+			conns[i] = g
+			go g.readLoop(ctx, st)
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		return conns, fmt.Errorf("open sessions: %d of %d failed, first: %w", f, n, *firstErr.Load())
+	}
+	return conns, ctx.Err()
+}
+
+func closeSessions(conns []*genConn) {
+	for _, g := range conns {
+		if g != nil {
+			g.c.CloseNow()
+		}
+	}
+}
+
+// publisher posts messages to /publish at a set rate, in batches of at
+// most 100 per request, round robin over channels. Each message carries
+// its send time in nanoseconds and a chat-sized text.
+type publisher struct {
+	url, token string
+	channels   []string
+	hc         *http.Client
+	sent       atomic.Int64
+	failed     atomic.Int64
+}
+
+const chatText = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua."
+
+// run publishes rate messages per second until ctx ends.
+func (p *publisher) run(ctx context.Context, rate float64) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	begin := time.Now()
+	var issued int64
+	rr := 0
+	var body bytes.Buffer
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		due := int64(rate*time.Since(begin).Seconds()) - issued
+		// A publisher far behind skips rather than bursting.
+		if due > int64(rate) {
+			issued += due - int64(rate)/10
+			due = int64(rate) / 10
+		}
+		for due > 0 {
+			k := min(due, 100)
+			due -= k
+			issued += k
+			body.Reset()
+			body.WriteByte('[')
+			now := strconv.FormatInt(time.Now().UnixNano(), 10)
+			for i := int64(0); i < k; i++ {
+				if i > 0 {
+					body.WriteByte(',')
+				}
+				body.WriteString(`{"channel":"`)
+				body.WriteString(p.channels[rr%len(p.channels)])
+				rr++
+				body.WriteString(`","data":{"t":`)
+				body.WriteString(now)
+				body.WriteString(`,"text":"` + chatText + `"}}`)
+			}
+			body.WriteByte(']')
+			if err := p.post(ctx, body.Bytes()); err != nil {
+				p.failed.Add(k)
+			} else {
+				p.sent.Add(k)
+			}
+		}
+	}
+}
+
+func (p *publisher) post(ctx context.Context, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("publish: status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// churn runs workers that each open a websocket, handshake, disconnect and
+// close, over and over, until ctx ends; it returns the handshakes done.
+func churn(ctx context.Context, d *dialers, wsURL string, workers int) (done, failed int64) {
+	var ok, bad atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf bytes.Buffer
+			for ctx.Err() == nil {
+				g, err := handshake(ctx, d.pick(), wsURL, &buf)
+				if err != nil {
+					if ctx.Err() == nil {
+						bad.Add(1)
+						time.Sleep(10 * time.Millisecond)
+					}
+					continue
+				}
+				ok.Add(1)
+				_ = g.c.Write(ctx, websocket.MessageText, []byte(`[{"channel":"/meta/disconnect","clientId":"`+string(g.id)+`"}]`))
+				g.c.CloseNow()
+			}
+		}()
+	}
+	wg.Wait()
+	return ok.Load(), bad.Load()
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"wsfleet/bench"
+)
+
+func init() {
+	register("bench", "benchmark the ws node against Faye's own Node.js server", runBench)
+}
+
+// benchPinnedEnv marks the re-executed, pinned generator process.
+const benchPinnedEnv = "WSFLEET_BENCH_GENERATOR_CPU"
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", stderr)
+	var o bench.Options
+	quick := fs.Bool("quick", false, "a scaled-down run (1,000 idle sessions, 500 subscribers, short steps)")
+	jsonOut := fs.String("json", "bench-result.json", "write the results here as JSON (empty: don't)")
+	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "core both servers are pinned to (-1: no pinning)")
+	genCPU := fs.Int("generator-cpu", 1, "core the load generator (this process) is pinned to (-1: no pinning)")
+	servers := fs.String("servers", "wsfleet,faye", "servers to run")
+	scenarios := fs.String("scenarios", "idle,fanout,churn", "scenarios to run: idle (a), fanout (b), churn (c)")
+	fs.IntVar(&o.IdleSessions, "idle-sessions", 0, "(a) idle sessions (default 10000, quick 1000)")
+	fs.IntVar(&o.Subscribers, "subscribers", 0, "(b) subscribers (default 5000, quick 500)")
+	fs.IntVar(&o.Channels, "channels", 0, "(b) channels (default 50, quick 10)")
+	rates := fs.String("rates", "", "(b) comma-separated deliveries/s to try in order (default 10k…400k)")
+	fs.DurationVar(&o.Step, "step", 0, "(b) measuring time per rate (default 5s, quick 2s)")
+	fs.DurationVar(&o.ChurnTime, "churn-time", 0, "(c) duration (default 10s, quick 3s)")
+	binary := fs.String("wsfleet", "", "wsfleet binary to run as the ws node (default: this one)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	o.Quick = *quick
+	o.Servers = splitList(*servers)
+	o.Scenarios = splitList(*scenarios)
+	for _, r := range splitList(*rates) {
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("%w: --rates: bad rate %q", errUsage, r)
+		}
+		o.Rates = append(o.Rates, v)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: find own binary: %w", err)
+	}
+	if *binary == "" {
+		*binary = self
+	}
+	o.Binary = *binary
+
+	// The generator must have its own core: run this process again under
+	// taskset, once.
+	if *genCPU >= 0 && os.Getenv(benchPinnedEnv) == "" {
+		taskset, err := exec.LookPath("taskset")
+		if err != nil {
+			return fmt.Errorf("bench: taskset not found (use --generator-cpu -1 --server-cpu -1 to run unpinned): %w", err)
+		}
+		argv := append([]string{"taskset", "-c", strconv.Itoa(*genCPU), self, "bench"}, args...)
+		env := append(os.Environ(), benchPinnedEnv+"="+strconv.Itoa(*genCPU))
+		if err := syscall.Exec(taskset, argv, env); err != nil {
+			return fmt.Errorf("bench: re-exec under taskset: %w", err)
+		}
+	}
+
+	o.Progress = stderr
+	fmt.Fprintf(stderr, "bench: servers on core %d, generator on core %s; %s\n", o.ServerCPU, orNone(os.Getenv(benchPinnedEnv)), map[bool]string{true: "quick run", false: "full run"}[o.Quick])
+	start := time.Now()
+	res, err := bench.Run(ctx, o)
+	if res != nil {
+		if len(res.Table) > 0 {
+			bench.WriteTable(stdout, res)
+		}
+		if *jsonOut != "" {
+			f, ferr := os.Create(*jsonOut)
+			if ferr != nil {
+				return fmt.Errorf("bench: %w", ferr)
+			}
+			if werr := bench.WriteJSON(f, res); werr != nil {
+				f.Close()
+				return fmt.Errorf("bench: write %s: %w", *jsonOut, werr)
+			}
+			if cerr := f.Close(); cerr != nil {
+				return fmt.Errorf("bench: write %s: %w", *jsonOut, cerr)
+			}
+			fmt.Fprintf(stderr, "bench: results in %s (%.0fs)\n", *jsonOut, time.Since(start).Seconds())
+		}
+	}
+	return err
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unpinned"
+	}
+	return s
+}
