@@ -118,3 +118,43 @@ func TestRunTiny(t *testing.T) {
 		t.Errorf("json: %v\n%s", err, out.String())
 	}
 }
+
+func TestScanDeliveries(t *testing.T) {
+	tests := []struct {
+		name  string
+		frame string
+		want  int64
+	}{
+		{"faye batch", `[{"channel":"/a","data":{"t":1000,"text":"x"}},{"channel":"/a","data":{"t":2000}}]`, 2},
+		{"wsfleet with seq", `[{"channel":"/a","data":{"t":1000},"ext":{"seq":7}}]`, 1},
+		{"connect reply", `[{"channel":"/meta/connect","successful":true,"advice":{"timeout":30000}}]`, 0},
+		{"t without digits", `{"t":"x"}`, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &latHist{}
+			if got := scanDeliveries([]byte(tt.frame), 3000, h); got != tt.want {
+				t.Fatalf("got %d, want %d", got, tt.want)
+			}
+			if _, _, _, n := h.h.quantiles(); int64(n) != tt.want {
+				t.Fatalf("histogram has %d samples, want %d", n, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzScanDeliveries feeds the generator's frame scanner whatever a
+// server could send: it must not panic, and never count more deliveries
+// than there are "t": fields.
+func FuzzScanDeliveries(f *testing.F) {
+	f.Add([]byte(`[{"channel":"/a","data":{"t":1000}}]`))
+	f.Add([]byte(`"t":99999999999999999999999999`))
+	f.Add([]byte(`"t":-5"t":`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h := &latHist{}
+		n := scanDeliveries(b, time.Now().UnixNano(), h)
+		if max := int64(bytes.Count(b, tokT)); n > max || n < 0 {
+			t.Fatalf("counted %d deliveries in a frame with %d t fields", n, max)
+		}
+	})
+}

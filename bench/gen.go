@@ -226,26 +226,35 @@ func (g *genConn) readLoop(ctx context.Context, st *genStats) {
 				return
 			}
 		}
-		now := time.Now().UnixNano()
-		h := st.lat.Load()
-		var n int64
-		for {
-			i := bytes.Index(b, tokT)
-			if i < 0 {
-				break
-			}
-			b = b[i+len(tokT):]
-			j := 0
-			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-				j++
-			}
-			if t, err := strconv.ParseInt(string(b[:j]), 10, 64); err == nil && h != nil {
+		if n := scanDeliveries(b, time.Now().UnixNano(), st.lat.Load()); n > 0 {
+			st.deliveries.Add(n)
+		}
+	}
+}
+
+// scanDeliveries counts the deliveries in a frame by their "t": fields
+// (the send time the publisher put in each message's data) and records
+// each one's latency in h when h is not nil.
+func scanDeliveries(b []byte, now int64, h *latHist) int64 {
+	var n int64
+	for {
+		i := bytes.Index(b, tokT)
+		if i < 0 {
+			return n
+		}
+		b = b[i+len(tokT):]
+		// At most 18 digits, so the number cannot overflow.
+		var t int64
+		j := 0
+		for j < len(b) && j < 18 && b[j] >= '0' && b[j] <= '9' {
+			t = t*10 + int64(b[j]-'0')
+			j++
+		}
+		if j > 0 {
+			if h != nil {
 				h.h.add(now - t)
 			}
 			n++
-		}
-		if n > 0 {
-			st.deliveries.Add(n)
 		}
 	}
 }

@@ -149,8 +149,9 @@ func (m *member) onState(s client.State) {
 // goroutine; the member's lock is only contended by a Snapshot.
 func (m *member) onDelivery(d client.Delivery) {
 	var v probeData
-	if err := json.Unmarshal(d.Data, &v); err != nil || v.Probe != m.p.runID || v.C != m.ch || v.N < 0 {
-		return // someone else's traffic on the channel
+	if err := json.Unmarshal(d.Data, &v); err != nil || v.Probe != m.p.runID || v.C != m.ch ||
+		v.N < 0 || int64(v.N) >= m.p.channels[m.ch].count.Load() {
+		return // someone else's traffic on the channel, or forged
 	}
 	m.mu.Lock()
 	w := v.N / 64

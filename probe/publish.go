@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,9 @@ type channelLog struct {
 	name string
 	mu   sync.Mutex
 	recs []pubRecord
+	// count is len(recs), readable without the lock: a delivery numbered
+	// at or above it was not published by this probe.
+	count atomic.Int64
 }
 
 // maxBatch caps what one tick sends; when the publisher falls further
@@ -97,6 +101,7 @@ func (p *Probe) publishBatch(ctx context.Context, k int, rr *int, body *bytes.Bu
 		cl.mu.Lock()
 		n := len(cl.recs)
 		cl.recs = append(cl.recs, pubRecord{start: now})
+		cl.count.Store(int64(len(cl.recs)))
 		cl.mu.Unlock()
 		*refs = append(*refs, ref{c, n})
 		if i > 0 {
