@@ -72,7 +72,7 @@ func (c *Checker) StartPhase(ctx context.Context, checks []Check, g Group, lbURL
 	for _, ch := range checks {
 		switch {
 		case ch.Metric != nil:
-			v, err := c.sumMetric(ctx, ch.Metric.Name, g)
+			v, err := c.sumMetric(ctx, ch.Metric, g)
 			if err != nil {
 				return fmt.Errorf("check %s: baseline: %w", ch.Name, err)
 			}
@@ -172,7 +172,7 @@ func (c *Checker) runHTTP(ctx context.Context, h *HTTPCheck) (string, error) {
 }
 
 func (c *Checker) runMetric(ctx context.Context, ch Check, g Group) (string, error) {
-	v, err := c.sumMetric(ctx, ch.Metric.Name, g)
+	v, err := c.sumMetric(ctx, ch.Metric, g)
 	if err != nil {
 		return "", err
 	}
@@ -193,12 +193,11 @@ func (c *Checker) runMetric(ctx context.Context, ch Check, g Group) (string, err
 // sumMetric adds metric over every in-service node's /metrics. A node that
 // cannot be read is skipped: it may be on its way out, and the http and
 // probe checks cover reachability.
-func (c *Checker) sumMetric(ctx context.Context, name string, g Group) (float64, error) {
+func (c *Checker) sumMetric(ctx context.Context, m *MetricCheck, g Group) (float64, error) {
 	if c.MetricsURL == nil {
-		return 0, fmt.Errorf("metric %s: no node metrics address", name)
+		return 0, fmt.Errorf("metric %s: no node metrics address", m.Name)
 	}
 	var sum float64
-	read := 0
 	for _, in := range g.Instances {
 		if in.Lifecycle != "InService" {
 			continue
@@ -214,21 +213,22 @@ func (c *Checker) sumMetric(ctx context.Context, name string, g Group) (float64,
 			cancel()
 			continue
 		}
-		v, _, err := SumMetric(io.LimitReader(resp.Body, 8<<20), name)
+		// A counter vector with no sample yet is absent: that reads as 0.
+		v, _, err := SumMetric(io.LimitReader(resp.Body, 8<<20), m.Name, m.Labels)
 		resp.Body.Close()
 		cancel()
 		if err != nil {
 			return 0, fmt.Errorf("metrics of %s: %w", in.Name, err)
 		}
 		sum += v
-		read++
 	}
 	return sum, nil
 }
 
-// SumMetric adds every sample of metric name (any labels) in a Prometheus
-// text exposition; n is how many samples it found.
-func SumMetric(r io.Reader, name string) (sum float64, n int, err error) {
+// SumMetric adds every sample of metric name whose labels include want
+// (nil: any labels) in a Prometheus text exposition; n is how many samples
+// it added.
+func SumMetric(r io.Reader, name string, want map[string]string) (sum float64, n int, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -243,12 +243,25 @@ func SumMetric(r io.Reader, name string) (sum float64, n int, err error) {
 		if metric != name {
 			continue
 		}
+		labels := map[string]string{}
 		if strings.HasPrefix(rest, "{") {
 			end := labelsEnd(rest)
 			if end < 0 {
 				return 0, n, fmt.Errorf("unterminated labels: %.80q", line)
 			}
+			if labels, err = parseLabels(rest[1:end]); err != nil {
+				return 0, n, fmt.Errorf("%v in %.80q", err, line)
+			}
 			rest = rest[end+1:]
+		}
+		match := true
+		for k, v := range want {
+			if labels[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
 		}
 		fields := strings.Fields(rest)
 		if len(fields) == 0 {
@@ -262,6 +275,42 @@ func SumMetric(r io.Reader, name string) (sum float64, n int, err error) {
 		n++
 	}
 	return sum, n, sc.Err()
+}
+
+// parseLabels parses `a="x",b="y\"z"`.
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for {
+		s = strings.TrimLeft(s, " ,")
+		if s == "" {
+			return out, nil
+		}
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 || eq+1 >= len(s) || s[eq+1] != '"' {
+			return nil, fmt.Errorf("bad label")
+		}
+		key := strings.TrimSpace(s[:eq])
+		var val strings.Builder
+		i := eq + 2
+		for ; i < len(s) && s[i] != '"'; i++ {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+				switch s[i] {
+				case 'n':
+					val.WriteByte('\n')
+				default:
+					val.WriteByte(s[i])
+				}
+				continue
+			}
+			val.WriteByte(s[i])
+		}
+		if i >= len(s) {
+			return nil, fmt.Errorf("unterminated label value")
+		}
+		out[key] = val.String()
+		s = s[i+1:]
+	}
 }
 
 // labelsEnd finds the '}' closing a label set, skipping quoted values.

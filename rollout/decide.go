@@ -145,6 +145,9 @@ func decideBatch(s Step, prev []Step, obs Observation, t Timing, now time.Time) 
 		// to is the one seen now.
 		s.Init = true
 		s.BaseDesired = g.Desired
+		for _, in := range g.Instances {
+			s.Known = append(s.Known, in.ID)
+		}
 		s.HealthySince = map[string]time.Time{}
 		s.Drains = map[string]time.Time{}
 		s.Terminated = map[string]time.Time{}
@@ -342,9 +345,12 @@ func adopt(s Step, prev []Step, g Group) (Step, []Instance) {
 	for _, id := range s.Targets {
 		taken[id] = true
 	}
+	for _, id := range s.Known {
+		taken[id] = true
+	}
 	var cands []Instance
 	for _, in := range g.Instances {
-		if in.Live() && in.Image == s.Image && !taken[in.ID] && !in.LaunchTime.Before(s.Started.Add(-time.Minute)) {
+		if in.Live() && in.Image == s.Image && !taken[in.ID] {
 			cands = append(cands, in)
 		}
 	}

@@ -131,8 +131,11 @@ type ProbeCheck struct {
 // MetricCheck sums a counter over every node's /metrics and fails when it
 // grew by more than MaxIncrease since the phase began.
 type MetricCheck struct {
-	Name        string  `yaml:"name" json:"name"`
-	MaxIncrease float64 `yaml:"max_increase" json:"max_increase"`
+	Name string `yaml:"name" json:"name"`
+	// Labels, when set, restrict the sum to samples with these label
+	// values, e.g. {code: "500"}.
+	Labels      map[string]string `yaml:"labels" json:"labels,omitempty"`
+	MaxIncrease float64           `yaml:"max_increase" json:"max_increase"`
 }
 
 // CommandCheck runs a program; exit status 0 passes.

@@ -209,17 +209,22 @@ func FuzzSumMetric(f *testing.F) {
 	f.Add([]byte("# HELP x\n# TYPE bayeux_errors_total counter\nbayeux_errors_total{code=\"401\"} 3\nbayeux_errors_total 2.5e0\n"))
 	f.Add([]byte("bayeux_errors_total{a=\"}\\\"\"} 1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		SumMetric(bytes.NewReader(data), "bayeux_errors_total")
+		SumMetric(bytes.NewReader(data), "bayeux_errors_total", nil)
+		SumMetric(bytes.NewReader(data), "bayeux_errors_total", map[string]string{"code": "401"})
 	})
 }
 
 func TestSumMetric(t *testing.T) {
 	in := "# TYPE bayeux_errors_total counter\nbayeux_errors_total{code=\"401\",msg=\"a}b\"} 3\nbayeux_errors_total 2\nbayeux_errors_totally 100\nother 7\n"
-	sum, n, err := SumMetric(strings.NewReader(in), "bayeux_errors_total")
+	sum, n, err := SumMetric(strings.NewReader(in), "bayeux_errors_total", nil)
 	if err != nil || sum != 5 || n != 2 {
 		t.Fatalf("sum %v n %d err %v", sum, n, err)
 	}
-	if _, _, err := SumMetric(strings.NewReader("bayeux_errors_total{a=\"1\" 3\n"), "bayeux_errors_total"); err == nil {
+	sum, n, err = SumMetric(strings.NewReader(in), "bayeux_errors_total", map[string]string{"msg": "a}b"})
+	if err != nil || sum != 3 || n != 1 {
+		t.Fatalf("with labels: sum %v n %d err %v", sum, n, err)
+	}
+	if _, _, err := SumMetric(strings.NewReader("bayeux_errors_total{a=\"1\" 3\n"), "bayeux_errors_total", nil); err == nil {
 		t.Error("unterminated labels accepted")
 	}
 }

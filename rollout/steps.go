@@ -65,6 +65,9 @@ type Progress struct {
 	Drains       map[string]time.Time `json:"drains,omitempty"`
 	Terminated   map[string]time.Time `json:"terminated,omitempty"`
 	Ready        bool                 `json:"ready,omitempty"`
+	// Known is every instance of the group when the batch began: none of
+	// them can be a replacement the batch launched.
+	Known []string `json:"known,omitempty"`
 }
 
 // Adoption is a new instance a batch took as one of its replacements.

@@ -27,6 +27,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 
 	"wsfleet/rollout"
@@ -92,6 +93,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 			})
 		}),
 		config.WithAPIOptions([]func(*middleware.Stack) error{p.countCalls}),
+		// The SDK's own warnings (a response body it could not discard)
+		// would interleave with the live view; errors still come back.
+		config.WithLogger(logging.Nop{}),
 	}
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
