@@ -1,9 +1,13 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -12,6 +16,8 @@ import (
 
 	"wsfleet/bayeux"
 )
+
+var errBinary = errors.New("binary websocket frame")
 
 const (
 	wsStatusGoingAway       = websocket.StatusGoingAway
@@ -24,14 +30,67 @@ const (
 // idle connection costs one goroutine.
 type wsConn struct {
 	c         *websocket.Conn
+	br        *bufio.Reader // c's read buffer, to wait for data shallowly
 	srv       *Server
+	conn      net.Conn
 	closeOnce sync.Once
 	closed    chan struct{}
+	// closeCode and closeReason are what the reader closes the socket
+	// with; set once, by close.
+	closeCode   websocket.StatusCode
+	closeReason string
 }
 
-// serveWS upgrades the request and reads frames until the socket closes.
+// wsBufferSize is the size of a websocket's read and write buffers. Bayeux
+// frames are small, and at tens of thousands of idle connections the 4 KiB
+// buffers net/http hands over on hijack would be most of a session's cost;
+// larger frames simply take more than one read or write call.
+const wsBufferSize = 512
+
+// smallBuffers is a ResponseWriter whose Hijack swaps net/http's 4 KiB
+// buffers for wsBufferSize ones, keeping any bytes already read.
+type smallBuffers struct {
+	http.ResponseWriter
+	br   *bufio.Reader // the reader handed to the websocket library
+	conn net.Conn
+}
+
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	w.conn = conn
+	n := brw.Reader.Buffered()
+	if n == 0 {
+		w.br = bufio.NewReaderSize(conn, wsBufferSize)
+		return conn, bufio.NewReadWriter(w.br, bufio.NewWriterSize(conn, wsBufferSize)), nil
+	}
+	// bytes the client sent right after its upgrade request are already
+	// read: they must sit in the new reader's buffer (the websocket
+	// library takes over what is Buffered and resets the reader).
+	b, _ := brw.Reader.Peek(n)
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn), max(wsBufferSize, n))
+	if _, err := br.Peek(n); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	w.br = br
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, wsBufferSize)), nil
+}
+
+// serveWS upgrades the request and hands the socket to a reader goroutine
+// of its own: the handler's goroutine, whose stack grew while serving
+// HTTP, ends, and the reader's stays small.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	sb := &smallBuffers{ResponseWriter: w}
+	c, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
 		// Faye accepts any origin; clients authenticate with a token.
 		InsecureSkipVerify: true,
 		// compression state costs tens of KiB per connection.
@@ -42,7 +101,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.SetReadLimit(int64(s.cfg.MaxMessageBytes))
-	wc := &wsConn{c: c, srv: s, closed: make(chan struct{})}
+	wc := &wsConn{c: c, br: sb.br, conn: sb.conn, srv: s, closed: make(chan struct{})}
 	s.mu.Lock()
 	closing := s.ctx.Err() != nil
 	if !closing {
@@ -54,6 +113,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
+	go s.readWS(wc)
+}
+
+// readWS reads frames until the socket closes.
+func (s *Server) readWS(wc *wsConn) {
+	c := wc.c
 	var bound *session
 	defer func() {
 		s.mu.Lock()
@@ -63,18 +128,48 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if bound != nil {
 			bound.detach(wc)
 		}
+		// the close handshake reads from the socket, so it is done here,
+		// where nothing else reads any more.
 		wc.close(websocket.StatusNormalClosure, "")
+		if wc.conn != nil {
+			wc.conn.SetReadDeadline(time.Time{})
+		}
+		c.Close(wc.closeCode, wc.closeReason)
 	}()
+	type frame struct {
+		ss  *session
+		err error
+	}
+	done := make(chan frame, 1)
 	for {
-		typ, data, err := c.Read(context.Background())
-		if err != nil {
+		// Idle connections wait here, in a shallow call that keeps this
+		// goroutine's stack at its minimum; reading the frame and handling
+		// it (JSON, the handlers, metrics) need a deep stack, so they run
+		// on a short-lived goroutine, waited for so that frames are
+		// handled one at a time and in order.
+		if wc.br != nil {
+			if _, err := wc.br.Peek(1); err != nil {
+				return
+			}
+		}
+		go func() {
+			typ, data, err := c.Read(context.Background())
+			if err != nil {
+				done <- frame{err: err}
+				return
+			}
+			if typ != websocket.MessageText {
+				wc.close(websocket.StatusUnsupportedData, "text frames only")
+				done <- frame{err: errBinary}
+				return
+			}
+			done <- frame{ss: s.handleFrame(wc, data)}
+		}()
+		f := <-done
+		if f.err != nil {
 			return
 		}
-		if typ != websocket.MessageText {
-			wc.close(websocket.StatusUnsupportedData, "text frames only")
-			return
-		}
-		if ss := s.handleFrame(wc, data); ss != nil {
+		if ss := f.ss; ss != nil {
 			if bound != nil && bound != ss {
 				bound.detach(wc)
 			}
@@ -273,11 +368,17 @@ func (wc *wsConn) write(b []byte) error {
 	return wc.c.Write(ctx, websocket.MessageText, b)
 }
 
-// close closes the socket with a status, once, without waiting for the
-// peer's close frame.
+// close asks for the socket to be closed with a status, once, without
+// waiting: it wakes the reader (an expired read deadline), which performs
+// the close handshake.
 func (wc *wsConn) close(code websocket.StatusCode, reason string) {
 	wc.closeOnce.Do(func() {
+		wc.closeCode, wc.closeReason = code, reason
 		close(wc.closed)
-		go wc.c.Close(code, reason)
+		if wc.conn != nil {
+			wc.conn.SetReadDeadline(time.Unix(1, 0))
+		} else {
+			go wc.c.Close(code, reason)
+		}
 	})
 }
