@@ -570,8 +570,19 @@ func (c *Cloud) deleteGroup(req *request, x *xmlw) *apiError {
 	g.deleting = true
 	g.desired, g.min = 0, 0
 	now := c.now()
+	// ForceDelete does not wait: no deregistration delay, and outstanding
+	// lifecycle actions are deleted, as AWS documents.
 	for _, in := range append([]*instance(nil), g.instances...) {
 		c.startTerminate(g, in, now, fmt.Sprintf("At %s a user request deleted the AutoScalingGroup.", isoTime(now)))
+		for _, tg := range c.targetGrps {
+			for _, t := range tg.targets {
+				if t.id == in.id {
+					t.drainUntil = now
+				}
+			}
+		}
+		in.asg.actions = nil
+		in.asg.lifecycle = lcTerminatingProceed
 	}
 	if len(g.instances) == 0 {
 		delete(c.groups, g.name)
