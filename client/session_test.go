@@ -1,0 +1,335 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"wsfleet/bench"
+	"wsfleet/client"
+)
+
+// cutProxy forwards TCP to a server and can cut every connection and
+// refuse new ones for a while: a network blip between one client and a
+// server that stays up, which is when a server should keep the session.
+type cutProxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	target string
+	conns  []net.Conn
+	paused bool
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+func (p *cutProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *cutProxy) serve() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		paused, target := p.paused, p.target
+		p.mu.Unlock()
+		if paused {
+			in.Close()
+			continue
+		}
+		out, err := net.Dial("tcp", target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(out, in); out.Close() }()
+		go func() { _, _ = io.Copy(in, out); in.Close() }()
+	}
+}
+
+// cut closes every connection through the proxy.
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// retarget sends new connections to another server, as a load balancer
+// does when an instance leaves it.
+func (p *cutProxy) retarget(addr string) {
+	p.mu.Lock()
+	p.target = addr
+	p.mu.Unlock()
+}
+
+func (p *cutProxy) pause(on bool) {
+	p.mu.Lock()
+	p.paused = on
+	p.mu.Unlock()
+}
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// startWsfleet starts a real `wsfleet serve`, built once per test run.
+func startWsfleet(t *testing.T) *bench.Process { return startWsfleetArgs(t, "--timeout", "5s") }
+
+func startWsfleetArgs(t *testing.T, args ...string) *bench.Process {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "wsfleet-client-test"); buildErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		binary, buildErr = bench.BuildWsfleet(ctx, buildDir)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	p, err := bench.StartWsfleet(context.Background(), bench.WsfleetOptions{Binary: binary, CPU: -1, AdminToken: "client-test", Args: args})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Kill)
+	return p
+}
+
+// TestSessionKeptAcrossCut cuts the network under a subscribed client
+// while the server stays up, publishes while it is away, and lets it
+// back. The server still knows the session, so the client must come back
+// with the same clientId (no new handshake) and receive what was
+// published meanwhile, once each and in order.
+func TestSessionKeptAcrossCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers")
+	}
+	servers := map[string]func(t *testing.T) *bench.Process{
+		"faye":    func(t *testing.T) *bench.Process { return startFaye(t, 0) },
+		"wsfleet": startWsfleet,
+	}
+	for name, start := range servers {
+		for _, transport := range []string{client.WebSocket, client.LongPolling} {
+			t.Run(name+"/"+transport, func(t *testing.T) {
+				srv := start(t)
+				proxy := newCutProxy(t, srv.Addr)
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				states := make(chan client.State, 16)
+				sub, err := client.Dial(ctx, client.Config{
+					URL: "http://" + proxy.addr() + "/bayeux", Transport: transport,
+					RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+					OnState: func(s client.State) { states <- s },
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer sub.Close()
+				<-states
+				id := sub.ID()
+				box := newInbox()
+				if err := sub.Subscribe(ctx, "/room", box.add); err != nil {
+					t.Fatal(err)
+				}
+				pub, err := client.Dial(ctx, client.Config{URL: srv.URL(), Transport: transport})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pub.Close()
+				for i := range 3 {
+					if err := pub.Publish(ctx, "/room", i); err != nil {
+						t.Fatal(err)
+					}
+				}
+				box.waitN(t, 3, 10*time.Second)
+
+				proxy.pause(true)
+				proxy.cut()
+				if s := <-states; s.Up {
+					t.Fatalf("state after the cut: %+v, want down", s)
+				}
+				for i := 3; i < 8; i++ {
+					if err := pub.Publish(ctx, "/room", i); err != nil {
+						t.Fatal(err)
+					}
+				}
+				proxy.pause(false)
+				if s := <-states; !s.Up || s.Rehandshake {
+					t.Fatalf("state after the cut healed: %+v, want up on the same session", s)
+				}
+				got := box.waitN(t, 8, 15*time.Second)
+				for i, d := range got {
+					var n int
+					if err := json.Unmarshal(d.Data, &n); err != nil || n != i {
+						t.Fatalf("delivery %d = %s, want %d", i, d.Data, i)
+					}
+				}
+				if sub.ID() != id {
+					t.Fatalf("clientId changed from %s to %s", id, sub.ID())
+				}
+				st := sub.Stats()
+				if st.Handshakes != 1 || st.Reconnects != 1 || st.Duplicates != 0 {
+					t.Fatalf("stats %+v, want 1 handshake, 1 reconnect, no duplicates", st)
+				}
+				time.Sleep(300 * time.Millisecond)
+				box.mu.Lock()
+				n := len(box.got)
+				box.mu.Unlock()
+				if n != 8 {
+					t.Fatalf("%d deliveries, want 8", n)
+				}
+			})
+		}
+	}
+}
+
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestReplayAfterNodeCrash runs two real ws nodes clustered over NATS
+// behind a proxy standing in for the load balancer. The client's node is
+// killed (its sessions die with it, unsaved); the proxy sends the client to
+// the other node, which does not know its clientId, so the client must
+// re-handshake, resubscribe with ext.since = its cursor, and get from the
+// cluster's history exactly what was published while it was away.
+func TestReplayAfterNodeCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers")
+	}
+	for _, transport := range []string{client.WebSocket, client.LongPolling} {
+		t.Run(transport, func(t *testing.T) {
+			natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			a := startWsfleetArgs(t, "--timeout", "5s", "--node-id", "a", "--embedded-nats", natsAddr)
+			b := startWsfleetArgs(t, "--timeout", "5s", "--node-id", "b", "--nats", "nats://"+natsAddr)
+			proxy := newCutProxy(t, b.Addr)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			states := make(chan client.State, 16)
+			sub, err := client.Dial(ctx, client.Config{
+				URL: "http://" + proxy.addr() + "/bayeux", Transport: transport,
+				RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+				OnState: func(s client.State) { states <- s },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			<-states
+			box := newInbox()
+			if err := sub.Subscribe(ctx, "/room", box.add); err != nil {
+				t.Fatal(err)
+			}
+			publish := func(from, to int) {
+				t.Helper()
+				for i := from; i < to; i++ {
+					if err := adminPublish(ctx, a.Addr, "/room", i); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			publish(0, 3)
+			box.waitN(t, 3, 10*time.Second)
+			cursor := sub.Cursor()
+			if cursor == 0 {
+				t.Fatal("no ext.seq on deliveries from wsfleet")
+			}
+
+			proxy.pause(true)
+			b.Kill()
+			proxy.cut()
+			if s := <-states; s.Up {
+				t.Fatalf("state after the crash: %+v, want down", s)
+			}
+			publish(3, 8)
+			proxy.retarget(a.Addr)
+			proxy.pause(false)
+			if s := <-states; !s.Up || !s.Rehandshake || s.ReplayGone {
+				t.Fatalf("state after moving to node a: %+v, want up through a new handshake with the replay", s)
+			}
+			got := box.waitN(t, 8, 15*time.Second)
+			for i, d := range got {
+				var n int
+				if err := json.Unmarshal(d.Data, &n); err != nil || n != i {
+					t.Fatalf("delivery %d = %s, want %d", i, d.Data, i)
+				}
+			}
+			publish(8, 9)
+			box.waitN(t, 9, 10*time.Second)
+			time.Sleep(300 * time.Millisecond)
+			box.mu.Lock()
+			n := len(box.got)
+			box.mu.Unlock()
+			if st := sub.Stats(); n != 9 || st.Duplicates != 0 || st.Handshakes != 2 {
+				t.Fatalf("%d deliveries, stats %+v; want 9, no duplicates, 2 handshakes", n, st)
+			}
+		})
+	}
+}
+
+// adminPublish publishes through the node's POST /publish.
+func adminPublish(ctx context.Context, addr, channel string, data any) error {
+	body, err := json.Marshal(map[string]any{"channel": channel, "data": data})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/publish", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer client-test")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("publish: %d %s", resp.StatusCode, b)
+	}
+	return nil
+}
