@@ -2,6 +2,8 @@ package localcloud
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +56,41 @@ func TestSimulatedGroupOf500(t *testing.T) {
 	}
 	if len(seen) != 10 {
 		t.Errorf("DescribeAutoScalingInstances pages: %d instances, want 10", len(seen))
+	}
+}
+
+// TestSimulatedFailuresReplaced: simulated instances that never pass their
+// health checks are replaced when the group's health check type is ELB,
+// each replacement a recorded activity with AWS's cause.
+func TestSimulatedFailuresReplaced(t *testing.T) {
+	ctx := context.Background()
+	cfg := fastConfig()
+	cfg.SimulatedFailureRate = 1
+	_, cl := startCloud(t, cfg)
+	makeFleet(t, ctx, cl, "flaky", "ami-sim", 1)
+	eventually(t, 10*time.Second, "failed instances replaced", func() error {
+		acts, err := cl.ASG.DescribeScalingActivities(ctx, &autoscaling.DescribeScalingActivitiesInput{AutoScalingGroupName: aws.String("flaky")})
+		if err != nil {
+			return err
+		}
+		replaced := 0
+		for _, a := range acts.Activities {
+			if strings.Contains(aws.ToString(a.Cause), "ELB system health check failure") {
+				replaced++
+			}
+		}
+		if replaced < 2 {
+			return fmt.Errorf("%d health-check replacements so far", replaced)
+		}
+		return nil
+	})
+	g, err := describeGroup(ctx, cl, "flaky")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range g.Instances {
+		if in.LifecycleState == "InService" {
+			t.Fatalf("an instance that never passed a health check is in service: %+v", in)
+		}
 	}
 }
