@@ -214,6 +214,9 @@ type Watcher struct {
 	ASG  *autoscaling.Client
 	// Interval between polls of IMDS and between completion attempts.
 	Interval time.Duration
+	// HeartbeatEvery is how often a drain records lifecycle heartbeats;
+	// default a third of the shortest termination hook's heartbeat timeout.
+	HeartbeatEvery time.Duration
 	// Drain runs the node's paced drain.
 	Drain func(ctx context.Context) error
 	Log   *slog.Logger
@@ -249,25 +252,49 @@ func (w *Watcher) leave(ctx context.Context) error {
 	}
 	log := w.Log.With("instance", md.InstanceID, "group", md.Group)
 	log.Info("instance is terminating: draining")
-	if err := w.Drain(ctx); err != nil {
-		log.Warn("drain did not finish", "err", err)
-	}
+	var hooks []string
+	heartbeat := time.Duration(0)
 	if md.Group == "" {
-		return errors.New("complete lifecycle action: the instance has no aws:autoscaling:groupName tag in IMDS")
-	}
-	hooks, err := w.ASG.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(md.Group)})
-	if err != nil {
-		return fmt.Errorf("describe lifecycle hooks of %s: %w", md.Group, err)
-	}
-	pending := map[string]bool{}
-	for _, h := range hooks.LifecycleHooks {
-		if aws.ToString(h.LifecycleTransition) == "autoscaling:EC2_INSTANCE_TERMINATING" {
-			pending[aws.ToString(h.LifecycleHookName)] = true
+		log.Warn("no aws:autoscaling:groupName tag in IMDS: draining without completing lifecycle actions")
+	} else {
+		out, err := w.ASG.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(md.Group)})
+		if err != nil {
+			log.Warn("describe lifecycle hooks", "err", err)
+		}
+		if out != nil {
+			for _, h := range out.LifecycleHooks {
+				if aws.ToString(h.LifecycleTransition) != "autoscaling:EC2_INSTANCE_TERMINATING" {
+					continue
+				}
+				hooks = append(hooks, aws.ToString(h.LifecycleHookName))
+				if hb := time.Duration(aws.ToInt32(h.HeartbeatTimeout)) * time.Second; heartbeat == 0 || hb < heartbeat {
+					heartbeat = hb
+				}
+			}
 		}
 	}
-	if len(pending) == 0 {
-		log.Info("drained; the group has no termination hook to complete")
+	// A drain longer than a hook's heartbeat timeout keeps the action
+	// alive with heartbeats (they fail harmlessly until the hook waits).
+	dctx, stopBeats := context.WithCancel(ctx)
+	if len(hooks) > 0 && heartbeat > 0 {
+		every := w.HeartbeatEvery
+		if every <= 0 {
+			every = max(heartbeat/3, w.Interval)
+		}
+		go w.heartbeats(dctx, md, hooks, every)
+	}
+	err = w.Drain(ctx)
+	stopBeats()
+	if err != nil {
+		log.Warn("drain did not finish", "err", err)
+	}
+	if len(hooks) == 0 {
+		log.Info("drained; no termination hook to complete")
 		return nil
+	}
+	pending := map[string]bool{}
+	for _, h := range hooks {
+		pending[h] = true
 	}
 	// The hooks start waiting only after the deregistration delay, which
 	// may outlast the drain: retry until each action is there to complete.
@@ -297,6 +324,27 @@ func (w *Watcher) leave(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		}
+	}
+}
+
+// heartbeats records a heartbeat on each hook every period until ctx ends.
+func (w *Watcher) heartbeats(ctx context.Context, md Metadata, hooks []string, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, h := range hooks {
+			_, err := w.ASG.RecordLifecycleActionHeartbeat(ctx, &autoscaling.RecordLifecycleActionHeartbeatInput{
+				AutoScalingGroupName: aws.String(md.Group), LifecycleHookName: aws.String(h), InstanceId: aws.String(md.InstanceID),
+			})
+			if err == nil {
+				w.Log.Debug("lifecycle heartbeat", "hook", h)
+			}
 		}
 	}
 }

@@ -207,3 +207,92 @@ func TestWatcherDrainsAndCompletes(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWatcherHeartbeatsDuringLongDrain: a drain that outlasts the hook's
+// heartbeat timeout keeps the lifecycle action alive with heartbeats. The
+// cloud's clock is moved 40 s past the start of a 30 s hook while the
+// drain runs; the instance must still be waiting, not timed out.
+func TestWatcherHeartbeatsDuringLongDrain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	c, err := localcloud.Start(ctx, localcloud.Config{
+		Listen: "127.0.0.1:0", Images: map[string]localcloud.Image{"ami-sim": {Simulated: true}},
+		Tick: 20 * time.Millisecond, SimulatedBootTime: 20 * time.Millisecond, Now: now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl := c.Clients("AKIDNODE")
+	if _, err := cl.EC2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String("ws-template"), LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-sim")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.ASG.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String("g"), LaunchTemplate: &asgtypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String("ws-template")},
+		MinSize: aws.Int32(0), MaxSize: aws.Int32(1), DesiredCapacity: aws.Int32(1), AvailabilityZones: []string{"us-east-1a"},
+		LifecycleHookSpecificationList: []asgtypes.LifecycleHookSpecification{{
+			LifecycleHookName: aws.String("drain"), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+			HeartbeatTimeout: aws.Int32(30), DefaultResult: aws.String("ABANDON"),
+		}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	state := func() (string, string) {
+		out, err := cl.ASG.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{"g"}})
+		if err != nil || len(out.AutoScalingGroups[0].Instances) == 0 {
+			return "", ""
+		}
+		in := out.AutoScalingGroups[0].Instances[0]
+		return aws.ToString(in.InstanceId), string(in.LifecycleState)
+	}
+	var id string
+	for {
+		if i, s := state(); s == "InService" {
+			id = i
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no instance in service")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stillWaiting := make(chan bool, 1)
+	w := &Watcher{
+		IMDS: imds.New(imds.Options{Endpoint: c.MetadataEndpoint(id)}), ASG: cl.ASG, Log: quiet(),
+		Interval: 50 * time.Millisecond, HeartbeatEvery: 50 * time.Millisecond,
+		Drain: func(ctx context.Context) error {
+			for {
+				if _, s := state(); s == "Terminating:Wait" {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for range 2 {
+				offset.Add(int64(20 * time.Second))
+				time.Sleep(300 * time.Millisecond) // heartbeats land
+			}
+			_, s := state()
+			stillWaiting <- s == "Terminating:Wait"
+			return nil
+		},
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	if _, err := cl.ASG.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{AutoScalingGroupName: aws.String("g"), DesiredCapacity: aws.Int32(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if !<-stillWaiting {
+		t.Fatal("the lifecycle action timed out during the drain despite heartbeats")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	acts, err := cl.ASG.DescribeScalingActivities(ctx, &autoscaling.DescribeScalingActivitiesInput{AutoScalingGroupName: aws.String("g")})
+	if err != nil || len(acts.Activities) != 2 {
+		t.Fatalf("activities %+v %v", acts, err)
+	}
+}
