@@ -266,6 +266,7 @@ func (c *Cloud) Close() error {
 			in.imds.close()
 			in.imds = nil
 		}
+		in.releaseHold()
 	}
 	for _, l := range c.listeners {
 		l.close()

@@ -3,6 +3,7 @@ package localcloud
 import (
 	"encoding/base64"
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -93,6 +94,7 @@ type instance struct {
 
 	proc *proc
 	imds *imdsServer
+	hold net.Listener // the node port, reserved until the process starts
 
 	asg *asgInstance // nil when no group owns it
 }

@@ -22,9 +22,11 @@ import (
 // listens on the same port as on EC2, and its own metadata service on that
 // IP, so the node's IMDS client needs no way to say who it is.
 
-// allocIP returns a free private IP. For process instances it also checks
-// that nothing (another local cloud, say) already listens on its node port.
-func (c *Cloud) allocIP(probe bool) (string, *apiError) {
+// allocIP returns a free private IP. For process instances it also binds
+// the node port on it and returns that listener, held until the process
+// starts, so that another local cloud on this machine (tests run packages
+// in parallel) cannot pick the same address meanwhile.
+func (c *Cloud) allocIP(probe bool) (string, net.Listener, *apiError) {
 	const first, last = 1<<8 + 1, 255<<8 + 254 // 127.0.1.1 … 127.0.255.254
 	for tries := 0; tries < last-first; tries++ {
 		n := first + (c.ipNext+tries)%(last-first)
@@ -35,18 +37,19 @@ func (c *Cloud) allocIP(probe bool) (string, *apiError) {
 		if c.ipInUse[ip] {
 			continue
 		}
+		var hold net.Listener
 		if probe {
 			ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(c.cfg.NodePort)))
 			if err != nil {
 				continue
 			}
-			ln.Close()
+			hold = ln
 		}
 		c.ipNext = n - first + 1
 		c.ipInUse[ip] = true
-		return ip, nil
+		return ip, hold, nil
 	}
-	return "", &apiError{Status: 500, Code: "InsufficientInstanceCapacity", Message: "no free private IP address"}
+	return "", nil, &apiError{Status: 500, Code: "InsufficientInstanceCapacity", Message: "no free private IP address"}
 }
 
 // launch creates a pending instance; it boots on a later reconcile.
@@ -58,7 +61,7 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 	if c.alive >= c.cfg.MaxInstances {
 		return nil, errf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of %d allows", c.alive+1, c.cfg.MaxInstances)
 	}
-	ip, e := c.allocIP(!im.Simulated)
+	ip, hold, e := c.allocIP(!im.Simulated)
 	if e != nil {
 		return nil, e
 	}
@@ -79,7 +82,7 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 		id: newInstanceID(), imageID: spec.imageID, instanceType: it, ip: ip, az: az,
 		reservation: reservation, keyName: spec.keyName, launched: now, bootDone: now.Add(boot),
 		state: statePending, tags: map[string]string{}, userData: spec.userData,
-		simulated: im.Simulated,
+		simulated: im.Simulated, hold: hold,
 	}
 	for k, v := range spec.tags {
 		in.tags[k] = v
@@ -95,6 +98,7 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 	srv, err := c.startIMDS(in)
 	if err != nil {
 		delete(c.ipInUse, ip)
+		in.releaseHold()
 		return nil, &apiError{Status: 500, Code: "InternalError", Message: "start metadata service: " + err.Error()}
 	}
 	in.imds = srv
@@ -171,6 +175,7 @@ func (c *Cloud) finishTerminate(in *instance) {
 	}
 	in.state = stateTerminated
 	in.terminatedAt = c.now()
+	in.releaseHold()
 	if in.imds != nil {
 		in.imds.close()
 		in.imds = nil
@@ -206,6 +211,7 @@ func (c *Cloud) startProcess(in *instance) error {
 	)
 	cmd.Env = append(cmd.Env, c.cfg.Env...)
 	setProcAttr(cmd)
+	in.releaseHold() // the node binds it now
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return fmt.Errorf("start %s: %w", in.id, err)
@@ -405,4 +411,12 @@ func targetLifecycleState(lifecycle string) string {
 		return "Detached"
 	}
 	return "InService"
+}
+
+// releaseHold closes the node-port reservation of a process instance.
+func (in *instance) releaseHold() {
+	if in.hold != nil {
+		in.hold.Close()
+		in.hold = nil
+	}
 }
