@@ -1,0 +1,417 @@
+package rollout_test
+
+// End to end on the local cloud: the wsfleet binary runs the cloud (8 real
+// ws nodes clustered over an embedded NATS, behind its load balancer) and
+// the rollout engines as separate processes, so that an engine can be
+// killed with SIGKILL and resumed. Timings are the seed's, run with
+// --time-scale 0.05.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+
+	awsprov "wsfleet/provider/aws"
+	"wsfleet/rollout"
+)
+
+const adminToken = "local-admin-token" // the seed topology's
+
+type e2e struct {
+	t        *testing.T
+	dir      string
+	bin      string
+	api      string // AWS endpoint
+	lb       string // load balancer URL
+	stateDir string
+	cloud    *exec.Cmd
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startCloud builds wsfleet and runs `wsfleet cloud` with the seed
+// topology on free ports.
+func startCloud(t *testing.T) *e2e {
+	dir := t.TempDir()
+	e := &e2e{t: t, dir: dir, bin: filepath.Join(dir, "wsfleet"), stateDir: filepath.Join(dir, "state")}
+	if out, err := exec.Command("go", "build", "-o", e.bin, "wsfleet/cmd/wsfleet").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// A node image that never starts: its instances never pass a check.
+	bad := filepath.Join(dir, "bad-node")
+	if err := os.WriteFile(bad, []byte("#!/bin/sh\necho broken image >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	topo, err := os.ReadFile("../examples/seed-topology.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiPort, natsPort, lbPort := freePort(t), freePort(t), freePort(t)
+	s := strings.Replace(string(topo), "nats://127.0.0.1:4222", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), 1)
+	s = strings.Replace(s, "port: 8000", fmt.Sprintf("port: %d", lbPort), 1)
+	topoPath := filepath.Join(dir, "topology.yaml")
+	os.WriteFile(topoPath, []byte(s), 0o644)
+	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
+	e.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	e.lb = fmt.Sprintf("http://127.0.0.1:%d", lbPort)
+	cmd := exec.Command(e.bin, "cloud", "--listen", fmt.Sprintf("127.0.0.1:%d", apiPort),
+		"--image", "ami-old="+e.bin, "--image", "ami-new="+e.bin, "--image", "ami-bad="+bad,
+		"--embedded-nats", fmt.Sprintf("127.0.0.1:%d", natsPort), "--bootstrap", topoPath,
+		"--log-dir", filepath.Join(dir, "logs"), "--log-level", "warn",
+		"--health-check-interval", "1s", "--deregistration-delay-max", "5s", "--kill-grace", "5s", "--tick", "100ms")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.cloud = cmd
+	t.Cleanup(func() {
+		// The cloud stops its instances on SIGTERM; whatever is left of
+		// its process group after that is killed.
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	})
+	e.waitFleet("ami-old", 90*time.Second)
+	return e
+}
+
+func (e *e2e) provider() *awsprov.Provider {
+	p, err := awsprov.New(context.Background(), awsprov.Config{Region: "us-east-1", Endpoint: e.api, MaxBackoff: time.Second})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// waitFleet waits until the group is 8 healthy, ready instances on image,
+// named ws-01..ws-08.
+func (e *e2e) waitFleet(image string, d time.Duration) {
+	e.t.Helper()
+	p := e.provider()
+	deadline := time.Now().Add(d)
+	for {
+		got, err := e.fleet(p)
+		want := ""
+		for i := 1; i <= 8; i++ {
+			want += fmt.Sprintf("ws-%02d:%s:healthy ", i, image)
+		}
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("fleet not 8 x %s within %s: %s %v", image, d, got, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// fleet lists the live instances as "name:image:health ", sorted.
+func (e *e2e) fleet(p *awsprov.Provider) (string, error) {
+	g, err := p.Group(context.Background(), "gitter-ws")
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	for _, in := range g.Instances {
+		if in.Live() {
+			out = append(out, fmt.Sprintf("%s:%s:%s ", in.Name, in.Image, in.Health))
+		}
+	}
+	sort.Strings(out)
+	if g.Desired != len(out) {
+		return strings.Join(out, ""), fmt.Errorf("desired %d, %d live", g.Desired, len(out))
+	}
+	return strings.Join(out, ""), nil
+}
+
+func (e *e2e) writePlan(name, body string) string {
+	path := filepath.Join(e.dir, name+".yaml")
+	head := fmt.Sprintf(`change: %s
+group: gitter-ws
+aws: {region: us-east-1, endpoint: %s}
+warm_up: 20s
+healthy_timeout: 60s
+nodes: {admin_port: 8080, admin_token_env: WSFLEET_ADMIN_TOKEN}
+drain: {window: 30s, max_rate: 200, deadline: 5m}
+checks:
+  - {name: site, http: {url: %s/healthz, status: 200}}
+  - {name: chat, probe: {clients: 50, rate: 10, max_loss: 0}}
+  - {name: errors, metric: {name: wsfleet_errors_total, labels: {code: "500"}, max_increase: 10}}
+rollback: {on_failure: auto}
+`, name, e.api, e.lb)
+	if err := os.WriteFile(path, []byte(head+body), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+// engine runs a wsfleet rollout command as a process.
+func (e *e2e) engine(args ...string) *exec.Cmd {
+	args = append(args, "--state-dir", e.stateDir, "--time-scale", "0.05", "--poll", "250ms", "--max-poll", "1s", "--json")
+	cmd := exec.Command(e.bin, args...)
+	cmd.Env = append(os.Environ(), "WSFLEET_ADMIN_TOKEN="+adminToken)
+	return cmd
+}
+
+func (e *e2e) load(change string) *rollout.State {
+	st, err := (&rollout.Store{Dir: e.stateDir}).Load(change)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// terminations counts the group's terminations per instance, from its
+// scaling activities: the cloud's own record.
+func (e *e2e) terminations() map[string]int {
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("e2e", "e2e", "")}
+	cl := autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(e.api) })
+	out := map[string]int{}
+	pager := autoscaling.NewDescribeScalingActivitiesPaginator(cl, &autoscaling.DescribeScalingActivitiesInput{AutoScalingGroupName: aws.String("gitter-ws")})
+	for pager.HasMorePages() {
+		page, err := pager.NextPage(context.Background())
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, a := range page.Activities {
+			if id, ok := strings.CutPrefix(aws.ToString(a.Description), "Terminating EC2 instance: "); ok {
+				out[id]++
+			}
+		}
+	}
+	return out
+}
+
+// healthySampler records the fewest healthy targets seen while it runs.
+func (e *e2e) healthySampler(ctx context.Context) func() int {
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("e2e", "e2e", "")}
+	cl := elb.NewFromConfig(cfg, func(o *elb.Options) { o.BaseEndpoint = aws.String(e.api) })
+	tgs, err := cl.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{"gitter-ws"}})
+	if err != nil || len(tgs.TargetGroups) == 0 {
+		e.t.Fatalf("target group: %v", err)
+	}
+	arn := tgs.TargetGroups[0].TargetGroupArn
+	var mu sync.Mutex
+	fewest := 1 << 30
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			out, err := cl.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: arn})
+			if err == nil {
+				n := 0
+				for _, d := range out.TargetHealthDescriptions {
+					if d.TargetHealth != nil && d.TargetHealth.State == "healthy" {
+						n++
+					}
+				}
+				mu.Lock()
+				fewest = min(fewest, n)
+				mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int {
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return fewest
+	}
+}
+
+func TestE2ELocalCloud(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a local cloud with 8 ws nodes")
+	}
+	start := time.Now()
+	e := startCloud(t)
+	t.Logf("cloud with 8 nodes up in %s", time.Since(start).Round(time.Millisecond))
+
+	t.Run("three phases, zero loss, second rollout refused", func(t *testing.T) {
+		plan := e.writePlan("e2e-new", `image: ami-new
+phases:
+  - {name: canary, canary: 1, protect_old: true, bake: 2m}
+  - {name: first half, replace: [ws-01, ws-02, ws-03, ws-04], deadline: 15m}
+  - {name: second half, replace: rest, not_before: "2019-08-21T06:00:00Z"}
+`)
+		other := e.writePlan("e2e-other", "image: ami-new\nphases:\n  - {name: all, replace: rest}\n")
+		ctx, cancel := context.WithCancel(context.Background())
+		fewest := e.healthySampler(ctx)
+		cmd := e.engine("rollout", "-f", plan)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Once the first holds the lock, a second rollout of the group
+		// fails at once, naming it.
+		waitEvent(t, filepath.Join(e.stateDir, "e2e-new.events.jsonl"), `"type":"phase"`, 60*time.Second)
+		t0 := time.Now()
+		second := e.engine("rollout", "-f", other)
+		msg, err := second.CombinedOutput()
+		if err == nil || !strings.Contains(string(msg), "locked by another rollout: e2e-new@") {
+			t.Errorf("second rollout: %v\n%s", err, msg)
+		}
+		if d := time.Since(t0); d > 10*time.Second {
+			t.Errorf("second rollout took %s to be refused", d)
+		}
+		err = cmd.Wait()
+		cancel()
+		if err != nil {
+			t.Fatalf("rollout: %v\n%s\n%s", err, tail(out.String(), 30), tail(errOut.String(), 20))
+		}
+		st := e.load("e2e-new")
+		if st.Status != rollout.StatusSucceeded {
+			t.Fatalf("status %s: %s", st.Status, st.Failure)
+		}
+		for _, ph := range st.Phases {
+			if ph.Probe == nil || ph.Probe.Lost != 0 || ph.Probe.Delivered == 0 {
+				t.Errorf("phase %s probe %+v", ph.Name, ph.Probe)
+			}
+		}
+		e.waitFleet("ami-new", 30*time.Second)
+		if n := fewest(); n < 8 {
+			t.Errorf("healthy targets fell to %d during the rollout (launch-before-terminate keeps 8)", n)
+		}
+		var report bytes.Buffer
+		rollout.WriteReport(&report, st)
+		t.Logf("report:\n%s", report.String())
+	})
+
+	t.Run("kill -9 mid-replace, resume", func(t *testing.T) {
+		before := e.terminations()
+		plan := e.writePlan("e2e-back", `image: ami-old
+phases:
+  - {name: first half, replace: 4}
+  - {name: second half, replace: rest}
+`)
+		cmd := e.engine("rollout", "-f", plan)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill it as soon as it asked the first old node to drain.
+		waitEvent(t, filepath.Join(e.stateDir, "e2e-back.events.jsonl"), `"effect":"drain/`, 90*time.Second)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		st := e.load("e2e-back")
+		if st.Status.Final() {
+			t.Fatalf("killed engine already %s", st.Status)
+		}
+		res := e.engine("resume", "-c", "e2e-back")
+		msg, err := res.CombinedOutput()
+		if err != nil {
+			t.Fatalf("resume: %v\n%s", err, tail(string(msg), 30))
+		}
+		st = e.load("e2e-back")
+		if st.Status != rollout.StatusSucceeded {
+			t.Fatalf("status %s: %s", st.Status, st.Failure)
+		}
+		e.waitFleet("ami-old", 30*time.Second)
+		after := e.terminations()
+		for id, n := range after {
+			if n-before[id] > 1 {
+				t.Errorf("%s terminated %d times", id, n-before[id])
+			}
+		}
+		if n := len(after) - len(before); n != 8 {
+			t.Errorf("%d instances terminated, want 8", n)
+		}
+	})
+
+	t.Run("canary fails, automatic rollback", func(t *testing.T) {
+		plan := e.writePlan("e2e-bad", `image: ami-bad
+phases:
+  - {name: canary, canary: 1, protect_old: true, bake: 2m}
+  - {name: all, replace: rest}
+`)
+		plan2, _ := os.ReadFile(plan)
+		os.WriteFile(plan, bytes.Replace(plan2, []byte("healthy_timeout: 60s"), []byte("healthy_timeout: 15s"), 1), 0o644)
+		cmd := e.engine("rollout", "-f", plan)
+		msg, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("a canary that never became healthy did not fail the rollout\n%s", tail(string(msg), 20))
+		}
+		st := e.load("e2e-bad")
+		if st.Status != rollout.StatusRolledBack || !strings.Contains(st.Failure, "not healthy") {
+			t.Fatalf("status %s: %s\n%s", st.Status, st.Failure, tail(string(msg), 20))
+		}
+		e.waitFleet("ami-old", 30*time.Second)
+		g, err := e.provider().Group(context.Background(), "gitter-ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Image != "ami-old" || g.Tags[rollout.LockTag] != "" {
+			t.Errorf("after rollback: image %s, lock %q", g.Image, g.Tags[rollout.LockTag])
+		}
+		for _, in := range g.Instances {
+			if in.Live() && in.Protected {
+				t.Errorf("%s left protected", in.Name)
+			}
+		}
+	})
+	t.Logf("e2e total %s", time.Since(start).Round(time.Second))
+}
+
+// waitEvent waits until the event log has a line containing s.
+func waitEvent(t *testing.T, path, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if f, err := os.Open(path); err == nil {
+			sc := bufio.NewScanner(f)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), s) {
+					f.Close()
+					return
+				}
+			}
+			f.Close()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no event %s in %s within %s", s, path, d)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
