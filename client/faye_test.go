@@ -65,7 +65,11 @@ func (b *inbox) waitN(t *testing.T, n int, within time.Duration) []client.Delive
 		case <-deadline:
 			b.mu.Lock()
 			defer b.mu.Unlock()
-			t.Fatalf("got %d deliveries, want %d", len(b.got), n)
+			var data []string
+			for _, d := range b.got {
+				data = append(data, string(d.Data))
+			}
+			t.Fatalf("got %d deliveries, want %d: %s", len(b.got), n, strings.Join(data, " "))
 		}
 	}
 }
