@@ -21,6 +21,9 @@ test: build
 # fuzz runs each fuzz target briefly; CI runs their seed corpora in `test`.
 fuzz:
 	$(GO) test ./bayeux -run '^$$' -fuzz FuzzDecodeMessages -fuzztime 30s
+	$(GO) test ./localcloud -run '^$$' -fuzz FuzzParseQuery -fuzztime 30s
+	$(GO) test ./localcloud -run '^$$' -fuzz FuzzAPI -fuzztime 30s
+	$(GO) test ./nodeaws -run '^$$' -fuzz FuzzParseUserData -fuzztime 30s
 
 demo: build
 	./$(BIN) demo
