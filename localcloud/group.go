@@ -279,6 +279,26 @@ func (c *Cloud) stepInstance(g *group, in *instance, now time.Time) {
 		if a.lifecycle == before {
 			return
 		}
+		a.noteActivity()
+	}
+}
+
+// noteActivity mirrors the instance's state in its activity's status code,
+// as AWS reports an activity that waits on a hook or on connection
+// draining.
+func (a *asgInstance) noteActivity() {
+	if a.activity == nil || a.activity.status == "Successful" || a.activity.status == "Cancelled" {
+		return
+	}
+	switch a.lifecycle {
+	case lcPendingWait, lcTerminatingWait:
+		a.activity.status, a.activity.progress = "MidLifecycleAction", 50
+	case lcTerminating:
+		a.activity.status, a.activity.progress = "WaitingForELBConnectionDraining", 50
+	case lcPendingProceed:
+		a.activity.status, a.activity.progress = "PreInService", 30
+	default:
+		a.activity.status = "InProgress"
 	}
 }
 
@@ -361,6 +381,7 @@ func (c *Cloud) startTerminate(g *group, in *instance, now time.Time, cause stri
 	a.actions = nil
 	a.activity = c.recordActivity(g, now, "Terminating EC2 instance: "+in.id, cause, "InProgress", "")
 	c.deregisterInstance(g, in, now)
+	a.noteActivity()
 	c.log.Info("instance terminating", "group", g.name, "instance", in.id)
 }
 

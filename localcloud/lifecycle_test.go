@@ -102,6 +102,10 @@ func TestLifecycleHooks(t *testing.T) {
 	if got := imdsGet(t, md, "autoscaling/target-lifecycle-state"); got != "Terminated" {
 		t.Fatalf("target-lifecycle-state %q, want Terminated", got)
 	}
+	acts, err := cl.ASG.DescribeScalingActivities(ctx, &autoscaling.DescribeScalingActivitiesInput{AutoScalingGroupName: aws.String("hooked")})
+	if err != nil || len(acts.Activities) == 0 || acts.Activities[0].StatusCode != asgtypes.ScalingActivityStatusCodeMidLifecycleAction {
+		t.Fatalf("newest activity while the hook waits: %+v %v", acts.Activities, err)
+	}
 	clk.advance(20 * time.Second)
 	if _, err := cl.ASG.RecordLifecycleActionHeartbeat(ctx, &autoscaling.RecordLifecycleActionHeartbeatInput{
 		AutoScalingGroupName: aws.String("hooked"), LifecycleHookName: aws.String("drain"), InstanceId: aws.String(id),
