@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -129,6 +130,16 @@ func TestScanDeliveries(t *testing.T) {
 		{"wsfleet with seq", `[{"channel":"/a","data":{"t":1000},"ext":{"seq":7}}]`, 1},
 		{"connect reply", `[{"channel":"/meta/connect","successful":true,"advice":{"timeout":30000}}]`, 0},
 		{"t without digits", `{"t":"x"}`, 0},
+	}
+	// A real send time has 19 digits: the latency must come out right.
+	h := &latHist{}
+	now := time.Now().UnixNano()
+	frame := fmt.Sprintf(`[{"channel":"/a","data":{"t":%d}}]`, now-int64(5*time.Millisecond))
+	if n := scanDeliveries([]byte(frame), now, h); n != 1 {
+		t.Fatalf("counted %d", n)
+	}
+	if p50, _, max, _ := h.h.quantiles(); p50 < 4.9 || p50 > 5.1 || max != 5 {
+		t.Fatalf("latency p50 %v max %v, want 5ms", p50, max)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

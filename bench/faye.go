@@ -6,6 +6,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -92,6 +94,33 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
+// fayeServerJS is bench/faye-server.js, carried in the binary so that
+// `wsfleet bench` runs from any directory.
+//
+//go:embed faye-server.js
+var fayeServerJS []byte
+
+var (
+	scriptOnce sync.Once
+	scriptPath string
+	scriptErr  error
+)
+
+// fayeScript writes the embedded script to a temporary file once per
+// process and returns its path.
+func fayeScript() (string, error) {
+	scriptOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wsfleet-faye")
+		if err != nil {
+			scriptErr = fmt.Errorf("bench: %w", err)
+			return
+		}
+		scriptPath = filepath.Join(dir, "faye-server.js")
+		scriptErr = os.WriteFile(scriptPath, fayeServerJS, 0o644)
+	})
+	return scriptPath, scriptErr
+}
+
 // FayeOptions configure StartFaye.
 type FayeOptions struct {
 	Host       string // default 127.0.0.1
@@ -114,7 +143,7 @@ func StartFaye(ctx context.Context, o FayeOptions) (*Process, error) {
 	if err != nil {
 		return nil, ErrNoFaye
 	}
-	root, err := RepoRoot()
+	script, err := fayeScript()
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +153,7 @@ func StartFaye(ctx context.Context, o FayeOptions) (*Process, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 45
 	}
-	args := []string{filepath.Join(root, "bench", "faye-server.js"),
+	args := []string{script,
 		"--host", o.Host, "--port", fmt.Sprint(o.Port), "--timeout", fmt.Sprint(o.Timeout)}
 	if o.AdminToken != "" {
 		args = append(args, "--token", o.AdminToken)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"net"
 	"net/http"
@@ -243,16 +244,17 @@ func scanDeliveries(b []byte, now int64, h *latHist) int64 {
 			return n
 		}
 		b = b[i+len(tokT):]
-		// At most 18 digits, so the number cannot overflow.
-		var t int64
+		// At most 19 digits (a time in unix nanoseconds has 19), which a
+		// uint64 holds without overflow.
+		var t uint64
 		j := 0
-		for j < len(b) && j < 18 && b[j] >= '0' && b[j] <= '9' {
-			t = t*10 + int64(b[j]-'0')
+		for j < len(b) && j < 19 && b[j] >= '0' && b[j] <= '9' {
+			t = t*10 + uint64(b[j]-'0')
 			j++
 		}
 		if j > 0 {
-			if h != nil {
-				h.h.add(now - t)
+			if h != nil && t <= math.MaxInt64 {
+				h.h.add(now - int64(t))
 			}
 			n++
 		}
