@@ -43,6 +43,7 @@ type asgInstance struct {
 	registered bool                 // registered with the group's target groups
 	actions    map[string]*lcAction // lifecycle actions in progress, by hook name
 	activity   *activity            // the launch or terminate activity in progress
+	inService  time.Time            // when it came into service; the grace period counts from here
 }
 
 // lcAction is one lifecycle hook waiting on one instance.
@@ -233,7 +234,9 @@ func (c *Cloud) stepInstance(g *group, in *instance, now time.Time) {
 				return
 			}
 		case lcInService:
-			if g.healthType == "ELB" && now.Sub(in.launched) >= time.Duration(g.grace)*time.Second {
+			// AWS: the grace period is the time after an instance "has come
+			// into service" before a failed health check marks it unhealthy.
+			if g.healthType == "ELB" && now.Sub(a.inService) >= time.Duration(g.grace)*time.Second {
 				if _, anyUnhealthy := c.targetHealth(g, in); anyUnhealthy {
 					a.health = unhealthy
 					c.startTerminate(g, in, now, fmt.Sprintf("At %s an instance was taken out of service in response to an ELB system health check failure.", isoTime(now)))
@@ -306,6 +309,7 @@ func (c *Cloud) enterService(g *group, in *instance, now time.Time) {
 	a := in.asg
 	a.lifecycle = lcInService
 	a.health = healthy
+	a.inService = now
 	if a.activity != nil {
 		a.activity.status, a.activity.end, a.activity.progress = "Successful", now, 100
 		a.activity = nil
