@@ -360,3 +360,111 @@ func TestEngineDrainingNodeReplacedByGroup(t *testing.T) {
 	}
 	h.checkInvariants()
 }
+
+func TestEngineMissingImageRefused(t *testing.T) {
+	h := newHarness(t)
+	plan := strings.Replace(string(seedPlan(h.site.URL, "launch-before-terminate")), "image: ami-new", "image: ami-0missing", 1)
+	_, err := h.engine().Start(context.Background(), []byte(plan))
+	if !errors.Is(err, ErrInvalidPlan) || !strings.Contains(err.Error(), `line 3: image: no image "ami-0missing" exists`) {
+		t.Fatalf("err = %v", err)
+	}
+	if h.cloud.tags[LockTag] != "" || h.cloud.version != 1 {
+		t.Error("a refused plan touched the group")
+	}
+}
+
+// TestEngineDetachAndResume: --detach saves and exits before the second
+// half's window, leaving the group locked by the change; resume after the
+// window finishes it, and nobody else can start meanwhile.
+func TestEngineDetachAndResume(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.floor = 8
+	e := h.engine()
+	e.Detach = true
+	st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if !errors.Is(err, ErrDetached) || st.Status != StatusWaiting {
+		t.Fatalf("err %v status %s", err, st.Status)
+	}
+	lock, ok := ParseLock(h.cloud.tags[LockTag])
+	if !ok || lock.PID != 0 || lock.Change != "gitter-ws-new-ami" {
+		t.Fatalf("lock while detached: %q", h.cloud.tags[LockTag])
+	}
+	other := "change: other\ngroup: gitter-ws\nimage: ami-new\nphases:\n  - {name: all, replace: rest}\n"
+	if _, err := h.engine().Start(context.Background(), []byte(other)); !errors.Is(err, ErrLocked) {
+		t.Errorf("another rollout while detached: %v", err)
+	}
+	if got := len(h.cloud.terminated); got != 5 { // canary + first half
+		t.Errorf("%d terminated before the window, want 5", got)
+	}
+	h.clk.t = time.Date(2019, 8, 19, 7, 0, 1, 0, time.UTC)
+	st, err = h.engine().Resume(context.Background(), "gitter-ws-new-ami", false)
+	if err != nil || st.Status != StatusSucceeded {
+		t.Fatalf("resume: %v, %s", err, st.Status)
+	}
+	h.checkInvariants()
+}
+
+// TestEngineRollbackWhileRunning: `wsfleet rollback` sent to a running
+// engine in the middle of the first half.
+func TestEngineRollbackWhileRunning(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.floor = 8
+	e := h.engine()
+	sent := false
+	e.View = func(st *State) {
+		if !sent && st.Cursor == 7 && len(st.Steps[7].Drains) > 0 {
+			sent = true
+			if _, err := e.Store.SetControl(st.Change, "rollback"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if !sent {
+		t.Fatal("never reached the first half's drains")
+	}
+	if !errors.Is(err, ErrFailed) || st.Status != StatusRolledBack || !strings.Contains(st.Failure, "by hand") {
+		t.Fatalf("err %v status %s failure %q", err, st.Status, st.Failure)
+	}
+	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-old"), " "); got != want {
+		t.Errorf("fleet\n got %s\nwant %s", got, want)
+	}
+	h.checkInvariants()
+}
+
+func TestEnginePhaseDeadline(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.unhealthy["ami-new"] = true
+	plan := strings.Replace(string(seedPlan(h.site.URL, "launch-before-terminate")), "warm_up: 30s", "warm_up: 30s\nhealthy_timeout: 1h", 1)
+	plan = strings.Replace(plan, "protect_old: true, bake: 2m}", "protect_old: true, bake: 2m, deadline: 6m}", 1)
+	st, err := h.engine().Start(context.Background(), []byte(plan))
+	if !errors.Is(err, ErrFailed) || !strings.Contains(st.Failure, "missed its deadline of 6m0s") {
+		t.Fatalf("err %v failure %q", err, st.Failure)
+	}
+	if st.Status != StatusRolledBack {
+		t.Errorf("status %s", st.Status)
+	}
+}
+
+func TestEngineManualOnFailure(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.unhealthy["ami-new"] = true
+	plan := strings.Replace(string(seedPlan(h.site.URL, "launch-before-terminate")), "on_failure: auto", "on_failure: manual", 1)
+	plan = strings.Replace(plan, "warm_up: 30s", "warm_up: 30s\nhealthy_timeout: 2m", 1)
+	st, err := h.engine().Start(context.Background(), []byte(plan))
+	if !errors.Is(err, ErrFailed) || st.Status != StatusFailed {
+		t.Fatalf("err %v status %s", err, st.Status)
+	}
+	if h.cloud.tags[LockTag] != "" {
+		t.Error("a stopped rollout kept the lock")
+	}
+	h.cloud.unhealthy["ami-new"] = false
+	st, err = h.engine().Resume(context.Background(), "gitter-ws-new-ami", true)
+	if st.Status != StatusRolledBack {
+		t.Fatalf("manual rollback: %v %s", err, st.Status)
+	}
+	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-old"), " "); got != want {
+		t.Errorf("fleet\n got %s\nwant %s", got, want)
+	}
+	h.checkInvariants()
+}

@@ -302,6 +302,14 @@ func (c *memCloud) TagGroup(ctx context.Context, group, key, value string) error
 	return nil
 }
 
+// ImageExists knows the images the model was built with.
+func (c *memCloud) ImageExists(ctx context.Context, image string) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.count("DescribeImages")
+	return image == "ami-old" || image == "ami-new", nil
+}
+
 func (c *memCloud) APICalls() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
