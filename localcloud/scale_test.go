@@ -3,12 +3,14 @@ package localcloud
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 )
 
@@ -92,5 +94,73 @@ func TestSimulatedFailuresReplaced(t *testing.T) {
 		if in.LifecycleState == "InService" {
 			t.Fatalf("an instance that never passed a health check is in service: %+v", in)
 		}
+	}
+}
+
+// TestSeedTopologySimulated bootstraps examples/seed-topology.yaml with
+// simulated images: the file parses, and the fleet it describes comes up
+// named ws-01..ws-08 behind its load balancer, with its drain hook.
+func TestSeedTopologySimulated(t *testing.T) {
+	ctx := context.Background()
+	topo, err := LoadTopology("../examples/seed-topology.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo.LoadBalancers[0].Listeners[0].Port = int32(freePort(t))
+	cfg := fastConfig()
+	cfg.Images = map[string]Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}}
+	c, cl := startCloud(t, cfg)
+	if err := c.Bootstrap(ctx, topo); err != nil {
+		t.Fatal(err)
+	}
+	g := inService(t, ctx, cl, "gitter-ws", 8, 20*time.Second)
+	var ids []string
+	for _, in := range g.Instances {
+		ids = append(ids, aws.ToString(in.InstanceId))
+	}
+	di, err := cl.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range di.Reservations {
+		for _, in := range r.Instances {
+			for _, tag := range in.Tags {
+				if aws.ToString(tag.Key) == "Name" {
+					names = append(names, aws.ToString(tag.Value))
+				}
+			}
+			if aws.ToString(in.ImageId) != "ami-old" {
+				t.Errorf("instance %s on %s", aws.ToString(in.InstanceId), aws.ToString(in.ImageId))
+			}
+		}
+	}
+	sort.Strings(names)
+	if strings.Join(names, ",") != "ws-01,ws-02,ws-03,ws-04,ws-05,ws-06,ws-07,ws-08" {
+		t.Errorf("names %v", names)
+	}
+	hooks, err := cl.ASG.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String("gitter-ws")})
+	if err != nil || len(hooks.LifecycleHooks) != 1 || aws.ToString(hooks.LifecycleHooks[0].LifecycleTransition) != "autoscaling:EC2_INSTANCE_TERMINATING" {
+		t.Errorf("hooks %+v %v", hooks, err)
+	}
+	lbs, err := cl.ELB.DescribeLoadBalancers(ctx, &elb.DescribeLoadBalancersInput{Names: []string{"gitter"}})
+	if err != nil || len(lbs.LoadBalancers) != 1 {
+		t.Fatalf("load balancer: %+v %v", lbs, err)
+	}
+	tgs, err := cl.ELB.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{LoadBalancerArn: lbs.LoadBalancers[0].LoadBalancerArn})
+	if err != nil || len(tgs.TargetGroups) != 1 || aws.ToString(tgs.TargetGroups[0].HealthCheckPath) != "/readyz" {
+		t.Fatalf("target groups of the load balancer: %+v %v", tgs, err)
+	}
+	attrs, err := cl.ELB.DescribeTargetGroupAttributes(ctx, &elb.DescribeTargetGroupAttributesInput{TargetGroupArn: tgs.TargetGroups[0].TargetGroupArn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range attrs.Attributes {
+		if aws.ToString(a.Key) == "deregistration_delay.timeout_seconds" && aws.ToString(a.Value) != "30" {
+			t.Errorf("deregistration delay %s, want 30", aws.ToString(a.Value))
+		}
+	}
+	if c.LoadBalancerURL("gitter") == "" {
+		t.Error("no load balancer URL")
 	}
 }
