@@ -64,6 +64,11 @@ func (s *Server) StartDrain(o DrainOptions) {
 	}()
 }
 
+// Drained returns a channel closed when a drain has finished: the node
+// has no connection left (or its deadline passed) and its process may
+// exit.
+func (s *Server) Drained() <-chan struct{} { return s.drained }
+
 // Drain starts the drain (or joins the one running) and returns when no
 // connection is left or the deadline passed, or ctx ends.
 func (s *Server) Drain(ctx context.Context, o DrainOptions) error {
@@ -171,6 +176,7 @@ func (s *Server) runDrain(o DrainOptions) {
 	s.state = StateDrained
 	s.mu.Unlock()
 	s.log.Info("drain finished", "released", s.Status().Drain.Released, "took", time.Since(start).Round(time.Millisecond))
+	close(s.drained)
 }
 
 // releaseStep is the time between two releases: the window spread over
@@ -208,6 +214,12 @@ func (s *Server) release(ss *session) {
 		return
 	}
 	ss.released = true
+	if !ss.live {
+		// a copy of a session the store holds: nothing to hand over
+		ss.mu.Unlock()
+		s.removeSession(ss, "released copy")
+		return
+	}
 	// wait briefly for a write in flight: its messages count as given.
 	for i := 0; ss.writing && i < 100; i++ {
 		ss.mu.Unlock()
@@ -268,7 +280,7 @@ func (s *Server) restore(b *batch, id string) *session {
 		}
 	}
 	ss := &session{id: id, srv: s, ident: ident, subs: subs, cursor: st.Cursor, given: st.Cursor,
-		lastConnect: s.cfg.Now(), replaying: 1}
+		lastConnect: s.cfg.Now(), replaying: 1, live: true}
 	s.mu.Lock()
 	if have := s.sessions[id]; have != nil {
 		s.mu.Unlock()

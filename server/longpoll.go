@@ -120,7 +120,11 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 		out = append(out, enc)
 	}
 	if ss := b.connect; ss != nil {
-		for _, m := range s.waitPoll(r, ss, b.hold) {
+		q := s.waitPoll(r, ss, b.hold)
+		if s.cfg.SharedSessions {
+			q = s.finishPoll(ss, q)
+		}
+		for _, m := range q {
 			out = append(out, m.b)
 		}
 		ss.mu.Lock()

@@ -109,11 +109,25 @@ func (s *Server) handle(b *batch, c *Call, ss *session) *bayeux.Message {
 		return s.handshake(b, c)
 	case bayeux.ChannelConnect:
 		return s.connect(b, m, ss)
-	case bayeux.ChannelSubscribe:
-		return s.subscribe(b, m, ss)
-	case bayeux.ChannelUnsubscribe:
-		return s.unsubscribe(m, ss)
+	case bayeux.ChannelSubscribe, bayeux.ChannelUnsubscribe:
+		stored := false
+		if s.cfg.SharedSessions && m.ClientID != "" && (ss == nil || !ss.isLive()) {
+			ss, stored = s.sharedCopy(m.ClientID, ss), true
+		}
+		var r *bayeux.Message
+		if m.Channel == bayeux.ChannelSubscribe {
+			r = s.subscribe(b, m, ss)
+		} else {
+			r = s.unsubscribe(m, ss)
+		}
+		if stored && ss != nil && r.Error == "" {
+			s.saveRecord(ss)
+		}
+		return r
 	case bayeux.ChannelDisconnect:
+		if s.cfg.SharedSessions && m.ClientID != "" && ss == nil {
+			ss = s.sharedCopy(m.ClientID, nil)
+		}
 		return s.disconnect(m, ss)
 	case "":
 		r := newReply(m)
@@ -124,6 +138,9 @@ func (s *Server) handle(b *batch, c *Call, ss *session) *bayeux.Message {
 		r := newReply(m)
 		r.Error = bayeux.ErrChannelUnknown(m.Channel).Error()
 		return r
+	}
+	if s.cfg.SharedSessions && m.ClientID != "" && ss == nil {
+		ss = s.sharedCopy(m.ClientID, nil)
 	}
 	return s.publish(m, ss)
 }
@@ -163,8 +180,16 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 	if c.Identity != nil {
 		ident = *c.Identity
 	}
-	ss := &session{id: newClientID(), srv: s, ident: ident, lastConnect: s.cfg.Now()}
+	ss := &session{id: newClientID(), srv: s, ident: ident, lastConnect: s.cfg.Now(), live: !s.cfg.SharedSessions}
+	if last, err := s.broker.LastSeq(s.ctx); err == nil {
+		// a new session starts at the present: replays never reach
+		// before it.
+		ss.cursor, ss.given = last, last
+	}
 	s.addSession(ss)
+	if s.cfg.SharedSessions {
+		s.saveRecord(ss)
+	}
 	c.Identity = &ss.ident
 	r.ClientID = ss.id
 	return r
@@ -201,9 +226,21 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
 		return r
 	}
-	if ss == nil {
-		ss = s.restore(b, m.ClientID)
-		if ss == nil {
+	switch {
+	case s.cfg.SharedSessions && (ss == nil || !ss.isLive()):
+		if !s.Ready() {
+			// a draining node takes no session over: the client's
+			// next request goes elsewhere.
+			b.goAway = true
+			r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectRetry, Interval: bayeux.Millis(0),
+				Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
+			return r
+		}
+		if ss = s.adopt(b, m.ClientID, ss); ss == nil {
+			return unknownClient(m)
+		}
+	case ss == nil:
+		if ss = s.restore(b, m.ClientID); ss == nil {
 			return unknownClient(m)
 		}
 	}

@@ -55,6 +55,10 @@ type Config struct {
 
 	// Broker carries messages between nodes; default a memory broker.
 	Broker broker.Broker
+	// SharedSessions keeps sessions in the broker's session store so that
+	// any node serves any request of a client (a load balancer without
+	// stickiness; see shared.go). Set it when nodes share a broker.
+	SharedSessions bool
 
 	// Extensions see every incoming message and every outgoing reply, in
 	// order (outgoing in reverse), after the built-in authentication.
@@ -142,8 +146,9 @@ type Server struct {
 	// releasedIDs are the sessions this node's drain handed over.
 	releasedIDs map[string]struct{}
 
-	drain drainState
-	polls atomic.Int64 // long-polling requests in flight
+	drain   drainState
+	drained chan struct{} // closed when a drain finished
+	polls   atomic.Int64  // long-polling requests in flight
 
 	stopBroker func()
 	closeOnce  sync.Once
@@ -165,7 +170,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg: cfg, log: log.With("node", cfg.NodeID), broker: cfg.Broker, met: newMetrics(),
 		ctx: ctx, cancel: cancel,
 		sessions: map[string]*session{}, index: map[string]map[*session]struct{}{},
-		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{},
+		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{}, drained: make(chan struct{}),
 	}
 	s.exts = append([]Extension{authExtension{s}}, cfg.Extensions...)
 	if len(cfg.AuthSecret) == 0 {

@@ -58,6 +58,15 @@ type session struct {
 	held    *heldConnect  // the /meta/connect this node is holding
 	wake    chan struct{} // long-polling: signalled when the queue fills
 
+	// live is set while this node holds the session: always without
+	// shared sessions; with them, while a websocket is attached or a
+	// long-poll is being answered (see shared.go). A copy that is not live
+	// queues nothing.
+	live bool
+	// loaded is the SavedAt of the stored record this copy was last
+	// brought up to date with or saved as.
+	loaded time.Time
+
 	lastConnect time.Time // last /meta/connect received or answered
 	closed      bool      // removed from the node
 	released    bool      // handed off by a drain; deliver nothing more
@@ -92,7 +101,7 @@ func stampSeq(payload []byte, seq uint64) []byte {
 // goroutine and never blocks.
 func (s *session) deliver(m outMsg) {
 	s.mu.Lock()
-	if s.closed || s.released {
+	if s.closed || s.released || !s.live {
 		s.mu.Unlock()
 		return
 	}

@@ -282,8 +282,8 @@ func (ss *session) releaseHeld(h *heldConnect) {
 // lives on until its timeout so that the client can come back.
 func (ss *session) detach(wc *wsConn) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	if ss.ws != wc {
+		ss.mu.Unlock()
 		return
 	}
 	ss.ws = nil
@@ -291,6 +291,17 @@ func (ss *session) detach(wc *wsConn) {
 	if ss.held != nil {
 		ss.held.timer.Stop()
 		ss.held = nil
+	}
+	shared := ss.srv.cfg.SharedSessions && ss.live && !ss.closed && !ss.released
+	if shared {
+		// the client may come back anywhere: the store takes the
+		// session, from what was written to the socket.
+		ss.live = false
+		ss.queue, ss.pending = nil, nil
+	}
+	ss.mu.Unlock()
+	if shared {
+		ss.srv.saveRecord(ss)
 	}
 }
 

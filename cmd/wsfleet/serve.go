@@ -87,7 +87,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
-	br, cleanup, err := openBroker(ctx, f, log)
+	br, clustered, cleanup, err := openBroker(ctx, f, log)
 	if err != nil {
 		return err
 	}
@@ -98,6 +98,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		AdminToken: f.adminToken, AuthSecret: []byte(f.authSecret), Rules: rules,
 		MaxMessageBytes: f.maxMessageBytes, MaxSubscriptions: f.maxSubs, MaxBatch: f.maxBatch, QueueLimit: f.queue,
 		Timeout: f.timeout, Broker: br, DrainDefaults: f.drain,
+		// in a cluster any node may get any request of a client
+		SharedSessions: clustered,
 	}, log)
 	if err != nil {
 		return err
@@ -125,14 +127,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
+	case <-srv.Drained():
+		// a drain asked through the admin API (or the lifecycle hook)
+		// has finished: nothing is left to serve.
+		log.Info("drained: exiting")
 	case <-ctx.Done():
-	}
-	// SIGTERM: leave the load balancer, hand the sessions over, paced.
-	log.Info("signal received: draining", "window", f.drain.Window, "max_rate", f.drain.MaxRate, "deadline", f.drain.Deadline)
-	dctx, cancel := context.WithTimeout(context.Background(), f.drain.Deadline+5*time.Second)
-	defer cancel()
-	if err := srv.Drain(dctx, f.drain); err != nil {
-		log.Warn("drain did not finish", "err", err)
+		// SIGTERM: leave the load balancer, hand the sessions over, paced.
+		log.Info("signal received: draining", "window", f.drain.Window, "max_rate", f.drain.MaxRate, "deadline", f.drain.Deadline)
+		dctx, cancel := context.WithTimeout(context.Background(), f.drain.Deadline+5*time.Second)
+		defer cancel()
+		if err := srv.Drain(dctx, f.drain); err != nil {
+			log.Warn("drain did not finish", "err", err)
+		}
 	}
 	srv.Close()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -146,8 +152,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // openBroker returns the node's broker: an embedded NATS server (which this
 // node also joins), external NATS, or the memory broker when neither is
-// asked for.
-func openBroker(ctx context.Context, f *serveFlags, log *slog.Logger) (broker.Broker, func(), error) {
+// asked for; and whether it is shared with other nodes.
+func openBroker(ctx context.Context, f *serveFlags, log *slog.Logger) (broker.Broker, bool, func(), error) {
 	var cleanups []func()
 	cleanup := func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -158,7 +164,7 @@ func openBroker(ctx context.Context, f *serveFlags, log *slog.Logger) (broker.Br
 	if f.embeddedNATS != "" {
 		e, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: f.embeddedNATS, Logger: log})
 		if err != nil {
-			return nil, cleanup, err
+			return nil, false, cleanup, err
 		}
 		cleanups = append(cleanups, func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -174,7 +180,7 @@ func openBroker(ctx context.Context, f *serveFlags, log *slog.Logger) (broker.Br
 	}
 	if urls == "" {
 		log.Info("no NATS: running alone on the memory broker")
-		return broker.NewMemory(broker.MemoryOptions{HistoryAge: f.historyAge, HistoryMsgs: int(f.historyMaxMsgs)}), cleanup, nil
+		return broker.NewMemory(broker.MemoryOptions{HistoryAge: f.historyAge, HistoryMsgs: int(f.historyMaxMsgs)}), false, cleanup, nil
 	}
 	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -182,8 +188,8 @@ func openBroker(ctx context.Context, f *serveFlags, log *slog.Logger) (broker.Br
 		HistoryAge: f.historyAge, HistoryMsgs: f.historyMaxMsgs, Logger: log})
 	if err != nil {
 		cleanup()
-		return nil, func() {}, fmt.Errorf("connect to NATS %s: %w", strings.Split(urls, ",")[0], err)
+		return nil, false, func() {}, fmt.Errorf("connect to NATS %s: %w", strings.Split(urls, ",")[0], err)
 	}
 	cleanups = append(cleanups, func() { b.Close() })
-	return b, cleanup, nil
+	return b, true, cleanup, nil
 }
