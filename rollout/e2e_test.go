@@ -34,7 +34,6 @@ import (
 const adminToken = "local-admin-token" // the seed topology's
 
 type e2e struct {
-	t        *testing.T
 	dir      string
 	bin      string
 	api      string // AWS endpoint
@@ -56,7 +55,7 @@ func freePort(t *testing.T) int {
 // topology on free ports.
 func startCloud(t *testing.T) *e2e {
 	dir := t.TempDir()
-	e := &e2e{t: t, dir: dir, bin: filepath.Join(dir, "wsfleet"), stateDir: filepath.Join(dir, "state")}
+	e := &e2e{dir: dir, bin: filepath.Join(dir, "wsfleet"), stateDir: filepath.Join(dir, "state")}
 	if out, err := exec.Command("go", "build", "-o", e.bin, "wsfleet/cmd/wsfleet").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -104,10 +103,10 @@ func startCloud(t *testing.T) *e2e {
 	return e
 }
 
-func (e *e2e) provider() *awsprov.Provider {
+func (e *e2e) provider(t *testing.T) *awsprov.Provider {
 	p, err := awsprov.New(context.Background(), awsprov.Config{Region: "us-east-1", Endpoint: e.api, MaxBackoff: time.Second})
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return p
 }
@@ -116,7 +115,7 @@ func (e *e2e) provider() *awsprov.Provider {
 // named ws-01..ws-08.
 func (e *e2e) waitFleet(t *testing.T, image string, d time.Duration) {
 	t.Helper()
-	p := e.provider()
+	p := e.provider(t)
 	deadline := time.Now().Add(d)
 	for {
 		got, err := e.fleet(p)
@@ -171,7 +170,7 @@ checks:
 rollback: {on_failure: auto}
 `, name, e.api, e.lb, maxLoss)
 	if err := os.WriteFile(path, []byte(head+body), 0o644); err != nil {
-		e.t.Fatal(err)
+		panic(err) // a temporary directory of the test's own
 	}
 	return path
 }
@@ -184,17 +183,17 @@ func (e *e2e) engine(args ...string) *exec.Cmd {
 	return cmd
 }
 
-func (e *e2e) load(change string) *rollout.State {
+func (e *e2e) load(t *testing.T, change string) *rollout.State {
 	st, err := (&rollout.Store{Dir: e.stateDir}).Load(change)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return st
 }
 
 // terminations counts the group's terminations per instance, from its
 // scaling activities: the cloud's own record.
-func (e *e2e) terminations() map[string]int {
+func (e *e2e) terminations(t *testing.T) map[string]int {
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("e2e", "e2e", "")}
 	cl := autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(e.api) })
 	out := map[string]int{}
@@ -202,7 +201,7 @@ func (e *e2e) terminations() map[string]int {
 	for pager.HasMorePages() {
 		page, err := pager.NextPage(context.Background())
 		if err != nil {
-			e.t.Fatal(err)
+			t.Fatal(err)
 		}
 		for _, a := range page.Activities {
 			if id, ok := strings.CutPrefix(aws.ToString(a.Description), "Terminating EC2 instance: "); ok {
@@ -214,12 +213,12 @@ func (e *e2e) terminations() map[string]int {
 }
 
 // healthySampler records the fewest healthy targets seen while it runs.
-func (e *e2e) healthySampler(ctx context.Context) func() int {
+func (e *e2e) healthySampler(t *testing.T, ctx context.Context) func() int {
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("e2e", "e2e", "")}
 	cl := elb.NewFromConfig(cfg, func(o *elb.Options) { o.BaseEndpoint = aws.String(e.api) })
 	tgs, err := cl.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{"gitter-ws"}})
 	if err != nil || len(tgs.TargetGroups) == 0 {
-		e.t.Fatalf("target group: %v", err)
+		t.Fatalf("target group: %v", err)
 	}
 	arn := tgs.TargetGroups[0].TargetGroupArn
 	var mu sync.Mutex
@@ -271,7 +270,7 @@ phases:
 `)
 		other := e.writePlan("e2e-other", 0, "image: ami-new\nphases:\n  - {name: all, replace: rest}\n")
 		ctx, cancel := context.WithCancel(context.Background())
-		fewest := e.healthySampler(ctx)
+		fewest := e.healthySampler(t, ctx)
 		cmd := e.engine("rollout", "-f", plan)
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -295,7 +294,7 @@ phases:
 		if err != nil {
 			t.Fatalf("rollout: %v\n%s\n%s", err, tail(out.String(), 30), tail(errOut.String(), 20))
 		}
-		st := e.load("e2e-new")
+		st := e.load(t, "e2e-new")
 		if st.Status != rollout.StatusSucceeded {
 			t.Fatalf("status %s: %s", st.Status, st.Failure)
 		}
@@ -314,7 +313,7 @@ phases:
 	})
 
 	t.Run("kill -9 mid-replace, resume", func(t *testing.T) {
-		before := e.terminations()
+		before := e.terminations(t)
 		// Loss is not what this test is about (the killed engine's probe
 		// dies with it); the three-phase test above holds it to zero.
 		plan := e.writePlan("e2e-back", 1000000, `image: ami-old
@@ -332,7 +331,7 @@ phases:
 		waitEvent(t, filepath.Join(e.stateDir, "e2e-back.events.jsonl"), `"effect":"drain/`, 90*time.Second)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		st := e.load("e2e-back")
+		st := e.load(t, "e2e-back")
 		if st.Status.Final() {
 			t.Fatalf("killed engine already %s", st.Status)
 		}
@@ -341,7 +340,7 @@ phases:
 		if err != nil {
 			t.Fatalf("resume: %v\n%s", err, tail(string(msg), 30))
 		}
-		st = e.load("e2e-back")
+		st = e.load(t, "e2e-back")
 		if st.Status != rollout.StatusSucceeded {
 			t.Fatalf("status %s: %s", st.Status, st.Failure)
 		}
@@ -351,7 +350,7 @@ phases:
 			}
 		}
 		e.waitFleet(t, "ami-old", 30*time.Second)
-		after := e.terminations()
+		after := e.terminations(t)
 		for id, n := range after {
 			if n-before[id] > 1 {
 				t.Errorf("%s terminated %d times", id, n-before[id])
@@ -375,12 +374,12 @@ phases:
 		if err == nil {
 			t.Fatalf("a canary that never became healthy did not fail the rollout\n%s", tail(string(msg), 20))
 		}
-		st := e.load("e2e-bad")
+		st := e.load(t, "e2e-bad")
 		if st.Status != rollout.StatusRolledBack || !strings.Contains(st.Failure, "not healthy") {
 			t.Fatalf("status %s: %s\n%s", st.Status, st.Failure, tail(string(msg), 20))
 		}
 		e.waitFleet(t, "ami-old", 30*time.Second)
-		g, err := e.provider().Group(context.Background(), "gitter-ws")
+		g, err := e.provider(t).Group(context.Background(), "gitter-ws")
 		if err != nil {
 			t.Fatal(err)
 		}
