@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"wsfleet/demo"
+)
+
+func init() {
+	register("demo", "run the seed's change end to end on a local cloud with chat clients, and report what they saw", runDemo)
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", stderr)
+	var cfg demo.Config
+	var verbose bool
+	fs.IntVar(&cfg.Clients, "clients", 2000, "chat clients held through the load balancer")
+	fs.BoolVar(&cfg.Fast, "fast", false, "shorten the plan's bakes, warm-up and drains (time scale 0.05) and the local cloud's health checks: under 3 minutes")
+	fs.BoolVar(&cfg.Naive, "naive", false, "do the change the seed's way instead: terminate, then let the group replace, no drain")
+	fs.StringVar(&cfg.Out, "out", "wsfleet-demo", "directory for report.md, events.jsonl, chart.svg and summary.json")
+	fs.Float64Var(&cfg.Rate, "rate", 40, "chat messages published per second over all rooms")
+	fs.Float64Var(&cfg.TimeScale, "time-scale", 0, "multiply the plan's waits by this (default 1, or 0.05 with --fast)")
+	fs.BoolVar(&verbose, "v", false, "log the local cloud's and the engine's warnings to stderr")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.Clients < 1 {
+		return fmt.Errorf("%w: --clients must be at least 1", errUsage)
+	}
+	if cfg.TimeScale < 0 || cfg.Rate < 0 {
+		return fmt.Errorf("%w: --time-scale and --rate must not be negative", errUsage)
+	}
+	level := slog.LevelError
+	if verbose {
+		level = slog.LevelWarn
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Progress = stdout
+	cfg.TTY = isTerminal(stdout)
+	sum, err := demo.Run(ctx, cfg)
+	if sum != nil {
+		sum.WriteText(stdout)
+	}
+	if errors.Is(err, demo.ErrNotClean) {
+		return exitError{code: 1}
+	}
+	return err
+}

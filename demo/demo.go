@@ -1,0 +1,530 @@
+// Package demo runs the seed's change end to end on the embedded default:
+// a local cloud in this process with the seed's fleet of 8 ws nodes behind a
+// load balancer, NATS embedded, chat clients and a publisher through the load
+// balancer, and the rollout engine executing examples/gitter-ws-new-ami.yaml
+// (or, with Naive, the seed's own hand steps). It samples every node while the
+// change runs and ends with a report, an event log and a chart of connections
+// per instance, so that a person sees in one command what wsfleet is for.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"wsfleet/broker"
+	"wsfleet/examples"
+	"wsfleet/localcloud"
+	"wsfleet/probe"
+	awsprov "wsfleet/provider/aws"
+	"wsfleet/rollout"
+)
+
+// The seed's names, as examples/ spells them.
+const (
+	groupName = "gitter-ws"
+	oldImage  = "ami-old"
+	newImage  = "ami-new"
+	lbName    = "gitter"
+	// planEndpoint and planSite are the addresses the plan file names
+	// (the seed topology's fixed ports); the demo runs on free ports and
+	// rewrites them (see planForDemo).
+	planEndpoint = "http://127.0.0.1:4566"
+	planSite     = "http://127.0.0.1:8000"
+)
+
+// Config configures a demo run. Zero values take the defaults noted.
+type Config struct {
+	// Clients is the number of chat clients (default 2,000), spread over
+	// Channels rooms (default Clients/20) named like Gitter's
+	// /api/v1/rooms/{id}/chatMessages; Rate messages per second are
+	// published over all rooms (default 40).
+	Clients  int
+	Channels int
+	Rate     float64
+	// Fast shortens the plan's waits (TimeScale) and the local cloud's
+	// health checks and deregistration delay so that the whole demo runs
+	// in under three minutes; the plan file keeps the seed's timing.
+	Fast bool
+	// TimeScale multiplies the plan's waits; default 1, or 0.05 with Fast.
+	TimeScale float64
+	// Naive runs the seed's own hand steps instead of the engine:
+	// terminate, then let the group replace, with no drain.
+	Naive bool
+	// Out is where report.md, events.jsonl, chart.svg and summary.json
+	// go; default ./wsfleet-demo.
+	Out string
+	// Executable is what both images run as `serve --aws --aws-lifecycle`;
+	// default this process's own executable.
+	Executable string
+	// Progress receives live progress: a redrawn line when TTY is set,
+	// plain periodic lines otherwise. Nil shows nothing.
+	Progress io.Writer
+	TTY      bool
+	// SampleEvery is how often every node's /admin/status is read;
+	// default 500ms. ProgressEvery is how often a plain progress line is
+	// written when not on a terminal; default 5s.
+	SampleEvery   time.Duration
+	ProgressEvery time.Duration
+	// Logger receives the demo's own log (the cloud's and the engine's
+	// at warn and above); nil discards it.
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() error {
+	if c.Clients == 0 {
+		c.Clients = 2000
+	}
+	if c.Clients < 1 {
+		return fmt.Errorf("clients: %d, want at least 1", c.Clients)
+	}
+	if c.Channels == 0 {
+		c.Channels = max(1, c.Clients/20)
+	}
+	if c.Rate == 0 {
+		c.Rate = 40
+	}
+	if c.TimeScale == 0 {
+		c.TimeScale = 1
+		if c.Fast {
+			c.TimeScale = 0.05
+		}
+	}
+	if c.Out == "" {
+		c.Out = "wsfleet-demo"
+	}
+	if c.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find own executable: %w", err)
+		}
+		c.Executable = exe
+	}
+	if c.SampleEvery == 0 {
+		c.SampleEvery = 500 * time.Millisecond
+	}
+	if c.ProgressEvery == 0 {
+		c.ProgressEvery = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// ErrNotClean is returned (wrapped) by Run when the change finished but
+// the demo's promise does not hold: a message was lost in the normal mode,
+// or the fleet is not all on the new image.
+var ErrNotClean = errors.New("demo: change not clean")
+
+// Run runs the demo and writes its files. It returns the summary even
+// when it returns an error, as far as the run got.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	d := &run{cfg: cfg, log: cfg.Logger}
+	sum, err := d.run(ctx)
+	if cerr := d.close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return sum, err
+}
+
+// run is one demo's moving parts.
+type run struct {
+	cfg   Config
+	log   *slog.Logger
+	start time.Time
+
+	nats   *broker.Embedded
+	cloud  *localcloud.Cloud
+	prov   *awsprov.Provider
+	nodes  *rollout.HTTPNodes
+	lbURL  string
+	probe  *probe.Probe
+	events *rollout.EventLog
+	evFile *os.File
+	stateD string
+	samp   *sampler
+	phase  phaseTracker
+
+	lineMu   sync.Mutex
+	lineOpen bool // a progress line is drawn on the terminal
+}
+
+// say prints one line of narration under the live progress line.
+func (d *run) say(format string, args ...any) {
+	w := d.cfg.Progress
+	if w == nil {
+		return
+	}
+	d.lineMu.Lock()
+	defer d.lineMu.Unlock()
+	if d.lineOpen {
+		io.WriteString(w, "\r\x1b[K")
+		d.lineOpen = false
+	}
+	fmt.Fprintf(w, "%5.0fs  %s\n", d.since().Seconds(), fmt.Sprintf(format, args...))
+}
+
+// clearLine ends the live progress line.
+func (d *run) clearLine() {
+	d.lineMu.Lock()
+	defer d.lineMu.Unlock()
+	if d.lineOpen {
+		io.WriteString(d.cfg.Progress, "\n")
+		d.lineOpen = false
+	}
+}
+
+func (d *run) close() error {
+	var errs []error
+	if d.samp != nil {
+		d.samp.stop()
+	}
+	if d.probe != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		d.probe.Stop(ctx)
+		cancel()
+	}
+	if d.cloud != nil {
+		errs = append(errs, d.cloud.Close())
+	}
+	if d.nats != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, d.nats.Shutdown(ctx))
+		cancel()
+	}
+	if d.evFile != nil {
+		errs = append(errs, d.evFile.Close())
+	}
+	if d.stateD != "" {
+		os.RemoveAll(d.stateD)
+	}
+	return errors.Join(errs...)
+}
+
+func (d *run) event(typ, msg string, kv ...any) {
+	if d.events != nil {
+		d.events.Write(d.cfg.Now(), "demo", typ, msg, kv...)
+	}
+}
+
+func (d *run) run(ctx context.Context) (*Summary, error) {
+	cfg := d.cfg
+	d.start = cfg.Now()
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	f, err := os.Create(filepath.Join(cfg.Out, "events.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("event log: %w", err)
+	}
+	d.evFile = f
+	d.events = rollout.NewEventLog(f)
+	mode := "rollout"
+	if cfg.Naive {
+		mode = "naive"
+	}
+	d.event("demo", "start", "mode", mode, "clients", cfg.Clients, "channels", cfg.Channels, "rate", cfg.Rate, "time_scale", cfg.TimeScale)
+	d.say("starting embedded NATS and the local cloud (8 ws nodes on %s)", oldImage)
+
+	if err := d.startFleet(ctx); err != nil {
+		return nil, err
+	}
+	ready := d.since()
+	d.event("demo", "fleet ready", "load_balancer", d.lbURL, "after", ready)
+	d.say("fleet ready after %s; load balancer %s", ready.Round(100*time.Millisecond), d.lbURL)
+
+	d.say("opening %d chat clients over %d rooms through the load balancer", cfg.Clients, cfg.Channels)
+	p, err := probe.Start(ctx, probe.Config{
+		URL:           d.lbURL + "/bayeux",
+		AdminToken:    adminToken,
+		Clients:       cfg.Clients,
+		Channels:      cfg.Channels,
+		ChannelPrefix: "/api/v1/rooms/{id}/chatMessages",
+		Rate:          cfg.Rate,
+		Logger:        d.log.With("part", "probe"),
+		Now:           cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start chat clients: %w", err)
+	}
+	d.probe = p
+	d.event("demo", "clients connected", "clients", cfg.Clients, "after", d.since())
+
+	d.samp = newSampler(d)
+	go d.samp.loop(ctx)
+
+	var res changeResult
+	changeStart := d.since()
+	if cfg.Naive {
+		res = d.runNaive(ctx)
+	} else {
+		res = d.runEngine(ctx)
+	}
+	changeEnd := d.since()
+	d.event("demo", "change finished", "status", res.status, "err", res.err)
+
+	// Let clients settle on their new nodes, then stop the probe: Stop
+	// waits for deliveries still in flight before counting a loss.
+	d.sleep(ctx, 2*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	rep := d.probe.Stop(sctx)
+	cancel()
+	d.probe = nil
+	d.samp.stop()
+	d.clearLine()
+
+	fleet, ferr := d.fleetImages(context.WithoutCancel(ctx))
+	sum := d.summarize(mode, res, rep, fleet, changeStart, changeEnd)
+	if ferr != nil {
+		sum.Problems = append(sum.Problems, "reading the fleet at the end: "+ferr.Error())
+	}
+	if werr := d.writeFiles(sum, res); werr != nil {
+		return sum, werr
+	}
+	if res.err != nil && !errors.Is(res.err, rollout.ErrFailed) {
+		return sum, res.err
+	}
+	if !sum.OK() {
+		return sum, fmt.Errorf("%w: %s", ErrNotClean, strings.Join(sum.Problems, "; "))
+	}
+	return sum, nil
+}
+
+func (d *run) since() time.Duration { return d.cfg.Now().Sub(d.start) }
+
+func (d *run) sleep(ctx context.Context, t time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(t):
+	}
+}
+
+// adminToken is the seed topology's node admin token (its user data); a
+// local demo value, not a secret.
+const adminToken = "local-admin-token"
+
+// startFleet starts NATS, the cloud, the seed topology, and waits until the
+// 8 nodes are in service, healthy and ready.
+func (d *run) startFleet(ctx context.Context) error {
+	cfg := d.cfg
+	nats, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: "127.0.0.1:0"})
+	if err != nil {
+		return fmt.Errorf("embedded NATS: %w", err)
+	}
+	d.nats = nats
+
+	lc := localcloud.Config{
+		Listen:                 "127.0.0.1:0",
+		Images:                 map[string]localcloud.Image{oldImage: {Command: cfg.Executable, Name: "gitter-ws old"}, newImage: {Command: cfg.Executable, Name: "gitter-ws new"}},
+		Tick:                   100 * time.Millisecond,
+		BootTime:               500 * time.Millisecond,
+		// The load balancer must notice a draining node's failed
+		// readiness well inside the drain window, or it sends released
+		// clients back to the node they left (refused with "Node
+		// draining", counted as errors); the seed's 10 s interval is
+		// longer than a --fast window.
+		HealthCheckInterval:    500 * time.Millisecond,
+		DeregistrationDelayMax: 5 * time.Second,
+		KillGrace:              15 * time.Second,
+		LogDir:                 filepath.Join(cfg.Out, "nodes"),
+		Logger:                 d.log.With("part", "cloud"),
+		Now:                    cfg.Now,
+	}
+	if cfg.Fast {
+		lc.HealthCheckInterval = 250 * time.Millisecond
+		lc.DeregistrationDelayMax = 2 * time.Second
+	}
+	os.RemoveAll(lc.LogDir)
+	if err := os.MkdirAll(lc.LogDir, 0o755); err != nil {
+		return fmt.Errorf("node log directory: %w", err)
+	}
+	c, err := localcloud.Start(ctx, lc)
+	if err != nil {
+		return fmt.Errorf("local cloud: %w", err)
+	}
+	d.cloud = c
+	topo, err := topologyForDemo(examples.SeedTopology, nats.ClientURL(), cfg)
+	if err != nil {
+		return err
+	}
+	lbPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	topo.LoadBalancers[0].Listeners[0].Port = int32(lbPort)
+	if err := c.Bootstrap(ctx, topo); err != nil {
+		return fmt.Errorf("bootstrap seed topology: %w", err)
+	}
+	d.lbURL = c.LoadBalancerURL(lbName)
+	d.prov, err = awsprov.New(ctx, awsprov.Config{Region: "us-east-1", Endpoint: c.Endpoint(), MaxBackoff: time.Second, Logger: d.log.With("part", "provider")})
+	if err != nil {
+		return err
+	}
+	d.nodes = &rollout.HTTPNodes{Port: 8080, Token: adminToken}
+	_, err = d.waitFleet(ctx, 8, 90*time.Second, func(in rollout.Instance) bool { return in.Image == oldImage })
+	return err
+}
+
+// waitFleet waits until n live instances pass ok and are in service,
+// healthy in the target group and ready on their admin API.
+func (d *run) waitFleet(ctx context.Context, n int, timeout time.Duration, ok func(rollout.Instance) bool) (rollout.Group, error) {
+	deadline := d.cfg.Now().Add(timeout)
+	for {
+		g, err := d.prov.Group(ctx, groupName)
+		good := 0
+		var why string
+		if err == nil {
+			for _, in := range g.Instances {
+				if !in.Live() || !ok(in) {
+					continue
+				}
+				if in.Lifecycle != "InService" || in.Health != "healthy" {
+					why = fmt.Sprintf("%s %s/%s", orDash(in.Name), in.Lifecycle, orDash(in.Health))
+					continue
+				}
+				sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				st, serr := d.nodes.Status(sctx, in)
+				cancel()
+				if serr != nil || st.State != "ready" {
+					why = fmt.Sprintf("%s node not ready", orDash(in.Name))
+					continue
+				}
+				good++
+			}
+			if good >= n {
+				return g, nil
+			}
+		} else {
+			why = err.Error()
+		}
+		if d.cfg.Now().After(deadline) {
+			return g, fmt.Errorf("wait for %d healthy instances: %d after %s (%s)", n, good, timeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return g, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// topologyForDemo is the seed topology with the demo's overrides, each a
+// property of running on one machine rather than a change to the fleet:
+// the nodes join the embedded NATS on its free port, and with Fast their
+// own drain on SIGTERM is shortened. In the naive mode the group has no
+// lifecycle hook, as the seed's group had none: a terminated instance
+// is cut off rather than drained.
+func topologyForDemo(data []byte, natsURL string, cfg Config) (*localcloud.Topology, error) {
+	var topo localcloud.Topology
+	if err := yaml.UnmarshalWithOptions(data, &topo, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("seed topology: %w", err)
+	}
+	if len(topo.LoadBalancers) != 1 || len(topo.LoadBalancers[0].Listeners) != 1 || len(topo.LaunchTemplates) != 1 || len(topo.Groups) != 1 {
+		return nil, errors.New("seed topology: want one load balancer with one listener, one launch template and one group")
+	}
+	var ud []string
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(topo.LaunchTemplates[0].UserData), "\n") {
+		switch {
+		case strings.HasPrefix(line, "--nats="):
+			line = "--nats=" + natsURL
+			found = true
+		case cfg.Fast && strings.HasPrefix(line, "--drain-window="):
+			line = "--drain-window=2s"
+		case cfg.Fast && strings.HasPrefix(line, "--drain-deadline="):
+			line = "--drain-deadline=10s"
+		}
+		ud = append(ud, line)
+	}
+	if !found {
+		return nil, errors.New("seed topology: the launch template's user data has no --nats= line to point at the embedded NATS")
+	}
+	topo.LaunchTemplates[0].UserData = strings.Join(ud, "\n") + "\n"
+	if cfg.Naive {
+		topo.Groups[0].LifecycleHooks = nil
+	}
+	return &topo, nil
+}
+
+// planForDemo is the plan file with the addresses it names (the seed
+// topology's fixed ports 4566 and 8000) replaced by the demo's free ones.
+// Everything else, timing included, is the file as shipped; the engine's
+// TimeScale shortens the waits.
+func planForDemo(data []byte, endpoint, lbURL string) ([]byte, error) {
+	for _, s := range []string{planEndpoint, planSite} {
+		if !bytes.Contains(data, []byte(s)) {
+			return nil, fmt.Errorf("plan: %s not found; the demo rewrites it to the local cloud's address", s)
+		}
+	}
+	data = bytes.ReplaceAll(data, []byte(planEndpoint), []byte(endpoint))
+	data = bytes.ReplaceAll(data, []byte(planSite), []byte(lbURL))
+	if _, err := rollout.ParsePlan(data); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	return data, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// fleetImages reads, for every live instance, the image the cloud says it
+// runs and the one its node reports in /admin/status.
+func (d *run) fleetImages(ctx context.Context) ([]FleetMember, error) {
+	g, err := d.prov.Group(ctx, groupName)
+	if err != nil {
+		return nil, err
+	}
+	var out []FleetMember
+	for _, in := range g.Instances {
+		if !in.Live() {
+			continue
+		}
+		m := FleetMember{Name: in.Name, ID: in.ID, Image: in.Image, Lifecycle: in.Lifecycle}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := d.nodes.Status(sctx, in)
+		cancel()
+		if err != nil {
+			m.NodeImage = "unreachable"
+		} else {
+			m.NodeImage = st.Image
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

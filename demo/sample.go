@@ -1,0 +1,273 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"wsfleet/rollout"
+)
+
+// probePoint is the chat clients' counters at one moment.
+type probePoint struct {
+	At         time.Duration
+	Reconnects int64
+	Sent       int64
+	Lost       int64
+	Connected  int
+}
+
+// seenInstance is what the sampler learnt about one instance.
+type seenInstance struct {
+	ID, Name, Image string
+	First, Last     time.Duration
+	Gone            bool
+}
+
+// sampler reads the group and every node's /admin/status (admin token)
+// every SampleEvery, with the chat clients' counters, for the chart, the
+// peak reconnect rate and the live progress line.
+type sampler struct {
+	d *run
+
+	mu      sync.Mutex
+	samples []Sample
+	points  []probePoint
+	seen    map[string]*seenInstance
+	order   []string // instance ids in the order first seen
+
+	lastLine  time.Time
+	lastPhase string
+	stopOnce  sync.Once
+	done      chan struct{}
+	finished  chan struct{}
+}
+
+func newSampler(d *run) *sampler {
+	return &sampler{d: d, seen: map[string]*seenInstance{}, done: make(chan struct{}), finished: make(chan struct{})}
+}
+
+func (s *sampler) stop() {
+	s.stopOnce.Do(func() { close(s.done) })
+	<-s.finished
+}
+
+func (s *sampler) loop(ctx context.Context) {
+	defer close(s.finished)
+	t := time.NewTicker(s.d.cfg.SampleEvery)
+	defer t.Stop()
+	for {
+		s.sampleOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *sampler) sampleOnce(ctx context.Context) {
+	d := s.d
+	ctx, cancel := context.WithTimeout(ctx, max(d.cfg.SampleEvery*2, time.Second))
+	defer cancel()
+	at := d.since()
+	g, err := d.prov.Group(ctx, groupName)
+	if err != nil {
+		d.log.Debug("sample: group", "err", err)
+		return
+	}
+	type res struct {
+		in   rollout.Instance
+		st   rollout.NodeStatus
+		err  error
+		gone bool
+	}
+	out := make([]res, len(g.Instances))
+	var wg sync.WaitGroup
+	for i, in := range g.Instances {
+		out[i].in = in
+		// A terminating instance still holds connections until its
+		// drain or the deregistration delay ends: keep reading it.
+		if in.Lifecycle == "Terminated" || in.PrivateIP == "" {
+			out[i].gone = true
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].st, out[i].err = d.nodes.Status(ctx, in)
+		}()
+	}
+	wg.Wait()
+
+	smp := Sample{At: at}
+	s.mu.Lock()
+	present := map[string]bool{}
+	for _, r := range out {
+		id := r.in.ID
+		present[id] = true
+		si := s.seen[id]
+		if si == nil {
+			if r.gone || r.err != nil {
+				continue // never seen up: nothing to draw
+			}
+			si = &seenInstance{ID: id, First: at}
+			s.seen[id] = si
+			s.order = append(s.order, id)
+		}
+		if si.Gone {
+			continue
+		}
+		if r.in.Name != "" {
+			si.Name = r.in.Name
+		}
+		si.Image = r.in.Image
+		if r.err == nil && r.st.Image != "" {
+			si.Image = r.st.Image
+		}
+		si.Last = at
+		conns := 0
+		if r.err == nil {
+			conns = r.st.Connections
+		}
+		if r.gone {
+			si.Gone = true
+		}
+		smp.Instances = append(smp.Instances, InstanceSample{ID: id, Name: orDash(si.Name), Image: si.Image, Connections: conns})
+	}
+	// Instances the group no longer lists end at zero, once.
+	for id, si := range s.seen {
+		if !present[id] && !si.Gone {
+			si.Gone = true
+			smp.Instances = append(smp.Instances, InstanceSample{ID: id, Name: orDash(si.Name), Image: si.Image})
+		}
+	}
+	s.samples = append(s.samples, smp)
+	var pp probePoint
+	if p := d.probe; p != nil {
+		r := p.Snapshot()
+		pp = probePoint{At: at, Reconnects: r.Reconnects, Sent: r.Sent, Lost: r.Lost, Connected: r.ClientsConnected}
+		s.points = append(s.points, pp)
+	}
+	s.mu.Unlock()
+	s.progress(smp, pp)
+}
+
+// progress shows one line: redrawn in place on a terminal, printed every
+// ProgressEvery (and at each phase change) otherwise.
+func (s *sampler) progress(smp Sample, pp probePoint) {
+	d := s.d
+	w := d.cfg.Progress
+	if w == nil {
+		return
+	}
+	phase, waiting := d.phase.get()
+	var oldN, newN, oldC, newC int
+	for _, in := range smp.Instances {
+		if in.Image == newImage {
+			newN++
+			newC += in.Connections
+		} else {
+			oldN++
+			oldC += in.Connections
+		}
+	}
+	what := phase
+	if waiting != "" {
+		what += ": " + waiting
+	}
+	if len(what) > 48 {
+		what = what[:47] + "…"
+	}
+	line := fmt.Sprintf("%5.0fs  %-48s  old %d (%d conns)  new %d (%d conns)  sent %d  lost %d  reconnects %d",
+		smp.At.Seconds(), what, oldN, oldC, newN, newC, pp.Sent, pp.Lost, pp.Reconnects)
+	d.lineMu.Lock()
+	defer d.lineMu.Unlock()
+	if d.cfg.TTY {
+		io.WriteString(w, "\r\x1b[K"+line)
+		d.lineOpen = true
+		return
+	}
+	now := d.cfg.Now()
+	if phase != s.lastPhase || now.Sub(s.lastLine) >= d.cfg.ProgressEvery {
+		s.lastPhase, s.lastLine = phase, now
+		io.WriteString(w, line+"\n")
+	}
+}
+
+// result returns the samples and the derived figures once sampling ended.
+func (s *sampler) result() ([]Sample, []Replacement, float64, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rate, at := peakRate(s.points, time.Second)
+	return s.samples, s.replacements(), rate, at
+}
+
+// replacements pairs, per name, the old-image instances that carried it
+// with the new-image ones that carry it now.
+func (s *sampler) replacements() []Replacement {
+	byName := map[string]*Replacement{}
+	var names []string
+	for _, id := range s.order {
+		si := s.seen[id]
+		if si.Name == "" {
+			continue
+		}
+		r := byName[si.Name]
+		if r == nil {
+			r = &Replacement{Name: si.Name}
+			byName[si.Name] = r
+			names = append(names, si.Name)
+		}
+		if si.Image == newImage {
+			r.New = append(r.New, id)
+		} else {
+			r.Old = append(r.Old, id)
+		}
+	}
+	sort.Strings(names)
+	out := make([]Replacement, 0, len(names))
+	for _, n := range names {
+		out = append(out, *byName[n])
+	}
+	return out
+}
+
+// peakRate is the highest rate of reconnects over any window of about w
+// between two points, and when it was.
+func peakRate(points []probePoint, w time.Duration) (float64, time.Duration) {
+	var best float64
+	var at time.Duration
+	j := 0
+	for i := range points {
+		for j < i && points[i].At-points[j+1].At >= w {
+			j++
+		}
+		dt := points[i].At - points[j].At
+		if dt < w*3/4 {
+			continue
+		}
+		r := float64(points[i].Reconnects-points[j].Reconnects) / dt.Seconds()
+		if r > best {
+			best, at = r, points[j].At
+		}
+	}
+	return best, at
+}
+
+// Replacement is one instance name and the instances that carried it.
+type Replacement struct {
+	Name string   `json:"name"`
+	Old  []string `json:"old,omitempty"`
+	New  []string `json:"new,omitempty"`
+}
+
+func (r Replacement) String() string {
+	return fmt.Sprintf("%s: %s -> %s", r.Name, orDash(strings.Join(r.Old, ",")), orDash(strings.Join(r.New, ",")))
+}
