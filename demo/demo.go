@@ -335,10 +335,10 @@ func (d *run) startFleet(ctx context.Context) error {
 	d.nats = nats
 
 	lc := localcloud.Config{
-		Listen:                 "127.0.0.1:0",
-		Images:                 map[string]localcloud.Image{oldImage: {Command: cfg.Executable, Name: "gitter-ws old"}, newImage: {Command: cfg.Executable, Name: "gitter-ws new"}},
-		Tick:                   100 * time.Millisecond,
-		BootTime:               500 * time.Millisecond,
+		Listen:   "127.0.0.1:0",
+		Images:   map[string]localcloud.Image{oldImage: {Command: cfg.Executable, Name: "gitter-ws old"}, newImage: {Command: cfg.Executable, Name: "gitter-ws new"}},
+		Tick:     100 * time.Millisecond,
+		BootTime: 500 * time.Millisecond,
 		// The load balancer must notice a draining node's failed
 		// readiness well inside the drain window, or it sends released
 		// clients back to the node they left (refused with "Node
