@@ -284,7 +284,15 @@ const maxPlanSize = 1 << 20
 // ParsePlan decodes and validates a plan file on its own (without the
 // fleet). Unknown keys, wrong types and inconsistent values come back as
 // PlanErrors naming the key and line.
-func ParsePlan(data []byte) (*Plan, error) {
+func ParsePlan(data []byte) (p *Plan, err error) {
+	// The YAML decoder has panicked on malformed input found by fuzzing
+	// (a tagged scalar where a list is expected); a plan file is outside
+	// input, so a panic there is one more invalid plan.
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, PlanErrors{{Msg: fmt.Sprintf("malformed YAML (%v)", r)}}
+		}
+	}()
 	if len(data) > maxPlanSize {
 		return nil, PlanErrors{{Msg: fmt.Sprintf("plan is %d bytes; at most %d are read", len(data), maxPlanSize)}}
 	}
@@ -292,7 +300,7 @@ func ParsePlan(data []byte) (*Plan, error) {
 	if err != nil {
 		return nil, PlanErrors{yamlError(err)}
 	}
-	p := &Plan{lines: map[string]int{}}
+	p = &Plan{lines: map[string]int{}}
 	var errs PlanErrors
 	for _, doc := range file.Docs {
 		if doc.Body == nil {
@@ -357,7 +365,7 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 			if errors.As(err, &ye) {
 				msg = ye.GetMessage()
 			}
-			*errs = append(*errs, &PlanError{Key: path, Line: n.GetToken().Position.Line, Msg: msg})
+			*errs = append(*errs, &PlanError{Key: path, Line: lineOf(n), Msg: msg})
 		}
 		return
 	}
@@ -369,8 +377,11 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 			values = m.Values
 		case *ast.MappingValueNode:
 			values = []*ast.MappingValueNode{m}
+		case *ast.NullNode:
+			return
 		default:
-			return // the decoder reports the type mismatch
+			*errs = append(*errs, &PlanError{Key: path, Line: lineOf(n), Msg: "want a mapping (key: value lines or {key: value})"})
+			return
 		}
 		fields := map[string]reflect.StructField{}
 		var valid []string
@@ -389,7 +400,7 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 			if path != "" {
 				kp = path + "." + key
 			}
-			line := v.Key.GetToken().Position.Line
+			line := lineOf(v.Key)
 			f, ok := fields[key]
 			if !ok {
 				hint := "valid keys here: " + strings.Join(valid, ", ")
@@ -405,14 +416,28 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 	case reflect.Slice:
 		s, ok := n.(*ast.SequenceNode)
 		if !ok {
+			if _, null := n.(*ast.NullNode); !null {
+				*errs = append(*errs, &PlanError{Key: path, Line: lineOf(n), Msg: "want a list (- item lines or [a, b])"})
+			}
 			return
 		}
 		for i, v := range s.Values {
 			ip := fmt.Sprintf("%s[%d]", path, i)
-			lines[ip] = v.GetToken().Position.Line
+			lines[ip] = lineOf(v)
 			walkKeys(v, t.Elem(), ip, lines, errs)
 		}
 	}
+}
+
+// lineOf is the line a node starts on, 0 when unknown.
+func lineOf(n ast.Node) int {
+	if n == nil {
+		return 0
+	}
+	if tk := n.GetToken(); tk != nil && tk.Position != nil {
+		return tk.Position.Line
+	}
+	return 0
 }
 
 // closest returns the valid key nearest to key when it is a likely typo.
