@@ -24,6 +24,8 @@ fuzz:
 	$(GO) test ./localcloud -run '^$$' -fuzz FuzzParseQuery -fuzztime 30s
 	$(GO) test ./localcloud -run '^$$' -fuzz FuzzAPI -fuzztime 30s
 	$(GO) test ./nodeaws -run '^$$' -fuzz FuzzParseUserData -fuzztime 30s
+	$(GO) test ./rollout -run '^$$' -fuzz FuzzParsePlan -fuzztime 30s
+	$(GO) test ./rollout -run '^$$' -fuzz FuzzSumMetric -fuzztime 10s
 
 demo: build
 	./$(BIN) demo
