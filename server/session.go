@@ -105,12 +105,15 @@ func (s *session) deliver(m outMsg) {
 		s.mu.Unlock()
 		return
 	}
-	if s.replaying > 0 {
-		s.pending = append(s.pending, m)
+	// at or below the cursor: given already, or (after a handoff) by the
+	// node that held the session before; brokers deliver to each node at
+	// its own pace, so a message can reach this node after the session.
+	if m.seq <= s.cursor {
 		s.mu.Unlock()
 		return
 	}
-	if m.seq <= s.cursor {
+	if s.replaying > 0 {
+		s.pending = append(s.pending, m)
 		s.mu.Unlock()
 		return
 	}
