@@ -228,8 +228,6 @@ func startServer(ctx context.Context, o *Options, kind string) (*Process, error)
 	return nil, fmt.Errorf("bench: unknown server %q", kind)
 }
 
-func wsURLOf(p *Process) string { return "ws://" + p.Addr + "/bayeux" }
-
 func channelNames(prefix string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -251,7 +249,7 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	conns, err := openSessions(sctx, d, wsURLOf(p), o.IdleSessions, channelNames("/bench/idle/", o.Channels), 64, &st)
+	conns, err := openSessions(sctx, d, p.Addr, o.IdleSessions, channelNames("/bench/idle/", o.Channels), 64, &st)
 	defer closeSessions(conns)
 	r.OpenSeconds = time.Since(start).Seconds()
 	for _, c := range conns {
@@ -283,7 +281,7 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 	var st genStats
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conns, err := openSessions(sctx, d, wsURLOf(p), o.Subscribers, channels, 64, &st)
+	conns, err := openSessions(sctx, d, p.Addr, o.Subscribers, channels, 64, &st)
 	defer closeSessions(conns)
 	if err != nil {
 		curve.Error = err.Error()
@@ -353,7 +351,7 @@ func runChurn(ctx context.Context, o *Options, kind string, d *dialers) (*ChurnR
 	cctx, cancel := context.WithTimeout(ctx, o.ChurnTime)
 	defer cancel()
 	s0, g0, t0 := procCPU(p.Pid()), selfCPU(), time.Now()
-	r.Handshakes, r.Failed = churn(cctx, d, wsURLOf(p), o.ChurnWorkers)
+	r.Handshakes, r.Failed = churn(cctx, d, p.Addr, o.ChurnWorkers)
 	s1, g1, t1 := procCPU(p.Pid()), selfCPU(), time.Now()
 	wall := t1.Sub(t0).Seconds()
 	r.PerSecond = float64(r.Handshakes) / wall

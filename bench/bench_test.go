@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -168,4 +172,70 @@ func FuzzScanDeliveries(f *testing.F) {
 			t.Fatalf("counted %d deliveries in a frame with %d t fields", n, max)
 		}
 	})
+}
+
+// FuzzReadMessage feeds the generator's websocket frame reader whatever
+// a server could send: it must not panic, must not return more than it
+// was given, and must stop at the size cap.
+func FuzzReadMessage(f *testing.F) {
+	f.Add([]byte{0x81, 0x03, 'a', 'b', 'c'})
+	f.Add([]byte{0x01, 0x01, 'a', 0x89, 0x00, 0x80, 0x01, 'b'}) // fragment, ping, continuation
+	f.Add([]byte{0x81, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x81, 0x83, 1, 2, 3, 4, 'a' ^ 1, 'b' ^ 2, 'c' ^ 3})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		local, remote := net.Pipe()
+		defer local.Close()
+		go func() { _, _ = io.Copy(io.Discard, remote) }()
+		r := &rawConn{c: local, br: bufio.NewReader(bytes.NewReader(data))}
+		var buf []byte
+		for range 8 {
+			msg, err := r.readMessage(buf)
+			if len(msg) > len(data) {
+				t.Fatalf("message of %d bytes from %d bytes of input", len(msg), len(data))
+			}
+			if err != nil {
+				return
+			}
+			buf = msg[:0]
+		}
+	})
+}
+
+// TestRawConnAgainstServers checks the generator's websocket client
+// against both real servers: handshake, subscribe, a delivery.
+func TestRawConnAgainstServers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers")
+	}
+	p, err := StartFaye(context.Background(), FayeOptions{CPU: -1, AdminToken: "tok"})
+	if errors.Is(err, ErrNoFaye) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var st genStats
+	conns, err := openSessions(ctx, newDialers(1), p.Addr, 3, []string{"/x"}, 3, &st)
+	defer closeSessions(conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &latHist{}
+	st.lat.Store(h)
+	pub := &publisher{url: "http://" + p.Addr + "/publish", token: "tok", channels: []string{"/x"}, hc: http.DefaultClient}
+	if err := pub.post(ctx, []byte(fmt.Sprintf(`[{"channel":"/x","data":{"t":%d}}]`, time.Now().UnixNano()))); err != nil {
+		t.Fatal(err)
+	}
+	for st.deliveries.Load() < 3 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := st.deliveries.Load(); n != 3 {
+		t.Fatalf("%d deliveries, want 3", n)
+	}
+	if _, _, max, n := h.h.quantiles(); n != 3 || max <= 0 || max > 5000 {
+		t.Fatalf("latency max %vms over %d", max, n)
+	}
 }

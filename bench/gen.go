@@ -14,15 +14,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // The load generator is deliberately not the client package: it must not be
 // the bottleneck of the server it measures. It speaks Bayeux over raw
-// websocket frames, finds what it needs with byte searches instead of
-// decoding messages into structs, and counts with atomics: no lock and no
-// allocation per delivery beyond the websocket library's own.
+// websocket frames (rawws.go), finds what it needs with byte searches
+// instead of decoding messages into structs, and counts with atomics: no
+// lock and no allocation per delivery.
 
 var (
 	tokClientID  = []byte(`"clientId":"`)
@@ -113,65 +111,65 @@ func (h *histogramNs) quantiles() (p50, p99, maxMs float64, n uint64) {
 // of thousands of connections and churn do not exhaust one address's
 // ephemeral ports.
 type dialers struct {
-	clients []*http.Client
-	next    atomic.Uint64
+	ds   []*net.Dialer
+	next atomic.Uint64
 }
 
 func newDialers(n int) *dialers {
 	d := &dialers{}
 	for i := range n {
-		nd := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}}
-		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{DialContext: nd.DialContext}})
+		d.ds = append(d.ds, &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}})
 	}
 	return d
 }
 
-func (d *dialers) pick() *http.Client { return d.clients[d.next.Add(1)%uint64(len(d.clients))] }
+func (d *dialers) pick() *net.Dialer { return d.ds[d.next.Add(1)%uint64(len(d.ds))] }
 
 // genConn is one generator session.
 type genConn struct {
-	c  *websocket.Conn
-	id []byte
+	c   *rawConn
+	id  []byte
+	buf []byte
 }
 
-// readFrame reads one frame into buf (reused).
-func readFrame(ctx context.Context, c *websocket.Conn, buf *bytes.Buffer) error {
-	_, r, err := c.Reader(ctx)
-	if err != nil {
-		return err
-	}
-	buf.Reset()
-	_, err = buf.ReadFrom(r)
-	return err
+// read reads the next message into the session's buffer.
+func (g *genConn) read() ([]byte, error) {
+	b, err := g.c.readMessage(g.buf)
+	g.buf = b[:0]
+	return b, err
 }
 
-// handshake opens a websocket and performs a Bayeux handshake on it.
-func handshake(ctx context.Context, hc *http.Client, wsURL string, buf *bytes.Buffer) (*genConn, error) {
-	c, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled})
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
+// handshake opens a websocket to addr and performs a Bayeux handshake on
+// it.
+func handshake(ctx context.Context, d *net.Dialer, addr string) (*genConn, error) {
+	c, err := rawDial(ctx, d, addr, "/bayeux")
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	c.SetReadLimit(1 << 24)
-	if err := c.Write(ctx, websocket.MessageText, []byte(`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"],"id":"1"}]`)); err != nil {
-		c.CloseNow()
+	g := &genConn{c: c}
+	if dl, ok := ctx.Deadline(); ok {
+		c.setDeadline(dl)
+		defer c.setDeadline(time.Time{})
+	}
+	if err := c.writeText([]byte(`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"],"id":"1"}]`)); err != nil {
+		c.close()
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	for {
-		if err := readFrame(ctx, c, buf); err != nil {
-			c.CloseNow()
+		b, err := g.read()
+		if err != nil {
+			c.close()
 			return nil, fmt.Errorf("handshake: %w", err)
 		}
-		if i := bytes.Index(buf.Bytes(), tokClientID); i >= 0 {
-			rest := buf.Bytes()[i+len(tokClientID):]
+		if i := bytes.Index(b, tokClientID); i >= 0 {
+			rest := b[i+len(tokClientID):]
 			j := bytes.IndexByte(rest, '"')
 			if j < 0 {
-				c.CloseNow()
+				c.close()
 				return nil, errors.New("handshake: bad clientId")
 			}
-			return &genConn{c: c, id: append([]byte(nil), rest[:j]...)}, nil
+			g.id = append([]byte(nil), rest[:j]...)
+			return g, nil
 		}
 	}
 }
@@ -183,16 +181,20 @@ func (g *genConn) connectMsg() []byte {
 // subscribe subscribes and waits for the acknowledgement, then sends the
 // first connect. They go in separate frames: Faye answers a batch only when
 // every message in it is answered, and a connect is held for the timeout.
-func (g *genConn) subscribe(ctx context.Context, channel string, buf *bytes.Buffer) error {
+func (g *genConn) subscribe(ctx context.Context, channel string) error {
+	if dl, ok := ctx.Deadline(); ok {
+		g.c.setDeadline(dl)
+		defer g.c.setDeadline(time.Time{})
+	}
 	msg := `[{"channel":"/meta/subscribe","clientId":"` + string(g.id) + `","subscription":"` + channel + `","id":"2"}]`
-	if err := g.c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+	if err := g.c.writeText([]byte(msg)); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	for {
-		if err := readFrame(ctx, g.c, buf); err != nil {
+		b, err := g.read()
+		if err != nil {
 			return fmt.Errorf("subscribe: %w", err)
 		}
-		b := buf.Bytes()
 		if bytes.Contains(b, tokSubscribe) {
 			if !bytes.Contains(b, tokSuccess) {
 				return fmt.Errorf("subscribe refused: %.200s", b)
@@ -200,27 +202,28 @@ func (g *genConn) subscribe(ctx context.Context, channel string, buf *bytes.Buff
 			break
 		}
 	}
-	if err := g.c.Write(ctx, websocket.MessageText, g.connectMsg()); err != nil {
+	if err := g.c.writeText(g.connectMsg()); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	return nil
 }
 
 // readLoop counts deliveries and their latency, and renews the connect
-// whenever the server answers one, until ctx ends or the connection fails.
+// whenever the server answers one, until the connection is closed; ctx
+// only tells a failure from the end of the run (closeSessions ends the
+// loop by closing the socket).
 func (g *genConn) readLoop(ctx context.Context, st *genStats) {
-	var buf bytes.Buffer
 	for {
-		if err := readFrame(ctx, g.c, &buf); err != nil {
+		b, err := g.read()
+		if err != nil {
 			if ctx.Err() == nil {
 				st.closed.Add(1)
 			}
 			return
 		}
-		b := buf.Bytes()
 		st.frames.Add(1)
 		if bytes.Contains(b, tokConnect) {
-			if err := g.c.Write(ctx, websocket.MessageText, g.connectMsg()); err != nil {
+			if err := g.c.writeText(g.connectMsg()); err != nil {
 				if ctx.Err() == nil {
 					st.closed.Add(1)
 				}
@@ -263,7 +266,7 @@ func scanDeliveries(b []byte, now int64, h *latHist) int64 {
 
 // openSessions opens n subscribed sessions over channels, concurrency at a
 // time, each with its reader running until ctx ends.
-func openSessions(ctx context.Context, d *dialers, wsURL string, n int, channels []string, concurrency int, st *genStats) ([]*genConn, error) {
+func openSessions(ctx context.Context, d *dialers, addr string, n int, channels []string, concurrency int, st *genStats) ([]*genConn, error) {
 	conns := make([]*genConn, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, concurrency)
@@ -278,13 +281,12 @@ func openSessions(ctx context.Context, d *dialers, wsURL string, n int, channels
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			var buf bytes.Buffer
 			octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			g, err := handshake(octx, d.pick(), wsURL, &buf)
+			g, err := handshake(octx, d.pick(), addr)
 			if err == nil {
-				if err = g.subscribe(octx, channels[i%len(channels)], &buf); err != nil {
-					g.c.CloseNow()
+				if err = g.subscribe(octx, channels[i%len(channels)]); err != nil {
+					g.c.close()
 				}
 			}
 			if err != nil {
@@ -306,7 +308,7 @@ func openSessions(ctx context.Context, d *dialers, wsURL string, n int, channels
 func closeSessions(conns []*genConn) {
 	for _, g := range conns {
 		if g != nil {
-			g.c.CloseNow()
+			g.c.close()
 		}
 	}
 }
@@ -393,16 +395,17 @@ func (p *publisher) post(ctx context.Context, body []byte) error {
 
 // churn runs workers that each open a websocket, handshake, disconnect and
 // close, over and over, until ctx ends; it returns the handshakes done.
-func churn(ctx context.Context, d *dialers, wsURL string, workers int) (done, failed int64) {
+func churn(ctx context.Context, d *dialers, addr string, workers int) (done, failed int64) {
 	var ok, bad atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf bytes.Buffer
 			for ctx.Err() == nil {
-				g, err := handshake(ctx, d.pick(), wsURL, &buf)
+				hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				g, err := handshake(hctx, d.pick(), addr)
+				cancel()
 				if err != nil {
 					if ctx.Err() == nil {
 						bad.Add(1)
@@ -411,8 +414,8 @@ func churn(ctx context.Context, d *dialers, wsURL string, workers int) (done, fa
 					continue
 				}
 				ok.Add(1)
-				_ = g.c.Write(ctx, websocket.MessageText, []byte(`[{"channel":"/meta/disconnect","clientId":"`+string(g.id)+`"}]`))
-				g.c.CloseNow()
+				_ = g.c.writeText([]byte(`[{"channel":"/meta/disconnect","clientId":"` + string(g.id) + `"}]`))
+				g.c.close()
 			}
 		}()
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +38,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.Step, "step", 0, "(b) measuring time per rate (default 5s, quick 2s)")
 	fs.DurationVar(&o.ChurnTime, "churn-time", 0, "(c) duration (default 10s, quick 3s)")
 	binary := fs.String("wsfleet", "", "wsfleet binary to run as the ws node (default: this one)")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile here")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,6 +75,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	o.Progress = stderr
 	fmt.Fprintf(stderr, "bench: servers on core %d, generator on core %s; %s\n", o.ServerCPU, orNone(os.Getenv(benchPinnedEnv)), map[bool]string{true: "quick run", false: "full run"}[o.Quick])
 	start := time.Now()
