@@ -102,6 +102,7 @@ type clientRecord struct {
 	Kind       string `json:"kind"`
 	Got        []int  `json:"got"`
 	Handshakes int    `json:"handshakes"`
+	MaxGapMs   int    `json:"maxGapMs"`
 }
 
 func startListener(t *testing.T, proxyURL, kind, transport string, count int) *listener {
@@ -180,6 +181,7 @@ func startGoClients(t *testing.T, proxyURL string, count int) *goListener {
 	defer cancel()
 	for range count {
 		rec := &clientRecord{Kind: "go/websocket"}
+		var last time.Time
 		c, err := client.Dial(ctx, client.Config{URL: proxyURL + "/bayeux", RetryMin: 100 * time.Millisecond, RetryMax: time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -189,6 +191,10 @@ func startGoClients(t *testing.T, proxyURL string, count int) *goListener {
 			var v struct{ N int }
 			json.Unmarshal(d.Data, &v)
 			g.mu.Lock()
+			if now := time.Now(); !last.IsZero() && int(now.Sub(last).Milliseconds()) > rec.MaxGapMs {
+				rec.MaxGapMs = int(now.Sub(last).Milliseconds())
+			}
+			last = time.Now()
 			rec.Got = append(rec.Got, v.N)
 			g.mu.Unlock()
 		})
@@ -344,7 +350,7 @@ func runCluster(t *testing.T, mode string) {
 	lossy := 0
 	for i, r := range recs {
 		m, d, o := exactlyOnce(r.Got, total)
-		t.Logf("client %d %s: received %d, missing %d, duplicates %d, reordered %d, handshakes %d", i, r.Kind, len(r.Got), m, d, o, r.Handshakes)
+		t.Logf("client %d %s: received %d, missing %d, duplicates %d, reordered %d, handshakes %d, longest gap %dms", i, r.Kind, len(r.Got), m, d, o, r.Handshakes, r.MaxGapMs)
 		if d > 0 || o > 0 {
 			t.Errorf("client %d %s: %d duplicates, %d out of order", i, r.Kind, d, o)
 		}

@@ -29,12 +29,18 @@ async function start() {
   const recs = [];
   const waits = [];
   for (let i = 0; i < count; i++) {
-    const rec = { kind: kind + '/' + transport, got: [], handshakes: 0 };
+    const rec = { kind: kind + '/' + transport, got: [], handshakes: 0, maxGapMs: 0 };
     recs.push(rec);
-    const onMessage = (m) => rec.got.push(m.n);
+    let last = 0;
+    const onMessage = (m) => {
+      const now = Date.now();
+      if (last && now - last > rec.maxGapMs) rec.maxGapMs = now - last;
+      last = now;
+      rec.got.push(m.n);
+    };
     if (kind === 'faye') {
-      // retry: seconds before a failed request is sent again (default 5)
-      const c = new faye.Client(endpoint, { retry: 1 });
+      // faye's defaults: a request that fails is sent again after 5 s
+      const c = new faye.Client(endpoint);
       if (transport === 'long-polling') c.disable('websocket');
       c.addExtension(track(rec));
       const s = c.subscribe(channel, onMessage);

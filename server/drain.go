@@ -230,8 +230,10 @@ func (s *Server) release(ss *session) {
 	ss.pending = nil
 	snap := ss.snapshotLocked(s.cfg.NodeID, s.cfg.Now())
 	ws := ss.ws
+	var held []byte
 	if ss.held != nil {
 		ss.held.timer.Stop()
+		held = ss.held.reply
 		ss.held = nil
 	}
 	ss.mu.Unlock()
@@ -243,7 +245,28 @@ func (s *Server) release(ss *session) {
 	s.releasedIDs[ss.id] = struct{}{}
 	s.mu.Unlock()
 	s.removeSession(ss, "released")
-	if ws != nil {
+	switch {
+	case ws != nil && held != nil:
+		// Answer the held connect first and let the client's next
+		// connect come back on this socket, where it is answered and the
+		// socket closed (see connect): a socket closed under a pending
+		// request makes faye wait its retry interval (5 s by default)
+		// before sending it again; one closed after an answer costs it
+		// nothing.
+		go func() {
+			if ws.write(frame([]outMsg{{b: held}})) != nil {
+				ws.close(wsStatusGoingAway, "node draining")
+				return
+			}
+			t := time.NewTimer(s.cfg.ReleaseGrace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ws.closed:
+			}
+			ws.close(wsStatusGoingAway, "node draining")
+		}()
+	case ws != nil:
 		ws.close(wsStatusGoingAway, "node draining")
 	}
 	s.met.released.Inc()

@@ -62,15 +62,37 @@ func TestDrainHandsWebsocketSessionOver(t *testing.T) {
 	for len(got) < 10 {
 		got = append(got, p.next(isData))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.srv.Drain(ctx, DrainOptions{Window: 0, MaxRate: 1000, Deadline: 5 * time.Second}); err != nil {
-		t.Fatal(err)
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		drained <- a.srv.Drain(ctx, DrainOptions{Window: 0, MaxRate: 1000, Deadline: 5 * time.Second})
+	}()
+	// The held connect is answered at once; like faye and halley, the
+	// client sends the next one on the same socket, which is answered
+	// (retry, after an interval) and the socket closed with "going away".
+	untilConnect := func() msg {
+		return p.next(func(m msg) bool {
+			if isData(m) {
+				got = append(got, m)
+			}
+			return m["channel"] == bayeux.ChannelConnect
+		})
 	}
-	// the socket was closed with "going away"; read what came before it
+	if c := untilConnect(); c["successful"] != true {
+		t.Fatalf("released connect: %v", c)
+	}
+	p.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket"})
+	c := untilConnect()
+	if adv, _ := c["advice"].(map[string]any); c["successful"] != true || adv["reconnect"] != "retry" || adv["interval"] != float64(250) {
+		t.Fatalf("connect after release: %v", c)
+	}
 	<-p.closed
 	if websocket.CloseStatus(p.closeErr) != websocket.StatusGoingAway {
 		t.Fatalf("socket closed with %v", p.closeErr)
+	}
+	if err := <-drained; err != nil {
+		t.Fatal(err)
 	}
 	for len(p.in) > 0 {
 		if m := <-p.in; isData(m) {

@@ -195,6 +195,25 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 	return r
 }
 
+// goAway answers a connect that this node will not serve (a session it
+// released, or a draining node asked to take one over) so that the
+// client's next connect goes through the load balancer to another node:
+// the reply is a success with reconnect=retry, and the transport drops
+// the connection after it. On a websocket the advised interval gives the
+// socket time to close before the client's next connect: faye sends a
+// request that was pending on a closing socket again only after its retry
+// delay (5 s by default).
+func (s *Server) goAway(b *batch, r *bayeux.Message) *bayeux.Message {
+	b.goAway = true
+	interval := int64(0)
+	if b.transport == bayeux.ConnTypeWebSocket {
+		interval = s.cfg.GoAwayInterval.Milliseconds()
+	}
+	r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectRetry, Interval: bayeux.Millis(interval),
+		Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
+	return r
+}
+
 // unknownClient is the reply to a message naming a client this node does
 // not hold and cannot restore.
 func unknownClient(m *bayeux.Message) *bayeux.Message {
@@ -221,20 +240,14 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		// this node let the session go during its drain: send the client
 		// elsewhere rather than have it handshake again and lose its
 		// place.
-		b.goAway = true
-		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectRetry, Interval: bayeux.Millis(0),
-			Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
-		return r
+		return s.goAway(b, r)
 	}
 	switch {
 	case s.cfg.SharedSessions && (ss == nil || !ss.isLive()):
 		if !s.Ready() {
 			// a draining node takes no session over: the client's
 			// next request goes elsewhere.
-			b.goAway = true
-			r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectRetry, Interval: bayeux.Millis(0),
-				Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
-			return r
+			return s.goAway(b, r)
 		}
 		if ss = s.adopt(b, m.ClientID, ss); ss == nil {
 			return unknownClient(m)
@@ -257,10 +270,7 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 	if released {
 		// a drain let this session go while the client was away: it
 		// must reconnect through the load balancer to another node.
-		b.goAway = true
-		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectRetry, Interval: bayeux.Millis(0),
-			Timeout: bayeux.Millis(s.cfg.Timeout.Milliseconds())}
-		return r
+		return s.goAway(b, r)
 	}
 	b.connect, b.connectAt, b.hold = ss, -1, hold
 	return r

@@ -52,6 +52,13 @@ type Config struct {
 	WriteTimeout time.Duration
 	// SweepInterval is how often expired sessions are looked for; default 5s.
 	SweepInterval time.Duration
+	// ReleaseGrace is how long a drain waits for a released websocket
+	// client to send its next connect (answered, then the socket closed)
+	// before closing the socket anyway; default 2s.
+	ReleaseGrace time.Duration
+	// GoAwayInterval is the advice.interval sent with the last connect
+	// reply on a websocket this node closes in a drain; default 250ms.
+	GoAwayInterval time.Duration
 
 	// Broker carries messages between nodes; default a memory broker.
 	Broker broker.Broker
@@ -98,6 +105,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.GoAwayInterval <= 0 {
+		c.GoAwayInterval = 250 * time.Millisecond
+	}
+	if c.ReleaseGrace <= 0 {
+		c.ReleaseGrace = 2 * time.Second
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 5 * time.Second
