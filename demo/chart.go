@@ -38,6 +38,12 @@ type PhaseMark struct {
 // ones in warm colours, with each phase shaded and labelled, so that a
 // reader sees the clients move from old nodes to new ones.
 func WriteChart(w io.Writer, title, newImage string, samples []Sample, phases []PhaseMark) error {
+	return WriteChartAs(w, "svg", title, newImage, samples, phases)
+}
+
+// WriteChartAs is WriteChart in another format gonum/plot knows ("png",
+// "pdf"…): a PNG is what a terminal image viewer or a review tool shows.
+func WriteChartAs(w io.Writer, format, title, newImage string, samples []Sample, phases []PhaseMark) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "seconds since start"
@@ -93,8 +99,12 @@ func WriteChart(w io.Writer, title, newImage string, samples []Sample, phases []
 		poly.Color = shade
 		poly.LineStyle.Width = 0
 		p.Add(poly)
+		lx := ph.Start.Seconds()
+		if len(samples) > 0 {
+			lx = max(lx, samples[0].At.Seconds()) // inside the axis
+		}
 		lbl, err := plotter.NewLabels(plotter.XYLabels{
-			XYs:    []plotter.XY{{X: ph.Start.Seconds(), Y: ymax * 1.1}},
+			XYs:    []plotter.XY{{X: lx, Y: ymax * 1.1}},
 			Labels: []string{ph.Name},
 		})
 		if err != nil {
@@ -124,15 +134,22 @@ func WriteChart(w io.Writer, title, newImage string, samples []Sample, phases []
 	}
 	p.Y.Min = 0
 	p.Y.Max = ymax * 1.2
+	// Room on the right for the legend, so it does not hide the lines'
+	// ends, where the new instances hold every client.
+	if n := len(samples); n > 0 {
+		first, last := samples[0].At.Seconds(), samples[n-1].At.Seconds()
+		p.X.Min = first
+		p.X.Max = last + (last-first)*0.22
+	}
 	p.Legend.TextStyle.Font.Size = vg.Points(7)
 	p.Legend.ThumbnailWidth = vg.Points(14)
 	p.Legend.Padding = vg.Points(1)
-	wt, err := p.WriterTo(28*vg.Centimeter, 14*vg.Centimeter, "svg")
+	wt, err := p.WriterTo(28*vg.Centimeter, 14*vg.Centimeter, format)
 	if err != nil {
 		return fmt.Errorf("chart: %w", err)
 	}
 	if _, err := wt.WriteTo(w); err != nil {
-		return fmt.Errorf("chart: write svg: %w", err)
+		return fmt.Errorf("chart: write %s: %w", format, err)
 	}
 	return nil
 }

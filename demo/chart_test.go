@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -34,5 +35,30 @@ func TestWriteChart(t *testing.T) {
 	}
 	if os.Getenv("WSFLEET_KEEP_CHART") != "" {
 		os.WriteFile(os.Getenv("WSFLEET_KEEP_CHART"), buf.Bytes(), 0o644)
+	}
+}
+
+// TestRenderChartData draws a demo's chart.json as PNG beside it, for a
+// look at a real run's chart: WSFLEET_CHART_DATA=path/chart.json.
+func TestRenderChartData(t *testing.T) {
+	path := os.Getenv("WSFLEET_CHART_DATA")
+	if path == "" {
+		t.Skip("set WSFLEET_CHART_DATA to a demo's chart.json")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cd ChartData
+	if err := json.Unmarshal(b, &cd); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(strings.TrimSuffix(path, ".json") + ".png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := WriteChartAs(f, "png", cd.Title, cd.NewImage, cd.Samples, cd.Phases); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -287,12 +287,12 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	// Let clients settle on their new nodes, then stop the probe: Stop
 	// waits for deliveries still in flight before counting a loss.
 	d.sleep(ctx, 2*time.Second)
+	d.samp.stop() // before the clients close, which the chart would show
+	d.clearLine()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	rep := d.probe.Stop(sctx)
 	cancel()
 	d.probe = nil
-	d.samp.stop()
-	d.clearLine()
 
 	fleet, ferr := d.fleetImages(context.WithoutCancel(ctx))
 	sum := d.summarize(mode, res, rep, fleet, changeStart, changeEnd)
@@ -432,9 +432,12 @@ func (d *run) waitFleet(ctx context.Context, n int, timeout time.Duration, ok fu
 // topologyForDemo is the seed topology with the demo's overrides, each a
 // property of running on one machine rather than a change to the fleet:
 // the nodes join the embedded NATS on its free port, and with Fast their
-// own drain on SIGTERM is shortened. In the naive mode the group has no
-// lifecycle hook, as the seed's group had none: a terminated instance
-// is cut off rather than drained.
+// own drain on SIGTERM is shortened. In the naive mode the nodes behave as
+// the seed's Faye servers did: the group has no lifecycle hook (the seed's
+// had none), the nodes do not watch their lifecycle state (which would
+// make them drain on a plain terminate) and exit at once on SIGTERM; a
+// terminated instance's clients are cut off when the load balancer's
+// deregistration delay ends.
 func topologyForDemo(data []byte, natsURL string, cfg Config) (*localcloud.Topology, error) {
 	var topo localcloud.Topology
 	if err := yaml.UnmarshalWithOptions(data, &topo, yaml.Strict()); err != nil {
@@ -450,6 +453,13 @@ func topologyForDemo(data []byte, natsURL string, cfg Config) (*localcloud.Topol
 		case strings.HasPrefix(line, "--nats="):
 			line = "--nats=" + natsURL
 			found = true
+		case cfg.Naive && strings.HasPrefix(line, "--drain-window="):
+			line = "--drain-window=0s"
+		case cfg.Naive && strings.HasPrefix(line, "--drain-deadline="):
+			line = "--drain-deadline=1ms"
+		case cfg.Naive && strings.HasPrefix(line, "--aws-lifecycle-interval="):
+			// The first look comes after one interval: never, here.
+			line = "--aws-lifecycle-interval=24h"
 		case cfg.Fast && strings.HasPrefix(line, "--drain-window="):
 			line = "--drain-window=2s"
 		case cfg.Fast && strings.HasPrefix(line, "--drain-deadline="):

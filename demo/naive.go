@@ -118,8 +118,36 @@ func (d *run) terminateAndWait(ctx context.Context, prov *awsprov.Provider, old 
 		}
 		d.event("naive", "terminated", "name", n, "id", id)
 	}
-	_, err := d.waitNamed(ctx, prov, names, 8)
-	return err
+	if _, err := d.waitNamed(ctx, prov, names, 8); err != nil {
+		return err
+	}
+	// The operator checks that the old instances are gone before closing
+	// the window; it is also when their clients were cut off.
+	deadline := d.cfg.Now().Add(3 * time.Minute)
+	for {
+		g, err := prov.Group(ctx, groupName)
+		if err != nil {
+			return err
+		}
+		left := 0
+		for _, n := range names {
+			if in, ok := g.Instance(old[n]); ok && in.Lifecycle != "Terminated" {
+				left++
+			}
+		}
+		if left == 0 {
+			return nil
+		}
+		d.phase.set(d.phaseName(), fmt.Sprintf("%d old instances terminating", left))
+		if d.cfg.Now().After(deadline) {
+			return fmt.Errorf("%d of %v not terminated after 3m", left, names)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // waitNamed gives the group's new, unnamed instances the names in turn and

@@ -152,7 +152,8 @@ func (s *sampler) sampleOnce(ctx context.Context) {
 	var pp probePoint
 	if p := d.probe; p != nil {
 		r := p.Snapshot()
-		pp = probePoint{At: at, Reconnects: r.Reconnects, Sent: r.Sent, Lost: r.Lost, Connected: r.ClientsConnected}
+		// The point's own time: reading the nodes took a while.
+		pp = probePoint{At: d.since(), Reconnects: r.Reconnects, Sent: r.Sent, Lost: r.Lost, Connected: r.ClientsConnected}
 		s.points = append(s.points, pp)
 	}
 	s.mu.Unlock()

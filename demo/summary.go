@@ -40,6 +40,7 @@ type Summary struct {
 	Duplicated    int64 `json:"duplicated"`
 	// Gaps: how long clients were without a working subscription.
 	Gaps       int64         `json:"gaps"`
+	GapP50     time.Duration `json:"gap_p50"`
 	GapP99     time.Duration `json:"gap_p99"`
 	GapMax     time.Duration `json:"gap_max"`
 	LatencyP99 time.Duration `json:"latency_p99"`
@@ -72,11 +73,20 @@ type FleetMember struct {
 
 // Files are where the demo wrote its output.
 type Files struct {
-	Dir     string `json:"dir"`
-	Report  string `json:"report"`
-	Events  string `json:"events"`
-	Chart   string `json:"chart"`
-	Summary string `json:"summary"`
+	Dir       string `json:"dir"`
+	Report    string `json:"report"`
+	Events    string `json:"events"`
+	Chart     string `json:"chart"`
+	ChartData string `json:"chart_data"`
+	Summary   string `json:"summary"`
+}
+
+// ChartData is chart.json: what chart.svg was drawn from.
+type ChartData struct {
+	Title    string      `json:"title"`
+	NewImage string      `json:"new_image"`
+	Samples  []Sample    `json:"samples"`
+	Phases   []PhaseMark `json:"phases"`
 }
 
 // OK reports whether the demo kept its promise: every instance on the new
@@ -86,13 +96,12 @@ func (s *Summary) OK() bool { return len(s.Problems) == 0 }
 
 func (d *run) summarize(mode string, res changeResult, rep probe.Report, fleet []FleetMember, changeStart, changeEnd time.Duration) *Summary {
 	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
-	samples, replaced, peak, _ := d.samp.result()
-	_ = samples
+	_, replaced, peak, _ := d.samp.result()
 	s := &Summary{
 		Mode: mode, Status: res.status, Clients: d.cfg.Clients, Channels: d.cfg.Channels, Rate: d.cfg.Rate, TimeScale: d.cfg.TimeScale,
 		Total: d.since(), Change: changeEnd - changeStart, Phases: res.phases, Replaced: replaced, Fleet: fleet,
 		Published: rep.Sent, PublishFailed: rep.PublishFailed, Expected: rep.Expected, Delivered: rep.Delivered,
-		Lost: rep.Lost, Duplicated: rep.Duplicated, Gaps: rep.Gap.Count, GapP99: ms(rep.Gap.P99), GapMax: ms(rep.Gap.Max),
+		Lost: rep.Lost, Duplicated: rep.Duplicated, Gaps: rep.Gap.Count, GapP50: ms(rep.Gap.P50), GapP99: ms(rep.Gap.P99), GapMax: ms(rep.Gap.Max),
 		LatencyP99: ms(rep.Latency.P99), Reconnects: rep.Reconnects, PeakReconnectRate: peak, APICalls: res.calls,
 	}
 	if res.err != nil {
@@ -130,7 +139,7 @@ func (d *run) writeFiles(s *Summary, res changeResult) error {
 		abs = dir
 	}
 	s.Files = Files{Dir: abs, Report: filepath.Join(abs, "report.md"), Events: filepath.Join(abs, "events.jsonl"),
-		Chart: filepath.Join(abs, "chart.svg"), Summary: filepath.Join(abs, "summary.json")}
+		Chart: filepath.Join(abs, "chart.svg"), ChartData: filepath.Join(abs, "chart.json"), Summary: filepath.Join(abs, "summary.json")}
 
 	samples, _, _, _ := d.samp.result()
 	var marks []PhaseMark
@@ -144,6 +153,14 @@ func (d *run) writeFiles(s *Summary, res changeResult) error {
 	}
 	if err := os.WriteFile(s.Files.Chart, chart.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write chart: %w", err)
+	}
+	// The chart's data, so that it can be drawn again (another size, PNG).
+	cd, err := json.Marshal(ChartData{Title: title, NewImage: newImage, Samples: samples, Phases: marks})
+	if err != nil {
+		return fmt.Errorf("chart data: %w", err)
+	}
+	if err := os.WriteFile(s.Files.ChartData, cd, 0o644); err != nil {
+		return fmt.Errorf("write chart data: %w", err)
 	}
 
 	var rep bytes.Buffer
@@ -207,12 +224,12 @@ func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "  replaced:  %d instances (%s); fleet now %s\n", len(repl), strings.Join(repl, " "), fleetLine(s.Fleet))
 	fmt.Fprintf(w, "  messages:  %d published (%d refused), %d of %d deliveries made, %d lost, %d duplicates dropped\n",
 		s.Published, s.PublishFailed, s.Delivered, s.Expected, s.Lost, s.Duplicated)
-	fmt.Fprintf(w, "  clients:   %d over %d rooms; gaps p99 %s, max %s (%d gaps); %d reconnects, peak %.0f/s; delivery p99 %s\n",
-		s.Clients, s.Channels, rd(s.GapP99), rd(s.GapMax), s.Gaps, s.Reconnects, s.PeakReconnectRate, rd(s.LatencyP99))
+	fmt.Fprintf(w, "  clients:   %d over %d rooms; gaps p50 %s, p99 %s, max %s (%d gaps); %d reconnects, peak %.0f/s; delivery p99 %s\n",
+		s.Clients, s.Channels, rd(s.GapP50), rd(s.GapP99), rd(s.GapMax), s.Gaps, s.Reconnects, s.PeakReconnectRate, rd(s.LatencyP99))
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  problem:   %s\n", p)
 	}
-	fmt.Fprintf(w, "  files:     %s (report.md, events.jsonl, chart.svg, summary.json)\n", s.Files.Dir)
+	fmt.Fprintf(w, "  files:     %s (report.md, events.jsonl, chart.svg, chart.json, summary.json)\n", s.Files.Dir)
 }
 
 // fleetLine counts live instances per image, by the nodes' own word.
@@ -273,6 +290,7 @@ func (s *Summary) WriteMarkdown(w io.Writer) {
 		{"**deliveries lost**", fmt.Sprintf("**%d**", s.Lost)},
 		{"duplicates (dropped by sequence number)", fmt.Sprint(s.Duplicated)},
 		{"client gaps", fmt.Sprint(s.Gaps)},
+		{"gap p50", rd(s.GapP50)},
 		{"gap p99", rd(s.GapP99)},
 		{"gap max", rd(s.GapMax)},
 		{"reconnects", fmt.Sprint(s.Reconnects)},
