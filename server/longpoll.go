@@ -120,6 +120,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 		out = append(out, enc)
 	}
 	if ss := b.connect; ss != nil {
+		s.met.accepted.WithLabelValues(bayeux.ConnTypeLongPolling).Inc()
 		q := s.waitPoll(r, ss, b.hold)
 		if s.cfg.SharedSessions {
 			q = s.finishPoll(ss, q)

@@ -23,6 +23,7 @@ type metrics struct {
 	restored      *prometheus.CounterVec
 	released      prometheus.Counter
 	brokerErrors  prometheus.Counter
+	accepted      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -65,9 +66,12 @@ func newMetrics() *metrics {
 		brokerErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_broker_errors_total", Help: "Failed broker operations (publish, history, session store).",
 		}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsfleet_connects_total", Help: "Websocket connections accepted, and long-polling /meta/connect requests, by transport: the reconnect rate a drain causes.",
+		}, []string{"transport"}),
 	}
 	m.reg.MustRegister(m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
-		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors,
+		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors, m.accepted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"wsfleet/bayeux"
@@ -186,6 +187,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{}, drained: make(chan struct{}),
 	}
 	s.exts = append([]Extension{authExtension{s}}, cfg.Extensions...)
+	s.met.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wsfleet_broker_up", Help: "1 while the broker reaches its backend (NATS), 0 while it does not.",
+	}, func() float64 {
+		if s.brokerHealthy() != nil {
+			return 0
+		}
+		return 1
+	}))
 	if len(cfg.AuthSecret) == 0 {
 		s.log.Warn("no auth secret: anonymous clients may subscribe and publish on every channel")
 	}

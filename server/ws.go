@@ -113,6 +113,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
+	s.met.accepted.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
 	go s.readWS(wc)
 }
 
