@@ -38,6 +38,9 @@ type Options struct {
 	MaxP99       time.Duration // (b) a rate is sustained while p99 ≤ this; default 100ms
 	ChurnWorkers int           // (c) default 32
 	ChurnTime    time.Duration // (c) default 10s
+	// Settle is how long a server is left alone before a measurement
+	// (RSS, the first rate). Default 3s, quick 1s.
+	Settle time.Duration
 	// SourceAddrs is how many 127.0.0.x addresses connections are spread
 	// over; default 8.
 	SourceAddrs int
@@ -72,6 +75,7 @@ func (o *Options) defaults() {
 	defD(&o.Step, 5*time.Second, 2*time.Second)
 	defD(&o.Warmup, time.Second, 500*time.Millisecond)
 	defD(&o.ChurnTime, 10*time.Second, 3*time.Second)
+	defD(&o.Settle, 3*time.Second, time.Second)
 	defD(&o.MaxP99, 100*time.Millisecond, 100*time.Millisecond)
 	if len(o.Rates) == 0 {
 		o.Rates = []float64{10e3, 20e3, 40e3, 60e3, 80e3, 100e3, 125e3, 150e3, 200e3, 250e3, 300e3, 400e3}
@@ -241,9 +245,11 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	if err != nil {
 		return nil, err
 	}
-	defer p.Stop()
+	// Killed, not stopped: a ws node drains on SIGTERM, which the
+	// benchmark has no use for.
+	defer p.Kill()
 	r := &IdleResult{Sessions: o.IdleSessions}
-	settle(ctx, 2*time.Second)
+	settle(ctx, o.Settle)
 	r.RSSBeforeKiB = rssKiB(p.Pid())
 	var st genStats
 	sctx, cancel := context.WithCancel(ctx)
@@ -251,6 +257,11 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	start := time.Now()
 	conns, err := openSessions(sctx, d, p.Addr, o.IdleSessions, channelNames("/bench/idle/", o.Channels), 64, &st)
 	defer closeSessions(conns)
+	stopReaders, rerr := startReaders(conns, &st)
+	if rerr != nil {
+		return nil, rerr
+	}
+	defer stopReaders()
 	r.OpenSeconds = time.Since(start).Seconds()
 	for _, c := range conns {
 		if c != nil {
@@ -260,7 +271,7 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	if err != nil {
 		r.Error = err.Error()
 	}
-	settle(ctx, 3*time.Second)
+	settle(ctx, o.Settle)
 	r.RSSAfterKiB = rssKiB(p.Pid())
 	if r.Opened > 0 {
 		r.PerSessionKiB = float64(r.RSSAfterKiB-r.RSSBeforeKiB) / float64(r.Opened)
@@ -275,7 +286,9 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 	if err != nil {
 		return nil, err
 	}
-	defer p.Stop()
+	// Killed, not stopped: a ws node drains on SIGTERM, which the
+	// benchmark has no use for.
+	defer p.Kill()
 	curve := &FanoutCurve{Subscribers: o.Subscribers, Channels: o.Channels}
 	channels := channelNames("/bench/fan/", o.Channels)
 	var st genStats
@@ -288,10 +301,15 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 		fmt.Fprintf(o.Progress, "fanout %-7s %v\n", kind, err)
 		return curve, nil
 	}
+	stopReaders, err := startReaders(conns, &st)
+	if err != nil {
+		return nil, err
+	}
+	defer stopReaders()
 	perMsg := float64(o.Subscribers) / float64(o.Channels)
 	pub := &publisher{url: "http://" + p.Addr + "/publish", token: o.AdminToken, channels: channels,
 		hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
-	settle(ctx, time.Second)
+	settle(ctx, o.Settle)
 	for _, target := range o.Rates {
 		if ctx.Err() != nil {
 			break
@@ -345,7 +363,9 @@ func runChurn(ctx context.Context, o *Options, kind string, d *dialers) (*ChurnR
 	if err != nil {
 		return nil, err
 	}
-	defer p.Stop()
+	// Killed, not stopped: a ws node drains on SIGTERM, which the
+	// benchmark has no use for.
+	defer p.Kill()
 	settle(ctx, time.Second)
 	r := &ChurnResult{WorkersActive: o.ChurnWorkers}
 	cctx, cancel := context.WithTimeout(ctx, o.ChurnTime)

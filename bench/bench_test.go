@@ -91,6 +91,7 @@ func TestRunTiny(t *testing.T) {
 		Binary: bin, ServerCPU: -1, Quick: true,
 		IdleSessions: 50, Subscribers: 40, Channels: 4, Rates: []float64{400, 800},
 		Step: 700 * time.Millisecond, Warmup: 300 * time.Millisecond, ChurnTime: 700 * time.Millisecond, ChurnWorkers: 4,
+		Settle:   300 * time.Millisecond,
 		Progress: &progress,
 	})
 	t.Log("\n" + progress.String())
@@ -174,6 +175,44 @@ func FuzzScanDeliveries(f *testing.F) {
 	})
 }
 
+func TestParseFrame(t *testing.T) {
+	long := bytes.Repeat([]byte("x"), 300)
+	tests := []struct {
+		name    string
+		in      []byte
+		payload string
+		size    int
+		ok      bool
+	}{
+		{"short text", []byte{0x81, 0x02, 'h', 'i', 0x81}, "hi", 4, true},
+		{"incomplete header", []byte{0x81}, "", 0, false},
+		{"incomplete payload", []byte{0x81, 0x05, 'h'}, "", 0, false},
+		{"16-bit length", append([]byte{0x81, 126, 0x01, 0x2c}, long...), string(long), 304, true},
+		{"masked by a server", []byte{0x81, 0x81, 0, 0, 0, 0, 'x'}, "", -1, true},
+		{"over the cap", []byte{0x81, 127, 0xff, 0, 0, 0, 0, 0, 0, 0}, "", -1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			payload, _, _, size, ok := parseFrame(tt.in)
+			if string(payload) != tt.payload || size != tt.size || ok != tt.ok {
+				t.Fatalf("got %q size %d ok %v", payload, size, ok)
+			}
+		})
+	}
+}
+
+// FuzzParseFrame feeds the epoll reader's frame parser arbitrary bytes.
+func FuzzParseFrame(f *testing.F) {
+	f.Add([]byte{0x81, 0x02, 'h', 'i'})
+	f.Add([]byte{0x81, 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		payload, _, _, size, ok := parseFrame(b)
+		if ok && size > len(b) || len(payload) > len(b) {
+			t.Fatalf("frame of %d bytes (payload %d) from %d", size, len(payload), len(b))
+		}
+	})
+}
+
 // FuzzReadMessage feeds the generator's websocket frame reader whatever
 // a server could send: it must not panic, must not return more than it
 // was given, and must stop at the size cap.
@@ -223,6 +262,11 @@ func TestRawConnAgainstServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop, err := startReaders(conns, &st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
 	h := &latHist{}
 	st.lat.Store(h)
 	pub := &publisher{url: "http://" + p.Addr + "/publish", token: "tok", channels: []string{"/x"}, hc: http.DefaultClient}

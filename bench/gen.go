@@ -265,7 +265,7 @@ func scanDeliveries(b []byte, now int64, h *latHist) int64 {
 }
 
 // openSessions opens n subscribed sessions over channels, concurrency at a
-// time, each with its reader running until ctx ends.
+// time; startReaders then reads them all.
 func openSessions(ctx context.Context, d *dialers, addr string, n int, channels []string, concurrency int, st *genStats) ([]*genConn, error) {
 	conns := make([]*genConn, n)
 	var wg sync.WaitGroup
@@ -295,7 +295,6 @@ func openSessions(ctx context.Context, d *dialers, addr string, n int, channels 
 				return
 			}
 			conns[i] = g
-			go g.readLoop(ctx, st)
 		}()
 	}
 	wg.Wait()
