@@ -117,7 +117,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go srv.Run(runCtx)
+	// watchDone closes when the lifecycle watcher returns: at once when
+	// --aws-lifecycle is off, after CompleteLifecycleAction when it is on.
+	watchDone := make(chan struct{})
 	go func() {
+		defer close(watchDone)
 		if err := aws.watchLifecycle(runCtx, srv, f.drain, log); err != nil {
 			log.Error("lifecycle watcher stopped", "err", err)
 		}
@@ -130,6 +134,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case <-srv.Drained():
 		// a drain asked through the admin API (or the lifecycle hook)
 		// has finished: nothing is left to serve.
+		// With --aws-lifecycle the group waits for this node to complete
+		// its termination hook, which AWS accepts only once the hook is
+		// waiting (after the deregistration delay): exiting now would
+		// leave the hook to time out. So stay until the watcher is done
+		// or the instance is stopped.
+		select {
+		case <-watchDone:
+		case <-ctx.Done():
+		}
 		log.Info("drained: exiting")
 	case <-ctx.Done():
 		// SIGTERM: leave the load balancer, hand the sessions over, paced.
