@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -215,6 +216,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.cfg.Mount, s.serveBayeux)
+	if !strings.HasSuffix(s.cfg.Mount, "/") {
+		// CometD's HTTP transports append the message type to the URL
+		// (/bayeux/handshake, /bayeux/connect) unless told not to, and
+		// Faye's server answers any path under its mount: so does this.
+		mux.HandleFunc(s.cfg.Mount+"/", s.serveBayeux)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
