@@ -325,6 +325,15 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 	ss.subs = append(ss.subs, added...)
 	if wantReplay && len(added) > 0 {
 		ss.replaying++
+		if !ss.live && len(old) == 0 && since < ss.cursor {
+			// A stored session (shared sessions) replays from its
+			// cursor when a node adopts it for a connect. A client
+			// that re-handshook and subscribes with ext.since before
+			// its first connect (the Go client does) moves that
+			// cursor back; with no earlier subscription nothing is
+			// delivered twice.
+			ss.cursor, ss.given = since, since
+		}
 	}
 	ss.mu.Unlock()
 	for _, p := range added {

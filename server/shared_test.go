@@ -98,3 +98,41 @@ func TestFayeStyleUpgradeToAnotherNode(t *testing.T) {
 	}
 	q.noData(100 * time.Millisecond)
 }
+
+// TestReplaySinceBeforeFirstConnect is the Go client after its node died:
+// a new handshake, a subscribe with ext.since, then the first connect, each
+// possibly on another node.
+func TestReplaySinceBeforeFirstConnect(t *testing.T) {
+	nodes := sharedNodes(t, 2)
+	var seqs []uint64
+	for i := range 4 {
+		_, res := nodes[0].publish(fmt.Sprintf(`{"channel":"/s","data":%d}`, i))
+		seqs = append(seqs, res[0].Seq)
+	}
+	for _, tr := range []string{"websocket", "long-polling"} {
+		t.Run(tr, func(t *testing.T) {
+			var got []msg
+			if tr == "websocket" {
+				p := dialWS(t, nodes[1])
+				p.send(msg{"channel": bayeux.ChannelHandshake, "version": "1.0", "supportedConnectionTypes": []string{"websocket"}})
+				p.clientID = p.next(onChannel(bayeux.ChannelHandshake))["clientId"].(string)
+				if r := p.subscribe("/s", msg{"since": seqs[1]}); r["successful"] != true {
+					t.Fatalf("subscribe %v", r)
+				}
+				p.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket"})
+				got = p.dataN(2)
+				p.noData(100 * time.Millisecond)
+			} else {
+				p := &lpPeer{t: t, n: nodes[0]}
+				p.handshake(nil)
+				p.n = nodes[1]
+				p.post(msg{"channel": bayeux.ChannelSubscribe, "subscription": "/s", "ext": msg{"since": seqs[1]}})
+				p.n = nodes[0]
+				_, got = p.connect()
+			}
+			if len(got) != 2 || got[0]["data"] != float64(2) || got[1]["data"] != float64(3) {
+				t.Fatalf("replayed %v, want data 2 and 3", got)
+			}
+		})
+	}
+}
