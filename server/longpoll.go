@@ -151,6 +151,16 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 // what is queued.
 func (s *Server) waitPoll(r *http.Request, ss *session, hold time.Duration) []outMsg {
 	ss.mu.Lock()
+	if old := ss.wake; old != nil {
+		// a new connect answers the one held, as CometD's and Faye's
+		// servers do: the client has given up on it (a retried request,
+		// a poll its own timer ended), and a browser allowed two
+		// connections to the host would stall behind it.
+		select {
+		case old <- struct{}{}:
+		default:
+		}
+	}
 	if len(ss.queue) == 0 && hold > 0 && !ss.closed && !ss.released {
 		wake := make(chan struct{}, 1)
 		ss.wake = wake
