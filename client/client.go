@@ -550,8 +550,26 @@ func (c *Client) loop(ctx context.Context) {
 		}
 		b.reset()
 		immediate = false
-		if !sleep(ctx, interval) {
+		// Wait the advised interval, but notice at once a websocket that
+		// the server closes meanwhile (a draining node answers a connect,
+		// then closes): the disconnection starts now, not at the next
+		// connect.
+		c.mu.Lock()
+		tr := c.tr
+		c.mu.Unlock()
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
+		case <-tr.done():
+			t.Stop()
+			c.setDown(tr.err())
+			if !c.reopen(ctx, &b) {
+				return
+			}
+			immediate = true
 		}
 	}
 }

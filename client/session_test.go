@@ -248,10 +248,10 @@ func freePort(t *testing.T) int {
 
 // TestReplayAfterNodeCrash runs two real ws nodes clustered over NATS
 // behind a proxy standing in for the load balancer. The client's node is
-// killed (its sessions die with it, unsaved); the proxy sends the client to
-// the other node, which does not know its clientId, so the client must
-// re-handshake, resubscribe with ext.since = its cursor, and get from the
-// cluster's history exactly what was published while it was away.
+// killed; the proxy sends the client to the other node. Unless that node
+// can restore the session, the client must re-handshake, resubscribe with
+// ext.since = its cursor, and get from the cluster's history exactly what
+// was published while it was away.
 func TestReplayAfterNodeCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts servers")
@@ -303,9 +303,19 @@ func TestReplayAfterNodeCrash(t *testing.T) {
 			publish(3, 8)
 			proxy.retarget(a.Addr)
 			proxy.pause(false)
-			if s := <-states; !s.Up || !s.Rehandshake || s.ReplayGone {
-				t.Fatalf("state after moving to node a: %+v, want up through a new handshake with the replay", s)
+			// Node a either restores the session (if the cluster shares
+			// sessions as they change) or does not know the clientId, and
+			// the client re-handshakes and asks for the replay itself.
+			// Either way nothing may be missing or repeated.
+			s := <-states
+			if !s.Up || s.ReplayGone {
+				t.Fatalf("state after moving to node a: %+v, want up with the replay", s)
 			}
+			wantHandshakes := int64(1)
+			if s.Rehandshake {
+				wantHandshakes = 2
+			}
+			t.Logf("back on node a, new handshake: %v", s.Rehandshake)
 			got := box.waitN(t, 8, 15*time.Second)
 			for i, d := range got {
 				var n int
@@ -319,8 +329,8 @@ func TestReplayAfterNodeCrash(t *testing.T) {
 			box.mu.Lock()
 			n := len(box.got)
 			box.mu.Unlock()
-			if st := sub.Stats(); n != 9 || st.Duplicates != 0 || st.Handshakes != 2 {
-				t.Fatalf("%d deliveries, stats %+v; want 9, no duplicates, 2 handshakes", n, st)
+			if st := sub.Stats(); n != 9 || st.Duplicates != 0 || st.Handshakes != wantHandshakes {
+				t.Fatalf("%d deliveries, stats %+v; want 9, no duplicates, %d handshakes", n, st, wantHandshakes)
 			}
 		})
 	}
