@@ -54,6 +54,30 @@ type Engine struct {
 	callsBase  map[string]int
 	lastReason string
 	lastSaved  []byte
+	checking   bool            // a background round of checks is running
+	checkCh    chan checkRound // where it reports; buffered, so it never blocks
+}
+
+// checkRound is the outcome of one background run of a phase's checks.
+type checkRound struct {
+	phase   int
+	results []CheckResult
+}
+
+// collectChecks records a finished background round of checks and
+// returns the first failure, if the round belongs to the open phase.
+func (e *Engine) collectChecks(st *State) string {
+	select {
+	case r := <-e.checkCh:
+		e.checking = false
+		if !e.phaseOpen || r.phase != e.phase || st.Rollback {
+			return ""
+		}
+		e.recordChecks(st, r.phase, r.results)
+		return failed(r.results)
+	default:
+		return ""
+	}
 }
 
 // ErrDetached is returned by a rollout that saved its state and exited
@@ -102,6 +126,7 @@ func (e *Engine) defaults() {
 		e.Checker = &Checker{}
 	}
 	e.phase = -2
+	e.checkCh = make(chan checkRound, 1)
 }
 
 // Prepare parses a plan and compiles it against the group as it is now,
@@ -276,6 +301,12 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 			}
 			continue
 		}
+		if f := e.collectChecks(st); f != "" {
+			if err := e.fail(ctx, st, plan, "check "+f); err != nil {
+				return err
+			}
+			continue
+		}
 		obs, err := e.observe(ctx, st, s)
 		if err != nil {
 			return err
@@ -358,18 +389,16 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 			poll = e.MinPoll
 			continue
 		}
-		// Waiting. Run the phase's checks on their interval meanwhile.
-		if s.Phase >= 0 && e.phaseOpen {
+		// Waiting. Run the phase's checks on their interval meanwhile, in
+		// the background: a slow check must not hold up a bake's end or
+		// a drained node's termination. The next loop collects them.
+		if s.Phase >= 0 && e.phaseOpen && !e.checking {
 			if iv := e.checkInterval(plan, s.Phase); iv > 0 && now.Sub(e.lastCheck) >= iv {
-				e.lastCheck = now
-				results := e.Checker.Run(ctx, e.checksFor(plan, s.Phase), obs.Group, nil, now)
-				e.recordChecks(st, s.Phase, results)
-				if f := failed(results); f != "" {
-					if err := e.fail(ctx, st, plan, "check "+f); err != nil {
-						return err
-					}
-					continue
-				}
+				e.lastCheck, e.checking = now, true
+				checks, g, phase := e.checksFor(plan, s.Phase), obs.Group, s.Phase
+				go func() {
+					e.checkCh <- checkRound{phase: phase, results: e.Checker.Run(ctx, checks, g, nil, now)}
+				}()
 			}
 		}
 		if d.Reason != e.lastReason {

@@ -54,5 +54,6 @@ func fromReport(r probe.Report) ProbeResult {
 	return ProbeResult{
 		Clients: r.Clients, Sent: r.Sent, Expected: r.Expected, Delivered: r.Delivered, Lost: r.Lost,
 		GapP99: ms(r.Gap.P99), GapMax: ms(r.Gap.Max), Reconnect: r.Reconnects, PublishFailed: r.PublishFailed,
+		Connected: r.ClientsConnected, Pending: r.Pending,
 	}
 }
