@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test vet fuzz demo clean
+.PHONY: build test vet fuzz demo demo-ci clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -17,6 +17,14 @@ test: build
 	./scripts/test-deps.sh
 	$(MAKE) vet
 	$(GO) test -race -timeout 15m ./...
+	$(MAKE) demo-ci
+
+# demo-ci runs the README's demo at CI size (--fast, 500 clients, under a
+# minute): it exits non-zero on any lost message or any instance not on the
+# new image, and then prints the run's report.
+demo-ci: build
+	@out=$$(mktemp -d); ./$(BIN) demo --fast --clients 500 --out $$out; rc=$$?; \
+	  if [ $$rc -ne 0 ]; then cat $$out/report.md 2>/dev/null; fi; rm -rf $$out; exit $$rc
 
 # fuzz runs each fuzz target briefly; CI runs their seed corpora in `test`.
 fuzz:

@@ -183,11 +183,11 @@ func (s *sampler) progress(smp Sample, pp probePoint) {
 	if waiting != "" {
 		what += ": " + waiting
 	}
-	if len(what) > 48 {
-		what = what[:47] + "…"
+	if r := []rune(what); len(r) > 38 {
+		what = string(r[:37]) + "…"
 	}
-	line := fmt.Sprintf("%5.0fs  %-48s  old %d (%d conns)  new %d (%d conns)  sent %d  lost %d  reconnects %d",
-		smp.At.Seconds(), what, oldN, oldC, newN, newC, pp.Sent, pp.Lost, pp.Reconnects)
+	line := fmt.Sprintf("%5.0fs  %-38s  clients on old %d (%d nodes), new %d (%d)  sent %d lost %d  reconnects %d",
+		smp.At.Seconds(), what, oldC, oldN, newC, newN, pp.Sent, pp.Lost, pp.Reconnects)
 	d.lineMu.Lock()
 	defer d.lineMu.Unlock()
 	if d.cfg.TTY {
