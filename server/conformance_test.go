@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -93,4 +95,103 @@ func TestSecondLongPollConnectAnswersTheFirst(t *testing.T) {
 	if s.err != nil || s.r["id"] != "c2" || s.r["successful"] != true || s.took > 5*time.Second {
 		t.Fatalf("second connect: %v after %v, %v", s.r, s.took, s.err)
 	}
+}
+
+// jsonpGet sends a callback-polling request as a browser's script element
+// does.
+func jsonpGet(t testing.TB, h http.Handler, callback, message string) *httptest.ResponseRecorder {
+	q := url.Values{"message": {message}}
+	if callback != "" {
+		q.Set("jsonp", callback)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/bayeux?"+q.Encode(), nil))
+	return w
+}
+
+func TestCallbackPolling(t *testing.T) {
+	n := startNode(t, nil)
+	h := n.srv.Handler()
+	hs := `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["callback-polling","long-polling"],"id":"1"}]`
+	for _, c := range []struct {
+		callback, want string
+		code           int
+	}{
+		{"__jsonp1__", "__jsonp1__", 200},
+		{"_cometd_jsonp_0", "_cometd_jsonp_0", 200},
+		{"$.cb.x1", "$.cb.x1", 200},
+		{"", "jsonpcallback", 200},
+		{"alert(1);x", "", 400},
+		{"a b", "", 400},
+		{"1abc", "", 400},
+		{"a..b", "", 400},
+		{"a.", "", 400},
+		{"x</script>", "", 400},
+		{strings.Repeat("a", 129), "", 400},
+	} {
+		w := jsonpGet(t, h, c.callback, hs)
+		if w.Code != c.code {
+			t.Errorf("callback %q: %d %q, want %d", c.callback, w.Code, w.Body.String(), c.code)
+			continue
+		}
+		if c.code != 200 {
+			if strings.Contains(w.Body.String(), "handshake") {
+				t.Errorf("callback %q refused but the message was handled: %q", c.callback, w.Body.String())
+			}
+			continue
+		}
+		body := w.Body.String()
+		if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
+			t.Errorf("callback %q: Content-Type %q", c.callback, ct)
+		}
+		prefix := "/**/" + c.want + "("
+		if !strings.HasPrefix(body, prefix) || !strings.HasSuffix(body, ");") || strings.ContainsRune(body, '\u2028') {
+			t.Errorf("callback %q: body %q", c.callback, body)
+			continue
+		}
+		var rs []msg
+		if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(body, prefix), ");")), &rs); err != nil || len(rs) != 1 || rs[0]["successful"] != true {
+			t.Errorf("callback %q: replies %q: %v", c.callback, body, err)
+		}
+	}
+}
+
+func TestJSONPBodyEscapesLineSeparators(t *testing.T) {
+	got := string(jsonpBody("cb", []byte("[\"a\u2028b\u2029c\"]")))
+	if want := `/**/cb(["a\u2028b\u2029c"]);`; got != want {
+		t.Fatalf("jsonpBody = %q, want %q", got, want)
+	}
+}
+
+// FuzzCallbackPolling: whatever the callback name and message, a JSONP
+// answer is 4xx or a call of a plain identifier path with a JSON array.
+func FuzzCallbackPolling(f *testing.F) {
+	for _, s := range []string{"__jsonp1__", "", "a.b", "alert(1)", "x\u2028"} {
+		f.Add(s, `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["callback-polling"]}]`)
+	}
+	f.Add("cb", `{"channel":"/meta/connect","clientId":"x","connectionType":"callback-polling"}`)
+	srv, err := New(Config{Timeout: 5 * time.Millisecond, MaxMessageBytes: 4096, MaxBatch: 10}, testLog(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer srv.Close()
+	h := srv.Handler()
+	f.Fuzz(func(t *testing.T, callback, message string) {
+		w := jsonpGet(t, h, callback, message)
+		switch w.Code {
+		case http.StatusOK:
+			body := w.Body.String()
+			name, rest, ok := strings.Cut(strings.TrimPrefix(body, "/**/"), "(")
+			if !ok || !strings.HasPrefix(body, "/**/") || !jsonpCallback.MatchString(name) || !strings.HasSuffix(rest, ");") {
+				t.Fatalf("JSONP body %q", body)
+			}
+			var out []json.RawMessage
+			if err := json.Unmarshal([]byte(strings.TrimSuffix(rest, ");")), &out); err != nil {
+				t.Fatalf("JSONP body %q does not wrap a JSON array: %v", body, err)
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		default:
+			t.Fatalf("status %d for %q %q", w.Code, callback, message)
+		}
+	})
 }

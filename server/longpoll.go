@@ -1,12 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -77,9 +79,56 @@ func (s *Server) readPollBody(w http.ResponseWriter, r *http.Request) ([]byte, e
 	return body, nil
 }
 
-// servePoll handles one long-polling request. A /meta/connect in it is held
-// until a message is queued for the session or the hold passes.
+// jsonpCallback is what a JSONP callback name must look like: a JavaScript
+// identifier path, as Faye's server requires. The name is written into a
+// script that a page runs, so anything more would let a link choose code
+// to run on the page's origin.
+var jsonpCallback = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*$`)
+
+const (
+	// defaultJSONPCallback is Faye's name when a GET names none.
+	defaultJSONPCallback = "jsonpcallback"
+	maxJSONPCallback     = 128
+)
+
+// jsonpName returns the callback a callback-polling GET asks for, or false
+// when the name is not acceptable.
+func jsonpName(r *http.Request) (string, bool) {
+	name := r.URL.Query().Get("jsonp")
+	if name == "" {
+		name = defaultJSONPCallback
+	}
+	return name, len(name) <= maxJSONPCallback && jsonpCallback.MatchString(name)
+}
+
+// jsonpBody wraps a JSON reply in a call of callback. The comment in front
+// keeps a browser from reading the response as anything but script;
+// U+2028 and U+2029 are valid in JSON strings but end lines in older
+// JavaScript.
+func jsonpBody(callback string, reply []byte) []byte {
+	reply = bytes.ReplaceAll(reply, []byte("\u2028"), []byte(`\u2028`))
+	reply = bytes.ReplaceAll(reply, []byte("\u2029"), []byte(`\u2029`))
+	out := make([]byte, 0, len(reply)+len(callback)+8)
+	out = append(out, "/**/"...)
+	out = append(out, callback...)
+	out = append(out, '(')
+	out = append(out, reply...)
+	return append(out, ");"...)
+}
+
+// servePoll handles one long-polling request (a GET is callback-polling:
+// JSONP). A /meta/connect in it is held until a message is queued for the
+// session or the hold passes.
 func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
+	var callback string
+	if r.Method == http.MethodGet {
+		name, ok := jsonpName(r)
+		if !ok {
+			s.badRequest(w, http.StatusBadRequest, "invalid JSONP callback name")
+			return
+		}
+		callback = name
+	}
 	body, err := s.readPollBody(w, r)
 	if err != nil {
 		var mb *http.MaxBytesError
@@ -139,10 +188,18 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	if b.goAway {
 		h.Set("Connection", "close")
 	}
-	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	enc, _ := json.Marshal(out)
+	if callback != "" {
+		h.Set("Content-Type", "text/javascript; charset=utf-8")
+		// a browser that navigates to the URL downloads it rather than
+		// rendering it (reflected file download)
+		h.Set("Content-Disposition", "attachment; filename=f.txt")
+		enc = jsonpBody(callback, enc)
+	} else {
+		h.Set("Content-Type", "application/json")
+	}
 	w.Write(enc)
 }
 
