@@ -112,7 +112,7 @@ func jsonpGet(t testing.TB, h http.Handler, callback, message string) *httptest.
 func TestCallbackPolling(t *testing.T) {
 	n := startNode(t, nil)
 	h := n.srv.Handler()
-	hs := `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["callback-polling","long-polling"],"id":"1"}]`
+	hs := `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["callback-polling"],"id":"1"}]`
 	for _, c := range []struct {
 		callback, want string
 		code           int
@@ -194,4 +194,38 @@ func FuzzCallbackPolling(f *testing.F) {
 			t.Fatalf("status %d for %q %q", w.Code, callback, message)
 		}
 	})
+}
+
+// TestBrowserConnectionTypes: the handshake offers Faye's HTTP transports
+// and a connect may name them.
+func TestBrowserConnectionTypes(t *testing.T) {
+	n := startNode(t, nil)
+	for _, ct := range []string{"cross-origin-long-polling", "callback-polling"} {
+		t.Run(ct, func(t *testing.T) {
+			p := &lpPeer{t: t, n: n, form: true}
+			_, rs := p.post(msg{"channel": bayeux.ChannelHandshake, "version": "1.0", "supportedConnectionTypes": []string{ct}, "id": "1"})
+			if len(rs) != 1 || rs[0]["successful"] != true || !strings.Contains(fmt.Sprint(rs[0]["supportedConnectionTypes"]), ct) {
+				t.Fatalf("handshake offering only %s: %v", ct, rs)
+			}
+			p.clientID = rs[0]["clientId"].(string)
+			_, rs = p.post(msg{"channel": bayeux.ChannelConnect, "connectionType": ct, "advice": msg{"timeout": 0}, "id": "2"})
+			if len(rs) != 1 || rs[0]["successful"] != true || rs[0]["id"] != "2" {
+				t.Fatalf("connect with %s: %v", ct, rs)
+			}
+		})
+	}
+}
+
+// TestUnknownClientRepliesCarryTheSubscription: the spec's unsuccessful
+// subscribe and unsubscribe replies include the subscription.
+func TestUnknownClientRepliesCarryTheSubscription(t *testing.T) {
+	n := startNode(t, nil)
+	p := &lpPeer{t: t, n: n}
+	for _, ch := range []string{bayeux.ChannelSubscribe, bayeux.ChannelUnsubscribe} {
+		_, rs := p.post(msg{"channel": ch, "clientId": "nobody", "subscription": "/a/b", "id": "9"})
+		if len(rs) != 1 || rs[0]["successful"] != false || rs[0]["subscription"] != "/a/b" || rs[0]["id"] != "9" ||
+			!strings.HasPrefix(fmt.Sprint(rs[0]["error"]), "401:") {
+			t.Errorf("%s for an unknown client: %v", ch, rs)
+		}
+	}
 }

@@ -13,8 +13,15 @@ import (
 	"wsfleet/broker"
 )
 
-// connTypes are the transports this node offers in a handshake.
-var connTypes = []string{bayeux.ConnTypeWebSocket, bayeux.ConnTypeLongPolling}
+// connTypeCrossOrigin is long-polling from a page on another origin: CORS
+// POSTs of a form body (message=...). Browser Faye clients connect with it.
+const connTypeCrossOrigin = "cross-origin-long-polling"
+
+// connTypes are the transports this node offers in a handshake, Faye's
+// HTTP ones included: browser clients pick cross-origin-long-polling or
+// callback-polling (JSONP, a GET; see longpoll.go) when a websocket cannot
+// be had, and a connect naming a type not offered is refused with 301.
+var connTypes = []string{bayeux.ConnTypeWebSocket, bayeux.ConnTypeLongPolling, connTypeCrossOrigin, bayeux.ConnTypeCallback}
 
 // batch is one request (a websocket frame or a long-polling POST) being
 // processed: the replies in order, the connect to hold, and what must
@@ -218,6 +225,9 @@ func (s *Server) goAway(b *batch, r *bayeux.Message) *bayeux.Message {
 // not hold and cannot restore.
 func unknownClient(m *bayeux.Message) *bayeux.Message {
 	r := newReply(m)
+	// an unsuccessful (un)subscribe reply carries the subscription: the
+	// spec requires it, and CometD finds the listener to drop with it.
+	r.Subscription = m.Subscription
 	r.Error = bayeux.ErrClientUnknown(m.ClientID).Error()
 	r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectHandshake, Interval: bayeux.Millis(0)}
 	return r
