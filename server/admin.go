@@ -131,7 +131,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]publishResult, 0, len(msgs))
-	failed := false
+	failed, unavailable := false, false
 	for _, m := range msgs {
 		s.met.messagesIn.Inc()
 		res := publishResult{Channel: m.Channel, ID: m.ID}
@@ -147,6 +147,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				s.log.Warn("publish failed", "channel", m.Channel, "err", err)
 				e = bayeux.ErrServer("Publish failed")
+				unavailable = true
 			}
 			res.Seq = seq
 		}
@@ -159,8 +160,13 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, res)
 	}
+	// one message: the status says what happened to it (the backend
+	// retries on 503); a batch: 200 and a result for each.
 	code := http.StatusOK
-	if failed && len(msgs) == 1 {
+	switch {
+	case failed && len(msgs) == 1 && unavailable:
+		code = http.StatusServiceUnavailable
+	case failed && len(msgs) == 1:
 		code = http.StatusBadRequest
 	}
 	writeJSON(w, code, out)

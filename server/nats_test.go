@@ -1,0 +1,106 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"wsfleet/broker"
+)
+
+// TestNATSOutage runs a node on a real NATS (embedded nats-server with
+// JetStream), stops NATS under it and brings it back: the node reports
+// not-ready and the broker down while it is away, keeps its client, and
+// delivers again once NATS is back.
+func TestNATSOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nats-server twice")
+	}
+	addr := ""
+	for range 100 {
+		a := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if ln, err := net.Listen("tcp", a); err == nil {
+			ln.Close()
+			addr = a
+			break
+		}
+	}
+	store := t.TempDir()
+	start := func() *broker.Embedded {
+		e, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: addr, StoreDir: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	e := start()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	br, err := broker.NewNATS(ctx, broker.NATSOptions{URLs: "nats://" + addr, MemoryStorage: true,
+		ReconnectWait: 50 * time.Millisecond, ReconnectMaxWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	n := startNode(t, func(c *Config) { c.Broker = br; c.SharedSessions = true })
+	ready := func() int {
+		resp, err := http.Get(n.url + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	p := dialWS(t, n)
+	p.handshake(nil)
+	p.subscribe("/f", nil)
+	n.publish(`{"channel":"/f","data":1}`)
+	p.next(isData)
+	if ready() != 200 || scrape(t, n, "wsfleet_broker_up") != 1 {
+		t.Fatal("node not ready on a working NATS")
+	}
+
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := e.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("not ready", func() bool { return ready() == 503 })
+	if scrape(t, n, "wsfleet_broker_up") != 0 {
+		t.Fatal("broker reported up while NATS is away")
+	}
+	if code, _ := n.publish(`{"channel":"/f","data":"lost"}`); code != http.StatusServiceUnavailable {
+		t.Fatalf("publish without NATS: %d, want 503", code)
+	}
+	if scrape(t, n, "wsfleet_broker_errors_total") == 0 {
+		t.Fatal("failed publish not counted")
+	}
+	if st := n.srv.Status(); st.Connections != 1 || st.Sessions != 1 {
+		t.Fatalf("node dropped its client while NATS was away: %+v", st)
+	}
+
+	e = start()
+	defer e.Shutdown(context.Background())
+	waitFor("ready again", func() bool { return ready() == 200 })
+	waitFor("publish again", func() bool {
+		code, _ := n.publish(`{"channel":"/f","data":2}`)
+		return code == 200
+	})
+	if m := p.next(isData); m["data"] != float64(2) {
+		t.Fatalf("after NATS came back: %v", m)
+	}
+}
