@@ -713,20 +713,32 @@ func (c *Client) Subscribe(ctx context.Context, pattern string, h func(Delivery)
 	s := &subscription{pattern: pattern, handler: h}
 	c.subs[pattern] = s
 	c.mu.Unlock()
-	err := c.waitUp(ctx)
-	if err == nil {
-		_, err = c.subscribeRequest(ctx, pattern, 0)
+	var err error
+	for {
+		if err = c.waitUp(ctx); err != nil {
+			break
+		}
+		id := c.ID()
+		if _, err = c.subscribeRequest(ctx, pattern, 0); err != nil {
+			break
+		}
+		c.mu.Lock()
+		// A re-handshake that ran meanwhile restored only the
+		// subscriptions acknowledged before it; if the clientId changed,
+		// this one was made for a session that is gone: make it again.
+		if c.clientID == id {
+			s.acked = true
+			c.mu.Unlock()
+			return nil
+		}
+		c.mu.Unlock()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err != nil {
-		if c.subs[pattern] == s {
-			delete(c.subs, pattern)
-		}
-		return err
+	if c.subs[pattern] == s {
+		delete(c.subs, pattern)
 	}
-	s.acked = true
-	return nil
+	return err
 }
 
 // Unsubscribe removes the subscription to pattern.
