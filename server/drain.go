@@ -104,12 +104,26 @@ func (s *Server) runDrain(o DrainOptions) {
 	deadline := time.NewTimer(o.Deadline)
 	defer deadline.Stop()
 
+	// Sessions whose client is connected are paced; the others (a client
+	// between two long-polls, a websocket that dropped, a copy of a shared
+	// session) are handed over at once: releasing them moves no one.
 	s.mu.RLock()
 	list := make([]*session, 0, len(s.sessions))
+	var idle []*session
 	for _, ss := range s.sessions {
-		list = append(list, ss)
+		ss.mu.Lock()
+		connected := ss.ws != nil || ss.wake != nil
+		ss.mu.Unlock()
+		if connected {
+			list = append(list, ss)
+		} else {
+			idle = append(idle, ss)
+		}
 	}
 	s.mu.RUnlock()
+	for _, ss := range idle {
+		s.release(ss)
+	}
 	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
 
 	step := releaseStep(len(list), o)
