@@ -70,7 +70,16 @@ func describeCheck(c Check) string {
 		}
 		return s
 	case c.Metric != nil:
-		return fmt.Sprintf("%s summed over the nodes rises by at most %g", c.Metric.Name, c.Metric.MaxIncrease)
+		name := c.Metric.Name
+		if len(c.Metric.Labels) > 0 {
+			var ls []string
+			for k, v := range c.Metric.Labels {
+				ls = append(ls, fmt.Sprintf("%s=%q", k, v))
+			}
+			sort.Strings(ls)
+			name += "{" + strings.Join(ls, ",") + "}"
+		}
+		return fmt.Sprintf("%s summed over the nodes rises by at most %g", name, c.Metric.MaxIncrease)
 	case c.Command != nil:
 		return fmt.Sprintf("`%s` exits 0", strings.Join(c.Command.Run, " "))
 	}
