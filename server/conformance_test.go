@@ -229,3 +229,24 @@ func TestUnknownClientRepliesCarryTheSubscription(t *testing.T) {
 		}
 	}
 }
+
+// TestDisconnectAnswersHeldWebsocketConnect: a /meta/disconnect releases
+// the connect held on the client's websocket.
+func TestDisconnectAnswersHeldWebsocketConnect(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.Timeout = 10 * time.Second })
+	p := dialWS(t, n)
+	h := p.handshake(nil)
+	id := h["clientId"].(string)
+	p.send(msg{"channel": bayeux.ChannelConnect, "clientId": id, "connectionType": "websocket", "id": "c1"})
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	p.send(msg{"channel": bayeux.ChannelDisconnect, "clientId": id, "id": "d1"})
+	got := map[any]msg{}
+	for len(got) < 2 {
+		r := p.next(func(m msg) bool { return m["id"] == "c1" || m["id"] == "d1" })
+		got[r["id"]] = r
+	}
+	if got["c1"]["successful"] != true || got["d1"]["successful"] != true || time.Since(start) > 5*time.Second {
+		t.Fatalf("held connect and disconnect replies %v after %v", got, time.Since(start))
+	}
+}

@@ -470,6 +470,19 @@ func (s *Server) disconnect(m *bayeux.Message, ss *session) *bayeux.Message {
 	case ss == nil:
 		return unknownClient(m)
 	}
+	// "The server SHOULD release any waiting meta message handlers": a
+	// connect held on the client's websocket is answered now, before the
+	// session and its hold go (CometD waits for it otherwise).
+	ss.mu.Lock()
+	held, wc := ss.held, ss.ws
+	if held != nil {
+		held.timer.Stop()
+		ss.held = nil
+	}
+	ss.mu.Unlock()
+	if held != nil && wc != nil {
+		_ = wc.write(frame([]outMsg{{b: held.reply}}))
+	}
 	s.removeSession(ss, "disconnect")
 	_ = s.broker.Sessions().Delete(s.ctx, ss.id)
 	return r
