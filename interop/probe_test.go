@@ -562,3 +562,81 @@ func TestMountSubpaths(t *testing.T) {
 		}
 	}
 }
+
+// TestDisconnectReleasesHeldConnect: "The server SHOULD release any
+// waiting meta message handlers" on /meta/disconnect: a held connect is
+// answered at once rather than left to its hold, over both transports.
+func TestDisconnectReleasesHeldConnect(t *testing.T) {
+	n := startServe(t)
+	t.Run("long-polling", func(t *testing.T) {
+		p := newProbe(t, n)
+		id := p.handshake()
+		held := make(chan time.Time, 1)
+		go func() {
+			p.postJSON(msg{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling", "id": "c"})
+			held <- time.Now()
+		}()
+		time.Sleep(300 * time.Millisecond)
+		sent := time.Now()
+		if r := first(t, p.postJSON(msg{"channel": "/meta/disconnect", "clientId": id, "id": "d"}), "/meta/disconnect"); r["successful"] != true {
+			t.Fatalf("disconnect %v", r)
+		}
+		select {
+		case at := <-held:
+			if at.Sub(sent) > 2*time.Second {
+				t.Errorf("held connect answered %v after the disconnect", at.Sub(sent))
+			}
+		case <-time.After(3 * time.Second):
+			t.Errorf("held connect not answered 3s after the disconnect")
+			<-held
+		}
+	})
+	t.Run("websocket", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, "ws://"+n.addr+"/bayeux", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		send := func(m msg) {
+			b, _ := json.Marshal([]msg{m})
+			if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		replies := map[string]msg{}
+		read := func(want ...string) {
+			t.Helper()
+			rctx, rcancel := context.WithTimeout(ctx, 2500*time.Millisecond)
+			defer rcancel()
+			for {
+				done := true
+				for _, w := range want {
+					if replies[w] == nil {
+						done = false
+					}
+				}
+				if done {
+					return
+				}
+				_, b, err := c.Read(rctx)
+				if err != nil {
+					t.Fatalf("waiting for replies %v, have %v: %v", want, replies, err)
+				}
+				for _, m := range decode(t, b) {
+					if id, ok := m["id"].(string); ok {
+						replies[id] = m
+					}
+				}
+			}
+		}
+		send(msg{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"websocket"}, "id": "h"})
+		read("h")
+		id, _ := replies["h"]["clientId"].(string)
+		send(msg{"channel": "/meta/connect", "clientId": id, "connectionType": "websocket", "id": "c"})
+		time.Sleep(300 * time.Millisecond)
+		send(msg{"channel": "/meta/disconnect", "clientId": id, "id": "d"})
+		read("d", "c")
+	})
+}
