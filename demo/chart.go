@@ -116,7 +116,7 @@ func WriteChartAs(w io.Writer, format, title, newImage string, samples []Sample,
 	var oldN, newN int
 	for _, id := range ids {
 		sr := byID[id]
-		l, err := plotter.NewLine(sr.xys)
+		l, err := plotter.NewLine(flatten(sr.xys))
 		if err != nil {
 			return fmt.Errorf("chart line %s: %w", sr.label, err)
 		}
@@ -166,3 +166,19 @@ var (
 		color.RGBA{180, 0, 90, 255}, color.RGBA{230, 170, 0, 255}, color.RGBA{160, 40, 40, 255},
 	}
 )
+
+// flatten drops the inner points of runs of equal values, which draw the
+// same line: a bake of minutes is one segment, not hundreds, and the SVG
+// stays small enough to commit.
+func flatten(xys plotter.XYs) plotter.XYs {
+	if len(xys) < 3 {
+		return xys
+	}
+	out := plotter.XYs{xys[0]}
+	for i := 1; i < len(xys)-1; i++ {
+		if xys[i].Y != xys[i-1].Y || xys[i].Y != xys[i+1].Y {
+			out = append(out, xys[i])
+		}
+	}
+	return append(out, xys[len(xys)-1])
+}

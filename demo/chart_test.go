@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot/plotter"
 )
 
 func TestWriteChart(t *testing.T) {
@@ -38,8 +40,9 @@ func TestWriteChart(t *testing.T) {
 	}
 }
 
-// TestRenderChartData draws a demo's chart.json as PNG beside it, for a
-// look at a real run's chart: WSFLEET_CHART_DATA=path/chart.json.
+// TestRenderChartData draws a demo's chart.json again beside it, for a
+// look at a real run's chart: WSFLEET_CHART_DATA=path/chart.json, and
+// WSFLEET_CHART_FORMAT=svg|png (default png).
 func TestRenderChartData(t *testing.T) {
 	path := os.Getenv("WSFLEET_CHART_DATA")
 	if path == "" {
@@ -53,12 +56,30 @@ func TestRenderChartData(t *testing.T) {
 	if err := json.Unmarshal(b, &cd); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(strings.TrimSuffix(path, ".json") + ".png")
+	format := os.Getenv("WSFLEET_CHART_FORMAT") // default png
+	if format == "" {
+		format = "png"
+	}
+	f, err := os.Create(strings.TrimSuffix(path, ".json") + "." + format)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := WriteChartAs(f, "png", cd.Title, cd.NewImage, cd.Samples, cd.Phases); err != nil {
+	if err := WriteChartAs(f, format, cd.Title, cd.NewImage, cd.Samples, cd.Phases); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFlatten(t *testing.T) {
+	in := plotter.XYs{{X: 0, Y: 5}, {X: 1, Y: 5}, {X: 2, Y: 5}, {X: 3, Y: 4}, {X: 4, Y: 0}, {X: 5, Y: 0}, {X: 6, Y: 0}}
+	got := flatten(in)
+	want := plotter.XYs{{X: 0, Y: 5}, {X: 2, Y: 5}, {X: 3, Y: 4}, {X: 4, Y: 0}, {X: 6, Y: 0}}
+	if len(got) != len(want) {
+		t.Fatalf("flatten: %v, want %v", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("flatten: %v, want %v", got, want)
+		}
 	}
 }
