@@ -352,6 +352,16 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 			}
 		default:
 			d = decideStep(s, steps[:*cur], obs, e.timing(plan), now)
+			if s.Kind == StepBatch && !s.Ready && d.Step.Ready && s.Phase >= 0 {
+				// Healthy includes passing the checks: the replacements
+				// are in, so check the fleet once more before the old
+				// instances start to leave.
+				results := e.Checker.Run(ctx, e.checksFor(plan, s.Phase), obs.Group, nil, now)
+				e.recordChecks(st, s.Phase, results)
+				if f := failed(results); f != "" {
+					d = Decision{Step: d.Step, Fail: "check " + f + " (with the replacements in, before draining)"}
+				}
+			}
 		}
 		steps[*cur] = d.Step
 		if d.Fail != "" {
