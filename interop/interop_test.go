@@ -1,9 +1,11 @@
 // Package interop proves the ws node against Bayeux peers that the compat
 // suite does not use: the CometD JavaScript client (an independent,
-// spec-faithful implementation, from package-lock.json, installed by
-// scripts/test-deps.sh) run under Node.js over websocket, long-polling and
-// callback-polling, and raw protocol probes (probe_test.go) that check
-// what the Bayeux 1.0 specification requires. Every test runs a real
+// spec-faithful implementation) run under Node.js over websocket,
+// long-polling and callback-polling; Faye's browser build over the
+// transports a page on another origin uses (cross-origin-long-polling and
+// callback-polling); and raw protocol probes (probe_test.go) that check
+// what the Bayeux 1.0 specification requires. The JavaScript clients come
+// from package-lock.json, installed by scripts/test-deps.sh. Every test runs a real
 // `wsfleet serve` process on a loopback port.
 package interop
 
@@ -148,9 +150,15 @@ func (n *wsnode) stop() {
 // runScenario runs scenario.mjs and handles its RESTART request.
 func runScenario(t *testing.T, n *wsnode, scenario, transport string, env ...string) {
 	t.Helper()
+	runNode(t, n, []string{"scenario.mjs", scenario, transport}, env...)
+}
+
+// runNode runs a node script and handles its RESTART request.
+func runNode(t *testing.T, n *wsnode, args []string, env ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "scenario.mjs", scenario, transport)
+	cmd := exec.CommandContext(ctx, "node", args...)
 	cmd.Env = append(os.Environ(), append([]string{"WSFLEET_URL=" + n.url(), "WSFLEET_ADMIN=" + adminToken}, env...)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -179,7 +187,7 @@ func runScenario(t *testing.T, n *wsnode, scenario, transport string, env ...str
 	err = cmd.Wait()
 	t.Logf("%s", out.String())
 	if err != nil {
-		t.Fatalf("scenario %s %s: %v\nstdout:\n%s\nstderr:\n%s\nserver log:\n%s", scenario, transport, err, out.String(), stderr.String(), n.log.String())
+		t.Fatalf("node %s: %v\nstdout:\n%s\nstderr:\n%s\nserver log:\n%s", strings.Join(args, " "), err, out.String(), stderr.String(), n.log.String())
 	}
 }
 
@@ -231,6 +239,19 @@ func TestCometDRestart(t *testing.T) {
 			n := startServe(t)
 			runScenario(t, n, "restart", tr)
 		})
+	}
+}
+
+// TestFayeBrowser runs Faye's browser build as a page on another origin
+// would, over its two HTTP transports for that case.
+func TestFayeBrowser(t *testing.T) {
+	needNode(t)
+	if _, err := os.Stat("node_modules/faye/client/faye-browser.js"); err != nil {
+		t.Fatal("faye's browser build missing: run scripts/test-deps.sh (npm ci in interop/)")
+	}
+	n := startServe(t)
+	for _, tr := range []string{"cross-origin-long-polling", "callback-polling"} {
+		t.Run(tr, func(t *testing.T) { runNode(t, n, []string{"browser-faye.mjs", tr}) })
 	}
 }
 

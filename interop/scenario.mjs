@@ -31,7 +31,11 @@ const endpoint = base + '/bayeux';
 const admin = process.env.WSFLEET_ADMIN;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const step = (name) => console.log('ok ' + name);
+let lastStep = '(none)';
+const step = (name) => {
+  lastStep = name;
+  console.log('ok ' + name);
+};
 
 // requests counts what the client sends: one entry per HTTP request or
 // websocket frame, holding the Bayeux messages it carried.
@@ -402,6 +406,12 @@ async function advice() {
 }
 
 const scenarios = { basic, batch, auth, restart, advice };
+
+// a step that never completes fails the run rather than hanging it.
+setTimeout(() => {
+  console.log('FAIL timed out after 60s; last step done: ' + lastStep);
+  process.exit(1);
+}, 60000).unref();
 
 (async () => {
   if (!scenarios[scenario]) throw new Error('unknown scenario ' + scenario);
