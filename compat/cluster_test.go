@@ -357,7 +357,7 @@ func runCluster(t *testing.T, mode string) {
 		if m > 0 {
 			lossy++
 			if mode == "drain" {
-				t.Errorf("client %d %s lost %d messages across the drain", i, r.Kind, m)
+				t.Errorf("client %d %s lost %d messages across the drain: %v", i, r.Kind, m, missingOf(r.Got, total))
 			}
 		}
 	}
@@ -378,4 +378,19 @@ func runCluster(t *testing.T, mode string) {
 			t.Errorf("ws-02 still runs after its drain")
 		}
 	}
+}
+
+// missingOf lists the numbers below n that got lacks.
+func missingOf(got []int, n int) []int {
+	seen := map[int]bool{}
+	for _, v := range got {
+		seen[v] = true
+	}
+	var out []int
+	for i := range n {
+		if !seen[i] {
+			out = append(out, i)
+		}
+	}
+	return out
 }

@@ -267,7 +267,11 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			return unknownClient(m)
 		}
 	}
-	hold := s.cfg.Timeout - s.cfg.Timeout/20
+	// The hold ends well before the clients give up on the answer
+	// (halley after timeout + 0.5 s, faye after 1.2 × timeout): an answer
+	// that arrives after the client gave up is lost with the messages in
+	// it.
+	hold := s.cfg.Timeout - min(s.cfg.Timeout/5, 5*time.Second)
 	if m.Advice != nil && m.Advice.Timeout != nil {
 		if t := time.Duration(*m.Advice.Timeout) * time.Millisecond; t >= 0 && t < hold {
 			hold = t
