@@ -250,3 +250,19 @@ func TestDisconnectAnswersHeldWebsocketConnect(t *testing.T) {
 		t.Fatalf("held connect and disconnect replies %v after %v", got, time.Since(start))
 	}
 }
+
+// TestCallbackPollingSizeLimit: a JSONP GET is held to the size limit of
+// a POST body.
+func TestCallbackPollingSizeLimit(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.MaxMessageBytes = 2048 })
+	h := n.srv.Handler()
+	msgOf := func(size int) string {
+		return `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["callback-polling"],"ext":{"pad":"` + strings.Repeat("x", size) + `"}}]`
+	}
+	if w := jsonpGet(t, h, "cb", msgOf(1500)); w.Code != http.StatusOK {
+		t.Fatalf("under the limit: %d %s", w.Code, w.Body.String())
+	}
+	if w := jsonpGet(t, h, "cb", msgOf(3000)); w.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("over the limit: %d %s", w.Code, w.Body.String())
+	}
+}

@@ -58,6 +58,11 @@ func (s *Server) readPollBody(w http.ResponseWriter, r *http.Request) ([]byte, e
 		if msg == "" {
 			return nil, errors.New("no message parameter")
 		}
+		if len(msg) > s.cfg.MaxMessageBytes {
+			// the URL is bounded only by the header limit (1 MiB): hold
+			// a GET to the limit a POST has.
+			return nil, &http.MaxBytesError{Limit: int64(s.cfg.MaxMessageBytes)}
+		}
 		return []byte(msg), nil
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
