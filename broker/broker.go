@@ -74,6 +74,15 @@ type Session struct {
 	AuthExpires   time.Time `json:"auth_expires,omitzero"`
 	Node          string    `json:"node,omitempty"` // node that saved it
 	SavedAt       time.Time `json:"saved_at"`
+	// Given and LastConnect are for long-polling, where an answer can be
+	// lost (the client gave up on it before it arrived): Given is the Seq
+	// of the last message in the answer to the /meta/connect whose id is
+	// LastConnect, and Cursor is where the client was before that answer.
+	// A node resumes a client that repeats LastConnect's id (its retry of
+	// the lost request) from Cursor, any other from Given. Zero when
+	// unused.
+	Given       uint64 `json:"given,omitempty"`
+	LastConnect string `json:"last_connect,omitempty"`
 }
 
 // SessionStore keeps sessions where every node can read them.

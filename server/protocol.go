@@ -259,7 +259,7 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			// next request goes elsewhere.
 			return s.goAway(b, r)
 		}
-		if ss = s.adopt(b, m.ClientID, ss); ss == nil {
+		if ss = s.adopt(b, m.ClientID, m.ID, ss); ss == nil {
 			return unknownClient(m)
 		}
 	case ss == nil:
@@ -279,6 +279,7 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 	}
 	ss.mu.Lock()
 	ss.lastConnect = s.cfg.Now()
+	ss.connectID = m.ID
 	released := ss.released
 	ss.mu.Unlock()
 	if released {
@@ -346,7 +347,7 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 			// its first connect (the Go client does) moves that
 			// cursor back; with no earlier subscription nothing is
 			// delivered twice.
-			ss.cursor, ss.given = since, since
+			ss.cursor, ss.given, ss.acked, ss.pollID = since, since, since, ""
 		}
 	}
 	ss.mu.Unlock()

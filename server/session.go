@@ -48,6 +48,13 @@ type session struct {
 	// given is the highest sequence number handed to the transport: what a
 	// saved session resumes from.
 	given uint64
+	// acked and pollID (long-polling with shared sessions): where the
+	// client was before the answer to the connect with id pollID, whose
+	// answer may still be lost (see broker.Session.LastConnect).
+	acked  uint64
+	pollID string
+	// connectID is the id of the /meta/connect being answered.
+	connectID string
 	// replaying > 0 while a replay is being fetched; live messages wait in
 	// pending meanwhile so that they come after the replay.
 	replaying int
@@ -169,10 +176,16 @@ func (s *session) takeLocked() []outMsg {
 // snapshot is the session as another node needs it to take over.
 func (s *session) snapshotLocked(node string, now time.Time) broker.Session {
 	cursor := s.given
+	var given uint64
+	if s.pollID != "" && s.acked < s.given {
+		cursor, given = s.acked, s.given
+	}
 	return broker.Session{
 		ClientID:      s.id,
 		Subscriptions: slices.Clone(s.subs),
 		Cursor:        cursor,
+		Given:         given,
+		LastConnect:   s.pollID,
 		Subject:       s.ident.Subject,
 		Grants:        s.ident.Grants,
 		AuthExpires:   s.ident.Expires,

@@ -117,7 +117,10 @@ func (s *Server) copyFromRecord(st broker.Session, ss *session) *session {
 	old := ss.subs
 	ss.ident = ident
 	ss.subs = subs
-	ss.cursor, ss.given = st.Cursor, st.Cursor
+	ss.cursor, ss.given, ss.acked, ss.pollID = st.Cursor, st.Cursor, st.Cursor, st.LastConnect
+	if st.Given > st.Cursor {
+		ss.cursor, ss.given = st.Given, st.Given
+	}
 	ss.queue, ss.pending = nil, nil
 	ss.loaded = st.SavedAt
 	ss.mu.Unlock()
@@ -149,7 +152,7 @@ func (s *Server) sharedCopy(id string, ss *session) *session {
 // copy is brought up to date, goes live, and replays everything after the
 // stored cursor before live messages. A websocket keeps the session here,
 // so its record is deleted.
-func (s *Server) adopt(b *batch, id string, ss *session) *session {
+func (s *Server) adopt(b *batch, id, connectID string, ss *session) *session {
 	st, ok := s.loadRecord(id)
 	if !ok {
 		if ss != nil && ss.isLive() {
@@ -163,20 +166,26 @@ func (s *Server) adopt(b *batch, id string, ss *session) *session {
 		return nil
 	}
 	ss.mu.Lock()
+	if ss.pollID != "" && connectID == ss.pollID {
+		// the client repeats the connect whose answer it never got
+		ss.cursor, ss.given = ss.acked, ss.acked
+	}
+	from := ss.given
+	ss.acked, ss.pollID = from, ""
 	ss.live = true
 	ss.replaying++
 	subs := slices.Clone(ss.subs)
 	ss.mu.Unlock()
 	var replay []outMsg
 	if len(subs) > 0 {
-		hist, err := s.broker.History(s.ctx, subs, st.Cursor)
+		hist, err := s.broker.History(s.ctx, subs, from)
 		switch {
 		case err != nil:
 			if !errors.Is(err, broker.ErrHistoryGone) {
 				s.met.brokerErrors.Inc()
 			}
 			s.met.restored.WithLabelValues("gone").Inc()
-			s.log.Warn("adopted session without replay", "client", id, "cursor", st.Cursor, "err", err)
+			s.log.Warn("adopted session without replay", "client", id, "cursor", from, "err", err)
 		default:
 			s.met.restored.WithLabelValues("ok").Inc()
 			for _, h := range hist {
@@ -206,6 +215,7 @@ func (s *Server) finishPoll(ss *session, out []outMsg) []outMsg {
 	}
 	ss.live = false
 	ss.queue, ss.pending = nil, nil
+	ss.pollID = ss.connectID
 	loaded := ss.loaded
 	mine := slices.Clone(ss.subs)
 	ss.mu.Unlock()

@@ -136,3 +136,37 @@ func TestReplaySinceBeforeFirstConnect(t *testing.T) {
 		})
 	}
 }
+
+// TestLostLongPollAnswerIsResent: a client that gave up on a connect's
+// answer sends the same connect again (faye and halley resend the same
+// message, id included); whichever node gets it answers with what the lost
+// answer held. A connect with a new id means the answer arrived.
+func TestLostLongPollAnswerIsResent(t *testing.T) {
+	nodes := sharedNodes(t, 2)
+	p := &lpPeer{t: t, n: nodes[0]}
+	p.handshake(nil)
+	p.post(msg{"channel": bayeux.ChannelSubscribe, "subscription": "/l"})
+	nodes[0].publish(`[{"channel":"/l","data":1},{"channel":"/l","data":2}]`)
+	connect := func(n *node, id string) []msg {
+		p.n = n
+		_, rs := p.post(msg{"channel": bayeux.ChannelConnect, "connectionType": "long-polling", "id": id})
+		var data []msg
+		for _, m := range rs {
+			if isData(m) {
+				data = append(data, m)
+			}
+		}
+		return data
+	}
+	if got := connect(nodes[0], "c1"); len(got) != 2 {
+		t.Fatalf("first answer %v", got)
+	}
+	// the answer is "lost": the client repeats c1, here on the other node
+	if got := connect(nodes[1], "c1"); len(got) != 2 || got[0]["data"] != float64(1) {
+		t.Fatalf("repeated connect got %v, want the lost answer again", got)
+	}
+	nodes[1].publish(`{"channel":"/l","data":3}`)
+	if got := connect(nodes[0], "c2"); len(got) != 1 || got[0]["data"] != float64(3) {
+		t.Fatalf("next connect got %v, want only the new message", got)
+	}
+}
