@@ -321,8 +321,9 @@ func TestContentTypes(t *testing.T) {
 }
 
 // TestSizeLimits: a body over --max-message-bytes is refused with 413
-// (not read to its end), a 10 MB body too, a websocket frame over it
-// closes the socket with 1009, and the node serves the next client.
+// (not read to its end), a 10 MB body too, a JSONP GET too, a websocket
+// frame over it closes the socket with 1009, and the node serves the next
+// client.
 func TestSizeLimits(t *testing.T) {
 	n := startServe(t, "--max-message-bytes", "4096")
 	p := newProbe(t, n)
@@ -346,6 +347,13 @@ func TestSizeLimits(t *testing.T) {
 			}
 		})
 	}
+	t.Run("callback-polling GET", func(t *testing.T) {
+		q := url.Values{"message": {string(big(5000))}, "jsonp": {"cb"}}
+		req, _ := http.NewRequest(http.MethodGet, n.url()+"/bayeux?"+q.Encode(), nil)
+		if code, _, body := p.do(req); code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("JSONP GET over the limit: %d %s", code, body)
+		}
+	})
 	t.Run("websocket frame", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
