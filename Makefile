@@ -21,10 +21,12 @@ test: build
 
 # demo-ci runs the README's demo at CI size (--fast, 500 clients, under a
 # minute): it exits non-zero on any lost message or any instance not on the
-# new image, and then prints the run's report.
+# new image, and then prints the run's report. The naive run (the seed's
+# way; its losses are the point) fails only if the change does not finish.
 demo-ci: build
-	@out=$$(mktemp -d); ./$(BIN) demo --fast --clients 500 --out $$out; rc=$$?; \
-	  if [ $$rc -ne 0 ]; then cat $$out/report.md 2>/dev/null; fi; rm -rf $$out; exit $$rc
+	@out=$$(mktemp -d); ./$(BIN) demo --fast --clients 500 --out $$out/engine && \
+	  ./$(BIN) demo --fast --naive --clients 200 --out $$out/naive; rc=$$?; \
+	  if [ $$rc -ne 0 ]; then cat $$out/*/report.md 2>/dev/null; fi; rm -rf $$out; exit $$rc
 
 # fuzz runs each fuzz target briefly; CI runs their seed corpora in `test`.
 fuzz:
