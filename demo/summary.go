@@ -14,7 +14,8 @@ import (
 	"wsfleet/probe"
 )
 
-// Summary is what a demo run shows at its end and writes as summary.json.
+// Summary is what a demo run shows at its end and writes as summary.json
+// (durations in nanoseconds, as encoding/json writes a time.Duration).
 type Summary struct {
 	// Mode is "rollout" (the engine) or "naive" (the seed's hand steps).
 	Mode      string  `json:"mode"`
