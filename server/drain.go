@@ -292,7 +292,7 @@ func (s *Server) release(ss *session) {
 // restore takes over a session another node saved, when a client arrives
 // with a clientId this node does not hold. The session comes back with its
 // subscriptions and replays everything after its cursor before going live.
-func (s *Server) restore(b *batch, id string) *session {
+func (s *Server) restore(b *batch, id, connectID string) *session {
 	if !s.Ready() {
 		return nil
 	}
@@ -316,7 +316,12 @@ func (s *Server) restore(b *batch, id string) *session {
 			subs = append(subs, p)
 		}
 	}
-	ss := &session{id: id, srv: s, ident: ident, subs: subs, cursor: st.Cursor, given: st.Cursor,
+	from := st.Cursor
+	if st.Given > st.Cursor && (st.LastConnect == "" || connectID != st.LastConnect) {
+		// the client got the last long-polling answer the other node sent
+		from = st.Given
+	}
+	ss := &session{id: id, srv: s, ident: ident, subs: subs, cursor: from, given: from,
 		lastConnect: s.cfg.Now(), replaying: 1, live: true}
 	s.mu.Lock()
 	if have := s.sessions[id]; have != nil {
@@ -331,7 +336,7 @@ func (s *Server) restore(b *batch, id string) *session {
 		s.indexAdd(ss, p)
 	}
 	var replay []outMsg
-	hist, err := s.broker.History(s.ctx, subs, st.Cursor)
+	hist, err := s.broker.History(s.ctx, subs, from)
 	switch {
 	case err != nil:
 		if !errors.Is(err, broker.ErrHistoryGone) {

@@ -178,6 +178,8 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 		q := s.waitPoll(r, ss, b.hold)
 		if s.cfg.SharedSessions {
 			q = s.finishPoll(ss, q)
+		} else {
+			ss.keepAnswer(q)
 		}
 		for _, m := range q {
 			out = append(out, m.b)

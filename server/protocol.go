@@ -263,7 +263,7 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			return unknownClient(m)
 		}
 	case ss == nil:
-		if ss = s.restore(b, m.ClientID); ss == nil {
+		if ss = s.restore(b, m.ClientID, m.ID); ss == nil {
 			return unknownClient(m)
 		}
 	}
@@ -280,6 +280,9 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 	ss.mu.Lock()
 	ss.lastConnect = s.cfg.Now()
 	ss.connectID = m.ID
+	if !s.cfg.SharedSessions && b.transport != bayeux.ConnTypeWebSocket {
+		ss.resendLostAnswerLocked(m.ID)
+	}
 	released := ss.released
 	ss.mu.Unlock()
 	if released {

@@ -480,3 +480,33 @@ func scrape(t *testing.T, n *node, series string) float64 {
 	}
 	return 0
 }
+
+// TestLostLongPollAnswerIsResentOnOneNode: the single-node variant of
+// TestLostLongPollAnswerIsResent.
+func TestLostLongPollAnswerIsResentOnOneNode(t *testing.T) {
+	n := startNode(t, nil)
+	p := &lpPeer{t: t, n: n}
+	p.handshake(nil)
+	p.post(msg{"channel": bayeux.ChannelSubscribe, "subscription": "/l"})
+	n.publish(`[{"channel":"/l","data":1},{"channel":"/l","data":2}]`)
+	connect := func(id string) []msg {
+		_, rs := p.post(msg{"channel": bayeux.ChannelConnect, "connectionType": "long-polling", "id": id})
+		var data []msg
+		for _, m := range rs {
+			if isData(m) {
+				data = append(data, m)
+			}
+		}
+		return data
+	}
+	if got := connect("c1"); len(got) != 2 {
+		t.Fatalf("first answer %v", got)
+	}
+	if got := connect("c1"); len(got) != 2 || got[0]["data"] != float64(1) {
+		t.Fatalf("repeated connect got %v, want the lost answer again", got)
+	}
+	n.publish(`{"channel":"/l","data":3}`)
+	if got := connect("c2"); len(got) != 1 || got[0]["data"] != float64(3) {
+		t.Fatalf("next connect got %v, want only the new message", got)
+	}
+}

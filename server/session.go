@@ -55,6 +55,10 @@ type session struct {
 	pollID string
 	// connectID is the id of the /meta/connect being answered.
 	connectID string
+	// lastAnswer is what the answer to the long-polling connect pollID
+	// delivered, kept (without shared sessions) until the client's next
+	// connect shows whether the answer arrived.
+	lastAnswer []outMsg
 	// replaying > 0 while a replay is being fetched; live messages wait in
 	// pending meanwhile so that they come after the replay.
 	replaying int
@@ -205,4 +209,29 @@ func matchesAny(subs []string, channel string) bool {
 		}
 	}
 	return false
+}
+
+// keepAnswer remembers a long-polling answer until the next connect: a
+// client that gave up on it repeats the same connect (faye and halley
+// resend the message, id included), and gets it again.
+func (ss *session) keepAnswer(q []outMsg) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.pollID, ss.lastAnswer, ss.acked = ss.connectID, nil, ss.given
+	for _, m := range q {
+		if m.seq != 0 {
+			ss.lastAnswer = append(ss.lastAnswer, m)
+			// where the client was before this answer
+			ss.acked = min(ss.acked, m.seq-1)
+		}
+	}
+}
+
+// resendLostAnswerLocked queues the last long-polling answer again when
+// connectID repeats the connect it answered, and forgets it otherwise.
+func (ss *session) resendLostAnswerLocked(connectID string) {
+	if ss.pollID != "" && connectID == ss.pollID && len(ss.lastAnswer) > 0 {
+		ss.queue = append(slices.Clone(ss.lastAnswer), ss.queue...)
+	}
+	ss.pollID, ss.lastAnswer = "", nil
 }
