@@ -165,13 +165,23 @@ func decideBatch(s Step, prev []Step, obs Observation, t Timing, now time.Time) 
 	}
 	ttr := s.Strategy == TerminateThenReplace
 
-	// Targets that left by themselves count as terminated.
+	// Targets that left by themselves (the group's scale-in or health
+	// replacement) are done once their node is empty or silent: until
+	// then it drains through the group's termination lifecycle hook, and
+	// its clients are still moving.
 	for _, id := range s.Targets {
 		if _, ok := s.Terminated[id]; ok {
 			continue
 		}
-		if in, ok := g.Instance(id); !ok || in.Gone() {
+		in, ok := g.Instance(id)
+		switch {
+		case !ok || in.Lifecycle == "Terminated":
 			s.Terminated[id] = now
+		case in.Gone():
+			nobs, seen := obs.Nodes[id]
+			if !seen || nobs.Err != "" || nobs.Status.Connections == 0 || nobs.Status.State == "drained" {
+				s.Terminated[id] = now
+			}
 		}
 	}
 
@@ -277,6 +287,9 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 	var effects []Effect
 	var undrained []string
 	for _, id := range pending {
+		if in, _ := g.Instance(id); in.Gone() {
+			continue // the group is terminating it: its node drains itself
+		}
 		if _, ok := s.Drains[id]; !ok {
 			undrained = append(undrained, id)
 		}
@@ -296,6 +309,14 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 	var names []string
 	for _, id := range pending {
 		in, _ := g.Instance(id)
+		if in.Gone() {
+			if at, ok := s.Drains[id]; ok && now.Sub(at) >= t.Drain.Deadline+t.DrainGrace {
+				s.Terminated[id] = now // overdue: stop waiting for it
+				continue
+			}
+			names = append(names, orDash(in.Name))
+			continue
+		}
 		nobs := obs.Nodes[id]
 		empty := nobs.Err == "" && (nobs.Status.Connections == 0 || nobs.Status.State == "drained")
 		// A node that no longer answers has nothing left to drain only

@@ -556,8 +556,8 @@ func (e *Engine) observe(ctx context.Context, st *State, s Step) (Observation, e
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, in := range g.Instances {
-		if in.Lifecycle != "InService" && !in.Live() {
-			continue
+		if in.Lifecycle == "Terminated" {
+			continue // terminating ones still drain: ask them too
 		}
 		wg.Add(1)
 		go func(in Instance) {

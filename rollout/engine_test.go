@@ -358,6 +358,18 @@ func TestEngineDrainingNodeReplacedByGroup(t *testing.T) {
 	if h.cloud.desired != 8 {
 		t.Errorf("desired %d, want 8", h.cloud.desired)
 	}
+	// The batches waited for the nodes to empty (the 30s window), not
+	// just for the group to take them at 10s.
+	for _, s := range st.Steps {
+		for id, at := range s.Drains {
+			if h.cloud.inst[id].image != "ami-old" {
+				continue // the canary had no clients
+			}
+			if end := s.Terminated[id]; end.Sub(at) < 30*time.Second {
+				t.Errorf("step %s: %s done %s after its drain began", s.Note, id, end.Sub(at))
+			}
+		}
+	}
 	h.checkInvariants()
 }
 

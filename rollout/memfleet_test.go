@@ -95,7 +95,9 @@ func (c *memCloud) tick() {
 				in.lifecycle = "InService"
 			}
 		case "Terminating":
-			if now.Sub(in.goneAt) >= 2*time.Second {
+			// The termination lifecycle hook holds a draining node
+			// until it is empty.
+			if now.Sub(in.goneAt) >= 2*time.Second && (in.drainAt.IsZero() || in.conns == 0) {
 				in.lifecycle = "Terminated"
 			}
 		}
@@ -343,7 +345,7 @@ func (n memNodes) Status(ctx context.Context, in Instance) (NodeStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m, ok := c.inst[in.ID]
-	if !ok || m.lifecycle != "InService" {
+	if !ok || (m.lifecycle != "InService" && (m.lifecycle != "Terminating" || m.drainAt.IsZero())) {
 		return NodeStatus{}, fmt.Errorf("status %s: connection refused", in.ID)
 	}
 	st := NodeStatus{Node: m.name, Image: m.image, State: "ready", Connections: m.conns}
