@@ -121,8 +121,8 @@ func Compile(p *Plan, g Group) ([]Step, error) {
 		switch {
 		case ph.Canary > 0:
 			var names []string
-			for n := 0; len(names) < ph.Canary; n++ {
-				name := nextName(g, taken, n)
+			for len(names) < ph.Canary {
+				name := nextName(g, taken)
 				taken[name] = true
 				names = append(names, name)
 			}
@@ -261,9 +261,9 @@ func CompileRollback(st *State, g Group) []Step {
 	return steps
 }
 
-// nextName returns the n-th free name after the group's highest numbered
-// one: ws-01..ws-08 gives ws-09.
-func nextName(g Group, taken map[string]bool, _ int) string {
+// nextName returns the first name after the group's highest numbered one
+// that is not taken: ws-01..ws-08 gives ws-09.
+func nextName(g Group, taken map[string]bool) string {
 	prefix, width, highest := "", 2, 0
 	for _, in := range g.Instances {
 		p, num, w, ok := splitName(in.Name)
