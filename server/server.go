@@ -6,7 +6,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -349,7 +348,7 @@ func (s *Server) lookup(id string) *session {
 	return s.sessions[id]
 }
 
-// subscribe adds ss to the index for pattern.
+// indexAdd adds ss to the subscribers of pattern.
 func (s *Server) indexAdd(ss *session, p string) {
 	s.mu.Lock()
 	set := s.index[p]
@@ -500,4 +499,3 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ready\n"))
 }
 
-var errClosed = errors.New("server closed")

@@ -198,10 +198,10 @@ func (s *session) snapshotLocked(node string, now time.Time) broker.Session {
 	}
 }
 
-// hasSub reports whether the session subscribed to pattern.
+// hasSubLocked reports whether the session subscribed to pattern.
 func (s *session) hasSubLocked(p string) bool { return slices.Contains(s.subs, p) }
 
-// matchesOldLocked reports whether channel matches one of subs.
+// matchesAny reports whether channel matches one of the patterns.
 func matchesAny(subs []string, channel string) bool {
 	for _, p := range subs {
 		if bayeux.Match(p, channel) {
