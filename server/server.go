@@ -498,4 +498,3 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Write([]byte("ready\n"))
 }
-
