@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wsfleet/bayeux"
+	"wsfleet/broker"
 )
 
 // Conformance tests for what other Bayeux clients than faye and halley
@@ -46,9 +47,26 @@ func TestMountSubpaths(t *testing.T) {
 }
 
 // TestSecondLongPollConnectAnswersTheFirst: a second /meta/connect of one
-// client ends the hold of the first at once.
+// client ends the hold of the first at once, and the second, now held,
+// is woken by a delivery (with shared sessions too: the first one's
+// answer must not hand the session back to the store while the second
+// holds it).
 func TestSecondLongPollConnectAnswersTheFirst(t *testing.T) {
-	n := startNode(t, func(c *Config) { c.Timeout = 10 * time.Second })
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) { secondConnect(t, shared) })
+	}
+}
+
+func secondConnect(t *testing.T, shared bool) {
+	var br broker.Broker
+	if shared {
+		br = broker.NewMemory(broker.MemoryOptions{})
+	}
+	n := startNode(t, func(c *Config) {
+		c.Timeout = 10 * time.Second
+		c.Broker = br
+		c.SharedSessions = shared
+	})
 	p := &lpPeer{t: t, n: n}
 	p.handshake(nil)
 	connect := func(id string) (msg, time.Duration, error) {

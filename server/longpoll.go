@@ -175,8 +175,10 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	if ss := b.connect; ss != nil {
 		s.met.accepted.WithLabelValues(bayeux.ConnTypeLongPolling).Inc()
-		q := s.waitPoll(r, ss, b.hold)
-		if s.cfg.SharedSessions {
+		q, superseded := s.waitPoll(r, ss, b.hold)
+		// a connect that a newer one of the same client ended leaves the
+		// session to that one, which still holds it here.
+		if s.cfg.SharedSessions && !superseded {
 			q = s.finishPoll(ss, q)
 		} else {
 			ss.keepAnswer(q)
@@ -211,9 +213,10 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 }
 
 // waitPoll holds a long-polling connect until something is queued for ss,
-// the hold passes, the client goes away or the node closes, and returns
-// what is queued.
-func (s *Server) waitPoll(r *http.Request, ss *session, hold time.Duration) []outMsg {
+// the hold passes, the client goes away, the node closes or a newer connect
+// of the client arrives, and returns what is queued and whether a newer
+// connect now waits in its place.
+func (s *Server) waitPoll(r *http.Request, ss *session, hold time.Duration) ([]outMsg, bool) {
 	ss.mu.Lock()
 	if old := ss.wake; old != nil {
 		// a new connect answers the one held, as CometD's and Faye's
@@ -242,9 +245,10 @@ func (s *Server) waitPoll(r *http.Request, ss *session, hold time.Duration) []ou
 			ss.wake = nil
 		}
 	}
+	superseded := ss.wake != nil
 	q := ss.takeLocked()
 	ss.lastConnect = s.cfg.Now()
 	ss.mu.Unlock()
 	s.countOut(q)
-	return q
+	return q, superseded
 }
