@@ -356,7 +356,7 @@ func (c *Cloud) writeGroup(x *xmlw, g *group) {
 		c.writeASGInstance(x, g.instances[i], false)
 	})
 	x.time("CreatedTime", g.created)
-	x.list("SuspendedProcesses", "member", 0, nil)
+	writeSuspended(x, g)
 	x.opt("VPCZoneIdentifier", g.vpcZone)
 	x.list("EnabledMetrics", "member", 0, nil)
 	if g.deleting {

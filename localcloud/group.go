@@ -44,6 +44,10 @@ type asgInstance struct {
 	actions    map[string]*lcAction // lifecycle actions in progress, by hook name
 	activity   *activity            // the launch or terminate activity in progress
 	inService  time.Time            // when it came into service; the grace period counts from here
+	// unhealthyCause is the activity cause recorded when a health check
+	// marked the instance unhealthy; it waits here while ReplaceUnhealthy
+	// or Terminate is suspended.
+	unhealthyCause string
 }
 
 // lcAction is one lifecycle hook waiting on one instance.
@@ -92,6 +96,7 @@ type group struct {
 	cause               string // why capacity last changed, for activity causes
 	maxInstanceLifetime int
 	deleting            bool
+	suspendedProcs      map[string]string // suspended scaling process → SuspensionReason
 }
 
 // reconcile is one pass of every control loop: EC2 states, target
@@ -129,6 +134,10 @@ func (c *Cloud) reconcileGroup(g *group, now time.Time) {
 		}
 	}
 	switch {
+	case capacity < g.desired && g.suspended(procLaunch):
+		// The group stays short until Launch resumes.
+	case capacity > g.desired && g.suspended(procTerminate):
+		// No scale-in until Terminate resumes.
 	case capacity < g.desired:
 		cause := g.cause
 		if cause == "" {
@@ -204,7 +213,7 @@ func (c *Cloud) stepInstance(g *group, in *instance, now time.Time) {
 				a.lifecycle = lcPendingWait
 			} else {
 				a.lifecycle = lcPendingProceed
-				c.registerInstance(g, in, now)
+				c.addToLoadBalancer(g, in, now)
 			}
 		case lcPendingWait:
 			result, done := c.actionsDone(in, now)
@@ -217,18 +226,25 @@ func (c *Cloud) stepInstance(g *group, in *instance, now time.Time) {
 				break
 			}
 			a.lifecycle = lcPendingProceed
-			c.registerInstance(g, in, now)
+			c.addToLoadBalancer(g, in, now)
 		case lcPendingProceed:
 			allHealthy, anyUnhealthy := c.targetHealth(g, in)
 			pastGrace := now.Sub(in.launched) >= time.Duration(g.grace)*time.Second
 			switch {
 			case allHealthy:
 				c.enterService(g, in, now)
-			case anyUnhealthy && pastGrace && g.healthType == "ELB":
-				a.health = unhealthy
-				c.startTerminate(g, in, now, fmt.Sprintf("At %s an instance was taken out of service in response to an ELB system health check failure.", isoTime(now)))
+			case anyUnhealthy && pastGrace && g.healthType == "ELB" && !g.suspended(procHealthCheck):
+				c.markUnhealthy(in, now)
+				if g.suspended(procReplaceUnhealthy) {
+					// Kept, marked unhealthy, until ReplaceUnhealthy resumes.
+					c.enterService(g, in, now)
+					break
+				}
+				// Suspending Terminate holds back only InService instances.
+				c.startTerminate(g, in, now, a.unhealthyCause)
 			case anyUnhealthy && pastGrace:
-				// Health check type EC2 does not wait for the load balancer.
+				// Health check type EC2 (or a suspended HealthCheck) does
+				// not wait for the load balancer.
 				c.enterService(g, in, now)
 			default:
 				return
@@ -236,12 +252,18 @@ func (c *Cloud) stepInstance(g *group, in *instance, now time.Time) {
 		case lcInService:
 			// AWS: the grace period is the time after an instance "has come
 			// into service" before a failed health check marks it unhealthy.
-			if g.healthType == "ELB" && now.Sub(a.inService) >= time.Duration(g.grace)*time.Second {
+			if a.health != unhealthy && g.healthType == "ELB" && !g.suspended(procHealthCheck) &&
+				now.Sub(a.inService) >= time.Duration(g.grace)*time.Second {
 				if _, anyUnhealthy := c.targetHealth(g, in); anyUnhealthy {
-					a.health = unhealthy
-					c.startTerminate(g, in, now, fmt.Sprintf("At %s an instance was taken out of service in response to an ELB system health check failure.", isoTime(now)))
-					break
+					c.markUnhealthy(in, now)
 				}
+			}
+			// ReplaceUnhealthy terminates through the Terminate process:
+			// while either is suspended the instance stays, still marked
+			// unhealthy (it never recovers by itself, as on AWS).
+			if a.health == unhealthy && !g.suspended(procReplaceUnhealthy) && !g.suspended(procTerminate) {
+				c.startTerminate(g, in, now, a.unhealthyCause)
+				break
 			}
 			return
 		case lcTerminating:
@@ -308,13 +330,34 @@ func (a *asgInstance) noteActivity() {
 func (c *Cloud) enterService(g *group, in *instance, now time.Time) {
 	a := in.asg
 	a.lifecycle = lcInService
-	a.health = healthy
+	if a.unhealthyCause == "" {
+		a.health = healthy
+	}
 	a.inService = now
 	if a.activity != nil {
 		a.activity.status, a.activity.end, a.activity.progress = "Successful", now, 100
 		a.activity = nil
 	}
 	c.log.Info("instance in service", "group", g.name, "instance", in.id)
+}
+
+// markUnhealthy records that an ELB health check failed the instance, with
+// the cause its replacement will carry.
+func (c *Cloud) markUnhealthy(in *instance, now time.Time) {
+	a := in.asg
+	a.health = unhealthy
+	a.unhealthyCause = fmt.Sprintf("At %s an instance was taken out of service in response to an ELB system health check failure.", isoTime(now))
+	c.log.Info("instance marked unhealthy", "group", a.g.name, "instance", in.id)
+}
+
+// addToLoadBalancer registers a starting instance with the group's target
+// groups, unless AddToLoadBalancer is suspended: then it starts
+// unregistered and stays so (AWS does not add it when the process resumes).
+func (c *Cloud) addToLoadBalancer(g *group, in *instance, now time.Time) {
+	if g.suspended(procAddToLoadBalancer) {
+		return
+	}
+	c.registerInstance(g, in, now)
 }
 
 func (g *group) remove(in *instance) {
