@@ -36,7 +36,7 @@ type Options struct {
 	Rates        []float64     // (b) deliveries per second to try, in order
 	Step, Warmup time.Duration // (b) measuring time and warm-up per rate
 	MaxP99       time.Duration // (b) a rate is sustained while p99 ≤ this; default 100ms
-	ChurnWorkers int           // (c) default 32
+	ChurnWorkers int           // (c) default 128
 	ChurnTime    time.Duration // (c) default 10s
 	// Attempts is how many times a rate is measured before it counts as
 	// not sustained; default 2.
@@ -73,7 +73,7 @@ func (o *Options) defaults() {
 	def(&o.IdleSessions, 10000, 1000)
 	def(&o.Subscribers, 5000, 500)
 	def(&o.Channels, 50, 10)
-	def(&o.ChurnWorkers, 32, 16)
+	def(&o.ChurnWorkers, 128, 32)
 	def(&o.SourceAddrs, 8, 4)
 	def(&o.Attempts, 2, 2)
 	defD(&o.Step, 5*time.Second, 2*time.Second)
@@ -165,14 +165,16 @@ type FanoutCurve struct {
 
 // ChurnResult is scenario (c).
 type ChurnResult struct {
-	Handshakes    int64   `json:"handshakes"`
-	Failed        int64   `json:"failed"`
-	PerSecond     float64 `json:"handshakes_per_s"`
-	ServerCPU     float64 `json:"server_cpu_pct"`
-	GenCPU        float64 `json:"generator_cpu_pct"`
-	ServerRSSKiB  int64   `json:"server_rss_after_kib"`
-	Error         string  `json:"error,omitempty"`
-	WorkersActive int     `json:"workers"`
+	Handshakes     int64   `json:"handshakes"`
+	Failed         int64   `json:"failed"`
+	PerSecond      float64 `json:"handshakes_per_s"`
+	ServerCPU      float64 `json:"server_cpu_pct"`
+	GenCPU         float64 `json:"generator_cpu_pct"`
+	ServerCoreBusy float64 `json:"server_core_busy_pct"`
+	Load1          float64 `json:"load1"`
+	ServerRSSKiB   int64   `json:"server_rss_after_kib"`
+	Error          string  `json:"error,omitempty"`
+	WorkersActive  int     `json:"workers"`
 }
 
 // Row is one line of the summary table.
@@ -390,16 +392,18 @@ func runChurn(ctx context.Context, o *Options, kind string, d *dialers) (*ChurnR
 	r := &ChurnResult{WorkersActive: o.ChurnWorkers}
 	cctx, cancel := context.WithTimeout(ctx, o.ChurnTime)
 	defer cancel()
-	s0, g0, t0 := procCPU(p.Pid()), selfCPU(), time.Now()
+	s0, g0, t0, k0 := procCPU(p.Pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
 	r.Handshakes, r.Failed = churn(cctx, d, p.Addr, o.ChurnWorkers)
-	s1, g1, t1 := procCPU(p.Pid()), selfCPU(), time.Now()
+	s1, g1, t1, k1 := procCPU(p.Pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
 	wall := t1.Sub(t0).Seconds()
 	r.PerSecond = float64(r.Handshakes) / wall
 	r.ServerCPU = 100 * (s1 - s0) / wall
 	r.GenCPU = 100 * (g1 - g0) / wall
+	r.ServerCoreBusy = 100 * (k1 - k0) / wall
+	r.Load1 = load1()
 	r.ServerRSSKiB = rssKiB(p.Pid())
-	fmt.Fprintf(o.Progress, "churn  %-7s %.0f handshakes/s (%d failed) server %3.0f%% gen %3.0f%% RSS after %d KiB\n",
-		kind, r.PerSecond, r.Failed, r.ServerCPU, r.GenCPU, r.ServerRSSKiB)
+	fmt.Fprintf(o.Progress, "churn  %-7s %.0f handshakes/s (%d failed) server %3.0f%% (core %3.0f%%) gen %3.0f%% load %.1f RSS after %d KiB\n",
+		kind, r.PerSecond, r.Failed, r.ServerCPU, r.ServerCoreBusy, r.GenCPU, r.Load1, r.ServerRSSKiB)
 	return r, nil
 }
 

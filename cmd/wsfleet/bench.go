@@ -37,6 +37,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rates := fs.String("rates", "", "(b) comma-separated deliveries/s to try in order (default 10k…400k)")
 	fs.DurationVar(&o.Step, "step", 0, "(b) measuring time per rate (default 5s, quick 2s)")
 	fs.DurationVar(&o.ChurnTime, "churn-time", 0, "(c) duration (default 10s, quick 3s)")
+	fs.IntVar(&o.ChurnWorkers, "churn-workers", 0, "(c) concurrent connect-handshake-close loops (default 128, quick 32)")
 	binary := fs.String("wsfleet", "", "wsfleet binary to run as the ws node (default: this one)")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile here")
 	if err := parseFlags(fs, args); err != nil {
