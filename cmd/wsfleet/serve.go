@@ -41,7 +41,7 @@ func addServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&f.mount, "mount", "/bayeux", "path of the Bayeux endpoint")
 	fs.StringVar(&f.adminToken, "admin-token", os.Getenv("WSFLEET_ADMIN_TOKEN"), "bearer token for /admin/* and /publish (default $WSFLEET_ADMIN_TOKEN; empty disables them)")
 	fs.StringVar(&f.authSecret, "auth-secret", os.Getenv("WSFLEET_AUTH_SECRET"), "HS256 secret that client tokens are verified with (default $WSFLEET_AUTH_SECRET; empty allows anonymous clients everywhere)")
-	fs.StringVar(&f.rules, "rules", "", "rules file: lines of `subscribe|publish|both PATTERN`, {sub} is the token's subject")
+	fs.StringVar(&f.rules, "rules", "", "authorisation rules `FILE`: one rule a line, 'subscribe|publish|both PATTERN'; {sub} is the token's subject")
 	fs.IntVar(&f.maxMessageBytes, "max-message-bytes", 64<<10, "largest websocket frame or HTTP request body")
 	fs.IntVar(&f.maxSubs, "max-subscriptions", 100, "subscriptions per client")
 	fs.IntVar(&f.maxBatch, "max-batch", 100, "messages per request")
