@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,8 +23,8 @@ import (
 )
 
 // TestMain doubles as a minimal node: when the local cloud runs this test
-// binary as an instance (LOCALCLOUD_TEST_NODE=1), it serves /readyz, /who
-// and a websocket echo on its private IP, found through its own IMDS, so
+// binary as an instance (LOCALCLOUD_TEST_NODE=1), it serves /readyz (failing after POST
+// /drain), /who and a websocket echo on its private IP, found through its own IMDS, so
 // that the load balancer is tested against real processes without
 // depending on the ws node's package.
 func TestMain(m *testing.M) {
@@ -48,7 +49,17 @@ func runTestNode() int {
 	}
 	id, ip := read("instance-id"), read("local-ipv4")
 	mux := http.NewServeMux()
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	// POST /drain makes the node fail /readyz from then on, as a wsfleet
+	// node does while it drains.
+	var draining atomic.Bool
+	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) { draining.Store(true) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
 	mux.HandleFunc("/who", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, id) })
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
@@ -173,8 +184,19 @@ func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
 	th, err := cl.ELB.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{
 		TargetGroupArn: aws.String(f.tgARN), Targets: []elbtypes.TargetDescription{{Id: aws.String(pinned)}},
 	})
-	if err != nil || len(th.TargetHealthDescriptions) != 1 || th.TargetHealthDescriptions[0].TargetHealth.State != elbtypes.TargetHealthStateEnumDraining {
+	if err != nil || len(th.TargetHealthDescriptions) != 1 {
 		t.Fatalf("target health while draining: %+v %v", th, err)
+	}
+	// ELBv2 reports a deregistered target during its delay as draining,
+	// with reason Target.DeregistrationInProgress.
+	if h := th.TargetHealthDescriptions[0].TargetHealth; h.State != elbtypes.TargetHealthStateEnumDraining ||
+		h.Reason != elbtypes.TargetHealthReasonEnumDeregistrationInProgress || aws.ToString(h.Description) != "Target deregistration is in progress" {
+		t.Fatalf("target health while draining: %s %s %q", h.State, h.Reason, aws.ToString(h.Description))
+	}
+	for i := 0; i < 6; i++ {
+		if got := who(); got != other {
+			t.Fatalf("request during the deregistration delay went to the draining %s", got)
+		}
 	}
 	// The delay ends: the websocket is cut.
 	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
