@@ -5,10 +5,12 @@
 //
 //   node browser-faye.mjs TRANSPORT
 //
-// TRANSPORT is cross-origin-long-polling (CORS POSTs of message=...) or
-// callback-polling (JSONP). Node has no browser, so this file supplies
-// the few pieces Faye takes from one, each behaving as a browser's does:
-// a location on another origin; an XMLHttpRequest that sends the Origin
+// TRANSPORT is cross-origin-long-polling (CORS POSTs of message=...),
+// callback-polling (JSONP), both from a page on another origin, or
+// long-polling (JSON POSTs from a page the node itself serves). Node has
+// no browser, so this file supplies the few pieces Faye takes from one,
+// each behaving as a browser's does: the page's location; an
+// XMLHttpRequest that sends the Origin
 // header, preflights a request with non-simple headers, and fails a
 // response whose Access-Control-Allow-Origin and -Credentials do not
 // admit the page; and a document whose <script> elements fetch their src
@@ -25,7 +27,10 @@ const [transport] = process.argv.slice(2);
 const base = process.env.WSFLEET_URL;
 const endpoint = base + '/bayeux';
 const admin = process.env.WSFLEET_ADMIN;
-const pageOrigin = 'http://app.example';
+// long-polling is Faye's same-origin transport: the page comes from the
+// node's own origin.
+const pageOrigin = transport === 'long-polling' ? new URL(base).origin : 'http://app.example';
+const crossOrigin = pageOrigin !== new URL(base).origin;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let lastStep = '(none)';
@@ -38,7 +43,8 @@ const step = (name) => {
 const sent = [];
 function record(json) {
   try {
-    sent.push(...[].concat(JSON.parse(json)));
+    const msgs = JSON.parse(json);
+    if (msgs) sent.push(...[].concat(msgs));
   } catch {}
 }
 
@@ -63,6 +69,7 @@ const safelisted = new Set(['accept', 'accept-language', 'content-language', 'co
 class BrowserXHR {
   withCredentials = false;
   status = 0;
+  readyState = 0;
   responseText = '';
 
   open(method, url) {
@@ -76,10 +83,10 @@ class BrowserXHR {
   }
 
   send(body) {
-    record(new URLSearchParams(body).get('message'));
+    record(body.startsWith('message=') ? new URLSearchParams(body).get('message') : body);
     (async () => {
       const custom = Object.keys(this.headers).filter((h) => !safelisted.has(h.toLowerCase()));
-      if (custom.length > 0) {
+      if (crossOrigin && custom.length > 0) {
         const pre = await request('OPTIONS', this.url, {
           Origin: pageOrigin,
           'Access-Control-Request-Method': this.method,
@@ -93,17 +100,27 @@ class BrowserXHR {
       }
       const headers = { Origin: pageOrigin, 'Content-Type': 'text/plain;charset=UTF-8', ...this.headers };
       const res = await request(this.method, this.url, headers, body);
-      if (res.headers['access-control-allow-origin'] !== pageOrigin ||
-        (this.withCredentials && res.headers['access-control-allow-credentials'] !== 'true')) {
+      if (crossOrigin && (res.headers['access-control-allow-origin'] !== pageOrigin ||
+        (this.withCredentials && res.headers['access-control-allow-credentials'] !== 'true'))) {
         throw new Error('CORS refused the response: ' + JSON.stringify(res.headers));
       }
       this.status = res.status;
       this.responseText = res.text;
+      this.done();
       if (this.onload) this.onload();
     })().catch((e) => {
       console.error('xhr: ' + e.message);
+      this.status = 0;
+      this.done();
       if (this.onerror) this.onerror();
     });
+  }
+
+  // done moves to readyState 4, which Faye's same-origin transport
+  // watches for.
+  done() {
+    this.readyState = 4;
+    if (this.onreadystatechange) this.onreadystatechange();
   }
 
   abort() {}
@@ -169,7 +186,8 @@ async function main() {
   const client = new Faye.Client(endpoint, { retry: 1, timeout: 10 });
   // Faye handshakes over one of Bayeux's mandatory types (from another
   // origin: callback-polling), then moves to the best type both sides
-  // have, which without websocket is cross-origin-long-polling.
+  // have: without websocket, long-polling on its own origin and
+  // cross-origin-long-polling on another.
   client.disable('websocket');
   client.disable('eventsource');
   if (transport === 'callback-polling') client.disable('cross-origin-long-polling');

@@ -242,15 +242,16 @@ func TestCometDRestart(t *testing.T) {
 	}
 }
 
-// TestFayeBrowser runs Faye's browser build as a page on another origin
-// would, over its two HTTP transports for that case.
+// TestFayeBrowser runs Faye's browser build over its HTTP transports: as a
+// page the node serves (long-polling) and as a page on another origin
+// (cross-origin-long-polling, callback-polling).
 func TestFayeBrowser(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat("node_modules/faye/client/faye-browser.js"); err != nil {
 		t.Fatal("faye's browser build missing: run scripts/test-deps.sh (npm ci in interop/)")
 	}
 	n := startServe(t)
-	for _, tr := range []string{"cross-origin-long-polling", "callback-polling"} {
+	for _, tr := range []string{"long-polling", "cross-origin-long-polling", "callback-polling"} {
 		t.Run(tr, func(t *testing.T) { runNode(t, n, []string{"browser-faye.mjs", tr}) })
 	}
 }
