@@ -127,9 +127,20 @@ func (s *Server) runDrain(o DrainOptions) {
 	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
 
 	step := releaseStep(len(list), o)
+	// minGap keeps two releases apart even when jitter puts one at the end
+	// of its slot and the next at the start of its own: the rate is never
+	// above MaxRate, over any second.
+	var minGap time.Duration
+	if o.MaxRate > 0 {
+		minGap = time.Duration(float64(time.Second) / o.MaxRate)
+	}
+	var last time.Time
 	timedOut := false
 	for i, ss := range list {
 		at := start.Add(time.Duration(i)*step + jitter(step))
+		if !last.IsZero() && at.Sub(last) < minGap {
+			at = last.Add(minGap)
+		}
 		if d := time.Until(at); d > 0 {
 			t := time.NewTimer(d)
 			select {
@@ -145,6 +156,7 @@ func (s *Server) runDrain(o DrainOptions) {
 		if timedOut {
 			break
 		}
+		last = time.Now()
 		s.release(ss)
 	}
 	if !timedOut {
