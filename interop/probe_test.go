@@ -208,8 +208,8 @@ func TestConnectAdviceTimeout(t *testing.T) {
 	}{
 		{"timeout 0 answered at once", msg{"timeout": 0}, 0, 2 * time.Second},
 		{"timeout 1000 held about 1s", msg{"timeout": 1000}, 900 * time.Millisecond, 3500 * time.Millisecond},
-		{"no advice held for the server timeout", nil, 3 * time.Second, 8 * time.Second},
-		{"larger timeout capped by the server", msg{"timeout": 60000}, 3 * time.Second, 8 * time.Second},
+		{"no advice held for the server timeout", nil, 2500 * time.Millisecond, 8 * time.Second},
+		{"larger timeout capped by the server", msg{"timeout": 60000}, 2500 * time.Millisecond, 8 * time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := msg{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling", "id": "c"}
