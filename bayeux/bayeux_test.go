@@ -161,3 +161,29 @@ func FuzzDecodeMessages(f *testing.F) {
 		}
 	})
 }
+
+func TestIDAcceptsStringsAndNumbers(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    ID
+		wantErr bool
+	}{
+		{`{"channel":"/a","id":"7"}`, "7", false},
+		{`{"channel":"/a","id":7}`, "7", false},
+		{`{"channel":"/a","id":1.5}`, "1.5", false},
+		{`{"channel":"/a"}`, "", false},
+		{`{"channel":"/a","id":{"x":1}}`, "", true},
+		{`{"channel":"/a","id":true}`, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			ms, err := DecodeMessages([]byte(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err == nil && ms[0].ID != tt.want {
+				t.Fatalf("id = %q, want %q", ms[0].ID, tt.want)
+			}
+		})
+	}
+}

@@ -49,7 +49,7 @@ type Advice struct {
 // can forward a published message without decoding its payload.
 type Message struct {
 	Channel                  string          `json:"channel"`
-	ID                       string          `json:"id,omitempty"`
+	ID                       ID              `json:"id,omitempty"`
 	ClientID                 string          `json:"clientId,omitempty"`
 	Data                     json.RawMessage `json:"data,omitempty"`
 	Successful               *bool           `json:"successful,omitempty"`
@@ -62,6 +62,32 @@ type Message struct {
 	ConnectionType           string          `json:"connectionType,omitempty"`
 	Subscription             Subscription    `json:"subscription,omitempty"`
 	Timestamp                string          `json:"timestamp,omitempty"`
+}
+
+// ID is a message id. The specification makes it a string and faye, halley
+// and CometD send strings, but Faye's server echoes whatever JSON it got, so
+// a client that numbers its messages with JSON numbers must not have its
+// whole request refused: a number is taken as its decimal text (and echoed
+// as a string).
+type ID string
+
+// UnmarshalJSON accepts a JSON string or number.
+func (id *ID) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*id = ID(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return errors.New("id must be a string or a number")
+	}
+	*id = ID(n.String())
+	return nil
 }
 
 // IsMeta reports whether m is on a /meta/ channel.

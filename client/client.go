@@ -269,15 +269,15 @@ func (c *Client) closeTransport() {
 
 // request sends one message and waits for the response with its id.
 func (c *Client) request(ctx context.Context, m bayeux.Message, timeout time.Duration) (bayeux.Message, error) {
-	m.ID = strconv.FormatUint(c.nextID.Add(1), 36)
+	m.ID = bayeux.ID(strconv.FormatUint(c.nextID.Add(1), 36))
 	ch := make(chan bayeux.Message, 1)
 	c.mu.Lock()
 	tr := c.tr
-	c.pending[m.ID] = ch
+	c.pending[string(m.ID)] = ch
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		delete(c.pending, m.ID)
+		delete(c.pending, string(m.ID))
 		c.mu.Unlock()
 	}()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -364,7 +364,7 @@ func (c *Client) receive(msgs []bayeux.Message) {
 		m := &msgs[i]
 		if m.Successful != nil || bayeux.IsMeta(m.Channel) {
 			c.mu.Lock()
-			ch := c.pending[m.ID]
+			ch := c.pending[string(m.ID)]
 			c.mu.Unlock()
 			if ch != nil {
 				select {

@@ -134,7 +134,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	failed, unavailable := false, false
 	for _, m := range msgs {
 		s.met.messagesIn.Inc()
-		res := publishResult{Channel: m.Channel, ID: m.ID}
+		res := publishResult{Channel: m.Channel, ID: string(m.ID)}
 		var e *bayeux.Error
 		switch {
 		case !bayeux.ValidChannel(m.Channel) || bayeux.IsMeta(m.Channel):

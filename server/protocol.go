@@ -259,11 +259,11 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			// next request goes elsewhere.
 			return s.goAway(b, r)
 		}
-		if ss = s.adopt(b, m.ClientID, m.ID, ss); ss == nil {
+		if ss = s.adopt(b, m.ClientID, string(m.ID), ss); ss == nil {
 			return unknownClient(m)
 		}
 	case ss == nil:
-		if ss = s.restore(b, m.ClientID, m.ID); ss == nil {
+		if ss = s.restore(b, m.ClientID, string(m.ID)); ss == nil {
 			return unknownClient(m)
 		}
 	}
@@ -279,9 +279,9 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 	}
 	ss.mu.Lock()
 	ss.lastConnect = s.cfg.Now()
-	ss.connectID = m.ID
+	ss.connectID = string(m.ID)
 	if !s.cfg.SharedSessions && b.transport != bayeux.ConnTypeWebSocket {
-		ss.resendLostAnswerLocked(m.ID)
+		ss.resendLostAnswerLocked(string(m.ID))
 	}
 	released := ss.released
 	ss.mu.Unlock()
