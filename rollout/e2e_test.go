@@ -183,6 +183,22 @@ func (e *e2e) engine(args ...string) *exec.Cmd {
 	return cmd
 }
 
+// control runs a command that takes no engine flags (pause, abort, status).
+func (e *e2e) control(args ...string) *exec.Cmd {
+	return exec.Command(e.bin, append(args, "--state-dir", e.stateDir)...)
+}
+
+// started kills the engine process at the end of the test if it is still
+// running (the test failed before it finished).
+func started(t *testing.T, cmd *exec.Cmd) {
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+}
+
 func (e *e2e) load(t *testing.T, change string) *rollout.State {
 	st, err := (&rollout.Store{Dir: e.stateDir}).Load(change)
 	if err != nil {
@@ -277,6 +293,7 @@ phases:
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		started(t, cmd)
 		// Once the first holds the lock, a second rollout of the group
 		// fails at once, naming it.
 		waitEvent(t, filepath.Join(e.stateDir, "e2e-new.events.jsonl"), `"type":"phase"`, 60*time.Second)
@@ -327,8 +344,29 @@ phases:
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		started(t, cmd)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		fewest := e.healthySampler(t, ctx)
+		events := filepath.Join(e.stateDir, "e2e-back.events.jsonl")
+
+		// Pause and resume the running engine from other processes.
+		waitEvent(t, events, `"type":"phase"`, 60*time.Second)
+		if msg, err := e.control("pause", "-c", "e2e-back").CombinedOutput(); err != nil || !strings.Contains(string(msg), "asked the engine") {
+			t.Fatalf("pause: %v %s", err, msg)
+		}
+		waitEvent(t, events, `"type":"pause"`, 30*time.Second)
+		paused := e.load(t, "e2e-back")
+		time.Sleep(2 * time.Second)
+		if st := e.load(t, "e2e-back"); st.Status != rollout.StatusPaused || st.Cursor != paused.Cursor {
+			t.Errorf("paused engine: status %s, step %d -> %d", st.Status, paused.Cursor, st.Cursor)
+		}
+		if msg, err := e.engine("resume", "-c", "e2e-back").CombinedOutput(); err != nil || !strings.Contains(string(msg), "asked the engine") {
+			t.Fatalf("resume of a paused engine: %v %s", err, msg)
+		}
+
 		// Kill it as soon as it asked the first old node to drain.
-		waitEvent(t, filepath.Join(e.stateDir, "e2e-back.events.jsonl"), `"effect":"drain/`, 90*time.Second)
+		waitEvent(t, events, `"effect":"drain/`, 90*time.Second)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		st := e.load(t, "e2e-back")
@@ -350,6 +388,10 @@ phases:
 			}
 		}
 		e.waitFleet(t, "ami-old", 30*time.Second)
+		cancel()
+		if n := fewest(); n < 8 {
+			t.Errorf("healthy targets fell to %d across the kill and the resume", n)
+		}
 		after := e.terminations(t)
 		for id, n := range after {
 			if n-before[id] > 1 {
