@@ -180,6 +180,10 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	if err := e.lock.Acquire(ctx, e.Force); err != nil {
 		return nil, err
 	}
+	if _, err := e.Store.TakeControl(plan.Change); err != nil { // left over from an earlier run
+		e.lock.Release(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	now := e.Now()
 	st := &State{
 		Change: plan.Change, Group: plan.Group, PlanYAML: planYAML, TimeScale: e.TimeScale,
