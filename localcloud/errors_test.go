@@ -214,6 +214,9 @@ func FuzzAPI(f *testing.F) {
 	f.Add(3, "Name=tg&Protocol=HTTP&Port=8080&HealthCheckIntervalSeconds=5&HealthCheckTimeoutSeconds=4")
 	f.Add(7, "LaunchTemplateName=abc&LaunchTemplateData.ImageId=ami-sim&LaunchTemplateData.TagSpecification.1.ResourceType=instance&LaunchTemplateData.TagSpecification.1.Tag.1.Key=k")
 	f.Add(11, "ImageId=ami-sim&MinCount=1&MaxCount=2&LaunchTemplate.Version=$Latest")
+	for _, a := range []string{"SuspendProcesses", "ResumeProcesses"} {
+		f.Add(sort.SearchStrings(names, svcASG+" "+a), "AutoScalingGroupName=g&ScalingProcesses.member.1=Launch&ScalingProcesses.member.3=Bogus")
+	}
 	f.Fuzz(func(t *testing.T, which int, form string) {
 		if which < 0 {
 			which = -which
