@@ -344,9 +344,13 @@ func (c *Cloud) enterService(g *group, in *instance, now time.Time) {
 // markUnhealthy records that an ELB health check failed the instance, with
 // the cause its replacement will carry.
 func (c *Cloud) markUnhealthy(in *instance, now time.Time) {
+	c.setUnhealthy(in, fmt.Sprintf("At %s an instance was taken out of service in response to an ELB system health check failure.", isoTime(now)))
+}
+
+func (c *Cloud) setUnhealthy(in *instance, cause string) {
 	a := in.asg
 	a.health = unhealthy
-	a.unhealthyCause = fmt.Sprintf("At %s an instance was taken out of service in response to an ELB system health check failure.", isoTime(now))
+	a.unhealthyCause = cause
 	c.log.Info("instance marked unhealthy", "group", a.g.name, "instance", in.id)
 }
 

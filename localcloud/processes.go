@@ -1,9 +1,11 @@
 package localcloud
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Suspending and resuming a group's scaling processes. A deployment
@@ -49,6 +51,7 @@ func init() {
 	actions[svcASG]["SuspendProcesses"] = (*Cloud).suspendProcesses
 	actions[svcASG]["ResumeProcesses"] = (*Cloud).resumeProcesses
 	actions[svcASG]["DescribeScalingProcessTypes"] = (*Cloud).describeProcessTypes
+	actions[svcASG]["SetInstanceHealth"] = (*Cloud).setInstanceHealth
 }
 
 // suspended reports whether the group's process p is suspended.
@@ -132,4 +135,55 @@ func writeSuspended(x *xmlw, g *group) {
 		x.leaf("ProcessName", names[i])
 		x.leaf("SuspensionReason", g.suspendedProcs[names[i]])
 	})
+}
+
+// setInstanceHealth sets an instance's health by hand. AWS documents it as
+// mostly useful with ReplaceUnhealthy suspended: marking a drained node
+// Healthy again (a rollback) keeps it from being replaced on resume, and
+// marking one Unhealthy replaces it once replacement may run. A later
+// failed health check (HealthCheck not suspended) overrides a Healthy set
+// here, as on AWS.
+func (c *Cloud) setInstanceHealth(req *request, x *xmlw) *apiError {
+	p := req.Params
+	id, e := p.required("InstanceId")
+	if e != nil {
+		return e
+	}
+	status, e := p.required("HealthStatus")
+	if e != nil {
+		return e
+	}
+	if status != healthy && status != unhealthy {
+		return validationf("Valid requests must contain either Healthy or Unhealthy for the HealthStatus parameter. Invalid value: %s", status)
+	}
+	respect, set, e := p.boolOpt("ShouldRespectGracePeriod")
+	if e != nil {
+		return e
+	}
+	if !set {
+		respect = true
+	}
+	in := c.instances[id]
+	if in == nil || in.asg == nil || in.asg.lifecycle == lcTerminated {
+		return validationf("Instance Id not found - No managed instance found for instance ID: %s", id)
+	}
+	a := in.asg
+	switch a.lifecycle {
+	case lcTerminating, lcTerminatingWait, lcTerminatingProceed:
+		return validationf("The instance %s is already being terminated (%s).", id, a.lifecycle)
+	}
+	now := c.now()
+	if status == healthy {
+		a.health, a.unhealthyCause = healthy, ""
+		return nil
+	}
+	since := a.inService
+	if a.lifecycle != lcInService {
+		since = in.launched
+	}
+	if respect && now.Sub(since) < time.Duration(a.g.grace)*time.Second {
+		return nil // within the grace period the call is ignored
+	}
+	c.setUnhealthy(in, fmt.Sprintf("At %s an instance was taken out of service in response to a user health-check.", isoTime(now)))
+	return nil
 }

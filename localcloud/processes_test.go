@@ -192,7 +192,8 @@ func TestReplaceUnhealthySuspended(t *testing.T) {
 
 // TestProcessSuspensions covers the other processes the local cloud has
 // mechanics for, on simulated instances: Launch, Terminate,
-// AddToLoadBalancer, and the API's errors.
+// AddToLoadBalancer, SetInstanceHealth with ReplaceUnhealthy, and the
+// API's errors.
 func TestProcessSuspensions(t *testing.T) {
 	ctx := context.Background()
 	cfg := fastConfig()
@@ -333,5 +334,52 @@ func TestProcessSuspensions(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("SetInstanceHealth", func(t *testing.T) {
+		g := inService(t, ctx, cl, "procs", 3, 10*time.Second)
+		id := aws.ToString(g.Instances[0].InstanceId)
+		set := func(status string) error {
+			_, err := cl.ASG.SetInstanceHealth(ctx, &autoscaling.SetInstanceHealthInput{
+				InstanceId: aws.String(id), HealthStatus: aws.String(status), ShouldRespectGracePeriod: aws.Bool(false),
+			})
+			return err
+		}
+		is := func(wantState, wantHealth string) {
+			t.Helper()
+			if st, h, err := asgHealth(ctx, cl, id); err != nil || st != wantState || h != wantHealth {
+				t.Fatalf("%s: %s %s %v, want %s %s", id, st, h, err, wantState, wantHealth)
+			}
+		}
+		if err := set("Sick"); apiCode(err) != "ValidationError" {
+			t.Errorf("HealthStatus Sick: %v", err)
+		}
+		suspend(t, ctx, cl, "procs", "ReplaceUnhealthy")
+		if err := set("Unhealthy"); err != nil {
+			t.Fatal(err)
+		}
+		stays("unhealthy with ReplaceUnhealthy suspended", 3)
+		is("InService", "UNHEALTHY")
+		// Marked healthy again (a rollback), it survives the resume.
+		if err := set("Healthy"); err != nil {
+			t.Fatal(err)
+		}
+		resume(t, ctx, cl, "procs", "ReplaceUnhealthy")
+		stays("healthy again after the resume", 3)
+		is("InService", "HEALTHY")
+		// Unhealthy with replacement running: replaced.
+		if err := set("Unhealthy"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, id+" replaced", func() error {
+			if st, _, err := asgHealth(ctx, cl, id); err != nil || st != "gone" {
+				return fmt.Errorf("%s %v", st, err)
+			}
+			return nil
+		})
+		inService(t, ctx, cl, "procs", 3, 10*time.Second)
+		if err := set("Healthy"); apiCode(err) != "ValidationError" {
+			t.Errorf("SetInstanceHealth on a terminated instance: %v", err)
+		}
 	})
 }
