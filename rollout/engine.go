@@ -225,6 +225,8 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 	if st.TimeScale > 0 && e.TimeScale == 1 {
 		e.TimeScale = st.TimeScale
 	}
+	// Calls made by earlier runs; this process's are added on each save.
+	e.callsBase = maps.Clone(st.Calls)
 	e.lock = NewLock(e.Provider, st.Group, st.Change, e.LockTTL, e.Now)
 	e.lock.Sleep = e.Sleep
 	if err := e.lock.Acquire(ctx, e.Force); err != nil {
@@ -264,7 +266,6 @@ func (s *State) stepKey() string {
 func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 	log := e.Log.With("change", st.Change, "group", st.Group)
 	e.lastRenew = e.Now()
-	e.callsBase = maps.Clone(st.Calls)
 	poll := e.MinPoll
 	defer func() {
 		if errors.Is(err, ErrCrashed) {

@@ -56,9 +56,24 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
+// processView is the cloud as one engine process sees it: its own API
+// call counts, as a real provider's are.
+type processView struct {
+	*memCloud
+	base map[string]int
+}
+
+func (p processView) APICalls() map[string]int {
+	out := p.memCloud.APICalls()
+	for k, v := range p.base {
+		out[k] -= v
+	}
+	return out
+}
+
 func (h *harness) engine() *Engine {
 	return &Engine{
-		Provider: h.cloud, Nodes: memNodes{h.cloud}, Checker: &Checker{},
+		Provider: processView{h.cloud, h.cloud.APICalls()}, Nodes: memNodes{h.cloud}, Checker: &Checker{},
 		Store: &Store{Dir: h.dir, NoSync: true},
 		Now:   h.clk.Now, Sleep: h.clk.Sleep,
 		MinPoll: time.Second, MaxPoll: 30 * time.Second,
@@ -254,6 +269,18 @@ func TestEngineCrashAtEveryEffect(t *testing.T) {
 			}
 			if n := h.cloud.calls["CreateLaunchTemplateVersion"]; len(h.cloud.versions) != 2 {
 				t.Errorf("%d launch template versions after %d calls", len(h.cloud.versions), n)
+			}
+			// The report's call count covers both runs: at most what the
+			// cloud saw (calls made after the crash's last save are lost).
+			reported, seen := 0, 0
+			for _, n := range st.Calls {
+				reported += n
+			}
+			for _, n := range h.cloud.calls {
+				seen += n
+			}
+			if reported > seen || reported < seen/2 {
+				t.Errorf("report counts %d API calls, the cloud saw %d", reported, seen)
 			}
 			h.checkInvariants()
 		})
