@@ -82,7 +82,7 @@ func (o *Options) defaults() {
 	defD(&o.Settle, 3*time.Second, time.Second)
 	defD(&o.MaxP99, 100*time.Millisecond, 100*time.Millisecond)
 	if len(o.Rates) == 0 {
-		o.Rates = []float64{10e3, 20e3, 40e3, 60e3, 80e3, 100e3, 125e3, 150e3, 200e3, 250e3, 300e3, 400e3}
+		o.Rates = []float64{10e3, 20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 80e3, 100e3, 120e3, 150e3, 200e3, 250e3, 300e3}
 		if o.Quick {
 			o.Rates = []float64{5e3, 10e3, 20e3, 40e3, 80e3, 120e3}
 		}

@@ -34,7 +34,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.IdleSessions, "idle-sessions", 0, "(a) idle sessions (default 10000, quick 1000)")
 	fs.IntVar(&o.Subscribers, "subscribers", 0, "(b) subscribers (default 5000, quick 500)")
 	fs.IntVar(&o.Channels, "channels", 0, "(b) channels (default 50, quick 10)")
-	rates := fs.String("rates", "", "(b) comma-separated deliveries/s to try in order (default 10k…400k)")
+	rates := fs.String("rates", "", "(b) comma-separated deliveries/s to try in order (default 10k…300k)")
 	fs.DurationVar(&o.Step, "step", 0, "(b) measuring time per rate (default 5s, quick 2s)")
 	fs.DurationVar(&o.ChurnTime, "churn-time", 0, "(c) duration (default 10s, quick 3s)")
 	fs.IntVar(&o.ChurnWorkers, "churn-workers", 0, "(c) concurrent connect-handshake-close loops (default 128, quick 32)")
