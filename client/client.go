@@ -509,6 +509,14 @@ func (c *Client) loop(ctx context.Context) {
 		m := bayeux.Message{Channel: bayeux.ChannelConnect, ClientID: id, ConnectionType: c.cfg.Transport}
 		if immediate {
 			m.Advice = &bayeux.Advice{Timeout: bayeux.Millis(0)}
+			// Resuming the same session on a new connection: say how far
+			// this client really got. A server hands messages to a
+			// websocket without an acknowledgement, so what it wrote into
+			// the dying connection is lost unless it replays from here.
+			// Servers that do not know ext.since on a connect ignore it.
+			if cur := c.Cursor(); cur > 0 && !c.isUp() {
+				m.Ext = json.RawMessage(`{"since":` + strconv.FormatUint(cur, 10) + `}`)
+			}
 		}
 		r, err := c.request(ctx, m, timeout+c.cfg.ConnectMargin)
 		if ctx.Err() != nil {
