@@ -303,7 +303,7 @@ phases:
 		if err == nil || !strings.Contains(string(msg), "locked by another rollout: e2e-new@") {
 			t.Errorf("second rollout: %v\n%s", err, msg)
 		}
-		if d := time.Since(t0); d > 10*time.Second {
+		if d := time.Since(t0); d > 30*time.Second {
 			t.Errorf("second rollout took %s to be refused", d)
 		}
 		err = cmd.Wait()
