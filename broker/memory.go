@@ -16,6 +16,7 @@ type Memory struct {
 	maxMsgs    int
 	mu         sync.Mutex
 	seq        uint64
+	base       uint64    // seq before the first message: see NewMemory
 	history    []Message // oldest first
 	dropped    uint64    // highest seq that has left the window
 	handlers   map[int]func(Message)
@@ -43,7 +44,14 @@ func NewMemory(o MemoryOptions) *Memory {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Memory{now: o.Now, maxAge: o.HistoryAge, maxMsgs: o.HistoryMsgs,
+	// Sequence numbers continue from the clock (microseconds since the
+	// epoch) rather than from 1, so that a node restarted on a fresh
+	// memory broker never reuses numbers its clients already hold as
+	// cursors: a client's dedup would otherwise drop the new node's first
+	// messages as old ones. A cursor from before the restart then asks
+	// for history this broker never had, which History reports as gone.
+	base := uint64(o.Now().UnixMicro())
+	return &Memory{now: o.Now, maxAge: o.HistoryAge, maxMsgs: o.HistoryMsgs, seq: base, base: base,
 		handlers: map[int]func(Message){}, sessions: &memorySessions{m: map[string]Session{}}}
 }
 
@@ -103,7 +111,7 @@ func (b *Memory) History(ctx context.Context, patterns []string, after uint64) (
 	b.trimLocked()
 	// A cursor ahead of the sequence came from another history (a broker
 	// that restarted): what it missed cannot be known.
-	if after < b.dropped || after > b.seq {
+	if after < b.dropped || after > b.seq || (after != 0 && after < b.base) {
 		return nil, ErrHistoryGone
 	}
 	var out []Message
@@ -125,6 +133,9 @@ func (b *Memory) History(ctx context.Context, patterns []string, after uint64) (
 func (b *Memory) LastSeq(ctx context.Context) (uint64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.seq == b.base {
+		return 0, nil
+	}
 	return b.seq, nil
 }
 

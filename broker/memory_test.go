@@ -1,8 +1,11 @@
 package broker_test
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"wsfleet/broker"
 	"wsfleet/broker/brokertest"
@@ -22,4 +25,45 @@ func TestMemoryConformance(t *testing.T) {
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
+}
+
+// TestMemoryRestartKeepsCursorsMeaningful is a node restarted on a fresh
+// memory broker: its numbers must stay above every cursor its clients
+// hold, and such a cursor must read as a gap, not as an empty history.
+func TestMemoryRestartKeepsCursorsMeaningful(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Date(2026, 11, 28, 15, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	first := broker.NewMemory(broker.MemoryOptions{Now: now})
+	var cursor uint64
+	for i := 0; i < 5; i++ {
+		seq, err := first.Publish(ctx, "/a", []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursor = seq
+	}
+	first.Close()
+
+	clock = clock.Add(2 * time.Second) // the restart
+	second := broker.NewMemory(broker.MemoryOptions{Now: now})
+	if got, _ := second.LastSeq(ctx); got != 0 {
+		t.Fatalf("LastSeq of a fresh broker = %d, want 0", got)
+	}
+	if _, err := second.History(ctx, []string{"/**"}, 0); err != nil {
+		t.Fatalf("History from 0 on a fresh broker: %v", err)
+	}
+	seq, err := second.Publish(ctx, "/a", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq <= cursor {
+		t.Fatalf("first seq after restart %d is not above the old cursor %d", seq, cursor)
+	}
+	if _, err := second.History(ctx, []string{"/a"}, cursor); !errors.Is(err, broker.ErrHistoryGone) {
+		t.Fatalf("History from an old cursor: err = %v, want broker.ErrHistoryGone", err)
+	}
+	if ms, err := second.History(ctx, []string{"/a"}, seq-1); err != nil || len(ms) != 1 {
+		t.Fatalf("History from just before the first message = %d msgs, %v", len(ms), err)
+	}
 }
