@@ -73,6 +73,13 @@ type Config struct {
 	OnState func(State)
 	// Rand returns a uniform number in [0,1) for jitter. Default math/rand.
 	Rand func() float64
+	// NoReplay makes the client behave like faye and halley, which never
+	// ask for what they missed: no ext.since on a resumed connect or on
+	// the resubscriptions after a re-handshake. What the server replays by
+	// itself (a session restored on another node after a drain) still
+	// arrives. The demo and the probe use it to show what unmodified
+	// clients experience.
+	NoReplay bool
 }
 
 // State is a change of connection state.
@@ -514,7 +521,7 @@ func (c *Client) loop(ctx context.Context) {
 			// websocket without an acknowledgement, so what it wrote into
 			// the dying connection is lost unless it replays from here.
 			// Servers that do not know ext.since on a connect ignore it.
-			if cur := c.Cursor(); cur > 0 && !c.isUp() {
+			if cur := c.Cursor(); cur > 0 && !c.isUp() && !c.cfg.NoReplay {
 				m.Ext = json.RawMessage(`{"since":` + strconv.FormatUint(cur, 10) + `}`)
 			}
 		}
@@ -662,6 +669,9 @@ func (c *Client) resubscribe(ctx context.Context) (replayGone bool, err error) {
 	// cannot overlap what was already delivered.
 	c.deliverMu.Lock()
 	since := c.cursor
+	if c.cfg.NoReplay {
+		since = 0
+	}
 	c.window = seqWindow{}
 	c.deliverMu.Unlock()
 	for _, p := range patterns {

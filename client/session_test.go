@@ -260,8 +260,20 @@ func TestReplayAfterNodeCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts servers")
 	}
-	for _, transport := range []string{client.WebSocket, client.LongPolling} {
-		t.Run(transport, func(t *testing.T) {
+	cases := []struct {
+		name      string
+		transport string
+		noReplay  bool
+	}{
+		{client.WebSocket, client.WebSocket, false},
+		{client.LongPolling, client.LongPolling, false},
+		// An unmodified client (faye, halley) asks for no replay: after
+		// a re-handshake it gets only what is published from then on.
+		{"websocket no replay", client.WebSocket, true},
+	}
+	for _, tc := range cases {
+		transport := tc.transport
+		t.Run(tc.name, func(t *testing.T) {
 			natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 			a := startWsfleetArgs(t, "--timeout", "5s", "--node-id", "a", "--embedded-nats", natsAddr)
 			b := startWsfleetArgs(t, "--timeout", "5s", "--node-id", "b", "--nats", "nats://"+natsAddr)
@@ -272,7 +284,8 @@ func TestReplayAfterNodeCrash(t *testing.T) {
 			sub, err := client.Dial(ctx, client.Config{
 				URL: "http://" + proxy.addr() + "/bayeux", Transport: transport,
 				RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-				OnState: func(s client.State) { states <- s },
+				OnState:  func(s client.State) { states <- s },
+				NoReplay: tc.noReplay,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -320,6 +333,24 @@ func TestReplayAfterNodeCrash(t *testing.T) {
 				wantHandshakes = 2
 			}
 			t.Logf("back on node a, new handshake: %v", s.Rehandshake)
+			if tc.noReplay {
+				if !s.Rehandshake {
+					t.Skip("node a restored the session, so nothing was missed to replay")
+				}
+				publish(8, 9)
+				box.waitN(t, 4, 10*time.Second)
+				time.Sleep(300 * time.Millisecond)
+				var ns []int
+				for _, d := range box.waitN(t, 0, time.Second) {
+					var n int
+					json.Unmarshal(d.Data, &n)
+					ns = append(ns, n)
+				}
+				if fmt.Sprint(ns) != "[0 1 2 8]" {
+					t.Fatalf("deliveries %v; want [0 1 2 8]: without replay the messages published while away are missed", ns)
+				}
+				return
+			}
 			got := box.waitN(t, 8, 15*time.Second)
 			for i, d := range got {
 				var n int

@@ -62,6 +62,7 @@ func (m *member) run(ctx context.Context, sem chan struct{}, firstTry chan<- str
 		RetryMax:   p.cfg.RetryMax,
 		Rand:       p.cfg.Rand,
 		OnState:    m.onState,
+		NoReplay:   p.cfg.NoReplay,
 	}
 	if p.cfg.TokenSecret != "" {
 		cfg.Token = p.token(m.idx, channel)

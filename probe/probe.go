@@ -82,8 +82,12 @@ type Config struct {
 	// PublishInterval is how often the publisher sends the messages due
 	// (in one batch). Default 10ms.
 	PublishInterval time.Duration
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// NoReplay makes every client behave like faye and halley, which never
+	// ask the server for what they missed (client.Config.NoReplay): the
+	// loss then measured is what unmodified chat clients would see.
+	NoReplay bool
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Probe is a running probe.

@@ -30,6 +30,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.ChannelPrefix, "channel-prefix", "/probe", "channel names: {id} is replaced by the channel number, else it is appended")
 	fs.Float64Var(&cfg.Rate, "rate", 10, "messages published per second, over all channels")
 	fs.StringVar(&cfg.Transport, "transport", "websocket", "websocket or long-polling")
+	fs.BoolVar(&cfg.NoReplay, "no-replay", false, "never ask the server for missed messages (ext.since), as faye and halley do: measure what unmodified clients see")
 	sources := fs.String("source-addrs", "", "comma-separated local IPs to spread connections over (default: 127.0.0.x for a loopback URL)")
 	fs.DurationVar(&cfg.Grace, "grace", 2*time.Second, "wait this long for messages in flight at the end")
 	duration := fs.Duration("duration", 30*time.Second, "how long to publish")
