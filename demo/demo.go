@@ -63,6 +63,11 @@ type Config struct {
 	// Naive runs the seed's own hand steps instead of the engine:
 	// terminate, then let the group replace, with no drain.
 	Naive bool
+	// Replay lets the chat clients ask the server for what they missed
+	// (ext.since), as the Go client can. By default they do not, like
+	// faye and halley: the loss the demo reports is what unmodified
+	// clients would see.
+	Replay bool
 	// Out is where report.md, events.jsonl, chart.svg and summary.json
 	// go; default ./wsfleet-demo.
 	Out string
@@ -262,6 +267,7 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 		Channels:      cfg.Channels,
 		ChannelPrefix: "/api/v1/rooms/{id}/chatMessages",
 		Rate:          cfg.Rate,
+		NoReplay:      !cfg.Replay,
 		Logger:        d.log.With("part", "probe"),
 		Now:           cfg.Now,
 	})
@@ -350,6 +356,13 @@ func (d *run) startFleet(ctx context.Context) error {
 		LogDir:                 filepath.Join(cfg.Out, "nodes"),
 		Logger:                 d.log.With("part", "cloud"),
 		Now:                    cfg.Now,
+	}
+	if cfg.Naive {
+		// The seed's Faye servers handed nothing over when they stopped;
+		// a wsfleet node saves its sessions on the way out even without
+		// a drain, so the naive mode kills its nodes outright to show
+		// what the seed's way cost its clients.
+		lc.KillGrace = -1
 	}
 	if cfg.Fast {
 		lc.HealthCheckInterval = 250 * time.Millisecond

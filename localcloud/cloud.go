@@ -76,6 +76,9 @@ type Config struct {
 	DeregistrationDelayMax time.Duration
 	// KillGrace is the time between SIGTERM and SIGKILL when an instance
 	// is terminated; default 10s.
+	// A negative KillGrace sends SIGKILL at once, so that nothing the
+	// instance would do on shutdown runs: the demo's naive mode uses it to
+	// stand in for servers (the seed's Faye) that hand nothing over.
 	KillGrace time.Duration
 	// NodePort is the port every process instance listens on, on its own
 	// private IP; default 8080.
@@ -143,7 +146,7 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 	if cfg.SimulatedBootTime <= 0 {
 		cfg.SimulatedBootTime = 2 * time.Second
 	}
-	if cfg.KillGrace <= 0 {
+	if cfg.KillGrace == 0 {
 		cfg.KillGrace = 10 * time.Second
 	}
 	if cfg.MaxInstances <= 0 {

@@ -235,6 +235,11 @@ func (p *proc) stop(grace time.Duration) {
 		return
 	default:
 	}
+	if grace < 0 {
+		p.cmd.Process.Kill()
+		<-p.done
+		return
+	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	t := time.NewTimer(grace)
 	defer t.Stop()
