@@ -32,6 +32,7 @@ type serveFlags struct {
 	drain                                        server.DrainOptions
 	timeout                                      time.Duration
 	logLevel                                     string
+	pprof                                        string
 }
 
 func addServeFlags(fs *flag.FlagSet) *serveFlags {
@@ -57,6 +58,7 @@ func addServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.DurationVar(&f.drain.Deadline, "drain-deadline", server.DefaultDrainOptions.Deadline, "drain on SIGTERM: close what is left after this long")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long a /meta/connect is held (advice.timeout)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.pprof, "pprof", os.Getenv("WSFLEET_PPROF"), "debug: serve Go profiles (net/http/pprof) on this loopback `ADDR` (default $WSFLEET_PPROF; empty: off)")
 	return f
 }
 
@@ -85,6 +87,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if rules, err = server.LoadRules(f.rules); err != nil {
 			return err
 		}
+	}
+
+	if f.pprof != "" {
+		stop, err := server.ServePprof(f.pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 
 	br, clustered, cleanup, err := openBroker(ctx, f, log)
