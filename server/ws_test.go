@@ -1,0 +1,53 @@
+package server
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAppendTextHeader(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want []byte
+	}{
+		{0, []byte{0x81, 0}},
+		{125, []byte{0x81, 125}},
+		{126, []byte{0x81, 126, 0, 126}},
+		{0xffff, []byte{0x81, 126, 0xff, 0xff}},
+		{0x10000, binary.BigEndian.AppendUint64([]byte{0x81, 127}, 0x10000)},
+	} {
+		if got := appendTextHeader(nil, tc.n); !bytes.Equal(got, tc.want) {
+			t.Errorf("header for %d bytes: % x, want % x", tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestDeliveryFrameSizes delivers messages whose frames need each length
+// encoding (7-bit, 16-bit and 64-bit) to a real websocket client: the
+// node writes those frames itself, not through the library.
+func TestDeliveryFrameSizes(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.MaxMessageBytes = 1 << 20 })
+	p := dialWS(t, n)
+	p.handshake(nil)
+	p.subscribe("/big", nil)
+	for _, size := range []int{1, 90, 200, 70_000, 300_000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			data := strings.Repeat("x", size)
+			if code, res := n.publish(fmt.Sprintf(`{"channel":"/big","data":%q}`, data)); code != 200 || !res[0].Successful {
+				t.Fatalf("publish: %d %+v", code, res)
+			}
+			got := p.dataN(1)
+			if got[0]["data"] != data {
+				t.Fatalf("received %d bytes of data, want %d", len(fmt.Sprint(got[0]["data"])), size)
+			}
+		})
+	}
+	// the socket still works after the large frames
+	p.sendRaw([]byte("[]"))
+	p.next(func(m msg) bool { return m["pong"] == true })
+	p.noData(50 * time.Millisecond)
+}
