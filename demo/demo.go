@@ -364,6 +364,12 @@ func (d *run) startFleet(ctx context.Context) error {
 		// what the seed's way cost its clients.
 		lc.KillGrace = -1
 	}
+	if !cfg.Naive {
+		// The engine takes each node out of the load balancer before
+		// draining it: the seed's deregistration delay (30 s) must outlast
+		// the drain, or the load balancer cuts what is left.
+		lc.DeregistrationDelayMax = 0
+	}
 	if cfg.Fast {
 		lc.HealthCheckInterval = 250 * time.Millisecond
 		lc.DeregistrationDelayMax = 2 * time.Second
@@ -484,14 +490,6 @@ func topologyForDemo(data []byte, natsURL string, cfg Config) (*localcloud.Topol
 		return nil, errors.New("seed topology: the launch template's user data has no --nats= line to point at the embedded NATS")
 	}
 	topo.LaunchTemplates[0].UserData = strings.Join(ud, "\n") + "\n"
-	// Workaround, not the seed's setting: in a group with ELB health
-	// checks, a draining node (its readiness fails, so its target turns
-	// unhealthy) is replaced by the group once past the grace period, and
-	// the load balancer cuts its clients when the deregistration delay
-	// ends, long before a 30 s paced drain is over. AWS does the same.
-	// Until the engine keeps the group from replacing the nodes it drains
-	// (suspending ReplaceUnhealthy), the demo's grace period outlasts it.
-	topo.Groups[0].HealthCheckGracePeriod = max(topo.Groups[0].HealthCheckGracePeriod, 3600)
 	if cfg.Naive {
 		topo.Groups[0].LifecycleHooks = nil
 	}

@@ -34,6 +34,11 @@ const (
 	EffDrain         EffectKind = "drain"
 	EffTerminate     EffectKind = "terminate"
 	EffTerminateKeep EffectKind = "terminate-replace" // terminate without decrement
+	EffSuspend       EffectKind = "suspend-processes"
+	EffResume        EffectKind = "resume-processes"
+	EffDeregister    EffectKind = "deregister-targets"
+	EffRegister      EffectKind = "register-targets"
+	EffSetHealthy    EffectKind = "set-healthy"
 )
 
 // Effect is one call the engine makes. Key identifies it in the journal:
@@ -69,6 +74,9 @@ type Timing struct {
 	// reports connections is given before it is terminated anyway.
 	DrainGrace time.Duration
 	Poll       time.Duration
+	// Deregister takes targets out of the load balancer before their
+	// drain (the provider can).
+	Deregister bool
 	// Scale multiplies the plan's bakes (the other fields come scaled).
 	Scale float64
 }
@@ -151,6 +159,7 @@ func decideBatch(s Step, prev []Step, obs Observation, t Timing, now time.Time) 
 		s.HealthySince = map[string]time.Time{}
 		s.Drains = map[string]time.Time{}
 		s.Terminated = map[string]time.Time{}
+		s.Deregistered = map[string]time.Time{}
 		return Decision{Step: s}
 	}
 	// Empty maps do not survive the JSON round trip of the state.
@@ -162,6 +171,9 @@ func decideBatch(s Step, prev []Step, obs Observation, t Timing, now time.Time) 
 	}
 	if s.Terminated == nil {
 		s.Terminated = map[string]time.Time{}
+	}
+	if s.Deregistered == nil {
+		s.Deregistered = map[string]time.Time{}
 	}
 	ttr := s.Strategy == TerminateThenReplace
 
@@ -293,6 +305,20 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 		if _, ok := s.Drains[id]; !ok {
 			undrained = append(undrained, id)
 		}
+	}
+	// Out of the load balancer first: it stops sending the node new
+	// clients at once, rather than once its health check sees the
+	// failing readiness (until then released clients would come back
+	// and be refused), while open connections keep working for the
+	// target group's deregistration delay.
+	var dereg []string
+	for _, id := range undrained {
+		if _, ok := s.Deregistered[id]; !ok && t.Deregister {
+			dereg = append(dereg, id)
+		}
+	}
+	if len(dereg) > 0 {
+		return []Effect{{Key: "deregister/" + strings.Join(dereg, ","), Kind: EffDeregister, IDs: dereg}}, ""
 	}
 	if len(undrained) > 0 {
 		// The fleet-wide budget is split between the nodes draining

@@ -11,11 +11,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,7 +83,7 @@ func startCloud(t *testing.T) *e2e {
 		"--image", "ami-old="+e.bin, "--image", "ami-new="+e.bin, "--image", "ami-bad="+bad,
 		"--embedded-nats", fmt.Sprintf("127.0.0.1:%d", natsPort), "--bootstrap", topoPath,
 		"--log-dir", filepath.Join(dir, "logs"), "--log-level", "warn",
-		"--health-check-interval", "1s", "--deregistration-delay-max", "5s", "--kill-grace", "5s", "--tick", "100ms")
+		"--health-check-interval", "1s", "--deregistration-delay-max", "20s", "--kill-grace", "5s", "--tick", "100ms")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -228,6 +231,103 @@ func (e *e2e) terminations(t *testing.T) map[string]int {
 	return out
 }
 
+// activities returns the group's scaling activities (description and
+// cause), the cloud's own record of what it launched and why.
+func (e *e2e) activities(t *testing.T) map[string]string {
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("e2e", "e2e", "")}
+	cl := autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(e.api) })
+	out := map[string]string{}
+	pager := autoscaling.NewDescribeScalingActivitiesPaginator(cl, &autoscaling.DescribeScalingActivitiesInput{AutoScalingGroupName: aws.String("gitter-ws")})
+	for pager.HasMorePages() {
+		page, err := pager.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range page.Activities {
+			out[aws.ToString(a.ActivityId)+" "+aws.ToString(a.Description)] = aws.ToString(a.Cause)
+		}
+	}
+	return out
+}
+
+// errorSampler reads every live node's wsfleet_errors_total{code="500"}
+// (the "500 Node draining" a client gets when the load balancer routes it
+// to a draining node) twice a second while it runs, and returns how much
+// the sum over the nodes rose: each node from its first reading (0 for a
+// node that started meanwhile) to its last.
+func (e *e2e) errorSampler(t *testing.T, ctx context.Context) func() (rise, nodes int) {
+	p := e.provider(t)
+	first, last := map[string]int{}, map[string]int{}
+	initial := map[string]bool{}
+	if g, err := p.Group(ctx, "gitter-ws"); err == nil {
+		for _, in := range g.Instances {
+			initial[in.ID] = true
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			g, err := p.Group(ctx, "gitter-ws")
+			if err == nil {
+				for _, in := range g.Instances {
+					n, ok := node500s(ctx, in.PrivateIP)
+					if !ok {
+						continue
+					}
+					if _, seen := first[in.ID]; !seen {
+						first[in.ID] = 0
+						if initial[in.ID] {
+							first[in.ID] = n
+						}
+					}
+					last[in.ID] = max(last[in.ID], n)
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
+	return func() (int, int) {
+		<-done
+		rise := 0
+		for id, n := range last {
+			rise += n - first[id]
+		}
+		return rise, len(last)
+	}
+}
+
+// node500s reads a node's count of 500 responses from its /metrics.
+func node500s(ctx context.Context, ip string) (int, bool) {
+	if ip == "" {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ip+":8080/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false
+	}
+	total := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "wsfleet_errors_total{") && strings.Contains(line, `code="500"`) {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			total += int(v)
+		}
+	}
+	return total, true
+}
+
 // healthySampler records the fewest healthy targets seen while it runs.
 func (e *e2e) healthySampler(t *testing.T, ctx context.Context) func() int {
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("e2e", "e2e", "")}
@@ -287,6 +387,8 @@ phases:
 		other := e.writePlan("e2e-other", 0, "image: ami-new\nphases:\n  - {name: all, replace: rest}\n")
 		ctx, cancel := context.WithCancel(context.Background())
 		fewest := e.healthySampler(t, ctx)
+		errors500 := e.errorSampler(t, ctx)
+		before := e.activities(t)
 		cmd := e.engine("rollout", "-f", plan)
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -323,6 +425,46 @@ phases:
 		e.waitFleet(t, "ami-new", 30*time.Second)
 		if n := fewest(); n < 8 {
 			t.Errorf("healthy targets fell to %d during the rollout (launch-before-terminate keeps 8)", n)
+		}
+		// The group launched the canary and the eight replacements the
+		// engine asked for, and nothing of its own: the draining nodes
+		// (marked unhealthy) were not replaced, so there was no surplus
+		// to hand back.
+		launched := 0
+		for a, cause := range e.activities(t) {
+			if _, old := before[a]; old {
+				continue
+			}
+			if strings.Contains(a, "Launching") {
+				launched++
+			}
+			if strings.Contains(strings.ToLower(cause), "health") {
+				t.Errorf("the group acted on health during the change: %s: %s", a, cause)
+			}
+		}
+		if launched != 9 {
+			t.Errorf("the group launched %d instances during the change, want 9 (canary and 8 replacements)", launched)
+		}
+		if n := st.Calls["TerminateInstanceInAutoScalingGroup"]; n != 9 {
+			t.Errorf("%d terminations by the engine, want 9 (no surplus handed back)", n)
+		}
+		if st.Suspension == nil || !st.Suspension.Resumed || len(st.Suspension.Ours) != 2 {
+			t.Errorf("suspension %+v", st.Suspension)
+		}
+		if g, err := e.provider(t).Group(context.Background(), "gitter-ws"); err != nil || len(g.Suspended) != 0 {
+			t.Errorf("processes left suspended: %v %v", g.Suspended, err)
+		}
+		if n, nodes := errors500(); nodes < 17 { // 8 old, the canary, 8 new
+			t.Errorf("read the 500 count of only %d nodes", nodes)
+		} else if n != 0 {
+			t.Errorf("wsfleet_errors_total{code=\"500\"} rose by %d during the change: clients were routed to draining nodes", n)
+		}
+		var replaced []string
+		for _, ph := range st.Phases {
+			replaced = append(replaced, ph.Replaced...)
+		}
+		if len(replaced) != 8 {
+			t.Errorf("replacements %q, want 8", replaced)
 		}
 		var report bytes.Buffer
 		rollout.WriteReport(&report, st)

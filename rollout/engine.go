@@ -132,6 +132,13 @@ func (e *Engine) defaults() {
 // Prepare parses a plan and compiles it against the group as it is now,
 // changing nothing: what `wsfleet plan` shows.
 func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []Step, error) {
+	return PrepareScaled(ctx, p, planYAML, 1)
+}
+
+// PrepareScaled is Prepare for a run whose waits are multiplied by scale
+// (--time-scale): the drain deadline is checked against the load balancer
+// as it will run.
+func PrepareScaled(ctx context.Context, p Provider, planYAML []byte, scale float64) (*Plan, Group, []Step, error) {
 	plan, err := ParsePlan(planYAML)
 	if err != nil {
 		return nil, Group{}, nil, err
@@ -147,7 +154,39 @@ func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []
 	if err != nil {
 		return plan, g, nil, err
 	}
+	if err := checkDrainFits(ctx, p, plan, scale); err != nil {
+		return plan, g, nil, err
+	}
 	return plan, g, steps, nil
+}
+
+// checkDrainFits refuses a drain deadline longer than the deregistration
+// delay of the group's target groups: the engine takes a node out of the
+// load balancer just before its drain, and the load balancer cuts the
+// node's remaining connections when the delay ends, before the drain
+// would.
+func checkDrainFits(ctx context.Context, p Provider, plan *Plan, scale float64) error {
+	tr, ok := p.(TargetRegistrar)
+	if !ok {
+		return nil
+	}
+	delay, has, err := tr.DeregistrationDelay(ctx, plan.Group)
+	if err != nil {
+		return fmt.Errorf("read the deregistration delay of %s's target groups: %w", plan.Group, err)
+	}
+	if scale <= 0 {
+		scale = 1
+	}
+	deadline := time.Duration(float64(plan.Drain.Deadline) * scale)
+	if !has || deadline <= delay {
+		return nil
+	}
+	scaled := ""
+	if scale != 1 {
+		scaled = fmt.Sprintf(" (%s at time scale %g)", deadline, scale)
+	}
+	return PlanErrors{plan.errAt("drain.deadline", "%s%s is longer than the deregistration delay of group %s's target groups (deregistration_delay.timeout_seconds = %d): the load balancer would cut the drained node's connections before the drain ends; lower drain.deadline to at most %s, or raise the target groups' deregistration delay",
+		plan.Drain.Deadline.D(), scaled, plan.Group, int(delay/time.Second), time.Duration(float64(delay)/scale).Round(time.Second))}
 }
 
 // ImageChecker is an optional Provider capability: whether an image
@@ -159,7 +198,7 @@ type ImageChecker interface {
 // Start begins a rollout of planYAML and runs it to the end.
 func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	e.defaults()
-	plan, g, steps, err := Prepare(ctx, e.Provider, planYAML)
+	plan, g, steps, err := PrepareScaled(ctx, e.Provider, planYAML, e.TimeScale)
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +283,9 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 		}
 	}
 	e.event(st, "resume", "rollout resumed", "step", st.stepKey())
+	if st.Aborting {
+		return st, e.abort(ctx, st)
+	}
 	if rollback && !st.Rollback {
 		if err := e.startRollback(ctx, st, "rollback asked by hand"); err != nil {
 			return st, err
@@ -330,6 +372,21 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 			if obs.Group.Template.Version == s.Version.Version && obs.Group.Image == s.Image {
 				d = done(s, now)
 			}
+		case StepSuspend:
+			d = e.decideSuspend(st, s, obs, now)
+		case StepResume:
+			d = Decision{Step: s, Effects: e.endEffects(st, obs, false)}
+			if len(d.Effects) == 0 {
+				d = done(s, now)
+			}
+		case StepReregister:
+			d = Decision{Step: s, Effects: []Effect{
+				{Key: "register", Kind: EffRegister, IDs: s.IDs},
+				{Key: "set-healthy", Kind: EffSetHealthy, IDs: s.IDs},
+			}}
+			if s.Done {
+				d = done(s, now)
+			}
 		case StepCheck:
 			if s.Started.IsZero() {
 				s.Started = now
@@ -395,6 +452,9 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 			continue
 		}
 		if d.Done {
+			if s.Kind == StepBatch {
+				e.recordReplaced(st, d.Step)
+			}
 			*cur++
 			st.Waiting = ""
 			e.event(st, "step", "step done", "kind", s.Kind, "phase", s.Phase, "note", s.Note)
@@ -443,7 +503,18 @@ func (e *Engine) timing(p *Plan) Timing {
 		DrainGrace:     max(sc(p.Drain.Deadline)/10, 2*time.Second),
 		Poll:           e.MinPoll,
 		Scale:          e.TimeScale,
+		Deregister:     e.targets() != nil,
 	}
+}
+
+func (e *Engine) targets() TargetRegistrar {
+	t, _ := e.Provider.(TargetRegistrar)
+	return t
+}
+
+func (e *Engine) processes() ProcessSuspender {
+	p, _ := e.Provider.(ProcessSuspender)
+	return p
 }
 
 func (e *Engine) checksFor(p *Plan, phase int) []Check {
@@ -523,13 +594,7 @@ func (e *Engine) control(ctx context.Context, st *State, plan *Plan) (stop bool,
 			}
 			return false, nil
 		case "abort":
-			st.Status, st.Ended = StatusAborted, e.Now()
-			e.event(st, "abort", "aborted by hand; the group is left as it is")
-			e.closePhase(ctx, st, "aborted")
-			if err := e.save(st); err != nil {
-				return true, err
-			}
-			return true, e.lock.Release(ctx)
+			return true, e.abort(ctx, st)
 		case "rollback":
 			if !st.Rollback {
 				if err := e.startRollback(ctx, st, "rollback asked by hand"); err != nil {
@@ -657,12 +722,47 @@ func (e *Engine) call(ctx context.Context, st *State, eff Effect, obs Observatio
 			return nil // already on its way out: never terminate twice
 		}
 		return err
+	case EffSuspend, EffResume:
+		ps := e.processes()
+		if ps == nil {
+			return nil
+		}
+		if eff.Kind == EffSuspend {
+			return ps.SuspendProcesses(ctx, st.Group, eff.IDs)
+		}
+		return ps.ResumeProcesses(ctx, st.Group, eff.IDs)
+	case EffSetHealthy:
+		ps := e.processes()
+		if ps == nil {
+			return nil
+		}
+		for _, id := range eff.IDs {
+			if err := ps.SetInstanceHealth(ctx, id, true); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	case EffDeregister, EffRegister:
+		ts := e.targets()
+		if ts == nil {
+			return nil
+		}
+		if eff.Kind == EffDeregister {
+			return ts.DeregisterTargets(ctx, st.Group, eff.IDs)
+		}
+		return ts.RegisterTargets(ctx, st.Group, eff.IDs)
 	}
 	return fmt.Errorf("unknown effect %s", eff.Kind)
 }
 
 // apply records a done effect in the step's progress.
 func (e *Engine) apply(st *State, eff Effect, now time.Time) {
+	switch {
+	case eff.Kind == EffSuspend && st.Suspension != nil:
+		st.Suspension.Active, st.Suspension.Resumed = true, false
+	case eff.Kind == EffResume && st.Suspension != nil:
+		st.Suspension.Resumed = true
+	}
 	steps, cur := st.current()
 	if *cur >= len(steps) {
 		return
@@ -689,6 +789,17 @@ func (e *Engine) apply(st *State, eff Effect, now time.Time) {
 		st.Protected = slices.DeleteFunc(st.Protected, func(id string) bool { return slices.Contains(eff.IDs, id) })
 	case EffSetImage:
 		s.Done, s.Ended = true, now
+	case EffDeregister:
+		if s.Deregistered == nil {
+			s.Deregistered = map[string]time.Time{}
+		}
+		for _, id := range eff.IDs {
+			s.Deregistered[id] = now
+		}
+	case EffSetHealthy:
+		if s.Kind == StepReregister {
+			s.Done, s.Ended = true, now
+		}
 	}
 }
 

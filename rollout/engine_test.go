@@ -40,6 +40,8 @@ type harness struct {
 	dir   string
 	site  *httptest.Server
 	fail  atomic.Bool // the site check fails while set
+	// operatorSuspended is what someone else suspended before the change.
+	operatorSuspended map[string]bool
 }
 
 func newHarness(t *testing.T) *harness {
@@ -122,6 +124,39 @@ func (h *harness) checkInvariants() {
 	}
 	if v := h.cloud.tags[LockTag]; v != "" {
 		h.t.Errorf("lock left on the group: %s", v)
+	}
+	for p, on := range h.cloud.suspended {
+		if on && !h.operatorSuspended[p] {
+			h.t.Errorf("process %s left suspended", p)
+		}
+	}
+	for p := range h.operatorSuspended {
+		if !h.cloud.suspended[p] {
+			h.t.Errorf("the operator's suspension of %s was resumed", p)
+		}
+	}
+	for _, in := range h.cloud.inst {
+		if in.unhealthy && in.lifecycle == "InService" {
+			h.t.Errorf("%s (%s) left in service marked unhealthy", in.id, in.name)
+		}
+		if !in.drainAt.IsZero() && (in.lifecycle == "InService" || in.lifecycle == "Pending") {
+			h.t.Errorf("%s (%s) drained and left alive", in.id, in.name)
+		}
+	}
+	if n := h.cloud.launchedByGroup; n > 0 {
+		h.t.Errorf("the group replaced %d unhealthy instances during the change", n)
+	}
+}
+
+// operatorSuspends suspends processes as an operator would before the
+// change; the rollout must leave them suspended.
+func (h *harness) operatorSuspends(ps ...string) {
+	if h.operatorSuspended == nil {
+		h.operatorSuspended = map[string]bool{}
+	}
+	for _, p := range ps {
+		h.cloud.suspended[p] = true
+		h.operatorSuspended[p] = true
 	}
 }
 
@@ -247,6 +282,10 @@ func TestEngineCrashAtEveryEffect(t *testing.T) {
 		t.Run(fmt.Sprintf("%02d-%s", k, point), func(t *testing.T) {
 			h := newHarness(t)
 			h.cloud.floor = 8
+			h.cloud.elbKill = 15 * time.Second
+			if k%2 == 1 {
+				h.operatorSuspends("AZRebalance") // never resumed by the change, crash or not
+			}
 			e := h.engine()
 			n := 0
 			e.Crash = func(string) bool { n++; return n == k+1 }
@@ -330,7 +369,7 @@ func TestEnginePauseAbort(t *testing.T) {
 	var paused, aborted bool
 	var pausedAt time.Time
 	e.View = func(st *State) {
-		if !paused && st.Cursor >= 3 {
+		if !paused && st.Cursor >= 4 {
 			paused, pausedAt = true, h.clk.Now()
 			if _, err := e.Store.SetControl(st.Change, "pause"); err != nil {
 				t.Error(err)
@@ -344,7 +383,7 @@ func TestEnginePauseAbort(t *testing.T) {
 			if err != nil || st.Status != StatusPaused {
 				t.Errorf("while paused: status %v, %v", st.Status, err)
 			}
-			if cur := st.Cursor; cur != 3 && cur != 4 {
+			if cur := st.Cursor; cur != 4 && cur != 5 {
 				t.Errorf("paused engine moved on to step %d", cur)
 			}
 			if _, err := e.Store.SetControl("gitter-ws-new-ami", "abort"); err != nil {
@@ -365,39 +404,151 @@ func TestEnginePauseAbort(t *testing.T) {
 	}
 }
 
-// TestEngineDrainingNodeReplacedByGroup: the group kills draining targets
-// (ELB health) and launches replacements nobody asked for; the engine
-// gives them back and ends with the group as planned.
-func TestEngineDrainingNodeReplacedByGroup(t *testing.T) {
-	h := newHarness(t)
-	h.cloud.floor = 8
-	h.cloud.elbKill = 10 * time.Second
-	st, err := h.engine().Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
-	if err != nil {
-		t.Fatalf("rollout: %v (%+v)", err, st)
-	}
-	if h.cloud.elbKilled == 0 {
-		t.Fatal("the group replaced no draining instance; the test tests nothing")
-	}
-	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-new"), " "); got != want {
-		t.Errorf("fleet\n got %s\nwant %s", got, want)
-	}
-	if h.cloud.desired != 8 {
-		t.Errorf("desired %d, want 8", h.cloud.desired)
-	}
-	// The batches waited for the nodes to empty (the 30s window), not
-	// just for the group to take them at 10s.
-	for _, s := range st.Steps {
-		for id, at := range s.Drains {
-			if h.cloud.inst[id].image != "ami-old" {
-				continue // the canary had no clients
+// TestEngineSuspendsReplacement: a draining node fails its readiness and
+// the group marks it unhealthy (ELB health checks); the engine has
+// suspended ReplaceUnhealthy and AZRebalance, so the group replaces
+// nothing it drains, and every drained node leaves by the engine's own
+// terminate once empty. An operator's earlier suspension of AZRebalance
+// is kept as it was.
+func TestEngineSuspendsReplacement(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		operator []string
+		want     []string // processes the change suspends and resumes
+	}{
+		{"clean group", nil, []string{"ReplaceUnhealthy", "AZRebalance"}},
+		{"operator suspended AZRebalance", []string{"AZRebalance"}, []string{"ReplaceUnhealthy"}},
+		{"operator suspended both", []string{"ReplaceUnhealthy", "AZRebalance"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.cloud.floor = 8
+			h.cloud.elbKill = 10 * time.Second
+			h.operatorSuspends(tc.operator...)
+			var during []string
+			e := h.engine()
+			e.View = func(st *State) {
+				if during == nil && len(st.Nodes) > 0 && st.Cursor == 8 {
+					for p := range h.cloud.suspended {
+						during = append(during, p)
+					}
+					sort.Strings(during)
+				}
 			}
-			if end := s.Terminated[id]; end.Sub(at) < 30*time.Second {
-				t.Errorf("step %s: %s done %s after its drain began", s.Note, id, end.Sub(at))
+			st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+			if err != nil {
+				t.Fatalf("rollout: %v (%+v)", err, st)
 			}
+			if got, want := strings.Join(during, ","), "AZRebalance,ReplaceUnhealthy"; got != want {
+				t.Errorf("suspended during the change: %s, want %s", got, want)
+			}
+			marked := 0
+			for _, in := range h.cloud.inst {
+				if in.unhealthy {
+					marked++
+				}
+			}
+			if marked == 0 {
+				t.Fatal("no draining node was marked unhealthy; the test tests nothing")
+			}
+			if h.cloud.elbKilled != 0 {
+				t.Errorf("the group replaced %d draining instances", h.cloud.elbKilled)
+			}
+			if st.Suspension == nil || strings.Join(st.Suspension.Ours, ",") != strings.Join(tc.want, ",") ||
+				strings.Join(st.Suspension.Already, ",") != strings.Join(tc.operator, ",") || (len(tc.want) > 0 && !st.Suspension.Resumed) {
+				t.Errorf("suspension %+v, want ours %v, already %v, resumed", st.Suspension, tc.want, tc.operator)
+			}
+			wantCalls := 0
+			if len(tc.want) > 0 {
+				wantCalls = 1
+			}
+			if n, m := h.cloud.calls["SuspendProcesses"], h.cloud.calls["ResumeProcesses"]; n != wantCalls || m != wantCalls {
+				t.Errorf("%d suspend and %d resume calls, want %d each", n, m, wantCalls)
+			}
+			// Every target left the load balancer before its drain, once.
+			if n := h.cloud.calls["DeregisterTargets"]; n != 3 { // canary retirement, two halves
+				t.Errorf("%d DeregisterTargets calls, want 3", n)
+			}
+			if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-new"), " "); got != want {
+				t.Errorf("fleet\n got %s\nwant %s", got, want)
+			}
+			if n := len(h.cloud.terminated); n != 9 {
+				t.Errorf("%d instances terminated, want 9 (no surplus to hand back)", n)
+			}
+			var replaced []string
+			for _, ph := range st.Phases {
+				replaced = append(replaced, ph.Replaced...)
+			}
+			if len(replaced) != 8 || !strings.HasPrefix(replaced[0], "ws-01 (i-0001) -> i-") {
+				t.Errorf("replaced %q", replaced)
+			}
+			h.checkInvariants()
+		})
+	}
+}
+
+// TestEngineAbortUndoesSuspension: an abort in the middle of a drain
+// ends the change's hold on the group: the nodes it drained are
+// terminated (the group would replace them, marked unhealthy, once
+// replacement resumes), and the processes it suspended resume. A crash
+// in the middle of the abort is finished by resume.
+func TestEngineAbortUndoesSuspension(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) {
+			h := newHarness(t)
+			h.cloud.elbKill = 5 * time.Second
+			h.operatorSuspends("AZRebalance")
+			e := h.engine()
+			sent := false
+			e.View = func(st *State) {
+				if !sent && st.Cursor == 8 && len(st.Steps[8].Drains) == 4 && h.clk.Now().Sub(minTime(st.Steps[8].Drains)) > 8*time.Second {
+					sent = true
+					if _, err := e.Store.SetControl(st.Change, "abort"); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			if crash {
+				e.Crash = func(p string) bool { return strings.Contains(p, "after:") && strings.Contains(p, "end-terminate/") }
+			}
+			st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+			if crash {
+				if !errors.Is(err, ErrCrashed) {
+					t.Fatalf("abort: %v, want a crash", err)
+				}
+				if h.cloud.suspended["ReplaceUnhealthy"] != true {
+					t.Fatal("crashed abort already resumed")
+				}
+				st, err = h.engine().Resume(context.Background(), "gitter-ws-new-ami", false)
+			}
+			if err != nil || st.Status != StatusAborted {
+				t.Fatalf("abort: %v, status %s", err, st.Status)
+			}
+			if !sent {
+				t.Fatal("never reached the first half's drains")
+			}
+			live := 0
+			for _, in := range h.cloud.inst {
+				if in.lifecycle == "InService" || in.lifecycle == "Pending" {
+					live++
+				}
+			}
+			if live != 8 || h.cloud.desired != 8 {
+				t.Errorf("%d live instances, desired %d, want 8", live, h.cloud.desired)
+			}
+			h.checkInvariants()
+		})
+	}
+}
+
+func minTime(m map[string]time.Time) time.Time {
+	var out time.Time
+	for _, t := range m {
+		if out.IsZero() || t.Before(out) {
+			out = t
 		}
 	}
-	h.checkInvariants()
+	return out
 }
 
 func TestEngineMissingImageRefused(t *testing.T) {
@@ -451,7 +602,7 @@ func TestEngineRollbackWhileRunning(t *testing.T) {
 	e := h.engine()
 	sent := false
 	e.View = func(st *State) {
-		if !sent && st.Cursor == 7 && len(st.Steps[7].Drains) > 0 {
+		if !sent && st.Cursor == 8 && len(st.Steps[8].Drains) > 0 {
 			sent = true
 			if _, err := e.Store.SetControl(st.Change, "rollback"); err != nil {
 				t.Error(err)
@@ -506,4 +657,45 @@ func TestEngineManualOnFailure(t *testing.T) {
 		t.Errorf("fleet\n got %s\nwant %s", got, want)
 	}
 	h.checkInvariants()
+}
+
+// TestEngineDrainLongerThanDeregistrationDelay: the load balancer would
+// cut a drained node's connections at the end of the target group's
+// deregistration delay, before a longer drain ends; the plan is refused
+// before anything changes, naming the key, its line and what would fit.
+func TestEngineDrainLongerThanDeregistrationDelay(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+		scale float64
+		want  string // "" for accepted
+	}{
+		{"delay as long as the deadline", 5 * time.Minute, 1, ""},
+		{"delay shorter", time.Minute, 1, "line 6: drain.deadline: 5m0s is longer than the deregistration delay of group gitter-ws's target groups (deregistration_delay.timeout_seconds = 60)"},
+		{"shorter, but not at the time scale", time.Minute, 0.1, ""},
+		{"shorter at the time scale too", 10 * time.Second, 0.1, "5m0s (30s at time scale 0.1) is longer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.cloud.deregDelay = tc.delay
+			e := h.engine()
+			e.TimeScale = tc.scale
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			e.View = func(*State) { cancel() } // accepted: stop at once
+			_, err := e.Start(ctx, seedPlan(h.site.URL, "launch-before-terminate"))
+			if tc.want == "" {
+				if errors.Is(err, ErrInvalidPlan) {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidPlan) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if h.cloud.version != 1 || h.cloud.calls["SuspendProcesses"] != 0 || h.cloud.tags[LockTag] != "" {
+				t.Error("a refused plan touched the group")
+			}
+		})
+	}
 }

@@ -41,6 +41,14 @@ type memCloud struct {
 	elbKill   time.Duration
 	elbKilled int
 	failCalls map[string]error
+	// suspended is the group's suspended processes; while
+	// ReplaceUnhealthy is, an instance marked unhealthy stays in service
+	// and is replaced once it resumes.
+	suspended map[string]bool
+	// deregDelay is the target group's deregistration delay: a
+	// deregistered target's open connections are cut when it ends.
+	deregDelay      time.Duration
+	launchedByGroup int // instances launched to replace unhealthy ones
 }
 
 type memInst struct {
@@ -54,6 +62,9 @@ type memInst struct {
 	drainWindow     time.Duration
 	drainConns      int
 	drains          int
+	registered      bool      // in the target group
+	deregAt         time.Time // when it left the target group
+	unhealthy       bool      // the group's health mark
 }
 
 var _ Provider = (*memCloud)(nil)
@@ -61,13 +72,15 @@ var _ Provider = (*memCloud)(nil)
 func newMemCloud(now func() time.Time, n int, image string) *memCloud {
 	c := &memCloud{now: now, bootTime: 20 * time.Second, name: "gitter-ws", desired: n, max: n,
 		versions: []string{image}, version: 1, tokens: map[string]int{}, tags: map[string]string{},
-		inst: map[string]*memInst{}, calls: map[string]int{}, terminated: map[string]int{}, unhealthy: map[string]bool{}, failCalls: map[string]error{}}
+		inst: map[string]*memInst{}, calls: map[string]int{}, terminated: map[string]int{}, unhealthy: map[string]bool{}, failCalls: map[string]error{},
+		suspended: map[string]bool{}, deregDelay: 5 * time.Minute}
 	for i := 1; i <= n; i++ {
 		in := c.launch()
 		in.name = fmt.Sprintf("ws-%02d", i)
 		in.lifecycle = "InService"
 		in.launched = now().Add(-24 * time.Hour)
 		in.conns = 250
+		in.registered = true
 	}
 	return c
 }
@@ -101,9 +114,23 @@ func (c *memCloud) tick() {
 				in.lifecycle = "Terminated"
 			}
 		}
+		if in.lifecycle == "InService" && in.deregAt.IsZero() && !in.registered {
+			in.registered = true // AddToLoadBalancer
+		}
+		// A draining node fails its readiness: the group marks it
+		// unhealthy, conservatively whether or not it is still in the
+		// target group.
 		if c.elbKill > 0 && in.lifecycle == "InService" && !in.drainAt.IsZero() && now.Sub(in.drainAt) >= c.elbKill {
+			in.unhealthy = true
+		}
+		if in.unhealthy && in.lifecycle == "InService" && !c.suspended["ReplaceUnhealthy"] {
 			in.lifecycle, in.goneAt = "Terminating", now
 			c.elbKilled++
+			c.launchedByGroup++
+		}
+		if !in.deregAt.IsZero() && in.conns > 0 && now.Sub(in.deregAt) > c.deregDelay && in.lifecycle != "Terminated" {
+			c.violations = append(c.violations, fmt.Sprintf("%s (%s): the load balancer cut %d connections at the end of the deregistration delay", in.id, in.name, in.conns))
+			in.conns = 0
 		}
 		if !in.drainAt.IsZero() && in.conns > 0 {
 			left := in.drainWindow - now.Sub(in.drainAt)
@@ -188,12 +215,27 @@ func (c *memCloud) Group(ctx context.Context, name string) (Group, error) {
 		if in.lifecycle == "InService" && !c.unhealthy[in.image] {
 			health = "healthy"
 		}
-		if !in.drainAt.IsZero() {
+		switch {
+		case !in.registered && !in.deregAt.IsZero() && c.now().Sub(in.deregAt) < c.deregDelay:
 			health = "draining"
+		case !in.registered && in.lifecycle != "Pending":
+			health = "unregistered"
+		case !in.drainAt.IsZero():
+			health = "unhealthy" // its readiness fails
+		}
+		hs := "Healthy"
+		if in.unhealthy {
+			hs = "Unhealthy"
 		}
 		g.Instances = append(g.Instances, Instance{ID: in.id, Name: in.name, Image: in.image, Lifecycle: in.lifecycle,
-			Health: health, Protected: in.protected, LaunchTime: in.launched, PrivateIP: "127.0.0.1"})
+			Health: health, HealthStatus: hs, Protected: in.protected, LaunchTime: in.launched, PrivateIP: "127.0.0.1"})
 	}
+	for p, on := range c.suspended {
+		if on {
+			g.Suspended = append(g.Suspended, p)
+		}
+	}
+	sort.Strings(g.Suspended)
 	return g, nil
 }
 
@@ -304,6 +346,87 @@ func (c *memCloud) TagGroup(ctx context.Context, group, key, value string) error
 	return nil
 }
 
+var (
+	_ ProcessSuspender = (*memCloud)(nil)
+	_ TargetRegistrar  = (*memCloud)(nil)
+)
+
+func (c *memCloud) SuspendProcesses(ctx context.Context, group string, ps []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("SuspendProcesses"); err != nil {
+		return err
+	}
+	for _, p := range ps {
+		c.suspended[p] = true
+	}
+	return nil
+}
+
+func (c *memCloud) ResumeProcesses(ctx context.Context, group string, ps []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("ResumeProcesses"); err != nil {
+		return err
+	}
+	for _, p := range ps {
+		delete(c.suspended, p)
+	}
+	c.tick()
+	return nil
+}
+
+func (c *memCloud) SetInstanceHealth(ctx context.Context, id string, healthy bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("SetInstanceHealth"); err != nil {
+		return err
+	}
+	in, ok := c.inst[id]
+	if !ok {
+		return fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	in.unhealthy = !healthy
+	return nil
+}
+
+func (c *memCloud) DeregisterTargets(ctx context.Context, group string, ids []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("DeregisterTargets"); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if in, ok := c.inst[id]; ok && in.registered {
+			in.registered, in.deregAt = false, c.now()
+		}
+	}
+	return nil
+}
+
+func (c *memCloud) RegisterTargets(ctx context.Context, group string, ids []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("RegisterTargets"); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if in, ok := c.inst[id]; ok {
+			in.registered, in.deregAt = true, time.Time{}
+		}
+	}
+	return nil
+}
+
+func (c *memCloud) DeregistrationDelay(ctx context.Context, group string) (time.Duration, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.count("DescribeTargetGroupAttributes"); err != nil {
+		return 0, false, err
+	}
+	return c.deregDelay, true, nil
+}
+
 // ImageExists knows the images the model was built with.
 func (c *memCloud) ImageExists(ctx context.Context, image string) (bool, error) {
 	c.mu.Lock()
@@ -334,6 +457,11 @@ func (n memNodes) Drain(ctx context.Context, in Instance, o DrainOptions) error 
 		return fmt.Errorf("drain %s: connection refused", in.ID)
 	}
 	m.drains++
+	if m.registered {
+		// The load balancer would send released clients back to it
+		// until its health check noticed ("500 Node draining").
+		c.violations = append(c.violations, fmt.Sprintf("%s (%s) drained while still in the target group", m.id, m.name))
+	}
 	if m.drainAt.IsZero() {
 		m.drainAt, m.drainWindow, m.drainConns = c.now(), max(o.Window, time.Second), m.conns
 	}

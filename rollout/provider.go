@@ -60,6 +60,42 @@ type LoadBalancerURLer interface {
 	LoadBalancerURL(ctx context.Context, group string) (string, error)
 }
 
+// ProcessSuspender is an optional Provider capability: suspending the
+// group's own processes for the length of a change. A draining node fails
+// its readiness, so with ELB health checks the group would replace it (and
+// cut its clients) once past the grace period; AZRebalance would terminate
+// instances to even out zones. Deployments suspend both, as AWS's own do.
+type ProcessSuspender interface {
+	// SuspendProcesses suspends the named processes. Idempotent: a
+	// process already suspended stays so (and keeps its first reason).
+	SuspendProcesses(ctx context.Context, group string, processes []string) error
+	// ResumeProcesses resumes the named processes (only those).
+	// Idempotent.
+	ResumeProcesses(ctx context.Context, group string, processes []string) error
+	// SetInstanceHealth sets the group's health mark of an instance,
+	// ignoring the grace period. Idempotent.
+	SetInstanceHealth(ctx context.Context, id string, healthy bool) error
+}
+
+// TargetRegistrar is an optional Provider capability: taking instances
+// out of the group's target groups before their node drains, so that the
+// load balancer stops sending them new clients at once (instead of after
+// its health check notices the failing readiness), and putting them back.
+type TargetRegistrar interface {
+	// DeregisterTargets removes the instances from every target group of
+	// the group; their open connections keep working until the target
+	// group's deregistration delay ends. An instance not registered is
+	// not an error.
+	DeregisterTargets(ctx context.Context, group string, ids []string) error
+	// RegisterTargets adds the instances to every target group of the
+	// group. Idempotent.
+	RegisterTargets(ctx context.Context, group string, ids []string) error
+	// DeregistrationDelay is the shortest deregistration delay over the
+	// group's target groups (0 and false when it has none): the longest
+	// a drain can last before the load balancer cuts what is left.
+	DeregistrationDelay(ctx context.Context, group string) (time.Duration, bool, error)
+}
+
 // CallCounter is an optional Provider capability: how many cloud API calls
 // the provider has made, by operation, for the report.
 type CallCounter interface {
@@ -79,6 +115,9 @@ type Group struct {
 	Image     string      // the AMI of Template
 	Tags      map[string]string
 	Instances []Instance
+	// Suspended lists the group's suspended Auto Scaling processes
+	// (ReplaceUnhealthy, AZRebalance, …), whoever suspended them.
+	Suspended []string
 }
 
 // TemplateRef names a launch template version.
@@ -103,12 +142,16 @@ type Instance struct {
 	Lifecycle string // Pending, InService, Terminating, Terminated, …
 	// Health is the load balancer's view: "healthy", "unhealthy",
 	// "initial", "draining", or "" when the group has no target group.
-	Health      string
-	Protected   bool
-	LaunchTime  time.Time
-	PrivateIP   string
-	Tags        map[string]string
-	ClientToken string
+	Health string
+	// HealthStatus is the group's own view: "Healthy" or "Unhealthy" (an
+	// instance marked unhealthy stays in service only while
+	// ReplaceUnhealthy is suspended).
+	HealthStatus string
+	Protected    bool
+	LaunchTime   time.Time
+	PrivateIP    string
+	Tags         map[string]string
+	ClientToken  string
 }
 
 // Live reports whether the instance is, or will be, serving: it is not on

@@ -32,7 +32,9 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 	for i, s := range steps {
 		if s.Phase != phase {
 			phase = s.Phase
-			if phase < 0 {
+			if phase < 0 && i > 0 {
+				fmt.Fprintln(w, "\nend")
+			} else if phase < 0 {
 				fmt.Fprintln(w, "\nsetup")
 			} else {
 				ph := p.Phases[phase]
@@ -106,6 +108,9 @@ func RenderView(w io.Writer, st *State, now time.Time) {
 	}
 	if st.Failure != "" {
 		fmt.Fprintf(w, "failure: %s\n", st.Failure)
+	}
+	if line := st.Suspension.String(); line != "" {
+		fmt.Fprintf(w, "processes: %s\n", line)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tINSTANCE\tIMAGE\tLIFECYCLE\tHEALTH\tNODE\tCONNS\t")
@@ -224,6 +229,9 @@ func WriteReport(w io.Writer, st *State) {
 	if st.Failure != "" {
 		fmt.Fprintf(w, "- failure: %s\n", st.Failure)
 	}
+	if line := st.Suspension.String(); line != "" {
+		fmt.Fprintf(w, "- group processes: %s\n", line)
+	}
 
 	fmt.Fprintf(w, "\n## Phases\n\n| phase | status | took | boot | warm-up | drain | bake | window | engine |\n|---|---|---|---|---|---|---|---|---|\n")
 	var sumWaits, sumPhases time.Duration
@@ -285,6 +293,16 @@ func WriteReport(w io.Writer, st *State) {
 			r := ph.Probe
 			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s | %s | %d |\n", ph.Name, r.Clients, r.Sent, r.Delivered, r.Lost, rd(r.GapP99), rd(r.GapMax), r.Reconnect)
 		}
+	}
+
+	var replaced []string
+	for _, ph := range st.Phases {
+		for _, r := range ph.Replaced {
+			replaced = append(replaced, fmt.Sprintf("- %s: %s", ph.Name, r))
+		}
+	}
+	if len(replaced) > 0 {
+		fmt.Fprintf(w, "\n## Replacements\n\n%s\n", strings.Join(replaced, "\n"))
 	}
 
 	fmt.Fprintf(w, "\n## Drains and terminations\n\n")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,6 +64,12 @@ type State struct {
 	OldNames       []string        `json:"old_names"`
 	InitialDesired int             `json:"initial_desired"`
 	Protected      []string        `json:"protected,omitempty"`
+	// Suspension is the group's processes the change suspended, and those
+	// someone else had suspended before it (never resumed by it).
+	Suspension *Suspension `json:"suspension,omitempty"`
+	// Aborting is set before an abort's clean-up effects, so that a
+	// crash in the middle of them finishes the abort on resume.
+	Aborting bool `json:"aborting,omitempty"`
 
 	Journal []JournalEntry  `json:"journal"`
 	Phases  []PhaseRecord   `json:"phases"`
@@ -84,6 +91,20 @@ type Node struct {
 	Connections int    `json:"connections"`
 	Protected   bool   `json:"protected,omitempty"`
 }
+
+// Suspension records the change's suspension of the group's processes.
+// Ours and Already are fixed, in the journal's intent, before the suspend
+// call, so a crash and resume never mistakes its own suspension for an
+// operator's.
+type Suspension struct {
+	Ours    []string `json:"ours,omitempty"`    // suspended by this change; resumed when it ends
+	Already []string `json:"already,omitempty"` // suspended by someone else before it; left alone
+	Active  bool     `json:"active,omitempty"`  // the suspend call is done
+	Resumed bool     `json:"resumed,omitempty"` // the resume call is done
+}
+
+// SuspendedProcesses are the processes a change suspends for its length.
+var SuspendedProcesses = []string{"ReplaceUnhealthy", "AZRebalance"}
 
 // JournalEntry records one effect: its intent before the call and its
 // outcome after.
@@ -345,4 +366,30 @@ func (s *Store) List() ([]*State, error) {
 		})
 	})
 	return out, err
+}
+
+// String says what the change holds suspended, for status and the report:
+// "ReplaceUnhealthy, AZRebalance suspended by the change (AZRebalance was
+// already suspended by someone else; left so)".
+func (sp *Suspension) String() string {
+	if sp == nil {
+		return ""
+	}
+	var b strings.Builder
+	switch {
+	case len(sp.Ours) == 0:
+	case sp.Resumed:
+		fmt.Fprintf(&b, "%s suspended by the change, resumed at its end", strings.Join(sp.Ours, ", "))
+	case sp.Active:
+		fmt.Fprintf(&b, "%s suspended by the change (resumed when it ends)", strings.Join(sp.Ours, ", "))
+	default:
+		fmt.Fprintf(&b, "suspending %s", strings.Join(sp.Ours, ", "))
+	}
+	if len(sp.Already) > 0 {
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s already suspended by someone else (left so)", strings.Join(sp.Already, ", "))
+	}
+	return b.String()
 }

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +21,9 @@ const (
 	StepBatch        StepKind = "batch"         // launch, wait healthy, drain, terminate
 	StepBake         StepKind = "bake"          // wait, with the checks running
 	StepCheck        StepKind = "check"         // run every check once; all must pass
+	StepSuspend      StepKind = "suspend"       // suspend the group's ReplaceUnhealthy and AZRebalance
+	StepResume       StepKind = "resume"        // resume what the change suspended
+	StepReregister   StepKind = "reregister"    // rollback: kept old instances back in the target groups, healthy
 )
 
 // Step is one unit of a compiled plan: what to do (fixed when the plan is
@@ -63,6 +67,9 @@ type Progress struct {
 	Adopted      []Adoption           `json:"adopted,omitempty"`
 	HealthySince map[string]time.Time `json:"healthy_since,omitempty"`
 	Drains       map[string]time.Time `json:"drains,omitempty"`
+	// Deregistered is when each target left the load balancer, just
+	// before its drain.
+	Deregistered map[string]time.Time `json:"deregistered,omitempty"`
 	Terminated   map[string]time.Time `json:"terminated,omitempty"`
 	Ready        bool                 `json:"ready,omitempty"`
 	// Known is every instance of the group when the batch began: none of
@@ -99,7 +106,7 @@ func Compile(p *Plan, g Group) ([]Step, error) {
 		errs = append(errs, p.errAt("image", "group %s already runs %s on every instance; nothing to change", g.Name, p.Image))
 	}
 
-	steps := []Step{{Kind: StepSetImage, Phase: -1, Image: p.Image,
+	steps := []Step{{Kind: StepSuspend, Phase: -1, Note: "suspend the group's " + strings.Join(SuspendedProcesses, " and ") + " (those not already suspended) for the length of the change"}, {Kind: StepSetImage, Phase: -1, Image: p.Image,
 		Note: fmt.Sprintf("new launch template version from %s with image %s (was %s), made the group's version", templateString(g.Template), p.Image, g.Image)}}
 	claimed := map[string]string{} // instance id -> phase that replaces it
 	taken := map[string]bool{}     // names in use or promised
@@ -211,6 +218,7 @@ func Compile(p *Plan, g Group) ([]Step, error) {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 		return nil, errs
 	}
+	steps = append(steps, resumeStep())
 	return steps, nil
 }
 
@@ -219,7 +227,7 @@ func Compile(p *Plan, g Group) ([]Step, error) {
 // every new-image instance replaced by an old-image one, reusing old
 // instances that are still live and not draining.
 func CompileRollback(st *State, g Group) []Step {
-	steps := []Step{}
+	steps := []Step{{Kind: StepSuspend, Phase: -1, Note: "keep (or put back) the suspension of " + strings.Join(SuspendedProcesses, " and ")}}
 	if st.Template != nil {
 		steps = append(steps, Step{Kind: StepRestoreImage, Phase: -1, Version: st.Template.Previous, Image: st.Template.PreviousImage,
 			Note: fmt.Sprintf("group back to launch template %s (image %s)", templateString(st.Template.Previous), st.Template.PreviousImage)})
@@ -233,18 +241,31 @@ func CompileRollback(st *State, g Group) []Step {
 			draining[id] = true
 		}
 	}
+	deregistered := map[string]bool{}
+	for _, s := range append(slices.Clone(st.Steps), st.RollbackSteps...) {
+		for id := range s.Deregistered {
+			deregistered[id] = true
+		}
+	}
 	held := map[string]bool{}
-	var targets, targetNames []string
+	var targets, targetNames, reregister []string
 	for _, in := range g.Instances {
 		if !in.Live() {
 			continue
 		}
 		if in.Image == st.OldImage && !draining[in.ID] {
 			held[in.Name] = true
+			if deregistered[in.ID] || in.HealthStatus == "Unhealthy" {
+				reregister = append(reregister, in.ID)
+			}
 			continue
 		}
 		targets = append(targets, in.ID)
 		targetNames = append(targetNames, in.Name)
+	}
+	if len(reregister) > 0 {
+		steps = append(steps, Step{Kind: StepReregister, Phase: -1, IDs: reregister,
+			Note: fmt.Sprintf("put %d kept old instances back in the target groups and mark them healthy", len(reregister))})
 	}
 	var names []string
 	for _, n := range st.OldNames {
@@ -257,8 +278,12 @@ func CompileRollback(st *State, g Group) []Step {
 		steps = append(steps, Step{Kind: StepBatch, Phase: -1, Launch: len(names), Names: names, Targets: targets, TargetNames: targetNames,
 			Image: st.OldImage, Strategy: LaunchBeforeTerminate, TargetsFrom: -1, Note: note})
 	}
-	steps = append(steps, Step{Kind: StepCheck, Phase: -1, Note: "run the checks"})
+	steps = append(steps, Step{Kind: StepCheck, Phase: -1, Note: "run the checks"}, resumeStep())
 	return steps
+}
+
+func resumeStep() Step {
+	return Step{Kind: StepResume, Phase: -1, Note: "resume the processes the change suspended (not an operator's)"}
 }
 
 // nextName returns the first name after the group's highest numbered one

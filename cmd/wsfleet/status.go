@@ -137,22 +137,27 @@ func runControl(ctx context.Context, cmd string, args []string, stdout, stderr i
 	if cmd == "pause" {
 		return exitError{code: 1, msg: fmt.Sprintf("%s has no running engine (status %s); it is already stopped — resume continues it", *change, st.Status)}
 	}
-	// Abort with no engine: record it and free the group if this change
-	// holds its lock.
-	st.Status, st.Ended = rollout.StatusAborted, time.Now()
-	if err := store.Save(st); err != nil {
+	// Abort with no engine: become the engine for as long as it takes to
+	// undo the change's hold on the group (the processes it suspended,
+	// the nodes it drained) and free it.
+	p, err := rollout.ParsePlan(st.PlanYAML)
+	if err != nil {
+		return fmt.Errorf("stored plan: %w", err)
+	}
+	if f.lockTTL == 0 {
+		f.lockTTL = time.Minute
+	}
+	e, stop, err := roEngine(ctx, p, f, io.Discard, stderr)
+	if err != nil {
 		return err
 	}
-	if p, err := rollout.ParsePlan(st.PlanYAML); err == nil {
-		if prov, err := roProvider(ctx, p, f, slog.New(slog.DiscardHandler)); err == nil {
-			if g, err := prov.Group(ctx, st.Group); err == nil {
-				if h, ok := rollout.ParseLock(g.Tags[rollout.LockTag]); ok && h.Change == st.Change {
-					if err := prov.TagGroup(ctx, st.Group, rollout.LockTag, ""); err != nil {
-						return err
-					}
-				}
-			}
-		}
+	st2, err := e.Abort(ctx, *change)
+	stop()
+	if err != nil {
+		return fmt.Errorf("abort %s: %w", *change, err)
+	}
+	if line := st2.Suspension.String(); line != "" {
+		fmt.Fprintf(stdout, "%s: %s\n", *change, line)
 	}
 	fmt.Fprintf(stdout, "%s: aborted; the group is left as it is\n", *change)
 	return nil

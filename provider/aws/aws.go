@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
@@ -63,6 +64,8 @@ var (
 	_ rollout.LoadBalancerURLer = (*Provider)(nil)
 	_ rollout.CallCounter       = (*Provider)(nil)
 	_ rollout.ImageChecker      = (*Provider)(nil)
+	_ rollout.ProcessSuspender  = (*Provider)(nil)
+	_ rollout.TargetRegistrar   = (*Provider)(nil)
 )
 
 // New loads the standard AWS configuration (environment, shared files,
@@ -215,6 +218,10 @@ func (p *Provider) Group(ctx context.Context, name string) (rollout.Group, error
 	for _, t := range ag.Tags {
 		g.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
+	for _, sp := range ag.SuspendedProcesses {
+		g.Suspended = append(g.Suspended, aws.ToString(sp.ProcessName))
+	}
+	sort.Strings(g.Suspended)
 	if lt, err := templateOf(ag); err == nil {
 		num, img, err := p.resolveVersion(ctx, aws.ToString(lt.LaunchTemplateId), aws.ToString(lt.Version))
 		if err != nil {
@@ -262,7 +269,8 @@ func (p *Provider) Group(ctx context.Context, name string) (rollout.Group, error
 	}
 	for _, ai := range ag.Instances {
 		id := aws.ToString(ai.InstanceId)
-		in := rollout.Instance{ID: id, Lifecycle: string(ai.LifecycleState), Protected: aws.ToBool(ai.ProtectedFromScaleIn), Tags: map[string]string{}}
+		in := rollout.Instance{ID: id, Lifecycle: string(ai.LifecycleState), HealthStatus: aws.ToString(ai.HealthStatus),
+			Protected: aws.ToBool(ai.ProtectedFromScaleIn), Tags: map[string]string{}}
 		if len(ag.TargetGroupARNs) > 0 {
 			in.Health = health[id]
 			if in.Health == "" {
@@ -526,4 +534,135 @@ func (p *Provider) LoadBalancerURL(ctx context.Context, group string) (string, e
 		return scheme + "://" + host, nil
 	}
 	return fmt.Sprintf("%s://%s:%d", scheme, host, best), nil
+}
+
+// SuspendProcesses suspends the named Auto Scaling processes of the group.
+func (p *Provider) SuspendProcesses(ctx context.Context, group string, processes []string) error {
+	if len(processes) == 0 {
+		return nil // an empty list would suspend every process
+	}
+	_, err := p.asg.SuspendProcesses(ctx, &autoscaling.SuspendProcessesInput{AutoScalingGroupName: aws.String(group), ScalingProcesses: processes})
+	if err != nil {
+		return fmt.Errorf("suspend %s of %s: %w", strings.Join(processes, ","), group, err)
+	}
+	return nil
+}
+
+// ResumeProcesses resumes the named Auto Scaling processes of the group,
+// and no other.
+func (p *Provider) ResumeProcesses(ctx context.Context, group string, processes []string) error {
+	if len(processes) == 0 {
+		return nil // an empty list would resume every process, an operator's too
+	}
+	_, err := p.asg.ResumeProcesses(ctx, &autoscaling.ResumeProcessesInput{AutoScalingGroupName: aws.String(group), ScalingProcesses: processes})
+	if err != nil {
+		return fmt.Errorf("resume %s of %s: %w", strings.Join(processes, ","), group, err)
+	}
+	return nil
+}
+
+// SetInstanceHealth sets the group's health mark of an instance, not
+// waiting for the grace period.
+func (p *Provider) SetInstanceHealth(ctx context.Context, id string, healthy bool) error {
+	status := "Unhealthy"
+	if healthy {
+		status = "Healthy"
+	}
+	_, err := p.asg.SetInstanceHealth(ctx, &autoscaling.SetInstanceHealthInput{
+		InstanceId: aws.String(id), HealthStatus: aws.String(status), ShouldRespectGracePeriod: aws.Bool(false),
+	})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "ValidationError" && strings.Contains(strings.ToLower(ae.ErrorMessage()), "not found") {
+			return fmt.Errorf("set health of %s: %s: %w", id, ae.ErrorMessage(), rollout.ErrNotFound)
+		}
+		return fmt.Errorf("set health of %s to %s: %w", id, status, err)
+	}
+	return nil
+}
+
+// DeregisterTargets takes the instances out of every target group of the
+// group (on each group's own port). A target that is not registered is
+// not an error: the call is repeated after a crash.
+func (p *Provider) DeregisterTargets(ctx context.Context, group string, ids []string) error {
+	arns, err := p.targetGroups(ctx, group)
+	if err != nil {
+		return err
+	}
+	for _, arn := range arns {
+		for _, id := range ids {
+			// One call per target: one target that is already gone must
+			// not keep the others registered.
+			_, err := p.elb.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: targetsOf([]string{id})})
+			if err != nil {
+				var ae smithy.APIError
+				if errors.As(err, &ae) && ae.ErrorCode() == "InvalidTarget" {
+					continue
+				}
+				return fmt.Errorf("deregister %s from %s: %w", id, arn, err)
+			}
+		}
+	}
+	return nil
+}
+
+// RegisterTargets adds the instances to every target group of the group.
+func (p *Provider) RegisterTargets(ctx context.Context, group string, ids []string) error {
+	arns, err := p.targetGroups(ctx, group)
+	if err != nil {
+		return err
+	}
+	for _, arn := range arns {
+		if _, err := p.elb.RegisterTargets(ctx, &elb.RegisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: targetsOf(ids)}); err != nil {
+			return fmt.Errorf("register %s with %s: %w", strings.Join(ids, ","), arn, err)
+		}
+	}
+	return nil
+}
+
+// DeregistrationDelay reads deregistration_delay.timeout_seconds of each
+// target group of the group and returns the shortest.
+func (p *Provider) DeregistrationDelay(ctx context.Context, group string) (time.Duration, bool, error) {
+	arns, err := p.targetGroups(ctx, group)
+	if err != nil || len(arns) == 0 {
+		return 0, false, err
+	}
+	var least time.Duration
+	found := false
+	for _, arn := range arns {
+		out, err := p.elb.DescribeTargetGroupAttributes(ctx, &elb.DescribeTargetGroupAttributesInput{TargetGroupArn: aws.String(arn)})
+		if err != nil {
+			return 0, false, fmt.Errorf("describe attributes of %s: %w", arn, err)
+		}
+		d := 300 * time.Second // AWS's default, when the attribute is absent
+		for _, a := range out.Attributes {
+			if aws.ToString(a.Key) == "deregistration_delay.timeout_seconds" {
+				n, err := strconv.Atoi(aws.ToString(a.Value))
+				if err != nil {
+					return 0, false, fmt.Errorf("%s: deregistration_delay.timeout_seconds %q: %w", arn, aws.ToString(a.Value), err)
+				}
+				d = time.Duration(n) * time.Second
+			}
+		}
+		if !found || d < least {
+			least, found = d, true
+		}
+	}
+	return least, found, nil
+}
+
+func (p *Provider) targetGroups(ctx context.Context, group string) ([]string, error) {
+	ag, err := p.describeGroup(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	return ag.TargetGroupARNs, nil
+}
+
+func targetsOf(ids []string) []elbtypes.TargetDescription {
+	out := make([]elbtypes.TargetDescription, len(ids))
+	for i, id := range ids {
+		out[i] = elbtypes.TargetDescription{Id: aws.String(id)}
+	}
+	return out
 }

@@ -219,3 +219,88 @@ func TestProviderOnLocalCloud(t *testing.T) {
 		t.Errorf("calls %v", calls)
 	}
 }
+
+// TestProviderSuspendAndTargets: the calls a rollout makes around a
+// drain, against the local cloud through the SDK: suspending processes
+// (an operator's earlier suspension is reported and kept), taking a
+// target out of the load balancer and putting it back, the health mark,
+// the deregistration delay, and terminating a deregistered instance.
+func TestProviderSuspendAndTargets(t *testing.T) {
+	_, p := startLocal(t, 3)
+	ctx := context.Background()
+	waitFor(t, "3 in service and healthy", func() error {
+		g, err := p.Group(ctx, "gitter-ws")
+		if err != nil {
+			return err
+		}
+		for _, in := range g.Instances {
+			if in.Lifecycle != "InService" || in.Health != "healthy" {
+				return fmt.Errorf("%s %s/%s", in.ID, in.Lifecycle, in.Health)
+			}
+		}
+		return nil
+	})
+	if err := p.SuspendProcesses(ctx, "gitter-ws", []string{"AZRebalance"}); err != nil { // the operator's
+		t.Fatal(err)
+	}
+	for range 2 { // repeated after a crash
+		if err := p.SuspendProcesses(ctx, "gitter-ws", []string{"ReplaceUnhealthy"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := p.Group(ctx, "gitter-ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(g.Suspended, ","); got != "AZRebalance,ReplaceUnhealthy" {
+		t.Errorf("suspended %q", got)
+	}
+	if err := p.ResumeProcesses(ctx, "gitter-ws", []string{"ReplaceUnhealthy"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ResumeProcesses(ctx, "gitter-ws", nil); err != nil { // never "all"
+		t.Fatal(err)
+	}
+	if g, _ = p.Group(ctx, "gitter-ws"); strings.Join(g.Suspended, ",") != "AZRebalance" {
+		t.Errorf("after resuming ours: suspended %q, want the operator's AZRebalance", g.Suspended)
+	}
+
+	d, ok, err := p.DeregistrationDelay(ctx, "gitter-ws")
+	if err != nil || !ok || d <= 0 {
+		t.Fatalf("deregistration delay %s %v %v", d, ok, err)
+	}
+	id := g.Instances[0].ID
+	for range 2 { // the second finds it not registered: no error
+		if err := p.DeregisterTargets(ctx, "gitter-ws", []string{id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, _ = p.Group(ctx, "gitter-ws")
+	if in, _ := g.Instance(id); in.Health != "draining" && in.Health != "unregistered" {
+		t.Errorf("deregistered target %s", in.Health)
+	}
+	if err := p.RegisterTargets(ctx, "gitter-ws", []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetInstanceHealth(ctx, id, true); err != nil {
+		t.Fatal(err)
+	}
+	g, _ = p.Group(ctx, "gitter-ws")
+	if in, _ := g.Instance(id); in.Health == "unregistered" || in.HealthStatus != "Healthy" {
+		t.Errorf("registered again: target %s, group health %s", in.Health, in.HealthStatus)
+	}
+	// A deregistered instance still terminates.
+	id2 := g.Instances[1].ID
+	if err := p.DeregisterTargets(ctx, "gitter-ws", []string{id2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Terminate(ctx, "gitter-ws", id2, false); err != nil { // desired is at the minimum
+		t.Fatalf("terminate a deregistered instance: %v", err)
+	}
+	calls := p.APICalls()
+	for _, op := range []string{"SuspendProcesses", "ResumeProcesses", "DeregisterTargets", "RegisterTargets", "SetInstanceHealth", "DescribeTargetGroupAttributes"} {
+		if calls[op] == 0 {
+			t.Errorf("no %s call counted", op)
+		}
+	}
+}
