@@ -258,7 +258,6 @@ func (s *Server) release(ss *session) {
 	ws := ss.ws
 	var held []byte
 	if ss.held != nil {
-		ss.held.timer.Stop()
 		held = ss.held.reply
 		ss.held = nil
 	}

@@ -484,7 +484,6 @@ func (s *Server) disconnect(m *bayeux.Message, ss *session) *bayeux.Message {
 	ss.mu.Lock()
 	held, wc := ss.held, ss.ws
 	if held != nil {
-		held.timer.Stop()
 		ss.held = nil
 	}
 	ss.mu.Unlock()

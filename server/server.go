@@ -147,6 +147,7 @@ type Server struct {
 	broker broker.Broker
 	met    *metrics
 	exts   []Extension
+	holds  holdQueue // held websocket connects
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -394,7 +395,6 @@ func (s *Server) removeSession(ss *session, why string) {
 	ss.queue = nil
 	ss.pending = nil
 	if ss.held != nil {
-		ss.held.timer.Stop()
 		ss.held = nil
 	}
 	if ss.wake != nil {

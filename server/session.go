@@ -87,7 +87,6 @@ type session struct {
 // when its hold ends.
 type heldConnect struct {
 	reply []byte
-	timer *time.Timer
 }
 
 // stampSeq returns payload (a JSON object without ext) with "ext":{"seq":N}

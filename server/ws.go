@@ -44,11 +44,14 @@ type wsConn struct {
 	closeReason string
 }
 
-// wsBufferSize is the size of a websocket's read and write buffers. Bayeux
-// frames are small, and at tens of thousands of idle connections the 4 KiB
-// buffers net/http hands over on hijack would be most of a session's cost;
-// larger frames simply take more than one read or write call.
-const wsBufferSize = 512
+// wsBufferSize is the size of a websocket's read buffer, which every
+// connection holds for as long as it is open. Bayeux frames from clients
+// are small (a /meta/connect is about 100 bytes), and at tens of thousands
+// of idle connections the 4 KiB buffer net/http hands over on hijack would
+// be most of a session's cost. A larger frame takes one more read call:
+// the library reads a payload longer than the buffer straight into its
+// own slice.
+const wsBufferSize = 128
 
 // smallBuffers is a ResponseWriter whose Hijack swaps net/http's 4 KiB
 // buffers for small ones, keeping any bytes already read. The writer it
@@ -354,7 +357,6 @@ func (ss *session) attach(wc *wsConn, reply *bayeux.Message, hold time.Duration)
 	ss.ws = wc
 	ss.lastConnect = ss.srv.cfg.Now()
 	if h := ss.held; h != nil {
-		h.timer.Stop()
 		ss.held = nil
 		ss.queue = append(ss.queue, outMsg{b: h.reply})
 	}
@@ -362,7 +364,7 @@ func (ss *session) attach(wc *wsConn, reply *bayeux.Message, hold time.Duration)
 		ss.queue = append(ss.queue, outMsg{b: b})
 	} else {
 		h := &heldConnect{reply: b}
-		h.timer = time.AfterFunc(hold, func() { ss.releaseHeld(h) })
+		ss.srv.holds.add(hold, ss, h)
 		ss.held = h
 	}
 	if len(ss.queue) > 0 {
@@ -393,10 +395,7 @@ func (ss *session) detach(wc *wsConn) {
 	}
 	ss.ws = nil
 	ss.lastConnect = ss.srv.cfg.Now()
-	if ss.held != nil {
-		ss.held.timer.Stop()
-		ss.held = nil
-	}
+	ss.held = nil
 	shared := ss.srv.cfg.SharedSessions && ss.live && !ss.closed && !ss.released
 	if shared {
 		// the client may come back anywhere: the store takes the

@@ -1,0 +1,79 @@
+package server
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+)
+
+// holdQueue answers held websocket /meta/connects when their hold ends,
+// from one timer for the whole node. A timer per session (time.AfterFunc
+// and its closure, about 300 bytes) was a tenth of what an idle session
+// cost; an entry here is a few words. An entry is not removed when its
+// connect is answered early: releaseHeld ignores a connect that is no
+// longer the session's held one, and entries live no longer than a hold.
+type holdQueue struct {
+	mu    sync.Mutex
+	items holdHeap
+	timer *time.Timer
+}
+
+type holdItem struct {
+	due int64 // unix nanos
+	ss  *session
+	h   *heldConnect
+}
+
+// add schedules h, held by ss, to be released after hold.
+func (q *holdQueue) add(hold time.Duration, ss *session, h *heldConnect) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	heap.Push(&q.items, holdItem{due: time.Now().Add(hold).UnixNano(), ss: ss, h: h})
+	if q.items[0].h == h {
+		q.armLocked()
+	}
+}
+
+// armLocked sets the timer for the earliest entry.
+func (q *holdQueue) armLocked() {
+	d := time.Duration(q.items[0].due - time.Now().UnixNano())
+	if q.timer == nil {
+		q.timer = time.AfterFunc(d, q.fire)
+		return
+	}
+	q.timer.Reset(d)
+}
+
+// fire releases every entry that is due and re-arms for the next.
+func (q *holdQueue) fire() {
+	now := time.Now().UnixNano()
+	var due []holdItem
+	q.mu.Lock()
+	for len(q.items) > 0 && q.items[0].due <= now {
+		due = append(due, heap.Pop(&q.items).(holdItem))
+	}
+	if len(q.items) > 0 {
+		q.armLocked()
+	} else {
+		q.items = nil // let a burst's backing array go
+	}
+	q.mu.Unlock()
+	for _, it := range due {
+		it.ss.releaseHeld(it.h)
+	}
+}
+
+// holdHeap orders entries by due time (container/heap).
+type holdHeap []holdItem
+
+func (h holdHeap) Len() int           { return len(h) }
+func (h holdHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h holdHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *holdHeap) Push(x any)        { *h = append(*h, x.(holdItem)) }
+func (h *holdHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = holdItem{}
+	*h = old[:len(old)-1]
+	return it
+}
