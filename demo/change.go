@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,6 +100,11 @@ func (d *run) runEngine(ctx context.Context) changeResult {
 			ps.End = d.since()
 		}
 		res.phases = append(res.phases, ps)
+		for _, r := range ph.Replaced {
+			if rp, ok := parseReplaced(r); ok {
+				res.replaced = append(res.replaced, rp)
+			}
+		}
 	}
 	var buf bytes.Buffer
 	rollout.WriteReport(&buf, st)
@@ -119,4 +125,18 @@ func (d *run) viewState(st *rollout.State) {
 		name = string(st.Status)
 	}
 	d.phase.set(name, st.Waiting)
+}
+
+// parseReplaced reads the engine's record of one replacement,
+// "ws-01 (i-old) -> i-new" (rollout.PhaseRecord.Replaced).
+func parseReplaced(s string) (Replacement, bool) {
+	before, newID, ok := strings.Cut(s, " -> ")
+	if !ok {
+		return Replacement{}, false
+	}
+	name, oldID, ok := strings.Cut(before, " (")
+	if !ok || !strings.HasSuffix(oldID, ")") {
+		return Replacement{}, false
+	}
+	return Replacement{Name: name, Old: []string{strings.TrimSuffix(oldID, ")")}, New: []string{newID}}, true
 }

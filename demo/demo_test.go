@@ -205,3 +205,20 @@ func TestReplacements(t *testing.T) {
 		t.Errorf("replacements\n got %s\nwant %s", strings.Join(got, " | "), want)
 	}
 }
+
+func TestParseReplaced(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"ws-01 (i-0001) -> i-0010", "ws-01: i-0001 -> i-0010", true},
+		{"ws-01 -> i-0010", "", false},
+		{"garbage", "", false},
+	} {
+		r, ok := parseReplaced(tc.in)
+		if ok != tc.ok || (ok && r.String() != tc.want) {
+			t.Errorf("parseReplaced(%q) = %v %v, want %q %v", tc.in, r, ok, tc.want, tc.ok)
+		}
+	}
+}

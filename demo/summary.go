@@ -98,6 +98,9 @@ func (s *Summary) OK() bool { return len(s.Problems) == 0 }
 func (d *run) summarize(mode string, res changeResult, rep probe.Report, fleet []FleetMember, changeStart, changeEnd time.Duration) *Summary {
 	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 	_, replaced, peak, _ := d.samp.result()
+	if len(res.replaced) > 0 {
+		replaced = res.replaced // the engine's own record, when it ran
+	}
 	s := &Summary{
 		Mode: mode, Status: res.status, Clients: d.cfg.Clients, Channels: d.cfg.Channels, Rate: d.cfg.Rate, TimeScale: d.cfg.TimeScale,
 		Total: d.since(), Change: changeEnd - changeStart, Phases: res.phases, Replaced: replaced, Fleet: fleet,
