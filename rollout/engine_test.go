@@ -699,3 +699,45 @@ func TestEngineDrainLongerThanDeregistrationDelay(t *testing.T) {
 		})
 	}
 }
+
+// TestEngineRollbackReregistersKeptTargets: the engine crashes after
+// taking the first half's old instances out of the load balancer, before
+// draining them; a manual rollback keeps them (they never drained), so it
+// puts them back in the target group and marks them healthy before
+// replacement resumes.
+func TestEngineRollbackReregistersKeptTargets(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.floor = 8
+	e := h.engine()
+	e.Crash = func(p string) bool { return strings.HasPrefix(p, "after:f8:deregister/") }
+	if _, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate")); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("first run: %v", err)
+	}
+	var out []string
+	for _, in := range h.cloud.inst {
+		if in.image == "ami-old" && !in.registered {
+			out = append(out, in.id)
+			in.unhealthy = true // as the group may have marked it meanwhile
+		}
+	}
+	if len(out) != 4 {
+		t.Fatalf("%d old instances out of the load balancer, want 4", len(out))
+	}
+	st, err := h.engine().Resume(context.Background(), "gitter-ws-new-ami", true)
+	if !errors.Is(err, ErrFailed) || st.Status != StatusRolledBack {
+		t.Fatalf("rollback: %v, status %s", err, st.Status)
+	}
+	for _, id := range out {
+		in := h.cloud.inst[id]
+		if in.lifecycle != "InService" || !in.registered || in.unhealthy {
+			t.Errorf("kept %s (%s): %s, registered %v, unhealthy %v", id, in.name, in.lifecycle, in.registered, in.unhealthy)
+		}
+	}
+	if h.cloud.calls["RegisterTargets"] == 0 || h.cloud.calls["SetInstanceHealth"] == 0 {
+		t.Errorf("calls %v", h.cloud.calls)
+	}
+	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-old"), " "); got != want {
+		t.Errorf("fleet\n got %s\nwant %s", got, want)
+	}
+	h.checkInvariants()
+}
