@@ -741,3 +741,34 @@ func TestEngineRollbackReregistersKeptTargets(t *testing.T) {
 	}
 	h.checkInvariants()
 }
+
+// TestEngineAbortWithoutEngine: `wsfleet abort` of a rollout whose engine
+// died mid-drain undoes the change's hold on the group itself.
+func TestEngineAbortWithoutEngine(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.elbKill = 5 * time.Second
+	e := h.engine()
+	e.Crash = func(p string) bool {
+		return strings.HasPrefix(p, "after:f8:drain/") && h.cloud.calls["DeregisterTargets"] == 2
+	}
+	if _, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate")); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("first run: %v", err)
+	}
+	h.clk.t = h.clk.t.Add(10 * time.Second) // the group marks the draining nodes unhealthy
+	st, err := h.engine().Abort(context.Background(), "gitter-ws-new-ami")
+	if err != nil || st.Status != StatusAborted {
+		t.Fatalf("abort: %v, status %v", err, st.Status)
+	}
+	// Abort leaves the batch where it was: its replacements in, the
+	// drained ws-01 gone with its capacity, the three old nodes that
+	// never drained back in the load balancer.
+	if h.cloud.desired != 11 {
+		t.Errorf("desired %d, want 11", h.cloud.desired)
+	}
+	for _, in := range h.cloud.inst {
+		if in.image == "ami-old" && in.lifecycle == "InService" && (!in.registered || in.unhealthy) {
+			t.Errorf("kept %s (%s): registered %v, unhealthy %v", in.id, in.name, in.registered, in.unhealthy)
+		}
+	}
+	h.checkInvariants()
+}

@@ -393,3 +393,24 @@ func (sp *Suspension) String() string {
 	}
 	return b.String()
 }
+
+// drainAsked is every instance the change asked to drain: those recorded
+// as drained, and those whose drain call a crash may have interrupted (an
+// intent with no outcome): their node may be draining, so none of them is
+// kept as if it served.
+func (s *State) drainAsked() map[string]bool {
+	out := map[string]bool{}
+	for _, list := range [][]Step{s.Steps, s.RollbackSteps} {
+		for _, st := range list {
+			for id := range st.Drains {
+				out[id] = true
+			}
+		}
+	}
+	for _, j := range s.Journal {
+		if j.Effect.Kind == EffDrain && j.Status != "failed" {
+			out[j.Effect.ID] = true
+		}
+	}
+	return out
+}

@@ -235,12 +235,7 @@ func CompileRollback(st *State, g Group) []Step {
 	if len(st.Protected) > 0 {
 		steps = append(steps, Step{Kind: StepUnprotect, Phase: -1, IDs: st.Protected, Note: "remove the scale-in protection the rollout added"})
 	}
-	draining := map[string]bool{}
-	for _, s := range st.Steps {
-		for id := range s.Drains {
-			draining[id] = true
-		}
-	}
+	draining := st.drainAsked()
 	deregistered := map[string]bool{}
 	for _, s := range append(slices.Clone(st.Steps), st.RollbackSteps...) {
 		for id := range s.Deregistered {

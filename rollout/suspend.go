@@ -50,10 +50,11 @@ func (e *Engine) endEffects(st *State, obs Observation, abort bool) []Effect {
 	var healthy, register []string
 	var out []Effect
 	seen := map[string]bool{}
+	drained := st.drainAsked()
 	for _, s := range append(slices.Clone(st.Steps), st.RollbackSteps...) {
-		for id := range s.Drains {
+		for _, id := range append(slices.Clone(s.Targets), keys(s.Drains)...) {
 			in, ok := g.Instance(id)
-			if _, gone := s.Terminated[id]; gone || !ok || !in.Live() || seen[id] {
+			if _, gone := s.Terminated[id]; gone || !drained[id] || !ok || !in.Live() || seen[id] {
 				continue
 			}
 			seen[id] = true
@@ -67,10 +68,7 @@ func (e *Engine) endEffects(st *State, obs Observation, abort bool) []Effect {
 	for _, s := range append(slices.Clone(st.Steps), st.RollbackSteps...) {
 		for id := range s.Deregistered {
 			in, ok := g.Instance(id)
-			if seen[id] || !ok || !in.Live() {
-				continue
-			}
-			if _, drained := s.Drains[id]; drained {
+			if seen[id] || drained[id] || !ok || !in.Live() {
 				continue
 			}
 			seen[id] = true
@@ -110,7 +108,7 @@ func (e *Engine) abort(ctx context.Context, st *State) error {
 			return err
 		}
 	}
-	for range 20 {
+	for round := 0; ; round++ {
 		g, err := e.Provider.Group(ctx, st.Group)
 		if err != nil {
 			return fmt.Errorf("abort: describe group %s: %w", st.Group, err)
@@ -118,6 +116,9 @@ func (e *Engine) abort(ctx context.Context, st *State) error {
 		effs := e.endEffects(st, Observation{Group: g}, true)
 		if len(effs) == 0 {
 			break
+		}
+		if round == 10 {
+			return fmt.Errorf("abort: %s still due after %d rounds; run abort again", effs[0].Key, round)
 		}
 		for _, eff := range effs {
 			if err := e.do(ctx, st, eff, Observation{Group: g}); err != nil {
@@ -177,4 +178,13 @@ func (e *Engine) recordReplaced(st *State, s Step) {
 			}
 		}
 	}
+}
+
+func keys(m map[string]time.Time) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -58,25 +58,30 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	// The lock as the group shows it.
+	// The lock and the suspended processes as the group shows them.
 	lock := ""
+	var suspended []string
 	if p, err := rollout.ParsePlan(st.PlanYAML); err == nil {
 		if prov, err := roProvider(ctx, p, f, slog.New(slog.DiscardHandler)); err == nil {
 			if g, err := prov.Group(ctx, st.Group); err == nil {
 				lock = g.Tags[rollout.LockTag]
+				suspended = g.Suspended
 			} else {
 				lock = "unknown: " + err.Error()
 			}
 		}
 	}
 	if f.jsonOut {
-		return json.NewEncoder(stdout).Encode(map[string]any{"state": st, "lock": lock, "engine_alive": engineAlive(st)})
+		return json.NewEncoder(stdout).Encode(map[string]any{"state": st, "lock": lock, "suspended_processes": suspended, "engine_alive": engineAlive(st)})
 	}
 	rollout.RenderView(stdout, st, time.Now())
 	if lock == "" {
 		lock = "(none)"
 	}
 	fmt.Fprintf(stdout, "lock: %s\nengine: %s (alive: %v)\n", lock, st.Owner, engineAlive(st))
+	if len(suspended) > 0 {
+		fmt.Fprintf(stdout, "group's suspended processes now: %s\n", strings.Join(suspended, ", "))
+	}
 	if st.Control != "" {
 		fmt.Fprintf(stdout, "pending command: %s\n", st.Control)
 	}
