@@ -151,14 +151,23 @@ func (w *sockWriter) Write(p []byte) (int, error) {
 
 // writeText writes payload as one unmasked, unfragmented text frame.
 func (w *sockWriter) writeText(payload []byte) error {
+	return w.writeTextFunc(len(payload), func(b []byte) []byte { return append(b, payload...) })
+}
+
+// writeTextFunc writes a text frame whose n-byte payload fill appends.
+func (w *sockWriter) writeTextFunc(n int, fill func([]byte) []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closeSent {
 		return net.ErrClosed
 	}
 	bp := framePool.Get().(*[]byte)
-	b := appendTextHeader((*bp)[:0], len(payload))
-	b = append(b, payload...)
+	b := appendTextHeader((*bp)[:0], n)
+	h := len(b)
+	b = fill(b)
+	if len(b)-h != n {
+		return fmt.Errorf("write websocket frame: %d payload bytes announced, %d built", n, len(b)-h)
+	}
 	w.extendDeadlineLocked()
 	_, err := w.conn.Write(b)
 	// pool buffers of the usual size only
@@ -425,7 +434,7 @@ func (ss *session) writeLoop() {
 		q := ss.takeLocked()
 		ss.mu.Unlock()
 
-		if err := wc.write(frame(q)); err != nil {
+		if err := wc.writeQueue(q); err != nil {
 			ss.mu.Lock()
 			ss.queue = append(q, ss.queue...)
 			ss.given = given
@@ -451,22 +460,39 @@ func (s *Server) countOut(q []outMsg) {
 }
 
 // frame joins encoded messages into one JSON array.
-func frame(q []outMsg) []byte {
-	n := 2
-	for _, m := range q {
-		n += len(m.b) + 1
+func frame(q []outMsg) []byte { return appendFrame(nil, q) }
+
+// frameLen is the length of frame(q).
+func frameLen(q []outMsg) int {
+	n := 1 + len(q)
+	if len(q) == 0 {
+		n++
 	}
-	var buf bytes.Buffer
-	buf.Grow(n)
-	buf.WriteByte('[')
+	for _, m := range q {
+		n += len(m.b)
+	}
+	return n
+}
+
+// appendFrame appends the JSON array of q's messages to b.
+func appendFrame(b []byte, q []outMsg) []byte {
+	b = append(b, '[')
 	for i, m := range q {
 		if i > 0 {
-			buf.WriteByte(',')
+			b = append(b, ',')
 		}
-		buf.Write(m.b)
+		b = append(b, m.b...)
 	}
-	buf.WriteByte(']')
-	return buf.Bytes()
+	return append(b, ']')
+}
+
+// writeQueue sends q as one frame, built straight into the socket
+// writer's pooled buffer: no frame is allocated per delivery.
+func (wc *wsConn) writeQueue(q []outMsg) error {
+	if wc.sock == nil {
+		return wc.write(frame(q))
+	}
+	return wc.sock.writeTextFunc(frameLen(q), func(b []byte) []byte { return appendFrame(b, q) })
 }
 
 func (wc *wsConn) writeReplies(rs []*bayeux.Message) {

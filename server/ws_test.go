@@ -51,3 +51,12 @@ func TestDeliveryFrameSizes(t *testing.T) {
 	p.next(func(m msg) bool { return m["pong"] == true })
 	p.noData(50 * time.Millisecond)
 }
+
+func TestFrameLen(t *testing.T) {
+	for _, q := range [][]outMsg{nil, {{b: []byte(`{"a":1}`)}}, {{b: []byte(`{}`)}, {b: []byte(`{"b":[2]}`)}, {b: []byte(`{"c":"3"}`)}}} {
+		f := frame(q)
+		if n := frameLen(q); n != len(f) {
+			t.Errorf("frameLen %d, frame %q is %d bytes", n, f, len(f))
+		}
+	}
+}
