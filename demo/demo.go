@@ -372,7 +372,9 @@ func (d *run) startFleet(ctx context.Context) error {
 	}
 	if cfg.Fast {
 		lc.HealthCheckInterval = 250 * time.Millisecond
-		lc.DeregistrationDelayMax = 2 * time.Second
+		if cfg.Naive {
+			lc.DeregistrationDelayMax = 2 * time.Second
+		}
 	}
 	os.RemoveAll(lc.LogDir)
 	if err := os.MkdirAll(lc.LogDir, 0o755); err != nil {

@@ -83,7 +83,7 @@ func startCloud(t *testing.T) *e2e {
 		"--image", "ami-old="+e.bin, "--image", "ami-new="+e.bin, "--image", "ami-bad="+bad,
 		"--embedded-nats", fmt.Sprintf("127.0.0.1:%d", natsPort), "--bootstrap", topoPath,
 		"--log-dir", filepath.Join(dir, "logs"), "--log-level", "warn",
-		"--health-check-interval", "1s", "--deregistration-delay-max", "20s", "--kill-grace", "5s", "--tick", "100ms")
+		"--health-check-interval", "1s", "--deregistration-delay-max", "30s", "--kill-grace", "5s", "--tick", "100ms")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -165,7 +165,7 @@ aws: {region: us-east-1, endpoint: %s}
 warm_up: 20s
 healthy_timeout: 60s
 nodes: {admin_port: 8080, admin_token_env: WSFLEET_ADMIN_TOKEN}
-drain: {window: 30s, max_rate: 200, deadline: 5m}
+drain: {window: 30s, max_rate: 200, deadline: 30s}
 checks:
   - {name: site, http: {url: %s/healthz, status: 200}}
   - {name: chat, probe: {clients: 50, rate: 10, max_loss: %d}}

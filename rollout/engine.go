@@ -29,9 +29,9 @@ type Engine struct {
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
 
-	// TimeScale multiplies the plan's waits (bakes, warm-up, drain window
-	// and deadline) without changing the file: 0.01 runs a 2m bake in
-	// 1.2s. Phase deadlines, health timeouts and not_before are kept.
+	// TimeScale multiplies the plan's waits (bakes, warm-up, drain window)
+	// without changing the file: 0.01 runs a 2m bake in 1.2s. Phase and
+	// drain deadlines, health timeouts and not_before are kept.
 	TimeScale float64
 	LockTTL   time.Duration
 	Force     bool // take the group's lock over even if it has not expired
@@ -132,13 +132,6 @@ func (e *Engine) defaults() {
 // Prepare parses a plan and compiles it against the group as it is now,
 // changing nothing: what `wsfleet plan` shows.
 func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []Step, error) {
-	return PrepareScaled(ctx, p, planYAML, 1)
-}
-
-// PrepareScaled is Prepare for a run whose waits are multiplied by scale
-// (--time-scale): the drain deadline is checked against the load balancer
-// as it will run.
-func PrepareScaled(ctx context.Context, p Provider, planYAML []byte, scale float64) (*Plan, Group, []Step, error) {
 	plan, err := ParsePlan(planYAML)
 	if err != nil {
 		return nil, Group{}, nil, err
@@ -154,7 +147,7 @@ func PrepareScaled(ctx context.Context, p Provider, planYAML []byte, scale float
 	if err != nil {
 		return plan, g, nil, err
 	}
-	if err := checkDrainFits(ctx, p, plan, scale); err != nil {
+	if err := checkDrainFits(ctx, p, plan); err != nil {
 		return plan, g, nil, err
 	}
 	return plan, g, steps, nil
@@ -165,7 +158,7 @@ func PrepareScaled(ctx context.Context, p Provider, planYAML []byte, scale float
 // load balancer just before its drain, and the load balancer cuts the
 // node's remaining connections when the delay ends, before the drain
 // would.
-func checkDrainFits(ctx context.Context, p Provider, plan *Plan, scale float64) error {
+func checkDrainFits(ctx context.Context, p Provider, plan *Plan) error {
 	tr, ok := p.(TargetRegistrar)
 	if !ok {
 		return nil
@@ -174,19 +167,11 @@ func checkDrainFits(ctx context.Context, p Provider, plan *Plan, scale float64) 
 	if err != nil {
 		return fmt.Errorf("read the deregistration delay of %s's target groups: %w", plan.Group, err)
 	}
-	if scale <= 0 {
-		scale = 1
-	}
-	deadline := time.Duration(float64(plan.Drain.Deadline) * scale)
-	if !has || deadline <= delay {
+	if !has || plan.Drain.Deadline.D() <= delay {
 		return nil
 	}
-	scaled := ""
-	if scale != 1 {
-		scaled = fmt.Sprintf(" (%s at time scale %g)", deadline, scale)
-	}
-	return PlanErrors{plan.errAt("drain.deadline", "%s%s is longer than the deregistration delay of group %s's target groups (deregistration_delay.timeout_seconds = %d): the load balancer would cut the drained node's connections before the drain ends; lower drain.deadline to at most %s, or raise the target groups' deregistration delay",
-		plan.Drain.Deadline.D(), scaled, plan.Group, int(delay/time.Second), time.Duration(float64(delay)/scale).Round(time.Second))}
+	return PlanErrors{plan.errAt("drain.deadline", "%s is longer than the deregistration delay of group %s's target groups (deregistration_delay.timeout_seconds = %d): the load balancer would cut the drained node's connections before the drain ends; lower drain.deadline to at most %s, or raise the target groups' deregistration delay",
+		plan.Drain.Deadline.D(), plan.Group, int(delay/time.Second), delay)}
 }
 
 // ImageChecker is an optional Provider capability: whether an image
@@ -198,7 +183,7 @@ type ImageChecker interface {
 // Start begins a rollout of planYAML and runs it to the end.
 func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	e.defaults()
-	plan, g, steps, err := PrepareScaled(ctx, e.Provider, planYAML, e.TimeScale)
+	plan, g, steps, err := Prepare(ctx, e.Provider, planYAML)
 	if err != nil {
 		return nil, err
 	}
@@ -499,11 +484,15 @@ func (e *Engine) timing(p *Plan) Timing {
 	return Timing{
 		WarmUp:         sc(p.WarmUp),
 		HealthyTimeout: p.Healthy.D(),
-		Drain:          DrainOptions{Window: sc(p.Drain.Window), MaxRate: p.Drain.MaxRate, Deadline: sc(p.Drain.Deadline)},
-		DrainGrace:     max(sc(p.Drain.Deadline)/10, 2*time.Second),
-		Poll:           e.MinPoll,
-		Scale:          e.TimeScale,
-		Deregister:     e.targets() != nil,
+		// The drain deadline is a limit, not a wait: a node leaves as soon
+		// as it is empty. Scaling it would force a rehearsal's nodes to
+		// close their clients in a burst, and it must stay within the
+		// load balancer's deregistration delay, which is not scaled.
+		Drain:      DrainOptions{Window: sc(p.Drain.Window), MaxRate: p.Drain.MaxRate, Deadline: p.Drain.Deadline.D()},
+		DrainGrace: max(p.Drain.Deadline.D()/10, 2*time.Second),
+		Poll:       e.MinPoll,
+		Scale:      e.TimeScale,
+		Deregister: e.targets() != nil,
 	}
 }
 

@@ -45,7 +45,7 @@ func addRolloutFlags(fs *flag.FlagSet, engine bool) *roFlags {
 	fs.BoolVar(&f.jsonOut, "json", false, "write events and the result as JSON lines on stdout")
 	if engine {
 		fs.BoolVar(&f.force, "force", false, "take the group's lock over even if another rollout holds it and it has not expired")
-		fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the plan's waits (bakes, warm-up, drain window and deadline) by this, e.g. 0.01 for a rehearsal")
+		fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the plan's waits (bakes, warm-up, drain window; not the drain deadline, a limit) by this, e.g. 0.01 for a rehearsal")
 		fs.DurationVar(&f.lockTTL, "lock-ttl", time.Minute, "lock expiry; the engine renews it every third of this")
 		fs.DurationVar(&f.poll, "poll", 500*time.Millisecond, "first poll interval while waiting; it doubles up to --max-poll while nothing changes")
 		fs.DurationVar(&f.maxPoll, "max-poll", 5*time.Second, "longest poll interval")
