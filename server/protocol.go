@@ -118,6 +118,11 @@ func (s *Server) handle(b *batch, c *Call, ss *session) *bayeux.Message {
 		return s.connect(b, m, ss)
 	case bayeux.ChannelSubscribe, bayeux.ChannelUnsubscribe:
 		stored := false
+		if s.cfg.SharedSessions && m.ClientID != "" {
+			mu := s.shareLock(m.ClientID)
+			mu.Lock()
+			defer mu.Unlock()
+		}
 		if s.cfg.SharedSessions && m.ClientID != "" && (ss == nil || !ss.isLive()) {
 			ss, stored = s.sharedCopy(m.ClientID, ss), true
 		}
@@ -251,6 +256,11 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		// elsewhere rather than have it handshake again and lose its
 		// place.
 		return s.goAway(b, r)
+	}
+	if s.cfg.SharedSessions {
+		mu := s.shareLock(m.ClientID)
+		mu.Lock()
+		defer mu.Unlock()
 	}
 	switch {
 	case s.cfg.SharedSessions && (ss == nil || !ss.isLive()):

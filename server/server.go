@@ -142,7 +142,14 @@ const (
 
 // Server is one ws node.
 type Server struct {
-	cfg    Config
+	// shareLocks serialise, per client, the hand-overs of a shared
+	// session between this node and the store (adopt for a connect, a
+	// subscribe on a copy not held live, finishPoll giving it back): a
+	// long-polling client sends its subscribe while its connect is being
+	// adopted or answered, and without this the two could each work on a
+	// copy and one of them lose the subscription.
+	shareLocks [64]sync.Mutex
+	cfg        Config
 	log    *slog.Logger
 	broker broker.Broker
 	met    *metrics
@@ -497,4 +504,13 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Write([]byte("ready\n"))
+}
+
+// shareLock returns the lock of client id's shared-session hand-overs.
+func (s *Server) shareLock(id string) *sync.Mutex {
+	var h uint32 = 2166136261
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return &s.shareLocks[h%uint32(len(s.shareLocks))]
 }

@@ -208,6 +208,9 @@ func (s *Server) adopt(b *batch, id, connectID string, ss *session) *session {
 // meanwhile are merged in, and what they matched while this node held the
 // session is added to the answer.
 func (s *Server) finishPoll(ss *session, out []outMsg) []outMsg {
+	mu := s.shareLock(ss.id)
+	mu.Lock()
+	defer mu.Unlock()
 	ss.mu.Lock()
 	if ss.closed || ss.released || ss.ws != nil {
 		ss.mu.Unlock()
