@@ -150,11 +150,11 @@ type Server struct {
 	// copy and one of them lose the subscription.
 	shareLocks [64]sync.Mutex
 	cfg        Config
-	log    *slog.Logger
-	broker broker.Broker
-	met    *metrics
-	exts   []Extension
-	holds  holdQueue // held websocket connects
+	log        *slog.Logger
+	broker     broker.Broker
+	met        *metrics
+	exts       []Extension
+	holds      holdQueue // held websocket connects
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
