@@ -124,6 +124,16 @@ func TestAWSCLI(t *testing.T) {
 	if _, err := run("ec2", "describe-instances", "--instance-ids", "i-0123456789abcdef0"); err == nil || !strings.Contains(err.Error(), "InvalidInstanceID.NotFound") {
 		t.Errorf("unknown instance: %v", err)
 	}
+	// A retried run-instances with its client token launches nothing new;
+	// the same token with another count is refused.
+	r1 := must("ec2", "run-instances", "--image-id", "ami-sim", "--count", "1", "--client-token", "cli-token-1")
+	r2 := must("ec2", "run-instances", "--image-id", "ami-sim", "--count", "1", "--client-token", "cli-token-1")
+	if dig(r1, "ReservationId") == nil || dig(r2, "ReservationId") != dig(r1, "ReservationId") || dig(r2, "Instances", 0, "InstanceId") != dig(r1, "Instances", 0, "InstanceId") {
+		t.Errorf("retried run-instances: %v, then %v", r1, r2)
+	}
+	if _, err := run("ec2", "run-instances", "--image-id", "ami-sim", "--count", "2", "--client-token", "cli-token-1"); err == nil || !strings.Contains(err.Error(), "IdempotentParameterMismatch") {
+		t.Errorf("same token, other count: %v", err)
+	}
 	if c.AccessKeys()["AKIDCLI"] == 0 {
 		t.Errorf("the CLI's access key was not recorded")
 	}

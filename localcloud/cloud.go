@@ -126,6 +126,7 @@ type Cloud struct {
 	ipInUse     map[string]bool
 	accessKeys  map[string]int
 	reservation int
+	tokens      map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
 }
 
 // Start starts the API endpoint and the reconcilers. Close stops them and
@@ -175,6 +176,7 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 		listeners:  map[string]*listener{},
 		ipInUse:    map[string]bool{},
 		accessKeys: map[string]int{},
+		tokens:     map[string]*tokenRecord{},
 	}
 	ids := make([]string, 0, len(cfg.Images))
 	for id := range cfg.Images {

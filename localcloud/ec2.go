@@ -89,6 +89,7 @@ type instance struct {
 	userData                                       string // base64
 	ltID                                           string
 	ltVersion                                      int
+	clientToken                                    string // RunInstances' ClientToken, reported by DescribeInstances
 	simulated                                      bool
 	simFail                                        bool // a simulated instance that never gets healthy
 
@@ -107,12 +108,12 @@ func (in *instance) tag(k string) string { return in.tags[k] }
 func init() {
 	for name, h := range map[string]handler{
 		"DescribeImages":                 (*Cloud).describeImages,
-		"CreateLaunchTemplate":           (*Cloud).createLaunchTemplate,
-		"CreateLaunchTemplateVersion":    (*Cloud).createLaunchTemplateVersion,
+		"CreateLaunchTemplate":           idempotent(128, (*Cloud).createLaunchTemplate),
+		"CreateLaunchTemplateVersion":    idempotent(128, (*Cloud).createLaunchTemplateVersion),
 		"DescribeLaunchTemplates":        (*Cloud).describeLaunchTemplates,
 		"DescribeLaunchTemplateVersions": (*Cloud).describeLaunchTemplateVersions,
-		"ModifyLaunchTemplate":           (*Cloud).modifyLaunchTemplate,
-		"RunInstances":                   (*Cloud).runInstances,
+		"ModifyLaunchTemplate":           idempotent(128, (*Cloud).modifyLaunchTemplate),
+		"RunInstances":                   idempotent(64, (*Cloud).runInstances),
 		"DescribeInstances":              (*Cloud).describeInstances,
 		"TerminateInstances":             (*Cloud).terminateInstances,
 		"CreateTags":                     (*Cloud).createTags,
@@ -408,33 +409,33 @@ func (c *Cloud) findLT(id, name string) (*launchTemplate, *apiError) {
 	return nil, errf("InvalidLaunchTemplateName.NotFoundException", "The specified launch template, with template name %s, does not exist.", name)
 }
 
-func (c *Cloud) createLaunchTemplate(req *request, x *xmlw) *apiError {
+func (c *Cloud) createLaunchTemplate(req *request) (func(x *xmlw), *apiError) {
 	p := req.Params
 	name, e := p.required("LaunchTemplateName")
 	if e != nil {
-		return e
+		return nil, e
 	}
 	if !ltNameRE.MatchString(name) {
-		return errf("InvalidLaunchTemplateName.MalformedException", "A launch template name must be between 3 and 128 characters, and may contain letters, numbers, and the following characters: - ( ) . / _")
+		return nil, errf("InvalidLaunchTemplateName.MalformedException", "A launch template name must be between 3 and 128 characters, and may contain letters, numbers, and the following characters: - ( ) . / _")
 	}
 	if !p.has("LaunchTemplateData") {
-		return errf("MissingParameter", "The request must contain the parameter LaunchTemplateData")
+		return nil, errf("MissingParameter", "The request must contain the parameter LaunchTemplateData")
 	}
 	for _, lt := range c.templates {
 		if lt.name == name {
-			return errf("InvalidLaunchTemplateName.AlreadyExistsException", "Launch template name already in use.")
+			return nil, errf("InvalidLaunchTemplateName.AlreadyExistsException", "Launch template name already in use.")
 		}
 	}
 	d, e := c.parseLTData(p.sub("LaunchTemplateData"), ltData{})
 	if e != nil {
-		return e
+		return nil, e
 	}
 	tags := map[string]string{}
 	for _, ts := range p.structs("TagSpecification") {
 		if ts.str("ResourceType") == "launch-template" {
 			t, e := ec2Tags(ts)
 			if e != nil {
-				return e
+				return nil, e
 			}
 			for k, v := range t {
 				tags[k] = v
@@ -448,10 +449,7 @@ func (c *Cloud) createLaunchTemplate(req *request, x *xmlw) *apiError {
 	}
 	lt.versions = append(lt.versions, &ltVersion{number: 1, desc: p.str("VersionDescription"), created: now, data: d})
 	c.templates[lt.id] = lt
-	x.open("launchTemplate")
-	writeLT(x, lt)
-	x.close("launchTemplate")
-	return nil
+	return ltWriter(lt), nil
 }
 
 func userOf(req *request) string {
@@ -459,6 +457,16 @@ func userOf(req *request) string {
 		return req.AccessKey
 	}
 	return "local"
+}
+
+// ltWriter writes a launch template as CreateLaunchTemplate and
+// ModifyLaunchTemplate answer with it.
+func ltWriter(lt *launchTemplate) func(x *xmlw) {
+	return func(x *xmlw) {
+		x.open("launchTemplate")
+		writeLT(x, lt)
+		x.close("launchTemplate")
+	}
 }
 
 func writeLT(x *xmlw, lt *launchTemplate) {
@@ -495,36 +503,37 @@ func writeLTVersion(x *xmlw, lt *launchTemplate, v *ltVersion) {
 	x.close("launchTemplateData")
 }
 
-func (c *Cloud) createLaunchTemplateVersion(req *request, x *xmlw) *apiError {
+func (c *Cloud) createLaunchTemplateVersion(req *request) (func(x *xmlw), *apiError) {
 	p := req.Params
 	lt, e := c.findLT(p.str("LaunchTemplateId"), p.str("LaunchTemplateName"))
 	if e != nil {
-		return e
+		return nil, e
 	}
 	if !p.has("LaunchTemplateData") {
-		return errf("MissingParameter", "The request must contain the parameter LaunchTemplateData")
+		return nil, errf("MissingParameter", "The request must contain the parameter LaunchTemplateData")
 	}
 	var base ltData
 	if sv := p.str("SourceVersion"); sv != "" {
 		src, e := lt.resolve(sv)
 		if e != nil {
-			return e
+			return nil, e
 		}
 		base = src.data
 	}
 	if len(lt.versions) >= 10000 {
-		return errf("LaunchTemplateVersionLimitExceeded", "A launch template can have at most 10000 versions")
+		return nil, errf("LaunchTemplateVersionLimitExceeded", "A launch template can have at most 10000 versions")
 	}
 	d, e := c.parseLTData(p.sub("LaunchTemplateData"), base)
 	if e != nil {
-		return e
+		return nil, e
 	}
 	v := &ltVersion{number: lt.latest() + 1, desc: p.str("VersionDescription"), created: c.now(), data: d}
 	lt.versions = append(lt.versions, v)
-	x.open("launchTemplateVersion")
-	writeLTVersion(x, lt, v)
-	x.close("launchTemplateVersion")
-	return nil
+	return func(x *xmlw) {
+		x.open("launchTemplateVersion")
+		writeLTVersion(x, lt, v)
+		x.close("launchTemplateVersion")
+	}, nil
 }
 
 func (c *Cloud) describeLaunchTemplates(req *request, x *xmlw) *apiError {
@@ -642,23 +651,20 @@ func (c *Cloud) describeLaunchTemplateVersions(req *request, x *xmlw) *apiError 
 	return nil
 }
 
-func (c *Cloud) modifyLaunchTemplate(req *request, x *xmlw) *apiError {
+func (c *Cloud) modifyLaunchTemplate(req *request) (func(x *xmlw), *apiError) {
 	p := req.Params
 	lt, e := c.findLT(p.str("LaunchTemplateId"), p.str("LaunchTemplateName"))
 	if e != nil {
-		return e
+		return nil, e
 	}
 	if dv := p.str("SetDefaultVersion"); dv != "" {
 		v, e := lt.resolve(dv)
 		if e != nil {
-			return e
+			return nil, e
 		}
 		lt.defaultVer = v.number
 	}
-	x.open("launchTemplate")
-	writeLT(x, lt)
-	x.close("launchTemplate")
-	return nil
+	return ltWriter(lt), nil
 }
 
 // launchSpec is what a new instance needs, from RunInstances or a group.
@@ -679,24 +685,24 @@ func specFromLT(lt *launchTemplate, v *ltVersion) launchSpec {
 	return s
 }
 
-func (c *Cloud) runInstances(req *request, x *xmlw) *apiError {
+func (c *Cloud) runInstances(req *request) (func(x *xmlw), *apiError) {
 	p := req.Params
 	minN, minSet, e := p.intOpt("MinCount")
 	if e != nil {
-		return e
+		return nil, e
 	}
 	maxN, maxSet, e := p.intOpt("MaxCount")
 	if e != nil {
-		return e
+		return nil, e
 	}
 	if !minSet {
-		return errf("MissingParameter", "The request must contain the parameter MinCount")
+		return nil, errf("MissingParameter", "The request must contain the parameter MinCount")
 	}
 	if !maxSet {
-		return errf("MissingParameter", "The request must contain the parameter MaxCount")
+		return nil, errf("MissingParameter", "The request must contain the parameter MaxCount")
 	}
 	if minN < 1 || maxN < minN {
-		return errf("InvalidParameterValue", "MinCount must be at least 1 and MaxCount at least MinCount")
+		return nil, errf("InvalidParameterValue", "MinCount must be at least 1 and MaxCount at least MinCount")
 	}
 	if maxN > 1000 {
 		maxN = 1000
@@ -705,11 +711,11 @@ func (c *Cloud) runInstances(req *request, x *xmlw) *apiError {
 	if p.has("LaunchTemplate") {
 		lt, e := c.findLT(p.str("LaunchTemplate.LaunchTemplateId"), p.str("LaunchTemplate.LaunchTemplateName"))
 		if e != nil {
-			return e
+			return nil, e
 		}
 		v, e := lt.resolve(p.str("LaunchTemplate.Version"))
 		if e != nil {
-			return e
+			return nil, e
 		}
 		spec = specFromLT(lt, v)
 	} else {
@@ -726,7 +732,7 @@ func (c *Cloud) runInstances(req *request, x *xmlw) *apiError {
 	}
 	if v, ok := p["UserData"]; ok {
 		if _, err := base64.StdEncoding.DecodeString(v); err != nil {
-			return errf("InvalidUserData.Malformed", "User data must be base64 encoded: %v", err)
+			return nil, errf("InvalidUserData.Malformed", "User data must be base64 encoded: %v", err)
 		}
 		spec.userData = v
 	}
@@ -736,7 +742,7 @@ func (c *Cloud) runInstances(req *request, x *xmlw) *apiError {
 		}
 		tags, e := ec2Tags(ts)
 		if e != nil {
-			return e
+			return nil, e
 		}
 		for k, v := range tags {
 			spec.tags[k] = v
@@ -744,10 +750,10 @@ func (c *Cloud) runInstances(req *request, x *xmlw) *apiError {
 	}
 	spec.az = p.str("Placement.AvailabilityZone")
 	if spec.imageID == "" {
-		return errf("MissingParameter", "The request must contain the parameter ImageId")
+		return nil, errf("MissingParameter", "The request must contain the parameter ImageId")
 	}
 	if e := c.checkImage(spec.imageID); e != nil {
-		return e
+		return nil, e
 	}
 	res := c.newReservationID()
 	var launched []*instance
@@ -760,15 +766,12 @@ func (c *Cloud) runInstances(req *request, x *xmlw) *apiError {
 			for _, in := range launched {
 				c.terminate(in, "Client.InstanceInitiatedShutdown")
 			}
-			return e
+			return nil, e
 		}
+		in.clientToken = p.str("ClientToken")
 		launched = append(launched, in)
 	}
-	x.leaf("reservationId", res)
-	x.leaf("ownerId", accountID)
-	x.list("groupSet", "item", 0, nil)
-	x.list("instancesSet", "item", len(launched), func(i int) { c.writeInstance(x, launched[i], i) })
-	return nil
+	return func(x *xmlw) { c.writeReservation(x, res, launched) }, nil
 }
 
 func (c *Cloud) checkImage(id string) *apiError {
@@ -785,6 +788,15 @@ func (c *Cloud) newReservationID() string {
 	return "r-" + randHex(17)
 }
 
+// writeReservation writes a reservation's members, as RunInstances answers
+// and DescribeInstances lists them.
+func (c *Cloud) writeReservation(x *xmlw, id string, ins []*instance) {
+	x.leaf("reservationId", id)
+	x.leaf("ownerId", accountID)
+	x.list("groupSet", "item", 0, nil)
+	x.list("instancesSet", "item", len(ins), func(i int) { c.writeInstance(x, ins[i], i) })
+}
+
 func (c *Cloud) writeInstance(x *xmlw, in *instance, idx int) {
 	x.leaf("instanceId", in.id)
 	x.leaf("imageId", in.imageID)
@@ -797,6 +809,7 @@ func (c *Cloud) writeInstance(x *xmlw, in *instance, idx int) {
 	x.opt("reason", in.stateReason)
 	x.opt("keyName", in.keyName)
 	x.int("amiLaunchIndex", idx)
+	x.opt("clientToken", in.clientToken)
 	x.leaf("instanceType", in.instanceType)
 	x.time("launchTime", in.launched)
 	x.open("placement")
@@ -917,12 +930,7 @@ func (c *Cloud) describeInstances(req *request, x *xmlw) *apiError {
 		}
 		groups[i] = append(groups[i], in)
 	}
-	x.list("reservationSet", "item", len(groups), func(i int) {
-		x.leaf("reservationId", groups[i][0].reservation)
-		x.leaf("ownerId", accountID)
-		x.list("groupSet", "item", 0, nil)
-		x.list("instancesSet", "item", len(groups[i]), func(j int) { c.writeInstance(x, groups[i][j], j) })
-	})
+	x.list("reservationSet", "item", len(groups), func(i int) { c.writeReservation(x, groups[i][0].reservation, groups[i]) })
 	x.opt("nextToken", next)
 	return nil
 }
@@ -953,6 +961,8 @@ func instanceMatches(in *instance, fs []filter) (bool, *apiError) {
 			m = f.match(in.az, true)
 		case "reservation-id":
 			m = f.match(in.reservation, true)
+		case "client-token":
+			m = f.match(in.clientToken, in.clientToken != "")
 		default:
 			return false, errf("InvalidParameterValue", "The filter '%s' is invalid", f.name)
 		}
