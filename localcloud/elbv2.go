@@ -42,9 +42,32 @@ type targetGroup struct {
 	created                              time.Time
 }
 
-func (tg *targetGroup) deregDelay() time.Duration {
+// deregDelay is how long a deregistered target of tg drains: the group's
+// deregistration_delay.timeout_seconds, shortened to
+// Config.DeregistrationDelayMax.
+func (c *Cloud) deregDelay(tg *targetGroup) time.Duration {
 	n, _ := strconv.Atoi(tg.attrs["deregistration_delay.timeout_seconds"])
-	return time.Duration(n) * time.Second
+	d := time.Duration(n) * time.Second
+	if m := c.cfg.DeregistrationDelayMax; m > 0 && d > m {
+		d = m
+	}
+	return d
+}
+
+// tgAttrs are tg's attributes as ModifyTargetGroupAttributes and
+// DescribeTargetGroupAttributes report them: the deregistration delay is
+// the one applied, so that a client sizing its drain by it (the rollout
+// engine does) sees when the load balancer will cut the connections. The
+// attribute counts whole seconds; a shorter delay reads as 1, never as 0
+// (no delay at all).
+func (c *Cloud) tgAttrs(tg *targetGroup) map[string]string {
+	out := make(map[string]string, len(tg.attrs))
+	for k, v := range tg.attrs {
+		out[k] = v
+	}
+	d := c.deregDelay(tg)
+	out["deregistration_delay.timeout_seconds"] = strconv.Itoa(int((d + time.Second - 1) / time.Second))
+	return out
 }
 
 func (tg *targetGroup) sortedTargets() []*target {
@@ -604,7 +627,7 @@ func (c *Cloud) modifyTGAttributes(req *request, x *xmlw) *apiError {
 		next[k] = v
 	}
 	tg.attrs = next
-	writeAttrs(x, tg.attrs)
+	writeAttrs(x, c.tgAttrs(tg))
 	return nil
 }
 
@@ -613,7 +636,7 @@ func (c *Cloud) describeTGAttributes(req *request, x *xmlw) *apiError {
 	if e != nil {
 		return e
 	}
-	writeAttrs(x, tg.attrs)
+	writeAttrs(x, c.tgAttrs(tg))
 	return nil
 }
 
@@ -700,10 +723,7 @@ func (c *Cloud) registerTarget(tg *targetGroup, in *instance, port int, now time
 // the instance. It reports whether anything was registered.
 func (c *Cloud) deregisterTarget(tg *targetGroup, id string, port int, now time.Time) bool {
 	found := false
-	delay := tg.deregDelay()
-	if m := c.cfg.DeregistrationDelayMax; m > 0 && delay > m {
-		delay = m
-	}
+	delay := c.deregDelay(tg)
 	for _, t := range tg.targets {
 		if t.id != id || port != 0 && t.port != port {
 			continue

@@ -109,6 +109,9 @@ func TestSeedTopologySimulated(t *testing.T) {
 	topo.LoadBalancers[0].Listeners[0].Port = int32(freePort(t))
 	cfg := fastConfig()
 	cfg.Images = map[string]Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}}
+	// Uncapped, so that the attribute reads the topology's delay (a cap
+	// would be reported instead); nothing here drains.
+	cfg.DeregistrationDelayMax = 0
 	c, cl := startCloud(t, cfg)
 	if err := c.Bootstrap(ctx, topo); err != nil {
 		t.Fatal(err)
