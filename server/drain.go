@@ -278,18 +278,13 @@ func (s *Server) release(ss *session) {
 		// request makes faye wait its retry interval (5 s by default)
 		// before sending it again; one closed after an answer costs it
 		// nothing.
+		// close is idempotent: a socket already closed by then stays so.
 		go func() {
 			if ws.write(frame([]outMsg{{b: held}})) != nil {
 				ws.close(wsStatusGoingAway, "node draining")
 				return
 			}
-			t := time.NewTimer(s.cfg.ReleaseGrace)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-ws.closed:
-			}
-			ws.close(wsStatusGoingAway, "node draining")
+			time.AfterFunc(s.cfg.ReleaseGrace, func() { ws.close(wsStatusGoingAway, "node draining") })
 		}()
 	case ws != nil:
 		ws.close(wsStatusGoingAway, "node draining")

@@ -51,6 +51,9 @@ type Config struct {
 	SessionTimeout time.Duration
 	// WriteTimeout bounds one websocket write; default 10s.
 	WriteTimeout time.Duration
+	// noPoller keeps a goroutine waiting on every websocket instead of
+	// parking idle ones in the poller: the fallback, tested on its own.
+	noPoller bool
 	// SweepInterval is how often expired sessions are looked for; default 5s.
 	SweepInterval time.Duration
 	// ReleaseGrace is how long a drain waits for a released websocket
@@ -155,6 +158,7 @@ type Server struct {
 	met        *metrics
 	exts       []Extension
 	holds      holdQueue // held websocket connects
+	poller     *wsPoller // parked idle websockets; nil: a goroutine each
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -174,6 +178,7 @@ type Server struct {
 
 	stopBroker func()
 	closeOnce  sync.Once
+	pollerOnce sync.Once
 	wg         sync.WaitGroup
 }
 
@@ -209,9 +214,20 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.AdminToken == "" {
 		s.log.Warn("no admin token: /admin and /publish are disabled")
 	}
+	if !cfg.noPoller {
+		p, err := newWSPoller(s.log)
+		if err != nil {
+			// a goroutine per websocket works too, at a higher idle cost
+			s.log.Warn("websocket poller unavailable: every websocket keeps a goroutine", "err", err)
+		}
+		s.poller = p
+	}
 	stop, err := cfg.Broker.Subscribe(ctx, s.onBroker)
 	if err != nil {
 		cancel()
+		if s.poller != nil {
+			s.poller.close()
+		}
 		return nil, fmt.Errorf("subscribe to broker: %w", err)
 	}
 	s.stopBroker = stop
@@ -289,6 +305,9 @@ func (s *Server) Close() error {
 			conns = append(conns, c)
 		}
 		s.mu.Unlock()
+		if len(conns) == 0 {
+			s.closePoller()
+		}
 		for _, c := range conns {
 			c.close(wsStatusGoingAway, "server shutting down")
 		}

@@ -3,8 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,57 +10,85 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
 	"wsfleet/bayeux"
 )
 
-var errBinary = errors.New("binary websocket frame")
-
 const (
-	wsStatusGoingAway       = websocket.StatusGoingAway
-	wsStatusPolicyViolation = websocket.StatusPolicyViolation
-	wsStatusTryAgainLater   = websocket.StatusTryAgainLater
+	wsStatusGoingAway       = ws.StatusGoingAway
+	wsStatusPolicyViolation = ws.StatusPolicyViolation
+	// wsStatusTryAgainLater is RFC 6455's registered 1013, which the
+	// library does not name.
+	wsStatusTryAgainLater ws.StatusCode = 1013
 )
 
-// wsConn is one websocket. Its reader is the HTTP handler's goroutine; a
-// writer goroutine runs only while its session has something queued, so an
-// idle connection costs one goroutine.
+// closeWait bounds how long a closing socket waits for the peer's close
+// frame before the TCP connection is closed anyway (RFC 6455 section 7.1.1
+// wants the server to close TCP after the closing handshake).
+const closeWait = 5 * time.Second
+
+// wsConn is one websocket. At any time at most one goroutine reads it: the
+// socket's owner. An idle socket has none: it is parked in the node's
+// poller (Linux's epoll), which starts a goroutine when bytes arrive, and
+// that goroutine reads and handles frames while there are any, then parks
+// the socket again and ends. A goroutine per idle socket (its stack, 2 KiB
+// at the least) was the largest part of what an idle session cost. Where
+// there is no poller, the owner waits for bytes in a shallow call instead.
+//
+// Writing is the session's business (writeLoop) and the reader's for
+// control frames; both go through sock.
 type wsConn struct {
-	c         *websocket.Conn
-	br        *bufio.Reader // c's read buffer, to wait for data shallowly
-	srv       *Server
-	conn      net.Conn
-	sock      *sockWriter // nil when the library did not hijack through smallBuffers
-	closeOnce sync.Once
-	closed    chan struct{}
-	// closeCode and closeReason are what the reader closes the socket
-	// with; set once, by close.
-	closeCode   websocket.StatusCode
+	srv  *Server
+	conn net.Conn
+	br   *bufio.Reader // small: see wsBufferSize
+	sock *sockWriter
+
+	// state is wsReading or wsParked; moving a socket out of wsParked
+	// (compare-and-swap) makes the mover its owner.
+	state atomic.Int32
+	fd    int32  // the socket's descriptor, for the poller
+	gen   uint32 // tells this socket's poller entries from a reused fd's
+	armed bool   // registered with the poller (owner or closeMu)
+
+	// owner's read state
+	bound      *session // the session whose connect this socket carries
+	msg        []byte   // a fragmented text message being assembled
+	fragmented bool
+	peerClosed bool // the peer's close frame arrived (and was answered)
+
+	// closeMu guards the close request: once closing is set, the owner
+	// closes the socket with closeCode and closeReason.
+	closeMu     sync.Mutex
+	closing     bool
+	closeCode   ws.StatusCode
 	closeReason string
 }
+
+const (
+	wsReading int32 = iota // a goroutine owns the socket
+	wsParked               // the poller holds the socket
+)
 
 // wsBufferSize is the size of a websocket's read buffer, which every
 // connection holds for as long as it is open. Bayeux frames from clients
 // are small (a /meta/connect is about 100 bytes), and at tens of thousands
 // of idle connections the 4 KiB buffer net/http hands over on hijack would
 // be most of a session's cost. A larger frame takes one more read call:
-// the library reads a payload longer than the buffer straight into its
-// own slice.
+// a payload longer than the buffer is read straight into its own slice.
 const wsBufferSize = 128
 
 // smallBuffers is a ResponseWriter whose Hijack swaps net/http's 4 KiB
-// buffers for small ones, keeping any bytes already read. The writer it
-// hands the library writes through sock, which the node's own frames share.
+// buffers for a small reader that keeps any bytes already read, and a
+// writer for the upgrade response only (frames go through a sockWriter).
 type smallBuffers struct {
 	http.ResponseWriter
-	br   *bufio.Reader // the reader handed to the websocket library
+	br   *bufio.Reader
 	conn net.Conn
-	sock *sockWriter
-	// timeout bounds each write on the socket.
-	timeout time.Duration
 }
 
 func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -77,147 +103,48 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.conn = conn
-	w.sock = &sockWriter{conn: conn, timeout: w.timeout}
-	// the library writes only control frames (pong, close) itself, none
-	// longer than controlFrameMax: each reaches sock whole, in one Write.
-	bw := bufio.NewWriterSize(w.sock, controlFrameMax)
 	n := brw.Reader.Buffered()
 	if n == 0 {
 		w.br = bufio.NewReaderSize(conn, wsBufferSize)
-		return conn, bufio.NewReadWriter(w.br, bw), nil
-	}
-	// bytes the client sent right after its upgrade request are already
-	// read: they must sit in the new reader's buffer (the websocket
-	// library takes over what is Buffered and resets the reader).
-	b, _ := brw.Reader.Peek(n)
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn), max(wsBufferSize, n))
-	if _, err := br.Peek(n); err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	w.br = br
-	return conn, bufio.NewReadWriter(br, bw), nil
-}
-
-// controlFrameMax is the longest websocket control frame a server sends:
-// a 2-byte header and at most 125 bytes of payload.
-const controlFrameMax = 2 + 125
-
-// sockWriter is the single way onto a websocket's socket. The node writes
-// its text frames here directly, header and payload in one write system
-// call, rather than through the library's Write: that path costs two
-// channel-based locks, a context watch and a buffer copy per frame, which
-// at fan-out rates was a third of the node's CPU. The library's own
-// frames (pongs, the close frame) come through Write whole, so frames
-// from both never interleave.
-type sockWriter struct {
-	mu        sync.Mutex
-	conn      net.Conn
-	timeout   time.Duration
-	closeSent bool      // a close frame went out: no more data frames
-	deadline  time.Time // the socket's write deadline
-}
-
-// extendDeadlineLocked makes sure a write may block for at least half the
-// timeout and at most the whole of it. The deadline is moved only when
-// less than half is left: setting it costs a runtime timer update, 7% of
-// the CPU at fan-out rates when done for every frame.
-func (w *sockWriter) extendDeadlineLocked() {
-	now := time.Now()
-	if w.deadline.Sub(now) >= w.timeout/2 {
-		return
-	}
-	w.deadline = now.Add(w.timeout)
-	w.conn.SetWriteDeadline(w.deadline)
-}
-
-// Write takes the library's frames.
-func (w *sockWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for i := 0; i+2 <= len(p); {
-		if p[i]&0x0f == 0x8 { // opcode close
-			w.closeSent = true
+	} else {
+		// bytes the client sent right after its upgrade request are
+		// already read: they must come first.
+		b, _ := brw.Reader.Peek(n)
+		w.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn), max(wsBufferSize, n))
+		if _, err := w.br.Peek(n); err != nil {
+			conn.Close()
+			return nil, nil, err
 		}
-		l := int(p[i+1] & 0x7f)
-		if l > 125 {
-			break
-		}
-		i += 2 + l
 	}
-	w.extendDeadlineLocked()
-	return w.conn.Write(p)
+	// the upgrade response is the only thing written through this
+	// writer; it is garbage once the handshake is done.
+	return conn, bufio.NewReadWriter(w.br, bufio.NewWriterSize(conn, 256)), nil
 }
 
-// writeText writes payload as one unmasked, unfragmented text frame.
-func (w *sockWriter) writeText(payload []byte) error {
-	return w.writeTextFunc(len(payload), func(b []byte) []byte { return append(b, payload...) })
-}
+// upgrader performs the RFC 6455 opening handshake. It offers no
+// extensions (per-message compression state costs tens of KiB per
+// connection) and no subprotocol, and it accepts any origin, as Faye
+// does: clients authenticate with a token.
+var upgrader = ws.HTTPUpgrader{}
 
-// writeTextFunc writes a text frame whose n-byte payload fill appends.
-func (w *sockWriter) writeTextFunc(n int, fill func([]byte) []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closeSent {
-		return net.ErrClosed
-	}
-	bp := framePool.Get().(*[]byte)
-	b := appendTextHeader((*bp)[:0], n)
-	h := len(b)
-	b = fill(b)
-	if len(b)-h != n {
-		return fmt.Errorf("write websocket frame: %d payload bytes announced, %d built", n, len(b)-h)
-	}
-	w.extendDeadlineLocked()
-	_, err := w.conn.Write(b)
-	// pool buffers of the usual size only
-	if cap(b) <= framePoolMax {
-		*bp = b[:0]
-		framePool.Put(bp)
-	}
-	if err != nil {
-		return fmt.Errorf("write websocket frame: %w", err)
-	}
-	return nil
-}
-
-// framePool holds frame buffers shared by all connections, so that an
-// idle connection holds none.
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-const framePoolMax = 16 << 10
-
-// appendTextHeader appends the header of a final, unmasked text frame
-// with an n-byte payload (RFC 6455 section 5.2).
-func appendTextHeader(b []byte, n int) []byte {
-	const finText = 0x80 | 0x1
-	switch {
-	case n <= 125:
-		return append(b, finText, byte(n))
-	case n <= 0xffff:
-		return append(b, finText, 126, byte(n>>8), byte(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, finText, 127), uint64(n))
-	}
-}
-
-// serveWS upgrades the request and hands the socket to a reader goroutine
-// of its own: the handler's goroutine, whose stack grew while serving
-// HTTP, ends, and the reader's stays small.
+// serveWS upgrades the request and hands the socket to its first owner.
+// The handler's goroutine, whose stack grew while serving HTTP, ends.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	sb := &smallBuffers{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
-	c, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
-		// Faye accepts any origin; clients authenticate with a token.
-		InsecureSkipVerify: true,
-		// compression state costs tens of KiB per connection.
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	sb := &smallBuffers{ResponseWriter: w}
+	upgrader := upgrader
+	upgrader.Timeout = s.cfg.WriteTimeout
+	conn, _, _, err := upgrader.Upgrade(r, sb)
 	if err != nil {
+		// the library answered the client (400, 426, ...) on the
+		// hijacked connection, or the hijack itself failed.
+		if conn != nil {
+			conn.Close()
+		}
 		s.met.errorCode(400)
+		s.log.Debug("websocket upgrade refused", "err", err)
 		return
 	}
-	c.SetReadLimit(int64(s.cfg.MaxMessageBytes))
-	wc := &wsConn{c: c, br: sb.br, conn: sb.conn, sock: sb.sock, srv: s, closed: make(chan struct{})}
+	wc := &wsConn{srv: s, conn: conn, br: sb.br, sock: &sockWriter{conn: conn, timeout: s.cfg.WriteTimeout}, fd: -1}
 	s.mu.Lock()
 	closing := s.ctx.Err() != nil
 	if !closing {
@@ -225,74 +152,267 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if closing {
-		c.Close(wsStatusGoingAway, "server shutting down")
+		wc.sock.writeClose(wsStatusGoingAway, "server shutting down")
+		conn.Close()
 		return
 	}
 	s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
 	s.met.accepted.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
-	go s.readWS(wc)
+	go s.readWS(wc, false)
 }
 
-// readWS reads frames until the socket closes.
-func (s *Server) readWS(wc *wsConn) {
-	c := wc.c
-	var bound *session
-	defer func() {
-		s.mu.Lock()
-		delete(s.wsConns, wc)
-		s.mu.Unlock()
-		s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Dec()
-		if bound != nil {
-			bound.detach(wc)
-		}
-		// the close handshake reads from the socket, so it is done here,
-		// where nothing else reads any more.
-		wc.close(websocket.StatusNormalClosure, "")
-		if wc.conn != nil {
-			wc.conn.SetReadDeadline(time.Time{})
-		}
-		c.Close(wc.closeCode, wc.closeReason)
-	}()
-	type frame struct {
-		ss  *session
-		err error
-	}
-	done := make(chan frame, 1)
+// readWS is the owner's loop: it reads and handles frames while bytes are
+// waiting, parks the socket when there are none, and closes it once a
+// close is asked for or the socket fails.
+// ready says that bytes are waiting on the socket: the poller saw them.
+func (s *Server) readWS(wc *wsConn, ready bool) {
 	for {
-		// Idle connections wait here, in a shallow call that keeps this
-		// goroutine's stack at its minimum; reading the frame and handling
-		// it (JSON, the handlers, metrics) need a deep stack, so they run
-		// on a short-lived goroutine, waited for so that frames are
-		// handled one at a time and in order.
-		if wc.br != nil {
-			if _, err := wc.br.Peek(1); err != nil {
-				return
-			}
-		}
-		go func() {
-			typ, data, err := c.Read(context.Background())
-			if err != nil {
-				done <- frame{err: err}
-				return
-			}
-			if typ != websocket.MessageText {
-				wc.close(websocket.StatusUnsupportedData, "text frames only")
-				done <- frame{err: errBinary}
-				return
-			}
-			done <- frame{ss: s.handleFrame(wc, data)}
-		}()
-		f := <-done
-		if f.err != nil {
+		if wc.isClosing() {
+			s.finishWS(wc)
 			return
 		}
-		if ss := f.ss; ss != nil {
-			if bound != nil && bound != ss {
-				bound.detach(wc)
+		if !ready && wc.br.Buffered() == 0 {
+			if s.poller != nil && !s.cfg.noPoller {
+				if wc.park() {
+					return
+				}
+				continue // parking failed or a close came: still the owner
 			}
-			bound = ss
+			// no poller: wait here, in a shallow call that keeps this
+			// goroutine's stack at its minimum, and handle the frame on a
+			// short-lived goroutine, which needs a deep one.
+			if _, err := wc.br.Peek(1); err != nil {
+				wc.close(ws.StatusNormalClosure, "")
+				continue
+			}
+			done := make(chan struct{})
+			go func() { s.readFrame(wc); close(done) }()
+			<-done
+			continue
+		}
+		ready = false
+		s.readFrame(wc)
+	}
+}
+
+// park hands the idle socket to the poller. It reports false when the
+// caller is still the socket's owner: the poller refused it, or a close
+// was asked for before anyone else could take the socket over.
+func (wc *wsConn) park() bool {
+	wc.state.Store(wsParked)
+	wc.closeMu.Lock()
+	err := errClosing
+	if !wc.closing {
+		err = wc.srv.poller.arm(wc)
+	}
+	wc.closeMu.Unlock()
+	if err == nil {
+		// from here the poller or close may own the socket; take it back
+		// only when a close slipped in unseen by both.
+		return !(wc.isClosing() && wc.state.CompareAndSwap(wsParked, wsReading))
+	}
+	if !wc.state.CompareAndSwap(wsParked, wsReading) {
+		return true // close took the socket over
+	}
+	if !errors.Is(err, errClosing) {
+		wc.srv.log.Warn("websocket poller refused a socket: closing it", "err", err)
+		wc.close(ws.StatusInternalServerError, "")
+	}
+	return false
+}
+
+var errClosing = errors.New("websocket closing")
+
+// wake is the poller's: bytes (or a hang-up) arrived on the parked socket.
+func (wc *wsConn) wake() {
+	if wc.state.CompareAndSwap(wsParked, wsReading) {
+		go wc.srv.readWS(wc, true)
+	}
+}
+
+// isClosing reports whether a close was asked for.
+func (wc *wsConn) isClosing() bool {
+	wc.closeMu.Lock()
+	defer wc.closeMu.Unlock()
+	return wc.closing
+}
+
+// close asks for the socket to be closed with a status, once, without
+// waiting: the owner performs the close. A parked socket is taken from the
+// poller and given an owner; a socket being read gets an expired read
+// deadline, which wakes its owner.
+func (wc *wsConn) close(code ws.StatusCode, reason string) {
+	wc.closeMu.Lock()
+	if wc.closing {
+		wc.closeMu.Unlock()
+		return
+	}
+	wc.closing, wc.closeCode, wc.closeReason = true, code, reason
+	wc.closeMu.Unlock()
+	if wc.state.CompareAndSwap(wsParked, wsReading) {
+		go wc.srv.readWS(wc, false)
+		return
+	}
+	wc.conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// readFrame reads one frame and acts on it; a complete text message goes
+// to handleFrame. Any error asks for the socket to be closed.
+func (s *Server) readFrame(wc *wsConn) {
+	data, err := wc.readMessage(s.cfg.MaxMessageBytes)
+	if err != nil {
+		var ce closeError
+		if errors.As(err, &ce) {
+			wc.close(ce.code, ce.reason)
+		} else {
+			wc.close(ws.StatusNormalClosure, "")
+		}
+		return
+	}
+	if data == nil {
+		return // a control frame, or part of a fragmented message
+	}
+	if ss := s.handleFrame(wc, data); ss != nil {
+		if wc.bound != nil && wc.bound != ss {
+			wc.bound.detach(wc)
+		}
+		wc.bound = ss
+	}
+}
+
+// closePoller stops the poller once the node is closed and its last
+// websocket is gone.
+func (s *Server) closePoller() {
+	if s.poller != nil {
+		s.pollerOnce.Do(s.poller.close)
+	}
+}
+
+// closeError fails the websocket connection with a status (RFC 6455
+// section 7.1.7).
+type closeError struct {
+	code   ws.StatusCode
+	reason string
+}
+
+func (e closeError) Error() string { return fmt.Sprintf("websocket %d: %s", e.code, e.reason) }
+
+// errPeerClosed ends reading after the peer's close frame was answered.
+var errPeerClosed = errors.New("websocket closed by the peer")
+
+// readMessage reads one frame (RFC 6455 section 5). It returns a whole
+// text message, nil for a frame that completes none (a control frame, a
+// fragment), or an error. Pings are answered here.
+func (wc *wsConn) readMessage(limit int) ([]byte, error) {
+	var hb [ws.MaxHeaderSize - 2]byte
+	h, err := ws.ReadHeaderBuffer(wc.br, hb[:])
+	if err != nil {
+		if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+			return nil, closeError{ws.StatusProtocolError, "bad frame header"}
+		}
+		return nil, err
+	}
+	state := ws.StateServerSide
+	if wc.fragmented {
+		state = state.Set(ws.StateFragmented)
+	}
+	if err := ws.CheckHeader(h, state); err != nil {
+		return nil, closeError{ws.StatusProtocolError, err.Error()}
+	}
+	if h.OpCode == ws.OpBinary {
+		return nil, closeError{ws.StatusUnsupportedData, "text frames only"}
+	}
+	if h.Length > int64(limit-len(wc.msg)) {
+		return nil, closeError{ws.StatusMessageTooBig, fmt.Sprintf("message longer than %d bytes", limit)}
+	}
+	payload := make([]byte, h.Length)
+	if _, err := io.ReadFull(wc.br, payload); err != nil {
+		return nil, err
+	}
+	ws.Cipher(payload, h.Mask, 0)
+	switch h.OpCode {
+	case ws.OpPing:
+		wc.sock.writeControl(ws.OpPong, payload)
+		return nil, nil
+	case ws.OpPong:
+		return nil, nil
+	case ws.OpClose:
+		return nil, wc.peerClose(payload)
+	case ws.OpContinuation:
+		wc.msg = append(wc.msg, payload...)
+	default: // text
+		wc.msg = payload
+	}
+	if !h.Fin {
+		wc.fragmented = true
+		return nil, nil
+	}
+	msg := wc.msg
+	wc.msg, wc.fragmented = nil, false
+	if !utf8.Valid(msg) {
+		return nil, closeError{ws.StatusInvalidFramePayloadData, "text is not UTF-8"}
+	}
+	return msg, nil
+}
+
+// peerClose answers the peer's close frame, echoing its status (RFC 6455
+// section 5.5.1), or fails the connection when the frame is malformed.
+func (wc *wsConn) peerClose(payload []byte) error {
+	if len(payload) == 1 {
+		return closeError{ws.StatusProtocolError, "close frame of one byte"}
+	}
+	code, reason := ws.ParseCloseFrameData(payload)
+	if len(payload) >= 2 {
+		if err := ws.CheckCloseFrameData(code, reason); err != nil {
+			if errors.Is(err, ws.ErrProtocolInvalidUTF8) {
+				return closeError{ws.StatusInvalidFramePayloadData, "close reason is not UTF-8"}
+			}
+			return closeError{ws.StatusProtocolError, err.Error()}
 		}
 	}
+	wc.peerClosed = true
+	wc.closeMu.Lock()
+	if !wc.closing {
+		wc.closing, wc.closeCode, wc.closeReason = true, code, ""
+	}
+	wc.closeMu.Unlock()
+	return errPeerClosed
+}
+
+// finishWS closes the socket: it unbinds the session, sends the close
+// frame, waits a little for the peer's, and closes the connection. Only
+// the owner calls it, once.
+func (s *Server) finishWS(wc *wsConn) {
+	if s.poller != nil {
+		s.poller.forget(wc)
+	}
+	s.mu.Lock()
+	delete(s.wsConns, wc)
+	last := len(s.wsConns) == 0 && s.ctx.Err() != nil
+	s.mu.Unlock()
+	if last {
+		s.closePoller()
+	}
+	s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Dec()
+	if wc.bound != nil {
+		wc.bound.detach(wc)
+	}
+	wc.closeMu.Lock()
+	code, reason := wc.closeCode, wc.closeReason
+	wc.closeMu.Unlock()
+	if err := wc.sock.writeClose(code, reason); err == nil && !wc.peerClosed {
+		// the closing handshake: discard what still comes until the
+		// peer's close frame, or closeWait.
+		wc.conn.SetReadDeadline(time.Now().Add(closeWait))
+		wc.msg, wc.fragmented = nil, false
+		for {
+			_, err := wc.readMessage(s.cfg.MaxMessageBytes)
+			if err != nil {
+				break
+			}
+		}
+	}
+	wc.conn.Close()
 }
 
 // handleFrame processes one websocket frame and returns the session whose
@@ -440,7 +560,7 @@ func (ss *session) writeLoop() {
 			ss.given = given
 			ss.writing = false
 			ss.mu.Unlock()
-			wc.close(websocket.StatusGoingAway, "write failed")
+			wc.close(ws.StatusGoingAway, "write failed")
 			return
 		}
 		ss.srv.countOut(q)
@@ -489,9 +609,6 @@ func appendFrame(b []byte, q []outMsg) []byte {
 // writeQueue sends q as one frame, built straight into the socket
 // writer's pooled buffer: no frame is allocated per delivery.
 func (wc *wsConn) writeQueue(q []outMsg) error {
-	if wc.sock == nil {
-		return wc.write(frame(q))
-	}
 	return wc.sock.writeTextFunc(frameLen(q), func(b []byte) []byte { return appendFrame(b, q) })
 }
 
@@ -503,27 +620,5 @@ func (wc *wsConn) writeReplies(rs []*bayeux.Message) {
 	wc.write(b)
 }
 
-// write sends one text frame, through sock when there is one.
-func (wc *wsConn) write(b []byte) error {
-	if wc.sock != nil {
-		return wc.sock.writeText(b)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wc.srv.cfg.WriteTimeout)
-	defer cancel()
-	return wc.c.Write(ctx, websocket.MessageText, b)
-}
-
-// close asks for the socket to be closed with a status, once, without
-// waiting: it wakes the reader (an expired read deadline), which performs
-// the close handshake.
-func (wc *wsConn) close(code websocket.StatusCode, reason string) {
-	wc.closeOnce.Do(func() {
-		wc.closeCode, wc.closeReason = code, reason
-		close(wc.closed)
-		if wc.conn != nil {
-			wc.conn.SetReadDeadline(time.Unix(1, 0))
-		} else {
-			go wc.c.Close(code, reason)
-		}
-	})
-}
+// write sends one text frame.
+func (wc *wsConn) write(b []byte) error { return wc.sock.writeText(b) }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 func TestAppendTextHeader(t *testing.T) {
@@ -20,7 +22,7 @@ func TestAppendTextHeader(t *testing.T) {
 		{0xffff, []byte{0x81, 126, 0xff, 0xff}},
 		{0x10000, binary.BigEndian.AppendUint64([]byte{0x81, 127}, 0x10000)},
 	} {
-		if got := appendTextHeader(nil, tc.n); !bytes.Equal(got, tc.want) {
+		if got := appendHeader(nil, ws.OpText, tc.n); !bytes.Equal(got, tc.want) {
 			t.Errorf("header for %d bytes: % x, want % x", tc.n, got, tc.want)
 		}
 	}
