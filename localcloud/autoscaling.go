@@ -60,6 +60,23 @@ func (c *Cloud) groupInstance(g *group, id string) (*instance, *apiError) {
 	return in, nil
 }
 
+// groupInstances finds the instances ids of g, each in the lifecycle state
+// want unless want is "".
+func (c *Cloud) groupInstances(g *group, ids []string, want string) ([]*instance, *apiError) {
+	var ins []*instance
+	for _, id := range ids {
+		in, e := c.groupInstance(g, id)
+		if e != nil {
+			return nil, e
+		}
+		if want != "" && in.asg.lifecycle != want {
+			return nil, validationf("The instance %s is not in %s.", id, want)
+		}
+		ins = append(ins, in)
+	}
+	return ins, nil
+}
+
 // parseGroupLT reads LaunchTemplate.{LaunchTemplateId,LaunchTemplateName,Version}.
 func (c *Cloud) parseGroupLT(p params) (id, version string, e *apiError) {
 	lid, lname := p.str("LaunchTemplate.LaunchTemplateId"), p.str("LaunchTemplate.LaunchTemplateName")
@@ -113,16 +130,11 @@ func (c *Cloud) createGroup(req *request, x *xmlw) *apiError {
 		return e
 	}
 	g := &group{name: name, arn: c.groupARN(name), created: c.now(), ltID: ltID, ltVersion: ltVer, cooldown: 300, healthType: "EC2", tags: map[string]asgTag{}}
-	var set bool
-	if g.min, set, e = p.intOpt("MinSize"); e != nil {
+	if g.min, e = p.requiredInt("MinSize"); e != nil {
 		return e
-	} else if !set {
-		return errf("MissingParameter", "The request must contain the parameter MinSize")
 	}
-	if g.max, set, e = p.intOpt("MaxSize"); e != nil {
+	if g.max, e = p.requiredInt("MaxSize"); e != nil {
 		return e
-	} else if !set {
-		return errf("MissingParameter", "The request must contain the parameter MaxSize")
 	}
 	g.desired = g.min
 	if d, set, e := p.intOpt("DesiredCapacity"); e != nil {
@@ -362,11 +374,7 @@ func (c *Cloud) writeGroup(x *xmlw, g *group) {
 	if g.deleting {
 		x.leaf("Status", "Delete in progress")
 	}
-	keys := make([]string, 0, len(g.tags))
-	for k := range g.tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := sortedKeys(g.tags)
 	x.list("Tags", "member", len(keys), func(i int) {
 		writeASGTag(x, g, keys[i])
 	})
@@ -415,88 +423,47 @@ func (c *Cloud) writeASGInstance(x *xmlw, in *instance, withGroup bool) {
 	x.bool("ProtectedFromScaleIn", a.protected)
 }
 
-// page applies MaxRecords/NextToken paging to n items.
-func page(p params, n, def, max int) (from, to int, next string, e *apiError) {
-	limit := def
-	if v, set, e := p.intOpt("MaxRecords"); e != nil {
-		return 0, 0, "", e
-	} else if set {
-		if v < 1 || v > max {
-			return 0, 0, "", validationf("MaxRecords must be between 1 and %d", max)
-		}
-		limit = v
-	}
-	from, e = pageToken(p.str("NextToken"), n)
-	if e != nil {
-		return 0, 0, "", e
-	}
-	to = from + limit
-	if to >= n {
-		return from, n, "", nil
-	}
-	return from, to, strconv.Itoa(to), nil
-}
-
 func (c *Cloud) describeGroups(req *request, x *xmlw) *apiError {
 	p := req.Params
-	names := p.list("AutoScalingGroupNames.member")
-	var gs []*group
-	if len(names) > 0 {
-		for _, n := range names {
-			if g := c.groups[n]; g != nil {
-				gs = append(gs, g)
-			}
-		}
-	} else {
-		for _, n := range sortedGroupNames(c.groups) {
-			gs = append(gs, c.groups[n])
-		}
-	}
-	for _, f := range p.structs("Filters.member") {
-		vals := f.list("Values.member")
-		name := f.str("Name")
-		var kept []*group
-		for _, g := range gs {
-			ok := false
-			for _, v := range vals {
-				switch {
-				case strings.HasPrefix(name, "tag:"):
-					t, has := g.tags[strings.TrimPrefix(name, "tag:")]
-					ok = ok || has && t.value == v
-				case name == "tag-key":
-					_, has := g.tags[v]
-					ok = ok || has
-				case name == "tag-value":
-					for _, t := range g.tags {
-						ok = ok || t.value == v
-					}
-				default:
-					return validationf("Filter name %s is not valid", name)
+	gs, e := asgFilters(p, c.groupsNamed(p.list("AutoScalingGroupNames.member")), func(g *group, name string, vals []string) (bool, *apiError) {
+		ok := false
+		for _, v := range vals {
+			switch {
+			case strings.HasPrefix(name, "tag:"):
+				t, has := g.tags[strings.TrimPrefix(name, "tag:")]
+				ok = ok || has && t.value == v
+			case name == "tag-key":
+				_, has := g.tags[v]
+				ok = ok || has
+			case name == "tag-value":
+				for _, t := range g.tags {
+					ok = ok || t.value == v
 				}
-			}
-			if ok {
-				kept = append(kept, g)
+			default:
+				return false, validationf("Filter name %s is not valid", name)
 			}
 		}
-		gs = kept
-	}
-	from, to, next, e := page(p, len(gs), 50, 100)
+		return ok, nil
+	})
 	if e != nil {
 		return e
 	}
-	gs = gs[from:to]
-	x.list("AutoScalingGroups", "member", len(gs), func(i int) { c.writeGroup(x, gs[i]) })
-	x.opt("NextToken", next)
-	return nil
+	return writePage(x, p, asgPaging(50, 100), "AutoScalingGroups", gs, func(g *group) { c.writeGroup(x, g) })
 }
 
-func sortedGroupNames(m map[string]*group) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
+// groupsNamed is the groups of a Describe call: those named that exist, in
+// the order named, or every group by name when none is named.
+func (c *Cloud) groupsNamed(names []string) []*group {
+	var gs []*group
+	if len(names) == 0 {
+		names = sortedKeys(c.groups)
 	}
-	sort.Strings(names)
-	return names
+	for _, n := range names {
+		if g := c.groups[n]; g != nil {
+			gs = append(gs, g)
+		}
+	}
+	return gs
 }
 
 func (c *Cloud) updateGroup(req *request, x *xmlw) *apiError {
@@ -596,12 +563,9 @@ func (c *Cloud) setDesiredCapacity(req *request, x *xmlw) *apiError {
 	if e != nil {
 		return e
 	}
-	d, set, e := p.intOpt("DesiredCapacity")
+	d, e := p.requiredInt("DesiredCapacity")
 	if e != nil {
 		return e
-	}
-	if !set {
-		return errf("MissingParameter", "The request must contain the parameter DesiredCapacity")
 	}
 	if d > g.max {
 		return validationf("New SetDesiredCapacity value %d is above max value %d for the AutoScalingGroup.", d, g.max)
@@ -626,25 +590,22 @@ func (c *Cloud) setInstanceProtection(req *request, x *xmlw) *apiError {
 	if len(ids) == 0 {
 		return errf("MissingParameter", "The request must contain the parameter InstanceIds")
 	}
-	prot, set, e := p.boolOpt("ProtectedFromScaleIn")
+	prot, e := p.requiredBool("ProtectedFromScaleIn")
 	if e != nil {
 		return e
 	}
-	if !set {
-		return errf("MissingParameter", "The request must contain the parameter ProtectedFromScaleIn")
-	}
-	var ins []*instance
-	for _, id := range ids {
-		in, e := c.groupInstance(g, id)
-		if e != nil {
-			return e
-		}
-		ins = append(ins, in)
+	ins, e := c.groupInstances(g, ids, "")
+	if e != nil {
+		return e
 	}
 	for _, in := range ins {
 		in.asg.protected = prot
 	}
 	return nil
+}
+
+func (c *Cloud) writeActivities(x *xmlw, acts []*activity) {
+	x.list("Activities", "member", len(acts), func(i int) { c.writeActivity(x, acts[i]) })
 }
 
 func (c *Cloud) writeActivity(x *xmlw, a *activity) {
@@ -665,28 +626,35 @@ func (c *Cloud) writeActivity(x *xmlw, a *activity) {
 	}
 }
 
+// managedInstance finds an instance of some group that is not already
+// being terminated, for the actions that take an instance id alone.
+func (c *Cloud) managedInstance(id string) (*instance, *apiError) {
+	in := c.instances[id]
+	if in == nil || in.asg == nil || in.asg.lifecycle == lcTerminated {
+		return nil, validationf("Instance Id not found - No managed instance found for instance ID: %s", id)
+	}
+	switch in.asg.lifecycle {
+	case lcTerminating, lcTerminatingWait, lcTerminatingProceed:
+		return nil, validationf("The instance %s is already being terminated (%s).", id, in.asg.lifecycle)
+	}
+	return in, nil
+}
+
 func (c *Cloud) terminateInGroup(req *request, x *xmlw) *apiError {
 	p := req.Params
 	id, e := p.required("InstanceId")
 	if e != nil {
 		return e
 	}
-	dec, set, e := p.boolOpt("ShouldDecrementDesiredCapacity")
+	dec, e := p.requiredBool("ShouldDecrementDesiredCapacity")
 	if e != nil {
 		return e
 	}
-	if !set {
-		return errf("MissingParameter", "The request must contain the parameter ShouldDecrementDesiredCapacity")
-	}
-	in := c.instances[id]
-	if in == nil || in.asg == nil || in.asg.lifecycle == lcTerminated {
-		return validationf("Instance Id not found - No managed instance found for instance ID: %s", id)
+	in, e := c.managedInstance(id)
+	if e != nil {
+		return e
 	}
 	g := in.asg.g
-	switch in.asg.lifecycle {
-	case lcTerminating, lcTerminatingWait, lcTerminatingProceed:
-		return validationf("The instance %s is already being terminated (%s).", id, in.asg.lifecycle)
-	}
 	now := c.now()
 	if dec && inCapacity(in.asg.lifecycle) {
 		if g.desired-1 < g.min {
@@ -718,18 +686,11 @@ func (c *Cloud) describeASGInstances(req *request, x *xmlw) *apiError {
 			}
 		}
 	} else {
-		for _, n := range sortedGroupNames(c.groups) {
-			ins = append(ins, c.groups[n].instances...)
+		for _, g := range c.groupsNamed(nil) {
+			ins = append(ins, g.instances...)
 		}
 	}
-	from, to, next, e := page(p, len(ins), 50, 50)
-	if e != nil {
-		return e
-	}
-	ins = ins[from:to]
-	x.list("AutoScalingInstances", "member", len(ins), func(i int) { c.writeASGInstance(x, ins[i], true) })
-	x.opt("NextToken", next)
-	return nil
+	return writePage(x, p, asgPaging(50, 50), "AutoScalingInstances", ins, func(in *instance) { c.writeASGInstance(x, in, true) })
 }
 
 func (c *Cloud) enterStandby(req *request, x *xmlw) *apiError {
@@ -738,23 +699,13 @@ func (c *Cloud) enterStandby(req *request, x *xmlw) *apiError {
 	if e != nil {
 		return e
 	}
-	dec, set, e := p.boolOpt("ShouldDecrementDesiredCapacity")
+	dec, e := p.requiredBool("ShouldDecrementDesiredCapacity")
 	if e != nil {
 		return e
 	}
-	if !set {
-		return errf("MissingParameter", "The request must contain the parameter ShouldDecrementDesiredCapacity")
-	}
-	var ins []*instance
-	for _, id := range p.list("InstanceIds.member") {
-		in, e := c.groupInstance(g, id)
-		if e != nil {
-			return e
-		}
-		if in.asg.lifecycle != lcInService {
-			return validationf("The instance %s is not in InService.", id)
-		}
-		ins = append(ins, in)
+	ins, e := c.groupInstances(g, p.list("InstanceIds.member"), lcInService)
+	if e != nil {
+		return e
 	}
 	if dec && g.desired-len(ins) < g.min {
 		return validationf("Cannot decrement the desired capacity below the group's min size %d", g.min)
@@ -776,7 +727,7 @@ func (c *Cloud) enterStandby(req *request, x *xmlw) *apiError {
 		c.deregisterInstance(g, in, now)
 		acts = append(acts, c.recordActivity(g, now, "Moving EC2 instance to Standby: "+in.id, cause, "Successful", ""))
 	}
-	x.list("Activities", "member", len(acts), func(i int) { c.writeActivity(x, acts[i]) })
+	c.writeActivities(x, acts)
 	return nil
 }
 
@@ -786,16 +737,9 @@ func (c *Cloud) exitStandby(req *request, x *xmlw) *apiError {
 	if e != nil {
 		return e
 	}
-	var ins []*instance
-	for _, id := range p.list("InstanceIds.member") {
-		in, e := c.groupInstance(g, id)
-		if e != nil {
-			return e
-		}
-		if in.asg.lifecycle != lcStandby {
-			return validationf("The instance %s is not in Standby.", id)
-		}
-		ins = append(ins, in)
+	ins, e := c.groupInstances(g, p.list("InstanceIds.member"), lcStandby)
+	if e != nil {
+		return e
 	}
 	if g.desired+len(ins) > g.max {
 		return validationf("Cannot exit standby: the desired capacity would exceed the group's max size %d", g.max)
@@ -809,29 +753,40 @@ func (c *Cloud) exitStandby(req *request, x *xmlw) *apiError {
 		acts = append(acts, c.recordActivity(g, now, "Moving EC2 instance out of Standby: "+in.id,
 			fmt.Sprintf("At %s instance %s was moved out of standby in response to a user request, increasing the capacity from %d to %d.", isoTime(now), in.id, g.desired-1, g.desired), "Successful", ""))
 	}
-	x.list("Activities", "member", len(acts), func(i int) { c.writeActivity(x, acts[i]) })
+	c.writeActivities(x, acts)
 	return nil
+}
+
+// groupHook reads the group and the hook name the hook actions take; i is
+// the hook's index in the group, -1 when it has none of that name.
+func (c *Cloud) groupHook(p params) (g *group, name string, i int, e *apiError) {
+	if g, e = c.findGroup(p.str("AutoScalingGroupName")); e != nil {
+		return nil, "", 0, e
+	}
+	if name, e = p.required("LifecycleHookName"); e != nil {
+		return nil, "", 0, e
+	}
+	for i, h := range g.hooks {
+		if h.name == name {
+			return g, name, i, nil
+		}
+	}
+	return g, name, -1, nil
 }
 
 func (c *Cloud) putLifecycleHook(req *request, x *xmlw) *apiError {
 	p := req.Params
-	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	g, _, i, e := c.groupHook(p)
 	if e != nil {
 		return e
 	}
-	name, e := p.required("LifecycleHookName")
-	if e != nil {
-		return e
-	}
-	for i, h := range g.hooks {
-		if h.name == name {
-			nh, e := parseHook(p, h)
-			if e != nil {
-				return e
-			}
-			g.hooks[i] = nh
-			return nil
+	if i >= 0 {
+		nh, e := parseHook(p, g.hooks[i])
+		if e != nil {
+			return e
 		}
+		g.hooks[i] = nh
+		return nil
 	}
 	if len(g.hooks) >= 50 {
 		return errf("LimitExceeded", "A group can have at most 50 lifecycle hooks")
@@ -877,20 +832,13 @@ func (c *Cloud) describeLifecycleHooks(req *request, x *xmlw) *apiError {
 }
 
 func (c *Cloud) deleteLifecycleHook(req *request, x *xmlw) *apiError {
-	p := req.Params
-	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	g, name, i, e := c.groupHook(req.Params)
 	if e != nil {
 		return e
 	}
-	name, e := p.required("LifecycleHookName")
-	if e != nil {
-		return e
-	}
-	for i, h := range g.hooks {
-		if h.name == name {
-			g.hooks = append(g.hooks[:i], g.hooks[i+1:]...)
-			return nil
-		}
+	if i >= 0 {
+		g.hooks = append(g.hooks[:i], g.hooks[i+1:]...)
+		return nil
 	}
 	return validationf("No Lifecycle Hook found with name %s for group %s", name, g.name)
 }
@@ -898,19 +846,11 @@ func (c *Cloud) deleteLifecycleHook(req *request, x *xmlw) *apiError {
 // findAction resolves the lifecycle action a Complete or Heartbeat call
 // names, by instance id or token.
 func (c *Cloud) findAction(p params) (*lcAction, *instance, *apiError) {
-	g, e := c.findGroup(p.str("AutoScalingGroupName"))
+	g, hookName, i, e := c.groupHook(p)
 	if e != nil {
 		return nil, nil, e
 	}
-	hookName, e := p.required("LifecycleHookName")
-	if e != nil {
-		return nil, nil, e
-	}
-	found := false
-	for _, h := range g.hooks {
-		found = found || h.name == hookName
-	}
-	if !found {
+	if i < 0 {
 		return nil, nil, validationf("No Lifecycle Hook found with name %s for group %s", hookName, g.name)
 	}
 	id, tok := p.str("InstanceId"), p.str("LifecycleActionToken")
@@ -964,47 +904,26 @@ func (c *Cloud) recordHeartbeat(req *request, x *xmlw) *apiError {
 
 func (c *Cloud) describeActivities(req *request, x *xmlw) *apiError {
 	p := req.Params
-	name := p.str("AutoScalingGroupName")
-	ids := p.list("ActivityIds.member")
-	var acts []*activity
-	var gs []*group
-	if name != "" {
-		if g := c.groups[name]; g != nil {
-			gs = append(gs, g)
-		}
-	} else {
-		for _, n := range sortedGroupNames(c.groups) {
-			gs = append(gs, c.groups[n])
-		}
+	var names []string
+	if n := p.str("AutoScalingGroupName"); n != "" {
+		names = []string{n}
 	}
-	for _, g := range gs {
+	var acts []*activity
+	for _, g := range c.groupsNamed(names) {
 		acts = append(acts, g.activities...)
 	}
-	if len(ids) > 0 {
-		var kept []*activity
-		for _, a := range acts {
-			if contains(ids, a.id) {
-				kept = append(kept, a)
-			}
-		}
-		acts = kept
+	if ids := p.list("ActivityIds.member"); len(ids) > 0 {
+		acts, _ = filterBy(acts, func(a *activity) (bool, *apiError) { return contains(ids, a.id), nil })
 	}
 	// Newest first, as AWS lists them.
 	sort.SliceStable(acts, func(i, j int) bool { return acts[i].start.After(acts[j].start) })
-	from, to, next, e := page(p, len(acts), 100, 100)
-	if e != nil {
-		return e
-	}
-	acts = acts[from:to]
-	x.list("Activities", "member", len(acts), func(i int) { c.writeActivity(x, acts[i]) })
-	x.opt("NextToken", next)
-	return nil
+	return writePage(x, p, asgPaging(100, 100), "Activities", acts, func(a *activity) { c.writeActivity(x, a) })
 }
 
 func (c *Cloud) createOrUpdateASGTags(req *request, x *xmlw) *apiError {
-	tags := req.Params.structs("Tags.member")
-	if len(tags) == 0 {
-		return errf("MissingParameter", "The request must contain the parameter Tags")
+	tags, e := req.Params.requiredStructs("Tags.member", "Tags")
+	if e != nil {
+		return e
 	}
 	for _, t := range tags {
 		if t.str("ResourceId") == "" {
@@ -1015,9 +934,9 @@ func (c *Cloud) createOrUpdateASGTags(req *request, x *xmlw) *apiError {
 }
 
 func (c *Cloud) deleteASGTags(req *request, x *xmlw) *apiError {
-	tags := req.Params.structs("Tags.member")
-	if len(tags) == 0 {
-		return errf("MissingParameter", "The request must contain the parameter Tags")
+	tags, e := req.Params.requiredStructs("Tags.member", "Tags")
+	if e != nil {
+		return e
 	}
 	for _, t := range tags {
 		g, e := c.findGroup(t.str("ResourceId"))
@@ -1036,48 +955,32 @@ func (c *Cloud) describeASGTags(req *request, x *xmlw) *apiError {
 		k string
 	}
 	var rows []row
-	for _, n := range sortedGroupNames(c.groups) {
+	for _, n := range sortedKeys(c.groups) {
 		g := c.groups[n]
-		keys := make([]string, 0, len(g.tags))
-		for k := range g.tags {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range sortedKeys(g.tags) {
 			rows = append(rows, row{g, k})
 		}
 	}
-	for _, f := range p.structs("Filters.member") {
-		vals := f.list("Values.member")
-		var kept []row
-		for _, r := range rows {
-			var v string
-			switch f.str("Name") {
-			case "auto-scaling-group":
-				v = r.g.name
-			case "key":
-				v = r.k
-			case "value":
-				v = r.g.tags[r.k].value
-			case "propagate-at-launch":
-				v = strconv.FormatBool(r.g.tags[r.k].propagate)
-			default:
-				return validationf("Filter name %s is not valid", f.str("Name"))
-			}
-			if contains(vals, v) {
-				kept = append(kept, r)
-			}
+	rows, e := asgFilters(p, rows, func(r row, name string, vals []string) (bool, *apiError) {
+		var v string
+		switch name {
+		case "auto-scaling-group":
+			v = r.g.name
+		case "key":
+			v = r.k
+		case "value":
+			v = r.g.tags[r.k].value
+		case "propagate-at-launch":
+			v = strconv.FormatBool(r.g.tags[r.k].propagate)
+		default:
+			return false, validationf("Filter name %s is not valid", name)
 		}
-		rows = kept
-	}
-	from, to, next, e := page(p, len(rows), 100, 100)
+		return contains(vals, v), nil
+	})
 	if e != nil {
 		return e
 	}
-	rows = rows[from:to]
-	x.list("Tags", "member", len(rows), func(i int) { writeASGTag(x, rows[i].g, rows[i].k) })
-	x.opt("NextToken", next)
-	return nil
+	return writePage(x, p, asgPaging(100, 100), "Tags", rows, func(r row) { writeASGTag(x, r.g, r.k) })
 }
 
 func (c *Cloud) attachTargetGroups(req *request, x *xmlw) *apiError {

@@ -216,25 +216,14 @@ func writeTagSet(x *xmlw, name string, tags map[string]string) {
 	})
 }
 
-func sortedKeys(m map[string]string) []string {
+// sortedKeys is a map's keys in order, for answers that list them stably.
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// pageToken turns a NextToken into an offset.
-func pageToken(tok string, n int) (int, *apiError) {
-	if tok == "" {
-		return 0, nil
-	}
-	off, err := strconv.Atoi(tok)
-	if err != nil || off < 0 || off > n {
-		return 0, errf("InvalidNextToken", "the NextToken %q is not valid", tok)
-	}
-	return off, nil
 }
 
 func (c *Cloud) describeImages(req *request, x *xmlw) *apiError {
@@ -252,28 +241,27 @@ func (c *Cloud) describeImages(req *request, x *xmlw) *apiError {
 			return errf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
 		}
 	}
-	var out []*imageRec
-	for _, id := range sortedImageIDs(c.images) {
-		im := c.images[id]
-		if len(ids) > 0 && !contains(ids, id) {
-			continue
+	var all []*imageRec
+	for _, id := range sortedKeys(c.images) {
+		if len(ids) == 0 || contains(ids, id) {
+			all = append(all, c.images[id])
 		}
-		ok := true
-		for _, f := range fs {
+	}
+	out, e := filterBy(all, func(im *imageRec) (bool, *apiError) {
+		return matchAll(fs, func(f filter) (bool, bool) {
 			switch f.name {
 			case "image-id":
-				ok = ok && f.match(id, true)
+				return f.match(im.id, true), true
 			case "name":
-				ok = ok && f.match(im.Name, true)
+				return f.match(im.Name, true), true
 			case "state":
-				ok = ok && f.match("available", true)
-			default:
-				return errf("InvalidParameterValue", "The filter '%s' is invalid", f.name)
+				return f.match("available", true), true
 			}
-		}
-		if ok {
-			out = append(out, im)
-		}
+			return false, false
+		})
+	})
+	if e != nil {
+		return e
 	}
 	x.list("imagesSet", "item", len(out), func(i int) {
 		im := out[i]
@@ -294,15 +282,6 @@ func (c *Cloud) describeImages(req *request, x *xmlw) *apiError {
 		x.leaf("description", desc)
 	})
 	return nil
-}
-
-func sortedImageIDs(m map[string]*imageRec) []string {
-	ids := make([]string, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }
 
 func contains(xs []string, s string) bool {
@@ -566,26 +545,22 @@ func (c *Cloud) describeLaunchTemplates(req *request, x *xmlw) *apiError {
 			return out[i].created.Before(out[j].created) || out[i].created.Equal(out[j].created) && out[i].id < out[j].id
 		})
 	}
-	var kept []*launchTemplate
-	for _, lt := range out {
-		ok := true
-		for _, f := range fs {
+	kept, e := filterBy(out, func(lt *launchTemplate) (bool, *apiError) {
+		return matchAll(fs, func(f filter) (bool, bool) {
 			if m, handled := tagFilter(f, lt.tags); handled {
-				ok = ok && m
-				continue
+				return m, true
 			}
 			switch f.name {
 			case "launch-template-name":
-				ok = ok && f.match(lt.name, true)
+				return f.match(lt.name, true), true
 			case "launch-template-id":
-				ok = ok && f.match(lt.id, true)
-			default:
-				return errf("InvalidParameterValue", "The filter '%s' is invalid", f.name)
+				return f.match(lt.id, true), true
 			}
-		}
-		if ok {
-			kept = append(kept, lt)
-		}
+			return false, false
+		})
+	})
+	if e != nil {
+		return e
 	}
 	x.list("launchTemplates", "item", len(kept), func(i int) { writeLT(x, kept[i]) })
 	return nil
@@ -879,15 +854,19 @@ func (c *Cloud) describeInstances(req *request, x *xmlw) *apiError {
 	if e != nil {
 		return e
 	}
-	maxR, maxSet, e := p.intOpt("MaxResults")
+	pg := ec2Paging
+	pg.check = func(v int) *apiError {
+		if len(ids) > 0 {
+			return errf("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
+		}
+		if v < 5 || v > 1000 {
+			return errf("InvalidParameterValue", "Value ( %d ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.", v)
+		}
+		return nil
+	}
+	maxR, e := pg.limit(p)
 	if e != nil {
 		return e
-	}
-	if maxSet && len(ids) > 0 {
-		return errf("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
-	}
-	if maxSet && (maxR < 5 || maxR > 1000) {
-		return errf("InvalidParameterValue", "Value ( %d ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.", maxR)
 	}
 	var cands []*instance
 	if len(ids) > 0 {
@@ -898,25 +877,13 @@ func (c *Cloud) describeInstances(req *request, x *xmlw) *apiError {
 	} else {
 		cands = c.instOrder
 	}
-	var kept []*instance
-	for _, in := range cands {
-		ok, e := instanceMatches(in, fs)
-		if e != nil {
-			return e
-		}
-		if ok {
-			kept = append(kept, in)
-		}
-	}
-	off, e := pageToken(p.str("NextToken"), len(kept))
+	kept, e := filterBy(cands, func(in *instance) (bool, *apiError) { return instanceMatches(in, fs) })
 	if e != nil {
 		return e
 	}
-	kept = kept[off:]
-	next := ""
-	if maxSet && len(kept) > maxR {
-		kept = kept[:maxR]
-		next = strconv.Itoa(off + maxR)
+	kept, next, e := pageOf(p, ec2Paging, maxR, kept)
+	if e != nil {
+		return e
 	}
 	// Instances are grouped by the reservation that launched them.
 	var groups [][]*instance
@@ -1102,53 +1069,33 @@ func (c *Cloud) describeTags(req *request, x *xmlw) *apiError {
 			rows = append(rows, row{lt.id, "launch-template", k, lt.tags[k]})
 		}
 	}
-	var kept []row
-	for _, r := range rows {
-		ok := true
-		for _, f := range fs {
+	kept, e := filterBy(rows, func(r row) (bool, *apiError) {
+		return matchAll(fs, func(f filter) (bool, bool) {
 			switch f.name {
 			case "resource-id":
-				ok = ok && f.match(r.id, true)
+				return f.match(r.id, true), true
 			case "resource-type":
-				ok = ok && f.match(r.typ, true)
+				return f.match(r.typ, true), true
 			case "key":
-				ok = ok && f.match(r.k, true)
+				return f.match(r.k, true), true
 			case "value":
-				ok = ok && f.match(r.v, true)
-			default:
-				if k, isTag := strings.CutPrefix(f.name, "tag:"); isTag {
-					ok = ok && r.k == k && f.match(r.v, true)
-					continue
-				}
-				return errf("InvalidParameterValue", "The filter '%s' is invalid", f.name)
+				return f.match(r.v, true), true
 			}
-		}
-		if ok {
-			kept = append(kept, r)
-		}
-	}
-	maxR, maxSet, e := p.intOpt("MaxResults")
-	if e != nil {
-		return e
-	}
-	off, e := pageToken(p.str("NextToken"), len(kept))
-	if e != nil {
-		return e
-	}
-	kept = kept[off:]
-	next := ""
-	if maxSet && maxR > 0 && len(kept) > maxR {
-		kept = kept[:maxR]
-		next = strconv.Itoa(off + maxR)
-	}
-	x.list("tagSet", "item", len(kept), func(i int) {
-		x.leaf("resourceId", kept[i].id)
-		x.leaf("resourceType", kept[i].typ)
-		x.leaf("key", kept[i].k)
-		x.leaf("value", kept[i].v)
+			if k, isTag := strings.CutPrefix(f.name, "tag:"); isTag {
+				return r.k == k && f.match(r.v, true), true
+			}
+			return false, false
+		})
 	})
-	x.opt("nextToken", next)
-	return nil
+	if e != nil {
+		return e
+	}
+	return writePage(x, p, ec2Paging, "tagSet", kept, func(r row) {
+		x.leaf("resourceId", r.id)
+		x.leaf("resourceType", r.typ)
+		x.leaf("key", r.k)
+		x.leaf("value", r.v)
+	})
 }
 
 // instanceIDf formats an EC2 instance id.

@@ -178,25 +178,14 @@ func (c *Cloud) writeLB(x *xmlw, lb *loadBalancer) {
 func (c *Cloud) describeLoadBalancers(req *request, x *xmlw) *apiError {
 	p := req.Params
 	arns, names := p.list("LoadBalancerArns.member"), p.list("Names.member")
-	var out []*loadBalancer
-	for _, a := range arns {
-		lb := c.lbs[a]
-		if lb == nil {
-			return errf("LoadBalancerNotFound", "One or more load balancers not found")
+	out, e := lookup(c.lbs, arns, names, func(lb *loadBalancer) string { return lb.name }, func(s string, byName bool) *apiError {
+		if byName {
+			return errf("LoadBalancerNotFound", "Load balancers '[%s]' not found", s)
 		}
-		out = append(out, lb)
-	}
-	for _, n := range names {
-		var found *loadBalancer
-		for _, lb := range c.lbs {
-			if lb.name == n {
-				found = lb
-			}
-		}
-		if found == nil {
-			return errf("LoadBalancerNotFound", "Load balancers '[%s]' not found", n)
-		}
-		out = append(out, found)
+		return errf("LoadBalancerNotFound", "One or more load balancers not found")
+	})
+	if e != nil {
+		return e
 	}
 	if len(arns) == 0 && len(names) == 0 {
 		for _, lb := range c.lbs {
@@ -204,36 +193,7 @@ func (c *Cloud) describeLoadBalancers(req *request, x *xmlw) *apiError {
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	}
-	from, to, next, e := markerPage(req.Params, len(out))
-	if e != nil {
-		return e
-	}
-	out = out[from:to]
-	x.list("LoadBalancers", "member", len(out), func(i int) { c.writeLB(x, out[i]) })
-	x.opt("NextMarker", next)
-	return nil
-}
-
-// markerPage is elbv2's paging: PageSize and Marker/NextMarker.
-func markerPage(p params, n int) (from, to int, next string, e *apiError) {
-	limit := 400
-	if v, set, e := p.intOpt("PageSize"); e != nil {
-		return 0, 0, "", e
-	} else if set {
-		if v < 1 || v > 400 {
-			return 0, 0, "", validationf("PageSize must be between 1 and 400")
-		}
-		limit = v
-	}
-	from, e = pageToken(p.str("Marker"), n)
-	if e != nil {
-		return 0, 0, "", validationf("The marker is not valid")
-	}
-	to = from + limit
-	if to >= n {
-		return from, n, "", nil
-	}
-	return from, to, strconv.Itoa(to), nil
+	return writePage(x, p, elbPaging, "LoadBalancers", out, func(lb *loadBalancer) { c.writeLB(x, lb) })
 }
 
 func (c *Cloud) createListener(req *request, x *xmlw) *apiError {
@@ -253,19 +213,13 @@ func (c *Cloud) createListener(req *request, x *xmlw) *apiError {
 	if proto != "HTTP" {
 		return errf("UnsupportedProtocol", "Protocol '%s' is not supported by the local cloud; use HTTP", proto)
 	}
-	port, set, e := p.intOpt("Port")
+	port, e := requiredPort(p, "A listener port must be specified for Application Load Balancers")
 	if e != nil {
 		return e
 	}
-	if !set {
-		return validationf("A listener port must be specified for Application Load Balancers")
-	}
-	if port < 1 || port > 65535 {
-		return validationf("Port %d is not valid; it must be between 1 and 65535", port)
-	}
-	acts := p.structs("DefaultActions.member")
-	if len(acts) == 0 {
-		return errf("MissingParameter", "The request must contain the parameter DefaultActions")
+	acts, e := p.requiredStructs("DefaultActions.member", "DefaultActions")
+	if e != nil {
+		return e
 	}
 	if len(acts) > 1 || acts[0].str("Type") != "forward" {
 		return errf("InvalidConfigurationRequest", "The local cloud supports a single forward default action")
@@ -298,6 +252,22 @@ func (c *Cloud) createListener(req *request, x *xmlw) *apiError {
 	c.listeners[l.arn] = l
 	x.list("Listeners", "member", 1, func(int) { c.writeListener(x, l) })
 	return nil
+}
+
+// requiredPort reads the Port of a listener or target group; missing is
+// the action's error when there is none.
+func requiredPort(p params, missing string) (int, *apiError) {
+	port, set, e := p.intOpt("Port")
+	if e != nil {
+		return 0, e
+	}
+	if !set {
+		return 0, validationf("%s", missing)
+	}
+	if port < 1 || port > 65535 {
+		return 0, validationf("Port %d is not valid; it must be between 1 and 65535", port)
+	}
+	return port, nil
 }
 
 func (c *Cloud) writeListener(x *xmlw, l *listener) {
@@ -382,17 +352,9 @@ func (c *Cloud) createTargetGroup(req *request, x *xmlw) *apiError {
 	if tg.protocol != "HTTP" {
 		return errf("UnsupportedProtocol", "Protocol '%s' is not supported by the local cloud; use HTTP", tg.protocol)
 	}
-	port, set, e := p.intOpt("Port")
-	if e != nil {
+	if tg.port, e = requiredPort(p, "A port must be specified for target groups of type instance"); e != nil {
 		return e
 	}
-	if !set {
-		return validationf("A port must be specified for target groups of type instance")
-	}
-	if port < 1 || port > 65535 {
-		return validationf("Port %d is not valid; it must be between 1 and 65535", port)
-	}
-	tg.port = port
 	if v := p.str("HealthCheckPath"); v != "" {
 		if !strings.HasPrefix(v, "/") || len(v) > 1024 {
 			return validationf("Health check path '%s' must start with '/' and be at most 1024 characters", v)
@@ -528,25 +490,11 @@ func (c *Cloud) describeTargetGroups(req *request, x *xmlw) *apiError {
 	p := req.Params
 	arns, names := p.list("TargetGroupArns.member"), p.list("Names.member")
 	lbARN := p.str("LoadBalancerArn")
-	var out []*targetGroup
-	for _, a := range arns {
-		tg := c.targetGrps[a]
-		if tg == nil {
-			return errf("TargetGroupNotFound", "One or more target groups not found")
-		}
-		out = append(out, tg)
-	}
-	for _, n := range names {
-		var found *targetGroup
-		for _, tg := range c.targetGrps {
-			if tg.name == n {
-				found = tg
-			}
-		}
-		if found == nil {
-			return errf("TargetGroupNotFound", "One or more target groups not found")
-		}
-		out = append(out, found)
+	out, e := lookup(c.targetGrps, arns, names, func(tg *targetGroup) string { return tg.name }, func(string, bool) *apiError {
+		return errf("TargetGroupNotFound", "One or more target groups not found")
+	})
+	if e != nil {
+		return e
 	}
 	if len(arns) == 0 && len(names) == 0 {
 		if lbARN != "" && c.lbs[lbARN] == nil {
@@ -559,14 +507,7 @@ func (c *Cloud) describeTargetGroups(req *request, x *xmlw) *apiError {
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	}
-	from, to, next, e := markerPage(p, len(out))
-	if e != nil {
-		return e
-	}
-	out = out[from:to]
-	x.list("TargetGroups", "member", len(out), func(i int) { c.writeTG(x, out[i]) })
-	x.opt("NextMarker", next)
-	return nil
+	return writePage(x, p, elbPaging, "TargetGroups", out, func(tg *targetGroup) { c.writeTG(x, tg) })
 }
 
 func (c *Cloud) findTG(p params) (*targetGroup, *apiError) {
@@ -595,9 +536,9 @@ func (c *Cloud) modifyTGAttributes(req *request, x *xmlw) *apiError {
 	if e != nil {
 		return e
 	}
-	attrs := p.structs("Attributes.member")
-	if len(attrs) == 0 {
-		return errf("MissingParameter", "The request must contain the parameter Attributes")
+	attrs, e := p.requiredStructs("Attributes.member", "Attributes")
+	if e != nil {
+		return e
 	}
 	next := map[string]string{}
 	for k, v := range tg.attrs {
@@ -640,15 +581,21 @@ func (c *Cloud) describeTGAttributes(req *request, x *xmlw) *apiError {
 	return nil
 }
 
-func (c *Cloud) registerTargets(req *request, x *xmlw) *apiError {
-	p := req.Params
+// tgTargets reads the target group and targets that RegisterTargets and
+// DeregisterTargets take.
+func (c *Cloud) tgTargets(p params) (*targetGroup, []params, *apiError) {
 	tg, e := c.findTG(p)
 	if e != nil {
-		return e
+		return nil, nil, e
 	}
-	ts := p.structs("Targets.member")
-	if len(ts) == 0 {
-		return errf("MissingParameter", "The request must contain the parameter Targets")
+	ts, e := p.requiredStructs("Targets.member", "Targets")
+	return tg, ts, e
+}
+
+func (c *Cloud) registerTargets(req *request, x *xmlw) *apiError {
+	tg, ts, e := c.tgTargets(req.Params)
+	if e != nil {
+		return e
 	}
 	type reg struct {
 		in   *instance
@@ -681,14 +628,9 @@ func (c *Cloud) registerTargets(req *request, x *xmlw) *apiError {
 }
 
 func (c *Cloud) deregisterTargets(req *request, x *xmlw) *apiError {
-	p := req.Params
-	tg, e := c.findTG(p)
+	tg, ts, e := c.tgTargets(req.Params)
 	if e != nil {
 		return e
-	}
-	ts := p.structs("Targets.member")
-	if len(ts) == 0 {
-		return errf("MissingParameter", "The request must contain the parameter Targets")
 	}
 	now := c.now()
 	for _, t := range ts {

@@ -32,14 +32,13 @@ func TestClientToken(t *testing.T) {
 	run := func(image string, n int32) func(tok string) (string, error) {
 		return func(tok string) (string, error) {
 			out, err := cl.EC2.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(image), MinCount: aws.Int32(1), MaxCount: aws.Int32(n), ClientToken: tokenOf(tok)})
-			if err != nil {
-				return "", err
-			}
-			id := aws.ToString(out.ReservationId)
-			for _, in := range out.Instances {
-				id += " " + aws.ToString(in.InstanceId)
-			}
-			return id, nil
+			return idOf(err, func() string {
+				id := aws.ToString(out.ReservationId)
+				for _, in := range out.Instances {
+					id += " " + aws.ToString(in.InstanceId)
+				}
+				return id
+			})
 		}
 	}
 	createLT := func(name, image string) func(tok string) (string, error) {
@@ -48,10 +47,7 @@ func TestClientToken(t *testing.T) {
 				LaunchTemplateName: aws.String(name), ClientToken: tokenOf(tok),
 				LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String(image)},
 			})
-			if err != nil {
-				return "", err
-			}
-			return aws.ToString(out.LaunchTemplate.LaunchTemplateId), nil
+			return idOf(err, func() string { return aws.ToString(out.LaunchTemplate.LaunchTemplateId) })
 		}
 	}
 	createVersion := func(image string) func(tok string) (string, error) {
@@ -60,19 +56,13 @@ func TestClientToken(t *testing.T) {
 				LaunchTemplateId: aws.String(ltID), ClientToken: tokenOf(tok),
 				LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String(image)},
 			})
-			if err != nil {
-				return "", err
-			}
-			return strconv.FormatInt(aws.ToInt64(out.LaunchTemplateVersion.VersionNumber), 10), nil
+			return idOf(err, func() string { return strconv.FormatInt(aws.ToInt64(out.LaunchTemplateVersion.VersionNumber), 10) })
 		}
 	}
 	modify := func(version string) func(tok string) (string, error) {
 		return func(tok string) (string, error) {
 			out, err := cl.EC2.ModifyLaunchTemplate(ctx, &ec2.ModifyLaunchTemplateInput{LaunchTemplateId: aws.String(ltID), DefaultVersion: aws.String(version), ClientToken: tokenOf(tok)})
-			if err != nil {
-				return "", err
-			}
-			return strconv.FormatInt(aws.ToInt64(out.LaunchTemplate.DefaultVersionNumber), 10), nil
+			return idOf(err, func() string { return strconv.FormatInt(aws.ToInt64(out.LaunchTemplate.DefaultVersionNumber), 10) })
 		}
 	}
 	// created counts what a call may create: live instances, templates,
@@ -164,4 +154,12 @@ func tokenOf(tok string) *string {
 		return nil
 	}
 	return &tok
+}
+
+// idOf is a call's result identity, or its error.
+func idOf(err error, id func() string) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	return id(), nil
 }

@@ -79,12 +79,19 @@ func scalingProcesses(p params) ([]string, *apiError) {
 	return names, nil
 }
 
-func (c *Cloud) suspendProcesses(req *request, x *xmlw) *apiError {
-	g, e := c.findGroup(req.Params.str("AutoScalingGroupName"))
+// groupProcesses reads the group and process names that SuspendProcesses
+// and ResumeProcesses take.
+func (c *Cloud) groupProcesses(p params) (*group, []string, *apiError) {
+	g, e := c.findGroup(p.str("AutoScalingGroupName"))
 	if e != nil {
-		return e
+		return nil, nil, e
 	}
-	names, e := scalingProcesses(req.Params)
+	names, e := scalingProcesses(p)
+	return g, names, e
+}
+
+func (c *Cloud) suspendProcesses(req *request, x *xmlw) *apiError {
+	g, names, e := c.groupProcesses(req.Params)
 	if e != nil {
 		return e
 	}
@@ -102,11 +109,7 @@ func (c *Cloud) suspendProcesses(req *request, x *xmlw) *apiError {
 }
 
 func (c *Cloud) resumeProcesses(req *request, x *xmlw) *apiError {
-	g, e := c.findGroup(req.Params.str("AutoScalingGroupName"))
-	if e != nil {
-		return e
-	}
-	names, e := scalingProcesses(req.Params)
+	g, names, e := c.groupProcesses(req.Params)
 	if e != nil {
 		return e
 	}
@@ -163,15 +166,11 @@ func (c *Cloud) setInstanceHealth(req *request, x *xmlw) *apiError {
 	if !set {
 		respect = true
 	}
-	in := c.instances[id]
-	if in == nil || in.asg == nil || in.asg.lifecycle == lcTerminated {
-		return validationf("Instance Id not found - No managed instance found for instance ID: %s", id)
+	in, e := c.managedInstance(id)
+	if e != nil {
+		return e
 	}
 	a := in.asg
-	switch a.lifecycle {
-	case lcTerminating, lcTerminatingWait, lcTerminatingProceed:
-		return validationf("The instance %s is already being terminated (%s).", id, a.lifecycle)
-	}
 	now := c.now()
 	if status == healthy {
 		a.health, a.unhealthyCause = healthy, ""

@@ -181,6 +181,34 @@ func (p params) required(k string) (string, *apiError) {
 	return v, nil
 }
 
+// requiredInt is intOpt for a parameter the action cannot do without.
+func (p params) requiredInt(k string) (int, *apiError) {
+	v, set, e := p.intOpt(k)
+	if e == nil && !set {
+		e = errf("MissingParameter", "The request must contain the parameter %s", k)
+	}
+	return v, e
+}
+
+// requiredBool is boolOpt for a parameter the action cannot do without.
+func (p params) requiredBool(k string) (bool, *apiError) {
+	v, set, e := p.boolOpt(k)
+	if e == nil && !set {
+		e = errf("MissingParameter", "The request must contain the parameter %s", k)
+	}
+	return v, e
+}
+
+// requiredStructs is structs for a list the action cannot do without;
+// name is the list's name in the error.
+func (p params) requiredStructs(prefix, name string) ([]params, *apiError) {
+	out := p.structs(prefix)
+	if len(out) == 0 {
+		return nil, errf("MissingParameter", "The request must contain the parameter %s", name)
+	}
+	return out, nil
+}
+
 // intOpt parses an optional integer parameter.
 func (p params) intOpt(k string) (v int, set bool, e *apiError) {
 	s, ok := p[k]
