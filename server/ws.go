@@ -322,7 +322,9 @@ func (wc *wsConn) readMessage(limit int) ([]byte, error) {
 	if h.OpCode == ws.OpBinary {
 		return nil, closeError{ws.StatusUnsupportedData, "text frames only"}
 	}
-	if h.Length > int64(limit-len(wc.msg)) {
+	// control frames (at most 125 bytes, checked above) may come between
+	// the fragments of a message and do not count towards it.
+	if !h.OpCode.IsControl() && h.Length > int64(limit-len(wc.msg)) {
 		return nil, closeError{ws.StatusMessageTooBig, fmt.Sprintf("message longer than %d bytes", limit)}
 	}
 	payload := make([]byte, h.Length)
