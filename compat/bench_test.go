@@ -3,15 +3,13 @@ package compat
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"wsfleet/internal/nodetest"
 	"wsfleet/probe"
 )
 
@@ -31,23 +29,11 @@ func TestClusterBenchmark(t *testing.T) {
 	}
 }
 
-// counter reads one counter from a node's /metrics (0 when unreachable).
-func counter(addr, series string) float64 {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			var v float64
-			fmt.Sscan(rest, &v)
-			return v
-		}
-	}
-	return 0
+// counter reads one counter from a node's /metrics (0 when unreachable),
+// within a second so that a node that hangs does not stall the sampling.
+func counter(n *nodetest.Node, series string) float64 {
+	v, _ := nodetest.Metric(&http.Client{Timeout: time.Second}, n.URL(), series)
+	return v
 }
 
 func benchCluster(t *testing.T, mode string) {
@@ -55,12 +41,9 @@ func benchCluster(t *testing.T, mode string) {
 	if v := os.Getenv("WSFLEET_BENCH_CLIENTS"); v != "" {
 		fmt.Sscan(v, &clients)
 	}
-	natsAddr := freeAddr(t)
-	common := []string{"--timeout", "30s", "--log-level", "warn"}
-	n1 := startServe(t, append([]string{"--node-id", "ws-01", "--embedded-nats", natsAddr}, common...)...)
-	n2 := startServe(t, append([]string{"--node-id", "ws-02", "--nats", "nats://" + natsAddr}, common...)...)
-	n3 := startServe(t, append([]string{"--node-id", "ws-03", "--nats", "nats://" + natsAddr}, common...)...)
-	proxy := newProxy(t, []string{n1.addr, n2.addr, n3.addr})
+	nodes := suite.StartCluster(t, 3, "--timeout", "30s", "--log-level", "warn")
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	proxy := nodetest.NewProxy(t, n1.Addr, n2.Addr, n3.Addr)
 
 	ctx := context.Background()
 	p, err := probe.Start(ctx, probe.Config{URL: proxy.URL + "/bayeux", AdminToken: adminToken,
@@ -69,7 +52,7 @@ func benchCluster(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	t.Logf("connections before: ws-01 %v, ws-02 %v, ws-03 %v",
-		status(t, n1.addr)["connections"], status(t, n2.addr)["connections"], status(t, n3.addr)["connections"])
+		n1.Status()["connections"], n2.Status()["connections"], n3.Status()["connections"])
 
 	// sample the surviving nodes' accepted websockets every 100 ms
 	var mu sync.Mutex
@@ -89,7 +72,7 @@ func benchCluster(t *testing.T, mode string) {
 			case <-stop:
 				return
 			case now := <-tk.C:
-				v := counter(n1.addr, `wsfleet_connects_total{transport="websocket"}`) + counter(n3.addr, `wsfleet_connects_total{transport="websocket"}`)
+				v := counter(n1, `wsfleet_connects_total{transport="websocket"}`) + counter(n3, `wsfleet_connects_total{transport="websocket"}`)
 				mu.Lock()
 				samples = append(samples, struct {
 					at time.Time
@@ -104,28 +87,16 @@ func benchCluster(t *testing.T, mode string) {
 	start := time.Now()
 	switch mode {
 	case "drain":
-		req, _ := http.NewRequest("POST", "http://"+n2.addr+"/admin/drain", strings.NewReader(`{"window":"10s","max_rate":200,"deadline":"60s"}`))
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 202 {
-			t.Fatalf("drain: %v %v", err, resp)
+		if err := n2.Drain(`{"window":"10s","max_rate":200,"deadline":"60s"}`); err != nil {
+			t.Fatal(err)
 		}
-		resp.Body.Close()
-		done := make(chan error, 1)
-		go func() { done <- n2.cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("ws-02 exit: %v", err)
-			}
-		case <-time.After(70 * time.Second):
+		if exited, err := n2.WaitExit(70 * time.Second); !exited {
 			t.Errorf("ws-02 did not exit after its drain")
+		} else if err != nil {
+			t.Errorf("ws-02 exit: %v", err)
 		}
-		n2.cmd = nil
 	case "kill":
-		n2.cmd.Process.Signal(syscall.SIGKILL)
-		n2.cmd.Wait()
-		n2.cmd = nil
+		n2.Kill()
 	}
 	t.Logf("ws-02 gone %v after the %s started", time.Since(start).Round(time.Millisecond), mode)
 	time.Sleep(10 * time.Second)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"wsfleet/internal/nodetest"
 )
 
 // The probes speak Bayeux with plain net/http and a websocket library,
@@ -25,12 +27,12 @@ type msg = map[string]any
 // probe is one raw HTTP peer of a node.
 type probe struct {
 	t    *testing.T
-	n    *wsnode
+	n    *nodetest.Node
 	hc   *http.Client
 	path string // endpoint path; default /bayeux
 }
 
-func newProbe(t *testing.T, n *wsnode) *probe {
+func newProbe(t *testing.T, n *nodetest.Node) *probe {
 	return &probe{t: t, n: n, hc: &http.Client{Timeout: 20 * time.Second}, path: "/bayeux"}
 }
 
@@ -56,7 +58,7 @@ func (p *probe) postJSON(ms ...msg) []msg {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPost, p.n.url()+p.path, bytes.NewReader(b))
+	req, _ := http.NewRequest(http.MethodPost, p.n.URL()+p.path, bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
 	code, ct, body := p.do(req)
 	if code != http.StatusOK {
@@ -66,6 +68,20 @@ func (p *probe) postJSON(ms ...msg) []msg {
 		p.t.Errorf("reply Content-Type %q, want application/json", ct)
 	}
 	return decode(p.t, body)
+}
+
+// dialWS opens a websocket to n's /bayeux, with a context that ends after
+// within; the test's cleanup closes both.
+func dialWS(t *testing.T, n *nodetest.Node, within time.Duration) (context.Context, *websocket.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(cancel)
+	c, _, err := websocket.Dial(ctx, "ws://"+n.Addr+"/bayeux", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return ctx, c
 }
 
 func decode(t *testing.T, b []byte) []msg {
@@ -103,7 +119,7 @@ func first(t *testing.T, rs []msg, channel string) msg {
 }
 
 func TestHandshakeAdvertisesTransports(t *testing.T) {
-	n := startServe(t)
+	n := suite.Start(t)
 	p := newProbe(t, n)
 	rs := p.postJSON(msg{"channel": "/meta/handshake", "version": "1.0", "minimumVersion": "1.0",
 		"supportedConnectionTypes": []string{"websocket", "long-polling", "callback-polling"}, "id": "7"})
@@ -135,7 +151,7 @@ func TestHandshakeAdvertisesTransports(t *testing.T) {
 // request's id, and the request's channel and subscription (the spec's
 // unsuccessful subscribe reply "MUST include the subscription").
 func TestRepliesEchoIDAndCarryError(t *testing.T) {
-	n := startServe(t, "--max-subscriptions", "2")
+	n := suite.Start(t, "--max-subscriptions", "2")
 	p := newProbe(t, n)
 	id := p.handshake()
 	cases := []struct {
@@ -181,7 +197,7 @@ func TestRepliesEchoIDAndCarryError(t *testing.T) {
 
 // TestPublishToAnEmptyChannel: a publish nobody hears is still a success.
 func TestPublishToAnEmptyChannel(t *testing.T) {
-	n := startServe(t)
+	n := suite.Start(t)
 	p := newProbe(t, n)
 	id := p.handshake()
 	rs := p.postJSON(msg{"channel": "/nobody/here", "clientId": id, "data": msg{"x": 1}, "id": "p1"})
@@ -198,7 +214,7 @@ func TestPublishToAnEmptyChannel(t *testing.T) {
 // server holds it (CometD sends 0 on its first connect), and the server's
 // own timeout (4s here) bounds the rest.
 func TestConnectAdviceTimeout(t *testing.T) {
-	n := startServe(t)
+	n := suite.Start(t)
 	p := newProbe(t, n)
 	id := p.handshake()
 	for _, c := range []struct {
@@ -235,7 +251,7 @@ func TestConnectAdviceTimeout(t *testing.T) {
 // the held one rather than leave it hanging, as CometD's and Faye's
 // servers do; a client limited to two connections would stall otherwise.
 func TestSecondConnectAnswersTheFirst(t *testing.T) {
-	n := startServe(t)
+	n := suite.Start(t)
 	p := newProbe(t, n)
 	id := p.handshake()
 	type res struct {
@@ -281,7 +297,7 @@ func TestSecondConnectAnswersTheFirst(t *testing.T) {
 
 func (p *probe) adminPublish(body string) {
 	p.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, p.n.url()+"/publish", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, p.n.URL()+"/publish", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	req.Header.Set("Content-Type", "application/json")
 	if code, _, b := p.do(req); code != http.StatusOK {
@@ -294,7 +310,7 @@ func (p *probe) adminPublish(body string) {
 // cross-origin transport posts text/plain "message=..."), and replies are
 // application/json.
 func TestContentTypes(t *testing.T) {
-	n := startServe(t)
+	n := suite.Start(t)
 	hs := `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"],"id":"h"}]`
 	for _, c := range []struct {
 		name, contentType, body string
@@ -307,7 +323,7 @@ func TestContentTypes(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newProbe(t, n)
-			req, _ := http.NewRequest(http.MethodPost, n.url()+"/bayeux", strings.NewReader(c.body))
+			req, _ := http.NewRequest(http.MethodPost, n.URL()+"/bayeux", strings.NewReader(c.body))
 			req.Header.Set("Content-Type", c.contentType)
 			code, ct, body := p.do(req)
 			if code != http.StatusOK || !strings.HasPrefix(ct, "application/json") {
@@ -325,7 +341,7 @@ func TestContentTypes(t *testing.T) {
 // frame over it closes the socket with 1009, and the node serves the next
 // client.
 func TestSizeLimits(t *testing.T) {
-	n := startServe(t, "--max-message-bytes", "4096")
+	n := suite.Start(t, "--max-message-bytes", "4096")
 	p := newProbe(t, n)
 	id := p.handshake()
 	big := func(size int) []byte {
@@ -339,7 +355,7 @@ func TestSizeLimits(t *testing.T) {
 	}
 	for _, size := range []int{5000, 10 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodPost, n.url()+"/bayeux", bytes.NewReader(big(size)))
+			req, _ := http.NewRequest(http.MethodPost, n.URL()+"/bayeux", bytes.NewReader(big(size)))
 			req.Header.Set("Content-Type", "application/json")
 			code, _, body := p.do(req)
 			if code != http.StatusRequestEntityTooLarge {
@@ -349,24 +365,18 @@ func TestSizeLimits(t *testing.T) {
 	}
 	t.Run("callback-polling GET", func(t *testing.T) {
 		q := url.Values{"message": {string(big(5000))}, "jsonp": {"cb"}}
-		req, _ := http.NewRequest(http.MethodGet, n.url()+"/bayeux?"+q.Encode(), nil)
+		req, _ := http.NewRequest(http.MethodGet, n.URL()+"/bayeux?"+q.Encode(), nil)
 		if code, _, body := p.do(req); code != http.StatusRequestEntityTooLarge {
 			t.Fatalf("JSONP GET over the limit: %d %s", code, body)
 		}
 	})
 	t.Run("websocket frame", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, _, err := websocket.Dial(ctx, "ws://"+n.addr+"/bayeux", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.CloseNow()
+		ctx, c := dialWS(t, n, 10*time.Second)
 		c.SetReadLimit(1 << 20)
 		if err := c.Write(ctx, websocket.MessageText, big(5000)); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err = c.Read(ctx)
+		_, _, err := c.Read(ctx)
 		if websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
 			t.Fatalf("oversized frame: read gave %v, want close 1009", err)
 		}
@@ -380,14 +390,8 @@ func TestSizeLimits(t *testing.T) {
 // is answered at once, a second connect answers the held one, and replies
 // echo ids.
 func TestWebsocketProtocol(t *testing.T) {
-	n := startServe(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws://"+n.addr+"/bayeux", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	n := suite.Start(t)
+	ctx, c := dialWS(t, n, 20*time.Second)
 	send := func(ms ...msg) {
 		t.Helper()
 		b, _ := json.Marshal(ms)
@@ -442,10 +446,10 @@ func TestWebsocketProtocol(t *testing.T) {
 // on another origin: a CORS preflight, then POSTs with an Origin, and
 // connects with connectionType cross-origin-long-polling (Faye).
 func TestCrossOriginLongPolling(t *testing.T) {
-	n := startServe(t)
+	n := suite.Start(t)
 	p := newProbe(t, n)
 	const origin = "http://app.example"
-	req, _ := http.NewRequest(http.MethodOptions, n.url()+"/bayeux", nil)
+	req, _ := http.NewRequest(http.MethodOptions, n.URL()+"/bayeux", nil)
 	req.Header.Set("Origin", origin)
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	req.Header.Set("Access-Control-Request-Headers", "content-type")
@@ -463,7 +467,7 @@ func TestCrossOriginLongPolling(t *testing.T) {
 	post := func(ms ...msg) []msg {
 		t.Helper()
 		b, _ := json.Marshal(ms)
-		req, _ := http.NewRequest(http.MethodPost, n.url()+"/bayeux", strings.NewReader("message="+url.QueryEscape(string(b))))
+		req, _ := http.NewRequest(http.MethodPost, n.URL()+"/bayeux", strings.NewReader("message="+url.QueryEscape(string(b))))
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
 		resp, err := p.hc.Do(req)
@@ -502,7 +506,7 @@ func TestCrossOriginLongPolling(t *testing.T) {
 // the callback, served as JavaScript; a callback name that is not a plain
 // JavaScript identifier path is refused (it would be script injection).
 func TestCallbackPolling(t *testing.T) {
-	n := startServe(t)
+	n := suite.Start(t)
 	p := newProbe(t, n)
 	get := func(callback string, ms ...msg) (int, string, string) {
 		t.Helper()
@@ -511,7 +515,7 @@ func TestCallbackPolling(t *testing.T) {
 		if callback != "" {
 			q.Set("jsonp", callback)
 		}
-		req, _ := http.NewRequest(http.MethodGet, n.url()+"/bayeux?"+q.Encode(), nil)
+		req, _ := http.NewRequest(http.MethodGet, n.URL()+"/bayeux?"+q.Encode(), nil)
 		code, ct, body := p.do(req)
 		return code, ct, string(body)
 	}
@@ -561,7 +565,7 @@ func TestCallbackPolling(t *testing.T) {
 // HTTP transports by default (/bayeux/handshake, /bayeux/connect), and
 // Faye's server answers any path under its mount; the node must too.
 func TestMountSubpaths(t *testing.T) {
-	n := startServe(t)
+	n := suite.Start(t)
 	for _, sub := range []string{"/handshake", "/connect", "/"} {
 		p := newProbe(t, n)
 		p.path = "/bayeux" + sub
@@ -575,7 +579,7 @@ func TestMountSubpaths(t *testing.T) {
 // waiting meta message handlers" on /meta/disconnect: a held connect is
 // answered at once rather than left to its hold, over both transports.
 func TestDisconnectReleasesHeldConnect(t *testing.T) {
-	n := startServe(t)
+	n := suite.Start(t)
 	t.Run("long-polling", func(t *testing.T) {
 		p := newProbe(t, n)
 		id := p.handshake()
@@ -600,13 +604,7 @@ func TestDisconnectReleasesHeldConnect(t *testing.T) {
 		}
 	})
 	t.Run("websocket", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, _, err := websocket.Dial(ctx, "ws://"+n.addr+"/bayeux", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.CloseNow()
+		ctx, c := dialWS(t, n, 10*time.Second)
 		send := func(m msg) {
 			b, _ := json.Marshal([]msg{m})
 			if err := c.Write(ctx, websocket.MessageText, b); err != nil {
