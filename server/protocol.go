@@ -287,11 +287,12 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			hold = t
 		}
 	}
+	since, hasSince := extSince(m.Ext)
 	ss.mu.Lock()
 	ss.lastConnect = s.cfg.Now()
 	ss.connectID = string(m.ID)
 	if !s.cfg.SharedSessions && b.transport != bayeux.ConnTypeWebSocket {
-		ss.resendLostAnswerLocked(string(m.ID))
+		ss.resendLostAnswerLocked(string(m.ID), since, hasSince)
 	}
 	released := ss.released
 	ss.mu.Unlock()

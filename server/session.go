@@ -227,10 +227,24 @@ func (ss *session) keepAnswer(q []outMsg) {
 }
 
 // resendLostAnswerLocked queues the last long-polling answer again when
-// connectID repeats the connect it answered, and forgets it otherwise.
-func (ss *session) resendLostAnswerLocked(connectID string) {
-	if ss.pollID != "" && connectID == ss.pollID && len(ss.lastAnswer) > 0 {
+// connectID repeats the connect it answered, or, for a client that says
+// how far it got (ext.since, as the Go client does on the first connect
+// after an error; it numbers every request anew), the part of that answer
+// it does not have. It forgets the answer either way: a new connect
+// acknowledges it.
+func (ss *session) resendLostAnswerLocked(connectID string, since uint64, hasSince bool) {
+	switch {
+	case ss.pollID == "" || len(ss.lastAnswer) == 0:
+	case connectID == ss.pollID:
 		ss.queue = append(slices.Clone(ss.lastAnswer), ss.queue...)
+	case hasSince:
+		var lost []outMsg
+		for _, m := range ss.lastAnswer {
+			if m.seq > since {
+				lost = append(lost, m)
+			}
+		}
+		ss.queue = append(lost, ss.queue...)
 	}
 	ss.pollID, ss.lastAnswer = "", nil
 }
