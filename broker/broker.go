@@ -86,6 +86,13 @@ type Session struct {
 }
 
 // SessionStore keeps sessions where every node can read them.
+//
+// Several nodes may change one record at once (with shared sessions, a
+// client's requests are spread over the nodes): a node that changes a
+// record it read uses LoadRev and Update or DeleteRev, which fail with
+// ErrSessionChanged when another node wrote the record in between, and
+// then applies its change again to the record as it now is. Save and
+// Delete overwrite blindly and are for a node whose copy is the truth.
 type SessionStore interface {
 	// Save stores s under s.ClientID, replacing any earlier copy.
 	Save(ctx context.Context, s Session) error
@@ -93,13 +100,28 @@ type SessionStore interface {
 	Load(ctx context.Context, clientID string) (Session, error)
 	// Delete removes it; deleting a missing session is not an error.
 	Delete(ctx context.Context, clientID string) error
+
+	// LoadRev is Load that also returns the record's revision, which
+	// changes with every write of the record and is never 0.
+	LoadRev(ctx context.Context, clientID string) (Session, uint64, error)
+	// Update stores s under s.ClientID only if the stored record's
+	// revision is still rev, or, with rev 0, only if there is no record;
+	// otherwise it stores nothing and returns ErrSessionChanged. It
+	// returns the new revision.
+	Update(ctx context.Context, s Session, rev uint64) (uint64, error)
+	// DeleteRev removes the record only if its revision is still rev;
+	// otherwise (a missing record included) it returns ErrSessionChanged.
+	DeleteRev(ctx context.Context, clientID string, rev uint64) error
 }
 
 // Errors.
 var (
 	ErrHistoryGone = errors.New("broker: requested messages have left the history window")
 	ErrNoSession   = errors.New("broker: no saved session")
-	ErrClosed      = errors.New("broker: closed")
+	// ErrSessionChanged means a compare-and-set of a session record
+	// lost: another writer changed the record since it was read.
+	ErrSessionChanged = errors.New("broker: saved session changed meanwhile")
+	ErrClosed         = errors.New("broker: closed")
 )
 
 // HealthChecker is implemented by brokers that can lose their backend.

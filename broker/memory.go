@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,7 +53,7 @@ func NewMemory(o MemoryOptions) *Memory {
 	// for history this broker never had, which History reports as gone.
 	base := uint64(o.Now().UnixMicro())
 	return &Memory{now: o.Now, maxAge: o.HistoryAge, maxMsgs: o.HistoryMsgs, seq: base, base: base,
-		handlers: map[int]func(Message){}, sessions: &memorySessions{m: map[string]Session{}}}
+		handlers: map[int]func(Message){}, sessions: &memorySessions{m: map[string]memoryRecord{}}}
 }
 
 var _ Broker = (*Memory)(nil)
@@ -152,30 +153,73 @@ func (b *Memory) Close() error {
 }
 
 type memorySessions struct {
-	mu sync.Mutex
-	m  map[string]Session
+	mu   sync.Mutex
+	m    map[string]memoryRecord
+	last uint64 // the newest revision handed out
+}
+
+// memoryRecord is a saved session with its revision.
+type memoryRecord struct {
+	s   Session
+	rev uint64
+}
+
+// detached returns s with slices of its own: a caller that changes what
+// it loaded or saved must not change the stored record, as with a store
+// that keeps an encoded copy.
+func detached(s Session) Session {
+	s.Subscriptions = slices.Clone(s.Subscriptions)
+	s.Grants = slices.Clone(s.Grants)
+	return s
 }
 
 func (s *memorySessions) Save(ctx context.Context, sess Session) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m[sess.ClientID] = sess
+	s.last++
+	s.m[sess.ClientID] = memoryRecord{detached(sess), s.last}
 	return nil
 }
 
 func (s *memorySessions) Load(ctx context.Context, id string) (Session, error) {
+	sess, _, err := s.LoadRev(ctx, id)
+	return sess, err
+}
+
+func (s *memorySessions) LoadRev(ctx context.Context, id string) (Session, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, ok := s.m[id]
+	r, ok := s.m[id]
 	if !ok {
-		return Session{}, ErrNoSession
+		return Session{}, 0, ErrNoSession
 	}
-	return sess, nil
+	return detached(r.s), r.rev, nil
+}
+
+func (s *memorySessions) Update(ctx context.Context, sess Session, rev uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[sess.ClientID].rev != rev { // a missing record has revision 0
+		return 0, ErrSessionChanged
+	}
+	s.last++
+	s.m[sess.ClientID] = memoryRecord{detached(sess), s.last}
+	return s.last, nil
 }
 
 func (s *memorySessions) Delete(ctx context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.m, id)
+	return nil
+}
+
+func (s *memorySessions) DeleteRev(ctx context.Context, id string, rev uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.m[id]; !ok || r.rev != rev {
+		return ErrSessionChanged
+	}
 	delete(s.m, id)
 	return nil
 }

@@ -668,22 +668,73 @@ func (s *natsSessions) Save(ctx context.Context, sess Session) error {
 }
 
 func (s *natsSessions) Load(ctx context.Context, clientID string) (Session, error) {
+	sess, _, err := s.LoadRev(ctx, clientID)
+	return sess, err
+}
+
+func (s *natsSessions) LoadRev(ctx context.Context, clientID string) (Session, uint64, error) {
 	key, err := sessionKey(clientID)
 	if err != nil {
-		return Session{}, ErrNoSession // an ID we could never have saved
+		return Session{}, 0, ErrNoSession // an ID we could never have saved
 	}
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Session{}, ErrNoSession
+		return Session{}, 0, ErrNoSession
 	}
 	if err != nil {
-		return Session{}, fmt.Errorf("load session: %w", err)
+		return Session{}, 0, fmt.Errorf("load session: %w", err)
 	}
 	var sess Session
 	if err := json.Unmarshal(e.Value(), &sess); err != nil {
-		return Session{}, fmt.Errorf("load session: %w", err)
+		return Session{}, 0, fmt.Errorf("load session: %w", err)
 	}
-	return sess, nil
+	return sess, e.Revision(), nil
+}
+
+// Update implements SessionStore with the bucket's own compare-and-set:
+// the write carries the subject's expected last sequence.
+func (s *natsSessions) Update(ctx context.Context, sess Session, rev uint64) (uint64, error) {
+	key, err := sessionKey(sess.ClientID)
+	if err != nil {
+		return 0, fmt.Errorf("update session: %w", err)
+	}
+	data, err := json.Marshal(sess)
+	if err != nil {
+		return 0, fmt.Errorf("update session: %w", err)
+	}
+	var n uint64
+	if rev == 0 {
+		n, err = s.kv.Create(ctx, key, data)
+	} else {
+		n, err = s.kv.Update(ctx, key, data, rev)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("update session: %w", casError(err))
+	}
+	return n, nil
+}
+
+func (s *natsSessions) DeleteRev(ctx context.Context, clientID string, rev uint64) error {
+	key, err := sessionKey(clientID)
+	if err != nil {
+		return ErrSessionChanged // an ID we could never have saved
+	}
+	if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("delete session: %w", casError(err))
+	}
+	return nil
+}
+
+// casError maps a lost compare-and-set (JetStream's "wrong last sequence",
+// 10164 on replicated streams) onto ErrSessionChanged.
+func casError(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)) {
+		return fmt.Errorf("%w (%w)", ErrSessionChanged, err)
+	}
+	return err
 }
 
 func (s *natsSessions) Delete(ctx context.Context, clientID string) error {

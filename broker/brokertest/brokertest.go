@@ -46,6 +46,8 @@ func Run(t *testing.T, newBroker Factory) {
 		{"HistoryGone", testHistoryGone},
 		{"LastSeq", testLastSeq},
 		{"Sessions", testSessions},
+		{"SessionsCompareAndSet", testSessionsCAS},
+		{"SessionsConcurrentUpdaters", testSessionsConcurrentUpdaters},
 		{"Concurrent", testConcurrent},
 		{"Healthy", testHealthy},
 		{"Closed", testClosed},
@@ -383,6 +385,138 @@ func testSessions(t *testing.T, f Factory) {
 		if err != nil || got.ClientID != id {
 			t.Fatalf("Load %q = %q, %v", id, got.ClientID, err)
 		}
+	}
+}
+
+// testSessionsCAS checks the revisions of Update and DeleteRev: a write
+// based on a stale read loses, whichever node made it.
+func testSessionsCAS(t *testing.T, f Factory) {
+	a, b := f(t, Options{}), f(t, Options{})
+	ctx := context.Background()
+	for _, id := range []string{"cas-1", "with/slash"} {
+		t.Run(id, func(t *testing.T) {
+			s := broker.Session{ClientID: id, Subscriptions: []string{"/a"}, Cursor: 1}
+			if _, _, err := a.Sessions().LoadRev(ctx, id); !errors.Is(err, broker.ErrNoSession) {
+				t.Fatalf("LoadRev before any write: err %v, want ErrNoSession", err)
+			}
+			if _, err := a.Sessions().Update(ctx, s, 7); !errors.Is(err, broker.ErrSessionChanged) {
+				t.Fatalf("Update of a missing record at rev 7: err %v, want ErrSessionChanged", err)
+			}
+			rev1, err := a.Sessions().Update(ctx, s, 0) // create
+			if err != nil || rev1 == 0 {
+				t.Fatalf("Update create = %d, %v; want a revision", rev1, err)
+			}
+			if _, err := b.Sessions().Update(ctx, s, 0); !errors.Is(err, broker.ErrSessionChanged) {
+				t.Fatalf("second create: err %v, want ErrSessionChanged", err)
+			}
+			got, rev, err := b.Sessions().LoadRev(ctx, id)
+			if err != nil || rev != rev1 || got.Cursor != 1 {
+				t.Fatalf("LoadRev = cursor %d rev %d, %v; want cursor 1 rev %d", got.Cursor, rev, err, rev1)
+			}
+			s.Subscriptions = []string{"/a", "/b"}
+			rev2, err := b.Sessions().Update(ctx, s, rev1)
+			if err != nil || rev2 == rev1 {
+				t.Fatalf("Update at the current rev = %d, %v; want a new revision", rev2, err)
+			}
+			stale := s
+			stale.Subscriptions = []string{"/a"}
+			if _, err := a.Sessions().Update(ctx, stale, rev1); !errors.Is(err, broker.ErrSessionChanged) {
+				t.Fatalf("Update at a stale rev: err %v, want ErrSessionChanged", err)
+			}
+			if got, err := a.Sessions().Load(ctx, id); err != nil || !slices.Equal(got.Subscriptions, s.Subscriptions) {
+				t.Fatalf("after a lost Update: %v, %v; want %v kept", got.Subscriptions, err, s.Subscriptions)
+			}
+			if err := a.Sessions().DeleteRev(ctx, id, rev1); !errors.Is(err, broker.ErrSessionChanged) {
+				t.Fatalf("DeleteRev at a stale rev: err %v, want ErrSessionChanged", err)
+			}
+			// a blind Save moves the revision on too
+			if err := a.Sessions().Save(ctx, s); err != nil {
+				t.Fatalf("Save: %v", err)
+			}
+			if err := b.Sessions().DeleteRev(ctx, id, rev2); !errors.Is(err, broker.ErrSessionChanged) {
+				t.Fatalf("DeleteRev after a Save: err %v, want ErrSessionChanged", err)
+			}
+			_, rev3, err := b.Sessions().LoadRev(ctx, id)
+			if err != nil {
+				t.Fatalf("LoadRev: %v", err)
+			}
+			if err := b.Sessions().DeleteRev(ctx, id, rev3); err != nil {
+				t.Fatalf("DeleteRev at the current rev: %v", err)
+			}
+			if _, _, err := a.Sessions().LoadRev(ctx, id); !errors.Is(err, broker.ErrNoSession) {
+				t.Fatalf("LoadRev after DeleteRev: err %v, want ErrNoSession", err)
+			}
+			if err := b.Sessions().DeleteRev(ctx, id, rev3); !errors.Is(err, broker.ErrSessionChanged) {
+				t.Fatalf("DeleteRev of a missing record: err %v, want ErrSessionChanged", err)
+			}
+			if _, err := a.Sessions().Update(ctx, s, 0); err != nil { // created again after a delete
+				t.Fatalf("create after delete: %v", err)
+			}
+		})
+	}
+}
+
+// testSessionsConcurrentUpdaters has several nodes add their own entry to
+// one record at once, each in a read-modify-write loop: exactly one
+// updater wins per revision, and no entry is lost.
+func testSessionsConcurrentUpdaters(t *testing.T, f Factory) {
+	ctx := context.Background()
+	const nodes, each = 4, 10
+	stores := make([]broker.SessionStore, nodes)
+	for i := range stores {
+		stores[i] = f(t, Options{}).Sessions()
+	}
+	const id = "shared-1"
+	if _, err := stores[0].Update(ctx, broker.Session{ClientID: id}, 0); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		wins = map[uint64]int{} // revision updated from -> winners
+	)
+	for n, st := range stores {
+		wg.Go(func() {
+			for i := range each {
+				entry := fmt.Sprintf("/n%d/%d", n, i)
+				for {
+					cur, rev, err := st.LoadRev(ctx, id)
+					if err != nil {
+						t.Errorf("LoadRev: %v", err)
+						return
+					}
+					cur.Subscriptions = append(cur.Subscriptions, entry)
+					_, err = st.Update(ctx, cur, rev)
+					if errors.Is(err, broker.ErrSessionChanged) {
+						continue
+					}
+					if err != nil {
+						t.Errorf("Update: %v", err)
+						return
+					}
+					mu.Lock()
+					wins[rev]++
+					mu.Unlock()
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for rev, n := range wins {
+		if n != 1 {
+			t.Errorf("%d updates won from revision %d, want 1", n, rev)
+		}
+	}
+	got, err := stores[0].Load(ctx, id)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(got.Subscriptions) != nodes*each {
+		t.Fatalf("record has %d entries, want %d: updates were lost", len(got.Subscriptions), nodes*each)
 	}
 }
 
