@@ -262,10 +262,7 @@ func (s *Server) release(ss *session) {
 		ss.held = nil
 	}
 	ss.mu.Unlock()
-	if err := s.broker.Sessions().Save(s.ctx, snap); err != nil {
-		s.met.brokerErrors.Inc()
-		s.log.Warn("save session failed", "client", ss.id, "err", err)
-	}
+	s.storeReleased(snap, ws != nil)
 	s.mu.Lock()
 	s.releasedIDs[ss.id] = struct{}{}
 	s.mu.Unlock()
@@ -293,6 +290,34 @@ func (s *Server) release(ss *session) {
 	s.drain.mu.Lock()
 	s.drain.released++
 	s.drain.mu.Unlock()
+}
+
+// storeReleased saves a released session. Without shared sessions, or
+// with a websocket attached, this node's copy is the truth and replaces the
+// record. A long-poll answered here with shared sessions leaves the record
+// in the store, where other nodes may have changed its subscriptions: the
+// record keeps them and takes this node's progress, unless it has a
+// subscription this copy lacks, whose messages since the record's cursor
+// no node has given: then it keeps its cursor too (a replay of some
+// messages given here rather than a loss of the others).
+func (s *Server) storeReleased(snap broker.Session, ws bool) {
+	if !s.cfg.SharedSessions || ws {
+		if err := s.broker.Sessions().Save(s.ctx, snap); err != nil {
+			s.met.brokerErrors.Inc()
+			s.log.Warn("save session failed", "client", snap.ClientID, "err", err)
+		}
+		return
+	}
+	_, _ = s.updateRecord(snap.ClientID, broker.Session{}, 0, false, func(st *broker.Session, exists bool) bool {
+		if !exists {
+			*st = snap
+			return true
+		}
+		if added, _ := diffSubs(snap.Subscriptions, st.Subscriptions); len(added) == 0 {
+			st.Cursor, st.Given, st.LastConnect = snap.Cursor, snap.Given, snap.LastConnect
+		}
+		return true
+	})
 }
 
 // restore takes over a session another node saved, when a client arrives

@@ -117,25 +117,16 @@ func (s *Server) handle(b *batch, c *Call, ss *session) *bayeux.Message {
 	case bayeux.ChannelConnect:
 		return s.connect(b, m, ss)
 	case bayeux.ChannelSubscribe, bayeux.ChannelUnsubscribe:
-		stored := false
 		if s.cfg.SharedSessions && m.ClientID != "" {
 			mu := s.shareLock(m.ClientID)
 			mu.Lock()
 			defer mu.Unlock()
+			return s.sharedSubscription(b, m, ss)
 		}
-		if s.cfg.SharedSessions && m.ClientID != "" && (ss == nil || !ss.isLive()) {
-			ss, stored = s.sharedCopy(m.ClientID, ss), true
-		}
-		var r *bayeux.Message
 		if m.Channel == bayeux.ChannelSubscribe {
-			r = s.subscribe(b, m, ss)
-		} else {
-			r = s.unsubscribe(m, ss)
+			return s.subscribe(b, m, ss)
 		}
-		if stored && ss != nil && r.Error == "" {
-			s.saveRecord(ss)
-		}
-		return r
+		return s.unsubscribe(m, ss)
 	case bayeux.ChannelDisconnect:
 		if s.cfg.SharedSessions && m.ClientID != "" && ss == nil {
 			ss = s.sharedCopy(m.ClientID, nil)
