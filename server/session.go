@@ -74,9 +74,6 @@ type session struct {
 	// long-poll is being answered (see shared.go). A copy that is not live
 	// queues nothing.
 	live bool
-	// loaded is the SavedAt of the stored record this copy was last
-	// brought up to date with or saved as.
-	loaded time.Time
 
 	lastConnect time.Time // last /meta/connect received or answered
 	closed      bool      // removed from the node

@@ -132,7 +132,6 @@ func (s *Server) saveRecord(ss *session) {
 		return
 	}
 	snap := ss.snapshotLocked(s.cfg.NodeID, s.cfg.Now())
-	ss.loaded = snap.SavedAt
 	ss.mu.Unlock()
 	if err := s.broker.Sessions().Save(s.ctx, snap); err != nil {
 		s.met.brokerErrors.Inc()
@@ -192,7 +191,6 @@ func (s *Server) copyFromRecord(st broker.Session, ss *session) *session {
 		ss.cursor, ss.given = st.Given, st.Given
 	}
 	ss.queue, ss.pending = nil, nil
-	ss.loaded = st.SavedAt
 	ss.mu.Unlock()
 	for _, p := range old {
 		if !slices.Contains(subs, p) {
@@ -456,9 +454,6 @@ func (s *Server) finishPoll(ss *session, out []outMsg) []outMsg {
 		return out
 	}
 	s.copySubs(ss, saved.Subscriptions)
-	ss.mu.Lock()
-	ss.loaded = saved.SavedAt
-	ss.mu.Unlock()
 	return answer
 }
 
