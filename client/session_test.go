@@ -143,10 +143,10 @@ func TestSessionKeptAcrossCut(t *testing.T) {
 	// exact says whether the server must deliver every message published
 	// while the client was away. Faye need not: it writes a message into
 	// a connection that has died without knowing it, and drops it (at most
-	// once). A wsfleet node does the same over a websocket for now (it
-	// counts a message written to the socket as given; the client sends
-	// ext.since on its resuming connect for a node to replay from), but
-	// not over long-polling, where the next poll acknowledges the last.
+	// once). A wsfleet node must: the client sends ext.since on its
+	// resuming connect, and the node writes again what it wrote after
+	// that (websocket) or what of its last answer lies after it
+	// (long-polling).
 	servers := []struct {
 		name  string
 		start func(t *testing.T) *bench.Process
@@ -157,7 +157,7 @@ func TestSessionKeptAcrossCut(t *testing.T) {
 	}
 	for _, server := range servers {
 		for _, transport := range []string{client.WebSocket, client.LongPolling} {
-			exact := server.exact && transport == client.LongPolling
+			exact := server.exact
 			t.Run(server.name+"/"+transport, func(t *testing.T) {
 				srv := server.start(t)
 				proxy := newCutProxy(t, srv.Addr)

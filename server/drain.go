@@ -323,7 +323,7 @@ func (s *Server) storeReleased(snap broker.Session, ws bool) {
 // restore takes over a session another node saved, when a client arrives
 // with a clientId this node does not hold. The session comes back with its
 // subscriptions and replays everything after its cursor before going live.
-func (s *Server) restore(b *batch, id, connectID string) *session {
+func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *session {
 	if !s.Ready() {
 		return nil
 	}
@@ -352,6 +352,7 @@ func (s *Server) restore(b *batch, id, connectID string) *session {
 		// the client got the last long-polling answer the other node sent
 		from = st.Given
 	}
+	from = got.lower(from)
 	ss := &session{id: id, srv: s, ident: ident, subs: subs, cursor: from, given: from,
 		lastConnect: s.cfg.Now(), replaying: 1, live: true}
 	s.mu.Lock()

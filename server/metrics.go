@@ -24,6 +24,7 @@ type metrics struct {
 	released      prometheus.Counter
 	brokerErrors  prometheus.Counter
 	accepted      *prometheus.CounterVec
+	rewritten     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -69,9 +70,12 @@ func newMetrics() *metrics {
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wsfleet_connects_total", Help: "Websocket connections accepted, and long-polling /meta/connect requests, by transport: the reconnect rate a drain causes.",
 		}, []string{"transport"}),
+		rewritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_resent_total", Help: "Messages written again to a resumed websocket because the client's ext.since showed it never got them.",
+		}),
 	}
 	m.reg.MustRegister(m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
-		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors, m.accepted,
+		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors, m.accepted, m.rewritten,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

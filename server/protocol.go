@@ -253,6 +253,9 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		mu.Lock()
 		defer mu.Unlock()
 	}
+	since, hasSince := extSince(m.Ext)
+	got := clientCursor{since, hasSince}
+	resumed := false // the session came from the store, replaying from got
 	switch {
 	case s.cfg.SharedSessions && (ss == nil || !ss.isLive()):
 		if !s.Ready() {
@@ -260,13 +263,18 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			// next request goes elsewhere.
 			return s.goAway(b, r)
 		}
-		if ss = s.adopt(b, m.ClientID, string(m.ID), ss); ss == nil {
+		if ss = s.adopt(b, m.ClientID, string(m.ID), got, ss); ss == nil {
 			return unknownClient(m)
 		}
+		resumed = true
 	case ss == nil:
-		if ss = s.restore(b, m.ClientID, string(m.ID)); ss == nil {
+		if ss = s.restore(b, m.ClientID, string(m.ID), got); ss == nil {
 			return unknownClient(m)
 		}
+		resumed = true
+	}
+	if !resumed && hasSince && b.transport == bayeux.ConnTypeWebSocket {
+		s.rewriteLost(ss, since)
 	}
 	// The hold ends well before the clients give up on the answer
 	// (halley after timeout + 0.5 s, faye after 1.2 × timeout): an answer
@@ -278,7 +286,6 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			hold = t
 		}
 	}
-	since, hasSince := extSince(m.Ext)
 	ss.mu.Lock()
 	ss.lastConnect = s.cfg.Now()
 	ss.connectID = string(m.ID)
@@ -404,6 +411,57 @@ func extSince(ext json.RawMessage) (uint64, bool) {
 		return 0, false
 	}
 	return *e.Since, true
+}
+
+// clientCursor is how far a client says it got: ext.since on a connect
+// after it lost its connection (the Go client sends it; faye and halley
+// do not). A node writes to a websocket without acknowledgement, and what
+// it wrote into a connection that was dying is lost unless it goes by
+// this rather than by what it wrote.
+type clientCursor struct {
+	seq uint64
+	ok  bool
+}
+
+// lower returns from, or the client's cursor when that is earlier.
+func (c clientCursor) lower(from uint64) uint64 {
+	if c.ok && c.seq < from {
+		return c.seq
+	}
+	return from
+}
+
+// rewriteLost queues again, ahead of what waits, what this node wrote to
+// an earlier websocket of the session after since, the client's cursor:
+// the client never got it.
+func (s *Server) rewriteLost(ss *session, since uint64) {
+	ss.mu.Lock()
+	given, subs := ss.given, slices.Clone(ss.subs)
+	ss.mu.Unlock()
+	if since >= given || len(subs) == 0 {
+		return
+	}
+	hist, err := s.broker.History(s.ctx, subs, since)
+	if err != nil {
+		if !errors.Is(err, broker.ErrHistoryGone) {
+			s.met.brokerErrors.Inc()
+		}
+		s.log.Warn("resumed websocket without replay", "client", ss.id, "since", since, "err", err)
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var again []outMsg
+	for _, h := range hist {
+		// above given: still queued here, or on its way live
+		if h.Seq > since && h.Seq <= ss.given {
+			again = append(again, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
+		}
+	}
+	if len(again) > 0 {
+		ss.queue = append(again, ss.queue...)
+		s.met.rewritten.Add(float64(len(again)))
+	}
 }
 
 // finishReplay queues the replayed messages merged with the live ones that

@@ -363,7 +363,7 @@ func diffSubs(before, after []string) (added, removed []string) {
 // copy is brought up to date, goes live, and replays everything after the
 // stored cursor before live messages. A websocket keeps the session here,
 // so its record is deleted.
-func (s *Server) adopt(b *batch, id, connectID string, ss *session) *session {
+func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *session) *session {
 	st, ok := s.takeRecord(id, b.transport == bayeux.ConnTypeWebSocket)
 	if !ok {
 		if ss != nil && ss.isLive() {
@@ -380,6 +380,10 @@ func (s *Server) adopt(b *batch, id, connectID string, ss *session) *session {
 	if ss.pollID != "" && connectID == ss.pollID {
 		// the client repeats the connect whose answer it never got
 		ss.cursor, ss.given = ss.acked, ss.acked
+	}
+	if from := got.lower(ss.given); from < ss.given {
+		// the client lacks part of what the last node wrote to it
+		ss.cursor, ss.given = from, from
 	}
 	from := ss.given
 	ss.acked, ss.pollID = from, ""
