@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a fresh machine of this kind, and
 # nothing when it is already there: the JavaScript clients (faye, halley;
 # CometD for interop/) from the committed package-lock.json files, and the
-# AWS CLI from Debian.
+# AWS CLI and python3-websockets (interop/bayeux_ws.py) from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +19,20 @@ if [ -f interop/package-lock.json ]; then
   fi
 fi
 
+# From Debian: the AWS CLI, and Python's websockets library, the interop
+# suite's asyncio Bayeux client (interop/bayeux_ws.py). One apt-get update
+# serves both when both are missing.
+apt_pkgs=()
 if ! command -v aws >/dev/null 2>&1; then
+  apt_pkgs+=(awscli)
+fi
+# Debian's interpreter, not whichever python3 is first on PATH (pyenv's
+# here), because that is where apt installs the module.
+if ! /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 </dev/null; then
+  apt_pkgs+=(python3-websockets)
+fi
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq </dev/null
-  apt-get install -y -qq --no-install-recommends awscli </dev/null >/dev/null
+  apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" </dev/null >/dev/null
 fi
