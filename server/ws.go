@@ -60,6 +60,10 @@ type wsConn struct {
 	msg        []byte   // a fragmented text message being assembled
 	fragmented bool
 	peerClosed bool // the peer's close frame arrived (and was answered)
+	// desync: reading stopped inside a frame (a refused frame's payload
+	// is unread, or a read failed part way), so what follows on the
+	// socket is not at a frame boundary.
+	desync bool
 
 	// closeMu guards the close request: once closing is set, the owner
 	// closes the socket with closeCode and closeReason.
@@ -280,6 +284,29 @@ func (s *Server) readFrame(wc *wsConn) {
 	}
 }
 
+// closeIdle is how long a socket whose stream is out of step must stay
+// silent before it is closed: by then the peer has read the close frame.
+const closeIdle = 500 * time.Millisecond
+
+// drainRaw reads and drops bytes until the peer closes, stays silent for
+// closeIdle, or end passes. Closing a socket with unread bytes makes the
+// kernel send a reset instead of a FIN, and a reset can destroy the close
+// frame the peer has not read yet: an oversized frame's payload, unread,
+// did just that (the client saw "connection reset", not 1009).
+func (wc *wsConn) drainRaw(end time.Time) {
+	var buf [512]byte
+	for time.Now().Before(end) {
+		d := time.Now().Add(closeIdle)
+		if d.After(end) {
+			d = end
+		}
+		wc.conn.SetReadDeadline(d)
+		if _, err := wc.br.Read(buf[:]); err != nil {
+			return
+		}
+	}
+}
+
 // closePoller stops the poller once the node is closed and its last
 // websocket is gone.
 func (s *Server) closePoller() {
@@ -307,11 +334,16 @@ func (wc *wsConn) readMessage(limit int) ([]byte, error) {
 	var hb [ws.MaxHeaderSize - 2]byte
 	h, err := ws.ReadHeaderBuffer(wc.br, hb[:])
 	if err != nil {
+		// io.EOF: the peer is gone between frames; anything else may
+		// have consumed part of a header.
+		wc.desync = !errors.Is(err, io.EOF)
 		if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 			return nil, closeError{ws.StatusProtocolError, "bad frame header"}
 		}
 		return nil, err
 	}
+	// a frame refused below leaves its payload unread
+	wc.desync = h.Length > 0
 	state := ws.StateServerSide
 	if wc.fragmented {
 		state = state.Set(ws.StateFragmented)
@@ -331,6 +363,7 @@ func (wc *wsConn) readMessage(limit int) ([]byte, error) {
 	if _, err := io.ReadFull(wc.br, payload); err != nil {
 		return nil, err
 	}
+	wc.desync = false
 	ws.Cipher(payload, h.Mask, 0)
 	switch h.OpCode {
 	case ws.OpPing:
@@ -405,13 +438,16 @@ func (s *Server) finishWS(wc *wsConn) {
 	if err := wc.sock.writeClose(code, reason); err == nil && !wc.peerClosed {
 		// the closing handshake: discard what still comes until the
 		// peer's close frame, or closeWait.
-		wc.conn.SetReadDeadline(time.Now().Add(closeWait))
+		end := time.Now().Add(closeWait)
+		wc.conn.SetReadDeadline(end)
 		wc.msg, wc.fragmented = nil, false
-		for {
-			_, err := wc.readMessage(s.cfg.MaxMessageBytes)
-			if err != nil {
+		for !wc.desync {
+			if _, err := wc.readMessage(s.cfg.MaxMessageBytes); err != nil {
 				break
 			}
+		}
+		if wc.desync {
+			wc.drainRaw(end)
 		}
 	}
 	wc.conn.Close()
