@@ -80,6 +80,15 @@ func TestCluster(t *testing.T) {
 func runCluster(t *testing.T, mode string) {
 	nodes := suite.StartCluster(t, 3, "--timeout", "5s", "--drain-window", "2s", "--drain-max-rate", "100", "--drain-deadline", "20s")
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	t.Cleanup(func() {
+		// a delivery failure names clients, not nodes: the node logs say
+		// which node answered what
+		if t.Failed() {
+			for i, n := range nodes {
+				t.Logf("ws-0%d log:\n%s", i+1, n.Log())
+			}
+		}
+	})
 	proxy := nodetest.NewProxy(t, n1.Addr, n2.Addr, n3.Addr)
 
 	feed := func(kind, transport string, count int) *nodetest.Listener {

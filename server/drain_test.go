@@ -222,3 +222,80 @@ func TestReleaseStep(t *testing.T) {
 		}
 	}
 }
+
+// copyReleasedDuringAdopt sets up the race of the two tests below: a
+// long-polling client subscribed to /x on node A, with one message there,
+// polled once on node B, which keeps a copy of its session; B's next read
+// of the record starts B's drain and waits until the drain released that
+// copy. It returns A, B, the client (pointed at B) and the store.
+func copyReleasedDuringAdopt(t *testing.T) (a, b *node, p *lpPeer, store broker.SessionStore) {
+	a, b, hooks, store := hookedNodes(t)
+	p = subscribedToX(t, a)
+	p.n = b
+	if reply, data := p.connect(); reply["successful"] != true || len(data) != 1 {
+		t.Fatalf("first connect on B: %v %v", reply, data)
+	}
+	if b.srv.lookup(p.clientID) == nil {
+		t.Fatal("B keeps no copy after the poll: the test cannot release one")
+	}
+	hooks.armLoad(func() {
+		b.srv.StartDrain(DrainOptions{Window: 0, Deadline: time.Second})
+		for deadline := time.Now().Add(2 * time.Second); b.srv.lookup(p.clientID) != nil; {
+			if time.Now().After(deadline) {
+				t.Error("the drain did not release B's copy")
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	return a, b, p, store
+}
+
+// nextOnAGetsTheDrainMessage publishes on A and checks that p's connect
+// there gets that message.
+func nextOnAGetsTheDrainMessage(t *testing.T, a *node, p *lpPeer) {
+	t.Helper()
+	a.publish(`{"channel":"/x","data":2}`)
+	p.n = a
+	if reply, data := p.connect(); reply["successful"] != true || len(data) != 1 || data[0]["data"] != float64(2) {
+		t.Fatalf("next connect on A: %v %v, want the message published during the drain", reply, data)
+	}
+}
+
+// TestDrainReleasingACopyDuringAdoptSendsTheClientOn is the faye
+// long-polling re-handshake seen in the cluster test: a long-polling
+// client's connect reaches node B, which holds a copy of the session from
+// an earlier poll; B's drain starts after the connect passed B's readiness
+// check and releases that copy while B reads the record to adopt it. The
+// client must be sent to another node (successful, reconnect=retry), not
+// told it is unknown, which makes it handshake again and lose what was
+// published meanwhile.
+func TestDrainReleasingACopyDuringAdoptSendsTheClientOn(t *testing.T) {
+	a, _, p, _ := copyReleasedDuringAdopt(t)
+	reply, _ := p.connect()
+	if reply["successful"] != true {
+		t.Fatalf("connect on B while its drain released the copy: %v, want a successful reply that sends the client on", reply)
+	}
+	if adv, _ := reply["advice"].(msg); adv["reconnect"] != bayeux.ReconnectRetry {
+		t.Fatalf("advice %v, want reconnect=retry", reply["advice"])
+	}
+	nextOnAGetsTheDrainMessage(t, a, p)
+}
+
+// TestDrainReleasingACopyDuringWebsocketAdoptKeepsTheRecord is the same
+// race for a websocket connect, whose adopt deletes the record it reads:
+// when the drain released the copy meanwhile, the record must go back to
+// the store, or the node the client is sent to does not know it.
+func TestDrainReleasingACopyDuringWebsocketAdoptKeepsTheRecord(t *testing.T) {
+	a, b, p, store := copyReleasedDuringAdopt(t)
+	ws := dialWS(t, b)
+	ws.clientID = p.clientID
+	ws.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket"})
+	if reply := ws.next(onChannel(bayeux.ChannelConnect)); reply["successful"] != true {
+		t.Fatalf("websocket connect on B while its drain released the copy: %v", reply)
+	}
+	if _, err := store.Load(context.Background(), p.clientID); err != nil {
+		t.Fatalf("stored session after B's refused adopt: %v", err)
+	}
+	nextOnAGetsTheDrainMessage(t, a, p)
+}

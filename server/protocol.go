@@ -264,6 +264,13 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			return s.goAway(b, r)
 		}
 		if ss = s.adopt(b, m.ClientID, string(m.ID), got, ss); ss == nil {
+			if !s.Ready() {
+				// a drain that started after the check above released
+				// this node's copy while adopt read the record: the
+				// record is in the store, for the node the client's
+				// next connect reaches.
+				return s.goAway(b, r)
+			}
 			return unknownClient(m)
 		}
 		resumed = true

@@ -364,16 +364,32 @@ func diffSubs(before, after []string) (added, removed []string) {
 // stored cursor before live messages. A websocket keeps the session here,
 // so its record is deleted.
 func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *session) *session {
-	st, ok := s.takeRecord(id, b.transport == bayeux.ConnTypeWebSocket)
+	remove := b.transport == bayeux.ConnTypeWebSocket
+	st, ok := s.takeRecord(id, remove)
 	if !ok {
 		if ss != nil && ss.isLive() {
 			return ss
 		}
 		s.met.restored.WithLabelValues("unknown").Inc()
+		s.log.Debug("adopt: no stored session", "client", id, "copy", ss != nil)
 		return nil
 	}
+	had := ss != nil
 	ss = s.copyFromRecord(st, ss)
 	if ss == nil {
+		s.log.Debug("adopt: copy refused or closed", "client", id, "copy", had)
+		if _, allowed := s.identityOf(st); remove && allowed {
+			// a drain released this node's copy while the record was
+			// read and deleted: the record goes back, for the node the
+			// client is sent to (unless one was stored meanwhile).
+			_, _ = s.updateRecord(id, broker.Session{}, 0, true, func(cur *broker.Session, exists bool) bool {
+				if exists {
+					return false
+				}
+				*cur = st
+				return true
+			})
+		}
 		return nil
 	}
 	ss.mu.Lock()

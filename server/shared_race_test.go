@@ -20,6 +20,21 @@ type hookStore struct {
 	broker.SessionStore
 	mu   sync.Mutex
 	hook func()
+	load func() // runs before the first read after armLoad
+}
+
+// armLoad sets f to run before the node's next read of a record: another
+// event then lands between the node's look-up of its own copy and its
+// read of the store.
+func (h *hookStore) armLoad(f func()) {
+	h.mu.Lock()
+	h.load = f
+	h.mu.Unlock()
+}
+
+func (h *hookStore) LoadRev(ctx context.Context, id string) (broker.Session, uint64, error) {
+	h.run(&h.load)
+	return h.SessionStore.LoadRev(ctx, id)
 }
 
 func (h *hookStore) arm(f func()) {
@@ -28,13 +43,16 @@ func (h *hookStore) arm(f func()) {
 	h.mu.Unlock()
 }
 
-func (h *hookStore) fire() {
+func (h *hookStore) fire() { h.run(&h.hook) }
+
+// run runs and disarms the hook *f.
+func (h *hookStore) run(f *func()) {
 	h.mu.Lock()
-	f := h.hook
-	h.hook = nil
+	g := *f
+	*f = nil
 	h.mu.Unlock()
-	if f != nil {
-		f()
+	if g != nil {
+		g()
 	}
 }
 
