@@ -2,7 +2,6 @@ package probe_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"wsfleet/bench"
+	"wsfleet/internal/nodetest"
 )
 
 var (
@@ -55,10 +55,10 @@ func extraPeers() []peer {
 		if noHistory {
 			args = append(args, "--history-max-msgs", "1")
 		}
-		var logs strings.Builder
+		var logs nodetest.SyncBuffer
 		p, err := bench.StartWsfleet(context.Background(), bench.WsfleetOptions{
 			Binary: bin, Port: port, AdminToken: adminToken, CPU: -1,
-			Args: args, Stderr: &syncWriter{w: &logs},
+			Args: args, Stderr: &logs,
 		})
 		if err != nil {
 			t.Fatalf("%v\n%s", err, logs.String())
@@ -67,16 +67,4 @@ func extraPeers() []peer {
 		port, _ = strconv.Atoi(p.Addr[strings.LastIndexByte(p.Addr, ':')+1:])
 		return p, port
 	}}}
-}
-
-// syncWriter serializes writes from the process reader goroutine.
-type syncWriter struct {
-	mu sync.Mutex
-	w  fmt.Stringer
-}
-
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.(*strings.Builder).Write(b)
 }

@@ -22,9 +22,6 @@ import (
 const (
 	wsStatusGoingAway       = ws.StatusGoingAway
 	wsStatusPolicyViolation = ws.StatusPolicyViolation
-	// wsStatusTryAgainLater is RFC 6455's registered 1013, which the
-	// library does not name.
-	wsStatusTryAgainLater ws.StatusCode = 1013
 )
 
 // closeWait bounds how long a closing socket waits for the peer's close
