@@ -83,8 +83,8 @@ func TestPlanForDemo(t *testing.T) {
 	}
 	var site string
 	for _, c := range p.Checks {
-		if c.HTTP != nil {
-			site = c.HTTP.URL
+		if h, ok := c.Spec.(*rollout.HTTPCheck); ok {
+			site = h.URL
 		}
 	}
 	if site != "http://127.0.0.1:39002/healthz" {

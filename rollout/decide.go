@@ -2,16 +2,28 @@ package rollout
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 )
 
-// Observation is what the engine saw just before deciding: the group and
-// the admin status of its nodes.
+// Observation is everything a decision reads besides the plan and the
+// state: the group and its nodes as the engine saw them just before, the
+// time, and the results of the open phase's checks.
 type Observation struct {
 	Group Group
 	Nodes map[string]NodeObs // by instance id
+	Now   time.Time
+	// Round is a background round of the open phase's checks that
+	// finished since the last decision; nil when none did.
+	Round []CheckResult
+	// Checked is set when the engine ran the phase's checks for this
+	// decision, because the decision before asked (RunChecks); Checks
+	// are their results.
+	Checked bool
+	Checks  []CheckResult
 }
 
 // NodeObs is one node's admin status, or why it could not be read.
@@ -54,8 +66,9 @@ type Effect struct {
 	Drain   *DrainOptions `json:"drain,omitempty"`
 }
 
-// Decision is the outcome of deciding one step: its new progress, the
-// effects to make now, and otherwise how long to wait or why it failed.
+// Decision is the outcome of deciding the current step: its new
+// progress, the effects to make now, and otherwise how long to wait or why
+// it failed; with what the engine must record or do besides.
 type Decision struct {
 	Step    Step
 	Effects []Effect
@@ -63,6 +76,18 @@ type Decision struct {
 	Wait    time.Duration // until something is expected to change
 	Reason  string        // what the step waits for, for the view
 	Fail    string        // non-empty: the step cannot complete
+	// RunChecks asks the engine to run the phase's checks now and decide
+	// again with their results (Observation.Checks); nothing else of
+	// this decision is recorded.
+	RunChecks bool
+	// Checks are check results to record in the phase's record.
+	Checks []CheckResult
+	// Suspension, when set, replaces the state's suspension record,
+	// before the effects (their journal intent carries it).
+	Suspension *Suspension
+	// Detach, when set, is when the window the step waits for opens:
+	// the engine saves and leaves until then (Engine.Detach).
+	Detach time.Time
 }
 
 // Timing is the plan's durations after the time scale.
@@ -79,18 +104,92 @@ type Timing struct {
 	Deregister bool
 	// Scale multiplies the plan's bakes (the other fields come scaled).
 	Scale float64
+	// Suspend: the provider can suspend the group's processes.
+	Suspend bool
+	// Detach: leave before a window rather than wait for it.
+	Detach bool
 }
 
-// decideStep is the pure decision for one step. It never performs I/O;
-// now, the observation and the step's persisted progress are all it reads.
-func decideStep(s Step, prev []Step, obs Observation, t Timing, now time.Time) Decision {
+// decide is the engine's one decision: what the current step does next,
+// given the plan, the state and what the engine observed. It is pure: no
+// I/O, no clock (the time is obs.Now), and it changes neither st nor obs;
+// the step's new progress, the check results and the suspension record to
+// keep all come back in the Decision, which the engine records. The
+// cursor must be on a step.
+func decide(plan *Plan, st *State, obs Observation, t Timing) Decision {
+	steps, cur := st.current()
+	s := steps[*cur]
+	s.Targets = slices.Clone(s.Targets)
+	s.Progress = s.Progress.clone()
+	if reason := phaseOverdue(st, plan, s.Phase, obs.Now); reason != "" {
+		return Decision{Step: s, Fail: reason}
+	}
+	if f := failed(obs.Round); f != "" {
+		return Decision{Step: s, Fail: "check " + f, Checks: obs.Round}
+	}
+	d := decideStep(plan, st, s, steps[:*cur], obs, t)
+	if len(obs.Round) > 0 && !d.RunChecks {
+		d.Checks = append(slices.Clone(obs.Round), d.Checks...)
+	}
+	return d
+}
+
+// decideStep decides step s by its kind; prev are the steps before it.
+func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t Timing) Decision {
+	now := obs.Now
+	switch s.Kind {
+	case StepSetImage:
+		if st.Template != nil {
+			return done(s, now)
+		}
+		return Decision{Step: s, Effects: []Effect{{Key: "set-image", Kind: EffSetImage, Value: s.Image}}}
+	case StepRestoreImage:
+		if obs.Group.Template.Version == s.Version.Version && obs.Group.Image == s.Image {
+			return done(s, now)
+		}
+		return Decision{Step: s, Effects: []Effect{{Key: "set-template-version", Kind: EffSetVersion, Version: s.Version}}}
+	case StepSuspend:
+		return decideSuspend(st, s, obs, t)
+	case StepResume:
+		if effs := endEffects(st, obs.Group); len(effs) > 0 {
+			return Decision{Step: s, Effects: effs}
+		}
+		return done(s, now)
+	case StepReregister:
+		if s.Done {
+			return done(s, now)
+		}
+		return Decision{Step: s, Effects: []Effect{
+			{Key: "register", Kind: EffRegister, IDs: s.IDs},
+			{Key: "set-healthy", Kind: EffSetHealthy, IDs: s.IDs},
+		}}
+	case StepCheck:
+		if s.Started.IsZero() {
+			s.Started = now
+		}
+		switch {
+		case len(checksFor(plan, s.Phase)) == 0:
+			return done(s, now)
+		case !obs.Checked:
+			return Decision{Step: s, RunChecks: true}
+		case failed(obs.Checks) != "":
+			return Decision{Step: s, Fail: "check " + failed(obs.Checks), Checks: obs.Checks}
+		}
+		d := done(s, now)
+		d.Checks = obs.Checks
+		return d
+	}
 	if s.Started.IsZero() {
 		s.Started = now
 	}
 	switch s.Kind {
 	case StepWindow:
 		if now.Before(s.NotBefore) {
-			return Decision{Step: s, Wait: s.NotBefore.Sub(now), Reason: "window opens at " + s.NotBefore.UTC().Format(time.RFC3339)}
+			d := Decision{Step: s, Wait: s.NotBefore.Sub(now), Reason: "window opens at " + s.NotBefore.UTC().Format(time.RFC3339)}
+			if t.Detach {
+				d.Detach = s.NotBefore
+			}
+			return d
 		}
 		return done(s, now)
 	case StepBake:
@@ -116,10 +215,69 @@ func decideStep(s Step, prev []Step, obs Observation, t Timing, now time.Time) D
 		}
 		return done(s, now)
 	case StepBatch:
-		return decideBatch(s, prev, obs, t, now)
+		d := decideBatch(s, prev, obs, t, now)
+		if s.Ready || !d.Step.Ready || s.Phase < 0 || len(checksFor(plan, s.Phase)) == 0 {
+			return d
+		}
+		// Healthy includes passing the checks: the replacements are in,
+		// so check the fleet once more before the old instances start
+		// to leave.
+		switch {
+		case !obs.Checked:
+			return Decision{Step: s, RunChecks: true}
+		case failed(obs.Checks) != "":
+			return Decision{Step: d.Step, Fail: "check " + failed(obs.Checks) + " (with the replacements in, before draining)", Checks: obs.Checks}
+		}
+		d.Checks = obs.Checks
+		return d
 	}
-	// set-image, restore-image and check are run by the engine directly.
-	return Decision{Step: s, Fail: fmt.Sprintf("step %s is not decided here", s.Kind)}
+	return Decision{Step: s, Fail: fmt.Sprintf("step %s has no decision", s.Kind)}
+}
+
+// checksFor returns the checks of phase p; every check outside phases
+// (the rollback's).
+func checksFor(p *Plan, phase int) []Check {
+	switch {
+	case phase < 0:
+		return p.Checks
+	case phase >= len(p.Phases):
+		return nil
+	}
+	return p.PhaseChecks(phase)
+}
+
+// phaseOverdue reports a phase past its deadline, counted from the start
+// of its first step after its window.
+func phaseOverdue(st *State, plan *Plan, p int, now time.Time) string {
+	if p < 0 || st.Rollback || p >= len(plan.Phases) || plan.Phases[p].Deadline == 0 {
+		return ""
+	}
+	var start time.Time
+	for _, s := range st.Steps {
+		if s.Phase == p && s.Kind != StepWindow && !s.Started.IsZero() {
+			start = s.Started
+			break
+		}
+	}
+	if start.IsZero() {
+		return ""
+	}
+	if dl := plan.Phases[p].Deadline.D(); now.Sub(start) > dl {
+		return fmt.Sprintf("phase %s missed its deadline of %s", plan.Phases[p].Name, dl)
+	}
+	return ""
+}
+
+// clone copies the progress's maps and slices, so that a decision's new
+// progress shares nothing with the state's.
+func (p Progress) clone() Progress {
+	p.Adopted = slices.Clone(p.Adopted)
+	p.HealthySince = maps.Clone(p.HealthySince)
+	p.Drains = maps.Clone(p.Drains)
+	p.Deregistered = maps.Clone(p.Deregistered)
+	p.Terminated = maps.Clone(p.Terminated)
+	p.Known = slices.Clone(p.Known)
+	return p
 }
 
 func done(s Step, now time.Time) Decision {

@@ -99,51 +99,6 @@ type Phase struct {
 	Checks     *[]string `yaml:"checks" json:"checks,omitempty"`
 }
 
-// Check is one gate; exactly one of HTTP, Probe, Metric, Command is set.
-type Check struct {
-	Name     string        `yaml:"name" json:"name"`
-	Interval Duration      `yaml:"interval" json:"interval,omitempty"`
-	HTTP     *HTTPCheck    `yaml:"http" json:"http,omitempty"`
-	Probe    *ProbeCheck   `yaml:"probe" json:"probe,omitempty"`
-	Metric   *MetricCheck  `yaml:"metric" json:"metric,omitempty"`
-	Command  *CommandCheck `yaml:"command" json:"command,omitempty"`
-}
-
-// HTTPCheck passes when GET URL answers Status.
-type HTTPCheck struct {
-	URL     string   `yaml:"url" json:"url"`
-	Status  int      `yaml:"status" json:"status,omitempty"`
-	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
-}
-
-// ProbeCheck runs synthetic clients through the load balancer for a whole
-// phase and fails when they lose more than MaxLoss messages or see a gap
-// longer than MaxGap.
-type ProbeCheck struct {
-	URL      string   `yaml:"url" json:"url,omitempty"`
-	Clients  int      `yaml:"clients" json:"clients"`
-	Channels int      `yaml:"channels" json:"channels,omitempty"`
-	Rate     float64  `yaml:"rate" json:"rate"`
-	MaxLoss  int64    `yaml:"max_loss" json:"max_loss"`
-	MaxGap   Duration `yaml:"max_gap" json:"max_gap,omitempty"`
-}
-
-// MetricCheck sums a counter over every node's /metrics and fails when it
-// grew by more than MaxIncrease since the phase began.
-type MetricCheck struct {
-	Name string `yaml:"name" json:"name"`
-	// Labels, when set, restrict the sum to samples with these label
-	// values, e.g. {code: "500"}.
-	Labels      map[string]string `yaml:"labels" json:"labels,omitempty"`
-	MaxIncrease float64           `yaml:"max_increase" json:"max_increase"`
-}
-
-// CommandCheck runs a program; exit status 0 passes.
-type CommandCheck struct {
-	Run     []string `yaml:"run" json:"run"`
-	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
-}
-
 // Replace selects the instances a phase replaces: names, a count, a
 // percentage of the group's desired capacity, or the rest.
 type Replace struct {
@@ -383,17 +338,7 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 			*errs = append(*errs, &PlanError{Key: path, Line: lineOf(n), Msg: "want a mapping (key: value lines or {key: value})"})
 			return
 		}
-		fields := map[string]reflect.StructField{}
-		var valid []string
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "" || name == "-" || !f.IsExported() {
-				continue
-			}
-			fields[name] = f
-			valid = append(valid, name)
-		}
+		fields, valid := yamlFields(t)
 		for _, v := range values {
 			key := v.Key.String()
 			kp := key
@@ -401,7 +346,7 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 				kp = path + "." + key
 			}
 			line := lineOf(v.Key)
-			f, ok := fields[key]
+			ft, ok := fields[key]
 			if !ok {
 				hint := "valid keys here: " + strings.Join(valid, ", ")
 				if s := closest(key, valid); s != "" {
@@ -411,7 +356,7 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 				continue
 			}
 			lines[kp] = line
-			walkKeys(v.Value, f.Type, kp, lines, errs)
+			walkKeys(v.Value, ft, kp, lines, errs)
 		}
 	case reflect.Slice:
 		s, ok := n.(*ast.SequenceNode)
@@ -427,6 +372,34 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 			walkKeys(v, t.Elem(), ip, lines, errs)
 		}
 	}
+}
+
+// yamlFields returns the keys of a struct type with the type of each, in
+// order. A check's keys are its own and each registered kind's, whose
+// spec type holds that kind's keys.
+func yamlFields(t reflect.Type) (map[string]reflect.Type, []string) {
+	fields := map[string]reflect.Type{}
+	var valid []string
+	if t == reflect.TypeFor[Check]() {
+		fields["name"], fields["interval"] = reflect.TypeFor[string](), reflect.TypeFor[Duration]()
+		valid = append(valid, checkKeys...)
+		for _, k := range gateKeys() {
+			kind, _ := gateKind(k)
+			fields[k] = reflect.TypeOf(kind.Spec())
+			valid = append(valid, k)
+		}
+		return fields, valid
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		fields[name] = f.Type
+		valid = append(valid, name)
+	}
+	return fields, valid
 }
 
 // lineOf is the line a node starts on, 0 when unknown.
@@ -545,46 +518,14 @@ func (p *Plan) validate() PlanErrors {
 			add(p.errAt(key+".name", "%q is used by another check; names must be unique", c.Name))
 		}
 		checkNames[c.Name] = true
-		kinds := 0
-		for _, set := range []bool{c.HTTP != nil, c.Probe != nil, c.Metric != nil, c.Command != nil} {
-			if set {
-				kinds++
+		p.Checks[i].validate(func(k, format string, args ...any) {
+			if k != "" {
+				k = key + "." + k
+			} else {
+				k = key
 			}
-		}
-		if kinds != 1 {
-			add(p.errAt(key, "a check has exactly one of http, probe, metric, command (found %d)", kinds))
-			continue
-		}
-		if p.Checks[i].Interval == 0 {
-			p.Checks[i].Interval = Duration(defaultCheckInterval)
-		}
-		switch {
-		case c.HTTP != nil:
-			if !strings.HasPrefix(c.HTTP.URL, "http://") && !strings.HasPrefix(c.HTTP.URL, "https://") {
-				add(p.errAt(key+".http.url", "%q; want an http:// or https:// URL", c.HTTP.URL))
-			}
-			if c.HTTP.Status == 0 {
-				c.HTTP.Status = 200
-			}
-		case c.Probe != nil:
-			if c.Probe.Clients <= 0 {
-				add(p.errAt(key+".probe.clients", "want a positive number of clients, e.g. 50"))
-			}
-			if c.Probe.Rate <= 0 {
-				add(p.errAt(key+".probe.rate", "want a positive publish rate per second, e.g. 10"))
-			}
-			if c.Probe.MaxLoss < 0 {
-				add(p.errAt(key+".probe.max_loss", "want 0 or more messages"))
-			}
-		case c.Metric != nil:
-			if c.Metric.Name == "" {
-				add(p.errAt(key+".metric.name", "missing; name a counter from the nodes' /metrics, e.g. bayeux_errors_total"))
-			}
-		case c.Command != nil:
-			if len(c.Command.Run) == 0 {
-				add(p.errAt(key+".command.run", "missing; give the program and its arguments as a list"))
-			}
-		}
+			add(p.errAt(k, format, args...))
+		})
 	}
 	if len(p.Phases) == 0 {
 		add(p.errAt("phases", "no phases; add at least one, e.g. - {name: all, replace: rest}"))

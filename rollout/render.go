@@ -25,7 +25,7 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 	if len(p.Checks) > 0 {
 		fmt.Fprintln(w, "checks (after each phase, and every interval while it runs):")
 		for _, c := range p.Checks {
-			fmt.Fprintf(w, "  - %s: %s\n", c.Name, describeCheck(c))
+			fmt.Fprintf(w, "  - %s: %s\n", c.Name, c.Describe())
 		}
 	}
 	phase := -2
@@ -55,37 +55,6 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 	default:
 		fmt.Fprintln(w, "on failure: stop and wait for `wsfleet rollback` or `wsfleet abort`")
 	}
-}
-
-func describeCheck(c Check) string {
-	switch {
-	case c.HTTP != nil:
-		return fmt.Sprintf("GET %s answers %d", c.HTTP.URL, c.HTTP.Status)
-	case c.Probe != nil:
-		url := c.Probe.URL
-		if url == "" {
-			url = "the load balancer"
-		}
-		s := fmt.Sprintf("%d probe clients through %s at %g msg/s lose at most %d", c.Probe.Clients, url, c.Probe.Rate, c.Probe.MaxLoss)
-		if c.Probe.MaxGap > 0 {
-			s += fmt.Sprintf(", gap p99 at most %s", c.Probe.MaxGap.D())
-		}
-		return s
-	case c.Metric != nil:
-		name := c.Metric.Name
-		if len(c.Metric.Labels) > 0 {
-			var ls []string
-			for k, v := range c.Metric.Labels {
-				ls = append(ls, fmt.Sprintf("%s=%q", k, v))
-			}
-			sort.Strings(ls)
-			name += "{" + strings.Join(ls, ",") + "}"
-		}
-		return fmt.Sprintf("%s summed over the nodes rises by at most %g", name, c.Metric.MaxIncrease)
-	case c.Command != nil:
-		return fmt.Sprintf("`%s` exits 0", strings.Join(c.Command.Run, " "))
-	}
-	return "?"
 }
 
 // RenderView writes the live terminal view: where the rollout is, every

@@ -1,27 +1,27 @@
 package rollout
 
 import (
-	"context"
-	"fmt"
 	"slices"
 	"time"
 )
 
 // decideSuspend suspends the group's ReplaceUnhealthy and AZRebalance for
 // the change, except those someone else had already suspended: those are
-// recorded as theirs, before the call, so that neither the end of the
-// change nor a resume after a crash ever resumes them.
-func (e *Engine) decideSuspend(st *State, s Step, obs Observation, now time.Time) Decision {
-	if e.processes() == nil {
-		return done(s, now)
+// recorded as theirs in the decision's suspension record, which the engine
+// keeps before the call, so that neither the end of the change nor a
+// resume after a crash ever resumes them.
+func decideSuspend(st *State, s Step, obs Observation, t Timing) Decision {
+	if !t.Suspend {
+		return done(s, obs.Now)
 	}
-	if sp := st.Suspension; sp != nil && sp.Resumed {
-		// A rollback after the forward steps resumed: suspend again,
-		// judging anew what is someone else's.
-		st.Suspension = nil
+	var sp *Suspension
+	if cur := st.Suspension; cur != nil && !cur.Resumed {
+		sp = &Suspension{Ours: slices.Clone(cur.Ours), Already: slices.Clone(cur.Already), Active: cur.Active}
 	}
-	if st.Suspension == nil {
-		sp := &Suspension{}
+	// No record, or one whose processes a finished forward run resumed
+	// (a rollback after it): judge anew what is someone else's.
+	if sp == nil {
+		sp = &Suspension{}
 		for _, p := range SuspendedProcesses {
 			if slices.Contains(obs.Group.Suspended, p) {
 				sp.Already = append(sp.Already, p)
@@ -30,12 +30,13 @@ func (e *Engine) decideSuspend(st *State, s Step, obs Observation, now time.Time
 			}
 		}
 		sp.Active = len(sp.Ours) == 0
-		st.Suspension = sp
 	}
-	if st.Suspension.Active {
-		return done(s, now)
+	if sp.Active {
+		d := done(s, obs.Now)
+		d.Suspension = sp
+		return d
 	}
-	return Decision{Step: s, Effects: []Effect{{Key: "suspend-processes", Kind: EffSuspend, IDs: st.Suspension.Ours}}}
+	return Decision{Step: s, Suspension: sp, Effects: []Effect{{Key: "suspend-processes", Kind: EffSuspend, IDs: sp.Ours}}}
 }
 
 // endEffects is what ends the change's hold on the group, in order: no
@@ -43,10 +44,9 @@ func (e *Engine) decideSuspend(st *State, s Step, obs Observation, now time.Time
 // the group would replace it, marked unhealthy as it is, and a draining
 // node serves nobody); instances it took out of the load balancer and
 // keeps go back in, marked healthy; then the processes it suspended
-// resume. An abort (abort true) may find a batch half done; a finished
-// change or rollback finds nothing but the suspension to undo.
-func (e *Engine) endEffects(st *State, obs Observation, abort bool) []Effect {
-	g := obs.Group
+// resume. An abort may find a batch half done; a finished change or
+// rollback finds nothing but the suspension to undo.
+func endEffects(st *State, g Group) []Effect {
 	var healthy, register []string
 	var out []Effect
 	seen := map[string]bool{}
@@ -95,89 +95,6 @@ func (e *Engine) endEffects(st *State, obs Observation, abort bool) []Effect {
 		return []Effect{{Key: "resume-processes", Kind: EffResume, IDs: sp.Ours}}
 	}
 	return nil
-}
-
-// abort ends the change where it is: the clean-up of endEffects, effect
-// by effect through the journal, then the status. Aborting is saved first,
-// so a crash in between is finished by Resume.
-func (e *Engine) abort(ctx context.Context, st *State) error {
-	if !st.Aborting {
-		st.Aborting = true
-		e.event(st, "abort", "aborting by hand; the group is left as it is, the suspension undone")
-		if err := e.save(st); err != nil {
-			return err
-		}
-	}
-	for round := 0; ; round++ {
-		g, err := e.Provider.Group(ctx, st.Group)
-		if err != nil {
-			return fmt.Errorf("abort: describe group %s: %w", st.Group, err)
-		}
-		effs := e.endEffects(st, Observation{Group: g}, true)
-		if len(effs) == 0 {
-			break
-		}
-		if round == 10 {
-			return fmt.Errorf("abort: %s still due after %d rounds; run abort again", effs[0].Key, round)
-		}
-		for _, eff := range effs {
-			if err := e.do(ctx, st, eff, Observation{Group: g}); err != nil {
-				return fmt.Errorf("abort: %s: %w", eff.Key, err)
-			}
-		}
-	}
-	st.Status, st.Ended, st.Aborting = StatusAborted, e.Now(), false
-	e.event(st, "abort", "aborted")
-	e.closePhase(ctx, st, "aborted")
-	if err := e.save(st); err != nil {
-		return err
-	}
-	return e.lock.Release(ctx)
-}
-
-// Abort aborts a rollout whose engine is gone (`wsfleet abort` with no
-// engine running): it takes the lock, undoes the change's hold on the
-// group (see endEffects) and frees it.
-func (e *Engine) Abort(ctx context.Context, change string) (*State, error) {
-	e.defaults()
-	st, err := e.Store.Load(change)
-	if err != nil {
-		return nil, err
-	}
-	if st.Status.Final() {
-		return st, fmt.Errorf("change %s is already %s", change, st.Status)
-	}
-	e.callsBase = st.Calls
-	e.lock = NewLock(e.Provider, st.Group, st.Change, e.LockTTL, e.Now)
-	e.lock.Sleep = e.Sleep
-	if err := e.lock.Acquire(ctx, true); err != nil {
-		return st, err
-	}
-	st.Owner = e.lock.Me.Owner()
-	return st, e.abort(ctx, st)
-}
-
-// recordReplaced lists, in the phase's record, each target of a finished
-// batch with the instance that took its name.
-func (e *Engine) recordReplaced(st *State, s Step) {
-	if len(s.Targets) == 0 || len(s.Adopted) == 0 {
-		return
-	}
-	rec := e.record(st, s.Phase)
-	for i, id := range s.Targets {
-		name := ""
-		if i < len(s.TargetNames) {
-			name = s.TargetNames[i]
-		}
-		for _, a := range s.Adopted {
-			if a.Name == name && name != "" {
-				line := fmt.Sprintf("%s (%s) -> %s", name, id, a.ID)
-				if !slices.Contains(rec.Replaced, line) {
-					rec.Replaced = append(rec.Replaced, line)
-				}
-			}
-		}
-	}
 }
 
 func keys(m map[string]time.Time) []string {

@@ -1,0 +1,208 @@
+package rollout
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// The effect journal: every call the engine makes on the cloud or a node
+// goes through do, which writes its intent before the call and its outcome
+// after, and records what the call did in the state (apply). save is the
+// one writer of the state.
+
+// do makes one effect with its journal entries around it: intent before
+// the call, done or failed after. A crash between the two leaves an open
+// intent; the next decision, made on a fresh observation, either finds
+// the effect done (an instance already terminating, a version already
+// made) or asks for it again, and every provider call is safe to repeat.
+func (e *Engine) do(ctx context.Context, st *State, eff Effect, obs Observation) error {
+	key := st.stepKey()
+	now := e.Now()
+	seq := len(st.Journal) + 1
+	st.Journal = append(st.Journal, JournalEntry{Seq: seq, Step: key, Effect: eff, Status: "intent", At: now})
+	if err := e.save(st); err != nil {
+		return err
+	}
+	if e.Crash != nil && e.Crash("before:"+key+":"+eff.Key) {
+		return ErrCrashed
+	}
+	out, err := e.call(ctx, st, eff, obs)
+	if e.Crash != nil && e.Crash("after:"+key+":"+eff.Key) {
+		return ErrCrashed
+	}
+	j := &st.Journal[seq-1]
+	j.Took = e.Now().Sub(now).String()
+	if err != nil {
+		j.Status, j.Error = "failed", err.Error()
+		e.event(st, "effect", "effect failed", "effect", eff.Key, "err", err.Error())
+		return errors.Join(err, e.save(st))
+	}
+	j.Status = "done"
+	st.apply(eff, out, e.Now())
+	e.event(st, "effect", string(eff.Kind), "effect", eff.Key, "id", eff.ID, "n", eff.N)
+	return e.save(st)
+}
+
+// outcome is what a call returns besides its error, for apply.
+type outcome struct {
+	template *TemplateChange // set-image: the versions before and after
+}
+
+// call makes the effect's call. It writes nothing: apply records it.
+func (e *Engine) call(ctx context.Context, st *State, eff Effect, obs Observation) (outcome, error) {
+	p := e.Provider
+	switch eff.Kind {
+	case EffSetImage:
+		tc, err := p.SetImage(ctx, st.Group, eff.Value, st.Change)
+		if err != nil {
+			return outcome{}, err
+		}
+		return outcome{template: &tc}, nil
+	case EffSetVersion:
+		return outcome{}, p.SetTemplateVersion(ctx, st.Group, eff.Version)
+	case EffSetDesired:
+		return outcome{}, p.SetDesired(ctx, st.Group, eff.N)
+	case EffProtect, EffUnprotect:
+		return outcome{}, p.SetProtection(ctx, st.Group, eff.IDs, eff.Kind == EffProtect)
+	case EffTagName:
+		return outcome{}, p.TagInstance(ctx, eff.ID, "Name", eff.Value)
+	case EffDrain:
+		in, _ := obs.Group.Instance(eff.ID)
+		if e.Nodes == nil {
+			return outcome{}, nil
+		}
+		err := e.Nodes.Drain(ctx, in, *eff.Drain)
+		if err != nil && obs.Nodes[eff.ID].Err != "" {
+			// The node was already unreachable: nothing to drain; its
+			// termination follows once the window has passed.
+			e.Log.Warn("drain of unreachable node", "instance", eff.ID, "err", err)
+			return outcome{}, nil
+		}
+		return outcome{}, err
+	case EffTerminate, EffTerminateKeep:
+		err := p.Terminate(ctx, st.Group, eff.ID, eff.Kind == EffTerminate)
+		if errors.Is(err, ErrNotFound) {
+			return outcome{}, nil // already on its way out: never terminate twice
+		}
+		return outcome{}, err
+	case EffSuspend, EffResume:
+		ps := e.processes()
+		if ps == nil {
+			return outcome{}, nil
+		}
+		if eff.Kind == EffSuspend {
+			return outcome{}, ps.SuspendProcesses(ctx, st.Group, eff.IDs)
+		}
+		return outcome{}, ps.ResumeProcesses(ctx, st.Group, eff.IDs)
+	case EffSetHealthy:
+		ps := e.processes()
+		if ps == nil {
+			return outcome{}, nil
+		}
+		for _, id := range eff.IDs {
+			if err := ps.SetInstanceHealth(ctx, id, true); err != nil && !errors.Is(err, ErrNotFound) {
+				return outcome{}, err
+			}
+		}
+		return outcome{}, nil
+	case EffDeregister, EffRegister:
+		ts := e.targets()
+		if ts == nil {
+			return outcome{}, nil
+		}
+		if eff.Kind == EffDeregister {
+			return outcome{}, ts.DeregisterTargets(ctx, st.Group, eff.IDs)
+		}
+		return outcome{}, ts.RegisterTargets(ctx, st.Group, eff.IDs)
+	}
+	return outcome{}, fmt.Errorf("unknown effect %s", eff.Kind)
+}
+
+// apply records a done effect: in the current step's progress, and in
+// what the change holds (the template, the protection, the suspension).
+func (s *State) apply(eff Effect, out outcome, now time.Time) {
+	switch {
+	case eff.Kind == EffSuspend && s.Suspension != nil:
+		s.Suspension.Active, s.Suspension.Resumed = true, false
+	case eff.Kind == EffResume && s.Suspension != nil:
+		s.Suspension.Resumed = true
+	case eff.Kind == EffSetImage && out.template != nil:
+		s.Template = out.template
+		if out.template.PreviousImage != "" {
+			s.OldImage = out.template.PreviousImage
+		}
+	case eff.Kind == EffProtect:
+		for _, id := range eff.IDs {
+			if !slices.Contains(s.Protected, id) {
+				s.Protected = append(s.Protected, id)
+			}
+		}
+	case eff.Kind == EffUnprotect:
+		s.Protected = slices.DeleteFunc(s.Protected, func(id string) bool { return slices.Contains(eff.IDs, id) })
+	}
+	steps, cur := s.current()
+	if *cur >= len(steps) {
+		return
+	}
+	step := &steps[*cur]
+	switch eff.Kind {
+	case EffDrain:
+		if step.Drains == nil {
+			step.Drains = map[string]time.Time{}
+		}
+		step.Drains[eff.ID] = now
+	case EffTerminate, EffTerminateKeep:
+		if step.Terminated == nil {
+			step.Terminated = map[string]time.Time{}
+		}
+		step.Terminated[eff.ID] = now
+	case EffSetImage:
+		step.Done, step.Ended = true, now
+	case EffDeregister:
+		if step.Deregistered == nil {
+			step.Deregistered = map[string]time.Time{}
+		}
+		for _, id := range eff.IDs {
+			step.Deregistered[id] = now
+		}
+	case EffSetHealthy:
+		if step.Kind == StepReregister {
+			step.Done, step.Ended = true, now
+		}
+	}
+}
+
+// save writes the state, with the API call counts so far.
+func (e *Engine) save(st *State) error {
+	if cc, ok := e.Provider.(CallCounter); ok {
+		calls := maps.Clone(e.callsBase)
+		if calls == nil {
+			calls = map[string]int{}
+		}
+		for k, v := range cc.APICalls() {
+			calls[k] += v
+		}
+		st.Calls = calls
+	}
+	if e.View != nil {
+		e.View(st)
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if bytes.Equal(data, e.lastSaved) {
+		return nil // a poll that changed nothing
+	}
+	if err := e.Store.put(st.Change, data); err != nil {
+		return err
+	}
+	e.lastSaved = data
+	return nil
+}

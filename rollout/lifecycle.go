@@ -1,0 +1,365 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"time"
+)
+
+// Prepare parses a plan and compiles it against the group as it is now,
+// changing nothing: what `wsfleet plan` shows.
+func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []Step, error) {
+	plan, err := ParsePlan(planYAML)
+	if err != nil {
+		return nil, Group{}, nil, err
+	}
+	g, err := p.Group(ctx, plan.Group)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return plan, Group{}, nil, PlanErrors{plan.errAt("group", "no Auto Scaling group named %q: %v", plan.Group, err)}
+		}
+		return plan, Group{}, nil, fmt.Errorf("describe group %s: %w", plan.Group, err)
+	}
+	steps, err := Compile(plan, g)
+	if err != nil {
+		return plan, g, nil, err
+	}
+	if err := checkDrainFits(ctx, p, plan); err != nil {
+		return plan, g, nil, err
+	}
+	return plan, g, steps, nil
+}
+
+// checkDrainFits refuses a drain deadline longer than the deregistration
+// delay of the group's target groups: the engine takes a node out of the
+// load balancer just before its drain, and the load balancer cuts the
+// node's remaining connections when the delay ends, before the drain
+// would.
+func checkDrainFits(ctx context.Context, p Provider, plan *Plan) error {
+	tr, ok := p.(TargetRegistrar)
+	if !ok {
+		return nil
+	}
+	delay, has, err := tr.DeregistrationDelay(ctx, plan.Group)
+	if err != nil {
+		return fmt.Errorf("read the deregistration delay of %s's target groups: %w", plan.Group, err)
+	}
+	if !has || plan.Drain.Deadline.D() <= delay {
+		return nil
+	}
+	return PlanErrors{plan.errAt("drain.deadline", "%s is longer than the deregistration delay of group %s's target groups (deregistration_delay.timeout_seconds = %d): the load balancer would cut the drained node's connections before the drain ends; lower drain.deadline to at most %s, or raise the target groups' deregistration delay",
+		plan.Drain.Deadline.D(), plan.Group, int(delay/time.Second), delay)}
+}
+
+// ImageChecker is an optional Provider capability: whether an image
+// exists, so that a plan naming a missing image fails before any change.
+type ImageChecker interface {
+	ImageExists(ctx context.Context, image string) (bool, error)
+}
+
+// Start begins a rollout of planYAML and runs it to the end.
+func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
+	e.defaults()
+	plan, g, steps, err := Prepare(ctx, e.Provider, planYAML)
+	if err != nil {
+		return nil, err
+	}
+	if ic, ok := e.Provider.(ImageChecker); ok {
+		exists, err := ic.ImageExists(ctx, plan.Image)
+		if err != nil {
+			return nil, fmt.Errorf("check image %s: %w", plan.Image, err)
+		}
+		if !exists {
+			return nil, PlanErrors{plan.errAt("image", "no image %q exists in the region; give an AMI id the account can launch", plan.Image)}
+		}
+	}
+	if prev, err := e.Store.Load(plan.Change); err == nil && !prev.Status.Final() {
+		return nil, fmt.Errorf("change %s is already %s (started %s); use resume, rollback or abort", plan.Change, prev.Status, prev.Started.UTC().Format(time.RFC3339))
+	}
+	if err := e.preCheck(ctx, plan, g); err != nil {
+		return nil, err
+	}
+	e.lock = NewLock(e.Provider, plan.Group, plan.Change, e.LockTTL, e.Now)
+	e.lock.Sleep = e.Sleep
+	if err := e.lock.Acquire(ctx, e.Force); err != nil {
+		return nil, err
+	}
+	e.locked = true
+	if _, err := e.Store.TakeControl(plan.Change); err != nil { // left over from an earlier run
+		return nil, e.giveUp(ctx, err)
+	}
+	now := e.Now()
+	st := &State{
+		Change: plan.Change, Group: plan.Group, PlanYAML: planYAML, TimeScale: e.TimeScale,
+		Status: StatusRunning, Started: now, Owner: e.lock.Me.Owner(), Steps: steps,
+		OldImage: g.Image, InitialDesired: g.Desired,
+	}
+	for _, in := range g.Instances {
+		if in.Live() && in.Image != plan.Image {
+			st.OldNames = append(st.OldNames, in.Name)
+		}
+	}
+	sort.Slice(st.OldNames, func(i, j int) bool { return nameLess(st.OldNames[i], st.OldNames[j]) })
+	for _, ph := range plan.Phases {
+		st.Phases = append(st.Phases, PhaseRecord{Name: ph.Name, Status: "pending"})
+	}
+	if _, err := e.Store.Update(plan.Change, func(*State) (*State, error) { return st, nil }); err != nil {
+		return nil, e.giveUp(ctx, err)
+	}
+	e.event(st, "start", "rollout started", "steps", len(steps), "desired", g.Desired, "image", plan.Image, "old_image", g.Image)
+	return st, e.run(ctx, st, plan)
+}
+
+// preCheck runs the pre-checks of the plan's gates (PreChecker) once,
+// before anything changes: a failure refuses the rollout.
+func (e *Engine) preCheck(ctx context.Context, plan *Plan, g Group) error {
+	env := PhaseEnv{Checker: e.Checker, Image: plan.Image, Group: g, Now: e.Now(), LoadBalancerURL: e.loadBalancerURL(plan.Group)}
+	for _, c := range plan.Checks {
+		pc, ok := c.Spec.Gate().(PreChecker)
+		if !ok {
+			continue
+		}
+		if r := pc.PreCheck(ctx, env); !r.Pass {
+			return fmt.Errorf("check %s: pre-check failed before any change: %s", c.Name, r.Detail)
+		}
+	}
+	return nil
+}
+
+// Resume continues a rollout after a crash, an interrupt, a detach or a
+// pause, or rolls it back when rollback is set.
+func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*State, error) {
+	e.defaults()
+	st, err := e.Store.Load(change)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status.Final() {
+		return st, fmt.Errorf("change %s is already %s", change, st.Status)
+	}
+	plan, err := ParsePlan(st.PlanYAML)
+	if err != nil {
+		return st, fmt.Errorf("stored plan: %w", err)
+	}
+	if st.TimeScale > 0 && e.TimeScale == 1 {
+		e.TimeScale = st.TimeScale
+	}
+	// Calls made by earlier runs; this process's are added on each save.
+	e.callsBase = maps.Clone(st.Calls)
+	e.lock = NewLock(e.Provider, st.Group, st.Change, e.LockTTL, e.Now)
+	e.lock.Sleep = e.Sleep
+	if err := e.lock.Acquire(ctx, e.Force); err != nil {
+		return st, err
+	}
+	e.locked = true
+	st.Owner = e.lock.Me.Owner()
+	st.Control = ""
+	if _, err := e.Store.TakeControl(change); err != nil { // a command for an engine that is gone
+		return st, e.giveUp(ctx, err)
+	}
+	if st.Status == StatusPaused || st.Status == StatusWaiting || st.Status == StatusFailed {
+		st.Status = StatusRunning
+		if st.Rollback {
+			st.Status = StatusRollingBack
+		}
+	}
+	e.event(st, "resume", "rollout resumed", "step", st.stepKey())
+	if st.Aborting {
+		return st, e.abort(ctx, st)
+	}
+	if rollback && !st.Rollback {
+		if err := e.startRollback(ctx, st, "rollback asked by hand"); err != nil {
+			return st, e.giveUp(ctx, err)
+		}
+	}
+	if err := e.save(st); err != nil {
+		return st, e.giveUp(ctx, err)
+	}
+	return st, e.run(ctx, st, plan)
+}
+
+// Abort aborts a rollout whose engine is gone (`wsfleet abort` with no
+// engine running): it takes the lock, undoes the change's hold on the
+// group (see endEffects) and frees it.
+func (e *Engine) Abort(ctx context.Context, change string) (*State, error) {
+	e.defaults()
+	st, err := e.Store.Load(change)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status.Final() {
+		return st, fmt.Errorf("change %s is already %s", change, st.Status)
+	}
+	e.callsBase = st.Calls
+	e.lock = NewLock(e.Provider, st.Group, st.Change, e.LockTTL, e.Now)
+	e.lock.Sleep = e.Sleep
+	if err := e.lock.Acquire(ctx, true); err != nil {
+		return st, err
+	}
+	e.locked = true
+	st.Owner = e.lock.Me.Owner()
+	return st, e.abort(ctx, st)
+}
+
+// abort ends the change where it is: the clean-up of endEffects, effect
+// by effect through the journal, then the status. Aborting is saved first,
+// so a crash in between is finished by Resume. An abort that fails frees
+// the group all the same; abort again finishes it.
+func (e *Engine) abort(ctx context.Context, st *State) (err error) {
+	defer func() {
+		if err != nil && !errors.Is(err, ErrCrashed) {
+			err = e.giveUp(ctx, err)
+		}
+	}()
+	if !st.Aborting {
+		st.Aborting = true
+		e.event(st, "abort", "aborting by hand; the group is left as it is, the suspension undone")
+		if err := e.save(st); err != nil {
+			return err
+		}
+	}
+	for round := 0; ; round++ {
+		g, err := e.Provider.Group(ctx, st.Group)
+		if err != nil {
+			return fmt.Errorf("abort: describe group %s: %w", st.Group, err)
+		}
+		effs := endEffects(st, g)
+		if len(effs) == 0 {
+			break
+		}
+		if round == 10 {
+			return fmt.Errorf("abort: %s still due after %d rounds; run abort again", effs[0].Key, round)
+		}
+		for _, eff := range effs {
+			if err := e.do(ctx, st, eff, Observation{Group: g}); err != nil {
+				return fmt.Errorf("abort: %s: %w", eff.Key, err)
+			}
+		}
+	}
+	st.Status, st.Ended, st.Aborting = StatusAborted, e.Now(), false
+	e.event(st, "abort", "aborted")
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	e.closePhase(cctx, st, "aborted")
+	if err := e.save(st); err != nil {
+		return err
+	}
+	return e.release(cctx)
+}
+
+// fail stops the forward steps: it rolls back when the plan says auto, or
+// stops and waits for a command. A failure while rolling back ends it.
+// What it writes after the failure is written even when ctx was
+// cancelled, and its errors come back joined with the failure.
+func (e *Engine) fail(ctx context.Context, st *State, plan *Plan, reason string) error {
+	e.Log.Warn("rollout failed", "change", st.Change, "reason", reason)
+	e.event(st, "fail", reason, "step", st.stepKey())
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if e.phaseOpen {
+		e.phaseRecord(st, e.phase).Status = "failed"
+	}
+	if st.Rollback {
+		st.Status, st.Ended = StatusRollbackFailed, e.Now()
+		st.Failure += "; rollback: " + reason
+		e.closePhase(cctx, st, "failed")
+		return errors.Join(fmt.Errorf("%w: rollback failed: %s", ErrFailed, reason), e.save(st), e.release(cctx))
+	}
+	st.Failure = reason
+	if plan.Rollback.OnFailure != "auto" {
+		st.Status = StatusFailed
+		e.closePhase(cctx, st, "failed")
+		return errors.Join(fmt.Errorf("%w: %s (rollback is manual: run wsfleet rollback or abort)", ErrFailed, reason), e.save(st), e.release(cctx))
+	}
+	return e.startRollback(ctx, st, reason)
+}
+
+// startRollback compiles the rollback against the group now and switches
+// the engine to it.
+func (e *Engine) startRollback(ctx context.Context, st *State, reason string) error {
+	if st.Failure == "" {
+		st.Failure = reason
+	}
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	e.closePhase(cctx, st, "rolled back")
+	g, err := e.Provider.Group(ctx, st.Group)
+	if err != nil {
+		return fmt.Errorf("rollback: describe group: %w", err)
+	}
+	st.RollbackSteps = CompileRollback(st, g)
+	st.Rollback, st.RCursor, st.Status = true, 0, StatusRollingBack
+	e.phase = -2
+	e.event(st, "rollback", "rolling back", "reason", reason, "steps", len(st.RollbackSteps))
+	return e.save(st)
+}
+
+// finish closes the last phase, writes the outcome and frees the group.
+// It reports end false when the last phase failed its end and a rollback
+// began instead.
+func (e *Engine) finish(ctx context.Context, st *State, plan *Plan) (end bool, err error) {
+	if e.phaseOpen {
+		if err := e.endPhase(ctx, st, plan); err != nil {
+			if !st.Rollback {
+				if err := e.fail(ctx, st, plan, err.Error()); err != nil || !st.Rollback {
+					return true, err
+				}
+				return false, nil
+			}
+			e.Log.Warn("rollback gates at the end", "change", st.Change, "err", err)
+		}
+	}
+	st.Ended = e.Now()
+	st.Waiting = ""
+	if st.Rollback {
+		st.Status = StatusRolledBack
+	} else {
+		st.Status = StatusSucceeded
+	}
+	e.event(st, "end", string(st.Status))
+	if err := e.save(st); err != nil {
+		return true, e.giveUp(ctx, err)
+	}
+	if err := e.release(ctx); err != nil {
+		return true, err
+	}
+	if st.Status == StatusRolledBack {
+		return true, fmt.Errorf("%w: %s (rolled back)", ErrFailed, st.Failure)
+	}
+	return true, nil
+}
+
+// detach leaves the rollout before a window: the state says what it
+// waits for, and the lock stays held by the change with no process.
+func (e *Engine) detach(ctx context.Context, st *State, d Decision) error {
+	st.Status, st.Waiting = StatusWaiting, d.Reason
+	if err := e.lock.Detach(ctx, d.Detach); err != nil {
+		return err
+	}
+	e.locked = false
+	e.event(st, "detach", "detached before the window", "not_before", d.Detach)
+	if err := e.save(st); err != nil {
+		return err
+	}
+	return ErrDetached
+}
+
+// release frees the group if this engine holds it; once.
+func (e *Engine) release(ctx context.Context) error {
+	if !e.locked {
+		return nil
+	}
+	e.locked = false
+	return e.lock.Release(ctx)
+}
+
+// giveUp frees the group after err stopped the engine, with a context
+// that outlives ctx, and returns err joined with the release's error.
+func (e *Engine) giveUp(ctx context.Context, err error) error {
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	return errors.Join(err, e.release(cctx))
+}
