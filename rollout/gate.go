@@ -212,16 +212,8 @@ var checkKeys = []string{"name", "interval"}
 // UnmarshalYAML decodes a check: its own keys and its kind's, into the
 // kind's spec. Unknown keys are reported by walkKeys with their line.
 func (c *Check) UnmarshalYAML(n ast.Node) error {
-	if t, ok := n.(*ast.TagNode); ok {
-		n = t.Value
-	}
-	var values []*ast.MappingValueNode
-	switch m := n.(type) {
-	case *ast.MappingNode:
-		values = m.Values
-	case *ast.MappingValueNode:
-		values = []*ast.MappingValueNode{m}
-	default:
+	values, ok := mappingValues(n)
+	if !ok {
 		return nil // walkKeys reported it
 	}
 	for _, v := range values {

@@ -82,12 +82,9 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	if err := e.preCheck(ctx, plan, g); err != nil {
 		return nil, err
 	}
-	e.lock = NewLock(e.Provider, plan.Group, plan.Change, e.LockTTL, e.Now)
-	e.lock.Sleep = e.Sleep
-	if err := e.lock.Acquire(ctx, e.Force); err != nil {
+	if err := e.acquire(ctx, plan.Group, plan.Change, e.Force); err != nil {
 		return nil, err
 	}
-	e.locked = true
 	if _, err := e.Store.TakeControl(plan.Change); err != nil { // left over from an earlier run
 		return nil, e.giveUp(ctx, err)
 	}
@@ -149,12 +146,9 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 	}
 	// Calls made by earlier runs; this process's are added on each save.
 	e.callsBase = maps.Clone(st.Calls)
-	e.lock = NewLock(e.Provider, st.Group, st.Change, e.LockTTL, e.Now)
-	e.lock.Sleep = e.Sleep
-	if err := e.lock.Acquire(ctx, e.Force); err != nil {
+	if err := e.acquire(ctx, st.Group, st.Change, e.Force); err != nil {
 		return st, err
 	}
-	e.locked = true
 	st.Owner = e.lock.Me.Owner()
 	st.Control = ""
 	if _, err := e.Store.TakeControl(change); err != nil { // a command for an engine that is gone
@@ -194,12 +188,9 @@ func (e *Engine) Abort(ctx context.Context, change string) (*State, error) {
 		return st, fmt.Errorf("change %s is already %s", change, st.Status)
 	}
 	e.callsBase = st.Calls
-	e.lock = NewLock(e.Provider, st.Group, st.Change, e.LockTTL, e.Now)
-	e.lock.Sleep = e.Sleep
-	if err := e.lock.Acquire(ctx, true); err != nil {
+	if err := e.acquire(ctx, st.Group, st.Change, true); err != nil {
 		return st, err
 	}
-	e.locked = true
 	st.Owner = e.lock.Me.Owner()
 	return st, e.abort(ctx, st)
 }
@@ -345,6 +336,17 @@ func (e *Engine) detach(ctx context.Context, st *State, d Decision) error {
 		return err
 	}
 	return ErrDetached
+}
+
+// acquire takes the group's lock for the change (see Lock.Acquire).
+func (e *Engine) acquire(ctx context.Context, group, change string, force bool) error {
+	e.lock = NewLock(e.Provider, group, change, e.LockTTL, e.Now)
+	e.lock.Sleep = e.Sleep
+	if err := e.lock.Acquire(ctx, force); err != nil {
+		return err
+	}
+	e.locked = true
+	return nil
 }
 
 // release frees the group if this engine holds it; once.

@@ -326,16 +326,11 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 	}
 	switch t.Kind() {
 	case reflect.Struct:
-		var values []*ast.MappingValueNode
-		switch m := n.(type) {
-		case *ast.MappingNode:
-			values = m.Values
-		case *ast.MappingValueNode:
-			values = []*ast.MappingValueNode{m}
-		case *ast.NullNode:
-			return
-		default:
-			*errs = append(*errs, &PlanError{Key: path, Line: lineOf(n), Msg: "want a mapping (key: value lines or {key: value})"})
+		values, ok := mappingValues(n)
+		if !ok {
+			if _, null := n.(*ast.NullNode); !null {
+				*errs = append(*errs, &PlanError{Key: path, Line: lineOf(n), Msg: "want a mapping (key: value lines or {key: value})"})
+			}
 			return
 		}
 		fields, valid := yamlFields(t)
@@ -372,6 +367,21 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 			walkKeys(v, t.Elem(), ip, lines, errs)
 		}
 	}
+}
+
+// mappingValues returns the key: value pairs of a mapping node (a tag
+// aside), and false when n is no mapping.
+func mappingValues(n ast.Node) ([]*ast.MappingValueNode, bool) {
+	if t, ok := n.(*ast.TagNode); ok {
+		n = t.Value
+	}
+	switch m := n.(type) {
+	case *ast.MappingNode:
+		return m.Values, true
+	case *ast.MappingValueNode:
+		return []*ast.MappingValueNode{m}, true
+	}
+	return nil, false
 }
 
 // yamlFields returns the keys of a struct type with the type of each, in
