@@ -90,7 +90,8 @@ type Decision struct {
 	Detach time.Time
 }
 
-// Timing is the plan's durations after the time scale.
+// Timing is the plan's durations after the time scale, and what the
+// engine may do besides (the provider's capabilities, detaching).
 type Timing struct {
 	WarmUp         time.Duration
 	HealthyTimeout time.Duration

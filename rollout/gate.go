@@ -225,14 +225,12 @@ func (c *Check) UnmarshalYAML(n ast.Node) error {
 			err = yaml.NodeToValue(v.Value, &c.Interval)
 		default:
 			k, ok := gateKind(key)
-			if !ok {
-				continue
+			if _, null := v.Value.(*ast.NullNode); !ok || null {
+				continue // unknown: walkKeys reported it; empty: no kind
 			}
 			c.found++
 			c.Kind, c.Spec = key, k.Spec()
-			if _, null := v.Value.(*ast.NullNode); !null {
-				err = yaml.NodeToValue(v.Value, c.Spec)
-			}
+			err = yaml.NodeToValue(v.Value, c.Spec)
 		}
 		if err != nil {
 			return err
