@@ -336,55 +336,31 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 		s.met.restored.WithLabelValues("unknown").Inc()
 		return nil
 	}
-	ident := Identity{Anonymous: len(s.cfg.AuthSecret) == 0, Subject: st.Subject, Grants: st.Grants, Expires: st.AuthExpires}
-	if !ident.Anonymous && (st.Subject == "" || (!st.AuthExpires.IsZero() && s.cfg.Now().After(st.AuthExpires))) {
+	ident, ok := s.identityOf(st)
+	if !ok {
 		s.met.restored.WithLabelValues("refused").Inc()
 		return nil
 	}
-	var subs []string
-	for _, p := range st.Subscriptions {
-		if s.cfg.Rules.canSubscribe(ident, p) {
-			subs = append(subs, p)
-		}
-	}
-	from := st.Cursor
-	if st.Given > st.Cursor && (st.LastConnect == "" || connectID != st.LastConnect) {
-		// the client got the last long-polling answer the other node sent
-		from = st.Given
-	}
-	from = got.lower(from)
+	subs := s.allowedSubs(ident, st.Subscriptions)
+	from := resumeFrom(st, connectID, got)
+	// live and replaying before it is indexed: what the broker delivers
+	// from then on waits for the replay.
 	ss := &session{id: id, srv: s, ident: ident, subs: subs, cursor: from, given: from,
 		lastConnect: s.cfg.Now(), replaying: 1, live: true}
-	s.mu.Lock()
-	if have := s.sessions[id]; have != nil {
-		s.mu.Unlock()
+	if have := s.addSessionOnce(ss); have != ss {
 		return have
 	}
-	s.sessions[id] = ss
-	n := len(s.sessions)
-	s.mu.Unlock()
-	s.met.sessions.Set(float64(n))
 	for _, p := range subs {
 		s.indexAdd(ss, p)
 	}
-	var replay []outMsg
-	hist, err := s.broker.History(s.ctx, subs, from)
-	switch {
-	case err != nil:
-		if !errors.Is(err, broker.ErrHistoryGone) {
-			s.met.brokerErrors.Inc()
-		}
-		s.met.restored.WithLabelValues("gone").Inc()
-		s.log.Warn("restored session without replay", "client", id, "cursor", st.Cursor, "err", err)
-	default:
-		s.met.restored.WithLabelValues("ok").Inc()
-		for _, h := range hist {
-			replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
-		}
+	n := s.replayStored(b, ss, subs, from, "restored")
+	if err := s.broker.Sessions().Delete(s.ctx, id); err != nil {
+		// the session is live here anyway: a stale record is what the
+		// failure leaves behind.
+		s.met.brokerErrors.Inc()
+		s.log.Warn("delete session failed", "client", id, "err", err)
 	}
-	_ = s.broker.Sessions().Delete(s.ctx, id)
-	s.log.Debug("session restored", "client", id, "from", st.Node, "cursor", st.Cursor, "replayed", len(replay))
-	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	s.log.Debug("session restored", "client", id, "from", st.Node, "cursor", st.Cursor, "replayed", n)
 	return ss
 }
 
