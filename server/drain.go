@@ -200,8 +200,9 @@ func (s *Server) runDrain(o DrainOptions) {
 // that jitter puts at the end of its slot pushes the next one on. All
 // instants lie before start + window, or start + n/maxRate when the window
 // is too short for n releases at that rate. It is a pure function of its
-// inputs: the drain's timing is what it returns.
-func releaseSchedule(n int, window time.Duration, maxRate float64, rng interface{ Int64N(int64) int64 }, start time.Time) []time.Time {
+// inputs (rng's state among them: a generator seeded alike gives the same
+// schedule), and the drain's timing is what it returns.
+func releaseSchedule(n int, window time.Duration, maxRate float64, rng jitterSource, start time.Time) []time.Time {
 	step := releaseStep(n, window, maxRate)
 	gap := releaseGap(maxRate)
 	at := make([]time.Time, n)
@@ -216,6 +217,13 @@ func releaseSchedule(n int, window time.Duration, maxRate float64, rng interface
 		at[i] = t
 	}
 	return at
+}
+
+// jitterSource draws a release's place in its slot: Config.Rand, or a
+// test's script.
+type jitterSource interface {
+	// Int64N returns a number in [0, n).
+	Int64N(n int64) int64
 }
 
 // releaseStep is the slot of one release: the window spread over the n
