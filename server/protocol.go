@@ -310,17 +310,28 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 	return r
 }
 
-func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Message {
-	r := newReply(m)
+// subscriptionReply starts the reply to a subscribe or unsubscribe; ok is
+// false when the request lacks its client or subscription, or the client
+// is unknown, and the reply is then the error to send.
+func subscriptionReply(m *bayeux.Message, ss *session) (r *bayeux.Message, ok bool) {
+	r = newReply(m)
 	r.Subscription = m.Subscription
 	switch {
 	case m.ClientID == "":
 		r.Error = bayeux.ErrParameterMissing("clientId").Error()
-		return r
+		return r, false
 	case ss == nil:
-		return unknownClient(m)
+		return unknownClient(m), false
 	case len(m.Subscription) == 0:
 		r.Error = bayeux.ErrParameterMissing("subscription").Error()
+		return r, false
+	}
+	return r, true
+}
+
+func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Message {
+	r, ok := subscriptionReply(m, ss)
+	if !ok {
 		return r
 	}
 	if !ss.ident.Expires.IsZero() && s.cfg.Now().After(ss.ident.Expires) {
@@ -547,16 +558,8 @@ func (ss *session) finishReplay(replay []outMsg) {
 }
 
 func (s *Server) unsubscribe(m *bayeux.Message, ss *session) *bayeux.Message {
-	r := newReply(m)
-	r.Subscription = m.Subscription
-	switch {
-	case m.ClientID == "":
-		r.Error = bayeux.ErrParameterMissing("clientId").Error()
-		return r
-	case ss == nil:
-		return unknownClient(m)
-	case len(m.Subscription) == 0:
-		r.Error = bayeux.ErrParameterMissing("subscription").Error()
+	r, ok := subscriptionReply(m, ss)
+	if !ok {
 		return r
 	}
 	for _, p := range m.Subscription {

@@ -205,16 +205,7 @@ func (s *Server) copyFromRecord(st broker.Session, ss *session) *session {
 	}
 	ss.queue, ss.pending = nil, nil
 	ss.mu.Unlock()
-	for _, p := range old {
-		if !slices.Contains(subs, p) {
-			s.indexRemove(ss, p)
-		}
-	}
-	for _, p := range subs {
-		if !slices.Contains(old, p) {
-			s.indexAdd(ss, p)
-		}
-	}
+	s.reindex(ss, old, subs)
 	return ss
 }
 
@@ -498,6 +489,11 @@ func (s *Server) copySubs(ss *session, subs []string) {
 	old := ss.subs
 	ss.subs = slices.Clone(subs)
 	ss.mu.Unlock()
+	s.reindex(ss, old, subs)
+}
+
+// reindex moves ss in the index from the patterns old to subs.
+func (s *Server) reindex(ss *session, old, subs []string) {
 	for _, p := range old {
 		if !slices.Contains(subs, p) {
 			s.indexRemove(ss, p)
