@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -79,7 +80,14 @@ type Config struct {
 	// fields take DefaultDrainOptions.
 	DrainDefaults DrainOptions
 
-	Now func() time.Time
+	// Now, AfterFunc and Rand are the node's clock and randomness, fields
+	// so that tests can drive them: Now defaults to time.Now, AfterFunc
+	// (run f in its own goroutine once d has passed) to time.AfterFunc,
+	// Rand to a randomly seeded generator. Only the drain draws from Rand,
+	// from one goroutine: its release order and schedule.
+	Now       func() time.Time
+	AfterFunc func(d time.Duration, f func()) Timer
+	Rand      *rand.Rand
 }
 
 func (c *Config) setDefaults() {
@@ -121,6 +129,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.AfterFunc == nil {
+		c.AfterFunc = wallAfterFunc
+	}
+	if c.Rand == nil {
+		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	if c.DrainDefaults.Window <= 0 {
 		c.DrainDefaults.Window = DefaultDrainOptions.Window
@@ -195,7 +209,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: log.With("node", cfg.NodeID), broker: cfg.Broker, met: newMetrics(),
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, holds: holdQueue{now: cfg.Now, afterFunc: cfg.AfterFunc},
 		sessions: map[string]*session{}, index: map[string]map[*session]struct{}{},
 		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{}, drained: make(chan struct{}),
 	}
