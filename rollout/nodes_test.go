@@ -2,74 +2,31 @@ package rollout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"wsfleet/nodeapi"
+	"wsfleet/nodeapi/nodeapitest"
 )
 
-// adminNode is an httptest node admin API that reports apiVersion (0: no
-// api_version, as a node from before versioning) and records what it is
-// sent.
-type adminNode struct {
-	apiVersion int
-	srv        *httptest.Server
-
-	mu   sync.Mutex
-	reqs []string // method, path and body
-}
-
-func startAdminNode(t *testing.T, apiVersion int) *adminNode {
+// startAdminNode starts a fake node admin API that reports apiVersion (0:
+// no api_version, as a node from before versioning).
+func startAdminNode(t *testing.T, apiVersion int) *nodeapitest.Node {
 	t.Helper()
-	n := &adminNode{apiVersion: apiVersion}
-	n.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		n.mu.Lock()
-		n.reqs = append(n.reqs, strings.TrimSpace(r.Method+" "+r.URL.Path+" "+string(b)))
-		n.mu.Unlock()
-		if r.Header.Get("Authorization") != "Bearer tok" {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		switch r.URL.Path {
-		case nodeapi.PathStatus:
-			json.NewEncoder(w).Encode(nodeapi.Status{APIVersion: n.apiVersion, Node: "node-x", Image: "ami-old", State: nodeapi.StateReady, Connections: 3})
-		case nodeapi.PathDrain:
-			if _, err := nodeapi.DecodeDrainRequest(b); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			w.WriteHeader(http.StatusAccepted)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(n.srv.Close)
-	return n
+	return nodeapitest.Start(t, "tok", nodeapi.Status{APIVersion: apiVersion, Node: "node-x", Image: "ami-old", State: nodeapi.StateReady, Connections: 3})
 }
 
-func (n *adminNode) requests() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return append([]string(nil), n.reqs...)
-}
-
-// instance is an in-service instance whose admin API is at url.
-func (n *adminNode) instance(id, name string) Instance {
-	return Instance{ID: id, Name: name, Lifecycle: "InService", Tags: map[string]string{AdminTag: n.srv.URL + "/"}}
+// adminInstance is an in-service instance whose node's admin API is n.
+func adminInstance(n *nodeapitest.Node, id, name string) Instance {
+	return Instance{ID: id, Name: name, Lifecycle: "InService", Tags: map[string]string{AdminTag: n.URL + "/"}}
 }
 
 func TestHTTPNodesDrainAndStatus(t *testing.T) {
 	n := startAdminNode(t, 0)
 	h := &HTTPNodes{Token: "tok"}
-	in := n.instance("i-1", "ws-01")
+	in := adminInstance(n, "i-1", "ws-01")
 	ctx := context.Background()
 	if err := h.Drain(ctx, in, DrainOptions{Window: 0, MaxRate: 100, Deadline: 20 * time.Second}); err != nil {
 		t.Fatal(err)
@@ -81,7 +38,7 @@ func TestHTTPNodesDrainAndStatus(t *testing.T) {
 	// the body is the nodeapi wire form, an unpaced window sent as "0s";
 	// a version 1 request reads no status first
 	want := []string{`POST /admin/drain {"window":"0s","max_rate":100,"deadline":"20s"}`, "GET /admin/status"}
-	if got := n.requests(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got := n.Requests(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("requests %q, want %q", got, want)
 	}
 	bad := &HTTPNodes{Token: "wrong"}
@@ -98,10 +55,10 @@ func TestHTTPNodesDrainAndStatus(t *testing.T) {
 // version it speaks and the one needed.
 func TestHTTPNodesRequireVersion(t *testing.T) {
 	gone := startAdminNode(t, 2)
-	gone.srv.Close()
+	gone.Close()
 	for _, tc := range []struct {
 		name     string
-		node     *adminNode
+		node     *nodeapitest.Node
 		need     int
 		err      string
 		speaks   int
@@ -118,8 +75,8 @@ func TestHTTPNodesRequireVersion(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &HTTPNodes{Token: "tok"}
-			err := h.RequireVersion(context.Background(), tc.node.instance("i-1", "ws-01"), tc.need, "POST /admin/shed")
-			if got := tc.node.requests(); (len(got) == 1 && got[0] == "GET /admin/status") != tc.statusOK || (!tc.statusOK && len(got) != 0) {
+			err := h.RequireVersion(context.Background(), adminInstance(tc.node, "i-1", "ws-01"), tc.need, "POST /admin/shed")
+			if got := tc.node.Requests(); (len(got) == 1 && got[0] == "GET /admin/status") != tc.statusOK || (!tc.statusOK && len(got) != 0) {
 				t.Fatalf("node got %q; want only a status read: %v", got, tc.statusOK)
 			}
 			if tc.err == "" {
@@ -142,14 +99,14 @@ func TestHTTPNodesRequireVersion(t *testing.T) {
 func TestNodeVersionWarnings(t *testing.T) {
 	v0, v1, v2 := startAdminNode(t, 0), startAdminNode(t, 1), startAdminNode(t, 2)
 	gone := startAdminNode(t, 2)
-	gone.srv.Close()
-	pending := gone.instance("i-5", "")
+	gone.Close()
+	pending := adminInstance(gone, "i-5", "")
 	pending.Lifecycle = "Pending"
-	terminating := v1.instance("i-6", "ws-06")
+	terminating := adminInstance(v1, "i-6", "ws-06")
 	terminating.Lifecycle = "Terminating"
 	fleet := Group{Name: "g", Instances: []Instance{
-		v0.instance("i-1", "ws-01"), v1.instance("i-2", "ws-02"), v2.instance("i-3", "ws-03"),
-		gone.instance("i-4", "ws-04"), pending, terminating,
+		adminInstance(v0, "i-1", "ws-01"), adminInstance(v1, "i-2", "ws-02"), adminInstance(v2, "i-3", "ws-03"),
+		adminInstance(gone, "i-4", "ws-04"), pending, terminating,
 	}}
 	for _, tc := range []struct {
 		name  string
@@ -171,7 +128,7 @@ func TestNodeVersionWarnings(t *testing.T) {
 			"ws-03 (i-3) speaks node admin API version 2, older than this build's 3: requests added after version 2",
 			"ws-04 (i-4): admin API version unknown",
 		}},
-		{"only current nodes", Group{Instances: []Instance{v2.instance("i-3", "ws-03")}}, 2, nil},
+		{"only current nodes", Group{Instances: []Instance{adminInstance(v2, "i-3", "ws-03")}}, 2, nil},
 		{"no instances", Group{}, 2, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,7 +143,7 @@ func TestNodeVersionWarnings(t *testing.T) {
 			}
 		})
 	}
-	if got := NodeVersionWarnings(context.Background(), &HTTPNodes{Token: "tok"}, Group{Instances: []Instance{v0.instance("i-1", "ws-01")}}); len(got) != 0 {
+	if got := NodeVersionWarnings(context.Background(), &HTTPNodes{Token: "tok"}, Group{Instances: []Instance{adminInstance(v0, "i-1", "ws-01")}}); len(got) != 0 {
 		t.Fatalf("a version 1 node warned against this build: %q", got)
 	}
 }
