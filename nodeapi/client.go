@@ -46,17 +46,51 @@ func (c *Client) Status(ctx context.Context, base string) (Status, error) {
 // Drain posts r to /admin/drain. A node that already drains answers as one
 // that starts to: both are success.
 func (c *Client) Drain(ctx context.Context, base string, r DrainRequest) error {
+	return c.post(ctx, "drain", base, PathDrain, r)
+}
+
+// Require returns a *VersionError, without sending anything else, unless
+// the node at base speaks admin API version v or later; request names
+// what needs it in the error. Version 1 needs no status read: every node
+// speaks it.
+func (c *Client) Require(ctx context.Context, base string, v int, request string) error {
+	if v <= 1 {
+		return nil
+	}
+	st, err := c.Status(ctx, base)
+	if err != nil {
+		return fmt.Errorf("require admin API version %d: %w", v, err)
+	}
+	if st.Node == "" {
+		st.Node = base
+	}
+	return st.Require(v, request)
+}
+
+// request is a POST body of the admin API.
+type request interface {
+	// Since is the admin API version the request needs.
+	Since() int
+}
+
+// post sends r to path once the node is known to speak the version r
+// needs (see Require); op names the call in errors. 202 and 200 are
+// success.
+func (c *Client) post(ctx context.Context, op, base, path string, r request) error {
+	if err := c.Require(ctx, base, r.Since(), http.MethodPost+" "+path); err != nil {
+		return fmt.Errorf("%s %s: %w", op, base, err)
+	}
 	body, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("drain %s: %w", base, err)
+		return fmt.Errorf("%s %s: %w", op, base, err)
 	}
-	resp, err := c.do(ctx, http.MethodPost, base+PathDrain, body)
+	resp, err := c.do(ctx, http.MethodPost, base+path, body)
 	if err != nil {
-		return fmt.Errorf("drain %s: %w", base, err)
+		return fmt.Errorf("%s %s: %w", op, base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("drain %s: %s", base, answer(resp))
+		return fmt.Errorf("%s %s: %s", op, base, answer(resp))
 	}
 	return nil
 }

@@ -35,6 +35,12 @@ import (
 // Version is the admin API version this build speaks.
 //
 //	1: GET /admin/status, POST /admin/drain (window, max_rate, deadline).
+//
+// Adding a request means: its path here, its type with a Since method
+// that returns the version it came in (and, for a field added later, the
+// version of the newest field it sets), a Client method that sends it
+// with post (which refuses it client-side for an older node), the node's
+// handler, and one more line above.
 const Version = 1
 
 // Paths of the admin API on the node's listener. Every one needs the admin
@@ -81,6 +87,30 @@ func (s Status) SpeaksVersion() int {
 // version v.
 func (s Status) Supports(v int) bool { return s.SpeaksVersion() >= v }
 
+// Require is nil when the node understands requests introduced in version
+// v, and otherwise a *VersionError naming the node and request (such as
+// "POST /admin/drain").
+func (s Status) Require(v int, request string) error {
+	if s.Supports(v) {
+		return nil
+	}
+	return &VersionError{Node: s.Node, Speaks: s.SpeaksVersion(), Needs: v, Request: request}
+}
+
+// VersionError is a request refused before it was sent: the node speaks
+// an older admin API version than the request needs. The operator's fix is
+// to upgrade the node first, or to leave the newer option out.
+type VersionError struct {
+	Node    string // the node's name as it reports it
+	Speaks  int    // the admin API version the node speaks
+	Needs   int    // the version the request needs
+	Request string // method and path
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("node %s speaks admin API version %d; %s needs version %d", e.Node, e.Speaks, e.Request, e.Needs)
+}
+
 // DrainStatus is a drain's progress.
 type DrainStatus struct {
 	Remaining int        `json:"remaining"`
@@ -100,6 +130,10 @@ type DrainRequest struct {
 	// Deadline is when the node closes whatever is left.
 	Deadline *Duration `json:"deadline,omitempty"`
 }
+
+// Since is the admin API version the request needs: the version of the
+// newest field it sets. Every drain request so far is version 1.
+func (r DrainRequest) Since() int { return 1 }
 
 // Dur is d as a request field.
 func Dur(d time.Duration) *Duration { v := Duration(d); return &v }

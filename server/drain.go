@@ -31,8 +31,6 @@ type drainState struct {
 	done      chan struct{}
 }
 
-var errNegative = errors.New("negative value")
-
 // StartDrain starts the drain in the background, once; later calls only
 // return.
 func (s *Server) StartDrain(o DrainOptions) {

@@ -20,6 +20,7 @@ import (
 
 	"wsfleet/bayeux"
 	"wsfleet/broker"
+	"wsfleet/nodeapi"
 )
 
 // Config configures a node. Zero values take the defaults documented on
@@ -147,14 +148,14 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// State is where a node is in its life.
-type State string
+// State is where a node is in its life (the admin API's type).
+type State = nodeapi.State
 
 // States.
 const (
-	StateReady    State = "ready"
-	StateDraining State = "draining"
-	StateDrained  State = "drained"
+	StateReady    = nodeapi.StateReady
+	StateDraining = nodeapi.StateDraining
+	StateDrained  = nodeapi.StateDrained
 )
 
 // Server is one ws node.
@@ -479,30 +480,18 @@ func (s *Server) slowConsumer(ss *session) {
 	}
 }
 
-// Status is the node's state as /admin/status reports it.
-type Status struct {
-	Node          string      `json:"node"`
-	Version       string      `json:"version"`
-	Image         string      `json:"image"`
-	State         State       `json:"state"`
-	Connections   int         `json:"connections"`
-	Sessions      int         `json:"sessions"`
-	Subscriptions int         `json:"subscriptions"`
-	Drain         DrainStatus `json:"drain"`
-}
+// Status is the node's state as /admin/status reports it (the admin API's
+// type).
+type Status = nodeapi.Status
 
-// DrainStatus is a drain's progress.
-type DrainStatus struct {
-	Remaining int        `json:"remaining"`
-	Released  int        `json:"released"`
-	StartedAt *time.Time `json:"started_at"`
-}
+// DrainStatus is a drain's progress (the admin API's type).
+type DrainStatus = nodeapi.DrainStatus
 
-// Status returns the node's state.
+// Status returns the node's state, with the admin API version it speaks.
 func (s *Server) Status() Status {
 	s.mu.RLock()
 	st := Status{
-		Node: s.cfg.NodeID, Version: s.cfg.Version, Image: s.cfg.Image, State: s.state,
+		APIVersion: nodeapi.Version, Node: s.cfg.NodeID, Version: s.cfg.Version, Image: s.cfg.Image, State: s.state,
 		Connections: len(s.wsConns) + int(s.polls.Load()), Sessions: len(s.sessions), Subscriptions: s.nsubs,
 	}
 	s.mu.RUnlock()
