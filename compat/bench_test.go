@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"wsfleet/internal/nodetest"
+	"wsfleet/nodeapi"
 	"wsfleet/probe"
 )
 
@@ -51,8 +52,8 @@ func benchCluster(t *testing.T, mode string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("connections before: ws-01 %v, ws-02 %v, ws-03 %v",
-		n1.Status()["connections"], n2.Status()["connections"], n3.Status()["connections"])
+	t.Logf("connections before: ws-01 %s, ws-02 %s, ws-03 %s",
+		n1.Connections(), n2.Connections(), n3.Connections())
 
 	// sample the surviving nodes' accepted websockets every 100 ms
 	var mu sync.Mutex
@@ -87,7 +88,7 @@ func benchCluster(t *testing.T, mode string) {
 	start := time.Now()
 	switch mode {
 	case "drain":
-		if err := n2.Drain(`{"window":"10s","max_rate":200,"deadline":"60s"}`); err != nil {
+		if err := n2.Drain(nodeapi.DrainRequest{Window: nodeapi.Dur(10 * time.Second), MaxRate: 200, Deadline: nodeapi.Dur(time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
 		if exited, err := n2.WaitExit(70 * time.Second); !exited {

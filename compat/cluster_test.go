@@ -10,6 +10,7 @@ import (
 
 	"wsfleet/client"
 	"wsfleet/internal/nodetest"
+	"wsfleet/nodeapi"
 )
 
 // This file is issue 4's cluster test: three `wsfleet serve` processes (one
@@ -103,17 +104,21 @@ func runCluster(t *testing.T, mode string) {
 	}
 	gos := startGoClients(t, proxy.URL, 3)
 
-	on2 := n2.Status()["connections"].(float64)
+	st2, err := n2.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	on2 := st2.Connections
 	if on2 == 0 {
 		t.Fatalf("no client on ws-02: the test could not see a drain")
 	}
-	t.Logf("connections: ws-01 %v, ws-02 %v, ws-03 %v", n1.Status()["connections"], on2, n3.Status()["connections"])
+	t.Logf("connections: ws-01 %s, ws-02 %d, ws-03 %s", n1.Connections(), on2, n3.Connections())
 
 	const total = 300
 	nodetest.Feed(t, proxy.URL, adminToken, "/cluster/feed", total, func(i int) {
 		switch {
 		case i == 60 && mode == "drain":
-			if err := n2.Drain(`{"window":"2s","max_rate":100,"deadline":"20s"}`); err != nil {
+			if err := n2.Drain(nodeapi.DrainRequest{Window: nodeapi.Dur(2 * time.Second), MaxRate: 100, Deadline: nodeapi.Dur(20 * time.Second)}); err != nil {
 				t.Fatal(err)
 			}
 		case i == 60 && mode == "kill":

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"wsfleet/nodeapi"
 	"wsfleet/rollout"
 )
 
@@ -84,7 +85,7 @@ func (s *sampler) sampleOnce(ctx context.Context) {
 	}
 	type res struct {
 		in   rollout.Instance
-		st   rollout.NodeStatus
+		st   nodeapi.Status
 		err  error
 		gone bool
 	}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"wsfleet/internal/nodetest"
+	"wsfleet/nodeapi"
 )
 
 // wsConnections reads a node's open websocket count from its metrics.
@@ -50,12 +52,12 @@ func runCluster(t *testing.T, mode string) {
 	if ws := wsConnections(t, n2); ws == 0 {
 		t.Fatal("no websocket client on ws-02: the test could not see a drain or a kill")
 	}
-	t.Logf("connections: ws-01 %v, ws-02 %v", n1.Status()["connections"], n2.Status()["connections"])
+	t.Logf("connections: ws-01 %s, ws-02 %s", n1.Connections(), n2.Connections())
 
 	const total = 200
 	nodetest.Feed(t, proxy.URL, adminToken, "/cluster/feed", total, func(i int) {
 		if i == 50 && mode == "drain" {
-			if err := n2.Drain(`{"window":"2s","max_rate":100,"deadline":"20s"}`); err != nil {
+			if err := n2.Drain(nodeapi.DrainRequest{Window: nodeapi.Dur(2 * time.Second), MaxRate: 100, Deadline: nodeapi.Dur(20 * time.Second)}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"wsfleet/internal/nodetest"
+	"wsfleet/nodeapi"
 )
 
 // The Python tests drive bayeux_ws.py, a Bayeux client written with
@@ -266,7 +267,7 @@ func TestPythonDrain(t *testing.T) {
 			p.ready(n)
 			if how == "sigterm" {
 				n.Stop() // returns once the node has exited
-			} else if err := n.Drain(`{"window":"0s"}`); err != nil {
+			} else if err := n.Drain(nodeapi.DrainRequest{Window: nodeapi.Dur(0)}); err != nil {
 				t.Fatal(err)
 			}
 			evs := p.finish(n)

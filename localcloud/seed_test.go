@@ -2,8 +2,6 @@ package localcloud
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"wsfleet/nodeapi"
 )
 
 // buildWsfleet builds the wsfleet binary for process instances.
@@ -95,9 +95,10 @@ func TestSeedTopologyRealNodes(t *testing.T) {
 
 	t.Run("nodes answer through the load balancer", func(t *testing.T) {
 		lbURL := c.LoadBalancerURL("gitter")
+		admin := &nodeapi.Client{Token: "local-admin-token"}
 		seen := map[string]bool{}
 		for i := 0; i < 64 && len(seen) < 8; i++ {
-			st, err := nodeStatus(ctx, lbURL)
+			st, err := admin.Status(ctx, lbURL)
 			if err != nil {
 				t.Fatalf("status through the load balancer: %v", err)
 			}
@@ -150,25 +151,4 @@ func TestSeedTopologyRealNodes(t *testing.T) {
 		// The group replaces it (no decrement) with an unnamed node.
 		inService(t, ctx, cl, "gitter-ws", 8, 30*time.Second)
 	})
-}
-
-type nodeStatusDoc struct {
-	Node  string `json:"node"`
-	Image string `json:"image"`
-}
-
-func nodeStatus(ctx context.Context, base string) (nodeStatusDoc, error) {
-	var st nodeStatusDoc
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/admin/status", nil)
-	req.Header.Set("Authorization", "Bearer local-admin-token")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		return st, errors.New(resp.Status + ": " + string(b))
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
 }

@@ -413,7 +413,7 @@ func (e *Engine) updateView(st *State, obs Observation) {
 		}
 		n := Node{ID: in.ID, Name: in.Name, Image: in.Image, Lifecycle: in.Lifecycle, Health: in.Health, Protected: in.Protected}
 		if o, ok := obs.Nodes[in.ID]; ok && o.Err == "" {
-			n.State, n.Connections = o.Status.State, o.Status.Connections
+			n.State, n.Connections = string(o.Status.State), o.Status.Connections
 			total += n.Connections
 		} else if ok {
 			n.State = "unreachable"

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"wsfleet/nodeapi"
 )
 
 // Provider is every effect the engine has on the cloud. Implementations:
@@ -184,7 +186,8 @@ func (g Group) Instance(id string) (Instance, bool) {
 }
 
 // Nodes is the ws node admin API the engine drains and watches nodes
-// through (server's /admin/drain and /admin/status).
+// through (server's /admin/drain and /admin/status; the wire contract is
+// package nodeapi).
 type Nodes interface {
 	// Drain asks the node to drain with o. Idempotent: a node already
 	// draining keeps draining.
@@ -200,11 +203,6 @@ type DrainOptions struct {
 	Deadline time.Duration
 }
 
-// NodeStatus is what a node reports about itself.
-type NodeStatus struct {
-	Node        string `json:"node"`
-	Image       string `json:"image"`
-	State       string `json:"state"` // ready, draining, drained
-	Connections int    `json:"connections"`
-	Sessions    int    `json:"sessions"`
-}
+// NodeStatus is what a node reports about itself: its admin API status,
+// with the API version it speaks.
+type NodeStatus = nodeapi.Status

@@ -6,9 +6,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"wsfleet/bayeux"
+	"wsfleet/nodeapi"
 )
 
 // admin guards h with the admin token (Bearer). Without a configured token
@@ -40,67 +40,38 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Status())
 }
 
-// drainRequest is the body of POST /admin/drain; durations are Go duration
-// strings ("30s").
-type drainRequest struct {
-	Window   string  `json:"window"`
-	MaxRate  float64 `json:"max_rate"`
-	Deadline string  `json:"deadline"`
-}
-
-// ParseDrainRequest decodes a POST /admin/drain body over defaults.
-func ParseDrainRequest(b []byte, def DrainOptions) (DrainOptions, error) {
+// drainOptions applies a drain request over the node's defaults: a field
+// the request leaves out takes the default, a duration given as "0s" is
+// zero, and a max_rate of 0 is the default.
+func drainOptions(r nodeapi.DrainRequest, def DrainOptions) DrainOptions {
 	o := def
-	if len(strings.TrimSpace(string(b))) == 0 {
-		return o, nil
+	if r.Window != nil {
+		o.Window = r.Window.D()
 	}
-	var req drainRequest
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return o, err
+	if r.Deadline != nil {
+		o.Deadline = r.Deadline.D()
 	}
-	parse := func(s string, into *time.Duration) error {
-		if s == "" {
-			return nil
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		if d < 0 {
-			return errNegative
-		}
-		*into = d
-		return nil
+	if r.MaxRate > 0 {
+		o.MaxRate = r.MaxRate
 	}
-	if err := parse(req.Window, &o.Window); err != nil {
-		return o, err
-	}
-	if err := parse(req.Deadline, &o.Deadline); err != nil {
-		return o, err
-	}
-	if req.MaxRate < 0 {
-		return o, errNegative
-	}
-	if req.MaxRate > 0 {
-		o.MaxRate = req.MaxRate
-	}
-	return o, nil
+	return o
 }
 
+// serveDrain decodes the request strictly (unknown fields, trailing data
+// and out-of-range values are 400, so a typo never drains the node with
+// defaults) and starts the drain.
 func (s *Server) serveDrain(w http.ResponseWriter, r *http.Request) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
 	if err != nil {
 		s.badRequest(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	o, err := ParseDrainRequest(b, s.cfg.DrainDefaults)
+	req, err := nodeapi.DecodeDrainRequest(b)
 	if err != nil {
 		s.badRequest(w, http.StatusBadRequest, "drain request: "+err.Error())
 		return
 	}
-	s.StartDrain(o)
+	s.StartDrain(drainOptions(req, s.cfg.DrainDefaults))
 	writeJSON(w, http.StatusAccepted, s.Status())
 }
 

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -31,8 +30,6 @@ type drainState struct {
 	released  int
 	done      chan struct{}
 }
-
-var errNegative = errors.New("negative value")
 
 // StartDrain starts the drain in the background, once; later calls only
 // return.
@@ -96,12 +93,20 @@ func (s *Server) drainStatus(conns int) DrainStatus {
 	return d
 }
 
-// runDrain releases every session, paced, then waits for the connections
-// to go until the deadline.
+// errDrainDeadline ends a drain's waits when its deadline passes.
+var errDrainDeadline = errors.New("drain deadline passed")
+
+// runDrain releases every session, paced by releaseSchedule, then waits
+// for the connections to go until the deadline.
 func (s *Server) runDrain(o DrainOptions) {
 	defer close(s.drain.done)
-	start := time.Now()
-	deadline := time.NewTimer(o.Deadline)
+	s.drain.mu.Lock()
+	start := s.drain.startedAt
+	s.drain.mu.Unlock()
+	// ctx ends when the node closes, or with errDrainDeadline
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	defer cancel(nil)
+	deadline := s.cfg.AfterFunc(o.Deadline, func() { cancel(errDrainDeadline) })
 	defer deadline.Stop()
 
 	// Sessions whose client is connected are paced; the others (a client
@@ -124,60 +129,39 @@ func (s *Server) runDrain(o DrainOptions) {
 	for _, ss := range idle {
 		s.release(ss)
 	}
-	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+	// the schedule is drawn from Rand first, then the order
+	schedule := releaseSchedule(len(list), o.Window, o.MaxRate, s.cfg.Rand, start)
+	s.cfg.Rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
 
-	step := releaseStep(len(list), o)
-	// minGap keeps two releases apart even when jitter puts one at the end
-	// of its slot and the next at the start of its own: the rate is never
-	// above MaxRate, over any second.
-	var minGap time.Duration
-	if o.MaxRate > 0 {
-		minGap = time.Duration(float64(time.Second) / o.MaxRate)
-	}
+	// A release that ran late (a timer that fired late) does not bring
+	// the next one closer than the schedule's gap: the rate stays at or
+	// below MaxRate, over any second, whatever the timers do.
+	gap := releaseGap(o.MaxRate)
 	var last time.Time
 	timedOut := false
 	for i, ss := range list {
-		at := start.Add(time.Duration(i)*step + jitter(step))
-		if !last.IsZero() && at.Sub(last) < minGap {
-			at = last.Add(minGap)
+		at := schedule[i]
+		if !last.IsZero() && at.Sub(last) < gap {
+			at = last.Add(gap)
 		}
-		if d := time.Until(at); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-deadline.C:
-				timedOut = true
-			case <-s.ctx.Done():
-				t.Stop()
+		if err := s.sleep(ctx, at.Sub(s.cfg.Now())); err != nil {
+			if s.ctx.Err() != nil {
 				return
 			}
-			t.Stop()
-		}
-		if timedOut {
+			timedOut = true
 			break
 		}
-		last = time.Now()
+		last = s.cfg.Now()
 		s.release(ss)
 	}
-	if !timedOut {
-		// wait for the released clients' sockets to close
-		tick := time.NewTicker(20 * time.Millisecond)
-	wait:
-		for {
-			if s.Status().Connections == 0 {
-				break
-			}
-			select {
-			case <-tick.C:
-			case <-deadline.C:
-				timedOut = true
-				break wait
-			case <-s.ctx.Done():
-				tick.Stop()
+	// wait for the released clients' sockets to close
+	for !timedOut && s.Status().Connections > 0 {
+		if err := s.sleep(ctx, 20*time.Millisecond); err != nil {
+			if s.ctx.Err() != nil {
 				return
 			}
+			timedOut = true
 		}
-		tick.Stop()
 	}
 	if timedOut {
 		s.log.Warn("drain deadline passed: closing what is left")
@@ -201,30 +185,62 @@ func (s *Server) runDrain(o DrainOptions) {
 	s.mu.Lock()
 	s.state = StateDrained
 	s.mu.Unlock()
-	s.log.Info("drain finished", "released", s.Status().Drain.Released, "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("drain finished", "released", s.Status().Drain.Released, "took", s.cfg.Now().Sub(start).Round(time.Millisecond))
 	close(s.drained)
 }
 
-// releaseStep is the time between two releases: the window spread over
-// the sessions, but never more than MaxRate a second.
-func releaseStep(n int, o DrainOptions) time.Duration {
-	var step time.Duration
-	if n > 0 {
-		step = o.Window / time.Duration(n)
-	}
-	if o.MaxRate > 0 {
-		if min := time.Duration(float64(time.Second) / o.MaxRate); step < min {
-			step = min
+// releaseSchedule returns the instants, from start, at which a drain
+// releases its n connected clients: the window is cut into n equal slots
+// and each client released at a random point of its own slot (the jitter,
+// drawn from rng, n draws at most), so that the clients reconnect spread
+// over the window rather than in a stampede. Two releases are never closer
+// than 1/maxRate (releaseGap): a slot is at least that long, and a release
+// that jitter puts at the end of its slot pushes the next one on. All
+// instants lie before start + window, or start + n/maxRate when the window
+// is too short for n releases at that rate. It is a pure function of its
+// inputs (rng's state among them: a generator seeded alike gives the same
+// schedule), and the drain's timing is what it returns.
+func releaseSchedule(n int, window time.Duration, maxRate float64, rng jitterSource, start time.Time) []time.Time {
+	step := releaseStep(n, window, maxRate)
+	gap := releaseGap(maxRate)
+	at := make([]time.Time, n)
+	for i := range at {
+		t := start.Add(time.Duration(i) * step)
+		if step > 0 {
+			t = t.Add(time.Duration(rng.Int64N(int64(step))))
 		}
+		if i > 0 && t.Sub(at[i-1]) < gap {
+			t = at[i-1].Add(gap)
+		}
+		at[i] = t
 	}
-	return step
+	return at
 }
 
-func jitter(step time.Duration) time.Duration {
-	if step <= 0 {
+// jitterSource draws a release's place in its slot: Config.Rand, or a
+// test's script.
+type jitterSource interface {
+	// Int64N returns a number in [0, n).
+	Int64N(n int64) int64
+}
+
+// releaseStep is the slot of one release: the window spread over the n
+// sessions, but never shorter than releaseGap.
+func releaseStep(n int, window time.Duration, maxRate float64) time.Duration {
+	var step time.Duration
+	if n > 0 {
+		step = window / time.Duration(n)
+	}
+	return max(step, releaseGap(maxRate))
+}
+
+// releaseGap is the least time between two releases: 1/maxRate, none when
+// maxRate is not positive (no limit).
+func releaseGap(maxRate float64) time.Duration {
+	if maxRate <= 0 {
 		return 0
 	}
-	return rand.N(step)
+	return time.Duration(float64(time.Second) / maxRate)
 }
 
 // release hands a session over: no more deliveries here, what was not yet
@@ -247,6 +263,7 @@ func (s *Server) release(ss *session) {
 		return
 	}
 	// wait briefly for a write in flight: its messages count as given.
+	// (A real socket's write, so on the wall clock, not the node's.)
 	for i := 0; ss.writing && i < 100; i++ {
 		ss.mu.Unlock()
 		time.Sleep(5 * time.Millisecond)
@@ -281,7 +298,7 @@ func (s *Server) release(ss *session) {
 				ws.close(wsStatusGoingAway, "node draining")
 				return
 			}
-			time.AfterFunc(s.cfg.ReleaseGrace, func() { ws.close(wsStatusGoingAway, "node draining") })
+			s.cfg.AfterFunc(s.cfg.ReleaseGrace, func() { ws.close(wsStatusGoingAway, "node draining") })
 		}()
 	case ws != nil:
 		ws.close(wsStatusGoingAway, "node draining")
@@ -336,55 +353,31 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 		s.met.restored.WithLabelValues("unknown").Inc()
 		return nil
 	}
-	ident := Identity{Anonymous: len(s.cfg.AuthSecret) == 0, Subject: st.Subject, Grants: st.Grants, Expires: st.AuthExpires}
-	if !ident.Anonymous && (st.Subject == "" || (!st.AuthExpires.IsZero() && s.cfg.Now().After(st.AuthExpires))) {
+	ident, ok := s.identityOf(st)
+	if !ok {
 		s.met.restored.WithLabelValues("refused").Inc()
 		return nil
 	}
-	var subs []string
-	for _, p := range st.Subscriptions {
-		if s.cfg.Rules.canSubscribe(ident, p) {
-			subs = append(subs, p)
-		}
-	}
-	from := st.Cursor
-	if st.Given > st.Cursor && (st.LastConnect == "" || connectID != st.LastConnect) {
-		// the client got the last long-polling answer the other node sent
-		from = st.Given
-	}
-	from = got.lower(from)
+	subs := s.allowedSubs(ident, st.Subscriptions)
+	from := resumeFrom(st, connectID, got)
+	// live and replaying before it is indexed: what the broker delivers
+	// from then on waits for the replay.
 	ss := &session{id: id, srv: s, ident: ident, subs: subs, cursor: from, given: from,
 		lastConnect: s.cfg.Now(), replaying: 1, live: true}
-	s.mu.Lock()
-	if have := s.sessions[id]; have != nil {
-		s.mu.Unlock()
+	if have := s.addSessionOnce(ss); have != ss {
 		return have
 	}
-	s.sessions[id] = ss
-	n := len(s.sessions)
-	s.mu.Unlock()
-	s.met.sessions.Set(float64(n))
 	for _, p := range subs {
 		s.indexAdd(ss, p)
 	}
-	var replay []outMsg
-	hist, err := s.broker.History(s.ctx, subs, from)
-	switch {
-	case err != nil:
-		if !errors.Is(err, broker.ErrHistoryGone) {
-			s.met.brokerErrors.Inc()
-		}
-		s.met.restored.WithLabelValues("gone").Inc()
-		s.log.Warn("restored session without replay", "client", id, "cursor", st.Cursor, "err", err)
-	default:
-		s.met.restored.WithLabelValues("ok").Inc()
-		for _, h := range hist {
-			replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
-		}
+	n := s.replayStored(b, ss, subs, from, "restored")
+	if err := s.broker.Sessions().Delete(s.ctx, id); err != nil {
+		// the session is live here anyway: a stale record is what the
+		// failure leaves behind.
+		s.met.brokerErrors.Inc()
+		s.log.Warn("delete session failed", "client", id, "err", err)
 	}
-	_ = s.broker.Sessions().Delete(s.ctx, id)
-	s.log.Debug("session restored", "client", id, "from", st.Node, "cursor", st.Cursor, "replayed", len(replay))
-	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	s.log.Debug("session restored", "client", id, "from", st.Node, "cursor", st.Cursor, "replayed", n)
 	return ss
 }
 

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -160,43 +162,121 @@ func TestDrainHandsLongPollSessionOver(t *testing.T) {
 	checkExactlyOnce(t, got, total)
 }
 
-func TestDrainPacing(t *testing.T) {
-	n := startNode(t, nil)
+// drainSeed seeds Config.Rand in the drain tests, which draw the
+// expected release schedule from a generator seeded alike.
+const drainSeed = 7
+
+func drainRand() *rand.Rand { return rand.New(rand.NewPCG(drainSeed, drainSeed)) }
+
+// startDrainNode runs a node on clk with n websocket clients held in
+// their connect, and starts draining it with o in the background. It
+// returns the node, its clients, the drain's result and the schedule the
+// drain must follow: the first draws of Config.Rand.
+func startDrainNode(t *testing.T, clk *fakeClock, n int, o DrainOptions) (*node, []*wsPeer, <-chan error, []time.Time) {
+	t.Helper()
+	nd := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
 	var peers []*wsPeer
-	for range 5 {
-		p := dialWS(t, n)
+	for range n {
+		p := dialWS(t, nd)
 		p.handshake(nil)
 		peers = append(peers, p)
 	}
-	// 5 clients at 10/s take at least 400 ms whatever the window says
-	start := time.Now()
-	if err := n.srv.Drain(context.Background(), DrainOptions{Window: 0, MaxRate: 10, Deadline: 10 * time.Second}); err != nil {
-		t.Fatal(err)
+	waitFor(t, func() bool { return heldConnects(nd.srv) == n }, "the %d clients' connects are not all held", n)
+	schedule := releaseSchedule(n, o.Window, o.MaxRate, drainRand(), clk.Now())
+	drained := make(chan error, 1)
+	go func() { drained <- nd.srv.Drain(context.Background(), o) }()
+	return nd, peers, drained, schedule
+}
+
+// heldConnects counts the sessions whose connect the node holds.
+func heldConnects(s *Server) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, ss := range s.sessions {
+		ss.mu.Lock()
+		if ss.held != nil {
+			n++
+		}
+		ss.mu.Unlock()
 	}
-	if took := time.Since(start); took < 400*time.Millisecond {
-		t.Fatalf("5 releases at 10/s took %v", took)
+	return n
+}
+
+// TestDrainPacing checks that a drain releases its clients at the instants
+// releaseSchedule gives, one by one: 5 clients at 10/s, whatever the
+// window says, take 400 ms at least (TestReleaseSchedule).
+func TestDrainPacing(t *testing.T) {
+	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
+	o := DrainOptions{Window: 0, MaxRate: 10, Deadline: 10 * time.Second}
+	n, peers, drained, schedule := startDrainNode(t, clk, 5, o)
+	for i, at := range schedule {
+		clk.waitArmed(t, at, fmt.Sprintf("release %d", i))
+		if r := n.srv.Status().Drain.Released; r != i {
+			t.Fatalf("%d released before %v, want %d", r, at, i)
+		}
+		clk.advanceTo(at)
+		waitFor(t, func() bool { return n.srv.Status().Drain.Released == i+1 }, "release %d not done at %v", i, at)
+		// its held connect is answered, and its socket closed
+		// ReleaseGrace later
+		clk.waitArmed(t, at.Add(n.srv.cfg.ReleaseGrace), fmt.Sprintf("release %d's close", i))
 	}
-	for _, p := range peers {
-		<-p.closed
+	clk.advanceTo(schedule[len(schedule)-1].Add(n.srv.cfg.ReleaseGrace))
+	for i, p := range peers {
+		select {
+		case <-p.closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("client %d's socket not closed after its grace", i)
+		}
 	}
+	waitFor(t, func() bool {
+		select {
+		case err := <-drained:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return true
+		default:
+			clk.advance(20 * time.Millisecond)
+			return false
+		}
+	}, "drain not finished once every socket closed")
 	if st := n.srv.Status(); st.Drain.Released != 5 || st.Drain.Remaining != 0 || st.State != StateDrained {
 		t.Fatalf("status %+v", st)
 	}
 }
 
+// TestDrainDeadlineClosesTheRest checks that a drain whose schedule runs
+// past its deadline ends at the deadline, closing what is left.
 func TestDrainDeadlineClosesTheRest(t *testing.T) {
-	n := startNode(t, nil)
-	for range 3 {
-		p := dialWS(t, n)
-		p.handshake(nil)
+	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
+	start := clk.Now()
+	// at 1/s, three releases would take 2 s at least; the deadline cuts
+	// at 300 ms
+	o := DrainOptions{Window: time.Minute, MaxRate: 1, Deadline: 300 * time.Millisecond}
+	n, _, drained, schedule := startDrainNode(t, clk, 3, o)
+	deadline := start.Add(o.Deadline)
+	if !schedule[0].After(deadline) {
+		t.Fatalf("schedule %v releases before the deadline: pick another drainSeed", schedule)
 	}
-	start := time.Now()
-	// at 1/s, three releases would take 2 s; the deadline cuts at 300 ms
-	n.srv.Drain(context.Background(), DrainOptions{Window: time.Minute, MaxRate: 1, Deadline: 300 * time.Millisecond})
-	if took := time.Since(start); took > 2*time.Second {
-		t.Fatalf("drain took %v despite a 300ms deadline", took)
+	clk.waitArmed(t, schedule[0], "first release")
+	clk.waitArmed(t, deadline, "deadline")
+	clk.advanceTo(deadline.Add(-time.Nanosecond))
+	select {
+	case <-drained:
+		t.Fatal("drain finished before its deadline")
+	default:
 	}
-	if st := n.srv.Status(); st.Sessions != 0 || st.State != StateDrained {
+	clk.advanceTo(deadline)
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("drain not finished at its deadline")
+	}
+	if st := n.srv.Status(); st.Sessions != 0 || st.State != StateDrained || st.Drain.Released != 3 {
 		t.Fatalf("status %+v", st)
 	}
 	// a second call returns at once
@@ -207,19 +287,138 @@ func TestDrainDeadlineClosesTheRest(t *testing.T) {
 
 func TestReleaseStep(t *testing.T) {
 	tests := []struct {
-		n    int
-		o    DrainOptions
-		want time.Duration
+		n       int
+		window  time.Duration
+		maxRate float64
+		want    time.Duration
 	}{
-		{100, DrainOptions{Window: 10 * time.Second, MaxRate: 200}, 100 * time.Millisecond},
-		{10000, DrainOptions{Window: 10 * time.Second, MaxRate: 200}, 5 * time.Millisecond},
-		{10, DrainOptions{Window: 0, MaxRate: 0}, 0},
-		{0, DrainOptions{Window: time.Second, MaxRate: 10}, 100 * time.Millisecond},
+		{100, 10 * time.Second, 200, 100 * time.Millisecond},
+		{10000, 10 * time.Second, 200, 5 * time.Millisecond},
+		{10, 0, 0, 0},
+		{0, time.Second, 10, 100 * time.Millisecond},
 	}
 	for _, tt := range tests {
-		if got := releaseStep(tt.n, tt.o); got != tt.want {
-			t.Errorf("releaseStep(%d, %+v) = %v, want %v", tt.n, tt.o, got, tt.want)
+		if got := releaseStep(tt.n, tt.window, tt.maxRate); got != tt.want {
+			t.Errorf("releaseStep(%d, %v, %v) = %v, want %v", tt.n, tt.window, tt.maxRate, got, tt.want)
 		}
+	}
+}
+
+// scriptedJitter is a source of jitter that puts each release at the
+// given fraction of its slot, in turn; it fails the test when drawn from
+// more often.
+type scriptedJitter struct {
+	t    *testing.T
+	frac []float64
+}
+
+func (s *scriptedJitter) Int64N(n int64) int64 {
+	if len(s.frac) == 0 {
+		s.t.Fatalf("jitter drawn once too often (slot %v)", time.Duration(n))
+	}
+	f := s.frac[0]
+	s.frac = s.frac[1:]
+	return int64(f * float64(n))
+}
+
+// checkSchedule checks what every release schedule must hold: n instants,
+// none before start nor closer than 1/maxRate to the one before, all
+// within the window, or within n/maxRate when that is longer.
+func checkSchedule(t *testing.T, got []time.Time, n int, window time.Duration, maxRate float64, start time.Time) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("%d instants, want %d", len(got), n)
+	}
+	gap := releaseGap(maxRate)
+	span := max(window, time.Duration(n)*gap)
+	for i, at := range got {
+		switch {
+		case at.Before(start):
+			t.Errorf("release %d at %v, before the start", i, at.Sub(start))
+		case span > 0 && !at.Before(start.Add(span)), span == 0 && !at.Equal(start):
+			t.Errorf("release %d at %v, past the window (%v)", i, at.Sub(start), span)
+		case i > 0 && at.Sub(got[i-1]) < gap:
+			t.Errorf("releases %d and %d %v apart, faster than %v/s", i-1, i, at.Sub(got[i-1]), maxRate)
+		}
+	}
+}
+
+func TestReleaseSchedule(t *testing.T) {
+	ms := func(ds ...float64) []time.Duration {
+		out := make([]time.Duration, len(ds))
+		for i, d := range ds {
+			out[i] = time.Duration(d * float64(time.Millisecond))
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		n       int
+		window  time.Duration
+		maxRate float64
+		jitter  []float64 // fraction of its slot each release is drawn at
+		want    []time.Duration
+	}{
+		{"window spread over the clients, jitter within each slot", 4, time.Second, 100,
+			[]float64{0, 0.5, 0.2, 0.99}, ms(0, 375, 550, 997.5)},
+		{"a release at its slot's end pushes the next one on", 3, 300 * time.Millisecond, 20,
+			[]float64{0.9, 0, 0.3}, ms(90, 140, 230)},
+		{"the rate stretches a window too short", 5, 0, 10,
+			[]float64{0.5, 0, 0.99, 0, 0}, ms(50, 150, 299, 399, 499)},
+		{"no window, no rate: all at once, nothing drawn", 3, 0, 0, nil, ms(0, 0, 0)},
+		{"one client gets the whole window", 1, 10 * time.Second, 200, []float64{0.25}, ms(2500)},
+		{"no clients", 0, time.Second, 10, nil, ms()},
+	}
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &scriptedJitter{t: t, frac: tt.jitter}
+			got := releaseSchedule(tt.n, tt.window, tt.maxRate, src, start)
+			if len(src.frac) != 0 {
+				t.Errorf("%d jitter draws left unused", len(src.frac))
+			}
+			offsets := make([]time.Duration, len(got))
+			for i, at := range got {
+				offsets[i] = at.Sub(start)
+			}
+			if !slices.Equal(offsets, tt.want) {
+				t.Fatalf("schedule %v, want %v", offsets, tt.want)
+			}
+			checkSchedule(t, got, tt.n, tt.window, tt.maxRate, start)
+		})
+	}
+}
+
+// TestReleaseScheduleSeeded checks schedules drawn from seeded generators:
+// the same seed gives the same schedule, another seed another one, and
+// each keeps to the window and the rate.
+func TestReleaseScheduleSeeded(t *testing.T) {
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		n       int
+		window  time.Duration
+		maxRate float64
+	}{
+		{"window", 1000, 30 * time.Second, 200},
+		{"rate", 1000, time.Second, 200},
+		{"tight", 50, 250 * time.Millisecond, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seeded := func(seed uint64) []time.Time {
+				return releaseSchedule(tt.n, tt.window, tt.maxRate, rand.New(rand.NewPCG(seed, seed)), start)
+			}
+			a, again, other := seeded(1), seeded(1), seeded(2)
+			if !slices.Equal(a, again) {
+				t.Fatal("one seed, two schedules")
+			}
+			if slices.Equal(a, other) {
+				t.Fatal("two seeds, one schedule: no jitter")
+			}
+			checkSchedule(t, a, tt.n, tt.window, tt.maxRate, start)
+			checkSchedule(t, other, tt.n, tt.window, tt.maxRate, start)
+		})
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"wsfleet/nodeapi"
 )
 
 // FuzzServePoll sends arbitrary long-polling bodies, as JSON and as forms,
@@ -72,16 +74,19 @@ func FuzzParseRules(f *testing.F) {
 	})
 }
 
-func FuzzParseDrainRequest(f *testing.F) {
+// FuzzDrainRequest checks that no accepted drain request, applied over
+// the defaults, gives negative options.
+func FuzzDrainRequest(f *testing.F) {
 	f.Add(`{"window":"30s","max_rate":200,"deadline":"5m"}`)
 	f.Add(`{"window":"-1s"}`)
 	f.Add(`{"max_rate":"x"}`)
 	f.Add(``)
 	f.Fuzz(func(t *testing.T, s string) {
-		o, err := ParseDrainRequest([]byte(s), DefaultDrainOptions)
+		r, err := nodeapi.DecodeDrainRequest([]byte(s))
 		if err != nil {
 			return
 		}
+		o := drainOptions(r, DefaultDrainOptions)
 		if o.Window < 0 || o.Deadline < 0 || o.MaxRate < 0 {
 			t.Fatalf("negative options accepted: %+v", o)
 		}

@@ -12,10 +12,14 @@ import (
 // cost; an entry here is a few words. An entry is not removed when its
 // connect is answered early: releaseHeld ignores a connect that is no
 // longer the session's held one, and entries live no longer than a hold.
+// It runs on the node's clock (Config.Now and Config.AfterFunc).
 type holdQueue struct {
+	now       func() time.Time
+	afterFunc func(d time.Duration, f func()) Timer
+
 	mu    sync.Mutex
 	items holdHeap
-	timer *time.Timer
+	timer Timer
 }
 
 type holdItem struct {
@@ -28,7 +32,7 @@ type holdItem struct {
 func (q *holdQueue) add(hold time.Duration, ss *session, h *heldConnect) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	heap.Push(&q.items, holdItem{due: time.Now().Add(hold).UnixNano(), ss: ss, h: h})
+	heap.Push(&q.items, holdItem{due: q.now().Add(hold).UnixNano(), ss: ss, h: h})
 	if q.items[0].h == h {
 		q.armLocked()
 	}
@@ -36,9 +40,9 @@ func (q *holdQueue) add(hold time.Duration, ss *session, h *heldConnect) {
 
 // armLocked sets the timer for the earliest entry.
 func (q *holdQueue) armLocked() {
-	d := time.Duration(q.items[0].due - time.Now().UnixNano())
+	d := time.Duration(q.items[0].due - q.now().UnixNano())
 	if q.timer == nil {
-		q.timer = time.AfterFunc(d, q.fire)
+		q.timer = q.afterFunc(d, q.fire)
 		return
 	}
 	q.timer.Reset(d)
@@ -46,7 +50,7 @@ func (q *holdQueue) armLocked() {
 
 // fire releases every entry that is due and re-arms for the next.
 func (q *holdQueue) fire() {
-	now := time.Now().UnixNano()
+	now := q.now().UnixNano()
 	var due []holdItem
 	q.mu.Lock()
 	for len(q.items) > 0 && q.items[0].due <= now {

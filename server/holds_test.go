@@ -6,11 +6,12 @@ import (
 )
 
 // TestHoldQueue checks that held connects with different holds on one
-// queue are all released, not all before the longest hold has passed, and
-// that one answered early (no longer the session's held connect) is not
-// sent again.
+// queue are each released when, on the node's clock, their own hold ends
+// (not before, and not all at the longest hold), and that one answered
+// early (no longer the session's held connect) is not sent again.
 func TestHoldQueue(t *testing.T) {
-	srv := &Server{cfg: Config{Now: time.Now}}
+	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
+	srv := &Server{cfg: Config{Now: clk.Now}, holds: holdQueue{now: clk.Now, afterFunc: clk.AfterFunc}}
 	type tc struct {
 		name     string
 		hold     time.Duration
@@ -18,7 +19,7 @@ func TestHoldQueue(t *testing.T) {
 	}
 	cases := []tc{{"late", 120 * time.Millisecond, false}, {"early", 40 * time.Millisecond, false},
 		{"answered", 10 * time.Millisecond, true}, {"middle", 80 * time.Millisecond, false}}
-	start := time.Now()
+	start := clk.Now()
 	sessions := make([]*session, len(cases))
 	for i, c := range cases {
 		ss := &session{srv: srv, id: c.name}
@@ -30,34 +31,30 @@ func TestHoldQueue(t *testing.T) {
 		}
 		sessions[i] = ss
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for i, c := range cases {
-		ss := sessions[i]
-		for {
+	// check says, at the clock's time, which connects are released:
+	// those whose hold has passed, each once, except the answered one.
+	check := func() {
+		t.Helper()
+		el := clk.Now().Sub(start)
+		for i, c := range cases {
+			ss := sessions[i]
 			ss.mu.Lock()
-			n := len(ss.queue)
+			q, held := ss.queue, ss.held
 			ss.mu.Unlock()
-			if n > 0 || c.answered || time.Now().After(deadline) {
-				break
+			switch {
+			case c.answered && len(q) != 0:
+				t.Errorf("%v: %s: answered early, released again: %v", el, c.name, q)
+			case c.answered:
+			case c.hold <= el && (len(q) != 1 || string(q[0].b) != c.name || held != nil):
+				t.Errorf("%v: %s: queue %v held %v, want its reply released", el, c.name, q, held)
+			case c.hold > el && (len(q) != 0 || held == nil):
+				t.Errorf("%v: %s: queue %v held %v, want it still held", el, c.name, q, held)
 			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		ss.mu.Lock()
-		q, held := ss.queue, ss.held
-		ss.mu.Unlock()
-		switch {
-		case c.answered && len(q) != 0:
-			t.Errorf("%s: answered early, released again: %v", c.name, q)
-		case !c.answered && (len(q) != 1 || string(q[0].b) != c.name || held != nil):
-			t.Errorf("%s: queue %v held %v, want its reply released", c.name, q, held)
 		}
 	}
-	if el := time.Since(start); el < 120*time.Millisecond {
-		t.Errorf("all released after %v, before the longest hold", el)
-	}
-	time.Sleep(20 * time.Millisecond)
-	if q := sessions[2].queue; len(q) != 0 {
-		t.Errorf("answered connect released: %v", q)
+	for _, at := range []time.Duration{0, 10, 39, 40, 79, 80, 119, 120, 200} {
+		clk.advanceTo(start.Add(at * time.Millisecond))
+		check()
 	}
 	srv.holds.mu.Lock()
 	defer srv.holds.mu.Unlock()

@@ -310,17 +310,28 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 	return r
 }
 
-func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Message {
-	r := newReply(m)
+// subscriptionReply starts the reply to a subscribe or unsubscribe; ok is
+// false when the request lacks its client or subscription, or the client
+// is unknown, and the reply is then the error to send.
+func subscriptionReply(m *bayeux.Message, ss *session) (r *bayeux.Message, ok bool) {
+	r = newReply(m)
 	r.Subscription = m.Subscription
 	switch {
 	case m.ClientID == "":
 		r.Error = bayeux.ErrParameterMissing("clientId").Error()
-		return r
+		return r, false
 	case ss == nil:
-		return unknownClient(m)
+		return unknownClient(m), false
 	case len(m.Subscription) == 0:
 		r.Error = bayeux.ErrParameterMissing("subscription").Error()
+		return r, false
+	}
+	return r, true
+}
+
+func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Message {
+	r, ok := subscriptionReply(m, ss)
+	if !ok {
 		return r
 	}
 	if !ss.ident.Expires.IsZero() && s.cfg.Now().After(ss.ident.Expires) {
@@ -471,6 +482,51 @@ func (s *Server) rewriteLost(ss *session, since uint64) {
 	}
 }
 
+// resumeFrom is where a session taken from the store (restore, adopt)
+// replays from: the stored cursor; what the node that saved it gave on top
+// (Given) unless the client's connect is the one that node's last answer
+// went to (LastConnect), which the client then never got; and earlier
+// still when the client says it got less (ext.since).
+func resumeFrom(st broker.Session, connectID string, got clientCursor) uint64 {
+	from := st.Cursor
+	if st.Given > st.Cursor && (st.LastConnect == "" || connectID != st.LastConnect) {
+		from = st.Given
+	}
+	return got.lower(from)
+}
+
+// replayStored is the replay of a session taken from the store (restore,
+// adopt; how names which, for the logs), whose caller made it live from
+// from and raised its replaying: it fetches what subs matched after from
+// and queues it ahead of the live messages that arrive meanwhile, once the
+// batch's replies are out. It counts the take-over by outcome and returns
+// how many messages it replays.
+func (s *Server) replayStored(b *batch, ss *session, subs []string, from uint64, how string) int {
+	var (
+		hist []broker.Message
+		err  error
+	)
+	if len(subs) > 0 {
+		hist, err = s.broker.History(s.ctx, subs, from)
+	}
+	var replay []outMsg
+	switch {
+	case err != nil:
+		if !errors.Is(err, broker.ErrHistoryGone) {
+			s.met.brokerErrors.Inc()
+		}
+		s.met.restored.WithLabelValues("gone").Inc()
+		s.log.Warn("session taken over without replay", "client", ss.id, "how", how, "cursor", from, "err", err)
+	default:
+		s.met.restored.WithLabelValues("ok").Inc()
+		for _, h := range hist {
+			replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
+		}
+	}
+	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	return len(replay)
+}
+
 // finishReplay queues the replayed messages merged with the live ones that
 // arrived meanwhile, in sequence order and each once.
 func (ss *session) finishReplay(replay []outMsg) {
@@ -502,16 +558,8 @@ func (ss *session) finishReplay(replay []outMsg) {
 }
 
 func (s *Server) unsubscribe(m *bayeux.Message, ss *session) *bayeux.Message {
-	r := newReply(m)
-	r.Subscription = m.Subscription
-	switch {
-	case m.ClientID == "":
-		r.Error = bayeux.ErrParameterMissing("clientId").Error()
-		return r
-	case ss == nil:
-		return unknownClient(m)
-	case len(m.Subscription) == 0:
-		r.Error = bayeux.ErrParameterMissing("subscription").Error()
+	r, ok := subscriptionReply(m, ss)
+	if !ok {
 		return r
 	}
 	for _, p := range m.Subscription {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"wsfleet/bayeux"
 	"wsfleet/broker"
+	"wsfleet/nodeapi"
 )
 
 // Config configures a node. Zero values take the defaults documented on
@@ -79,7 +81,14 @@ type Config struct {
 	// fields take DefaultDrainOptions.
 	DrainDefaults DrainOptions
 
-	Now func() time.Time
+	// Now, AfterFunc and Rand are the node's clock and randomness, fields
+	// so that tests can drive them: Now defaults to time.Now, AfterFunc
+	// (run f in its own goroutine once d has passed) to time.AfterFunc,
+	// Rand to a randomly seeded generator. Only the drain draws from Rand,
+	// from one goroutine: its release order and schedule.
+	Now       func() time.Time
+	AfterFunc func(d time.Duration, f func()) Timer
+	Rand      *rand.Rand
 }
 
 func (c *Config) setDefaults() {
@@ -122,6 +131,12 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.AfterFunc == nil {
+		c.AfterFunc = wallAfterFunc
+	}
+	if c.Rand == nil {
+		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
 	if c.DrainDefaults.Window <= 0 {
 		c.DrainDefaults.Window = DefaultDrainOptions.Window
 	}
@@ -133,14 +148,14 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// State is where a node is in its life.
-type State string
+// State is where a node is in its life (the admin API's type).
+type State = nodeapi.State
 
 // States.
 const (
-	StateReady    State = "ready"
-	StateDraining State = "draining"
-	StateDrained  State = "drained"
+	StateReady    = nodeapi.StateReady
+	StateDraining = nodeapi.StateDraining
+	StateDrained  = nodeapi.StateDrained
 )
 
 // Server is one ws node.
@@ -195,7 +210,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: log.With("node", cfg.NodeID), broker: cfg.Broker, met: newMetrics(),
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, holds: holdQueue{now: cfg.Now, afterFunc: cfg.AfterFunc},
 		sessions: map[string]*session{}, index: map[string]map[*session]struct{}{},
 		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{}, drained: make(chan struct{}),
 	}
@@ -465,30 +480,18 @@ func (s *Server) slowConsumer(ss *session) {
 	}
 }
 
-// Status is the node's state as /admin/status reports it.
-type Status struct {
-	Node          string      `json:"node"`
-	Version       string      `json:"version"`
-	Image         string      `json:"image"`
-	State         State       `json:"state"`
-	Connections   int         `json:"connections"`
-	Sessions      int         `json:"sessions"`
-	Subscriptions int         `json:"subscriptions"`
-	Drain         DrainStatus `json:"drain"`
-}
+// Status is the node's state as /admin/status reports it (the admin API's
+// type).
+type Status = nodeapi.Status
 
-// DrainStatus is a drain's progress.
-type DrainStatus struct {
-	Remaining int        `json:"remaining"`
-	Released  int        `json:"released"`
-	StartedAt *time.Time `json:"started_at"`
-}
+// DrainStatus is a drain's progress (the admin API's type).
+type DrainStatus = nodeapi.DrainStatus
 
-// Status returns the node's state.
+// Status returns the node's state, with the admin API version it speaks.
 func (s *Server) Status() Status {
 	s.mu.RLock()
 	st := Status{
-		Node: s.cfg.NodeID, Version: s.cfg.Version, Image: s.cfg.Image, State: s.state,
+		APIVersion: nodeapi.Version, Node: s.cfg.NodeID, Version: s.cfg.Version, Image: s.cfg.Image, State: s.state,
 		Connections: len(s.wsConns) + int(s.polls.Load()), Sessions: len(s.sessions), Subscriptions: s.nsubs,
 	}
 	s.mu.RUnlock()

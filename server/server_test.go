@@ -14,6 +14,7 @@ import (
 
 	"wsfleet/bayeux"
 	"wsfleet/broker"
+	"wsfleet/nodeapi"
 )
 
 func TestWebsocketFlow(t *testing.T) {
@@ -412,6 +413,9 @@ func TestAdminEndpoints(t *testing.T) {
 	if c != 200 || st["node"] != "n1" || st["image"] != "ami-123" || st["state"] != "ready" || st["connections"] != float64(1) || st["sessions"] != float64(1) || st["subscriptions"] != float64(1) {
 		t.Fatalf("status %d %s", c, body)
 	}
+	if st["api_version"] != float64(nodeapi.Version) {
+		t.Fatalf("status reports api_version %v, want %d: %s", st["api_version"], nodeapi.Version, body)
+	}
 	if c, _ := get("/healthz", ""); c != 200 {
 		t.Fatalf("healthz %d", c)
 	}
@@ -459,6 +463,61 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if c, _ := get("/admin/status", ""); c != 401 {
 		t.Fatal(c)
+	}
+}
+
+// TestAdminDrainRefusesMalformedRequests checks that a drain request the
+// node does not fully understand is a 400 that starts nothing: a typo or a
+// newer engine's field must not drain the node with defaults.
+func TestAdminDrainRefusesMalformedRequests(t *testing.T) {
+	n := startNode(t, nil)
+	for _, tc := range []struct{ name, body, want string }{
+		{"trailing garbage", `{"window":"1s"} x`, "data after the JSON value"},
+		{"two values", `{"window":"1s"}{"window":"2s"}`, "data after the JSON value"},
+		{"unknown field", `{"window":"1s","share":0.5}`, `unknown field "share"`},
+		{"negative", `{"deadline":"-5s"}`, "deadline -5s"},
+		{"number duration", `{"window":30}`, `want a string such as "30s"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", n.url+nodeapi.PathDrain, strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer "+testAdmin)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 400 || !strings.Contains(string(b), tc.want) {
+				t.Fatalf("drain %s: %d %q, want 400 naming %q", tc.body, resp.StatusCode, b, tc.want)
+			}
+			if st := n.srv.Status(); st.State != StateReady || st.Drain.StartedAt != nil {
+				t.Fatalf("a refused drain request started a drain: %+v", st)
+			}
+		})
+	}
+}
+
+func TestDrainOptionsOverDefaults(t *testing.T) {
+	def := DrainOptions{Window: 30 * time.Second, MaxRate: 200, Deadline: 5 * time.Minute}
+	for _, tc := range []struct {
+		name, body string
+		want       DrainOptions
+	}{
+		{"empty body takes the defaults", ``, def},
+		{"empty object takes the defaults", `{}`, def},
+		{"all given", `{"window":"2s","max_rate":100,"deadline":"20s"}`, DrainOptions{Window: 2 * time.Second, MaxRate: 100, Deadline: 20 * time.Second}},
+		{"0s is zero, not the default", `{"window":"0s"}`, DrainOptions{Window: 0, MaxRate: 200, Deadline: 5 * time.Minute}},
+		{"max_rate 0 is the default", `{"max_rate":0,"deadline":"1m"}`, DrainOptions{Window: 30 * time.Second, MaxRate: 200, Deadline: time.Minute}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := nodeapi.DecodeDrainRequest([]byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := drainOptions(r, def); got != tc.want {
+				t.Fatalf("%s over %+v = %+v, want %+v", tc.body, def, got, tc.want)
+			}
+		})
 	}
 }
 

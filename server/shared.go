@@ -150,6 +150,33 @@ func (s *Server) identityOf(st broker.Session) (Identity, bool) {
 	return ident, true
 }
 
+// allowedSubs returns the patterns of a stored session that ident may
+// subscribe to on this node, each once.
+func (s *Server) allowedSubs(ident Identity, patterns []string) []string {
+	var subs []string
+	for _, p := range patterns {
+		if s.cfg.Rules.canSubscribe(ident, p) && !slices.Contains(subs, p) {
+			subs = append(subs, p)
+		}
+	}
+	return subs
+}
+
+// addSessionOnce adds ss to the node's sessions unless one with its id is
+// there already, and returns the one that is.
+func (s *Server) addSessionOnce(ss *session) *session {
+	s.mu.Lock()
+	if have := s.sessions[ss.id]; have != nil {
+		s.mu.Unlock()
+		return have
+	}
+	s.sessions[ss.id] = ss
+	n := len(s.sessions)
+	s.mu.Unlock()
+	s.met.sessions.Set(float64(n))
+	return ss
+}
+
 // copyFromRecord makes this node's copy of the session match st: its
 // identity, subscriptions (the index follows) and cursor. It creates the
 // copy when there is none. What the copy had queued is dropped: st's
@@ -160,23 +187,9 @@ func (s *Server) copyFromRecord(st broker.Session, ss *session) *session {
 		s.met.restored.WithLabelValues("refused").Inc()
 		return nil
 	}
-	var subs []string
-	for _, p := range st.Subscriptions {
-		if s.cfg.Rules.canSubscribe(ident, p) && !slices.Contains(subs, p) {
-			subs = append(subs, p)
-		}
-	}
+	subs := s.allowedSubs(ident, st.Subscriptions)
 	if ss == nil {
-		ss = &session{id: st.ClientID, srv: s, ident: ident, lastConnect: s.cfg.Now()}
-		s.mu.Lock()
-		if have := s.sessions[st.ClientID]; have != nil {
-			ss = have
-		} else {
-			s.sessions[st.ClientID] = ss
-		}
-		n := len(s.sessions)
-		s.mu.Unlock()
-		s.met.sessions.Set(float64(n))
+		ss = s.addSessionOnce(&session{id: st.ClientID, srv: s, ident: ident, lastConnect: s.cfg.Now()})
 	}
 	ss.mu.Lock()
 	if ss.closed {
@@ -192,16 +205,7 @@ func (s *Server) copyFromRecord(st broker.Session, ss *session) *session {
 	}
 	ss.queue, ss.pending = nil, nil
 	ss.mu.Unlock()
-	for _, p := range old {
-		if !slices.Contains(subs, p) {
-			s.indexRemove(ss, p)
-		}
-	}
-	for _, p := range subs {
-		if !slices.Contains(old, p) {
-			s.indexAdd(ss, p)
-		}
-	}
+	s.reindex(ss, old, subs)
 	return ss
 }
 
@@ -392,39 +396,14 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 		}
 		return nil
 	}
+	from := resumeFrom(st, connectID, got)
 	ss.mu.Lock()
-	if ss.pollID != "" && connectID == ss.pollID {
-		// the client repeats the connect whose answer it never got
-		ss.cursor, ss.given = ss.acked, ss.acked
-	}
-	if from := got.lower(ss.given); from < ss.given {
-		// the client lacks part of what the last node wrote to it
-		ss.cursor, ss.given = from, from
-	}
-	from := ss.given
-	ss.acked, ss.pollID = from, ""
+	ss.cursor, ss.given, ss.acked, ss.pollID = from, from, from, ""
 	ss.live = true
 	ss.replaying++
 	subs := slices.Clone(ss.subs)
 	ss.mu.Unlock()
-	var replay []outMsg
-	if len(subs) > 0 {
-		hist, err := s.broker.History(s.ctx, subs, from)
-		switch {
-		case err != nil:
-			if !errors.Is(err, broker.ErrHistoryGone) {
-				s.met.brokerErrors.Inc()
-			}
-			s.met.restored.WithLabelValues("gone").Inc()
-			s.log.Warn("adopted session without replay", "client", id, "cursor", from, "err", err)
-		default:
-			s.met.restored.WithLabelValues("ok").Inc()
-			for _, h := range hist {
-				replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
-			}
-		}
-	}
-	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	s.replayStored(b, ss, subs, from, "adopted")
 	return ss
 }
 
@@ -510,6 +489,11 @@ func (s *Server) copySubs(ss *session, subs []string) {
 	old := ss.subs
 	ss.subs = slices.Clone(subs)
 	ss.mu.Unlock()
+	s.reindex(ss, old, subs)
+}
+
+// reindex moves ss in the index from the patterns old to subs.
+func (s *Server) reindex(ss *session, old, subs []string) {
 	for _, p := range old {
 		if !slices.Contains(subs, p) {
 			s.indexRemove(ss, p)

@@ -53,6 +53,10 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if h, ok := rollout.ParseLock(g.Tags[rollout.LockTag]); ok {
 		fmt.Fprintf(stdout, "note: the group is locked by %s\n", h)
 	}
+	nodes := &rollout.HTTPNodes{Port: p.Nodes.AdminPort, Token: os.Getenv(p.Nodes.AdminTokenEnv)}
+	for _, w := range rollout.NodeVersionWarnings(ctx, nodes, g) {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
 	rollout.RenderPlan(stdout, p, g, steps)
 	return nil
 }

@@ -1,16 +1,19 @@
 package nodetest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"wsfleet/nodeapi"
 	"wsfleet/server"
 )
 
@@ -45,36 +48,28 @@ func Publish(baseURL, token, channel string, data any) error {
 	return fmt.Errorf("publish %s to %s: 50 tries, the last: %s", body, channel, last)
 }
 
-// Drain asks the node to drain with spec, the JSON body of POST
-// /admin/drain ({"window":…,"max_rate":…,"deadline":…}).
-func (n *Node) Drain(spec string) error {
-	req, _ := http.NewRequest(http.MethodPost, n.URL()+"/admin/drain", strings.NewReader(spec))
-	req.Header.Set("Authorization", "Bearer "+n.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("drain %s: %w", n.Addr, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("drain %s: %s, want 202", n.Addr, resp.Status)
-	}
-	return nil
+// Drain asks the node to drain with r through its admin API.
+func (n *Node) Drain(r nodeapi.DrainRequest) error {
+	return n.admin().Drain(context.Background(), n.URL(), r)
 }
 
-// Status reads the node's /admin/status; it is nil when the node does not
-// answer (a killed node, in a log line).
-func (n *Node) Status() map[string]any {
-	req, _ := http.NewRequest(http.MethodGet, n.URL()+"/admin/status", nil)
-	req.Header.Set("Authorization", "Bearer "+n.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	var st map[string]any
-	json.NewDecoder(resp.Body).Decode(&st)
-	return st
+// Status reads the node's /admin/status; it is an error when the node does
+// not answer (a killed node).
+func (n *Node) Status() (nodeapi.Status, error) {
+	return n.admin().Status(context.Background(), n.URL())
 }
+
+// Connections is the node's connection count as its /admin/status reports
+// it, or why it could not be read, for a log line.
+func (n *Node) Connections() string {
+	st, err := n.Status()
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	return strconv.Itoa(st.Connections)
+}
+
+func (n *Node) admin() *nodeapi.Client { return &nodeapi.Client{Token: n.token} }
 
 // Metric reads one series (name and labels, as /metrics prints them) from
 // the /metrics of the node at baseURL with c; it is 0 when the node does
