@@ -129,13 +129,9 @@ func (e *Engine) preCheck(ctx context.Context, plan *Plan, g Group) error {
 // Resume continues a rollout after a crash, an interrupt, a detach or a
 // pause, or rolls it back when rollback is set.
 func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*State, error) {
-	e.defaults()
-	st, err := e.Store.Load(change)
+	st, err := e.loadUnfinished(change)
 	if err != nil {
-		return nil, err
-	}
-	if st.Status.Final() {
-		return st, fmt.Errorf("change %s is already %s", change, st.Status)
+		return st, err
 	}
 	plan, err := ParsePlan(st.PlanYAML)
 	if err != nil {
@@ -179,13 +175,9 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 // engine running): it takes the lock, undoes the change's hold on the
 // group (see endEffects) and frees it.
 func (e *Engine) Abort(ctx context.Context, change string) (*State, error) {
-	e.defaults()
-	st, err := e.Store.Load(change)
+	st, err := e.loadUnfinished(change)
 	if err != nil {
-		return nil, err
-	}
-	if st.Status.Final() {
-		return st, fmt.Errorf("change %s is already %s", change, st.Status)
+		return st, err
 	}
 	e.callsBase = st.Calls
 	if err := e.acquire(ctx, st.Group, st.Change, true); err != nil {
@@ -336,6 +328,20 @@ func (e *Engine) detach(ctx context.Context, st *State, d Decision) error {
 		return err
 	}
 	return ErrDetached
+}
+
+// loadUnfinished reads the state of a change that is not finished, for
+// Resume and Abort.
+func (e *Engine) loadUnfinished(change string) (*State, error) {
+	e.defaults()
+	st, err := e.Store.Load(change)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status.Final() {
+		return st, fmt.Errorf("change %s is already %s", change, st.Status)
+	}
+	return st, nil
 }
 
 // acquire takes the group's lock for the change (see Lock.Acquire).
