@@ -7,37 +7,7 @@ import (
 	"strings"
 )
 
-// Auto Scaling API actions.
-
-func init() {
-	for name, h := range map[string]handler{
-		"CreateAutoScalingGroup":               (*Cloud).createGroup,
-		"DescribeAutoScalingGroups":            (*Cloud).describeGroups,
-		"UpdateAutoScalingGroup":               (*Cloud).updateGroup,
-		"DeleteAutoScalingGroup":               (*Cloud).deleteGroup,
-		"SetDesiredCapacity":                   (*Cloud).setDesiredCapacity,
-		"SetInstanceProtection":                (*Cloud).setInstanceProtection,
-		"TerminateInstanceInAutoScalingGroup":  (*Cloud).terminateInGroup,
-		"DescribeAutoScalingInstances":         (*Cloud).describeASGInstances,
-		"EnterStandby":                         (*Cloud).enterStandby,
-		"ExitStandby":                          (*Cloud).exitStandby,
-		"PutLifecycleHook":                     (*Cloud).putLifecycleHook,
-		"DescribeLifecycleHooks":               (*Cloud).describeLifecycleHooks,
-		"DeleteLifecycleHook":                  (*Cloud).deleteLifecycleHook,
-		"CompleteLifecycleAction":              (*Cloud).completeLifecycleAction,
-		"RecordLifecycleActionHeartbeat":       (*Cloud).recordHeartbeat,
-		"DescribeScalingActivities":            (*Cloud).describeActivities,
-		"CreateOrUpdateTags":                   (*Cloud).createOrUpdateASGTags,
-		"DeleteTags":                           (*Cloud).deleteASGTags,
-		"DescribeTags":                         (*Cloud).describeASGTags,
-		"AttachLoadBalancerTargetGroups":       (*Cloud).attachTargetGroups,
-		"DetachLoadBalancerTargetGroups":       (*Cloud).detachTargetGroups,
-		"DescribeLoadBalancerTargetGroups":     (*Cloud).describeGroupTargetGroups,
-		"DescribeAutoScalingNotificationTypes": (*Cloud).describeNotificationTypes,
-	} {
-		actions[svcASG][name] = h
-	}
-}
+// Auto Scaling API actions (the table is in actions.go).
 
 func (c *Cloud) findGroup(name string) (*group, *apiError) {
 	if name == "" {

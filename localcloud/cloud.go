@@ -314,17 +314,6 @@ func (c *Cloud) loop(d time.Duration, f func()) {
 	}
 }
 
-// handler is one API action; it runs with c.mu held and writes its result
-// into x.
-type handler func(c *Cloud, req *request, x *xmlw) *apiError
-
-// actions maps service → action → handler; each service file fills its part.
-var actions = map[string]map[string]handler{
-	svcEC2: {},
-	svcASG: {},
-	svcELB: {},
-}
-
 // serveAPI answers one API call; no input may crash it.
 func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 	rid := newUUID()

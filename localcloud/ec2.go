@@ -6,31 +6,13 @@ import (
 	"time"
 )
 
-// EC2: images, launch templates, instances and their tags.
+// EC2: images and tags. Launch templates are in ec2_templates.go,
+// instances in ec2_instances.go, filters in ec2_filters.go.
 
 type imageRec struct {
 	Image
 	id      string
 	created time.Time
-}
-
-func init() {
-	for name, h := range map[string]handler{
-		"DescribeImages":                 (*Cloud).describeImages,
-		"CreateLaunchTemplate":           idempotent(128, (*Cloud).createLaunchTemplate),
-		"CreateLaunchTemplateVersion":    idempotent(128, (*Cloud).createLaunchTemplateVersion),
-		"DescribeLaunchTemplates":        (*Cloud).describeLaunchTemplates,
-		"DescribeLaunchTemplateVersions": (*Cloud).describeLaunchTemplateVersions,
-		"ModifyLaunchTemplate":           idempotent(128, (*Cloud).modifyLaunchTemplate),
-		"RunInstances":                   idempotent(64, (*Cloud).runInstances),
-		"DescribeInstances":              (*Cloud).describeInstances,
-		"TerminateInstances":             (*Cloud).terminateInstances,
-		"CreateTags":                     (*Cloud).createTags,
-		"DeleteTags":                     (*Cloud).deleteTags,
-		"DescribeTags":                   (*Cloud).describeTags,
-	} {
-		actions[svcEC2][name] = h
-	}
 }
 
 func writeTagSet(x *xmlw, name string, tags map[string]string) {

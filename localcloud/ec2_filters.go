@@ -4,6 +4,8 @@ import (
 	"strings"
 )
 
+// EC2 filters: Filter.N.Name and Filter.N.Value.M, with EC2's wildcards.
+
 // filter is an EC2 filter: Name and values, with * and ? wildcards.
 type filter struct {
 	name   string

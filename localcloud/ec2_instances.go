@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// EC2 instances: their API (RunInstances, DescribeInstances,
+// TerminateInstances). instance.go runs them as processes.
+
 // EC2 instance states, with the codes EC2 reports.
 const (
 	statePending      = "pending"

@@ -9,6 +9,8 @@ import (
 	"time"
 )
 
+// EC2 launch templates and their versions.
+
 // ltData is a launch template version's data: what an instance launched
 // from it runs and how it is tagged.
 type ltData struct {

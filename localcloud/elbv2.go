@@ -87,24 +87,6 @@ type loadBalancer struct {
 	subnets, sgs                   []string
 }
 
-func init() {
-	for name, h := range map[string]handler{
-		"CreateLoadBalancer":            (*Cloud).createLoadBalancer,
-		"DescribeLoadBalancers":         (*Cloud).describeLoadBalancers,
-		"CreateListener":                (*Cloud).createListener,
-		"DescribeListeners":             (*Cloud).describeListeners,
-		"CreateTargetGroup":             (*Cloud).createTargetGroup,
-		"DescribeTargetGroups":          (*Cloud).describeTargetGroups,
-		"ModifyTargetGroupAttributes":   (*Cloud).modifyTGAttributes,
-		"DescribeTargetGroupAttributes": (*Cloud).describeTGAttributes,
-		"RegisterTargets":               (*Cloud).registerTargets,
-		"DeregisterTargets":             (*Cloud).deregisterTargets,
-		"DescribeTargetHealth":          (*Cloud).describeTargetHealth,
-	} {
-		actions[svcELB][name] = h
-	}
-}
-
 var elbNameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,30}[a-zA-Z0-9])?$`)
 
 func (c *Cloud) createLoadBalancer(req *request, x *xmlw) *apiError {

@@ -9,6 +9,8 @@ import (
 	"time"
 )
 
+// ELBv2 target health checks.
+
 // healthLoop runs target health checks: each target on its group's
 // interval, HealthyThresholdCount passes in a row to become healthy,
 // UnhealthyThresholdCount failures to become unhealthy.

@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// Auto Scaling lifecycle hooks: the hooks of a group and the actions
+// that wait on its instances.
+
 // lcAction is one lifecycle hook waiting on one instance.
 type lcAction struct {
 	hook     *hook
