@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -97,13 +98,19 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the cloud's log; nil discards it.
 	Logger *slog.Logger
+
+	// actions replaces the action table (actions.go) for this cloud;
+	// nil keeps it. Only this package's tests set it, to add actions
+	// that misbehave on purpose.
+	actions map[string]map[string]handler
 }
 
 // Cloud is a running local cloud.
 type Cloud struct {
-	cfg Config
-	log *slog.Logger
-	now func() time.Time
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	actions map[string]map[string]handler
 
 	ln     net.Listener
 	srv    *http.Server
@@ -163,10 +170,14 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.actions == nil {
+		cfg.actions = actions
+	}
 	c := &Cloud{
 		cfg:        cfg,
 		log:        log,
 		now:        cfg.Now,
+		actions:    cfg.actions,
 		images:     map[string]*imageRec{},
 		templates:  map[string]*launchTemplate{},
 		instances:  map[string]*instance{},
@@ -314,13 +325,14 @@ func (c *Cloud) loop(d time.Duration, f func()) {
 	}
 }
 
-// serveAPI answers one API call; no input may crash it.
+// serveAPI answers one API call; no input may crash it. A handler that
+// panics gets an InternalFailure answer, and the cloud goes on serving.
 func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 	rid := newUUID()
-	svc := svcASG
+	svc, action := svcASG, ""
 	defer func() {
 		if v := recover(); v != nil {
-			c.log.Error("api handler panicked", "panic", v)
+			c.log.Error("api handler panicked", "service", svc, "action", action, "panic", v, "stack", string(debug.Stack()))
 			writeError(w, svc, rid, &apiError{Status: 500, Code: "InternalFailure", Message: "internal error"})
 		}
 	}()
@@ -338,18 +350,14 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, svc, rid, ae)
 		return
 	}
-	h, ok := actions[req.Service][req.Action]
+	action = req.Action
+	h, ok := c.actions[req.Service][req.Action]
 	if !ok {
 		writeError(w, svc, rid, errf("InvalidAction", "the action %s is not valid for this web service", req.Action))
 		return
 	}
 	var x xmlw
-	c.mu.Lock()
-	if req.AccessKey != "" {
-		c.accessKeys[req.AccessKey]++
-	}
-	ae = h(c, req, &x)
-	c.mu.Unlock()
+	ae = c.call(h, req, &x)
 	if ae != nil {
 		c.log.Debug("api call failed", "service", svc, "action", req.Action, "code", ae.Code)
 		writeError(w, svc, rid, ae)
@@ -357,6 +365,17 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	c.log.Debug("api call", "service", svc, "action", req.Action)
 	writeResponse(w, svc, req.Action, rid, &x)
+}
+
+// call runs h with c.mu held, and releases the lock however h ends: a
+// handler that panics must not leave every later call waiting on it.
+func (c *Cloud) call(h handler, req *request, x *xmlw) *apiError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if req.AccessKey != "" {
+		c.accessKeys[req.AccessKey]++
+	}
+	return h(c, req, x)
 }
 
 // AccessKeys returns how many calls each access key made, the only use the
