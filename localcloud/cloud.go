@@ -67,6 +67,16 @@ type Config struct {
 	// SimulatedFailureRate is the probability that a simulated instance
 	// never passes its health checks.
 	SimulatedFailureRate float64
+	// SimulatedConnections is how many connections each simulated node
+	// holds once ready (what its status and metrics report, and what a
+	// drain releases); default DefaultSimulatedConnections, negative
+	// means none. SetSimulatedConnections changes one node's.
+	SimulatedConnections int
+	// SimulatedAdminToken is the admin bearer token simulated nodes
+	// accept when their user data sets no --admin-token (process nodes
+	// read that line too); empty, with none in the user data, turns
+	// their admin API off, as on a node started without a token.
+	SimulatedAdminToken string
 	// HealthCheckInterval, when set, replaces every target group's
 	// HealthCheckIntervalSeconds (AWS's minimum is 5 s); the timeout is
 	// then the smaller of the group's and this interval.
@@ -114,6 +124,8 @@ type Cloud struct {
 
 	ln     net.Listener
 	srv    *http.Server
+	simLn  net.Listener // the simulated nodes' listener (simnode.go)
+	simSrv *http.Server
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -156,6 +168,11 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 	}
 	if cfg.KillGrace == 0 {
 		cfg.KillGrace = 10 * time.Second
+	}
+	if cfg.SimulatedConnections == 0 {
+		cfg.SimulatedConnections = DefaultSimulatedConnections
+	} else if cfg.SimulatedConnections < 0 {
+		cfg.SimulatedConnections = 0
 	}
 	if cfg.MaxInstances <= 0 {
 		cfg.MaxInstances = 2000
@@ -220,13 +237,24 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 		return nil, fmt.Errorf("localcloud: listen %s: %w", cfg.Listen, err)
 	}
 	c.ln = ln
+	if err := c.startSimListener(); err != nil {
+		ln.Close()
+		c.removeTmp()
+		return nil, fmt.Errorf("localcloud: %w", err)
+	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.srv = &http.Server{Handler: http.HandlerFunc(c.serveAPI), ReadHeaderTimeout: 10 * time.Second}
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
 		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error("api server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer c.wg.Done()
+		if err := c.simSrv.Serve(c.simLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("simulated nodes' server stopped", "err", err)
 		}
 	}()
 	go func() {
@@ -272,6 +300,7 @@ func (c *Cloud) LoadBalancerURL(name string) string {
 func (c *Cloud) Close() error {
 	c.cancel()
 	c.srv.Close()
+	c.simSrv.Close()
 	c.mu.Lock()
 	var procs []*proc
 	for _, in := range c.instOrder {

@@ -42,6 +42,7 @@ type instance struct {
 
 	proc *proc
 	imds *imdsServer
+	sim  *simNode     // the node of a simulated instance
 	hold net.Listener // the node port, reserved until the process starts
 
 	asg *asgInstance // nil when no group owns it

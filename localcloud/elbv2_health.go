@@ -29,7 +29,7 @@ func (c *Cloud) healthLoop() {
 			t       *target
 			url     string
 			sim     bool
-			simOK   bool
+			simCode int // the status a simulated node answers
 			timeout time.Duration
 			match   func(int) bool
 		}
@@ -66,13 +66,22 @@ func (c *Cloud) healthLoop() {
 				}
 				t.checking = true
 				jobs = append(jobs, job{tg: tg, t: t, url: "http://" + net.JoinHostPort(in.ip, port) + tg.hcPath,
-					sim: in.simulated, simOK: in.state == stateRunning && !in.simFail, timeout: timeout, match: match})
+					sim: in.simulated, simCode: c.simCheck(in, tg.hcPath, now), timeout: timeout, match: match})
 			}
 		}
 		c.mu.Unlock()
 		for _, j := range jobs {
 			if j.sim {
-				c.recordCheck(j.tg, j.t, j.simOK, "Target.FailedHealthChecks")
+				// As a probe of a process node: no answer, or an answer
+				// the matcher refuses (a draining node's /readyz).
+				switch {
+				case j.simCode == 0:
+					c.recordCheck(j.tg, j.t, false, "Target.FailedHealthChecks")
+				case j.match == nil || !j.match(j.simCode):
+					c.recordCheck(j.tg, j.t, false, "Target.ResponseCodeMismatch")
+				default:
+					c.recordCheck(j.tg, j.t, true, "")
+				}
 				continue
 			}
 			select {
