@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -66,6 +67,16 @@ type Config struct {
 	// SimulatedFailureRate is the probability that a simulated instance
 	// never passes its health checks.
 	SimulatedFailureRate float64
+	// SimulatedConnections is how many connections each simulated node
+	// holds once ready (what its status and metrics report, and what a
+	// drain releases); default DefaultSimulatedConnections, negative
+	// means none. SetSimulatedConnections changes one node's.
+	SimulatedConnections int
+	// SimulatedAdminToken is the admin bearer token simulated nodes
+	// accept when their user data sets no --admin-token (process nodes
+	// read that line too); empty, with none in the user data, turns
+	// their admin API off, as on a node started without a token.
+	SimulatedAdminToken string
 	// HealthCheckInterval, when set, replaces every target group's
 	// HealthCheckIntervalSeconds (AWS's minimum is 5 s); the timeout is
 	// then the smaller of the group's and this interval.
@@ -97,16 +108,24 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the cloud's log; nil discards it.
 	Logger *slog.Logger
+
+	// actions replaces the action table (actions.go) for this cloud;
+	// nil keeps it. Only this package's tests set it, to add actions
+	// that misbehave on purpose.
+	actions map[string]map[string]handler
 }
 
 // Cloud is a running local cloud.
 type Cloud struct {
-	cfg Config
-	log *slog.Logger
-	now func() time.Time
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	actions map[string]map[string]handler
 
 	ln     net.Listener
 	srv    *http.Server
+	simLn  net.Listener // the simulated nodes' listener (simnode.go)
+	simSrv *http.Server
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -150,6 +169,11 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 	if cfg.KillGrace == 0 {
 		cfg.KillGrace = 10 * time.Second
 	}
+	if cfg.SimulatedConnections == 0 {
+		cfg.SimulatedConnections = DefaultSimulatedConnections
+	} else if cfg.SimulatedConnections < 0 {
+		cfg.SimulatedConnections = 0
+	}
 	if cfg.MaxInstances <= 0 {
 		cfg.MaxInstances = 2000
 	}
@@ -163,10 +187,14 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.actions == nil {
+		cfg.actions = actions
+	}
 	c := &Cloud{
 		cfg:        cfg,
 		log:        log,
 		now:        cfg.Now,
+		actions:    cfg.actions,
 		images:     map[string]*imageRec{},
 		templates:  map[string]*launchTemplate{},
 		instances:  map[string]*instance{},
@@ -209,13 +237,24 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 		return nil, fmt.Errorf("localcloud: listen %s: %w", cfg.Listen, err)
 	}
 	c.ln = ln
+	if err := c.startSimListener(); err != nil {
+		ln.Close()
+		c.removeTmp()
+		return nil, fmt.Errorf("localcloud: %w", err)
+	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.srv = &http.Server{Handler: http.HandlerFunc(c.serveAPI), ReadHeaderTimeout: 10 * time.Second}
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
 		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error("api server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer c.wg.Done()
+		if err := c.simSrv.Serve(c.simLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("simulated nodes' server stopped", "err", err)
 		}
 	}()
 	go func() {
@@ -261,6 +300,7 @@ func (c *Cloud) LoadBalancerURL(name string) string {
 func (c *Cloud) Close() error {
 	c.cancel()
 	c.srv.Close()
+	c.simSrv.Close()
 	c.mu.Lock()
 	var procs []*proc
 	for _, in := range c.instOrder {
@@ -314,24 +354,14 @@ func (c *Cloud) loop(d time.Duration, f func()) {
 	}
 }
 
-// handler is one API action; it runs with c.mu held and writes its result
-// into x.
-type handler func(c *Cloud, req *request, x *xmlw) *apiError
-
-// actions maps service → action → handler; each service file fills its part.
-var actions = map[string]map[string]handler{
-	svcEC2: {},
-	svcASG: {},
-	svcELB: {},
-}
-
-// serveAPI answers one API call; no input may crash it.
+// serveAPI answers one API call; no input may crash it. A handler that
+// panics gets an InternalFailure answer, and the cloud goes on serving.
 func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 	rid := newUUID()
-	svc := svcASG
+	svc, action := svcASG, ""
 	defer func() {
 		if v := recover(); v != nil {
-			c.log.Error("api handler panicked", "panic", v)
+			c.log.Error("api handler panicked", "service", svc, "action", action, "panic", v, "stack", string(debug.Stack()))
 			writeError(w, svc, rid, &apiError{Status: 500, Code: "InternalFailure", Message: "internal error"})
 		}
 	}()
@@ -349,18 +379,14 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, svc, rid, ae)
 		return
 	}
-	h, ok := actions[req.Service][req.Action]
+	action = req.Action
+	h, ok := c.actions[req.Service][req.Action]
 	if !ok {
 		writeError(w, svc, rid, errf("InvalidAction", "the action %s is not valid for this web service", req.Action))
 		return
 	}
 	var x xmlw
-	c.mu.Lock()
-	if req.AccessKey != "" {
-		c.accessKeys[req.AccessKey]++
-	}
-	ae = h(c, req, &x)
-	c.mu.Unlock()
+	ae = c.call(h, req, &x)
 	if ae != nil {
 		c.log.Debug("api call failed", "service", svc, "action", req.Action, "code", ae.Code)
 		writeError(w, svc, rid, ae)
@@ -368,6 +394,17 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	c.log.Debug("api call", "service", svc, "action", req.Action)
 	writeResponse(w, svc, req.Action, rid, &x)
+}
+
+// call runs h with c.mu held, and releases the lock however h ends: a
+// handler that panics must not leave every later call waiting on it.
+func (c *Cloud) call(h handler, req *request, x *xmlw) *apiError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if req.AccessKey != "" {
+		c.accessKeys[req.AccessKey]++
+	}
+	return h(c, req, x)
 }
 
 // AccessKeys returns how many calls each access key made, the only use the

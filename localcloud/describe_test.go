@@ -104,8 +104,11 @@ func TestDescribePagingAndFilters(t *testing.T) {
 		{svcEC2, "DescribeInstances", "Filter.1.Name=instance-state-name&Filter.1.Value.1=nope&Filter.2.Name=bogus", "instanceId", "200 next= n=0"},
 		{svcEC2, "DescribeInstances", "Filter.1.Name=tag:Name&Filter.1.Value.1=pg?", "instanceId", "200 next= n=2"},
 		{svcEC2, "DescribeTags", "MaxResults=1", "resourceId", "200 next=1 n=1"},
-		{svcEC2, "DescribeTags", "MaxResults=0", "resourceId", "200 next= n=8"},
-		{svcEC2, "DescribeTags", "MaxResults=-3&NextToken=6", "resourceId", "200 next= n=2"},
+		// 2 group instances × 4 tags, and the wsfleet:admin tag of each
+		// of the 7 simulated instances (simnode.go).
+		{svcEC2, "DescribeTags", "MaxResults=0", "resourceId", "200 next= n=15"},
+		{svcEC2, "DescribeTags", "MaxResults=-3&NextToken=6", "resourceId", "200 next= n=9"},
+		{svcEC2, "DescribeTags", "Filter.1.Name=key&Filter.1.Value.1=wsfleet:admin", "resourceId", "200 next= n=7"},
 		{svcEC2, "DescribeTags", "MaxResults=x&NextToken=bad", "", `400 ValidationError value "x" at 'MaxResults' is not a valid integer`},
 		{svcEC2, "DescribeTags", "NextToken=bad", "", `400 InvalidNextToken the NextToken "bad" is not valid`},
 		{svcEC2, "DescribeTags", "Filter.1.Name=key&Filter.1.Value.1=Name&Filter.2.Name=bogus", "", `400 InvalidParameterValue The filter 'bogus' is invalid`},

@@ -50,21 +50,6 @@ type asgInstance struct {
 	unhealthyCause string
 }
 
-// lcAction is one lifecycle hook waiting on one instance.
-type lcAction struct {
-	hook     *hook
-	token    string
-	deadline time.Time // heartbeat timeout
-	global   time.Time // the hook's global timeout, 100 × heartbeat at most 48 h
-	result   string    // "" while waiting, then CONTINUE or ABANDON
-}
-
-type hook struct {
-	name, transition, metadata, defaultResult string
-	notificationTarget, role                  string
-	heartbeat                                 int
-}
-
 type asgTag struct {
 	value     string
 	propagate bool
@@ -371,50 +356,6 @@ func (g *group) remove(in *instance) {
 			return
 		}
 	}
-}
-
-func (g *group) hooksFor(transition string) []*hook {
-	var out []*hook
-	for _, h := range g.hooks {
-		if h.transition == transition {
-			out = append(out, h)
-		}
-	}
-	return out
-}
-
-func (c *Cloud) startActions(in *instance, hooks []*hook, now time.Time) {
-	in.asg.actions = map[string]*lcAction{}
-	for _, h := range hooks {
-		hb := time.Duration(h.heartbeat) * time.Second
-		global := 100 * hb
-		if global > 48*time.Hour {
-			global = 48 * time.Hour
-		}
-		in.asg.actions[h.name] = &lcAction{hook: h, token: newUUID(), deadline: now.Add(hb), global: now.Add(global)}
-	}
-	c.log.Info("lifecycle hooks waiting", "instance", in.id, "hooks", len(hooks))
-}
-
-// actionsDone applies timeouts (a timed-out action takes its hook's
-// DefaultResult) and reports whether every action has a result, and
-// ABANDON if any abandoned.
-func (c *Cloud) actionsDone(in *instance, now time.Time) (result string, done bool) {
-	result = "CONTINUE"
-	for _, act := range in.asg.actions {
-		if act.result == "" && (!now.Before(act.deadline) || !now.Before(act.global)) {
-			act.result = act.hook.defaultResult
-			c.log.Info("lifecycle action timed out", "instance", in.id, "hook", act.hook.name, "result", act.result)
-		}
-		if act.result == "" {
-			return "", false
-		}
-		if act.result == "ABANDON" {
-			result = "ABANDON"
-		}
-	}
-	in.asg.actions = nil
-	return result, true
 }
 
 // startTerminate moves an instance to Terminating and deregisters it from

@@ -95,6 +95,14 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 	if im.Simulated && c.cfg.SimulatedFailureRate > 0 && rand.Float64() < c.cfg.SimulatedFailureRate {
 		in.simFail = true
 	}
+	if im.Simulated {
+		// Its node is served by the cloud itself; the tag says where
+		// (unless the launch set one of its own).
+		in.sim = c.newSimNode(in.id, spec.userData)
+		if _, ok := in.tags[AdminTag]; !ok {
+			in.tags[AdminTag] = c.simURL(in.id)
+		}
+	}
 	srv, err := c.startIMDS(in)
 	if err != nil {
 		delete(c.ipInUse, ip)

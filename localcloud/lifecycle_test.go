@@ -208,8 +208,10 @@ func TestMetadataService(t *testing.T) {
 	if got := imdsGet(t, md, "tags/instance/Name"); got != "ws-01" {
 		t.Errorf("Name in IMDS after CreateTags: %q", got)
 	}
+	// Its tags: the Name, and where its simulated node answers (simnode.go).
 	dt, err := cl.EC2.DescribeTags(ctx, &ec2.DescribeTagsInput{Filters: []ec2types.Filter{{Name: aws.String("resource-id"), Values: []string{id}}}})
-	if err != nil || len(dt.Tags) != 1 || aws.ToString(dt.Tags[0].Value) != "ws-01" {
+	if err != nil || len(dt.Tags) != 2 || aws.ToString(dt.Tags[0].Key) != "Name" || aws.ToString(dt.Tags[0].Value) != "ws-01" ||
+		aws.ToString(dt.Tags[1].Key) != AdminTag || aws.ToString(dt.Tags[1].Value) != c.simURL(id) {
 		t.Errorf("DescribeTags: %+v %v", dt, err)
 	}
 	// A bad token is refused; a missing one is allowed (HttpTokens optional).

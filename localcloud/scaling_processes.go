@@ -47,13 +47,6 @@ var processNames = []string{
 	"ReplaceUnhealthy", "ScheduledActions", "Terminate",
 }
 
-func init() {
-	actions[svcASG]["SuspendProcesses"] = (*Cloud).suspendProcesses
-	actions[svcASG]["ResumeProcesses"] = (*Cloud).resumeProcesses
-	actions[svcASG]["DescribeScalingProcessTypes"] = (*Cloud).describeProcessTypes
-	actions[svcASG]["SetInstanceHealth"] = (*Cloud).setInstanceHealth
-}
-
 // suspended reports whether the group's process p is suspended.
 func (g *group) suspended(p string) bool {
 	_, ok := g.suspendedProcs[p]
