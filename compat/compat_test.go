@@ -12,12 +12,7 @@ import (
 const adminToken = "compat-admin"
 
 // suite's nodes hold a /meta/connect for 5s.
-var suite = &nodetest.Suite{
-	Name:       "compat",
-	Modules:    []string{"node_modules/faye/package.json", "node_modules/halley/package.json"},
-	AdminToken: adminToken,
-	Flags:      []string{"--node-id", "compat", "--timeout", "5s"},
-}
+var suite = &nodetest.Suite{Name: "compat", AdminToken: adminToken, Flags: []string{"--node-id", "compat", "--timeout", "5s"}}
 
 func TestMain(m *testing.M) { suite.Main(m) }
 

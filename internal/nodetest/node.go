@@ -15,124 +15,15 @@ package nodetest
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// Suite is what the nodes and scripts of one test binary share: the
-// wsfleet binary it builds, the JavaScript modules its scripts need, and
-// the admin token and flags of every node it starts.
-type Suite struct {
-	// Name names the suite in messages, and its build directory.
-	Name string
-	// Modules are the files, relative to the suite's directory, whose
-	// absence means `npm ci` has not run there.
-	Modules []string
-	// AdminToken is every node's --admin-token (and Faye's --token), and
-	// what scripts get as WSFLEET_ADMIN.
-	AdminToken string
-	// Flags follow `serve --listen addr --admin-token token` and
-	// drainFlags on every node's command line, before the flags of one
-	// Start.
-	Flags []string
-
-	once sync.Once
-	dir  string // the build's directory, removed by Main
-	bin  string
-	err  error
-}
-
-// drainFlags make every node drain at once on SIGTERM, so that stopping
-// one (Node.Stop, the test's cleanup) takes no drain window; a suite's
-// Flags or a Start's flags may override them.
-var drainFlags = []string{"--drain-window", "0s", "--drain-deadline", "5s"}
-
-// Main is the body of a suite's TestMain: it runs the tests, removes the
-// wsfleet binary if one of them had it built, and exits with the tests'
-// code.
-func (s *Suite) Main(m *testing.M) {
-	code := m.Run()
-	if s.dir != "" {
-		os.RemoveAll(s.dir)
-	}
-	os.Exit(code)
-}
-
-// Binary returns the path of wsfleet/cmd/wsfleet built for this test
-// binary, building it on the first call: every test starts nodes from the
-// one build, and a run that starts none (-short, -run, a fuzz worker)
-// builds nothing. It fails the test if the build fails. Main removes it.
-func (s *Suite) Binary(t testing.TB) string {
-	t.Helper()
-	s.once.Do(func() { s.dir, s.bin, s.err = build(s.Name) })
-	if s.err != nil {
-		t.Fatal(s.err)
-	}
-	return s.bin
-}
-
-// build is the one place the repository's Go code builds the wsfleet
-// command: into a new temporary directory, whose path it returns with the
-// binary's.
-func build(name string) (dir, bin string, err error) {
-	dir, err = os.MkdirTemp("", "wsfleet-"+name+"-")
-	if err != nil {
-		return "", "", fmt.Errorf("build wsfleet: %w", err)
-	}
-	bin = filepath.Join(dir, "wsfleet")
-	if out, err := exec.Command("go", "build", "-o", bin, "wsfleet/cmd/wsfleet").CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return "", "", fmt.Errorf("build wsfleet: %w\n%s", err, out)
-	}
-	return dir, bin, nil
-}
-
-// repoRoot is the repository's top directory, found from this file's path
-// (tests run from their package's directory, whichever it is).
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// FreeAddr picks a free loopback port below Linux's ephemeral range
-// (32768+), so that no outgoing connection takes it between this check and
-// a restart of a node on it (the restart scenarios stop a node and start it
-// again on the same address).
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port in 20000-32000")
-	return ""
-}
-
-// FreePort is FreeAddr's port, for what takes a port number.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	_, port, _ := net.SplitHostPort(FreeAddr(t))
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // Node is a server process a suite started: `wsfleet serve`, or Faye's
 // server (StartFaye). Its methods are not safe for concurrent use.
@@ -169,33 +60,6 @@ func (s *Suite) Start(t testing.TB, extra ...string) *Node {
 	argv := append([]string{s.Binary(t), "serve", "--listen", addr, "--admin-token", s.AdminToken}, drainFlags...)
 	argv = append(append(argv, s.Flags...), extra...)
 	return s.start(t, &Node{Addr: addr, name: "wsfleet serve", argv: argv, ready: "/readyz"})
-}
-
-// StartFaye runs Faye's own Node.js server (bench/faye-server.js, which
-// mounts Bayeux at /bayeux and takes POST /publish with the suite's admin
-// token), the reference peer, on a free loopback port with extra, the
-// script's flags (--timeout seconds), and waits for its /healthz; the
-// test's cleanup stops it. Faye comes from $WSFLEET_FAYE_NODE_PATH, else
-// compat/node_modules. Without node or faye it skips the test: the suites
-// that compare with Faye run without it.
-func (s *Suite) StartFaye(t testing.TB, extra ...string) *Node {
-	t.Helper()
-	root := repoRoot()
-	modules := os.Getenv("WSFLEET_FAYE_NODE_PATH")
-	if modules == "" {
-		modules = filepath.Join(root, "compat", "node_modules")
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed: Faye's server cannot run")
-	}
-	if _, err := os.Stat(filepath.Join(modules, "faye", "package.json")); err != nil {
-		t.Skipf("faye is not in %s: run scripts/test-deps.sh, or set WSFLEET_FAYE_NODE_PATH", modules)
-	}
-	addr := FreeAddr(t)
-	host, port, _ := net.SplitHostPort(addr)
-	argv := append([]string{"node", filepath.Join(root, "bench", "faye-server.js"),
-		"--host", host, "--port", port, "--token", s.AdminToken}, extra...)
-	return s.start(t, &Node{Addr: addr, name: "faye-server.js", argv: argv, env: []string{"NODE_PATH=" + modules}, ready: "/healthz"})
 }
 
 // start starts n for t with the suite's token and has the test's cleanup
