@@ -88,6 +88,11 @@ type Decision struct {
 	// Detach, when set, is when the window the step waits for opens:
 	// the engine saves and leaves until then (Engine.Detach).
 	Detach time.Time
+	// StillFailing is a rollback's check that still fails once the
+	// rollback's effects are all done: the step is done all the same (the
+	// fault may not be the new image, and what the rollback suspended must
+	// still resume), and the engine records it for the outcome.
+	StillFailing string
 }
 
 // Timing is the plan's durations after the time scale, and what the
@@ -173,6 +178,13 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 			return done(s, now)
 		case !obs.Checked:
 			return Decision{Step: s, RunChecks: true}
+		case failed(obs.Checks) != "" && st.Rollback:
+			// The rollback's effects are done; a check that still fails
+			// says the fleet is not well, not that the rollback did not
+			// happen. Go on to the resume.
+			d := done(s, now)
+			d.Checks, d.StillFailing = obs.Checks, "check "+failed(obs.Checks)
+			return d
 		case failed(obs.Checks) != "":
 			return Decision{Step: s, Fail: "check " + failed(obs.Checks), Checks: obs.Checks}
 		}

@@ -201,7 +201,11 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 					return err
 				}
 				log.Warn("effect failed", "effect", eff.Key, "err", err)
-				if ferr := e.fail(ctx, st, plan, fmt.Sprintf("%s: %v", eff.Key, err)); ferr != nil {
+				reason := fmt.Sprintf("%s: %v", eff.Key, err)
+				if st.Rollback {
+					reason = fmt.Sprintf("effect %s (%s) did not happen: %v", eff.Key, eff.Kind, err)
+				}
+				if ferr := e.fail(ctx, st, plan, reason); ferr != nil {
 					return ferr
 				}
 				break
@@ -256,6 +260,10 @@ func (e *Engine) recordDecision(st *State, phase int, d Decision) {
 	steps[*cur] = d.Step
 	if d.Suspension != nil {
 		st.Suspension = d.Suspension
+	}
+	if d.StillFailing != "" {
+		st.StillFailing = d.StillFailing
+		e.event(st, "check", "still failing after the rollback", "check", d.StillFailing)
 	}
 	if len(d.Checks) > 0 {
 		e.recordChecks(st, phase, d.Checks)

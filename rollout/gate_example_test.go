@@ -127,17 +127,25 @@ func TestGateKindInOneFile(t *testing.T) {
 		h := newHarness(t)
 		h.cloud.floor = 8
 		st, err := h.engine().Start(context.Background(), plan("  - {name: no, always: {pass: false}}"))
-		if !errors.Is(err, ErrFailed) || st.Status != StatusRollbackFailed {
+		// Every effect of the rollback happened: it is rolled back, with
+		// the check still failing (the fault is not the new image's).
+		if !errors.Is(err, ErrFailed) || st.Status != StatusRolledBack {
 			t.Fatalf("rollout: %v, status %s", err, st.Status)
 		}
 		// The canary phase's first round fails it; in the rollback, the
 		// phase's image is the old one: eight instances on it, none else.
-		if !strings.HasPrefix(st.Failure, "check no: ") || !strings.HasSuffix(st.Failure, "; rollback: check no: 8 new, 0 old instances") {
+		if !strings.HasPrefix(st.Failure, "check no: ") || !strings.HasSuffix(st.Failure, "; rolled back, but after the rollback check no: 8 new, 0 old instances (still failing: the fault may not be the new image)") {
 			t.Errorf("failure %q", st.Failure)
+		}
+		if st.StillFailing != "check no: 8 new, 0 old instances" {
+			t.Errorf("still failing %q", st.StillFailing)
 		}
 		if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-old"), " "); got != want {
 			t.Errorf("fleet\n got %s\nwant %s", got, want)
 		}
+		// The rollback went on to its resume: nothing left suspended,
+		// protected or locked.
+		h.checkInvariants()
 	})
 
 	t.Run("pre-check fails: nothing changes", func(t *testing.T) {

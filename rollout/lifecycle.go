@@ -204,23 +204,8 @@ func (e *Engine) abort(ctx context.Context, st *State) (err error) {
 			return err
 		}
 	}
-	for round := 0; ; round++ {
-		g, err := e.Provider.Group(ctx, st.Group)
-		if err != nil {
-			return fmt.Errorf("abort: describe group %s: %w", st.Group, err)
-		}
-		effs := endEffects(st, g)
-		if len(effs) == 0 {
-			break
-		}
-		if round == 10 {
-			return fmt.Errorf("abort: %s still due after %d rounds; run abort again", effs[0].Key, round)
-		}
-		for _, eff := range effs {
-			if err := e.do(ctx, st, eff, Observation{Group: g}); err != nil {
-				return fmt.Errorf("abort: %s: %w", eff.Key, err)
-			}
-		}
+	if err := e.endHold(ctx, st); err != nil {
+		return fmt.Errorf("abort: %w", err)
 	}
 	st.Status, st.Ended, st.Aborting = StatusAborted, e.Now(), false
 	e.event(st, "abort", "aborted")
@@ -231,6 +216,31 @@ func (e *Engine) abort(ctx context.Context, st *State) (err error) {
 		return err
 	}
 	return e.release(cctx)
+}
+
+// endHold makes the effects that end the change's hold on the group
+// (endEffects), effect by effect through the journal, until none is due:
+// what an abort does, and what a rollback that failed still does, so that
+// neither leaves the group's processes suspended.
+func (e *Engine) endHold(ctx context.Context, st *State) error {
+	for round := 0; ; round++ {
+		g, err := e.Provider.Group(ctx, st.Group)
+		if err != nil {
+			return fmt.Errorf("describe group %s: %w", st.Group, err)
+		}
+		effs := endEffects(st, g)
+		if len(effs) == 0 {
+			return nil
+		}
+		if round == 10 {
+			return fmt.Errorf("%s still due after %d rounds; run abort again", effs[0].Key, round)
+		}
+		for _, eff := range effs {
+			if err := e.do(ctx, st, eff, Observation{Group: g}); err != nil {
+				return fmt.Errorf("%s: %w", eff.Key, err)
+			}
+		}
+	}
 }
 
 // fail stops the forward steps: it rolls back when the plan says auto, or
@@ -246,10 +256,20 @@ func (e *Engine) fail(ctx context.Context, st *State, plan *Plan, reason string)
 		e.phaseRecord(st, e.phase).Status = "failed"
 	}
 	if st.Rollback {
-		st.Status, st.Ended = StatusRollbackFailed, e.Now()
-		st.Failure += "; rollback: " + reason
+		// An effect of the rollback did not happen. What the change
+		// suspended is resumed all the same (and what it drained is not
+		// left alive), as an abort would: the group must not stay without
+		// health replacement because its rollback stopped short.
 		e.closePhase(cctx, st, "failed")
-		return errors.Join(fmt.Errorf("%w: rollback failed: %s", ErrFailed, reason), e.save(st), e.release(cctx))
+		st.Failure += "; rollback: " + reason
+		herr := e.endHold(cctx, st)
+		if herr != nil {
+			st.Failure += "; ending the change's hold on the group: " + herr.Error()
+			e.event(st, "fail", "could not end the change's hold on the group", "err", herr.Error())
+			herr = fmt.Errorf("end the change's hold on the group (run wsfleet abort): %w", herr)
+		}
+		st.Status, st.Ended = StatusRollbackFailed, e.Now()
+		return errors.Join(fmt.Errorf("%w: rollback failed: %s", ErrFailed, reason), herr, e.save(st), e.release(cctx))
 	}
 	st.Failure = reason
 	if plan.Rollback.OnFailure != "auto" {
@@ -299,6 +319,9 @@ func (e *Engine) finish(ctx context.Context, st *State, plan *Plan) (end bool, e
 	st.Waiting = ""
 	if st.Rollback {
 		st.Status = StatusRolledBack
+		if st.StillFailing != "" {
+			st.Failure += "; rolled back, but after the rollback " + st.StillFailing + " (still failing: the fault may not be the new image)"
+		}
 	} else {
 		st.Status = StatusSucceeded
 	}

@@ -64,6 +64,15 @@ func (e *Engine) enterPhase(ctx context.Context, st *State, plan *Plan, p int) e
 	for _, c := range checksFor(plan, p) {
 		gate := c.Spec.Gate()
 		if err := gate.Begin(ctx, env); err != nil {
+			if st.Rollback {
+				// A rollback's gate that cannot begin is a check that
+				// fails, not an effect of the rollback that did not
+				// happen: the rollback goes on without it, and says so
+				// at its end.
+				st.StillFailing = fmt.Sprintf("check %s: %v", c.Name, err)
+				e.event(st, "check", "still failing after the rollback", "check", st.StillFailing)
+				continue
+			}
 			return fmt.Errorf("check %s: %w", c.Name, err)
 		}
 		e.gates = append(e.gates, phaseGate{check: c, gate: gate})

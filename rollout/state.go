@@ -67,6 +67,10 @@ type State struct {
 	// Suspension is the group's processes the change suspended, and those
 	// someone else had suspended before it (never resumed by it).
 	Suspension *Suspension `json:"suspension,omitempty"`
+	// StillFailing is the rollback's check that still failed once every
+	// effect of the rollback was done: the change is rolled back, but the
+	// fleet is not well (the fault may not be the new image).
+	StillFailing string `json:"still_failing,omitempty"`
 	// Aborting is set before an abort's clean-up effects, so that a
 	// crash in the middle of them finishes the abort on resume.
 	Aborting bool `json:"aborting,omitempty"`
