@@ -109,6 +109,10 @@ type Config struct {
 	// Logger receives the cloud's log; nil discards it.
 	Logger *slog.Logger
 
+	// Faults are the faults the API injects from the start (faults.go);
+	// SetFaults and the admin path FaultsPath change them at run time.
+	Faults Faults
+
 	// actions replaces the action table (actions.go) for this cloud;
 	// nil keeps it. Only this package's tests set it, to add actions
 	// that misbehave on purpose.
@@ -146,6 +150,9 @@ type Cloud struct {
 	accessKeys  map[string]int
 	reservation int
 	tokens      map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
+	staleTags   map[string]staleTag     // tag writes reads see late, by resource and key (faults.go)
+
+	faults *injector
 }
 
 // Start starts the API endpoint and the reconcilers. Close stops them and
@@ -205,6 +212,11 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 		ipInUse:    map[string]bool{},
 		accessKeys: map[string]int{},
 		tokens:     map[string]*tokenRecord{},
+		staleTags:  map[string]staleTag{},
+		faults:     newInjector(cfg.Faults),
+	}
+	if err := cfg.Faults.Validate(); err != nil {
+		return nil, fmt.Errorf("localcloud: %w", err)
 	}
 	ids := make([]string, 0, len(cfg.Images))
 	for id := range cfg.Images {
@@ -357,6 +369,10 @@ func (c *Cloud) loop(d time.Duration, f func()) {
 // serveAPI answers one API call; no input may crash it. A handler that
 // panics gets an InternalFailure answer, and the cloud goes on serving.
 func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == FaultsPath {
+		c.serveFaults(w, r)
+		return
+	}
 	rid := newUUID()
 	svc, action := svcASG, ""
 	defer func() {
@@ -385,8 +401,29 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, svc, rid, errf("InvalidAction", "the action %s is not valid for this web service", req.Action))
 		return
 	}
+	fp := c.faults.plan(req, c.now())
+	if fp.delay > 0 {
+		select {
+		case <-time.After(fp.delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if fp.err != nil {
+		c.log.Debug("api call fault", "service", svc, "action", req.Action, "code", fp.err.Code)
+		writeError(w, svc, rid, fp.err)
+		return
+	}
+	if fp.drop == dropBefore {
+		dropConnection(w)
+		return
+	}
 	var x xmlw
 	ae = c.call(h, req, &x)
+	if fp.drop == dropAfter {
+		dropConnection(w) // the call had its effect; its answer is lost
+		return
+	}
 	if ae != nil {
 		c.log.Debug("api call failed", "service", svc, "action", req.Action, "code", ae.Code)
 		writeError(w, svc, rid, ae)

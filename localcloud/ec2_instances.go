@@ -46,6 +46,10 @@ type instance struct {
 	hold net.Listener // the node port, reserved until the process starts
 
 	asg *asgInstance // nil when no group owns it
+
+	// hiddenUntil, when set, is when reads first see the instance: a
+	// launch made late by the Stale fault (faults.go).
+	hiddenUntil time.Time
 }
 
 func (in *instance) alive() bool { return in.state == statePending || in.state == stateRunning }
@@ -219,7 +223,7 @@ func (c *Cloud) writeInstance(x *xmlw, in *instance, idx int) {
 	x.leaf("virtualizationType", "hvm")
 	x.leaf("hypervisor", "xen")
 	if len(in.tags) > 0 {
-		writeTagSet(x, "tagSet", in.tags)
+		writeTagSet(x, "tagSet", c.visibleTags(in.id, in.tags))
 	}
 	x.open("metadataOptions")
 	x.leaf("state", "applied")
@@ -245,7 +249,7 @@ func (c *Cloud) findInstances(ids []string) ([]*instance, *apiError) {
 			return nil, errf("InvalidInstanceID.Malformed", "Invalid id: %q", id)
 		}
 		in := c.instances[id]
-		if in == nil {
+		if in == nil || !c.visible(in) {
 			missing = append(missing, id)
 			continue
 		}
@@ -286,7 +290,7 @@ func (c *Cloud) describeInstances(req *request, x *xmlw) *apiError {
 			return e
 		}
 	} else {
-		cands = c.instOrder
+		cands = c.visibleInstances(c.instOrder)
 	}
 	kept, e := filterBy(cands, func(in *instance) (bool, *apiError) { return instanceMatches(in, fs) })
 	if e != nil {
