@@ -153,6 +153,8 @@ type Cloud struct {
 	staleTags   map[string]staleTag     // tag writes reads see late, by resource and key (faults.go)
 
 	faults *injector
+
+	actionCalls actionCounter // every call received, by action (actioncount.go)
 }
 
 // Start starts the API endpoint and the reconcilers. Close stops them and
@@ -401,6 +403,7 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, svc, rid, errf("InvalidAction", "the action %s is not valid for this web service", req.Action))
 		return
 	}
+	c.actionCalls.add(req.Service + ":" + req.Action)
 	fp := c.faults.plan(req, c.now())
 	if fp.delay > 0 {
 		select {
