@@ -70,13 +70,19 @@ type Lock struct {
 	// Settle is how long Acquire waits before reading the tag back to
 	// see whether a concurrent writer won: tags have no compare-and-swap.
 	Settle time.Duration
-	Sleep  func(ctx context.Context, d time.Duration) error
+	// ReadBack bounds how long Acquire reads the tag again while it
+	// still shows the value the write replaced: reads of tags lag
+	// writes (eventual consistency).
+	ReadBack time.Duration
+	Sleep    func(ctx context.Context, d time.Duration) error
+
+	replaced string // the tag's value before Acquire wrote it
 }
 
 // NewLock returns a lock for change on group held by this process.
 func NewLock(p Provider, group, change string, ttl time.Duration, now func() time.Time) *Lock {
 	host, _ := os.Hostname()
-	return &Lock{Provider: p, Group: group, Me: LockInfo{Change: change, Host: host, PID: os.Getpid()}, TTL: ttl, Now: now, Settle: 300 * time.Millisecond}
+	return &Lock{Provider: p, Group: group, Me: LockInfo{Change: change, Host: host, PID: os.Getpid()}, TTL: ttl, Now: now, Settle: 300 * time.Millisecond, ReadBack: 5 * time.Second}
 }
 
 // Acquire takes the lock. It fails at once, naming the holder, when
@@ -93,22 +99,33 @@ func (l *Lock) Acquire(ctx context.Context, force bool) error {
 			return fmt.Errorf("%w: %s (use --force to take it over, or wait until it expires)", ErrLocked, h)
 		}
 	}
+	l.replaced = g.Tags[LockTag]
 	if err := l.write(ctx); err != nil {
 		return err
 	}
-	if l.Settle > 0 && l.Sleep != nil {
-		if err := l.Sleep(ctx, l.Settle); err != nil {
-			return err
+	// Tags are eventually consistent: a read just after the write may
+	// still show the value it replaced (or none). Only another writer's
+	// value means someone else won; the old one is read again until the
+	// write shows or ReadBack runs out.
+	deadline := l.Now().Add(l.ReadBack)
+	for {
+		if l.Settle > 0 && l.Sleep != nil {
+			if err := l.Sleep(ctx, l.Settle); err != nil {
+				return err
+			}
+		}
+		g, err = l.Provider.Group(ctx, l.Group)
+		if err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		v := g.Tags[LockTag]
+		if h, ok := ParseLock(v); ok && h.Owner() == l.Me.Owner() {
+			return nil
+		}
+		if (v != "" && v != l.replaced) || !l.Now().Before(deadline) || l.Sleep == nil {
+			return fmt.Errorf("%w: %s took it at the same moment", ErrLocked, v)
 		}
 	}
-	g, err = l.Provider.Group(ctx, l.Group)
-	if err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	if h, ok := ParseLock(g.Tags[LockTag]); !ok || h.Owner() != l.Me.Owner() {
-		return fmt.Errorf("%w: %s took it at the same moment", ErrLocked, g.Tags[LockTag])
-	}
-	return nil
 }
 
 // stale reports whether a holder's lock may be taken over without force:
@@ -157,8 +174,14 @@ func (l *Lock) Release(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("unlock: %w", err)
 	}
-	if h, ok := ParseLock(g.Tags[LockTag]); ok && h.Owner() != l.Me.Owner() {
-		return nil
+	// Another holder's value means the lock was taken over: leave it.
+	// The value this engine replaced when it took the lock may still be
+	// read for a while after (eventual consistency): that one is ours to
+	// remove.
+	if v := g.Tags[LockTag]; v != l.replaced || l.replaced == "" {
+		if h, ok := ParseLock(v); ok && h.Owner() != l.Me.Owner() {
+			return nil
+		}
 	}
 	if err := l.Provider.TagGroup(ctx, l.Group, LockTag, ""); err != nil {
 		return fmt.Errorf("unlock: %w", err)
