@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test vet fuzz demo demo-ci clean
+.PHONY: build test vet fuzz demo demo-ci clean test-crash bench-rollout
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -39,3 +39,17 @@ demo: build
 
 clean:
 	rm -rf bin wsfleet-demo
+
+# test-crash kills the rollout engine (kill -9) at 50 effects of the seed's
+# plan on the local cloud, half of them under injected faults, resumes each
+# and checks the outcome; `make test` runs 5 of them. docs/rollout.md keeps
+# the last result.
+test-crash: build
+	WSFLEET_CRASH=full $(GO) test -count=1 -timeout 90m -run TestE2ECrashPoints -v ./rollout/
+
+# bench-rollout replaces a simulated group of 1,000 instances in 10 % batches
+# with AWS's token buckets on, and prints wall time, API calls per instance
+# by action, throttles, engine RSS and state size (docs/rollout.md keeps the
+# last result). WSFLEET_BENCH_N=200 runs a smaller group.
+bench-rollout: build
+	WSFLEET_BENCH_ROLLOUT=1 $(GO) test -count=1 -timeout 30m -run TestBenchRollout1000 -v ./rollout/

@@ -193,10 +193,8 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 			}
 			continue
 		}
-		acted := false
-		for _, eff := range d.Effects {
-			acted = true
-			if err := e.do(ctx, st, eff, obs); err != nil {
+		if len(d.Effects) > 0 {
+			if eff, err := e.doAll(ctx, st, d.Effects, obs); err != nil {
 				if errors.Is(err, ErrCrashed) || ctx.Err() != nil {
 					return err
 				}
@@ -208,10 +206,7 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 				if ferr := e.fail(ctx, st, plan, reason); ferr != nil {
 					return ferr
 				}
-				break
 			}
-		}
-		if acted {
 			poll = e.MinPoll
 			continue
 		}
