@@ -55,8 +55,8 @@ func freePort(t *testing.T) int {
 }
 
 // startCloud builds wsfleet and runs `wsfleet cloud` with the seed
-// topology on free ports.
-func startCloud(t *testing.T) *e2e {
+// topology on free ports, and extra flags (the faults' flags) if given.
+func startCloud(t *testing.T, extra ...string) *e2e {
 	dir := t.TempDir()
 	e := &e2e{dir: dir, bin: filepath.Join(dir, "wsfleet"), stateDir: filepath.Join(dir, "state")}
 	if out, err := exec.Command("go", "build", "-o", e.bin, "wsfleet/cmd/wsfleet").CombinedOutput(); err != nil {
@@ -84,6 +84,7 @@ func startCloud(t *testing.T) *e2e {
 		"--embedded-nats", fmt.Sprintf("127.0.0.1:%d", natsPort), "--bootstrap", topoPath,
 		"--log-dir", filepath.Join(dir, "logs"), "--log-level", "warn",
 		"--health-check-interval", "1s", "--deregistration-delay-max", "30s", "--kill-grace", "5s", "--tick", "100ms")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
