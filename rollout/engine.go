@@ -79,16 +79,7 @@ func (e *Engine) defaults() {
 		e.Now = time.Now
 	}
 	if e.Sleep == nil {
-		e.Sleep = func(ctx context.Context, d time.Duration) error {
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-t.C:
-				return nil
-			}
-		}
+		e.Sleep = Sleep
 	}
 	if e.Log == nil {
 		e.Log = slog.New(slog.DiscardHandler)
@@ -255,6 +246,19 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 			return err
 		}
 		poll = min(poll*2, e.MaxPoll)
+	}
+}
+
+// Sleep waits d or until ctx ends, whichever is first: the engine's (and
+// the AWS provider's) default wait.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

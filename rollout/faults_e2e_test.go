@@ -80,15 +80,7 @@ phases:
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("rollout under faults: %v\n%s", err, tail(out.String(), 30))
 		}
-		st := e.load(t, "faults-new")
-		if st.Status != rollout.StatusSucceeded {
-			t.Fatalf("status %s: %s", st.Status, st.Failure)
-		}
-		for _, ph := range st.Phases {
-			if ph.Probe == nil || ph.Probe.Lost != 0 || ph.Probe.Delivered == 0 {
-				t.Errorf("phase %s probe %+v", ph.Name, ph.Probe)
-			}
-		}
+		e.succeededWithoutLoss(t, "faults-new")
 		for id, n := range e.terminations(t) {
 			if n-before[id] > 1 {
 				t.Errorf("%s terminated %d times", id, n-before[id])
@@ -155,15 +147,7 @@ phases:
 			time.Sleep(left)
 		}
 		e.setFaults(t, runFaultsJSON)
-		res := e.engine("resume", "-c", "faults-outage")
-		rmsg, rerr := res.CombinedOutput()
-		if rerr != nil {
-			t.Fatalf("resume after the outage: %v\n%s", rerr, tail(string(rmsg), 30))
-		}
-		st = e.load(t, "faults-outage")
-		if st.Status != rollout.StatusSucceeded {
-			t.Fatalf("status %s after resume: %s", st.Status, st.Failure)
-		}
+		e.resumeOK(t, "faults-outage")
 		if full {
 			e.waitFleet(t, "ami-old", 60*time.Second)
 		} else {

@@ -5,6 +5,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,18 +89,14 @@ var (
 // credentials: the local cloud accepts any.
 func New(ctx context.Context, cfg Config) (*Provider, error) {
 	p := &Provider{log: cfg.Logger, calls: map[string]int{}, images: map[string]string{},
-		confirmTimeout: cfg.ConfirmTimeout, confirmInterval: cfg.ConfirmInterval, sleep: cfg.Sleep}
+		confirmTimeout:  cmp.Or(max(cfg.ConfirmTimeout, 0), 60*time.Second),
+		confirmInterval: cmp.Or(max(cfg.ConfirmInterval, 0), 200*time.Millisecond),
+		sleep:           cfg.Sleep}
+	if p.sleep == nil {
+		p.sleep = rollout.Sleep
+	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
-	}
-	if p.confirmTimeout <= 0 {
-		p.confirmTimeout = 60 * time.Second
-	}
-	if p.confirmInterval <= 0 {
-		p.confirmInterval = 200 * time.Millisecond
-	}
-	if p.sleep == nil {
-		p.sleep = sleepCtx
 	}
 	backoff := cfg.MaxBackoff
 	if backoff <= 0 {
@@ -202,17 +199,6 @@ func unavailable(ctx context.Context, err error) error {
 		return &unavailableError{err}
 	}
 	return err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // confirm reads until seen reports the effect visible: AWS's reads are
