@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// TestAWSCLI drives the local cloud with a second, independent client: the
-// AWS CLI (botocore's own serializers and parsers), as a user pointing it
-// at the endpoint would.
-func TestAWSCLI(t *testing.T) {
+// cliCloud skips a test without the AWS CLI (or in -short), and starts a
+// cloud and a home directory for it.
+func cliCloud(t *testing.T) (awsBin string, c *Cloud, home string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs the AWS CLI")
 	}
@@ -21,13 +21,26 @@ func TestAWSCLI(t *testing.T) {
 	if err != nil {
 		t.Skip("aws CLI not installed (scripts/test-deps.sh installs it)")
 	}
-	c, _ := startCloud(t, fastConfig())
-	home := t.TempDir()
+	c, _ = startCloud(t, fastConfig())
+	return awsBin, c, t.TempDir()
+}
+
+// cliEnv is the AWS CLI's environment for the tests: fixed credentials
+// and region, and no configuration file of the user's.
+func cliEnv(home string) []string {
+	return append(os.Environ(), "HOME="+home, "AWS_ACCESS_KEY_ID=AKIDCLI", "AWS_SECRET_ACCESS_KEY=cli",
+		"AWS_DEFAULT_REGION=us-east-1", "AWS_REGION=us-east-1", "AWS_CONFIG_FILE="+home+"/none", "AWS_SHARED_CREDENTIALS_FILE="+home+"/none", "AWS_PAGER=")
+}
+
+// TestAWSCLI drives the local cloud with a second, independent client: the
+// AWS CLI (botocore's own serializers and parsers), as a user pointing it
+// at the endpoint would.
+func TestAWSCLI(t *testing.T) {
+	awsBin, c, home := cliCloud(t)
 	run := func(args ...string) (map[string]any, error) {
 		t.Helper()
 		cmd := exec.Command(awsBin, append([]string{"--endpoint-url", c.Endpoint(), "--output", "json"}, args...)...)
-		cmd.Env = append(os.Environ(), "HOME="+home, "AWS_ACCESS_KEY_ID=AKIDCLI", "AWS_SECRET_ACCESS_KEY=cli",
-			"AWS_DEFAULT_REGION=us-east-1", "AWS_REGION=us-east-1", "AWS_CONFIG_FILE="+home+"/none", "AWS_SHARED_CREDENTIALS_FILE="+home+"/none", "AWS_PAGER=")
+		cmd.Env = cliEnv(home)
 		var stdout, stderr strings.Builder
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {

@@ -7,10 +7,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,20 +144,10 @@ func TestFaultDocuments(t *testing.T) {
 // TestFaultsAsTheCLISees: the AWS CLI (botocore's retry handler) retries
 // each fault as it retries AWS's, and gives up on a client error at once.
 func TestFaultsAsTheCLISees(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the AWS CLI")
-	}
-	awsBin, err := exec.LookPath("aws")
-	if err != nil {
-		t.Skip("aws CLI not installed (scripts/test-deps.sh installs it)")
-	}
-	c, _ := startCloud(t, fastConfig())
-	home := t.TempDir()
+	awsBin, c, home := cliCloud(t)
 	run := func(args ...string) string {
 		cmd := exec.Command(awsBin, append([]string{"--endpoint-url", c.Endpoint()}, args...)...)
-		cmd.Env = append(os.Environ(), "HOME="+home, "AWS_ACCESS_KEY_ID=AKIDCLI", "AWS_SECRET_ACCESS_KEY=cli",
-			"AWS_DEFAULT_REGION=us-east-1", "AWS_CONFIG_FILE="+home+"/none", "AWS_SHARED_CREDENTIALS_FILE="+home+"/none", "AWS_PAGER=",
-			"AWS_RETRY_MODE=standard", "AWS_MAX_ATTEMPTS=2")
+		cmd.Env = append(cliEnv(home), "AWS_RETRY_MODE=standard", "AWS_MAX_ATTEMPTS=2")
 		out, _ := cmd.CombinedOutput()
 		return string(out)
 	}
@@ -192,12 +181,7 @@ func TestFaultsAsTheCLISees(t *testing.T) {
 // each EC2 action has its own bucket.
 func TestFaultBuckets(t *testing.T) {
 	ctx := context.Background()
-	var mu sync.Mutex
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	cfg := fastConfig()
-	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	cfg.Faults = Faults{Buckets: true}
-	_, cl := startCloud(t, cfg)
+	_, cl, clock := clockedCloud(t, Faults{Buckets: true})
 	r := retry.NewStandard(once)
 	describe := func() error {
 		_, err := cl.EC2.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{"ami-sim"}}, func(o *ec2.Options) { o.Retryer = r })
@@ -216,9 +200,7 @@ func TestFaultBuckets(t *testing.T) {
 	if _, err := cl.EC2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateIds: []string{"lt-0"}}, func(o *ec2.Options) { o.Retryer = r }); errors.As(err, &ae) && ae.ErrorCode() == "RequestLimitExceeded" {
 		t.Errorf("DescribeLaunchTemplates throttled by DescribeImages' bucket")
 	}
-	mu.Lock()
-	now = now.Add(time.Second)
-	mu.Unlock()
+	clock.Add(time.Second)
 	ok := 0
 	for i := 0; i < 30; i++ {
 		if describe() == nil {
@@ -234,11 +216,7 @@ func TestFaultBuckets(t *testing.T) {
 // until their delay has passed, then are.
 func TestFaultStale(t *testing.T) {
 	ctx := context.Background()
-	var mu sync.Mutex
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	cfg := fastConfig()
-	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c, cl := startCloud(t, cfg)
+	c, cl, clock := clockedCloud(t, Faults{})
 	run, err := cl.EC2.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String("ami-sim"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
 	if err != nil {
 		t.Fatal(err)
@@ -275,9 +253,7 @@ func TestFaultStale(t *testing.T) {
 	if _, err := cl.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{lateID}}); !errors.As(err, &ae) || ae.ErrorCode() != "InvalidInstanceID.NotFound" {
 		t.Errorf("instance just launched: %v, want InvalidInstanceID.NotFound", err)
 	}
-	mu.Lock()
-	now = now.Add(2 * time.Second)
-	mu.Unlock()
+	clock.Add(2 * time.Second)
 	if n := name(); n != "after" {
 		t.Errorf("tag after the delay: %q", n)
 	}
@@ -355,4 +331,22 @@ func TestFaultsSeeded(t *testing.T) {
 
 func tagsOf(k, v string) []ec2types.Tag {
 	return []ec2types.Tag{{Key: aws.String(k), Value: aws.String(v)}}
+}
+
+// testClock is a clock the test moves, in nanoseconds since 2026.
+type testClock struct{ ns atomic.Int64 }
+
+func (c *testClock) Now() time.Time {
+	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(c.ns.Load()))
+}
+
+func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// clockedCloud starts a cloud on a clock the test moves, with faults.
+func clockedCloud(t *testing.T, f Faults) (*Cloud, Clients, *testClock) {
+	clock := &testClock{}
+	cfg := fastConfig()
+	cfg.Now, cfg.Faults = clock.Now, f
+	c, cl := startCloud(t, cfg)
+	return c, cl, clock
 }

@@ -20,7 +20,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,21 +63,14 @@ func crashFaults(seed uint64) localcloud.Faults {
 	return localcloud.Faults{Seed: seed, Throttle: 0.02, Errors: 0.01, Stale: 0.2, StaleDelay: 2 * time.Second}
 }
 
-// setFaults sets the local cloud's faults through its admin path.
-func (e *e2e) setFaults(t *testing.T, f localcloud.Faults) {
+// setFaultsTo sets the local cloud's faults through its admin path.
+func (e *e2e) setFaultsTo(t *testing.T, f localcloud.Faults) {
 	t.Helper()
 	body, err := json.Marshal(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(e.api+localcloud.FaultsPath, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("set faults: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("set faults: %s", resp.Status)
-	}
+	e.setFaults(t, string(body))
 }
 
 // crashPlan is the seed's three phases, to image, as change name.
@@ -270,7 +262,7 @@ func (e *e2e) crashRun(t *testing.T, name, image string, p crashPoint, seed uint
 	defer cancel()
 	fewest := e.healthySampler(t, ctx)
 	if p.faults {
-		e.setFaults(t, crashFaults(seed))
+		e.setFaultsTo(t, crashFaults(seed))
 	}
 	cmd := e.fastEngine("rollout", "-f", plan)
 	var out bytes.Buffer
@@ -282,7 +274,7 @@ func (e *e2e) crashRun(t *testing.T, name, image string, p crashPoint, seed uint
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	if !waitEffect(events, p.kind, p.n, 3*time.Minute, exited) {
-		e.setFaults(t, localcloud.Faults{})
+		e.setFaultsTo(t, localcloud.Faults{})
 		t.Fatalf("no effect %s #%d within 3m or before the engine exited\n%s", p.kind, p.n, tail(out.String(), 30))
 	}
 	if p.delay > 0 {
@@ -304,12 +296,12 @@ func (e *e2e) crashRun(t *testing.T, name, image string, p crashPoint, seed uint
 		res := e.fastEngine("resume", "-c", name)
 		msg, err := res.CombinedOutput()
 		if err != nil {
-			e.setFaults(t, localcloud.Faults{})
+			e.setFaultsTo(t, localcloud.Faults{})
 			t.Fatalf("resume after the kill at %s: %v\n%s", p, err, tail(string(msg), 30))
 		}
 	}
 	if p.faults {
-		e.setFaults(t, localcloud.Faults{})
+		e.setFaultsTo(t, localcloud.Faults{})
 	}
 	cancel()
 	st = e.load(t, name)
