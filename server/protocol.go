@@ -248,6 +248,9 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		// place.
 		return s.goAway(b, r)
 	}
+	if ss != nil && s.tokenExpired(ss) {
+		return s.expired(m, ss)
+	}
 	if s.cfg.SharedSessions {
 		mu := s.shareLock(m.ClientID)
 		mu.Lock()
@@ -334,10 +337,8 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 	if !ok {
 		return r
 	}
-	if !ss.ident.Expires.IsZero() && s.cfg.Now().After(ss.ident.Expires) {
-		r.Error = bayeux.NewError(bayeux.CodeClientUnknown, "Token expired").Error()
-		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectHandshake}
-		return r
+	if s.tokenExpired(ss) {
+		return s.expired(m, ss)
 	}
 	for _, p := range m.Subscription {
 		switch {
@@ -593,6 +594,13 @@ func (s *Server) disconnect(m *bayeux.Message, ss *session) *bayeux.Message {
 	case ss == nil:
 		return unknownClient(m)
 	}
+	s.endSession(ss, "disconnect")
+	return r
+}
+
+// endSession ends a session for good: its held connect answered, removed
+// from the node and from the store.
+func (s *Server) endSession(ss *session, why string) {
 	// "The server SHOULD release any waiting meta message handlers": a
 	// connect held on the client's websocket is answered now, before the
 	// session and its hold go (CometD waits for it otherwise).
@@ -605,26 +613,56 @@ func (s *Server) disconnect(m *bayeux.Message, ss *session) *bayeux.Message {
 	if held != nil && wc != nil {
 		_ = wc.write(frame([]outMsg{{b: held.reply}}))
 	}
-	s.removeSession(ss, "disconnect")
-	_ = s.broker.Sessions().Delete(s.ctx, ss.id)
+	s.removeSession(ss, why)
+	if err := s.broker.Sessions().Delete(s.ctx, ss.id); err != nil && s.cfg.SharedSessions {
+		s.met.brokerErrors.Inc()
+		s.log.Warn("delete session failed", "client", ss.id, "why", why, "err", err)
+	}
+}
+
+// tokenExpired reports whether the token ss was opened with has expired:
+// a token is a credential for its lifetime only, so every connect and
+// publish checks it, not just the handshake.
+func (s *Server) tokenExpired(ss *session) bool {
+	return !ss.ident.Expires.IsZero() && s.cfg.Now().After(ss.ident.Expires)
+}
+
+// expired ends a session whose token has expired and answers m with
+// 401::Token expired and advice to handshake: faye, halley and the Go
+// client then handshake again, sending the token their ext hook (the Go
+// client's Token callback) gives them now, and carry on with a new
+// session if it is valid.
+func (s *Server) expired(m *bayeux.Message, ss *session) *bayeux.Message {
+	s.met.tokensExpired.Inc()
+	s.log.Info("session ended: token expired", "client", ss.id, "channel", m.Channel)
+	s.endSession(ss, "token expired")
+	r := newReply(m)
+	r.Subscription = m.Subscription
+	r.Error = bayeux.NewError(bayeux.CodeClientUnknown, "Token expired").Error()
+	r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectHandshake, Interval: bayeux.Millis(0)}
 	return r
 }
 
 // publish handles a message a client publishes.
 func (s *Server) publish(m *bayeux.Message, ss *session) *bayeux.Message {
 	r := newReply(m)
-	switch {
-	case !bayeux.ValidChannel(m.Channel):
+	if !bayeux.ValidChannel(m.Channel) {
 		r.Error = bayeux.ErrChannelInvalid(m.Channel).Error()
 		return r
-	case len(m.Data) == 0:
-		r.Error = bayeux.ErrParameterMissing("data").Error()
+	}
+	// data is required, not null, and text (see checkData)
+	if e := s.refuseData(m.Data); e != nil {
+		r.Error = e.Error()
 		return r
+	}
+	switch {
 	case m.ClientID == "":
 		r.Error = bayeux.ErrParameterMissing("clientId").Error()
 		return r
 	case ss == nil:
 		return unknownClient(m)
+	case s.tokenExpired(ss):
+		return s.expired(m, ss)
 	case !s.cfg.Rules.canPublish(ss.ident, m.Channel):
 		r.Error = bayeux.NewError(bayeux.CodeChannelForbidden, "Publish denied", m.Channel).Error()
 		return r
