@@ -406,15 +406,31 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 	}
 	var replay []outMsg
 	if !gone {
+		// already delivered live through an older subscription
+		dup := func(h broker.Message) bool { return h.Seq <= cursor && matchesAny(old, h.Channel) }
+		n := 0
 		for _, h := range hist {
-			// already delivered live through an older subscription
-			if h.Seq <= cursor && matchesAny(old, h.Channel) {
-				continue
+			if !dup(h) {
+				n++
 			}
-			replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
+		}
+		if n > s.cfg.QueueLimit {
+			// more than the client may have queued: the answer is the
+			// one for a history that no longer reaches back to since,
+			// and the subscription goes live from now.
+			s.met.replayOverLimit.WithLabelValues("gone").Inc()
+			s.log.Info("replay refused: over the queue limit", "client", ss.id, "since", since, "messages", n, "queue_limit", s.cfg.QueueLimit)
+			r.Ext = json.RawMessage(`{"replay":"gone"}`)
+			n = 0
+		}
+		replay = make([]outMsg, 0, n)
+		for _, h := range hist {
+			if n > 0 && !dup(h) {
+				replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
+			}
 		}
 	}
-	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	b.after = append(b.after, func() { s.finishReplay(ss, replay) })
 	return r
 }
 
@@ -501,7 +517,9 @@ func resumeFrom(st broker.Session, connectID string, got clientCursor) uint64 {
 // from and raised its replaying: it fetches what subs matched after from
 // and queues it ahead of the live messages that arrive meanwhile, once the
 // batch's replies are out. It counts the take-over by outcome and returns
-// how many messages it replays.
+// how many messages it replays, or -1 when they are more than the queue
+// limit: it then queues nothing, and the caller ends the session
+// (overLimit), as it would a slow consumer's.
 func (s *Server) replayStored(b *batch, ss *session, subs []string, from uint64, how string) int {
 	var (
 		hist []broker.Message
@@ -518,28 +536,56 @@ func (s *Server) replayStored(b *batch, ss *session, subs []string, from uint64,
 		}
 		s.met.restored.WithLabelValues("gone").Inc()
 		s.log.Warn("session taken over without replay", "client", ss.id, "how", how, "cursor", from, "err", err)
+	case len(hist) > s.cfg.QueueLimit:
+		s.met.restored.WithLabelValues("over_limit").Inc()
+		s.log.Info("session taken over: replay over the queue limit", "client", ss.id, "how", how, "cursor", from,
+			"messages", len(hist), "queue_limit", s.cfg.QueueLimit)
+		return -1
 	default:
 		s.met.restored.WithLabelValues("ok").Inc()
+		replay = make([]outMsg, 0, len(hist))
 		for _, h := range hist {
 			replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
 		}
 	}
-	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	b.after = append(b.after, func() { s.finishReplay(ss, replay) })
 	return len(replay)
 }
 
+// overLimit ends a session taken from the store whose replay is longer than
+// the queue limit, as a slow consumer's: its connect is answered 401 with
+// advice to handshake (the caller's unknownClient), and a client that
+// replays by itself (the Go client's subscribe with ext.since) learns on
+// its new session that the replay is gone.
+func (s *Server) overLimit(ss *session) {
+	s.met.replayOverLimit.WithLabelValues("slow_consumer").Inc()
+	s.met.slowConsumers.Inc()
+	s.endSession(ss, "replay over the queue limit")
+}
+
 // finishReplay queues the replayed messages merged with the live ones that
-// arrived meanwhile, in sequence order and each once.
-func (ss *session) finishReplay(replay []outMsg) {
+// arrived meanwhile, in sequence order and each once. A queue that would
+// then hold more than the queue limit is a slow consumer's: the session is
+// dropped rather than queue without bound.
+func (s *Server) finishReplay(ss *session, replay []outMsg) {
+	if ss.mergeReplay(replay) {
+		s.slowConsumer(ss)
+	}
+}
+
+// mergeReplay does finishReplay's merge under the session's lock and
+// reports an overflow of the queue limit, which the caller acts on outside
+// the lock.
+func (ss *session) mergeReplay(replay []outMsg) (overflow bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closed {
-		return
+		return false
 	}
 	ss.pending = append(ss.pending, replay...)
 	ss.replaying--
 	if ss.replaying > 0 {
-		return
+		return false
 	}
 	p := ss.pending
 	ss.pending = nil
@@ -555,7 +601,11 @@ func (ss *session) finishReplay(replay []outMsg) {
 			ss.cursor = m.seq
 		}
 	}
+	if len(ss.queue) > ss.srv.cfg.QueueLimit {
+		return true
+	}
 	ss.kickLocked()
+	return false
 }
 
 func (s *Server) unsubscribe(m *bayeux.Message, ss *session) *bayeux.Message {
@@ -624,7 +674,10 @@ func (s *Server) endSession(ss *session, why string) {
 // a token is a credential for its lifetime only, so every connect and
 // publish checks it, not just the handshake.
 func (s *Server) tokenExpired(ss *session) bool {
-	return !ss.ident.Expires.IsZero() && s.cfg.Now().After(ss.ident.Expires)
+	ss.mu.Lock()
+	exp := ss.ident.Expires // a shared session's copy is refreshed under mu
+	ss.mu.Unlock()
+	return !exp.IsZero() && s.cfg.Now().After(exp)
 }
 
 // expired ends a session whose token has expired and answers m with
