@@ -336,24 +336,6 @@ func TestDataRequired(t *testing.T) {
 	sub.noData(100 * time.Millisecond)
 }
 
-// settableClock is a node clock that a test moves by hand.
-type settableClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *settableClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *settableClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // A token's expiry ends the session at the next connect or publish: 401
 // with advice to handshake, the session gone; a fresh token then works.
 func TestTokenExpiryEndsTheSession(t *testing.T) {
@@ -362,7 +344,8 @@ func TestTokenExpiryEndsTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &settableClock{now: time.Unix(1_800_000_000, 0)}
+	// the node's clock only: its timers (the connect holds) run on the wall clock
+	clk := newFakeClock(time.Unix(1_800_000_000, 0))
 	n := startNode(t, func(c *Config) { c.AuthSecret = secret; c.Rules = rules; c.Now = clk.Now })
 	token := func(ttl time.Duration) string {
 		tok, err := MintToken(secret, "alice", ttl, nil, clk.Now())
@@ -394,7 +377,7 @@ func TestTokenExpiryEndsTheSession(t *testing.T) {
 			if len(rs) != 1 || rs[0]["successful"] != true {
 				t.Fatalf("publish before expiry: %v", rs)
 			}
-			clk.Add(3500 * time.Millisecond)
+			clk.advance(3500 * time.Millisecond)
 			_, rs = p.post(tc.message)
 			if len(rs) != 1 {
 				t.Fatalf("replies %v", rs)
@@ -424,7 +407,7 @@ func TestTokenExpiryEndsTheSession(t *testing.T) {
 		if r := p.subscribe("/rooms/alice", nil); r["successful"] != true {
 			t.Fatalf("subscribe %v", r)
 		}
-		clk.Add(3500 * time.Millisecond)
+		clk.advance(3500 * time.Millisecond)
 		p.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket", "id": "c2"})
 		expiredReply(t, p.next(func(m msg) bool { return m["id"] == "c2" }))
 	})
@@ -441,7 +424,8 @@ func TestGoClientRenewsAnExpiredToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &settableClock{now: time.Unix(1_800_000_000, 0)}
+	// the node's clock only: its timers (the connect holds) run on the wall clock
+	clk := newFakeClock(time.Unix(1_800_000_000, 0))
 	n := startNode(t, func(c *Config) {
 		c.AuthSecret = secret
 		c.Rules = rules
@@ -474,7 +458,7 @@ func TestGoClientRenewsAnExpiredToken(t *testing.T) {
 				t.Fatal(err)
 			}
 			first := c.ID()
-			clk.Add(3 * time.Second)
+			clk.advance(3 * time.Second)
 			// the next connect is refused; the client handshakes again
 			deadline := time.Now().Add(10 * time.Second)
 			for c.ID() == first && time.Now().Before(deadline) {
