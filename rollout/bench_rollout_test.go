@@ -43,33 +43,12 @@ func TestBenchRollout1000(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
-	cloud, err := localcloud.Start(ctx, localcloud.Config{
-		Listen:              "127.0.0.1:0",
-		Images:              map[string]localcloud.Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}},
-		Tick:                100 * time.Millisecond,
-		SimulatedBootTime:   200 * time.Millisecond,
-		HealthCheckInterval: 200 * time.Millisecond,
-		Logger:              logger,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cloud.Close()
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("ws-%04d", i+1)
 	}
-	delay := 10
-	if err := cloud.Bootstrap(ctx, &localcloud.Topology{
-		LaunchTemplates: []localcloud.TopoLaunchTemplate{{Name: "gitter-ws", ImageID: "ami-old", InstanceType: "c5.large", UserData: "--admin-token=" + simToken + "\n"}},
-		TargetGroups: []localcloud.TopoTargetGroup{{Name: "gitter-ws", Port: 8080, HealthCheckPath: "/readyz",
-			HealthyThresholdCount: 2, UnhealthyThresholdCount: 2, DeregistrationDelaySeconds: &delay}},
-		Groups: []localcloud.TopoGroup{{Name: "gitter-ws", LaunchTemplate: "gitter-ws", Version: "$Latest", Min: int32(n), Max: int32(2 * n), Desired: int32(n),
-			AvailabilityZones: []string{"us-east-1a", "us-east-1b"}, TargetGroups: []string{"gitter-ws"},
-			HealthCheckType: "ELB", HealthCheckGracePeriod: 60, InstanceNames: names}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	cloud := startSimCloud(t, ctx, names, 100*time.Millisecond, 200*time.Millisecond, logger)
+	defer cloud.Close()
 	dir := t.TempDir()
 	e := &e2e{dir: dir, bin: suite.Binary(t), api: cloud.Endpoint(), stateDir: filepath.Join(dir, "state")}
 	want := func(image string) string {
@@ -115,7 +94,7 @@ phases:
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
-	err = cmd.Run()
+	err := cmd.Run()
 	wall := time.Since(t0)
 	cloud.SetFaults(localcloud.Faults{})
 	if err != nil {

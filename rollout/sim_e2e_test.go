@@ -39,33 +39,12 @@ func TestSimRollout100(t *testing.T) {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	cloud, err := localcloud.Start(ctx, localcloud.Config{
-		Listen:              "127.0.0.1:0",
-		Images:              map[string]localcloud.Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}},
-		Tick:                50 * time.Millisecond,
-		SimulatedBootTime:   200 * time.Millisecond,
-		HealthCheckInterval: 100 * time.Millisecond,
-		Logger:              logger,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cloud.Close()
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("ws-%03d", i+1)
 	}
-	delay := 10
-	if err := cloud.Bootstrap(ctx, &localcloud.Topology{
-		LaunchTemplates: []localcloud.TopoLaunchTemplate{{Name: "gitter-ws", ImageID: "ami-old", InstanceType: "c5.large", UserData: "--admin-token=" + simToken + "\n"}},
-		TargetGroups: []localcloud.TopoTargetGroup{{Name: "gitter-ws", Port: 8080, HealthCheckPath: "/readyz",
-			HealthyThresholdCount: 2, UnhealthyThresholdCount: 2, DeregistrationDelaySeconds: &delay}},
-		Groups: []localcloud.TopoGroup{{Name: "gitter-ws", LaunchTemplate: "gitter-ws", Version: "$Latest", Min: n, Max: 2 * n, Desired: n,
-			AvailabilityZones: []string{"us-east-1a", "us-east-1b"}, TargetGroups: []string{"gitter-ws"},
-			HealthCheckType: "ELB", HealthCheckGracePeriod: 60, InstanceNames: names}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	cloud := startSimCloud(t, ctx, names, 50*time.Millisecond, 100*time.Millisecond, logger)
+	defer cloud.Close()
 	// The e2e helpers of the process-node test, on this cloud.
 	dir := t.TempDir()
 	e := &e2e{dir: dir, api: cloud.Endpoint(), stateDir: filepath.Join(dir, "state")}
@@ -189,4 +168,37 @@ func waitSimFleet(t *testing.T, e *e2e, image, want string, d time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startSimCloud starts a local cloud in this process with a group
+// gitter-ws of simulated instances named names (min and desired their
+// number, max twice), behind a target group whose health check reads
+// /readyz every health; tick is the cloud's reconcile period.
+func startSimCloud(t *testing.T, ctx context.Context, names []string, tick, health time.Duration, logger *slog.Logger) *localcloud.Cloud {
+	t.Helper()
+	n := int32(len(names))
+	cloud, err := localcloud.Start(ctx, localcloud.Config{
+		Listen:              "127.0.0.1:0",
+		Images:              map[string]localcloud.Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}},
+		Tick:                tick,
+		SimulatedBootTime:   200 * time.Millisecond,
+		HealthCheckInterval: health,
+		Logger:              logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delay := 10
+	if err := cloud.Bootstrap(ctx, &localcloud.Topology{
+		LaunchTemplates: []localcloud.TopoLaunchTemplate{{Name: "gitter-ws", ImageID: "ami-old", InstanceType: "c5.large", UserData: "--admin-token=" + simToken + "\n"}},
+		TargetGroups: []localcloud.TopoTargetGroup{{Name: "gitter-ws", Port: 8080, HealthCheckPath: "/readyz",
+			HealthyThresholdCount: 2, UnhealthyThresholdCount: 2, DeregistrationDelaySeconds: &delay}},
+		Groups: []localcloud.TopoGroup{{Name: "gitter-ws", LaunchTemplate: "gitter-ws", Version: "$Latest", Min: n, Max: 2 * n, Desired: n,
+			AvailabilityZones: []string{"us-east-1a", "us-east-1b"}, TargetGroups: []string{"gitter-ws"},
+			HealthCheckType: "ELB", HealthCheckGracePeriod: 60, InstanceNames: names}},
+	}); err != nil {
+		cloud.Close()
+		t.Fatal(err)
+	}
+	return cloud
 }
