@@ -26,33 +26,56 @@ func (e *Engine) do(ctx context.Context, st *State, eff Effect, obs Observation)
 	return err
 }
 
-// doAll makes a decision's effects in order, each with its intent saved
-// before its call; an outcome is saved with the next effect's intent, or
-// once after the last: n effects cost n+1 saves rather than 2n (each save
-// rewrites the whole state, whose journal grows with every effect). At any
-// crash, at most the effect in flight has an open intent, as with one
-// effect at a time. It stops at the first effect that fails and returns
-// it, with the error.
+// doAll makes a decision's effects in order and returns the first that
+// failed, with its error; the effects after it are not made.
+//
+// Each save rewrites the whole state, whose journal grows with every
+// effect, so at a thousand instances the saves are what a batch costs.
+// Effects whose open intent after a crash means nothing but "decide again
+// from what the cloud shows" (tags, terminations, deregistrations, the
+// desired capacity...) share one save of their intents before the first
+// call and one of their outcomes after the last. A drain's open intent
+// means more: the node may be draining, and abort and rollback never keep
+// it (drainAsked). So a decision with a drain saves each intent before its
+// call, and each outcome with the next intent: at a crash only the drain
+// in flight is open.
 func (e *Engine) doAll(ctx context.Context, st *State, effs []Effect, obs Observation) (Effect, error) {
+	batch := !slices.ContainsFunc(effs, func(eff Effect) bool { return eff.Kind == EffDrain })
 	key := st.stepKey()
-	for _, eff := range effs {
-		now := e.Now()
-		seq := len(st.Journal) + 1
-		st.Journal = append(st.Journal, JournalEntry{Seq: seq, Step: key, Effect: eff, Status: "intent", At: now})
+	first := len(st.Journal)
+	intent := func(i int) {
+		st.Journal = append(st.Journal, JournalEntry{Seq: first + i + 1, Step: key, Effect: effs[i], Status: "intent", At: e.Now()})
+	}
+	if batch {
+		for i := range effs {
+			intent(i)
+		}
 		if err := e.save(st); err != nil {
-			return eff, err
+			return effs[0], err
+		}
+	}
+	for i, eff := range effs {
+		if !batch {
+			intent(i)
+			if err := e.save(st); err != nil {
+				return eff, err
+			}
 		}
 		if e.Crash != nil && e.Crash("before:"+key+":"+eff.Key) {
 			return eff, ErrCrashed
 		}
+		start := e.Now()
 		out, err := e.call(ctx, st, eff, obs)
 		if e.Crash != nil && e.Crash("after:"+key+":"+eff.Key) {
 			return eff, ErrCrashed
 		}
-		j := &st.Journal[seq-1]
-		j.Took = e.Now().Sub(now).String()
+		j := &st.Journal[first+i]
+		j.Took = e.Now().Sub(start).String()
 		if err != nil {
 			j.Status, j.Error = "failed", err.Error()
+			for k := first + i + 1; k < len(st.Journal); k++ {
+				st.Journal[k].Status, st.Journal[k].Error = "failed", "not made: "+eff.Key+" failed before it"
+			}
 			e.event(st, "effect", "effect failed", "effect", eff.Key, "err", err.Error())
 			return eff, errors.Join(err, e.save(st))
 		}
