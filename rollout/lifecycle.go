@@ -384,8 +384,24 @@ func (e *Engine) release(ctx context.Context) error {
 		return nil
 	}
 	e.locked = false
-	return e.lock.Release(ctx)
+	// A fault met by the release (a throttled or failed read-back) must
+	// not leave a finished change's lock on the group: try again a few
+	// times, a second apart, before giving up with the error.
+	var err error
+	for attempt := 0; attempt < releaseAttempts; attempt++ {
+		if err = e.lock.Release(ctx); err == nil {
+			return nil
+		}
+		e.Log.Warn("release lock", "group", e.lock.Group, "attempt", attempt+1, "err", err)
+		if serr := e.Sleep(ctx, time.Second); serr != nil {
+			break
+		}
+	}
+	return err
 }
+
+// releaseAttempts bounds the tries of a lock release that meets faults.
+const releaseAttempts = 3
 
 // giveUp frees the group after err stopped the engine, with a context
 // that outlives ctx, and returns err joined with the release's error.

@@ -41,6 +41,7 @@ type memCloud struct {
 	elbKill   time.Duration
 	elbKilled int
 	failCalls map[string]error
+	failOnce  map[string]error // the next call of each fails, once
 	// suspended is the group's suspended processes; while
 	// ReplaceUnhealthy is, an instance marked unhealthy stays in service
 	// and is replaced once it resumes.
@@ -94,6 +95,10 @@ func (c *memCloud) launch() *memInst {
 
 func (c *memCloud) count(op string) error {
 	c.calls[op]++
+	if err := c.failOnce[op]; err != nil {
+		delete(c.failOnce, op)
+		return err
+	}
 	return c.failCalls[op]
 }
 
