@@ -326,11 +326,15 @@ func (e *Engine) finish(ctx context.Context, st *State, plan *Plan) (end bool, e
 		st.Status = StatusSucceeded
 	}
 	e.event(st, "end", string(st.Status))
+	// The group is freed before the end is saved: a crash between the
+	// two leaves a change that is not final, which resume finishes (and
+	// frees again), rather than a final one whose lock nobody removes.
+	rerr := e.release(ctx)
 	if err := e.save(st); err != nil {
-		return true, e.giveUp(ctx, err)
+		return true, errors.Join(err, rerr)
 	}
-	if err := e.release(ctx); err != nil {
-		return true, err
+	if rerr != nil {
+		return true, rerr
 	}
 	if st.Status == StatusRolledBack {
 		return true, fmt.Errorf("%w: %s (rolled back)", ErrFailed, st.Failure)

@@ -14,9 +14,9 @@ func TestEngineReleaseRetries(t *testing.T) {
 	e := h.engine()
 	injected := false
 	e.View = func(st *State) {
-		// Once the change is done, its next group-tag write (the
+		// Once every step is done, the next group-tag write (the
 		// release) fails once.
-		if st.Status == StatusSucceeded && !injected {
+		if st.Cursor == len(st.Steps) && !injected {
 			injected = true
 			h.cloud.mu.Lock()
 			h.cloud.failOnce = map[string]error{"CreateOrUpdateTags": errors.New("injected")}
