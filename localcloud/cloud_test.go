@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -20,6 +19,8 @@ import (
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
+
+	"wsfleet/internal/nodetest"
 )
 
 // fastConfig is a cloud that runs AWS's minutes in milliseconds.
@@ -159,17 +160,6 @@ func inService(t *testing.T, ctx context.Context, cl Clients, name string, n int
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// freePort returns a port of 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func TestGroupLifecycleThroughSDK(t *testing.T) {
 	ctx := context.Background()
 	c, cl := startCloud(t, fastConfig())
@@ -286,7 +276,7 @@ func TestLoadBalancerNoTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := nodetest.FreePort(t)
 	if _, err := cl.ELB.CreateListener(ctx, &elb.CreateListenerInput{
 		LoadBalancerArn: lb.LoadBalancers[0].LoadBalancerArn, Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(port)),
 		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: tg.TargetGroups[0].TargetGroupArn}},
