@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -176,6 +177,7 @@ func FuzzParseQuery(f *testing.F) {
 	f.Add("", "text/plain", "Credential=/////", []byte("Action=CreateListener&DefaultActions.member.1.Type=forward"))
 	f.Add("%", "", "", []byte("Tags.member.0.Key=&Tags.member.-1.Key=x&Action=CreateOrUpdateTags"))
 	f.Fuzz(func(t *testing.T, rawQuery, contentType, auth string, body []byte) {
+		defer failSlow(t, time.Now())
 		req, e := parseQuery(rawQuery, contentType, auth, body)
 		if (req == nil) == (e == nil) {
 			t.Fatalf("parseQuery returned %v and %v", req, e)
@@ -220,6 +222,7 @@ func FuzzAPI(f *testing.F) {
 		f.Add(sort.SearchStrings(names, svcASG+" "+a), "AutoScalingGroupName=g&ScalingProcesses.member.1=Launch&ScalingProcesses.member.3=Bogus")
 	}
 	f.Fuzz(func(t *testing.T, which int, form string) {
+		defer failSlow(t, time.Now())
 		if which < 0 {
 			which = -which
 		}
@@ -238,4 +241,13 @@ func FuzzAPI(f *testing.F) {
 			t.Fatalf("%s %q: %d %s", name, form, resp.StatusCode, b)
 		}
 	})
+}
+
+// failSlow fails a fuzz input that took longer than a second: a hang or
+// a blow-up (make fuzz-long relies on it). Deferred with the start time.
+func failSlow(t *testing.T, start time.Time) {
+	t.Helper()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("input took %s, over the 1s bound", d)
+	}
 }

@@ -324,6 +324,7 @@ func FuzzParsePlan(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer failSlow(t, time.Now())
 		p, err := ParsePlan(data)
 		if err != nil {
 			var pe PlanErrors
@@ -378,5 +379,14 @@ func TestParseLock(t *testing.T) {
 		if _, ok := ParseLock(bad); ok {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+// failSlow fails a fuzz input that took longer than a second: a hang or
+// a blow-up (make fuzz-long relies on it). Deferred with the start time.
+func failSlow(t *testing.T, start time.Time) {
+	t.Helper()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("input took %s, over the 1s bound", d)
 	}
 }
