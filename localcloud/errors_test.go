@@ -119,20 +119,7 @@ func TestErrorsThroughSDK(t *testing.T) {
 // actions, garbage forms, and checks each service's error document.
 func TestRawRequests(t *testing.T) {
 	c, _ := startCloud(t, fastConfig())
-	post := func(auth, body string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, c.Endpoint(), strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	post := func(auth, body string) (int, string) { return postForm(t, c.Endpoint(), auth, body) }
 	sig := func(svc string) string {
 		return "AWS4-HMAC-SHA256 Credential=AKIDRAW/20260101/us-east-1/" + svc + "/aws4_request, SignedHeaders=host, Signature=00"
 	}

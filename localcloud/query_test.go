@@ -18,20 +18,7 @@ func TestQueryListIndices(t *testing.T) {
 	makeFleet(t, ctx, cl, "grp-a", "ami-sim", 1)
 	makeFleet(t, ctx, cl, "grp-b", "ami-sim", 1)
 	post := func(svc, form string) (int, string) {
-		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoint(), strings.NewReader(form))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKTEST/20260101/us-east-1/"+svc+"/aws4_request, SignedHeaders=host, Signature=x")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return postForm(t, c.Endpoint(), "AWS4-HMAC-SHA256 Credential=AKTEST/20260101/us-east-1/"+svc+"/aws4_request, SignedHeaders=host, Signature=x", form)
 	}
 	const describe = "Action=DescribeAutoScalingGroups&Version=2011-01-01&"
 	for _, tc := range []struct {
@@ -77,4 +64,28 @@ func TestQueryListIndices(t *testing.T) {
 			}
 		})
 	}
+}
+
+// postForm posts a Query form to the cloud, signed as auth says (no
+// Authorization when empty), and returns the status and body.
+func postForm(t *testing.T, endpoint, auth, form string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
