@@ -30,6 +30,11 @@ func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Max-Age", "86400")
 		return
 	case http.MethodPost, http.MethodGet:
+		if !s.admit() {
+			s.refuseFull(w, r)
+			return
+		}
+		defer s.unadmit()
 		s.servePoll(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST, OPTIONS")
@@ -37,10 +42,22 @@ func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// cors answers a cross-origin request from an allowed origin (see
+// allowedOrigin): with credentials only for the origins of CORSOrigins.
 func (s *Server) cors(w http.ResponseWriter, r *http.Request) {
-	if o := r.Header.Get("Origin"); o != "" {
-		w.Header().Set("Access-Control-Allow-Origin", o)
-		w.Header().Set("Access-Control-Allow-Credentials", "true")
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return
+	}
+	ok, creds := s.allowedOrigin(o)
+	if !ok {
+		return
+	}
+	h.Set("Access-Control-Allow-Origin", o)
+	if creds {
+		h.Set("Access-Control-Allow-Credentials", "true")
 	}
 }
 
@@ -65,7 +82,12 @@ func (s *Server) readPollBody(w http.ResponseWriter, r *http.Request) ([]byte, e
 		}
 		return []byte(msg), nil
 	}
+	// the body must come within the handshake deadline as well; the
+	// deadline is lifted once it is read, or it would end a held connect
+	// (net/http's background read would fail and cancel the request).
+	setReadDeadline(w, time.Now().Add(min(s.cfg.ReadTimeout, s.cfg.HandshakeTimeout)))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
+	setReadDeadline(w, time.Time{})
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +159,12 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readPollBody(w, r)
 	if err != nil {
 		var mb *http.MaxBytesError
+		if isTimeout(err) {
+			s.met.limited.WithLabelValues(limitReadTimeout).Inc()
+			w.Header().Set("Connection", "close")
+			s.badRequest(w, http.StatusRequestTimeout, "request body not received in time")
+			return
+		}
 		if errors.As(err, &mb) {
 			s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
 			return
@@ -161,6 +189,9 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	b := &batch{transport: bayeux.ConnTypeLongPolling, req: r}
+	if s.hsLimit != nil {
+		b.addr = s.clientKey(r)
+	}
 	s.process(b, msgs)
 	for _, f := range b.after {
 		f()
