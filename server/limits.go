@@ -262,21 +262,24 @@ func (l *handshakeLimiter) size() int {
 	return len(l.buckets)
 }
 
-// allowedOrigin reports whether a CORS request from origin is answered, and
-// with credentials: without CORSOrigins every origin is, without
-// credentials (clients authenticate with a token in ext, never a cookie);
-// with it only the origins listed are, with credentials, which Faye's and
-// CometD's cross-origin transports ask for (withCredentials).
-func (s *Server) allowedOrigin(origin string) (ok, credentials bool) {
+// allowedOrigin reports whether a CORS request from origin is answered.
+// The answer carries credentials, because Faye's and CometD's cross-origin
+// transports send their requests withCredentials and a browser drops a
+// credentialed response without them; so without CORSOrigins any page may
+// drive the node with its visitors' cookies. The node itself never
+// authenticates by cookie (clients send a token in ext), but whatever is in
+// front of it may (a load balancer's OIDC cookie): list the application's
+// origins in CORSOrigins then.
+func (s *Server) allowedOrigin(origin string) bool {
 	if len(s.cfg.CORSOrigins) == 0 {
-		return true, false
+		return true
 	}
 	for _, o := range s.cfg.CORSOrigins {
 		if o == "*" || strings.EqualFold(o, origin) {
-			return true, true
+			return true
 		}
 	}
-	return false, false
+	return false
 }
 
 // NewHTTPServer returns the http.Server that serves the node's Handler,

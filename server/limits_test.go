@@ -448,8 +448,9 @@ func TestHandshakeLimiter(t *testing.T) {
 	}
 }
 
-// TestCORS: without an allow-list any origin is answered without
-// credentials; with one, only its origins, with credentials.
+// TestCORS: without an allow-list any origin is answered (with the
+// credentials browser Faye and CometD ask for); with one, only its
+// origins.
 func TestCORS(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
@@ -457,9 +458,11 @@ func TestCORS(t *testing.T) {
 		origin       string
 		allow, creds string
 	}{
-		{"default", nil, "http://evil.example", "http://evil.example", ""},
+		{"default", nil, "http://app.example", "http://app.example", "true"},
 		{"listed", []string{"http://app.example"}, "http://app.example", "http://app.example", "true"},
 		{"not listed", []string{"http://app.example"}, "http://evil.example", "", ""},
+		{"listed, other case", []string{"http://app.example"}, "http://APP.example", "http://APP.example", "true"},
+		{"second of two", []string{"http://a.example", "http://app.example"}, "http://app.example", "http://app.example", "true"},
 		{"any with credentials", []string{"*"}, "http://app.example", "http://app.example", "true"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

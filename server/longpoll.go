@@ -43,22 +43,17 @@ func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
 }
 
 // cors answers a cross-origin request from an allowed origin (see
-// allowedOrigin): with credentials only for the origins of CORSOrigins.
+// allowedOrigin); another origin gets no CORS headers, so a browser keeps
+// the response from its page.
 func (s *Server) cors(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Add("Vary", "Origin")
 	o := r.Header.Get("Origin")
-	if o == "" {
-		return
-	}
-	ok, creds := s.allowedOrigin(o)
-	if !ok {
+	if o == "" || !s.allowedOrigin(o) {
 		return
 	}
 	h.Set("Access-Control-Allow-Origin", o)
-	if creds {
-		h.Set("Access-Control-Allow-Credentials", "true")
-	}
+	h.Set("Access-Control-Allow-Credentials", "true")
 }
 
 func (s *Server) badRequest(w http.ResponseWriter, code int, msg string) {

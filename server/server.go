@@ -106,9 +106,10 @@ type Config struct {
 	HandshakeRate     float64
 	HandshakeBurst    int
 	TrustForwardedFor bool
-	// CORSOrigins, when set, are the only origins CORS answers, with
-	// credentials ("*": any origin, with credentials); empty: any origin,
-	// without credentials.
+	// CORSOrigins, when set, are the only origins whose pages may call the
+	// node cross-origin ("*": any); empty: any origin. The answer always
+	// allows credentials, which Faye's and CometD's cross-origin
+	// transports need (see allowedOrigin).
 	CORSOrigins []string
 	// NoMetrics leaves /metrics out of Handler, for a node that serves
 	// MetricsHandler on a listener of its own.

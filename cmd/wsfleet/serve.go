@@ -78,7 +78,7 @@ func addServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.Float64Var(&f.handshakesPerIP, "max-handshakes-per-ip", 0, "most /meta/handshakes a second from one client address, in bursts of --handshake-burst (0: no limit; behind a load balancer only with --trust-forwarded-for)")
 	fs.IntVar(&f.handshakeBurst, "handshake-burst", 20, "handshakes one client address may make at once under --max-handshakes-per-ip")
 	fs.BoolVar(&f.trustForwardedFor, "trust-forwarded-for", false, "take a client's address from the last X-Forwarded-For entry, which the load balancer in front appends (set it only behind one)")
-	fs.StringVar(&f.corsOrigins, "cors-origins", "", "comma-separated origins CORS answers, with credentials ('*': any); empty: any origin, without credentials")
+	fs.StringVar(&f.corsOrigins, "cors-origins", "", "comma-separated origins whose pages may use the node cross-origin (CORS, with credentials, as Faye's and CometD's cross-origin transports need); empty: any origin")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve /metrics on this `ADDR` only, not on --listen (empty: on --listen)")
 	fs.StringVar(&f.pprof, "pprof", os.Getenv("WSFLEET_PPROF"), "debug: serve Go profiles (net/http/pprof) on this loopback `ADDR` (default $WSFLEET_PPROF; empty: off)")
 	return f
