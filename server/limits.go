@@ -119,6 +119,7 @@ func (wc *wsConn) spokeOnce() {
 	wc.spoke.Store(true)
 	if wc.deadline != nil {
 		wc.deadline.Stop()
+		wc.deadline = nil // an idle socket keeps no timer
 	}
 }
 
