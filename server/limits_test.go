@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -26,26 +25,7 @@ import (
 // (NewHTTPServer), with its header and idle timeouts.
 func startHTTPNode(t testing.TB, mod func(*Config)) *node {
 	t.Helper()
-	cfg := Config{NodeID: "n1", AdminToken: testAdmin, Timeout: 2 * time.Second, SweepInterval: 50 * time.Millisecond}
-	if mod != nil {
-		mod(&cfg)
-	}
-	srv, err := New(cfg, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(nil)
-	hs.Config = srv.NewHTTPServer()
-	hs.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	go srv.Run(ctx)
-	t.Cleanup(func() {
-		cancel()
-		srv.Close()
-		hs.CloseClientConnections()
-		hs.Close()
-	})
-	return &node{t: t, srv: srv, hs: hs, url: hs.URL}
+	return newNode(t, mod, true)
 }
 
 // waitUntil polls cond until it holds or 5 s pass.
@@ -56,6 +36,24 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// deliversAfter connects a websocket client, subscribes it, waits d and
+// checks that the socket is still open and delivering.
+func deliversAfter(t testing.TB, n *node, d time.Duration) {
+	t.Helper()
+	p := dialWS(t, n)
+	p.handshake(nil)
+	p.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket", "advice": msg{"timeout": 0}})
+	p.next(onChannel(bayeux.ChannelConnect))
+	p.subscribe("/room", nil)
+	time.Sleep(d)
+	if code, _ := n.publish(`{"channel":"/room","data":"still here"}`); code != 200 {
+		t.Fatalf("publish %d", code)
+	}
+	if m := p.next(isData); m["data"] != "still here" {
+		t.Fatalf("delivery after %v: %v", d, m)
 	}
 }
 
@@ -145,18 +143,7 @@ func TestHandshakeDeadline(t *testing.T) {
 	checkHandshakeReply(t, handshakeOnly.expectJSON())
 	handshakeOnly.expectClose(wsStatusPolicyViolation)
 
-	p := dialWS(t, n)
-	p.handshake(nil)
-	p.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket", "advice": msg{"timeout": 0}})
-	p.next(onChannel(bayeux.ChannelConnect))
-	p.subscribe("/room", nil)
-	time.Sleep(3 * timeout)
-	if code, _ := n.publish(`{"channel":"/room","data":"still here"}`); code != 200 {
-		t.Fatalf("publish %d", code)
-	}
-	if m := p.next(isData); m["data"] != "still here" {
-		t.Fatalf("delivery %v", m)
-	}
+	deliversAfter(t, n, 3*timeout)
 	if v := scrape(t, n, `wsfleet_limited_total{limit="handshake_timeout"}`); v != 2 {
 		t.Fatalf("wsfleet_limited_total{handshake_timeout} = %v, want 2", v)
 	}
@@ -262,18 +249,7 @@ func TestHeaderAndIdleTimeouts(t *testing.T) {
 		t.Fatalf("an idle keep-alive connection was not closed: %v", err)
 	}
 
-	p := dialWS(t, n)
-	p.handshake(nil)
-	p.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket", "advice": msg{"timeout": 0}})
-	p.next(onChannel(bayeux.ChannelConnect))
-	p.subscribe("/room", nil)
-	time.Sleep(5 * d)
-	if code, _ := n.publish(`{"channel":"/room","data":"x"}`); code != 200 {
-		t.Fatalf("publish %d", code)
-	}
-	if m := p.next(isData); m["data"] != "x" {
-		t.Fatalf("delivery %v", m)
-	}
+	deliversAfter(t, n, 5*d)
 	for _, l := range []string{"read_header_timeout_seconds", "idle_timeout_seconds", "read_timeout_seconds"} {
 		if v := scrape(t, n, `wsfleet_limit{limit="`+l+`"}`); v != d.Seconds() {
 			t.Errorf("wsfleet_limit{%s} = %v", l, v)
