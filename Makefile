@@ -28,14 +28,11 @@ demo-ci: build
 	  ./$(BIN) demo --fast --naive --clients 200 --out $$out/naive; rc=$$?; \
 	  if [ $$rc -ne 0 ]; then cat $$out/*/report.md 2>/dev/null; fi; rm -rf $$out; exit $$rc
 
-# fuzz runs each fuzz target briefly; CI runs their seed corpora in `test`.
+# fuzz runs every fuzz target in the repository (scripts/fuzz.sh lists them
+# from the code) for FUZZTIME each, default 30s, and fails if any fails; CI
+# runs their seed corpora in `test`.
 fuzz:
-	$(GO) test ./bayeux -run '^$$' -fuzz FuzzDecodeMessages -fuzztime 30s
-	$(GO) test ./localcloud -run '^$$' -fuzz FuzzParseQuery -fuzztime 30s
-	$(GO) test ./localcloud -run '^$$' -fuzz FuzzAPI -fuzztime 30s
-	$(GO) test ./nodeaws -run '^$$' -fuzz FuzzParseUserData -fuzztime 30s
-	$(GO) test ./rollout -run '^$$' -fuzz FuzzParsePlan -fuzztime 30s
-	$(GO) test ./rollout -run '^$$' -fuzz FuzzSumMetric -fuzztime 10s
+	GO=$(GO) ./scripts/fuzz.sh
 
 demo: build
 	./$(BIN) demo
