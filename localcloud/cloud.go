@@ -259,12 +259,14 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 	c.s3 = s3
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		c.s3.close()
 		c.removeTmp()
 		return nil, fmt.Errorf("localcloud: listen %s: %w", cfg.Listen, err)
 	}
 	c.ln = ln
 	if err := c.startSimListener(); err != nil {
 		ln.Close()
+		c.s3.close()
 		c.removeTmp()
 		return nil, fmt.Errorf("localcloud: %w", err)
 	}
@@ -353,6 +355,7 @@ func (c *Cloud) Close() error {
 	}
 	wg.Wait()
 	c.wg.Wait()
+	c.s3.close()
 	c.removeTmp()
 	return nil
 }

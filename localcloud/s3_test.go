@@ -380,6 +380,14 @@ func TestS3Restart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A second cloud on the same folder would not see the first one's
+	// writes: it is refused while the first runs.
+	if c, err := Start(ctx, cfg); err == nil {
+		c.Close()
+		t.Fatal("a second cloud started on a folder in use")
+	} else if !strings.Contains(err.Error(), "in use by another local cloud") {
+		t.Fatalf("second cloud on the folder: %v", err)
+	}
 	c1.Close()
 	c2, err := Start(ctx, cfg)
 	if err != nil {

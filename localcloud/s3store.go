@@ -41,7 +41,8 @@ import (
 // reads and conditions; mu orders every change to it with the rename that
 // makes it durable, which is what makes conditional writes atomic.
 type s3Store struct {
-	dir string
+	dir  string
+	lock *os.File // holds dir's lock (s3lock_unix.go) until close
 
 	mu      sync.Mutex
 	buckets map[string]*s3Bucket
@@ -77,9 +78,14 @@ func openS3Store(dir string) (*s3Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("s3 dir %s: %w", dir, err)
 	}
-	s := &s3Store{dir: dir, buckets: map[string]*s3Bucket{}}
+	lock, err := lockS3Dir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &s3Store{dir: dir, lock: lock, buckets: map[string]*s3Bucket{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
+		s.close()
 		return nil, fmt.Errorf("s3 dir %s: %w", dir, err)
 	}
 	for _, e := range ents {
@@ -88,6 +94,7 @@ func openS3Store(dir string) (*s3Store, error) {
 		}
 		b, err := s.loadBucket(e.Name())
 		if err != nil {
+			s.close()
 			return nil, err
 		}
 		if b != nil {
@@ -95,6 +102,14 @@ func openS3Store(dir string) (*s3Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// close releases the folder's lock.
+func (s *s3Store) close() {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
 }
 
 // loadBucket reads one bucket's folder; nil when the folder is not a bucket.
