@@ -39,6 +39,9 @@ fuzz:
 	$(GO) test ./bayeux -run '^$$' -fuzz FuzzDecodeMessages -fuzztime 30s
 	$(GO) test ./localcloud -run '^$$' -fuzz FuzzParseQuery -fuzztime 30s
 	$(GO) test ./localcloud -run '^$$' -fuzz FuzzAPI -fuzztime 30s
+	$(GO) test ./localcloud -run '^$$' -fuzz FuzzS3Route -fuzztime 20s
+	$(GO) test ./localcloud -run '^$$' -fuzz FuzzS3Chunked -fuzztime 20s
+	$(GO) test ./localcloud -run '^$$' -fuzz FuzzS3API -fuzztime 30s
 	$(GO) test ./nodeaws -run '^$$' -fuzz FuzzParseUserData -fuzztime 30s
 	$(GO) test ./rollout -run '^$$' -fuzz FuzzParsePlan -fuzztime 30s
 	$(GO) test ./rollout -run '^$$' -fuzz FuzzSumMetric -fuzztime 10s
