@@ -623,3 +623,42 @@ func TestS3SDKChecksums(t *testing.T) {
 		t.Errorf("the SDK never sent an aws-chunked body with a trailer: %v", encodings)
 	}
 }
+
+// TestS3Routing: which requests the endpoint takes for S3's and which for
+// the Query APIs', and which bucket a Host names.
+func TestS3Routing(t *testing.T) {
+	sig := func(svc string) string {
+		return "AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/" + svc + "/aws4_request, SignedHeaders=host, Signature=00"
+	}
+	for _, tc := range []struct {
+		name, method, host, query, auth string
+		s3                              bool
+	}{
+		{"signed s3", "PUT", "127.0.0.1:4566", "", sig("s3"), true},
+		{"signed s3 post", "POST", "127.0.0.1:4566", "uploads", sig("s3"), true},
+		{"signed ec2 through a bucket-like host", "POST", "ec2.localhost:4566", "", sig("ec2"), false},
+		{"signed autoscaling", "POST", "127.0.0.1:4566", "", sig("autoscaling"), false},
+		{"presigned s3", "GET", "127.0.0.1:4566", "X-Amz-Credential=AK%2F20260101%2Fus-east-1%2Fs3%2Faws4_request", "", true},
+		{"unsigned vhost", "POST", "b.localhost", "", "", true},
+		{"unsigned query get", "GET", "127.0.0.1:4566", "Action=DescribeInstances", "", false},
+		{"unsigned form post", "POST", "127.0.0.1:4566", "", "", false},
+		{"unsigned get", "GET", "127.0.0.1:4566", "list-type=2", "", true},
+		{"unsigned delete", "DELETE", "localhost", "", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := isS3Request(tc.method, tc.host, tc.query, tc.auth); got != tc.s3 {
+				t.Errorf("isS3Request = %v, want %v", got, tc.s3)
+			}
+		})
+	}
+	for host, want := range map[string]string{
+		"127.0.0.1:4566": "", "localhost:4566": "", "[::1]:4566": "", "s3.localhost": "", "myhost:4566": "",
+		"state.localhost:4566": "state", "my.state.localhost": "my.state", "State.LOCALHOST.": "state",
+		"state.s3.us-east-1.amazonaws.com": "state", "a.s3.b.s3.eu-west-1.amazonaws.com": "a.s3.b", "state.s3-us-west-2.amazonaws.com": "state",
+		"s3.us-east-1.amazonaws.com": "",
+	} {
+		if got := virtualBucket(host); got != want {
+			t.Errorf("virtualBucket(%q) = %q, want %q", host, got, want)
+		}
+	}
+}

@@ -9,9 +9,9 @@ import (
 )
 
 // S3's REST API shares the endpoint with the Query APIs. A request is S3's
-// when its Host names a bucket (virtual-host style), when its SigV4
-// credential scope says s3, or, unsigned, when it is not a Query call (no
-// Action parameter, not a POST). Path-style requests name the bucket in
+// when its SigV4 credential scope says s3, when (without a scope) its Host
+// names a bucket (virtual-host style), or, unsigned, when it is not a
+// Query call (no Action parameter, not a POST). Path-style requests name the bucket in
 // the path's first segment: /{bucket}/{key}.
 
 // s3Op is one parsed S3 request.
@@ -23,11 +23,11 @@ type s3Op struct {
 	Err    *s3Error
 }
 
-// isS3Request says whether a request is for S3 rather than a Query API.
+// isS3Request says whether a request is for S3 rather than a Query API:
+// the credential scope decides when there is one (a Query call through a
+// Host that looks like a bucket's stays a Query call), then a bucket in the
+// Host, then the request's form.
 func isS3Request(method, host, rawQuery, authorization string) bool {
-	if virtualBucket(host) != "" {
-		return true
-	}
 	q, _ := url.ParseQuery(rawQuery)
 	_, svc := parseCredential(authorization)
 	if svc == "" {
@@ -38,6 +38,9 @@ func isS3Request(method, host, rawQuery, authorization string) bool {
 		return true
 	case svcEC2, svcASG, svcELB:
 		return false
+	}
+	if virtualBucket(host) != "" {
+		return true
 	}
 	return !q.Has("Action") && method != http.MethodPost
 }
