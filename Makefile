@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-s3-cli vet fuzz demo demo-ci clean
+.PHONY: build test test-s3-cli vet fuzz fuzz-long demo demo-ci clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -34,17 +34,19 @@ demo-ci: build
 	  ./$(BIN) demo --fast --naive --clients 200 --out $$out/naive; rc=$$?; \
 	  if [ $$rc -ne 0 ]; then cat $$out/*/report.md 2>/dev/null; fi; rm -rf $$out; exit $$rc
 
-# fuzz runs each fuzz target briefly; CI runs their seed corpora in `test`.
+# fuzz runs every fuzz target in the repository (scripts/fuzz.sh lists them
+# from the code) for FUZZTIME each, default 30s, and fails if any fails; CI
+# runs their seed corpora in `test`.
 fuzz:
-	$(GO) test ./bayeux -run '^$$' -fuzz FuzzDecodeMessages -fuzztime 30s
-	$(GO) test ./localcloud -run '^$$' -fuzz FuzzParseQuery -fuzztime 30s
-	$(GO) test ./localcloud -run '^$$' -fuzz FuzzAPI -fuzztime 30s
-	$(GO) test ./localcloud -run '^$$' -fuzz FuzzS3Route -fuzztime 20s
-	$(GO) test ./localcloud -run '^$$' -fuzz FuzzS3Chunked -fuzztime 20s
-	$(GO) test ./localcloud -run '^$$' -fuzz FuzzS3API -fuzztime 30s
-	$(GO) test ./nodeaws -run '^$$' -fuzz FuzzParseUserData -fuzztime 30s
-	$(GO) test ./rollout -run '^$$' -fuzz FuzzParsePlan -fuzztime 30s
-	$(GO) test ./rollout -run '^$$' -fuzz FuzzSumMetric -fuzztime 10s
+	GO=$(GO) ./scripts/fuzz.sh
+
+# fuzz-long runs the four targets that read outside input (the plan
+# parser, the Bayeux decoder, the AWS Query parser, the local cloud's
+# API) for FUZZTIME each (default 3m). An input slower than a second fails
+# the run. Its last result is in docs/fuzz.md.
+FUZZ_LONG := ^(./rollout FuzzParsePlan|./bayeux FuzzDecodeMessages|./localcloud FuzzParseQuery|./localcloud FuzzAPI)$$
+fuzz-long:
+	GO=$(GO) FUZZTIME=$${FUZZTIME:-3m} FUZZ_ONLY='$(FUZZ_LONG)' ./scripts/fuzz.sh
 
 demo: build
 	./$(BIN) demo

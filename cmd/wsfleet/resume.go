@@ -17,49 +17,85 @@ func init() {
 	})
 }
 
-// runResume tells a live engine to continue (or roll back); with no live
-// engine it becomes the engine, taking the lock over from a dead one.
-func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+// changeArgs is what a command about one stored rollout (resume,
+// rollback, pause, abort) gets from its arguments: the change id, the
+// store, the change's state, and the rollout flags.
+type changeArgs struct {
+	change string
+	store  *rollout.Store
+	state  *rollout.State
+	flags  *roFlags
+}
+
+// loadChange adds -c and the rollout flags (the engine's too, with engine)
+// to a new flag set for cmd, parses args, and loads the change's state; a
+// change that has already finished is an exit status 1.
+func loadChange(cmd string, args []string, stderr io.Writer, engine bool) (*changeArgs, error) {
 	fs := newFlagSet(cmd, stderr)
 	change := fs.String("c", "", "change id")
-	f := addRolloutFlags(fs, true)
+	f := addRolloutFlags(fs, engine)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if *change == "" {
-		return fmt.Errorf("%w: -c CHANGE is required", errUsage)
+		return nil, fmt.Errorf("%w: -c CHANGE is required", errUsage)
 	}
 	store := &rollout.Store{Dir: f.stateDir}
 	st, err := store.Load(*change)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if st.Status.Final() {
-		return exitError{code: 1, msg: fmt.Sprintf("%s is already %s", st.Change, st.Status)}
+		return nil, exitError{code: 1, msg: fmt.Sprintf("%s is already %s", st.Change, st.Status)}
 	}
-	if engineAlive(st) && !f.force {
+	return &changeArgs{change: *change, store: store, state: st, flags: f}, nil
+}
+
+// ask leaves control for the change's live engine to act on, and says so
+// on stdout in terms of cmd.
+func (c *changeArgs) ask(stdout io.Writer, control, cmd string) error {
+	if _, err := c.store.SetControl(c.change, control); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: asked the engine (%s) to %s\n", c.change, c.state.Owner, cmd)
+	return nil
+}
+
+// storedPlan parses the plan the change was started with.
+func (c *changeArgs) storedPlan() (*rollout.Plan, error) {
+	p, err := rollout.ParsePlan(c.state.PlanYAML)
+	if err != nil {
+		return nil, fmt.Errorf("stored plan: %w", err)
+	}
+	return p, nil
+}
+
+// runResume tells a live engine to continue (or roll back); with no live
+// engine it becomes the engine, taking the lock over from a dead one.
+func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	c, err := loadChange(cmd, args, stderr, true)
+	if err != nil {
+		return err
+	}
+	if engineAlive(c.state) && !c.flags.force {
 		control := "run"
 		if cmd == "rollback" {
 			control = "rollback"
 		}
-		if _, err := store.SetControl(*change, control); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s: asked the engine (%s) to %s\n", *change, st.Owner, cmd)
-		return nil
+		return c.ask(stdout, control, cmd)
 	}
-	p, err := rollout.ParsePlan(st.PlanYAML)
-	if err != nil {
-		return fmt.Errorf("stored plan: %w", err)
-	}
-	e, stop, err := roEngine(ctx, p, f, stdout, stderr)
+	p, err := c.storedPlan()
 	if err != nil {
 		return err
 	}
-	st2, err := e.Resume(ctx, *change, cmd == "rollback")
-	stop()
-	if st2 == nil {
-		st2 = st
+	e, stop, err := roEngine(ctx, p, c.flags, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	return roFinish(st2, err, f, stdout)
+	st, err := e.Resume(ctx, c.change, cmd == "rollback")
+	stop()
+	if st == nil {
+		st = c.state
+	}
+	return roFinish(st, err, c.flags, stdout)
 }

@@ -115,55 +115,38 @@ func engineAlive(st *rollout.State) bool {
 // runControl sends pause or abort to a running engine, or applies an abort
 // to a rollout whose engine is gone.
 func runControl(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(cmd, stderr)
-	change := fs.String("c", "", "change id")
-	f := addRolloutFlags(fs, false)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *change == "" {
-		return fmt.Errorf("%w: -c CHANGE is required", errUsage)
-	}
-	store := &rollout.Store{Dir: f.stateDir}
-	st, err := store.Load(*change)
+	c, err := loadChange(cmd, args, stderr, false)
 	if err != nil {
 		return err
 	}
-	if st.Status.Final() {
-		return exitError{code: 1, msg: fmt.Sprintf("%s is already %s", st.Change, st.Status)}
-	}
-	if engineAlive(st) {
-		if _, err := store.SetControl(*change, cmd); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s: asked the engine (%s) to %s\n", *change, st.Owner, cmd)
-		return nil
+	if engineAlive(c.state) {
+		return c.ask(stdout, cmd, cmd)
 	}
 	if cmd == "pause" {
-		return exitError{code: 1, msg: fmt.Sprintf("%s has no running engine (status %s); it is already stopped — resume continues it", *change, st.Status)}
+		return exitError{code: 1, msg: fmt.Sprintf("%s has no running engine (status %s); it is already stopped — resume continues it", c.change, c.state.Status)}
 	}
 	// Abort with no engine: become the engine for as long as it takes to
 	// undo the change's hold on the group (the processes it suspended,
 	// the nodes it drained) and free it.
-	p, err := rollout.ParsePlan(st.PlanYAML)
-	if err != nil {
-		return fmt.Errorf("stored plan: %w", err)
-	}
-	if f.lockTTL == 0 {
-		f.lockTTL = time.Minute
-	}
-	e, stop, err := roEngine(ctx, p, f, io.Discard, stderr)
+	p, err := c.storedPlan()
 	if err != nil {
 		return err
 	}
-	st2, err := e.Abort(ctx, *change)
+	if c.flags.lockTTL == 0 {
+		c.flags.lockTTL = time.Minute
+	}
+	e, stop, err := roEngine(ctx, p, c.flags, io.Discard, stderr)
+	if err != nil {
+		return err
+	}
+	st, err := e.Abort(ctx, c.change)
 	stop()
 	if err != nil {
-		return fmt.Errorf("abort %s: %w", *change, err)
+		return fmt.Errorf("abort %s: %w", c.change, err)
 	}
-	if line := st2.Suspension.String(); line != "" {
-		fmt.Fprintf(stdout, "%s: %s\n", *change, line)
+	if line := st.Suspension.String(); line != "" {
+		fmt.Fprintf(stdout, "%s: %s\n", c.change, line)
 	}
-	fmt.Fprintf(stdout, "%s: aborted; the group is left as it is\n", *change)
+	fmt.Fprintf(stdout, "%s: aborted; the group is left as it is\n", c.change)
 	return nil
 }
