@@ -542,14 +542,8 @@ func (c *Cloud) s3PutObject(w http.ResponseWriter, r *http.Request, op s3Op) *s3
 		}
 		return nil
 	})
-	var se *s3Error
-	switch {
-	case errors.As(err, &se):
-		return se
-	case errors.Is(err, errNoSuchBucket):
-		return noSuchBucket(op.Bucket)
-	case err != nil:
-		return internalS3(err)
+	if e := storeError(err, op.Bucket); e != nil {
+		return e
 	}
 	w.Header().Set("ETag", o.ETag)
 	w.Header().Set("Content-Length", "0")
@@ -734,15 +728,24 @@ func (c *Cloud) s3DeleteObject(w http.ResponseWriter, r *http.Request, op s3Op) 
 		}
 		return nil
 	})
-	var se *s3Error
-	switch {
-	case errors.As(err, &se):
-		return se
-	case errors.Is(err, errNoSuchBucket):
-		return noSuchBucket(op.Bucket)
-	case err != nil:
-		return internalS3(err)
+	if e := storeError(err, op.Bucket); e != nil {
+		return e
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// storeError is the answer to an s3Store change's error: a condition's own
+// S3 error as is, NoSuchBucket, or InternalError; nil for nil.
+func storeError(err error, bucket string) *s3Error {
+	var se *s3Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, errNoSuchBucket):
+		return noSuchBucket(bucket)
+	}
+	return internalS3(err)
 }

@@ -1,10 +1,7 @@
 package localcloud
 
 import (
-	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,38 +16,8 @@ func TestS3AWSCLI(t *testing.T) {
 	if os.Getenv("WSFLEET_S3_CLI") != "1" {
 		t.Skip("set WSFLEET_S3_CLI=1 (make test-s3-cli) to run the AWS CLI against S3")
 	}
-	awsBin, err := exec.LookPath("aws")
-	if err != nil {
-		t.Skip("aws CLI not installed (scripts/test-deps.sh installs it)")
-	}
 	c, _ := startCloud(t, fastConfig())
-	home := t.TempDir()
-	run := func(args ...string) (map[string]any, error) {
-		t.Helper()
-		cmd := exec.Command(awsBin, append([]string{"--endpoint-url", c.Endpoint(), "--output", "json"}, args...)...)
-		cmd.Env = append(os.Environ(), "HOME="+home, "AWS_ACCESS_KEY_ID=AKIDS3CLI", "AWS_SECRET_ACCESS_KEY=cli",
-			"AWS_DEFAULT_REGION=us-east-1", "AWS_REGION=us-east-1", "AWS_CONFIG_FILE="+home+"/none", "AWS_SHARED_CREDENTIALS_FILE="+home+"/none", "AWS_PAGER=")
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("aws %s: %v: %s", strings.Join(args, " "), err, stderr.String())
-		}
-		out := map[string]any{}
-		if s := strings.TrimSpace(stdout.String()); s != "" {
-			if err := json.Unmarshal([]byte(s), &out); err != nil {
-				return nil, fmt.Errorf("aws %s: output %q: %v", strings.Join(args, " "), s, err)
-			}
-		}
-		return out, nil
-	}
-	must := func(args ...string) map[string]any {
-		t.Helper()
-		out, err := run(args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	run, must := awsCLI(t, c.Endpoint(), "AKIDS3CLI")
 	wantErr := func(code string, args ...string) {
 		t.Helper()
 		if _, err := run(args...); err == nil || !strings.Contains(err.Error(), code) {

@@ -82,6 +82,14 @@ var unsupportedS3 = []string{
 	"uploadId", "uploads", "versionId", "versioning", "versions", "website",
 }
 
+// The operations served, by what the path names (the service, a bucket, an
+// object) and the HTTP method.
+var (
+	s3ServiceOps = map[string]string{http.MethodGet: "ListBuckets"}
+	s3BucketOps  = map[string]string{http.MethodPut: "CreateBucket", http.MethodHead: "HeadBucket", http.MethodDelete: "DeleteBucket", http.MethodGet: "ListObjectsV2"}
+	s3ObjectOps  = map[string]string{http.MethodPut: "PutObject", http.MethodGet: "GetObject", http.MethodHead: "HeadObject", http.MethodDelete: "DeleteObject"}
+)
+
 // parseS3 decides which S3 operation a request is: the bucket from the Host
 // (virtual-host style) or the path's first segment (path style), the key
 // from the rest of the path.
@@ -114,36 +122,15 @@ func parseS3(method, host, path, rawQuery string) s3Op {
 	}
 	switch {
 	case op.Bucket == "":
-		if method == http.MethodGet {
-			op.Name = "ListBuckets"
-		}
+		op.Name = s3ServiceOps[method]
 	case op.Key == "":
-		switch method {
-		case http.MethodPut:
-			op.Name = "CreateBucket"
-		case http.MethodHead:
-			op.Name = "HeadBucket"
-		case http.MethodDelete:
-			op.Name = "DeleteBucket"
-		case http.MethodGet:
-			if q.Get("list-type") == "2" {
-				op.Name = "ListObjectsV2"
-			} else {
-				op.Err = &s3Error{Status: 501, Code: "NotImplemented", Message: "the local cloud serves ListObjectsV2 (list-type=2), not ListObjects"}
-				return op
-			}
+		op.Name = s3BucketOps[method]
+		if op.Name == "ListObjectsV2" && q.Get("list-type") != "2" {
+			op.Err = &s3Error{Status: 501, Code: "NotImplemented", Message: "the local cloud serves ListObjectsV2 (list-type=2), not ListObjects"}
+			return op
 		}
 	default:
-		switch method {
-		case http.MethodPut:
-			op.Name = "PutObject"
-		case http.MethodGet:
-			op.Name = "GetObject"
-		case http.MethodHead:
-			op.Name = "HeadObject"
-		case http.MethodDelete:
-			op.Name = "DeleteObject"
-		}
+		op.Name = s3ObjectOps[method]
 	}
 	if op.Name == "" {
 		op.Err = &s3Error{Status: http.StatusMethodNotAllowed, Code: "MethodNotAllowed", Message: "The specified method is not allowed against this resource."}
