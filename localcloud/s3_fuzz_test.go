@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzS3Route feeds the S3 router arbitrary methods, hosts, paths and
@@ -22,6 +23,7 @@ func FuzzS3Route(f *testing.F) {
 	f.Add("DELETE", "s3.localhost", "/b/k", "uploadId=1&versionId=2", "")
 	f.Add("GET", "x", "/b", "X-Amz-Credential=AK%2F20260101%2Fus-east-1%2Fs3%2Faws4_request", "")
 	f.Fuzz(func(t *testing.T, method, host, path, rawQuery, auth string) {
+		defer failSlow(t, time.Now())
 		isS3Request(method, host, rawQuery, auth)
 		op := parseS3(method, host, path, rawQuery)
 		if op.Err == nil {
@@ -51,6 +53,7 @@ func FuzzS3Chunked(f *testing.F) {
 	f.Add([]byte("5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n"), []byte{}, uint8(0))
 	f.Add([]byte("fffffffffffffff\r\n"), []byte("x"), uint8(1))
 	f.Fuzz(func(t *testing.T, raw, data []byte, cut uint8) {
+		defer failSlow(t, time.Now())
 		out, err := io.ReadAll(newChunkedReader(bytes.NewReader(raw)))
 		if len(out) > len(raw) {
 			t.Fatalf("%d bytes out of %d in", len(out), len(raw))
@@ -88,6 +91,7 @@ func FuzzS3API(f *testing.F) {
 	f.Add(0, "/fuzz", "", "", "", []byte("list-type=2&continuation-token=azph"))
 	f.Add(0, "/fuzz/k", "*", "W/\"x\", \"y\"", "", []byte("bytes=-1"))
 	f.Fuzz(func(t *testing.T, m int, path, ifMatch, ifNoneMatch, sha string, body []byte) {
+		defer failSlow(t, time.Now())
 		if m < 0 {
 			m = -m
 		}
