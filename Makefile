@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test vet fuzz fuzz-long demo demo-ci clean
+.PHONY: build test test-s3-cli vet fuzz fuzz-long demo demo-ci clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -17,7 +17,13 @@ test: build
 	./scripts/test-deps.sh
 	$(MAKE) vet
 	$(GO) test -race -timeout 15m ./...
+	$(MAKE) test-s3-cli
 	$(MAKE) demo-ci
+
+# test-s3-cli checks the local cloud's S3 with the AWS CLI's s3api (some
+# fifteen CLI runs, 20 s or more: kept out of plain `go test`).
+test-s3-cli:
+	WSFLEET_S3_CLI=1 $(GO) test -count=1 -run '^TestS3AWSCLI$$' ./localcloud
 
 # demo-ci runs the README's demo at CI size (--fast, 500 clients, under a
 # minute): it exits non-zero on any lost message or any instance not on the
