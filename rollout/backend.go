@@ -75,13 +75,10 @@ func (s *State) Holder() (LockInfo, bool) {
 // heldAgainst reports whether s is held by an engine other than me that
 // may still be running: its lease has not expired at now, it is not
 // detached, and it is not a process on me's host that is gone (alive
-// answers that).
+// answers that). An engine drops its lease when it stops (detached,
+// failed with a manual rollback, interrupted), so the next may resume
+// at once.
 func (s *State) heldAgainst(me LockInfo, now time.Time, alive func(pid int) bool) (LockInfo, bool) {
-	switch s.Status {
-	case StatusRunning, StatusPaused, StatusRollingBack:
-	default:
-		return LockInfo{}, false // no engine runs a waiting, failed or finished change
-	}
 	h, ok := s.Holder()
 	if !ok || s.Lease.IsZero() || h.Owner() == me.Owner() || h.PID == 0 || !now.Before(s.Lease) {
 		return h, false

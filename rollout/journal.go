@@ -45,7 +45,7 @@ func (e *Engine) do(ctx context.Context, st *State, eff Effect, obs Observation)
 	}
 	j.Status = "done"
 	st.apply(eff, out, e.Now())
-	e.event(st, "effect", string(eff.Kind), "effect", eff.Key, "id", eff.ID, "n", eff.N)
+	e.event(st, "effect", string(eff.Kind), "effect", eff.Key, "step", key, "id", eff.ID, "n", eff.N)
 	return e.save(st)
 }
 

@@ -255,6 +255,7 @@ func (e *Engine) fail(ctx context.Context, st *State, plan *Plan, reason string)
 	if e.phaseOpen {
 		e.phaseRecord(st, e.phase).Status = "failed"
 	}
+	st.Lease = time.Time{} // no engine goes on with it
 	if st.Rollback {
 		st.Status, st.Ended = StatusRollbackFailed, e.Now()
 		st.Failure += "; rollback: " + reason
