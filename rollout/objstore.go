@@ -384,3 +384,34 @@ func (s *ObjectStore) WriteReport(change string, report []byte) (string, error) 
 	}
 	return "s3://" + s.URL.Bucket + "/" + k, nil
 }
+
+// Push stores a change moved from elsewhere (wsfleet state push): its
+// state, created with If-None-Match: * so that a change already under the
+// prefix is never overwritten, then its event log as one batch and its
+// report. The lease is dropped: whoever resumes it next takes it.
+func (s *ObjectStore) Push(st *State, events, report []byte) error {
+	st.Lease = time.Time{}
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("push %s: %w", st.Change, err)
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if _, err := s.Objects.Put(ctx, s.key(st.Change, "state.json"), data, PutCond{IfNoneMatch: true}); err != nil {
+		if errors.Is(err, ErrPrecondition) || errors.Is(err, ErrConflict) {
+			return fmt.Errorf("push %s: %s already holds a change of that id; nothing was written", st.Change, s.Location())
+		}
+		return fmt.Errorf("push %s: %w", st.Change, unavailable(err))
+	}
+	if len(events) > 0 {
+		if err := s.appendEvents(st.Change, events); err != nil {
+			return fmt.Errorf("push %s: the state is stored, the event log is not: %w", st.Change, err)
+		}
+	}
+	if len(report) > 0 {
+		if _, err := s.WriteReport(st.Change, report); err != nil {
+			return fmt.Errorf("push %s: the state and event log are stored, the report is not: %w", st.Change, err)
+		}
+	}
+	return nil
+}

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"time"
 
 	"wsfleet/rollout"
 )
@@ -29,13 +32,20 @@ func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io
 	if *change == "" {
 		return fmt.Errorf("%w: -c CHANGE is required", errUsage)
 	}
-	store := &rollout.Store{Dir: f.stateDir}
+	store, err := roStore(ctx, f, nil)
+	if err != nil {
+		return err
+	}
 	st, err := store.Load(*change)
 	if err != nil {
 		return err
 	}
 	if st.Status.Final() {
 		return exitError{code: 1, msg: fmt.Sprintf("%s is already %s", st.Change, st.Status)}
+	}
+	if h, _ := st.Holder(); engineAlive(st) && !f.force && cmd == "resume" && st.Status != rollout.StatusPaused && h.Host != hostname() {
+		// Another machine's engine runs it: refused, naming it.
+		return exitError{code: 1, msg: fmt.Sprintf("%s is %s, held by the engine %s; nothing to resume (pause, abort and rollback reach it through %s)", st.Change, st.Status, holderLine(st, time.Now()), store.Location())}
 	}
 	if engineAlive(st) && !f.force {
 		control := "run"
@@ -52,14 +62,23 @@ func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io
 	if err != nil {
 		return fmt.Errorf("stored plan: %w", err)
 	}
-	e, stop, err := roEngine(ctx, p, f, stdout, stderr)
+	e, stop, err := roEngine(ctx, p, store, f, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	st2, err := e.Resume(ctx, *change, cmd == "rollback")
 	stop()
+	if errors.Is(err, rollout.ErrHeld) {
+		return exitError{code: 1, msg: err.Error()}
+	}
 	if st2 == nil {
 		st2 = st
 	}
-	return roFinish(st2, err, f, stdout)
+	return roFinish(st2, err, store, f, stdout)
+}
+
+// hostname is this machine's name as engines record it.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }

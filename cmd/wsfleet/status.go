@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +32,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	store := &rollout.Store{Dir: f.stateDir}
+	store, err := roStore(ctx, f, nil)
+	if err != nil {
+		return err
+	}
 	if *change == "" {
 		all, err := store.List()
 		if err != nil {
@@ -47,7 +49,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return json.NewEncoder(stdout).Encode(out)
 		}
 		if len(all) == 0 {
-			fmt.Fprintf(stdout, "no rollouts in %s\n", f.stateDir)
+			fmt.Fprintf(stdout, "no rollouts in %s\n", store.Location())
 		}
 		for _, st := range all {
 			fmt.Fprintf(stdout, "%-28s %-14s %-16s started %s\n", st.Change, st.Status, st.Group, st.Started.UTC().Format(time.RFC3339))
@@ -72,13 +74,14 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if f.jsonOut {
-		return json.NewEncoder(stdout).Encode(map[string]any{"state": st, "lock": lock, "suspended_processes": suspended, "engine_alive": engineAlive(st)})
+		return json.NewEncoder(stdout).Encode(map[string]any{"state": st, "lock": lock, "suspended_processes": suspended, "engine_alive": engineAlive(st), "resumable_from": st.NotBefore})
 	}
 	rollout.RenderView(stdout, st, time.Now())
 	if lock == "" {
 		lock = "(none)"
 	}
 	fmt.Fprintf(stdout, "lock: %s\nengine: %s (alive: %v)\n", lock, st.Owner, engineAlive(st))
+	fmt.Fprintf(stdout, "state: %s; holder: %s\n", store.Location(), holderLine(st, time.Now()))
 	if len(suspended) > 0 {
 		fmt.Fprintf(stdout, "group's suspended processes now: %s\n", strings.Join(suspended, ", "))
 	}
@@ -89,27 +92,23 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // engineAlive reports whether the process that last ran the rollout is
-// still running on this host. An engine on another host is reported as
-// alive while its lock on the group has not expired.
+// still running: on this host, whether its process exists; on another,
+// whether the lease it keeps in the state has not expired.
 func engineAlive(st *rollout.State) bool {
 	if st.Status.Final() || st.Owner == "" {
 		return false
 	}
-	at := strings.LastIndexByte(st.Owner, '@')
-	colon := strings.LastIndexByte(st.Owner, ':')
-	if at < 0 || colon < at {
-		return false
+	if h, ok := st.Holder(); ok {
+		me, _ := os.Hostname()
+		if h.PID <= 0 || (h.Host != me && !time.Now().Before(st.Lease)) {
+			return false // detached, or its lease ran out (an engine drops it when it stops)
+		}
+		if h.Host != me {
+			return true
+		}
+		return h.PID == os.Getpid() || !errors.Is(syscall.Kill(h.PID, 0), syscall.ESRCH)
 	}
-	host, pidStr := st.Owner[at+1:colon], st.Owner[colon+1:]
-	pid, err := strconv.Atoi(pidStr)
-	if err != nil || pid <= 0 {
-		return false
-	}
-	me, _ := os.Hostname()
-	if host != me {
-		return true
-	}
-	return pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	return false
 }
 
 // runControl sends pause or abort to a running engine, or applies an abort
@@ -124,7 +123,10 @@ func runControl(ctx context.Context, cmd string, args []string, stdout, stderr i
 	if *change == "" {
 		return fmt.Errorf("%w: -c CHANGE is required", errUsage)
 	}
-	store := &rollout.Store{Dir: f.stateDir}
+	store, err := roStore(ctx, f, nil)
+	if err != nil {
+		return err
+	}
 	st, err := store.Load(*change)
 	if err != nil {
 		return err
@@ -152,7 +154,7 @@ func runControl(ctx context.Context, cmd string, args []string, stdout, stderr i
 	if f.lockTTL == 0 {
 		f.lockTTL = time.Minute
 	}
-	e, stop, err := roEngine(ctx, p, f, io.Discard, stderr)
+	e, stop, err := roEngine(ctx, p, store, f, io.Discard, stderr)
 	if err != nil {
 		return err
 	}
