@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test vet fuzz demo demo-ci clean
+.PHONY: build test vet fuzz demo demo-ci clean test-s3-crash
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -27,6 +27,12 @@ demo-ci: build
 	@out=$$(mktemp -d); ./$(BIN) demo --fast --clients 500 --out $$out/engine && \
 	  ./$(BIN) demo --fast --naive --clients 200 --out $$out/naive; rc=$$?; \
 	  if [ $$rc -ne 0 ]; then cat $$out/*/report.md 2>/dev/null; fi; rm -rf $$out; exit $$rc
+
+# test-s3-crash runs the crash-point test with the state in the local
+# cloud's S3 at every point (the default suite runs the S3 backend's crash
+# points over an in-memory bucket); a few minutes.
+test-s3-crash:
+	WSFLEET_S3_CRASH=1 $(GO) test -count=1 -timeout 30m -run 'TestS3BackendLocalCloud' ./rollout
 
 # fuzz runs each fuzz target briefly; CI runs their seed corpora in `test`.
 fuzz:

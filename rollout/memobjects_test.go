@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 )
 
 // memObjects is an in-memory bucket with S3's conditional-write rules
@@ -17,13 +18,63 @@ import (
 type memObjects struct {
 	mu   sync.Mutex
 	objs map[string][]byte
-	// down makes every call fail as an unreachable endpoint would.
-	down atomic.Bool
-	// beforePut, when set, runs before each put's condition is checked
-	// (outside the lock): tests edit the state there, between an
-	// engine's read and its write.
+	puts map[string]int
+}
+
+// hooked wraps a bucket for the scenarios: down makes every call fail as
+// an unreachable endpoint would; beforePut runs before each put reaches
+// the bucket, where a test edits the state between an engine's read and
+// its write.
+type hooked struct {
+	Objects
+	down      atomic.Bool
 	beforePut func(key string)
-	puts      map[string]int
+}
+
+func (h *hooked) Get(ctx context.Context, key string) ([]byte, string, error) {
+	if h.down.Load() {
+		return nil, "", errUnreachable
+	}
+	return h.Objects.Get(ctx, key)
+}
+
+func (h *hooked) Put(ctx context.Context, key string, data []byte, cond PutCond) (string, error) {
+	if h.down.Load() {
+		return "", errUnreachable
+	}
+	if h.beforePut != nil {
+		h.beforePut(key)
+	}
+	return h.Objects.Put(ctx, key, data, cond)
+}
+
+func (h *hooked) List(ctx context.Context, prefix, delimiter string) ([]string, []string, error) {
+	if h.down.Load() {
+		return nil, nil, errUnreachable
+	}
+	return h.Objects.List(ctx, prefix, delimiter)
+}
+
+func (h *hooked) Delete(ctx context.Context, key string) error {
+	if h.down.Load() {
+		return errUnreachable
+	}
+	return h.Objects.Delete(ctx, key)
+}
+
+// set and get bypass the hooks.
+func (h *hooked) set(t *testing.T, key string, data []byte) {
+	if _, err := h.Objects.Put(context.Background(), key, data, PutCond{}); err != nil {
+		t.Error(err)
+	}
+}
+
+func (h *hooked) get(t *testing.T, key string) []byte {
+	b, _, err := h.Objects.Get(context.Background(), key)
+	if err != nil {
+		t.Error(err)
+	}
+	return b
 }
 
 var errUnreachable = errors.New("dial tcp 127.0.0.1:9: connect: connection refused")
@@ -38,9 +89,6 @@ func etagOf(b []byte) string {
 }
 
 func (m *memObjects) Get(_ context.Context, key string) ([]byte, string, error) {
-	if m.down.Load() {
-		return nil, "", errUnreachable
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b, ok := m.objs[key]
@@ -51,12 +99,6 @@ func (m *memObjects) Get(_ context.Context, key string) ([]byte, string, error) 
 }
 
 func (m *memObjects) Put(_ context.Context, key string, data []byte, cond PutCond) (string, error) {
-	if m.down.Load() {
-		return "", errUnreachable
-	}
-	if m.beforePut != nil {
-		m.beforePut(key)
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.objs[key]
@@ -72,9 +114,6 @@ func (m *memObjects) Put(_ context.Context, key string, data []byte, cond PutCon
 }
 
 func (m *memObjects) List(_ context.Context, prefix, delimiter string) ([]string, []string, error) {
-	if m.down.Load() {
-		return nil, nil, errUnreachable
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var keys, prefixes []string
@@ -100,23 +139,8 @@ func (m *memObjects) List(_ context.Context, prefix, delimiter string) ([]string
 }
 
 func (m *memObjects) Delete(_ context.Context, key string) error {
-	if m.down.Load() {
-		return errUnreachable
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.objs, key)
 	return nil
-}
-
-func (m *memObjects) set(key string, data []byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.objs[key] = slices.Clone(data)
-}
-
-func (m *memObjects) get(key string) []byte {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.objs[key])
 }

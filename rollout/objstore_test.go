@@ -129,13 +129,14 @@ func TestObjectStoreEvents(t *testing.T) {
 		t.Errorf("events %s", got)
 	}
 	// A failed flush keeps the batch for the next.
-	l, _ := NewObjectStore(objs, stateURL).OpenEventLog("c1", nil)
+	hk := &hooked{Objects: objs}
+	l, _ := NewObjectStore(hk, stateURL).OpenEventLog("c1", nil)
 	l.Write(t0, "c1", "step", "while down")
-	objs.down.Store(true)
+	hk.down.Store(true)
 	if err := l.Flush(); !errors.Is(err, ErrStateUnavailable) {
 		t.Fatalf("flush while down: %v", err)
 	}
-	objs.down.Store(false)
+	hk.down.Store(false)
 	if err := l.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,92 +200,161 @@ func (h *harness) s3Engine(host string) *Engine {
 	return e
 }
 
-// TestObjectStoreHandOver: a change detached before its window on one
-// machine is resumed from another when the window opens; two machines
-// resuming at once: exactly one runs, the other is refused at once,
-// naming it; twenty times, with no effect made twice.
-func TestObjectStoreHandOver(t *testing.T) {
-	for i := range 20 {
-		if raceEnabled && i%5 != 0 {
-			continue
-		}
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			h := newHarness(t)
-			h.objs = newMemObjects()
-			h.cloud.floor = 8
-			e := h.s3Engine("laptop-a")
-			e.Detach = true
-			st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
-			if !errors.Is(err, ErrDetached) || st.Status != StatusWaiting {
-				t.Fatalf("err %v status %s", err, st.Status)
-			}
-			e.Events.Close()
-			stored, err := NewObjectStore(h.objs, stateURL).Load("gitter-ws-new-ami")
-			if err != nil || !stored.NotBefore.Equal(time.Date(2019, 8, 19, 7, 0, 0, 0, time.UTC)) {
-				t.Fatalf("stored state: not_before %v, %v", stored.NotBefore, err)
-			}
-			if h, ok := stored.Holder(); !ok || h.PID != 0 {
-				t.Fatalf("a detached change's holder %q", stored.Owner)
-			}
-			h.clk.mu.Lock()
-			h.clk.t = time.Date(2019, 8, 19, 7, 0, 1, 0, time.UTC)
-			h.clk.mu.Unlock()
-			engines := []*Engine{h.s3Engine("laptop-b"), h.s3Engine("ci-runner")}
-			errs := make([]error, 2)
-			sts := make([]*State, 2)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for j, e := range engines {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					sts[j], errs[j] = e.Resume(context.Background(), "gitter-ws-new-ami", false)
-					e.Events.Close()
-				}()
-			}
-			close(start)
-			wg.Wait()
-			won, lost := 0, 1
-			if errs[0] != nil {
-				won, lost = 1, 0
-			}
-			if errs[won] != nil || sts[won].Status != StatusSucceeded {
-				t.Fatalf("winner: %v (other: %v)", errs[won], errs[lost])
-			}
-			winner := engines[won].me("gitter-ws-new-ami").Owner()
-			if !errors.Is(errs[lost], ErrHeld) && !errors.Is(errs[lost], ErrLocked) {
-				t.Fatalf("loser: %v, want a refusal", errs[lost])
-			}
-			if !strings.Contains(errs[lost].Error(), winner) {
-				t.Errorf("the refusal %q does not name the holder %s", errs[lost], winner)
-			}
-			h.checkInvariants()
-			if got := len(h.cloud.terminated); got != 9 {
-				t.Errorf("%d instances terminated, want 9", got)
-			}
-			data, err := NewObjectStore(h.objs, stateURL).ReadEvents("gitter-ws-new-ami")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if twice := effectTwice(t, data); len(twice) > 0 {
-				t.Errorf("effects done twice per the event log: %v", twice)
-			}
-			if !bytes.Contains(data, []byte(`"detach"`)) || !bytes.Contains(data, []byte(`"end"`)) {
-				t.Error("the event log lacks the first machine's detach or the second's end")
-			}
-		})
+func memBucket(*testing.T) Objects { return newMemObjects() }
+
+// TestObjectStoreScenarios runs the S3 backend's scenarios over an
+// in-memory bucket; s3_e2e_test.go runs them over the local cloud's S3.
+func TestObjectStoreScenarios(t *testing.T) { runS3Scenarios(t, memBucket, 0) } // crash points: TestEngineCrashAtEveryEffect/s3
+
+// runS3Scenarios: the hand-over, the stale write and the unreachable
+// bucket over buckets newBucket makes.
+func runS3Scenarios(t *testing.T, newBucket func(*testing.T) Objects, crashStride int) {
+	t.Run("hand-over", func(t *testing.T) { testHandOver(t, newBucket) })
+	t.Run("stale-write", func(t *testing.T) { testStaleWrite(t, newBucket) })
+	t.Run("unreachable", func(t *testing.T) { testUnreachable(t, newBucket) })
+	if crashStride > 0 {
+		t.Run("crash-points", func(t *testing.T) { testCrashAtEveryEffect(t, newBucket, crashStride) })
 	}
 }
 
-// TestObjectStoreStaleWrite: an edit of the state object between the
+// newS3Harness is a harness whose state is in a bucket newBucket makes.
+func newS3Harness(t *testing.T, newBucket func(*testing.T) Objects) *harness {
+	h := newHarness(t)
+	h.objs = &hooked{Objects: newBucket(t)}
+	h.cloud.floor = 8
+	return h
+}
+
+// testHandOver: a change detached before its window on one machine is
+// resumed from others when the window opens. Twenty times two machines
+// resume it at the same instant: exactly one runs, and the other is
+// refused at once, naming it; the one that ran is stopped (as by ^C) a
+// few saves in, and the next round begins. The last round's winner
+// finishes the change, with no effect made twice (per the cloud and the
+// event log).
+func testHandOver(t *testing.T, newBucket func(*testing.T) Objects) {
+	h := newS3Harness(t, newBucket)
+	e := h.s3Engine("laptop-a")
+	e.Detach = true
+	st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if !errors.Is(err, ErrDetached) || st.Status != StatusWaiting {
+		t.Fatalf("err %v status %s", err, st.Status)
+	}
+	e.Events.Close()
+	stored, err := NewObjectStore(h.objs, stateURL).Load("gitter-ws-new-ami")
+	if err != nil || !stored.NotBefore.Equal(time.Date(2019, 8, 19, 7, 0, 0, 0, time.UTC)) {
+		t.Fatalf("stored state: not_before %v, %v", stored.NotBefore, err)
+	}
+	if h, ok := stored.Holder(); !ok || h.PID != 0 {
+		t.Fatalf("a detached change's holder %q", stored.Owner)
+	}
+	h.clk.mu.Lock()
+	h.clk.t = time.Date(2019, 8, 19, 7, 0, 1, 0, time.UTC)
+	h.clk.mu.Unlock()
+	const rounds = 20
+	for round := 1; ; round++ {
+		// Two machines, each with its own client. Neither writes the
+		// state until both have read it: the same instant, as far as
+		// the bucket can tell.
+		var arrived atomic.Int32
+		gate := make(chan struct{})
+		var engines []*Engine
+		for _, host := range []string{fmt.Sprintf("laptop-%d", round), fmt.Sprintf("ci-runner-%d", round)} {
+			first := true
+			own := &hooked{Objects: h.objs, beforePut: func(key string) {
+				if !first || !strings.HasSuffix(key, "/state.json") {
+					return
+				}
+				first = false
+				if arrived.Add(1) == 2 {
+					close(gate)
+				}
+				select {
+				case <-gate:
+				case <-time.After(2 * time.Second): // the other was refused before writing
+				}
+			}}
+			e := h.s3Engine(host)
+			e.Store = NewObjectStore(own, stateURL)
+			engines = append(engines, e)
+		}
+		ctxs := make([]context.Context, 2)
+		for j, e := range engines {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ctxs[j] = ctx
+			if round < rounds {
+				saves := 0
+				e.View = func(*State) { // stopped a few saves in
+					if saves++; saves == 4 {
+						cancel()
+					}
+				}
+			}
+		}
+		errs := make([]error, 2)
+		sts := make([]*State, 2)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for j, e := range engines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				sts[j], errs[j] = e.Resume(ctxs[j], "gitter-ws-new-ami", false)
+				e.Events.Close()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		ran, refused := 0, 1
+		if errors.Is(errs[0], ErrHeld) || errors.Is(errs[0], ErrLocked) {
+			ran, refused = 1, 0
+		}
+		if err := errs[ran]; err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: the engine that ran: %v (the other: %v)", round, err, errs[refused])
+		}
+		if !errors.Is(errs[refused], ErrHeld) && !errors.Is(errs[refused], ErrLocked) {
+			t.Fatalf("round %d: both ran (%v, %v)", round, errs[0], errs[1])
+		}
+		if holder := engines[ran].me("gitter-ws-new-ami").Owner(); !strings.Contains(errs[refused].Error(), holder) {
+			t.Errorf("round %d: the refusal %q does not name the holder %s", round, errs[refused], holder)
+		}
+		if sts[ran].Status.Final() {
+			if round < rounds {
+				t.Fatalf("the change ended in round %d, before %d rounds", round, rounds)
+			}
+			if sts[ran].Status != StatusSucceeded {
+				t.Fatalf("status %s: %s", sts[ran].Status, sts[ran].Failure)
+			}
+			break
+		}
+		if round >= rounds {
+			t.Fatalf("round %d: status %s", round, sts[ran].Status)
+		}
+	}
+	h.checkInvariants()
+	if got := len(h.cloud.terminated); got != 9 {
+		t.Errorf("%d instances terminated, want 9", got)
+	}
+	data, err := NewObjectStore(h.objs, stateURL).ReadEvents("gitter-ws-new-ami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if twice := effectTwice(t, data); len(twice) > 0 {
+		t.Errorf("effects done twice per the event log: %v", twice)
+	}
+	if !bytes.Contains(data, []byte(`"detach"`)) || !bytes.Contains(data, []byte(`"end"`)) {
+		t.Error("the event log lacks the first machine's detach or the last one's end")
+	}
+}
+
+// testStaleWrite: an edit of the state object between the
 // engine's read and its write makes the write fail with ErrStateChanged;
 // the edit stands, no effect is made on the stale state, and a resume
 // after the lease finishes the change with nothing lost or repeated.
-func TestObjectStoreStaleWrite(t *testing.T) {
-	h := newHarness(t)
-	h.objs = newMemObjects()
-	h.cloud.floor = 8
+func testStaleWrite(t *testing.T, newBucket func(*testing.T) Objects) {
+	h := newS3Harness(t, newBucket)
 	key := "team/changes/gitter-ws-new-ami/state.json"
 	var n atomic.Int32
 	var callsAtEdit map[string]int
@@ -293,12 +363,12 @@ func TestObjectStoreStaleWrite(t *testing.T) {
 			return
 		}
 		var st State
-		if err := json.Unmarshal(h.objs.get(key), &st); err != nil {
+		if err := json.Unmarshal(h.objs.get(t, key), &st); err != nil {
 			t.Error(err)
 			return
 		}
 		st.Waiting = "edited by hand"
-		h.objs.set(key, mustMarshal(t, &st))
+		h.objs.set(t, key, mustMarshal(t, &st))
 		callsAtEdit = h.cloud.APICalls()
 	}
 	e := h.s3Engine("laptop-a")
@@ -331,13 +401,11 @@ func TestObjectStoreStaleWrite(t *testing.T) {
 	}
 }
 
-// TestObjectStoreUnreachable: while the bucket cannot be reached the
+// testUnreachable: while the bucket cannot be reached the
 // engine makes no effect; it goes on once the state can be written, and
 // the change completes with every effect recorded.
-func TestObjectStoreUnreachable(t *testing.T) {
-	h := newHarness(t)
-	h.objs = newMemObjects()
-	h.cloud.floor = 8
+func testUnreachable(t *testing.T, newBucket func(*testing.T) Objects) {
+	h := newS3Harness(t, newBucket)
 	e := h.s3Engine("laptop-a")
 	mutating := func() int {
 		c := h.cloud.APICalls()
