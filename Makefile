@@ -34,14 +34,11 @@ demo-ci: build
 test-s3-crash:
 	WSFLEET_S3_CRASH=1 $(GO) test -count=1 -timeout 30m -run 'TestS3BackendLocalCloud' ./rollout
 
-# fuzz runs each fuzz target briefly; CI runs their seed corpora in `test`.
+# fuzz runs every fuzz target in the repository (scripts/fuzz.sh lists them
+# from the code) for FUZZTIME each, default 30s, and fails if any fails; CI
+# runs their seed corpora in `test`.
 fuzz:
-	$(GO) test ./bayeux -run '^$$' -fuzz FuzzDecodeMessages -fuzztime 30s
-	$(GO) test ./localcloud -run '^$$' -fuzz FuzzParseQuery -fuzztime 30s
-	$(GO) test ./localcloud -run '^$$' -fuzz FuzzAPI -fuzztime 30s
-	$(GO) test ./nodeaws -run '^$$' -fuzz FuzzParseUserData -fuzztime 30s
-	$(GO) test ./rollout -run '^$$' -fuzz FuzzParsePlan -fuzztime 30s
-	$(GO) test ./rollout -run '^$$' -fuzz FuzzSumMetric -fuzztime 10s
+	GO=$(GO) ./scripts/fuzz.sh
 
 demo: build
 	./$(BIN) demo

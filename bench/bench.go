@@ -226,16 +226,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 }
 
 // startServer starts a fresh server of the given kind, pinned.
-func startServer(ctx context.Context, o *Options, kind string) (*Process, error) {
+func startServer(ctx context.Context, o *Options, kind string) (*process, error) {
 	switch kind {
 	case "wsfleet":
 		if o.Binary == "" {
 			return nil, errors.New("bench: no wsfleet binary")
 		}
-		return StartWsfleet(ctx, WsfleetOptions{Binary: o.Binary, AdminToken: o.AdminToken, CPU: o.ServerCPU,
+		return startWsfleet(ctx, wsfleetOptions{Binary: o.Binary, AdminToken: o.AdminToken, CPU: o.ServerCPU,
 			Args: []string{"--timeout", "30s"}, Stderr: o.Stderr})
 	case "faye":
-		return StartFaye(ctx, FayeOptions{AdminToken: o.AdminToken, CPU: o.ServerCPU, Timeout: 30, Stderr: o.Stderr})
+		return startFaye(ctx, fayeOptions{AdminToken: o.AdminToken, CPU: o.ServerCPU, Timeout: 30, Stderr: o.Stderr})
 	}
 	return nil, fmt.Errorf("bench: unknown server %q", kind)
 }
@@ -255,10 +255,10 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	}
 	// Killed, not stopped: a ws node drains on SIGTERM, which the
 	// benchmark has no use for.
-	defer p.Kill()
+	defer p.kill()
 	r := &IdleResult{Sessions: o.IdleSessions}
 	settle(ctx, o.Settle)
-	r.RSSBeforeKiB = rssKiB(p.Pid())
+	r.RSSBeforeKiB = rssKiB(p.pid())
 	var st genStats
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -280,7 +280,7 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 		r.Error = err.Error()
 	}
 	settle(ctx, o.Settle)
-	r.RSSAfterKiB = rssKiB(p.Pid())
+	r.RSSAfterKiB = rssKiB(p.pid())
 	if r.Opened > 0 {
 		r.PerSessionKiB = float64(r.RSSAfterKiB-r.RSSBeforeKiB) / float64(r.Opened)
 	}
@@ -296,7 +296,7 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 	}
 	// Killed, not stopped: a ws node drains on SIGTERM, which the
 	// benchmark has no use for.
-	defer p.Kill()
+	defer p.kill()
 	curve := &FanoutCurve{Subscribers: o.Subscribers, Channels: o.Channels}
 	channels := channelNames("/bench/fan/", o.Channels)
 	var st genStats
@@ -327,9 +327,9 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 		h := &latHist{}
 		st.lat.Store(h)
 		d0, c0, f0 := st.deliveries.Load(), st.closed.Load(), pub.failed.Load()
-		s0, g0, t0, k0 := procCPU(p.Pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
+		s0, g0, t0, k0 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
 		settle(ctx, o.Step)
-		s1, g1, t1, k1 := procCPU(p.Pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
+		s1, g1, t1, k1 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
 		d1, c1, f1 := st.deliveries.Load(), st.closed.Load(), pub.failed.Load()
 		st.lat.Store(nil)
 		stop()
@@ -387,21 +387,21 @@ func runChurn(ctx context.Context, o *Options, kind string, d *dialers) (*ChurnR
 	}
 	// Killed, not stopped: a ws node drains on SIGTERM, which the
 	// benchmark has no use for.
-	defer p.Kill()
+	defer p.kill()
 	settle(ctx, time.Second)
 	r := &ChurnResult{WorkersActive: o.ChurnWorkers}
 	cctx, cancel := context.WithTimeout(ctx, o.ChurnTime)
 	defer cancel()
-	s0, g0, t0, k0 := procCPU(p.Pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
+	s0, g0, t0, k0 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
 	r.Handshakes, r.Failed = churn(cctx, d, p.Addr, o.ChurnWorkers)
-	s1, g1, t1, k1 := procCPU(p.Pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
+	s1, g1, t1, k1 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
 	wall := t1.Sub(t0).Seconds()
 	r.PerSecond = float64(r.Handshakes) / wall
 	r.ServerCPU = 100 * (s1 - s0) / wall
 	r.GenCPU = 100 * (g1 - g0) / wall
 	r.ServerCoreBusy = 100 * (k1 - k0) / wall
 	r.Load1 = load1()
-	r.ServerRSSKiB = rssKiB(p.Pid())
+	r.ServerRSSKiB = rssKiB(p.pid())
 	fmt.Fprintf(o.Progress, "churn  %-7s %.0f handshakes/s (%d failed) server %3.0f%% (core %3.0f%%) gen %3.0f%% load %.1f RSS after %d KiB\n",
 		kind, r.PerSecond, r.Failed, r.ServerCPU, r.ServerCoreBusy, r.GenCPU, r.Load1, r.ServerRSSKiB)
 	return r, nil

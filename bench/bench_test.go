@@ -13,7 +13,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"wsfleet/internal/nodetest"
 )
+
+// suite builds the wsfleet binary that TestRunTiny benchmarks.
+var suite = &nodetest.Suite{Name: "bench"}
+
+func TestMain(m *testing.M) { suite.Main(m) }
 
 func TestParseListening(t *testing.T) {
 	tests := []struct {
@@ -76,14 +83,10 @@ func TestRunTiny(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts servers")
 	}
-	if _, err := FayeNodePath(); errors.Is(err, ErrNoFaye) {
+	if _, err := fayeNodePath(); errors.Is(err, errNoFaye) {
 		t.Skip(err)
 	}
-	dir := t.TempDir()
-	bin, err := BuildWsfleet(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := suite.Binary(t)
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -246,14 +249,14 @@ func TestRawConnAgainstServers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts servers")
 	}
-	p, err := StartFaye(context.Background(), FayeOptions{CPU: -1, AdminToken: "tok"})
-	if errors.Is(err, ErrNoFaye) {
+	p, err := startFaye(context.Background(), fayeOptions{CPU: -1, AdminToken: "tok"})
+	if errors.Is(err, errNoFaye) {
 		t.Skip(err)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Stop()
+	defer p.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var st genStats

@@ -1,6 +1,7 @@
-// Package bench is wsfleet's benchmark against Faye's own Node.js server,
-// and the helpers that start either server as a child process for tests
-// and for the benchmark.
+// Package bench is wsfleet's benchmark against Faye's own Node.js server:
+// it starts either server as a pinned child process, drives it from a load
+// generator in this process, and writes the results. Tests that need a
+// server process use internal/nodetest, not this package.
 package bench
 
 import (
@@ -19,13 +20,13 @@ import (
 	"time"
 )
 
-// ErrNoFaye is returned when node or the faye package cannot be found;
-// tests skip on it.
-var ErrNoFaye = errors.New("bench: node or faye not found (run scripts/test-deps.sh, or set WSFLEET_FAYE_NODE_PATH)")
+// errNoFaye is returned when node or the faye package cannot be found;
+// the benchmark's tests skip on it.
+var errNoFaye = errors.New("bench: node or faye not found (run scripts/test-deps.sh, or set WSFLEET_FAYE_NODE_PATH)")
 
-// RepoRoot returns the directory holding go.mod, searching up from the
+// repoRoot returns the directory holding go.mod, searching up from the
 // working directory.
-func RepoRoot() (string, error) {
+func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -42,11 +43,11 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// FayeNodePath returns the node_modules directory that holds faye:
+// fayeNodePath returns the node_modules directory that holds faye:
 // $WSFLEET_FAYE_NODE_PATH, else compat/node_modules in the repository.
-func FayeNodePath() (string, error) {
+func fayeNodePath() (string, error) {
 	candidates := []string{os.Getenv("WSFLEET_FAYE_NODE_PATH")}
-	if root, err := RepoRoot(); err == nil {
+	if root, err := repoRoot(); err == nil {
 		candidates = append(candidates, filepath.Join(root, "compat", "node_modules"))
 	}
 	for _, c := range candidates {
@@ -57,25 +58,22 @@ func FayeNodePath() (string, error) {
 			return c, nil
 		}
 	}
-	return "", ErrNoFaye
+	return "", errNoFaye
 }
 
-// Process is a server started as a child process.
-type Process struct {
+// process is a server started as a child process.
+type process struct {
 	// Addr is host:port it listens on.
 	Addr string
 	Cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// URL returns the Bayeux endpoint.
-func (p *Process) URL() string { return "http://" + p.Addr + "/bayeux" }
+// pid returns the process id.
+func (p *process) pid() int { return p.Cmd.Process.Pid }
 
-// Pid returns the process id.
-func (p *Process) Pid() int { return p.Cmd.Process.Pid }
-
-// Stop terminates the process (SIGTERM, then SIGKILL after 3s) and waits.
-func (p *Process) Stop() {
+// stop terminates the process (SIGINT, then SIGKILL after 3s) and waits.
+func (p *process) stop() {
 	if p == nil || p.Cmd.Process == nil {
 		return
 	}
@@ -88,8 +86,8 @@ func (p *Process) Stop() {
 	}
 }
 
-// Kill kills the process at once, as a crashed instance dies.
-func (p *Process) Kill() {
+// kill kills the process at once, as a crashed instance dies.
+func (p *process) kill() {
 	_ = p.Cmd.Process.Kill()
 	<-p.done
 }
@@ -121,8 +119,8 @@ func fayeScript() (string, error) {
 	return scriptPath, scriptErr
 }
 
-// FayeOptions configure StartFaye.
-type FayeOptions struct {
+// fayeOptions configure startFaye.
+type fayeOptions struct {
 	Host       string // default 127.0.0.1
 	Port       int    // 0 picks a free port
 	AdminToken string
@@ -133,15 +131,15 @@ type FayeOptions struct {
 	Stderr  io.Writer
 }
 
-// StartFaye starts bench/faye-server.js and waits until it listens.
-func StartFaye(ctx context.Context, o FayeOptions) (*Process, error) {
-	nodePath, err := FayeNodePath()
+// startFaye starts bench/faye-server.js and waits until it listens.
+func startFaye(ctx context.Context, o fayeOptions) (*process, error) {
+	nodePath, err := fayeNodePath()
 	if err != nil {
 		return nil, err
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		return nil, ErrNoFaye
+		return nil, errNoFaye
 	}
 	script, err := fayeScript()
 	if err != nil {
@@ -182,7 +180,7 @@ func pinned(cpu int, name string, args []string) []string {
 // startListening starts argv and reads its stdout (or its stderr, where
 // wsfleet logs) until parse finds the listening address in a line; the rest
 // of that stream goes to stderr.
-func startListening(ctx context.Context, argv, env []string, stderr io.Writer, fromStderr bool, parse func(string) (string, bool)) (*Process, error) {
+func startListening(ctx context.Context, argv, env []string, stderr io.Writer, fromStderr bool, parse func(string) (string, bool)) (*process, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	if stderr == nil {
@@ -202,7 +200,7 @@ func startListening(ctx context.Context, argv, env []string, stderr io.Writer, f
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	p := &Process{Cmd: cmd, done: make(chan struct{})}
+	p := &process{Cmd: cmd, done: make(chan struct{})}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -230,10 +228,10 @@ func startListening(ctx context.Context, argv, env []string, stderr io.Writer, f
 	case <-p.done:
 		return nil, fmt.Errorf("start %s: exited before listening", argv[0])
 	case <-time.After(15 * time.Second):
-		p.Kill()
+		p.kill()
 		return nil, fmt.Errorf("start %s: not listening after 15s", argv[0])
 	case <-ctx.Done():
-		p.Kill()
+		p.kill()
 		return nil, fmt.Errorf("start %s: %w", argv[0], ctx.Err())
 	}
 }

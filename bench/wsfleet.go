@@ -4,28 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os/exec"
-	"path/filepath"
 	"strings"
 )
 
-// BuildWsfleet builds the wsfleet command into dir and returns its path.
-func BuildWsfleet(ctx context.Context, dir string) (string, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "wsfleet")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wsfleet")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build wsfleet: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// WsfleetOptions configure StartWsfleet.
-type WsfleetOptions struct {
+// wsfleetOptions configure startWsfleet.
+type wsfleetOptions struct {
 	Binary     string // path of the wsfleet command
 	Host       string // default 127.0.0.1
 	Port       int    // 0 picks a free port
@@ -37,8 +20,8 @@ type WsfleetOptions struct {
 	Stderr io.Writer
 }
 
-// StartWsfleet starts `wsfleet serve` and waits until it listens.
-func StartWsfleet(ctx context.Context, o WsfleetOptions) (*Process, error) {
+// startWsfleet starts `wsfleet serve` and waits until it listens.
+func startWsfleet(ctx context.Context, o wsfleetOptions) (*process, error) {
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
 	}

@@ -4,30 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"wsfleet/bench"
 	"wsfleet/client"
+	"wsfleet/internal/nodetest"
 )
 
-// startFaye starts Faye's own server, the reference peer, or skips when
-// node and faye are not installed.
-func startFaye(t *testing.T, port int) *bench.Process {
-	t.Helper()
-	p, err := bench.StartFaye(context.Background(), bench.FayeOptions{Port: port, CPU: -1, Timeout: 2})
-	if errors.Is(err, bench.ErrNoFaye) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Stop)
-	return p
-}
+// startFaye starts Faye's own server, the reference peer, holding a
+// /meta/connect for 2s, or skips when node and faye are not installed.
+func startFaye(t *testing.T) *nodetest.Node { return suite.StartFaye(t, "--timeout", "2") }
 
 // inbox collects deliveries.
 type inbox struct {
@@ -80,10 +68,10 @@ func TestAgainstFaye(t *testing.T) {
 	}
 	for _, transport := range []string{client.WebSocket, client.LongPolling} {
 		t.Run(transport, func(t *testing.T) {
-			faye := startFaye(t, 0)
+			faye := startFaye(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			cfg := client.Config{URL: faye.URL(), Transport: transport}
+			cfg := client.Config{URL: faye.Bayeux(), Transport: transport}
 			sub, err := client.Dial(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -154,31 +142,16 @@ func TestFayeRestart(t *testing.T) {
 	}
 	for _, transport := range []string{client.WebSocket, client.LongPolling} {
 		t.Run(transport, func(t *testing.T) {
-			faye := startFaye(t, 0)
-			port, _ := strconv.Atoi(faye.Addr[strings.LastIndexByte(faye.Addr, ':')+1:])
+			faye := startFaye(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			states := make(chan client.State, 16)
-			sub, err := client.Dial(ctx, client.Config{
-				URL: faye.URL(), Transport: transport,
-				RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-				OnState: func(s client.State) { states <- s },
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Close()
-			<-states // the first up
+			sub, states, box := dialSubscriber(ctx, t, client.Config{URL: faye.Bayeux(), Transport: transport})
 			firstID := sub.ID()
-			box := newInbox()
-			if err := sub.Subscribe(ctx, "/room", box.add); err != nil {
-				t.Fatal(err)
-			}
 			faye.Kill()
 			if s := <-states; s.Up {
 				t.Fatalf("state after kill = %+v, want down", s)
 			}
-			faye = startFaye(t, port)
+			faye.Start() // again, on the same port
 			s := <-states
 			if !s.Up || !s.Rehandshake {
 				t.Fatalf("state after restart = %+v, want up through a new handshake", s)
@@ -186,7 +159,7 @@ func TestFayeRestart(t *testing.T) {
 			if sub.ID() == firstID {
 				t.Fatal("clientId unchanged after a new server")
 			}
-			pub, err := client.Dial(ctx, client.Config{URL: faye.URL(), Transport: transport})
+			pub, err := client.Dial(ctx, client.Config{URL: faye.Bayeux(), Transport: transport})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,13 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"wsfleet/bench"
 	"wsfleet/client"
+	"wsfleet/internal/nodetest"
 )
 
 // cutProxy forwards TCP to a server and can cut every connection and
@@ -92,43 +91,35 @@ func (p *cutProxy) pause(on bool) {
 	p.mu.Unlock()
 }
 
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-	buildDir  string
-)
+// suite starts the wsfleet nodes (and Faye) the tests run the client
+// against; its nodes hold a /meta/connect for 5s.
+var suite = &nodetest.Suite{Name: "client", AdminToken: "client-test", Flags: []string{"--timeout", "5s"}}
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { suite.Main(m) }
 
 // startWsfleet starts a real `wsfleet serve`, built once per test run.
-func startWsfleet(t *testing.T) *bench.Process { return startWsfleetArgs(t, "--timeout", "5s") }
+func startWsfleet(t *testing.T) *nodetest.Node { return suite.Start(t) }
 
-func startWsfleetArgs(t *testing.T, args ...string) *bench.Process {
+// dialSubscriber dials a client with cfg that retries every 50 to 200ms,
+// waits for it to be up, and subscribes it to /room, whose deliveries box
+// collects; states gets its state changes from then on. The test's
+// cleanup closes it.
+func dialSubscriber(ctx context.Context, t *testing.T, cfg client.Config) (sub *client.Client, states chan client.State, box *inbox) {
 	t.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "wsfleet-client-test"); buildErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		binary, buildErr = bench.BuildWsfleet(ctx, buildDir)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	p, err := bench.StartWsfleet(context.Background(), bench.WsfleetOptions{Binary: binary, CPU: -1, AdminToken: "client-test", Args: args})
+	states = make(chan client.State, 16)
+	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 200*time.Millisecond
+	cfg.OnState = func(s client.State) { states <- s }
+	sub, err := client.Dial(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.Kill)
-	return p
+	t.Cleanup(sub.Close)
+	<-states // the first up
+	box = newInbox()
+	if err := sub.Subscribe(ctx, "/room", box.add); err != nil {
+		t.Fatal(err)
+	}
+	return sub, states, box
 }
 
 // TestSessionKeptAcrossCut cuts the network under a subscribed client
@@ -149,10 +140,10 @@ func TestSessionKeptAcrossCut(t *testing.T) {
 	// (long-polling).
 	servers := []struct {
 		name  string
-		start func(t *testing.T) *bench.Process
+		start func(t *testing.T) *nodetest.Node
 		exact bool
 	}{
-		{"faye", func(t *testing.T) *bench.Process { return startFaye(t, 0) }, false},
+		{"faye", startFaye, false},
 		{"wsfleet", startWsfleet, true},
 	}
 	for _, server := range servers {
@@ -163,23 +154,9 @@ func TestSessionKeptAcrossCut(t *testing.T) {
 				proxy := newCutProxy(t, srv.Addr)
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
-				states := make(chan client.State, 16)
-				sub, err := client.Dial(ctx, client.Config{
-					URL: "http://" + proxy.addr() + "/bayeux", Transport: transport,
-					RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-					OnState: func(s client.State) { states <- s },
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer sub.Close()
-				<-states
+				sub, states, box := dialSubscriber(ctx, t, client.Config{URL: "http://" + proxy.addr() + "/bayeux", Transport: transport})
 				id := sub.ID()
-				box := newInbox()
-				if err := sub.Subscribe(ctx, "/room", box.add); err != nil {
-					t.Fatal(err)
-				}
-				pub, err := client.Dial(ctx, client.Config{URL: srv.URL(), Transport: transport})
+				pub, err := client.Dial(ctx, client.Config{URL: srv.Bayeux(), Transport: transport})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -239,17 +216,6 @@ func TestSessionKeptAcrossCut(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestReplayAfterNodeCrash runs two real ws nodes clustered over NATS
 // behind a proxy standing in for the load balancer. The client's node is
 // killed; the proxy sends the client to the other node. Unless that node
@@ -274,28 +240,12 @@ func TestReplayAfterNodeCrash(t *testing.T) {
 	for _, tc := range cases {
 		transport := tc.transport
 		t.Run(tc.name, func(t *testing.T) {
-			natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-			a := startWsfleetArgs(t, "--timeout", "5s", "--node-id", "a", "--embedded-nats", natsAddr)
-			b := startWsfleetArgs(t, "--timeout", "5s", "--node-id", "b", "--nats", "nats://"+natsAddr)
+			nodes := suite.StartCluster(t, 2)
+			a, b := nodes[0], nodes[1]
 			proxy := newCutProxy(t, b.Addr)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			states := make(chan client.State, 16)
-			sub, err := client.Dial(ctx, client.Config{
-				URL: "http://" + proxy.addr() + "/bayeux", Transport: transport,
-				RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-				OnState:  func(s client.State) { states <- s },
-				NoReplay: tc.noReplay,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Close()
-			<-states
-			box := newInbox()
-			if err := sub.Subscribe(ctx, "/room", box.add); err != nil {
-				t.Fatal(err)
-			}
+			sub, states, box := dialSubscriber(ctx, t, client.Config{URL: "http://" + proxy.addr() + "/bayeux", Transport: transport, NoReplay: tc.noReplay})
 			publish := func(from, to int) {
 				t.Helper()
 				for i := from; i < to; i++ {

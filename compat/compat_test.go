@@ -11,13 +11,8 @@ import (
 
 const adminToken = "compat-admin"
 
-// suite's nodes hold a /meta/connect for 5s and drain at once on SIGTERM.
-var suite = &nodetest.Suite{
-	Name:       "compat",
-	Modules:    []string{"node_modules/faye/package.json", "node_modules/halley/package.json"},
-	AdminToken: adminToken,
-	Flags:      []string{"--node-id", "compat", "--timeout", "5s", "--drain-window", "0s", "--drain-deadline", "5s"},
-}
+// suite's nodes hold a /meta/connect for 5s.
+var suite = &nodetest.Suite{Name: "compat", AdminToken: adminToken, Flags: []string{"--node-id", "compat", "--timeout", "5s"}}
 
 func TestMain(m *testing.M) { suite.Main(m) }
 

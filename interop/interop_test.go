@@ -19,13 +19,8 @@ import (
 const adminToken = "interop-admin"
 
 // suite's nodes hold a /meta/connect for 4s (so that the advice scenario
-// sees holds without waiting long) and drain at once on SIGTERM.
-var suite = &nodetest.Suite{
-	Name:       "interop",
-	Modules:    []string{"node_modules/cometd/package.json", "node_modules/cometd-nodejs-client/package.json"},
-	AdminToken: adminToken,
-	Flags:      []string{"--node-id", "interop", "--timeout", "4s", "--drain-window", "0s", "--drain-deadline", "5s"},
-}
+// sees holds without waiting long).
+var suite = &nodetest.Suite{Name: "interop", AdminToken: adminToken, Flags: []string{"--node-id", "interop", "--timeout", "4s"}}
 
 func TestMain(m *testing.M) { suite.Main(m) }
 

@@ -20,6 +20,8 @@ import (
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/coder/websocket"
+
+	"wsfleet/internal/nodetest"
 )
 
 // TestMain doubles as a minimal node: when the local cloud runs this test
@@ -31,7 +33,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("LOCALCLOUD_TEST_NODE") == "1" {
 		os.Exit(runTestNode())
 	}
-	os.Exit(m.Run())
+	suite.Main(m)
 }
 
 func runTestNode() int {
@@ -110,7 +112,7 @@ func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := nodetest.FreePort(t)
 	if _, err := cl.ELB.CreateListener(ctx, &elb.CreateListenerInput{
 		LoadBalancerArn: aws.String(f.lbARN), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(port)),
 		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(f.tgARN)}},

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+
+	"wsfleet/internal/nodetest"
 )
 
 // TestSimulatedGroupOf500 scales a group of simulated instances behind a
@@ -106,7 +108,7 @@ func TestSeedTopologySimulated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topo.LoadBalancers[0].Listeners[0].Port = int32(freePort(t))
+	topo.LoadBalancers[0].Listeners[0].Port = int32(nodetest.FreePort(t))
 	cfg := fastConfig()
 	cfg.Images = map[string]Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}}
 	// Uncapped, so that the attribute reads the topology's delay (a cap

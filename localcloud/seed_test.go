@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -17,19 +15,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"wsfleet/internal/nodetest"
 	"wsfleet/nodeapi"
 )
 
-// buildWsfleet builds the wsfleet binary for process instances.
-func buildWsfleet(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "wsfleet")
-	cmd := exec.Command("go", "build", "-o", bin, "wsfleet/cmd/wsfleet")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+// suite builds the wsfleet binary the process instances run.
+var suite = &nodetest.Suite{Name: "localcloud"}
 
 // TestSeedTopologyRealNodes brings up examples/seed-topology.yaml with 8
 // real ws nodes, checks that they answer through the load balancer under
@@ -41,14 +32,14 @@ func TestSeedTopologyRealNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds wsfleet and runs 8 ws nodes")
 	}
-	bin := buildWsfleet(t)
+	bin := suite.Binary(t)
 	topo, err := LoadTopology("../examples/seed-topology.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Same topology, with a free listener port and without the external
 	// NATS address (each node runs alone on its memory broker).
-	topo.LoadBalancers[0].Listeners[0].Port = int32(freePort(t))
+	topo.LoadBalancers[0].Listeners[0].Port = int32(nodetest.FreePort(t))
 	var ud []string
 	for _, line := range strings.Split(topo.LaunchTemplates[0].UserData, "\n") {
 		if !strings.HasPrefix(line, "--nats=") {

@@ -2,45 +2,28 @@ package probe_test
 
 import (
 	"context"
-	"errors"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"wsfleet/bench"
+	"wsfleet/internal/nodetest"
 	"wsfleet/probe"
 )
 
-// server is a real Bayeux peer the probe runs against.
-type server interface {
-	URL() string
-	Kill()
-	Stop()
-}
-
-// peer starts a server and can start it again on the same port. With
-// noHistory the server keeps no history to replay from (Faye never has
-// one), so what a client misses while away cannot come back.
+// peer starts a server, a real Bayeux peer the probe runs against, which
+// Node.Start starts again on the same port. With noHistory the server
+// keeps no history to replay from (Faye never has one), so what a client
+// misses while away cannot come back.
 type peer struct {
 	name  string
-	start func(t *testing.T, port int, noHistory bool) (server, int)
+	start func(t *testing.T, noHistory bool) *nodetest.Node
 }
 
 const adminToken = "probe-test-admin"
 
+// fayePeer is Faye's own server, holding a /meta/connect for 5s.
 func fayePeer() peer {
-	return peer{name: "faye", start: func(t *testing.T, port int, _ bool) (server, int) {
-		p, err := bench.StartFaye(context.Background(), bench.FayeOptions{Port: port, CPU: -1, AdminToken: adminToken, Timeout: 5})
-		if errors.Is(err, bench.ErrNoFaye) {
-			t.Skip(err)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Stop)
-		port, _ = strconv.Atoi(p.Addr[strings.LastIndexByte(p.Addr, ':')+1:])
-		return p, port
+	return peer{name: "faye", start: func(t *testing.T, _ bool) *nodetest.Node {
+		return suite.StartFaye(t, "--timeout", "5")
 	}}
 }
 
@@ -55,11 +38,11 @@ func TestProbeSteady(t *testing.T) {
 	for _, pr := range peers() {
 		for _, transport := range []string{"websocket", "long-polling"} {
 			t.Run(pr.name+"/"+transport, func(t *testing.T) {
-				srv, _ := pr.start(t, 0, false)
+				srv := pr.start(t, false)
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				p, err := probe.Start(ctx, probe.Config{
-					URL: srv.URL(), AdminToken: adminToken, Clients: 40, Channels: 4,
+					URL: srv.Bayeux(), AdminToken: adminToken, Clients: 40, Channels: 4,
 					Rate: 100, Transport: transport, Grace: 3 * time.Second,
 				})
 				if err != nil {
@@ -107,14 +90,14 @@ func TestProbeServerRestart(t *testing.T) {
 	for _, pr := range peers() {
 		t.Run(pr.name, func(t *testing.T) {
 			const clients, channels = 20, 4
-			srv, port := pr.start(t, 0, true)
+			srv := pr.start(t, true)
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			// A fixed jitter draw makes every reconnect attempt wait the
 			// full RetryMax, which leaves a window where the new server
 			// takes publishes and no client is there yet.
 			p, err := probe.Start(ctx, probe.Config{
-				URL: srv.URL(), AdminToken: adminToken, Clients: clients, Channels: channels,
+				URL: srv.Bayeux(), AdminToken: adminToken, Clients: clients, Channels: channels,
 				Rate: 100, Grace: 3 * time.Second,
 				RetryMin: 1500 * time.Millisecond, RetryMax: 1500 * time.Millisecond,
 				Rand: func() float64 { return 0.999 },
@@ -126,7 +109,7 @@ func TestProbeServerRestart(t *testing.T) {
 			killed := time.Now()
 			srv.Kill()
 			time.Sleep(400 * time.Millisecond)
-			srv, _ = pr.start(t, port, true)
+			srv.Start()
 			restarted := time.Now()
 			away := restarted.Sub(killed)
 

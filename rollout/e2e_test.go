@@ -58,10 +58,7 @@ func freePort(t *testing.T) int {
 // topology on free ports.
 func startCloud(t *testing.T) *e2e {
 	dir := t.TempDir()
-	e := &e2e{dir: dir, bin: filepath.Join(dir, "wsfleet"), stateDir: filepath.Join(dir, "state")}
-	if out, err := exec.Command("go", "build", "-o", e.bin, "wsfleet/cmd/wsfleet").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	e := &e2e{dir: dir, bin: suite.Binary(t), stateDir: filepath.Join(dir, "state")}
 	// A node image that never starts: its instances never pass a check.
 	bad := filepath.Join(dir, "bad-node")
 	if err := os.WriteFile(bad, []byte("#!/bin/sh\necho broken image >&2\nexit 1\n"), 0o755); err != nil {

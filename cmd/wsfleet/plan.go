@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,41 +15,63 @@ func init() {
 	register("plan", "validate a plan file and print the steps a rollout would take on the group now (changes nothing)", runPlan)
 }
 
-func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("plan", stderr)
+// planArgs is what a command that reads a plan file (plan, rollout) gets
+// from its arguments: the file, its bytes, the plan, and the rollout flags.
+type planArgs struct {
+	file  string
+	data  []byte
+	plan  *rollout.Plan
+	flags *roFlags
+}
+
+// parsePlanArgs adds -f and the rollout flags (the engine's too, with
+// engine) to fs, which holds the command's own, parses args, and reads and
+// parses the plan file; the plan's problems come back prefixed with the
+// file name (planError).
+func parsePlanArgs(fs *flag.FlagSet, args []string, engine bool) (*planArgs, error) {
 	file := fs.String("f", "", "plan file (YAML)")
-	offline := fs.Bool("offline", false, "only validate the file; do not read the group")
-	f := addRolloutFlags(fs, false)
+	f := addRolloutFlags(fs, engine)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if *file == "" {
-		return fmt.Errorf("%w: -f FILE is required", errUsage)
+		return nil, fmt.Errorf("%w: -f FILE is required", errUsage)
 	}
 	data, err := os.ReadFile(*file)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p, err := rollout.ParsePlan(data)
 	if err != nil {
-		return planError(*file, err)
+		return nil, planError(*file, err)
 	}
-	if *offline {
-		fmt.Fprintf(stdout, "%s: valid (%d phases, %d checks)\n", *file, len(p.Phases), len(p.Checks))
-		return nil
-	}
-	prov, err := roProvider(ctx, p, f, slog.New(slog.DiscardHandler))
+	return &planArgs{file: *file, data: data, plan: p, flags: f}, nil
+}
+
+func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("plan", stderr)
+	offline := fs.Bool("offline", false, "only validate the file; do not read the group")
+	a, err := parsePlanArgs(fs, args, false)
 	if err != nil {
 		return err
 	}
-	p, g, steps, err := rollout.Prepare(ctx, prov, data)
+	p := a.plan
+	if *offline {
+		fmt.Fprintf(stdout, "%s: valid (%d phases, %d checks)\n", a.file, len(p.Phases), len(p.Checks))
+		return nil
+	}
+	prov, err := roProvider(ctx, p, a.flags, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return planError(*file, err)
+		return err
+	}
+	p, g, steps, err := rollout.Prepare(ctx, prov, a.data)
+	if err != nil {
+		return planError(a.file, err)
 	}
 	if ok, err := prov.ImageExists(ctx, p.Image); err != nil {
 		return err
 	} else if !ok {
-		return planError(*file, rollout.PlanErrors{{Key: "image", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; give an AMI id the account can launch", p.Image)}})
+		return planError(a.file, rollout.PlanErrors{{Key: "image", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; give an AMI id the account can launch", p.Image)}})
 	}
 	if h, ok := rollout.ParseLock(g.Tags[rollout.LockTag]); ok {
 		fmt.Fprintf(stdout, "note: the group is locked by %s\n", h)

@@ -20,61 +20,97 @@ func init() {
 	})
 }
 
-// runResume tells a live engine to continue (or roll back); with no live
-// engine it becomes the engine, taking the lock over from a dead one.
-func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+// changeArgs is what a command about one stored rollout (resume,
+// rollback, pause, abort) gets from its arguments: the change id, the
+// store, the change's state, and the rollout flags.
+type changeArgs struct {
+	change string
+	store  rollout.Backend
+	state  *rollout.State
+	flags  *roFlags
+}
+
+// loadChange adds -c and the rollout flags (the engine's too, with engine)
+// to a new flag set for cmd, parses args, and loads the change's state; a
+// change that has already finished is an exit status 1.
+func loadChange(ctx context.Context, cmd string, args []string, stderr io.Writer, engine bool) (*changeArgs, error) {
 	fs := newFlagSet(cmd, stderr)
 	change := fs.String("c", "", "change id")
-	f := addRolloutFlags(fs, true)
+	f := addRolloutFlags(fs, engine)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if *change == "" {
-		return fmt.Errorf("%w: -c CHANGE is required", errUsage)
+		return nil, fmt.Errorf("%w: -c CHANGE is required", errUsage)
 	}
 	store, err := roStore(ctx, f, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st, err := store.Load(*change)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if st.Status.Final() {
-		return exitError{code: 1, msg: fmt.Sprintf("%s is already %s", st.Change, st.Status)}
+		return nil, exitError{code: 1, msg: fmt.Sprintf("%s is already %s", st.Change, st.Status)}
 	}
-	if h, _ := st.Holder(); engineAlive(st) && !f.force && cmd == "resume" && st.Status != rollout.StatusPaused && h.Host != hostname() {
+	return &changeArgs{change: *change, store: store, state: st, flags: f}, nil
+}
+
+// ask leaves control for the change's live engine to act on, and says so
+// on stdout in terms of cmd.
+func (c *changeArgs) ask(stdout io.Writer, control, cmd string) error {
+	if _, err := c.store.SetControl(c.change, control); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: asked the engine (%s) to %s\n", c.change, c.state.Owner, cmd)
+	return nil
+}
+
+// storedPlan parses the plan the change was started with.
+func (c *changeArgs) storedPlan() (*rollout.Plan, error) {
+	p, err := rollout.ParsePlan(c.state.PlanYAML)
+	if err != nil {
+		return nil, fmt.Errorf("stored plan: %w", err)
+	}
+	return p, nil
+}
+
+// runResume tells a live engine to continue (or roll back); with no live
+// engine it becomes the engine, taking the lock over from a dead one.
+func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	c, err := loadChange(ctx, cmd, args, stderr, true)
+	if err != nil {
+		return err
+	}
+	if h, _ := c.state.Holder(); engineAlive(c.state) && !c.flags.force && cmd == "resume" && c.state.Status != rollout.StatusPaused && h.Host != hostname() {
 		// Another machine's engine runs it: refused, naming it.
-		return exitError{code: 1, msg: fmt.Sprintf("%s is %s, held by the engine %s; nothing to resume (pause, abort and rollback reach it through %s)", st.Change, st.Status, holderLine(st, time.Now()), store.Location())}
+		return exitError{code: 1, msg: fmt.Sprintf("%s is %s, held by the engine %s; nothing to resume (pause, abort and rollback reach it through %s)", c.change, c.state.Status, holderLine(c.state, time.Now()), c.store.Location())}
 	}
-	if engineAlive(st) && !f.force {
+	if engineAlive(c.state) && !c.flags.force {
 		control := "run"
 		if cmd == "rollback" {
 			control = "rollback"
 		}
-		if _, err := store.SetControl(*change, control); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s: asked the engine (%s) to %s\n", *change, st.Owner, cmd)
-		return nil
+		return c.ask(stdout, control, cmd)
 	}
-	p, err := rollout.ParsePlan(st.PlanYAML)
-	if err != nil {
-		return fmt.Errorf("stored plan: %w", err)
-	}
-	e, stop, err := roEngine(ctx, p, store, f, stdout, stderr)
+	p, err := c.storedPlan()
 	if err != nil {
 		return err
 	}
-	st2, err := e.Resume(ctx, *change, cmd == "rollback")
+	e, stop, err := roEngine(ctx, p, c.store, c.flags, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	st, err := e.Resume(ctx, c.change, cmd == "rollback")
 	stop()
 	if errors.Is(err, rollout.ErrHeld) {
 		return exitError{code: 1, msg: err.Error()}
 	}
-	if st2 == nil {
-		st2 = st
+	if st == nil {
+		st = c.state
 	}
-	return roFinish(st2, err, store, f, stdout)
+	return roFinish(st, err, c.store, c.flags, stdout)
 }
 
 // hostname is this machine's name as engines record it.

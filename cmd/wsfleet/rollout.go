@@ -190,41 +190,29 @@ func (l *roLines) Write(b []byte) (int, error) {
 
 func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rollout", stderr)
-	file := fs.String("f", "", "plan file (YAML)")
 	detach := fs.Bool("detach", false, "before a phase's not_before window, save the state and exit; `wsfleet resume` continues")
-	f := addRolloutFlags(fs, true)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *file == "" {
-		return fmt.Errorf("%w: -f FILE is required", errUsage)
-	}
-	data, err := os.ReadFile(*file)
+	a, err := parsePlanArgs(fs, args, true)
 	if err != nil {
 		return err
 	}
-	p, err := rollout.ParsePlan(data)
-	if err != nil {
-		return planError(*file, err)
-	}
-	store, err := roStore(ctx, f, p)
+	store, err := roStore(ctx, a.flags, a.plan)
 	if err != nil {
 		return err
 	}
-	e, stop, err := roEngine(ctx, p, store, f, stdout, stderr)
+	e, stop, err := roEngine(ctx, a.plan, store, a.flags, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	e.Detach = *detach
-	st, err := e.Start(ctx, data)
+	st, err := e.Start(ctx, a.data)
 	stop()
 	if st == nil && err != nil {
 		if errors.Is(err, rollout.ErrInvalidPlan) {
-			return planError(*file, err)
+			return planError(a.file, err)
 		}
 		return err
 	}
-	return roFinish(st, err, store, f, stdout)
+	return roFinish(st, err, store, a.flags, stdout)
 }
 
 // planError prefixes each plan problem with the file name.

@@ -98,74 +98,55 @@ func engineAlive(st *rollout.State) bool {
 	if st.Status.Final() || st.Owner == "" {
 		return false
 	}
-	if h, ok := st.Holder(); ok {
-		me, _ := os.Hostname()
-		if h.PID <= 0 || (h.Host != me && !time.Now().Before(st.Lease)) {
-			return false // detached, or its lease ran out (an engine drops it when it stops)
-		}
-		if h.Host != me {
-			return true
-		}
-		return h.PID == os.Getpid() || !errors.Is(syscall.Kill(h.PID, 0), syscall.ESRCH)
+	h, ok := st.Holder()
+	if !ok {
+		return false
 	}
-	return false
+	me, _ := os.Hostname()
+	if h.PID <= 0 || (h.Host != me && !time.Now().Before(st.Lease)) {
+		return false // detached, or its lease ran out (an engine drops it when it stops)
+	}
+	if h.Host != me {
+		return true
+	}
+	return h.PID == os.Getpid() || !errors.Is(syscall.Kill(h.PID, 0), syscall.ESRCH)
 }
 
 // runControl sends pause or abort to a running engine, or applies an abort
 // to a rollout whose engine is gone.
 func runControl(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(cmd, stderr)
-	change := fs.String("c", "", "change id")
-	f := addRolloutFlags(fs, false)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *change == "" {
-		return fmt.Errorf("%w: -c CHANGE is required", errUsage)
-	}
-	store, err := roStore(ctx, f, nil)
+	c, err := loadChange(ctx, cmd, args, stderr, false)
 	if err != nil {
 		return err
 	}
-	st, err := store.Load(*change)
-	if err != nil {
-		return err
-	}
-	if st.Status.Final() {
-		return exitError{code: 1, msg: fmt.Sprintf("%s is already %s", st.Change, st.Status)}
-	}
-	if engineAlive(st) {
-		if _, err := store.SetControl(*change, cmd); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s: asked the engine (%s) to %s\n", *change, st.Owner, cmd)
-		return nil
+	if engineAlive(c.state) {
+		return c.ask(stdout, cmd, cmd)
 	}
 	if cmd == "pause" {
-		return exitError{code: 1, msg: fmt.Sprintf("%s has no running engine (status %s); it is already stopped — resume continues it", *change, st.Status)}
+		return exitError{code: 1, msg: fmt.Sprintf("%s has no running engine (status %s); it is already stopped — resume continues it", c.change, c.state.Status)}
 	}
 	// Abort with no engine: become the engine for as long as it takes to
 	// undo the change's hold on the group (the processes it suspended,
 	// the nodes it drained) and free it.
-	p, err := rollout.ParsePlan(st.PlanYAML)
-	if err != nil {
-		return fmt.Errorf("stored plan: %w", err)
-	}
-	if f.lockTTL == 0 {
-		f.lockTTL = time.Minute
-	}
-	e, stop, err := roEngine(ctx, p, store, f, io.Discard, stderr)
+	p, err := c.storedPlan()
 	if err != nil {
 		return err
 	}
-	st2, err := e.Abort(ctx, *change)
+	if c.flags.lockTTL == 0 {
+		c.flags.lockTTL = time.Minute
+	}
+	e, stop, err := roEngine(ctx, p, c.store, c.flags, io.Discard, stderr)
+	if err != nil {
+		return err
+	}
+	st, err := e.Abort(ctx, c.change)
 	stop()
 	if err != nil {
-		return fmt.Errorf("abort %s: %w", *change, err)
+		return fmt.Errorf("abort %s: %w", c.change, err)
 	}
-	if line := st2.Suspension.String(); line != "" {
-		fmt.Fprintf(stdout, "%s: %s\n", *change, line)
+	if line := st.Suspension.String(); line != "" {
+		fmt.Fprintf(stdout, "%s: %s\n", c.change, line)
 	}
-	fmt.Fprintf(stdout, "%s: aborted; the group is left as it is\n", *change)
+	fmt.Fprintf(stdout, "%s: aborted; the group is left as it is\n", c.change)
 	return nil
 }

@@ -1,24 +1,23 @@
-// Package nodetest is the harness of the suites that test the node from
-// outside, as a separate process, the way clients and load balancers meet
-// it (compat and interop): it builds the wsfleet binary once per test
-// binary, runs `wsfleet serve` processes on free loopback ports and waits
-// for their /readyz, keeps their log for failure messages, fronts several
-// nodes with a round-robin proxy that skips those whose /readyz fails, and
-// runs the Node.js scripts that drive real JavaScript clients.
+// Package nodetest is the one harness of the suites that test the node
+// from outside, as a separate process, the way clients and load balancers
+// meet it (client, probe, compat, interop, localcloud, bench): it builds
+// the wsfleet binary once per test binary (the only place tests build it),
+// runs `wsfleet serve` processes, and Faye's own Node.js server as the
+// reference peer, on free loopback ports and waits until they are ready,
+// keeps their log for failure messages, fronts several nodes with a
+// round-robin proxy that skips those whose /readyz fails, and runs the
+// Node.js scripts that drive real JavaScript clients.
 //
 // It is an ordinary package, not a _test.go file, because Go shares no test
 // code between packages; it lives under internal/ so that nothing outside
-// this module depends on it.
+// this module depends on it. It imports testing, so only tests import it.
 package nodetest
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,77 +25,18 @@ import (
 	"time"
 )
 
-// Suite is what the nodes and scripts of one test binary share: the
-// wsfleet binary Main builds, the JavaScript modules its scripts need, and
-// the admin token and flags of every node it starts.
-type Suite struct {
-	// Name names the suite in messages, and its directory.
-	Name string
-	// Modules are the files, relative to the suite's directory, whose
-	// absence means `npm ci` has not run there.
-	Modules []string
-	// AdminToken is every node's --admin-token, and what scripts get as
-	// WSFLEET_ADMIN.
-	AdminToken string
-	// Flags follow `serve --listen addr --admin-token token` on every
-	// node's command line, before the flags of one Start.
-	Flags []string
-
-	bin string
-}
-
-// Main is the body of a suite's TestMain: it builds wsfleet/cmd/wsfleet
-// once into a temporary directory (every test of the binary starts nodes
-// from it, so none pays for a build), runs the tests, removes the build
-// and exits with the tests' code.
-func (s *Suite) Main(m *testing.M) {
-	os.Exit(s.run(m))
-}
-
-func (s *Suite) run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "wsfleet-"+s.Name+"-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	s.bin = filepath.Join(dir, "wsfleet")
-	out, err := exec.Command("go", "build", "-o", s.bin, "wsfleet/cmd/wsfleet").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build wsfleet: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
-}
-
-// FreeAddr picks a free loopback port below Linux's ephemeral range
-// (32768+), so that no outgoing connection takes it between this check and
-// a restart of a node on it (the restart scenarios stop a node and start it
-// again on the same address).
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port in 20000-32000")
-	return ""
-}
-
-// Node is a `wsfleet serve` process; its methods are not safe for
-// concurrent use.
+// Node is a server process a suite started: `wsfleet serve`, or Faye's
+// server (StartFaye). Its methods are not safe for concurrent use.
 type Node struct {
 	// Addr is the host:port the node listens on, the same across restarts.
 	Addr string
 
 	t     testing.TB
-	bin   string
+	name  string   // names the process in failures
+	argv  []string // its command line, the same across restarts
+	env   []string // added to this process's environment
+	ready string   // the path that answers 200 once it is ready
 	token string
-	args  []string
 	log   SyncBuffer
 	p     *proc // nil while the node is stopped
 }
@@ -110,15 +50,23 @@ type proc struct {
 	err  error
 }
 
-// Start runs `wsfleet serve` on a free loopback port with the suite's
-// flags and then extra (later flags win, so extra may override the
-// suite's), and waits until it is ready; the test's cleanup stops it (see
-// Node.Stop).
+// Start runs `wsfleet serve` on a free loopback port with drainFlags, the
+// suite's flags and then extra (later flags win, so extra may override
+// the suite's), and waits until it is ready; the test's cleanup stops it
+// (see Node.Stop).
 func (s *Suite) Start(t testing.TB, extra ...string) *Node {
 	t.Helper()
 	addr := FreeAddr(t)
-	args := append([]string{"serve", "--listen", addr, "--admin-token", s.AdminToken}, s.Flags...)
-	n := &Node{Addr: addr, t: t, bin: s.bin, token: s.AdminToken, args: append(args, extra...)}
+	argv := append([]string{s.Binary(t), "serve", "--listen", addr, "--admin-token", s.AdminToken}, drainFlags...)
+	argv = append(append(argv, s.Flags...), extra...)
+	return s.start(t, &Node{Addr: addr, name: "wsfleet serve", argv: argv, ready: "/readyz"})
+}
+
+// start starts n for t with the suite's token and has the test's cleanup
+// stop it.
+func (s *Suite) start(t testing.TB, n *Node) *Node {
+	t.Helper()
+	n.t, n.token = t, s.AdminToken
 	n.Start()
 	t.Cleanup(n.Stop)
 	return n
@@ -144,29 +92,39 @@ func (s *Suite) StartCluster(t testing.TB, count int, extra ...string) []*Node {
 // URL is the node's base URL.
 func (n *Node) URL() string { return "http://" + n.Addr }
 
+// Bayeux is the node's Bayeux endpoint.
+func (n *Node) Bayeux() string { return n.URL() + "/bayeux" }
+
+// PID is the process id of the node's running process, 0 when stopped:
+// for reading its memory from /proc.
+func (n *Node) PID() int {
+	if n.p == nil {
+		return 0
+	}
+	return n.p.cmd.Process.Pid
+}
+
 // Log is everything the node's processes have written to stdout and
 // stderr, for failure messages.
 func (n *Node) Log() string { return n.log.String() }
 
-// Start (re)starts the stopped node with its flags and waits up to 10s for
-// its /readyz to answer 200; it fails the test if the node is not ready by
-// then or exits first.
+// Start (re)starts the stopped node with its command line and waits up to
+// 10s for its ready path to answer 200; it fails the test if the node is
+// not ready by then or exits first.
 func (n *Node) Start() {
 	n.t.Helper()
-	if n.bin == "" {
-		n.t.Fatal("nodetest: no wsfleet binary: call Suite.Main from TestMain")
-	}
-	p := &proc{cmd: exec.Command(n.bin, n.args...), done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(n.argv[0], n.argv[1:]...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), n.env...)
 	p.cmd.Stdout = &n.log
 	p.cmd.Stderr = &n.log
 	if err := p.cmd.Start(); err != nil {
-		n.t.Fatalf("start wsfleet serve: %v", err)
+		n.t.Fatalf("start %s: %v", n.name, err)
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	n.p = p
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(n.URL() + "/readyz")
+		resp, err := http.Get(n.URL() + n.ready)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -176,11 +134,11 @@ func (n *Node) Start() {
 		select {
 		case <-p.done:
 			n.p = nil
-			n.t.Fatalf("wsfleet serve on %s exited before it was ready: %v\n%s", n.Addr, p.err, n.Log())
+			n.t.Fatalf("%s on %s exited before it was ready: %v\n%s", n.name, n.Addr, p.err, n.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			n.t.Fatalf("wsfleet serve not ready on %s:\n%s", n.Addr, n.Log())
+			n.t.Fatalf("%s not ready on %s:\n%s", n.name, n.Addr, n.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -201,12 +159,12 @@ func (n *Node) Stop() {
 	select {
 	case <-p.done:
 		if p.err != nil {
-			n.t.Errorf("wsfleet serve exited with %v\n%s", p.err, n.Log())
+			n.t.Errorf("%s exited with %v\n%s", n.name, p.err, n.Log())
 		}
 	case <-time.After(15 * time.Second):
 		p.cmd.Process.Kill()
 		<-p.done
-		n.t.Errorf("wsfleet serve did not stop on SIGTERM\n%s", n.Log())
+		n.t.Errorf("%s did not stop on SIGTERM\n%s", n.name, n.Log())
 	}
 }
 

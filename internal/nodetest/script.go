@@ -7,14 +7,16 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// NeedNode fails the test when Node.js or one of the suite's Modules is
-// missing: `make test` installs them, so their absence is a broken setup,
-// not a reason to pass. With -short it skips the test instead.
+// NeedNode fails the test when Node.js or one of the dependencies in the
+// suite directory's package.json is missing from its node_modules: `make
+// test` installs them, so their absence is a broken setup, not a reason to
+// pass. With -short it skips the test instead.
 func (s *Suite) NeedNode(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
@@ -23,9 +25,19 @@ func (s *Suite) NeedNode(t testing.TB) {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("node is not installed (Node.js 20 is required for the %s suite)", s.Name)
 	}
-	for _, p := range s.Modules {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s missing: run scripts/test-deps.sh (npm ci in %s/)", p, s.Name)
+	b, err := os.ReadFile("package.json")
+	if err != nil {
+		t.Fatalf("the %s suite's package.json: %v", s.Name, err)
+	}
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	if err := json.Unmarshal(b, &pkg); err != nil {
+		t.Fatalf("the %s suite's package.json: %v", s.Name, err)
+	}
+	for dep := range pkg.Dependencies {
+		if _, err := os.Stat(filepath.Join("node_modules", dep, "package.json")); err != nil {
+			t.Fatalf("node_modules/%s missing: run scripts/test-deps.sh (npm ci in %s/)", dep, s.Name)
 		}
 	}
 }

@@ -5,37 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 )
-
-func TestExactlyOnce(t *testing.T) {
-	for _, c := range []struct {
-		name                     string
-		got                      []int
-		missing, dups, reordered int
-		missingOf                []int
-	}{
-		{name: "all", got: []int{0, 1, 2, 3}},
-		{name: "none", missing: 4, missingOf: []int{0, 1, 2, 3}},
-		{name: "gap", got: []int{0, 3}, missing: 2, missingOf: []int{1, 2}},
-		{name: "duplicate", got: []int{0, 1, 1, 2, 3}, dups: 1},
-		{name: "reordered", got: []int{0, 2, 1, 3}, reordered: 1},
-		{name: "replayed", got: []int{0, 1, 2, 1, 2, 3}, dups: 2, reordered: 1},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			m, d, o := ExactlyOnce(c.got, 4)
-			if m != c.missing || d != c.dups || o != c.reordered {
-				t.Errorf("ExactlyOnce(%v) = %d missing, %d dups, %d reordered; want %d, %d, %d", c.got, m, d, o, c.missing, c.dups, c.reordered)
-			}
-			if got := MissingOf(c.got, 4); !slices.Equal(got, c.missingOf) {
-				t.Errorf("MissingOf(%v) = %v, want %v", c.got, got, c.missingOf)
-			}
-		})
-	}
-}
 
 // backend is a fake node whose /readyz answers as ready says and whose
 // other paths answer its name.
