@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -67,13 +68,22 @@ func storeAt(ctx context.Context, u rollout.StateURL, f *roFlags, p *rollout.Pla
 	return rollout.NewObjectStore(objs, u), nil
 }
 
-func runChanges(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("changes", stderr)
+// parseStoreArgs adds the rollout flags to fs, which holds the command's
+// own, parses args and opens the state location they name.
+func parseStoreArgs(ctx context.Context, fs *flag.FlagSet, args []string) (*roFlags, rollout.Backend, error) {
 	f := addRolloutFlags(fs, false)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, nil, err
 	}
 	store, err := roStore(ctx, f, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, store, nil
+}
+
+func runChanges(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, store, err := parseStoreArgs(ctx, newFlagSet("changes", stderr), args)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"wsfleet/internal/simcloud"
 	"wsfleet/localcloud"
 	awsprov "wsfleet/provider/aws"
 	"wsfleet/rollout"
@@ -35,33 +36,11 @@ func TestStateInS3HandOver(t *testing.T) {
 	const token = "state-test-admin-token"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cloud, err := localcloud.Start(ctx, localcloud.Config{
-		Listen:              "127.0.0.1:0",
-		Images:              map[string]localcloud.Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}},
-		Tick:                50 * time.Millisecond,
-		SimulatedBootTime:   200 * time.Millisecond,
-		HealthCheckInterval: 100 * time.Millisecond,
-		S3Dir:               t.TempDir(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cloud.Close()
-	delay := 10
 	var names []string
 	for i := 1; i <= 8; i++ {
 		names = append(names, fmt.Sprintf("ws-%02d", i))
 	}
-	if err := cloud.Bootstrap(ctx, &localcloud.Topology{
-		LaunchTemplates: []localcloud.TopoLaunchTemplate{{Name: "gitter-ws", ImageID: "ami-old", InstanceType: "c5.large", UserData: "--admin-token=" + token + "\n"}},
-		TargetGroups: []localcloud.TopoTargetGroup{{Name: "gitter-ws", Port: 8080, HealthCheckPath: "/readyz",
-			HealthyThresholdCount: 2, UnhealthyThresholdCount: 2, DeregistrationDelaySeconds: &delay}},
-		Groups: []localcloud.TopoGroup{{Name: "gitter-ws", LaunchTemplate: "gitter-ws", Version: "$Latest", Min: 8, Max: 16, Desired: 8,
-			AvailabilityZones: []string{"us-east-1a", "us-east-1b"}, TargetGroups: []string{"gitter-ws"},
-			HealthCheckType: "ELB", HealthCheckGracePeriod: 60, InstanceNames: names}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	cloud := simcloud.Start(t, ctx, simcloud.Group{Names: names, Token: token, DeregistrationDelay: 10, S3Dir: t.TempDir()})
 	t.Setenv("WSFLEET_ADMIN_TOKEN", token)
 	clients := cloud.Clients("AKIDTEST")
 	s3c := clients.S3

@@ -28,11 +28,7 @@ func init() {
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", stderr)
 	change := fs.String("c", "", "change id (default: list every rollout)")
-	f := addRolloutFlags(fs, false)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	store, err := roStore(ctx, f, nil)
+	f, store, err := parseStoreArgs(ctx, fs, args)
 	if err != nil {
 		return err
 	}
