@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test vet fuzz demo demo-ci clean test-s3-crash
+.PHONY: build test vet fuzz fuzz-long demo demo-ci clean test-s3-crash
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -39,6 +39,14 @@ test-s3-crash:
 # runs their seed corpora in `test`.
 fuzz:
 	GO=$(GO) ./scripts/fuzz.sh
+
+# fuzz-long runs the four targets that read outside input (the plan
+# parser, the Bayeux decoder, the AWS Query parser, the local cloud's
+# API) for FUZZTIME each (default 3m). An input slower than a second fails
+# the run. Its last result is in docs/fuzz.md.
+FUZZ_LONG := ^(./rollout FuzzParsePlan|./bayeux FuzzDecodeMessages|./localcloud FuzzParseQuery|./localcloud FuzzAPI)$$
+fuzz-long:
+	GO=$(GO) FUZZTIME=$${FUZZTIME:-3m} FUZZ_ONLY='$(FUZZ_LONG)' ./scripts/fuzz.sh
 
 demo: build
 	./$(BIN) demo

@@ -12,7 +12,7 @@ import (
 // Prepare parses a plan and compiles it against the group as it is now,
 // changing nothing: what `wsfleet plan` shows.
 func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []Step, error) {
-	plan, err := ParsePlan(planYAML)
+	plan, err := ParsePlanContext(ctx, planYAML)
 	if err != nil {
 		return nil, Group{}, nil, err
 	}
@@ -23,7 +23,7 @@ func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []
 		}
 		return plan, Group{}, nil, fmt.Errorf("describe group %s: %w", plan.Group, err)
 	}
-	steps, err := Compile(plan, g)
+	steps, err := CompileContext(ctx, plan, g)
 	if err != nil {
 		return plan, g, nil, err
 	}
