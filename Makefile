@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-s3-cli vet fuzz fuzz-long demo demo-ci clean
+.PHONY: build test test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -33,6 +33,12 @@ demo-ci: build
 	@out=$$(mktemp -d); ./$(BIN) demo --fast --clients 500 --out $$out/engine && \
 	  ./$(BIN) demo --fast --naive --clients 200 --out $$out/naive; rc=$$?; \
 	  if [ $$rc -ne 0 ]; then cat $$out/*/report.md 2>/dev/null; fi; rm -rf $$out; exit $$rc
+
+# test-s3-crash runs the crash-point test with the state in the local
+# cloud's S3 at every point (the default suite runs the S3 backend's crash
+# points over an in-memory bucket); a few minutes.
+test-s3-crash:
+	WSFLEET_S3_CRASH=1 $(GO) test -count=1 -timeout 30m -run 'TestS3BackendLocalCloud' ./rollout
 
 # fuzz runs every fuzz target in the repository (scripts/fuzz.sh lists them
 # from the code) for FUZZTIME each, default 30s, and fails if any fails; CI

@@ -26,10 +26,13 @@ import (
 
 // Plan is a parsed plan file. docs/rollout.md documents every key.
 type Plan struct {
-	Change   string       `yaml:"change" json:"change"`
-	Group    string       `yaml:"group" json:"group"`
-	Image    string       `yaml:"image" json:"image"`
-	AWS      AWSConfig    `yaml:"aws" json:"aws"`
+	Change string    `yaml:"change" json:"change"`
+	Group  string    `yaml:"group" json:"group"`
+	Image  string    `yaml:"image" json:"image"`
+	AWS    AWSConfig `yaml:"aws" json:"aws"`
+	// State is where the change's state, event log and report live:
+	// s3://BUCKET/PREFIX, or empty for the local state directory.
+	State    string       `yaml:"state" json:"state,omitempty"`
 	Strategy Strategy     `yaml:"strategy" json:"strategy,omitempty"`
 	WarmUp   Duration     `yaml:"warm_up" json:"warm_up,omitempty"`
 	Healthy  Duration     `yaml:"healthy_timeout" json:"healthy_timeout,omitempty"`
@@ -595,6 +598,13 @@ func (p *Plan) validate() PlanErrors {
 		add(p.errAt("change", "missing; give the change an id such as gitter-ws-new-ami (the lock and the state are keyed by it)"))
 	} else if !changeID.MatchString(p.Change) {
 		add(p.errAt("change", "%q: use letters, digits, '.', '_' and '-' (at most 64)", p.Change))
+	}
+	if p.State != "" {
+		if u, err := ParseStateURL(p.State); err != nil {
+			add(p.errAt("state", "%v", err))
+		} else if !u.S3() {
+			add(p.errAt("state", "%q: give s3://BUCKET/PREFIX (leave state out for the local state directory, or use --state-dir)", p.State))
+		}
 	}
 	if p.Group == "" {
 		add(p.errAt("group", "missing; name the Auto Scaling group, e.g. group: gitter-ws"))

@@ -40,6 +40,8 @@ func TestPlanValidation(t *testing.T) {
 		{"duplicate-phase-name.yaml", []string{"line 8: phases[1].name: \"a\" is used by another phase"}},
 		{"drain-deadline-under-window.yaml", []string{"line 4: drain.deadline: 1m0s is shorter than drain.window 5m0s"}},
 		{"syntax.yaml", []string{"line 1"}},
+		{"bad-state-bucket.yaml", []string{"line 4: state:", `bucket "Team_State": use lowercase letters`}},
+		{"state-s3.yaml", nil},
 		{"../../../examples/gitter-ws-new-ami.yaml", nil},
 	}
 	for _, tc := range cases {
