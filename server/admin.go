@@ -76,7 +76,9 @@ func drainOptions(r nodeapi.DrainRequest, def DrainOptions) DrainOptions {
 func (s *Server) serveDrain(w http.ResponseWriter, r *http.Request) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
 	if err != nil {
-		s.badRequest(w, http.StatusBadRequest, err.Error())
+		if !s.refuseBody(w, err) {
+			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
+		}
 		return
 	}
 	req, err := nodeapi.DecodeDrainRequest(b)
@@ -102,7 +104,9 @@ type publishResult struct {
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
 	if err != nil {
-		s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
+		if !s.refuseBody(w, err) {
+			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
+		}
 		return
 	}
 	if !utf8.Valid(body) {

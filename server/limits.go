@@ -86,6 +86,26 @@ func setReadDeadline(w http.ResponseWriter, t time.Time) {
 	_ = http.NewResponseController(w).SetReadDeadline(t)
 }
 
+// refuseBody answers a request whose body could not be read for one of the
+// limits and reports true: 408, counted, with the connection closed, when
+// it did not arrive within the read timeout (the deadline stays passed, so
+// net/http does not wait for the rest of it either); 413 when it is larger
+// than the message size limit. Another error is the caller's to answer.
+func (s *Server) refuseBody(w http.ResponseWriter, err error) bool {
+	var mb *http.MaxBytesError
+	switch {
+	case isTimeout(err):
+		s.met.limited.WithLabelValues(limitReadTimeout).Inc()
+		w.Header().Set("Connection", "close")
+		s.badRequest(w, http.StatusRequestTimeout, "request body not received in time")
+	case errors.As(err, &mb):
+		s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
+	default:
+		return false
+	}
+	return true
+}
+
 func isUpgrade(r *http.Request) bool { return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") }
 
 // isTimeout reports whether err is a read deadline passing.

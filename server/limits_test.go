@@ -209,6 +209,48 @@ func TestRequestBodyDeadline(t *testing.T) {
 	}
 }
 
+// TestRequestBodyNeverArrives: on every path that reads a body, a request
+// whose body stops after one byte is answered 408 within the read timeout
+// and its connection closed: it must not stay open with the deadline
+// lifted (net/http reads the rest of a small body after the handler to
+// reuse the connection, and would wait for it for good), nor be answered
+// as too large or as malformed.
+func TestRequestBodyNeverArrives(t *testing.T) {
+	const d = 200 * time.Millisecond
+	n := startHTTPNode(t, func(c *Config) { c.Timeout = 5 * time.Second; c.ReadTimeout = d })
+	for _, path := range []string{"/bayeux", "/publish", "/admin/drain"} {
+		for _, length := range []int{100, 1 << 20} {
+			t.Run(fmt.Sprintf("%s/%d", path, length), func(t *testing.T) {
+				c, err := net.Dial("tcp", n.hs.Listener.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n[",
+					path, testAdmin, length)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				start := time.Now()
+				br := bufio.NewReader(c)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("no answer to a request whose body never came: %v", err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != http.StatusRequestTimeout || time.Since(start) > 3*time.Second {
+					t.Fatalf("answer %d %q after %v, want 408 within the read timeout", resp.StatusCode, body, time.Since(start))
+				}
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				if _, err := io.ReadAll(br); err != nil {
+					t.Fatalf("connection still open after the 408: %v", err)
+				}
+			})
+		}
+	}
+	if v := scrape(t, n, `wsfleet_limited_total{limit="read_timeout"}`); v != 6 {
+		t.Fatalf("wsfleet_limited_total{read_timeout} = %v, want 6", v)
+	}
+}
+
 // TestHeaderAndIdleTimeouts: the node's http.Server closes a connection
 // whose request headers do not come, and a keep-alive connection left idle,
 // but neither timeout touches an open websocket.

@@ -80,13 +80,15 @@ func (s *Server) readPollBody(w http.ResponseWriter, r *http.Request) ([]byte, e
 	}
 	// the body must come within the handshake deadline as well; the
 	// deadline is lifted once it is read, or it would end a held connect
-	// (net/http's background read would fail and cancel the request).
+	// (net/http's background read would fail and cancel the request). Not
+	// when the read failed: net/http reads what is left of a small body
+	// after the handler, and would wait for it with no deadline.
 	setReadDeadline(w, time.Now().Add(min(s.cfg.ReadTimeout, s.cfg.HandshakeTimeout)))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
-	setReadDeadline(w, time.Time{})
 	if err != nil {
 		return nil, err
 	}
+	setReadDeadline(w, time.Time{})
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "application/x-www-form-urlencoded" || (mt != "application/json" && strings.HasPrefix(string(body), "message=")) {
 		v, err := url.ParseQuery(string(body))
@@ -154,18 +156,9 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := s.readPollBody(w, r)
 	if err != nil {
-		var mb *http.MaxBytesError
-		if isTimeout(err) {
-			s.met.limited.WithLabelValues(limitReadTimeout).Inc()
-			w.Header().Set("Connection", "close")
-			s.badRequest(w, http.StatusRequestTimeout, "request body not received in time")
-			return
+		if !s.refuseBody(w, err) {
+			s.badRequest(w, http.StatusBadRequest, "bad request: "+err.Error())
 		}
-		if errors.As(err, &mb) {
-			s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
-			return
-		}
-		s.badRequest(w, http.StatusBadRequest, "bad request: "+err.Error())
 		return
 	}
 	if !utf8.Valid(body) {
