@@ -251,6 +251,27 @@ func TestRequestBodyNeverArrives(t *testing.T) {
 	}
 }
 
+// TestSilentAfterConnect: a websocket whose client connects once and then
+// never speaks again loses its session after the session timeout, and its
+// socket with it: the first connect lifted the handshake deadline, so
+// nothing else would ever close it, and it would hold its place under
+// --max-connections for good.
+func TestSilentAfterConnect(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.Timeout = 200 * time.Millisecond; c.SessionTimeout = 300 * time.Millisecond })
+	p := dialWS(t, n)
+	p.handshake(nil) // and its first connect
+	if r := p.next(onChannel(bayeux.ChannelConnect)); r["successful"] != true {
+		t.Fatalf("connect %v", r)
+	}
+	select {
+	case <-p.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("socket still open %v after its session's timeout; sessions %d, connections %d",
+			5*time.Second, n.srv.Status().Sessions, n.srv.Status().Connections)
+	}
+	waitUntil(t, "no connection", func() bool { st := n.srv.Status(); return st.Connections == 0 && st.Sessions == 0 })
+}
+
 // TestHeaderAndIdleTimeouts: the node's http.Server closes a connection
 // whose request headers do not come, and a keep-alive connection left idle,
 // but neither timeout touches an open websocket.

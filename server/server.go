@@ -378,7 +378,16 @@ func (s *Server) sweep() {
 	s.mu.RUnlock()
 	for _, ss := range dead {
 		s.log.Debug("session expired", "client", ss.id)
+		ss.mu.Lock()
+		wc := ss.ws
+		ss.mu.Unlock()
 		s.removeSession(ss, "expired")
+		if wc != nil {
+			// its client stopped sending connects but kept the socket:
+			// its first connect lifted the handshake deadline, so
+			// nothing else would close it.
+			wc.close(wsStatusPolicyViolation, "session expired")
+		}
 	}
 }
 
