@@ -120,6 +120,12 @@ func isTimeout(err error) bool {
 // good. One timer on the node's clock, stopped by the first connect; no
 // goroutine waits on it.
 func (s *Server) armHandshakeDeadline(wc *wsConn) {
+	wc.closeMu.Lock()
+	defer wc.closeMu.Unlock()
+	s.armHandshakeDeadlineLocked(wc)
+}
+
+func (s *Server) armHandshakeDeadlineLocked(wc *wsConn) {
 	wc.deadline = s.cfg.AfterFunc(s.cfg.HandshakeTimeout, func() {
 		if wc.spoke.Load() {
 			return
@@ -130,12 +136,30 @@ func (s *Server) armHandshakeDeadline(wc *wsConn) {
 	})
 }
 
+// rearmHandshakeDeadline puts the deadline back on a socket whose session
+// ended while the socket stays open (a /meta/disconnect the client does
+// not follow by closing, an expired token, a replay over the limit): with
+// no session left to time out, the socket must carry a new connect within
+// the deadline, as a new socket must, or it would stay open for good.
+func (s *Server) rearmHandshakeDeadline(wc *wsConn) {
+	wc.closeMu.Lock()
+	defer wc.closeMu.Unlock()
+	if wc.closing || !wc.spoke.Load() {
+		return
+	}
+	wc.spoke.Store(false)
+	s.armHandshakeDeadlineLocked(wc)
+}
+
 // spokeOnce records that a /meta/connect bound wc: the deadline is off. Only
-// wc's owner calls it.
+// wc's owner calls it; the deadline itself is under closeMu, since a session
+// that ends puts it back from elsewhere (rearmHandshakeDeadline).
 func (wc *wsConn) spokeOnce() {
 	if wc.spoke.Load() {
 		return
 	}
+	wc.closeMu.Lock()
+	defer wc.closeMu.Unlock()
 	wc.spoke.Store(true)
 	if wc.deadline != nil {
 		wc.deadline.Stop()

@@ -149,6 +149,45 @@ func TestHandshakeDeadline(t *testing.T) {
 	}
 }
 
+// TestHandshakeDeadlineAfterTheSessionEnds: a websocket whose session
+// ended while the socket stays open (a /meta/disconnect the client does
+// not follow by closing, an expired token) must carry a new connect within
+// the handshake deadline again, or it is closed: the first connect lifted
+// the deadline, and no session is left to time out. A client that
+// handshakes again on the socket and connects keeps it.
+func TestHandshakeDeadlineAfterTheSessionEnds(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	n := startNode(t, func(c *Config) { c.Timeout = timeout })
+	end := func(p *wsPeer) {
+		t.Helper()
+		p.handshake(nil)
+		p.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket", "advice": msg{"timeout": 0}})
+		p.next(onChannel(bayeux.ChannelConnect))
+		p.send(msg{"channel": bayeux.ChannelDisconnect})
+		if r := p.next(onChannel(bayeux.ChannelDisconnect)); r["successful"] != true {
+			t.Fatalf("disconnect %v", r)
+		}
+	}
+
+	silent := dialWS(t, n)
+	end(silent)
+	select {
+	case <-silent.closed:
+	case <-time.After(timeout + 3*time.Second):
+		t.Fatalf("socket still open after its session ended; connections %d", n.srv.Status().Connections)
+	}
+
+	again := dialWS(t, n)
+	end(again)
+	again.handshake(nil) // and a connect, on the same socket
+	again.subscribe("/room", nil)
+	time.Sleep(3 * timeout)
+	n.publish(`{"channel":"/room","data":"still here"}`)
+	if m := again.next(isData); m["data"] != "still here" {
+		t.Fatalf("after a new session on the socket: %v", m)
+	}
+}
+
 // TestHandshakeDeadlineOnTheNodeClock: the deadline runs on Config's
 // clock (one timer, no goroutine waiting per socket).
 func TestHandshakeDeadlineOnTheNodeClock(t *testing.T) {

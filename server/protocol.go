@@ -687,6 +687,12 @@ func (s *Server) endSession(ss *session, why string) {
 		_ = wc.write(frame([]outMsg{{b: held.reply}}))
 	}
 	s.removeSession(ss, why)
+	if wc != nil {
+		// the client may handshake again on the socket (after an
+		// expired token it does); one that keeps it open silently must
+		// not keep it for good.
+		s.rearmHandshakeDeadline(wc)
+	}
 	if err := s.broker.Sessions().Delete(s.ctx, ss.id); err != nil && s.cfg.SharedSessions {
 		s.met.brokerErrors.Inc()
 		s.log.Warn("delete session failed", "client", ss.id, "why", why, "err", err)
