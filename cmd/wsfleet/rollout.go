@@ -228,14 +228,39 @@ func planError(file string, err error) error {
 	return err
 }
 
+// resumeWhere is what a resume of st needs besides the change id to
+// find it: the S3 prefix and, for a non-AWS endpoint (--endpoint, else
+// the plan's), that endpoint, since a resume given only the change id
+// opens the state before it reads the plan; or the state directory.
+func resumeWhere(st *rollout.State, store rollout.Backend, f *roFlags) string {
+	if _, ok := store.(*rollout.ObjectStore); !ok {
+		return " --state-dir " + store.Location()
+	}
+	where := " --state " + store.Location()
+	endpoint := f.endpoint
+	if endpoint == "" {
+		if p, err := rollout.ParsePlan(st.PlanYAML); err == nil {
+			endpoint = p.AWS.Endpoint
+		}
+	}
+	if endpoint != "" {
+		where += " --endpoint " + endpoint
+	}
+	return where
+}
+
+// anywhere says that a change in S3 may be resumed from any machine.
+func anywhere(store rollout.Backend) string {
+	if _, ok := store.(*rollout.ObjectStore); ok {
+		return "from any machine, "
+	}
+	return ""
+}
+
 // roFinish writes the report and turns the outcome into an exit status.
 func roFinish(st *rollout.State, err error, store rollout.Backend, f *roFlags, stdout io.Writer) error {
 	if errors.Is(err, rollout.ErrDetached) {
-		where := ""
-		if _, ok := store.(*rollout.ObjectStore); ok {
-			where = " --state " + store.Location()
-		}
-		fmt.Fprintf(stdout, "%s: detached: %s; run `wsfleet resume -c %s%s` when it opens (from any machine, at %s)\n", st.Change, st.Waiting, st.Change, where, st.NotBefore.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stdout, "%s: detached: %s; run `wsfleet resume -c %s%s` when it opens (%sat %s)\n", st.Change, st.Waiting, st.Change, resumeWhere(st, store, f), anywhere(store), st.NotBefore.UTC().Format(time.RFC3339))
 		return nil
 	}
 	if st != nil && (st.Status.Final() || st.Status == rollout.StatusFailed) {

@@ -307,3 +307,36 @@ func TestResumeHeldOnThisHost(t *testing.T) {
 		})
 	}
 }
+
+// TestDetachHint: the command --detach prints to go on works as printed:
+// for a change in S3 it names the state and, for a non-AWS endpoint (the
+// plan's or --endpoint's), the endpoint, without which a machine with only
+// the change id would ask AWS; a change in a state directory names the
+// directory and is not said to be resumable from any machine.
+func TestDetachHint(t *testing.T) {
+	at := time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC)
+	plan := []byte("change: c1\ngroup: g\nimage: ami-new\naws: {region: us-east-1, endpoint: http://127.0.0.1:4566}\nphases:\n  - {name: a, replace: rest}\n")
+	s3store := rollout.NewObjectStore(nil, rollout.StateURL{Bucket: "state", Prefix: "team"})
+	for _, tc := range []struct {
+		name     string
+		store    rollout.Backend
+		endpoint string
+		want     string
+		not      string
+	}{
+		{"s3 plan endpoint", s3store, "", "`wsfleet resume -c c1 --state s3://state/team --endpoint http://127.0.0.1:4566` when it opens (from any machine, ", ""},
+		{"s3 flag endpoint", s3store, "http://127.0.0.1:18666", "--state s3://state/team --endpoint http://127.0.0.1:18666`", ""},
+		{"local", &rollout.Store{Dir: "/var/lib/wsfleet"}, "", "`wsfleet resume -c c1 --state-dir /var/lib/wsfleet` when it opens (at 2026-12-06T16:00:00Z)", "any machine"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &rollout.State{Change: "c1", PlanYAML: plan, Status: rollout.StatusWaiting, Waiting: "window opens", NotBefore: at}
+			var out bytes.Buffer
+			if err := roFinish(st, rollout.ErrDetached, tc.store, &roFlags{endpoint: tc.endpoint, stateDir: "/var/lib/wsfleet"}, &out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), tc.want) || (tc.not != "" && strings.Contains(out.String(), tc.not)) {
+				t.Errorf("%s\nwant %q, not %q", out.String(), tc.want, tc.not)
+			}
+		})
+	}
+}
