@@ -656,6 +656,9 @@ func TestS3Routing(t *testing.T) {
 		"state.localhost:4566": "state", "my.state.localhost": "my.state", "State.LOCALHOST.": "state",
 		"state.s3.us-east-1.amazonaws.com": "state", "a.s3.b.s3.eu-west-1.amazonaws.com": "a.s3.b", "state.s3-us-west-2.amazonaws.com": "state",
 		"s3.us-east-1.amazonaws.com": "",
+		// An SDK whose endpoint is http://s3.localhost:PORT (path style
+		// there) puts the bucket before it when path style is off.
+		"state.s3.localhost:4566": "state", "my.state.s3.localhost": "my.state", "s3.localhost:4566": "",
 	} {
 		if got := virtualBucket(host); got != want {
 			t.Errorf("virtualBucket(%q) = %q, want %q", host, got, want)
