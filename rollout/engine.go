@@ -369,10 +369,17 @@ func (e *Engine) renew(ctx context.Context, st *State) error {
 }
 
 // control applies a pause, resume, abort or rollback asked by another
-// command through the store.
+// command through the store. A store out of reach (S3 down) reads as no
+// command: the command stays stored and is read on a later poll, and the
+// engine's next save holds every effect until the state can be written,
+// so the engine neither stops nor acts unrecorded.
 func (e *Engine) control(ctx context.Context, st *State, plan *Plan) (stop bool, err error) {
 	for {
 		c, err := e.Store.TakeControl(st.Change)
+		if errors.Is(err, ErrStateUnavailable) {
+			e.Log.Warn("command not read; the state backend is out of reach", "change", st.Change, "err", err)
+			c, err = "", nil
+		}
 		if err != nil {
 			return true, err
 		}
