@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"wsfleet/bayeux"
 	"wsfleet/nodeapi"
@@ -92,6 +93,13 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
 		return
 	}
+	if !utf8.Valid(body) {
+		// a lone surrogate escape in a message's data is that
+		// message's error (checkData)
+		s.met.invalidText.Inc()
+		s.badRequest(w, http.StatusBadRequest, "request body: "+errNotText.Error())
+		return
+	}
 	msgs, err := bayeux.DecodeMessages(body)
 	if err != nil {
 		s.badRequest(w, http.StatusBadRequest, err.Error())
@@ -110,8 +118,8 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !bayeux.ValidChannel(m.Channel) || bayeux.IsMeta(m.Channel):
 			e = bayeux.ErrChannelInvalid(m.Channel)
-		case len(m.Data) == 0:
-			e = bayeux.ErrParameterMissing("data")
+		default:
+			e = s.refuseData(m.Data)
 		}
 		if e == nil {
 			seq, err := s.publishData(r.Context(), m.Channel, m.Data)

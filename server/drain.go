@@ -371,6 +371,10 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 		s.indexAdd(ss, p)
 	}
 	n := s.replayStored(b, ss, subs, from, "restored")
+	if n < 0 {
+		s.overLimit(ss)
+		return nil
+	}
 	if err := s.broker.Sessions().Delete(s.ctx, id); err != nil {
 		// the session is live here anyway: a stale record is what the
 		// failure leaves behind.

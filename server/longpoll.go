@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"wsfleet/bayeux"
 )
@@ -142,6 +143,14 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.badRequest(w, http.StatusBadRequest, "bad request: "+err.Error())
+		return
+	}
+	if !utf8.Valid(body) {
+		// invalid bytes only: a lone surrogate escape in a message's
+		// data is that publish's Bayeux error (checkData), which faye
+		// reports to the publisher rather than sending the request again.
+		s.met.invalidText.Inc()
+		s.badRequest(w, http.StatusBadRequest, "request body: "+errNotText.Error())
 		return
 	}
 	msgs, err := bayeux.DecodeMessages(body)

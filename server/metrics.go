@@ -25,6 +25,12 @@ type metrics struct {
 	brokerErrors  prometheus.Counter
 	accepted      *prometheus.CounterVec
 	rewritten     prometheus.Counter
+	// replayOverLimit counts replays refused for being longer than the
+	// queue limit, by what the client was answered: gone (a subscribe's
+	// ext.replay) or slow_consumer (a take-over, which ends the session).
+	replayOverLimit *prometheus.CounterVec
+	tokensExpired   prometheus.Counter
+	invalidText     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -73,9 +79,19 @@ func newMetrics() *metrics {
 		rewritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_resent_total", Help: "Messages written again to a resumed websocket because the client's ext.since showed it never got them.",
 		}),
+		replayOverLimit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsfleet_replays_over_limit_total", Help: "Replays refused because they held more messages than the queue limit, by the answer: gone (subscribe) or slow_consumer (session take-over).",
+		}, []string{"answer"}),
+		tokensExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_tokens_expired_total", Help: "Sessions ended at a connect, subscribe or publish because their token had expired.",
+		}),
+		invalidText: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_invalid_text_total", Help: "Requests and published data refused because they were not valid UTF-8 text (invalid bytes or a lone surrogate escape).",
+		}),
 	}
 	m.reg.MustRegister(m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
 		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors, m.accepted, m.rewritten,
+		m.replayOverLimit, m.tokensExpired, m.invalidText,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

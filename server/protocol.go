@@ -248,6 +248,9 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		// place.
 		return s.goAway(b, r)
 	}
+	if ss != nil && s.tokenExpired(ss) {
+		return s.expired(m, ss)
+	}
 	if s.cfg.SharedSessions {
 		mu := s.shareLock(m.ClientID)
 		mu.Lock()
@@ -334,10 +337,8 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 	if !ok {
 		return r
 	}
-	if !ss.ident.Expires.IsZero() && s.cfg.Now().After(ss.ident.Expires) {
-		r.Error = bayeux.NewError(bayeux.CodeClientUnknown, "Token expired").Error()
-		r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectHandshake}
-		return r
+	if s.tokenExpired(ss) {
+		return s.expired(m, ss)
 	}
 	for _, p := range m.Subscription {
 		switch {
@@ -405,15 +406,31 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 	}
 	var replay []outMsg
 	if !gone {
+		// already delivered live through an older subscription
+		dup := func(h broker.Message) bool { return h.Seq <= cursor && matchesAny(old, h.Channel) }
+		n := 0
 		for _, h := range hist {
-			// already delivered live through an older subscription
-			if h.Seq <= cursor && matchesAny(old, h.Channel) {
-				continue
+			if !dup(h) {
+				n++
 			}
-			replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
+		}
+		if n > s.cfg.QueueLimit {
+			// more than the client may have queued: the answer is the
+			// one for a history that no longer reaches back to since,
+			// and the subscription goes live from now.
+			s.met.replayOverLimit.WithLabelValues("gone").Inc()
+			s.log.Info("replay refused: over the queue limit", "client", ss.id, "since", since, "messages", n, "queue_limit", s.cfg.QueueLimit)
+			r.Ext = json.RawMessage(`{"replay":"gone"}`)
+			n = 0
+		}
+		replay = make([]outMsg, 0, n)
+		for _, h := range hist {
+			if n > 0 && !dup(h) {
+				replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
+			}
 		}
 	}
-	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	b.after = append(b.after, func() { s.finishReplay(ss, replay) })
 	return r
 }
 
@@ -500,7 +517,9 @@ func resumeFrom(st broker.Session, connectID string, got clientCursor) uint64 {
 // from and raised its replaying: it fetches what subs matched after from
 // and queues it ahead of the live messages that arrive meanwhile, once the
 // batch's replies are out. It counts the take-over by outcome and returns
-// how many messages it replays.
+// how many messages it replays, or -1 when they are more than the queue
+// limit: it then queues nothing, and the caller ends the session
+// (overLimit), as it would a slow consumer's.
 func (s *Server) replayStored(b *batch, ss *session, subs []string, from uint64, how string) int {
 	var (
 		hist []broker.Message
@@ -517,28 +536,56 @@ func (s *Server) replayStored(b *batch, ss *session, subs []string, from uint64,
 		}
 		s.met.restored.WithLabelValues("gone").Inc()
 		s.log.Warn("session taken over without replay", "client", ss.id, "how", how, "cursor", from, "err", err)
+	case len(hist) > s.cfg.QueueLimit:
+		s.met.restored.WithLabelValues("over_limit").Inc()
+		s.log.Info("session taken over: replay over the queue limit", "client", ss.id, "how", how, "cursor", from,
+			"messages", len(hist), "queue_limit", s.cfg.QueueLimit)
+		return -1
 	default:
 		s.met.restored.WithLabelValues("ok").Inc()
+		replay = make([]outMsg, 0, len(hist))
 		for _, h := range hist {
 			replay = append(replay, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
 		}
 	}
-	b.after = append(b.after, func() { ss.finishReplay(replay) })
+	b.after = append(b.after, func() { s.finishReplay(ss, replay) })
 	return len(replay)
 }
 
+// overLimit ends a session taken from the store whose replay is longer than
+// the queue limit, as a slow consumer's: its connect is answered 401 with
+// advice to handshake (the caller's unknownClient), and a client that
+// replays by itself (the Go client's subscribe with ext.since) learns on
+// its new session that the replay is gone.
+func (s *Server) overLimit(ss *session) {
+	s.met.replayOverLimit.WithLabelValues("slow_consumer").Inc()
+	s.met.slowConsumers.Inc()
+	s.endSession(ss, "replay over the queue limit")
+}
+
 // finishReplay queues the replayed messages merged with the live ones that
-// arrived meanwhile, in sequence order and each once.
-func (ss *session) finishReplay(replay []outMsg) {
+// arrived meanwhile, in sequence order and each once. A queue that would
+// then hold more than the queue limit is a slow consumer's: the session is
+// dropped rather than queue without bound.
+func (s *Server) finishReplay(ss *session, replay []outMsg) {
+	if ss.mergeReplay(replay) {
+		s.slowConsumer(ss)
+	}
+}
+
+// mergeReplay does finishReplay's merge under the session's lock and
+// reports an overflow of the queue limit, which the caller acts on outside
+// the lock.
+func (ss *session) mergeReplay(replay []outMsg) (overflow bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closed {
-		return
+		return false
 	}
 	ss.pending = append(ss.pending, replay...)
 	ss.replaying--
 	if ss.replaying > 0 {
-		return
+		return false
 	}
 	p := ss.pending
 	ss.pending = nil
@@ -554,7 +601,11 @@ func (ss *session) finishReplay(replay []outMsg) {
 			ss.cursor = m.seq
 		}
 	}
+	if len(ss.queue) > ss.srv.cfg.QueueLimit {
+		return true
+	}
 	ss.kickLocked()
+	return false
 }
 
 func (s *Server) unsubscribe(m *bayeux.Message, ss *session) *bayeux.Message {
@@ -593,6 +644,13 @@ func (s *Server) disconnect(m *bayeux.Message, ss *session) *bayeux.Message {
 	case ss == nil:
 		return unknownClient(m)
 	}
+	s.endSession(ss, "disconnect")
+	return r
+}
+
+// endSession ends a session for good: its held connect answered, removed
+// from the node and from the store.
+func (s *Server) endSession(ss *session, why string) {
 	// "The server SHOULD release any waiting meta message handlers": a
 	// connect held on the client's websocket is answered now, before the
 	// session and its hold go (CometD waits for it otherwise).
@@ -605,26 +663,59 @@ func (s *Server) disconnect(m *bayeux.Message, ss *session) *bayeux.Message {
 	if held != nil && wc != nil {
 		_ = wc.write(frame([]outMsg{{b: held.reply}}))
 	}
-	s.removeSession(ss, "disconnect")
-	_ = s.broker.Sessions().Delete(s.ctx, ss.id)
+	s.removeSession(ss, why)
+	if err := s.broker.Sessions().Delete(s.ctx, ss.id); err != nil && s.cfg.SharedSessions {
+		s.met.brokerErrors.Inc()
+		s.log.Warn("delete session failed", "client", ss.id, "why", why, "err", err)
+	}
+}
+
+// tokenExpired reports whether the token ss was opened with has expired:
+// a token is a credential for its lifetime only, so every connect and
+// publish checks it, not just the handshake.
+func (s *Server) tokenExpired(ss *session) bool {
+	ss.mu.Lock()
+	exp := ss.ident.Expires // a shared session's copy is refreshed under mu
+	ss.mu.Unlock()
+	return !exp.IsZero() && s.cfg.Now().After(exp)
+}
+
+// expired ends a session whose token has expired and answers m with
+// 401::Token expired and advice to handshake: faye, halley and the Go
+// client then handshake again, sending the token their ext hook (the Go
+// client's Token callback) gives them now, and carry on with a new
+// session if it is valid.
+func (s *Server) expired(m *bayeux.Message, ss *session) *bayeux.Message {
+	s.met.tokensExpired.Inc()
+	s.log.Info("session ended: token expired", "client", ss.id, "channel", m.Channel)
+	s.endSession(ss, "token expired")
+	r := newReply(m)
+	r.Subscription = m.Subscription
+	r.Error = bayeux.NewError(bayeux.CodeClientUnknown, "Token expired").Error()
+	r.Advice = &bayeux.Advice{Reconnect: bayeux.ReconnectHandshake, Interval: bayeux.Millis(0)}
 	return r
 }
 
 // publish handles a message a client publishes.
 func (s *Server) publish(m *bayeux.Message, ss *session) *bayeux.Message {
 	r := newReply(m)
-	switch {
-	case !bayeux.ValidChannel(m.Channel):
+	if !bayeux.ValidChannel(m.Channel) {
 		r.Error = bayeux.ErrChannelInvalid(m.Channel).Error()
 		return r
-	case len(m.Data) == 0:
-		r.Error = bayeux.ErrParameterMissing("data").Error()
+	}
+	// data is required, not null, and text (see checkData)
+	if e := s.refuseData(m.Data); e != nil {
+		r.Error = e.Error()
 		return r
+	}
+	switch {
 	case m.ClientID == "":
 		r.Error = bayeux.ErrParameterMissing("clientId").Error()
 		return r
 	case ss == nil:
 		return unknownClient(m)
+	case s.tokenExpired(ss):
+		return s.expired(m, ss)
 	case !s.cfg.Rules.canPublish(ss.ident, m.Channel):
 		r.Error = bayeux.NewError(bayeux.CodeChannelForbidden, "Publish denied", m.Channel).Error()
 		return r

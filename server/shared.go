@@ -403,7 +403,10 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 	ss.replaying++
 	subs := slices.Clone(ss.subs)
 	ss.mu.Unlock()
-	s.replayStored(b, ss, subs, from, "adopted")
+	if s.replayStored(b, ss, subs, from, "adopted") < 0 {
+		s.overLimit(ss)
+		return nil
+	}
 	return ss
 }
 

@@ -95,6 +95,15 @@ func (n *Node) URL() string { return "http://" + n.Addr }
 // Bayeux is the node's Bayeux endpoint.
 func (n *Node) Bayeux() string { return n.URL() + "/bayeux" }
 
+// PID is the process id of the node's running process, 0 when stopped:
+// for reading its memory from /proc.
+func (n *Node) PID() int {
+	if n.p == nil {
+		return 0
+	}
+	return n.p.cmd.Process.Pid
+}
+
 // Log is everything the node's processes have written to stdout and
 // stderr, for failure messages.
 func (n *Node) Log() string { return n.log.String() }
