@@ -548,17 +548,30 @@ func (p *Provider) SetProtection(ctx context.Context, group string, ids []string
 		}
 		ids = ids[n:]
 	}
-	want := map[string]bool{}
-	for _, id := range all {
-		want[id] = true
-	}
-	return p.confirmGroup(ctx, group, fmt.Sprintf("scale-in protection %v on %d instances of %s", protected, len(all), group), func(g asgtypes.AutoScalingGroup) bool {
-		for _, in := range g.Instances {
-			if want[aws.ToString(in.InstanceId)] && aws.ToBool(in.ProtectedFromScaleIn) != protected {
-				return false
+	return p.confirmInstances(ctx, fmt.Sprintf("scale-in protection %v on %d instances of %s", protected, len(all), group), all,
+		func(in asgtypes.AutoScalingInstanceDetails) bool { return aws.ToBool(in.ProtectedFromScaleIn) == protected })
+}
+
+// confirmInstances confirms an effect on instances of a group, read with
+// DescribeAutoScalingInstances (50 a call): an answer the size of the
+// instances asked about, not of the group. An instance the answer leaves
+// out has left the group, and counts as seen.
+func (p *Provider) confirmInstances(ctx context.Context, what string, ids []string, seen func(asgtypes.AutoScalingInstanceDetails) bool) error {
+	return p.confirm(ctx, what, func(ctx context.Context) (bool, error) {
+		for rest := ids; len(rest) > 0; {
+			n := min(len(rest), 50)
+			out, err := p.asg.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: rest[:n]})
+			if err != nil {
+				return false, err
 			}
+			for _, in := range out.AutoScalingInstances {
+				if !seen(in) {
+					return false, nil
+				}
+			}
+			rest = rest[n:]
 		}
-		return true
+		return true, nil
 	})
 }
 
@@ -578,14 +591,8 @@ func (p *Provider) Terminate(ctx context.Context, group, id string, decrement bo
 		}
 		return fmt.Errorf("terminate %s: %w", id, err)
 	}
-	return p.confirmGroup(ctx, group, "termination of "+id, func(g asgtypes.AutoScalingGroup) bool {
-		for _, in := range g.Instances {
-			if aws.ToString(in.InstanceId) == id {
-				s := string(in.LifecycleState)
-				return strings.HasPrefix(s, "Terminat")
-			}
-		}
-		return true // gone from the group
+	return p.confirmInstances(ctx, "termination of "+id, []string{id}, func(in asgtypes.AutoScalingInstanceDetails) bool {
+		return strings.HasPrefix(aws.ToString(in.LifecycleState), "Terminat")
 	})
 }
 
