@@ -549,7 +549,9 @@ func (p *Provider) SetProtection(ctx context.Context, group string, ids []string
 		ids = ids[n:]
 	}
 	return p.confirmInstances(ctx, fmt.Sprintf("scale-in protection %v on %d instances of %s", protected, len(all), group), all,
-		func(in asgtypes.AutoScalingInstanceDetails) bool { return aws.ToBool(in.ProtectedFromScaleIn) == protected })
+		func(in asgtypes.AutoScalingInstanceDetails) bool {
+			return aws.ToBool(in.ProtectedFromScaleIn) == protected
+		})
 }
 
 // confirmInstances confirms an effect on instances of a group, read with
