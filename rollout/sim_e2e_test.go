@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"wsfleet/localcloud"
+	"wsfleet/internal/simcloud"
 	"wsfleet/rollout"
 )
 
@@ -39,33 +39,11 @@ func TestSimRollout100(t *testing.T) {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	cloud, err := localcloud.Start(ctx, localcloud.Config{
-		Listen:              "127.0.0.1:0",
-		Images:              map[string]localcloud.Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}},
-		Tick:                50 * time.Millisecond,
-		SimulatedBootTime:   200 * time.Millisecond,
-		HealthCheckInterval: 100 * time.Millisecond,
-		Logger:              logger,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cloud.Close()
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("ws-%03d", i+1)
 	}
-	delay := 10
-	if err := cloud.Bootstrap(ctx, &localcloud.Topology{
-		LaunchTemplates: []localcloud.TopoLaunchTemplate{{Name: "gitter-ws", ImageID: "ami-old", InstanceType: "c5.large", UserData: "--admin-token=" + simToken + "\n"}},
-		TargetGroups: []localcloud.TopoTargetGroup{{Name: "gitter-ws", Port: 8080, HealthCheckPath: "/readyz",
-			HealthyThresholdCount: 2, UnhealthyThresholdCount: 2, DeregistrationDelaySeconds: &delay}},
-		Groups: []localcloud.TopoGroup{{Name: "gitter-ws", LaunchTemplate: "gitter-ws", Version: "$Latest", Min: n, Max: 2 * n, Desired: n,
-			AvailabilityZones: []string{"us-east-1a", "us-east-1b"}, TargetGroups: []string{"gitter-ws"},
-			HealthCheckType: "ELB", HealthCheckGracePeriod: 60, InstanceNames: names}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	cloud := simcloud.Start(t, ctx, simcloud.Group{Names: names, Token: simToken, DeregistrationDelay: 10, Logger: logger})
 	// The e2e helpers of the process-node test, on this cloud.
 	dir := t.TempDir()
 	e := &e2e{dir: dir, api: cloud.Endpoint(), stateDir: filepath.Join(dir, "state")}

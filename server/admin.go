@@ -21,7 +21,7 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 			http.Error(w, "admin endpoints disabled: no admin token configured", http.StatusForbidden)
 			return
 		}
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		tok, ok := bearerToken(r.Header.Get("Authorization"))
 		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wsfleet"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -29,6 +29,18 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// bearerToken returns the token of an Authorization header of the Bearer
+// scheme, whose name is case-insensitive (RFC 6750 section 2.1, RFC 9110
+// section 11.1).
+func bearerToken(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimLeft(tok, " ")
+	return tok, tok != ""
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -31,6 +31,11 @@ func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Max-Age", "86400")
 		return
 	case http.MethodPost, http.MethodGet:
+		if !s.admit() {
+			s.refuseFull(w, r)
+			return
+		}
+		defer s.unadmit()
 		s.servePoll(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST, OPTIONS")
@@ -38,11 +43,18 @@ func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// cors answers a cross-origin request from an allowed origin (see
+// allowedOrigin); another origin gets no CORS headers, so a browser keeps
+// the response from its page.
 func (s *Server) cors(w http.ResponseWriter, r *http.Request) {
-	if o := r.Header.Get("Origin"); o != "" {
-		w.Header().Set("Access-Control-Allow-Origin", o)
-		w.Header().Set("Access-Control-Allow-Credentials", "true")
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	o := r.Header.Get("Origin")
+	if o == "" || !s.allowedOrigin(o) {
+		return
 	}
+	h.Set("Access-Control-Allow-Origin", o)
+	h.Set("Access-Control-Allow-Credentials", "true")
 }
 
 func (s *Server) badRequest(w http.ResponseWriter, code int, msg string) {
@@ -66,7 +78,12 @@ func (s *Server) readPollBody(w http.ResponseWriter, r *http.Request) ([]byte, e
 		}
 		return []byte(msg), nil
 	}
+	// the body must come within the handshake deadline as well; the
+	// deadline is lifted once it is read, or it would end a held connect
+	// (net/http's background read would fail and cancel the request).
+	setReadDeadline(w, time.Now().Add(min(s.cfg.ReadTimeout, s.cfg.HandshakeTimeout)))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
+	setReadDeadline(w, time.Time{})
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +155,12 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readPollBody(w, r)
 	if err != nil {
 		var mb *http.MaxBytesError
+		if isTimeout(err) {
+			s.met.limited.WithLabelValues(limitReadTimeout).Inc()
+			w.Header().Set("Connection", "close")
+			s.badRequest(w, http.StatusRequestTimeout, "request body not received in time")
+			return
+		}
 		if errors.As(err, &mb) {
 			s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
 			return
@@ -170,6 +193,9 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	b := &batch{transport: bayeux.ConnTypeLongPolling, req: r}
+	if s.hsLimit != nil {
+		b.addr = s.clientKey(r)
+	}
 	s.process(b, msgs)
 	for _, f := range b.after {
 		f()

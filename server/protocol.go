@@ -30,6 +30,7 @@ type batch struct {
 	transport string
 	req       *http.Request
 	ws        *wsConn
+	addr      string // the client's key for the handshake limit, when on
 
 	replies []*bayeux.Message
 	after   []func()
@@ -171,6 +172,11 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 	if !common {
 		r.Error = bayeux.ErrConntypeMismatch(m.SupportedConnectionTypes...).Error()
 		return r
+	}
+	if s.hsLimit != nil {
+		if ok, wait := s.hsLimit.allow(b.addr); !ok {
+			return s.rateLimited(r, wait)
+		}
 	}
 	if !s.Ready() {
 		// a draining node takes no new client; the load balancer sends

@@ -98,15 +98,31 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	ac, err := loadConfig(ctx, cfg, p.countCalls)
+	if err != nil {
+		return nil, err
+	}
+	p.asg = autoscaling.NewFromConfig(ac)
+	p.ec2 = ec2.NewFromConfig(ac)
+	p.elb = elb.NewFromConfig(ac)
+	return p, nil
+}
+
+// loadConfig loads the standard AWS configuration (environment, shared
+// files, instance role) with cfg's region, endpoint and retries, and the
+// middleware api adds to every call, if any.
+func loadConfig(ctx context.Context, cfg Config, api func(*middleware.Stack) error) (aws.Config, error) {
 	backoff := cfg.MaxBackoff
 	if backoff <= 0 {
 		backoff = 20 * time.Second
 	}
 	opts := []func(*config.LoadOptions) error{
-		config.WithAPIOptions([]func(*middleware.Stack) error{p.countCalls}),
 		// The SDK's own warnings (a response body it could not discard)
 		// would interleave with the live view; errors still come back.
 		config.WithLogger(logging.Nop{}),
+	}
+	if api != nil {
+		opts = append(opts, config.WithAPIOptions([]func(*middleware.Stack) error{api}))
 	}
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
@@ -119,7 +135,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	ac, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
+		return aws.Config{}, fmt.Errorf("aws config: %w", err)
 	}
 	if ac.Region == "" {
 		ac.Region = "us-east-1"
@@ -132,10 +148,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		attempts = 8
 	}
 	ac.Retryer = func() aws.Retryer { return newRetryer(attempts, backoff) }
-	p.asg = autoscaling.NewFromConfig(ac)
-	p.ec2 = ec2.NewFromConfig(ac)
-	p.elb = elb.NewFromConfig(ac)
-	return p, nil
+	return ac, nil
 }
 
 // newRetryer is the SDK's adaptive retryer, bounded: at most attempts
