@@ -50,9 +50,6 @@ type instance struct {
 
 func (in *instance) alive() bool { return in.state == statePending || in.state == stateRunning }
 
-// instanceTag is the filter and IMDS view of a tag key.
-func (in *instance) tag(k string) string { return in.tags[k] }
-
 // launchSpec is what a new instance needs, from RunInstances or a group.
 type launchSpec struct {
 	imageID, instanceType, userData, keyName string
