@@ -235,7 +235,7 @@ func privateDNS(ip string) string {
 
 // findInstances resolves ids with EC2's error for unknown ones.
 func (c *Cloud) findInstances(ids []string) ([]*instance, *apiError) {
-	var out, missing []string
+	var missing []string
 	var ins []*instance
 	for _, id := range ids {
 		if !strings.HasPrefix(id, "i-") {
@@ -246,7 +246,6 @@ func (c *Cloud) findInstances(ids []string) ([]*instance, *apiError) {
 			missing = append(missing, id)
 			continue
 		}
-		out = append(out, id)
 		ins = append(ins, in)
 	}
 	if len(missing) > 0 {
