@@ -408,10 +408,7 @@ func testStaleWrite(t *testing.T, newBucket func(*testing.T) Objects) {
 func testUnreachable(t *testing.T, newBucket func(*testing.T) Objects) {
 	h := newS3Harness(t, newBucket)
 	e := h.s3Engine("laptop-a")
-	mutating := func() int {
-		c := h.cloud.APICalls()
-		return c["TerminateInstanceInAutoScalingGroup"] + c["SetDesiredCapacity"] + c["CreateLaunchTemplateVersion"] + c["SetInstanceProtection"] + c["SuspendProcesses"] + c["ResumeProcesses"]
-	}
+	mutating := func() int { return mutatingCalls(h) }
 	var atDown, heldSleeps int
 	e.Crash = func(p string) bool {
 		if !h.objs.down.Load() && heldSleeps == 0 && strings.HasPrefix(p, "after:") && strings.Contains(p, "terminate") {
@@ -465,10 +462,7 @@ func testUnreachable(t *testing.T, newBucket func(*testing.T) Objects) {
 func testUnreachableWhileWaiting(t *testing.T, newBucket func(*testing.T) Objects) {
 	h := newS3Harness(t, newBucket)
 	e := h.s3Engine("laptop-a")
-	mutating := func() int {
-		c := h.cloud.APICalls()
-		return c["TerminateInstanceInAutoScalingGroup"] + c["SetDesiredCapacity"] + c["CreateLaunchTemplateVersion"] + c["SetInstanceProtection"] + c["SuspendProcesses"] + c["ResumeProcesses"]
-	}
+	mutating := func() int { return mutatingCalls(h) }
 	var atDown, downSleeps int
 	e.Sleep = func(ctx context.Context, d time.Duration) error {
 		switch {
@@ -493,4 +487,10 @@ func testUnreachableWhileWaiting(t *testing.T, newBucket func(*testing.T) Object
 		t.Fatalf("the bucket was out of reach for %d of the engine's sleeps, want 6", downSleeps)
 	}
 	h.checkInvariants()
+}
+
+// mutatingCalls counts the calls of h's cloud that change the group.
+func mutatingCalls(h *harness) int {
+	c := h.cloud.APICalls()
+	return c["TerminateInstanceInAutoScalingGroup"] + c["SetDesiredCapacity"] + c["CreateLaunchTemplateVersion"] + c["SetInstanceProtection"] + c["SuspendProcesses"] + c["ResumeProcesses"]
 }
