@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean
+.PHONY: build test test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -33,6 +33,14 @@ demo-ci: build
 	@out=$$(mktemp -d); ./$(BIN) demo --fast --clients 500 --out $$out/engine && \
 	  ./$(BIN) demo --fast --naive --clients 200 --out $$out/naive; rc=$$?; \
 	  if [ $$rc -ne 0 ]; then cat $$out/*/report.md 2>/dev/null; fi; rm -rf $$out; exit $$rc
+
+# test-faults runs the rollout under AWS's faults at full size: the seed's
+# three-phase plan on 8 real nodes under 2 % throttling, 1 % 5xx, 1 %
+# dropped connections and late reads up to 2 s, then a 60 s outage that
+# stops the engine and a resume that finishes (docs/rollout.md "Under
+# faults" has its last result).
+test-faults:
+	WSFLEET_FAULTS_FULL=1 $(GO) test -count=1 -timeout 20m -run TestE2EFaults -v ./rollout/
 
 # test-s3-crash runs the crash-point test with the state in the local
 # cloud's S3 at every point (the default suite runs the S3 backend's crash

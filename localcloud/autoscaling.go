@@ -282,8 +282,9 @@ func (c *Cloud) writeGroup(x *xmlw, g *group) {
 	x.strings("TargetGroupARNs", "member", g.tgARNs)
 	x.leaf("HealthCheckType", g.healthType)
 	x.int("HealthCheckGracePeriod", g.grace)
-	x.list("Instances", "member", len(g.instances), func(i int) {
-		c.writeASGInstance(x, g.instances[i], false)
+	members := c.visibleInstances(g.instances)
+	x.list("Instances", "member", len(members), func(i int) {
+		c.writeASGInstance(x, members[i], false)
 	})
 	x.time("CreatedTime", g.created)
 	writeSuspended(x, g)
@@ -292,9 +293,10 @@ func (c *Cloud) writeGroup(x *xmlw, g *group) {
 	if g.deleting {
 		x.leaf("Status", "Delete in progress")
 	}
-	keys := sortedKeys(g.tags)
+	tags := c.visibleASGTags(g)
+	keys := sortedKeys(tags)
 	x.list("Tags", "member", len(keys), func(i int) {
-		writeASGTag(x, g, keys[i])
+		writeASGTag(x, g.name, keys[i], tags[keys[i]])
 	})
 	pols := g.termPolicies
 	if len(pols) == 0 {
@@ -309,12 +311,12 @@ func (c *Cloud) writeGroup(x *xmlw, g *group) {
 	x.bool("CapacityRebalance", false)
 }
 
-func writeASGTag(x *xmlw, g *group, k string) {
-	x.leaf("ResourceId", g.name)
+func writeASGTag(x *xmlw, group, k string, t asgTag) {
+	x.leaf("ResourceId", group)
 	x.leaf("ResourceType", "auto-scaling-group")
 	x.leaf("Key", k)
-	x.leaf("Value", g.tags[k].value)
-	x.bool("PropagateAtLaunch", g.tags[k].propagate)
+	x.leaf("Value", t.value)
+	x.bool("PropagateAtLaunch", t.propagate)
 }
 
 func (c *Cloud) writeASGInstance(x *xmlw, in *instance, withGroup bool) {
@@ -608,6 +610,7 @@ func (c *Cloud) describeASGInstances(req *request, x *xmlw) *apiError {
 			ins = append(ins, g.instances...)
 		}
 	}
+	ins = c.visibleInstances(ins)
 	return writePage(x, p, asgPaging(50, 50), "AutoScalingInstances", ins, func(in *instance) { c.writeASGInstance(x, in, true) })
 }
 
@@ -703,6 +706,12 @@ func (c *Cloud) createOrUpdateASGTags(req *request, x *xmlw) *apiError {
 			return errf("MissingParameter", "Each tag must name its ResourceId")
 		}
 	}
+	for _, t := range tags {
+		if g := c.groups[t.str("ResourceId")]; g != nil {
+			old, had := g.tags[t.str("Key")]
+			c.noteTagWrite("asg:"+g.name, t.str("Key"), staleTag{value: old.value, propagate: old.propagate, had: had})
+		}
+	}
 	return applyASGTags(tags, func(n string) *group { return c.groups[n] }, "")
 }
 
@@ -716,6 +725,9 @@ func (c *Cloud) deleteASGTags(req *request, x *xmlw) *apiError {
 		if e != nil {
 			return e
 		}
+		if old, had := g.tags[t.str("Key")]; had {
+			c.noteTagWrite("asg:"+g.name, t.str("Key"), staleTag{value: old.value, propagate: old.propagate, had: true})
+		}
 		delete(g.tags, t.str("Key"))
 	}
 	return nil
@@ -726,12 +738,14 @@ func (c *Cloud) describeASGTags(req *request, x *xmlw) *apiError {
 	type row struct {
 		g *group
 		k string
+		t asgTag
 	}
 	var rows []row
 	for _, n := range sortedKeys(c.groups) {
 		g := c.groups[n]
-		for _, k := range sortedKeys(g.tags) {
-			rows = append(rows, row{g, k})
+		tags := c.visibleASGTags(g)
+		for _, k := range sortedKeys(tags) {
+			rows = append(rows, row{g, k, tags[k]})
 		}
 	}
 	rows, e := asgFilters(p, rows, func(r row, name string, vals []string) (bool, *apiError) {
@@ -742,9 +756,9 @@ func (c *Cloud) describeASGTags(req *request, x *xmlw) *apiError {
 		case "key":
 			v = r.k
 		case "value":
-			v = r.g.tags[r.k].value
+			v = r.t.value
 		case "propagate-at-launch":
-			v = strconv.FormatBool(r.g.tags[r.k].propagate)
+			v = strconv.FormatBool(r.t.propagate)
 		default:
 			return false, validationf("Filter name %s is not valid", name)
 		}
@@ -753,7 +767,7 @@ func (c *Cloud) describeASGTags(req *request, x *xmlw) *apiError {
 	if e != nil {
 		return e
 	}
-	return writePage(x, p, asgPaging(100, 100), "Tags", rows, func(r row) { writeASGTag(x, r.g, r.k) })
+	return writePage(x, p, asgPaging(100, 100), "Tags", rows, func(r row) { writeASGTag(x, r.g.name, r.k, r.t) })
 }
 
 func (c *Cloud) attachTargetGroups(req *request, x *xmlw) *apiError {

@@ -116,6 +116,10 @@ type Config struct {
 	// Logger receives the cloud's log; nil discards it.
 	Logger *slog.Logger
 
+	// Faults are the faults the API injects from the start (faults.go);
+	// SetFaults and the admin path FaultsPath change them at run time.
+	Faults Faults
+
 	// actions replaces the action table (actions.go) for this cloud;
 	// nil keeps it. Only this package's tests set it, to add actions
 	// that misbehave on purpose.
@@ -140,21 +144,23 @@ type Cloud struct {
 	s3Tmp  string   // S3Dir when the cloud made it, removed on Close
 	s3     *s3Store // S3's buckets and objects (s3store.go), with their own lock
 
-	mu          sync.Mutex
-	images      map[string]*imageRec
-	templates   map[string]*launchTemplate // by id
-	instances   map[string]*instance
-	instOrder   []*instance
-	groups      map[string]*group
-	targetGrps  map[string]*targetGroup // by ARN
-	lbs         map[string]*loadBalancer
-	listeners   map[string]*listener
-	ipNext      int
-	alive       int // pending or running instances, against MaxInstances
-	ipInUse     map[string]bool
-	accessKeys  map[string]int
-	reservation int
-	tokens      map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
+	mu         sync.Mutex
+	images     map[string]*imageRec
+	templates  map[string]*launchTemplate // by id
+	instances  map[string]*instance
+	instOrder  []*instance
+	groups     map[string]*group
+	targetGrps map[string]*targetGroup // by ARN
+	lbs        map[string]*loadBalancer
+	listeners  map[string]*listener
+	ipNext     int
+	alive      int // pending or running instances, against MaxInstances
+	ipInUse    map[string]bool
+	accessKeys map[string]int
+	tokens     map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
+	staleTags  map[string]staleTag     // tag writes reads see late, by resource and key (faults.go)
+
+	faults *injector
 }
 
 // Start starts the API endpoint and the reconcilers. Close stops them and
@@ -217,6 +223,11 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 		ipInUse:    map[string]bool{},
 		accessKeys: map[string]int{},
 		tokens:     map[string]*tokenRecord{},
+		staleTags:  map[string]staleTag{},
+		faults:     newInjector(cfg.Faults),
+	}
+	if err := cfg.Faults.Validate(); err != nil {
+		return nil, fmt.Errorf("localcloud: %w", err)
 	}
 	ids := make([]string, 0, len(cfg.Images))
 	for id := range cfg.Images {
@@ -397,6 +408,10 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 		c.serveS3(w, r)
 		return
 	}
+	if r.URL.Path == FaultsPath {
+		c.serveFaults(w, r)
+		return
+	}
 	rid := newUUID()
 	svc, action := svcASG, ""
 	defer func() {
@@ -425,8 +440,29 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, svc, rid, errf("InvalidAction", "the action %s is not valid for this web service", req.Action))
 		return
 	}
+	fp := c.faults.plan(req, c.now())
+	if fp.delay > 0 {
+		select {
+		case <-time.After(fp.delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if fp.err != nil {
+		c.log.Debug("api call fault", "service", svc, "action", req.Action, "code", fp.err.Code)
+		writeError(w, svc, rid, fp.err)
+		return
+	}
+	if fp.drop == dropBefore {
+		dropConnection(w)
+		return
+	}
 	var x xmlw
 	ae = c.call(h, req, &x)
+	if fp.drop == dropAfter {
+		dropConnection(w) // the call had its effect; its answer is lost
+		return
+	}
 	if ae != nil {
 		c.log.Debug("api call failed", "service", svc, "action", req.Action, "code", ae.Code)
 		writeError(w, svc, rid, ae)

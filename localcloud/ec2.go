@@ -162,6 +162,12 @@ func (c *Cloud) createTags(req *request, x *xmlw) *apiError {
 		}
 		maps = append(maps, m)
 	}
+	for i, id := range ids {
+		for k := range tags {
+			old, had := maps[i][k]
+			c.noteTagWrite(id, k, staleTag{value: old, had: had})
+		}
+	}
 	for _, m := range maps {
 		for k, v := range tags {
 			m[k] = v
@@ -190,6 +196,9 @@ func (c *Cloud) deleteTags(req *request, x *xmlw) *apiError {
 			if v, ok := t["Value"]; ok && m[k] != v {
 				continue
 			}
+			if old, had := m[k]; had {
+				c.noteTagWrite(id, k, staleTag{value: old, had: true})
+			}
 			delete(m, k)
 		}
 	}
@@ -205,9 +214,10 @@ func (c *Cloud) describeTags(req *request, x *xmlw) *apiError {
 	}
 	type row struct{ id, typ, k, v string }
 	var rows []row
-	for _, in := range c.instOrder {
-		for _, k := range sortedKeys(in.tags) {
-			rows = append(rows, row{in.id, "instance", k, in.tags[k]})
+	for _, in := range c.visibleInstances(c.instOrder) {
+		tags := c.visibleTags(in.id, in.tags)
+		for _, k := range sortedKeys(tags) {
+			rows = append(rows, row{in.id, "instance", k, tags[k]})
 		}
 	}
 	lts := make([]*launchTemplate, 0, len(c.templates))

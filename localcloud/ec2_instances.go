@@ -46,12 +46,13 @@ type instance struct {
 	hold net.Listener // the node port, reserved until the process starts
 
 	asg *asgInstance // nil when no group owns it
+
+	// hiddenUntil, when set, is when reads first see the instance: a
+	// launch made late by the Stale fault (faults.go).
+	hiddenUntil time.Time
 }
 
 func (in *instance) alive() bool { return in.state == statePending || in.state == stateRunning }
-
-// instanceTag is the filter and IMDS view of a tag key.
-func (in *instance) tag(k string) string { return in.tags[k] }
 
 // launchSpec is what a new instance needs, from RunInstances or a group.
 type launchSpec struct {
@@ -219,7 +220,7 @@ func (c *Cloud) writeInstance(x *xmlw, in *instance, idx int) {
 	x.leaf("virtualizationType", "hvm")
 	x.leaf("hypervisor", "xen")
 	if len(in.tags) > 0 {
-		writeTagSet(x, "tagSet", in.tags)
+		writeTagSet(x, "tagSet", c.visibleTags(in.id, in.tags))
 	}
 	x.open("metadataOptions")
 	x.leaf("state", "applied")
@@ -238,18 +239,17 @@ func privateDNS(ip string) string {
 
 // findInstances resolves ids with EC2's error for unknown ones.
 func (c *Cloud) findInstances(ids []string) ([]*instance, *apiError) {
-	var out, missing []string
+	var missing []string
 	var ins []*instance
 	for _, id := range ids {
 		if !strings.HasPrefix(id, "i-") {
 			return nil, errf("InvalidInstanceID.Malformed", "Invalid id: %q", id)
 		}
 		in := c.instances[id]
-		if in == nil {
+		if in == nil || !c.visible(in) {
 			missing = append(missing, id)
 			continue
 		}
-		out = append(out, id)
 		ins = append(ins, in)
 	}
 	if len(missing) > 0 {
@@ -286,7 +286,7 @@ func (c *Cloud) describeInstances(req *request, x *xmlw) *apiError {
 			return e
 		}
 	} else {
-		cands = c.instOrder
+		cands = c.visibleInstances(c.instOrder)
 	}
 	kept, e := filterBy(cands, func(in *instance) (bool, *apiError) { return instanceMatches(in, fs) })
 	if e != nil {

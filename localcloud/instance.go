@@ -99,6 +99,7 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 		reservation: reservation, keyName: spec.keyName, launched: now, bootDone: now.Add(boot),
 		state: statePending, tags: map[string]string{}, userData: spec.userData,
 		simulated: im.Simulated, hold: hold,
+		hiddenUntil: c.faults.staleUntil("instance", now),
 	}
 	for k, v := range spec.tags {
 		in.tags[k] = v

@@ -46,8 +46,8 @@ func isS3Request(method, host, rawQuery, authorization string) bool {
 }
 
 // virtualBucket returns the bucket a virtual-host-style Host names: the
-// labels before ".localhost" (the SDKs' virtual-host form of an endpoint
-// on localhost) or before ".s3." / ".s3-" (AWS's own endpoint names);
+// labels before ".s3.localhost" or ".localhost" (the SDKs' virtual-host
+// form of an endpoint on s3.localhost or localhost) or before ".s3." / ".s3-" (AWS's own endpoint names);
 // "" for an IP address or any other host, which is path style.
 func virtualBucket(host string) string {
 	h := host
@@ -59,7 +59,11 @@ func virtualBucket(host string) string {
 		return ""
 	}
 	var b string
-	if strings.HasSuffix(h, ".localhost") {
+	if strings.HasSuffix(h, ".s3.localhost") {
+		// BUCKET.s3.localhost: what an SDK with the endpoint
+		// s3.localhost:PORT (path style, below) asks in virtual-host style.
+		b = strings.TrimSuffix(h, ".s3.localhost")
+	} else if strings.HasSuffix(h, ".localhost") {
 		b = strings.TrimSuffix(h, ".localhost")
 	} else if i := max(strings.LastIndex(h, ".s3."), strings.LastIndex(h, ".s3-")); i > 0 {
 		b = h[:i]

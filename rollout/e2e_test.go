@@ -55,8 +55,8 @@ func freePort(t *testing.T) int {
 }
 
 // startCloud builds wsfleet and runs `wsfleet cloud` with the seed
-// topology on free ports.
-func startCloud(t *testing.T) *e2e {
+// topology on free ports, and extra flags (the faults' flags) if given.
+func startCloud(t *testing.T, extra ...string) *e2e {
 	dir := t.TempDir()
 	e := &e2e{dir: dir, bin: suite.Binary(t), stateDir: filepath.Join(dir, "state")}
 	// A node image that never starts: its instances never pass a check.
@@ -81,6 +81,7 @@ func startCloud(t *testing.T) *e2e {
 		"--embedded-nats", fmt.Sprintf("127.0.0.1:%d", natsPort), "--bootstrap", topoPath,
 		"--log-dir", filepath.Join(dir, "logs"), "--s3-dir", filepath.Join(dir, "s3"), "--log-level", "warn",
 		"--health-check-interval", "1s", "--deregistration-delay-max", "30s", "--kill-grace", "5s", "--tick", "100ms")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -181,6 +182,36 @@ func (e *e2e) engine(args ...string) *exec.Cmd {
 	cmd := exec.Command(e.bin, args...)
 	cmd.Env = append(os.Environ(), "WSFLEET_ADMIN_TOKEN="+adminToken)
 	return cmd
+}
+
+// succeededWithoutLoss loads a change and fails the test unless it
+// succeeded with every phase's probe delivering and losing nothing.
+func (e *e2e) succeededWithoutLoss(t *testing.T, change string) *rollout.State {
+	t.Helper()
+	st := e.load(t, change)
+	if st.Status != rollout.StatusSucceeded {
+		t.Fatalf("%s: status %s: %s", change, st.Status, st.Failure)
+	}
+	for _, ph := range st.Phases {
+		if ph.Probe == nil || ph.Probe.Lost != 0 || ph.Probe.Delivered == 0 {
+			t.Errorf("phase %s probe %+v", ph.Name, ph.Probe)
+		}
+	}
+	return st
+}
+
+// resumeOK resumes a change and fails the test unless it succeeds.
+func (e *e2e) resumeOK(t *testing.T, change string) *rollout.State {
+	t.Helper()
+	msg, err := e.engine("resume", "-c", change).CombinedOutput()
+	if err != nil {
+		t.Fatalf("resume %s: %v\n%s", change, err, tail(string(msg), 30))
+	}
+	st := e.load(t, change)
+	if st.Status != rollout.StatusSucceeded {
+		t.Fatalf("%s after resume: status %s: %s", change, st.Status, st.Failure)
+	}
+	return st
 }
 
 // control runs a command that takes no engine flags (pause, abort, status).
@@ -410,15 +441,7 @@ phases:
 		if err != nil {
 			t.Fatalf("rollout: %v\n%s\n%s", err, tail(out.String(), 30), tail(errOut.String(), 20))
 		}
-		st := e.load(t, "e2e-new")
-		if st.Status != rollout.StatusSucceeded {
-			t.Fatalf("status %s: %s", st.Status, st.Failure)
-		}
-		for _, ph := range st.Phases {
-			if ph.Probe == nil || ph.Probe.Lost != 0 || ph.Probe.Delivered == 0 {
-				t.Errorf("phase %s probe %+v", ph.Name, ph.Probe)
-			}
-		}
+		st := e.succeededWithoutLoss(t, "e2e-new")
 		e.waitFleet(t, "ami-new", 30*time.Second)
 		if n := fewest(); n < 8 {
 			t.Errorf("healthy targets fell to %d during the rollout (launch-before-terminate keeps 8)", n)
@@ -514,15 +537,7 @@ phases:
 		if st.Status.Final() {
 			t.Fatalf("killed engine already %s", st.Status)
 		}
-		res := e.engine("resume", "-c", "e2e-back")
-		msg, err := res.CombinedOutput()
-		if err != nil {
-			t.Fatalf("resume: %v\n%s", err, tail(string(msg), 30))
-		}
-		st = e.load(t, "e2e-back")
-		if st.Status != rollout.StatusSucceeded {
-			t.Fatalf("status %s: %s", st.Status, st.Failure)
-		}
+		st = e.resumeOK(t, "e2e-back")
 		for _, ph := range st.Phases {
 			if ph.Probe != nil {
 				t.Logf("phase %s (after resume): probe lost %d of %d, gap p99 %s", ph.Name, ph.Probe.Lost, ph.Probe.Expected, ph.Probe.GapP99)

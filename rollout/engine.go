@@ -86,16 +86,7 @@ func (e *Engine) defaults() {
 		e.Now = time.Now
 	}
 	if e.Sleep == nil {
-		e.Sleep = func(ctx context.Context, d time.Duration) error {
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-t.C:
-				return nil
-			}
-		}
+		e.Sleep = Sleep
 	}
 	if e.Log == nil {
 		e.Log = slog.New(slog.DiscardHandler)
@@ -191,6 +182,9 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 		}
 		s := steps[*cur]
 		if err := e.enterPhase(ctx, st, plan, s.Phase); err != nil {
+			if errors.Is(err, ErrUnavailable) {
+				return e.stopUnavailable(st, "enter phase", err)
+			}
 			if ferr := e.fail(ctx, st, plan, err.Error()); ferr != nil {
 				return ferr
 			}
@@ -198,6 +192,9 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 		}
 		obs, err := e.observe(ctx, st)
 		if err != nil {
+			if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+				return e.stopUnavailable(st, "observe", err)
+			}
 			return err
 		}
 		e.updateView(st, obs)
@@ -223,6 +220,9 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 			if err := e.do(ctx, st, eff, obs); err != nil {
 				if errors.Is(err, ErrCrashed) || errors.Is(err, ErrStateChanged) || errors.Is(err, ErrStateUnavailable) || ctx.Err() != nil {
 					return err // not the effect's failure: nothing to roll back
+				}
+				if errors.Is(err, ErrUnavailable) {
+					return e.stopUnavailable(st, eff.Key, err)
 				}
 				log.Warn("effect failed", "effect", eff.Key, "err", err)
 				if ferr := e.fail(ctx, st, plan, fmt.Sprintf("%s: %v", eff.Key, err)); ferr != nil {
@@ -271,6 +271,30 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 		}
 		poll = min(poll*2, e.MaxPoll)
 	}
+}
+
+// Sleep waits d or until ctx ends, whichever is first: the engine's (and
+// the AWS provider's) default wait.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// stopUnavailable stops the engine on a cloud that kept refusing an
+// effect through the provider's retries: the change is neither failed nor
+// rolled back (the fault is the cloud's, not the new image's, and a
+// rollback would meet the same refusals). The state keeps the effect's
+// open journal entry; `wsfleet resume` observes afresh and goes on.
+func (e *Engine) stopUnavailable(st *State, what string, err error) error {
+	st.Waiting = fmt.Sprintf("stopped: %s: the cloud kept refusing: %v", what, err)
+	e.event(st, "stop", "cloud unavailable", "effect", what, "err", err.Error())
+	return fmt.Errorf("%s: %w (stopped; the change is kept: run `wsfleet resume -c %s` once AWS answers)", what, err, st.Change)
 }
 
 // recordDecision keeps what a decision carries besides its effects: the
@@ -369,10 +393,17 @@ func (e *Engine) renew(ctx context.Context, st *State) error {
 }
 
 // control applies a pause, resume, abort or rollback asked by another
-// command through the store.
+// command through the store. A store out of reach (S3 down) reads as no
+// command: the command stays stored and is read on a later poll, and the
+// engine's next save holds every effect until the state can be written,
+// so the engine neither stops nor acts unrecorded.
 func (e *Engine) control(ctx context.Context, st *State, plan *Plan) (stop bool, err error) {
 	for {
 		c, err := e.Store.TakeControl(st.Change)
+		if errors.Is(err, ErrStateUnavailable) {
+			e.Log.Warn("command not read; the state backend is out of reach", "change", st.Change, "err", err)
+			c, err = "", nil
+		}
 		if err != nil {
 			return true, err
 		}

@@ -212,6 +212,7 @@ func runS3Scenarios(t *testing.T, newBucket func(*testing.T) Objects, crashStrid
 	t.Run("hand-over", func(t *testing.T) { testHandOver(t, newBucket) })
 	t.Run("stale-write", func(t *testing.T) { testStaleWrite(t, newBucket) })
 	t.Run("unreachable", func(t *testing.T) { testUnreachable(t, newBucket) })
+	t.Run("unreachable-while-waiting", func(t *testing.T) { testUnreachableWhileWaiting(t, newBucket) })
 	if crashStride > 0 {
 		t.Run("crash-points", func(t *testing.T) { testCrashAtEveryEffect(t, newBucket, crashStride) })
 	}
@@ -407,10 +408,7 @@ func testStaleWrite(t *testing.T, newBucket func(*testing.T) Objects) {
 func testUnreachable(t *testing.T, newBucket func(*testing.T) Objects) {
 	h := newS3Harness(t, newBucket)
 	e := h.s3Engine("laptop-a")
-	mutating := func() int {
-		c := h.cloud.APICalls()
-		return c["TerminateInstanceInAutoScalingGroup"] + c["SetDesiredCapacity"] + c["CreateLaunchTemplateVersion"] + c["SetInstanceProtection"] + c["SuspendProcesses"] + c["ResumeProcesses"]
-	}
+	mutating := func() int { return mutatingCalls(h) }
 	var atDown, heldSleeps int
 	e.Crash = func(p string) bool {
 		if !h.objs.down.Load() && heldSleeps == 0 && strings.HasPrefix(p, "after:") && strings.Contains(p, "terminate") {
@@ -454,4 +452,45 @@ func testUnreachable(t *testing.T, newBucket func(*testing.T) Objects) {
 	if done != len(h.cloud.terminated) {
 		t.Errorf("journal records %d terminations, the cloud saw %d", done, len(h.cloud.terminated))
 	}
+}
+
+// testUnreachableWhileWaiting: the bucket goes out of reach while the
+// engine polls between effects, so its next call to it is the read of a
+// pending command rather than a save. The engine must hold as it does for
+// a save (no effect, no exit: before, the failed read of the control
+// object stopped it), and go on to the end once the bucket answers again.
+func testUnreachableWhileWaiting(t *testing.T, newBucket func(*testing.T) Objects) {
+	h := newS3Harness(t, newBucket)
+	e := h.s3Engine("laptop-a")
+	mutating := func() int { return mutatingCalls(h) }
+	var atDown, downSleeps int
+	e.Sleep = func(ctx context.Context, d time.Duration) error {
+		switch {
+		case h.objs.down.Load():
+			if got := mutating(); got != atDown {
+				t.Errorf("%d mutating calls while the bucket could not be reached", got-atDown)
+			}
+			if downSleeps++; downSleeps == 6 {
+				h.objs.down.Store(false)
+			}
+		case downSleeps == 0 && h.cloud.APICalls()["TerminateInstanceInAutoScalingGroup"] > 0:
+			h.objs.down.Store(true)
+			atDown = mutating()
+		}
+		return h.clk.Sleep(ctx, d)
+	}
+	st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if err != nil || st.Status != StatusSucceeded {
+		t.Fatalf("%v %v", err, st.Status)
+	}
+	if downSleeps < 6 {
+		t.Fatalf("the bucket was out of reach for %d of the engine's sleeps, want 6", downSleeps)
+	}
+	h.checkInvariants()
+}
+
+// mutatingCalls counts the calls of h's cloud that change the group.
+func mutatingCalls(h *harness) int {
+	c := h.cloud.APICalls()
+	return c["TerminateInstanceInAutoScalingGroup"] + c["SetDesiredCapacity"] + c["CreateLaunchTemplateVersion"] + c["SetInstanceProtection"] + c["SuspendProcesses"] + c["ResumeProcesses"]
 }

@@ -16,8 +16,9 @@ import (
 // or a timeout: the engine journals an intent before each call and may
 // repeat it when it cannot tell whether the first one took effect.
 // Errors wrap ErrNotFound when the group or instance does not exist;
-// transient errors (throttling, 5xx) are retried inside the provider, so
-// an error returned here is one the engine should stop on.
+// transient errors (throttling, 5xx) are retried inside the provider, and
+// those that outlast the retries wrap ErrUnavailable. Every effect is read
+// back before its method returns: nil means the cloud shows it.
 type Provider interface {
 	// Group describes the group now: capacity, launch template, tags, and
 	// every instance that belongs to it, including ones still terminating.
@@ -107,6 +108,14 @@ type CallCounter interface {
 // ErrNotFound is wrapped by provider errors about a group or instance that
 // does not exist (or no longer does).
 var ErrNotFound = errors.New("not found")
+
+// ErrUnavailable is wrapped by provider errors the cloud may not give
+// again: it kept throttling, answering 5xx or dropping the connection
+// through the provider's bounded retries, or an effect it accepted could
+// not be read back in time. The engine stops on it, keeping the change
+// for resume, rather than failing the change (or its rollback) for a
+// fault that is not the new image's.
+var ErrUnavailable = errors.New("cloud unavailable")
 
 // Group is a snapshot of an Auto Scaling group.
 type Group struct {

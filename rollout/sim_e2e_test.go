@@ -135,8 +135,11 @@ rollback: {on_failure: auto}
 	if len(drained) != n {
 		t.Errorf("%d nodes drained, want %d", len(drained), n)
 	}
-	if slowest >= 8*time.Second {
-		t.Errorf("a node was terminated %s after its drain began: it never reported itself empty", slowest)
+	// Not a timing tolerance: the engine terminates a node that has not
+	// reported itself empty only once deadline+grace (10s + 2s) has
+	// passed, so a termination sooner than that was one for emptiness.
+	if overdue := 12 * time.Second; slowest >= overdue {
+		t.Errorf("a node was terminated %s after its drain began (overdue at %s): it never reported itself empty", slowest, overdue)
 	}
 	t.Logf("longest drain, from the request to the termination: %s", slowest.Round(time.Millisecond))
 	terms := e.terminations(t)

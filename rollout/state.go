@@ -153,18 +153,6 @@ func (s *State) current() ([]Step, *int) {
 	return s.Steps, &s.Cursor
 }
 
-// intent returns the open journal entry for key in step, if a crash left
-// one.
-func (s *State) openIntent(step, key string) (int, bool) {
-	for i := len(s.Journal) - 1; i >= 0; i-- {
-		e := s.Journal[i]
-		if e.Step == step && e.Effect.Key == key {
-			return i, e.Status == "intent"
-		}
-	}
-	return -1, false
-}
-
 // Store keeps rollout states in a bbolt database in a state directory,
 // one record per change. It opens the database for each transaction only,
 // so that status, pause and resume can read and write while an engine

@@ -346,10 +346,6 @@ func (nm *namer) next() string {
 	}
 }
 
-// nextName returns the first name after the group's highest numbered one
-// that is not taken: ws-01..ws-08 gives ws-09.
-func nextName(g Group, taken map[string]bool) string { return newNamer(g, taken).next() }
-
 // splitName splits "ws-09" into "ws-", 9 and its digit width 2.
 func splitName(s string) (prefix string, num, width int, ok bool) {
 	i := len(s)

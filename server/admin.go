@@ -1,46 +1,24 @@
 package server
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"io"
 	"net/http"
-	"strings"
 	"unicode/utf8"
 
 	"wsfleet/bayeux"
 	"wsfleet/nodeapi"
 )
 
-// admin guards h with the admin token (Bearer). Without a configured token
-// the admin endpoints are off: an open drain endpoint would let anyone
-// empty the node.
+// admin guards h with the admin token (nodeapi.Authorize). Without a
+// configured token the admin endpoints are off: an open drain endpoint
+// would let anyone empty the node.
 func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.AdminToken == "" {
-			http.Error(w, "admin endpoints disabled: no admin token configured", http.StatusForbidden)
-			return
+		if nodeapi.Authorize(w, r, s.cfg.AdminToken) {
+			h(w, r)
 		}
-		tok, ok := bearerToken(r.Header.Get("Authorization"))
-		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="wsfleet"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		h(w, r)
 	}
-}
-
-// bearerToken returns the token of an Authorization header of the Bearer
-// scheme, whose name is case-insensitive (RFC 6750 section 2.1, RFC 9110
-// section 11.1).
-func bearerToken(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimLeft(tok, " ")
-	return tok, tok != ""
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

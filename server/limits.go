@@ -225,6 +225,16 @@ func (s *Server) clientKey(r *http.Request) string {
 	return ip.String()
 }
 
+// handshakeKey is the clientKey of the client whose handshake b carries:
+// its websocket's, taken at the upgrade, or its long-polling request's,
+// worked out only when a handshake needs it.
+func (s *Server) handshakeKey(b *batch) string {
+	if b.ws != nil {
+		return b.ws.addr
+	}
+	return s.clientKey(b.req)
+}
+
 // rateLimited answers a handshake over the per-address limit: a 429-style
 // Bayeux error advising the client to handshake again after a pause.
 func (s *Server) rateLimited(r *bayeux.Message, wait time.Duration) *bayeux.Message {

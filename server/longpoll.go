@@ -186,9 +186,6 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	b := &batch{transport: bayeux.ConnTypeLongPolling, req: r}
-	if s.hsLimit != nil {
-		b.addr = s.clientKey(r)
-	}
 	s.process(b, msgs)
 	for _, f := range b.after {
 		f()

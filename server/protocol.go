@@ -30,7 +30,6 @@ type batch struct {
 	transport string
 	req       *http.Request
 	ws        *wsConn
-	addr      string // the client's key for the handshake limit, when on
 
 	replies []*bayeux.Message
 	after   []func()
@@ -174,7 +173,7 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 		return r
 	}
 	if s.hsLimit != nil {
-		if ok, wait := s.hsLimit.allow(b.addr); !ok {
+		if ok, wait := s.hsLimit.allow(s.handshakeKey(b)); !ok {
 			return s.rateLimited(r, wait)
 		}
 	}

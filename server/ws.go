@@ -494,7 +494,7 @@ func (s *Server) handleFrame(wc *wsConn, data []byte) *session {
 		wc.writeReplies(tooMany(s, msgs))
 		return nil
 	}
-	b := &batch{transport: bayeux.ConnTypeWebSocket, ws: wc, addr: wc.addr}
+	b := &batch{transport: bayeux.ConnTypeWebSocket, ws: wc}
 	s.process(b, msgs)
 	replies := b.replies
 	var ss *session

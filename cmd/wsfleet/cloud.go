@@ -80,11 +80,24 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int64Var(&cfg.S3MaxObjectSize, "s3-max-object-size", localcloud.DefaultS3MaxObjectSize, "largest PutObject body in bytes; larger ones fail with EntityTooLarge")
 	fs.StringVar(&cfg.LogDir, "log-dir", "", "directory for each instance's output, <instance-id>.log (default a temporary directory)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	var faults localcloud.Faults
+	fs.Uint64Var(&faults.Seed, "fault-seed", 1, "seed of the injected faults' random source")
+	fs.BoolVar(&faults.Buckets, "fault-buckets", false, "throttle with AWS's published request token buckets (EC2 per action, ELBv2 per class)")
+	fs.Float64Var(&faults.Throttle, "fault-throttle", 0, "share of API calls throttled at random (RequestLimitExceeded on EC2, Throttling on Auto Scaling and ELBv2)")
+	fs.Float64Var(&faults.Errors, "fault-5xx", 0, "share of API calls answered 500 InternalError/InternalFailure or 503 ServiceUnavailable")
+	fs.Float64Var(&faults.Slow, "fault-slow", 0, "share of API calls answered after --fault-slow-delay")
+	fs.DurationVar(&faults.SlowDelay, "fault-slow-delay", 2*time.Second, "delay of a slow answer")
+	fs.Float64Var(&faults.Drop, "fault-drop", 0, "share of API calls whose connection is closed without an answer (half before, half after the effect)")
+	fs.Float64Var(&faults.Stale, "fault-stale", 0, "share of launches and tag writes that reads see late")
+	fs.DurationVar(&faults.StaleDelay, "fault-stale-delay", 2*time.Second, "longest delay before a late write is read back")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if len(images) == 0 {
 		return fmt.Errorf("%w: at least one --image ami-ID=COMMAND|simulated is needed", errUsage)
+	}
+	if err := faults.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if cfg.SimulatedFailureRate < 0 || cfg.SimulatedFailureRate > 1 {
 		return fmt.Errorf("%w: --sim-failure-rate must be between 0 and 1", errUsage)
@@ -129,6 +142,12 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "  load balancer %s: %s\n", lb.Name, c.LoadBalancerURL(lb.Name))
 		}
 	}
+	// Faults start once the topology exists: the bootstrap is the
+	// operator's setup, not the system under test.
+	if faults != (localcloud.Faults{Seed: faults.Seed, SlowDelay: faults.SlowDelay, StaleDelay: faults.StaleDelay}) {
+		c.SetFaults(faults)
+	}
+	fmt.Fprintf(stdout, "  faults: curl -X POST -d '{\"throttle\":0.02}' %s%s\n", c.Endpoint(), localcloud.FaultsPath)
 	<-ctx.Done()
 	log.Info("stopping: terminating every instance")
 	return nil

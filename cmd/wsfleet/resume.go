@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"wsfleet/rollout"
@@ -83,8 +82,10 @@ func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	if h, _ := c.state.Holder(); engineAlive(c.state) && !c.flags.force && cmd == "resume" && c.state.Status != rollout.StatusPaused && h.Host != hostname() {
-		// Another machine's engine runs it: refused, naming it.
+	if engineAlive(c.state) && !c.flags.force && cmd == "resume" && c.state.Status != rollout.StatusPaused {
+		// Another engine runs it, on this host or another: refused,
+		// naming it, as the claim refuses a resume that read the state
+		// before that engine's claim.
 		return exitError{code: 1, msg: fmt.Sprintf("%s is %s, held by the engine %s; nothing to resume (pause, abort and rollback reach it through %s)", c.change, c.state.Status, holderLine(c.state, time.Now()), c.store.Location())}
 	}
 	if engineAlive(c.state) && !c.flags.force {
@@ -111,10 +112,4 @@ func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io
 		st = c.state
 	}
 	return roFinish(st, err, c.store, c.flags, stdout)
-}
-
-// hostname is this machine's name as engines record it.
-func hostname() string {
-	h, _ := os.Hostname()
-	return h
 }

@@ -36,6 +36,10 @@ type roFlags struct {
 	poll      time.Duration
 	maxPoll   time.Duration
 	verbose   bool
+	// The provider's bounds on AWS's refusals.
+	maxAttempts    int
+	maxBackoff     time.Duration
+	confirmTimeout time.Duration
 }
 
 func addRolloutFlags(fs *flag.FlagSet, engine bool) *roFlags {
@@ -45,6 +49,9 @@ func addRolloutFlags(fs *flag.FlagSet, engine bool) *roFlags {
 	fs.StringVar(&f.endpoint, "endpoint", "", "AWS endpoint, overriding the plan's aws.endpoint (local cloud only)")
 	fs.StringVar(&f.region, "region", "", "AWS region, overriding the plan's aws.region")
 	fs.BoolVar(&f.jsonOut, "json", false, "write events and the result as JSON lines on stdout")
+	fs.IntVar(&f.maxAttempts, "aws-max-attempts", 0, "attempts at an AWS call that is throttled, answered 5xx or dropped (0: the AWS configuration's max_attempts or AWS_MAX_ATTEMPTS, else 8)")
+	fs.DurationVar(&f.maxBackoff, "aws-max-backoff", 20*time.Second, "longest pause between two attempts at an AWS call")
+	fs.DurationVar(&f.confirmTimeout, "aws-confirm-timeout", time.Minute, "how long an effect is read back before the engine stops for want of seeing it")
 	if engine {
 		fs.BoolVar(&f.force, "force", false, "take the group's lock over even if another rollout holds it and it has not expired")
 		fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the plan's waits (bakes, warm-up, drain window; not the drain deadline, a limit) by this, e.g. 0.01 for a rehearsal")
@@ -69,7 +76,8 @@ func defaultStateDir() string {
 
 // roProvider builds the AWS provider from the plan's aws block and flags.
 func roProvider(ctx context.Context, p *rollout.Plan, f *roFlags, log *slog.Logger) (*awsprov.Provider, error) {
-	cfg := awsprov.Config{Region: p.AWS.Region, Endpoint: p.AWS.Endpoint, Logger: log}
+	cfg := awsprov.Config{Region: p.AWS.Region, Endpoint: p.AWS.Endpoint, Logger: log,
+		MaxAttempts: f.maxAttempts, MaxBackoff: f.maxBackoff, ConfirmTimeout: f.confirmTimeout}
 	if f.region != "" {
 		cfg.Region = f.region
 	}
@@ -228,14 +236,39 @@ func planError(file string, err error) error {
 	return err
 }
 
+// resumeWhere is what a resume of st needs besides the change id to
+// find it: the S3 prefix and, for a non-AWS endpoint (--endpoint, else
+// the plan's), that endpoint, since a resume given only the change id
+// opens the state before it reads the plan; or the state directory.
+func resumeWhere(st *rollout.State, store rollout.Backend, f *roFlags) string {
+	if _, ok := store.(*rollout.ObjectStore); !ok {
+		return " --state-dir " + store.Location()
+	}
+	where := " --state " + store.Location()
+	endpoint := f.endpoint
+	if endpoint == "" {
+		if p, err := rollout.ParsePlan(st.PlanYAML); err == nil {
+			endpoint = p.AWS.Endpoint
+		}
+	}
+	if endpoint != "" {
+		where += " --endpoint " + endpoint
+	}
+	return where
+}
+
+// anywhere says that a change in S3 may be resumed from any machine.
+func anywhere(store rollout.Backend) string {
+	if _, ok := store.(*rollout.ObjectStore); ok {
+		return "from any machine, "
+	}
+	return ""
+}
+
 // roFinish writes the report and turns the outcome into an exit status.
 func roFinish(st *rollout.State, err error, store rollout.Backend, f *roFlags, stdout io.Writer) error {
 	if errors.Is(err, rollout.ErrDetached) {
-		where := ""
-		if _, ok := store.(*rollout.ObjectStore); ok {
-			where = " --state " + store.Location()
-		}
-		fmt.Fprintf(stdout, "%s: detached: %s; run `wsfleet resume -c %s%s` when it opens (from any machine, at %s)\n", st.Change, st.Waiting, st.Change, where, st.NotBefore.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stdout, "%s: detached: %s; run `wsfleet resume -c %s%s` when it opens (%sat %s)\n", st.Change, st.Waiting, st.Change, resumeWhere(st, store, f), anywhere(store), st.NotBefore.UTC().Format(time.RFC3339))
 		return nil
 	}
 	if st != nil && (st.Status.Final() || st.Status == rollout.StatusFailed) {

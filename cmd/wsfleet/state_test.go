@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -262,5 +263,80 @@ func TestStatePush(t *testing.T) {
 	put("c1@" + host + ":0")
 	if out := wsfleet(t, 1, args...); !strings.Contains(out, "already holds a change of that id") {
 		t.Errorf("a second push: %s", out)
+	}
+}
+
+// TestResumeHeldOnThisHost: a change run by another live engine on this
+// host is refused by resume, naming that engine, as it is from another
+// host, whatever the timing (before, a resume that read the state after
+// the other engine's claim left it a no-op "run" and exited 0, one that
+// read it before exited 1); a paused one is asked to go on.
+func TestResumeHeldOnThisHost(t *testing.T) {
+	holder := exec.Command("sleep", "60") // a live process on this host
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("c1@%s:%d", host, holder.Process.Pid)
+	plan := []byte("change: c1\ngroup: gitter-ws\nimage: ami-new\nphases:\n  - {name: a, replace: rest}\n")
+	for _, tc := range []struct {
+		status rollout.Status
+		code   int
+		want   string
+		ctl    string
+	}{
+		{rollout.StatusRunning, 1, "held by the engine " + owner, ""},
+		{rollout.StatusWaiting, 1, "held by the engine " + owner, ""},
+		{rollout.StatusPaused, 0, "asked the engine (" + owner + ") to resume", "run"},
+	} {
+		t.Run(string(tc.status), func(t *testing.T) {
+			dir := t.TempDir()
+			local := &rollout.Store{Dir: dir}
+			if _, err := local.Update("c1", func(*rollout.State) (*rollout.State, error) {
+				return &rollout.State{Change: "c1", Group: "gitter-ws", PlanYAML: plan, Status: tc.status, Owner: owner, Lease: time.Now().Add(time.Minute)}, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if out := wsfleet(t, tc.code, "resume", "-c", "c1", "--state-dir", dir); !strings.Contains(out, tc.want) {
+				t.Errorf("resume: %s, want %q", out, tc.want)
+			}
+			if ctl, err := local.TakeControl("c1"); err != nil || ctl != tc.ctl {
+				t.Errorf("control left for the engine: %q, %v; want %q", ctl, err, tc.ctl)
+			}
+		})
+	}
+}
+
+// TestDetachHint: the command --detach prints to go on works as printed:
+// for a change in S3 it names the state and, for a non-AWS endpoint (the
+// plan's or --endpoint's), the endpoint, without which a machine with only
+// the change id would ask AWS; a change in a state directory names the
+// directory and is not said to be resumable from any machine.
+func TestDetachHint(t *testing.T) {
+	at := time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC)
+	plan := []byte("change: c1\ngroup: g\nimage: ami-new\naws: {region: us-east-1, endpoint: http://127.0.0.1:4566}\nphases:\n  - {name: a, replace: rest}\n")
+	s3store := rollout.NewObjectStore(nil, rollout.StateURL{Bucket: "state", Prefix: "team"})
+	for _, tc := range []struct {
+		name     string
+		store    rollout.Backend
+		endpoint string
+		want     string
+		not      string
+	}{
+		{"s3 plan endpoint", s3store, "", "`wsfleet resume -c c1 --state s3://state/team --endpoint http://127.0.0.1:4566` when it opens (from any machine, ", ""},
+		{"s3 flag endpoint", s3store, "http://127.0.0.1:18666", "--state s3://state/team --endpoint http://127.0.0.1:18666`", ""},
+		{"local", &rollout.Store{Dir: "/var/lib/wsfleet"}, "", "`wsfleet resume -c c1 --state-dir /var/lib/wsfleet` when it opens (at 2026-12-06T16:00:00Z)", "any machine"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &rollout.State{Change: "c1", PlanYAML: plan, Status: rollout.StatusWaiting, Waiting: "window opens", NotBefore: at}
+			var out bytes.Buffer
+			if err := roFinish(st, rollout.ErrDetached, tc.store, &roFlags{endpoint: tc.endpoint, stateDir: "/var/lib/wsfleet"}, &out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), tc.want) || (tc.not != "" && strings.Contains(out.String(), tc.not)) {
+				t.Errorf("%s\nwant %q, not %q", out.String(), tc.want, tc.not)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,11 +39,22 @@ import (
 type Config struct {
 	Region   string
 	Endpoint string
-	// MaxAttempts bounds the SDK's retries of throttled and 5xx calls
-	// (with exponential backoff and jitter up to MaxBackoff); default 8.
+	// MaxAttempts bounds the SDK's attempts at a throttled, 5xx or
+	// dropped call (adaptive mode: exponential backoff with jitter up to
+	// MaxBackoff, and a client-side send rate that falls when AWS
+	// throttles); default the AWS configuration's max_attempts
+	// (AWS_MAX_ATTEMPTS), else 8. MaxBackoff defaults to 20s.
 	MaxAttempts int
 	MaxBackoff  time.Duration
-	Logger      *slog.Logger
+	// ConfirmTimeout bounds how long an effect is read back before the
+	// provider gives up on seeing it (AWS's reads are eventually
+	// consistent); default 60s. ConfirmInterval is the first pause
+	// between reads (doubling up to 2s); default 200ms.
+	ConfirmTimeout  time.Duration
+	ConfirmInterval time.Duration
+	// Sleep waits between confirmation reads; default a timer.
+	Sleep  func(ctx context.Context, d time.Duration) error
+	Logger *slog.Logger
 }
 
 // Provider is a rollout.Provider on an AWS account (or the local cloud).
@@ -51,6 +63,9 @@ type Provider struct {
 	ec2 *ec2.Client
 	elb *elb.Client
 	log *slog.Logger
+
+	confirmTimeout, confirmInterval time.Duration
+	sleep                           func(ctx context.Context, d time.Duration) error
 
 	mu    sync.Mutex
 	calls map[string]int
@@ -73,7 +88,13 @@ var (
 // credentials in the environment or a profile, it signs with fixed local
 // credentials: the local cloud accepts any.
 func New(ctx context.Context, cfg Config) (*Provider, error) {
-	p := &Provider{log: cfg.Logger, calls: map[string]int{}, images: map[string]string{}}
+	p := &Provider{log: cfg.Logger, calls: map[string]int{}, images: map[string]string{},
+		confirmTimeout:  cmp.Or(max(cfg.ConfirmTimeout, 0), 60*time.Second),
+		confirmInterval: cmp.Or(max(cfg.ConfirmInterval, 0), 200*time.Millisecond),
+		sleep:           cfg.Sleep}
+	if p.sleep == nil {
+		p.sleep = rollout.Sleep
+	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -91,24 +112,11 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 // files, instance role) with cfg's region, endpoint and retries, and the
 // middleware api adds to every call, if any.
 func loadConfig(ctx context.Context, cfg Config, api func(*middleware.Stack) error) (aws.Config, error) {
-	attempts := cfg.MaxAttempts
-	if attempts == 0 {
-		attempts = 8
-	}
 	backoff := cfg.MaxBackoff
-	if backoff == 0 {
+	if backoff <= 0 {
 		backoff = 20 * time.Second
 	}
 	opts := []func(*config.LoadOptions) error{
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = attempts
-				o.MaxBackoff = backoff
-				// The token bucket would stop retrying throttled calls
-				// exactly when a busy account needs it most.
-				o.RateLimiter = ratelimit.None
-			})
-		}),
 		// The SDK's own warnings (a response body it could not discard)
 		// would interleave with the live view; errors still come back.
 		config.WithLogger(logging.Nop{}),
@@ -132,19 +140,115 @@ func loadConfig(ctx context.Context, cfg Config, api func(*middleware.Stack) err
 	if ac.Region == "" {
 		ac.Region = "us-east-1"
 	}
+	attempts := cfg.MaxAttempts
+	if attempts <= 0 {
+		attempts = ac.RetryMaxAttempts // max_attempts, AWS_MAX_ATTEMPTS
+	}
+	if attempts <= 0 {
+		attempts = 8
+	}
+	ac.Retryer = func() aws.Retryer { return newRetryer(attempts, backoff) }
 	return ac, nil
 }
 
+// newRetryer is the SDK's adaptive retryer, bounded: at most attempts
+// tries of a call AWS throttled, answered 5xx or dropped, backing off
+// with jitter up to backoff, and sending more slowly while AWS
+// throttles.
+func newRetryer(attempts int, backoff time.Duration) aws.Retryer {
+	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
+		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
+			so.MaxAttempts = attempts
+			so.MaxBackoff = backoff
+			// The retry quota would stop retrying throttled calls
+			// exactly when a busy account needs it most; the
+			// adaptive send rate slows the calls down instead.
+			so.RateLimiter = ratelimit.None
+		})
+	})
+}
+
 // countCalls adds a middleware that counts each operation once (retries
-// are not counted again).
+// are not counted again) and marks the error of a call the SDK gave up
+// retrying as rollout.ErrUnavailable.
 func (p *Provider) countCalls(stack *middleware.Stack) error {
 	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("wsfleetCountCalls",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			p.mu.Lock()
 			p.calls[middleware.GetOperationName(ctx)]++
 			p.mu.Unlock()
-			return next.HandleInitialize(ctx, in)
+			out, md, err := next.HandleInitialize(ctx, in)
+			return out, md, unavailable(ctx, err)
 		}), middleware.Before)
+}
+
+// retryables is how the SDK's retryer tells a transient error.
+var retryables = retry.IsErrorRetryables(retry.DefaultRetryables)
+
+// unavailableError is an error AWS may not give again: throttling, 5xx,
+// a dropped connection, after the retryer's last attempt, or an effect
+// not yet readable. It is rollout.ErrUnavailable and unwraps to the
+// AWS error, so that both the engine and a caller looking for the AWS
+// code find what they look for.
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string        { return e.err.Error() }
+func (e *unavailableError) Unwrap() error        { return e.err }
+func (e *unavailableError) Is(target error) bool { return target == rollout.ErrUnavailable }
+
+// unavailable marks err when the SDK classes it as transient (or it is
+// the retry quota running out); a client error, or the caller's own
+// cancellation, stays as it is.
+func unavailable(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	var quota ratelimit.QuotaExceededError
+	if retryables.IsErrorRetryable(err) == aws.TrueTernary || errors.As(err, &quota) {
+		return &unavailableError{err}
+	}
+	var maxed *retry.MaxAttemptsError
+	if errors.As(err, &maxed) && retryables.IsErrorRetryable(maxed.Err) == aws.TrueTernary {
+		return &unavailableError{err}
+	}
+	return err
+}
+
+// confirm reads until seen reports the effect visible: AWS's reads are
+// eventually consistent, so a write that succeeded may not read back at
+// once. It gives up after the confirmation timeout with an error that is
+// rollout.ErrUnavailable: the engine stops rather than go on from an
+// effect it cannot see, and a resume decides again from what it reads.
+func (p *Provider) confirm(ctx context.Context, what string, seen func(ctx context.Context) (bool, error)) error {
+	deadline := time.Now().Add(p.confirmTimeout)
+	wait := p.confirmInterval
+	for {
+		ok, err := seen(ctx)
+		if err != nil {
+			return fmt.Errorf("confirm %s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return &unavailableError{fmt.Errorf("confirm %s: not read back within %s", what, p.confirmTimeout)}
+		}
+		if err := p.sleep(ctx, wait); err != nil {
+			return fmt.Errorf("confirm %s: %w", what, err)
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+// confirmGroup confirms an effect seen in the group's description.
+func (p *Provider) confirmGroup(ctx context.Context, group, what string, seen func(asgtypes.AutoScalingGroup) bool) error {
+	return p.confirm(ctx, what, func(ctx context.Context) (bool, error) {
+		g, err := p.describeGroup(ctx, group)
+		if err != nil {
+			return false, err
+		}
+		return seen(g), nil
+	})
 }
 
 // APICalls reports the calls made so far, by operation.
@@ -253,7 +357,12 @@ func (p *Provider) Group(ctx context.Context, name string) (rollout.Group, error
 	ec2s := map[string]ec2types.Instance{}
 	pager := ec2.NewDescribeInstancesPaginator(p.ec2, &ec2.DescribeInstancesInput{InstanceIds: ids})
 	for pager.HasMorePages() {
-		page, err := pager.NextPage(ctx)
+		// An instance the group lists may not be in EC2's answer yet
+		// (InvalidInstanceID.NotFound): EC2 is eventually consistent,
+		// and its documentation says to retry.
+		page, err := pager.NextPage(ctx, func(o *ec2.Options) {
+			o.Retryer = retry.AddWithErrorCodes(o.Retryer, "InvalidInstanceID.NotFound")
+		})
 		if err != nil {
 			return rollout.Group{}, fmt.Errorf("describe instances of %s: %w", name, err)
 		}
@@ -405,15 +514,21 @@ func (p *Provider) SetTemplateVersion(ctx context.Context, group string, t rollo
 	if err != nil {
 		return fmt.Errorf("set launch template version %s of %s: %w", t.Version, group, err)
 	}
-	return nil
+	return p.confirmGroup(ctx, group, fmt.Sprintf("launch template version %s of %s", t.Version, group), func(g asgtypes.AutoScalingGroup) bool {
+		lt, err := templateOf(g)
+		return err == nil && aws.ToString(lt.LaunchTemplateId) == t.ID && aws.ToString(lt.Version) == t.Version
+	})
 }
 
 // SetDesired sets the desired capacity, raising the maximum size with it
-// when needed.
+// when needed, and reads it back. A group already at n is left alone.
 func (p *Provider) SetDesired(ctx context.Context, group string, n int) error {
 	ag, err := p.describeGroup(ctx, group)
 	if err != nil {
 		return err
+	}
+	if int(aws.ToInt32(ag.DesiredCapacity)) == n {
+		return nil
 	}
 	if int32(n) > aws.ToInt32(ag.MaxSize) {
 		_, err = p.asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
@@ -427,12 +542,15 @@ func (p *Provider) SetDesired(ctx context.Context, group string, n int) error {
 	if err != nil {
 		return fmt.Errorf("set desired capacity of %s to %d: %w", group, n, err)
 	}
-	return nil
+	return p.confirmGroup(ctx, group, fmt.Sprintf("desired capacity %d of %s", n, group), func(g asgtypes.AutoScalingGroup) bool {
+		return int(aws.ToInt32(g.DesiredCapacity)) == n
+	})
 }
 
 // SetProtection sets scale-in protection, 50 instances per call (the API's
-// limit).
+// limit), and reads it back on every instance still in the group.
 func (p *Provider) SetProtection(ctx context.Context, group string, ids []string, protected bool) error {
+	all := ids
 	for len(ids) > 0 {
 		n := min(len(ids), 50)
 		_, err := p.asg.SetInstanceProtection(ctx, &autoscaling.SetInstanceProtectionInput{
@@ -443,7 +561,33 @@ func (p *Provider) SetProtection(ctx context.Context, group string, ids []string
 		}
 		ids = ids[n:]
 	}
-	return nil
+	return p.confirmInstances(ctx, fmt.Sprintf("scale-in protection %v on %d instances of %s", protected, len(all), group), all,
+		func(in asgtypes.AutoScalingInstanceDetails) bool {
+			return aws.ToBool(in.ProtectedFromScaleIn) == protected
+		})
+}
+
+// confirmInstances confirms an effect on instances of a group, read with
+// DescribeAutoScalingInstances (50 a call): an answer the size of the
+// instances asked about, not of the group. An instance the answer leaves
+// out has left the group, and counts as seen.
+func (p *Provider) confirmInstances(ctx context.Context, what string, ids []string, seen func(asgtypes.AutoScalingInstanceDetails) bool) error {
+	return p.confirm(ctx, what, func(ctx context.Context) (bool, error) {
+		for rest := ids; len(rest) > 0; {
+			n := min(len(rest), 50)
+			out, err := p.asg.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: rest[:n]})
+			if err != nil {
+				return false, err
+			}
+			for _, in := range out.AutoScalingInstances {
+				if !seen(in) {
+					return false, nil
+				}
+			}
+			rest = rest[n:]
+		}
+		return true, nil
+	})
 }
 
 // Terminate terminates one instance of the group. An instance already
@@ -462,7 +606,9 @@ func (p *Provider) Terminate(ctx context.Context, group, id string, decrement bo
 		}
 		return fmt.Errorf("terminate %s: %w", id, err)
 	}
-	return nil
+	return p.confirmInstances(ctx, "termination of "+id, []string{id}, func(in asgtypes.AutoScalingInstanceDetails) bool {
+		return strings.HasPrefix(aws.ToString(in.LifecycleState), "Terminat")
+	})
 }
 
 // TagInstance sets a tag on an EC2 instance.
@@ -471,7 +617,20 @@ func (p *Provider) TagInstance(ctx context.Context, id, key, value string) error
 	if err != nil {
 		return fmt.Errorf("tag %s %s=%s: %w", id, key, value, err)
 	}
-	return nil
+	return p.confirm(ctx, fmt.Sprintf("tag %s %s=%s", id, key, value), func(ctx context.Context) (bool, error) {
+		out, err := p.ec2.DescribeTags(ctx, &ec2.DescribeTagsInput{Filters: []ec2types.Filter{
+			{Name: aws.String("resource-id"), Values: []string{id}}, {Name: aws.String("key"), Values: []string{key}},
+		}})
+		if err != nil {
+			return false, err
+		}
+		for _, t := range out.Tags {
+			if aws.ToString(t.Value) == value {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }
 
 // TagGroup sets or (value "") deletes a group tag, not propagated to
@@ -488,7 +647,14 @@ func (p *Provider) TagGroup(ctx context.Context, group, key, value string) error
 	if err != nil {
 		return fmt.Errorf("tag group %s %s: %w", group, key, err)
 	}
-	return nil
+	return p.confirmGroup(ctx, group, fmt.Sprintf("tag %s of %s", key, group), func(g asgtypes.AutoScalingGroup) bool {
+		for _, t := range g.Tags {
+			if aws.ToString(t.Key) == key {
+				return aws.ToString(t.Value) == value
+			}
+		}
+		return value == ""
+	})
 }
 
 // ImageExists reports whether the image is visible to the account.
@@ -558,7 +724,25 @@ func (p *Provider) SuspendProcesses(ctx context.Context, group string, processes
 	if err != nil {
 		return fmt.Errorf("suspend %s of %s: %w", strings.Join(processes, ","), group, err)
 	}
-	return nil
+	return p.confirmSuspended(ctx, group, processes, true)
+}
+
+// confirmSuspended reads the group until every process named is
+// suspended (or, with suspended false, none is).
+func (p *Provider) confirmSuspended(ctx context.Context, group string, processes []string, suspended bool) error {
+	what := fmt.Sprintf("suspension %v of %s on %s", suspended, strings.Join(processes, ","), group)
+	return p.confirmGroup(ctx, group, what, func(g asgtypes.AutoScalingGroup) bool {
+		now := map[string]bool{}
+		for _, sp := range g.SuspendedProcesses {
+			now[aws.ToString(sp.ProcessName)] = true
+		}
+		for _, name := range processes {
+			if now[name] != suspended {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // ResumeProcesses resumes the named Auto Scaling processes of the group,
@@ -571,7 +755,7 @@ func (p *Provider) ResumeProcesses(ctx context.Context, group string, processes 
 	if err != nil {
 		return fmt.Errorf("resume %s of %s: %w", strings.Join(processes, ","), group, err)
 	}
-	return nil
+	return p.confirmSuspended(ctx, group, processes, false)
 }
 
 // SetInstanceHealth sets the group's health mark of an instance, not
