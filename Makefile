@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test vet fuzz demo demo-ci clean test-faults test-crash bench-rollout
+.PHONY: build test test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -17,7 +17,13 @@ test: build
 	./scripts/test-deps.sh
 	$(MAKE) vet
 	$(GO) test -race -timeout 15m ./...
+	$(MAKE) test-s3-cli
 	$(MAKE) demo-ci
+
+# test-s3-cli checks the local cloud's S3 with the AWS CLI's s3api (some
+# fifteen CLI runs, 20 s or more: kept out of plain `go test`).
+test-s3-cli:
+	WSFLEET_S3_CLI=1 $(GO) test -count=1 -run '^TestS3AWSCLI$$' ./localcloud
 
 # demo-ci runs the README's demo at CI size (--fast, 500 clients, under a
 # minute): it exits non-zero on any lost message or any instance not on the
@@ -36,11 +42,25 @@ demo-ci: build
 test-faults:
 	WSFLEET_FAULTS_FULL=1 $(GO) test -count=1 -timeout 20m -run TestE2EFaults -v ./rollout/
 
+# test-s3-crash runs the crash-point test with the state in the local
+# cloud's S3 at every point (the default suite runs the S3 backend's crash
+# points over an in-memory bucket); a few minutes.
+test-s3-crash:
+	WSFLEET_S3_CRASH=1 $(GO) test -count=1 -timeout 30m -run 'TestS3BackendLocalCloud' ./rollout
+
 # fuzz runs every fuzz target in the repository (scripts/fuzz.sh lists them
 # from the code) for FUZZTIME each, default 30s, and fails if any fails; CI
 # runs their seed corpora in `test`.
 fuzz:
 	GO=$(GO) ./scripts/fuzz.sh
+
+# fuzz-long runs the four targets that read outside input (the plan
+# parser, the Bayeux decoder, the AWS Query parser, the local cloud's
+# API) for FUZZTIME each (default 3m). An input slower than a second fails
+# the run. Its last result is in docs/fuzz.md.
+FUZZ_LONG := ^(./rollout FuzzParsePlan|./bayeux FuzzDecodeMessages|./localcloud FuzzParseQuery|./localcloud FuzzAPI)$$
+fuzz-long:
+	GO=$(GO) FUZZTIME=$${FUZZTIME:-3m} FUZZ_ONLY='$(FUZZ_LONG)' ./scripts/fuzz.sh
 
 demo: build
 	./$(BIN) demo

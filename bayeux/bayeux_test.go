@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestMatch(t *testing.T) {
@@ -144,6 +145,7 @@ func FuzzDecodeMessages(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer failSlow(t, time.Now())
 		ms, err := DecodeMessages(b)
 		if err != nil {
 			return
@@ -185,5 +187,14 @@ func TestIDAcceptsStringsAndNumbers(t *testing.T) {
 				t.Fatalf("id = %q, want %q", ms[0].ID, tt.want)
 			}
 		})
+	}
+}
+
+// failSlow fails a fuzz input that took longer than a second: a hang or
+// a blow-up (make fuzz-long relies on it). Deferred with the start time.
+func failSlow(t *testing.T, start time.Time) {
+	t.Helper()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("input took %s, over the 1s bound", d)
 	}
 }

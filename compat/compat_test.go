@@ -4,6 +4,8 @@
 package compat
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"wsfleet/internal/nodetest"
@@ -47,4 +49,18 @@ func TestAuth(t *testing.T) {
 func TestRestart(t *testing.T) {
 	suite.NeedNode(t)
 	runCombos(t, "restart", nil)
+}
+
+// TestTokenExpiry: faye and halley, whose ext mints a fresh 2 s token at
+// every handshake, carry on past their tokens' expiry: the node ends the
+// expired session (401 with advice to handshake) and the client
+// handshakes again and resubscribes.
+func TestTokenExpiry(t *testing.T) {
+	suite.NeedNode(t)
+	secret := "compat-expiry-secret"
+	rules := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(rules, []byte("both /user/{sub}/**\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCombos(t, "expiry", []string{"--auth-secret", secret, "--rules", rules}, "TOKEN_SECRET="+secret, "TOKEN_TTL=2")
 }

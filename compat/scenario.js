@@ -4,14 +4,16 @@
 //
 //   node scenario.js SCENARIO CLIENT TRANSPORT
 //
-// SCENARIO is basic, auth or restart; CLIENT is faye or halley; TRANSPORT
-// is websocket or long-polling. The node's URL, admin token and tokens come
-// in the environment (WSFLEET_URL, WSFLEET_ADMIN, TOKEN_GOOD, TOKEN_BAD).
+// SCENARIO is basic, auth, expiry or restart; CLIENT is faye or halley;
+// TRANSPORT is websocket or long-polling. The node's URL, admin token and
+// tokens come in the environment (WSFLEET_URL, WSFLEET_ADMIN, TOKEN_GOOD,
+// TOKEN_BAD; TOKEN_SECRET and TOKEN_TTL for expiry, which mints its own).
 // Each passed step prints "ok STEP"; a failure prints "FAIL ..." and exits
 // 1. For restart, the script prints "RESTART" and waits for a line on stdin
 // once the test has restarted the server.
 
 const assert = require('assert');
+const crypto = require('crypto');
 const readline = require('readline');
 const faye = require('faye');
 const halley = require('halley');
@@ -24,13 +26,16 @@ const admin = process.env.WSFLEET_ADMIN;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const step = (name) => console.log('ok ' + name);
 
-// makeClient returns a small uniform face over the two libraries.
+// makeClient returns a small uniform face over the two libraries. token
+// is a token, or a function that returns the one to send, called at every
+// handshake (as an application mints a fresh one).
 function makeClient(token) {
   const seen = { handshakes: [] };
   const ext = {
     outgoing(message, callback) {
       if (token && message.channel === '/meta/handshake') {
-        message.ext = Object.assign({}, message.ext, { token });
+        const t = typeof token === 'function' ? token() : token;
+        message.ext = Object.assign({}, message.ext, { token: t });
       }
       callback(message);
     },
@@ -193,6 +198,58 @@ async function auth() {
   await c.close();
 }
 
+// mint signs an HS256 client token for sub that expires in ttlSec, as an
+// application backend would.
+function mint(secret, sub, ttlSec) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const body = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64({ sub, iat: now, exp: now + ttlSec });
+  return body + '.' + crypto.createHmac('sha256', secret).update(body).digest('base64url');
+}
+
+// expiry: the client's ext mints a fresh short-lived token at every
+// handshake. When its session's token expires, the node answers the next
+// connect or publish 401 with advice to handshake, and the client
+// handshakes again with a fresh token, resubscribes and carries on
+// receiving and publishing.
+async function expiry() {
+  const secret = process.env.TOKEN_SECRET;
+  const ttl = Number(process.env.TOKEN_TTL);
+  let minted = 0;
+  const c = makeClient(() => {
+    minted++;
+    return mint(secret, 'alice', ttl);
+  });
+  const got = [];
+  await c.subscribe('/user/alice/inbox', (m) => got.push(m));
+  await publish('/user/alice/inbox', { n: 'before' });
+  await until('delivery before expiry', () => got.length === 1);
+  const firstId = c.clientId();
+  step('subscribed with a short-lived token');
+
+  await until('token expired', async () => (await metric('wsfleet_tokens_expired_total')) >= 1, 20000);
+  step('node ended the session at expiry');
+
+  let n = 0;
+  await until('delivery after expiry', async () => {
+    await publish('/user/alice/inbox', { n: 'after', i: n++ });
+    return got.some((m) => m.n === 'after');
+  }, 20000);
+  assert.ok(minted >= 2, 'no handshake with a fresh token (' + minted + ' minted)');
+  assert.notStrictEqual(c.clientId(), firstId, 'client id unchanged after its token expired');
+  step('re-handshake with a fresh token and resubscribe');
+
+  // a publish may meet the expiry of the new token too: it then fails
+  // once and the client handshakes again.
+  const own = [];
+  await until('own publication after expiry', async () => {
+    await c.publish('/user/alice/inbox', { own: own.length }).then(() => own.push(1), () => {});
+    return own.length > 0 && got.some((m) => m.own !== undefined);
+  }, 20000);
+  step('publish after expiry');
+  await c.close();
+}
+
 async function restart() {
   const c = makeClient();
   const got = [];
@@ -219,7 +276,7 @@ async function restart() {
   await c.close();
 }
 
-const scenarios = { basic, auth, restart };
+const scenarios = { basic, auth, expiry, restart };
 
 (async () => {
   if (!scenarios[scenario]) throw new Error('unknown scenario ' + scenario);

@@ -16,6 +16,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/goccy/go-yaml"
 )
 
@@ -109,6 +110,9 @@ type Clients struct {
 	EC2 *ec2.Client
 	ASG *autoscaling.Client
 	ELB *elb.Client
+	// S3 addresses buckets path style (the SDK does so by itself for an
+	// endpoint that is an IP address, as Endpoint is).
+	S3 *s3.Client
 }
 
 // Clients returns aws-sdk-go-v2 clients pointed at the cloud's endpoint.
@@ -122,6 +126,7 @@ func (c *Cloud) Clients(accessKey string) Clients {
 		EC2: ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = ep }),
 		ASG: autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.BaseEndpoint = ep }),
 		ELB: elb.NewFromConfig(cfg, func(o *elb.Options) { o.BaseEndpoint = ep }),
+		S3:  s3.NewFromConfig(cfg, func(o *s3.Options) { o.BaseEndpoint = ep; o.UsePathStyle = true }),
 	}
 }
 

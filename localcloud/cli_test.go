@@ -10,58 +10,15 @@ import (
 	"time"
 )
 
-// cliCloud skips a test without the AWS CLI (or in -short), and starts a
-// cloud and a home directory for it.
-func cliCloud(t *testing.T) (awsBin string, c *Cloud, home string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("runs the AWS CLI")
-	}
-	awsBin, err := exec.LookPath("aws")
-	if err != nil {
-		t.Skip("aws CLI not installed (scripts/test-deps.sh installs it)")
-	}
-	c, _ = startCloud(t, fastConfig())
-	return awsBin, c, t.TempDir()
-}
-
-// cliEnv is the AWS CLI's environment for the tests: fixed credentials
-// and region, and no configuration file of the user's.
-func cliEnv(home string) []string {
-	return append(os.Environ(), "HOME="+home, "AWS_ACCESS_KEY_ID=AKIDCLI", "AWS_SECRET_ACCESS_KEY=cli",
-		"AWS_DEFAULT_REGION=us-east-1", "AWS_REGION=us-east-1", "AWS_CONFIG_FILE="+home+"/none", "AWS_SHARED_CREDENTIALS_FILE="+home+"/none", "AWS_PAGER=")
-}
-
 // TestAWSCLI drives the local cloud with a second, independent client: the
 // AWS CLI (botocore's own serializers and parsers), as a user pointing it
 // at the endpoint would.
 func TestAWSCLI(t *testing.T) {
-	awsBin, c, home := cliCloud(t)
-	run := func(args ...string) (map[string]any, error) {
-		t.Helper()
-		cmd := exec.Command(awsBin, append([]string{"--endpoint-url", c.Endpoint(), "--output", "json"}, args...)...)
-		cmd.Env = cliEnv(home)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("aws %s: %v: %s", strings.Join(args, " "), err, stderr.String())
-		}
-		out := map[string]any{}
-		if s := strings.TrimSpace(stdout.String()); s != "" {
-			if err := json.Unmarshal([]byte(s), &out); err != nil {
-				return nil, fmt.Errorf("aws %s: output %q: %v", strings.Join(args, " "), s, err)
-			}
-		}
-		return out, nil
+	if testing.Short() {
+		t.Skip("runs the AWS CLI")
 	}
-	must := func(args ...string) map[string]any {
-		t.Helper()
-		out, err := run(args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	c, _ := startCloud(t, fastConfig())
+	run, must := awsCLI(t, c.Endpoint(), "AKIDCLI")
 	must("ec2", "create-launch-template", "--launch-template-name", "cli",
 		"--launch-template-data", `{"ImageId":"ami-sim","InstanceType":"t3.micro","UserData":"LS1hZG1pbi10b2tlbj14Cg=="}`)
 	tg := must("elbv2", "create-target-group", "--name", "cli", "--protocol", "HTTP", "--port", "8080", "--vpc-id", "vpc-1", "--health-check-path", "/readyz")
@@ -150,6 +107,46 @@ func TestAWSCLI(t *testing.T) {
 	if c.AccessKeys()["AKIDCLI"] == 0 {
 		t.Errorf("the CLI's access key was not recorded")
 	}
+}
+
+// awsCLI returns a runner of the AWS CLI against endpoint, with the given
+// access key and nothing from the user's own configuration, which decodes
+// the CLI's JSON output; must is run failing the test on an error. It
+// skips the test when the CLI is not installed.
+func awsCLI(t *testing.T, endpoint, accessKey string) (run func(args ...string) (map[string]any, error), must func(args ...string) map[string]any) {
+	t.Helper()
+	awsBin, err := exec.LookPath("aws")
+	if err != nil {
+		t.Skip("aws CLI not installed (scripts/test-deps.sh installs it)")
+	}
+	home := t.TempDir()
+	run = func(args ...string) (map[string]any, error) {
+		t.Helper()
+		cmd := exec.Command(awsBin, append([]string{"--endpoint-url", endpoint, "--output", "json"}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+home, "AWS_ACCESS_KEY_ID="+accessKey, "AWS_SECRET_ACCESS_KEY=cli",
+			"AWS_DEFAULT_REGION=us-east-1", "AWS_REGION=us-east-1", "AWS_CONFIG_FILE="+home+"/none", "AWS_SHARED_CREDENTIALS_FILE="+home+"/none", "AWS_PAGER=")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("aws %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+		}
+		out := map[string]any{}
+		if s := strings.TrimSpace(stdout.String()); s != "" {
+			if err := json.Unmarshal([]byte(s), &out); err != nil {
+				return nil, fmt.Errorf("aws %s: output %q: %v", strings.Join(args, " "), s, err)
+			}
+		}
+		return out, nil
+	}
+	must = func(args ...string) map[string]any {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	return run, must
 }
 
 // dig walks decoded JSON by keys and indexes.

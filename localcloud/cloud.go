@@ -99,6 +99,13 @@ type Config struct {
 	LogDir string
 	// Env is added to each process instance's environment.
 	Env []string
+	// S3Dir is the folder S3's buckets and objects are kept in, so that a
+	// cloud started again on the same folder still has them; default a
+	// temporary directory removed on Close.
+	S3Dir string
+	// S3MaxObjectSize bounds a PutObject body; larger uploads fail with
+	// EntityTooLarge. Default DefaultS3MaxObjectSize (64 MiB).
+	S3MaxObjectSize int64
 	// MaxInstances is the account's instance quota: launches beyond this
 	// many live instances fail with InstanceLimitExceeded; default 2000.
 	MaxInstances int
@@ -134,23 +141,24 @@ type Cloud struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	tmpDir string
+	s3Tmp  string   // S3Dir when the cloud made it, removed on Close
+	s3     *s3Store // S3's buckets and objects (s3store.go), with their own lock
 
-	mu          sync.Mutex
-	images      map[string]*imageRec
-	templates   map[string]*launchTemplate // by id
-	instances   map[string]*instance
-	instOrder   []*instance
-	groups      map[string]*group
-	targetGrps  map[string]*targetGroup // by ARN
-	lbs         map[string]*loadBalancer
-	listeners   map[string]*listener
-	ipNext      int
-	alive       int // pending or running instances, against MaxInstances
-	ipInUse     map[string]bool
-	accessKeys  map[string]int
-	reservation int
-	tokens      map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
-	staleTags   map[string]staleTag     // tag writes reads see late, by resource and key (faults.go)
+	mu         sync.Mutex
+	images     map[string]*imageRec
+	templates  map[string]*launchTemplate // by id
+	instances  map[string]*instance
+	instOrder  []*instance
+	groups     map[string]*group
+	targetGrps map[string]*targetGroup // by ARN
+	lbs        map[string]*loadBalancer
+	listeners  map[string]*listener
+	ipNext     int
+	alive      int // pending or running instances, against MaxInstances
+	ipInUse    map[string]bool
+	accessKeys map[string]int
+	tokens     map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
+	staleTags  map[string]staleTag     // tag writes reads see late, by resource and key (faults.go)
 
 	faults *injector
 
@@ -191,6 +199,9 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.S3MaxObjectSize <= 0 {
+		cfg.S3MaxObjectSize = DefaultS3MaxObjectSize
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -245,14 +256,30 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 		}
 		c.cfg.LogDir, c.tmpDir = dir, dir
 	}
+	if c.cfg.S3Dir == "" {
+		dir, err := os.MkdirTemp("", "wsfleet-s3-")
+		if err != nil {
+			c.removeTmp()
+			return nil, fmt.Errorf("localcloud: s3 dir: %w", err)
+		}
+		c.cfg.S3Dir, c.s3Tmp = dir, dir
+	}
+	s3, err := openS3Store(c.cfg.S3Dir)
+	if err != nil {
+		c.removeTmp()
+		return nil, fmt.Errorf("localcloud: %w", err)
+	}
+	c.s3 = s3
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		c.s3.close()
 		c.removeTmp()
 		return nil, fmt.Errorf("localcloud: listen %s: %w", cfg.Listen, err)
 	}
 	c.ln = ln
 	if err := c.startSimListener(); err != nil {
 		ln.Close()
+		c.s3.close()
 		c.removeTmp()
 		return nil, fmt.Errorf("localcloud: %w", err)
 	}
@@ -341,6 +368,7 @@ func (c *Cloud) Close() error {
 	}
 	wg.Wait()
 	c.wg.Wait()
+	c.s3.close()
 	c.removeTmp()
 	return nil
 }
@@ -349,7 +377,13 @@ func (c *Cloud) removeTmp() {
 	if c.tmpDir != "" {
 		os.RemoveAll(c.tmpDir)
 	}
+	if c.s3Tmp != "" {
+		os.RemoveAll(c.s3Tmp)
+	}
 }
+
+// S3Dir is the folder S3's buckets and objects are kept in.
+func (c *Cloud) S3Dir() string { return c.cfg.S3Dir }
 
 // LogDir is where process instances write their output.
 func (c *Cloud) LogDir() string { return c.cfg.LogDir }
@@ -370,7 +404,12 @@ func (c *Cloud) loop(d time.Duration, f func()) {
 
 // serveAPI answers one API call; no input may crash it. A handler that
 // panics gets an InternalFailure answer, and the cloud goes on serving.
+// S3's REST requests (s3route.go) go to serveS3.
 func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if isS3Request(r.Method, r.Host, r.URL.RawQuery, r.Header.Get("Authorization")) {
+		c.serveS3(w, r)
+		return
+	}
 	if r.URL.Path == FaultsPath {
 		c.serveFaults(w, r)
 		return

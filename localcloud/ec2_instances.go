@@ -54,9 +54,6 @@ type instance struct {
 
 func (in *instance) alive() bool { return in.state == statePending || in.state == stateRunning }
 
-// instanceTag is the filter and IMDS view of a tag key.
-func (in *instance) tag(k string) string { return in.tags[k] }
-
 // launchSpec is what a new instance needs, from RunInstances or a group.
 type launchSpec struct {
 	imageID, instanceType, userData, keyName string
@@ -242,7 +239,7 @@ func privateDNS(ip string) string {
 
 // findInstances resolves ids with EC2's error for unknown ones.
 func (c *Cloud) findInstances(ids []string) ([]*instance, *apiError) {
-	var out, missing []string
+	var missing []string
 	var ins []*instance
 	for _, id := range ids {
 		if !strings.HasPrefix(id, "i-") {
@@ -253,7 +250,6 @@ func (c *Cloud) findInstances(ids []string) ([]*instance, *apiError) {
 			missing = append(missing, id)
 			continue
 		}
-		out = append(out, id)
 		ins = append(ins, in)
 	}
 	if len(missing) > 0 {

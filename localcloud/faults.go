@@ -110,7 +110,7 @@ func (f Faults) Validate() error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"throttle", f.Throttle}, {"errors", f.Errors}, {"slow", f.Slow}, {"drop", f.Drop}, {"stale", f.Stale}} {
+	}{{"throttle (--fault-throttle)", f.Throttle}, {"errors (--fault-5xx)", f.Errors}, {"slow (--fault-slow)", f.Slow}, {"drop (--fault-drop)", f.Drop}, {"stale (--fault-stale)", f.Stale}} {
 		if !(r.v >= 0 && r.v <= 1) {
 			return fmt.Errorf("fault rate %s = %v: must be between 0 and 1", r.name, r.v)
 		}
@@ -118,7 +118,7 @@ func (f Faults) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"slow_delay", f.SlowDelay}, {"stale_delay", f.StaleDelay}} {
+	}{{"slow_delay (--fault-slow-delay)", f.SlowDelay}, {"stale_delay (--fault-stale-delay)", f.StaleDelay}} {
 		if d.v < 0 || d.v > 10*time.Minute {
 			return fmt.Errorf("fault delay %s = %s: must be between 0 and 10m", d.name, d.v)
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -144,12 +143,20 @@ func TestFaultDocuments(t *testing.T) {
 // TestFaultsAsTheCLISees: the AWS CLI (botocore's retry handler) retries
 // each fault as it retries AWS's, and gives up on a client error at once.
 func TestFaultsAsTheCLISees(t *testing.T) {
-	awsBin, c, home := cliCloud(t)
+	if testing.Short() {
+		t.Skip("runs the AWS CLI")
+	}
+	// botocore's standard retry mode, two attempts: "reached max retries:
+	// 1" says the CLI retried.
+	t.Setenv("AWS_RETRY_MODE", "standard")
+	t.Setenv("AWS_MAX_ATTEMPTS", "2")
+	c, _ := startCloud(t, fastConfig())
+	cli, _ := awsCLI(t, c.Endpoint(), "AKIDCLI")
 	run := func(args ...string) string {
-		cmd := exec.Command(awsBin, append([]string{"--endpoint-url", c.Endpoint()}, args...)...)
-		cmd.Env = append(cliEnv(home), "AWS_RETRY_MODE=standard", "AWS_MAX_ATTEMPTS=2")
-		out, _ := cmd.CombinedOutput()
-		return string(out)
+		if _, err := cli(args...); err != nil {
+			return err.Error()
+		}
+		return ""
 	}
 	for _, tc := range []struct {
 		faults Faults

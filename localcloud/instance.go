@@ -22,11 +22,22 @@ import (
 // listens on the same port as on EC2, and its own metadata service on that
 // IP, so the node's IMDS client needs no way to say who it is.
 
-// allocIP returns a free private IP. For process instances it also binds
-// the node port on it and returns that listener, held until the process
-// starts, so that another local cloud on this machine (tests run packages
-// in parallel) cannot pick the same address meanwhile.
-func (c *Cloud) allocIP(probe bool) (string, net.Listener, *apiError) {
+// imdsPort is where every instance's metadata service listens on its
+// private IP. It is fixed, and outside Linux's ephemeral range (32768–60999)
+// so that no outgoing connection holds it, because it is also the address's
+// lease: a local cloud takes an IP only if it can bind this port on it, and
+// the metadata service holds it until the instance is terminated. Another
+// local cloud on this machine (tests run packages in parallel) therefore
+// never picks an address in use, even after the instance's own process
+// exited and freed the node port (a crashing image), which once let a
+// second cloud's healthy node answer the first cloud's health checks.
+const imdsPort = 65431
+
+// allocIP returns a free private IP and its lease (the metadata service's
+// listener). For process instances it also binds the node port on it and
+// returns that listener, held until the process starts, so that nothing
+// else takes the port meanwhile.
+func (c *Cloud) allocIP(probe bool) (ip string, lease, hold net.Listener, _ *apiError) {
 	const first, last = 1<<8 + 1, 255<<8 + 254 // 127.0.1.1 … 127.0.255.254
 	for tries := 0; tries < last-first; tries++ {
 		n := first + (c.ipNext+tries)%(last-first)
@@ -37,19 +48,24 @@ func (c *Cloud) allocIP(probe bool) (string, net.Listener, *apiError) {
 		if c.ipInUse[ip] {
 			continue
 		}
+		lease, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(imdsPort)))
+		if err != nil {
+			continue
+		}
 		var hold net.Listener
 		if probe {
 			ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(c.cfg.NodePort)))
 			if err != nil {
+				lease.Close()
 				continue
 			}
 			hold = ln
 		}
 		c.ipNext = n - first + 1
 		c.ipInUse[ip] = true
-		return ip, hold, nil
+		return ip, lease, hold, nil
 	}
-	return "", nil, &apiError{Status: 500, Code: "InsufficientInstanceCapacity", Message: "no free private IP address"}
+	return "", nil, nil, &apiError{Status: 500, Code: "InsufficientInstanceCapacity", Message: "no free private IP address"}
 }
 
 // launch creates a pending instance; it boots on a later reconcile.
@@ -61,7 +77,7 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 	if c.alive >= c.cfg.MaxInstances {
 		return nil, errf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of %d allows", c.alive+1, c.cfg.MaxInstances)
 	}
-	ip, hold, e := c.allocIP(!im.Simulated)
+	ip, lease, hold, e := c.allocIP(!im.Simulated)
 	if e != nil {
 		return nil, e
 	}
@@ -104,13 +120,7 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 			in.tags[AdminTag] = c.simURL(in.id)
 		}
 	}
-	srv, err := c.startIMDS(in)
-	if err != nil {
-		delete(c.ipInUse, ip)
-		in.releaseHold()
-		return nil, &apiError{Status: 500, Code: "InternalError", Message: "start metadata service: " + err.Error()}
-	}
-	in.imds = srv
+	in.imds = c.startIMDS(in, lease)
 	c.instances[in.id] = in
 	c.instOrder = append(c.instOrder, in)
 	c.alive++
@@ -274,16 +284,13 @@ func (s *imdsServer) url() string { return "http://" + s.ln.Addr().String() }
 
 func (s *imdsServer) close() { s.srv.Close() }
 
-// startIMDS serves in's metadata on its private IP, at a free port.
-func (c *Cloud) startIMDS(in *instance) (*imdsServer, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(in.ip, "0"))
-	if err != nil {
-		return nil, err
-	}
+// startIMDS serves in's metadata on its private IP, on ln: the address's
+// lease from allocIP, held until the server is closed.
+func (c *Cloud) startIMDS(in *instance, ln net.Listener) *imdsServer {
 	s := &imdsServer{ln: ln, tokens: map[string]time.Time{}}
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { c.serveIMDS(s, in, w, r) }), ReadHeaderTimeout: 5 * time.Second}
 	go s.srv.Serve(ln)
-	return s, nil
+	return s
 }
 
 // serveIMDS answers the instance metadata paths a ws node reads, with the

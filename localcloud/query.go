@@ -133,7 +133,78 @@ func parseQuery(rawQuery, contentType, authorization string, body []byte) (*requ
 	if req.Service == "" {
 		return nil, errf("InvalidAction", "the action %q is not valid for this endpoint", req.Action)
 	}
+	if e := checkListIndices(req.Service, p); e != nil {
+		return nil, e
+	}
 	return req, nil
+}
+
+// checkListIndices refuses a list whose members are not numbered 1, 2, …
+// N without a gap. The Query protocol numbers list members from 1
+// (Names.member.1 for autoscaling and elbv2, the flattened InstanceId.1
+// for EC2); a member the parser would skip (member.0, member.01, a gap)
+// would silently shorten the list, and an emptied list is no filter:
+// DescribeAutoScalingGroups with AutoScalingGroupNames.member.0 would
+// answer every group. AWS refuses such a request with a validation error
+// (ValidationError for autoscaling and elbv2, InvalidParameterValue for
+// EC2) naming the parameter, so the local cloud does too.
+func checkListIndices(service string, p params) *apiError {
+	bad := func(format string, args ...any) *apiError {
+		msg := "1 validation error detected: " + fmt.Sprintf(format, args...)
+		if service == svcEC2 {
+			return errf("InvalidParameterValue", "%s", msg)
+		}
+		return validationf("%s", msg)
+	}
+	lists := map[string]map[int]bool{} // list prefix -> member numbers
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the first bad key, the same on every run
+	for _, k := range keys {
+		segs := strings.Split(k, ".")
+		for i := 1; i < len(segs); i++ {
+			if !isListIndex(service, segs, i) {
+				continue
+			}
+			prefix := strings.Join(segs[:i], ".")
+			n, err := strconv.Atoi(segs[i])
+			if err != nil || n < 1 || n > maxListIndex || strconv.Itoa(n) != segs[i] {
+				return bad("Value '%s' at '%s' failed to satisfy constraint: list members are numbered 1 to %d", segs[i], strings.Join(segs[:i+1], "."), maxListIndex)
+			}
+			if lists[prefix] == nil {
+				lists[prefix] = map[int]bool{}
+			}
+			lists[prefix][n] = true
+		}
+	}
+	prefixes := make([]string, 0, len(lists))
+	for prefix := range lists {
+		prefixes = append(prefixes, prefix)
+	}
+	sort.Strings(prefixes)
+	for _, prefix := range prefixes {
+		ns := lists[prefix]
+		for n := 1; n <= len(ns); n++ {
+			if !ns[n] {
+				return bad("Value null at '%s.%d' failed to satisfy constraint: Member must not be null", prefix, n)
+			}
+		}
+	}
+	return nil
+}
+
+// isListIndex reports whether segment i of a dotted key numbers a list
+// member: the segment after "member" (or a map's "entry") in autoscaling
+// and elbv2, any segment that starts with a digit or a sign in EC2's
+// flattened lists (Filter.1.Value.2).
+func isListIndex(service string, segs []string, i int) bool {
+	if service != svcEC2 {
+		return segs[i-1] == "member" || segs[i-1] == "entry"
+	}
+	s := segs[i]
+	return s != "" && (s[0] >= '0' && s[0] <= '9' || s[0] == '-' || s[0] == '+')
 }
 
 // parseCredential returns the access key and service name of a SigV4

@@ -2,7 +2,6 @@ package localcloud
 
 import (
 	"bufio"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -242,7 +241,7 @@ func (c *Cloud) serveSim(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		if !simAuthorized(w, r, n.token) {
+		if !nodeapi.Authorize(w, r, n.token) {
 			return
 		}
 		if path == nodeapi.PathDrain {
@@ -313,22 +312,6 @@ func (c *Cloud) simStatus(in *instance, st nodeapi.State, conns int, now time.Ti
 		s.Drain = nodeapi.DrainStatus{Remaining: conns, Released: d.released(now), StartedAt: &started}
 	}
 	return s
-}
-
-// simAuthorized checks the admin bearer token as a node does: no token
-// configured turns the admin API off (403), a wrong one is 401.
-func simAuthorized(w http.ResponseWriter, r *http.Request, token string) bool {
-	if token == "" {
-		http.Error(w, "admin endpoints disabled: no admin token configured", http.StatusForbidden)
-		return false
-	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(token)) != 1 {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="wsfleet"`)
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return false
-	}
-	return true
 }
 
 func writeSimJSON(w http.ResponseWriter, code int, v any) {

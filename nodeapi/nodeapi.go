@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -179,9 +180,15 @@ func (r DrainRequest) Validate() error {
 	return errors.Join(errs...)
 }
 
-// decodeStrict decodes one JSON value into v, refusing unknown fields and
-// anything after the value.
+// decodeStrict decodes one JSON object into v, a pointer to a struct,
+// refusing another kind of value, unknown fields and anything after the
+// object. encoding/json alone would take null as an empty request, match
+// field names in any case and let the last of two equal fields win: each
+// of these is a request the node does not fully understand.
 func decodeStrict(b []byte, v any) error {
+	if err := exactFields(b, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -219,4 +226,56 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// exactFields checks that b is a JSON object whose every name is, exactly
+// and once, the json name of a field of the struct v points to. Syntax
+// errors are left to the decoder, which reports them with their offset.
+func exactFields(b []byte, v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	if tok, err := dec.Token(); err != nil {
+		return nil
+	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("want a JSON object")
+	}
+	known := jsonNames(reflect.TypeOf(v).Elem())
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := tok.(string)
+		switch {
+		case !known[name]:
+			return fmt.Errorf("json: unknown field %q", name)
+		case seen[name]:
+			return fmt.Errorf("json: field %q given twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// jsonNames is the set of json names of struct type t's fields.
+func jsonNames(t reflect.Type) map[string]bool {
+	names := map[string]bool{}
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
 }

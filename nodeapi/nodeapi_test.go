@@ -28,6 +28,16 @@ func TestDecodeDrainRequest(t *testing.T) {
 		{name: "negative", body: `{"window":"-1s"}`, err: "window -1s: want 0 to 24h0m0s"},
 		{name: "too long", body: `{"deadline":"25h"}`, err: "deadline 25h0m0s: want 0 to 24h0m0s"},
 		{name: "rate", body: `{"max_rate":-1}`, err: "max_rate -1: want 0 to 1e+06 per second"},
+		// a value that is not an object, a field named in another case
+		// (encoding/json matches names case-insensitively) and a field
+		// given twice (the last would win) are not understood either
+		{name: "null", body: `null`, err: "want a JSON object"},
+		{name: "array", body: `[]`, err: "want a JSON object"},
+		{name: "string", body: `"30s"`, err: "want a JSON object"},
+		{name: "case", body: `{"Window":"30s"}`, err: `unknown field "Window"`},
+		{name: "upper case", body: `{"MAX_RATE":1}`, err: `unknown field "MAX_RATE"`},
+		{name: "twice", body: `{"window":"1s","window":"30m"}`, err: `field "window" given twice`},
+		{name: "empty object", body: `{ }`, want: DrainRequest{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := DecodeDrainRequest([]byte(tc.body))

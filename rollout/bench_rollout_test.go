@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"wsfleet/internal/simcloud"
 	"wsfleet/localcloud"
 	"wsfleet/rollout"
 )
@@ -47,8 +48,7 @@ func TestBenchRollout1000(t *testing.T) {
 	for i := range names {
 		names[i] = fmt.Sprintf("ws-%04d", i+1)
 	}
-	cloud := startSimCloud(t, ctx, names, 100*time.Millisecond, 200*time.Millisecond, logger)
-	defer cloud.Close()
+	cloud := simcloud.Start(t, ctx, simcloud.Group{Names: names, Token: simToken, DeregistrationDelay: 10, Logger: logger})
 	dir := t.TempDir()
 	e := &e2e{dir: dir, bin: suite.Binary(t), api: cloud.Endpoint(), stateDir: filepath.Join(dir, "state")}
 	want := func(image string) string {

@@ -79,7 +79,7 @@ func startCloud(t *testing.T, extra ...string) *e2e {
 	cmd := exec.Command(e.bin, "cloud", "--listen", fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"--image", "ami-old="+e.bin, "--image", "ami-new="+e.bin, "--image", "ami-bad="+bad,
 		"--embedded-nats", fmt.Sprintf("127.0.0.1:%d", natsPort), "--bootstrap", topoPath,
-		"--log-dir", filepath.Join(dir, "logs"), "--log-level", "warn",
+		"--log-dir", filepath.Join(dir, "logs"), "--s3-dir", filepath.Join(dir, "s3"), "--log-level", "warn",
 		"--health-check-interval", "1s", "--deregistration-delay-max", "30s", "--kill-grace", "5s", "--tick", "100ms")
 	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 )
@@ -22,7 +23,7 @@ type Engine struct {
 	Provider Provider
 	Nodes    Nodes
 	Checker  *Checker
-	Store    *Store
+	Store    Backend
 	Events   *EventLog
 	Log      *slog.Logger
 
@@ -47,7 +48,13 @@ type Engine struct {
 	// to stop dead there, as kill -9 would: tests use it to crash the
 	// engine at every effect and resume.
 	Crash func(point string) bool
+	// Host and PID name this engine in the lock tag and the state's
+	// owner; default the machine's host name and this process's id.
+	// Tests give two engines in one process two hosts.
+	Host string
+	PID  int
 
+	ctx        context.Context // the run's, for waits outside the loop (save)
 	lock       *Lock
 	locked     bool // the lock is this engine's to release
 	lastRenew  time.Time
@@ -99,8 +106,19 @@ func (e *Engine) defaults() {
 	if e.Checker == nil {
 		e.Checker = &Checker{}
 	}
+	if e.Host == "" {
+		e.Host, _ = os.Hostname()
+	}
+	if e.PID == 0 {
+		e.PID = os.Getpid()
+	}
 	e.phase = -2
 	e.checkCh = make(chan checkRound, 1)
+}
+
+// me is this engine as it names itself for change.
+func (e *Engine) me(change string) LockInfo {
+	return LockInfo{Change: change, Host: e.Host, PID: e.PID}
 }
 
 // cleanupTimeout bounds what a failure path does once the context it ran
@@ -136,14 +154,20 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 			return
 		}
 		// Stopped short (interrupted, or an error the engine cannot go
-		// on with): leave the state for resume and free the group.
+		// on with): leave the state for resume and free the group. A
+		// change someone else took over is theirs: nothing is written.
+		if errors.Is(err, ErrStateChanged) {
+			err = errors.Join(err, e.release(cctx))
+			return
+		}
+		st.Lease = time.Time{} // gone: anyone may resume it at once
 		err = errors.Join(err, e.save(st), e.release(cctx))
 	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := e.renew(ctx); err != nil {
+		if err := e.renew(ctx, st); err != nil {
 			return err
 		}
 		if stop, err := e.control(ctx, st, plan); stop || err != nil {
@@ -192,8 +216,8 @@ func (e *Engine) run(ctx context.Context, st *State, plan *Plan) (err error) {
 		}
 		if len(d.Effects) > 0 {
 			if eff, err := e.doAll(ctx, st, d.Effects, obs); err != nil {
-				if errors.Is(err, ErrCrashed) || ctx.Err() != nil {
-					return err
+				if errors.Is(err, ErrCrashed) || errors.Is(err, ErrStateChanged) || errors.Is(err, ErrStateUnavailable) || ctx.Err() != nil {
+					return err // not the effect's failure: nothing to roll back
 				}
 				if errors.Is(err, ErrUnavailable) {
 					return e.stopUnavailable(st, eff.Key, err)
@@ -357,8 +381,9 @@ func (e *Engine) processes() ProcessSuspender {
 	return p
 }
 
-// renew pushes the lock's expiry forward every third of its TTL.
-func (e *Engine) renew(ctx context.Context) error {
+// renew pushes the lock's expiry and the state's lease forward every
+// third of the TTL.
+func (e *Engine) renew(ctx context.Context, st *State) error {
 	if e.Now().Sub(e.lastRenew) < e.LockTTL/3 {
 		return nil
 	}
@@ -366,14 +391,22 @@ func (e *Engine) renew(ctx context.Context) error {
 	if err := e.lock.Renew(ctx); err != nil {
 		return fmt.Errorf("renew lock: %w", err)
 	}
-	return nil
+	st.Lease = e.lock.Me.Expires
+	return e.save(st)
 }
 
 // control applies a pause, resume, abort or rollback asked by another
-// command through the store.
+// command through the store. A store out of reach (S3 down) reads as no
+// command: the command stays stored and is read on a later poll, and the
+// engine's next save holds every effect until the state can be written,
+// so the engine neither stops nor acts unrecorded.
 func (e *Engine) control(ctx context.Context, st *State, plan *Plan) (stop bool, err error) {
 	for {
 		c, err := e.Store.TakeControl(st.Change)
+		if errors.Is(err, ErrStateUnavailable) {
+			e.Log.Warn("command not read; the state backend is out of reach", "change", st.Change, "err", err)
+			c, err = "", nil
+		}
 		if err != nil {
 			return true, err
 		}
@@ -411,7 +444,7 @@ func (e *Engine) control(ctx context.Context, st *State, plan *Plan) (stop bool,
 			return false, e.save(st)
 		}
 		// Paused: keep the lock and wait for the next command.
-		if err := e.renew(ctx); err != nil {
+		if err := e.renew(ctx, st); err != nil {
 			return true, err
 		}
 		if err := e.Sleep(ctx, e.MinPoll); err != nil {

@@ -42,7 +42,13 @@ type harness struct {
 	fail  atomic.Bool // the site check fails while set
 	// operatorSuspended is what someone else suspended before the change.
 	operatorSuspended map[string]bool
+	// objs, when set, holds the state in an S3 bucket (ObjectStore)
+	// instead of the directory.
+	objs *hooked
 }
+
+// stateURL is where a harness with objs keeps its changes.
+var stateURL = StateURL{Bucket: "wsfleet-state", Prefix: "team/changes"}
 
 func newHarness(t *testing.T) *harness {
 	h := &harness{t: t, clk: &fakeClock{t: t0}, dir: t.TempDir()}
@@ -74,9 +80,13 @@ func (p processView) APICalls() map[string]int {
 }
 
 func (h *harness) engine() *Engine {
+	var store Backend = &Store{Dir: h.dir, NoSync: true}
+	if h.objs != nil {
+		store = NewObjectStore(h.objs, stateURL) // a new process: it has read nothing yet
+	}
 	return &Engine{
 		Provider: processView{h.cloud, h.cloud.APICalls()}, Nodes: memNodes{h.cloud}, Checker: &Checker{},
-		Store: &Store{Dir: h.dir, NoSync: true},
+		Store: store,
 		Now:   h.clk.Now, Sleep: h.clk.Sleep,
 		MinPoll: time.Second, MaxPoll: 30 * time.Second,
 	}
@@ -260,8 +270,23 @@ func TestEngineUnhealthyReplacementRollsBack(t *testing.T) {
 
 // TestEngineCrashAtEveryEffect kills the engine at every point around
 // every effect of a clean run, resumes it, and checks that the change
-// still completes with nothing repeated, nothing skipped and capacity kept.
+// still completes with nothing repeated, nothing skipped and capacity kept;
+// with the state in a directory, and in an S3 bucket.
 func TestEngineCrashAtEveryEffect(t *testing.T) {
+	t.Run("dir", func(t *testing.T) { testCrashAtEveryEffect(t, nil, 1) })
+	t.Run("s3", func(t *testing.T) { testCrashAtEveryEffect(t, memBucket, 1) })
+}
+
+// testCrashAtEveryEffect crashes at every stride-th point, with the state
+// in buckets newBucket makes (nil: in the directory).
+func testCrashAtEveryEffect(t *testing.T, newBucket func(*testing.T) Objects, stride int) {
+	newHarness := func(t *testing.T) *harness {
+		h := newHarness(t)
+		if newBucket != nil {
+			h.objs = &hooked{Objects: newBucket(t)}
+		}
+		return h
+	}
 	// Count the crash points of a clean run.
 	var points []string
 	{
@@ -278,6 +303,9 @@ func TestEngineCrashAtEveryEffect(t *testing.T) {
 	for k, point := range points {
 		if raceEnabled && k%6 != 2 {
 			continue // every point runs without -race; a sixth with it
+		}
+		if k%stride != 0 {
+			continue
 		}
 		t.Run(fmt.Sprintf("%02d-%s", k, point), func(t *testing.T) {
 			h := newHarness(t)

@@ -1,7 +1,9 @@
 package rollout
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,11 +15,16 @@ import (
 // EventLog writes one JSON object per line for every decision and effect:
 // {"time","change","type","msg", …fields}. It appends to a file in the
 // state directory (so a resumed rollout continues the same log) and, with
-// --json, to standard output as well.
+// --json, to standard output as well. With an ObjectStore, the events
+// wait in memory and Flush writes them as one batch.
 type EventLog struct {
 	mu  sync.Mutex
 	out []io.Writer
 	f   *os.File
+	// flush, when set, stores a batch of pending events; pending keeps
+	// them until it succeeds.
+	flush   func([]byte) error
+	pending bytes.Buffer
 }
 
 // OpenEventLog appends to <dir>/<change>.events.jsonl and to extra, if set.
@@ -71,12 +78,35 @@ func (l *EventLog) Write(at time.Time, change, typ, msg string, kv ...any) {
 	for _, w := range l.out {
 		w.Write(line)
 	}
+	if l.flush != nil {
+		l.pending.Write(line)
+	}
 }
 
-// Close closes the file.
-func (l *EventLog) Close() error {
-	if l.f != nil {
-		return l.f.Close()
+// Flush stores the events written since the last flush as one batch; on
+// failure they stay pending for the next. A file-backed log has nothing
+// to flush.
+func (l *EventLog) Flush() error {
+	if l == nil {
+		return nil
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.flush == nil || l.pending.Len() == 0 {
+		return nil
+	}
+	if err := l.flush(bytes.Clone(l.pending.Bytes())); err != nil {
+		return err
+	}
+	l.pending.Reset()
 	return nil
+}
+
+// Close flushes what is pending and closes the file.
+func (l *EventLog) Close() error {
+	err := l.Flush()
+	if l.f != nil {
+		err = errors.Join(err, l.f.Close())
+	}
+	return err
 }

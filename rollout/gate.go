@@ -257,11 +257,24 @@ func (c *Check) validate(at func(key, format string, args ...any)) bool {
 		at("", "a check has exactly one of %s (found %d)", strings.Join(gateKeys(), ", "), c.found)
 		return false
 	}
+	if c.Interval.D() > maxCheckInterval {
+		outOfRange(at, "interval", c.Interval.D(), "1ms to "+maxCheckInterval.String()+" (0 or absent: 10s)")
+	}
 	if c.Interval == 0 {
 		c.Interval = Duration(defaultCheckInterval)
 	}
 	c.Spec.Validate(func(key, format string, args ...any) { at(c.Kind+"."+key, format, args...) })
 	return true
+}
+
+// maxCheckInterval bounds a check's interval: a check that runs less
+// often than hourly does not watch a phase.
+const maxCheckInterval = time.Hour
+
+// outOfRange reports v at key as outside its allowed range; gate kinds
+// bound their numbers with it, so that every such error reads the same.
+func outOfRange(at func(key, format string, args ...any), key string, v any, allowed string) {
+	at(key, "%v is out of range; allowed: %s", v, allowed)
 }
 
 // continuous reports whether the check watches all along (see GateKind).

@@ -17,12 +17,19 @@ type CommandCheck struct {
 	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
 }
 
-// Validate wants a program.
+// Validate wants a program and a timeout within maxCommandTimeout.
 func (cc *CommandCheck) Validate(at func(key, format string, args ...any)) {
 	if len(cc.Run) == 0 {
 		at("run", "missing; give the program and its arguments as a list")
 	}
+	if cc.Timeout.D() > maxCommandTimeout {
+		outOfRange(at, "timeout", cc.Timeout.D(), "1ms to "+maxCommandTimeout.String()+" (0 or absent: 30s)")
+	}
 }
+
+// maxCommandTimeout bounds a command check's run: it runs on every round
+// of checks, and a round must end for the phase to go on.
+const maxCommandTimeout = time.Hour
 
 // Describe says what the check runs.
 func (cc *CommandCheck) Describe() string {

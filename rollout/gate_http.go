@@ -19,15 +19,26 @@ type HTTPCheck struct {
 	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
 }
 
-// Validate wants an http(s) URL; the status defaults to 200.
+// Validate wants an http(s) URL, an HTTP status (default 200) and a
+// timeout within maxHTTPTimeout.
 func (h *HTTPCheck) Validate(at func(key, format string, args ...any)) {
 	if !strings.HasPrefix(h.URL, "http://") && !strings.HasPrefix(h.URL, "https://") {
 		at("url", "%q; want an http:// or https:// URL", h.URL)
+	}
+	if h.Status != 0 && (h.Status < 100 || h.Status > 599) {
+		outOfRange(at, "status", h.Status, "100 to 599 (an HTTP status; absent: 200)")
+	}
+	if h.Timeout.D() > maxHTTPTimeout {
+		outOfRange(at, "timeout", h.Timeout.D(), "1ms to "+maxHTTPTimeout.String()+" (0 or absent: 5s)")
 	}
 	if h.Status == 0 {
 		h.Status = http.StatusOK
 	}
 }
+
+// maxHTTPTimeout bounds an http check's timeout: a health URL that takes
+// longer than this is failing.
+const maxHTTPTimeout = 5 * time.Minute
 
 // Describe says what the check asks.
 func (h *HTTPCheck) Describe() string { return fmt.Sprintf("GET %s answers %d", h.URL, h.Status) }

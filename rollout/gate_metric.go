@@ -27,12 +27,26 @@ type MetricCheck struct {
 	MaxIncrease float64           `yaml:"max_increase" json:"max_increase"`
 }
 
-// Validate wants a counter's name.
+// Validate wants a counter's name, an increase that can be counted and
+// a few labels.
 func (m *MetricCheck) Validate(at func(key, format string, args ...any)) {
 	if m.Name == "" {
 		at("name", "missing; name a counter from the nodes' /metrics, e.g. bayeux_errors_total")
 	}
+	if !(m.MaxIncrease >= 0 && m.MaxIncrease <= maxMetricIncrease) {
+		outOfRange(at, "max_increase", m.MaxIncrease, fmt.Sprintf("0 to %g (2^53: a counter's increase is counted exactly up to there)", float64(maxMetricIncrease)))
+	}
+	if len(m.Labels) > maxMetricLabels {
+		outOfRange(at, "labels", fmt.Sprintf("%d labels", len(m.Labels)), fmt.Sprintf("0 to %d labels", maxMetricLabels))
+	}
 }
+
+// Bounds of a metric check: a float64 counts whole numbers exactly up to
+// 2^53, and a sample with more labels than this is not a counter's.
+const (
+	maxMetricIncrease = 1 << 53
+	maxMetricLabels   = 32
+)
 
 // Describe says which counter and how much it may rise.
 func (m *MetricCheck) Describe() string {

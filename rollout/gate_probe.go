@@ -64,16 +64,36 @@ type ProbeCheck struct {
 	MaxGap   Duration `yaml:"max_gap" json:"max_gap,omitempty"`
 }
 
-// Validate wants clients, a rate and a loss bound that can be met.
+// Bounds of a probe check. The probe's clients are websocket connections
+// from the engine's host: to one load balancer address a host has about
+// 28,000 source ports (Linux's default ephemeral range, 32768-60999), so
+// maxProbeClients leaves room for the rest of the engine. The rate is
+// messages per second over all channels, each delivered to every client
+// of its channel.
+const (
+	maxProbeClients = 20_000
+	maxProbeRate    = 10_000
+	maxProbeLoss    = 1_000_000_000
+	maxProbeGap     = time.Hour
+)
+
+// Validate wants clients, a rate and a loss bound that can be met, each
+// within its bound.
 func (pc *ProbeCheck) Validate(at func(key, format string, args ...any)) {
-	if pc.Clients <= 0 {
-		at("clients", "want a positive number of clients, e.g. 50")
+	if pc.Clients <= 0 || pc.Clients > maxProbeClients {
+		outOfRange(at, "clients", pc.Clients, fmt.Sprintf("1 to %d clients, e.g. 50", maxProbeClients))
 	}
-	if pc.Rate <= 0 {
-		at("rate", "want a positive publish rate per second, e.g. 10")
+	if pc.Channels < 0 || pc.Channels > max(1, min(pc.Clients, maxProbeClients)) {
+		outOfRange(at, "channels", pc.Channels, "0 to clients (0 or absent: 1)")
 	}
-	if pc.MaxLoss < 0 {
-		at("max_loss", "want 0 or more messages")
+	if !(pc.Rate > 0 && pc.Rate <= maxProbeRate) {
+		outOfRange(at, "rate", pc.Rate, fmt.Sprintf("more than 0 and at most %d messages per second, e.g. 10", maxProbeRate))
+	}
+	if pc.MaxLoss < 0 || pc.MaxLoss > maxProbeLoss {
+		outOfRange(at, "max_loss", pc.MaxLoss, fmt.Sprintf("0 to %d messages", maxProbeLoss))
+	}
+	if pc.MaxGap.D() > maxProbeGap {
+		outOfRange(at, "max_gap", pc.MaxGap.D(), "0 to "+maxProbeGap.String()+" (0 or absent: not checked)")
 	}
 }
 

@@ -81,7 +81,7 @@ func (e *Engine) doAll(ctx context.Context, st *State, effs []Effect, obs Observ
 		}
 		j.Status = "done"
 		st.apply(eff, out, e.Now())
-		e.event(st, "effect", string(eff.Kind), "effect", eff.Key, "id", eff.ID, "n", eff.N)
+		e.event(st, "effect", string(eff.Kind), "effect", eff.Key, "step", key, "id", eff.ID, "n", eff.N)
 	}
 	return Effect{}, e.save(st)
 }
@@ -237,9 +237,30 @@ func (e *Engine) save(st *State) error {
 	if bytes.Equal(data, e.lastSaved) {
 		return nil // a poll that changed nothing
 	}
-	if err := e.Store.put(st.Change, data); err != nil {
-		return err
+	// A backend out of reach (S3 down) holds the engine here, retrying:
+	// every effect's intent is saved before the effect, so nothing
+	// happens that is not recorded. A refused write (ErrStateChanged:
+	// another engine took the change) stops it.
+	for wait := e.MinPoll; ; wait = min(2*wait, e.MaxPoll) {
+		err := e.Store.put(st.Change, data)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrStateUnavailable) {
+			return err
+		}
+		e.Log.Warn("state not recorded; holding every effect until it is", "change", st.Change, "err", err, "retry_in", wait)
+		ctx := e.ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		if serr := e.Sleep(ctx, wait); serr != nil {
+			return errors.Join(err, serr)
+		}
 	}
 	e.lastSaved = data
+	if err := e.Events.Flush(); err != nil {
+		e.Log.Warn("event log not stored; kept for the next save", "change", st.Change, "err", err)
+	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 // Prepare parses a plan and compiles it against the group as it is now,
 // changing nothing: what `wsfleet plan` shows.
 func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []Step, error) {
-	plan, err := ParsePlan(planYAML)
+	plan, err := ParsePlanContext(ctx, planYAML)
 	if err != nil {
 		return nil, Group{}, nil, err
 	}
@@ -23,7 +23,7 @@ func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []
 		}
 		return plan, Group{}, nil, fmt.Errorf("describe group %s: %w", plan.Group, err)
 	}
-	steps, err := Compile(plan, g)
+	steps, err := CompileContext(ctx, plan, g)
 	if err != nil {
 		return plan, g, nil, err
 	}
@@ -63,6 +63,7 @@ type ImageChecker interface {
 // Start begins a rollout of planYAML and runs it to the end.
 func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	e.defaults()
+	e.ctx = ctx
 	plan, g, steps, err := Prepare(ctx, e.Provider, planYAML)
 	if err != nil {
 		return nil, err
@@ -91,7 +92,7 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	now := e.Now()
 	st := &State{
 		Change: plan.Change, Group: plan.Group, PlanYAML: planYAML, TimeScale: e.TimeScale,
-		Status: StatusRunning, Started: now, Owner: e.lock.Me.Owner(), Steps: steps,
+		Status: StatusRunning, Started: now, Owner: e.lock.Me.Owner(), Lease: e.lock.Me.Expires, Steps: steps,
 		OldImage: g.Image, InitialDesired: g.Desired,
 	}
 	for _, in := range g.Instances {
@@ -103,7 +104,14 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	for _, ph := range plan.Phases {
 		st.Phases = append(st.Phases, PhaseRecord{Name: ph.Name, Status: "pending"})
 	}
-	if _, err := e.Store.Update(plan.Change, func(*State) (*State, error) { return st, nil }); err != nil {
+	// Created only if no unfinished change of that id was stored in the
+	// meantime (by another engine, racing this one).
+	if _, err := e.Store.Update(plan.Change, func(prev *State) (*State, error) {
+		if prev != nil && !prev.Status.Final() {
+			return nil, fmt.Errorf("change %s was just started by %s", plan.Change, prev.Owner)
+		}
+		return st, nil
+	}); err != nil {
 		return nil, e.giveUp(ctx, err)
 	}
 	e.event(st, "start", "rollout started", "steps", len(steps), "desired", g.Desired, "image", plan.Image, "old_image", g.Image)
@@ -129,7 +137,8 @@ func (e *Engine) preCheck(ctx context.Context, plan *Plan, g Group) error {
 // Resume continues a rollout after a crash, an interrupt, a detach or a
 // pause, or rolls it back when rollback is set.
 func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*State, error) {
-	st, err := e.loadUnfinished(change)
+	e.ctx = ctx
+	st, err := e.claim(change)
 	if err != nil {
 		return st, err
 	}
@@ -143,9 +152,9 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 	// Calls made by earlier runs; this process's are added on each save.
 	e.callsBase = maps.Clone(st.Calls)
 	if err := e.acquire(ctx, st.Group, st.Change, e.Force); err != nil {
-		return st, err
+		return st, e.unclaim(st, err)
 	}
-	st.Owner = e.lock.Me.Owner()
+	st.Owner, st.Lease, st.NotBefore = e.lock.Me.Owner(), e.lock.Me.Expires, time.Time{}
 	st.Control = ""
 	if _, err := e.Store.TakeControl(change); err != nil { // a command for an engine that is gone
 		return st, e.giveUp(ctx, err)
@@ -175,15 +184,16 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 // engine running): it takes the lock, undoes the change's hold on the
 // group (see endEffects) and frees it.
 func (e *Engine) Abort(ctx context.Context, change string) (*State, error) {
-	st, err := e.loadUnfinished(change)
+	e.ctx = ctx
+	st, err := e.claim(change)
 	if err != nil {
 		return st, err
 	}
 	e.callsBase = st.Calls
 	if err := e.acquire(ctx, st.Group, st.Change, true); err != nil {
-		return st, err
+		return st, e.unclaim(st, err)
 	}
-	st.Owner = e.lock.Me.Owner()
+	st.Owner, st.Lease = e.lock.Me.Owner(), e.lock.Me.Expires
 	return st, e.abort(ctx, st)
 }
 
@@ -255,6 +265,7 @@ func (e *Engine) fail(ctx context.Context, st *State, plan *Plan, reason string)
 	if e.phaseOpen {
 		e.phaseRecord(st, e.phase).Status = "failed"
 	}
+	st.Lease = time.Time{} // no engine goes on with it
 	if st.Rollback {
 		// An effect of the rollback did not happen. What the change
 		// suspended is resumed all the same (and what it drained is not
@@ -345,10 +356,14 @@ func (e *Engine) finish(ctx context.Context, st *State, plan *Plan) (end bool, e
 // detach leaves the rollout before a window: the state says what it
 // waits for, and the lock stays held by the change with no process.
 func (e *Engine) detach(ctx context.Context, st *State, d Decision) error {
-	st.Status, st.Waiting = StatusWaiting, d.Reason
+	st.Status, st.Waiting, st.NotBefore = StatusWaiting, d.Reason, d.Detach
 	if err := e.lock.Detach(ctx, d.Detach); err != nil {
 		return err
 	}
+	// No process holds it: whoever resumes first takes it.
+	me := e.lock.Me
+	me.PID = 0
+	st.Owner, st.Lease = me.Owner(), time.Time{}
 	e.locked = false
 	e.event(st, "detach", "detached before the window", "not_before", d.Detach)
 	if err := e.save(st); err != nil {
@@ -357,23 +372,48 @@ func (e *Engine) detach(ctx context.Context, st *State, d Decision) error {
 	return ErrDetached
 }
 
-// loadUnfinished reads the state of a change that is not finished, for
-// Resume and Abort.
-func (e *Engine) loadUnfinished(change string) (*State, error) {
+// claim takes an unfinished change for this engine, for Resume and
+// Abort: in one atomic update of the state (a conditional write on S3),
+// it refuses a change whose holder's lease is still running (ErrHeld,
+// naming it) unless Force, and otherwise writes this engine as the owner
+// with a fresh lease. Of two engines claiming at once, one writes first
+// and the other, reading again, finds it the holder.
+func (e *Engine) claim(change string) (*State, error) {
 	e.defaults()
-	st, err := e.Store.Load(change)
+	me := e.me(change)
+	var seen *State
+	st, err := e.Store.Update(change, func(cur *State) (*State, error) {
+		seen = cur
+		if cur == nil {
+			return nil, ErrNoRollout
+		}
+		if cur.Status.Final() {
+			return nil, fmt.Errorf("change %s is already %s", change, cur.Status)
+		}
+		if h, held := cur.heldAgainst(me, e.Now(), processAlive); held && !e.Force {
+			return nil, fmt.Errorf("%w: %s (resume again once its lease expires, or with --force if it is gone)", ErrHeld, h)
+		}
+		cur.Owner, cur.Lease = me.Owner(), e.Now().Add(e.LockTTL).Truncate(time.Second)
+		return cur, nil
+	})
 	if err != nil {
-		return nil, err
-	}
-	if st.Status.Final() {
-		return st, fmt.Errorf("change %s is already %s", change, st.Status)
+		return seen, err
 	}
 	return st, nil
+}
+
+// unclaim gives the change back after claim when the group's lock was
+// refused: the lease is dropped so that the holder of the lock, or anyone
+// after it, may resume.
+func (e *Engine) unclaim(st *State, err error) error {
+	st.Lease = time.Time{}
+	return errors.Join(err, e.save(st))
 }
 
 // acquire takes the group's lock for the change (see Lock.Acquire).
 func (e *Engine) acquire(ctx context.Context, group, change string, force bool) error {
 	e.lock = NewLock(e.Provider, group, change, e.LockTTL, e.Now)
+	e.lock.Me = e.me(change)
 	e.lock.Sleep = e.Sleep
 	if err := e.lock.Acquire(ctx, force); err != nil {
 		return err

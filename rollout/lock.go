@@ -137,12 +137,15 @@ func (l *Lock) stale(h LockInfo) bool {
 	if h.PID == 0 && h.Change == l.Me.Change {
 		return true
 	}
-	if h.Host == l.Me.Host && h.PID > 0 && h.PID != l.Me.PID {
-		if err := syscall.Kill(h.PID, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
+	if h.Host == l.Me.Host && h.PID > 0 && h.PID != l.Me.PID && !processAlive(h.PID) {
+		return true
 	}
 	return false
+}
+
+// processAlive reports whether a process of this host is running.
+func processAlive(pid int) bool {
+	return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 // Renew pushes the expiry forward; the engine calls it well within TTL.

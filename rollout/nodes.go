@@ -13,9 +13,9 @@ import (
 )
 
 // AdminTag is the instance tag that, when present, holds the base URL of
-// the node's admin API (the local cloud sets it, since its nodes share one
-// address); otherwise the admin API is at the private address and the
-// plan's nodes.admin_port.
+// the node's admin API (the local cloud sets it on its simulated instances,
+// whose nodes it serves itself; a launch may set it too); otherwise the
+// admin API is at the private address and the plan's nodes.admin_port.
 const AdminTag = "wsfleet:admin"
 
 // HTTPNodes reaches nodes through their admin HTTP API (package nodeapi).

@@ -7,6 +7,7 @@
 package rollout
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -19,14 +20,19 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"wsfleet/nodeapi"
 )
 
 // Plan is a parsed plan file. docs/rollout.md documents every key.
 type Plan struct {
-	Change   string       `yaml:"change" json:"change"`
-	Group    string       `yaml:"group" json:"group"`
-	Image    string       `yaml:"image" json:"image"`
-	AWS      AWSConfig    `yaml:"aws" json:"aws"`
+	Change string    `yaml:"change" json:"change"`
+	Group  string    `yaml:"group" json:"group"`
+	Image  string    `yaml:"image" json:"image"`
+	AWS    AWSConfig `yaml:"aws" json:"aws"`
+	// State is where the change's state, event log and report live:
+	// s3://BUCKET/PREFIX, or empty for the local state directory.
+	State    string       `yaml:"state" json:"state,omitempty"`
 	Strategy Strategy     `yaml:"strategy" json:"strategy,omitempty"`
 	WarmUp   Duration     `yaml:"warm_up" json:"warm_up,omitempty"`
 	Healthy  Duration     `yaml:"healthy_timeout" json:"healthy_timeout,omitempty"`
@@ -239,7 +245,12 @@ const maxPlanSize = 1 << 20
 // ParsePlan decodes and validates a plan file on its own (without the
 // fleet). Unknown keys, wrong types and inconsistent values come back as
 // PlanErrors naming the key and line.
-func ParsePlan(data []byte) (p *Plan, err error) {
+func ParsePlan(data []byte) (*Plan, error) { return ParsePlanContext(context.Background(), data) }
+
+// ParsePlanContext is ParsePlan that stops when ctx ends. Every step is
+// bounded (the file's size, the nodes its aliases expand to), and the
+// walks over the document poll ctx as well.
+func ParsePlanContext(ctx context.Context, data []byte) (p *Plan, err error) {
 	// The YAML decoder has panicked on malformed input found by fuzzing
 	// (a tagged scalar where a list is expected); a plan file is outside
 	// input, so a panic there is one more invalid plan.
@@ -255,18 +266,33 @@ func ParsePlan(data []byte) (p *Plan, err error) {
 	if err != nil {
 		return nil, PlanErrors{yamlError(err)}
 	}
-	p = &Plan{lines: map[string]int{}}
-	var errs PlanErrors
-	for _, doc := range file.Docs {
-		if doc.Body == nil {
-			continue
-		}
-		walkKeys(doc.Body, reflect.TypeOf(*p), "", p.lines, &errs)
-	}
-	if len(errs) > 0 {
+	// Before any walk or decode that expands aliases: one document, and
+	// aliases within budget.
+	if errs := docCheck(ctx, file.Docs); len(errs) > 0 {
 		return nil, errs
 	}
-	if err := yaml.UnmarshalWithOptions(data, p); err != nil {
+	p = &Plan{lines: map[string]int{}}
+	var body ast.Node
+	for _, doc := range file.Docs {
+		if doc.Body != nil {
+			body = doc.Body // docCheck let one through at most
+		}
+	}
+	if body == nil {
+		return nil, p.validate()
+	}
+	d := &yamlDoc{ctx: ctx, anchors: map[string]ast.Node{}}
+	body = d.expand(body)
+	var errs PlanErrors
+	d.walkKeys(body, reflect.TypeOf(*p), "", p.lines, &errs)
+	if err := ctx.Err(); err != nil {
+		return nil, PlanErrors{{Msg: fmt.Sprintf("reading the plan stopped: %v", err)}}
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		return nil, errs
+	}
+	if err := yaml.NodeToValue(body, p); err != nil {
 		return nil, PlanErrors{p.yamlError(err)}
 	}
 	if errs := p.validate(); len(errs) > 0 {
@@ -300,28 +326,31 @@ func (p *Plan) yamlError(err error) *PlanError {
 }
 
 // walkKeys checks every mapping key against the yaml tags of t, records
-// each key's line under its path, and reports unknown keys with the keys
-// that would be valid there.
-func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, errs *PlanErrors) {
+// each key's line under its path, reports unknown keys with the keys that
+// would be valid there, and decodes every leaf value on its own, so that
+// every wrong type in the file is reported at once, each at its line (the
+// decoder stops at the first). Aliases are followed to their anchors
+// (docCheck bounded what they expand to).
+func (d *yamlDoc) walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, errs *PlanErrors) {
+	if d.steps++; d.steps%256 == 0 && d.ctx.Err() != nil {
+		return
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	at := n
 	if tag, ok := n.(*ast.TagNode); ok {
 		n = tag.Value
+	}
+	if _, alias := n.(*ast.AliasNode); alias {
+		return // no anchor before it: the decoder reports it
 	}
 	if reflect.PointerTo(t).Implements(reflect.TypeOf((*interface {
 		UnmarshalYAML(func(any) error) error
 	})(nil)).Elem()) {
 		// A leaf with its own syntax: decode it here, where its line is
 		// known, since the decoder reports these errors without one.
-		if err := yaml.NodeToValue(n, reflect.New(t).Interface()); err != nil {
-			msg := err.Error()
-			var ye yaml.Error
-			if errors.As(err, &ye) {
-				msg = ye.GetMessage()
-			}
-			*errs = append(*errs, &PlanError{Key: path, Line: lineOf(n), Msg: msg})
-		}
+		d.decodeLeaf(n, at, t, path, false, errs)
 		return
 	}
 	switch t.Kind() {
@@ -329,7 +358,7 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 		values, ok := mappingValues(n)
 		if !ok {
 			if _, null := n.(*ast.NullNode); !null {
-				*errs = append(*errs, &PlanError{Key: path, Line: lineOf(n), Msg: "want a mapping (key: value lines or {key: value})"})
+				*errs = append(*errs, &PlanError{Key: path, Line: lineOf(at), Msg: "want a mapping (key: value lines or {key: value})"})
 			}
 			return
 		}
@@ -341,6 +370,10 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 				kp = path + "." + key
 			}
 			line := lineOf(v.Key)
+			if v.Key.IsMergeKey() {
+				*errs = append(*errs, &PlanError{Key: kp, Line: line, Msg: "merge keys (<<) are not supported in a plan; write the keys, or alias a whole value (key: *anchor)"})
+				continue
+			}
 			ft, ok := fields[key]
 			if !ok {
 				hint := "valid keys here: " + strings.Join(valid, ", ")
@@ -351,22 +384,83 @@ func walkKeys(n ast.Node, t reflect.Type, path string, lines map[string]int, err
 				continue
 			}
 			lines[kp] = line
-			walkKeys(v.Value, ft, kp, lines, errs)
+			d.walkKeys(v.Value, ft, kp, lines, errs)
+		}
+	case reflect.Map:
+		values, ok := mappingValues(n)
+		if !ok {
+			if _, null := n.(*ast.NullNode); !null {
+				*errs = append(*errs, &PlanError{Key: path, Line: lineOf(at), Msg: "want a mapping (key: value lines or {key: value})"})
+			}
+			return
+		}
+		for _, v := range values {
+			kp := path + "." + v.Key.String()
+			if v.Key.IsMergeKey() {
+				*errs = append(*errs, &PlanError{Key: kp, Line: lineOf(v.Key), Msg: "merge keys (<<) are not supported in a plan; write the keys, or alias a whole value (key: *anchor)"})
+				continue
+			}
+			lines[kp] = lineOf(v.Key)
+			d.walkKeys(v.Value, t.Elem(), kp, lines, errs)
 		}
 	case reflect.Slice:
 		s, ok := n.(*ast.SequenceNode)
 		if !ok {
 			if _, null := n.(*ast.NullNode); !null {
-				*errs = append(*errs, &PlanError{Key: path, Line: lineOf(n), Msg: "want a list (- item lines or [a, b])"})
+				*errs = append(*errs, &PlanError{Key: path, Line: lineOf(at), Msg: "want a list (- item lines or [a, b])"})
 			}
 			return
 		}
 		for i, v := range s.Values {
 			ip := fmt.Sprintf("%s[%d]", path, i)
 			lines[ip] = lineOf(v)
-			walkKeys(v, t.Elem(), ip, lines, errs)
+			d.walkKeys(v, t.Elem(), ip, lines, errs)
 		}
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int64, reflect.Float64:
+		switch n.(type) {
+		case *ast.MappingNode, *ast.MappingValueNode, *ast.SequenceNode:
+			*errs = append(*errs, &PlanError{Key: path, Line: lineOf(at), Msg: "want " + kindName(t.Kind())})
+			return
+		}
+		d.decodeLeaf(n, at, t, path, true, errs)
 	}
+}
+
+// decodeLeaf decodes one value into a new t and reports its error at
+// the value's line. A value still holding an alias (one without an
+// anchor before it) is left to the decoder, which reports it.
+// A plain value's message says what kind of value is wanted; a leaf with
+// its own syntax says so itself.
+func (d *yamlDoc) decodeLeaf(n, at ast.Node, t reflect.Type, path string, plain bool, errs *PlanErrors) {
+	if hasAlias(n) {
+		return
+	}
+	if err := yaml.NodeToValue(n, reflect.New(t).Interface()); err != nil {
+		msg := err.Error()
+		var ye yaml.Error
+		if errors.As(err, &ye) {
+			msg = ye.GetMessage()
+		}
+		if plain {
+			msg = fmt.Sprintf("want %s (%s)", kindName(t.Kind()), msg)
+		}
+		*errs = append(*errs, &PlanError{Key: path, Line: lineOf(at), Msg: msg})
+	}
+}
+
+// kindName names a value kind as a plan's author would.
+func kindName(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64:
+		return "a whole number"
+	case reflect.Float64:
+		return "a number"
+	}
+	return "a value"
 }
 
 // mappingValues returns the key: value pairs of a mapping node (a tag
@@ -470,6 +564,31 @@ const (
 	defaultCheckInterval  = 10 * time.Second
 )
 
+// Bounds of a plan's numbers: what each can mean, so that a value past
+// them is a mistake reported at plan time, not a loop, an overflow or a
+// refusal in the middle of a rollout. README's plan tables list them.
+const (
+	// maxInstances bounds a canary and a replace count before the group
+	// is read: no group the engine is built and measured for (1,000
+	// instances) comes near it. Against the group, a canary is bounded by
+	// its max size.
+	maxInstances = 10_000
+	// maxPhases bounds the phases: each is at least a batch and a check.
+	maxPhases = 1_000
+	// maxWait bounds the waits of a phase (bake, deadline): a week; a
+	// rollout holds the group's lock and suspends its processes the while.
+	maxWait = 7 * 24 * time.Hour
+	// maxWarmUp and maxHealthy bound how long a replacement may take to
+	// come up and stay up before it counts as healthy.
+	maxWarmUp  = time.Hour
+	maxHealthy = 24 * time.Hour
+)
+
+// errRange reports a number outside its allowed range at key.
+func (p *Plan) errRange(key string, v any, allowed string) *PlanError {
+	return p.errAt(key, "%v is out of range; allowed: %s", v, allowed)
+}
+
 // validate checks what can be checked without the fleet and fills
 // defaults.
 func (p *Plan) validate() PlanErrors {
@@ -479,6 +598,13 @@ func (p *Plan) validate() PlanErrors {
 		add(p.errAt("change", "missing; give the change an id such as gitter-ws-new-ami (the lock and the state are keyed by it)"))
 	} else if !changeID.MatchString(p.Change) {
 		add(p.errAt("change", "%q: use letters, digits, '.', '_' and '-' (at most 64)", p.Change))
+	}
+	if p.State != "" {
+		if u, err := ParseStateURL(p.State); err != nil {
+			add(p.errAt("state", "%v", err))
+		} else if !u.S3() {
+			add(p.errAt("state", "%q: give s3://BUCKET/PREFIX (leave state out for the local state directory, or use --state-dir)", p.State))
+		}
 	}
 	if p.Group == "" {
 		add(p.errAt("group", "missing; name the Auto Scaling group, e.g. group: gitter-ws"))
@@ -491,8 +617,14 @@ func (p *Plan) validate() PlanErrors {
 	} else if !validStrategy(p.Strategy) {
 		add(p.errAt("strategy", "%q; valid: %s, %s", p.Strategy, LaunchBeforeTerminate, TerminateThenReplace))
 	}
+	if p.WarmUp.D() > maxWarmUp {
+		add(p.errRange("warm_up", p.WarmUp.D(), "0 to "+maxWarmUp.String()))
+	}
 	if p.WarmUp == 0 {
 		p.WarmUp = Duration(defaultWarmUp)
+	}
+	if p.Healthy.D() > maxHealthy {
+		add(p.errRange("healthy_timeout", p.Healthy.D(), "1s to "+maxHealthy.String()+" (0 or absent: 10m)"))
 	}
 	if p.Healthy == 0 {
 		p.Healthy = Duration(defaultHealthyTimeout)
@@ -503,8 +635,18 @@ func (p *Plan) validate() PlanErrors {
 	if p.Nodes.AdminTokenEnv == "" {
 		p.Nodes.AdminTokenEnv = "WSFLEET_ADMIN_TOKEN"
 	}
-	if p.Drain.MaxRate < 0 {
-		add(p.errAt("drain.max_rate", "%v is negative; give reconnects per second, e.g. 200", p.Drain.MaxRate))
+	// A node refuses a drain past these (nodeapi's bounds): caught here,
+	// not by every node in the middle of the rollout.
+	if !(p.Drain.MaxRate >= 0 && p.Drain.MaxRate <= nodeapi.MaxDrainRate) {
+		add(p.errRange("drain.max_rate", p.Drain.MaxRate, fmt.Sprintf("0 to %g reconnects per second (the node admin API's maximum; 0: the node's default)", float64(nodeapi.MaxDrainRate))))
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"drain.window", p.Drain.Window}, {"drain.deadline", p.Drain.Deadline}} {
+		if d.v.D() > nodeapi.MaxDrainDuration {
+			add(p.errRange(d.key, d.v.D(), "0 to "+nodeapi.MaxDrainDuration.String()+" (the node admin API's maximum drain)"))
+		}
 	}
 	if p.Drain.Deadline == 0 {
 		p.Drain.Deadline = Duration(5 * time.Minute)
@@ -540,6 +682,9 @@ func (p *Plan) validate() PlanErrors {
 	if len(p.Phases) == 0 {
 		add(p.errAt("phases", "no phases; add at least one, e.g. - {name: all, replace: rest}"))
 	}
+	if len(p.Phases) > maxPhases {
+		add(p.errRange("phases", fmt.Sprintf("%d phases", len(p.Phases)), fmt.Sprintf("1 to %d phases", maxPhases)))
+	}
 	phaseNames := map[string]bool{}
 	named := map[string]int{}
 	restAt := -1
@@ -553,8 +698,17 @@ func (p *Plan) validate() PlanErrors {
 			add(p.errAt(key+".name", "%q is used by another phase; names must be unique", ph.Name))
 		}
 		phaseNames[ph.Name] = true
-		if ph.Canary < 0 {
-			add(p.errAt(key+".canary", "%d; want a positive number of canary instances", ph.Canary))
+		if ph.Canary < 0 || ph.Canary > maxInstances {
+			add(p.errRange(key+".canary", ph.Canary, fmt.Sprintf("1 to %d instances, and at most the group's max size", maxInstances)))
+		}
+		if r := ph.Replace; r != nil && r.Count > maxInstances {
+			add(p.errRange(key+".replace", r.Count, fmt.Sprintf("a count of 1 to %d instances (or names, a percentage, rest)", maxInstances)))
+		}
+		if ph.Bake.D() > maxWait {
+			add(p.errRange(key+".bake", ph.Bake.D(), "0 to "+maxWait.String()))
+		}
+		if ph.Deadline.D() > maxWait {
+			add(p.errRange(key+".deadline", ph.Deadline.D(), "drain.deadline to "+maxWait.String()+" (0 or absent: none)"))
 		}
 		if (ph.Canary > 0) == (ph.Replace != nil) {
 			add(p.errAt(key, "a phase has exactly one of canary: N or replace: (names, a count, a percentage or rest)"))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,41 +40,181 @@ func TestPlanValidation(t *testing.T) {
 		{"duplicate-phase-name.yaml", []string{"line 8: phases[1].name: \"a\" is used by another phase"}},
 		{"drain-deadline-under-window.yaml", []string{"line 4: drain.deadline: 1m0s is shorter than drain.window 5m0s"}},
 		{"syntax.yaml", []string{"line 1"}},
+		{"bad-state-bucket.yaml", []string{"line 4: state:", `bucket "Team_State": use lowercase letters`}},
+		{"state-s3.yaml", nil},
 		{"../../../examples/gitter-ws-new-ami.yaml", nil},
 	}
 	for _, tc := range cases {
-		t.Run(strings.TrimSuffix(filepath.Base(tc.file), ".yaml"), func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata/plans", tc.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := newMemCloud(func() time.Time { return t0 }, 8, "ami-old")
-			_, _, steps, err := Prepare(context.Background(), c, data)
-			if tc.want == nil {
-				if err != nil {
-					t.Fatalf("valid plan rejected: %v", err)
-				}
-				if len(steps) == 0 {
-					t.Fatal("no steps")
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("invalid plan accepted")
-			}
-			if !errors.Is(err, ErrInvalidPlan) {
-				t.Errorf("error %v does not match ErrInvalidPlan", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error\n%v\ndoes not contain\n%s", err, w)
-				}
-			}
-			if c.calls["SetDesiredCapacity"]+c.calls["CreateLaunchTemplateVersion"] > 0 {
-				t.Error("validation changed the group")
-			}
-		})
+		tc := badPlanCase{file: tc.file, want: tc.want}
+		t.Run(strings.TrimSuffix(filepath.Base(tc.file), ".yaml"), func(t *testing.T) { tc.run(t) })
 	}
+}
+
+// badPlanCase is one plan file of testdata/plans, prepared against the
+// seed's group (8 instances, max size 8 unless maxSize says otherwise):
+// want are substrings of the error, nil for a valid plan.
+type badPlanCase struct {
+	file    string
+	want    []string
+	maxSize int
+}
+
+func (tc badPlanCase) run(t *testing.T) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata/plans", tc.file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newMemCloud(func() time.Time { return t0 }, 8, "ami-old")
+	if tc.maxSize > 0 {
+		c.max = tc.maxSize
+	}
+	// Every plan, however hostile, is refused or accepted promptly: the
+	// bounds make parsing and compiling take time in the file's size.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, _, steps, err := Prepare(ctx, c, data)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Prepare took %s", d)
+	}
+	if tc.want == nil {
+		if err != nil {
+			t.Fatalf("valid plan rejected: %v", err)
+		}
+		if len(steps) == 0 {
+			t.Fatal("no steps")
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("invalid plan accepted")
+	}
+	if !errors.Is(err, ErrInvalidPlan) {
+		t.Errorf("error %v does not match ErrInvalidPlan", err)
+	}
+	for _, w := range tc.want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error\n%v\ndoes not contain\n%s", err, w)
+		}
+	}
+	if c.calls["SetDesiredCapacity"]+c.calls["CreateLaunchTemplateVersion"] > 0 {
+		t.Error("validation changed the group")
+	}
+}
+
+// TestBadPlansCannotHurt: the plans of issue 17, as a hostile or careless
+// author would write them, are refused promptly with every error, each
+// with its key, line and allowed range; a valid anchor and alias is
+// accepted.
+func TestBadPlansCannotHurt(t *testing.T) {
+	cases := []badPlanCase{
+		{file: "alias-bomb.yaml", want: []string{"line 13: alias *d: the aliases expand the plan to more than 50000 YAML nodes", "allowed: at most 50000"}},
+		{file: "canary-maxint.yaml", want: []string{"line 5: phases[0].canary: 9223372036854775807 is out of range; allowed: 1 to 10000 instances, and at most the group's max size"}},
+		{file: "canary-100000.yaml", want: []string{"line 5: phases[0].canary: 100000 is out of range; allowed: 1 to 10000"}},
+		{file: "canary-over-max-size.yaml", maxSize: 4, want: []string{"line 5: phases[0].canary: 5 is larger than group gitter-ws's max size 4; allowed: 1 to 4"}},
+		{file: "canary-over-max-size.yaml", want: nil}, // the same canary fits a group of max size 8
+		{file: "probe-huge.yaml", want: []string{
+			"line 5: checks[0].probe.clients: 2000000000 is out of range; allowed: 1 to 20000 clients",
+			"line 5: checks[0].probe.rate: 1e+308 is out of range; allowed: more than 0 and at most 10000 messages per second",
+			"line 7: phases[0].deadline: 2562047h0m0s is out of range; allowed: drain.deadline to 168h0m0s",
+		}},
+		{file: "type-errors.yaml", want: []string{
+			"line 4: nodes.admin_port: want a whole number",
+			"line 5: drain.max_rate: want a number",
+			"line 7: checks[0].http.status: want a whole number",
+			"line 9: phases[0].canary: want a whole number",
+			"line 10: phases[1].protect_old: want true or false",
+		}},
+		{file: "two-documents.yaml", want: []string{"line 7: a plan is one YAML document; this file holds 2"}},
+		{file: "anchor-alias.yaml", want: nil},
+		{file: "drain-over-node-limits.yaml", want: []string{
+			"line 4: drain.max_rate: 2e+06 is out of range; allowed: 0 to 1e+06 reconnects per second",
+			"line 4: drain.window: 25h0m0s is out of range; allowed: 0 to 24h0m0s",
+			"line 4: drain.deadline: 48h0m0s is out of range; allowed: 0 to 24h0m0s",
+		}},
+		{file: "numbers-out-of-range.yaml", want: []string{
+			"line 4: warm_up: 2h0m0s is out of range; allowed: 0 to 1h0m0s",
+			"line 5: healthy_timeout: 25h0m0s is out of range; allowed: 1s to 24h0m0s",
+			"line 7: checks[0].interval: 2h0m0s is out of range; allowed: 1ms to 1h0m0s",
+			"line 7: checks[0].http.status: 1000 is out of range; allowed: 100 to 599",
+			"line 7: checks[0].http.timeout: 1h0m0s is out of range; allowed: 1ms to 5m0s",
+			"line 8: checks[1].probe.channels: 60 is out of range; allowed: 0 to clients",
+			"line 8: checks[1].probe.rate: NaN is out of range",
+			"line 8: checks[1].probe.max_loss: -1 is out of range; allowed: 0 to 1000000000",
+			"line 8: checks[1].probe.max_gap: 2h0m0s is out of range; allowed: 0 to 1h0m0s",
+			"line 9: checks[2].metric.max_increase: +Inf is out of range; allowed: 0 to 9.007199254740992e+15",
+			"line 10: checks[3].command.timeout: 2h0m0s is out of range; allowed: 1ms to 1h0m0s",
+			"line 12: phases[0].bake: 200h0m0s is out of range; allowed: 0 to 168h0m0s",
+			"line 13: phases[1].replace: 100000 is out of range; allowed: a count of 1 to 10000",
+		}},
+		{file: "merge-key.yaml", want: []string{"line 6: phases[1].<<: merge keys (<<) are not supported in a plan"}},
+	}
+	for _, tc := range cases {
+		name := strings.TrimSuffix(tc.file, ".yaml")
+		if tc.maxSize > 0 {
+			name += fmt.Sprintf("-max-%d", tc.maxSize)
+		}
+		t.Run(name, func(t *testing.T) { tc.run(t) })
+	}
+}
+
+// TestParsePlanCancelled: a parse whose context has ended stops with
+// ctx's error instead of working on.
+func TestParsePlanCancelled(t *testing.T) {
+	data, err := os.ReadFile("../examples/gitter-ws-new-ami.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := ParsePlanContext(ctx, data); err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Errorf("cancelled parse: %v", err)
+	}
+	p, err := ParsePlan(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Phases[0].Canary = maxInstances
+	g := Group{Name: "gitter-ws", Desired: 8, Max: maxInstances, Image: "ami-old"}
+	if _, err := CompileContext(ctx, p, g); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled compile: %v", err)
+	}
+}
+
+// TestCanaryNamesLinear: a canary as large as the plan allows is named in
+// time linear in its size (the names were found in quadratic time).
+func TestCanaryNamesLinear(t *testing.T) {
+	data, err := os.ReadFile("../examples/gitter-ws-new-ami.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParsePlan(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Phases[0].Canary = maxInstances
+	g := Group{Name: "gitter-ws", Desired: 8, Max: maxInstances, Image: "ami-old"}
+	for i := 1; i <= 8; i++ {
+		g.Instances = append(g.Instances, Instance{ID: fmt.Sprintf("i-%d", i), Name: fmt.Sprintf("ws-%02d", i), Image: "ami-old", Lifecycle: "InService"})
+	}
+	start := time.Now()
+	steps, err := Compile(p, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("compiling a canary of %d took %s", maxInstances, d)
+	}
+	for _, s := range steps {
+		if s.Kind == StepBatch && s.Launch == maxInstances {
+			if s.Names[0] != "ws-09" || s.Names[len(s.Names)-1] != fmt.Sprintf("ws-%02d", 8+maxInstances) {
+				t.Errorf("canary names %s … %s", s.Names[0], s.Names[len(s.Names)-1])
+			}
+			return
+		}
+	}
+	t.Error("no canary batch")
 }
 
 func TestPlanGroupNotFound(t *testing.T) {
@@ -185,6 +326,7 @@ func FuzzParsePlan(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer failSlow(t, time.Now())
 		p, err := ParsePlan(data)
 		if err != nil {
 			var pe PlanErrors
@@ -239,5 +381,14 @@ func TestParseLock(t *testing.T) {
 		if _, ok := ParseLock(bad); ok {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+// failSlow fails a fuzz input that took longer than a second: a hang or
+// a blow-up (make fuzz-long relies on it). Deferred with the start time.
+func failSlow(t *testing.T, start time.Time) {
+	t.Helper()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("input took %s, over the 1s bound", d)
 	}
 }

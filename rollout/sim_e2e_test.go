@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"wsfleet/localcloud"
+	"wsfleet/internal/simcloud"
 	"wsfleet/rollout"
 )
 
@@ -43,8 +43,7 @@ func TestSimRollout100(t *testing.T) {
 	for i := range names {
 		names[i] = fmt.Sprintf("ws-%03d", i+1)
 	}
-	cloud := startSimCloud(t, ctx, names, 50*time.Millisecond, 100*time.Millisecond, logger)
-	defer cloud.Close()
+	cloud := simcloud.Start(t, ctx, simcloud.Group{Names: names, Token: simToken, DeregistrationDelay: 10, Logger: logger})
 	// The e2e helpers of the process-node test, on this cloud.
 	dir := t.TempDir()
 	e := &e2e{dir: dir, api: cloud.Endpoint(), stateDir: filepath.Join(dir, "state")}
@@ -136,8 +135,11 @@ rollback: {on_failure: auto}
 	if len(drained) != n {
 		t.Errorf("%d nodes drained, want %d", len(drained), n)
 	}
-	if slowest >= 8*time.Second {
-		t.Errorf("a node was terminated %s after its drain began: it never reported itself empty", slowest)
+	// Not a timing tolerance: the engine terminates a node that has not
+	// reported itself empty only once deadline+grace (10s + 2s) has
+	// passed, so a termination sooner than that was one for emptiness.
+	if overdue := 12 * time.Second; slowest >= overdue {
+		t.Errorf("a node was terminated %s after its drain began (overdue at %s): it never reported itself empty", slowest, overdue)
 	}
 	t.Logf("longest drain, from the request to the termination: %s", slowest.Round(time.Millisecond))
 	terms := e.terminations(t)
@@ -168,37 +170,4 @@ func waitSimFleet(t *testing.T, e *e2e, image, want string, d time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// startSimCloud starts a local cloud in this process with a group
-// gitter-ws of simulated instances named names (min and desired their
-// number, max twice), behind a target group whose health check reads
-// /readyz every health; tick is the cloud's reconcile period.
-func startSimCloud(t *testing.T, ctx context.Context, names []string, tick, health time.Duration, logger *slog.Logger) *localcloud.Cloud {
-	t.Helper()
-	n := int32(len(names))
-	cloud, err := localcloud.Start(ctx, localcloud.Config{
-		Listen:              "127.0.0.1:0",
-		Images:              map[string]localcloud.Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}},
-		Tick:                tick,
-		SimulatedBootTime:   200 * time.Millisecond,
-		HealthCheckInterval: health,
-		Logger:              logger,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	delay := 10
-	if err := cloud.Bootstrap(ctx, &localcloud.Topology{
-		LaunchTemplates: []localcloud.TopoLaunchTemplate{{Name: "gitter-ws", ImageID: "ami-old", InstanceType: "c5.large", UserData: "--admin-token=" + simToken + "\n"}},
-		TargetGroups: []localcloud.TopoTargetGroup{{Name: "gitter-ws", Port: 8080, HealthCheckPath: "/readyz",
-			HealthyThresholdCount: 2, UnhealthyThresholdCount: 2, DeregistrationDelaySeconds: &delay}},
-		Groups: []localcloud.TopoGroup{{Name: "gitter-ws", LaunchTemplate: "gitter-ws", Version: "$Latest", Min: n, Max: 2 * n, Desired: n,
-			AvailabilityZones: []string{"us-east-1a", "us-east-1b"}, TargetGroups: []string{"gitter-ws"},
-			HealthCheckType: "ELB", HealthCheckGracePeriod: 60, InstanceNames: names}},
-	}); err != nil {
-		cloud.Close()
-		t.Fatal(err)
-	}
-	return cloud
 }

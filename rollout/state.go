@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +52,12 @@ type State struct {
 	Started   time.Time `json:"started"`
 	Ended     time.Time `json:"ended,omitzero"`
 	Owner     string    `json:"owner"`
+	// Lease is how long Owner's claim on the change holds without being
+	// renewed: until then no other engine may take the change over (see
+	// Holder). A detached change's owner has pid 0: anyone may resume it.
+	Lease time.Time `json:"lease,omitzero"`
+	// NotBefore is when a change detached before a window may go on.
+	NotBefore time.Time `json:"not_before,omitzero"`
 	Failure   string    `json:"failure,omitempty"`
 	Waiting   string    `json:"waiting,omitempty"` // what the current step waits for
 
@@ -148,18 +155,6 @@ func (s *State) current() ([]Step, *int) {
 		return s.RollbackSteps, &s.RCursor
 	}
 	return s.Steps, &s.Cursor
-}
-
-// intent returns the open journal entry for key in step, if a crash left
-// one.
-func (s *State) openIntent(step, key string) (int, bool) {
-	for i := len(s.Journal) - 1; i >= 0; i-- {
-		e := s.Journal[i]
-		if e.Step == step && e.Effect.Key == key {
-			return i, e.Status == "intent"
-		}
-	}
-	return -1, false
 }
 
 // Store keeps rollout states in a bbolt database in a state directory,
@@ -370,6 +365,67 @@ func (s *Store) List() ([]*State, error) {
 		})
 	})
 	return out, err
+}
+
+// Location is the state directory.
+func (s *Store) Location() string { return s.Dir }
+
+// OpenEventLog appends to the change's event log file in the directory.
+func (s *Store) OpenEventLog(change string, extra io.Writer) (*EventLog, error) {
+	return OpenEventLog(s.Dir, change, extra)
+}
+
+// ReadEvents returns the change's event log file.
+func (s *Store) ReadEvents(change string) ([]byte, error) {
+	b, err := os.ReadFile(EventLogPath(s.Dir, change))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// WriteReport writes <dir>/<change>.report.md.
+func (s *Store) WriteReport(change string, report []byte) (string, error) {
+	p := filepath.Join(s.Dir, change+".report.md")
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return "", fmt.Errorf("report %s: %w", change, err)
+	}
+	if err := os.WriteFile(p, report, 0o644); err != nil {
+		return "", fmt.Errorf("report %s: %w", change, err)
+	}
+	return p, nil
+}
+
+// ReadReport returns the change's report, nil when there is none.
+func (s *Store) ReadReport(change string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, change+".report.md"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// Delete removes the change's record and pending command, after its
+// state moved elsewhere (wsfleet state push). Its event log and report
+// files stay.
+func (s *Store) Delete(change string) error {
+	db, err := s.open(false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketRollouts); b != nil {
+			return b.Delete([]byte(change))
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("delete %s: %w", change, err)
+	}
+	if err := os.Remove(s.controlPath(change)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete %s: %w", change, err)
+	}
+	return nil
 }
 
 // String says what the change holds suspended, for status and the report:

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -86,9 +87,15 @@ type Adoption struct {
 
 // Compile turns a validated plan into steps against the group as it is
 // now. It fails, before anything changes, when the plan does not fit the
-// group: names not in it, more instances than it holds, an image it
-// already runs.
+// group: names not in it, more instances than it holds, a canary larger
+// than its max size, an image it already runs.
 func Compile(p *Plan, g Group) ([]Step, error) {
+	return CompileContext(context.Background(), p, g)
+}
+
+// CompileContext is Compile that stops with ctx's error when ctx ends
+// (it polls ctx once a phase and every 1,024 names).
+func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 	var errs PlanErrors
 	var old []Instance // live instances not on the new image, by name
 	byName := map[string]Instance{}
@@ -120,6 +127,9 @@ func Compile(p *Plan, g Group) ([]Step, error) {
 		oldIDs = append(oldIDs, in.ID)
 	}
 	for i, ph := range p.Phases {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("compile plan %s: %w", p.Change, err)
+		}
 		key := fmt.Sprintf("phases[%d]", i)
 		if ph.NotBefore != nil {
 			steps = append(steps, Step{Kind: StepWindow, Phase: i, NotBefore: ph.NotBefore.Time,
@@ -127,9 +137,23 @@ func Compile(p *Plan, g Group) ([]Step, error) {
 		}
 		switch {
 		case ph.Canary > 0:
-			var names []string
+			// The canary is a sample of the group: no larger than the
+			// group may ever be (its max size, when the provider knows
+			// it). The surge above max size while it runs is the
+			// provider's to allow (SetDesired raises the max with it).
+			if g.Max > 0 && ph.Canary > g.Max {
+				errs = append(errs, p.errAt(key+".canary", "%d is larger than group %s's max size %d; allowed: 1 to %d", ph.Canary, g.Name, g.Max, g.Max))
+				continue
+			}
+			nm := newNamer(g, taken)
+			names := make([]string, 0, ph.Canary)
 			for len(names) < ph.Canary {
-				name := nextName(g, taken)
+				if len(names)%1024 == 1023 {
+					if err := ctx.Err(); err != nil {
+						return nil, fmt.Errorf("compile plan %s: %w", p.Change, err)
+					}
+				}
+				name := nm.next()
 				taken[name] = true
 				names = append(names, name)
 			}
@@ -281,25 +305,42 @@ func resumeStep() Step {
 	return Step{Kind: StepResume, Phase: -1, Note: "resume the processes the change suspended (not an operator's)"}
 }
 
-// nextName returns the first name after the group's highest numbered one
-// that is not taken: ws-01..ws-08 gives ws-09.
-func nextName(g Group, taken map[string]bool) string {
-	prefix, width, highest := "", 2, 0
+// namer hands out the group's free names after its highest numbered one:
+// ws-01..ws-08 gives ws-09, ws-10, … skipping names taken. It reads the
+// group once, and each name it gives costs one step plus the taken names
+// it skips, so that a canary of N takes time in N, not N².
+type namer struct {
+	prefix string
+	width  int
+	n      int // the number the next name tries
+	taken  map[string]bool
+}
+
+func newNamer(g Group, taken map[string]bool) *namer {
+	nm := &namer{width: 2, taken: taken}
+	highest := 0
 	for _, in := range g.Instances {
 		p, num, w, ok := splitName(in.Name)
 		if !ok {
 			continue
 		}
 		if num > highest {
-			prefix, width, highest = p, w, num
+			nm.prefix, nm.width, highest = p, w, num
 		}
 	}
-	if prefix == "" {
-		prefix = g.Name + "-"
+	if nm.prefix == "" {
+		nm.prefix = g.Name + "-"
 	}
-	for n := highest + 1; ; n++ {
-		name := fmt.Sprintf("%s%0*d", prefix, width, n)
-		if !taken[name] {
+	nm.n = highest + 1
+	return nm
+}
+
+// next returns the next name not taken; the caller takes it.
+func (nm *namer) next() string {
+	for {
+		name := fmt.Sprintf("%s%0*d", nm.prefix, nm.width, nm.n)
+		nm.n++
+		if !nm.taken[name] {
 			return name
 		}
 	}

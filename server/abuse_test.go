@@ -168,6 +168,70 @@ func TestReplaysTogetherOverQueueLimit(t *testing.T) {
 	}
 }
 
+// A websocket connect with ext.since (the Go client's, after a lost
+// connection) gets again what the node wrote after the client's cursor; a
+// client could name any cursor, and the history holds far more than the
+// session was ever given. Up to the queue limit the resend is whole;
+// beyond it the session ends as a slow consumer's (401 with advice to
+// handshake), rather than queue the channel's history at every connect.
+func TestResumedWebsocketOverQueueLimit(t *testing.T) {
+	const limit = 10
+	for _, tc := range []struct {
+		name   string
+		resend int // messages after the connect's ext.since, the live one included
+		over   bool
+	}{
+		{"at the limit", limit, false},
+		{"over the limit", limit + 1, true},
+		{"from the start", 2*limit + 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := startNode(t, func(c *Config) { c.QueueLimit = limit })
+			// history from before the subscription: the client was never given it
+			seqs := []uint64{0}
+			for i := range 2 * limit {
+				_, res := n.publish(fmt.Sprintf(`{"channel":"/q","data":%d}`, i))
+				seqs = append(seqs, res[0].Seq)
+			}
+			p := dialWS(t, n)
+			p.handshake(nil)
+			if r := p.subscribe("/q", nil); r["successful"] != true {
+				t.Fatalf("subscribe %v", r)
+			}
+			n.publish(`{"channel":"/q","data":"live"}`)
+			if m := p.next(isData); m["data"] != "live" {
+				t.Fatalf("got %v, want the live message", m)
+			}
+			since := seqs[len(seqs)-tc.resend]
+			p2 := dialWS(t, n)
+			p2.clientID = p.clientID
+			p2.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket", "advice": msg{"timeout": 0}, "ext": msg{"since": since}})
+			if !tc.over {
+				got := p2.dataN(tc.resend)
+				if got[0]["data"] != float64(2*limit-tc.resend+1) || got[len(got)-1]["data"] != "live" {
+					t.Fatalf("resent %v ... %v", got[0], got[len(got)-1])
+				}
+				if r := p2.next(onChannel(bayeux.ChannelConnect)); r["successful"] != true {
+					t.Fatalf("connect %v", r)
+				}
+				return
+			}
+			r := p2.next(onChannel(bayeux.ChannelConnect))
+			adv, _ := r["advice"].(map[string]any)
+			if r["successful"] != false || !strings.HasPrefix(fmt.Sprint(r["error"]), "401:") || adv["reconnect"] != "handshake" {
+				t.Fatalf("connect %v, want 401 with advice to handshake", r)
+			}
+			p2.noData(100 * time.Millisecond)
+			if got := n.srv.Status().Sessions; got != 0 {
+				t.Fatalf("sessions %d, want the session ended", got)
+			}
+			if v := scrape(t, n, `wsfleet_replays_over_limit_total{answer="slow_consumer"}`); v != 1 {
+				t.Fatalf("replays over limit counted %v", v)
+			}
+		})
+	}
+}
+
 func TestCheckText(t *testing.T) {
 	for _, tc := range []struct {
 		in string

@@ -1,33 +1,23 @@
 package server
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"io"
 	"net/http"
-	"strings"
 	"unicode/utf8"
 
 	"wsfleet/bayeux"
 	"wsfleet/nodeapi"
 )
 
-// admin guards h with the admin token (Bearer). Without a configured token
-// the admin endpoints are off: an open drain endpoint would let anyone
-// empty the node.
+// admin guards h with the admin token (nodeapi.Authorize). Without a
+// configured token the admin endpoints are off: an open drain endpoint
+// would let anyone empty the node.
 func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.AdminToken == "" {
-			http.Error(w, "admin endpoints disabled: no admin token configured", http.StatusForbidden)
-			return
+		if nodeapi.Authorize(w, r, s.cfg.AdminToken) {
+			h(w, r)
 		}
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="wsfleet"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		h(w, r)
 	}
 }
 
@@ -64,7 +54,9 @@ func drainOptions(r nodeapi.DrainRequest, def DrainOptions) DrainOptions {
 func (s *Server) serveDrain(w http.ResponseWriter, r *http.Request) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
 	if err != nil {
-		s.badRequest(w, http.StatusBadRequest, err.Error())
+		if !s.refuseBody(w, err) {
+			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
+		}
 		return
 	}
 	req, err := nodeapi.DecodeDrainRequest(b)
@@ -90,7 +82,9 @@ type publishResult struct {
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
 	if err != nil {
-		s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
+		if !s.refuseBody(w, err) {
+			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
+		}
 		return
 	}
 	if !utf8.Valid(body) {

@@ -31,6 +31,11 @@ func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Max-Age", "86400")
 		return
 	case http.MethodPost, http.MethodGet:
+		if !s.admit() {
+			s.refuseFull(w, r)
+			return
+		}
+		defer s.unadmit()
 		s.servePoll(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST, OPTIONS")
@@ -38,11 +43,18 @@ func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// cors answers a cross-origin request from an allowed origin (see
+// allowedOrigin); another origin gets no CORS headers, so a browser keeps
+// the response from its page.
 func (s *Server) cors(w http.ResponseWriter, r *http.Request) {
-	if o := r.Header.Get("Origin"); o != "" {
-		w.Header().Set("Access-Control-Allow-Origin", o)
-		w.Header().Set("Access-Control-Allow-Credentials", "true")
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	o := r.Header.Get("Origin")
+	if o == "" || !s.allowedOrigin(o) {
+		return
 	}
+	h.Set("Access-Control-Allow-Origin", o)
+	h.Set("Access-Control-Allow-Credentials", "true")
 }
 
 func (s *Server) badRequest(w http.ResponseWriter, code int, msg string) {
@@ -66,10 +78,17 @@ func (s *Server) readPollBody(w http.ResponseWriter, r *http.Request) ([]byte, e
 		}
 		return []byte(msg), nil
 	}
+	// the body must come within the handshake deadline as well; the
+	// deadline is lifted once it is read, or it would end a held connect
+	// (net/http's background read would fail and cancel the request). Not
+	// when the read failed: net/http reads what is left of a small body
+	// after the handler, and would wait for it with no deadline.
+	setReadDeadline(w, time.Now().Add(min(s.cfg.ReadTimeout, s.cfg.HandshakeTimeout)))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
 	if err != nil {
 		return nil, err
 	}
+	setReadDeadline(w, time.Time{})
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "application/x-www-form-urlencoded" || (mt != "application/json" && strings.HasPrefix(string(body), "message=")) {
 		v, err := url.ParseQuery(string(body))
@@ -137,12 +156,9 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := s.readPollBody(w, r)
 	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			s.badRequest(w, http.StatusRequestEntityTooLarge, "request larger than the message size limit")
-			return
+		if !s.refuseBody(w, err) {
+			s.badRequest(w, http.StatusBadRequest, "bad request: "+err.Error())
 		}
-		s.badRequest(w, http.StatusBadRequest, "bad request: "+err.Error())
 		return
 	}
 	if !utf8.Valid(body) {

@@ -25,6 +25,8 @@ type metrics struct {
 	brokerErrors  prometheus.Counter
 	accepted      *prometheus.CounterVec
 	rewritten     prometheus.Counter
+	limits        *prometheus.GaugeVec
+	limited       *prometheus.CounterVec
 	// replayOverLimit counts replays refused for being longer than the
 	// queue limit, by what the client was answered: gone (a subscribe's
 	// ext.replay) or slow_consumer (a take-over, which ends the session).
@@ -79,6 +81,12 @@ func newMetrics() *metrics {
 		rewritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_resent_total", Help: "Messages written again to a resumed websocket because the client's ext.since showed it never got them.",
 		}),
+		limits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wsfleet_limit", Help: "The node's limits as configured (durations in seconds, sizes in bytes, 0: off), by limit.",
+		}, []string{"limit"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsfleet_limited_total", Help: "Requests and connections a limit refused or closed, by limit.",
+		}, []string{"limit"}),
 		replayOverLimit: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wsfleet_replays_over_limit_total", Help: "Replays refused because they held more messages than the queue limit, by the answer: gone (subscribe) or slow_consumer (session take-over).",
 		}, []string{"answer"}),
@@ -89,11 +97,30 @@ func newMetrics() *metrics {
 			Name: "wsfleet_invalid_text_total", Help: "Requests and published data refused because they were not valid UTF-8 text (invalid bytes or a lone surrogate escape).",
 		}),
 	}
-	m.reg.MustRegister(m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
+	for _, l := range []string{limitMaxConnections, limitHandshakeTimeout, limitReadTimeout, limitHandshakesPerIP} {
+		m.limited.WithLabelValues(l)
+	}
+	m.reg.MustRegister(m.limits, m.limited, m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
 		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors, m.accepted, m.rewritten,
 		m.replayOverLimit, m.tokensExpired, m.invalidText,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// setLimits publishes the configured limits.
+func (m *metrics) setLimits(c Config) {
+	maxConns := float64(c.MaxConnections)
+	if c.MaxConnections < 0 {
+		maxConns = 0
+	}
+	m.limits.WithLabelValues(limitMaxConnections).Set(maxConns)
+	m.limits.WithLabelValues("handshake_timeout_seconds").Set(c.HandshakeTimeout.Seconds())
+	m.limits.WithLabelValues("read_timeout_seconds").Set(c.ReadTimeout.Seconds())
+	m.limits.WithLabelValues("read_header_timeout_seconds").Set(c.ReadHeaderTimeout.Seconds())
+	m.limits.WithLabelValues("idle_timeout_seconds").Set(c.IdleTimeout.Seconds())
+	m.limits.WithLabelValues("ws_send_buffer_bytes").Set(float64(max(c.WSSendBuffer, 0)))
+	m.limits.WithLabelValues("handshakes_per_ip_per_second").Set(c.HandshakeRate)
+	m.limits.WithLabelValues("handshake_burst").Set(float64(c.HandshakeBurst))
 }
 
 func (m *metrics) errorCode(code int) { m.errors.WithLabelValues(strconv.Itoa(code)).Inc() }

@@ -45,6 +45,13 @@ type node struct {
 // startNode runs a node with short timeouts; mod adjusts the config.
 func startNode(t testing.TB, mod func(*Config)) *node {
 	t.Helper()
+	return newNode(t, mod, false)
+}
+
+// newNode starts a node on an httptest server: a plain one, or with
+// ownServer the node's own http.Server (NewHTTPServer, with its timeouts).
+func newNode(t testing.TB, mod func(*Config), ownServer bool) *node {
+	t.Helper()
 	cfg := Config{NodeID: "n1", AdminToken: testAdmin, Timeout: 2 * time.Second, SweepInterval: 50 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
@@ -53,7 +60,11 @@ func startNode(t testing.TB, mod func(*Config)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	if ownServer {
+		hs.Config = srv.NewHTTPServer()
+	}
+	hs.Start()
 	ctx, cancel := context.WithCancel(context.Background())
 	go srv.Run(ctx)
 	t.Cleanup(func() {

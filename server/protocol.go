@@ -172,6 +172,11 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 		r.Error = bayeux.ErrConntypeMismatch(m.SupportedConnectionTypes...).Error()
 		return r
 	}
+	if s.hsLimit != nil {
+		if ok, wait := s.hsLimit.allow(s.handshakeKey(b)); !ok {
+			return s.rateLimited(r, wait)
+		}
+	}
 	if !s.Ready() {
 		// a draining node takes no new client; the load balancer sends
 		// the retry elsewhere.
@@ -283,8 +288,9 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		}
 		resumed = true
 	}
-	if !resumed && hasSince && b.transport == bayeux.ConnTypeWebSocket {
-		s.rewriteLost(ss, since)
+	if !resumed && hasSince && b.transport == bayeux.ConnTypeWebSocket && !s.rewriteLost(ss, since) {
+		s.overLimit(ss)
+		return unknownClient(m)
 	}
 	// The hold ends well before the clients give up on the answer
 	// (halley after timeout + 0.5 s, faye after 1.2 × timeout): an answer
@@ -468,13 +474,16 @@ func (c clientCursor) lower(from uint64) uint64 {
 
 // rewriteLost queues again, ahead of what waits, what this node wrote to
 // an earlier websocket of the session after since, the client's cursor:
-// the client never got it.
-func (s *Server) rewriteLost(ss *session, since uint64) {
+// the client never got it. The client names since, so the history after
+// it may hold far more than the session was ever given: it reports false,
+// queuing nothing, when that and what waits are more than the queue limit,
+// and the caller ends the session as it does a take-over's (overLimit).
+func (s *Server) rewriteLost(ss *session, since uint64) bool {
 	ss.mu.Lock()
 	given, subs := ss.given, slices.Clone(ss.subs)
 	ss.mu.Unlock()
 	if since >= given || len(subs) == 0 {
-		return
+		return true
 	}
 	hist, err := s.broker.History(s.ctx, subs, since)
 	if err != nil {
@@ -482,13 +491,24 @@ func (s *Server) rewriteLost(ss *session, since uint64) {
 			s.met.brokerErrors.Inc()
 		}
 		s.log.Warn("resumed websocket without replay", "client", ss.id, "since", since, "err", err)
-		return
+		return true
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	var again []outMsg
+	n := 0
 	for _, h := range hist {
 		// above given: still queued here, or on its way live
+		if h.Seq > since && h.Seq <= ss.given {
+			n++
+		}
+	}
+	if n+len(ss.queue) > s.cfg.QueueLimit {
+		s.log.Info("resumed websocket: resend over the queue limit", "client", ss.id, "since", since,
+			"messages", n, "queued", len(ss.queue), "queue_limit", s.cfg.QueueLimit)
+		return false
+	}
+	again := make([]outMsg, 0, n)
+	for _, h := range hist {
 		if h.Seq > since && h.Seq <= ss.given {
 			again = append(again, outMsg{seq: h.Seq, published: h.Published.UnixNano(), b: s.encodeDelivery(h)})
 		}
@@ -497,6 +517,7 @@ func (s *Server) rewriteLost(ss *session, since uint64) {
 		ss.queue = append(again, ss.queue...)
 		s.met.rewritten.Add(float64(len(again)))
 	}
+	return true
 }
 
 // resumeFrom is where a session taken from the store (restore, adopt)
@@ -553,7 +574,8 @@ func (s *Server) replayStored(b *batch, ss *session, subs []string, from uint64,
 }
 
 // overLimit ends a session taken from the store whose replay is longer than
-// the queue limit, as a slow consumer's: its connect is answered 401 with
+// the queue limit, or a resumed websocket's whose resend is (rewriteLost),
+// as a slow consumer's: its connect is answered 401 with
 // advice to handshake (the caller's unknownClient), and a client that
 // replays by itself (the Go client's subscribe with ext.since) learns on
 // its new session that the replay is gone.
@@ -664,6 +686,12 @@ func (s *Server) endSession(ss *session, why string) {
 		_ = wc.write(frame([]outMsg{{b: held.reply}}))
 	}
 	s.removeSession(ss, why)
+	if wc != nil {
+		// the client may handshake again on the socket (after an
+		// expired token it does); one that keeps it open silently must
+		// not keep it for good.
+		s.rearmHandshakeDeadline(wc)
+	}
 	if err := s.broker.Sessions().Delete(s.ctx, ss.id); err != nil && s.cfg.SharedSessions {
 		s.met.brokerErrors.Inc()
 		s.log.Warn("delete session failed", "client", ss.id, "why", why, "err", err)

@@ -77,6 +77,44 @@ type Config struct {
 	// order (outgoing in reverse), after the built-in authentication.
 	Extensions []Extension
 
+	// Limits against hostile or broken clients (docs/server.md, "Limits
+	// and abuse"); zero values take the defaults given.
+	//
+	// MaxConnections caps open websockets plus long-polling requests in
+	// flight (what /admin/status counts as connections): beyond it an
+	// upgrade or a long-polling request is refused with 503 before
+	// anything else; default 50,000, negative for no cap.
+	MaxConnections int
+	// HandshakeTimeout: a websocket whose socket carries no /meta/connect
+	// within it of the upgrade is closed (1008), and a long-polling
+	// request's body must arrive within it; default Timeout.
+	HandshakeTimeout time.Duration
+	// ReadTimeout bounds how long a request body takes to arrive; default
+	// 10s. ReadHeaderTimeout and IdleTimeout are NewHTTPServer's, for the
+	// request headers and between requests; default 10s and 120s.
+	ReadTimeout       time.Duration
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// WSSendBuffer is every websocket's kernel send buffer (SO_SNDBUF),
+	// in bytes; default 256 KiB, negative for the kernel's autotuning.
+	WSSendBuffer int
+	// HandshakeRate limits /meta/handshakes per client address, per
+	// second, in bursts of up to HandshakeBurst (default 20); 0 (the
+	// default) is no limit. Behind a load balancer every client has the
+	// balancer's address unless TrustForwardedFor keys the limit on the
+	// last X-Forwarded-For entry, which the balancer appends.
+	HandshakeRate     float64
+	HandshakeBurst    int
+	TrustForwardedFor bool
+	// CORSOrigins, when set, are the only origins whose pages may call the
+	// node cross-origin ("*": any); empty: any origin. The answer always
+	// allows credentials, which Faye's and CometD's cross-origin
+	// transports need (see allowedOrigin).
+	CORSOrigins []string
+	// NoMetrics leaves /metrics out of Handler, for a node that serves
+	// MetricsHandler on a listener of its own.
+	NoMetrics bool
+
 	// DrainDefaults fill what a POST /admin/drain leaves out; zero
 	// fields take DefaultDrainOptions.
 	DrainDefaults DrainOptions
@@ -127,6 +165,27 @@ func (c *Config) setDefaults() {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 5 * time.Second
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConnections
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = c.Timeout
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = defaultReadTimeout
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = defaultReadHeader
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = defaultIdleTimeout
+	}
+	if c.WSSendBuffer == 0 {
+		c.WSSendBuffer = defaultWSSendBuffer
+	}
+	if c.HandshakeBurst <= 0 {
+		c.HandshakeBurst = defaultHandshakeBurst
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -190,6 +249,11 @@ type Server struct {
 	drain   drainState
 	drained chan struct{} // closed when a drain finished
 	polls   atomic.Int64  // long-polling requests in flight
+	// admitted counts what MaxConnections caps: websockets from before
+	// their upgrade to their close, and long-polling requests.
+	admitted atomic.Int64
+	// hsLimit limits handshakes per client address; nil: no limit.
+	hsLimit *handshakeLimiter
 
 	stopBroker func()
 	closeOnce  sync.Once
@@ -215,6 +279,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{}, drained: make(chan struct{}),
 	}
 	s.exts = append([]Extension{authExtension{s}}, cfg.Extensions...)
+	if cfg.HandshakeRate > 0 {
+		s.hsLimit = newHandshakeLimiter(cfg.HandshakeRate, cfg.HandshakeBurst, maxRateLimitedAddrs, cfg.Now)
+	}
+	s.met.setLimits(cfg)
 	s.met.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wsfleet_broker_up", Help: "1 while the broker reaches its backend (NATS), 0 while it does not.",
 	}, func() float64 {
@@ -264,11 +332,19 @@ func (s *Server) Handler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", s.serveReady)
-	mux.Handle("/metrics", promhttp.HandlerFor(s.met.reg, promhttp.HandlerOpts{}))
+	if !s.cfg.NoMetrics {
+		mux.Handle("/metrics", s.MetricsHandler())
+	}
 	mux.HandleFunc("GET /admin/status", s.admin(s.serveStatus))
 	mux.HandleFunc("POST /admin/drain", s.admin(s.serveDrain))
 	mux.HandleFunc("POST /publish", s.admin(s.servePublish))
-	return mux
+	return s.limitBodies(mux)
+}
+
+// MetricsHandler serves the node's Prometheus metrics: at /metrics of
+// Handler, or on a listener of its own (Config.NoMetrics).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.met.reg, promhttp.HandlerOpts{})
 }
 
 // Run expires idle sessions until ctx ends or the node closes.
@@ -302,7 +378,16 @@ func (s *Server) sweep() {
 	s.mu.RUnlock()
 	for _, ss := range dead {
 		s.log.Debug("session expired", "client", ss.id)
+		ss.mu.Lock()
+		wc := ss.ws
+		ss.mu.Unlock()
 		s.removeSession(ss, "expired")
+		if wc != nil {
+			// its client stopped sending connects but kept the socket:
+			// its first connect lifted the handshake deadline, so
+			// nothing else would close it.
+			wc.close(wsStatusPolicyViolation, "session expired")
+		}
 	}
 }
 

@@ -52,6 +52,13 @@ type wsConn struct {
 	gen   uint32 // tells this socket's poller entries from a reused fd's
 	armed bool   // registered with the poller (owner or closeMu)
 
+	// deadline closes the socket unless spoke is set by its first
+	// /meta/connect in time (armHandshakeDeadline); addr is the client's
+	// key for the handshake limit.
+	deadline Timer
+	spoke    atomic.Bool
+	addr     string
+
 	// owner's read state
 	bound      *session // the session whose connect this socket carries
 	msg        []byte   // a fragmented text message being assembled
@@ -130,7 +137,12 @@ var upgrader = ws.HTTPUpgrader{}
 
 // serveWS upgrades the request and hands the socket to its first owner.
 // The handler's goroutine, whose stack grew while serving HTTP, ends.
+// A node at MaxConnections refuses the upgrade with 503.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !s.admit() {
+		s.refuseFull(w, r)
+		return
+	}
 	sb := &smallBuffers{ResponseWriter: w}
 	upgrader := upgrader
 	upgrader.Timeout = s.cfg.WriteTimeout
@@ -141,11 +153,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if conn != nil {
 			conn.Close()
 		}
+		s.unadmit()
 		s.met.errorCode(400)
 		s.log.Debug("websocket upgrade refused", "err", err)
 		return
 	}
+	if err := setSendBuffer(conn, s.cfg.WSSendBuffer); err != nil {
+		s.log.Debug("websocket send buffer left unbounded", "err", err)
+	}
 	wc := &wsConn{srv: s, conn: conn, br: sb.br, sock: &sockWriter{conn: conn, timeout: s.cfg.WriteTimeout}, fd: -1}
+	if s.hsLimit != nil {
+		wc.addr = s.clientKey(r)
+	}
 	s.mu.Lock()
 	closing := s.ctx.Err() != nil
 	if !closing {
@@ -155,8 +174,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if closing {
 		wc.sock.writeClose(wsStatusGoingAway, "server shutting down")
 		conn.Close()
+		s.unadmit()
 		return
 	}
+	s.armHandshakeDeadline(wc)
 	s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
 	s.met.accepted.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
 	go s.readWS(wc, false)
@@ -274,6 +295,7 @@ func (s *Server) readFrame(wc *wsConn) {
 		return // a control frame, or part of a fragmented message
 	}
 	if ss := s.handleFrame(wc, data); ss != nil {
+		wc.spokeOnce()
 		if wc.bound != nil && wc.bound != ss {
 			wc.bound.detach(wc)
 		}
@@ -426,6 +448,10 @@ func (s *Server) finishWS(wc *wsConn) {
 		s.closePoller()
 	}
 	s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Dec()
+	s.unadmit()
+	if wc.deadline != nil {
+		wc.deadline.Stop()
+	}
 	if wc.bound != nil {
 		wc.bound.detach(wc)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,7 @@ import (
 )
 
 func init() {
-	register("cloud", "run the local cloud: EC2, Auto Scaling and ELBv2 on one AWS API endpoint, instances as local ws nodes", runCloud)
+	register("cloud", "run the local cloud: EC2, Auto Scaling, ELBv2 and S3 on one AWS API endpoint, instances as local ws nodes", runCloud)
 }
 
 // imageFlags collects repeated --image ami-ID=COMMAND|simulated.
@@ -62,7 +63,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	images := imageFlags{}
 	var cfg localcloud.Config
 	var embeddedNATS, bootstrap, logLevel string
-	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:4566", "address of the AWS API endpoint (EC2, Auto Scaling and ELBv2)")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:4566", "address of the AWS API endpoint (EC2, Auto Scaling, ELBv2 and S3)")
 	fs.Var(images, "image", "ami-ID=COMMAND runs COMMAND serve --aws --aws-lifecycle as each instance of that image; ami-ID=simulated runs nothing (repeatable)")
 	fs.StringVar(&embeddedNATS, "embedded-nats", "", "host a NATS server with JetStream at this address for the nodes (user data: --nats=nats://ADDR)")
 	fs.StringVar(&bootstrap, "bootstrap", "", "create this topology file's resources at start (see examples/seed-topology.yaml)")
@@ -75,6 +76,8 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.DeregistrationDelayMax, "deregistration-delay-max", 0, "shorten target groups' deregistration delays to at most this (0 keeps theirs)")
 	fs.DurationVar(&cfg.KillGrace, "kill-grace", 30*time.Second, "time between SIGTERM and SIGKILL when an instance terminates")
 	fs.IntVar(&cfg.NodePort, "node-port", 8080, "port every process instance listens on, on its own 127.0.1.x address")
+	fs.StringVar(&cfg.S3Dir, "s3-dir", "", "directory S3's buckets and objects are kept in, so that a restarted cloud still has them (default per --listen address under the state directory, see docs/cloud.md)")
+	fs.Int64Var(&cfg.S3MaxObjectSize, "s3-max-object-size", localcloud.DefaultS3MaxObjectSize, "largest PutObject body in bytes; larger ones fail with EntityTooLarge")
 	fs.StringVar(&cfg.LogDir, "log-dir", "", "directory for each instance's output, <instance-id>.log (default a temporary directory)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	var faults localcloud.Faults
@@ -106,6 +109,9 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Images = images
 	cfg.Logger = log
+	if cfg.S3Dir == "" {
+		cfg.S3Dir = defaultS3Dir(cfg.Listen)
+	}
 
 	if embeddedNATS != "" {
 		e, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: embeddedNATS, Logger: log})
@@ -125,7 +131,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer c.Close()
-	fmt.Fprintf(stdout, "local cloud: %s (instance logs in %s)\n", c.Endpoint(), c.LogDir())
+	fmt.Fprintf(stdout, "local cloud: %s (instance logs in %s, S3 objects in %s)\n", c.Endpoint(), c.LogDir(), c.S3Dir())
 	fmt.Fprintf(stdout, "  aws --endpoint-url %s autoscaling describe-auto-scaling-groups\n", c.Endpoint())
 	if bootstrap != "" {
 		if err := c.Bootstrap(ctx, bootstrap); err != nil {
@@ -148,3 +154,19 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 var _ flag.Value = imageFlags{}
+
+// defaultS3Dir is where a cloud listening on listen keeps S3's objects:
+// one folder per address under the state directory, so that a cloud
+// restarted on the same endpoint finds them and two clouds on two
+// addresses never share a folder. A cloud on a port picked at random
+// (port 0) cannot be found again, so it gets a temporary folder ("").
+func defaultS3Dir(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "0" || port == "" {
+		return ""
+	}
+	if host == "" {
+		host = "all"
+	}
+	return filepath.Join(defaultStateDir(), "cloud-s3", strings.NewReplacer(":", "_", "[", "", "]", "").Replace(host)+"_"+port)
+}

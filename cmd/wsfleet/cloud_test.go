@@ -45,3 +45,22 @@ func TestImageFlags(t *testing.T) {
 		t.Error("duplicate image accepted")
 	}
 }
+
+// TestDefaultS3Dir: one folder per fixed listen address under the state
+// directory, none (a temporary one) for a random port.
+func TestDefaultS3Dir(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", "/state")
+	for _, tc := range []struct{ listen, want string }{
+		{"127.0.0.1:4566", "/state/wsfleet/cloud-s3/127.0.0.1_4566"},
+		{":4566", "/state/wsfleet/cloud-s3/all_4566"},
+		{"[::1]:4567", "/state/wsfleet/cloud-s3/__1_4567"},
+		{"127.0.0.1:0", ""},
+		{"nonsense", ""},
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
+			if got := defaultS3Dir(tc.listen); got != tc.want {
+				t.Errorf("defaultS3Dir(%q) = %q, want %q", tc.listen, got, tc.want)
+			}
+		})
+	}
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"wsfleet/rollout"
 )
@@ -22,7 +24,7 @@ func init() {
 // store, the change's state, and the rollout flags.
 type changeArgs struct {
 	change string
-	store  *rollout.Store
+	store  rollout.Backend
 	state  *rollout.State
 	flags  *roFlags
 }
@@ -30,7 +32,7 @@ type changeArgs struct {
 // loadChange adds -c and the rollout flags (the engine's too, with engine)
 // to a new flag set for cmd, parses args, and loads the change's state; a
 // change that has already finished is an exit status 1.
-func loadChange(cmd string, args []string, stderr io.Writer, engine bool) (*changeArgs, error) {
+func loadChange(ctx context.Context, cmd string, args []string, stderr io.Writer, engine bool) (*changeArgs, error) {
 	fs := newFlagSet(cmd, stderr)
 	change := fs.String("c", "", "change id")
 	f := addRolloutFlags(fs, engine)
@@ -40,7 +42,10 @@ func loadChange(cmd string, args []string, stderr io.Writer, engine bool) (*chan
 	if *change == "" {
 		return nil, fmt.Errorf("%w: -c CHANGE is required", errUsage)
 	}
-	store := &rollout.Store{Dir: f.stateDir}
+	store, err := roStore(ctx, f, nil)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Load(*change)
 	if err != nil {
 		return nil, err
@@ -73,9 +78,15 @@ func (c *changeArgs) storedPlan() (*rollout.Plan, error) {
 // runResume tells a live engine to continue (or roll back); with no live
 // engine it becomes the engine, taking the lock over from a dead one.
 func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	c, err := loadChange(cmd, args, stderr, true)
+	c, err := loadChange(ctx, cmd, args, stderr, true)
 	if err != nil {
 		return err
+	}
+	if engineAlive(c.state) && !c.flags.force && cmd == "resume" && c.state.Status != rollout.StatusPaused {
+		// Another engine runs it, on this host or another: refused,
+		// naming it, as the claim refuses a resume that read the state
+		// before that engine's claim.
+		return exitError{code: 1, msg: fmt.Sprintf("%s is %s, held by the engine %s; nothing to resume (pause, abort and rollback reach it through %s)", c.change, c.state.Status, holderLine(c.state, time.Now()), c.store.Location())}
 	}
 	if engineAlive(c.state) && !c.flags.force {
 		control := "run"
@@ -88,14 +99,17 @@ func runResume(ctx context.Context, cmd string, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	e, stop, err := roEngine(ctx, p, c.flags, stdout, stderr)
+	e, stop, err := roEngine(ctx, p, c.store, c.flags, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	st, err := e.Resume(ctx, c.change, cmd == "rollback")
 	stop()
+	if errors.Is(err, rollout.ErrHeld) {
+		return exitError{code: 1, msg: err.Error()}
+	}
 	if st == nil {
 		st = c.state
 	}
-	return roFinish(st, err, c.flags, stdout)
+	return roFinish(st, err, c.store, c.flags, stdout)
 }

@@ -26,6 +26,7 @@ func init() {
 // roFlags are the flags every rollout command shares.
 type roFlags struct {
 	stateDir  string
+	state     string
 	endpoint  string
 	region    string
 	jsonOut   bool
@@ -44,6 +45,7 @@ type roFlags struct {
 func addRolloutFlags(fs *flag.FlagSet, engine bool) *roFlags {
 	f := &roFlags{}
 	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "directory of the rollout state database, event logs and reports")
+	fs.StringVar(&f.state, "state", "", "where changes live: s3://BUCKET/PREFIX (default: the plan's state key, else --state-dir)")
 	fs.StringVar(&f.endpoint, "endpoint", "", "AWS endpoint, overriding the plan's aws.endpoint (local cloud only)")
 	fs.StringVar(&f.region, "region", "", "AWS region, overriding the plan's aws.region")
 	fs.BoolVar(&f.jsonOut, "json", false, "write events and the result as JSON lines on stdout")
@@ -85,8 +87,8 @@ func roProvider(ctx context.Context, p *rollout.Plan, f *roFlags, log *slog.Logg
 	return awsprov.New(ctx, cfg)
 }
 
-// roEngine assembles an engine for plan p.
-func roEngine(ctx context.Context, p *rollout.Plan, f *roFlags, stdout, stderr io.Writer) (*rollout.Engine, func(), error) {
+// roEngine assembles an engine for plan p, keeping the change in store.
+func roEngine(ctx context.Context, p *rollout.Plan, store rollout.Backend, f *roFlags, stdout, stderr io.Writer) (*rollout.Engine, func(), error) {
 	level := slog.LevelWarn
 	if f.verbose {
 		level = slog.LevelInfo
@@ -102,7 +104,7 @@ func roEngine(ctx context.Context, p *rollout.Plan, f *roFlags, stdout, stderr i
 	if f.jsonOut {
 		extra = stdout
 	}
-	events, err := rollout.OpenEventLog(f.stateDir, p.Change, extra)
+	events, err := store.OpenEventLog(p.Change, extra)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -110,7 +112,7 @@ func roEngine(ctx context.Context, p *rollout.Plan, f *roFlags, stdout, stderr i
 		Provider:  prov,
 		Nodes:     nodes,
 		Checker:   &rollout.Checker{Prober: &rollout.LibProber{AdminToken: token, Logger: log}, MetricsURL: nodes.MetricsURL},
-		Store:     &rollout.Store{Dir: f.stateDir},
+		Store:     store,
 		Events:    events,
 		Log:       log,
 		TimeScale: f.timeScale,
@@ -126,7 +128,7 @@ func roEngine(ctx context.Context, p *rollout.Plan, f *roFlags, stdout, stderr i
 		stop = func() { v.final(); events.Close() }
 	} else if !f.jsonOut {
 		// Not a terminal: one line per event instead of a redrawn view.
-		events2, err := rollout.OpenEventLog(f.stateDir, p.Change, &roLines{w: stdout})
+		events2, err := store.OpenEventLog(p.Change, &roLines{w: stdout})
 		if err == nil {
 			events.Close()
 			e.Events = events2
@@ -201,7 +203,11 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	e, stop, err := roEngine(ctx, a.plan, a.flags, stdout, stderr)
+	store, err := roStore(ctx, a.flags, a.plan)
+	if err != nil {
+		return err
+	}
+	e, stop, err := roEngine(ctx, a.plan, store, a.flags, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -214,7 +220,7 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return err
 	}
-	return roFinish(st, err, a.flags, stdout)
+	return roFinish(st, err, store, a.flags, stdout)
 }
 
 // planError prefixes each plan problem with the file name.
@@ -230,17 +236,46 @@ func planError(file string, err error) error {
 	return err
 }
 
+// resumeWhere is what a resume of st needs besides the change id to
+// find it: the S3 prefix and, for a non-AWS endpoint (--endpoint, else
+// the plan's), that endpoint, since a resume given only the change id
+// opens the state before it reads the plan; or the state directory.
+func resumeWhere(st *rollout.State, store rollout.Backend, f *roFlags) string {
+	if _, ok := store.(*rollout.ObjectStore); !ok {
+		return " --state-dir " + store.Location()
+	}
+	where := " --state " + store.Location()
+	endpoint := f.endpoint
+	if endpoint == "" {
+		if p, err := rollout.ParsePlan(st.PlanYAML); err == nil {
+			endpoint = p.AWS.Endpoint
+		}
+	}
+	if endpoint != "" {
+		where += " --endpoint " + endpoint
+	}
+	return where
+}
+
+// anywhere says that a change in S3 may be resumed from any machine.
+func anywhere(store rollout.Backend) string {
+	if _, ok := store.(*rollout.ObjectStore); ok {
+		return "from any machine, "
+	}
+	return ""
+}
+
 // roFinish writes the report and turns the outcome into an exit status.
-func roFinish(st *rollout.State, err error, f *roFlags, stdout io.Writer) error {
+func roFinish(st *rollout.State, err error, store rollout.Backend, f *roFlags, stdout io.Writer) error {
 	if errors.Is(err, rollout.ErrDetached) {
-		fmt.Fprintf(stdout, "%s: detached: %s; run `wsfleet resume -c %s` when it opens\n", st.Change, st.Waiting, st.Change)
+		fmt.Fprintf(stdout, "%s: detached: %s; run `wsfleet resume -c %s%s` when it opens (%sat %s)\n", st.Change, st.Waiting, st.Change, resumeWhere(st, store, f), anywhere(store), st.NotBefore.UTC().Format(time.RFC3339))
 		return nil
 	}
 	if st != nil && (st.Status.Final() || st.Status == rollout.StatusFailed) {
-		path := filepath.Join(f.stateDir, st.Change+".report.md")
 		var buf bytes.Buffer
 		rollout.WriteReport(&buf, st)
-		if werr := os.WriteFile(path, buf.Bytes(), 0o644); werr != nil {
+		path, werr := store.WriteReport(st.Change, buf.Bytes())
+		if werr != nil {
 			return fmt.Errorf("write report: %w", werr)
 		}
 		if f.jsonOut {

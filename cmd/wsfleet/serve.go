@@ -35,6 +35,14 @@ type serveFlags struct {
 	logLevel                                     string
 	pprof                                        string
 	gcPercent                                    int
+
+	// limits (docs/server.md, "Limits and abuse")
+	maxConns, wsSendBuffer, handshakeBurst int
+	handshakeTimeout, readTimeout          time.Duration
+	readHeaderTimeout, idleTimeout         time.Duration
+	handshakesPerIP                        float64
+	trustForwardedFor                      bool
+	corsOrigins, metricsListen             string
 }
 
 func addServeFlags(fs *flag.FlagSet) *serveFlags {
@@ -61,6 +69,17 @@ func addServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long a /meta/connect is held (advice.timeout)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&f.gcPercent, "gc-percent", 50, "Go GC target (as GOGC) for the node; $GOGC, when set, wins")
+	fs.IntVar(&f.maxConns, "max-connections", 50_000, "most open websockets plus long-polling requests in flight; beyond it new ones get 503 (0: no cap)")
+	fs.DurationVar(&f.handshakeTimeout, "handshake-timeout", 0, "close a websocket that carries no /meta/connect this long after its upgrade, and bound a long-polling request's body by it (0: the --timeout)")
+	fs.DurationVar(&f.readTimeout, "read-timeout", 10*time.Second, "longest a request body may take to arrive")
+	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "longest a request's headers may take to arrive")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 120*time.Second, "close a keep-alive HTTP connection idle this long between requests")
+	fs.IntVar(&f.wsSendBuffer, "ws-send-buffer", 256<<10, "kernel send buffer (SO_SNDBUF) of every websocket, in `BYTES`; Linux doubles it and caps it at net.core.wmem_max (0: the kernel's autotuning, up to 4 MiB a socket)")
+	fs.Float64Var(&f.handshakesPerIP, "max-handshakes-per-ip", 0, "most /meta/handshakes a second from one client address, in bursts of --handshake-burst (0: no limit; behind a load balancer only with --trust-forwarded-for)")
+	fs.IntVar(&f.handshakeBurst, "handshake-burst", 20, "handshakes one client address may make at once under --max-handshakes-per-ip")
+	fs.BoolVar(&f.trustForwardedFor, "trust-forwarded-for", false, "take a client's address from the last X-Forwarded-For entry, which the load balancer in front appends (set it only behind one)")
+	fs.StringVar(&f.corsOrigins, "cors-origins", "", "comma-separated origins whose pages may use the node cross-origin (CORS, with credentials, as Faye's and CometD's cross-origin transports need); empty: any origin")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve /metrics on this `ADDR` only, not on --listen (empty: on --listen)")
 	fs.StringVar(&f.pprof, "pprof", os.Getenv("WSFLEET_PPROF"), "debug: serve Go profiles (net/http/pprof) on this loopback `ADDR` (default $WSFLEET_PPROF; empty: off)")
 	return f
 }
@@ -114,11 +133,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer cleanup()
 
+	maxConns, sendBuf := f.maxConns, f.wsSendBuffer
+	if maxConns == 0 {
+		maxConns = -1
+	}
+	if sendBuf == 0 {
+		sendBuf = -1
+	}
+	if maxConns < 0 || sendBuf < 0 || f.handshakesPerIP < 0 || f.handshakeTimeout < 0 || f.readTimeout < 0 || f.readHeaderTimeout < 0 || f.idleTimeout < 0 {
+		return fmt.Errorf("%w: limits must not be negative", errUsage)
+	}
+	var corsOrigins []string
+	for o := range strings.SplitSeq(f.corsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			corsOrigins = append(corsOrigins, o)
+		}
+	}
+
 	srv, err := server.New(server.Config{
 		NodeID: f.nodeID, Version: version, Image: f.image, Mount: f.mount,
 		AdminToken: f.adminToken, AuthSecret: []byte(f.authSecret), Rules: rules,
 		MaxMessageBytes: f.maxMessageBytes, MaxSubscriptions: f.maxSubs, MaxBatch: f.maxBatch, QueueLimit: f.queue,
 		Timeout: f.timeout, Broker: br, DrainDefaults: f.drain,
+		MaxConnections: maxConns, HandshakeTimeout: f.handshakeTimeout, ReadTimeout: f.readTimeout,
+		ReadHeaderTimeout: f.readHeaderTimeout, IdleTimeout: f.idleTimeout, WSSendBuffer: sendBuf,
+		HandshakeRate: f.handshakesPerIP, HandshakeBurst: f.handshakeBurst, TrustForwardedFor: f.trustForwardedFor,
+		CORSOrigins: corsOrigins, NoMetrics: f.metricsListen != "",
 		// in a cluster any node may get any request of a client
 		SharedSessions: clustered,
 	}, log)
@@ -131,9 +171,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
+	if f.metricsListen != "" {
+		mln, err := net.Listen("tcp", f.metricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen for metrics: %w", err)
+		}
+		ms := &http.Server{Handler: metricsMux(srv.MetricsHandler()), ReadHeaderTimeout: 10 * time.Second}
+		go func() { serveErr <- fmt.Errorf("metrics: %w", ms.Serve(mln)) }()
+		defer ms.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
+	hs := srv.NewHTTPServer()
+	hs.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	go func() { serveErr <- hs.Serve(ln) }()
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
@@ -182,6 +233,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// metricsMux serves the metrics alone, at /metrics.
+func metricsMux(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	return mux
 }
 
 // openBroker returns the node's broker: an embedded NATS server (which this

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,11 +28,10 @@ func init() {
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", stderr)
 	change := fs.String("c", "", "change id (default: list every rollout)")
-	f := addRolloutFlags(fs, false)
-	if err := parseFlags(fs, args); err != nil {
+	f, store, err := parseStoreArgs(ctx, fs, args)
+	if err != nil {
 		return err
 	}
-	store := &rollout.Store{Dir: f.stateDir}
 	if *change == "" {
 		all, err := store.List()
 		if err != nil {
@@ -47,7 +45,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return json.NewEncoder(stdout).Encode(out)
 		}
 		if len(all) == 0 {
-			fmt.Fprintf(stdout, "no rollouts in %s\n", f.stateDir)
+			fmt.Fprintf(stdout, "no rollouts in %s\n", store.Location())
 		}
 		for _, st := range all {
 			fmt.Fprintf(stdout, "%-28s %-14s %-16s started %s\n", st.Change, st.Status, st.Group, st.Started.UTC().Format(time.RFC3339))
@@ -72,13 +70,14 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if f.jsonOut {
-		return json.NewEncoder(stdout).Encode(map[string]any{"state": st, "lock": lock, "suspended_processes": suspended, "engine_alive": engineAlive(st)})
+		return json.NewEncoder(stdout).Encode(map[string]any{"state": st, "lock": lock, "suspended_processes": suspended, "engine_alive": engineAlive(st), "resumable_from": st.NotBefore})
 	}
 	rollout.RenderView(stdout, st, time.Now())
 	if lock == "" {
 		lock = "(none)"
 	}
 	fmt.Fprintf(stdout, "lock: %s\nengine: %s (alive: %v)\n", lock, st.Owner, engineAlive(st))
+	fmt.Fprintf(stdout, "state: %s; holder: %s\n", store.Location(), holderLine(st, time.Now()))
 	if len(suspended) > 0 {
 		fmt.Fprintf(stdout, "group's suspended processes now: %s\n", strings.Join(suspended, ", "))
 	}
@@ -89,33 +88,30 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // engineAlive reports whether the process that last ran the rollout is
-// still running on this host. An engine on another host is reported as
-// alive while its lock on the group has not expired.
+// still running: on this host, whether its process exists; on another,
+// whether the lease it keeps in the state has not expired.
 func engineAlive(st *rollout.State) bool {
 	if st.Status.Final() || st.Owner == "" {
 		return false
 	}
-	at := strings.LastIndexByte(st.Owner, '@')
-	colon := strings.LastIndexByte(st.Owner, ':')
-	if at < 0 || colon < at {
-		return false
-	}
-	host, pidStr := st.Owner[at+1:colon], st.Owner[colon+1:]
-	pid, err := strconv.Atoi(pidStr)
-	if err != nil || pid <= 0 {
+	h, ok := st.Holder()
+	if !ok {
 		return false
 	}
 	me, _ := os.Hostname()
-	if host != me {
+	if h.PID <= 0 || (h.Host != me && !time.Now().Before(st.Lease)) {
+		return false // detached, or its lease ran out (an engine drops it when it stops)
+	}
+	if h.Host != me {
 		return true
 	}
-	return pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	return h.PID == os.Getpid() || !errors.Is(syscall.Kill(h.PID, 0), syscall.ESRCH)
 }
 
 // runControl sends pause or abort to a running engine, or applies an abort
 // to a rollout whose engine is gone.
 func runControl(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	c, err := loadChange(cmd, args, stderr, false)
+	c, err := loadChange(ctx, cmd, args, stderr, false)
 	if err != nil {
 		return err
 	}
@@ -135,7 +131,7 @@ func runControl(ctx context.Context, cmd string, args []string, stdout, stderr i
 	if c.flags.lockTTL == 0 {
 		c.flags.lockTTL = time.Minute
 	}
-	e, stop, err := roEngine(ctx, p, c.flags, io.Discard, stderr)
+	e, stop, err := roEngine(ctx, p, c.store, c.flags, io.Discard, stderr)
 	if err != nil {
 		return err
 	}

@@ -98,15 +98,31 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	ac, err := loadConfig(ctx, cfg, p.countCalls)
+	if err != nil {
+		return nil, err
+	}
+	p.asg = autoscaling.NewFromConfig(ac)
+	p.ec2 = ec2.NewFromConfig(ac)
+	p.elb = elb.NewFromConfig(ac)
+	return p, nil
+}
+
+// loadConfig loads the standard AWS configuration (environment, shared
+// files, instance role) with cfg's region, endpoint and retries, and the
+// middleware api adds to every call, if any.
+func loadConfig(ctx context.Context, cfg Config, api func(*middleware.Stack) error) (aws.Config, error) {
 	backoff := cfg.MaxBackoff
 	if backoff <= 0 {
 		backoff = 20 * time.Second
 	}
 	opts := []func(*config.LoadOptions) error{
-		config.WithAPIOptions([]func(*middleware.Stack) error{p.countCalls}),
 		// The SDK's own warnings (a response body it could not discard)
 		// would interleave with the live view; errors still come back.
 		config.WithLogger(logging.Nop{}),
+	}
+	if api != nil {
+		opts = append(opts, config.WithAPIOptions([]func(*middleware.Stack) error{api}))
 	}
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
@@ -119,7 +135,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	ac, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
+		return aws.Config{}, fmt.Errorf("aws config: %w", err)
 	}
 	if ac.Region == "" {
 		ac.Region = "us-east-1"
@@ -132,10 +148,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		attempts = 8
 	}
 	ac.Retryer = func() aws.Retryer { return newRetryer(attempts, backoff) }
-	p.asg = autoscaling.NewFromConfig(ac)
-	p.ec2 = ec2.NewFromConfig(ac)
-	p.elb = elb.NewFromConfig(ac)
-	return p, nil
+	return ac, nil
 }
 
 // newRetryer is the SDK's adaptive retryer, bounded: at most attempts
@@ -548,17 +561,32 @@ func (p *Provider) SetProtection(ctx context.Context, group string, ids []string
 		}
 		ids = ids[n:]
 	}
-	want := map[string]bool{}
-	for _, id := range all {
-		want[id] = true
-	}
-	return p.confirmGroup(ctx, group, fmt.Sprintf("scale-in protection %v on %d instances of %s", protected, len(all), group), func(g asgtypes.AutoScalingGroup) bool {
-		for _, in := range g.Instances {
-			if want[aws.ToString(in.InstanceId)] && aws.ToBool(in.ProtectedFromScaleIn) != protected {
-				return false
+	return p.confirmInstances(ctx, fmt.Sprintf("scale-in protection %v on %d instances of %s", protected, len(all), group), all,
+		func(in asgtypes.AutoScalingInstanceDetails) bool {
+			return aws.ToBool(in.ProtectedFromScaleIn) == protected
+		})
+}
+
+// confirmInstances confirms an effect on instances of a group, read with
+// DescribeAutoScalingInstances (50 a call): an answer the size of the
+// instances asked about, not of the group. An instance the answer leaves
+// out has left the group, and counts as seen.
+func (p *Provider) confirmInstances(ctx context.Context, what string, ids []string, seen func(asgtypes.AutoScalingInstanceDetails) bool) error {
+	return p.confirm(ctx, what, func(ctx context.Context) (bool, error) {
+		for rest := ids; len(rest) > 0; {
+			n := min(len(rest), 50)
+			out, err := p.asg.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: rest[:n]})
+			if err != nil {
+				return false, err
 			}
+			for _, in := range out.AutoScalingInstances {
+				if !seen(in) {
+					return false, nil
+				}
+			}
+			rest = rest[n:]
 		}
-		return true
+		return true, nil
 	})
 }
 
@@ -578,14 +606,8 @@ func (p *Provider) Terminate(ctx context.Context, group, id string, decrement bo
 		}
 		return fmt.Errorf("terminate %s: %w", id, err)
 	}
-	return p.confirmGroup(ctx, group, "termination of "+id, func(g asgtypes.AutoScalingGroup) bool {
-		for _, in := range g.Instances {
-			if aws.ToString(in.InstanceId) == id {
-				s := string(in.LifecycleState)
-				return strings.HasPrefix(s, "Terminat")
-			}
-		}
-		return true // gone from the group
+	return p.confirmInstances(ctx, "termination of "+id, []string{id}, func(in asgtypes.AutoScalingInstanceDetails) bool {
+		return strings.HasPrefix(aws.ToString(in.LifecycleState), "Terminat")
 	})
 }
 

@@ -34,7 +34,7 @@ func TestEffectsUnderFaults(t *testing.T) {
 	if err := p.TagInstance(ctx, first, "Name", "renamed"); err != nil {
 		t.Fatal(err)
 	}
-	if g, err = p.Group(ctx, "gitter-ws"); err != nil || g.Instances[0].Tags["Name"] != "renamed" {
+	if g, err = p.Group(ctx, "gitter-ws"); err != nil || instance(g, first).Tags["Name"] != "renamed" {
 		t.Errorf("instance tag not read back after TagInstance returned: %v", err)
 	}
 	if err := p.SetProtection(ctx, "gitter-ws", []string{first}, true); err != nil {
@@ -43,13 +43,17 @@ func TestEffectsUnderFaults(t *testing.T) {
 	if err := p.SetDesired(ctx, "gitter-ws", 4); err != nil {
 		t.Fatal(err)
 	}
-	if g, err = p.Group(ctx, "gitter-ws"); err != nil || g.Desired != 4 || !g.Instances[0].Protected {
-		t.Errorf("after SetDesired and SetProtection: desired %d, protected %v, %v", g.Desired, g.Instances[0].Protected, err)
+	if g, err = p.Group(ctx, "gitter-ws"); err != nil || g.Desired != 4 || !instance(g, first).Protected {
+		t.Errorf("after SetDesired and SetProtection: desired %d, protected %v, %v", g.Desired, instance(g, first).Protected, err)
 	}
-	if err := p.Terminate(ctx, "gitter-ws", g.Instances[1].ID, true); err != nil {
+	victim := g.Instances[0].ID
+	if victim == first {
+		victim = g.Instances[1].ID
+	}
+	if err := p.Terminate(ctx, "gitter-ws", victim, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Terminate(ctx, "gitter-ws", g.Instances[1].ID, true); !errors.Is(err, rollout.ErrNotFound) {
+	if err := p.Terminate(ctx, "gitter-ws", victim, true); !errors.Is(err, rollout.ErrNotFound) {
 		t.Errorf("second termination: %v, want ErrNotFound (never twice)", err)
 	}
 	if g, err = p.Group(ctx, "gitter-ws"); err != nil || g.Desired != 3 {
@@ -98,4 +102,10 @@ func TestUnavailable(t *testing.T) {
 	if err == nil || errors.Is(err, rollout.ErrUnavailable) {
 		t.Errorf("client error: %v, want an error that is not ErrUnavailable", err)
 	}
+}
+
+// instance is the group's instance id (zero when it is not there).
+func instance(g rollout.Group, id string) rollout.Instance {
+	in, _ := g.Instance(id)
+	return in
 }
