@@ -447,6 +447,9 @@ func TestCompletionScripts(t *testing.T) {
 	}{
 		{"zsh parses", []string{"zsh", "-n", filepath.Join(dir, "zsh")}, nil},
 		{"zsh registers _wsfleet", []string{"zsh", "-f", "-c", "autoload -Uz compinit && compinit -u -D && source " + filepath.Join(dir, "zsh") + " && print -r -- ${_comps[wsfleet]}"}, []string{"_wsfleet"}},
+		{"zsh completes st", []string{"zsh", "-f", "-c", zshDriver(filepath.Join(dir, "zsh"), "wsfleet", "st")}, []string{"state", "status"}},
+		{"zsh completes a change id", []string{"zsh", "-f", "-c", zshDriver(filepath.Join(dir, "zsh"), "wsfleet", "status", "-c", "")}, []string{"gitter-ws-kernel-6", "gitter-ws-new-ami"}},
+		{"zsh leaves -f to _files", []string{"zsh", "-f", "-c", zshDriver(filepath.Join(dir, "zsh"), "wsfleet", "plan", "-f", "")}, []string{"_files"}},
 		{"fish parses", []string{"fish", "--no-config", "-n", filepath.Join(dir, "fish")}, nil},
 		{"fish completes st", []string{"fish", "--no-config", "-c", "source " + filepath.Join(dir, "fish") + "; complete -C'wsfleet st'"}, []string{"state", "status"}},
 		{"fish completes a change id", []string{"fish", "--no-config", "-c", "source " + filepath.Join(dir, "fish") + "; complete -C'wsfleet status -c '"}, []string{"gitter-ws-kernel-6", "gitter-ws-new-ami"}},
@@ -475,6 +478,24 @@ func TestCompletionScripts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// zshDriver is a zsh script that calls the completion function as zsh's
+// completion system would, with words and CURRENT set for a TAB after the
+// last word, and with the system's _describe and _files replaced by stubs
+// that print the values offered (or "_files").
+func zshDriver(script string, words ...string) string {
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = "'" + w + "'"
+	}
+	return fmt.Sprintf(`compdef() { : }
+_describe() { local x; for x in "${(@P)${@[-1]}}"; do print -r -- "${x%%%%:*}"; done }
+_files() { print -r -- _files }
+source %s || exit 3
+words=(%s)
+CURRENT=%d
+_wsfleet`, script, strings.Join(quoted, " "), len(words))
 }
 
 // TestVersion: `wsfleet --version` is `wsfleet version`, and both report
