@@ -196,13 +196,19 @@ func completeCommands(cur string) []string {
 }
 
 // completeValue completes the value of flag f: change ids for -c,
-// directories for a flag naming one, file names for the rest.
+// directories for a flag naming one, nothing for a number or a duration,
+// file names for the rest.
 func (c completer) completeValue(ctx context.Context, f *flag.Flag, values map[string]string, cur string) ([]string, string) {
 	switch {
 	case f.Name == "c":
 		return withPrefix(c.changeIDs(ctx, values), cur), directiveNone
 	case strings.HasSuffix(f.Name, "-dir") || f.Name == "out":
 		return nil, directiveDirs
+	}
+	if g, ok := f.Value.(flag.Getter); ok {
+		if _, text := g.Get().(string); !text {
+			return nil, directiveNone
+		}
 	}
 	return nil, directiveFiles
 }

@@ -17,6 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"wsfleet/localcloud"
+	awsprov "wsfleet/provider/aws"
 	"wsfleet/rollout"
 )
 
@@ -145,6 +150,25 @@ func TestBashCompletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	hang := hangingEndpoint(t)
+	// Two more changes in S3: the local cloud's, written through the
+	// rollout package's object store.
+	cloud, err := localcloud.Start(context.Background(), localcloud.Config{Listen: "127.0.0.1:0", S3Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cloud.Close()
+	s3c := cloud.Clients("AKIDCOMPLETION").S3
+	if _, err := s3c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("team-state")}); err != nil {
+		t.Fatal(err)
+	}
+	remote := rollout.NewObjectStore(&awsprov.Objects{Client: s3c, Bucket: "team-state"}, rollout.StateURL{Bucket: "team-state", Prefix: "wsfleet"})
+	for _, id := range []string{"s3-change-1", "s3-change-2"} {
+		if _, err := remote.Update(id, func(*rollout.State) (*rollout.State, error) {
+			return &rollout.State{Change: id, Group: "gitter-ws", Status: rollout.StatusWaiting}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	const driver = `source <(wsfleet completion bash) || exit 3
 spec=$(complete -p wsfleet) || exit 4
@@ -168,6 +192,7 @@ printf '%s\n' "${COMPREPLY[@]}"
 		{"change ids from the default state and the plan files", "wsfleet status -c ", []string{"gitter-ws-kernel-6", "gitter-ws-new-ami", "planned-change"}, 0},
 		{"change id prefix", "wsfleet resume -c gitter-ws-n", []string{"gitter-ws-new-ami"}, 0},
 		{"change ids of --state-dir", "wsfleet pause --state-dir " + other + " -c ", []string{"other-change", "planned-change"}, 0},
+		{"change ids in S3", "wsfleet resume --state s3://team-state/wsfleet --endpoint " + cloud.Endpoint() + " -c ", []string{"planned-change", "s3-change-1", "s3-change-2"}, 0},
 		{"flags", "wsfleet status --st", []string{"--state", "--state-dir"}, 0},
 		{"engine flags", "wsfleet resume --ti", []string{"--time-scale"}, 0},
 		{"subcommand", "wsfleet state ", []string{"push"}, 0},
@@ -302,8 +327,9 @@ func TestCompleter(t *testing.T) {
 		{"a plan's state: key is not where status looks", []string{"status", "-c", ""}, stateIDs(), []string{"from-a", "from-b"}, directiveNone, &stateLocation{}},
 		{"state that hangs", []string{"status", "-c", ""}, hangs, []string{"from-a", "from-b"}, directiveNone, nil},
 		{"state that fails", []string{"status", "-c", ""}, fails, []string{"from-a", "from-b"}, directiveNone, nil},
-		{"a bool flag takes no value", []string{"rollout", "--detach", "--ver"}, nil, nil, directiveNone, nil},
-		{"after a bool flag, flags", []string{"rollout", "--detach", "--det"}, nil, []string{"--detach"}, directiveNone, nil},
+		{"a bool flag takes no value: flags follow", []string{"rollout", "--detach", "--ti"}, nil, []string{"--time-scale"}, directiveNone, nil},
+		{"a number's value: nothing", []string{"rollout", "--time-scale", "-"}, nil, nil, directiveNone, nil},
+		{"a repeatable flag's value: files", []string{"cloud", "--image", ""}, nil, nil, directiveFiles, nil},
 		{"a value flag's value", []string{"rollout", "-f", ""}, nil, nil, directiveFiles, nil},
 		{"a directory flag's value", []string{"demo", "--out", ""}, nil, nil, directiveDirs, nil},
 		{"no arguments after flags", []string{"status", "word"}, nil, nil, directiveNone, nil},
