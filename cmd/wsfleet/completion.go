@@ -138,6 +138,8 @@ func runComplete(ctx context.Context, words []string, stdout io.Writer, c comple
 	return 0
 }
 
+// complete returns the candidates for the last of words and the directive:
+// the commands, a command's subcommands, its flags, or a flag's value.
 func (c completer) complete(ctx context.Context, words []string) ([]string, string) {
 	if len(words) == 0 {
 		words = []string{""}
