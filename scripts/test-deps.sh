@@ -41,3 +41,13 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   apt-get update -qq </dev/null
   apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" </dev/null >/dev/null
 fi
+
+# nats-server: Debian's package is the oldest version the broker supports
+# (2.9.10; broker/natstest.Oldest), and the newest is built from the Go
+# module go.mod pins (scripts/build-nats-server.sh, cached under .cache/).
+if [ ! -x /usr/sbin/nats-server ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq </dev/null
+  apt-get install -y -qq --no-install-recommends nats-server </dev/null >/dev/null
+fi
+./scripts/build-nats-server.sh >/dev/null
