@@ -62,6 +62,12 @@ type NATSOptions struct {
 	// not ready while it does not. Defaults 2s and 3s.
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
+	// UnreadyAfter is how long the connection may be down, or the stream
+	// not answer, before Healthy reports it (the node turns not-ready);
+	// default PublishTimeout, so that a node is ready exactly while a
+	// publish can still succeed within its retries. A failed publish is
+	// reported at once.
+	UnreadyAfter time.Duration
 	// ConnectTimeout bounds the first connection; default 5s.
 	ConnectTimeout time.Duration
 	// ReconnectWait is the first delay between reconnect attempts; it
@@ -105,6 +111,7 @@ func (o *NATSOptions) setDefaults() {
 	def(&o.PublishTimeout, 15*time.Second)
 	def(&o.ProbeInterval, 2*time.Second)
 	def(&o.ProbeTimeout, 3*time.Second)
+	def(&o.UnreadyAfter, o.PublishTimeout)
 	def(&o.ConnectTimeout, 5*time.Second)
 	def(&o.ReconnectWait, 250*time.Millisecond)
 	def(&o.ReconnectMaxWait, 5*time.Second)
@@ -139,6 +146,7 @@ type NATS struct {
 	disconnectedAt time.Time // zero while connected
 	subs           map[*natsSub]struct{}
 	probeErr       error     // the last probe's failure, nil once one succeeds
+	probeFailSince time.Time // first of the probes failing in a row; zero when the last succeeded
 	pubFailedAt    time.Time // a Publish failed after its retries; zero once one succeeds
 
 	maxSeq      atomic.Uint64 // highest stream sequence this node has seen
@@ -211,6 +219,10 @@ func autoReplicas(known int) int {
 	return 1
 }
 
+// ConnectedURL is the URL of the NATS server the client is connected to
+// now ("" while disconnected).
+func (b *NATS) ConnectedURL() string { return b.nc.ConnectedUrlRedacted() }
+
 // Replicas is the replica count the broker gave the stream and the
 // session bucket (NATSOptions.Replicas, or the one it picked).
 func (b *NATS) Replicas() int { return b.opts.Replicas }
@@ -239,10 +251,20 @@ func (b *NATS) setup(ctx context.Context) error {
 	}
 	// Handles address the stream and bucket by name, so they stay valid
 	// when ensure recreates them after a reconnect.
-	if b.stream, err = js.Stream(ctx, b.opts.Stream); err != nil {
+	err = b.retry(ctx, b.opts.ProbeTimeout, func(ctx context.Context) error {
+		var err error
+		b.stream, err = js.Stream(ctx, b.opts.Stream)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("nats broker: stream %s: %w", b.opts.Stream, err)
 	}
-	kv, err := js.KeyValue(ctx, b.opts.SessionBucket)
+	var kv jetstream.KeyValue
+	err = b.retry(ctx, b.opts.ProbeTimeout, func(ctx context.Context) error {
+		var err error
+		kv, err = js.KeyValue(ctx, b.opts.SessionBucket)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("nats broker: bucket %s: %w", b.opts.SessionBucket, err)
 	}
@@ -272,25 +294,29 @@ func (b *NATS) ensure(ctx context.Context) error {
 		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 	}
-	err := retryCreate(ctx, func() error {
-		s, err := b.js.Stream(ctx, scfg.Name)
-		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			cfg := scfg
-			if seen := b.maxSeq.Load(); seen > 0 {
-				cfg.FirstSeq = seen + 1
-				b.log.Error("stream missing after reconnect, NATS lost its store: recreating it after the last seen sequence",
-					"first_seq", cfg.FirstSeq)
+	// retryCreate for the race between nodes, in b.retry for a leader
+	// election (a request to a dead leader is never answered)
+	err := b.retry(ctx, 5*time.Second, func(ctx context.Context) error {
+		return retryCreate(ctx, func() error {
+			s, err := b.js.Stream(ctx, scfg.Name)
+			switch {
+			case errors.Is(err, jetstream.ErrStreamNotFound):
+				cfg := scfg
+				if seen := b.maxSeq.Load(); seen > 0 {
+					cfg.FirstSeq = seen + 1
+					b.log.Error("stream missing after reconnect, NATS lost its store: recreating it after the last seen sequence",
+						"first_seq", cfg.FirstSeq)
+				}
+				_, err = b.js.CreateStream(ctx, cfg)
+				return err // "already in use" when another node won the race: retried as an update
+			case err != nil:
+				return err
 			}
-			_, err = b.js.CreateStream(ctx, cfg)
-			return err // "already in use" when another node won the race: retried as an update
-		case err != nil:
+			cfg := scfg
+			cfg.FirstSeq = s.CachedInfo().Config.FirstSeq // fixed at creation
+			_, err = b.js.UpdateStream(ctx, cfg)
 			return err
-		}
-		cfg := scfg
-		cfg.FirstSeq = s.CachedInfo().Config.FirstSeq // fixed at creation
-		_, err = b.js.UpdateStream(ctx, cfg)
-		return err
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("nats broker: create stream %s: %w", scfg.Name, err)
@@ -303,14 +329,42 @@ func (b *NATS) ensure(ctx context.Context) error {
 		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 	}
-	err = retryCreate(ctx, func() error {
-		_, err := b.js.CreateOrUpdateKeyValue(ctx, kcfg)
-		return err
+	err = b.retry(ctx, 5*time.Second, func(ctx context.Context) error {
+		return retryCreate(ctx, func() error {
+			_, err := b.js.CreateOrUpdateKeyValue(ctx, kcfg)
+			return err
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("nats broker: create bucket %s: %w", kcfg.Bucket, err)
 	}
+	if b.opts.Replicas > 1 {
+		if err := b.retry(ctx, 5*time.Second, b.leaderReads); err != nil {
+			return fmt.Errorf("nats broker: bucket %s: %w", kcfg.Bucket, err)
+		}
+	}
 	return nil
+}
+
+// leaderReads turns off "direct get" on the session bucket's stream, which
+// the client library turns on for every bucket: with replicas, a direct
+// get is answered by any replica, and one that is catching up (a server
+// just restarted) answers with a session that was already changed or
+// deleted. Without it a read goes to the stream's leader, which has every
+// acknowledged write: a node taking a session over reads the last one.
+func (b *NATS) leaderReads(ctx context.Context) error {
+	name := "KV_" + b.opts.SessionBucket
+	s, err := b.js.Stream(ctx, name)
+	if err != nil {
+		return err
+	}
+	cfg := s.CachedInfo().Config
+	if !cfg.AllowDirect {
+		return nil
+	}
+	cfg.AllowDirect = false
+	_, err = b.js.UpdateStream(ctx, cfg)
+	return err
 }
 
 // seen records a sequence number this node has observed.
@@ -420,8 +474,11 @@ func (b *NATS) probe() {
 	was := b.probeErr
 	if err != nil {
 		b.probeErr = err
+		if b.probeFailSince.IsZero() {
+			b.probeFailSince = start
+		}
 	} else {
-		b.probeErr = nil
+		b.probeErr, b.probeFailSince = nil, time.Time{}
 		if b.pubFailedAt.Before(start) {
 			b.pubFailedAt = time.Time{}
 		}
@@ -429,14 +486,19 @@ func (b *NATS) probe() {
 	b.mu.Unlock()
 	switch {
 	case err != nil && was == nil:
-		b.log.Warn("stream probe failed: not ready", "err", err)
+		b.log.Warn("stream probe failed", "err", err, "unready_after", b.opts.UnreadyAfter)
 	case err == nil && was != nil:
-		b.log.Info("stream probe answered: ready again")
+		b.log.Info("stream probe answered again")
 	}
 }
 
-// Healthy implements HealthChecker: nil while connected to NATS, an error
-// wrapping ErrUnavailable while the client is reconnecting.
+// Healthy implements HealthChecker: an error wrapping ErrUnavailable when
+// a publish started now would fail: the client has been disconnected, or
+// the stream has not answered the probe, for UnreadyAfter or longer, or a
+// publish failed after its retries and nothing answered since. A shorter
+// outage (a reconnect to another server, a leader election) is one that
+// Publish rides out by retrying, and the node stays ready through it, so
+// that a load balancer does not take the whole fleet out at once.
 func (b *NATS) Healthy() error {
 	b.mu.Lock()
 	closed, since := b.closed, b.disconnectedAt
@@ -448,7 +510,10 @@ func (b *NATS) Healthy() error {
 		if since.IsZero() {
 			return fmt.Errorf("%w: nats connection %s", ErrUnavailable, st)
 		}
-		return fmt.Errorf("%w: nats connection %s for %s", ErrUnavailable, st, b.opts.Now().Sub(since).Round(time.Millisecond))
+		if down := b.opts.Now().Sub(since); down >= b.opts.UnreadyAfter {
+			return fmt.Errorf("%w: nats connection %s for %s", ErrUnavailable, st, down.Round(time.Millisecond))
+		}
+		return nil
 	}
 	return b.streamHealthy()
 }
@@ -458,7 +523,7 @@ func (b *NATS) Healthy() error {
 func (b *NATS) streamHealthy() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.probeErr != nil {
+	if b.probeErr != nil && b.opts.Now().Sub(b.probeFailSince) >= b.opts.UnreadyAfter {
 		return fmt.Errorf("%w: stream %s does not answer: %w", ErrUnavailable, b.opts.Stream, b.probeErr)
 	}
 	if !b.pubFailedAt.IsZero() {
@@ -491,7 +556,8 @@ func retryable(err error) bool {
 	switch {
 	case errors.Is(err, ErrClosed), errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, context.Canceled),
 		errors.Is(err, ErrHistoryGone), errors.Is(err, ErrNoSession), errors.Is(err, ErrSessionChanged),
-		errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, nats.ErrBadSubject), errors.Is(err, jetstream.ErrInvalidSubject):
+		errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, nats.ErrBadSubject), errors.Is(err, jetstream.ErrInvalidSubject),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 		return false
 	case errors.As(err, &apiErr):
 		// 503 (no leader, cluster not available) and 500 (a leader
@@ -610,10 +676,15 @@ func (b *NATS) Subscribe(ctx context.Context, h func(Message)) (func(), error) {
 	}
 	start := info.State.LastSeq
 	b.seen(start)
-	cons, err := b.js.OrderedConsumer(ctx, b.opts.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{b.opts.SubjectPrefix + ".>"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    start + 1,
+	var cons jetstream.Consumer
+	err = b.retry(ctx, b.opts.ProbeTimeout, func(ctx context.Context) error {
+		var err error
+		cons, err = b.js.OrderedConsumer(ctx, b.opts.Stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{b.opts.SubjectPrefix + ".>"},
+			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:    start + 1,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe: ordered consumer: %w", err)
@@ -743,7 +814,7 @@ func (b *NATS) History(ctx context.Context, patterns []string, after uint64) ([]
 
 // history is one attempt of History on already converted filters.
 func (b *NATS) history(ctx context.Context, filters []string, after uint64) ([]Message, error) {
-	info, err := b.stream.Info(ctx)
+	info, err := b.streamInfo(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("stream info: %w", err)
 	}
@@ -773,7 +844,7 @@ func (b *NATS) history(ctx context.Context, filters []string, after uint64) ([]M
 	}
 	// Retention only ever removes the oldest messages: if the stream still
 	// starts at or before after+1, nothing we needed left during the read.
-	info, err = b.stream.Info(ctx)
+	info, err = b.streamInfo(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("stream info: %w", err)
 	}
@@ -781,6 +852,16 @@ func (b *NATS) history(ctx context.Context, filters []string, after uint64) ([]M
 		return nil, ErrHistoryGone
 	}
 	return out, nil
+}
+
+// streamInfo is one stream info request bounded by ProbeTimeout: a request
+// to a leader that just died is never answered, and the caller's retry
+// should ask again (another server leads by then) rather than wait out its
+// whole deadline.
+func (b *NATS) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.ProbeTimeout)
+	defer cancel()
+	return b.stream.Info(ctx)
 }
 
 // readEach reads every filter with its own consumer (for servers without
@@ -818,7 +899,9 @@ func (b *NATS) readFiltered(ctx context.Context, filters []string, after, last u
 	} else {
 		cfg.FilterSubjects = filters
 	}
-	cons, err := b.stream.CreateConsumer(ctx, cfg)
+	cctx, cancel := context.WithTimeout(ctx, b.opts.ProbeTimeout)
+	cons, err := b.stream.CreateConsumer(cctx, cfg)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("create consumer: %w", err)
 	}
@@ -866,7 +949,17 @@ func (b *NATS) readFiltered(ctx context.Context, filters []string, after, last u
 			return nil, fmt.Errorf("fetch: %w", err)
 		}
 		if got == 0 {
-			break // retention removed what was pending; the caller's check decides
+			// Retention removed what was pending (the history is
+			// gone), or the server holding the consumer died: never
+			// a short answer.
+			info, err := b.streamInfo(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("stream info: %w", err)
+			}
+			if gone(after, info.State.FirstSeq, info.State.LastSeq) {
+				return nil, ErrHistoryGone
+			}
+			return nil, fmt.Errorf("fetch: nothing delivered with %d messages pending", pending)
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"wsfleet/broker"
+	"wsfleet/broker/brokertest"
 	"wsfleet/broker/natstest"
 )
 
@@ -149,4 +151,69 @@ func TestNATSClusterFailover(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages, leader %s killed and restarted, none lost", len(want), leader.Name)
+}
+
+// TestNATSClusterConformance runs the conformance suite on a three-server
+// JetStream cluster (replicas 3), with one server killed (SIGKILL) a few
+// milliseconds into each case, while the case runs, and restarted when it
+// ends. The server killed is one the case's first node is not connected
+// to (so that the case's "fresh broker is healthy" holds), often the
+// stream's leader or the meta leader: the case runs through an election.
+//
+// It takes a minute or more (most cases wait out a leader election), so it
+// runs with WSFLEET_NATS_CLUSTER=1: `make test-nats-cluster`.
+func TestNATSClusterConformance(t *testing.T) {
+	if os.Getenv("WSFLEET_NATS_CLUSTER") == "" {
+		t.Skip("a minute or more: set WSFLEET_NATS_CLUSTER=1 (make test-nats-cluster)")
+	}
+	c := natstest.Start(t, natstest.Newest(t), 3)
+	var (
+		mu    sync.Mutex
+		names = map[*testing.T]string{}
+		n     int
+	)
+	brokertest.Run(t, func(t *testing.T, o brokertest.Options) broker.Broker {
+		mu.Lock()
+		id, ok := names[t]
+		if !ok {
+			n++
+			id = fmt.Sprint("k", n)
+			names[t] = id
+		}
+		mu.Unlock()
+		opts := clusterOptions(c, id)
+		opts.Stream, opts.SubjectPrefix, opts.SessionBucket = "K"+id, id, id+"_sessions"
+		opts.HistoryMsgs = int64(o.HistoryMsgs)
+		if ok {
+			return newNATS(t, opts.URLs, opts)
+		}
+		// the first node of the case: restart what was killed after its
+		// brokers are closed (cleanups run last registered first)
+		var victim *natstest.Server
+		killed := make(chan struct{})
+		t.Cleanup(func() {
+			<-killed
+			victim.Start()
+			c.WaitJetStream(t, 60*time.Second)
+		})
+		b := newNATS(t, opts.URLs, opts)
+		for _, s := range c.Servers[n%3:] {
+			if s.URL() != b.ConnectedURL() {
+				victim = s
+				break
+			}
+		}
+		if victim == nil {
+			victim = c.Servers[(n+1)%3]
+			if victim.URL() == b.ConnectedURL() {
+				victim = c.Servers[(n+2)%3]
+			}
+		}
+		go func() {
+			defer close(killed)
+			time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond)
+			victim.Kill()
+		}()
+		return b
+	})
 }

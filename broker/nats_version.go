@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -94,7 +95,12 @@ func (b *NATS) checkServer(ctx context.Context) (serverFeatures, error) {
 	if err != nil {
 		return serverFeatures{}, err
 	}
-	info, err := b.js.AccountInfo(ctx)
+	var info *jetstream.AccountInfo
+	err = b.retry(ctx, 3*time.Second, func(ctx context.Context) error {
+		var err error
+		info, err = b.js.AccountInfo(ctx)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 		return serverFeatures{}, fmt.Errorf("%w: %s has no JetStream; run nats-server with -js (or jetstream {} in its config): %w",
 			ErrNATSTooOld, b.nc.ConnectedUrlRedacted(), err)

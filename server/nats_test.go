@@ -41,7 +41,8 @@ func TestNATSOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	br, err := broker.NewNATS(ctx, broker.NATSOptions{URLs: "nats://" + addr, MemoryStorage: true,
-		ReconnectWait: 50 * time.Millisecond, ReconnectMaxWait: 200 * time.Millisecond})
+		ReconnectWait: 50 * time.Millisecond, ReconnectMaxWait: 200 * time.Millisecond,
+		PublishTimeout: 2 * time.Second}) // reported and failing after 2s, not a leader election's 15s
 	if err != nil {
 		t.Fatal(err)
 	}
