@@ -965,7 +965,65 @@ func (b *NATS) readFiltered(ctx context.Context, filters []string, after, last u
 			return nil, err
 		}
 	}
-	return out, nil
+	return b.readTail(ctx, filters, after, last, out)
+}
+
+// readTail completes a consumer's read with what it may lack at the end.
+// In a cluster an ephemeral consumer lives on any one of the stream's
+// replicas, and a replica applies the stream's messages a little after
+// the leader (seconds after a restart): its consumer ends its read where
+// its copy of the stream ends, possibly before last. Messages are applied
+// in order, so only a tail can be missing: for every filter, the leader
+// (a stream message get, which only the leader answers) is asked for the
+// next matching message after the read; any up to last are read one by
+// one and merged.
+func (b *NATS) readTail(ctx context.Context, filters []string, after, last uint64, out []Message) ([]Message, error) {
+	if b.opts.Replicas <= 1 {
+		return out, nil // one server: the consumer reads the only copy
+	}
+	top := after
+	if len(out) > 0 {
+		top = max(top, out[len(out)-1].Seq)
+	}
+	if top >= last {
+		return out, nil
+	}
+	extra := 0
+	for _, f := range filters {
+		for seq := top + 1; seq <= last; {
+			m, err := b.getNext(ctx, seq, f)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("tail: %w", err)
+			}
+			if m.Sequence > last {
+				break
+			}
+			ch, err := subjectChannel(b.opts.SubjectPrefix, m.Subject)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, Message{Seq: m.Sequence, Channel: ch, Payload: m.Data, Published: m.Time})
+			extra++
+			seq = m.Sequence + 1
+		}
+	}
+	if extra == 0 {
+		return out, nil
+	}
+	b.log.Debug("history: read the tail a replica lacked from the leader", "messages", extra, "after", top, "last", last)
+	slices.SortFunc(out, func(x, y Message) int { return cmp.Compare(x.Seq, y.Seq) })
+	return slices.CompactFunc(out, func(x, y Message) bool { return x.Seq == y.Seq }), nil
+}
+
+// getNext asks the stream's leader for the first message at or after seq
+// on subject filter f, bounded by ProbeTimeout.
+func (b *NATS) getNext(ctx context.Context, seq uint64, f string) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.ProbeTimeout)
+	defer cancel()
+	return b.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(f))
 }
 
 // gone reports whether the messages after `after` cannot all be read from

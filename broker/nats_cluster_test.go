@@ -217,3 +217,43 @@ func TestNATSClusterConformance(t *testing.T) {
 		return b
 	})
 }
+
+// TestEmbeddedCluster runs the in-process three-server cluster that the
+// demo and `wsfleet cloud --nats-cluster 3` use: a broker given its URLs
+// takes three replicas and keeps publishing while a server is shut down
+// and started again on its store.
+func TestEmbeddedCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three nats-servers")
+	}
+	c, err := broker.StartEmbeddedCluster(3, "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown(context.Background()) })
+	b := newNATS(t, c.URLs(), broker.NATSOptions{Name: "emb", ReconnectWait: 50 * time.Millisecond, ReconnectMaxWait: 500 * time.Millisecond})
+	if r := b.Replicas(); r != 3 {
+		t.Fatalf("replicas = %d, want 3", r)
+	}
+	ctx := context.Background()
+	publish := func(n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := b.Publish(ctx, "/emb", []byte(fmt.Sprint(i))); err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+		}
+	}
+	publish(10)
+	if err := c.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	publish(10)
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	publish(10)
+	if got, err := b.History(ctx, []string{"/emb"}, 0); err != nil || len(got) != 30 {
+		t.Fatalf("history: %d messages, %v; want 30", len(got), err)
+	}
+}

@@ -1,0 +1,89 @@
+package compat
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"wsfleet/broker/natstest"
+	"wsfleet/internal/nodetest"
+)
+
+// TestNATSClusterFailover is issue 18's three-NATS test: three nats-server
+// processes (the version go.mod pins, built by scripts/test-deps.sh) in a
+// JetStream cluster, two `wsfleet serve` nodes given the list (the stream
+// and the session bucket get three replicas), faye and halley clients on
+// both transports and Go clients behind a proxy that skips nodes that are
+// not ready, publishes through both nodes; the NATS server leading the
+// stream is killed (SIGKILL) mid-traffic and restarted. No message is
+// lost, no publish fails, and both nodes are ready again by themselves.
+func TestNATSClusterFailover(t *testing.T) {
+	suite.NeedNode(t)
+	c := natstest.Start(t, natstest.Newest(t), 3)
+	// The nodes' default --timeout (30 s), not the suite's 5 s: a long-poll
+	// whose answer waits out a leader election (4 to 9 s after a crash)
+	// must still reach the client, and halley gives up 0.5 s after the
+	// timeout, 1.5 s after a 5 s timeout's hold.
+	var nodes []*nodetest.Node
+	for i := range 2 {
+		nodes = append(nodes, suite.Start(t, "--node-id", fmt.Sprintf("ws-%02d", i+1), "--nats", c.URLs(), "--timeout", "30s"))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, n := range nodes {
+				t.Logf("ws-0%d log:\n%s", i+1, n.Log())
+			}
+		}
+	})
+	proxy := nodetest.NewProxy(t, nodes[0].Addr, nodes[1].Addr)
+	feed := func(kind, transport string, count int) *nodetest.Listener {
+		return nodetest.StartListener(t, kind+"/"+transport, []string{"WSFLEET_URL=" + proxy.URL},
+			"listen.js", kind, transport, fmt.Sprint(count), "/cluster/feed")
+	}
+	listeners := []*nodetest.Listener{
+		feed("faye", "websocket", 2),
+		feed("halley", "websocket", 2),
+		feed("faye", "long-polling", 2),
+		feed("halley", "long-polling", 2),
+	}
+	gos := startGoClients(t, proxy.URL, 2)
+
+	const total = 300
+	var leader *natstest.Server
+	nodetest.Feed(t, proxy.URL, adminToken, "/cluster/feed", total, func(i int) {
+		switch i {
+		case 60:
+			if leader = c.StreamLeader(t, "WSFLEET"); leader == nil {
+				t.Fatal("no stream leader")
+			}
+			t.Logf("killing NATS %s, the stream's leader", leader.Name)
+			leader.Kill()
+		case 200:
+			leader.Start()
+		}
+	})
+	nodetest.CheckDelivery(t, func() []nodetest.ClientRecord {
+		var all []nodetest.ClientRecord
+		for _, l := range listeners {
+			all = append(all, l.Report(t)...)
+		}
+		return append(all, gos.report()...)
+	}, total, false)
+	for i, n := range nodes {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := http.Get(n.URL() + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ws-0%d not ready 30s after NATS %s came back", i+1, leader.Name)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
