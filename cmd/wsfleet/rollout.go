@@ -17,6 +17,7 @@ import (
 
 	awsprov "wsfleet/provider/aws"
 	"wsfleet/rollout"
+	"wsfleet/ui"
 )
 
 func init() {
@@ -199,6 +200,7 @@ func (l *roLines) Write(b []byte) (int, error) {
 func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rollout", stderr)
 	detach := fs.Bool("detach", false, "before a phase's not_before window, save the state and exit; `wsfleet resume` continues")
+	uiAddr := fs.String("ui", "", "serve the live dashboard on this address, e.g. 127.0.0.1:8090 (beyond loopback only with the admin token set)")
 	a, err := parsePlanArgs(fs, args, true)
 	if err != nil {
 		return err
@@ -212,7 +214,17 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	e.Detach = *detach
+	var dash *uiServer
+	if *uiAddr != "" {
+		env := a.plan.Nodes.AdminTokenEnv
+		dash, err = startUI(ctx, *uiAddr, ui.Config{Store: store, Change: a.plan.Change, Token: os.Getenv(env)}, env, stderr)
+		if err != nil {
+			stop()
+			return err
+		}
+	}
 	st, err := e.Start(ctx, a.data)
+	dash.stop()
 	stop()
 	if st == nil && err != nil {
 		if errors.Is(err, rollout.ErrInvalidPlan) {
