@@ -361,7 +361,7 @@ rollback: {on_failure: manual}
 	t.Logf("1,000 instances, render times in ms by part: %s", res)
 	stop()
 	<-done // interrupted on purpose: the change stays for resume
-	if n := r.srv.Dropped(); n > 0 {
-		t.Logf("%d slow streams dropped", n)
-	}
+	st := r.srv.Stats()
+	t.Logf("server: %d updates, %d bytes (%d an update on average; snapshots to new pages not counted), %d slow streams dropped",
+		st.Updates, st.Bytes, st.Bytes/int64(max(st.Updates, 1)), st.Dropped)
 }

@@ -93,6 +93,8 @@ type Server struct {
 	lastMAt time.Time
 	clients map[*client]bool
 	drops   int
+	updates int
+	bytes   int64
 }
 
 const (

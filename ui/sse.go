@@ -42,6 +42,8 @@ func (s *Server) broadcast(msgs [][]byte) {
 	for _, m := range msgs {
 		frame = append(frame, m...)
 	}
+	s.updates++
+	s.bytes += int64(len(frame))
 	for c := range s.clients {
 		select {
 		case c.ch <- frame:
@@ -54,11 +56,19 @@ func (s *Server) broadcast(msgs [][]byte) {
 	}
 }
 
-// Dropped is how many clients were dropped for falling behind.
-func (s *Server) Dropped() int {
+// Stats are what the server sent: updates (each one frame to every
+// client), their bytes, and the clients dropped for falling behind.
+type Stats struct {
+	Updates int
+	Bytes   int64
+	Dropped int
+}
+
+// Stats returns the server's figures so far.
+func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.drops
+	return Stats{Updates: s.updates, Bytes: s.bytes, Dropped: s.drops}
 }
 
 // stream serves the server-sent events: a snapshot, then every update.

@@ -176,7 +176,10 @@ async function scale(page, dir) {
   let s = await waitFor(page, "1,000 rows", (s) => s.rows >= 1000, 30000);
   log(`1,000 rows shown ${Date.now() - t0}ms after the page opened`);
   const u0 = s.updates;
-  await page.waitForTimeout(8000);
+  // The table follows the engine: the first replacements appear in it.
+  s = await waitFor(page, "the first replacements in the table", (s) => s.newRows > 0, 30000);
+  log(`first replacements shown ${Date.now() - t0}ms after the page opened`);
+  await page.waitForTimeout(3000);
   s = await snap(page);
   await page.screenshot({ path: join(dir, "scale-1000.png") });
   const renders = await page.evaluate(() => window.__dash.renders);
@@ -187,6 +190,6 @@ async function scale(page, dir) {
     v.sort((a, b) => a - b);
     stats[k] = { n: v.length, mean: +(v.reduce((a, b) => a + b, 0) / v.length).toFixed(2), p95: +v[Math.floor(v.length * 0.95)].toFixed(2), max: +v[v.length - 1].toFixed(2) };
   }
-  check(s.updates - u0 >= 4, `only ${s.updates - u0} updates drawn in 8s`);
-  process.stdout.write(`RESULT ${JSON.stringify({ rows: s.rows, newRows: s.newRows, updates: s.updates - u0, where: s.where, renderMs: stats })}\n`);
+  check(s.updates - u0 >= 4, `only ${s.updates - u0} updates drawn`);
+  process.stdout.write(`RESULT ${JSON.stringify({ rows: s.rows, newRows: s.newRows, updates: s.updates - u0, renderMs: stats })}\n`);
 }
