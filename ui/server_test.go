@@ -301,4 +301,3 @@ func TestDistUpToDate(t *testing.T) {
 		t.Errorf("ui/dist holds %d files, want the 3 the build writes", len(entries))
 	}
 }
-
