@@ -422,14 +422,14 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	change, final := s.change, s.view.Final
+	change, final, status := s.change, s.view.Final, s.view.Status
 	s.mu.Unlock()
 	if change == "" {
 		http.Error(w, "no change to act on yet", http.StatusConflict)
 		return
 	}
 	if final {
-		http.Error(w, fmt.Sprintf("%s has ended (%s)", change, s.view.Status), http.StatusConflict)
+		http.Error(w, fmt.Sprintf("%s has ended (%s)", change, status), http.StatusConflict)
 		return
 	}
 	if err := s.cfg.Control(r.Context(), change, ctl); err != nil {

@@ -3,7 +3,7 @@
 // src/index.html copied. `go generate ./ui` runs it; the output is
 // committed so that `go build` alone is enough.
 import { build } from "esbuild";
-import { copyFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -12,6 +12,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 // the committed one.
 const out = process.env.DASHBOARD_OUT || join(here, "..", "dist");
 mkdirSync(out, { recursive: true });
+// The bundled chart library's name, version and licence, kept at the top
+// of the bundle as its licence asks.
+const uplot = JSON.parse(readFileSync(join(here, "node_modules", "uplot", "package.json"), "utf8"));
+const banner = `/*! wsfleet dashboard; bundles ${uplot.name} ${uplot.version} by ${uplot.author?.name || uplot.author}, ${uplot.license} licence, ${uplot.homepage} */`;
 await build({
   entryPoints: { app: join(here, "src", "main.js") },
   bundle: true,
@@ -20,6 +24,7 @@ await build({
   target: ["chrome100", "firefox100"],
   outdir: out,
   legalComments: "none",
+  banner: { js: banner, css: banner },
   logLevel: "warning",
 });
 copyFileSync(join(here, "src", "index.html"), join(out, "index.html"));
