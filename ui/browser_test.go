@@ -159,6 +159,13 @@ func (r *rig) waitHealthy(t *testing.T, ctx context.Context, n int) {
 	}
 }
 
+// plan is a plan of change for the group on this cloud: its head, then
+// body formatted with args.
+func (r *rig) plan(change, body string, args ...any) string {
+	return fmt.Sprintf("change: %s\ngroup: gitter-ws\nimage: ami-new\naws: {region: us-east-1, endpoint: %s}\n", change, r.endpoint) +
+		fmt.Sprintf(body, args...)
+}
+
 // start runs plan with an engine of its own in the background; the
 // returned channel gives its outcome.
 func (r *rig) start(t *testing.T, ctx context.Context, change, plan string) <-chan error {
@@ -257,11 +264,7 @@ func TestDashboardFollowsRollout(t *testing.T) {
 	r := newRig(t, ctx, 8)
 	const change = "ui-e2e"
 	window := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
-	plan := fmt.Sprintf(`change: %s
-group: gitter-ws
-image: ami-new
-aws: {region: us-east-1, endpoint: %s}
-warm_up: 200ms
+	plan := r.plan(change, `warm_up: 200ms
 healthy_timeout: 30s
 drain: {window: 1s, max_rate: 1000, deadline: 10s}
 checks:
@@ -271,7 +274,7 @@ phases:
   - {name: half, replace: 50%%, bake: 1s, not_before: "%s"}
   - {name: rest, replace: rest, bake: 1s}
 rollback: {on_failure: auto}
-`, change, r.endpoint, window)
+`, window)
 	done := r.start(t, ctx, change, plan)
 
 	answer := func(q string) error {
@@ -343,18 +346,14 @@ func TestDashboardScale(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	r := newRig(t, ctx, 1000)
-	plan := fmt.Sprintf(`change: ui-scale
-group: gitter-ws
-image: ami-new
-aws: {region: us-east-1, endpoint: %s}
-warm_up: 0s
+	plan := r.plan("ui-scale", `warm_up: 0s
 healthy_timeout: 60s
 drain: {window: 2s, max_rate: 100000, deadline: 10s}
 phases:
   - {name: batch 1, replace: 5%%, bake: 30s}
   - {name: batch 2, replace: rest}
 rollback: {on_failure: manual}
-`, r.endpoint)
+`)
 	ectx, stop := context.WithCancel(ctx)
 	done := r.start(t, ectx, "ui-scale", plan)
 	res := drive(t, ctx, chromium, node, func(q string) error { return fmt.Errorf("unexpected question %q", q) }, "scale", r.url, dir)

@@ -7,30 +7,12 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"wsfleet/internal/nodetest"
 	"wsfleet/rollout"
 )
-
-// lockedBuffer is a writer the command writes to while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestStatusUI: `status --ui` refuses an address beyond loopback without
 // the admin token, and on loopback serves the change's dashboard until
@@ -57,7 +39,7 @@ func TestStatusUI(t *testing.T) {
 	t.Run("loopback", func(t *testing.T) {
 		t.Setenv("WSFLEET_ADMIN_TOKEN", secret)
 		ctx, cancel := context.WithCancel(context.Background())
-		var stderr lockedBuffer
+		var stderr nodetest.SyncBuffer
 		done := make(chan error, 1)
 		go func() { done <- runStatus(ctx, []string{"--ui", "127.0.0.1:0", "--state-dir", dir, "-c", "c-ui"}, io.Discard, &stderr) }()
 		addr := regexp.MustCompile(`dashboard: (http://[^ ]+/)`)
