@@ -44,6 +44,11 @@ fi
 if ! command -v chromium >/dev/null 2>&1; then
   apt_pkgs+=(chromium)
 fi
+# zsh and fish: the shell completion tests (cmd/wsfleet/completion_test.go)
+# parse their scripts and ask fish's completion engine.
+for sh in zsh fish; do
+  command -v "$sh" >/dev/null 2>&1 || apt_pkgs+=("$sh")
+done
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq </dev/null

@@ -41,7 +41,9 @@ func TestStatusUI(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var stderr nodetest.SyncBuffer
 		done := make(chan error, 1)
-		go func() { done <- runStatus(ctx, []string{"--ui", "127.0.0.1:0", "--state-dir", dir, "-c", "c-ui"}, io.Discard, &stderr) }()
+		go func() {
+			done <- runStatus(ctx, []string{"--ui", "127.0.0.1:0", "--state-dir", dir, "-c", "c-ui"}, io.Discard, &stderr)
+		}()
 		addr := regexp.MustCompile(`dashboard: (http://[^ ]+/)`)
 		var url string
 		for deadline := time.Now().Add(10 * time.Second); url == ""; {
