@@ -17,7 +17,7 @@ import (
 
 func init() {
 	register("demo", "run the seed's change end to end on a local cloud with chat clients, and report what they saw",
-		"wsfleet demo --fast\nwsfleet demo --fast --naive --clients 500 --out /tmp/naive", runDemo)
+		"wsfleet demo --fast\nwsfleet demo --fast --naive --clients 500 --out /tmp/naive\nwsfleet demo --fast --ui 127.0.0.1:8090", runDemo)
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -22,7 +22,7 @@ import (
 
 func init() {
 	register("rollout", "execute a plan file on an Auto Scaling group (canary, batches, checks, rollback)",
-		"wsfleet rollout -f examples/gitter-ws-new-ami.yaml\nwsfleet rollout -f examples/gitter-ws-new-ami.yaml --time-scale 0.05 --detach", runRollout)
+		"wsfleet rollout -f examples/gitter-ws-new-ami.yaml\nwsfleet rollout -f examples/gitter-ws-new-ami.yaml --time-scale 0.05 --detach\nwsfleet rollout -f examples/gitter-ws-new-ami.yaml --ui 127.0.0.1:8090", runRollout)
 }
 
 // roFlags are the flags every rollout command shares.
@@ -210,20 +210,20 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	e, stop, err := roEngine(ctx, a.plan, store, a.flags, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	e.Detach = *detach
 	var dash *uiServer
 	if *uiAddr != "" {
 		env := a.plan.Nodes.AdminTokenEnv
 		dash, err = startUI(ctx, *uiAddr, ui.Config{Store: store, Change: a.plan.Change, Token: os.Getenv(env)}, env, stderr)
 		if err != nil {
-			stop()
 			return err
 		}
 	}
+	e, stop, err := roEngine(ctx, a.plan, store, a.flags, stdout, stderr)
+	if err != nil {
+		dash.stop()
+		return err
+	}
+	e.Detach = *detach
 	st, err := e.Start(ctx, a.data)
 	dash.stop()
 	stop()

@@ -18,7 +18,7 @@ import (
 
 func init() {
 	register("status", "show rollouts, or one rollout's progress, fleet and lock",
-		"wsfleet status\nwsfleet status -c gitter-ws-new-ami --state s3://team-state/wsfleet", runStatus)
+		"wsfleet status\nwsfleet status -c gitter-ws-new-ami --state s3://team-state/wsfleet\nwsfleet status -c gitter-ws-new-ami --ui 127.0.0.1:8090", runStatus)
 	register("pause", "pause a running rollout (it keeps its lock)",
 		"wsfleet pause -c gitter-ws-new-ami", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runControl(ctx, "pause", args, stdout, stderr)
