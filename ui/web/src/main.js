@@ -218,6 +218,7 @@ function renderEvents() {
     const rows = [];
     let shown = 0, matched = 0;
     for (let i = state.events.length - 1; i >= 0; i--) {
+      if (!type && !text && shown >= 300) { matched = state.events.length; break; } // no filter: the rest all match
       const e = state.events[i];
       if (type && e.type !== type) continue;
       const details = Object.entries(e).filter(([k]) => !SKIP.has(k)).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
