@@ -122,16 +122,27 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 // before anything changes: a failure refuses the rollout.
 func (e *Engine) preCheck(ctx context.Context, plan *Plan, g Group) error {
 	env := PhaseEnv{Checker: e.Checker, Image: plan.Image, Group: g, Now: e.Now(), LoadBalancerURL: e.loadBalancerURL(plan.Group)}
+	_, err := PreCheck(ctx, plan, env)
+	return err
+}
+
+// PreCheck runs the pre-checks of the plan's gates once against env, in
+// the plan's order, and stops at the first that fails: what Start does
+// before any change, and what `wsfleet plan` shows.
+func PreCheck(ctx context.Context, plan *Plan, env PhaseEnv) ([]CheckResult, error) {
+	var out []CheckResult
 	for _, c := range plan.Checks {
 		pc, ok := c.Spec.Gate().(PreChecker)
 		if !ok {
 			continue
 		}
-		if r := pc.PreCheck(ctx, env); !r.Pass {
-			return fmt.Errorf("check %s: pre-check failed before any change: %s", c.Name, r.Detail)
+		r := pc.PreCheck(ctx, env)
+		out = append(out, CheckResult{Name: c.Name, Pass: r.Pass, Detail: r.Detail, At: env.Now})
+		if !r.Pass {
+			return out, fmt.Errorf("check %s: pre-check failed before any change: %s", c.Name, r.Detail)
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // Resume continues a rollout after a crash, an interrupt, a detach or a

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"wsfleet/rollout"
 )
@@ -81,5 +82,15 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	rollout.RenderPlan(stdout, p, g, steps)
-	return nil
+	// The pre-checks judge the world as it is now, as a rollout would
+	// before its first change: one that fails makes plan fail too.
+	pre, err := rollout.PreCheck(ctx, p, rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: p.Image, Group: g, Now: time.Now()})
+	for _, r := range pre {
+		res := "pass"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(stdout, "pre-check %s: %s: %s\n", r.Name, res, r.Detail)
+	}
+	return err
 }
