@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -257,5 +258,42 @@ func TestVendorPlanKeys(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "x-secret-value") {
 			t.Errorf("the error shows a secret: %v", err)
 		}
+	}
+}
+
+// TestGitterChecksExample: the example plan with the seed's checks by
+// name is valid once its variables are set, and names the first missing
+// one otherwise.
+func TestGitterChecksExample(t *testing.T) {
+	data, err := os.ReadFile("../examples/gitter-ws-checks.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := []string{"GITLAB_TOKEN", "SENTRY_AUTH_TOKEN", "DD_API_KEY", "DD_APP_KEY", "PAGERDUTY_TOKEN", "SLACK_WEBHOOK_URL"}
+	for _, v := range vars {
+		t.Setenv(v, "")
+	}
+	_, err = ParsePlan(data)
+	for _, v := range vars {
+		if err == nil || !strings.Contains(err.Error(), "environment variable "+v+" is not set") {
+			t.Errorf("without %s: %v", v, err)
+		}
+	}
+	for _, v := range vars {
+		t.Setenv(v, "set-"+strings.ToLower(v))
+	}
+	p, err := ParsePlan(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range p.Checks {
+		names = append(names, c.Name+"="+c.Kind)
+	}
+	if got, want := strings.Join(names, " "), "no production/staging deployments=gitlab_deployments gitter works=http sentry errors=sentry datadog errors=datadog pagerduty=pagerduty"; got != want {
+		t.Errorf("checks %s\nwant   %s", got, want)
+	}
+	if p.Notify.PagerDuty == nil || p.Notify.GitLab == nil || p.Notify.Slack == nil {
+		t.Errorf("notify %+v", p.Notify)
 	}
 }
