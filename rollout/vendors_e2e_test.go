@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -355,6 +356,46 @@ func TestVendorChecksE2E(t *testing.T) {
 			r.checkNoSecret(st, err)
 		})
 	}
+
+	t.Run("killed in the canary and resumed: the same window and comment", func(t *testing.T) {
+		r := newVendorRun(t, ctx, "gitter-ws-resumed")
+		var inCanary atomic.Bool
+		r.at("canary", func() { inCanary.Store(true) })
+		r.eng.Crash = func(point string) bool { return inCanary.Load() && strings.HasPrefix(point, "after:") }
+		if _, err := r.eng.Start(ctx, []byte(r.plan)); !errors.Is(err, rollout.ErrCrashed) {
+			t.Fatalf("first run: %v, want a crash", err)
+		}
+		if ws := r.pd.Windows(); len(ws) != 1 || ws[0].End.Before(time.Now()) {
+			t.Fatalf("windows after the crash: %+v", ws)
+		}
+		old := r.eng // a new process: the same dependencies, nothing remembered
+		r.eng = &rollout.Engine{Provider: old.Provider, Nodes: old.Nodes, Checker: old.Checker, Store: old.Store,
+			Events: old.Events, Log: old.Log, MinPoll: old.MinPoll, MaxPoll: old.MaxPoll}
+		st, err := r.eng.Resume(ctx, "gitter-ws-resumed", false)
+		if err != nil || st.Status != rollout.StatusSucceeded {
+			t.Fatalf("resume: %v (%v)", err, st)
+		}
+		st = r.e.load(t, "gitter-ws-resumed")
+		r.checkWindows(st)
+		r.checkGitLab(st, "| second half | done |")
+		r.checkSlack("rollout started", "phase canary started", "rollout resumed", "phase canary done", "rollout ended succeeded")
+		r.checkNoSecret(st, err)
+	})
+
+	t.Run("Slack unreachable: logged without its URL, the rollout goes on", func(t *testing.T) {
+		r := newVendorRun(t, ctx, "gitter-ws-no-slack")
+		r.slack.Close() // its URL, the secret, now refuses connections
+		r.eng.Checker.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+		st, err := r.eng.Start(ctx, []byte(r.plan))
+		if err != nil || st.Status != rollout.StatusSucceeded {
+			t.Fatalf("rollout: %v (%v)", err, st)
+		}
+		logs := r.logs.String()
+		if n := strings.Count(logs, `"msg":"notification failed"`); n < 8 || !strings.Contains(logs, "post to Slack: ") || !strings.Contains(logs, "[redacted]") {
+			t.Errorf("%d failed notifications in the events; logs:\n%s", n, tail(logs, 3000))
+		}
+		r.checkNoSecret(r.e.load(t, "gitter-ws-no-slack"), err)
+	})
 
 	t.Run("a running GitLab deployment refuses the rollout before any change", func(t *testing.T) {
 		r := newVendorRun(t, ctx, "gitter-ws-deploying")
