@@ -16,6 +16,9 @@ func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []
 	if err != nil {
 		return nil, Group{}, nil, err
 	}
+	if err := plan.CheckCredentials(); err != nil {
+		return plan, Group{}, nil, err
+	}
 	g, err := p.Group(ctx, plan.Group)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -154,6 +157,9 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 		return st, err
 	}
 	plan, err := ParsePlan(st.PlanYAML)
+	if err == nil {
+		err = plan.CheckCredentials()
+	}
 	if err != nil {
 		return st, fmt.Errorf("stored plan: %w", err)
 	}

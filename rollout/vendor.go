@@ -18,10 +18,12 @@ import (
 // the plan names, an HTTP client that retries rate limits and server
 // errors with a bounded backoff, and errors with every secret taken out.
 
-// secretEnv checks at plan time that the variable a plan names for a
-// credential is set, and reports it at key otherwise. The value is read
-// again when the check runs (secret), never kept in the plan, the state
-// or the events.
+// secretEnv checks, with the other keys, that a plan names a credential's
+// environment variable properly. Whether the variable is set is checked
+// by (*Plan).CheckCredentials, when a plan is about to be used (plan,
+// rollout, resume), not when a stored plan is only read (status, report).
+// The value is read again when the check runs (secret), never kept in
+// the plan, the state or the events.
 func secretEnv(at func(key, format string, args ...any), key, name string, required bool) {
 	switch {
 	case name == "" && required:
@@ -29,10 +31,62 @@ func secretEnv(at func(key, format string, args ...any), key, name string, requi
 	case name == "":
 	case !envName.MatchString(name):
 		at(key, "%q is not an environment variable name", name)
-	case os.Getenv(name) == "":
-		at(key, "environment variable %s is not set (it holds the credential; the plan names it, never the value)", name)
 	}
 }
+
+// credVar is a plan key that names a credential's environment variable.
+type credVar struct{ key, name string }
+
+// credentialed is a spec that reads credentials from the environment.
+type credentialed interface{ credentialVars() []credVar }
+
+// CheckCredentials reports each credential variable the plan names that
+// is not set in this process's environment, at its key and line: what
+// `plan` and `rollout` refuse a plan for, before anything else.
+func (p *Plan) CheckCredentials() error {
+	var errs PlanErrors
+	check := func(prefix string, spec any) {
+		c, ok := spec.(credentialed)
+		if !ok {
+			return
+		}
+		for _, v := range c.credentialVars() {
+			if v.name != "" && os.Getenv(v.name) == "" {
+				errs = append(errs, p.errAt(prefix+"."+v.key, "environment variable %s is not set (it holds the credential; the plan names it, never the value)", v.name))
+			}
+		}
+	}
+	for i, c := range p.Checks {
+		check(fmt.Sprintf("checks[%d].%s", i, c.Kind), c.Spec)
+	}
+	if p.Notify.PagerDuty != nil {
+		check("notify.pagerduty_maintenance", p.Notify.PagerDuty)
+	}
+	if p.Notify.GitLab != nil {
+		check("notify.gitlab_issue", p.Notify.GitLab)
+	}
+	if p.Notify.Slack != nil {
+		check("notify.slack", p.Notify.Slack)
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func (d *DatadogCheck) credentialVars() []credVar {
+	return []credVar{{"api_key_env", d.APIKeyEnv}, {"app_key_env", d.AppKeyEnv}}
+}
+func (s *SentryCheck) credentialVars() []credVar    { return []credVar{{"token_env", s.TokenEnv}} }
+func (p *PagerDutyCheck) credentialVars() []credVar { return []credVar{{"token_env", p.TokenEnv}} }
+func (c *GitLabDeploymentsCheck) credentialVars() []credVar {
+	return []credVar{{"token_env", c.TokenEnv}}
+}
+func (p *PagerDutyMaintenance) credentialVars() []credVar {
+	return []credVar{{"token_env", p.TokenEnv}}
+}
+func (g *GitLabIssueNotes) credentialVars() []credVar { return []credVar{{"token_env", g.TokenEnv}} }
+func (s *SlackWebhook) credentialVars() []credVar     { return []credVar{{"webhook_url_env", s.URLEnv}} }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 

@@ -251,7 +251,10 @@ func TestVendorPlanKeys(t *testing.T) {
 		{"  - {name: site, http: {url: http://unused, status: 200}}", "notify:\n  gitlab_issue: {token_env: SET_TOKEN, project: a/b}\n", "notify.gitlab_issue.issue: 0 is out of range"},
 		{"  - {name: site, http: {url: http://unused, status: 200}}", "notify:\n  slak: {}\n", `notify.slak: unknown key; did you mean "slack"?`},
 	} {
-		_, err := ParsePlan(plan(tc.check, tc.notify))
+		p, err := ParsePlan(plan(tc.check, tc.notify))
+		if err == nil {
+			err = p.CheckCredentials()
+		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s%s:\nerr  %v\nwant %s", tc.check, tc.notify, err, tc.want)
 		}
@@ -273,7 +276,11 @@ func TestGitterChecksExample(t *testing.T) {
 	for _, v := range vars {
 		t.Setenv(v, "")
 	}
-	_, err = ParsePlan(data)
+	p, err := ParsePlan(data)
+	if err != nil {
+		t.Fatalf("a stored plan is read without its credentials: %v", err)
+	}
+	err = p.CheckCredentials()
 	for _, v := range vars {
 		if err == nil || !strings.Contains(err.Error(), "environment variable "+v+" is not set") {
 			t.Errorf("without %s: %v", v, err)
@@ -282,8 +289,7 @@ func TestGitterChecksExample(t *testing.T) {
 	for _, v := range vars {
 		t.Setenv(v, "set-"+strings.ToLower(v))
 	}
-	p, err := ParsePlan(data)
-	if err != nil {
+	if err := p.CheckCredentials(); err != nil {
 		t.Fatal(err)
 	}
 	var names []string

@@ -399,6 +399,11 @@ func TestVendorChecksE2E(t *testing.T) {
 
 	t.Run("a running GitLab deployment refuses the rollout before any change", func(t *testing.T) {
 		r := newVendorRun(t, ctx, "gitter-ws-deploying")
+		t.Setenv("E2E_SENTRY_TOKEN", "")
+		if _, err := r.eng.Start(ctx, []byte(r.plan)); err == nil || !strings.Contains(err.Error(), "checks[1].sentry.token_env: environment variable E2E_SENTRY_TOKEN is not set") {
+			t.Errorf("rollout without a credential: %v", err)
+		}
+		t.Setenv("E2E_SENTRY_TOKEN", vendorSecrets["E2E_SENTRY_TOKEN"])
 		r.gl.AddDeployment("gitlab-org/gitter/webapp", "staging", "running")
 		// What `wsfleet plan` runs and shows.
 		p, g, _, err := rollout.Prepare(ctx, r.eng.Provider, []byte(r.plan))

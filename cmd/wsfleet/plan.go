@@ -44,6 +44,9 @@ func parsePlanArgs(fs *flag.FlagSet, args []string, engine bool) (*planArgs, err
 		return nil, err
 	}
 	p, err := rollout.ParsePlan(data)
+	if err == nil {
+		err = p.CheckCredentials()
+	}
 	if err != nil {
 		return nil, planError(*file, err)
 	}
