@@ -84,13 +84,14 @@ func (g *datadogGate) Begin(_ context.Context, env PhaseEnv) error {
 func (g *datadogGate) End(context.Context, PhaseEnv) *GateResult { return nil }
 
 func (g *datadogGate) Evaluate(ctx context.Context, env PhaseEnv) GateResult {
-	if g.begun.IsZero() {
-		g.begun = env.Now
+	begun := g.begun
+	if begun.IsZero() { // not begun: judged from now
+		begun = env.Now
 	}
 	api, ctx := g.client(ctx, env.Checker)
 	var details []string
 	if g.spec.Query != "" {
-		d, err := g.query(ctx, api, env.Now)
+		d, err := g.query(ctx, api, begun, env.Now)
 		if err != nil {
 			return GateResult{Detail: err.Error()}
 		}
@@ -131,8 +132,8 @@ func (g *datadogGate) secrets() []string {
 
 // query reads the query's points from when the phase began to now and
 // fails on the highest above max.
-func (g *datadogGate) query(ctx context.Context, api datadogAPI, now time.Time) (string, error) {
-	from := g.begun.Add(-time.Second).Unix() // the query's resolution is a second
+func (g *datadogGate) query(ctx context.Context, api datadogAPI, begun, now time.Time) (string, error) {
+	from := begun.Add(-time.Second).Unix() // the query's resolution is a second
 	resp, _, err := api.metrics.QueryMetrics(ctx, from, now.Unix(), g.spec.Query)
 	if err != nil {
 		return "", fmt.Errorf("%s", unreachable("Datadog (metrics query)", err, g.secrets()...))

@@ -66,14 +66,15 @@ func (g *pagerdutyGate) End(context.Context, PhaseEnv) *GateResult { return nil 
 const pagerdutyPage = 100
 
 func (g *pagerdutyGate) Evaluate(ctx context.Context, env PhaseEnv) GateResult {
-	if g.begun.IsZero() {
-		g.begun = env.Now
+	begun := g.begun
+	if begun.IsZero() { // not begun: judged from now
+		begun = env.Now
 	}
 	token := secret(g.spec.TokenEnv)
 	cl := pagerdutyClient(g.spec.URL, token, env.Checker)
 	opts := pagerduty.ListIncidentsOptions{
 		Limit:      pagerdutyPage,
-		Since:      g.begun.Add(-time.Second).UTC().Format(time.RFC3339),
+		Since:      begun.Add(-time.Second).UTC().Format(time.RFC3339),
 		Until:      env.Now.Add(time.Second).UTC().Format(time.RFC3339),
 		Statuses:   []string{"triggered", "acknowledged"},
 		ServiceIDs: g.spec.Services,

@@ -78,13 +78,14 @@ func (g *sentryGate) End(context.Context, PhaseEnv) *GateResult { return nil }
 const sentryMaxPages = 20
 
 func (g *sentryGate) Evaluate(ctx context.Context, env PhaseEnv) GateResult {
-	if g.begun.IsZero() {
-		g.begun = env.Now
+	begun := g.begun
+	if begun.IsZero() { // not begun: judged from now
+		begun = env.Now
 	}
 	token := secret(g.spec.TokenEnv)
 	hc := env.Checker.vendorClient()
 	base := strings.TrimSuffix(g.spec.URL, "/") + "/api/0/projects/" + url.PathEscape(g.spec.Organization) + "/" + url.PathEscape(g.spec.Project)
-	since := g.begun.Add(-time.Second).UTC()
+	since := begun.Add(-time.Second).UTC()
 
 	// Events since the phase began, of the release if given (an event
 	// carries its release as a tag).
