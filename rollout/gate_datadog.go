@@ -34,11 +34,7 @@ type DatadogCheck struct {
 // Validate wants the two key variables set, and a query with its max or
 // a monitor tag.
 func (d *DatadogCheck) Validate(at func(key, format string, args ...any)) {
-	if d.URL == "" {
-		d.URL = "https://api.datadoghq.com"
-	}
-	validURL(at, "url", d.URL)
-	secretEnv(at, "api_key_env", d.APIKeyEnv, true)
+	serviceKeys(at, &d.URL, "https://api.datadoghq.com", "api_key_env", d.APIKeyEnv)
 	secretEnv(at, "app_key_env", d.AppKeyEnv, true)
 	switch {
 	case d.Query == "" && d.MonitorTag == "":
@@ -72,26 +68,15 @@ func (d *DatadogCheck) Describe() string {
 func (d *DatadogCheck) Gate() Gate { return &datadogGate{spec: d} }
 
 type datadogGate struct {
-	spec  *DatadogCheck
-	begun time.Time
+	phaseStart
+	spec *DatadogCheck
 }
-
-func (g *datadogGate) Begin(_ context.Context, env PhaseEnv) error {
-	g.begun = env.Now
-	return nil
-}
-
-func (g *datadogGate) End(context.Context, PhaseEnv) *GateResult { return nil }
 
 func (g *datadogGate) Evaluate(ctx context.Context, env PhaseEnv) GateResult {
-	begun := g.begun
-	if begun.IsZero() { // not begun: judged from now
-		begun = env.Now
-	}
 	api, ctx := g.client(ctx, env.Checker)
 	var details []string
 	if g.spec.Query != "" {
-		d, err := g.query(ctx, api, begun, env.Now)
+		d, err := g.query(ctx, api, env.Now)
 		if err != nil {
 			return GateResult{Detail: err.Error()}
 		}
@@ -132,8 +117,8 @@ func (g *datadogGate) secrets() []string {
 
 // query reads the query's points from when the phase began to now and
 // fails on the highest above max.
-func (g *datadogGate) query(ctx context.Context, api datadogAPI, begun, now time.Time) (string, error) {
-	from := begun.Add(-time.Second).Unix() // the query's resolution is a second
+func (g *datadogGate) query(ctx context.Context, api datadogAPI, now time.Time) (string, error) {
+	from := g.since(now).Unix()
 	resp, _, err := api.metrics.QueryMetrics(ctx, from, now.Unix(), g.spec.Query)
 	if err != nil {
 		return "", fmt.Errorf("%s", unreachable("Datadog (metrics query)", err, g.secrets()...))

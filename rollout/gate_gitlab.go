@@ -27,11 +27,7 @@ type GitLabDeploymentsCheck struct {
 
 // Validate wants the token's variable set, projects and environments.
 func (c *GitLabDeploymentsCheck) Validate(at func(key, format string, args ...any)) {
-	if c.URL == "" {
-		c.URL = gitlabURL
-	}
-	validURL(at, "url", c.URL)
-	secretEnv(at, "token_env", c.TokenEnv, true)
+	serviceKeys(at, &c.URL, gitlabURL, "token_env", c.TokenEnv)
 	if len(c.Projects) == 0 {
 		at("projects", "missing; list the projects (id or path, e.g. gitlab-com/gl-infra/gitter-infrastructure) whose deployments conflict")
 	}

@@ -26,11 +26,7 @@ type PagerDutyCheck struct {
 
 // Validate wants the token's variable set and at least one service id.
 func (p *PagerDutyCheck) Validate(at func(key, format string, args ...any)) {
-	if p.URL == "" {
-		p.URL = pagerdutyURL
-	}
-	validURL(at, "url", p.URL)
-	secretEnv(at, "token_env", p.TokenEnv, true)
+	serviceKeys(at, &p.URL, pagerdutyURL, "token_env", p.TokenEnv)
 	if len(p.Services) == 0 {
 		at("services", "missing; list the PagerDuty service ids to watch, e.g. [PXXXXXX]")
 	}
@@ -50,31 +46,20 @@ func (p *PagerDutyCheck) Describe() string {
 func (p *PagerDutyCheck) Gate() Gate { return &pagerdutyGate{spec: p} }
 
 type pagerdutyGate struct {
-	spec  *PagerDutyCheck
-	begun time.Time
+	phaseStart
+	spec *PagerDutyCheck
 }
-
-func (g *pagerdutyGate) Begin(_ context.Context, env PhaseEnv) error {
-	g.begun = env.Now
-	return nil
-}
-
-func (g *pagerdutyGate) End(context.Context, PhaseEnv) *GateResult { return nil }
 
 // pagerdutyPage is how many incidents a page of the list asks for (the
 // API's most).
 const pagerdutyPage = 100
 
 func (g *pagerdutyGate) Evaluate(ctx context.Context, env PhaseEnv) GateResult {
-	begun := g.begun
-	if begun.IsZero() { // not begun: judged from now
-		begun = env.Now
-	}
 	token := secret(g.spec.TokenEnv)
 	cl := pagerdutyClient(g.spec.URL, token, env.Checker)
 	opts := pagerduty.ListIncidentsOptions{
 		Limit:      pagerdutyPage,
-		Since:      begun.Add(-time.Second).UTC().Format(time.RFC3339),
+		Since:      g.since(env.Now).UTC().Format(time.RFC3339),
 		Until:      env.Now.Add(time.Second).UTC().Format(time.RFC3339),
 		Statuses:   []string{"triggered", "acknowledged"},
 		ServiceIDs: g.spec.Services,

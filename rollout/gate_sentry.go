@@ -31,11 +31,7 @@ type SentryCheck struct {
 
 // Validate wants the token's variable set, the organization and project.
 func (s *SentryCheck) Validate(at func(key, format string, args ...any)) {
-	if s.URL == "" {
-		s.URL = "https://sentry.io"
-	}
-	validURL(at, "url", s.URL)
-	secretEnv(at, "token_env", s.TokenEnv, true)
+	serviceKeys(at, &s.URL, "https://sentry.io", "token_env", s.TokenEnv)
 	if s.Organization == "" {
 		at("organization", "missing; give the organization's slug")
 	}
@@ -63,52 +59,32 @@ func (s *SentryCheck) Describe() string {
 func (s *SentryCheck) Gate() Gate { return &sentryGate{spec: s} }
 
 type sentryGate struct {
-	spec  *SentryCheck
-	begun time.Time
+	phaseStart
+	spec *SentryCheck
 }
-
-func (g *sentryGate) Begin(_ context.Context, env PhaseEnv) error {
-	g.begun = env.Now
-	return nil
-}
-
-func (g *sentryGate) End(context.Context, PhaseEnv) *GateResult { return nil }
 
 // sentryMaxPages bounds the pages a count follows.
 const sentryMaxPages = 20
 
 func (g *sentryGate) Evaluate(ctx context.Context, env PhaseEnv) GateResult {
-	begun := g.begun
-	if begun.IsZero() { // not begun: judged from now
-		begun = env.Now
-	}
 	token := secret(g.spec.TokenEnv)
 	hc := env.Checker.vendorClient()
 	base := strings.TrimSuffix(g.spec.URL, "/") + "/api/0/projects/" + url.PathEscape(g.spec.Organization) + "/" + url.PathEscape(g.spec.Project)
-	since := begun.Add(-time.Second).UTC()
+	since := g.since(env.Now).UTC()
 
 	// Events since the phase began, of the release if given (an event
 	// carries its release as a tag).
 	q := url.Values{"start": {since.Format(time.RFC3339)}, "end": {env.Now.Add(time.Second).UTC().Format(time.RFC3339)}}
-	events := 0
-	var first string
-	err := sentryList(ctx, hc, token, base+"/events/?"+q.Encode(), g.spec.MaxEvents+1, func(raw json.RawMessage) bool {
+	events, first, err := sentryCount(ctx, hc, token, base+"/events/?"+q.Encode(), g.spec.MaxEvents+1, func(raw json.RawMessage) (string, bool) {
 		var ev struct {
 			EventID string `json:"eventID"`
 			Title   string `json:"title"`
 			Tags    []struct{ Key, Value string }
 		}
-		if json.Unmarshal(raw, &ev) != nil {
-			return false
+		if json.Unmarshal(raw, &ev) != nil || g.spec.Release != "" && !hasTag(ev.Tags, "release", g.spec.Release) {
+			return "", false
 		}
-		if g.spec.Release != "" && !hasTag(ev.Tags, "release", g.spec.Release) {
-			return false
-		}
-		if first == "" {
-			first = fmt.Sprintf("%s %q", ev.EventID, ev.Title)
-		}
-		events++
-		return true
+		return fmt.Sprintf("%s %q", ev.EventID, ev.Title), true
 	})
 	if err != nil {
 		return GateResult{Detail: unreachable("Sentry (events)", err, token)}
@@ -122,18 +98,12 @@ func (g *sentryGate) Evaluate(ctx context.Context, env PhaseEnv) GateResult {
 	if g.spec.Release != "" {
 		query += " release:" + g.spec.Release
 	}
-	issues := 0
-	first = ""
-	err = sentryList(ctx, hc, token, base+"/issues/?"+url.Values{"query": {query}, "statsPeriod": {""}}.Encode(), g.spec.MaxNewIssues+1, func(raw json.RawMessage) bool {
+	issues, first, err := sentryCount(ctx, hc, token, base+"/issues/?"+url.Values{"query": {query}, "statsPeriod": {""}}.Encode(), g.spec.MaxNewIssues+1, func(raw json.RawMessage) (string, bool) {
 		var is struct{ ShortID, Title string }
 		if json.Unmarshal(raw, &is) != nil {
-			return false
+			return "", false
 		}
-		if first == "" {
-			first = fmt.Sprintf("%s %q", is.ShortID, is.Title)
-		}
-		issues++
-		return true
+		return fmt.Sprintf("%s %q", is.ShortID, is.Title), true
 	})
 	if err != nil {
 		return GateResult{Detail: unreachable("Sentry (issues)", err, token)}
@@ -159,6 +129,22 @@ func hasTag(tags []struct{ Key, Value string }, k, v string) bool {
 		}
 	}
 	return false
+}
+
+// sentryCount counts the items of a list that label keeps, up to
+// enough, and returns the first one's label.
+func sentryCount(ctx context.Context, hc *http.Client, token, u string, enough int, label func(json.RawMessage) (string, bool)) (n int, first string, err error) {
+	err = sentryList(ctx, hc, token, u, enough, func(raw json.RawMessage) bool {
+		l, ok := label(raw)
+		if ok && first == "" {
+			first = l
+		}
+		if ok {
+			n++
+		}
+		return ok
+	})
+	return n, first, err
 }
 
 // sentryList GETs a list and the pages its Link header names (Sentry's

@@ -24,11 +24,7 @@ type GitLabIssueNotes struct {
 }
 
 func (g *GitLabIssueNotes) validate(at func(key, format string, args ...any)) {
-	if g.URL == "" {
-		g.URL = gitlabURL
-	}
-	validURL(at, "url", g.URL)
-	secretEnv(at, "token_env", g.TokenEnv, true)
+	serviceKeys(at, &g.URL, gitlabURL, "token_env", g.TokenEnv)
 	if g.Project == "" {
 		at("project", "missing; give the issue's project, e.g. gitlab-com/gl-infra/production")
 	}

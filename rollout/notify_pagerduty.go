@@ -31,11 +31,7 @@ type PagerDutyMaintenance struct {
 const maxMaintenance = 7 * 24 * time.Hour
 
 func (p *PagerDutyMaintenance) validate(at func(key, format string, args ...any)) {
-	if p.URL == "" {
-		p.URL = pagerdutyURL
-	}
-	validURL(at, "url", p.URL)
-	secretEnv(at, "token_env", p.TokenEnv, true)
+	serviceKeys(at, &p.URL, pagerdutyURL, "token_env", p.TokenEnv)
 	if len(p.Services) == 0 {
 		at("services", "missing; list the PagerDuty service ids to put in maintenance")
 	}

@@ -227,6 +227,36 @@ func (c *Checker) vendorClient() *http.Client {
 	return &http.Client{Timeout: vendorTimeout, Transport: &retryTransport{base: base, sleep: sleep}}
 }
 
+// phaseStart is what the hosted services' gates keep of their phase:
+// when it began, the start of "since the phase began".
+type phaseStart struct{ begun time.Time }
+
+func (p *phaseStart) Begin(_ context.Context, env PhaseEnv) error {
+	p.begun = env.Now
+	return nil
+}
+
+func (*phaseStart) End(context.Context, PhaseEnv) *GateResult { return nil }
+
+// since is when the phase began, less a second for the services' whole
+// seconds; now for a gate that was not begun.
+func (p *phaseStart) since(now time.Time) time.Time {
+	if p.begun.IsZero() {
+		return now.Add(-time.Second)
+	}
+	return p.begun.Add(-time.Second)
+}
+
+// serviceKeys validates the keys every hosted service shares: its base
+// URL (def when absent) and the variable of its credential.
+func serviceKeys(at func(key, format string, args ...any), u *string, def, envKey, env string) {
+	if *u == "" {
+		*u = def
+	}
+	validURL(at, "url", *u)
+	secretEnv(at, envKey, env, true)
+}
+
 // unreachable says that service could not be asked, in a gate's detail:
 // the gate fails with it, it never passes by default.
 func unreachable(service string, err error, secrets ...string) string {

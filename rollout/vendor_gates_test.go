@@ -62,6 +62,20 @@ func wantResult(t *testing.T, r GateResult, wantPass bool, parts ...string) {
 	}
 }
 
+// wantUnreachable takes s down, judges, and wants a failure that says
+// the service could not be asked, without the secrets.
+func wantUnreachable(t *testing.T, s interface {
+	Down()
+	Up()
+}, judge func() GateResult, want string, secrets ...string) {
+	t.Helper()
+	s.Down()
+	defer s.Up()
+	r := judge()
+	wantResult(t, r, false, want+" could not be asked")
+	noSecret(t, r.Detail, secrets...)
+}
+
 // noSecret fails the test when s holds the secret.
 func noSecret(t *testing.T, s string, secrets ...string) {
 	t.Helper()
@@ -99,11 +113,7 @@ func TestPagerDutyGate(t *testing.T) {
 		}
 	})
 	t.Run("unreachable fails, and says so", func(t *testing.T) {
-		pd.Down()
-		defer pd.Up()
-		r := g.Evaluate(ctx, env)
-		wantResult(t, r, false, "PagerDuty (incidents) could not be asked")
-		noSecret(t, r.Detail, token)
+		wantUnreachable(t, pd, func() GateResult { return g.Evaluate(ctx, env) }, "PagerDuty (incidents)", token)
 	})
 	t.Run("wrong token refused", func(t *testing.T) {
 		t.Setenv("TEST_PD_TOKEN", "not-the-token")
@@ -145,11 +155,7 @@ func TestDatadogGate(t *testing.T) {
 		}
 	})
 	t.Run("unreachable fails, and says so", func(t *testing.T) {
-		dd.Down()
-		defer dd.Up()
-		r := g.Evaluate(ctx, env)
-		wantResult(t, r, false, "Datadog (metrics query) could not be asked")
-		noSecret(t, r.Detail, apiKey, appKey)
+		wantUnreachable(t, dd, func() GateResult { return g.Evaluate(ctx, env) }, "Datadog (metrics query)", apiKey, appKey)
 		if n := len(w.all()); n < vendorAttempts-1 {
 			t.Errorf("%d retries in all, want at least %d", n, vendorAttempts-1)
 		}
@@ -220,11 +226,7 @@ func TestGitLabDeploymentsGate(t *testing.T) {
 	wantResult(t, pc.PreCheck(ctx, env), true)
 
 	t.Run("unreachable fails, and says so", func(t *testing.T) {
-		gl.Down()
-		defer gl.Up()
-		r := pc.PreCheck(ctx, env)
-		wantResult(t, r, false, "GitLab (deployments of gitlab-com/gl-infra/gitter-infrastructure) could not be asked")
-		noSecret(t, r.Detail, token)
+		wantUnreachable(t, gl, func() GateResult { return pc.PreCheck(ctx, env) }, "GitLab (deployments of gitlab-com/gl-infra/gitter-infrastructure)", token)
 	})
 }
 
