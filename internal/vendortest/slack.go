@@ -19,8 +19,17 @@ type Slack struct {
 	// Path is the webhook's secret path, e.g. /services/T000/B000/XXXX.
 	Path string
 
-	mu       sync.Mutex
-	messages []string
+	mu        sync.Mutex
+	messages  []string
+	rateLimit int
+}
+
+// RateLimit makes the next n posts answer 429 with Retry-After: 1, as
+// Slack does when a webhook posts more than about one message a second.
+func (s *Slack) RateLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rateLimit = n
 }
 
 // NewSlack starts the stand-in at path.
@@ -29,6 +38,17 @@ func NewSlack(t testing.TB, path string) *Slack {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || r.URL.Path != s.Path {
 			http.Error(w, "no_service", http.StatusNotFound)
+			return
+		}
+		s.mu.Lock()
+		limited := s.rateLimit > 0
+		if limited {
+			s.rateLimit--
+		}
+		s.mu.Unlock()
+		if limited {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "rate_limited", http.StatusTooManyRequests)
 			return
 		}
 		if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
