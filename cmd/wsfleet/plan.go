@@ -88,7 +88,9 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rollout.RenderPlan(stdout, p, g, steps)
 	// The pre-checks judge the world as it is now, as a rollout would
 	// before its first change: one that fails makes plan fail too.
-	pre, err := rollout.PreCheck(ctx, p, rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: p.Image, Group: g, Now: time.Now()})
+	env := rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: p.Image, Group: g, Now: time.Now(),
+		LoadBalancerURL: func(ctx context.Context) (string, error) { return prov.LoadBalancerURL(ctx, p.Group) }}
+	pre, err := rollout.PreCheck(ctx, p, env)
 	for _, r := range pre {
 		res := "pass"
 		if !r.Pass {
