@@ -38,7 +38,7 @@ func (p *PagerDutyMaintenance) validate(at func(key, format string, args ...any)
 	if _, err := mail.ParseAddress(p.From); err != nil {
 		at("from", "%q; give the email of the PagerDuty user the windows are made as", p.From)
 	}
-	if p.MaxDuration.D() < 0 || p.MaxDuration.D() > maxMaintenance {
+	if d := p.MaxDuration.D(); d < 0 || d != 0 && d < time.Minute || d > maxMaintenance {
 		outOfRange(at, "max_duration", p.MaxDuration.D(), "1m to "+maxMaintenance.String()+" (0 or absent: 2h)")
 	}
 	if p.MaxDuration == 0 {

@@ -251,6 +251,7 @@ func TestVendorPlanKeys(t *testing.T) {
 		{"  - {name: site, http: {url: http://unused, status: 200}}", "notify:\n  slack: {webhook_url_env: UNSET_SLACK}\n", "notify.slack.webhook_url_env: environment variable UNSET_SLACK is not set"},
 		{"  - {name: site, http: {url: http://unused, status: 200}}", "notify:\n  pagerduty_maintenance: {token_env: SET_TOKEN, services: [P1], from: nobody}\n", `notify.pagerduty_maintenance.from: "nobody"`},
 		{"  - {name: site, http: {url: http://unused, status: 200}}", "notify:\n  gitlab_issue: {token_env: SET_TOKEN, project: a/b}\n", "notify.gitlab_issue.issue: 0 is out of range"},
+		{"  - {name: site, http: {url: http://unused, status: 200}}", "notify:\n  pagerduty_maintenance: {token_env: SET_TOKEN, services: [P1], from: a@b.example, max_duration: 10s}\n", "notify.pagerduty_maintenance.max_duration: 10s is out of range; allowed: 1m to 168h0m0s"},
 		{"  - {name: site, http: {url: http://unused, status: 200}}", "notify:\n  slak: {}\n", `notify.slak: unknown key; did you mean "slack"?`},
 	} {
 		p, err := ParsePlan(plan(tc.check, tc.notify))
