@@ -162,9 +162,12 @@ var (
 	_ HealthChecker = (*NATS)(nil)
 )
 
-// NewNATS connects to NATS, creates or updates the stream and the session
-// bucket (idempotent: nodes starting together all do it, and the last
-// writer's limits win), and returns the broker. ctx bounds the setup only.
+// NewNATS connects to NATS, checks the server (nats-server MinNATSServer
+// or newer, with JetStream: otherwise an error wrapping ErrNATSTooOld that
+// names the version needed), picks the replica count when Replicas is 0,
+// creates or updates the stream and the session bucket (idempotent: nodes
+// starting together all do it, and the last writer's limits win), and
+// returns the broker. ctx bounds the setup only.
 func NewNATS(ctx context.Context, o NATSOptions) (*NATS, error) {
 	o.setDefaults()
 	if strings.TrimSpace(o.URLs) == "" {
@@ -589,14 +592,14 @@ func (b *NATS) retry(ctx context.Context, perTry time.Duration, f func(ctx conte
 			return err // a long outage: fail fast
 		}
 		if err == nil {
-			tctx, cancel := context.WithTimeout(ctx, min(perTry, time.Until(deadline)))
+			tctx, cancel := context.WithTimeout(ctx, min(perTry, deadline.Sub(b.opts.Now())))
 			err = f(tctx)
 			cancel()
 			if err == nil || !retryable(err) {
 				return err
 			}
 		}
-		left := time.Until(deadline)
+		left := deadline.Sub(b.opts.Now())
 		if left <= 0 || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return errors.Join(err, ctx.Err())
@@ -615,10 +618,13 @@ func (b *NATS) retry(ctx context.Context, perTry time.Duration, f func(ctx conte
 	}
 }
 
-// Publish implements Broker. While NATS is unreachable it fails at once
-// with ErrUnavailable. A timeout after the request was sent leaves the
-// outcome unknown (the stream may hold the message); callers treat it as a
-// failed publish.
+// Publish implements Broker. It retries within PublishTimeout (see
+// retry), every attempt with the same message id, so that the stream
+// stores the message once even when an attempt's answer was lost; once the
+// connection has been down for PublishTimeout it fails at once with
+// ErrUnavailable. A failure after the retries leaves the outcome unknown
+// (the stream may hold the message); callers treat it as a failed publish,
+// and Healthy reports it until a publish or a probe succeeds.
 func (b *NATS) Publish(ctx context.Context, channel string, payload []byte) (uint64, error) {
 	subj, err := channelSubject(b.opts.SubjectPrefix, channel)
 	if err != nil {

@@ -37,15 +37,12 @@ func TestNATSClusterFailover(t *testing.T) {
 		}
 	})
 	proxy := nodetest.NewProxy(t, nodes[0].Addr, nodes[1].Addr)
-	feed := func(kind, transport string, count int) *nodetest.Listener {
-		return nodetest.StartListener(t, kind+"/"+transport, []string{"WSFLEET_URL=" + proxy.URL},
-			"listen.js", kind, transport, fmt.Sprint(count), "/cluster/feed")
-	}
-	listeners := []*nodetest.Listener{
-		feed("faye", "websocket", 2),
-		feed("halley", "websocket", 2),
-		feed("faye", "long-polling", 2),
-		feed("halley", "long-polling", 2),
+	var listeners []*nodetest.Listener // two clients of each kind on each transport
+	for _, kind := range []string{"faye", "halley"} {
+		for _, transport := range []string{"websocket", "long-polling"} {
+			listeners = append(listeners, nodetest.StartListener(t, kind+"/"+transport,
+				[]string{"WSFLEET_URL=" + proxy.URL}, "listen.js", kind, transport, "2", "/cluster/feed"))
+		}
 	}
 	gos := startGoClients(t, proxy.URL, 2)
 

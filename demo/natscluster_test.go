@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"wsfleet/broker"
+	"wsfleet/internal/nodetest"
 )
 
 // TestNATSFault runs the demo's NATS outage on a three-server embedded
@@ -35,7 +35,7 @@ func TestNATSFault(t *testing.T) {
 	}
 	defer b.Close()
 
-	var progress syncBuffer
+	var progress nodetest.SyncBuffer
 	d := &run{cfg: Config{Now: time.Now, Progress: &progress}, start: time.Now(), natsC: c}
 	var replaced atomic.Int64
 	finish := d.natsFault(ctx, &replaced)
@@ -72,21 +72,4 @@ func TestNATSFault(t *testing.T) {
 	if failures.Load() > 0 || sent.Load() < 50 {
 		t.Fatalf("%d of %d publishes failed", failures.Load(), sent.Load())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

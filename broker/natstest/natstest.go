@@ -72,21 +72,18 @@ func Newest(t testing.TB) string {
 	return newestPath
 }
 
+// repoRoot is the directory of the module's go.mod, as the go command
+// reports it.
 func repoRoot() (string, error) {
-	dir, err := os.Getwd()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("go env GOMOD: %w", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = up
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside a Go module")
 	}
+	return filepath.Dir(mod), nil
 }
 
 // Server is one nats-server process with JetStream; it keeps its ports and

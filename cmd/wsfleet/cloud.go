@@ -122,16 +122,18 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if natsCluster > 1 && embeddedNATS == "" {
 		return fmt.Errorf("%w: --nats-cluster needs --embedded-nats HOST:PORT", errUsage)
 	}
+	// stopNATS shuts an embedded NATS down, waiting up to 10 s.
+	stopNATS := func(shutdown func(context.Context) error) {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdown(sctx)
+	}
 	if natsCluster > 1 {
 		nc, err := broker.StartEmbeddedCluster(natsCluster, embeddedNATS, log)
 		if err != nil {
 			return fmt.Errorf("embedded NATS cluster: %w", err)
 		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			nc.Shutdown(sctx)
-		}()
+		defer stopNATS(nc.Shutdown)
 		log.Info("embedded NATS cluster started", "urls", nc.URLs())
 		fmt.Fprintf(stdout, "NATS cluster: --nats=%s\n", nc.URLs())
 		embeddedNATS = ""
@@ -141,11 +143,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return fmt.Errorf("embedded NATS: %w", err)
 		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			e.Shutdown(sctx)
-		}()
+		defer stopNATS(e.Shutdown)
 		log.Info("embedded NATS started", "url", e.ClientURL())
 	}
 
