@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,11 +209,62 @@ func (r *rig) status(change string) (*rollout.State, string, error) {
 	return st, b.String(), nil
 }
 
-// drive runs the browser script and answers its questions with answer.
+// engineAnswers answers a browser script's questions about change from
+// its state, as `wsfleet status` reads it: "not-paused" (a refused or
+// cancelled command reached nothing: the engine runs and no command is
+// pending) and "paused" (the engine took the pause: the state says so
+// and the cursor holds while it is).
+func (r *rig) engineAnswers(change string) func(q string) error {
+	return func(q string) error {
+		switch q {
+		case "not-paused":
+			st, _, err := r.status(change)
+			if err != nil {
+				return err
+			}
+			if st.Control != "" || st.Status != rollout.StatusRunning {
+				return fmt.Errorf("after a refused pause: status %s, pending command %q", st.Status, st.Control)
+			}
+			return nil
+		case "paused":
+			// The engine took the command: the state says paused and
+			// the cursor holds while it is.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				st, view, err := r.status(change)
+				if err == nil && st.Status == rollout.StatusPaused && strings.Contains(view, " paused ") {
+					cursor := st.Cursor
+					time.Sleep(time.Second)
+					if st2, _, err := r.status(change); err != nil || st2.Cursor != cursor || st2.Status != rollout.StatusPaused {
+						return fmt.Errorf("the engine moved while paused (cursor %d, then %+v, %v)", cursor, st2, err)
+					}
+					return nil
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("status does not show the change paused: %v\n%s", err, view)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		return fmt.Errorf("unknown question %q", q)
+	}
+}
+
+// drive runs the Chromium script and answers its questions with answer.
 func drive(t *testing.T, ctx context.Context, chromium, node string, answer func(q string) error, args ...string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, node, append([]string{filepath.Join("web", "e2e", "dashboard.mjs")}, args...)...)
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	return runScript(t, ctx, node, "dashboard.mjs", "CHROMIUM="+chromium, answer, args...)
+}
+
+// runScript runs the browser script ui/web/e2e/<script> with env added to
+// the environment, answers its questions with answer and returns its
+// result. When ctx ends the script gets SIGTERM, on which its browser
+// library closes the browser, then SIGKILL after 5s.
+func runScript(t *testing.T, ctx context.Context, node, script, env string, answer func(q string) error, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, node, append([]string{filepath.Join("web", "e2e", script)}, args...)...)
+	cmd.Env = append(os.Environ(), env)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -249,7 +301,7 @@ func drive(t *testing.T, ctx context.Context, chromium, node string, answer func
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Errorf("browser script: %v\n%s", err, stderr.String())
+		t.Errorf("browser script %s: %v\n%s", script, err, stderr.String())
 	}
 	return result
 }
@@ -277,40 +329,7 @@ rollback: {on_failure: auto}
 `, window)
 	done := r.start(t, ctx, change, plan)
 
-	answer := func(q string) error {
-		switch q {
-		case "not-paused":
-			st, _, err := r.status(change)
-			if err != nil {
-				return err
-			}
-			if st.Control != "" || st.Status != rollout.StatusRunning {
-				return fmt.Errorf("after a refused pause: status %s, pending command %q", st.Status, st.Control)
-			}
-			return nil
-		case "paused":
-			// The engine took the command: the state says paused and
-			// the cursor holds while it is.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				st, view, err := r.status(change)
-				if err == nil && st.Status == rollout.StatusPaused && strings.Contains(view, " paused ") {
-					cursor := st.Cursor
-					time.Sleep(time.Second)
-					if st2, _, err := r.status(change); err != nil || st2.Cursor != cursor || st2.Status != rollout.StatusPaused {
-						return fmt.Errorf("the engine moved while paused (cursor %d, then %+v, %v)", cursor, st2, err)
-					}
-					return nil
-				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("status does not show the change paused: %v\n%s", err, view)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-		return fmt.Errorf("unknown question %q", q)
-	}
-	res := drive(t, ctx, chromium, node, answer, "follow", r.url, uiToken, dir)
+	res := drive(t, ctx, chromium, node, r.engineAnswers(change), "follow", r.url, uiToken, dir)
 	t.Logf("result: %s", res)
 	if t.Failed() {
 		cancel() // the engine's outcome says why the page did not follow it
