@@ -41,30 +41,39 @@ const (
 // naming what installs them.
 func browserTools(t *testing.T) (chromium, node string) {
 	t.Helper()
+	return findTools(t, "WSFLEET_CHROMIUM", "chromium", []string{"chromium", "chromium-browser"}, "playwright-core")
+}
+
+// findTools returns a browser's path ($env, else the first of names on
+// PATH) and node's, and checks that ui/web/node_modules holds module,
+// the browser's driver; it fails the test naming what is missing (the
+// browser as the Debian package deb) and scripts/test-deps.sh.
+func findTools(t *testing.T, env, deb string, names []string, module string) (browser, node string) {
+	t.Helper()
 	var missing []string
-	chromium = os.Getenv("WSFLEET_CHROMIUM")
-	if chromium == "" {
-		for _, name := range []string{"chromium", "chromium-browser"} {
+	browser = os.Getenv(env)
+	if browser == "" {
+		for _, name := range names {
 			if p, err := exec.LookPath(name); err == nil {
-				chromium = p
+				browser = p
 				break
 			}
 		}
 	}
-	if chromium == "" {
-		missing = append(missing, "chromium (Debian package)")
+	if browser == "" {
+		missing = append(missing, deb+" (Debian package)")
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		missing = append(missing, "node")
 	}
-	if _, err := os.Stat(filepath.Join("web", "node_modules", "playwright-core", "package.json")); err != nil {
-		missing = append(missing, "ui/web/node_modules (npm ci in ui/web)")
+	if _, err := os.Stat(filepath.Join("web", "node_modules", module, "package.json")); err != nil {
+		missing = append(missing, "ui/web/node_modules with "+module+" (npm ci in ui/web)")
 	}
 	if len(missing) > 0 {
 		t.Fatalf("the dashboard's browser test needs %s: run scripts/test-deps.sh", strings.Join(missing, ", "))
 	}
-	return chromium, node
+	return browser, node
 }
 
 // artefacts is where screenshots go: $WSFLEET_ARTIFACTS/<test>, else a
@@ -165,6 +174,24 @@ func (r *rig) waitHealthy(t *testing.T, ctx context.Context, n int) {
 func (r *rig) plan(change, body string, args ...any) string {
 	return fmt.Sprintf("change: %s\ngroup: gitter-ws\nimage: ami-new\naws: {region: us-east-1, endpoint: %s}\n", change, r.endpoint) +
 		fmt.Sprintf(body, args...)
+}
+
+// threePhases is the plan the browser tests follow: with the errors
+// check, a canary of one instance baking canaryBake, half the group, then
+// the rest, drained over drainWindow; halfExtra ends the half phase's
+// fields (its window, for Chromium).
+func (r *rig) threePhases(change string, drainWindow, canaryBake time.Duration, halfExtra string) string {
+	return r.plan(change, `warm_up: 200ms
+healthy_timeout: 30s
+drain: {window: %s, max_rate: 1000, deadline: 10s}
+checks:
+  - {name: errors, interval: 300ms, metric: {name: wsfleet_errors_total, labels: {code: "500"}, max_increase: 0}}
+phases:
+  - {name: canary, replace: 1, bake: %s, deadline: 2m}
+  - {name: half, replace: 50%%, bake: 1s%s}
+  - {name: rest, replace: rest, bake: 1s}
+rollback: {on_failure: auto}
+`, drainWindow, canaryBake, halfExtra)
 }
 
 // start runs plan with an engine of its own in the background; the
@@ -316,17 +343,7 @@ func TestDashboardFollowsRollout(t *testing.T) {
 	r := newRig(t, ctx, 8)
 	const change = "ui-e2e"
 	window := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
-	plan := r.plan(change, `warm_up: 200ms
-healthy_timeout: 30s
-drain: {window: 1s, max_rate: 1000, deadline: 10s}
-checks:
-  - {name: errors, interval: 300ms, metric: {name: wsfleet_errors_total, labels: {code: "500"}, max_increase: 0}}
-phases:
-  - {name: canary, replace: 1, bake: 4s, deadline: 2m}
-  - {name: half, replace: 50%%, bake: 1s, not_before: "%s"}
-  - {name: rest, replace: rest, bake: 1s}
-rollback: {on_failure: auto}
-`, window)
+	plan := r.threePhases(change, time.Second, 4*time.Second, fmt.Sprintf(`, not_before: "%s"`, window))
 	done := r.start(t, ctx, change, plan)
 
 	res := drive(t, ctx, chromium, node, r.engineAnswers(change), "follow", r.url, uiToken, dir)

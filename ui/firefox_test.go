@@ -8,11 +8,7 @@ package ui_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,30 +19,7 @@ import (
 // naming what installs them. $WSFLEET_FIREFOX overrides the lookup.
 func firefoxTools(t *testing.T) (firefox, node string) {
 	t.Helper()
-	var missing []string
-	firefox = os.Getenv("WSFLEET_FIREFOX")
-	if firefox == "" {
-		for _, name := range []string{"firefox-esr", "firefox"} {
-			if p, err := exec.LookPath(name); err == nil {
-				firefox = p
-				break
-			}
-		}
-	}
-	if firefox == "" {
-		missing = append(missing, "firefox-esr (Debian package)")
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing = append(missing, "node")
-	}
-	if _, err := os.Stat(filepath.Join("web", "node_modules", "puppeteer-core", "package.json")); err != nil {
-		missing = append(missing, "ui/web/node_modules with puppeteer-core (npm ci in ui/web)")
-	}
-	if len(missing) > 0 {
-		t.Fatalf("the dashboard's Firefox test needs %s: run scripts/test-deps.sh", strings.Join(missing, ", "))
-	}
-	return firefox, node
+	return findTools(t, "WSFLEET_FIREFOX", "firefox-esr", []string{"firefox-esr", "firefox"}, "puppeteer-core")
 }
 
 // TestDashboardFirefox follows a rollout of 6 simulated instances through
@@ -63,17 +36,7 @@ func TestDashboardFirefox(t *testing.T) {
 	const size = 6
 	r := newRig(t, ctx, size)
 	const change = "ui-firefox"
-	plan := r.plan(change, `warm_up: 200ms
-healthy_timeout: 30s
-drain: {window: 500ms, max_rate: 1000, deadline: 10s}
-checks:
-  - {name: errors, interval: 300ms, metric: {name: wsfleet_errors_total, labels: {code: "500"}, max_increase: 0}}
-phases:
-  - {name: canary, replace: 1, bake: 3s, deadline: 2m}
-  - {name: half, replace: 50%%, bake: 1s}
-  - {name: rest, replace: rest, bake: 1s}
-rollback: {on_failure: auto}
-`)
+	plan := r.threePhases(change, 500*time.Millisecond, 3*time.Second, "")
 	// Firefox takes seconds to start: the engine starts once it has.
 	done := make(chan (<-chan error), 1)
 	answer := func(q string) error {

@@ -7,7 +7,7 @@
 // The line protocol with the Go side is harness.mjs's. Any failure exits 1.
 import { chromium } from "playwright-core";
 import { join } from "node:path";
-import { log, ask, check, done, result, FINAL, readPage, shotName } from "./harness.mjs";
+import { log, ask, check, done, result, FINAL, snap, waitFor, shooter } from "./harness.mjs";
 
 const [mode, url, ...rest] = process.argv.slice(2);
 
@@ -34,21 +34,6 @@ try {
   done();
 }
 
-// snap reads what the page shows now.
-function snap(page) {
-  return page.evaluate(readPage);
-}
-
-async function waitFor(page, what, pred, ms) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const s = await snap(page);
-    if (pred(s)) return s;
-    if (Date.now() > end) throw new Error(`timed out after ${ms}ms waiting for ${what}; the page shows ${JSON.stringify(s)}`);
-    await page.waitForTimeout(100);
-  }
-}
-
 async function command(page, action, { keyboard = false } = {}) {
   await page.click(`button[data-action="${action}"]`);
   await page.locator("#confirm").waitFor({ state: "visible" });
@@ -66,12 +51,7 @@ async function command(page, action, { keyboard = false } = {}) {
 }
 
 async function follow(page, token, dir) {
-  let n = 0;
-  const shot = async (name) => {
-    const file = join(dir, shotName(n++, name));
-    await page.screenshot({ path: file, fullPage: true });
-    log(`screenshot ${file}`);
-  };
+  const shot = shooter(page, dir);
   let s = await waitFor(page, "the change's phases", (s) => s.phases.length > 0 && s.rows > 0, 20000);
   log(`first view: ${JSON.stringify(s)}`);
   await shot("start");

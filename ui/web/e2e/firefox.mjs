@@ -13,14 +13,11 @@
 // screen. The line protocol with the Go side is harness.mjs's; any
 // failure exits 1.
 import puppeteer from "puppeteer-core";
-import { join } from "node:path";
-import { log, ask, check, done, result, FINAL, readPage, shotName } from "./harness.mjs";
+import { log, ask, check, done, result, FINAL, snap, waitFor, sleep, shooter } from "./harness.mjs";
 
 // SIZE is the group's size: the instances in service at the end.
 const [mode, url, token, dir, size] = process.argv.slice(2);
 check(mode === "follow" && url && token && dir && Number(size) > 0, `usage: firefox.mjs follow URL TOKEN ARTEFACTS SIZE (got ${process.argv.slice(2)})`);
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const t0 = Date.now();
 const browser = await puppeteer.launch({
@@ -59,20 +56,6 @@ try {
 } finally {
   await browser.close();
   done();
-}
-
-function snap(page) {
-  return page.evaluate(readPage);
-}
-
-async function waitFor(page, what, pred, ms) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const s = await snap(page);
-    if (pred(s)) return s;
-    if (Date.now() > end) throw new Error(`timed out after ${ms}ms waiting for ${what}; the page shows ${JSON.stringify(s)}`);
-    await sleep(100);
-  }
 }
 
 // outcome waits for the page's answer to a command, and clears it.
@@ -157,12 +140,7 @@ async function commandsByKeyboard(page) {
 }
 
 async function follow(page) {
-  let n = 0;
-  const shot = async (name) => {
-    const file = join(dir, shotName(n++, name));
-    await page.screenshot({ path: file, fullPage: true });
-    log(`screenshot ${file}`);
-  };
+  const shot = shooter(page, dir);
   let s = await waitFor(page, "the change's phases", (s) => s.phases.length > 0 && s.rows > 0, 20000);
   log(`first view: ${JSON.stringify(s)}`);
   const wide = await overflow(page);

@@ -8,6 +8,7 @@
 // side must check something in the engine's state (it answers "ok" or
 // "fail: why" on stdin), "RESULT json" at the end.
 import { createInterface } from "node:readline";
+import { join } from "node:path";
 
 const lines = createInterface({ input: process.stdin });
 const answers = [];
@@ -52,7 +53,32 @@ export function readPage() {
   };
 }
 
-// shotName is the file name of the n-th screenshot, called name.
-export function shotName(n, name) {
-  return `${String(n).padStart(2, "0")}-${name.replace(/[^a-z0-9-]+/gi, "_")}.png`;
+export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+// snap reads what page (either library's) shows now.
+export function snap(page) {
+  return page.evaluate(readPage);
+}
+
+// waitFor polls the page until pred holds for what it shows, and returns
+// that; it throws after ms, saying what the page showed.
+export async function waitFor(page, what, pred, ms) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const s = await snap(page);
+    if (pred(s)) return s;
+    if (Date.now() > end) throw new Error(`timed out after ${ms}ms waiting for ${what}; the page shows ${JSON.stringify(s)}`);
+    await sleep(100);
+  }
+}
+
+// shooter returns shot(name), which saves a screenshot of the whole
+// page (either library's) into dir, numbered in the order taken.
+export function shooter(page, dir) {
+  let n = 0;
+  return async (name) => {
+    const file = join(dir, `${String(n++).padStart(2, "0")}-${name.replace(/[^a-z0-9-]+/gi, "_")}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    log(`screenshot ${file}`);
+  };
 }
