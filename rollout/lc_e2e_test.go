@@ -241,3 +241,51 @@ rollback: {on_failure: auto}
 		}
 	}
 }
+
+// TestLaunchTemplateCurrent: `image: current` on a group on a launch
+// template: a new version made elsewhere (the group on $Latest picks it
+// up) is what every instance ends on, told by the version each instance
+// carries; the state records the version before.
+func TestLaunchTemplateCurrent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	names := []string{"ws-01", "ws-02"}
+	cloud := simcloud.Start(t, ctx, simcloud.Group{Names: names, Token: simToken, DeregistrationDelay: 10})
+	dir := t.TempDir()
+	e := &e2e{dir: dir, api: cloud.Endpoint(), stateDir: filepath.Join(dir, "state")}
+	p := e.provider(t)
+	waitSimFleet(t, e, "ami-old", "ws-01:ami-old:healthy ws-02:ami-old:healthy ", 30*time.Second)
+	aws := awsCLI(t, cloud.Endpoint())
+	if _, err := aws("ec2", "create-launch-template-version", "--launch-template-name", "gitter-ws", "--source-version", "1",
+		"--launch-template-data", `{"ImageId":"ami-new"}`); err != nil {
+		t.Fatal(err)
+	}
+	planYAML := fmt.Appendf(nil, `change: lt-current
+group: gitter-ws
+image: current
+aws: {region: us-east-1, endpoint: %s}
+warm_up: 100ms
+drain: {window: 200ms, max_rate: 20000, deadline: 5s}
+phases:
+  - {name: all, replace: rest}
+`, e.api)
+	eng := &rollout.Engine{Provider: p, Nodes: &rollout.HTTPNodes{Token: simToken}, Checker: &rollout.Checker{},
+		Store: &rollout.Store{Dir: e.stateDir}, Log: slog.New(slog.DiscardHandler), MinPoll: 50 * time.Millisecond, MaxPoll: 200 * time.Millisecond}
+	if _, err := eng.Start(ctx, planYAML); err != nil {
+		t.Fatal(err)
+	}
+	st := e.load(t, "lt-current")
+	if st.Status != rollout.StatusSucceeded || st.Template == nil || st.Template.Previous.Version != "1" || st.Template.New.Version != "2" || st.Template.PreviousImage != "ami-old" {
+		t.Fatalf("%s %s, recorded %+v", st.Status, st.Failure, st.Template)
+	}
+	waitSimFleet(t, e, "ami-new", "ws-01:ami-new:healthy ws-02:ami-new:healthy ", 10*time.Second)
+	g, err := p.Group(ctx, "gitter-ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range g.Instances {
+		if in.Live() && in.Launch.Version != "2" {
+			t.Errorf("%s launched from %+v, want version 2", in.Name, in.Launch)
+		}
+	}
+}
