@@ -194,7 +194,7 @@ rollback: {on_failure: auto}
 	if err != nil {
 		t.Fatalf("plan image: current: %v", err)
 	}
-	if !strings.Contains(steps[1].Note, "the group already runs launch configuration gitter-ws-tf1") || !strings.Contains(steps[1].Note, "4 old instances run launch configuration gitter-ws-lc-ami") {
+	if !strings.Contains(steps[1].Note, "the group already runs launch configuration gitter-ws-tf1") || !strings.Contains(steps[1].Note, "4 old instances to cycle, most launched from launch configuration gitter-ws-lc-ami") {
 		t.Errorf("set-image step of image: current: %q", steps[1].Note)
 	}
 	st = run("lc-current", cur)
