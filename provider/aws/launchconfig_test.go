@@ -48,7 +48,7 @@ func TestProviderLaunchConfiguration(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	if err := c.Bootstrap(ctx, &localcloud.Topology{
 		LaunchConfigurations: []localcloud.TopoLaunchConfiguration{{Name: "gitter-ws", ImageID: "ami-old", InstanceType: "c5.large", UserData: "--admin-token=t\n"}},
-		Groups: []localcloud.TopoGroup{{Name: "gitter-ws", LaunchConfiguration: "gitter-ws", Min: 2, Max: 4, Desired: 2, InstanceNames: []string{"ws-01", "ws-02"}}},
+		Groups:               []localcloud.TopoGroup{{Name: "gitter-ws", LaunchConfiguration: "gitter-ws", Min: 2, Max: 4, Desired: 2, InstanceNames: []string{"ws-01", "ws-02"}}},
 	}); err != nil {
 		t.Fatal(err)
 	}
