@@ -2,9 +2,10 @@ package rollout_test
 
 // A group on a launch configuration, end to end on simulated instances:
 // the `ami-…` form (wsfleet copies the configuration with the new image),
-// then a `terraform apply` made elsewhere (the AWS CLI makes a new
-// configuration and points the group at it) and the `current` form, then
-// another such change whose canary fails and rolls back through the API.
+// then a `terraform apply` made elsewhere (a new configuration made and
+// the group pointed at it through the API) and the `current` form, then
+// another such change whose canary fails and rolls back through the API,
+// and one whose old configuration is gone.
 // What the group and its instances run is read back with the AWS CLI, as
 // an operator would check it.
 
