@@ -148,7 +148,8 @@ func checkPrevious(ctx context.Context, p Provider, plan *Plan, g Group) error {
 		return fmt.Errorf("check %s: %w", templateString(tc.Previous), err)
 	}
 	if !exists {
-		return PlanErrors{plan.errAt("image", "current: the old instances run %s, which no longer exists: a rollback could not put the group back on it; recreate it, or give image: ami-… instead", templateString(tc.Previous))}
+		return PlanErrors{plan.errAt("image", "current: the old instances run %s (image %s), which no longer exists: a rollback could not put the group back on it; make it again with that image (a Terraform create_before_destroy deletes the old launch configuration: keep it until the change is done), then plan again",
+			templateString(tc.Previous), tc.PreviousImage)}
 	}
 	return nil
 }
