@@ -245,7 +245,7 @@ rollback: {on_failure: auto}
 	if _, err := asg.DeleteLaunchConfiguration(ctx, &autoscaling.DeleteLaunchConfigurationInput{LaunchConfigurationName: awssdk.String("gitter-ws-tf1")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := rollout.Prepare(ctx, p, plan("lc-gone", "current", "", "")); err == nil || !strings.Contains(err.Error(), "the old instances run launch configuration gitter-ws-tf1, which no longer exists") {
+	if _, _, _, err := rollout.Prepare(ctx, p, plan("lc-gone", "current", "", "")); err == nil || !strings.Contains(err.Error(), "the old instances run launch configuration gitter-ws-tf1 (image ami-new), which no longer exists") {
 		t.Errorf("image: current with the old configuration deleted: %v", err)
 	}
 
