@@ -154,9 +154,10 @@ func checkPrevious(ctx context.Context, p Provider, plan *Plan, g Group) error {
 	return nil
 }
 
-// newImage is the image the change brings in: the plan's AMI, or for
-// `image: current` the group's image when the change started.
-func (st *State) newImage(p *Plan) string {
+// NewImage is the image the change brings in: the plan's AMI, or for
+// `image: current` the group's image when the change started ("" before
+// it started).
+func (st *State) NewImage(p *Plan) string {
 	if p.Image.AMI != "" {
 		return p.Image.AMI
 	}
