@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 )
 
 // target is what the plan brings in on group g: the image new instances
@@ -26,11 +27,23 @@ func (p *Plan) target(g Group) (string, *TemplateRef, error) {
 
 // runs reports whether in runs what a step or phase brings in: the
 // launch reference when ref is set (`image: current`), else the image.
+// An instance whose launch template version is not a number ($Latest,
+// $Default: the version spec rather than the version it got) is told by
+// its image.
 func runs(in Instance, image string, ref *TemplateRef) bool {
-	if ref != nil {
-		return in.Launch.Same(*ref)
+	if ref == nil {
+		return in.Image == image
 	}
-	return in.Image == image
+	if !in.Launch.IsLaunchConfig() && !ref.IsLaunchConfig() && in.Launch.ID == ref.ID && !numeric(in.Launch.Version) {
+		return in.Image == image
+	}
+	return in.Launch.Same(*ref)
+}
+
+// numeric reports whether s is a launch template version number.
+func numeric(s string) bool {
+	_, err := strconv.Atoi(s)
+	return err == nil
 }
 
 // targetString names what new instances run, for the rendered plan.
@@ -72,7 +85,7 @@ func currentChange(p *Plan, g Group) (TemplateChange, error) {
 	}
 	counts := map[string]*count{}
 	for _, in := range g.Instances {
-		if !in.Live() || in.Launch.Same(g.Template) {
+		if !in.Live() || runs(in, g.Image, &g.Template) {
 			continue
 		}
 		if in.Launch.IsZero() {
