@@ -8,6 +8,7 @@ import (
 
 	"wsfleet/broker/natstest"
 	"wsfleet/internal/nodetest"
+	"wsfleet/nodeapi"
 )
 
 // TestNATSClusterFailover is issue 18's three-NATS test: three nats-server
@@ -83,4 +84,54 @@ func TestNATSClusterFailover(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+}
+
+// TestDrainOnOldestNATS is issue 18's first "Done when": a drain on the
+// oldest supported nats-server (Debian 12's 2.9.10, installed by
+// scripts/test-deps.sh) loses nothing. Before, every replay failed there
+// ("multiple consumer filter subjects not supported by nats-server"), the
+// adopting node took each session over without it, and the drain lost
+// what was published meanwhile.
+func TestDrainOnOldestNATS(t *testing.T) {
+	suite.NeedNode(t)
+	c := natstest.Start(t, natstest.Oldest(t), 1)
+	var nodes []*nodetest.Node
+	for i := range 2 {
+		nodes = append(nodes, suite.Start(t, "--node-id", fmt.Sprintf("ws-%02d", i+1), "--nats", c.URLs(),
+			"--drain-window", "2s", "--drain-max-rate", "100", "--drain-deadline", "20s"))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, n := range nodes {
+				t.Logf("ws-0%d log:\n%s", i+1, n.Log())
+			}
+		}
+	})
+	proxy := nodetest.NewProxy(t, nodes[0].Addr, nodes[1].Addr)
+	var listeners []*nodetest.Listener
+	for _, kind := range []string{"faye", "halley"} {
+		for _, transport := range []string{"websocket", "long-polling"} {
+			listeners = append(listeners, nodetest.StartListener(t, kind+"/"+transport,
+				[]string{"WSFLEET_URL=" + proxy.URL}, "listen.js", kind, transport, "2", "/cluster/feed"))
+		}
+	}
+	gos := startGoClients(t, proxy.URL, 2)
+	if st, err := nodes[1].Status(); err != nil || st.Connections == 0 {
+		t.Fatalf("no client on ws-02 (%v): the test could not see a drain", err)
+	}
+	const total = 200
+	nodetest.Feed(t, proxy.URL, adminToken, "/cluster/feed", total, func(i int) {
+		if i == 40 {
+			if err := nodes[1].Drain(nodeapi.DrainRequest{Window: nodeapi.Dur(2 * time.Second), MaxRate: 100, Deadline: nodeapi.Dur(20 * time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	nodetest.CheckDelivery(t, func() []nodetest.ClientRecord {
+		var all []nodetest.ClientRecord
+		for _, l := range listeners {
+			all = append(all, l.Report(t)...)
+		}
+		return append(all, gos.report()...)
+	}, total, false)
 }
