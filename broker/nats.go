@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -333,39 +334,49 @@ func (b *NATS) ensure(ctx context.Context) error {
 		Replicas:    b.opts.Replicas,
 	}
 	err = b.retry(ctx, 5*time.Second, func(ctx context.Context) error {
-		return retryCreate(ctx, func() error {
-			_, err := b.js.CreateOrUpdateKeyValue(ctx, kcfg)
-			return err
-		})
+		return retryCreate(ctx, func() error { return b.ensureBucket(ctx, kcfg) })
 	})
 	if err != nil {
 		return fmt.Errorf("nats broker: create bucket %s: %w", kcfg.Bucket, err)
 	}
-	if b.opts.Replicas > 1 {
-		if err := b.retry(ctx, 5*time.Second, b.leaderReads); err != nil {
-			return fmt.Errorf("nats broker: bucket %s: %w", kcfg.Bucket, err)
-		}
-	}
 	return nil
 }
 
-// leaderReads turns off "direct get" on the session bucket's stream, which
-// the client library turns on for every bucket: with replicas, a direct
-// get is answered by any replica, and one that is catching up (a server
-// just restarted) answers with a session that was already changed or
-// deleted. Without it a read goes to the stream's leader, which has every
-// acknowledged write: a node taking a session over reads the last one.
-func (b *NATS) leaderReads(ctx context.Context) error {
-	name := "KV_" + b.opts.SessionBucket
-	s, err := b.js.Stream(ctx, name)
-	if err != nil {
+// ensureBucket creates the session bucket, or updates the stream under an
+// existing one to this node's TTL and replicas, and with replicas turns
+// off its "direct get", which the client library turns on for every bucket
+// it creates or updates: a direct get is answered by any replica, and one
+// catching up (a server just restarted) answered with a session already
+// changed or deleted (the cluster conformance suite caught it). Without it
+// a read goes to the stream's leader, which has every acknowledged write.
+// An existing bucket is updated through its stream, never through the
+// library's bucket update, which would turn direct gets back on for a
+// moment and a node binding the bucket then would read from replicas for
+// its lifetime.
+func (b *NATS) ensureBucket(ctx context.Context, kcfg jetstream.KeyValueConfig) error {
+	s, err := b.js.Stream(ctx, "KV_"+kcfg.Bucket)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := b.js.CreateKeyValue(ctx, kcfg); err != nil {
+			return err // ErrBucketExists when another node won the race: retried as an update
+		}
+		if s, err = b.js.Stream(ctx, "KV_"+kcfg.Bucket); err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
-	cfg := s.CachedInfo().Config
-	if !cfg.AllowDirect {
+	old := s.CachedInfo().Config
+	cfg := old
+	cfg.Description, cfg.MaxAge, cfg.Replicas = kcfg.Description, kcfg.TTL, kcfg.Replicas
+	if cfg.Duplicates > cfg.MaxAge {
+		cfg.Duplicates = cfg.MaxAge // JetStream wants the duplicate window within the age limit
+	}
+	if kcfg.Replicas > 1 {
+		cfg.AllowDirect = false
+	}
+	if reflect.DeepEqual(cfg, old) {
 		return nil
 	}
-	cfg.AllowDirect = false
 	_, err = b.js.UpdateStream(ctx, cfg)
 	return err
 }

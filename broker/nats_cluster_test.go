@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"wsfleet/broker"
 	"wsfleet/broker/brokertest"
 	"wsfleet/broker/natstest"
@@ -236,6 +239,24 @@ func TestEmbeddedCluster(t *testing.T) {
 		t.Fatalf("replicas = %d, want 3", r)
 	}
 	ctx := context.Background()
+	// a second node starting later must leave the bucket's reads with
+	// its leader (direct gets off), as the first made them
+	newNATS(t, c.URLs(), broker.NATSOptions{Name: "emb2"})
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	for _, name := range []string{"KV_wsfleet_sessions", "WSFLEET"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg := st.CachedInfo().Config; cfg.AllowDirect || cfg.Replicas != 3 {
+			t.Fatalf("%s: direct gets %v, replicas %d; want off and 3", name, cfg.AllowDirect, cfg.Replicas)
+		}
+	}
 	publish := func(n int) {
 		t.Helper()
 		for i := range n {
