@@ -482,8 +482,14 @@ func (b *NATS) probe() {
 	}
 	start := b.opts.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), b.opts.ProbeTimeout)
-	_, err := b.stream.Info(ctx)
+	info, err := b.stream.Info(ctx)
 	cancel()
+	if err == nil && info.Cluster != nil && info.Cluster.Leader == "" {
+		// A stream without a leader (a cluster without a quorum) is
+		// answered for by its members from what they have: it takes
+		// no publish.
+		err = errors.New("stream has no leader")
+	}
 	b.mu.Lock()
 	was := b.probeErr
 	if err != nil {

@@ -140,7 +140,9 @@ func TestNATSStreamLostWhileConnected(t *testing.T) {
 	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
+		// a leader without its quorum steps down after 10 s; a loaded
+		// machine stretches that
+		deadline := time.Now().Add(90 * time.Second)
 		for !cond() {
 			if time.Now().After(deadline) {
 				t.Fatalf("timed out waiting for %s", what)
