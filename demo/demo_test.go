@@ -92,7 +92,7 @@ func TestPlanForDemo(t *testing.T) {
 	}
 	// Everything else is the file as shipped: the seed's timing and phases.
 	orig, _ := rollout.ParsePlan(examples.NewAMIPlan)
-	if p.Phases[0].Bake != orig.Phases[0].Bake || p.Drain != orig.Drain || len(p.Phases) != 3 || p.Image != newImage || p.Group != groupName {
+	if p.Phases[0].Bake != orig.Phases[0].Bake || p.Drain != orig.Drain || len(p.Phases) != 3 || p.Image.AMI != newImage || p.Group != groupName {
 		t.Errorf("plan changed beyond its addresses: %+v", p)
 	}
 	if _, err := planForDemo([]byte("change: x\n"), "a", "b"); err == nil {

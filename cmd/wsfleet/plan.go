@@ -68,10 +68,12 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return planError(a.file, err)
 	}
-	if ok, err := prov.ImageExists(ctx, p.Image); err != nil {
+	if p.Image.AMI == "" {
+		// image: current names no AMI: the group's own is checked by AWS.
+	} else if ok, err := prov.ImageExists(ctx, p.Image.AMI); err != nil {
 		return err
 	} else if !ok {
-		return planError(a.file, rollout.PlanErrors{{Key: "image", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; give an AMI id the account can launch", p.Image)}})
+		return planError(a.file, rollout.PlanErrors{{Key: "image", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; give an AMI id the account can launch", p.Image.AMI)}})
 	}
 	if h, ok := rollout.ParseLock(g.Tags[rollout.LockTag]); ok {
 		fmt.Fprintf(stdout, "note: the group is locked by %s\n", h)
