@@ -1,0 +1,207 @@
+package terraform
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+
+	"wsfleet/localcloud"
+)
+
+// needTerraform returns the terraform binary, failing the test (not
+// skipping it) when it is missing: the Terraform tests are part of the
+// suite, and README's test requirements name it.
+func needTerraform(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("terraform")
+	if err != nil {
+		t.Fatalf("terraform not found on PATH: install Terraform v%s (README, test requirements); these tests run the real Terraform", CheckedVersion)
+	}
+	return p
+}
+
+var (
+	providerOnce sync.Once
+	providerDir  string
+	providerErr  error
+)
+
+// standInProvider builds testdata/provider-aws (its own module) once per
+// test binary into a folder keyed by its sources' hash, so a second run
+// reuses the binary, and returns that folder (the dev_overrides path).
+func standInProvider(t testing.TB) string {
+	t.Helper()
+	providerOnce.Do(func() {
+		src, err := filepath.Abs(filepath.Join("testdata", "provider-aws"))
+		if err != nil {
+			providerErr = err
+			return
+		}
+		h := sha256.New()
+		err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			fmt.Fprintf(h, "%s\n", strings.TrimPrefix(p, src))
+			_, err = io.Copy(h, f)
+			return err
+		})
+		if err != nil {
+			providerErr = fmt.Errorf("hash %s: %w", src, err)
+			return
+		}
+		dir := filepath.Join(os.TempDir(), "wsfleet-tf-provider-"+hex.EncodeToString(h.Sum(nil))[:16])
+		bin := filepath.Join(dir, "terraform-provider-aws")
+		if _, err := os.Stat(bin); err == nil {
+			providerDir = dir
+			return
+		}
+		tmp := bin + ".tmp"
+		cmd := exec.Command("go", "build", "-o", tmp, ".")
+		cmd.Dir = src
+		if out, err := cmd.CombinedOutput(); err != nil {
+			providerErr = fmt.Errorf("build the stand-in provider (scripts/test-deps.sh downloads its modules): %v\n%s", err, out)
+			return
+		}
+		if err := os.Rename(tmp, bin); err != nil {
+			providerErr = err
+			return
+		}
+		providerDir = dir
+	})
+	if providerErr != nil {
+		t.Fatal(providerErr)
+	}
+	return providerDir
+}
+
+// cliConfig writes a Terraform CLI configuration that loads the stand-in
+// provider as hashicorp/aws and returns its path.
+func cliConfig(t testing.TB) string {
+	t.Helper()
+	dir := standInProvider(t)
+	path := filepath.Join(t.TempDir(), "terraform.rc")
+	conf := fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"hashicorp/aws\" = %q\n  }\n  direct {}\n}\n", dir)
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// testCloud is a local cloud with the seed's target group and simulated
+// images ami-old and ami-new, and no group: Terraform creates it.
+type testCloud struct {
+	*localcloud.Cloud
+	TargetGroupARN string
+	Token          string
+}
+
+func startCloud(t testing.TB, ctx context.Context) *testCloud {
+	t.Helper()
+	cfg := localcloud.Config{Listen: "127.0.0.1:0", S3Dir: t.TempDir()}
+	cfg.Images = map[string]localcloud.Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}}
+	cfg.Tick = 50 * time.Millisecond
+	cfg.SimulatedBootTime = 200 * time.Millisecond
+	cfg.HealthCheckInterval = 100 * time.Millisecond
+	cloud, err := localcloud.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cloud.Close() })
+	delay := 1
+	if err := cloud.Bootstrap(ctx, &localcloud.Topology{
+		TargetGroups: []localcloud.TopoTargetGroup{{Name: "gitter-ws", Port: 8080, HealthCheckPath: "/readyz",
+			HealthyThresholdCount: 2, UnhealthyThresholdCount: 2, DeregistrationDelaySeconds: &delay}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := elasticloadbalancingv2.NewFromConfig(awsConfig(), func(o *elasticloadbalancingv2.Options) {
+		o.BaseEndpoint = aws.String(cloud.Endpoint())
+	}).DescribeTargetGroups(ctx, &elasticloadbalancingv2.DescribeTargetGroupsInput{Names: []string{"gitter-ws"}})
+	if err != nil || len(out.TargetGroups) != 1 {
+		t.Fatalf("describe target group: %v", err)
+	}
+	return &testCloud{Cloud: cloud, TargetGroupARN: aws.ToString(out.TargetGroups[0].TargetGroupArn), Token: "tf-admin-token"}
+}
+
+func awsConfig() aws.Config {
+	return aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
+}
+
+// asg is an Auto Scaling client on the cloud.
+func (c *testCloud) asg() *autoscaling.Client {
+	return autoscaling.NewFromConfig(awsConfig(), func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(c.Endpoint()) })
+}
+
+// module copies the example module examples/terraform/<sub> into a
+// temporary folder with a terraform.tfvars that points it at the cloud,
+// and returns the folder.
+func (c *testCloud) module(t testing.TB, sub string) string {
+	t.Helper()
+	src := filepath.Join("..", "examples", "terraform", sub)
+	dst := t.TempDir()
+	files, err := filepath.Glob(filepath.Join(src, "*.tf"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("example module %s: %v", src, err)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vars := fmt.Sprintf("# the local cloud of this test\nlocal_endpoint    = %q\ntarget_group_arns = [%q]\nuser_data         = \"--admin-token=%s\\n\"\n",
+		c.Endpoint(), c.TargetGroupARN, c.Token)
+	if err := os.WriteFile(filepath.Join(dst, "terraform.tfvars"), []byte(vars), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// terraformCmd runs the terraform CLI in dir with the stand-in's CLI
+// config, failing the test on error, and returns its output.
+func terraformCmd(t testing.TB, dir, rc string, args ...string) string {
+	t.Helper()
+	out, err := terraformRun(dir, rc, args...)
+	if err != nil {
+		t.Fatalf("terraform %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func terraformRun(dir, rc string, args ...string) (string, error) {
+	flags := []string{args[0], "-no-color"}
+	if args[0] != "show" {
+		flags = append(flags, "-input=false")
+	}
+	cmd := exec.Command("terraform", append(flags, args[1:]...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
