@@ -22,6 +22,9 @@ import (
 type Engine struct {
 	Provider Provider
 	Nodes    Nodes
+	// Terraform makes the change of a plan in the terraform image form
+	// (image_terraform.go); nil for the other forms.
+	Terraform TerraformChange
 	Checker  *Checker
 	Store    Backend
 	Events   *EventLog
