@@ -33,7 +33,7 @@ func TestTopologyForDemo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ud := strings.Split(topo.LaunchTemplates[0].UserData, "\n")
+			ud := strings.Split(topo.Launch().UserData, "\n")
 			has := func(l string) bool {
 				for _, u := range ud {
 					if u == l {
@@ -44,7 +44,7 @@ func TestTopologyForDemo(t *testing.T) {
 			}
 			for _, l := range tt.wantLines {
 				if !has(l) {
-					t.Errorf("user data lacks %q:\n%s", l, topo.LaunchTemplates[0].UserData)
+					t.Errorf("user data lacks %q:\n%s", l, topo.Launch().UserData)
 				}
 			}
 			for _, l := range tt.avoidLines {
@@ -56,7 +56,7 @@ func TestTopologyForDemo(t *testing.T) {
 				t.Errorf("lifecycle hooks: %d, want %d", got, tt.hooks)
 			}
 			g := topo.Groups[0]
-			if g.Name != groupName || g.Desired != 8 || len(g.InstanceNames) != 8 || topo.LaunchTemplates[0].ImageID != oldImage {
+			if g.Name != groupName || g.Desired != 8 || len(g.InstanceNames) != 8 || topo.Launch().ImageID != oldImage {
 				t.Errorf("the seed's group changed: %+v", g)
 			}
 		})

@@ -41,13 +41,22 @@ func targetString(image string, ref *TemplateRef) string {
 	return image
 }
 
-// launchKind names the kind of t: "launch configuration", or "launch
-// template " + what (version, …).
-func launchKind(t TemplateRef, what string) string {
+// refKind names the kind of t: "launch configuration" or "launch
+// template".
+func refKind(t TemplateRef) string {
 	if t.IsLaunchConfig() {
 		return "launch configuration"
 	}
-	return "launch template " + what
+	return "launch template"
+}
+
+// refName names t within its kind: the configuration's name, or the
+// template's name (or id) and version.
+func refName(t TemplateRef) string {
+	if t.IsLaunchConfig() {
+		return t.LaunchConfig
+	}
+	return templateString(t)
 }
 
 // currentChange is the change `image: current` stands for on group g:
@@ -109,7 +118,7 @@ func currentChange(p *Plan, g Group) (TemplateChange, error) {
 func (tc *TemplateChange) revertNote() string {
 	name := tc.TerraformChange
 	if name == "" {
-		name = "the change that set the group's " + launchKind(tc.New, "version") + " to " + templateString(tc.New)
+		name = "the change that set the group's " + refKind(tc.New) + " to " + refName(tc.New)
 	}
 	return fmt.Sprintf("the group was put back on %s through the API: revert the Terraform change too (%s), or the next terraform apply sets %s again",
 		templateString(tc.Previous), name, templateString(tc.New))
@@ -185,7 +194,7 @@ func (tc *TemplateChange) outsideLine(st *State) string {
 	}
 	name := tc.TerraformChange
 	if name == "" {
-		name = "the change that set the group's " + launchKind(tc.New, "version")
+		name = "the change that set the group's " + refKind(tc.New)
 	}
 	return fmt.Sprintf("terraform: %s was set outside wsfleet (%s); a rollback puts the group back on %s through the API, and that change must then be reverted too",
 		templateString(tc.New), name, templateString(tc.Previous))

@@ -62,8 +62,8 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 				back, oldImage, revert = tc.Previous, tc.PreviousImage, "; "+tc.revertNote()
 			}
 		}
-		fmt.Fprintf(w, "on failure: roll back at once: group back to %s, every %s instance replaced by one on %s (same drain), old instances still there reused%s\n",
-			launchString(back), p.Image, oldImage, revert)
+		fmt.Fprintf(w, "on failure: roll back at once: %s back to %s, every %s instance replaced by one on %s (same drain), old instances still there reused%s\n",
+			refKind(back), refName(back), p.Image, oldImage, revert)
 	default:
 		fmt.Fprintln(w, "on failure: stop and wait for `wsfleet rollback` or `wsfleet abort`")
 	}
@@ -204,7 +204,7 @@ func WriteReport(w io.Writer, st *State) {
 	fmt.Fprintf(w, "- group: %s (desired %d at the start)\n", st.Group, st.InitialDesired)
 	fmt.Fprintf(w, "- image: %s -> %s\n", st.OldImage, newImage)
 	if st.Template != nil {
-		fmt.Fprintf(w, "- %s: %s -> %s\n", launchKind(st.Template.New, ""), templateString(st.Template.Previous), templateString(st.Template.New))
+		fmt.Fprintf(w, "- %s: %s -> %s\n", refKind(st.Template.New), refName(st.Template.Previous), refName(st.Template.New))
 		if line := st.Template.outsideLine(st); line != "" {
 			fmt.Fprintf(w, "- %s\n", line)
 		}

@@ -118,7 +118,11 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 	}
 	sort.Slice(old, func(i, j int) bool { return nameLess(old[i].Name, old[j].Name) })
 	setImage := Step{Kind: StepSetImage, Phase: -1, Image: image,
-		Note: fmt.Sprintf("new %s from %s with image %s (was %s), made the group's %s", launchKind(g.Template, "version"), templateString(g.Template), image, g.Image, launchKind(g.Template, "version"))}
+		Note: fmt.Sprintf("new launch template version from %s with image %s (was %s), made the group's version", templateString(g.Template), image, g.Image)}
+	if g.Template.IsLaunchConfig() {
+		setImage.Note = fmt.Sprintf("copy of %s with image %s (was %s), named after it and the change (%s-%s), made the group's launch configuration; the old one is kept for the rollback",
+			templateString(g.Template), image, g.Image, g.Template.LaunchConfig, p.Change)
+	}
 	switch {
 	case ref != nil && len(old) == 0:
 		errs = append(errs, p.errAt("image", "every live instance of group %s already runs its current %s; nothing to do", g.Name, templateString(g.Template)))
