@@ -98,7 +98,9 @@ func (e *Engine) call(ctx context.Context, st *State, eff Effect, obs Observatio
 	case EffSetImage:
 		setImage := p.SetImage
 		if e.Terraform != nil {
-			setImage = func(ctx context.Context, _, image, _ string) (TemplateChange, error) { return e.terraformSetImage(ctx, st, image) }
+			setImage = func(ctx context.Context, _, image, _ string) (TemplateChange, error) {
+				return e.terraformSetImage(ctx, st, image)
+			}
 		}
 		tc, err := setImage(ctx, st.Group, eff.Value, st.Change)
 		if err != nil {

@@ -12,8 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/hashicorp/terraform-exec/tfexec"
+	tfjson "github.com/hashicorp/terraform-json"
 )
 
 // CheckedVersion is the Terraform release the package was checked with.
