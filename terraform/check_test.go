@@ -48,7 +48,7 @@ func TestCheckFixtures(t *testing.T) {
 		{name: "lc-noop"},
 		{name: "lc-image", changes: []string{
 			"aws_autoscaling_group.ws: update in place (launch_configuration)",
-			"aws_launch_configuration.ws: replace (create before destroy)",
+			"aws_launch_configuration.ws: replace (create before destroy) (arn, id, image_id, name)",
 		}},
 		{name: "lc-terraform-data", refused: []string{"terraform_data.x"}, reason: "not the group's launch configuration or template"},
 		{name: "lc-tag", refused: []string{"aws_autoscaling_group.ws"}, reason: "not tag"},
