@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+
+	"wsfleet/internal/tftest"
 )
 
 // planFixture is a saved plan's JSON (`terraform show -json`) kept under
@@ -27,14 +29,14 @@ func TestMakePlanFixtures(t *testing.T) {
 	if os.Getenv("WSFLEET_TF_FIXTURES") != "1" {
 		t.Skip("set WSFLEET_TF_FIXTURES=1 to regenerate testdata/plans with the real Terraform")
 	}
-	needTerraform(t)
+	tftest.NeedTerraform(t)
 	ctx := context.Background()
-	rc := cliConfig(t)
+	rc := tftest.CLIConfig(t)
 	save := func(dir, name string, args ...string) {
 		t.Helper()
 		plan := filepath.Join(dir, "fixture.tfplan")
-		terraformCmd(t, dir, rc, append([]string{"plan", "-out=" + plan}, args...)...)
-		out := terraformCmd(t, dir, rc, "show", "-json", plan)
+		tftest.Terraform(t, dir, rc, append([]string{"plan", "-out=" + plan}, args...)...)
+		out := tftest.Terraform(t, dir, rc, "show", "-json", plan)
 		var v any
 		if err := json.Unmarshal([]byte(out), &v); err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -69,10 +71,10 @@ func TestMakePlanFixtures(t *testing.T) {
 		if os.Getenv("WSFLEET_TF_FIXTURES_ONLY") != "" && os.Getenv("WSFLEET_TF_FIXTURES_ONLY") != v.prefix {
 			continue
 		}
-		cloud := startCloud(t, ctx) // a cloud each: the group has one name
-		asg := cloud.asg()
-		dir := cloud.module(t, v.sub)
-		terraformCmd(t, dir, rc, "apply", "-auto-approve")
+		cloud := tftest.StartCloud(t, ctx) // a cloud each: the group has one name
+		asg := cloud.ASG()
+		dir := cloud.Module(t, v.sub)
+		tftest.Terraform(t, dir, rc, "apply", "-auto-approve")
 		save(dir, v.prefix+"-noop")
 		save(dir, v.prefix+"-image", "-var", "ami=ami-new")
 		undo := edit(filepath.Join(dir, "main.tf"), "resource \"aws_autoscaling_group\"", "resource \"terraform_data\" \"x\" {\n  input = \"unrelated\"\n}\n\nresource \"aws_autoscaling_group\"")

@@ -136,9 +136,10 @@ func (r *Runner) open(ctx context.Context) (*tfexec.Terraform, error) {
 	return tf, nil
 }
 
-// planOpts are the options every plan gets: the spec's variable file.
-func (r *Runner) planOpts(out string) []tfexec.PlanOption {
-	opts := []tfexec.PlanOption{tfexec.Lock(true)}
+// planOpts are the options every plan gets: the spec's variable file,
+// and no refresh for a rollback's plan (see Revert).
+func (r *Runner) planOpts(out string, refresh bool) []tfexec.PlanOption {
+	opts := []tfexec.PlanOption{tfexec.Lock(true), tfexec.Refresh(refresh)}
 	if out != "" {
 		opts = append(opts, tfexec.Out(out))
 	}
@@ -161,14 +162,14 @@ func needsInit(err error) bool {
 
 // plan runs `terraform plan -out` (with `terraform init` first when the
 // folder asks for it) and reads and checks the saved plan.
-func (r *Runner) plan(ctx context.Context, tf *tfexec.Terraform, planFile string) (*tfjson.Plan, Summary, error) {
-	_, err := tf.Plan(ctx, r.planOpts(planFile)...)
+func (r *Runner) plan(ctx context.Context, tf *tfexec.Terraform, planFile string, refresh bool) (*tfjson.Plan, Summary, error) {
+	_, err := tf.Plan(ctx, r.planOpts(planFile, refresh)...)
 	if err != nil && needsInit(err) {
 		r.log().Info("terraform init", "dir", r.Spec.Dir)
 		if ierr := tf.Init(ctx, tfexec.Upgrade(false)); ierr != nil {
 			return nil, Summary{}, fmt.Errorf("terraform init in %s: %w", r.Spec.Dir, ierr)
 		}
-		_, err = tf.Plan(ctx, r.planOpts(planFile)...)
+		_, err = tf.Plan(ctx, r.planOpts(planFile, refresh)...)
 	}
 	if err != nil {
 		return nil, Summary{}, fmt.Errorf("terraform plan in %s: %w", r.Spec.Dir, err)
@@ -187,12 +188,13 @@ func (r *Runner) plan(ctx context.Context, tf *tfexec.Terraform, planFile string
 // plan that fails or is refused puts the variable back and removes the
 // plan file, so that nothing is left changed.
 func (r *Runner) Plan(ctx context.Context, planFile string) (*Planned, error) {
-	return r.planValue(ctx, planFile, r.Spec.Value)
+	return r.planValue(ctx, planFile, r.Spec.Value, true)
 }
 
-// planValue sets the variable to value, plans, and checks the plan
+// planValue sets the variable to value, plans (refreshing the state
+// from the cloud first when refresh is set), and checks the plan
 // (including that the variable has that value in it).
-func (r *Runner) planValue(ctx context.Context, planFile, value string) (*Planned, error) {
+func (r *Runner) planValue(ctx context.Context, planFile, value string, refresh bool) (*Planned, error) {
 	tf, err := r.open(ctx)
 	if err != nil {
 		return nil, err
@@ -212,7 +214,7 @@ func (r *Runner) planValue(ctx context.Context, planFile, value string) (*Planne
 		return cause
 	}
 	r.log().Info("terraform variable set", "edit", edit.String())
-	p, s, err := r.plan(ctx, tf, planFile)
+	p, s, err := r.plan(ctx, tf, planFile, refresh)
 	if err != nil {
 		return nil, undo(err)
 	}
@@ -245,12 +247,17 @@ func (r *Runner) Apply(ctx context.Context, planFile string) error {
 }
 
 // Revert plans the reverse of edit: the variable back to its old value.
-// The plan must pass the same check; the caller applies it.
+// The plan must pass the same check; the caller applies it. It does not
+// refresh: mid-rollout the live group differs from the configuration
+// on purpose (a canary raised its capacity, the lock tag is on it), and
+// a refreshed plan would put those back, terminating instances under the
+// rollback; the group's own update sends only the launch configuration
+// or template.
 func (r *Runner) Revert(ctx context.Context, planFile string, edit VarEdit) (*Planned, error) {
 	if !edit.HadOld {
 		return nil, fmt.Errorf("revert var.%s: it had no value in %s before; set it back by hand", edit.Name, edit.File)
 	}
-	return r.planValue(ctx, planFile, edit.Old)
+	return r.planValue(ctx, planFile, edit.Old, false)
 }
 
 // Clean runs `terraform plan` and reports whether it proposes no change:
@@ -260,7 +267,7 @@ func (r *Runner) Clean(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	changes, err := tf.Plan(ctx, r.planOpts("")...)
+	changes, err := tf.Plan(ctx, r.planOpts("", true)...)
 	if err != nil {
 		return false, fmt.Errorf("terraform plan in %s: %w", r.Spec.Dir, err)
 	}

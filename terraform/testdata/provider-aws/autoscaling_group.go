@@ -195,11 +195,60 @@ func (r *group) Create(ctx context.Context, req resource.CreateRequest, resp *re
 		return
 	}
 	m.ID = types.StringValue(name)
+	planned := m
 	if err := r.read(ctx, &m); err != nil {
 		resp.Diagnostics.AddError("reading Auto Scaling Group ("+name+")", err.Error())
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, keepPlanned(planned, m))...)
+}
+
+// keepPlanned is the state after a create or an update: the planned
+// values where the plan knew them (Terraform requires them back as they
+// were, even if something else changed the group meanwhile: a rollout's
+// lock tag, its capacity), and what the API says for the rest.
+func keepPlanned(plan, api asgModel) *asgModel {
+	out := plan
+	pick := func(p, a types.String) types.String {
+		if p.IsUnknown() {
+			return a
+		}
+		return p
+	}
+	pickInt := func(p, a types.Int64) types.Int64 {
+		if p.IsUnknown() {
+			return a
+		}
+		return p
+	}
+	pickSet := func(p, a types.Set) types.Set {
+		if p.IsUnknown() {
+			return a
+		}
+		return p
+	}
+	out.ID, out.ARN, out.Name = pick(plan.ID, api.ID), pick(plan.ARN, api.ARN), pick(plan.Name, api.Name)
+	out.DesiredCapacity = pickInt(plan.DesiredCapacity, api.DesiredCapacity)
+	out.HealthCheckGracePeriod = pickInt(plan.HealthCheckGracePeriod, api.HealthCheckGracePeriod)
+	out.HealthCheckType = pick(plan.HealthCheckType, api.HealthCheckType)
+	out.AvailabilityZones = pickSet(plan.AvailabilityZones, api.AvailabilityZones)
+	out.VPCZoneIdentifier = pickSet(plan.VPCZoneIdentifier, api.VPCZoneIdentifier)
+	out.TargetGroupARNs = pickSet(plan.TargetGroupARNs, api.TargetGroupARNs)
+	out.LaunchTemplate = nil
+	for i, lt := range plan.LaunchTemplate {
+		var a groupLTSpec
+		if i < len(api.LaunchTemplate) {
+			a = api.LaunchTemplate[i]
+		}
+		out.LaunchTemplate = append(out.LaunchTemplate, groupLTSpec{ID: pick(lt.ID, a.ID), Name: pick(lt.Name, a.Name), Version: pick(lt.Version, a.Version)})
+	}
+	if out.LaunchTemplate == nil {
+		out.LaunchTemplate = []groupLTSpec{}
+	}
+	if out.Tag == nil {
+		out.Tag = []groupTag{}
+	}
+	return &out
 }
 
 // read refreshes m from DescribeAutoScalingGroups; errGone when the
@@ -325,11 +374,12 @@ func (r *group) Update(ctx context.Context, req resource.UpdateRequest, resp *re
 		resp.Diagnostics.AddError("updating tags of Auto Scaling Group ("+name+")", err.Error())
 		return
 	}
+	planned := m
 	if err := r.read(ctx, &m); err != nil {
 		resp.Diagnostics.AddError("reading Auto Scaling Group ("+name+")", err.Error())
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, keepPlanned(planned, m))...)
 }
 
 func ltSpecEqual(a, b []groupLTSpec) bool {

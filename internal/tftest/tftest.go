@@ -1,4 +1,10 @@
-package terraform
+// Package tftest is the Terraform tests' harness: the real terraform
+// binary (a test fails, naming what to install, when it is missing), the
+// stand-in hashicorp/aws provider of terraform/testdata/provider-aws
+// built once into a cache folder, a CLI config that loads it through
+// dev_overrides, and a local cloud for examples/terraform to own a group
+// in.
+package tftest
 
 import (
 	"context"
@@ -24,10 +30,13 @@ import (
 	"wsfleet/localcloud"
 )
 
-// needTerraform returns the terraform binary, failing the test (not
+// CheckedVersion is the Terraform release the tests were written with.
+const CheckedVersion = "1.11.4"
+
+// NeedTerraform returns the terraform binary, failing the test (not
 // skipping it) when it is missing: the Terraform tests are part of the
 // suite, and README's test requirements name it.
-func needTerraform(t testing.TB) string {
+func NeedTerraform(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("terraform")
 	if err != nil {
@@ -42,19 +51,35 @@ var (
 	providerErr  error
 )
 
-// standInProvider builds testdata/provider-aws (its own module) once per
+// Root is the module's root folder (where go.mod is), found from the
+// test's working folder.
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module wsfleet\n") {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("module root (go.mod of wsfleet) not found above the working folder")
+		}
+		dir = parent
+	}
+}
+
+// standInProvider builds terraform/testdata/provider-aws (its own module) once per
 // test binary into a folder keyed by its sources' hash, so a second run
 // reuses the binary, and returns that folder (the dev_overrides path).
 func standInProvider(t testing.TB) string {
 	t.Helper()
 	providerOnce.Do(func() {
-		src, err := filepath.Abs(filepath.Join("testdata", "provider-aws"))
-		if err != nil {
-			providerErr = err
-			return
-		}
+		src := filepath.Join(Root(t), "terraform", "testdata", "provider-aws")
 		h := sha256.New()
-		err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err
 			}
@@ -96,9 +121,9 @@ func standInProvider(t testing.TB) string {
 	return providerDir
 }
 
-// cliConfig writes a Terraform CLI configuration that loads the stand-in
+// CLIConfig writes a Terraform CLI configuration that loads the stand-in
 // provider as hashicorp/aws and returns its path.
-func cliConfig(t testing.TB) string {
+func CLIConfig(t testing.TB) string {
 	t.Helper()
 	dir := standInProvider(t)
 	path := filepath.Join(t.TempDir(), "terraform.rc")
@@ -109,18 +134,21 @@ func cliConfig(t testing.TB) string {
 	return path
 }
 
-// testCloud is a local cloud with the seed's target group and simulated
+// Cloud is a local cloud with the seed's target group and simulated
 // images ami-old and ami-new, and no group: Terraform creates it.
-type testCloud struct {
+type Cloud struct {
 	*localcloud.Cloud
 	TargetGroupARN string
 	Token          string
 }
 
-func startCloud(t testing.TB, ctx context.Context) *testCloud {
+// StartCloud starts it; it closes when the test ends.
+func StartCloud(t testing.TB, ctx context.Context) *Cloud {
 	t.Helper()
 	cfg := localcloud.Config{Listen: "127.0.0.1:0", S3Dir: t.TempDir()}
-	cfg.Images = map[string]localcloud.Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}}
+	// ami-bad's instances run /bin/false: they never pass a health check
+	// (a failing canary).
+	cfg.Images = map[string]localcloud.Image{"ami-old": {Simulated: true}, "ami-new": {Simulated: true}, "ami-bad": {Command: "/bin/false"}}
 	cfg.Tick = 50 * time.Millisecond
 	cfg.SimulatedBootTime = 200 * time.Millisecond
 	cfg.HealthCheckInterval = 100 * time.Millisecond
@@ -129,7 +157,7 @@ func startCloud(t testing.TB, ctx context.Context) *testCloud {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cloud.Close() })
-	delay := 1
+	delay := 3
 	if err := cloud.Bootstrap(ctx, &localcloud.Topology{
 		TargetGroups: []localcloud.TopoTargetGroup{{Name: "gitter-ws", Port: 8080, HealthCheckPath: "/readyz",
 			HealthyThresholdCount: 2, UnhealthyThresholdCount: 2, DeregistrationDelaySeconds: &delay}},
@@ -142,24 +170,24 @@ func startCloud(t testing.TB, ctx context.Context) *testCloud {
 	if err != nil || len(out.TargetGroups) != 1 {
 		t.Fatalf("describe target group: %v", err)
 	}
-	return &testCloud{Cloud: cloud, TargetGroupARN: aws.ToString(out.TargetGroups[0].TargetGroupArn), Token: "tf-admin-token"}
+	return &Cloud{Cloud: cloud, TargetGroupARN: aws.ToString(out.TargetGroups[0].TargetGroupArn), Token: "tf-admin-token"}
 }
 
 func awsConfig() aws.Config {
 	return aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
 }
 
-// asg is an Auto Scaling client on the cloud.
-func (c *testCloud) asg() *autoscaling.Client {
+// ASG is an Auto Scaling client on the cloud.
+func (c *Cloud) ASG() *autoscaling.Client {
 	return autoscaling.NewFromConfig(awsConfig(), func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(c.Endpoint()) })
 }
 
-// module copies the example module examples/terraform/<sub> into a
+// Module copies the example module examples/terraform/<sub> into a
 // temporary folder with a terraform.tfvars that points it at the cloud,
 // and returns the folder.
-func (c *testCloud) module(t testing.TB, sub string) string {
+func (c *Cloud) Module(t testing.TB, sub string) string {
 	t.Helper()
-	src := filepath.Join("..", "examples", "terraform", sub)
+	src := filepath.Join(Root(t), "examples", "terraform", sub)
 	dst := t.TempDir()
 	files, err := filepath.Glob(filepath.Join(src, "*.tf"))
 	if err != nil || len(files) == 0 {
@@ -183,18 +211,19 @@ func (c *testCloud) module(t testing.TB, sub string) string {
 	return dst
 }
 
-// terraformCmd runs the terraform CLI in dir with the stand-in's CLI
+// Terraform runs the terraform CLI in dir with the stand-in's CLI
 // config, failing the test on error, and returns its output.
-func terraformCmd(t testing.TB, dir, rc string, args ...string) string {
+func Terraform(t testing.TB, dir, rc string, args ...string) string {
 	t.Helper()
-	out, err := terraformRun(dir, rc, args...)
+	out, err := Run(dir, rc, args...)
 	if err != nil {
 		t.Fatalf("terraform %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
 }
 
-func terraformRun(dir, rc string, args ...string) (string, error) {
+// Run is Terraform returning the error.
+func Run(dir, rc string, args ...string) (string, error) {
 	flags := []string{args[0], "-no-color"}
 	if args[0] != "show" {
 		flags = append(flags, "-input=false")
