@@ -85,3 +85,27 @@ func (e *Engine) needTerraform(planYAML []byte) error {
 	}
 	return ErrNoTerraform
 }
+
+// terraformSetImageNote is the set-image step's line in the terraform
+// form.
+func terraformSetImageNote(p *Plan, g Group) string {
+	t := p.Image.Terraform
+	return fmt.Sprintf("terraform apply of the plan wsfleet plan saved (var.%s = %q in %s): the group moves from %s (image %s) to what Terraform makes; wsfleet reads it back",
+		t.Var, t.Value, t.Dir, launchString(g.Template), g.Image)
+}
+
+// terraformRollbackLine is the plan's "on failure" line in the terraform
+// form.
+func terraformRollbackLine(p *Plan, g Group) string {
+	t := p.Image.Terraform
+	return fmt.Sprintf("on failure: roll back at once through Terraform: var.%s set back to its value before the change, the plan checked to be the reverse change only and applied (the group on a new %s with image %s), every %s instance replaced by one on %s (same drain), old instances still there reused",
+		t.Var, terraformNewKind(g.Template), g.Image, t.Value, g.Image)
+}
+
+// terraformNewKind is what a Terraform revert makes for a group on t.
+func terraformNewKind(t TemplateRef) string {
+	if t.IsLaunchConfig() {
+		return "launch configuration"
+	}
+	return "launch template version"
+}

@@ -181,6 +181,7 @@ func TestTerraformRollout(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("plan: exit %d\n%s\n%s", code, out, errOut)
 	}
+	t.Logf("wsfleet plan:\n%s%s", out, errOut)
 	for _, want := range []string{
 		"aws_autoscaling_group.ws: update in place (launch_configuration)",
 		"aws_launch_configuration.ws: replace (create before destroy)",
@@ -205,6 +206,7 @@ func TestTerraformRollout(t *testing.T) {
 	}
 	f.clean(t, ctx)
 	code, out, _ = f.run(t, "status", "-c", "tf-e2e")
+	t.Logf("wsfleet status:\n%s", out)
 	if code != 0 || !strings.Contains(out, "terraform:") || !strings.Contains(out, "var.ami") {
 		t.Errorf("status does not name the Terraform change (exit %d):\n%s", code, out)
 	}
