@@ -52,7 +52,7 @@ func (e VarEdit) String() string {
 
 // SetVar sets the input variable name to value for the configuration in
 // dir. With varFile (relative to dir, or absolute) the assignment goes in
-// that .tfvars file, created when missing; without it, in the .tfvars file
+// that .tfvars file, which must exist; without it, in the .tfvars file
 // Terraform loads by itself that already assigns the variable
 // (terraform.tfvars, then *.auto.tfvars), else in the `default` of the
 // variable's block. Everything else in the file stays as it was. The
@@ -91,6 +91,13 @@ func SetVar(dir, varFile, name, value string) (VarEdit, error) {
 	e.File = varFile
 	if strings.HasSuffix(varFile, ".json") {
 		return e, fmt.Errorf("var file %s: JSON variable files are not edited; use a .tfvars file", varFile)
+	}
+	vf := varFile
+	if !filepath.IsAbs(vf) {
+		vf = filepath.Join(dir, vf)
+	}
+	if _, err := os.Stat(vf); err != nil {
+		return e, fmt.Errorf("var file %s: %w (image.terraform.var_file must name an existing .tfvars file)", varFile, err)
 	}
 	return e, editFile(dir, varFile, func(f *hclwrite.File) error {
 		old, had, err := literalString(f.Body(), name)
