@@ -35,6 +35,11 @@ type tfFleet struct {
 const tfToken = "tf-e2e-admin-token"
 
 func startTFFleet(t *testing.T, ctx context.Context) *tfFleet {
+	return startTFModule(t, ctx, "")
+}
+
+// startTFModule is startTFFleet with examples/terraform/<sub>.
+func startTFModule(t *testing.T, ctx context.Context, sub string) *tfFleet {
 	t.Helper()
 	tftest.NeedTerraform(t)
 	f := &tfFleet{rc: tftest.CLIConfig(t), stateDir: t.TempDir()}
@@ -42,7 +47,7 @@ func startTFFleet(t *testing.T, ctx context.Context) *tfFleet {
 	t.Setenv("WSFLEET_TF_E2E_TOKEN", tfToken)
 	f.cloud = tftest.StartCloud(t, ctx)
 	f.cloud.Token = tfToken
-	f.dir = f.cloud.Module(t, "")
+	f.dir = f.cloud.Module(t, sub)
 	tftest.Terraform(t, f.dir, f.rc, "apply", "-auto-approve")
 	var err error
 	f.prov, err = awsprov.New(ctx, awsprov.Config{Region: "us-east-1", Endpoint: f.cloud.Endpoint()})
@@ -168,12 +173,32 @@ func (f *tfFleet) clean(t *testing.T, ctx context.Context) {
 // TestTerraformRollout is issue 14's Done-when for the terraform form on
 // the local cloud, with Terraform v1.11.4 and the stand-in provider:
 // plan shows Terraform's diff and the steps, rollout completes, and
-// Terraform then agrees with the fleet.
+// Terraform then agrees with the fleet; for the module on a launch
+// configuration and its launch template variant.
 func TestTerraformRollout(t *testing.T) {
+	for _, tt := range []struct {
+		name, sub string
+		diff      []string
+		onConfig  bool
+	}{
+		{name: "launch configuration", onConfig: true, diff: []string{
+			"aws_autoscaling_group.ws: update in place (launch_configuration)",
+			"aws_launch_configuration.ws: replace (create before destroy)",
+		}},
+		{name: "launch template", sub: "launch-template", diff: []string{
+			"aws_autoscaling_group.ws: update in place (launch_template)",
+			"aws_launch_template.ws: update in place (image_id, latest_version)",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testTerraformRollout(t, tt.sub, tt.diff, tt.onConfig) })
+	}
+}
+
+func testTerraformRollout(t *testing.T, sub string, diff []string, onConfig bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	start := time.Now()
-	f := startTFFleet(t, ctx)
+	f := startTFModule(t, ctx, sub)
 	before := f.waitFleet(t, ctx, "ami-old", 8)
 	plan := f.writePlan(t, "tf-e2e", "ami-new", "")
 
@@ -182,12 +207,7 @@ func TestTerraformRollout(t *testing.T) {
 		t.Fatalf("plan: exit %d\n%s\n%s", code, out, errOut)
 	}
 	t.Logf("wsfleet plan:\n%s%s", out, errOut)
-	for _, want := range []string{
-		"aws_autoscaling_group.ws: update in place (launch_configuration)",
-		"aws_launch_configuration.ws: replace (create before destroy)",
-		`var.ami default "ami-old" -> "ami-new"`,
-		"canary",
-	} {
+	for _, want := range append(diff, `var.ami default "ami-old" -> "ami-new"`, "canary") {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan output lacks %q:\n%s", want, out)
 		}
@@ -201,8 +221,8 @@ func TestTerraformRollout(t *testing.T) {
 		t.Fatalf("rollout: exit %d\n%s\n%s", code, out, errOut)
 	}
 	g := f.waitFleet(t, ctx, "ami-new", 8)
-	if !g.Template.IsLaunchConfig() || g.Template.Same(before.Template) {
-		t.Errorf("group on %+v after the rollout; want a new launch configuration (was %+v)", g.Template, before.Template)
+	if g.Template.IsLaunchConfig() != onConfig || g.Template.Same(before.Template) {
+		t.Errorf("group on %+v after the rollout; want a new launch configuration or template version (was %+v)", g.Template, before.Template)
 	}
 	f.clean(t, ctx)
 	code, out, _ = f.run(t, "status", "-c", "tf-e2e")
