@@ -36,3 +36,9 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   apt-get update -qq </dev/null
   apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" </dev/null >/dev/null
 fi
+
+# The stand-in hashicorp/aws provider the Terraform tests build
+# (terraform/testdata/provider-aws, a module of its own): its modules.
+# Terraform itself (v1.11.4, /usr/local/bin/terraform) is part of this kind
+# of machine; without it the Terraform tests fail, saying to install it.
+(cd terraform/testdata/provider-aws && go mod download)

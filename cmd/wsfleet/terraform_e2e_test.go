@@ -155,6 +155,21 @@ func (f *tfFleet) variable(t *testing.T) string {
 	return ""
 }
 
+// reportNames asserts the change's report has a terraform line with want.
+func (f *tfFleet) reportNames(t *testing.T, change, want string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.stateDir, change+".report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "terraform:") && strings.Contains(line, want) {
+			return
+		}
+	}
+	t.Errorf("report of %s has no terraform line with %q:\n%s", change, want, b)
+}
+
 // clean asserts `terraform plan` proposes no change (tfexec's Plan
 // returns false).
 func (f *tfFleet) clean(t *testing.T, ctx context.Context) {
@@ -230,6 +245,7 @@ func testTerraformRollout(t *testing.T, sub string, diff []string, onConfig bool
 	if code != 0 || !strings.Contains(out, "terraform:") || !strings.Contains(out, "var.ami") {
 		t.Errorf("status does not name the Terraform change (exit %d):\n%s", code, out)
 	}
+	f.reportNames(t, "tf-e2e", `var.ami default "ami-old" -> "ami-new"`)
 	t.Logf("terraform rollout e2e in %s", time.Since(start).Round(time.Millisecond))
 }
 
@@ -286,6 +302,7 @@ func TestTerraformCanaryRollsBack(t *testing.T) {
 	if v := f.variable(t); v != "ami-old" {
 		t.Errorf("var.ami default = %s after the rollback; want ami-old", v)
 	}
+	f.reportNames(t, "tf-bad", "reverts it through Terraform")
 	g := f.waitFleet(t, ctx, "ami-old", 8)
 	var kept []string
 	for _, in := range before.Instances {
