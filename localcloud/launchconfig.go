@@ -55,7 +55,7 @@ func checkXMLString(field, v string, max int) *apiError {
 		return validationf("1 validation error detected: Value at '%s' failed to satisfy constraint: Member must have length less than or equal to %d", field, max)
 	}
 	for _, r := range v {
-		if r == utf8.RuneError || (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || (r >= 0xD800 && r < 0xE000) || r == 0xFFFE || r == 0xFFFF {
+		if !utf8.ValidString(v) || (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0xFFFE || r == 0xFFFF {
 			return validationf("1 validation error detected: Value at '%s' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\u0020-\\uD7FF\\uE000-\\uFFFD\\uD800\\uDC00-\\uDBFF\\uDFFF\\r\\n\\t]*", field)
 		}
 	}

@@ -85,3 +85,76 @@ func TestTerraformFormCompiles(t *testing.T) {
 		t.Fatalf("Start without Terraform: %v; want ErrNoTerraform", err)
 	}
 }
+
+// TestCurrentForm compiles `image: current` against a group on a launch
+// configuration: the old instances are those launched from another
+// configuration, whatever their image; the plan names what the rollback
+// goes back to and the Terraform change to revert; and the bad cases are
+// refused before anything changes.
+func TestCurrentForm(t *testing.T) {
+	lc := func(n string) TemplateRef { return TemplateRef{LaunchConfig: n} }
+	inst := func(id, name, image string, from TemplateRef) Instance {
+		return Instance{ID: id, Name: name, Image: image, Lifecycle: "InService", Launch: from}
+	}
+	plan := func(extra string) *Plan {
+		p, err := ParsePlan([]byte("change: c1\ngroup: g\nimage: current\n" + extra + "phases:\n  - {name: a, replace: rest}\nrollback: {on_failure: auto}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	g := Group{Name: "g", Desired: 3, Max: 6, Template: lc("tf2"), Image: "ami-2", Instances: []Instance{
+		inst("i-1", "ws-01", "ami-1", lc("tf1")),
+		inst("i-2", "ws-02", "ami-2", lc("tf1b")), // the same image as the target, another configuration: old
+		inst("i-3", "ws-03", "ami-1", lc("tf1")),
+		inst("i-4", "ws-04", "ami-2", lc("tf2")), // already current
+	}}
+	g.Desired = 4
+	p := plan("terraform_change: MR 137\n")
+	steps, err := Compile(p, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := steps[2]; b.Kind != StepBatch || strings.Join(b.TargetNames, ",") != "ws-01,ws-02,ws-03" || b.Ref == nil || *b.Ref != lc("tf2") {
+		t.Errorf("batch %+v, want ws-01..03 replaced from tf2", b)
+	}
+	tc, err := currentChange(p, g)
+	if err != nil || tc.Previous != lc("tf1") || tc.PreviousImage != "ami-1" || tc.New != lc("tf2") || tc.NewImage != "ami-2" || !tc.Current {
+		t.Errorf("currentChange %+v %v: want tf1 (most old instances) -> tf2", tc, err)
+	}
+	var out strings.Builder
+	RenderPlan(&out, p, g, steps)
+	for _, want := range []string{
+		"now on launch configuration tf2 (image ami-2); image current",
+		"3 old instances to cycle, most launched from launch configuration tf1 (image ami-1)",
+		"on failure: roll back at once: launch configuration back to tf1, every tf2 instance replaced by one on ami-1",
+		"revert the Terraform change too (MR 137)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
+		}
+	}
+	st := &State{Status: StatusRolledBack, Template: &TemplateChange{Previous: lc("tf1"), New: lc("tf2"), Current: true}}
+	if line := st.Template.outsideLine(st); !strings.Contains(line, "revert the Terraform change too (the change that set the group's launch configuration to tf2)") {
+		t.Errorf("without terraform_change: %q", line)
+	}
+
+	for _, tc := range []struct {
+		name string
+		g    Group
+		want string
+	}{
+		{"every instance current", Group{Name: "g", Template: lc("tf2"), Image: "ami-2", Instances: []Instance{inst("i-4", "ws-04", "ami-2", lc("tf2"))}},
+			"every live instance of group g already runs its current launch configuration tf2; nothing to do"},
+		{"instances that do not say", Group{Name: "g", Template: lc("tf2"), Image: "ami-2", Instances: []Instance{inst("i-1", "ws-01", "ami-1", TemplateRef{})}},
+			"instance ws-01 (i-1) does not say which launch template or configuration it was launched from"},
+		{"group on nothing", Group{Name: "g", Instances: []Instance{inst("i-1", "ws-01", "ami-1", lc("x"))}},
+			"group g has neither a launch template nor a launch configuration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Compile(plan(""), tc.g); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("compile: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

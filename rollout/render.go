@@ -55,11 +55,12 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 	fmt.Fprintln(w)
 	switch p.Rollback.OnFailure {
 	case "auto":
-		back, oldImage := g.Template, g.Image
+		back, oldImage, newOnes := g.Template, g.Image, p.Image.String()
 		revert := ""
 		if p.Image.Current {
 			if tc, err := currentChange(p, g); err == nil {
 				back, oldImage, revert = tc.Previous, tc.PreviousImage, "; "+tc.revertNote()
+				newOnes = refName(tc.New)
 			}
 		}
 		if p.Image.Terraform != nil {
@@ -67,7 +68,7 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 			break
 		}
 		fmt.Fprintf(w, "on failure: roll back at once: %s back to %s, every %s instance replaced by one on %s (same drain), old instances still there reused%s\n",
-			refKind(back), refName(back), p.Image, oldImage, revert)
+			refKind(back), refName(back), newOnes, oldImage, revert)
 	default:
 		fmt.Fprintln(w, "on failure: stop and wait for `wsfleet rollback` or `wsfleet abort`")
 	}

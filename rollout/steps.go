@@ -136,7 +136,7 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 			break
 		}
 		setImage.Version = tc.Previous
-		setImage.Note = fmt.Sprintf("the group already runs %s (image %s), set outside wsfleet; %d old instances run %s (image %s): nothing to make, the rollback goes back to that",
+		setImage.Note = fmt.Sprintf("the group already runs %s (image %s), set outside wsfleet: nothing to make; %d old instances to cycle, most launched from %s (image %s), which the rollback goes back to",
 			templateString(tc.New), tc.NewImage, len(old), templateString(tc.Previous), tc.PreviousImage)
 	case g.Image == image && len(old) == 0:
 		errs = append(errs, p.errAt("image", "group %s already runs %s on every instance; nothing to change", g.Name, image))
