@@ -130,8 +130,11 @@ func (c *Rollout) String() string {
 	return fmt.Sprintf("%s (%s)", c.Record.Edit, strings.Join(addrs, ", "))
 }
 
-// Apply applies exactly the plan `wsfleet plan` saved.
+// Apply applies exactly the plan `wsfleet plan` saved, once.
 func (c *Rollout) Apply(ctx context.Context) error {
+	if c.Record.Applied {
+		return fmt.Errorf("terraform apply %s: %w: an earlier rollout applied it; run wsfleet plan again", c.Record.PlanFile, ErrStalePlan)
+	}
 	if err := c.Runner.Apply(ctx, c.Record.PlanFile); err != nil {
 		return err
 	}

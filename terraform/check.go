@@ -97,6 +97,9 @@ func (s Summary) Refused() []Change {
 // launch configuration or template and the group's reference to it.
 type RefusedError struct {
 	Changes []Change
+	// Drift is what Terraform's refresh found changed outside it: a
+	// refused change to the group is often Terraform putting that back.
+	Drift []Change
 }
 
 // Addresses lists the refused resources' addresses.
@@ -113,6 +116,9 @@ func (e *RefusedError) Error() string {
 	fmt.Fprintf(&b, "terraform plan refused: it changes more than the launch configuration or template and the group's reference to it: %s", strings.Join(e.Addresses(), ", "))
 	for _, c := range e.Changes {
 		fmt.Fprintf(&b, "\n  %s: %s", c, c.Reason)
+	}
+	for _, d := range e.Drift {
+		fmt.Fprintf(&b, "\n  drift: %s changed outside Terraform since its last apply (%s); the plan puts it back", d.Address, strings.Join(d.Attrs, ", "))
 	}
 	return b.String()
 }
@@ -167,7 +173,7 @@ func Check(p *tfjson.Plan) (Summary, error) {
 	sort.Slice(s.Changes, func(i, j int) bool { return s.Changes[i].Address < s.Changes[j].Address })
 	sort.Slice(s.Drift, func(i, j int) bool { return s.Drift[i].Address < s.Drift[j].Address })
 	if r := s.Refused(); len(r) > 0 {
-		return s, &RefusedError{Changes: r}
+		return s, &RefusedError{Changes: r, Drift: s.Drift}
 	}
 	return s, nil
 }

@@ -81,6 +81,11 @@ func TestCheckFixtures(t *testing.T) {
 				if !strings.Contains(re.Changes[0].Reason, tt.reason) {
 					t.Errorf("reason %q; want one containing %q", re.Changes[0].Reason, tt.reason)
 				}
+				for _, d := range tt.drift {
+					if !strings.Contains(err.Error(), "drift: "+strings.SplitN(d, ":", 2)[0]) {
+						t.Errorf("error %q does not name the drift of %s", err, d)
+					}
+				}
 				for _, a := range tt.refused {
 					if !strings.Contains(err.Error(), a) {
 						t.Errorf("error %q does not name %s", err, a)
