@@ -223,11 +223,15 @@ func parseFile(path string) (*hclwrite.File, error) {
 }
 
 // editFile applies edit to dir/name (an empty file when it does not
-// exist yet) and writes it back in place, keeping its mode.
+// exist yet) and writes it back in place, keeping its mode; a link is
+// followed, so that the file it points at changes and the link stays.
 func editFile(dir, name string, edit func(*hclwrite.File) error) error {
 	path := name
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir, name)
+	}
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
 	}
 	mode := os.FileMode(0o644)
 	var f *hclwrite.File

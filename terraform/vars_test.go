@@ -103,6 +103,32 @@ func TestSetVar(t *testing.T) {
 	}
 }
 
+// TestSetVarThroughLink: a variable file that is a link is edited where
+// it points, and the link stays a link.
+func TestSetVarThroughLink(t *testing.T) {
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared.tf")
+	if err := os.WriteFile(shared, []byte("variable \"ami\" {\n  default = \"ami-old\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod := filepath.Join(dir, "mod")
+	if err := os.Mkdir(mod, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../shared.tf", filepath.Join(mod, "variables.tf")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SetVar(mod, "", "ami", "ami-new"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(filepath.Join(mod, "variables.tf")); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("variables.tf is no longer a link: %v", err)
+	}
+	if b, _ := os.ReadFile(shared); !strings.Contains(string(b), `"ami-new"`) {
+		t.Errorf("shared.tf = %s", b)
+	}
+}
+
 // TestSetVarErrors: bad input fails with a clear error and changes
 // nothing.
 func TestSetVarErrors(t *testing.T) {

@@ -4,32 +4,6 @@
 # `terraform plan` and refuses any other change; see docs/terraform.md.
 # The launch template variant is in launch-template/.
 
-terraform {
-  required_version = ">= 1.5"
-  required_providers {
-    aws = {
-      source = "hashicorp/aws"
-    }
-  }
-}
-
-provider "aws" {
-  region = var.region
-
-  # Against the local cloud (`wsfleet cloud`, docs/cloud.md) every API the
-  # module uses goes to local_endpoint, with fixed keys and no account or
-  # credential look-ups; against AWS, the usual credential chain.
-  access_key                  = var.local_endpoint == "" ? null : "local"
-  secret_key                  = var.local_endpoint == "" ? null : "local"
-  skip_credentials_validation = var.local_endpoint != ""
-  skip_requesting_account_id  = var.local_endpoint != ""
-
-  endpoints {
-    autoscaling = var.local_endpoint == "" ? null : var.local_endpoint
-    ec2         = var.local_endpoint == "" ? null : var.local_endpoint
-  }
-}
-
 # Immutable: a new image means a new launch configuration. name_prefix and
 # create_before_destroy let Terraform create the new one, move the group
 # to it, and only then delete the old one.

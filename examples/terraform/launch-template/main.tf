@@ -1,29 +1,7 @@
 # The launch template variant of ../main.tf: the same gitter-ws group on a
 # launch template. A new image is an update in place that makes a new
-# template version, and the group follows latest_version.
-
-terraform {
-  required_version = ">= 1.5"
-  required_providers {
-    aws = {
-      source = "hashicorp/aws"
-    }
-  }
-}
-
-provider "aws" {
-  region = var.region
-
-  access_key                  = var.local_endpoint == "" ? null : "local"
-  secret_key                  = var.local_endpoint == "" ? null : "local"
-  skip_credentials_validation = var.local_endpoint != ""
-  skip_requesting_account_id  = var.local_endpoint != ""
-
-  endpoints {
-    autoscaling = var.local_endpoint == "" ? null : var.local_endpoint
-    ec2         = var.local_endpoint == "" ? null : var.local_endpoint
-  }
-}
+# template version, and the group follows latest_version. provider.tf and
+# inputs.tf are links to the parent folder's; var.ami is in variables.tf.
 
 resource "aws_launch_template" "ws" {
   name          = var.group_name

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"strings"
 
@@ -11,7 +10,6 @@ import (
 	asgtypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
@@ -25,7 +23,7 @@ import (
 // sizes, zones or subnets, target groups and tags change in place; Read
 // refreshes all of them from the API, so a change made outside Terraform
 // shows as drift.
-type group struct{ c *clients }
+type group struct{ base }
 
 func newGroup() resource.Resource { return &group{} }
 
@@ -97,10 +95,6 @@ func (r *group) Schema(_ context.Context, _ resource.SchemaRequest, resp *resour
 			}}},
 		},
 	}
-}
-
-func (r *group) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = configured(req.ProviderData, &resp.Diagnostics)
 }
 
 func setStrings(ctx context.Context, s types.Set, diags *diag.Diagnostics) []string {
@@ -296,19 +290,7 @@ func (r *group) read(ctx context.Context, m *asgModel) error {
 }
 
 func (r *group) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var m asgModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if err := r.read(ctx, &m); errors.Is(err, errGone) {
-		resp.State.RemoveResource(ctx)
-		return
-	} else if err != nil {
-		resp.Diagnostics.AddError("reading Auto Scaling Group ("+m.ID.ValueString()+")", err.Error())
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	refresh(ctx, req, resp, "Auto Scaling Group", func(m *asgModel) string { return m.ID.ValueString() }, r.read)
 }
 
 func (r *group) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -457,18 +439,8 @@ func diffStrings(have, want []string) (add, del []string) {
 }
 
 func (r *group) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var m asgModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if _, err := r.c.asg.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{
-		AutoScalingGroupName: aws.String(m.ID.ValueString()), ForceDelete: aws.Bool(true),
-	}); err != nil {
-		resp.Diagnostics.AddError("deleting Auto Scaling Group ("+m.ID.ValueString()+")", err.Error())
-	}
-}
-
-func (r *group) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	remove(ctx, req, resp, "Auto Scaling Group", func(m *asgModel) string { return m.ID.ValueString() }, func(ctx context.Context, id string) error {
+		_, err := r.c.asg.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{AutoScalingGroupName: aws.String(id), ForceDelete: aws.Bool(true)})
+		return err
+	})
 }

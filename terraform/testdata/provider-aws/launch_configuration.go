@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
@@ -21,7 +19,7 @@ import (
 // launchConfiguration is aws_launch_configuration: immutable, so every
 // argument forces a replacement (the example sets create_before_destroy,
 // so the group moves to the new one before the old one is deleted).
-type launchConfiguration struct{ c *clients }
+type launchConfiguration struct{ base }
 
 func newLaunchConfiguration() resource.Resource { return &launchConfiguration{} }
 
@@ -53,10 +51,6 @@ func (r *launchConfiguration) Schema(_ context.Context, _ resource.SchemaRequest
 		"user_data":     schema.StringAttribute{Optional: true, PlanModifiers: replace},
 		"key_name":      schema.StringAttribute{Optional: true, PlanModifiers: replace},
 	}}
-}
-
-func (r *launchConfiguration) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = configured(req.ProviderData, &resp.Diagnostics)
 }
 
 func (r *launchConfiguration) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -92,8 +86,6 @@ func (r *launchConfiguration) Create(ctx context.Context, req resource.CreateReq
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
-var errGone = errors.New("not found")
-
 // read refreshes m from the API; errGone when it no longer exists.
 func (r *launchConfiguration) read(ctx context.Context, m *lcModel) error {
 	out, err := r.c.asg.DescribeLaunchConfigurations(ctx, &autoscaling.DescribeLaunchConfigurationsInput{
@@ -122,19 +114,7 @@ func (r *launchConfiguration) read(ctx context.Context, m *lcModel) error {
 }
 
 func (r *launchConfiguration) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var m lcModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if err := r.read(ctx, &m); errors.Is(err, errGone) {
-		resp.State.RemoveResource(ctx)
-		return
-	} else if err != nil {
-		resp.Diagnostics.AddError("reading Auto Scaling Launch Configuration ("+m.ID.ValueString()+")", err.Error())
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	refresh(ctx, req, resp, "Auto Scaling Launch Configuration", func(m *lcModel) string { return m.ID.ValueString() }, r.read)
 }
 
 // Update is never called with a change: every argument forces a new one.
@@ -145,20 +125,10 @@ func (r *launchConfiguration) Update(ctx context.Context, req resource.UpdateReq
 }
 
 func (r *launchConfiguration) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var m lcModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if _, err := r.c.asg.DeleteLaunchConfiguration(ctx, &autoscaling.DeleteLaunchConfigurationInput{
-		LaunchConfigurationName: aws.String(m.ID.ValueString()),
-	}); err != nil {
-		resp.Diagnostics.AddError("deleting Auto Scaling Launch Configuration ("+m.ID.ValueString()+")", err.Error())
-	}
-}
-
-func (r *launchConfiguration) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	remove(ctx, req, resp, "Auto Scaling Launch Configuration", func(m *lcModel) string { return m.ID.ValueString() }, func(ctx context.Context, id string) error {
+		_, err := r.c.asg.DeleteLaunchConfiguration(ctx, &autoscaling.DeleteLaunchConfigurationInput{LaunchConfigurationName: aws.String(id)})
+		return err
+	})
 }
 
 // uniqueName is prefix and a random suffix, as name_prefix promises.

@@ -20,7 +20,7 @@ import (
 // launchTemplate is aws_launch_template: a change of its data is an
 // update in place that makes a new version (latest_version), and the
 // default version too with update_default_version.
-type launchTemplate struct{ c *clients }
+type launchTemplate struct{ base }
 
 func newLaunchTemplate() resource.Resource { return &launchTemplate{} }
 
@@ -75,10 +75,6 @@ func (r *launchTemplate) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	if pl.UpdateDefaultVersion.ValueBool() {
 		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("default_version"), types.Int64Unknown())...)
 	}
-}
-
-func (r *launchTemplate) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = configured(req.ProviderData, &resp.Diagnostics)
 }
 
 func (m *ltModel) data() *ec2types.RequestLaunchTemplateData {
@@ -164,19 +160,7 @@ func optString(s *string) types.String {
 }
 
 func (r *launchTemplate) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var m ltModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if err := r.read(ctx, &m); errors.Is(err, errGone) {
-		resp.State.RemoveResource(ctx)
-		return
-	} else if err != nil {
-		resp.Diagnostics.AddError("reading EC2 Launch Template ("+m.ID.ValueString()+")", err.Error())
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	refresh(ctx, req, resp, "EC2 Launch Template", func(m *ltModel) string { return m.ID.ValueString() }, r.read)
 }
 
 func (r *launchTemplate) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -214,16 +198,8 @@ func (r *launchTemplate) Update(ctx context.Context, req resource.UpdateRequest,
 }
 
 func (r *launchTemplate) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var m ltModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if _, err := r.c.ec2.DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateId: aws.String(m.ID.ValueString())}); err != nil {
-		resp.Diagnostics.AddError("deleting EC2 Launch Template ("+m.ID.ValueString()+")", err.Error())
-	}
-}
-
-func (r *launchTemplate) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	remove(ctx, req, resp, "EC2 Launch Template", func(m *ltModel) string { return m.ID.ValueString() }, func(ctx context.Context, id string) error {
+		_, err := r.c.ec2.DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateId: aws.String(id)})
+		return err
+	})
 }
