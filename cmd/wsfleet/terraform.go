@@ -30,7 +30,13 @@ func tfRunner(p *rollout.Plan, log *slog.Logger, out io.Writer) *terraform.Runne
 
 // tfPlan runs `terraform plan` for the plan's change, refusing any change
 // but the image's, and prints what Terraform would change and any drift.
-func tfPlan(ctx context.Context, p *rollout.Plan, f *roFlags, stdout, stderr io.Writer) error {
+// The variable's value is the image the new instances run: it must exist.
+func tfPlan(ctx context.Context, p *rollout.Plan, prov rollout.ImageChecker, f *roFlags, stdout, stderr io.Writer) error {
+	if ok, err := prov.ImageExists(ctx, p.Image.Terraform.Value); err != nil {
+		return err
+	} else if !ok {
+		return rollout.PlanErrors{{Key: "image.terraform.value", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; the variable's value is the AMI the new instances run", p.Image.Terraform.Value)}}
+	}
 	r := tfRunner(p, slog.New(slog.DiscardHandler), nil)
 	rec, err := r.PlanChange(ctx, tfDir(f), p.Change, time.Now())
 	if err != nil {

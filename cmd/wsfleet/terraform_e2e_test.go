@@ -318,3 +318,40 @@ func TestTerraformCanaryRollsBack(t *testing.T) {
 	}
 	f.clean(t, ctx)
 }
+
+// TestTerraformPlanBadInput: through `wsfleet plan`, a missing folder, an
+// undeclared variable and an image the region lacks fail with a clear
+// message before Terraform runs (the variable file unchanged).
+func TestTerraformPlanBadInput(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := startTFFleet(t, ctx)
+	tests := []struct {
+		name, edit, want string
+	}{
+		{name: "missing folder", edit: "dir: " + f.dir, want: "no such Terraform folder"},
+		{name: "undeclared variable", edit: "var: ami,", want: `variable "image" is not declared`},
+		{name: "missing image", edit: "value: ami-new}", want: `no image "ami-nope" exists`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := f.writePlan(t, "tf-bad-input", "ami-new", "")
+			b, _ := os.ReadFile(path)
+			repl := map[string]string{
+				"dir: " + f.dir:   "dir: " + filepath.Join(f.dir, "nope"),
+				"var: ami,":       "var: image,",
+				"value: ami-new}": "value: ami-nope}",
+			}[tt.edit]
+			if err := os.WriteFile(path, []byte(strings.Replace(string(b), tt.edit, repl, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut := f.run(t, "plan", "-f", path)
+			if code == 0 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d; stderr %q, want %q\n%s", code, errOut, tt.want, out)
+			}
+			if v := f.variable(t); v != "ami-old" {
+				t.Errorf("var.ami default = %s; want ami-old", v)
+			}
+		})
+	}
+}
