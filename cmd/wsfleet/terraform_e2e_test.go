@@ -355,3 +355,28 @@ func TestTerraformPlanBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestTerraformStalePlan: someone applies in the folder between `wsfleet
+// plan` and `wsfleet rollout`: Terraform refuses the saved plan, the
+// rollout stops saying so, and no instance was replaced.
+func TestTerraformStalePlan(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := startTFFleet(t, ctx)
+	before := f.waitFleet(t, ctx, "ami-old", 8)
+	plan := f.writePlan(t, "tf-stale", "ami-new", "")
+	if code, out, errOut := f.run(t, "plan", "-f", plan); code != 0 {
+		t.Fatalf("plan: exit %d\n%s\n%s", code, out, errOut)
+	}
+	tftest.Terraform(t, f.dir, f.rc, "apply", "-auto-approve", "-var", "ami=ami-old", "-var", "instance_type=c5.xlarge")
+	code, out, errOut := f.run(t, "rollout", "-f", plan, "--time-scale", "0.01")
+	if code == 0 || !strings.Contains(out+errOut, "saved plan is stale") || !strings.Contains(out+errOut, "run wsfleet plan again") {
+		t.Fatalf("rollout of a stale plan: exit %d\n%s\n%s", code, out, errOut)
+	}
+	g := f.waitFleet(t, ctx, "ami-old", 8)
+	for _, in := range before.Instances {
+		if got, ok := g.Instance(in.ID); !ok || !got.Live() {
+			t.Errorf("instance %s replaced after a refused apply", in.ID)
+		}
+	}
+}
