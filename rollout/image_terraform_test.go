@@ -31,7 +31,9 @@ func (f *fakeTerraform) Revert(ctx context.Context) error {
 	return err
 }
 
-func (f *fakeTerraform) String() string { return `variables.tf: var.ami default "ami-old" -> "ami-new"` }
+func (f *fakeTerraform) String() string {
+	return `variables.tf: var.ami default "ami-old" -> "ami-new"`
+}
 
 func terraformPlan(url string) []byte {
 	return []byte(strings.Replace(string(seedPlan(url, "launch-before-terminate")), "image: ami-new",
