@@ -188,13 +188,17 @@ func (r *Runner) plan(ctx context.Context, tf *tfexec.Terraform, planFile string
 // plan that fails or is refused puts the variable back and removes the
 // plan file, so that nothing is left changed.
 func (r *Runner) Plan(ctx context.Context, planFile string) (*Planned, error) {
-	return r.planValue(ctx, planFile, r.Spec.Value, true)
+	value := r.Spec.Value
+	return r.planEdit(ctx, planFile, &value, true, func() (VarEdit, error) {
+		return SetVar(r.Spec.Dir, r.Spec.VarFile, r.Spec.Var, value)
+	})
 }
 
-// planValue sets the variable to value, plans (refreshing the state
-// from the cloud first when refresh is set), and checks the plan
-// (including that the variable has that value in it).
-func (r *Runner) planValue(ctx context.Context, planFile, value string, refresh bool) (*Planned, error) {
+// planEdit makes the variable edit set, plans (refreshing the state from
+// the cloud first when refresh is set), and checks the plan, and that
+// the variable has value in it (when known); on any failure the edit is
+// undone.
+func (r *Runner) planEdit(ctx context.Context, planFile string, value *string, refresh bool, set func() (VarEdit, error)) (*Planned, error) {
 	tf, err := r.open(ctx)
 	if err != nil {
 		return nil, err
@@ -202,7 +206,7 @@ func (r *Runner) planValue(ctx context.Context, planFile, value string, refresh 
 	if _, err := findDeclaration(r.Spec.Dir, r.Spec.Var); err != nil {
 		return nil, err
 	}
-	edit, err := SetVar(r.Spec.Dir, r.Spec.VarFile, r.Spec.Var, value)
+	edit, err := set()
 	if err != nil {
 		return nil, fmt.Errorf("set var.%s: %w", r.Spec.Var, err)
 	}
@@ -218,8 +222,8 @@ func (r *Runner) planValue(ctx context.Context, planFile, value string, refresh 
 	if err != nil {
 		return nil, undo(err)
 	}
-	if got, ok := s.Variables[r.Spec.Var]; !ok || got != value {
-		return nil, undo(fmt.Errorf("terraform plan: var.%s is %q in the plan, not %q: another variable file or -var overrides it", r.Spec.Var, got, value))
+	if got, ok := s.Variables[r.Spec.Var]; value != nil && (!ok || got != *value) {
+		return nil, undo(fmt.Errorf("terraform plan: var.%s is %q in the plan, not %q: another variable file or -var overrides it", r.Spec.Var, got, *value))
 	}
 	return &Planned{PlanFile: planFile, Edit: edit, Summary: s, Plan: p}, nil
 }
@@ -254,10 +258,22 @@ func (r *Runner) Apply(ctx context.Context, planFile string) error {
 // rollback; the group's own update sends only the launch configuration
 // or template.
 func (r *Runner) Revert(ctx context.Context, planFile string, edit VarEdit) (*Planned, error) {
-	if !edit.HadOld {
-		return nil, fmt.Errorf("revert var.%s: it had no value in %s before; set it back by hand", edit.Name, edit.File)
+	if edit.HadOld {
+		old := edit.Old
+		return r.planEdit(ctx, planFile, &old, false, func() (VarEdit, error) {
+			return SetVar(r.Spec.Dir, r.Spec.VarFile, r.Spec.Var, old)
+		})
 	}
-	return r.planValue(ctx, planFile, edit.Old, false)
+	// The file had no value: the assignment (or default) goes again, and
+	// the variable takes whatever Terraform gives it otherwise.
+	return r.planEdit(ctx, planFile, nil, false, func() (VarEdit, error) {
+		if err := edit.Revert(); err != nil {
+			return VarEdit{}, fmt.Errorf("remove %s: %w", edit, err)
+		}
+		back := edit
+		back.Old, back.HadOld, back.New = edit.New, true, ""
+		return back, nil
+	})
 }
 
 // Clean runs `terraform plan` and reports whether it proposes no change:

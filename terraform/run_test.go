@@ -130,3 +130,33 @@ func TestPlanRefusesAndReverts(t *testing.T) {
 		t.Errorf("the refused plan's file was left")
 	}
 }
+
+// TestRevertWithoutOldValue: an edit that added the assignment (the var
+// file had none) is reverted by removing it again; the plan then has the
+// variable's default and, nothing having been applied, no change.
+func TestRevertWithoutOldValue(t *testing.T) {
+	tftest.NeedTerraform(t)
+	dir := dataModule(t)
+	rc := filepath.Join(t.TempDir(), "none.rc")
+	tftest.Terraform(t, dir, rc, "apply", "-auto-approve")
+	vf := filepath.Join(dir, "prod.tfvars")
+	orig := "# production values\n"
+	if err := os.WriteFile(vf, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	edit, err := SetVar(dir, "prod.tfvars", "ami", "ami-new")
+	if err != nil || edit.HadOld {
+		t.Fatalf("SetVar: %+v, %v", edit, err)
+	}
+	r := &Runner{Spec: Spec{Dir: dir, Var: "ami", Value: "ami-new", VarFile: "prod.tfvars"}, CLIConfig: rc}
+	p, err := r.Revert(context.Background(), filepath.Join(t.TempDir(), "back.tfplan"), edit)
+	if err != nil {
+		t.Fatalf("Revert: %v", err)
+	}
+	if len(p.Summary.Changes) != 0 || p.Summary.Variables["ami"] != "ami-old" {
+		t.Errorf("revert plan: %+v", p.Summary)
+	}
+	if b, _ := os.ReadFile(vf); strings.TrimSpace(string(b)) != strings.TrimSpace(orig) {
+		t.Errorf("prod.tfvars after Revert = %q; want %q", b, orig)
+	}
+}

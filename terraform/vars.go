@@ -105,6 +105,11 @@ func SetVar(dir, varFile, name, value string) (VarEdit, error) {
 			return fmt.Errorf("%s: variable %q: %w", varFile, name, err)
 		}
 		e.Old, e.HadOld = old, had
+		if !had && endsWithComment(f.Body()) {
+			// a blank line first: a comment right above the new line
+			// would become its own, and go with it on Revert
+			f.Body().AppendNewline()
+		}
 		f.Body().SetAttributeValue(name, cty.StringVal(value))
 		return nil
 	})
@@ -256,6 +261,21 @@ func editFile(dir, name string, edit func(*hclwrite.File) error) error {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	return nil
+}
+
+// endsWithComment reports whether the last thing in body is a comment.
+func endsWithComment(body *hclwrite.Body) bool {
+	toks := body.BuildTokens(nil)
+	for i := len(toks) - 1; i >= 0; i-- {
+		switch toks[i].Type {
+		case hclsyntax.TokenNewline:
+			continue
+		case hclsyntax.TokenComment:
+			return true
+		}
+		return false
+	}
+	return false
 }
 
 func variableBlock(f *hclwrite.File, name string) *hclwrite.Block {
