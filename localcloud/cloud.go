@@ -144,25 +144,25 @@ type Cloud struct {
 	s3Tmp  string   // S3Dir when the cloud made it, removed on Close
 	s3     *s3Store // S3's buckets and objects (s3store.go), with their own lock
 
-	mu        sync.Mutex
-	images    map[string]*imageRec
-	templates map[string]*launchTemplate // by id
-	// launchConfigs are the launch configurations by name (launchconfig.go).
-	launchConfigs map[string]*launchConfig
-	instances     map[string]*instance
-	instOrder     []*instance
-	groups        map[string]*group
-	targetGrps    map[string]*targetGroup // by ARN
-	lbs           map[string]*loadBalancer
-	listeners     map[string]*listener
-	ipNext        int
-	alive         int // pending or running instances, against MaxInstances
-	ipInUse       map[string]bool
-	accessKeys    map[string]int
-	tokens        map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
-	staleTags     map[string]staleTag     // tag writes reads see late, by resource and key (faults.go)
+	mu         sync.Mutex
+	images     map[string]*imageRec
+	templates  map[string]*launchTemplate // by id
+	instances  map[string]*instance
+	instOrder  []*instance
+	groups     map[string]*group
+	targetGrps map[string]*targetGroup // by ARN
+	lbs        map[string]*loadBalancer
+	listeners  map[string]*listener
+	ipNext     int
+	alive      int // pending or running instances, against MaxInstances
+	ipInUse    map[string]bool
+	accessKeys map[string]int
+	tokens     map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
+	staleTags  map[string]staleTag     // tag writes reads see late, by resource and key (faults.go)
 
 	faults *injector
+
+	launchConfigs map[string]*launchConfig // by name (launchconfig.go), made on first use
 
 	actionCalls actionCounter // every call received, by action (actioncount.go)
 }

@@ -400,8 +400,9 @@ func firstOr(xs []string, d string) string {
 	return d
 }
 
-// launchInGroup starts one instance from the group's launch template, in
-// its least used Availability Zone, tagged as the group's tags propagate.
+// launchInGroup starts one instance from the group's launch template (or
+// launch configuration), in its least used Availability Zone, tagged as
+// the group's tags propagate.
 func (c *Cloud) launchInGroup(g *group, now time.Time, cause string) *apiError {
 	spec, e := c.groupSpec(g)
 	if e != nil {

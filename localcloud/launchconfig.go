@@ -2,6 +2,7 @@ package localcloud
 
 import (
 	"sort"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -24,11 +25,19 @@ const maxUserData = 21847
 // launchConfig is one launch configuration. It never changes once made:
 // AWS has no call that modifies one.
 type launchConfig struct {
-	name, arn                string
-	imageID, instanceType    string
-	keyName, userData        string // userData: base64, as the API carries it
-	iamProfile, tenancy      string
-	securityGroups           []string
+	name, arn             string
+	imageID, instanceType string
+	keyName, userData     string // userData: base64, as the API carries it
+	iamProfile, tenancy   string
+	kernelID, ramdiskID   string
+	spotPrice, classicVPC string
+	securityGroups        []string
+	classicSGs            []string
+	// blockDevices and metadata are kept as given (the API's member
+	// names) and given back as they came: the cloud launches nothing
+	// differently for them.
+	blockDevices             []params
+	metadata                 params
 	monitoring, ebsOptimized bool
 	publicIP                 *bool
 	created                  time.Time
@@ -105,6 +114,10 @@ func (c *Cloud) createLaunchConfiguration(req *request, x *xmlw) *apiError {
 		{"KeyName", "keyName", 255, &lc.keyName},
 		{"IamInstanceProfile", "iamInstanceProfile", 1600, &lc.iamProfile},
 		{"PlacementTenancy", "placementTenancy", 64, &lc.tenancy},
+		{"KernelId", "kernelId", 255, &lc.kernelID},
+		{"RamdiskId", "ramdiskId", 255, &lc.ramdiskID},
+		{"SpotPrice", "spotPrice", 255, &lc.spotPrice},
+		{"ClassicLinkVPCId", "classicLinkVPCId", 255, &lc.classicVPC},
 	} {
 		v, ok := p[f.key]
 		if !ok {
@@ -151,6 +164,22 @@ func (c *Cloud) createLaunchConfiguration(req *request, x *xmlw) *apiError {
 		return validationf("AMI %s is invalid: %s", lc.imageID, e.Message)
 	}
 	lc.securityGroups = p.list("SecurityGroups.member")
+	lc.classicSGs = p.list("ClassicLinkVPCSecurityGroups.member")
+	for i, bd := range p.structs("BlockDeviceMappings.member") {
+		if bd.str("DeviceName") == "" {
+			return validationf("1 validation error detected: Value null at 'blockDeviceMappings.%d.member.deviceName' failed to satisfy constraint: Member must not be null", i+1)
+		}
+		lc.blockDevices = append(lc.blockDevices, bd)
+	}
+	if md := p.sub("MetadataOptions"); len(md) > 0 {
+		if v := md.str("HttpTokens"); v != "" && v != "optional" && v != "required" {
+			return validationf("1 validation error detected: Value '%s' at 'metadataOptions.httpTokens' failed to satisfy enum value set: [optional, required]", v)
+		}
+		if v := md.str("HttpEndpoint"); v != "" && v != "enabled" && v != "disabled" {
+			return validationf("1 validation error detected: Value '%s' at 'metadataOptions.httpEndpoint' failed to satisfy enum value set: [disabled, enabled]", v)
+		}
+		lc.metadata = md
+	}
 	if v, set, e := p.boolOpt("InstanceMonitoring.Enabled"); e != nil {
 		return e
 	} else if set {
@@ -201,12 +230,14 @@ func writeLaunchConfig(x *xmlw, lc *launchConfig) {
 	x.leaf("ImageId", lc.imageID)
 	x.opt("KeyName", lc.keyName)
 	x.strings("SecurityGroups", "member", lc.securityGroups)
-	x.strings("ClassicLinkVPCSecurityGroups", "member", nil)
+	x.opt("ClassicLinkVPCId", lc.classicVPC)
+	x.strings("ClassicLinkVPCSecurityGroups", "member", lc.classicSGs)
 	x.leaf("UserData", lc.userData)
 	x.leaf("InstanceType", lc.instanceType)
-	x.leaf("KernelId", "")
-	x.leaf("RamdiskId", "")
-	x.list("BlockDeviceMappings", "member", 0, nil)
+	x.leaf("KernelId", lc.kernelID)
+	x.leaf("RamdiskId", lc.ramdiskID)
+	x.list("BlockDeviceMappings", "member", len(lc.blockDevices), func(i int) { writeNested(x, lc.blockDevices[i]) })
+	x.opt("SpotPrice", lc.spotPrice)
 	x.open("InstanceMonitoring")
 	x.bool("Enabled", lc.monitoring)
 	x.close("InstanceMonitoring")
@@ -217,6 +248,34 @@ func writeLaunchConfig(x *xmlw, lc *launchConfig) {
 		x.bool("AssociatePublicIpAddress", *lc.publicIP)
 	}
 	x.opt("PlacementTenancy", lc.tenancy)
+	if len(lc.metadata) > 0 {
+		x.open("MetadataOptions")
+		writeNested(x, lc.metadata)
+		x.close("MetadataOptions")
+	}
+}
+
+// writeNested writes a structure given as Query parameters (dotted member
+// names, no lists) as the XML elements of the same names, nested at the
+// dots, members in name order.
+func writeNested(x *xmlw, p params) {
+	subs := map[string]params{}
+	for _, k := range sortedKeys(p) {
+		head, rest, nested := strings.Cut(k, ".")
+		if !nested {
+			x.leaf(k, p[k])
+			continue
+		}
+		if subs[head] == nil {
+			subs[head] = params{}
+		}
+		subs[head][rest] = p[k]
+	}
+	for _, head := range sortedKeys(subs) {
+		x.open(head)
+		writeNested(x, subs[head])
+		x.close(head)
+	}
 }
 
 func (c *Cloud) deleteLaunchConfiguration(req *request, x *xmlw) *apiError {

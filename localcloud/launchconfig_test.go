@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -263,9 +264,34 @@ func TestAWSCLILaunchConfigurations(t *testing.T) {
 	}
 	c, _ := startCloud(t, fastConfig())
 	run, must := awsCLI(t, c.Endpoint(), "AKIDCLILC")
-	for _, n := range []string{"cli-1", "cli-2", "cli-3"} {
+	for _, n := range []string{"cli-1", "cli-2"} {
 		must("autoscaling", "create-launch-configuration", "--launch-configuration-name", n, "--image-id", "ami-sim",
 			"--instance-type", "c5.large", "--user-data=--admin-token=x")
+	}
+	// Every attribute the CLI serializes, given back as given.
+	must("autoscaling", "create-launch-configuration", "--launch-configuration-name", "cli-3", "--image-id", "ami-sim2",
+		"--instance-type", "c5.large", "--key-name", "ops", "--security-groups", "sg-1", "sg-2", "--iam-instance-profile", "ws-node",
+		"--instance-monitoring", "Enabled=false", "--ebs-optimized", "--no-associate-public-ip-address",
+		"--block-device-mappings", `[{"DeviceName":"/dev/xvda","Ebs":{"VolumeSize":20,"VolumeType":"gp3","DeleteOnTermination":true}}]`,
+		"--metadata-options", "HttpTokens=required,HttpPutResponseHopLimit=2")
+	full := must("autoscaling", "describe-launch-configurations", "--launch-configuration-names", "cli-3")
+	for path, want := range map[string]any{
+		"ImageId": "ami-sim2", "KeyName": "ops", "IamInstanceProfile": "ws-node", "EbsOptimized": true, "AssociatePublicIpAddress": false,
+		"InstanceMonitoring.Enabled": false, "SecurityGroups.1": "sg-2", "BlockDeviceMappings.0.DeviceName": "/dev/xvda",
+		"BlockDeviceMappings.0.Ebs.VolumeSize": float64(20), "BlockDeviceMappings.0.Ebs.DeleteOnTermination": true,
+		"MetadataOptions.HttpTokens": "required", "MetadataOptions.HttpPutResponseHopLimit": float64(2),
+	} {
+		keys := []any{"LaunchConfigurations", 0}
+		for _, k := range strings.Split(path, ".") {
+			if i, err := strconv.Atoi(k); err == nil {
+				keys = append(keys, i)
+			} else {
+				keys = append(keys, k)
+			}
+		}
+		if got := dig(full, keys...); got != want {
+			t.Errorf("cli-3 %s = %v, want %v", path, got, want)
+		}
 	}
 	if _, err := run("autoscaling", "create-launch-configuration", "--launch-configuration-name", "cli-1", "--image-id", "ami-sim", "--instance-type", "c5.large"); err == nil || !strings.Contains(err.Error(), "AlreadyExists") {
 		t.Errorf("duplicate via CLI: %v", err)

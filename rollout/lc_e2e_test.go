@@ -2,15 +2,17 @@ package rollout_test
 
 // A group on a launch configuration, end to end on simulated instances:
 // the `ami-…` form (wsfleet copies the configuration with the new image),
-// then a `terraform apply` made elsewhere (the AWS CLI makes a new
-// configuration and points the group at it) and the `current` form, then
-// another such change whose canary fails and rolls back through the API.
+// then a `terraform apply` made elsewhere (a new configuration made and
+// the group pointed at it through the API) and the `current` form, then
+// another such change whose canary fails and rolls back through the API,
+// and one whose old configuration is gone.
 // What the group and its instances run is read back with the AWS CLI, as
 // an operator would check it.
 
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -21,6 +23,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 
 	"wsfleet/internal/simcloud"
 	"wsfleet/rollout"
@@ -158,6 +163,20 @@ rollback: {on_failure: auto}
 		}
 		return e.load(t, change)
 	}
+	// outside is a terraform apply made elsewhere: a new launch
+	// configuration with image, and the group on it (through the SDK;
+	// the CLI reads the results).
+	outside := func(name, image string) {
+		t.Helper()
+		asg := cloud.Clients("terraform").ASG
+		if _, err := asg.CreateLaunchConfiguration(ctx, &autoscaling.CreateLaunchConfigurationInput{LaunchConfigurationName: awssdk.String(name),
+			ImageId: awssdk.String(image), InstanceType: awssdk.String("c5.large"), UserData: awssdk.String(base64.StdEncoding.EncodeToString([]byte("--admin-token=" + simToken)))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{AutoScalingGroupName: awssdk.String("gitter-ws"), LaunchConfigurationName: awssdk.String(name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	check := func(what string, got cliView, groupLC string, lcs map[string]string, instances []string) {
 		t.Helper()
 		if got.groupLC != groupLC || fmt.Sprint(got.lcs) != fmt.Sprint(lcs) || fmt.Sprint(got.instances) != fmt.Sprint(instances) {
@@ -180,15 +199,7 @@ rollback: {on_failure: auto}
 
 	// 2. A terraform apply made elsewhere: a new configuration on the
 	// same image (only the configuration differs), the group on it.
-	for _, args := range [][]string{
-		{"autoscaling", "create-launch-configuration", "--launch-configuration-name", "gitter-ws-tf1", "--image-id", "ami-new",
-			"--instance-type", "c5.large", "--user-data=--admin-token=" + simToken},
-		{"autoscaling", "update-auto-scaling-group", "--auto-scaling-group-name", "gitter-ws", "--launch-configuration-name", "gitter-ws-tf1"},
-	} {
-		if _, err := aws(args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	outside("gitter-ws-tf1", "ami-new")
 	cur := plan("lc-current", "current", "terraform_change: https://gitlab.example/gitter-infrastructure/merge_requests/137\n", "")
 	_, _, steps, err := rollout.Prepare(ctx, p, cur)
 	if err != nil {
@@ -216,15 +227,7 @@ rollback: {on_failure: auto}
 	// 4. Another outside change (back to ami-old) whose canary fails: the
 	// rollback puts the group back on gitter-ws-tf1 through the API and
 	// says the Terraform change must be reverted too.
-	for _, args := range [][]string{
-		{"autoscaling", "create-launch-configuration", "--launch-configuration-name", "gitter-ws-tf2", "--image-id", "ami-old",
-			"--instance-type", "c5.large", "--user-data=--admin-token=" + simToken},
-		{"autoscaling", "update-auto-scaling-group", "--auto-scaling-group-name", "gitter-ws", "--launch-configuration-name", "gitter-ws-tf2"},
-	} {
-		if _, err := aws(args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	outside("gitter-ws-tf2", "ami-old")
 	st = run("lc-fail", plan("lc-fail", "current", "", "checks:\n  - {name: smoke, command: {run: [\"false\"]}}\n"))
 	if st.Status != rollout.StatusRolledBack {
 		t.Fatalf("lc-fail: %s: %s", st.Status, st.Failure)
@@ -232,6 +235,20 @@ rollback: {on_failure: auto}
 	waitSimFleet(t, e, "ami-new", fleetOn("ami-new"), 10*time.Second)
 	check("after the rollback", readCLIView(t, aws), "gitter-ws-tf1",
 		map[string]string{"gitter-ws": "ami-old", "gitter-ws-lc-ami": "ami-new", "gitter-ws-tf1": "ami-new", "gitter-ws-tf2": "ami-old"}, times(n, "gitter-ws-tf1:ami-new"))
+	// 5. What the old instances run is gone (deleted once the group
+	// left it): image: current is refused before any change, since a
+	// rollback could not go back to it.
+	asg := cloud.Clients("terraform").ASG
+	if _, err := asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{AutoScalingGroupName: awssdk.String("gitter-ws"), LaunchConfigurationName: awssdk.String("gitter-ws-tf2")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asg.DeleteLaunchConfiguration(ctx, &autoscaling.DeleteLaunchConfigurationInput{LaunchConfigurationName: awssdk.String("gitter-ws-tf1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := rollout.Prepare(ctx, p, plan("lc-gone", "current", "", "")); err == nil || !strings.Contains(err.Error(), "the old instances run launch configuration gitter-ws-tf1, which no longer exists") {
+		t.Errorf("image: current with the old configuration deleted: %v", err)
+	}
+
 	var report, view bytes.Buffer
 	rollout.WriteReport(&report, st)
 	rollout.RenderView(&view, st, time.Now())

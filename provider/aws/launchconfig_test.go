@@ -2,12 +2,14 @@ package aws
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	asgtypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 
 	"wsfleet/localcloud"
 	"wsfleet/rollout"
@@ -112,5 +114,46 @@ func TestProviderLaunchConfiguration(t *testing.T) {
 		if ok, err := p.LaunchRefExists(ctx, ref); ok != want || err != nil {
 			t.Errorf("LaunchRefExists(%s) = %v, %v", ref.LaunchConfig, ok, err)
 		}
+	}
+
+	// A configuration with every attribute the API takes: its copy has
+	// them all, the image aside.
+	full := &autoscaling.CreateLaunchConfigurationInput{
+		LaunchConfigurationName: aws.String("full"), ImageId: aws.String("ami-old"), InstanceType: aws.String("c5.large"),
+		KeyName: aws.String("ops"), SecurityGroups: []string{"sg-1", "sg-2"}, UserData: aws.String("LS1hZG1pbi10b2tlbj10Cg=="),
+		IamInstanceProfile: aws.String("ws-node"), InstanceMonitoring: &asgtypes.InstanceMonitoring{Enabled: aws.Bool(false)},
+		EbsOptimized: aws.Bool(true), AssociatePublicIpAddress: aws.Bool(false), PlacementTenancy: aws.String("default"),
+		SpotPrice: aws.String("0.05"),
+		BlockDeviceMappings: []asgtypes.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"),
+			Ebs: &asgtypes.Ebs{VolumeSize: aws.Int32(20), VolumeType: aws.String("gp3"), DeleteOnTermination: aws.Bool(true), Encrypted: aws.Bool(true)}}},
+		MetadataOptions: &asgtypes.InstanceMetadataOptions{HttpTokens: asgtypes.InstanceMetadataHttpTokensStateRequired, HttpPutResponseHopLimit: aws.Int32(2)},
+	}
+	if _, err := asg.CreateLaunchConfiguration(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{AutoScalingGroupName: aws.String("gitter-ws"), LaunchConfigurationName: aws.String("full")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.SetImage(ctx, "gitter-ws", "ami-new", "chg-2"); err != nil {
+		t.Fatal(err)
+	}
+	both, err := asg.DescribeLaunchConfigurations(ctx, &autoscaling.DescribeLaunchConfigurationsInput{LaunchConfigurationNames: []string{"full", "full-chg-2"}})
+	if err != nil || len(both.LaunchConfigurations) != 2 {
+		t.Fatalf("describe full and its copy: %v %v", both, err)
+	}
+	orig, cp := both.LaunchConfigurations[0], both.LaunchConfigurations[1]
+	if aws.ToString(orig.ImageId) != "ami-old" || aws.ToString(cp.ImageId) != "ami-new" {
+		t.Errorf("images %s and %s, want ami-old and its copy on ami-new", aws.ToString(orig.ImageId), aws.ToString(cp.ImageId))
+	}
+	norm := func(lc asgtypes.LaunchConfiguration) string {
+		lc.LaunchConfigurationName, lc.LaunchConfigurationARN, lc.ImageId, lc.CreatedTime = nil, nil, nil, nil
+		b, _ := json.Marshal(lc)
+		return string(b)
+	}
+	if a, b := norm(orig), norm(cp); a != b {
+		t.Errorf("the copy differs besides its name and image:\n orig %s\n copy %s", a, b)
+	}
+	if !strings.Contains(norm(orig), `"VolumeSize":20`) || !strings.Contains(norm(orig), `"HttpTokens":"required"`) || !strings.Contains(norm(orig), `"SpotPrice":"0.05"`) {
+		t.Errorf("the local cloud does not give back what it was given: %s", norm(orig))
 	}
 }
