@@ -51,10 +51,18 @@ func TestE2ETerraform(t *testing.T) {
 	})
 	ctx := context.Background()
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	tgs, err := elasticloadbalancingv2.NewFromConfig(cfg, func(o *elasticloadbalancingv2.Options) { o.BaseEndpoint = aws.String(e.api) }).
-		DescribeTargetGroups(ctx, &elasticloadbalancingv2.DescribeTargetGroupsInput{Names: []string{"gitter-ws"}})
-	if err != nil || len(tgs.TargetGroups) != 1 {
-		t.Fatalf("target group: %v", err)
+	elb := elasticloadbalancingv2.NewFromConfig(cfg, func(o *elasticloadbalancingv2.Options) { o.BaseEndpoint = aws.String(e.api) })
+	var tgs *elasticloadbalancingv2.DescribeTargetGroupsOutput
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		// the cloud process answers once it has made the topology
+		tgs, err = elb.DescribeTargetGroups(ctx, &elasticloadbalancingv2.DescribeTargetGroupsInput{Names: []string{"gitter-ws"}})
+		if err == nil && len(tgs.TargetGroups) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("target group: %v", err)
+		}
 	}
 	dir := filepath.Join(e.dir, "terraform")
 	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "examples", "terraform"))); err != nil {
