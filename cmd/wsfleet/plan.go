@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"wsfleet/rollout"
 )
@@ -43,6 +44,9 @@ func parsePlanArgs(fs *flag.FlagSet, args []string, engine bool) (*planArgs, err
 		return nil, err
 	}
 	p, err := rollout.ParsePlan(data)
+	if err == nil {
+		err = p.CheckCredentials()
+	}
 	if err != nil {
 		return nil, planError(*file, err)
 	}
@@ -89,5 +93,24 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	rollout.RenderPlan(stdout, p, g, steps)
-	return nil
+	// The pre-checks judge the world as it is now, as a rollout would
+	// before its first change: one that fails makes plan fail too.
+	image := p.Image.AMI // the image new instances run, as the engine's pre-check sees it
+	switch {
+	case p.Image.Terraform != nil:
+		image = p.Image.Terraform.Value
+	case p.Image.Current:
+		image = g.Image
+	}
+	env := rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: image, Group: g, Now: time.Now(),
+		LoadBalancerURL: func(ctx context.Context) (string, error) { return prov.LoadBalancerURL(ctx, p.Group) }}
+	pre, err := rollout.PreCheck(ctx, p, env)
+	for _, r := range pre {
+		res := "pass"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(stdout, "pre-check %s: %s: %s\n", r.Name, res, r.Detail)
+	}
+	return err
 }

@@ -42,14 +42,18 @@ function fmtTime(iso) {
   if (!iso) return "";
   const d = new Date(iso);
   if (isNaN(d)) return iso;
-  return d.toLocaleTimeString([], { hour12: false });
+  const time = d.toLocaleTimeString([], { hour12: false });
+  // A time more than a day away (a window planned days ahead, or one
+  // long past) is ambiguous without its date.
+  if (Math.abs(d - Date.now()) < 86400000) return time;
+  return `${d.toISOString().slice(0, 10)} ${time}`;
 }
 
 function rel(iso) {
   if (!iso) return "";
   const ms = new Date(iso) - Date.now();
   const s = Math.round(Math.abs(ms) / 1000);
-  const txt = s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
+  const txt = s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : s < 172800 ? `${(s / 3600).toFixed(1)}h` : `${Math.round(s / 86400)}d`;
   return ms >= 0 ? `in ${txt}` : `${txt} ago`;
 }
 
