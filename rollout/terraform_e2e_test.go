@@ -6,15 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
 	"wsfleet/internal/tftest"
@@ -130,12 +127,5 @@ func nameInstances(t *testing.T, e *e2e, n int) {
 	if len(ids) != n {
 		t.Fatalf("%d live instances, want %d", len(ids), n)
 	}
-	sort.Strings(ids)
-	client := ec2.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: aws.AnonymousCredentials{}}, func(o *ec2.Options) { o.BaseEndpoint = aws.String(e.api) })
-	for i, id := range ids {
-		if _, err := client.CreateTags(context.Background(), &ec2.CreateTagsInput{Resources: []string{id},
-			Tags: []ec2types.Tag{{Key: aws.String("Name"), Value: aws.String(fmt.Sprintf("ws-%02d", i+1))}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tftest.NameInstances(t, e.api, ids)
 }

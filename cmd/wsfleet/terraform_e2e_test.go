@@ -6,14 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"wsfleet/internal/tftest"
 	awsprov "wsfleet/provider/aws"
@@ -55,18 +50,11 @@ func startTFModule(t *testing.T, ctx context.Context, sub string) *tfFleet {
 		t.Fatal(err)
 	}
 	g := f.waitFleet(t, ctx, "ami-old", 8)
-	// Name the instances ws-01..ws-08, as the seed's operators did.
 	var ids []string
 	for _, in := range g.Instances {
 		ids = append(ids, in.ID)
 	}
-	sort.Strings(ids)
-	client := ec2.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: aws.AnonymousCredentials{}}, func(o *ec2.Options) { o.BaseEndpoint = aws.String(f.cloud.Endpoint()) })
-	for i, id := range ids {
-		if _, err := client.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: []ec2types.Tag{{Key: aws.String("Name"), Value: aws.String(fmt.Sprintf("ws-%02d", i+1))}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tftest.NameInstances(t, f.cloud.Endpoint(), ids)
 	return f
 }
 
@@ -153,6 +141,19 @@ func (f *tfFleet) variable(t *testing.T) string {
 	}
 	t.Fatal("var.ami default not found")
 	return ""
+}
+
+// planned waits for the fleet on ami-old, writes the plan of change
+// with value and runs `wsfleet plan` on it, which must succeed; it
+// returns the group before and the plan file.
+func (f *tfFleet) planned(t *testing.T, ctx context.Context, change, value string) (rollout.Group, string) {
+	t.Helper()
+	before := f.waitFleet(t, ctx, "ami-old", 8)
+	plan := f.writePlan(t, change, value, "")
+	if code, out, errOut := f.run(t, "plan", "-f", plan); code != 0 {
+		t.Fatalf("plan: exit %d\n%s\n%s", code, out, errOut)
+	}
+	return before, plan
 }
 
 // reportNames asserts the change's report has a terraform line with want.
@@ -286,11 +287,7 @@ func TestTerraformCanaryRollsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	f := startTFFleet(t, ctx)
-	before := f.waitFleet(t, ctx, "ami-old", 8)
-	plan := f.writePlan(t, "tf-bad", "ami-bad", "")
-	if code, out, errOut := f.run(t, "plan", "-f", plan); code != 0 {
-		t.Fatalf("plan: exit %d\n%s\n%s", code, out, errOut)
-	}
+	before, plan := f.planned(t, ctx, "tf-bad", "ami-bad")
 	code, out, errOut := f.run(t, "rollout", "-f", plan, "--time-scale", "0.01")
 	if code == 0 {
 		t.Fatalf("a canary that never became healthy did not fail the rollout\n%s", out)
@@ -363,11 +360,7 @@ func TestTerraformStalePlan(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	f := startTFFleet(t, ctx)
-	before := f.waitFleet(t, ctx, "ami-old", 8)
-	plan := f.writePlan(t, "tf-stale", "ami-new", "")
-	if code, out, errOut := f.run(t, "plan", "-f", plan); code != 0 {
-		t.Fatalf("plan: exit %d\n%s\n%s", code, out, errOut)
-	}
+	before, plan := f.planned(t, ctx, "tf-stale", "ami-new")
 	tftest.Terraform(t, f.dir, f.rc, "apply", "-auto-approve", "-var", "ami=ami-old", "-var", "instance_type=c5.xlarge")
 	code, out, errOut := f.run(t, "rollout", "-f", plan, "--time-scale", "0.01")
 	if code == 0 || !strings.Contains(out+errOut, "saved plan is stale") || !strings.Contains(out+errOut, "run wsfleet plan again") {

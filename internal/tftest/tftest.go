@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,6 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
 	"wsfleet/localcloud"
@@ -233,4 +236,19 @@ func Run(dir, rc string, args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// NameInstances tags the instances ids (sorted) ws-01, ws-02, … through
+// the cloud at endpoint, as the seed's operators named theirs: a group
+// Terraform just made has no Name tags, and the seed's phases name them.
+func NameInstances(t testing.TB, endpoint string, ids []string) {
+	t.Helper()
+	ids = slices.Sorted(slices.Values(ids))
+	client := ec2.NewFromConfig(awsConfig(), func(o *ec2.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	for i, id := range ids {
+		if _, err := client.CreateTags(context.Background(), &ec2.CreateTagsInput{Resources: []string{id},
+			Tags: []ec2types.Tag{{Key: aws.String("Name"), Value: aws.String(fmt.Sprintf("ws-%02d", i+1))}}}); err != nil {
+			t.Fatalf("name %s: %v", id, err)
+		}
+	}
 }
