@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 )
 
 // target is what the plan brings in on group g: the image new instances
@@ -26,11 +27,23 @@ func (p *Plan) target(g Group) (string, *TemplateRef, error) {
 
 // runs reports whether in runs what a step or phase brings in: the
 // launch reference when ref is set (`image: current`), else the image.
+// An instance whose launch template version is not a number ($Latest,
+// $Default: the version spec rather than the version it got) is told by
+// its image.
 func runs(in Instance, image string, ref *TemplateRef) bool {
-	if ref != nil {
-		return in.Launch.Same(*ref)
+	if ref == nil {
+		return in.Image == image
 	}
-	return in.Image == image
+	if !in.Launch.IsLaunchConfig() && !ref.IsLaunchConfig() && in.Launch.ID == ref.ID && !numeric(in.Launch.Version) {
+		return in.Image == image
+	}
+	return in.Launch.Same(*ref)
+}
+
+// numeric reports whether s is a launch template version number.
+func numeric(s string) bool {
+	_, err := strconv.Atoi(s)
+	return err == nil
 }
 
 // targetString names what new instances run, for the rendered plan.
@@ -72,7 +85,7 @@ func currentChange(p *Plan, g Group) (TemplateChange, error) {
 	}
 	counts := map[string]*count{}
 	for _, in := range g.Instances {
-		if !in.Live() || in.Launch.Same(g.Template) {
+		if !in.Live() || runs(in, g.Image, &g.Template) {
 			continue
 		}
 		if in.Launch.IsZero() {
@@ -148,14 +161,16 @@ func checkPrevious(ctx context.Context, p Provider, plan *Plan, g Group) error {
 		return fmt.Errorf("check %s: %w", templateString(tc.Previous), err)
 	}
 	if !exists {
-		return PlanErrors{plan.errAt("image", "current: the old instances run %s, which no longer exists: a rollback could not put the group back on it; recreate it, or give image: ami-… instead", templateString(tc.Previous))}
+		return PlanErrors{plan.errAt("image", "current: the old instances run %s (image %s), which no longer exists: a rollback could not put the group back on it; make it again with that image (a Terraform create_before_destroy deletes the old launch configuration: keep it until the change is done), then plan again",
+			templateString(tc.Previous), tc.PreviousImage)}
 	}
 	return nil
 }
 
-// newImage is the image the change brings in: the plan's AMI, or for
-// `image: current` the group's image when the change started.
-func (st *State) newImage(p *Plan) string {
+// NewImage is the image the change brings in: the plan's AMI, or for
+// `image: current` the group's image when the change started ("" before
+// it started).
+func (st *State) NewImage(p *Plan) string {
 	if p.Image.AMI != "" {
 		return p.Image.AMI
 	}
@@ -208,3 +223,8 @@ func launchString(t TemplateRef) string {
 	}
 	return "launch template " + templateString(t)
 }
+
+// Target is the image and launch reference the plan moves group g to:
+// what a phase's gates are told (PhaseEnv.Image, Ref) before the first
+// change, for `wsfleet plan`'s pre-checks as for the engine's.
+func (p *Plan) Target(g Group) (string, *TemplateRef, error) { return p.target(g) }

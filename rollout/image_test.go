@@ -158,3 +158,30 @@ func TestCurrentForm(t *testing.T) {
 		})
 	}
 }
+
+// TestRunsByLaunchReference: image: current tells instances by their
+// launch configuration or template version, and by image only when an
+// instance's version is a spec ($Latest) rather than a number.
+func TestRunsByLaunchReference(t *testing.T) {
+	lt := func(v string) TemplateRef { return TemplateRef{ID: "lt-1", Version: v} }
+	lc := TemplateRef{LaunchConfig: "tf2"}
+	for _, tc := range []struct {
+		name  string
+		in    Instance
+		image string
+		ref   *TemplateRef
+		want  bool
+	}{
+		{"ami form: by image", Instance{Image: "ami-2", Launch: lt("1")}, "ami-2", nil, true},
+		{"same configuration", Instance{Image: "ami-1", Launch: lc}, "ami-2", &lc, true},
+		{"other configuration, same image", Instance{Image: "ami-2", Launch: TemplateRef{LaunchConfig: "tf1"}}, "ami-2", &lc, false},
+		{"same version", Instance{Image: "ami-2", Launch: lt("2")}, "ami-2", &TemplateRef{ID: "lt-1", Version: "2"}, true},
+		{"other version, same image", Instance{Image: "ami-2", Launch: lt("1")}, "ami-2", &TemplateRef{ID: "lt-1", Version: "2"}, false},
+		{"version spec: by image", Instance{Image: "ami-2", Launch: lt("$Latest")}, "ami-2", &TemplateRef{ID: "lt-1", Version: "2"}, true},
+		{"template instance, configuration group", Instance{Image: "ami-2", Launch: lt("2")}, "ami-2", &lc, false},
+	} {
+		if got := runs(tc.in, tc.image, tc.ref); got != tc.want {
+			t.Errorf("%s: runs = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -108,6 +108,16 @@ func readCLIView(t *testing.T, aws func(args ...string) (map[string]any, error))
 	return v
 }
 
+// simFleet is e2e.fleet's list for the named instances, all healthy on
+// image.
+func simFleet(names []string, image string) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n + ":" + image + ":healthy "
+	}
+	return strings.Join(out, "")
+}
+
 // times repeats s n times, for the expected instance lists.
 func times(n int, s string) []string {
 	out := make([]string, n)
@@ -131,13 +141,7 @@ func TestLaunchConfigurationForms(t *testing.T) {
 	e := &e2e{dir: dir, api: cloud.Endpoint(), stateDir: filepath.Join(dir, "state")}
 	p := e.provider(t)
 	aws := awsCLI(t, cloud.Endpoint())
-	fleetOn := func(image string) string {
-		var s strings.Builder
-		for _, name := range names {
-			fmt.Fprintf(&s, "%s:%s:healthy ", name, image)
-		}
-		return s.String()
-	}
+	fleetOn := func(image string) string { return simFleet(names, image) }
 	waitSimFleet(t, e, "ami-old", fleetOn("ami-old"), 30*time.Second)
 
 	plan := func(change, image, extra, checks string) []byte {
@@ -245,7 +249,7 @@ rollback: {on_failure: auto}
 	if _, err := asg.DeleteLaunchConfiguration(ctx, &autoscaling.DeleteLaunchConfigurationInput{LaunchConfigurationName: awssdk.String("gitter-ws-tf1")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := rollout.Prepare(ctx, p, plan("lc-gone", "current", "", "")); err == nil || !strings.Contains(err.Error(), "the old instances run launch configuration gitter-ws-tf1, which no longer exists") {
+	if _, _, _, err := rollout.Prepare(ctx, p, plan("lc-gone", "current", "", "")); err == nil || !strings.Contains(err.Error(), "the old instances run launch configuration gitter-ws-tf1 (image ami-new), which no longer exists") {
 		t.Errorf("image: current with the old configuration deleted: %v", err)
 	}
 
@@ -271,7 +275,7 @@ func TestLaunchTemplateCurrent(t *testing.T) {
 	dir := t.TempDir()
 	e := &e2e{dir: dir, api: cloud.Endpoint(), stateDir: filepath.Join(dir, "state")}
 	p := e.provider(t)
-	waitSimFleet(t, e, "ami-old", "ws-01:ami-old:healthy ws-02:ami-old:healthy ", 30*time.Second)
+	waitSimFleet(t, e, "ami-old", simFleet(names, "ami-old"), 30*time.Second)
 	aws := awsCLI(t, cloud.Endpoint())
 	if _, err := aws("ec2", "create-launch-template-version", "--launch-template-name", "gitter-ws", "--source-version", "1",
 		"--launch-template-data", `{"ImageId":"ami-new"}`); err != nil {
@@ -295,7 +299,7 @@ phases:
 	if st.Status != rollout.StatusSucceeded || st.Template == nil || st.Template.Previous.Version != "1" || st.Template.New.Version != "2" || st.Template.PreviousImage != "ami-old" {
 		t.Fatalf("%s %s, recorded %+v", st.Status, st.Failure, st.Template)
 	}
-	waitSimFleet(t, e, "ami-new", "ws-01:ami-new:healthy ws-02:ami-new:healthy ", 10*time.Second)
+	waitSimFleet(t, e, "ami-new", simFleet(names, "ami-new"), 10*time.Second)
 	g, err := p.Group(ctx, "gitter-ws")
 	if err != nil {
 		t.Fatal(err)

@@ -114,7 +114,7 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 		}
 		st.Template, st.OldImage = &tc, tc.PreviousImage
 	}
-	image, ref := st.newImage(plan), st.newRef(plan)
+	image, ref := st.NewImage(plan), st.newRef(plan)
 	for _, in := range g.Instances {
 		if in.Live() && !runs(in, image, ref) {
 			st.OldNames = append(st.OldNames, in.Name)

@@ -55,7 +55,7 @@ func (e *Engine) enterPhase(ctx context.Context, st *State, plan *Plan, p int) e
 	}
 	rec.Status = "running"
 	e.event(st, "phase", "phase started", "phase", rec.Name)
-	image, ref := st.newImage(plan), st.newRef(plan)
+	image, ref := st.NewImage(plan), st.newRef(plan)
 	if st.Rollback {
 		image = st.OldImage
 		if ref != nil {

@@ -210,7 +210,7 @@ func WriteReport(w io.Writer, st *State) {
 	fmt.Fprintf(w, "# Rollout %s: %s\n\n", st.Change, st.Status)
 	newImage := ""
 	if p, err := ParsePlan(st.PlanYAML); err == nil {
-		newImage = st.newImage(p)
+		newImage = st.NewImage(p)
 	}
 	fmt.Fprintf(w, "- group: %s (desired %d at the start)\n", st.Group, st.InitialDesired)
 	fmt.Fprintf(w, "- image: %s -> %s\n", st.OldImage, newImage)

@@ -95,14 +95,11 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rollout.RenderPlan(stdout, p, g, steps)
 	// The pre-checks judge the world as it is now, as a rollout would
 	// before its first change: one that fails makes plan fail too.
-	image := p.Image.AMI // the image new instances run, as the engine's pre-check sees it
-	switch {
-	case p.Image.Terraform != nil:
-		image = p.Image.Terraform.Value
-	case p.Image.Current:
-		image = g.Image
+	image, ref, err := p.Target(g)
+	if err != nil {
+		return planError(a.file, err)
 	}
-	env := rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: image, Group: g, Now: time.Now(),
+	env := rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: image, Ref: ref, Group: g, Now: time.Now(),
 		LoadBalancerURL: func(ctx context.Context) (string, error) { return prov.LoadBalancerURL(ctx, p.Group) }}
 	pre, err := rollout.PreCheck(ctx, p, env)
 	for _, r := range pre {
