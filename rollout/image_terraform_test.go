@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -19,6 +20,9 @@ type fakeTerraform struct {
 func (f *fakeTerraform) Apply(ctx context.Context) error {
 	if f.applyErr != nil {
 		return f.applyErr
+	}
+	if f.applies > 0 {
+		return errors.New("saved plan is stale") // as Terraform answers a second apply
 	}
 	f.applies++
 	_, err := f.c.SetImage(ctx, "gitter-ws", "ami-new", "terraform-apply")
@@ -118,5 +122,57 @@ func TestTerraformSetImageAgain(t *testing.T) {
 	e2.Terraform = &fakeTerraform{c: h2.cloud, applyErr: errors.New("saved plan is stale")}
 	if _, err := e2.terraformSetImage(ctx, st, "ami-new"); err == nil || !strings.Contains(err.Error(), "stale") {
 		t.Errorf("apply error: %v", err)
+	}
+}
+
+// TestEngineTerraformCrash crashes the engine at each point up to the end
+// of the set-image step (after Terraform applied, before the journal
+// recorded it, included) and resumes: the saved plan is applied once,
+// and the change completes.
+func TestEngineTerraformCrash(t *testing.T) {
+	var points []string
+	{
+		h := newHarness(t)
+		e := h.engine()
+		e.Terraform = &fakeTerraform{c: h.cloud}
+		e.Crash = func(p string) bool { points = append(points, p); return false }
+		if _, err := e.Start(context.Background(), terraformPlan(h.site.URL)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := -1 // the last point of the set-image effect
+	for k, p := range points {
+		if strings.Contains(p, "set-image") {
+			last = k
+		}
+	}
+	if last < 0 {
+		t.Fatalf("no set-image crash point in %v", points)
+	}
+	for k := 0; k <= last+1; k++ {
+		t.Run(fmt.Sprintf("%02d-%s", k, points[k]), func(t *testing.T) {
+			h := newHarness(t)
+			tf := &fakeTerraform{c: h.cloud}
+			e := h.engine()
+			e.Terraform = tf
+			n := 0
+			e.Crash = func(string) bool { n++; return n == k+1 }
+			if _, err := e.Start(context.Background(), terraformPlan(h.site.URL)); !errors.Is(err, ErrCrashed) {
+				t.Fatalf("first run: %v, want a crash", err)
+			}
+			e2 := h.engine()
+			e2.Terraform = tf
+			st, err := e2.Resume(context.Background(), "gitter-ws-new-ami", false)
+			if err != nil || st == nil || st.Status != StatusSucceeded {
+				t.Fatalf("resume: %v", err)
+			}
+			if tf.applies != 1 || st.Template == nil || st.Template.Terraform == "" || st.OldImage != "ami-old" {
+				t.Errorf("applies %d, template %+v, old image %s", tf.applies, st.Template, st.OldImage)
+			}
+			if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-new"), " "); got != want {
+				t.Errorf("fleet\n got %s\nwant %s", got, want)
+			}
+			h.checkInvariants()
+		})
 	}
 }
