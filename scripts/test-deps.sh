@@ -2,8 +2,8 @@
 # Installs what the test suite needs on a fresh machine of this kind, and
 # nothing when it is already there: the JavaScript clients (faye, halley;
 # CometD for interop/) from the committed package-lock.json files, and the
-# AWS CLI, python3-websockets (interop/bayeux_ws.py) and chromium (the
-# dashboard's browser test, ui/) from Debian.
+# AWS CLI, python3-websockets (interop/bayeux_ws.py), chromium and
+# firefox-esr (the dashboard's browser tests, ui/) from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +20,9 @@ if [ -f interop/package-lock.json ]; then
   fi
 fi
 
-# the dashboard's browser test (ui/): playwright-core and the page's
-# build tools, driving Debian's chromium (below)
+# the dashboard's browser tests (ui/): playwright-core driving Debian's
+# chromium, puppeteer-core driving Debian's firefox-esr (both below), and
+# the page's build tools
 if [ -f ui/web/package-lock.json ]; then
   if [ ! -d ui/web/node_modules ] || [ ui/web/package-lock.json -nt ui/web/node_modules/.package-lock.json ]; then
     (cd ui/web && npm ci --no-audit --no-fund --loglevel=error)
@@ -43,6 +44,10 @@ fi
 # headless Chromium for the dashboard's browser test
 if ! command -v chromium >/dev/null 2>&1; then
   apt_pkgs+=(chromium)
+fi
+# headless Firefox (ESR, over WebDriver BiDi) for the same page
+if ! command -v firefox-esr >/dev/null 2>&1; then
+  apt_pkgs+=(firefox-esr)
 fi
 # zsh and fish: the shell completion tests (cmd/wsfleet/completion_test.go)
 # parse their scripts and ask fish's completion engine.
