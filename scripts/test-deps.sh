@@ -69,3 +69,9 @@ if [ ! -x /usr/sbin/nats-server ]; then
   apt-get install -y -qq --no-install-recommends nats-server </dev/null >/dev/null
 fi
 ./scripts/build-nats-server.sh >/dev/null
+
+# The stand-in hashicorp/aws provider the Terraform tests build
+# (terraform/testdata/provider-aws, a module of its own): its modules.
+# Terraform itself (v1.11.4, /usr/local/bin/terraform) is part of this kind
+# of machine; without it the Terraform tests fail, saying to install it.
+(cd terraform/testdata/provider-aws && go mod download)
