@@ -26,30 +26,12 @@ func TestNATSClusterFailover(t *testing.T) {
 	// whose answer waits out a leader election (4 to 9 s after a crash)
 	// must still reach the client, and halley gives up 0.5 s after the
 	// timeout, 1.5 s after a 5 s timeout's hold.
-	var nodes []*nodetest.Node
-	for i := range 2 {
-		nodes = append(nodes, suite.Start(t, "--node-id", fmt.Sprintf("ws-%02d", i+1), "--nats", c.URLs(), "--timeout", "30s"))
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, n := range nodes {
-				t.Logf("ws-0%d log:\n%s", i+1, n.Log())
-			}
-		}
-	})
-	proxy := nodetest.NewProxy(t, nodes[0].Addr, nodes[1].Addr)
-	var listeners []*nodetest.Listener // two clients of each kind on each transport
-	for _, kind := range []string{"faye", "halley"} {
-		for _, transport := range []string{"websocket", "long-polling"} {
-			listeners = append(listeners, nodetest.StartListener(t, kind+"/"+transport,
-				[]string{"WSFLEET_URL=" + proxy.URL}, "listen.js", kind, transport, "2", "/cluster/feed"))
-		}
-	}
-	gos := startGoClients(t, proxy.URL, 2)
+	nodes, proxyURL := natsNodes(t, c.URLs(), "--timeout", "30s")
+	report := feedClients(t, proxyURL)
 
 	const total = 300
 	var leader *natstest.Server
-	nodetest.Feed(t, proxy.URL, adminToken, "/cluster/feed", total, func(i int) {
+	nodetest.Feed(t, proxyURL, adminToken, "/cluster/feed", total, func(i int) {
 		switch i {
 		case 60:
 			if leader = c.StreamLeader(t, "WSFLEET"); leader == nil {
@@ -61,13 +43,7 @@ func TestNATSClusterFailover(t *testing.T) {
 			leader.Start()
 		}
 	})
-	nodetest.CheckDelivery(t, func() []nodetest.ClientRecord {
-		var all []nodetest.ClientRecord
-		for _, l := range listeners {
-			all = append(all, l.Report(t)...)
-		}
-		return append(all, gos.report()...)
-	}, total, false)
+	nodetest.CheckDelivery(t, report, total, false)
 	for i, n := range nodes {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -95,10 +71,29 @@ func TestNATSClusterFailover(t *testing.T) {
 func TestDrainOnOldestNATS(t *testing.T) {
 	suite.NeedNode(t)
 	c := natstest.Start(t, natstest.Oldest(t), 1)
-	var nodes []*nodetest.Node
+	nodes, proxyURL := natsNodes(t, c.URLs(), "--drain-window", "2s", "--drain-max-rate", "100", "--drain-deadline", "20s")
+	report := feedClients(t, proxyURL)
+	if st, err := nodes[1].Status(); err != nil || st.Connections == 0 {
+		t.Fatalf("no client on ws-02 (%v): the test could not see a drain", err)
+	}
+	const total = 200
+	nodetest.Feed(t, proxyURL, adminToken, "/cluster/feed", total, func(i int) {
+		if i == 40 {
+			if err := nodes[1].Drain(nodeapi.DrainRequest{Window: nodeapi.Dur(2 * time.Second), MaxRate: 100, Deadline: nodeapi.Dur(20 * time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	nodetest.CheckDelivery(t, report, total, false)
+}
+
+// natsNodes starts two `wsfleet serve` nodes on the NATS servers at urls
+// with extra flags, and a proxy in front of them that skips nodes that are
+// not ready; their logs go to the test's output when it fails.
+func natsNodes(t *testing.T, urls string, extra ...string) (nodes []*nodetest.Node, proxyURL string) {
+	t.Helper()
 	for i := range 2 {
-		nodes = append(nodes, suite.Start(t, "--node-id", fmt.Sprintf("ws-%02d", i+1), "--nats", c.URLs(),
-			"--drain-window", "2s", "--drain-max-rate", "100", "--drain-deadline", "20s"))
+		nodes = append(nodes, suite.Start(t, append([]string{"--node-id", fmt.Sprintf("ws-%02d", i+1), "--nats", urls}, extra...)...))
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -107,31 +102,27 @@ func TestDrainOnOldestNATS(t *testing.T) {
 			}
 		}
 	})
-	proxy := nodetest.NewProxy(t, nodes[0].Addr, nodes[1].Addr)
+	return nodes, nodetest.NewProxy(t, nodes[0].Addr, nodes[1].Addr).URL
+}
+
+// feedClients subscribes faye and halley clients, two of each on each
+// transport, and two Go clients to /cluster/feed through proxyURL, and
+// returns what CheckDelivery asks for their records.
+func feedClients(t *testing.T, proxyURL string) func() []nodetest.ClientRecord {
+	t.Helper()
 	var listeners []*nodetest.Listener
 	for _, kind := range []string{"faye", "halley"} {
 		for _, transport := range []string{"websocket", "long-polling"} {
 			listeners = append(listeners, nodetest.StartListener(t, kind+"/"+transport,
-				[]string{"WSFLEET_URL=" + proxy.URL}, "listen.js", kind, transport, "2", "/cluster/feed"))
+				[]string{"WSFLEET_URL=" + proxyURL}, "listen.js", kind, transport, "2", "/cluster/feed"))
 		}
 	}
-	gos := startGoClients(t, proxy.URL, 2)
-	if st, err := nodes[1].Status(); err != nil || st.Connections == 0 {
-		t.Fatalf("no client on ws-02 (%v): the test could not see a drain", err)
-	}
-	const total = 200
-	nodetest.Feed(t, proxy.URL, adminToken, "/cluster/feed", total, func(i int) {
-		if i == 40 {
-			if err := nodes[1].Drain(nodeapi.DrainRequest{Window: nodeapi.Dur(2 * time.Second), MaxRate: 100, Deadline: nodeapi.Dur(20 * time.Second)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
-	nodetest.CheckDelivery(t, func() []nodetest.ClientRecord {
+	gos := startGoClients(t, proxyURL, 2)
+	return func() []nodetest.ClientRecord {
 		var all []nodetest.ClientRecord
 		for _, l := range listeners {
 			all = append(all, l.Report(t)...)
 		}
 		return append(all, gos.report()...)
-	}, total, false)
+	}
 }

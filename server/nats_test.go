@@ -49,24 +49,8 @@ func TestNATSOutage(t *testing.T) {
 	}
 	defer br.Close()
 	n := startNode(t, func(c *Config) { c.Broker = br; c.SharedSessions = true })
-	ready := func() int {
-		resp, err := http.Get(n.url + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	ready := func() int { return readyz(t, n) }
+	waitFor := func(what string, cond func() bool) { t.Helper(); waitWithin(t, what, 15*time.Second, cond) }
 	p := dialWS(t, n)
 	p.handshake(nil)
 	p.subscribe("/f", nil)
@@ -130,26 +114,10 @@ func TestNATSStreamLostWhileConnected(t *testing.T) {
 		t.Fatalf("replicas %d, want 3", br.Replicas())
 	}
 	n := startNode(t, func(c *Config) { c.Broker = br; c.SharedSessions = true })
-	ready := func() int {
-		resp, err := http.Get(n.url + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		// a leader without its quorum steps down after 10 s; a loaded
-		// machine stretches that
-		deadline := time.Now().Add(90 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	ready := func() int { return readyz(t, n) }
+	// a leader without its quorum steps down after 10 s; a loaded machine
+	// stretches that
+	waitFor := func(what string, cond func() bool) { t.Helper(); waitWithin(t, what, 90*time.Second, cond) }
 	if code, _ := n.publish(`{"channel":"/q","data":1}`); code != 200 || ready() != 200 {
 		t.Fatalf("publish %d / readyz %d on a working cluster", code, ready())
 	}
@@ -169,4 +137,28 @@ func TestNATSStreamLostWhileConnected(t *testing.T) {
 		code, _ := n.publish(`{"channel":"/q","data":3}`)
 		return code == 200
 	})
+}
+
+// readyz is the node's /readyz status code.
+func readyz(t *testing.T, n *node) int {
+	t.Helper()
+	resp, err := http.Get(n.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitWithin polls cond every 50ms and fails t when it is still false
+// after within.
+func waitWithin(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
