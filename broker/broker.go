@@ -134,3 +134,38 @@ type HealthChecker interface {
 // ErrUnavailable means the broker cannot reach its backend right now
 // (NATS is down or being reconnected to); the operation failed fast.
 var ErrUnavailable = errors.New("broker: backend unavailable")
+
+// Interest is implemented by brokers that can deliver to a node only the
+// messages on channels its sessions subscribe to (interest-based
+// delivery), so that a node's cost follows its own traffic rather than
+// the fleet's. Sequence numbers stay the cluster-wide ones: a node simply
+// does not see the messages nobody on it wants.
+type Interest interface {
+	// SubscribeInterest is Subscribe restricted to the channels matching
+	// the patterns interest returns (Bayeux patterns, wildcards allowed).
+	// The broker calls interest when the subscription starts and whenever
+	// it switches to a new interest, from its own goroutine, never while
+	// delivering; interest must not call the subscription back.
+	SubscribeInterest(ctx context.Context, h func(Message), interest func() []string) (InterestSub, error)
+}
+
+// InterestSub is a subscription whose delivery follows a node's interest.
+type InterestSub interface {
+	// Want returns once delivery covers patterns, which interest must
+	// return from now on: messages on them accepted after Want returned
+	// are delivered. A caller that must not miss what was accepted
+	// before (a replay) reads History after Want returned, up to at
+	// least the last sequence at that time, and drops by sequence what
+	// both give. Changes made while a switch is waiting are coalesced
+	// into one switch (at most one per switch interval).
+	Want(ctx context.Context, patterns []string) error
+	// Changed tells the broker that interest returns less than before
+	// (patterns nobody wants any more); the switch follows within the
+	// switch interval and nothing waits for it.
+	Changed()
+	// Received counts the messages the subscription took from the
+	// broker's backend, delivered or dropped: what the node paid for.
+	Received() uint64
+	// Stop ends the delivery; it must not be called from h.
+	Stop()
+}

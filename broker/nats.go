@@ -80,6 +80,14 @@ type NATSOptions struct {
 	// silently dead server is noticed; default 10s (two missed pings
 	// disconnect).
 	PingInterval time.Duration
+	// WholeStream turns interest-based delivery off: SubscribeInterest
+	// reads the whole stream, as Subscribe does, and ignores the node's
+	// interest (the behaviour before it existed; for comparison).
+	WholeStream bool
+	// SwitchInterval is the least time between two switches of an
+	// interest subscription's consumer: interest changes made meanwhile
+	// are coalesced into the next switch; default 20ms.
+	SwitchInterval time.Duration
 	// Logger receives connection state changes; default discards.
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -117,6 +125,7 @@ func (o *NATSOptions) setDefaults() {
 	def(&o.ReconnectWait, 250*time.Millisecond)
 	def(&o.ReconnectMaxWait, 5*time.Second)
 	def(&o.PingInterval, 10*time.Second)
+	def(&o.SwitchInterval, 20*time.Millisecond)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -145,7 +154,7 @@ type NATS struct {
 	mu             sync.Mutex
 	closed         bool
 	disconnectedAt time.Time // zero while connected
-	subs           map[*natsSub]struct{}
+	subs           map[stopper]struct{}
 	probeErr       error     // the last probe's failure, nil once one succeeds
 	probeFailSince time.Time // first of the probes failing in a row; zero when the last succeeded
 	pubFailedAt    time.Time // a Publish failed after its retries; zero once one succeeds
@@ -177,7 +186,7 @@ func NewNATS(ctx context.Context, o NATSOptions) (*NATS, error) {
 	if !validPrefix(o.SubjectPrefix) {
 		return nil, fmt.Errorf("nats broker: subject prefix %q: want dot-separated tokens of [A-Za-z0-9_-]", o.SubjectPrefix)
 	}
-	b := &NATS{opts: o, log: o.Logger.With("component", "broker", "stream", o.Stream), subs: map[*natsSub]struct{}{},
+	b := &NATS{opts: o, log: o.Logger.With("component", "broker", "stream", o.Stream), subs: map[stopper]struct{}{},
 		idPrefix: fmt.Sprintf("%s-%x", o.Name, rand.Uint64())}
 	urls := strings.Join(strings.Fields(strings.ReplaceAll(o.URLs, ",", " ")), ",")
 	nc, err := nats.Connect(urls,
@@ -450,6 +459,9 @@ func (b *NATS) onReconnect(nc *nats.Conn) {
 			b.log.Error("after reconnect: server check", "err", err)
 		} else {
 			b.multiFilter.Store(feat.multiFilter)
+			if !feat.multiFilter {
+				b.refilter()
+			}
 		}
 		if err := b.ensure(ctx); err != nil && b.Healthy() == nil {
 			b.log.Error("after reconnect", "err", err)

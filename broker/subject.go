@@ -98,20 +98,10 @@ func covers(p, q string) bool {
 // that the remaining filter subjects never overlap (JetStream refuses
 // overlapping filter subjects on one consumer). The result is sorted.
 func reducePatterns(patterns []string) []string {
-	uniq := map[string]bool{}
-	for _, p := range patterns {
-		uniq[p] = true
-	}
-	var out []string
-	for p := range uniq {
-		covered := false
-		for q := range uniq {
-			if q != p && covers(q, p) {
-				covered = true
-				break
-			}
-		}
-		if !covered {
+	set := newInterestSet(false, patterns)
+	out := make([]string, 0, len(set.patterns))
+	for p := range set.patterns {
+		if !set.above(p) {
 			out = append(out, p)
 		}
 	}

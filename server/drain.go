@@ -367,9 +367,7 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 	if have := s.addSessionOnce(ss); have != ss {
 		return have
 	}
-	for _, p := range subs {
-		s.indexAdd(ss, p)
-	}
+	s.indexAddAll(ss, subs)
 	n := s.replayStored(b, ss, subs, from, "restored")
 	if n < 0 {
 		s.endTakeOver(ss, n)

@@ -388,9 +388,7 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 		}
 	}
 	ss.mu.Unlock()
-	for _, p := range added {
-		s.indexAdd(ss, p)
-	}
+	s.indexAddAll(ss, added)
 	if !wantReplay || len(added) == 0 {
 		return r
 	}

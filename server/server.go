@@ -256,6 +256,10 @@ type Server struct {
 	hsLimit *handshakeLimiter
 
 	stopBroker func()
+	// interest is the broker subscription that delivers only what the
+	// index's patterns match (interest-based delivery); nil when the
+	// broker delivers everything.
+	interest   broker.InterestSub
 	closeOnce  sync.Once
 	pollerOnce sync.Once
 	wg         sync.WaitGroup
@@ -305,7 +309,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		s.poller = p
 	}
-	stop, err := cfg.Broker.Subscribe(ctx, s.onBroker)
+	stop, err := s.subscribeBroker(ctx)
 	if err != nil {
 		cancel()
 		if s.poller != nil {
@@ -475,7 +479,65 @@ func (s *Server) lookup(id string) *session {
 	return s.sessions[id]
 }
 
-// indexAdd adds ss to the subscribers of pattern.
+// subscribeBroker subscribes the node to its broker: by interest (only
+// the channels the index's patterns match) when the broker can, else to
+// everything.
+func (s *Server) subscribeBroker(ctx context.Context) (func(), error) {
+	ib, ok := s.broker.(broker.Interest)
+	if !ok {
+		return s.broker.Subscribe(ctx, s.onBroker)
+	}
+	sub, err := ib.SubscribeInterest(ctx, s.onBroker, s.indexPatterns)
+	if err != nil {
+		return nil, err
+	}
+	s.interest = sub
+	s.met.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "wsfleet_broker_received_total",
+		Help: "Messages this node took from the broker: with interest-based delivery, only those on channels its sessions subscribe to.",
+	}, func() float64 { return float64(sub.Received()) }))
+	return sub.Stop, nil
+}
+
+// indexPatterns is the node's interest: every pattern some session here
+// subscribes to.
+func (s *Server) indexPatterns() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.index))
+	for p := range s.index {
+		out = append(out, p)
+	}
+	return out
+}
+
+// indexAddAll adds ss to the subscribers of patterns, and returns once
+// the broker delivers what they match: a message accepted after that
+// reaches the session, and a replay read after that (History) meets the
+// live messages with no hole (the overlap is dropped by sequence).
+func (s *Server) indexAddAll(ss *session, patterns []string) {
+	for _, p := range patterns {
+		s.indexAdd(ss, p)
+	}
+	if s.interest == nil || len(patterns) == 0 {
+		return
+	}
+	if err := s.interest.Want(s.ctx, patterns); err != nil && s.ctx.Err() == nil {
+		s.met.brokerErrors.Inc()
+		s.log.Warn("interest switch failed", "client", ss.id, "patterns", patterns, "err", err)
+	}
+}
+
+// interestDropped tells the broker that a pattern lost its last
+// subscriber here.
+func (s *Server) interestDropped() {
+	if s.interest != nil {
+		s.interest.Changed()
+	}
+}
+
+// indexAdd adds ss to the subscribers of pattern. Callers wait for the
+// broker's interest (indexAddAll) before reading History.
 func (s *Server) indexAdd(ss *session, p string) {
 	s.mu.Lock()
 	set := s.index[p]
@@ -493,6 +555,7 @@ func (s *Server) indexAdd(ss *session, p string) {
 }
 
 func (s *Server) indexRemove(ss *session, p string) {
+	dropped := false
 	s.mu.Lock()
 	if set := s.index[p]; set != nil {
 		if _, ok := set[ss]; ok {
@@ -500,12 +563,16 @@ func (s *Server) indexRemove(ss *session, p string) {
 			s.nsubs--
 			if len(set) == 0 {
 				delete(s.index, p)
+				dropped = true
 			}
 		}
 	}
 	n := s.nsubs
 	s.mu.Unlock()
 	s.met.subscriptions.Set(float64(n))
+	if dropped {
+		s.interestDropped()
+	}
 }
 
 // removeSession forgets ss and closes its websocket, if any.
@@ -530,6 +597,7 @@ func (s *Server) removeSession(ss *session, why string) {
 		}
 	}
 	ss.mu.Unlock()
+	dropped := false
 	s.mu.Lock()
 	if s.sessions[ss.id] == ss {
 		delete(s.sessions, ss.id)
@@ -541,12 +609,16 @@ func (s *Server) removeSession(ss *session, why string) {
 				s.nsubs--
 				if len(set) == 0 {
 					delete(s.index, p)
+					dropped = true
 				}
 			}
 		}
 	}
 	n, nsubs := len(s.sessions), s.nsubs
 	s.mu.Unlock()
+	if dropped {
+		s.interestDropped()
+	}
 	s.met.sessions.Set(float64(n))
 	s.met.subscriptions.Set(float64(nsubs))
 	s.log.Debug("session removed", "client", ss.id, "why", why)

@@ -502,9 +502,11 @@ func (s *Server) reindex(ss *session, old, subs []string) {
 			s.indexRemove(ss, p)
 		}
 	}
+	var added []string
 	for _, p := range subs {
 		if !slices.Contains(old, p) {
-			s.indexAdd(ss, p)
+			added = append(added, p)
 		}
 	}
+	s.indexAddAll(ss, added)
 }

@@ -51,6 +51,9 @@ func Run(t *testing.T, newBroker Factory) {
 		{"Concurrent", testConcurrent},
 		{"Healthy", testHealthy},
 		{"Closed", testClosed},
+		{"InterestOnlyWanted", testInterestOnlyWanted},
+		{"InterestWildcards", testInterestWildcards},
+		{"InterestChurn", testInterestChurn},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newBroker) })

@@ -1,0 +1,416 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// stopper is a subscription Close ends.
+type stopper interface{ stop() }
+
+// window is what a subscription wanted up to stream sequence to.
+type window struct {
+	to  uint64
+	set interestSet
+}
+
+// natsInterestSub is a NATS broker's interest subscription: a JetStream
+// ordered consumer filtered on the node's patterns (FilterSubjects, one
+// consumer, one filter per reduced pattern), recreated on a switch. An
+// ordered consumer cannot change its filters, so a switch stops it, notes
+// L, the last stream sequence it gave the handler, and starts a new one
+// at L+1 on the new filters: the old patterns lose nothing. Messages on
+// the new patterns up to S, the stream's last sequence when the switch
+// began, are dropped rather than delivered: they predate the subscribe
+// that asked for them (whose replay, if any, History gives).
+// When the old consumer had nothing pending (read by its info; single
+// server only, where the info reads the copy the consumer reads), the new
+// one starts at S+1 and reads nothing twice.
+type natsInterestSub struct {
+	b        *NATS
+	h        func(Message)
+	interest func() []string
+	received atomic.Uint64
+	stopped  atomic.Bool
+	quit     chan struct{}
+
+	mu       sync.Mutex // serialises delivery with switches and stop
+	gen      uint64     // the current consumer's generation; older ones' deliveries are dropped
+	cc       jetstream.ConsumeContext
+	cons     jetstream.Consumer
+	last     uint64   // stream seq of the last message taken (delivered or dropped)
+	patterns []string // reduced patterns the current consumer reads
+	all      bool     // the current consumer reads the whole stream
+	broken   bool     // a switch stopped the old consumer and could not start the new one
+	// windows say what was wanted before the recent switches: a message
+	// with seq at or below a window's to (and above the previous one's)
+	// is delivered only if the window's set matches it. Above the last
+	// window, the consumer's filters are the set.
+	windows []window
+
+	sw struct {
+		sync.Mutex
+		covered   interestSet // what the last successful switch covers
+		pending   bool        // a switch is asked for
+		running   bool        // the switch loop runs
+		switching bool        // a switch is under way (its interest may predate a Want)
+		reqGen    uint64      // numbers the requests
+		doneGen   uint64      // the newest request a finished switch served
+		err       error       // that switch's error
+		done      chan struct{}
+		lastAt    time.Time
+	}
+	switches atomic.Uint64
+}
+
+// SubscribeInterest implements Interest. With WholeStream it reads the
+// whole stream and never switches. On a server without multi-subject
+// consumers (nats-server 2.9) an interest of more than one pattern is read
+// as the whole stream: correct, at the cost interest-based delivery
+// removes. ctx bounds the setup only.
+func (b *NATS) SubscribeInterest(ctx context.Context, h func(Message), interest func() []string) (InterestSub, error) {
+	if _, err := b.connected(); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	s := &natsInterestSub{b: b, h: h, interest: interest, quit: make(chan struct{})}
+	s.sw.done = make(chan struct{})
+	pats := reducePatterns(interest())
+	all, err := s.apply(ctx, pats)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	s.sw.covered = newInterestSet(all, pats)
+	s.sw.lastAt = b.opts.Now()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		s.stop()
+		return nil, ErrClosed
+	}
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	return s, nil
+}
+
+// Want implements InterestSub.
+func (s *natsInterestSub) Want(ctx context.Context, patterns []string) error {
+	s.sw.Lock()
+	if s.stopped.Load() {
+		s.sw.Unlock()
+		return ErrClosed
+	}
+	if !s.sw.pending && !s.sw.switching && s.sw.covered.coversAll(patterns) {
+		s.sw.Unlock()
+		return nil
+	}
+	my := s.requestLocked()
+	for {
+		if s.sw.doneGen >= my {
+			err := s.sw.err
+			s.sw.Unlock()
+			return err
+		}
+		ch := s.sw.done
+		s.sw.Unlock()
+		select {
+		case <-ch:
+		case <-s.quit:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("interest switch: %w", ctx.Err())
+		}
+		s.sw.Lock()
+	}
+}
+
+// Changed implements InterestSub.
+func (s *natsInterestSub) Changed() {
+	if s.b.opts.WholeStream {
+		return
+	}
+	s.sw.Lock()
+	s.requestLocked()
+	s.sw.Unlock()
+}
+
+// requestLocked asks for a switch and returns the request's number; the
+// switch loop starts if it does not run.
+func (s *natsInterestSub) requestLocked() uint64 {
+	s.sw.reqGen++
+	s.sw.pending = true
+	if !s.sw.running && !s.stopped.Load() {
+		s.sw.running = true
+		go s.loop()
+	}
+	return s.sw.reqGen
+}
+
+// loop runs the switches asked for, at most one per SwitchInterval (one
+// per second after a failed one), each serving every request made before
+// it read the interest.
+func (s *natsInterestSub) loop() {
+	for {
+		s.sw.Lock()
+		if !s.sw.pending || s.stopped.Load() {
+			s.sw.running = false
+			s.sw.Unlock()
+			return
+		}
+		gap := s.b.opts.SwitchInterval
+		if s.sw.err != nil {
+			gap = time.Second
+		}
+		wait := gap - s.b.opts.Now().Sub(s.sw.lastAt)
+		s.sw.Unlock()
+		if wait > 0 {
+			select {
+			case <-s.quit:
+				continue
+			case <-time.After(wait):
+			}
+		}
+		s.sw.Lock()
+		s.sw.pending, s.sw.switching = false, true
+		g := s.sw.reqGen
+		s.sw.Unlock()
+
+		pats := reducePatterns(s.interest())
+		ctx, cancel := context.WithTimeout(context.Background(), s.b.opts.PublishTimeout)
+		all, err := s.apply(ctx, pats)
+		cancel()
+
+		s.sw.Lock()
+		s.sw.switching = false
+		s.sw.lastAt = s.b.opts.Now()
+		if err == nil {
+			s.sw.covered = newInterestSet(all, pats)
+		} else if !s.stopped.Load() {
+			s.sw.pending = true // retried
+			s.b.log.Warn("interest switch failed, retrying", "err", err)
+		}
+		s.sw.doneGen, s.sw.err = g, err
+		close(s.sw.done)
+		s.sw.done = make(chan struct{})
+		s.sw.Unlock()
+	}
+}
+
+// filters returns the filter subjects for the reduced patterns pats, and
+// whether they are the whole stream (WholeStream, or several patterns on
+// a server that takes one filter per consumer).
+func (s *natsInterestSub) filters(pats []string) ([]string, bool, error) {
+	b := s.b
+	if b.opts.WholeStream || (len(pats) > 1 && !b.multiFilter.Load()) {
+		return []string{b.opts.SubjectPrefix + ".>"}, true, nil
+	}
+	out := make([]string, 0, len(pats))
+	for _, p := range pats {
+		f, err := patternSubject(b.opts.SubjectPrefix, p)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, f)
+	}
+	return out, false, nil
+}
+
+// apply switches the consumer to the reduced patterns pats (see the type's
+// comment) and reports whether it now reads the whole stream.
+func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error) {
+	b := s.b
+	filters, all, err := s.filters(pats)
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	same := s.cons != nil && !s.broken && s.all == all && (all || slices.Equal(s.patterns, pats))
+	empty := s.cons == nil && !s.broken && !all && len(pats) == 0
+	cons := s.cons
+	s.mu.Unlock()
+	if same || empty {
+		return all, nil
+	}
+	last, err := b.LastSeq(ctx)
+	if err != nil {
+		return false, err
+	}
+	caught := false
+	switch {
+	case cons == nil && !s.broken:
+		caught = true // nothing was read: nothing is pending
+	case cons != nil && b.opts.Replicas <= 1:
+		if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
+			s.mu.Lock()
+			caught = info.Delivered.Stream <= s.last
+			s.mu.Unlock()
+		}
+	}
+	s.mu.Lock()
+	s.gen++
+	gen, old := s.gen, s.cc
+	s.cc, s.cons = nil, nil
+	s.mu.Unlock()
+	if old != nil {
+		old.Stop()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := s.last + 1
+	if caught {
+		start = max(s.last, last) + 1
+	}
+	if len(filters) == 0 {
+		s.patterns, s.all, s.broken, s.last, s.windows = nil, false, false, max(s.last, last), nil
+		s.switches.Add(1)
+		return false, nil
+	}
+	err = b.retry(ctx, b.opts.ProbeTimeout, func(ctx context.Context) error {
+		var err error
+		cons, err = b.js.OrderedConsumer(ctx, b.opts.Stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: filters,
+			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:    start,
+		})
+		return err
+	})
+	if err != nil {
+		s.broken = true // s.patterns stay what was read up to s.last
+		return false, fmt.Errorf("interest: ordered consumer: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { s.deliver(gen, m) },
+		jetstream.ConsumeErrHandler(b.consumeErr), jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		s.broken = true
+		return false, fmt.Errorf("interest: consume: %w", err)
+	}
+	// Up to last, what was wanted before; windows the new consumer
+	// starts after are done with.
+	s.windows = append(s.windows, window{to: last, set: newInterestSet(s.all, s.patterns)})
+	s.windows = slices.DeleteFunc(s.windows, func(w window) bool { return w.to < start })
+	s.patterns, s.all, s.broken = pats, all, false
+	s.cc, s.cons = cc, cons
+	s.switches.Add(1)
+	b.log.Debug("interest switched", "patterns", len(pats), "whole_stream", all, "start", start, "caught_up", caught)
+	return all, nil
+}
+
+// wanted reports whether a message with seq on ch was wanted when it was
+// stored (see windows), dropping the windows it has passed.
+func (s *natsInterestSub) wantedLocked(seq uint64, ch string) bool {
+	for len(s.windows) > 0 && s.windows[0].to < seq {
+		s.windows = s.windows[1:]
+	}
+	if len(s.windows) == 0 {
+		return true
+	}
+	return s.windows[0].set.matches(ch)
+}
+
+// deliver takes one message of the consumer of generation gen.
+func (s *natsInterestSub) deliver(gen uint64, m jetstream.Msg) {
+	if s.stopped.Load() {
+		return
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		s.b.log.Warn("subscribe: message without metadata", "subject", m.Subject(), "err", err)
+		return
+	}
+	seq := md.Sequence.Stream
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped.Load() || gen != s.gen {
+		return // a stopped consumer's: the next one reads it again
+	}
+	s.received.Add(1)
+	if seq <= s.last {
+		return
+	}
+	s.last = seq
+	s.b.seen(seq)
+	ch, err := subjectChannel(s.b.opts.SubjectPrefix, m.Subject())
+	if err != nil {
+		s.b.log.Warn("subscribe: skipping message", "seq", seq, "err", err)
+		return
+	}
+	if !s.wantedLocked(seq, ch) {
+		return // on a pattern added by a switch, from before it
+	}
+	s.h(Message{Seq: seq, Channel: ch, Payload: m.Data(), Published: md.Timestamp})
+}
+
+// Received implements InterestSub.
+func (s *natsInterestSub) Received() uint64 { return s.received.Load() }
+
+// Switches is how many consumer switches the subscription made.
+func (s *natsInterestSub) Switches() uint64 { return s.switches.Load() }
+
+// Stop implements InterestSub.
+func (s *natsInterestSub) Stop() {
+	s.b.mu.Lock()
+	if s.b.subs != nil {
+		delete(s.b.subs, s)
+	}
+	s.b.mu.Unlock()
+	s.stop()
+}
+
+func (s *natsInterestSub) stop() {
+	if s.stopped.Swap(true) {
+		return
+	}
+	close(s.quit)
+	s.mu.Lock()
+	s.gen++
+	cc := s.cc
+	s.cc, s.cons = nil, nil
+	s.mu.Unlock()
+	if cc != nil {
+		cc.Stop()
+	}
+	s.mu.Lock()
+	//nolint:staticcheck // empty critical section: waits for a running h
+	s.mu.Unlock()
+}
+
+// refilter makes every interest subscription switch again: the server
+// changed (a reconnect to an older one), and what its consumers may
+// filter on with it.
+func (b *NATS) refilter() {
+	b.mu.Lock()
+	var subs []*natsInterestSub
+	for s := range b.subs {
+		if is, ok := s.(*natsInterestSub); ok {
+			subs = append(subs, is)
+		}
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.sw.Lock()
+		s.requestLocked()
+		s.sw.Unlock()
+	}
+}
+
+// consumeErr is the ordered consumers' error handler.
+func (b *NATS) consumeErr(_ jetstream.ConsumeContext, err error) {
+	// Heartbeats go missing during every outage, which Healthy already
+	// reports; anything else is worth a line.
+	if errors.Is(err, jetstream.ErrNoHeartbeat) || b.Healthy() != nil {
+		b.log.Debug("subscribe: consumer error, the ordered consumer recovers", "err", err)
+		return
+	}
+	b.log.Warn("subscribe: consumer error, the ordered consumer recovers", "err", err)
+}
+
+// MultiFilter reports whether the connected server's consumers take
+// several filter subjects (nats-server 2.10+). Without them an interest of
+// more than one pattern is read as the whole stream.
+func (b *NATS) MultiFilter() bool { return b.multiFilter.Load() }
