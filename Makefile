@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout
+.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout bench-interest
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -88,3 +88,11 @@ test-crash: build
 # last result). WSFLEET_BENCH_N=200 runs a smaller group.
 bench-rollout: build
 	WSFLEET_BENCH_ROLLOUT=1 $(GO) test -count=1 -timeout 30m -run TestBenchRollout1000 -v ./rollout/
+
+# bench-interest runs 2, 8 and 32 `wsfleet serve` processes on one
+# nats-server, each with its own subscribers and a publisher at 5 messages
+# a second, with interest-based delivery and with the whole stream, and
+# prints each node's CPU per delivered message (docs/broker.md keeps the
+# last table; about 8 minutes).
+bench-interest: build
+	WSFLEET_BENCH_INTEREST=1 $(GO) test -count=1 -timeout 30m -run '^TestInterestScaling$$' -v ./bench/
