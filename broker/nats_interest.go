@@ -259,6 +259,7 @@ func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error
 	s.mu.Unlock()
 	if old != nil {
 		old.Stop()
+		b.deleteConsumer(cons)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -369,11 +370,12 @@ func (s *natsInterestSub) stop() {
 	close(s.quit)
 	s.mu.Lock()
 	s.gen++
-	cc := s.cc
+	cc, cons := s.cc, s.cons
 	s.cc, s.cons = nil, nil
 	s.mu.Unlock()
 	if cc != nil {
 		cc.Stop()
+		s.b.deleteConsumer(cons)
 	}
 	s.mu.Lock()
 	//nolint:staticcheck // empty critical section: waits for a running h
@@ -414,3 +416,20 @@ func (b *NATS) consumeErr(_ jetstream.ConsumeContext, err error) {
 // several filter subjects (nats-server 2.10+). Without them an interest of
 // more than one pattern is read as the whole stream.
 func (b *NATS) MultiFilter() bool { return b.multiFilter.Load() }
+
+// deleteConsumer deletes a stopped ordered consumer's server-side
+// consumer in the background: stopping one leaves it to the server's
+// inactivity reaper (minutes), and every switch stops one.
+func (b *NATS) deleteConsumer(cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.ProbeTimeout)
+		defer cancel()
+		if err := b.js.DeleteConsumer(ctx, b.opts.Stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			b.log.Debug("interest: delete stopped consumer", "consumer", info.Name, "err", err)
+		}
+	}()
+}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"wsfleet/broker"
 	"wsfleet/broker/brokertest"
@@ -187,4 +191,52 @@ func TestNATSCloseWhileDelivering(t *testing.T) {
 	if late != 0 {
 		t.Fatalf("%d deliveries after Close returned", late)
 	}
+}
+
+// TestNATSInterestSwitchesLeaveNoConsumers switches an interest
+// subscription many times: each switch stops an ordered consumer, whose
+// server-side consumer must be deleted rather than left to the server's
+// inactivity reaper (minutes, thousands of them on a busy node).
+func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "switcher", SwitchInterval: time.Millisecond})
+	var mu sync.Mutex
+	pats := []string{}
+	sub, err := b.SubscribeInterest(context.Background(), func(broker.Message) {}, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(pats)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	for i := range 30 {
+		mu.Lock()
+		pats = []string{fmt.Sprintf("/room/%d", i)}
+		mu.Unlock()
+		if err := sub.Want(context.Background(), []string{fmt.Sprintf("/room/%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc, err := nats.Connect(e.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var consumers int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		s, err := js.Stream(context.Background(), "WSFLEET")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if consumers = s.CachedInfo().State.Consumers; consumers <= 1 {
+			return
+		}
+	}
+	t.Fatalf("%d consumers on the stream after 30 switches, want the one in use", consumers)
 }
