@@ -37,7 +37,8 @@ type Broker interface {
 
 	// Subscribe delivers every message published from now on, cluster
 	// wide, to h, one at a time and in sequence order. A node calls it once
-	// and filters by its own sessions' subscriptions. h must not block for
+	// and filters by its own sessions' subscriptions (or, where the broker
+	// implements Interest, subscribes by interest instead). h must not block for
 	// long: it runs on the broker's delivery goroutine. The returned stop
 	// function ends the delivery.
 	Subscribe(ctx context.Context, h func(Message)) (stop func(), err error)

@@ -139,10 +139,10 @@ func (o *NATSOptions) setDefaults() {
 // whole stream live through an ordered consumer, and sessions live in a
 // JetStream key-value bucket.
 //
-// Every node receives every message and filters locally, as the Broker
-// contract asks. That is one stream read per node: fine for a fleet of ~10
-// nodes; beyond some tens of nodes or a high message rate the per-node
-// read would have to be replaced by per-channel interest.
+// With Subscribe a node receives every message and filters locally; with
+// SubscribeInterest (what the server uses) its consumer reads only the
+// channels its sessions subscribe to, so that its cost follows its own
+// traffic rather than the fleet's (see nats_interest.go).
 type NATS struct {
 	opts     NATSOptions
 	log      *slog.Logger

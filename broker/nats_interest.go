@@ -30,9 +30,8 @@ type window struct {
 // the new patterns up to S, the stream's last sequence when the switch
 // began, are dropped rather than delivered: they predate the subscribe
 // that asked for them (whose replay, if any, History gives).
-// When the old consumer had nothing pending (read by its info; single
-// server only, where the info reads the copy the consumer reads), the new
-// one starts at S+1 and reads nothing twice.
+// When the old consumer had nothing left to read up to S (caughtUp), the
+// new one starts at S+1 and reads nothing twice.
 type natsInterestSub struct {
 	b        *NATS
 	h        func(Message)
@@ -49,6 +48,10 @@ type natsInterestSub struct {
 	patterns []string // reduced patterns the current consumer reads
 	all      bool     // the current consumer reads the whole stream
 	broken   bool     // a switch stopped the old consumer and could not start the new one
+	// local is set when the consumer reads the whole stream for want of
+	// multi-subject consumers (2.9): deliver then filters on set.
+	local bool
+	set   interestSet
 	// windows say what was wanted before the recent switches: a message
 	// with seq at or below a window's to (and above the previous one's)
 	// is delivered only if the window's set matches it. Above the last
@@ -71,10 +74,11 @@ type natsInterestSub struct {
 }
 
 // SubscribeInterest implements Interest. With WholeStream it reads the
-// whole stream and never switches. On a server without multi-subject
-// consumers (nats-server 2.9) an interest of more than one pattern is read
-// as the whole stream: correct, at the cost interest-based delivery
-// removes. ctx bounds the setup only.
+// whole stream, gives h every message (as Subscribe does) and never
+// switches. On a server without multi-subject consumers (nats-server 2.9)
+// an interest of more than one pattern is read as the whole stream and
+// filtered here: correct, at the cost interest-based delivery removes.
+// ctx bounds the setup only.
 func (b *NATS) SubscribeInterest(ctx context.Context, h func(Message), interest func() []string) (InterestSub, error) {
 	if _, err := b.connected(); err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
@@ -86,7 +90,7 @@ func (b *NATS) SubscribeInterest(ctx context.Context, h func(Message), interest 
 	if err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	s.sw.covered = newInterestSet(all, pats)
+	s.sw.covered = newInterestSet(all && b.opts.WholeStream, pats)
 	s.sw.lastAt = b.opts.Now()
 	b.mu.Lock()
 	if b.closed {
@@ -190,7 +194,7 @@ func (s *natsInterestSub) loop() {
 		s.sw.switching = false
 		s.sw.lastAt = s.b.opts.Now()
 		if err == nil {
-			s.sw.covered = newInterestSet(all, pats)
+			s.sw.covered = newInterestSet(all && s.b.opts.WholeStream, pats)
 		} else if !s.stopped.Load() {
 			s.sw.pending = true // retried
 			s.b.log.Warn("interest switch failed, retrying", "err", err)
@@ -230,7 +234,9 @@ func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error
 		return false, err
 	}
 	s.mu.Lock()
-	same := s.cons != nil && !s.broken && s.all == all && (all || slices.Equal(s.patterns, pats))
+	// (reading the whole stream for want of multi-subject consumers, the
+	// local filter and its windows still change with the patterns)
+	same := s.cons != nil && !s.broken && s.all == all && (b.opts.WholeStream || slices.Equal(s.patterns, pats))
 	empty := s.cons == nil && !s.broken && !all && len(pats) == 0
 	cons := s.cons
 	s.mu.Unlock()
@@ -241,16 +247,9 @@ func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error
 	if err != nil {
 		return false, err
 	}
-	caught := false
-	switch {
-	case cons == nil && !s.broken:
-		caught = true // nothing was read: nothing is pending
-	case cons != nil && b.opts.Replicas <= 1:
-		if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
-			s.mu.Lock()
-			caught = info.Delivered.Stream <= s.last
-			s.mu.Unlock()
-		}
+	caught := cons == nil && !s.broken // nothing was read: nothing is pending
+	if cons != nil {
+		caught = s.caughtUp(ctx, last)
 	}
 	s.mu.Lock()
 	s.gen++
@@ -265,7 +264,10 @@ func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error
 	defer s.mu.Unlock()
 	start := s.last + 1
 	if caught {
-		start = max(s.last, last) + 1
+		// nothing the old filters match is unread up to last, and the
+		// new patterns want nothing from before it
+		s.last = max(s.last, last)
+		start = s.last + 1
 	}
 	if len(filters) == 0 {
 		s.patterns, s.all, s.broken, s.last, s.windows = nil, false, false, max(s.last, last), nil
@@ -293,13 +295,57 @@ func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error
 	}
 	// Up to last, what was wanted before; windows the new consumer
 	// starts after are done with.
-	s.windows = append(s.windows, window{to: last, set: newInterestSet(s.all, s.patterns)})
+	s.windows = append(s.windows, window{to: last, set: newInterestSet(s.all && !s.local, s.patterns)})
 	s.windows = slices.DeleteFunc(s.windows, func(w window) bool { return w.to < start })
 	s.patterns, s.all, s.broken = pats, all, false
+	s.local, s.set = all && !b.opts.WholeStream, newInterestSet(false, pats)
 	s.cc, s.cons = cc, cons
 	s.switches.Add(1)
 	b.log.Debug("interest switched", "patterns", len(pats), "whole_stream", all, "start", start, "caught_up", caught)
 	return all, nil
+}
+
+// caughtProbes bounds the stream reads caughtUp makes; a consumer with
+// more filters is taken as not caught up (its switch then reads again,
+// and drops, what its new patterns had before the switch).
+const caughtProbes = 4
+
+// caughtUp reports whether the current consumer has given the handler
+// every message its filters match up to last: for each filter, the
+// stream's leader is asked for the next matching message after the last
+// one taken. (The consumer's own info is no proof: its pending count can
+// lag the stream, which the churn conformance case caught.)
+func (s *natsInterestSub) caughtUp(ctx context.Context, last uint64) bool {
+	s.mu.Lock()
+	from, pats, all := s.last+1, s.patterns, s.all
+	s.mu.Unlock()
+	if from > last {
+		return true
+	}
+	var filters []string
+	if all {
+		filters = []string{s.b.opts.SubjectPrefix + ".>"}
+	} else {
+		for _, p := range pats {
+			f, err := patternSubject(s.b.opts.SubjectPrefix, p)
+			if err != nil {
+				return false
+			}
+			filters = append(filters, f)
+		}
+	}
+	if len(filters) > caughtProbes {
+		return false
+	}
+	for _, f := range filters {
+		m, err := s.b.getNext(ctx, from, f)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil, m.Sequence <= last:
+			return false
+		}
+	}
+	return true
 }
 
 // wanted reports whether a message with seq on ch was wanted when it was
@@ -309,7 +355,7 @@ func (s *natsInterestSub) wantedLocked(seq uint64, ch string) bool {
 		s.windows = s.windows[1:]
 	}
 	if len(s.windows) == 0 {
-		return true
+		return !s.local || s.set.matches(ch)
 	}
 	return s.windows[0].set.matches(ch)
 }
