@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -299,5 +300,43 @@ func TestDistUpToDate(t *testing.T) {
 	entries, _ := os.ReadDir("dist")
 	if len(entries) != 3 {
 		t.Errorf("ui/dist holds %d files, want the 3 the build writes", len(entries))
+	}
+}
+
+// TestLoopbackHost: a loopback-only dashboard answers only requests
+// naming a loopback host, so that a page rebound to 127.0.0.1 (DNS
+// rebinding) cannot read the fleet; a dashboard beyond loopback, which
+// anyone reaching the port may read, answers any name.
+func TestLoopbackHost(t *testing.T) {
+	store := fixture(t, map[string]rollout.Node{"i-1": node("i-1", "ws-1", "ami-old", 3)})
+	for _, tc := range []struct {
+		host     string
+		loopback bool
+		code     int
+	}{
+		{"127.0.0.1:8090", true, http.StatusOK},
+		{"localhost:8090", true, http.StatusOK},
+		{"LocalHost", true, http.StatusOK},
+		{"[::1]:8090", true, http.StatusOK},
+		{"[::1]", true, http.StatusOK},
+		{"127.0.0.2", true, http.StatusOK},
+		{"evil.example:8090", true, http.StatusForbidden},
+		{"evil.example", true, http.StatusForbidden},
+		{"192.168.1.4:8090", true, http.StatusForbidden},
+		{"evil.example:8090", false, http.StatusOK},
+	} {
+		t.Run(fmt.Sprintf("%s loopback=%v", tc.host, tc.loopback), func(t *testing.T) {
+			s := New(Config{Store: store, Token: token, LoopbackOnly: tc.loopback})
+			s.Poll()
+			for _, path := range []string{"/", "/api/view"} {
+				req := httptest.NewRequest("GET", path, nil)
+				req.Host = tc.host
+				w := httptest.NewRecorder()
+				s.Handler().ServeHTTP(w, req)
+				if w.Code != tc.code {
+					t.Errorf("GET %s with Host %s: status %d, want %d", path, tc.host, w.Code, tc.code)
+				}
+			}
+		})
 	}
 }
