@@ -388,6 +388,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/stream", s.stream)
 	mux.HandleFunc("GET /api/view", s.current)
 	mux.HandleFunc("POST /api/control", s.control)
+	// Without this, "GET /" would answer a GET of the control with the
+	// file server's 404.
+	mux.HandleFunc("GET /api/control", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+	})
 	h := secure(mux)
 	if s.cfg.LoopbackOnly {
 		h = loopbackHost(h)

@@ -340,3 +340,14 @@ func TestLoopbackHost(t *testing.T) {
 		})
 	}
 }
+
+// TestControlMethod: a GET of the control is 405 naming POST, not the
+// file server's 404.
+func TestControlMethod(t *testing.T) {
+	s := New(Config{Store: fixture(t, nil), Token: token})
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/api/control", nil))
+	if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
+		t.Errorf("GET /api/control: status %d, Allow %q; want 405, POST", w.Code, w.Header().Get("Allow"))
+	}
+}
