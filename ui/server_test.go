@@ -351,3 +351,23 @@ func TestControlMethod(t *testing.T) {
 		t.Errorf("GET /api/control: status %d, Allow %q; want 405, POST", w.Code, w.Header().Get("Allow"))
 	}
 }
+
+// TestPageSymbolsNoEmoji: the symbols that say a state beside its word
+// are in DejaVu Sans, Debian's default font: an emoji or a symbol of
+// Unicode's Miscellaneous Technical block (⏸, ⏳, 🔒) is drawn as an empty
+// box by a browser without an emoji font.
+func TestPageSymbolsNoEmoji(t *testing.T) {
+	for _, path := range []string{"web/src/main.js", "web/src/index.html", "dist/app.js", "dist/index.html"} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			for _, r := range line {
+				if r >= 0x1F000 || (r >= 0x2300 && r <= 0x23FF) {
+					t.Errorf("%s:%d: %q (U+%04X) needs an emoji font", path, i+1, r, r)
+				}
+			}
+		}
+	}
+}
