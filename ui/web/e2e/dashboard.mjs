@@ -106,6 +106,9 @@ async function follow(page, token, dir) {
   check(s.inService === 8 && s.newInService === 8, `at the end ${s.newInService} of ${s.inService} instances in service on ami-new`);
   check([...newCounts].filter((c) => c > 0 && c < s.rows).length >= 2, `the table went through too few steps: ${[...newCounts]}`);
   check(s.phases.every((p) => p.endsWith(":done")), `phases at the end: ${s.phases}`);
+  // An ended phase's deadline is a time, not a count down ("in 12m").
+  const facts = await page.$$eval("#phases > li p.muted", (ps) => ps.map((p) => p.textContent));
+  check(facts.every((f) => !/deadline [^·]*(, in |ago\))/.test(f)), `an ended phase counts down to its deadline: ${facts.join(" | ")}`);
   // The checks table and the event log's filter.
   const verdict = await page.textContent('#checks tr[data-check="errors"]');
   check(/pass/.test(verdict), `check errors: ${verdict}`);

@@ -115,7 +115,7 @@ function renderView() {
     if (p.replace) facts.push(`replace ${p.replace}`);
     if (p.bake) facts.push(`bake ${p.bake}`);
     if (p.not_before) facts.push(`window from ${fmtTime(p.not_before)} (${rel(p.not_before)})`);
-    if (p.deadline) facts.push(`deadline ${p.deadline}` + (p.deadline_at ? ` (${fmtTime(p.deadline_at)}, ${rel(p.deadline_at)})` : ""));
+    if (p.deadline) facts.push(`deadline ${p.deadline}` + (p.deadline_at ? ` (${fmtTime(p.deadline_at)}${p.ended ? "" : ", " + rel(p.deadline_at)})` : ""));
     if (p.started) facts.push(`began ${fmtTime(p.started)}`);
     if (p.ended) facts.push(`ended ${fmtTime(p.ended)}`);
     if (p.replaced) facts.push(`${p.replaced} replaced`);
