@@ -787,17 +787,8 @@ func (p *Provider) DeregisterTargets(ctx context.Context, group string, ids []st
 		return err
 	}
 	for _, arn := range arns {
-		for _, id := range ids {
-			// One call per target: one target that is already gone must
-			// not keep the others registered.
-			_, err := p.elb.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: targetsOf([]string{id})})
-			if err != nil {
-				var ae smithy.APIError
-				if errors.As(err, &ae) && ae.ErrorCode() == "InvalidTarget" {
-					continue
-				}
-				return fmt.Errorf("deregister %s from %s: %w", id, arn, err)
-			}
+		if err := p.deregisterFrom(ctx, arn, ids); err != nil {
+			return err
 		}
 	}
 	return nil
