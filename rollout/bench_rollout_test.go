@@ -110,6 +110,9 @@ phases:
 		t.Fatalf("status %s: %s", st.Status, st.Failure)
 	}
 	waitSimFleet(t, e, "ami-new", want("ami-new"), time.Minute)
+	if o := e.orphans(t); len(o) > 0 {
+		t.Errorf("%d instances detached and left running: %v", len(o), o[:min(len(o), 10)])
+	}
 	stateBytes := stateSize(t, e.stateDir, change)
 	db, _ := os.Stat(filepath.Join(e.stateDir, "rollouts.db"))
 

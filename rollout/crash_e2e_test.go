@@ -355,6 +355,9 @@ func (e *e2e) crashRun(t *testing.T, name, image string, p crashPoint, seed uint
 	if n != 9 {
 		t.Errorf("%d instances terminated, want 9 (8 old and the canary)", n)
 	}
+	if o := e.orphans(t); len(o) > 0 {
+		t.Errorf("detached and left running: %v", o)
+	}
 	if k := fewest(); k < 8 {
 		t.Errorf("healthy targets fell to %d (desired 8)", k)
 	}

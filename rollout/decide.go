@@ -75,6 +75,19 @@ type Effect struct {
 	Drain   *DrainOptions `json:"drain,omitempty"`
 }
 
+// TerminatedIDs are the instances the effect terminates: a terminate's
+// one, a retire's all; none for other effects. Reports and tests count
+// terminations by it.
+func (e Effect) TerminatedIDs() []string {
+	switch e.Kind {
+	case EffTerminate, EffTerminateKeep:
+		return []string{e.ID}
+	case EffRetire:
+		return e.IDs
+	}
+	return nil
+}
+
 // Decision is the outcome of deciding the current step: its new
 // progress, the effects to make now, and otherwise how long to wait or why
 // it failed; with what the engine must record or do besides.
