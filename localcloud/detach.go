@@ -40,7 +40,7 @@ func (c *Cloud) detachInstances(req *request, x *xmlw) *apiError {
 	}
 	for _, in := range ins {
 		if l := in.asg.lifecycle; l != lcInService && l != lcStandby {
-			return validationf("The instance %s is not in InService or Standby.", in.id)
+			return validationf("The instance %s is not in InService or Standby (it is %s).", in.id, l)
 		}
 	}
 	if dec {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -70,11 +71,13 @@ func (p *Provider) RetireInstances(ctx context.Context, group string, ids []stri
 	}
 	for rest := detach; len(rest) > 0; {
 		n := min(len(rest), maxDetach)
-		if _, err := p.asg.DetachInstances(ctx, &autoscaling.DetachInstancesInput{
-			AutoScalingGroupName: aws.String(group), InstanceIds: rest[:n], ShouldDecrementDesiredCapacity: aws.Bool(decrement),
-		}); err != nil {
-			return fmt.Errorf("retire: detach %s from %s: %w", strings.Join(rest[:n], ","), group, err)
+		left, err := p.detach(ctx, group, rest[:n], decrement)
+		if err != nil {
+			return fmt.Errorf("retire: %w", err)
 		}
+		// Those the group began terminating in the meantime are its.
+		terminate = slices.DeleteFunc(terminate, func(id string) bool { return slices.Contains(left, id) })
+		detach = slices.DeleteFunc(detach, func(id string) bool { return slices.Contains(left, id) })
 		rest = rest[n:]
 	}
 	if len(detach) > 0 {
@@ -112,6 +115,49 @@ func (p *Provider) RetireInstances(ctx context.Context, group string, ids []stri
 		left, err := p.notShutDown(ctx, running)
 		return len(left) == 0, err
 	})
+}
+
+// detach detaches up to 20 instances. DetachInstances refuses the whole
+// call (ValidationError) when one of them left InService or Standby since
+// it was read (the group began terminating it): then the states are read
+// again, only those still in InService or Standby are detached, and the
+// others are returned as left to the group.
+func (p *Provider) detach(ctx context.Context, group string, ids []string, decrement bool) (left []string, _ error) {
+	call := func(ids []string) error {
+		_, err := p.asg.DetachInstances(ctx, &autoscaling.DetachInstancesInput{
+			AutoScalingGroupName: aws.String(group), InstanceIds: ids, ShouldDecrementDesiredCapacity: aws.Bool(decrement),
+		})
+		if err != nil {
+			return fmt.Errorf("detach %s from %s: %w", strings.Join(ids, ","), group, err)
+		}
+		return nil
+	}
+	err := call(ids)
+	if err == nil || !isCode(err, "ValidationError") {
+		return nil, err
+	}
+	states, rerr := p.groupStates(ctx, group, ids)
+	if rerr != nil {
+		return nil, errors.Join(err, rerr)
+	}
+	var still []string
+	for _, id := range ids {
+		st, in := states[id]
+		switch {
+		case st == string(asgtypes.LifecycleStateInService) || st == string(asgtypes.LifecycleStateStandby):
+			still = append(still, id)
+		case in && strings.HasPrefix(st, "Terminat"):
+			left = append(left, id)
+		}
+	}
+	if len(still)+len(left) == len(ids) && len(left) == 0 {
+		return nil, err // not a change of state: the refusal stands
+	}
+	p.log.Warn("detach refused; instances changed state, detaching the rest", "group", group, "err", err, "still", len(still), "terminating", len(left))
+	if len(still) == 0 {
+		return left, nil
+	}
+	return left, call(still)
 }
 
 // groupStates reads the lifecycle state of each instance that is in the
