@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -28,6 +29,8 @@ const (
 	maxDescribeASGInst = 50   // DescribeAutoScalingInstances: up to 50 instance ids
 	maxTerminate       = 1000 // TerminateInstances: up to 1000 instance ids
 	maxFilterValues    = 200  // EC2 filter values per filter
+
+	tagCallsAtOnce = 8
 )
 
 var (
@@ -226,11 +229,34 @@ func (p *Provider) TagInstances(ctx context.Context, key string, values map[stri
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	// A few at once: each is a round trip, and a hundred in a row are
+	// seconds; EC2's CreateTags bucket (100, refilled 10 a second) and
+	// the SDK's retries pace them.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	slots := make(chan struct{}, tagCallsAtOnce)
 	for _, id := range ids {
-		_, err := p.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: []ec2types.Tag{{Key: aws.String(key), Value: aws.String(values[id])}}})
-		if err != nil {
-			return fmt.Errorf("tag %s %s=%s: %w", id, key, values[id], err)
-		}
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			_, err := p.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: []ec2types.Tag{{Key: aws.String(key), Value: aws.String(values[id])}}})
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("tag %s %s=%s: %w", id, key, values[id], err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
 	}
 	return p.confirm(ctx, fmt.Sprintf("tag %s on %d instances", key, len(ids)), func(ctx context.Context) (bool, error) {
 		for rest := ids; len(rest) > 0; {
