@@ -258,7 +258,7 @@ func (p *Provider) TagInstances(ctx context.Context, key string, values map[stri
 	if first != nil {
 		return first
 	}
-	return p.confirm(ctx, fmt.Sprintf("tag %s on %d instances", key, len(ids)), func(ctx context.Context) (bool, error) {
+	err := p.confirm(ctx, fmt.Sprintf("tag %s on %d instances", key, len(ids)), func(ctx context.Context) (bool, error) {
 		for rest := ids; len(rest) > 0; {
 			n := min(len(rest), maxFilterValues)
 			seen := map[string]bool{}
@@ -286,6 +286,13 @@ func (p *Provider) TagInstances(ctx context.Context, key string, values map[stri
 		}
 		return true, nil
 	})
+	if err != nil {
+		return err
+	}
+	for id, v := range values {
+		p.ec2c.setTag(id, key, v)
+	}
+	return nil
 }
 
 // isCode reports an AWS error with code.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"wsfleet/rollout"
 )
@@ -134,5 +136,45 @@ func TestBatchEffects(t *testing.T) {
 	}
 	if g, _ = p.Group(ctx, "gitter-ws"); g.Desired != 3 {
 		t.Errorf("desired %d after a repeated retire, want 3", g.Desired)
+	}
+}
+
+// TestGroupReadsEC2Incrementally: Group describes from EC2 only the
+// instances it has not seen, and every instance again once ec2Refresh has
+// passed, so that a tag written by hand shows then.
+func TestGroupReadsEC2Incrementally(t *testing.T) {
+	_, p := startLocal(t, 3)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p.ec2c.now = func() time.Time { return now }
+	var g rollout.Group
+	waitFor(t, "3 instances", func() error {
+		var err error
+		if g, err = p.Group(ctx, "gitter-ws"); err != nil || len(g.Instances) != 3 || g.Instances[0].Image == "" {
+			return fmt.Errorf("%d instances, %v", len(g.Instances), err)
+		}
+		return nil
+	})
+	before := p.APICalls()["DescribeInstances"]
+	if _, err := p.Group(ctx, "gitter-ws"); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.APICalls()["DescribeInstances"] - before; n != 0 {
+		t.Errorf("%d DescribeInstances for a group with nothing new, want 0", n)
+	}
+	id := g.Instances[0].ID
+	if _, err := p.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: []ec2types.Tag{{Key: aws.String("team"), Value: aws.String("chat")}}}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(ec2Refresh)
+	g, err := p.Group(ctx, "gitter-ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := g.Instance(id); in.Tags["team"] != "chat" || in.Image == "" {
+		t.Errorf("after the refresh: tags %v, image %q", in.Tags, in.Image)
+	}
+	if n := p.APICalls()["DescribeInstances"] - before; n != 1 {
+		t.Errorf("%d DescribeInstances for the refresh, want 1", n)
 	}
 }
