@@ -88,6 +88,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Watch, when set, is called once the engine's state store exists,
+	// before the change starts, with the store, the event log's file and
+	// the chat clients' figures so far: `wsfleet demo --ui` serves the
+	// dashboard from them.
+	Watch func(store rollout.Backend, eventLog string, clients func() (probe.Report, bool))
 }
 
 func (c *Config) defaults() error {

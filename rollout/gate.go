@@ -104,6 +104,9 @@ type Checker struct {
 	// Settle bounds how long a probe's end waits for its clients to
 	// connect again; default 15s.
 	Settle time.Duration
+	// Sleep is how the hosted services' retries wait (vendor.go);
+	// default the engine's Sleep on the real clock.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 func (c *Checker) client() *http.Client {
@@ -143,6 +146,10 @@ var gateKinds = []GateKind{
 	probeKind,
 	metricKind,
 	commandKind,
+	datadogKind,
+	sentryKind,
+	pagerdutyKind,
+	gitlabDeploymentsKind,
 }
 
 var gateMu sync.RWMutex

@@ -16,6 +16,9 @@ func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []
 	if err != nil {
 		return nil, Group{}, nil, err
 	}
+	if err := plan.CheckCredentials(); err != nil {
+		return plan, Group{}, nil, err
+	}
 	g, err := p.Group(ctx, plan.Group)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -122,16 +125,27 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 // before anything changes: a failure refuses the rollout.
 func (e *Engine) preCheck(ctx context.Context, plan *Plan, g Group) error {
 	env := PhaseEnv{Checker: e.Checker, Image: plan.Image, Group: g, Now: e.Now(), LoadBalancerURL: e.loadBalancerURL(plan.Group)}
+	_, err := PreCheck(ctx, plan, env)
+	return err
+}
+
+// PreCheck runs the pre-checks of the plan's gates once against env, in
+// the plan's order, and stops at the first that fails: what Start does
+// before any change, and what `wsfleet plan` shows.
+func PreCheck(ctx context.Context, plan *Plan, env PhaseEnv) ([]CheckResult, error) {
+	var out []CheckResult
 	for _, c := range plan.Checks {
 		pc, ok := c.Spec.Gate().(PreChecker)
 		if !ok {
 			continue
 		}
-		if r := pc.PreCheck(ctx, env); !r.Pass {
-			return fmt.Errorf("check %s: pre-check failed before any change: %s", c.Name, r.Detail)
+		r := pc.PreCheck(ctx, env)
+		out = append(out, CheckResult{Name: c.Name, Pass: r.Pass, Detail: r.Detail, At: env.Now})
+		if !r.Pass {
+			return out, fmt.Errorf("check %s: pre-check failed before any change: %s", c.Name, r.Detail)
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // Resume continues a rollout after a crash, an interrupt, a detach or a
@@ -143,6 +157,9 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 		return st, err
 	}
 	plan, err := ParsePlan(st.PlanYAML)
+	if err == nil {
+		err = plan.CheckCredentials()
+	}
 	if err != nil {
 		return st, fmt.Errorf("stored plan: %w", err)
 	}

@@ -41,6 +41,7 @@ type Plan struct {
 	Checks   []Check      `yaml:"checks" json:"checks,omitempty"`
 	Phases   []Phase      `yaml:"phases" json:"phases"`
 	Rollback RollbackSpec `yaml:"rollback" json:"rollback"`
+	Notify   NotifySpec   `yaml:"notify" json:"notify,omitzero"`
 
 	// lines maps a key path ("phases[1].replace") to its line in the file,
 	// so that errors found after decoding still point at the file.
@@ -661,6 +662,7 @@ func (p *Plan) validate() PlanErrors {
 	default:
 		add(p.errAt("rollback.on_failure", "%q; valid: auto (roll back at once), manual (stop and wait for wsfleet rollback)", p.Rollback.OnFailure))
 	}
+	p.Notify.validate(func(k, format string, args ...any) { add(p.errAt("notify."+k, format, args...)) })
 	checkNames := map[string]bool{}
 	for i, c := range p.Checks {
 		key := fmt.Sprintf("checks[%d]", i)

@@ -28,6 +28,12 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 			fmt.Fprintf(w, "  - %s: %s\n", c.Name, c.Describe())
 		}
 	}
+	if effects := p.Notify.Describe(); len(effects) > 0 {
+		fmt.Fprintln(w, "notify:")
+		for _, line := range effects {
+			fmt.Fprintf(w, "  - %s\n", line)
+		}
+	}
 	phase := -2
 	for i, s := range steps {
 		if s.Phase != phase {

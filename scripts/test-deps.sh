@@ -2,7 +2,8 @@
 # Installs what the test suite needs on a fresh machine of this kind, and
 # nothing when it is already there: the JavaScript clients (faye, halley;
 # CometD for interop/) from the committed package-lock.json files, and the
-# AWS CLI and python3-websockets (interop/bayeux_ws.py) from Debian.
+# AWS CLI, python3-websockets (interop/bayeux_ws.py) and chromium (the
+# dashboard's browser test, ui/) from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,14 @@ if [ -f interop/package-lock.json ]; then
   fi
 fi
 
+# the dashboard's browser test (ui/): playwright-core and the page's
+# build tools, driving Debian's chromium (below)
+if [ -f ui/web/package-lock.json ]; then
+  if [ ! -d ui/web/node_modules ] || [ ui/web/package-lock.json -nt ui/web/node_modules/.package-lock.json ]; then
+    (cd ui/web && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
 # From Debian: the AWS CLI, and Python's websockets library, the interop
 # suite's asyncio Bayeux client (interop/bayeux_ws.py). One apt-get update
 # serves both when both are missing.
@@ -31,6 +40,15 @@ fi
 if ! /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 </dev/null; then
   apt_pkgs+=(python3-websockets)
 fi
+# headless Chromium for the dashboard's browser test
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_pkgs+=(chromium)
+fi
+# zsh and fish: the shell completion tests (cmd/wsfleet/completion_test.go)
+# parse their scripts and ask fish's completion engine.
+for sh in zsh fish; do
+  command -v "$sh" >/dev/null 2>&1 || apt_pkgs+=("$sh")
+done
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq </dev/null

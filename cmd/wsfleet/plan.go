@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"wsfleet/rollout"
 )
 
 func init() {
-	register("plan", "validate a plan file and print the steps a rollout would take on the group now (changes nothing)", runPlan)
+	register("plan", "validate a plan file and print the steps a rollout would take on the group now (changes nothing)",
+		"wsfleet plan -f examples/gitter-ws-new-ami.yaml\nwsfleet plan --offline -f examples/gitter-ws-new-ami.yaml", runPlan)
 }
 
 // planArgs is what a command that reads a plan file (plan, rollout) gets
@@ -42,6 +44,9 @@ func parsePlanArgs(fs *flag.FlagSet, args []string, engine bool) (*planArgs, err
 		return nil, err
 	}
 	p, err := rollout.ParsePlan(data)
+	if err == nil {
+		err = p.CheckCredentials()
+	}
 	if err != nil {
 		return nil, planError(*file, err)
 	}
@@ -81,5 +86,17 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	rollout.RenderPlan(stdout, p, g, steps)
-	return nil
+	// The pre-checks judge the world as it is now, as a rollout would
+	// before its first change: one that fails makes plan fail too.
+	env := rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: p.Image, Group: g, Now: time.Now(),
+		LoadBalancerURL: func(ctx context.Context) (string, error) { return prov.LoadBalancerURL(ctx, p.Group) }}
+	pre, err := rollout.PreCheck(ctx, p, env)
+	for _, r := range pre {
+		res := "pass"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(stdout, "pre-check %s: %s: %s\n", r.Name, res, r.Detail)
+	}
+	return err
 }
