@@ -43,7 +43,8 @@ func (c *ec2Cache) instances(ctx context.Context, p *Provider, ids []string) (ma
 	all := c.now().Sub(c.full) >= ec2Refresh
 	var read []string
 	for _, id := range ids {
-		if _, ok := c.byID[id]; all || !ok {
+		// One described before it had an address is read again.
+		if in, ok := c.byID[id]; all || !ok || aws.ToString(in.PrivateIpAddress) == "" {
 			read = append(read, id)
 		}
 	}
