@@ -69,6 +69,10 @@ type PhaseEnv struct {
 	// Image is the image the phase brings in: the plan's, or the old one
 	// in a rollback.
 	Image string
+	// Ref, for `image: current`, is the launch template version or
+	// configuration the phase brings in: it, not Image, tells new
+	// instances from old.
+	Ref   *TemplateRef
 	Group Group
 	Now   time.Time
 	// LoadBalancerURL returns the URL clients reach the group through,
@@ -86,7 +90,7 @@ func (env PhaseEnv) Old() []Instance { return env.live(false) }
 func (env PhaseEnv) live(onImage bool) []Instance {
 	var out []Instance
 	for _, in := range env.Group.Instances {
-		if in.Live() && (in.Image == env.Image) == onImage {
+		if in.Live() && runs(in, env.Image, env.Ref) == onImage {
 			out = append(out, in)
 		}
 	}

@@ -33,6 +33,9 @@ func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []
 	if err := checkDrainFits(ctx, p, plan); err != nil {
 		return plan, g, nil, err
 	}
+	if err := checkPrevious(ctx, p, plan, g); err != nil {
+		return plan, g, nil, err
+	}
 	return plan, g, steps, nil
 }
 
@@ -67,17 +70,20 @@ type ImageChecker interface {
 func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	e.defaults()
 	e.ctx = ctx
+	if err := e.needTerraform(planYAML); err != nil {
+		return nil, err
+	}
 	plan, g, steps, err := Prepare(ctx, e.Provider, planYAML)
 	if err != nil {
 		return nil, err
 	}
-	if ic, ok := e.Provider.(ImageChecker); ok {
-		exists, err := ic.ImageExists(ctx, plan.Image)
+	if ic, ok := e.Provider.(ImageChecker); ok && plan.Image.AMI != "" {
+		exists, err := ic.ImageExists(ctx, plan.Image.AMI)
 		if err != nil {
-			return nil, fmt.Errorf("check image %s: %w", plan.Image, err)
+			return nil, fmt.Errorf("check image %s: %w", plan.Image.AMI, err)
 		}
 		if !exists {
-			return nil, PlanErrors{plan.errAt("image", "no image %q exists in the region; give an AMI id the account can launch", plan.Image)}
+			return nil, PlanErrors{plan.errAt("image", "no image %q exists in the region; give an AMI id the account can launch", plan.Image.AMI)}
 		}
 	}
 	if prev, err := e.Store.Load(plan.Change); err == nil && !prev.Status.Final() {
@@ -98,8 +104,19 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 		Status: StatusRunning, Started: now, Owner: e.lock.Me.Owner(), Lease: e.lock.Me.Expires, Steps: steps,
 		OldImage: g.Image, InitialDesired: g.Desired,
 	}
+	if plan.Image.Current {
+		// The change was made outside wsfleet: recorded now, as what
+		// the rollback goes back to (the set-image step has nothing
+		// to make).
+		tc, err := currentChange(plan, g)
+		if err != nil {
+			return nil, PlanErrors{plan.errAt("image", "%v", err)}
+		}
+		st.Template, st.OldImage = &tc, tc.PreviousImage
+	}
+	image, ref := st.NewImage(plan), st.newRef(plan)
 	for _, in := range g.Instances {
-		if in.Live() && in.Image != plan.Image {
+		if in.Live() && !runs(in, image, ref) {
 			st.OldNames = append(st.OldNames, in.Name)
 		}
 	}
@@ -117,15 +134,19 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	}); err != nil {
 		return nil, e.giveUp(ctx, err)
 	}
-	e.event(st, "start", "rollout started", "steps", len(steps), "desired", g.Desired, "image", plan.Image, "old_image", g.Image)
+	e.event(st, "start", "rollout started", "steps", len(steps), "desired", g.Desired, "image", image, "old_image", st.OldImage)
 	return st, e.run(ctx, st, plan)
 }
 
 // preCheck runs the pre-checks of the plan's gates (PreChecker) once,
 // before anything changes: a failure refuses the rollout.
 func (e *Engine) preCheck(ctx context.Context, plan *Plan, g Group) error {
-	env := PhaseEnv{Checker: e.Checker, Image: plan.Image, Group: g, Now: e.Now(), LoadBalancerURL: e.loadBalancerURL(plan.Group)}
-	_, err := PreCheck(ctx, plan, env)
+	image, ref, err := plan.target(g)
+	if err != nil {
+		return err
+	}
+	env := PhaseEnv{Checker: e.Checker, Image: image, Ref: ref, Group: g, Now: e.Now(), LoadBalancerURL: e.loadBalancerURL(plan.Group)}
+	_, err = PreCheck(ctx, plan, env)
 	return err
 }
 
@@ -162,6 +183,9 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 	}
 	if err != nil {
 		return st, fmt.Errorf("stored plan: %w", err)
+	}
+	if err := e.needTerraform(st.PlanYAML); err != nil {
+		return st, e.unclaim(st, err)
 	}
 	if st.TimeScale > 0 && e.TimeScale == 1 {
 		e.TimeScale = st.TimeScale

@@ -26,10 +26,13 @@ import (
 
 // Plan is a parsed plan file. docs/rollout.md documents every key.
 type Plan struct {
-	Change string    `yaml:"change" json:"change"`
-	Group  string    `yaml:"group" json:"group"`
-	Image  string    `yaml:"image" json:"image"`
-	AWS    AWSConfig `yaml:"aws" json:"aws"`
+	Change string `yaml:"change" json:"change"`
+	Group  string `yaml:"group" json:"group"`
+	Image  Image  `yaml:"image" json:"image"`
+	// TerraformChange names the outside change `image: current` follows
+	// (a merge request's URL, free text): a rollback says to revert it.
+	TerraformChange string    `yaml:"terraform_change" json:"terraform_change,omitempty"`
+	AWS             AWSConfig `yaml:"aws" json:"aws"`
 	// State is where the change's state, event log and report live:
 	// s3://BUCKET/PREFIX, or empty for the local state directory.
 	State    string       `yaml:"state" json:"state,omitempty"`
@@ -610,8 +613,8 @@ func (p *Plan) validate() PlanErrors {
 	if p.Group == "" {
 		add(p.errAt("group", "missing; name the Auto Scaling group, e.g. group: gitter-ws"))
 	}
-	if p.Image == "" {
-		add(p.errAt("image", "missing; give the new image id, e.g. image: ami-0123456789abcdef0"))
+	if p.Image.IsZero() {
+		add(p.errAt("image", "missing; give the new image id, e.g. image: ami-0123456789abcdef0 (or current, or {terraform: {...}})"))
 	}
 	if p.Strategy == "" {
 		p.Strategy = LaunchBeforeTerminate

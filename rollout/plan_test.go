@@ -335,7 +335,7 @@ func FuzzParsePlan(f *testing.F) {
 			}
 			return
 		}
-		if p.Change == "" || p.Group == "" || p.Image == "" || len(p.Phases) == 0 {
+		if p.Change == "" || p.Group == "" || p.Image.IsZero() || len(p.Phases) == 0 {
 			t.Fatalf("accepted a plan without change, group, image or phases: %+v", p)
 		}
 		c := newMemCloud(func() time.Time { return t0 }, 3, "ami-old")

@@ -410,7 +410,7 @@ func TestVendorChecksE2E(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pre, err := rollout.PreCheck(ctx, p, rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: p.Image, Group: g, Now: time.Now()})
+		pre, err := rollout.PreCheck(ctx, p, rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: p.Image.AMI, Group: g, Now: time.Now()})
 		const want = "1 GitLab deployments running (none allowed): gitlab-org/gitter/webapp: deployment 2 of main to staging"
 		if err == nil || len(pre) != 1 || pre[0].Pass || !strings.Contains(pre[0].Detail, want) {
 			t.Errorf("plan's pre-check: %v %+v", err, pre)

@@ -115,7 +115,7 @@ func viewOf(st *rollout.State, plan *rollout.Plan) View {
 		v.Where = "all steps done"
 	}
 	if plan != nil {
-		v.NewImage = plan.Image
+		v.NewImage = st.NewImage(plan)
 		v.Strategy = string(plan.Strategy)
 		v.Drain = fmt.Sprintf("window %s, at most %g reconnects/s, deadline %s", plan.Drain.Window.D(), plan.Drain.MaxRate, plan.Drain.Deadline.D())
 		for _, c := range plan.Checks {

@@ -73,10 +73,17 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return planError(a.file, err)
 	}
-	if ok, err := prov.ImageExists(ctx, p.Image); err != nil {
+	if p.Image.AMI == "" {
+		// image: current names no AMI: the group's own is checked by AWS.
+	} else if ok, err := prov.ImageExists(ctx, p.Image.AMI); err != nil {
 		return err
 	} else if !ok {
-		return planError(a.file, rollout.PlanErrors{{Key: "image", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; give an AMI id the account can launch", p.Image)}})
+		return planError(a.file, rollout.PlanErrors{{Key: "image", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; give an AMI id the account can launch", p.Image.AMI)}})
+	}
+	if p.Image.Terraform != nil {
+		if err := tfPlan(ctx, p, prov, a.flags, stdout, stderr); err != nil { // terraform.go
+			return planError(a.file, err)
+		}
 	}
 	if h, ok := rollout.ParseLock(g.Tags[rollout.LockTag]); ok {
 		fmt.Fprintf(stdout, "note: the group is locked by %s\n", h)
@@ -88,7 +95,11 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rollout.RenderPlan(stdout, p, g, steps)
 	// The pre-checks judge the world as it is now, as a rollout would
 	// before its first change: one that fails makes plan fail too.
-	env := rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: p.Image, Group: g, Now: time.Now(),
+	image, ref, err := p.Target(g)
+	if err != nil {
+		return planError(a.file, err)
+	}
+	env := rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: image, Ref: ref, Group: g, Now: time.Now(),
 		LoadBalancerURL: func(ctx context.Context) (string, error) { return prov.LoadBalancerURL(ctx, p.Group) }}
 	pre, err := rollout.PreCheck(ctx, p, env)
 	for _, r := range pre {
