@@ -276,13 +276,18 @@ func (e *e2e) terminations(t *testing.T) map[string]int {
 	return out
 }
 
+// apiClients are Auto Scaling and EC2 clients of the local cloud.
+func (e *e2e) apiClients() (*autoscaling.Client, *ec2.Client) {
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("e2e", "e2e", "")}
+	return autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(e.api) }),
+		ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(e.api) })
+}
+
 // orphans returns the instances launched by the group that are no longer
 // in it and still running: a detach whose termination never came.
 func (e *e2e) orphans(t *testing.T) []string {
 	t.Helper()
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("e2e", "e2e", "")}
-	asg := autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(e.api) })
-	ec := ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(e.api) })
+	asg, ec := e.apiClients()
 	in := map[string]bool{}
 	gp := autoscaling.NewDescribeAutoScalingGroupsPaginator(asg, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{"gitter-ws"}})
 	for gp.HasMorePages() {

@@ -20,27 +20,7 @@ import (
 func TestBatchEffects(t *testing.T) {
 	_, p := startLocal(t, 3)
 	ctx := context.Background()
-	inService := func(n int) rollout.Group {
-		t.Helper()
-		var g rollout.Group
-		waitFor(t, fmt.Sprintf("%d in service and healthy", n), func() error {
-			var err error
-			if g, err = p.Group(ctx, "gitter-ws"); err != nil {
-				return err
-			}
-			ok := 0
-			for _, in := range g.Instances {
-				if in.Lifecycle == "InService" && in.Health == "healthy" {
-					ok++
-				}
-			}
-			if ok != n || len(g.Instances) != n {
-				return fmt.Errorf("%d of %d", ok, len(g.Instances))
-			}
-			return nil
-		})
-		return g
-	}
+	inService := func(n int) rollout.Group { return waitHealthy(t, p, n) }
 	old := inService(3)
 	oldIDs := []string{old.Instances[0].ID, old.Instances[1].ID, old.Instances[2].ID}
 	if err := p.SetDesired(ctx, "gitter-ws", 6); err != nil {
@@ -137,6 +117,30 @@ func TestBatchEffects(t *testing.T) {
 	if g, _ = p.Group(ctx, "gitter-ws"); g.Desired != 3 {
 		t.Errorf("desired %d after a repeated retire, want 3", g.Desired)
 	}
+}
+
+// waitHealthy waits until the group has n instances, all in service and
+// healthy, and returns it.
+func waitHealthy(t *testing.T, p *Provider, n int) rollout.Group {
+	t.Helper()
+	var g rollout.Group
+	waitFor(t, fmt.Sprintf("%d in service and healthy", n), func() error {
+		var err error
+		if g, err = p.Group(context.Background(), "gitter-ws"); err != nil {
+			return err
+		}
+		ok := 0
+		for _, in := range g.Instances {
+			if in.Lifecycle == "InService" && in.Health == "healthy" {
+				ok++
+			}
+		}
+		if ok != n || len(g.Instances) != n {
+			return fmt.Errorf("%d of %d in service and healthy: %+v", ok, len(g.Instances), g.Instances)
+		}
+		return nil
+	})
+	return g
 }
 
 // TestGroupReadsEC2Incrementally: Group describes from EC2 only the
