@@ -171,7 +171,7 @@ async function engine(page, dir, n, seconds) {
     check(Date.now() < end, `the change did not end on the page in ${seconds}s: ${JSON.stringify({ ...s, phases: undefined })}`);
     if (s.newInService !== shown && s.newInService % Math.max(1, Math.floor(n / 10)) === 0) {
       shown = s.newInService;
-      log(`${Date.now() - t0}ms: ${s.newInService} of ${n} in service on ami-new, ${s.rows} rows, at ${s.where}`);
+      log(`${Date.now() - t0}ms: ${s.newInService} of ${n} in service on ami-new, ${s.rows} rows, at ${s.where.slice(0, 60)}…`);
     }
     await page.waitForTimeout(250);
     s = await snap(page);
