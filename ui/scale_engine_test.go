@@ -3,14 +3,14 @@
 package ui_test
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"context"
 )
 
 // TestDashboardScaleEngine follows in Chromium the engine itself replacing
@@ -23,12 +23,12 @@ import (
 // only with WSFLEET_UI_SCALE_ENGINE=1 (make test-ui-scale), and not under
 // -race, which makes the engine at this size too slow for a test of the page.
 func TestDashboardScaleEngine(t *testing.T) {
-	if os.Getenv("WSFLEET_UI_SCALE_ENGINE") == "" {
+	n, err := strconv.Atoi(cmp.Or(os.Getenv("WSFLEET_UI_SCALE_N"), "1000"))
+	switch {
+	case os.Getenv("WSFLEET_UI_SCALE_ENGINE") == "":
 		t.Skip("minutes long: make test-ui-scale (WSFLEET_UI_SCALE_ENGINE=1)")
-	}
-	n := 1000
-	if v, err := strconv.Atoi(os.Getenv("WSFLEET_UI_SCALE_N")); err == nil && v > 0 {
-		n = v
+	case err != nil || n < 10:
+		t.Fatalf("WSFLEET_UI_SCALE_N=%q: want 10 instances or more", os.Getenv("WSFLEET_UI_SCALE_N"))
 	}
 	chromium, node := browserTools(t)
 	dir := artefacts(t)
@@ -36,22 +36,14 @@ func TestDashboardScaleEngine(t *testing.T) {
 	defer cancel()
 	r := newRig(t, ctx, n)
 	const change = "ui-scale-engine"
-	var phases strings.Builder
-	for i := 1; i <= 10; i++ {
-		replace := "10%"
-		if i == 10 {
-			replace = "rest"
-		}
-		fmt.Fprintf(&phases, "  - {name: batch %d, replace: %s}\n", i, replace)
+	// Nine tenths, then the rest: the phases of make bench-rollout.
+	phases := ""
+	for i := range 9 {
+		phases += fmt.Sprintf("  - {name: tenth %d, replace: 10%%}\n", i+1)
 	}
-	plan := r.plan(change, `warm_up: 0s
-healthy_timeout: 5m
-drain: {window: 0s, max_rate: 100000, deadline: 10s}
-checks:
-  - {name: errors, interval: 2s, metric: {name: wsfleet_errors_total, labels: {code: "500"}, max_increase: 0}}
-phases:
-%srollback: {on_failure: auto}
-`, phases.String())
+	plan := r.plan(change, "warm_up: 0s\nhealthy_timeout: 5m\ndrain: {window: 0s, deadline: 10s}\n"+
+		"checks:\n  - {name: errors, interval: 2s, metric: {name: wsfleet_errors_total, labels: {code: \"500\"}, max_increase: 0}}\n"+
+		"phases:\n%s  - {name: the rest, replace: rest}\n", phases)
 	t0 := time.Now()
 	done := r.start(t, ctx, change, plan)
 	res := drive(t, ctx, chromium, node, func(q string) error { return fmt.Errorf("unexpected question %q", q) },
