@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout bench-interest
+.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-ui-scale bench-interest
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -96,3 +96,9 @@ bench-rollout: build
 # last table; about 8 minutes).
 bench-interest: build
 	WSFLEET_BENCH_INTEREST=1 $(GO) test -count=1 -timeout 30m -run '^TestInterestScaling$$' -v ./bench/
+
+# test-ui-scale follows in Chromium the engine replacing a simulated group
+# of 1,000 instances (WSFLEET_UI_SCALE_N=200 for a smaller one), without
+# -race; docs/dashboard.md keeps the last result.
+test-ui-scale:
+	WSFLEET_UI_SCALE_ENGINE=1 $(GO) test -count=1 -timeout 30m -run TestDashboardScaleEngine -v ./ui/
