@@ -688,125 +688,19 @@ func (b *NATS) Publish(ctx context.Context, channel string, payload []byte) (uin
 }
 
 // Subscribe implements Broker with a JetStream ordered consumer over the
-// whole stream, starting after the stream's last sequence at call time.
+// whole stream, starting after the stream's last sequence at call time
+// (an interest subscription that reads everything and never switches).
 // The ordered consumer is what survives faults: after a reconnect or a
 // missed heartbeat it recreates itself from the last sequence it
-// delivered, so nothing still in the stream is skipped or repeated. The
+// delivered, so nothing still in the stream is skipped or repeated; the
 // handler additionally drops any sequence at or below the last one it
-// delivered, and logs a gap (messages that left the stream before this node
-// could read them, i.e. an outage longer than the history window). stop
-// must not be called from h. ctx bounds the setup only.
+// delivered. stop must not be called from h. ctx bounds the setup only.
 func (b *NATS) Subscribe(ctx context.Context, h func(Message)) (func(), error) {
-	if _, err := b.connected(); err != nil {
-		return nil, fmt.Errorf("subscribe: %w", err)
-	}
-	var info *jetstream.StreamInfo
-	err := b.retry(ctx, b.opts.ProbeTimeout, func(ctx context.Context) error {
-		var err error
-		info, err = b.stream.Info(ctx)
-		return err
-	})
+	s, err := b.subscribe(ctx, h, nil, true)
 	if err != nil {
-		return nil, fmt.Errorf("subscribe: stream info: %w", err)
+		return nil, err
 	}
-	start := info.State.LastSeq
-	b.seen(start)
-	var cons jetstream.Consumer
-	err = b.retry(ctx, b.opts.ProbeTimeout, func(ctx context.Context) error {
-		var err error
-		cons, err = b.js.OrderedConsumer(ctx, b.opts.Stream, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{b.opts.SubjectPrefix + ".>"},
-			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:    start + 1,
-		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subscribe: ordered consumer: %w", err)
-	}
-	s := &natsSub{b: b, h: h, last: start}
-	cc, err := cons.Consume(s.deliver, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		// Heartbeats go missing during every outage, which Healthy
-		// already reports; anything else is worth a line.
-		if errors.Is(err, jetstream.ErrNoHeartbeat) || b.Healthy() != nil {
-			b.log.Debug("subscribe: consumer error, the ordered consumer recovers", "err", err)
-			return
-		}
-		b.log.Warn("subscribe: consumer error, the ordered consumer recovers", "err", err)
-	}),
-		// Missed heartbeats are how the ordered consumer notices that the
-		// server holding it died (a server of the cluster killed): two
-		// missed, and it recreates itself from its last sequence. The
-		// default (5s heartbeats) would stall delivery for ten seconds.
-		jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("subscribe: consume: %w", err)
-	}
-	s.cc = cc
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		cc.Stop()
-		return nil, ErrClosed
-	}
-	b.subs[s] = struct{}{}
-	b.mu.Unlock()
-	return func() {
-		b.mu.Lock()
-		delete(b.subs, s)
-		b.mu.Unlock()
-		s.stop()
-	}, nil
-}
-
-type natsSub struct {
-	b       *NATS
-	h       func(Message)
-	cc      jetstream.ConsumeContext
-	mu      sync.Mutex // serialises deliver with stop
-	last    uint64     // stream seq of the last message given to h
-	stopped atomic.Bool
-}
-
-func (s *natsSub) deliver(m jetstream.Msg) {
-	if s.stopped.Load() {
-		return
-	}
-	md, err := m.Metadata()
-	if err != nil {
-		s.b.log.Warn("subscribe: message without metadata", "subject", m.Subject(), "err", err)
-		return
-	}
-	seq := md.Sequence.Stream
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped.Load() {
-		return
-	}
-	if seq <= s.last {
-		s.b.log.Debug("subscribe: duplicate dropped", "seq", seq, "last", s.last)
-		return
-	}
-	if seq > s.last+1 {
-		s.b.log.Warn("subscribe: gap, messages left the stream before delivery", "from", s.last+1, "to", seq-1)
-	}
-	s.last = seq
-	s.b.seen(seq)
-	ch, err := subjectChannel(s.b.opts.SubjectPrefix, m.Subject())
-	if err != nil {
-		s.b.log.Warn("subscribe: skipping message", "seq", seq, "err", err)
-		return
-	}
-	s.h(Message{Seq: seq, Channel: ch, Payload: m.Data(), Published: md.Timestamp})
-}
-
-// stop ends delivery; when it returns, h is not running and will not run.
-func (s *natsSub) stop() {
-	s.stopped.Store(true)
-	s.cc.Stop()
-	s.mu.Lock()
-	//nolint:staticcheck // empty critical section: waits for a running h
-	s.mu.Unlock()
+	return s.Stop, nil
 }
 
 // historyBatch is how many messages History pulls per request: it bounds

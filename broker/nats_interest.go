@@ -35,7 +35,8 @@ type window struct {
 type natsInterestSub struct {
 	b        *NATS
 	h        func(Message)
-	interest func() []string
+	interest func() []string // nil: none
+	whole    bool            // read the whole stream, never switch (Subscribe, WholeStream)
 	received atomic.Uint64
 	stopped  atomic.Bool
 	quit     chan struct{}
@@ -80,17 +81,23 @@ type natsInterestSub struct {
 // filtered here: correct, at the cost interest-based delivery removes.
 // ctx bounds the setup only.
 func (b *NATS) SubscribeInterest(ctx context.Context, h func(Message), interest func() []string) (InterestSub, error) {
+	return b.subscribe(ctx, h, interest, b.opts.WholeStream)
+}
+
+// subscribe starts an interest subscription, or with whole one that reads
+// the whole stream.
+func (b *NATS) subscribe(ctx context.Context, h func(Message), interest func() []string, whole bool) (*natsInterestSub, error) {
 	if _, err := b.connected(); err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	s := &natsInterestSub{b: b, h: h, interest: interest, quit: make(chan struct{})}
+	s := &natsInterestSub{b: b, h: h, interest: interest, whole: whole, quit: make(chan struct{})}
 	s.sw.done = make(chan struct{})
-	pats := reducePatterns(interest())
+	pats := reducePatterns(s.patternsWanted())
 	all, err := s.apply(ctx, pats)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	s.sw.covered = newInterestSet(all && b.opts.WholeStream, pats)
+	s.sw.covered = newInterestSet(all && s.whole, pats)
 	s.sw.lastAt = b.opts.Now()
 	b.mu.Lock()
 	if b.closed {
@@ -136,7 +143,7 @@ func (s *natsInterestSub) Want(ctx context.Context, patterns []string) error {
 
 // Changed implements InterestSub.
 func (s *natsInterestSub) Changed() {
-	if s.b.opts.WholeStream {
+	if s.whole {
 		return
 	}
 	s.sw.Lock()
@@ -185,7 +192,7 @@ func (s *natsInterestSub) loop() {
 		g := s.sw.reqGen
 		s.sw.Unlock()
 
-		pats := reducePatterns(s.interest())
+		pats := reducePatterns(s.patternsWanted())
 		ctx, cancel := context.WithTimeout(context.Background(), s.b.opts.PublishTimeout)
 		all, err := s.apply(ctx, pats)
 		cancel()
@@ -194,7 +201,7 @@ func (s *natsInterestSub) loop() {
 		s.sw.switching = false
 		s.sw.lastAt = s.b.opts.Now()
 		if err == nil {
-			s.sw.covered = newInterestSet(all && s.b.opts.WholeStream, pats)
+			s.sw.covered = newInterestSet(all && s.whole, pats)
 		} else if !s.stopped.Load() {
 			s.sw.pending = true // retried
 			s.b.log.Warn("interest switch failed, retrying", "err", err)
@@ -206,12 +213,20 @@ func (s *natsInterestSub) loop() {
 	}
 }
 
+// patternsWanted is the interest now.
+func (s *natsInterestSub) patternsWanted() []string {
+	if s.interest == nil {
+		return nil
+	}
+	return s.interest()
+}
+
 // filters returns the filter subjects for the reduced patterns pats, and
 // whether they are the whole stream (WholeStream, or several patterns on
 // a server that takes one filter per consumer).
 func (s *natsInterestSub) filters(pats []string) ([]string, bool, error) {
 	b := s.b
-	if b.opts.WholeStream || (len(pats) > 1 && !b.multiFilter.Load()) {
+	if s.whole || (len(pats) > 1 && !b.multiFilter.Load()) {
 		return []string{b.opts.SubjectPrefix + ".>"}, true, nil
 	}
 	out := make([]string, 0, len(pats))
@@ -236,7 +251,7 @@ func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error
 	s.mu.Lock()
 	// (reading the whole stream for want of multi-subject consumers, the
 	// local filter and its windows still change with the patterns)
-	same := s.cons != nil && !s.broken && s.all == all && (b.opts.WholeStream || slices.Equal(s.patterns, pats))
+	same := s.cons != nil && !s.broken && s.all == all && (s.whole || slices.Equal(s.patterns, pats))
 	empty := s.cons == nil && !s.broken && !all && len(pats) == 0
 	cons := s.cons
 	s.mu.Unlock()
@@ -298,7 +313,7 @@ func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error
 	s.windows = append(s.windows, window{to: last, set: newInterestSet(s.all && !s.local, s.patterns)})
 	s.windows = slices.DeleteFunc(s.windows, func(w window) bool { return w.to < start })
 	s.patterns, s.all, s.broken = pats, all, false
-	s.local, s.set = all && !b.opts.WholeStream, newInterestSet(false, pats)
+	s.local, s.set = all && !s.whole, newInterestSet(false, pats)
 	s.cc, s.cons = cc, cons
 	s.switches.Add(1)
 	b.log.Debug("interest switched", "patterns", len(pats), "whole_stream", all, "start", start, "caught_up", caught)
@@ -388,7 +403,7 @@ func (s *natsInterestSub) deliver(gen uint64, m jetstream.Msg) {
 		return
 	}
 	if !s.wantedLocked(seq, ch) {
-		return // on a pattern added by a switch, from before it
+		return // on a pattern a switch added, from before it
 	}
 	s.h(Message{Seq: seq, Channel: ch, Payload: m.Data(), Published: md.Timestamp})
 }
