@@ -42,6 +42,10 @@ type Image struct {
 	Simulated bool
 	// Name is the image's name in DescribeImages; default the AMI id.
 	Name string
+	// Args follow `serve --aws --aws-lifecycle` on the command line: a
+	// bad image for tests is the same command with the node's test-only
+	// fault flags (--fault-handshake-fail-rate, --fault-delay).
+	Args []string
 }
 
 // Config configures a local cloud. Zero values take the defaults noted;
@@ -412,6 +416,10 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Path == FaultsPath {
 		c.serveFaults(w, r)
+		return
+	}
+	if r.URL.Path == PrometheusSDPath {
+		c.servePrometheusSD(w, r)
 		return
 	}
 	rid := newUUID()

@@ -2,7 +2,8 @@
 # Installs what the test suite needs on a fresh machine of this kind, and
 # nothing when it is already there: the JavaScript clients (faye, halley;
 # CometD for interop/) from the committed package-lock.json files, and the
-# AWS CLI and python3-websockets (interop/bayeux_ws.py) from Debian.
+# AWS CLI, python3-websockets (interop/bayeux_ws.py) and Prometheus from
+# Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,11 @@ fi
 # here), because that is where apt installs the module.
 if ! /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 </dev/null; then
   apt_pkgs+=(python3-websockets)
+fi
+# Prometheus, which the canary tests start beside the local cloud's nodes
+# (rollout/prom_e2e_test.go) and `wsfleet demo --prometheus` runs.
+if ! command -v prometheus >/dev/null 2>&1; then
+  apt_pkgs+=(prometheus)
 fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

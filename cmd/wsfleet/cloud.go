@@ -20,13 +20,15 @@ func init() {
 	register("cloud", "run the local cloud: EC2, Auto Scaling, ELBv2 and S3 on one AWS API endpoint, instances as local ws nodes", runCloud)
 }
 
-// imageFlags collects repeated --image ami-ID=COMMAND|simulated.
+// imageFlags collects repeated --image ami-ID=COMMAND|simulated; COMMAND
+// may be followed by arguments for serve, separated by spaces (a bad image
+// for tests: "ami-bad=wsfleet --fault-delay 200ms").
 type imageFlags map[string]localcloud.Image
 
 func (f imageFlags) String() string {
 	var parts []string
 	for id, im := range f {
-		cmd := im.Command
+		cmd := strings.Join(append([]string{im.Command}, im.Args...), " ")
 		if im.Simulated {
 			cmd = "simulated"
 		}
@@ -37,6 +39,10 @@ func (f imageFlags) String() string {
 
 func (f imageFlags) Set(s string) error {
 	id, cmd, ok := strings.Cut(s, "=")
+	fields := strings.Fields(cmd)
+	if len(fields) > 0 {
+		cmd = fields[0]
+	}
 	if !ok || !strings.HasPrefix(id, "ami-") || cmd == "" {
 		return fmt.Errorf("want ami-ID=COMMAND or ami-ID=simulated, not %q", s)
 	}
@@ -54,7 +60,7 @@ func (f imageFlags) Set(s string) error {
 	if path, err = filepath.Abs(path); err != nil {
 		return fmt.Errorf("image %s: %w", id, err)
 	}
-	f[id] = localcloud.Image{Command: path}
+	f[id] = localcloud.Image{Command: path, Args: fields[1:]}
 	return nil
 }
 
@@ -64,7 +70,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cfg localcloud.Config
 	var embeddedNATS, bootstrap, logLevel string
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:4566", "address of the AWS API endpoint (EC2, Auto Scaling, ELBv2 and S3)")
-	fs.Var(images, "image", "ami-ID=COMMAND runs COMMAND serve --aws --aws-lifecycle as each instance of that image; ami-ID=simulated runs nothing (repeatable)")
+	fs.Var(images, "image", "ami-ID=COMMAND runs COMMAND serve --aws --aws-lifecycle as each instance of that image, with the arguments after COMMAND if any (e.g. 'ami-bad=wsfleet --fault-delay 200ms'); ami-ID=simulated runs nothing (repeatable)")
 	fs.StringVar(&embeddedNATS, "embedded-nats", "", "host a NATS server with JetStream at this address for the nodes (user data: --nats=nats://ADDR)")
 	fs.StringVar(&bootstrap, "bootstrap", "", "create this topology file's resources at start (see examples/seed-topology.yaml)")
 	fs.StringVar(&cfg.Region, "region", "us-east-1", "region reported in ARNs and instance metadata")
