@@ -143,6 +143,7 @@ var gateKinds = []GateKind{
 	probeKind,
 	metricKind,
 	commandKind,
+	prometheusKind,
 }
 
 var gateMu sync.RWMutex
