@@ -163,6 +163,7 @@ type Cloud struct {
 	accessKeys map[string]int
 	tokens     map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
 	staleTags  map[string]staleTag     // tag writes reads see late, by resource and key (faults.go)
+	alarms     map[string]*alarm       // CloudWatch metric alarms by name (cloudwatch.go)
 
 	faults *injector
 
@@ -416,6 +417,14 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Path == FaultsPath {
 		c.serveFaults(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/service/") {
+		c.serveRPC(w, r) // RPC v2 CBOR: CloudWatch
+		return
+	}
+	if t := r.Header.Get("X-Amz-Target"); strings.HasPrefix(t, cwService+".") {
+		c.serveJSON(w, r, t) // CloudWatch's JSON protocol
 		return
 	}
 	if r.URL.Path == PrometheusSDPath {
