@@ -151,6 +151,7 @@ var gateKinds = []GateKind{
 	commandKind,
 	prometheusKind,
 	canaryKind,
+	cloudwatchKind,
 }
 
 var gateMu sync.RWMutex
