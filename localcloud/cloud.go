@@ -411,6 +411,12 @@ func (c *Cloud) loop(d time.Duration, f func()) {
 // panics gets an InternalFailure answer, and the cloud goes on serving.
 // S3's REST requests (s3route.go) go to serveS3.
 func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == PrometheusSDPath {
+		// before S3's routing: an unsigned GET looks like one of S3's,
+		// and "_wsfleet" can be no bucket's name
+		c.servePrometheusSD(w, r)
+		return
+	}
 	if isS3Request(r.Method, r.Host, r.URL.RawQuery, r.Header.Get("Authorization")) {
 		c.serveS3(w, r)
 		return
@@ -425,10 +431,6 @@ func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if t := r.Header.Get("X-Amz-Target"); strings.HasPrefix(t, cwService+".") {
 		c.serveJSON(w, r, t) // CloudWatch's JSON protocol
-		return
-	}
-	if r.URL.Path == PrometheusSDPath {
-		c.servePrometheusSD(w, r)
 		return
 	}
 	rid := newUUID()

@@ -1,0 +1,299 @@
+package rollout_test
+
+// The canary checks for real: the local cloud's 8 ws nodes, a real
+// Prometheus (Debian's, scripts/test-deps.sh) scraping them through the
+// local cloud's service discovery list, clients handshaking through the
+// load balancer all along, and a canary on a bad image (its node fails
+// 30% of handshakes and answers 200ms late: the node's test-only fault
+// flags) caught by canary_analysis and by a prometheus check, and rolled
+// back; the same plan on a good image passes. `make test-canary` runs
+// each case five times (WSFLEET_CANARY_RUNS=5).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"wsfleet/localcloud"
+	"wsfleet/rollout"
+)
+
+// startPrometheus runs Debian's prometheus with a config that scrapes
+// every node of the local cloud at api each second, found through the
+// cloud's HTTP service discovery list, and returns its URL.
+func startPrometheus(t *testing.T, dir, api string) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatal("prometheus is missing: run scripts/test-deps.sh (it installs Debian's package prometheus)")
+	}
+	port := freePort(t)
+	conf := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 900ms
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: ws
+    http_sd_configs:
+      - url: %s%s
+        refresh_interval: 1s
+`, api, localcloud.PrometheusSDPath)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn")
+	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// ready, and scraping the 8 nodes
+		resp, err := http.Get(url + "/api/v1/query?query=count(up%3D%3D1)")
+		if err == nil {
+			var b strings.Builder
+			buf := make([]byte, 4096)
+			n, _ := resp.Body.Read(buf)
+			b.Write(buf[:n])
+			resp.Body.Close()
+			if strings.Contains(b.String(), `"8"]`) {
+				return url
+			}
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
+			t.Fatalf("prometheus not scraping 8 nodes within 30s: %v\n%s", err, tail(string(log), 20))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// handshakeLoad sends Bayeux handshakes through the load balancer, rate a
+// second, until ctx ends, as a fleet's clients (re)connecting do; it
+// counts the failed ones.
+func handshakeLoad(ctx context.Context, lb string, rate int) *atomic.Int64 {
+	var failed atomic.Int64
+	body := `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling","websocket"]}]`
+	go func() {
+		t := time.NewTicker(time.Second / time.Duration(rate))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, lb+"/bayeux", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return
+				}
+				var b [512]byte
+				n, _ := resp.Body.Read(b[:])
+				resp.Body.Close()
+				if !strings.Contains(string(b[:n]), `"successful":true`) {
+					failed.Add(1)
+				}
+			}()
+		}
+	}()
+	return &failed
+}
+
+// canaryPlan is the plan both cases run: one canary, baked 8s (160s at
+// the tests' time scale of 0.05), judged by canary_analysis (sampling
+// every second) and by the worst live instance's handshake failure ratio
+// in Prometheus (handshakeQuery).
+func (e *e2e) canaryPlan(change, image, prom string) string {
+	path := filepath.Join(e.dir, change+".yaml")
+	body := fmt.Sprintf(`change: %s
+group: gitter-ws
+aws: {region: us-east-1, endpoint: %s}
+image: %s
+warm_up: 20s
+healthy_timeout: 60s
+nodes: {admin_port: 8080, admin_token_env: WSFLEET_ADMIN_TOKEN}
+drain: {window: 30s, max_rate: 200, deadline: 30s}
+checks:
+  - name: analysis
+    canary_analysis: {sample_interval: 1s, min_samples: 5}
+  - name: handshakes
+    interval: 1h
+    prometheus:
+      url: %s
+      query: %s
+      max: 0.05
+phases:
+  - {name: canary, canary: 1, protect_old: true, bake: 160s, checks: [analysis, handshakes]}
+rollback: {on_failure: auto}
+`, change, e.api, image, prom, handshakeQuery)
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		panic(err) // the test's own temporary directory
+	}
+	return path
+}
+
+// handshakeQuery is the worst live node's share of failed handshakes
+// over the last 5s, by the instance id the local cloud's discovery labels
+// its targets with (a new instance may get a terminated one's address);
+// a node that got no handshakes (0/0) leaves the max.
+const handshakeQuery = `max(sum by (instance_id) (rate(wsfleet_handshakes_total{outcome="failed"}[5s])) / sum by (instance_id) (rate(wsfleet_handshakes_total[5s])) >= 0 and on (instance_id) up == 1) or vector(0)`
+
+// promValue runs an instant query that answers one value.
+func promValue(prom, query string) (float64, error) {
+	resp, err := http.Get(prom + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if len(r.Data.Result) != 1 {
+		return 0, fmt.Errorf("%d series", len(r.Data.Result))
+	}
+	s, _ := r.Data.Result[0].Value[1].(string)
+	return strconv.ParseFloat(s, 64)
+}
+
+func TestE2ECanary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a local cloud with 8 ws nodes and Prometheus")
+	}
+	runs := 1
+	if s := os.Getenv("WSFLEET_CANARY_RUNS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("WSFLEET_CANARY_RUNS=%q: want a count", s)
+		}
+		runs = n
+	}
+	start := time.Now()
+	// The faulty image: the same binary, its node started with the
+	// test-only fault flags.
+	bin := suite.Binary(t)
+	e := startCloud(t, "--image", "ami-faulty="+bin+" --fault-handshake-fail-rate 0.3 --fault-delay 200ms")
+	prom := startPrometheus(t, e.dir, e.api)
+	t.Logf("cloud and prometheus up in %s", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	handshakeLoad(ctx, e.lb, 30)
+
+	run := func(t *testing.T, change, image string) *rollout.State {
+		t0 := time.Now()
+		out, err := e.engine("rollout", "-f", e.canaryPlan(change, image, prom)).CombinedOutput()
+		st := e.load(t, change)
+		t.Logf("%s on %s: %s in %s (%v)", change, image, st.Status, time.Since(t0).Round(time.Millisecond), err)
+		if st.Status == "" {
+			t.Fatalf("no state: %v\n%s", err, tail(string(out), 30))
+		}
+		e.waitFleet(t, "ami-old", 60*time.Second)
+		// and the canary out of Prometheus's figures: the worst live
+		// node's failure ratio over the last 5s back under the bound
+		// (the old canary may still drain for a while, but it gets no
+		// handshakes, so its ratio is 0/0 and leaves the max)
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			v, err := promValue(prom, handshakeQuery)
+			if err == nil && v <= 0.05 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the handshake failure ratio stays at %g after the rollout: %v", v, err)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		return st
+	}
+	checks := func(st *rollout.State) map[string]rollout.CheckResult {
+		out := map[string]rollout.CheckResult{}
+		for _, ph := range st.Phases {
+			if ph.Name != "canary" {
+				continue
+			}
+			for _, c := range ph.Checks {
+				out[c.Name] = c
+			}
+		}
+		return out
+	}
+	for i := 1; i <= runs; i++ {
+		t.Run(fmt.Sprintf("run %d: bad image caught and rolled back", i), func(t *testing.T) {
+			st := run(t, fmt.Sprintf("canary-bad-%d", i), "ami-faulty")
+			if st.Status != rollout.StatusRolledBack {
+				t.Fatalf("status %s, failure %q", st.Status, st.Failure)
+			}
+			cs := checks(st)
+			a, p := cs["analysis"], cs["handshakes"]
+			if a.Pass || !strings.Contains(a.Detail, "handshake_failures fail") || a.Analysis == nil {
+				t.Errorf("canary_analysis did not catch it: %+v", a)
+			}
+			if p.Pass || !strings.Contains(p.Detail, "above the max 0.05") {
+				t.Errorf("the prometheus check did not catch it: %+v", p)
+			}
+			if a.Analysis != nil {
+				var b strings.Builder
+				rollout.WriteReport(&b, st)
+				if !strings.Contains(b.String(), "### Canary analysis: analysis, phase canary") {
+					t.Errorf("the report has no analysis table")
+				}
+				t.Logf("analysis: %s", a.Detail)
+			}
+			t.Logf("prometheus: %s", p.Detail)
+		})
+		t.Run(fmt.Sprintf("run %d: good image passes", i), func(t *testing.T) {
+			st := run(t, fmt.Sprintf("canary-good-%d", i), "ami-new")
+			if st.Status != rollout.StatusSucceeded {
+				t.Fatalf("status %s, failure %q", st.Status, st.Failure)
+			}
+			cs := checks(st)
+			if a := cs["analysis"]; !a.Pass || a.Analysis == nil || a.Analysis.Verdict != "pass" {
+				t.Errorf("canary_analysis: %+v", a)
+			} else {
+				t.Logf("analysis: %s", a.Detail)
+			}
+			if p := cs["handshakes"]; !p.Pass {
+				t.Errorf("prometheus: %+v", p)
+			}
+		})
+	}
+}
