@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout
+.PHONY: build test test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-canary
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -81,3 +81,12 @@ test-crash: build
 # last result). WSFLEET_BENCH_N=200 runs a smaller group.
 bench-rollout: build
 	WSFLEET_BENCH_ROLLOUT=1 $(GO) test -count=1 -timeout 30m -run TestBenchRollout1000 -v ./rollout/
+
+# test-canary runs the canary checks for real five times each way: a canary
+# on a bad image (its node fails 30 % of handshakes and answers 200 ms late)
+# caught by canary_analysis and a prometheus check on a real Prometheus and
+# rolled back, and the same plan on a good image passing. `make test` runs
+# each once. docs/checks.md keeps the last result.
+test-canary: build
+	./scripts/test-deps.sh
+	WSFLEET_CANARY_RUNS=5 $(GO) test -count=1 -timeout 30m -run TestE2ECanary -v ./rollout/
