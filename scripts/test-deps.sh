@@ -33,10 +33,15 @@ if ! /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 </dev/null; then
   apt_pkgs+=(python3-websockets)
 fi
 # Prometheus, which the canary tests start beside the local cloud's nodes
-# (rollout/prom_e2e_test.go) and `wsfleet demo --prometheus` runs.
+# (rollout/canary_e2e_test.go) and `wsfleet demo --prometheus` runs.
 if ! command -v prometheus >/dev/null 2>&1; then
   apt_pkgs+=(prometheus)
 fi
+# zsh and fish: the shell completion tests (cmd/wsfleet/completion_test.go)
+# parse their scripts and ask fish's completion engine.
+for sh in zsh fish; do
+  command -v "$sh" >/dev/null 2>&1 || apt_pkgs+=("$sh")
+done
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq </dev/null

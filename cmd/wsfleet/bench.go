@@ -16,7 +16,8 @@ import (
 )
 
 func init() {
-	register("bench", "benchmark the ws node against Faye's own Node.js server", runBench)
+	register("bench", "benchmark the ws node against Faye's own Node.js server",
+		"wsfleet bench --quick\nwsfleet bench --servers wsfleet --scenarios fanout --rates 10000,50000", runBench)
 }
 
 // benchPinnedEnv marks the re-executed, pinned generator process.

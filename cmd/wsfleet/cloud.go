@@ -17,7 +17,8 @@ import (
 )
 
 func init() {
-	register("cloud", "run the local cloud: EC2, Auto Scaling, ELBv2 and S3 on one AWS API endpoint, instances as local ws nodes", runCloud)
+	register("cloud", "run the local cloud: EC2, Auto Scaling, ELBv2 and S3 on one AWS API endpoint, instances as local ws nodes",
+		"wsfleet cloud --image ami-old=bin/wsfleet --image ami-new=bin/wsfleet --embedded-nats 127.0.0.1:4222 --bootstrap examples/seed-topology.yaml\nwsfleet cloud --image ami-old=simulated --image ami-new=simulated --fault-throttle 0.02", runCloud)
 }
 
 // imageFlags collects repeated --image ami-ID=COMMAND|simulated; COMMAND

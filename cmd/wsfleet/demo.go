@@ -11,7 +11,8 @@ import (
 )
 
 func init() {
-	register("demo", "run the seed's change end to end on a local cloud with chat clients, and report what they saw", runDemo)
+	register("demo", "run the seed's change end to end on a local cloud with chat clients, and report what they saw",
+		"wsfleet demo --fast\nwsfleet demo --fast --naive --clients 500 --out /tmp/naive", runDemo)
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -12,35 +12,34 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
 // command is one subcommand.
 type command struct {
 	summary string
-	// run parses args (without the subcommand name) and runs. stdout and
-	// stderr are the process's unless a test substitutes them.
+	// example is one or more command lines, one a line, that `-h` shows
+	// under the flags.
+	example string
+	// run parses args (without the subcommand name) and runs. Before it
+	// does anything else it defines its flags on a set from newFlagSet
+	// and calls parseFlags: that is where commandFlags stops it to read
+	// the flag set (for shell completion) without running it.
+	// stdout and stderr are the process's unless a test substitutes them.
 	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 var commands = map[string]command{}
 
 // register adds a subcommand; it is called from init in each file.
-func register(name, summary string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
+// example is what `wsfleet NAME -h` shows as examples, one command line a
+// line.
+func register(name, summary, example string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
 	if _, dup := commands[name]; dup {
 		panic("wsfleet: subcommand registered twice: " + name)
 	}
-	commands[name] = command{summary: summary, run: run}
-}
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
-func init() {
-	register("version", "print the version", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fmt.Fprintln(stdout, "wsfleet", version)
-		return nil
-	})
+	commands[name] = command{summary: summary, example: example, run: run}
 }
 
 // errUsage marks an error the user fixes by changing the command line; it
@@ -57,7 +56,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nrun 'wsfleet COMMAND -h' for a command's flags")
+	fmt.Fprintln(w, "\nrun 'wsfleet COMMAND -h' for a command's flags and examples, 'wsfleet --version' for the build")
 }
 
 func main() {
@@ -72,6 +71,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	switch args[0] {
+	case "--version", "-version":
+		args[0] = "version"
+	case completeCommand:
+		return runComplete(context.Background(), args[1:], stdout, completer{})
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
@@ -114,14 +119,43 @@ func (e exitError) Error() string { return e.msg }
 
 // newFlagSet returns a flag set that reports errors instead of exiting, so
 // that run decides the exit status.
+// name is the command, with its subcommand if it has one ("state
+// push"); -h prints the command's summary, flags and examples.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("wsfleet "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { commandUsage(fs, name) }
 	return fs
 }
 
-// parseFlags parses args and wraps a parse error as a usage error.
+// commandUsage is a command's -h: how to call it, what it does, its flags
+// and its examples.
+func commandUsage(fs *flag.FlagSet, name string) {
+	w := fs.Output()
+	cmd := commands[strings.Fields(name)[0]]
+	fmt.Fprintf(w, "usage: wsfleet %s [flags]\n\n%s\n", name, cmd.summary)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(w, "\nflags:")
+		fs.PrintDefaults()
+	}
+	if cmd.example != "" {
+		fmt.Fprintln(w, "\nexamples:")
+		for _, line := range strings.Split(strings.TrimSpace(cmd.example), "\n") {
+			fmt.Fprintf(w, "  %s\n", strings.TrimSpace(line))
+		}
+	}
+}
+
+// parseFlags parses args and wraps a parse error as a usage error. For a
+// flag set made by commandFlags it parses nothing: it hands the set over
+// and stops the command (errDescribed).
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	if d, ok := fs.Output().(*flagDescriber); ok {
+		d.fs = fs
+		return errDescribed
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -12,7 +12,8 @@ import (
 )
 
 func init() {
-	register("plan", "validate a plan file and print the steps a rollout would take on the group now (changes nothing)", runPlan)
+	register("plan", "validate a plan file and print the steps a rollout would take on the group now (changes nothing)",
+		"wsfleet plan -f examples/gitter-ws-new-ami.yaml\nwsfleet plan --offline -f examples/gitter-ws-new-ami.yaml", runPlan)
 }
 
 // planArgs is what a command that reads a plan file (plan, rollout) gets

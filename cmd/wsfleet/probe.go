@@ -15,7 +15,8 @@ import (
 )
 
 func init() {
-	register("probe", "measure what chat clients experience: loss, gaps, latency", runProbe)
+	register("probe", "measure what chat clients experience: loss, gaps, latency",
+		"wsfleet probe --url http://127.0.0.1:8080/bayeux --admin-token T --clients 1000 --channels 10 --rate 100 --duration 30s --json", runProbe)
 }
 
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -11,12 +11,14 @@ import (
 )
 
 func init() {
-	register("resume", "continue a rollout after a pause, a crash, an interrupt or --detach", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		return runResume(ctx, "resume", args, stdout, stderr)
-	})
-	register("rollback", "roll a rollout back now: previous launch template, new-image instances replaced", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		return runResume(ctx, "rollback", args, stdout, stderr)
-	})
+	register("resume", "continue a rollout after a pause, a crash, an interrupt or --detach",
+		"wsfleet resume -c gitter-ws-new-ami\nwsfleet resume -c gitter-ws-new-ami --state s3://team-state/wsfleet", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return runResume(ctx, "resume", args, stdout, stderr)
+		})
+	register("rollback", "roll a rollout back now: previous launch template, new-image instances replaced",
+		"wsfleet rollback -c gitter-ws-new-ami\nwsfleet rollback -c gitter-ws-new-ami --state s3://team-state/wsfleet", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return runResume(ctx, "rollback", args, stdout, stderr)
+		})
 }
 
 // changeArgs is what a command about one stored rollout (resume,

@@ -20,7 +20,8 @@ import (
 )
 
 func init() {
-	register("rollout", "execute a plan file on an Auto Scaling group (canary, batches, checks, rollback)", runRollout)
+	register("rollout", "execute a plan file on an Auto Scaling group (canary, batches, checks, rollback)",
+		"wsfleet rollout -f examples/gitter-ws-new-ami.yaml\nwsfleet rollout -f examples/gitter-ws-new-ami.yaml --time-scale 0.05 --detach", runRollout)
 }
 
 // roFlags are the flags every rollout command shares.

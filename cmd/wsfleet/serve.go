@@ -19,7 +19,8 @@ import (
 )
 
 func init() {
-	register("serve", "run a ws node: a Bayeux (Faye) server over websocket and long-polling", runServe)
+	register("serve", "run a ws node: a Bayeux (Faye) server over websocket and long-polling",
+		"wsfleet serve\nwsfleet serve --embedded-nats 127.0.0.1:4222 --listen :8081 --node-id ws-01 --admin-token T", runServe)
 }
 
 // serveFlags are serve's flags; secrets may also come from the environment

@@ -14,8 +14,10 @@ import (
 )
 
 func init() {
-	register("changes", "list the changes in a state location (--state s3://BUCKET/PREFIX or the state directory) with their status", runChanges)
-	register("state", "state push -c CHANGE --to s3://BUCKET/PREFIX: move a local change's state, event log and report to S3", runState)
+	register("changes", "list the changes in a state location (--state s3://BUCKET/PREFIX or the state directory) with their status",
+		"wsfleet changes\nwsfleet changes --state s3://team-state/wsfleet --json", runChanges)
+	register("state", "state push -c CHANGE --to s3://BUCKET/PREFIX: move a local change's state, event log and report to S3",
+		"wsfleet state push -c gitter-ws-new-ami --to s3://team-state/wsfleet", runState)
 }
 
 // roStore opens where the changes live: --state, else the plan's state:
@@ -133,6 +135,9 @@ func holderLine(st *rollout.State, now time.Time) string {
 }
 
 func runState(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		args = append([]string{"push"}, args...) // push is state's one subcommand: show its flags
+	}
 	if len(args) == 0 || args[0] != "push" {
 		return fmt.Errorf("%w: wsfleet state push -c CHANGE --to s3://BUCKET/PREFIX", errUsage)
 	}

@@ -16,13 +16,16 @@ import (
 )
 
 func init() {
-	register("status", "show rollouts, or one rollout's progress, fleet and lock", runStatus)
-	register("pause", "pause a running rollout (it keeps its lock)", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		return runControl(ctx, "pause", args, stdout, stderr)
-	})
-	register("abort", "stop a rollout where it is, without rolling back, and free the group", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		return runControl(ctx, "abort", args, stdout, stderr)
-	})
+	register("status", "show rollouts, or one rollout's progress, fleet and lock",
+		"wsfleet status\nwsfleet status -c gitter-ws-new-ami --state s3://team-state/wsfleet", runStatus)
+	register("pause", "pause a running rollout (it keeps its lock)",
+		"wsfleet pause -c gitter-ws-new-ami", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return runControl(ctx, "pause", args, stdout, stderr)
+		})
+	register("abort", "stop a rollout where it is, without rolling back, and free the group",
+		"wsfleet abort -c gitter-ws-new-ami", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return runControl(ctx, "abort", args, stdout, stderr)
+		})
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {

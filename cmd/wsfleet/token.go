@@ -13,7 +13,8 @@ import (
 )
 
 func init() {
-	register("token", "mint a client token (HS256 JWT) for a ws node's --auth-secret", runToken)
+	register("token", "mint a client token (HS256 JWT) for a ws node's --auth-secret",
+		"wsfleet token --secret S --sub alice --ttl 1h --channel '/api/v1/rooms/42/**'", runToken)
 }
 
 // stringList is a repeatable flag.
