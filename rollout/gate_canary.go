@@ -53,6 +53,9 @@ type CanaryCheck struct {
 	MarginalThreshold *float64 `yaml:"marginal_threshold" json:"marginal_threshold,omitempty"`
 	MinSamples        int      `yaml:"min_samples" json:"min_samples,omitempty"`
 	MinConnections    *int     `yaml:"min_connections" json:"min_connections,omitempty"`
+	// Critical metrics fail the analysis when they fail, whatever the
+	// score, as a Kayenta metric marked critical does.
+	Critical []string `yaml:"critical" json:"critical,omitempty"`
 }
 
 // Validate checks the keys and fills Kayenta's defaults: confidence
@@ -66,6 +69,11 @@ func (cc *CanaryCheck) Validate(at func(key, format string, args ...any)) {
 	}
 	if len(cc.Metrics) == 0 {
 		cc.Metrics = canaryMetrics
+	}
+	for _, m := range cc.Critical {
+		if !slices.Contains(cc.Metrics, m) {
+			at("critical", "%q is not among the metrics compared (%s)", m, strings.Join(cc.Metrics, ", "))
+		}
 	}
 	if cc.Sample.D() < 0 || cc.Sample.D() > time.Hour {
 		outOfRange(at, "sample_interval", cc.Sample.D(), "1ms to 1h (0 or absent: 5s)")
@@ -131,6 +139,7 @@ type CanaryAnalysis struct {
 	Pass     float64        `json:"pass_threshold"`
 	Marginal float64        `json:"marginal_threshold"`
 	Verdict  string         `json:"verdict"` // pass, marginal, fail, nodata
+	Critical []string       `json:"critical,omitempty"`
 	Metrics  []CanaryMetric `json:"metrics"`
 	Canary   int            `json:"canary_instances"`
 	Old      int            `json:"old_instances"`
@@ -461,7 +470,7 @@ func (g *canaryGate) analyse() CanaryAnalysis {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	cc := g.spec
-	a := CanaryAnalysis{Pass: cc.PassThreshold, Marginal: *cc.MarginalThreshold, Canary: len(g.canary), Old: len(g.old)}
+	a := CanaryAnalysis{Pass: cc.PassThreshold, Marginal: *cc.MarginalThreshold, Critical: cc.Critical, Canary: len(g.canary), Old: len(g.old)}
 	alpha := 1 - cc.Confidence
 	points, counted := 0.0, 0
 	for _, name := range cc.Metrics {
@@ -497,6 +506,9 @@ func (g *canaryGate) analyse() CanaryAnalysis {
 	switch {
 	case counted == 0:
 		a.Verdict = "nodata"
+	case a.criticalFailed(cc.Critical) != "":
+		a.Score = 100 * points / float64(counted)
+		a.Verdict = "fail"
 	default:
 		a.Score = 100 * points / float64(counted)
 		switch {
@@ -511,6 +523,17 @@ func (g *canaryGate) analyse() CanaryAnalysis {
 	return a
 }
 
+// criticalFailed names the first critical metric that failed, "" for
+// none.
+func (a CanaryAnalysis) criticalFailed(critical []string) string {
+	for _, m := range a.Metrics {
+		if m.Verdict == "fail" && slices.Contains(critical, m.Name) {
+			return m.Name
+		}
+	}
+	return ""
+}
+
 // summary is the analysis in one line: the score and the metrics that
 // did not pass, with what was seen against what was allowed.
 func (a CanaryAnalysis) summary() string {
@@ -521,6 +544,9 @@ func (a CanaryAnalysis) summary() string {
 		}
 	}
 	s := fmt.Sprintf("score %.0f (pass at %g, marginal at %g) over %d canary and %d old instances", a.Score, a.Pass, a.Marginal, a.Canary, a.Old)
+	if m := a.criticalFailed(a.Critical); m != "" {
+		s += "; critical metric " + m + " failed"
+	}
 	if len(bad) > 0 {
 		s += ": " + strings.Join(bad, "; ")
 	}
@@ -579,5 +605,9 @@ func canaryTable(w io.Writer, a *CanaryAnalysis) {
 	for _, m := range a.Metrics {
 		fmt.Fprintf(w, "| %s | %d | %d | %.4g | %.4g | %.3g | %s |\n", m.Name, m.CanaryN, m.OldN, m.CanaryMedian, m.OldMedian, m.P, m.Verdict)
 	}
-	fmt.Fprintf(w, "\nScore %.0f: %s (pass at %g, marginal at %g; %d canary, %d old instances).\n", a.Score, a.Verdict, a.Pass, a.Marginal, a.Canary, a.Old)
+	crit := ""
+	if m := a.criticalFailed(a.Critical); m != "" {
+		crit = "; critical metric " + m + " failed"
+	}
+	fmt.Fprintf(w, "\nScore %.0f: %s (pass at %g, marginal at %g%s; %d canary, %d old instances).\n", a.Score, a.Verdict, a.Pass, a.Marginal, crit, a.Canary, a.Old)
 }

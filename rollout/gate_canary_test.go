@@ -105,7 +105,13 @@ func validCanary(t *testing.T, cc *CanaryCheck) *CanaryCheck {
 // ends the gate.
 func runCanary(t *testing.T, env PhaseEnv, n int) (GateResult, *GateResult) {
 	t.Helper()
-	cc := validCanary(t, &CanaryCheck{Sample: Duration(5 * time.Millisecond), MinSamples: 10, MinConnections: ptrTo(20)})
+	return runCanaryCheck(t, env, n, &CanaryCheck{})
+}
+
+func runCanaryCheck(t *testing.T, env PhaseEnv, n int, cc *CanaryCheck) (GateResult, *GateResult) {
+	t.Helper()
+	cc.Sample, cc.MinSamples, cc.MinConnections = Duration(5*time.Millisecond), 10, ptrTo(20)
+	cc = validCanary(t, cc)
 	g := cc.Gate().(*canaryGate)
 	if err := g.Begin(context.Background(), env); err != nil {
 		t.Fatal(err)
@@ -175,6 +181,18 @@ func TestCanaryAnalysis(t *testing.T) {
 			t.Errorf("report:\n%s", buf.String())
 		}
 	})
+	t.Run("a critical metric fails it whatever the score", func(t *testing.T) {
+		// one metric of six failing scores 83: a pass at 50, unless
+		// that metric is critical
+		_, end := runCanaryCheck(t, canaryFleet(t, newFakeNode(99, 0, 0.2)), 30, &CanaryCheck{PassThreshold: 50, MarginalThreshold: ptrTo(40.0)})
+		if !end.Pass {
+			t.Errorf("not critical: %+v", end)
+		}
+		_, end = runCanaryCheck(t, canaryFleet(t, newFakeNode(99, 0, 0.2)), 30, &CanaryCheck{PassThreshold: 50, MarginalThreshold: ptrTo(40.0), Critical: []string{"latency_p99"}})
+		if end.Pass || !strings.Contains(end.Detail, "critical metric latency_p99 failed") {
+			t.Errorf("critical: %+v", end)
+		}
+	})
 	t.Run("no old instances: nothing to compare fails, except in a rollback", func(t *testing.T) {
 		env := canaryFleet(t, newFakeNode(99, 0, 0.004))
 		env.Image = "ami-none"
@@ -224,6 +242,7 @@ func TestCanaryPlanKeys(t *testing.T) {
 		{CanaryCheck{Confidence: 1}, "confidence: 1 is out of range"},
 		{CanaryCheck{PassThreshold: 50, MarginalThreshold: ptrTo(60.0)}, "marginal_threshold: 60 is out of range"},
 		{CanaryCheck{MinSamples: 1}, "min_samples: 1 is out of range"},
+		{CanaryCheck{Metrics: []string{"error_rate"}, Critical: []string{"latency_p99"}}, `critical: "latency_p99" is not among the metrics compared (error_rate)`},
 	} {
 		var got []string
 		tc.cc.Validate(func(key, format string, args ...any) { got = append(got, key+": "+fmt.Sprintf(format, args...)) })
