@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"wsfleet/client"
 	"wsfleet/localcloud"
 	"wsfleet/rollout"
 )
@@ -132,6 +133,57 @@ func handshakeLoad(ctx context.Context, lb string, rate int) *atomic.Int64 {
 	return &failed
 }
 
+// subscriberLoad keeps short-lived websocket subscribers coming through
+// the load balancer (one every 100ms, each staying 3s, so that every node,
+// a new one too, has some) and publishes 20 messages a second to them:
+// every node delivers, and its delivery latency can be compared.
+func subscriberLoad(ctx context.Context, lb string) {
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			go func() {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				c, err := client.Dial(cctx, client.Config{URL: lb + "/bayeux", RequestTimeout: 3 * time.Second})
+				if err != nil {
+					return // a failed handshake: the faulty image's
+				}
+				defer c.Close()
+				if c.Subscribe(cctx, "/canary/load", func(client.Delivery) {}) != nil {
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(3 * time.Second):
+				}
+			}()
+		}
+	}()
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, lb+"/publish", strings.NewReader(`{"channel":"/canary/load","data":"x"}`))
+			req.Header.Set("Authorization", "Bearer "+adminToken)
+			req.Header.Set("Content-Type", "application/json")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+}
+
 // canaryPlan is the plan both cases run: one canary, baked 8s (160s at
 // the tests' time scale of 0.05), judged by canary_analysis (sampling
 // every second) and by the worst live instance's handshake failure ratio
@@ -148,17 +200,23 @@ nodes: {admin_port: 8080, admin_token_env: WSFLEET_ADMIN_TOKEN}
 drain: {window: 30s, max_rate: 200, deadline: 30s}
 checks:
   - name: analysis
-    canary_analysis: {sample_interval: 1s, min_samples: 5}
+    canary_analysis: {sample_interval: 1s, min_samples: 5, critical: [handshake_failures, latency_p99]}
   - name: handshakes
     interval: 1h
     prometheus:
       url: %s
       query: %s
       max: 0.05
+  - name: latency
+    interval: 1h
+    prometheus:
+      url: %s
+      query: %s
+      max: 0.15
 phases:
-  - {name: canary, canary: 1, protect_old: true, bake: 160s, checks: [analysis, handshakes]}
+  - {name: canary, canary: 1, protect_old: true, bake: 160s, checks: [analysis, handshakes, latency]}
 rollback: {on_failure: auto}
-`, change, e.api, image, prom, handshakeQuery)
+`, change, e.api, image, prom, handshakeQuery, prom, latencyQuery)
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		panic(err) // the test's own temporary directory
 	}
@@ -170,6 +228,10 @@ rollback: {on_failure: auto}
 // its targets with (a new instance may get a terminated one's address);
 // a node that got no handshakes (0/0) leaves the max.
 const handshakeQuery = `max(sum by (instance_id) (rate(wsfleet_handshakes_total{outcome="failed"}[5s])) / sum by (instance_id) (rate(wsfleet_handshakes_total[5s])) >= 0 and on (instance_id) up == 1) or vector(0)`
+
+// latencyQuery is the worst live node's delivery latency p99 over the
+// last 5s, in seconds.
+const latencyQuery = `max(histogram_quantile(0.99, sum by (le, instance_id) (rate(wsfleet_publish_deliver_seconds_bucket[5s]))) >= 0 and on (instance_id) up == 1) or vector(0)`
 
 // promValue runs an instant query that answers one value.
 func promValue(prom, query string) (float64, error) {
@@ -199,8 +261,12 @@ func TestE2ECanary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a local cloud with 8 ws nodes and Prometheus")
 	}
-	runs := 1
+	// The default suite runs the faulty image and the good one once;
+	// WSFLEET_CANARY_RUNS=N runs the slow image (answers late, fails no
+	// handshake) too, each N times.
+	runs, slow := 1, false
 	if s := os.Getenv("WSFLEET_CANARY_RUNS"); s != "" {
+		slow = true
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
 			t.Fatalf("WSFLEET_CANARY_RUNS=%q: want a count", s)
@@ -211,12 +277,14 @@ func TestE2ECanary(t *testing.T) {
 	// The faulty image: the same binary, its node started with the
 	// test-only fault flags.
 	bin := suite.Binary(t)
-	e := startCloud(t, "--image", "ami-faulty="+bin+" --fault-handshake-fail-rate 0.3 --fault-delay 200ms")
+	e := startCloud(t, "--image", "ami-faulty="+bin+" --fault-handshake-fail-rate 0.3 --fault-delay 200ms",
+		"--image", "ami-slow="+bin+" --fault-delay 200ms")
 	prom := startPrometheus(t, e.dir, e.api)
 	t.Logf("cloud and prometheus up in %s", time.Since(start).Round(time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	handshakeLoad(ctx, e.lb, 30)
+	subscriberLoad(ctx, e.lb)
 
 	run := func(t *testing.T, change, image string) *rollout.State {
 		t0 := time.Now()
@@ -235,10 +303,13 @@ func TestE2ECanary(t *testing.T) {
 		for {
 			v, err := promValue(prom, handshakeQuery)
 			if err == nil && v <= 0.05 {
-				break
+				v, err = promValue(prom, latencyQuery)
+				if err == nil && v <= 0.15 {
+					break
+				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("the handshake failure ratio stays at %g after the rollout: %v", v, err)
+				t.Fatalf("the handshake failure ratio or the latency stays at %g after the rollout: %v", v, err)
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
@@ -280,6 +351,24 @@ func TestE2ECanary(t *testing.T) {
 			}
 			t.Logf("prometheus: %s", p.Detail)
 		})
+		if slow {
+			t.Run(fmt.Sprintf("run %d: slow image caught and rolled back", i), func(t *testing.T) {
+				st := run(t, fmt.Sprintf("canary-slow-%d", i), "ami-slow")
+				if st.Status != rollout.StatusRolledBack {
+					t.Fatalf("status %s, failure %q", st.Status, st.Failure)
+				}
+				cs := checks(st)
+				a, p := cs["analysis"], cs["latency"]
+				if a.Pass || !strings.Contains(a.Detail, "latency_p99 fail") {
+					t.Errorf("canary_analysis did not catch it: %+v", a)
+				}
+				if p.Pass || !strings.Contains(p.Detail, "above the max 0.15") {
+					t.Errorf("the prometheus check did not catch it: %+v", p)
+				}
+				t.Logf("analysis: %s", a.Detail)
+				t.Logf("prometheus: %s", p.Detail)
+			})
+		}
 		t.Run(fmt.Sprintf("run %d: good image passes", i), func(t *testing.T) {
 			st := run(t, fmt.Sprintf("canary-good-%d", i), "ami-new")
 			if st.Status != rollout.StatusSucceeded {
@@ -300,8 +389,10 @@ func TestE2ECanary(t *testing.T) {
 			} else {
 				t.Logf("analysis: %s", a.Detail)
 			}
-			if p := cs["handshakes"]; !p.Pass {
-				t.Errorf("prometheus: %+v", p)
+			for _, name := range []string{"handshakes", "latency"} {
+				if p := cs[name]; !p.Pass {
+					t.Errorf("prometheus %s: %+v", name, p)
+				}
 			}
 		})
 	}
