@@ -82,11 +82,12 @@ test-crash: build
 bench-rollout: build
 	WSFLEET_BENCH_ROLLOUT=1 $(GO) test -count=1 -timeout 30m -run TestBenchRollout1000 -v ./rollout/
 
-# test-canary runs the canary checks for real five times each way: a canary
-# on a bad image (its node fails 30 % of handshakes and answers 200 ms late)
-# caught by canary_analysis and a prometheus check on a real Prometheus and
-# rolled back, and the same plan on a good image passing. `make test` runs
-# each once. docs/checks.md keeps the last result.
+# test-canary runs the canary checks for real, five times each: a canary on
+# a faulty image (its node fails 30 % of handshakes and answers 200 ms late)
+# and on a slow one (200 ms late only), each caught by canary_analysis and a
+# prometheus check on a real Prometheus and rolled back, and the same plan
+# on a good image passing. `make test` runs the faulty and the good case
+# once. docs/checks.md keeps the last result.
 test-canary: build
 	./scripts/test-deps.sh
 	WSFLEET_CANARY_RUNS=5 $(GO) test -count=1 -timeout 30m -run TestE2ECanary -v ./rollout/
