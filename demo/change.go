@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"wsfleet/examples"
+	"wsfleet/probe"
 	awsprov "wsfleet/provider/aws"
 	"wsfleet/rollout"
 )
@@ -67,11 +68,21 @@ func (d *run) runEngine(ctx context.Context) changeResult {
 		return res
 	}
 	elog := d.log.With("part", "engine")
+	store := &rollout.Store{Dir: d.stateD, NoSync: true}
+	if d.cfg.Watch != nil {
+		clients := d.probe // read here: the demo clears d.probe when it stops them
+		d.cfg.Watch(store, d.evFile.Name(), func() (probe.Report, bool) {
+			if clients == nil {
+				return probe.Report{}, false
+			}
+			return clients.Snapshot(), true
+		})
+	}
 	e := &rollout.Engine{
 		Provider:  prov,
 		Nodes:     d.nodes,
 		Checker:   &rollout.Checker{Prober: &rollout.LibProber{AdminToken: adminToken, Logger: elog}, MetricsURL: d.nodes.MetricsURL},
-		Store:     &rollout.Store{Dir: d.stateD, NoSync: true},
+		Store:     store,
 		Events:    d.events,
 		Log:       elog,
 		TimeScale: d.cfg.TimeScale,

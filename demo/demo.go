@@ -93,6 +93,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Watch, when set, is called once the engine's state store exists,
+	// before the change starts, with the store, the event log's file and
+	// the chat clients' figures so far: `wsfleet demo --ui` serves the
+	// dashboard from them.
+	Watch func(store rollout.Backend, eventLog string, clients func() (probe.Report, bool))
 }
 
 func (c *Config) defaults() error {
@@ -482,12 +487,13 @@ func topologyForDemo(data []byte, natsURL string, cfg Config) (*localcloud.Topol
 	if err := yaml.UnmarshalWithOptions(data, &topo, yaml.Strict()); err != nil {
 		return nil, fmt.Errorf("seed topology: %w", err)
 	}
-	if len(topo.LoadBalancers) != 1 || len(topo.LoadBalancers[0].Listeners) != 1 || len(topo.LaunchTemplates) != 1 || len(topo.Groups) != 1 {
-		return nil, errors.New("seed topology: want one load balancer with one listener, one launch template and one group")
+	if len(topo.LoadBalancers) != 1 || len(topo.LoadBalancers[0].Listeners) != 1 || len(topo.LaunchTemplates)+len(topo.LaunchConfigurations) != 1 || len(topo.Groups) != 1 {
+		return nil, errors.New("seed topology: want one load balancer with one listener, one launch configuration or template, and one group")
 	}
+	launch := topo.Launch()
 	var ud []string
 	found := false
-	for _, line := range strings.Split(strings.TrimSpace(topo.LaunchTemplates[0].UserData), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(launch.UserData), "\n") {
 		switch {
 		case strings.HasPrefix(line, "--nats="):
 			line = "--nats=" + natsURL
@@ -507,9 +513,9 @@ func topologyForDemo(data []byte, natsURL string, cfg Config) (*localcloud.Topol
 		ud = append(ud, line)
 	}
 	if !found {
-		return nil, errors.New("seed topology: the launch template's user data has no --nats= line to point at the embedded NATS")
+		return nil, errors.New("seed topology: the launch configuration's user data has no --nats= line to point at the embedded NATS")
 	}
-	topo.LaunchTemplates[0].UserData = strings.Join(ud, "\n") + "\n"
+	launch.UserData = strings.Join(ud, "\n") + "\n"
 	if cfg.Naive {
 		topo.Groups[0].LifecycleHooks = nil
 	}

@@ -33,7 +33,7 @@ func TestTopologyForDemo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ud := strings.Split(topo.LaunchTemplates[0].UserData, "\n")
+			ud := strings.Split(topo.Launch().UserData, "\n")
 			has := func(l string) bool {
 				for _, u := range ud {
 					if u == l {
@@ -44,7 +44,7 @@ func TestTopologyForDemo(t *testing.T) {
 			}
 			for _, l := range tt.wantLines {
 				if !has(l) {
-					t.Errorf("user data lacks %q:\n%s", l, topo.LaunchTemplates[0].UserData)
+					t.Errorf("user data lacks %q:\n%s", l, topo.Launch().UserData)
 				}
 			}
 			for _, l := range tt.avoidLines {
@@ -56,7 +56,7 @@ func TestTopologyForDemo(t *testing.T) {
 				t.Errorf("lifecycle hooks: %d, want %d", got, tt.hooks)
 			}
 			g := topo.Groups[0]
-			if g.Name != groupName || g.Desired != 8 || len(g.InstanceNames) != 8 || topo.LaunchTemplates[0].ImageID != oldImage {
+			if g.Name != groupName || g.Desired != 8 || len(g.InstanceNames) != 8 || topo.Launch().ImageID != oldImage {
 				t.Errorf("the seed's group changed: %+v", g)
 			}
 		})
@@ -92,7 +92,7 @@ func TestPlanForDemo(t *testing.T) {
 	}
 	// Everything else is the file as shipped: the seed's timing and phases.
 	orig, _ := rollout.ParsePlan(examples.NewAMIPlan)
-	if p.Phases[0].Bake != orig.Phases[0].Bake || p.Drain != orig.Drain || len(p.Phases) != 3 || p.Image != newImage || p.Group != groupName {
+	if p.Phases[0].Bake != orig.Phases[0].Bake || p.Drain != orig.Drain || len(p.Phases) != 3 || p.Image.AMI != newImage || p.Group != groupName {
 		t.Errorf("plan changed beyond its addresses: %+v", p)
 	}
 	if _, err := planForDemo([]byte("change: x\n"), "a", "b"); err == nil {

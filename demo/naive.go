@@ -12,11 +12,11 @@ import (
 )
 
 // runNaive is the seed's change request done literally, as its operator did
-// it by hand: terraform apply (a new launch template version), one more
-// instance ws-09 with the old ones protected from scale-in, a bake, then
-// "terminating ws-09 and returning the desired capacity to 8, terminating
-// ws-01 - ws-04, wait for 4 new instances to spin up", then the same for
-// ws-05..ws-08. No node is drained: each terminated instance leaves the
+// it by hand: terraform apply (a new launch configuration with the new
+// AMI), one more instance ws-09 with the old ones protected from scale-in,
+// a bake, then "terminating ws-09 and returning the desired capacity to
+// 8, terminating ws-01 - ws-04, wait for 4 new instances to spin up", then
+// the same for ws-05..ws-08. No node is drained: each terminated instance leaves the
 // load balancer and its connections are cut when the deregistration delay
 // ends, as on AWS. It uses the same provider calls the engine uses.
 func (d *run) runNaive(ctx context.Context) changeResult {

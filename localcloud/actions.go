@@ -43,6 +43,12 @@ var actions = map[string]map[string]handler{
 		"DetachLoadBalancerTargetGroups":       (*Cloud).detachTargetGroups,
 		"DescribeLoadBalancerTargetGroups":     (*Cloud).describeGroupTargetGroups,
 		"DescribeAutoScalingNotificationTypes": (*Cloud).describeNotificationTypes,
+		// launch configurations (launchconfig.go); the throttling
+		// buckets (faults.go) class Describe… as non-mutating, the
+		// others as mutating
+		"CreateLaunchConfiguration":    (*Cloud).createLaunchConfiguration,
+		"DescribeLaunchConfigurations": (*Cloud).describeLaunchConfigurations,
+		"DeleteLaunchConfiguration":    (*Cloud).deleteLaunchConfiguration,
 		// lifecycle hooks (lifecycle.go)
 		"PutLifecycleHook":               (*Cloud).putLifecycleHook,
 		"DescribeLifecycleHooks":         (*Cloud).describeLifecycleHooks,

@@ -88,17 +88,17 @@ func (c *Cloud) createGroup(req *request, x *xmlw) *apiError {
 	if _, dup := c.groups[name]; dup {
 		return errf("AlreadyExists", "AutoScalingGroup by this name already exists - A group with the name %s already exists", name)
 	}
-	if p.str("LaunchConfigurationName") != "" || p.has("MixedInstancesPolicy") || p.str("InstanceId") != "" {
-		return validationf("The local cloud supports groups with a LaunchTemplate only")
+	if p.has("MixedInstancesPolicy") || p.str("InstanceId") != "" {
+		return validationf("The local cloud supports groups with a LaunchTemplate or a LaunchConfigurationName only")
 	}
-	if !p.has("LaunchTemplate") {
-		return validationf("Valid requests must contain either LaunchTemplate, LaunchConfigurationName, InstanceId or MixedInstancesPolicy parameter.")
-	}
-	ltID, ltVer, e := c.parseGroupLT(p)
+	ltID, ltVer, lcName, set, e := c.groupLaunchSource(p)
 	if e != nil {
 		return e
 	}
-	g := &group{name: name, arn: c.groupARN(name), created: c.now(), ltID: ltID, ltVersion: ltVer, cooldown: 300, healthType: "EC2", tags: map[string]asgTag{}}
+	if !set {
+		return validationf("Valid requests must contain either LaunchTemplate, LaunchConfigurationName, InstanceId or MixedInstancesPolicy parameter.")
+	}
+	g := &group{name: name, arn: c.groupARN(name), created: c.now(), ltID: ltID, ltVersion: ltVer, lcName: lcName, cooldown: 300, healthType: "EC2", tags: map[string]asgTag{}}
 	if g.min, e = p.requiredInt("MinSize"); e != nil {
 		return e
 	}
@@ -265,14 +265,18 @@ func applyASGTags(tags []params, groupOf func(string) *group, defaultGroup strin
 func (c *Cloud) writeGroup(x *xmlw, g *group) {
 	x.leaf("AutoScalingGroupName", g.name)
 	x.leaf("AutoScalingGroupARN", g.arn)
-	lt := c.templates[g.ltID]
-	x.open("LaunchTemplate")
-	x.leaf("LaunchTemplateId", g.ltID)
-	if lt != nil {
-		x.leaf("LaunchTemplateName", lt.name)
+	if g.lcName != "" {
+		x.leaf("LaunchConfigurationName", g.lcName)
+	} else {
+		lt := c.templates[g.ltID]
+		x.open("LaunchTemplate")
+		x.leaf("LaunchTemplateId", g.ltID)
+		if lt != nil {
+			x.leaf("LaunchTemplateName", lt.name)
+		}
+		x.leaf("Version", g.ltVersion)
+		x.close("LaunchTemplate")
 	}
-	x.leaf("Version", g.ltVersion)
-	x.close("LaunchTemplate")
 	x.int("MinSize", g.min)
 	x.int("MaxSize", g.max)
 	x.int("DesiredCapacity", g.desired)
@@ -333,6 +337,7 @@ func (c *Cloud) writeASGInstance(x *xmlw, in *instance, withGroup bool) {
 	} else {
 		x.leaf("HealthStatus", a.health)
 	}
+	x.opt("LaunchConfigurationName", in.lcName)
 	if lt := c.templates[in.ltID]; lt != nil {
 		x.open("LaunchTemplate")
 		x.leaf("LaunchTemplateId", lt.id)
@@ -393,13 +398,13 @@ func (c *Cloud) updateGroup(req *request, x *xmlw) *apiError {
 		return e
 	}
 	ng := *g
-	if p.has("LaunchTemplate") {
-		if ng.ltID, ng.ltVersion, e = c.parseGroupLT(p); e != nil {
-			return e
-		}
+	if ltID, ltVer, lcName, set, e := c.groupLaunchSource(p); e != nil {
+		return e
+	} else if set { // a group moves between a launch template and a launch configuration
+		ng.ltID, ng.ltVersion, ng.lcName = ltID, ltVer, lcName
 	}
-	if p.str("LaunchConfigurationName") != "" || p.has("MixedInstancesPolicy") {
-		return validationf("The local cloud supports groups with a LaunchTemplate only")
+	if p.has("MixedInstancesPolicy") {
+		return validationf("The local cloud supports groups with a LaunchTemplate or a LaunchConfigurationName only")
 	}
 	minSet, maxSet, desSet := false, false, false
 	var v int

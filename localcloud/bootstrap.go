@@ -27,9 +27,31 @@ import (
 // is exactly what the same calls against AWS would build.
 type Topology struct {
 	LaunchTemplates []TopoLaunchTemplate `yaml:"launchTemplates"`
-	TargetGroups    []TopoTargetGroup    `yaml:"targetGroups"`
-	LoadBalancers   []TopoLoadBalancer   `yaml:"loadBalancers"`
-	Groups          []TopoGroup          `yaml:"groups"`
+	// LaunchConfigurations are Auto Scaling launch configurations, with
+	// the same fields as a launch template here (the seed's group is on
+	// one).
+	LaunchConfigurations []TopoLaunchConfiguration `yaml:"launchConfigurations"`
+	TargetGroups         []TopoTargetGroup         `yaml:"targetGroups"`
+	LoadBalancers        []TopoLoadBalancer        `yaml:"loadBalancers"`
+	Groups               []TopoGroup               `yaml:"groups"`
+}
+
+// TopoLaunchConfiguration is a launch configuration; UserData is plain
+// text (the bootstrap base64-encodes it as the API expects).
+type TopoLaunchConfiguration = TopoLaunchTemplate
+
+// Launch returns the topology's first launch configuration, or its first
+// launch template when it has none (nil when it has neither): what the
+// examples' single group launches from, for callers that adjust its user
+// data.
+func (t *Topology) Launch() *TopoLaunchTemplate {
+	switch {
+	case len(t.LaunchConfigurations) > 0:
+		return &t.LaunchConfigurations[0]
+	case len(t.LaunchTemplates) > 0:
+		return &t.LaunchTemplates[0]
+	}
+	return nil
 }
 
 // TopoLaunchTemplate is a launch template; UserData is plain text (the
@@ -70,6 +92,7 @@ type TopoListener struct {
 type TopoGroup struct {
 	Name                   string            `yaml:"name"`
 	LaunchTemplate         string            `yaml:"launchTemplate"`
+	LaunchConfiguration    string            `yaml:"launchConfiguration"` // instead of LaunchTemplate
 	Version                string            `yaml:"version"`
 	Min                    int32             `yaml:"min"`
 	Max                    int32             `yaml:"max"`
@@ -168,6 +191,17 @@ func (c *Cloud) Bootstrap(ctx context.Context, topo any) error {
 			return fmt.Errorf("bootstrap: launch template %s: %w", lt.Name, err)
 		}
 	}
+	for _, lc := range t.LaunchConfigurations {
+		_, err := cl.ASG.CreateLaunchConfiguration(ctx, &autoscaling.CreateLaunchConfigurationInput{
+			LaunchConfigurationName: aws.String(lc.Name),
+			ImageId:                 aws.String(lc.ImageID),
+			InstanceType:            aws.String(lc.InstanceType),
+			UserData:                aws.String(base64.StdEncoding.EncodeToString([]byte(lc.UserData))),
+		})
+		if err != nil {
+			return fmt.Errorf("bootstrap: launch configuration %s: %w", lc.Name, err)
+		}
+	}
 	for _, tg := range t.TargetGroups {
 		in := &elb.CreateTargetGroupInput{
 			Name: aws.String(tg.Name), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(tg.Port),
@@ -235,7 +269,6 @@ func (c *Cloud) Bootstrap(ctx context.Context, topo any) error {
 func (c *Cloud) bootstrapGroup(ctx context.Context, cl Clients, g TopoGroup, tgARNs map[string]string) error {
 	in := &autoscaling.CreateAutoScalingGroupInput{
 		AutoScalingGroupName: aws.String(g.Name),
-		LaunchTemplate:       &asgtypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String(g.LaunchTemplate)},
 		MinSize:              aws.Int32(g.Min), MaxSize: aws.Int32(g.Max), DesiredCapacity: aws.Int32(g.Desired),
 		AvailabilityZones:   g.AvailabilityZones,
 		TerminationPolicies: g.TerminationPolicies,
@@ -243,8 +276,16 @@ func (c *Cloud) bootstrapGroup(ctx context.Context, cl Clients, g TopoGroup, tgA
 	if len(in.AvailabilityZones) == 0 {
 		in.AvailabilityZones = []string{c.cfg.Region + "a"}
 	}
-	if g.Version != "" {
-		in.LaunchTemplate.Version = aws.String(g.Version)
+	switch {
+	case g.LaunchConfiguration != "" && g.LaunchTemplate != "":
+		return fmt.Errorf("bootstrap: group %s: give launchTemplate or launchConfiguration, not both", g.Name)
+	case g.LaunchConfiguration != "":
+		in.LaunchConfigurationName = aws.String(g.LaunchConfiguration)
+	default:
+		in.LaunchTemplate = &asgtypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String(g.LaunchTemplate)}
+		if g.Version != "" {
+			in.LaunchTemplate.Version = aws.String(g.Version)
+		}
 	}
 	if g.HealthCheckType != "" {
 		in.HealthCheckType = aws.String(g.HealthCheckType)

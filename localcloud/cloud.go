@@ -167,6 +167,8 @@ type Cloud struct {
 
 	faults *injector
 
+	launchConfigs map[string]*launchConfig // by name (launchconfig.go), made on first use
+
 	actionCalls actionCounter // every call received, by action (actioncount.go)
 }
 

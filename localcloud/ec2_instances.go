@@ -36,6 +36,7 @@ type instance struct {
 	userData                                       string // base64
 	ltID                                           string
 	ltVersion                                      int
+	lcName                                         string // the launch configuration a group launched it from
 	clientToken                                    string // RunInstances' ClientToken, reported by DescribeInstances
 	simulated                                      bool
 	simFail                                        bool // a simulated instance that never gets healthy
@@ -60,6 +61,7 @@ type launchSpec struct {
 	tags                                     map[string]string
 	lt                                       *launchTemplate
 	ltVersion                                int
+	lcName                                   string
 	az                                       string
 }
 

@@ -208,6 +208,13 @@ func FuzzAPI(f *testing.F) {
 	for _, a := range []string{"SuspendProcesses", "ResumeProcesses"} {
 		f.Add(sort.SearchStrings(names, svcASG+" "+a), "AutoScalingGroupName=g&ScalingProcesses.member.1=Launch&ScalingProcesses.member.3=Bogus")
 	}
+	for a, form := range map[string]string{
+		"CreateLaunchConfiguration":    "LaunchConfigurationName=lc&ImageId=ami-sim&InstanceType=t3.micro&BlockDeviceMappings.member.1.Ebs.VolumeSize=8&MetadataOptions.HttpTokens=x",
+		"DescribeLaunchConfigurations": "LaunchConfigurationNames.member.2=lc&MaxRecords=1&NextToken=1",
+		"DeleteLaunchConfiguration":    "LaunchConfigurationName=lc",
+	} {
+		f.Add(sort.SearchStrings(names, svcASG+" "+a), form)
+	}
 	f.Fuzz(func(t *testing.T, which int, form string) {
 		defer failSlow(t, time.Now())
 		if which < 0 {

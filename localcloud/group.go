@@ -65,6 +65,7 @@ type group struct {
 	name, arn           string
 	created             time.Time
 	ltID, ltVersion     string
+	lcName              string // the launch configuration, when the group has no launch template
 	min, max, desired   int
 	cooldown            int
 	azs                 []string
@@ -399,20 +400,13 @@ func firstOr(xs []string, d string) string {
 	return d
 }
 
-// launchInGroup starts one instance from the group's launch template, in
-// its least used Availability Zone, tagged as the group's tags propagate.
+// launchInGroup starts one instance from the group's launch template (or
+// launch configuration), in its least used Availability Zone, tagged as
+// the group's tags propagate.
 func (c *Cloud) launchInGroup(g *group, now time.Time, cause string) *apiError {
-	lt := c.templates[g.ltID]
-	if lt == nil {
-		return validationf("The launch template %s does not exist", g.ltID)
-	}
-	v, e := lt.resolve(g.ltVersion)
+	spec, e := c.groupSpec(g)
 	if e != nil {
 		return e
-	}
-	spec := specFromLT(lt, v)
-	if spec.imageID == "" {
-		return validationf("The launch template %s version %d has no ImageId", lt.id, v.number)
 	}
 	if e := c.checkImage(spec.imageID); e != nil {
 		return e
@@ -441,6 +435,27 @@ func (c *Cloud) launchInGroup(g *group, now time.Time, cause string) *apiError {
 	in.asg.activity = c.recordActivity(g, now, "Launching a new EC2 instance: "+in.id, cause, "InProgress", "")
 	g.instances = append(g.instances, in)
 	return nil
+}
+
+// groupSpec is what the group launches: its launch configuration, or its
+// launch template's version.
+func (c *Cloud) groupSpec(g *group) (launchSpec, *apiError) {
+	if g.lcName != "" {
+		return c.specFromLC(g)
+	}
+	lt := c.templates[g.ltID]
+	if lt == nil {
+		return launchSpec{}, validationf("The launch template %s does not exist", g.ltID)
+	}
+	v, e := lt.resolve(g.ltVersion)
+	if e != nil {
+		return launchSpec{}, e
+	}
+	spec := specFromLT(lt, v)
+	if spec.imageID == "" {
+		return launchSpec{}, validationf("The launch template %s version %d has no ImageId", lt.id, v.number)
+	}
+	return spec, nil
 }
 
 // currentLTVersion is the version number new instances get.
@@ -478,6 +493,12 @@ func (c *Cloud) pickVictim(g *group, now time.Time) *instance {
 	cands = keep(cands, func(in *instance) int { return -perAZ[in.az] })
 	cur := c.currentLTVersion(g)
 	oldestLT := func(in *instance) int {
+		if g.lcName != "" { // a group on a launch configuration: those on another first
+			if in.lcName != g.lcName {
+				return -1 << 30
+			}
+			return 1 << 30
+		}
 		if in.ltID != g.ltID {
 			return -1 << 30
 		}

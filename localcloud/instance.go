@@ -104,6 +104,7 @@ func (c *Cloud) launch(spec launchSpec, reservation string) (*instance, *apiErro
 	for k, v := range spec.tags {
 		in.tags[k] = v
 	}
+	in.lcName = spec.lcName
 	if spec.lt != nil {
 		in.ltID, in.ltVersion = spec.lt.id, spec.ltVersion
 		in.tags["aws:ec2launchtemplate:id"] = spec.lt.id

@@ -41,12 +41,12 @@ func TestSeedTopologyRealNodes(t *testing.T) {
 	// NATS address (each node runs alone on its memory broker).
 	topo.LoadBalancers[0].Listeners[0].Port = int32(nodetest.FreePort(t))
 	var ud []string
-	for _, line := range strings.Split(topo.LaunchTemplates[0].UserData, "\n") {
+	for _, line := range strings.Split(topo.Launch().UserData, "\n") {
 		if !strings.HasPrefix(line, "--nats=") {
 			ud = append(ud, line)
 		}
 	}
-	topo.LaunchTemplates[0].UserData = strings.Join(ud, "\n") + "\n--drain-window=200ms\n--drain-deadline=2s\n--aws-lifecycle-interval=100ms\n"
+	topo.Launch().UserData = strings.Join(ud, "\n") + "\n--drain-window=200ms\n--drain-deadline=2s\n--aws-lifecycle-interval=100ms\n"
 
 	cfg := fastConfig()
 	cfg.Images = map[string]Image{"ami-old": {Command: bin}, "ami-new": {Command: bin}}

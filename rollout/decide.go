@@ -150,7 +150,7 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 		}
 		return Decision{Step: s, Effects: []Effect{{Key: "set-image", Kind: EffSetImage, Value: s.Image}}}
 	case StepRestoreImage:
-		if obs.Group.Template.Version == s.Version.Version && obs.Group.Image == s.Image {
+		if obs.Group.Template.Same(s.Version) && obs.Group.Image == s.Image {
 			return done(s, now)
 		}
 		return Decision{Step: s, Effects: []Effect{{Key: "set-template-version", Kind: EffSetVersion, Version: s.Version}}}
@@ -568,7 +568,7 @@ func adopt(s Step, prev []Step, g Group) (Step, []Instance) {
 	}
 	var cands []Instance
 	for _, in := range g.Instances {
-		if in.Live() && in.Image == s.Image && !taken[in.ID] {
+		if in.Live() && runs(in, s.Image, s.Ref) && !taken[in.ID] {
 			cands = append(cands, in)
 		}
 	}

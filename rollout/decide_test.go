@@ -137,7 +137,7 @@ func TestDecide(t *testing.T) {
 
 // twoPhases is a plan with two phases and no checks, for decisions that
 // do not depend on the plan.
-var twoPhases = &Plan{Image: "ami-new", Phases: []Phase{{Name: "a"}, {Name: "b"}}}
+var twoPhases = &Plan{Image: Image{AMI: "ami-new"}, Phases: []Phase{{Name: "a"}, {Name: "b"}}}
 
 // summary renders a decision for the tables: its effects, "run checks",
 // "detach", "wait: reason", "done" or "fail: reason".
@@ -174,7 +174,7 @@ func summary(d Decision) string {
 func TestDecideEveryKind(t *testing.T) {
 	now := t0.Add(time.Hour)
 	site := Check{Name: "site", Interval: Duration(10 * time.Second), Kind: "http", Spec: &HTTPCheck{URL: "http://127.0.0.1:1/healthz", Status: 200}}
-	plan := &Plan{Image: "ami-new", Checks: []Check{site}, Phases: []Phase{{Name: "canary", Deadline: Duration(15 * time.Minute)}, {Name: "rest"}}}
+	plan := &Plan{Image: Image{AMI: "ami-new"}, Checks: []Check{site}, Phases: []Phase{{Name: "canary", Deadline: Duration(15 * time.Minute)}, {Name: "rest"}}}
 	timing := Timing{WarmUp: 30 * time.Second, HealthyTimeout: 10 * time.Minute, Poll: time.Second,
 		Drain: DrainOptions{Window: 30 * time.Second, MaxRate: 200, Deadline: 5 * time.Minute}, DrainGrace: 30 * time.Second, Scale: 1, Suspend: true}
 	inst := func(id, name, image string) Instance {

@@ -68,6 +68,13 @@ type Engine struct {
 	lastSaved  []byte
 	checking   bool            // a background round of checks is running
 	checkCh    chan checkRound // where it reports; buffered, so it never blocks
+
+	// Notifiers are told of the rollout's milestones besides those the
+	// plan's notify section makes (notify.go).
+	Notifiers     []Notifier
+	planNotifiers []Notifier
+	notifyChange  string // the change planNotifiers were made for
+	notifying     bool
 }
 
 // ErrDetached is returned by a rollout that saved its state and exited
@@ -458,6 +465,7 @@ func (e *Engine) event(st *State, typ, msg string, kv ...any) {
 	if e.Events != nil {
 		e.Events.Write(e.Now(), st.Change, typ, msg, kv...)
 	}
+	e.notify(st, typ, msg, kv...)
 }
 
 // updateView records the fleet as last seen, and peak connections.

@@ -72,6 +72,10 @@ type PhaseEnv struct {
 	// Image is the image the phase brings in: the plan's, or the old one
 	// in a rollback.
 	Image string
+	// Ref, for `image: current`, is the launch template version or
+	// configuration the phase brings in: it, not Image, tells new
+	// instances from old.
+	Ref   *TemplateRef
 	Group Group
 	Now   time.Time
 	// LoadBalancerURL returns the URL clients reach the group through,
@@ -92,7 +96,7 @@ func (env PhaseEnv) Old() []Instance { return env.live(false) }
 func (env PhaseEnv) live(onImage bool) []Instance {
 	var out []Instance
 	for _, in := range env.Group.Instances {
-		if in.Live() && (in.Image == env.Image) == onImage {
+		if in.Live() && runs(in, env.Image, env.Ref) == onImage {
 			out = append(out, in)
 		}
 	}
@@ -110,6 +114,9 @@ type Checker struct {
 	// Settle bounds how long a probe's end waits for its clients to
 	// connect again; default 15s.
 	Settle time.Duration
+	// Sleep is how the hosted services' retries wait (vendor.go);
+	// default the engine's Sleep on the real clock.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 func (c *Checker) client() *http.Client {
@@ -149,6 +156,10 @@ var gateKinds = []GateKind{
 	probeKind,
 	metricKind,
 	commandKind,
+	datadogKind,
+	sentryKind,
+	pagerdutyKind,
+	gitlabDeploymentsKind,
 	prometheusKind,
 	canaryKind,
 	cloudwatchKind,

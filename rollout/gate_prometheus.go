@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"os"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,11 +50,9 @@ const (
 	maxPromRetries = 10
 )
 
-// promEnvName is what an environment variable's name may be.
-var promEnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// Validate wants a URL, a query, at least one bound, and the bearer
-// token's variable set in this environment when one is named.
+// Validate wants a URL, a query, at least one bound, and a proper
+// variable name for the bearer token; whether it is set is
+// CheckCredentials' to say (vendor.go), when the plan is about to be used.
 func (pc *PrometheusCheck) Validate(at func(key, format string, args ...any)) {
 	if !strings.HasPrefix(pc.URL, "http://") && !strings.HasPrefix(pc.URL, "https://") {
 		at("url", "%q; want the Prometheus server's http:// or https:// URL, e.g. http://127.0.0.1:9090", pc.URL)
@@ -79,19 +74,17 @@ func (pc *PrometheusCheck) Validate(at func(key, format string, args ...any)) {
 	if pc.Max != nil && pc.Min != nil && *pc.Min > *pc.Max {
 		at("min", "%g is above max %g; nothing could pass", *pc.Min, *pc.Max)
 	}
-	if pc.BearerTokenEnv != "" {
-		if !promEnvName.MatchString(pc.BearerTokenEnv) {
-			at("bearer_token_env", "%q is not an environment variable's name", pc.BearerTokenEnv)
-		} else if v, ok := os.LookupEnv(pc.BearerTokenEnv); !ok || v == "" {
-			at("bearer_token_env", "environment variable %s is not set; export the Prometheus bearer token in it", pc.BearerTokenEnv)
-		}
-	}
+	secretEnv(at, "bearer_token_env", pc.BearerTokenEnv, false)
 	if pc.Timeout.D() < 0 || pc.Timeout.D() > maxPromTimeout {
 		outOfRange(at, "timeout", pc.Timeout.D(), "1ms to "+maxPromTimeout.String()+" (0 or absent: 10s)")
 	}
 	if pc.Retries != nil && (*pc.Retries < 0 || *pc.Retries > maxPromRetries) {
 		outOfRange(at, "retries", *pc.Retries, fmt.Sprintf("0 to %d (absent: 3)", maxPromRetries))
 	}
+}
+
+func (pc *PrometheusCheck) credentialVars() []credVar {
+	return []credVar{{"bearer_token_env", pc.BearerTokenEnv}}
 }
 
 // Describe says what is queried and what is allowed.
@@ -115,7 +108,7 @@ func (pc *PrometheusCheck) bounds() []string {
 
 // Gate returns a gate with no baseline yet.
 func (pc *PrometheusCheck) Gate() Gate {
-	return &promGate{spec: pc, sleep: sleepCtx}
+	return &promGate{spec: pc, sleep: Sleep}
 }
 
 // promGate keeps the phase's baseline per series. Evaluate may run in
@@ -135,10 +128,13 @@ type promGate struct {
 func (g *promGate) Begin(ctx context.Context, env PhaseEnv) error {
 	token := ""
 	if g.spec.BearerTokenEnv != "" {
-		token = os.Getenv(g.spec.BearerTokenEnv)
+		token = secret(g.spec.BearerTokenEnv)
 		if token == "" {
 			return fmt.Errorf("prometheus %s: environment variable %s is not set", g.spec.URL, g.spec.BearerTokenEnv)
 		}
+	}
+	if env.Checker.Sleep != nil {
+		g.sleep = env.Checker.Sleep
 	}
 	base := env.Checker.client().Transport
 	if base == nil {
@@ -316,7 +312,11 @@ func (t *promRetry) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		wait := backoff
 		if resp != nil {
-			if ra, ok := retryAfter(resp.Header.Get("Retry-After"), t.now); ok {
+			now := time.Now
+			if t.now != nil {
+				now = t.now
+			}
+			if ra, ok := retryAfter(resp.Header.Get("Retry-After"), now()); ok {
 				wait = ra
 			}
 			resp.Body.Close()
@@ -325,35 +325,5 @@ func (t *promRetry) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		backoff *= 2
-	}
-}
-
-// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
-func retryAfter(h string, now func() time.Time) (time.Duration, bool) {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0, false
-	}
-	if s, err := strconv.Atoi(h); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second, true
-	}
-	if at, err := http.ParseTime(h); err == nil {
-		if now == nil {
-			now = time.Now
-		}
-		return max(at.Sub(now()), 0), true
-	}
-	return 0, false
-}
-
-// sleepCtx waits d, or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

@@ -221,13 +221,19 @@ func TestPrometheusPlanKeys(t *testing.T) {
 		{"  - {name: p, prometheus: {url: http://prom:9090, query: up, min: 1, bearer_token_env: WSFLEET_TEST_PROM_SET}}", ""},
 		{"  - {name: p, prometheus: {url: http://prom:9090, query: up, max: 1, bearer_token_env: WSFLEET_TEST_PROM_UNSET}}",
 			"line 8: checks[0].prometheus.bearer_token_env: environment variable WSFLEET_TEST_PROM_UNSET is not set"},
+		{"  - {name: p, prometheus: {url: http://prom:9090, query: up, max: 1, bearer_token_env: 9BAD}}", `checks[0].prometheus.bearer_token_env: "9BAD" is not an environment variable name`},
 		{"  - {name: p, prometheus: {url: http://prom:9090, query: up}}", "checks[0].prometheus.max: missing; a check needs at least one of max, min, max_increase"},
 		{"  - {name: p, prometheus: {url: prom:9090, query: up, max: 1}}", `checks[0].prometheus.url: "prom:9090"; want`},
 		{"  - {name: p, prometheus: {url: http://prom:9090, max: 1}}", "checks[0].prometheus.query: missing"},
 		{"  - {name: p, prometheus: {url: http://prom:9090, query: up, max_increase: -1}}", "checks[0].prometheus.max_increase: -1 is out of range"},
 		{"  - {name: p, prometheus: {url: http://prom:9090, query: up, min: 2, max: 1}}", "checks[0].prometheus.min: 2 is above max 1"},
 	} {
-		_, err := ParsePlan(plan(tc.check))
+		// a credential's variable is checked when the plan is about to
+		// be used (plan, rollout, resume), as every check's is
+		p, err := ParsePlan(plan(tc.check))
+		if err == nil {
+			err = p.CheckCredentials()
+		}
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: %v", tc.check, err)

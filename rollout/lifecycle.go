@@ -16,6 +16,9 @@ func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []
 	if err != nil {
 		return nil, Group{}, nil, err
 	}
+	if err := plan.CheckCredentials(); err != nil {
+		return plan, Group{}, nil, err
+	}
 	g, err := p.Group(ctx, plan.Group)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -28,6 +31,9 @@ func Prepare(ctx context.Context, p Provider, planYAML []byte) (*Plan, Group, []
 		return plan, g, nil, err
 	}
 	if err := checkDrainFits(ctx, p, plan); err != nil {
+		return plan, g, nil, err
+	}
+	if err := checkPrevious(ctx, p, plan, g); err != nil {
 		return plan, g, nil, err
 	}
 	return plan, g, steps, nil
@@ -68,13 +74,13 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ic, ok := e.Provider.(ImageChecker); ok {
-		exists, err := ic.ImageExists(ctx, plan.Image)
+	if ic, ok := e.Provider.(ImageChecker); ok && plan.Image.AMI != "" {
+		exists, err := ic.ImageExists(ctx, plan.Image.AMI)
 		if err != nil {
-			return nil, fmt.Errorf("check image %s: %w", plan.Image, err)
+			return nil, fmt.Errorf("check image %s: %w", plan.Image.AMI, err)
 		}
 		if !exists {
-			return nil, PlanErrors{plan.errAt("image", "no image %q exists in the region; give an AMI id the account can launch", plan.Image)}
+			return nil, PlanErrors{plan.errAt("image", "no image %q exists in the region; give an AMI id the account can launch", plan.Image.AMI)}
 		}
 	}
 	if prev, err := e.Store.Load(plan.Change); err == nil && !prev.Status.Final() {
@@ -95,8 +101,19 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 		Status: StatusRunning, Started: now, Owner: e.lock.Me.Owner(), Lease: e.lock.Me.Expires, Steps: steps,
 		OldImage: g.Image, InitialDesired: g.Desired,
 	}
+	if plan.Image.Current {
+		// The change was made outside wsfleet: recorded now, as what
+		// the rollback goes back to (the set-image step has nothing
+		// to make).
+		tc, err := currentChange(plan, g)
+		if err != nil {
+			return nil, PlanErrors{plan.errAt("image", "%v", err)}
+		}
+		st.Template, st.OldImage = &tc, tc.PreviousImage
+	}
+	image, ref := st.NewImage(plan), st.newRef(plan)
 	for _, in := range g.Instances {
-		if in.Live() && in.Image != plan.Image {
+		if in.Live() && !runs(in, image, ref) {
 			st.OldNames = append(st.OldNames, in.Name)
 		}
 	}
@@ -114,24 +131,39 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	}); err != nil {
 		return nil, e.giveUp(ctx, err)
 	}
-	e.event(st, "start", "rollout started", "steps", len(steps), "desired", g.Desired, "image", plan.Image, "old_image", g.Image)
+	e.event(st, "start", "rollout started", "steps", len(steps), "desired", g.Desired, "image", image, "old_image", st.OldImage)
 	return st, e.run(ctx, st, plan)
 }
 
 // preCheck runs the pre-checks of the plan's gates (PreChecker) once,
 // before anything changes: a failure refuses the rollout.
 func (e *Engine) preCheck(ctx context.Context, plan *Plan, g Group) error {
-	env := PhaseEnv{Checker: e.Checker, Image: plan.Image, Group: g, Now: e.Now(), LoadBalancerURL: e.loadBalancerURL(plan.Group)}
+	image, ref, err := plan.target(g)
+	if err != nil {
+		return err
+	}
+	env := PhaseEnv{Checker: e.Checker, Image: image, Ref: ref, Group: g, Now: e.Now(), LoadBalancerURL: e.loadBalancerURL(plan.Group)}
+	_, err = PreCheck(ctx, plan, env)
+	return err
+}
+
+// PreCheck runs the pre-checks of the plan's gates once against env, in
+// the plan's order, and stops at the first that fails: what Start does
+// before any change, and what `wsfleet plan` shows.
+func PreCheck(ctx context.Context, plan *Plan, env PhaseEnv) ([]CheckResult, error) {
+	var out []CheckResult
 	for _, c := range plan.Checks {
 		pc, ok := c.Spec.Gate().(PreChecker)
 		if !ok {
 			continue
 		}
-		if r := pc.PreCheck(ctx, env); !r.Pass {
-			return fmt.Errorf("check %s: pre-check failed before any change: %s", c.Name, r.Detail)
+		r := pc.PreCheck(ctx, env)
+		out = append(out, CheckResult{Name: c.Name, Pass: r.Pass, Detail: r.Detail, At: env.Now})
+		if !r.Pass {
+			return out, fmt.Errorf("check %s: pre-check failed before any change: %s", c.Name, r.Detail)
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // Resume continues a rollout after a crash, an interrupt, a detach or a
@@ -143,6 +175,9 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 		return st, err
 	}
 	plan, err := ParsePlan(st.PlanYAML)
+	if err == nil {
+		err = plan.CheckCredentials()
+	}
 	if err != nil {
 		return st, fmt.Errorf("stored plan: %w", err)
 	}

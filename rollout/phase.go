@@ -55,11 +55,15 @@ func (e *Engine) enterPhase(ctx context.Context, st *State, plan *Plan, p int) e
 	}
 	rec.Status = "running"
 	e.event(st, "phase", "phase started", "phase", rec.Name)
-	image := plan.Image
+	image, ref := st.NewImage(plan), st.newRef(plan)
 	if st.Rollback {
 		image = st.OldImage
+		if ref != nil {
+			prev := st.Template.Previous
+			ref = &prev
+		}
 	}
-	e.env = PhaseEnv{Checker: e.Checker, Phase: rec.Name, Image: image, LoadBalancerURL: e.loadBalancerURL(st.Group),
+	e.env = PhaseEnv{Checker: e.Checker, Phase: rec.Name, Image: image, Ref: ref, LoadBalancerURL: e.loadBalancerURL(st.Group),
 		Observe: func(ctx context.Context) (Group, error) { return e.Provider.Group(ctx, st.Group) }}
 	env := e.phaseEnv(g, e.Now())
 	for _, c := range checksFor(plan, p) {

@@ -26,10 +26,13 @@ import (
 
 // Plan is a parsed plan file. docs/rollout.md documents every key.
 type Plan struct {
-	Change string    `yaml:"change" json:"change"`
-	Group  string    `yaml:"group" json:"group"`
-	Image  string    `yaml:"image" json:"image"`
-	AWS    AWSConfig `yaml:"aws" json:"aws"`
+	Change string `yaml:"change" json:"change"`
+	Group  string `yaml:"group" json:"group"`
+	Image  Image  `yaml:"image" json:"image"`
+	// TerraformChange names the outside change `image: current` follows
+	// (a merge request's URL, free text): a rollback says to revert it.
+	TerraformChange string    `yaml:"terraform_change" json:"terraform_change,omitempty"`
+	AWS             AWSConfig `yaml:"aws" json:"aws"`
 	// State is where the change's state, event log and report live:
 	// s3://BUCKET/PREFIX, or empty for the local state directory.
 	State    string       `yaml:"state" json:"state,omitempty"`
@@ -41,6 +44,7 @@ type Plan struct {
 	Checks   []Check      `yaml:"checks" json:"checks,omitempty"`
 	Phases   []Phase      `yaml:"phases" json:"phases"`
 	Rollback RollbackSpec `yaml:"rollback" json:"rollback"`
+	Notify   NotifySpec   `yaml:"notify" json:"notify,omitzero"`
 
 	// lines maps a key path ("phases[1].replace") to its line in the file,
 	// so that errors found after decoding still point at the file.
@@ -609,8 +613,8 @@ func (p *Plan) validate() PlanErrors {
 	if p.Group == "" {
 		add(p.errAt("group", "missing; name the Auto Scaling group, e.g. group: gitter-ws"))
 	}
-	if p.Image == "" {
-		add(p.errAt("image", "missing; give the new image id, e.g. image: ami-0123456789abcdef0"))
+	if p.Image.IsZero() {
+		add(p.errAt("image", "missing; give the new image id, e.g. image: ami-0123456789abcdef0 (or current, or {terraform: {...}})"))
 	}
 	if p.Strategy == "" {
 		p.Strategy = LaunchBeforeTerminate
@@ -661,6 +665,7 @@ func (p *Plan) validate() PlanErrors {
 	default:
 		add(p.errAt("rollback.on_failure", "%q; valid: auto (roll back at once), manual (stop and wait for wsfleet rollback)", p.Rollback.OnFailure))
 	}
+	p.Notify.validate(func(k, format string, args ...any) { add(p.errAt("notify."+k, format, args...)) })
 	checkNames := map[string]bool{}
 	for i, c := range p.Checks {
 		key := fmt.Sprintf("checks[%d]", i)

@@ -34,7 +34,7 @@ func TestPlanValidation(t *testing.T) {
 		{"bad-percent.yaml", []string{"line 6: phases[0].replace: \"150%\" is not a percentage between 1% and 100%"}},
 		{"canary-and-replace.yaml", []string{"line 6: phases[0]: a phase has exactly one of canary: N or replace:"}},
 		{"bad-strategy.yaml", []string{"line 5: strategy: \"blue-green\"; valid: launch-before-terminate, terminate-then-replace"}},
-		{"check-two-kinds.yaml", []string{"line 6: checks[0]: a check has exactly one of http, probe, metric, command, ", "(found 2)"}},
+		{"check-two-kinds.yaml", []string{"line 6: checks[0]: a check has exactly one of " + strings.Join(gateKeys(), ", ") + " (found 2)"}},
 		{"count-too-large.yaml", []string{"phases[0].replace: 9 asks for 9 instances but only 8 old ones are left"}},
 		{"percent-then-rest.yaml", nil},
 		{"duplicate-phase-name.yaml", []string{"line 8: phases[1].name: \"a\" is used by another phase"}},
@@ -335,7 +335,7 @@ func FuzzParsePlan(f *testing.F) {
 			}
 			return
 		}
-		if p.Change == "" || p.Group == "" || p.Image == "" || len(p.Phases) == 0 {
+		if p.Change == "" || p.Group == "" || p.Image.IsZero() || len(p.Phases) == 0 {
 			t.Fatalf("accepted a plan without change, group, image or phases: %+v", p)
 		}
 		c := newMemCloud(func() time.Time { return t0 }, 3, "ami-old")

@@ -25,13 +25,16 @@ type Provider interface {
 	Group(ctx context.Context, name string) (Group, error)
 
 	// SetImage makes a new launch template version from the group's
-	// current one with image as its AMI and makes it the group's version.
+	// current one with image as its AMI and makes it the group's version;
+	// for a group on a launch configuration, a copy of the configuration
+	// with image, named after it and token, and points the group at it.
 	// token identifies the request: a second call with the same token
-	// finds the version the first one made instead of making another.
+	// finds the version (configuration) the first one made instead of
+	// making another.
 	SetImage(ctx context.Context, group, image, token string) (TemplateChange, error)
 
 	// SetTemplateVersion points the group at an existing launch template
-	// version (rollback). Idempotent.
+	// version or launch configuration (rollback). Idempotent.
 	SetTemplateVersion(ctx context.Context, group string, tmpl TemplateRef) error
 
 	// SetDesired sets the group's desired capacity, raising its maximum
@@ -131,18 +134,49 @@ type Group struct {
 	Suspended []string
 }
 
-// TemplateRef names a launch template version.
+// TemplateRef names what a group (or one of its instances) launches
+// from: a launch template version (ID, Name, Version), or a launch
+// configuration (LaunchConfig, the others empty).
 type TemplateRef struct {
 	ID      string `json:"id"`
 	Name    string `json:"name,omitempty"`
 	Version string `json:"version"`
+	// LaunchConfig is the launch configuration's name, for a group on a
+	// launch configuration.
+	LaunchConfig string `json:"launch_configuration,omitempty"`
 }
 
-// TemplateChange is what SetImage did: the version before and after.
+// IsLaunchConfig reports whether the reference is a launch configuration.
+func (t TemplateRef) IsLaunchConfig() bool { return t.LaunchConfig != "" }
+
+// IsZero reports whether the reference names nothing.
+func (t TemplateRef) IsZero() bool { return t.ID == "" && t.LaunchConfig == "" }
+
+// Same reports whether t and o name the same launch template version or
+// launch configuration (a template's name aside: its id says which).
+func (t TemplateRef) Same(o TemplateRef) bool {
+	if t.IsLaunchConfig() || o.IsLaunchConfig() {
+		return t.LaunchConfig == o.LaunchConfig
+	}
+	return t.ID == o.ID && t.Version == o.Version
+}
+
+// TemplateChange is what SetImage did: the version (or launch
+// configuration) before and after. For `image: current` the change was
+// made outside wsfleet: Current is set, and Previous is what most old
+// instances ran.
 type TemplateChange struct {
 	Previous      TemplateRef `json:"previous"`
 	PreviousImage string      `json:"previous_image"`
 	New           TemplateRef `json:"new"`
+	NewImage      string      `json:"new_image,omitempty"`
+	// Current marks a change made outside wsfleet (`image: current`):
+	// a rollback puts the group back on Previous, but the change that
+	// set New (Terraform's) must be reverted too.
+	Current bool `json:"current,omitempty"`
+	// TerraformChange names that outside change (the plan's
+	// terraform_change), when the plan gave it.
+	TerraformChange string `json:"terraform_change,omitempty"`
 }
 
 // Instance is one member of the group.
@@ -159,10 +193,13 @@ type Instance struct {
 	// ReplaceUnhealthy is suspended).
 	HealthStatus string
 	Protected    bool
-	LaunchTime   time.Time
-	PrivateIP    string
-	Tags         map[string]string
-	ClientToken  string
+	// Launch is the launch template version or launch configuration the
+	// instance was launched from (zero when the provider does not say).
+	Launch      TemplateRef
+	LaunchTime  time.Time
+	PrivateIP   string
+	Tags        map[string]string
+	ClientToken string
 }
 
 // Live reports whether the instance is, or will be, serving: it is not on

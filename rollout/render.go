@@ -18,14 +18,25 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 			live++
 		}
 	}
-	fmt.Fprintf(w, "change %s on group %s: %d instances, desired %d, launch template %s, image %s -> %s\n",
-		p.Change, p.Group, live, g.Desired, templateString(g.Template), g.Image, p.Image)
+	if p.Image.Current {
+		fmt.Fprintf(w, "change %s on group %s: %d instances, desired %d, now on %s (image %s); image current: cycle every instance not launched from it\n",
+			p.Change, p.Group, live, g.Desired, launchString(g.Template), g.Image)
+	} else {
+		fmt.Fprintf(w, "change %s on group %s: %d instances, desired %d, %s, image %s -> %s\n",
+			p.Change, p.Group, live, g.Desired, launchString(g.Template), g.Image, p.Image)
+	}
 	fmt.Fprintf(w, "strategy %s; warm-up %s; drain window %s, at most %g reconnects/s fleet-wide, deadline %s\n",
 		p.Strategy, p.WarmUp.D(), p.Drain.Window.D(), p.Drain.MaxRate, p.Drain.Deadline.D())
 	if len(p.Checks) > 0 {
 		fmt.Fprintln(w, "checks (after each phase, and every interval while it runs):")
 		for _, c := range p.Checks {
 			fmt.Fprintf(w, "  - %s: %s\n", c.Name, c.Describe())
+		}
+	}
+	if effects := p.Notify.Describe(); len(effects) > 0 {
+		fmt.Fprintln(w, "notify:")
+		for _, line := range effects {
+			fmt.Fprintf(w, "  - %s\n", line)
 		}
 	}
 	phase := -2
@@ -50,8 +61,16 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 	fmt.Fprintln(w)
 	switch p.Rollback.OnFailure {
 	case "auto":
-		fmt.Fprintf(w, "on failure: roll back at once: launch template back to %s, every %s instance replaced by one on %s (same drain), old instances still there reused\n",
-			templateString(g.Template), p.Image, g.Image)
+		back, oldImage, newOnes := g.Template, g.Image, p.Image.String()
+		revert := ""
+		if p.Image.Current {
+			if tc, err := currentChange(p, g); err == nil {
+				back, oldImage, revert = tc.Previous, tc.PreviousImage, "; "+tc.revertNote()
+				newOnes = refName(tc.New)
+			}
+		}
+		fmt.Fprintf(w, "on failure: roll back at once: %s back to %s, every %s instance replaced by one on %s (same drain), old instances still there reused%s\n",
+			refKind(back), refName(back), newOnes, oldImage, revert)
 	default:
 		fmt.Fprintln(w, "on failure: stop and wait for `wsfleet rollback` or `wsfleet abort`")
 	}
@@ -80,6 +99,9 @@ func RenderView(w io.Writer, st *State, now time.Time) {
 	}
 	if line := st.Suspension.String(); line != "" {
 		fmt.Fprintf(w, "processes: %s\n", line)
+	}
+	if line := st.Template.outsideLine(st); line != "" {
+		fmt.Fprintln(w, line)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tINSTANCE\tIMAGE\tLIFECYCLE\tHEALTH\tNODE\tCONNS\t")
@@ -184,12 +206,15 @@ func WriteReport(w io.Writer, st *State) {
 	fmt.Fprintf(w, "# Rollout %s: %s\n\n", st.Change, st.Status)
 	newImage := ""
 	if p, err := ParsePlan(st.PlanYAML); err == nil {
-		newImage = p.Image
+		newImage = st.NewImage(p)
 	}
 	fmt.Fprintf(w, "- group: %s (desired %d at the start)\n", st.Group, st.InitialDesired)
 	fmt.Fprintf(w, "- image: %s -> %s\n", st.OldImage, newImage)
 	if st.Template != nil {
-		fmt.Fprintf(w, "- launch template: %s -> %s\n", templateString(st.Template.Previous), templateString(st.Template.New))
+		fmt.Fprintf(w, "- %s: %s -> %s\n", refKind(st.Template.New), refName(st.Template.Previous), refName(st.Template.New))
+		if line := st.Template.outsideLine(st); line != "" {
+			fmt.Fprintf(w, "- %s\n", line)
+		}
 	}
 	fmt.Fprintf(w, "- started %s, ended %s, took %s\n", st.Started.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), total.Round(time.Millisecond))
 	if st.TimeScale > 0 && st.TimeScale != 1 {

@@ -45,7 +45,11 @@ type Step struct {
 	TargetNames []string `json:"target_names,omitempty"`
 	TargetsFrom int      `json:"targets_from,omitempty"`
 	Image       string   `json:"image,omitempty"`
-	Strategy    Strategy `json:"strategy,omitempty"`
+	// Ref, when set, is the launch template version or configuration the
+	// batch's new instances are launched from (`image: current`): they
+	// are told from old ones by it rather than by Image.
+	Ref      *TemplateRef `json:"ref,omitempty"`
+	Strategy Strategy     `json:"strategy,omitempty"`
 
 	IDs       []string      `json:"ids,omitempty"`       // protect
 	Duration  time.Duration `json:"duration,omitempty"`  // bake (unscaled)
@@ -97,24 +101,45 @@ func Compile(p *Plan, g Group) ([]Step, error) {
 // (it polls ctx once a phase and every 1,024 names).
 func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 	var errs PlanErrors
+	image, ref, err := p.target(g)
+	if err != nil {
+		return nil, err
+	}
 	var old []Instance // live instances not on the new image, by name
 	byName := map[string]Instance{}
 	for _, in := range g.Instances {
 		if !in.Live() {
 			continue
 		}
-		if in.Image != p.Image {
+		if !runs(in, image, ref) {
 			old = append(old, in)
 		}
 		byName[in.Name] = in
 	}
 	sort.Slice(old, func(i, j int) bool { return nameLess(old[i].Name, old[j].Name) })
-	if g.Image == p.Image && len(old) == 0 {
-		errs = append(errs, p.errAt("image", "group %s already runs %s on every instance; nothing to change", g.Name, p.Image))
+	setImage := Step{Kind: StepSetImage, Phase: -1, Image: image,
+		Note: fmt.Sprintf("new launch template version from %s with image %s (was %s), made the group's version", templateString(g.Template), image, g.Image)}
+	if g.Template.IsLaunchConfig() {
+		setImage.Note = fmt.Sprintf("copy of %s with image %s (was %s), named after it and the change (%s-%s), made the group's launch configuration; the old one is kept for the rollback",
+			templateString(g.Template), image, g.Image, g.Template.LaunchConfig, p.Change)
+	}
+	switch {
+	case ref != nil && len(old) == 0:
+		errs = append(errs, p.errAt("image", "every live instance of group %s already runs its current %s; nothing to do", g.Name, templateString(g.Template)))
+	case ref != nil:
+		tc, err := currentChange(p, g)
+		if err != nil {
+			errs = append(errs, p.errAt("image", "%v", err))
+			break
+		}
+		setImage.Version = tc.Previous
+		setImage.Note = fmt.Sprintf("the group already runs %s (image %s), set outside wsfleet: nothing to make; %d old instances to cycle, most launched from %s (image %s), which the rollback goes back to",
+			templateString(tc.New), tc.NewImage, len(old), templateString(tc.Previous), tc.PreviousImage)
+	case g.Image == image && len(old) == 0:
+		errs = append(errs, p.errAt("image", "group %s already runs %s on every instance; nothing to change", g.Name, image))
 	}
 
-	steps := []Step{{Kind: StepSuspend, Phase: -1, Note: "suspend the group's " + strings.Join(SuspendedProcesses, " and ") + " (those not already suspended) for the length of the change"}, {Kind: StepSetImage, Phase: -1, Image: p.Image,
-		Note: fmt.Sprintf("new launch template version from %s with image %s (was %s), made the group's version", templateString(g.Template), p.Image, g.Image)}}
+	steps := []Step{{Kind: StepSuspend, Phase: -1, Note: "suspend the group's " + strings.Join(SuspendedProcesses, " and ") + " (those not already suspended) for the length of the change"}, setImage}
 	claimed := map[string]string{} // instance id -> phase that replaces it
 	taken := map[string]bool{}     // names in use or promised
 	for _, in := range g.Instances {
@@ -162,9 +187,9 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 					Note: fmt.Sprintf("protect %d old instances from scale-in", len(oldIDs))})
 			}
 			launch := len(steps)
-			steps = append(steps, Step{Kind: StepBatch, Phase: i, Launch: ph.Canary, Names: names, Image: p.Image,
+			steps = append(steps, Step{Kind: StepBatch, Phase: i, Launch: ph.Canary, Names: names, Image: image, Ref: ref,
 				Strategy: LaunchBeforeTerminate, TargetsFrom: -1,
-				Note: fmt.Sprintf("launch canary %s on %s (desired %d -> %d), wait until healthy", strings.Join(names, ", "), p.Image, g.Desired, g.Desired+ph.Canary)})
+				Note: fmt.Sprintf("launch canary %s on %s (desired %d -> %d), wait until healthy", strings.Join(names, ", "), targetString(image, ref), g.Desired, g.Desired+ph.Canary)})
 			if ph.Bake > 0 {
 				steps = append(steps, Step{Kind: StepBake, Phase: i, Duration: ph.Bake.D(), Note: fmt.Sprintf("bake %s with the checks running", ph.Bake.D())})
 			}
@@ -188,8 +213,8 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 					switch {
 					case !ok:
 						errs = append(errs, p.errAt(key+".replace", "%s is not an instance of group %s; it has %s", n, g.Name, strings.Join(liveNames(g), ", ")))
-					case in.Image == p.Image:
-						errs = append(errs, p.errAt(key+".replace", "%s already runs %s", n, p.Image))
+					case runs(in, image, ref):
+						errs = append(errs, p.errAt(key+".replace", "%s already runs %s", n, targetString(image, ref)))
 					case claimed[in.ID] != "":
 						errs = append(errs, p.errAt(key+".replace", "%s is already replaced by phase %q", n, claimed[in.ID]))
 					default:
@@ -226,12 +251,12 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 				names = append(names, in.Name)
 			}
 			verb := "launch %d on %s (desired %d -> %d), wait until healthy, then drain and terminate %s"
-			note := fmt.Sprintf(verb, len(ids), p.Image, g.Desired, g.Desired+len(ids), strings.Join(names, ", "))
+			note := fmt.Sprintf(verb, len(ids), targetString(image, ref), g.Desired, g.Desired+len(ids), strings.Join(names, ", "))
 			if ph.Strategy == TerminateThenReplace {
-				note = fmt.Sprintf("drain and terminate %s, let the group launch %d on %s, wait until healthy", strings.Join(names, ", "), len(ids), p.Image)
+				note = fmt.Sprintf("drain and terminate %s, let the group launch %d on %s, wait until healthy", strings.Join(names, ", "), len(ids), targetString(image, ref))
 			}
 			steps = append(steps, Step{Kind: StepBatch, Phase: i, Launch: len(ids), Names: names, Targets: ids, TargetNames: names,
-				Image: p.Image, Strategy: ph.Strategy, TargetsFrom: -1, Note: note})
+				Image: image, Ref: ref, Strategy: ph.Strategy, TargetsFrom: -1, Note: note})
 			if ph.Bake > 0 {
 				steps = append(steps, Step{Kind: StepBake, Phase: i, Duration: ph.Bake.D(), Note: fmt.Sprintf("bake %s with the checks running", ph.Bake.D())})
 			}
@@ -252,9 +277,15 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 // instances that are still live and not draining.
 func CompileRollback(st *State, g Group) []Step {
 	steps := []Step{{Kind: StepSuspend, Phase: -1, Note: "keep (or put back) the suspension of " + strings.Join(SuspendedProcesses, " and ")}}
+	var oldRef *TemplateRef // the current form tells old instances by their launch reference
 	if st.Template != nil {
-		steps = append(steps, Step{Kind: StepRestoreImage, Phase: -1, Version: st.Template.Previous, Image: st.Template.PreviousImage,
-			Note: fmt.Sprintf("group back to launch template %s (image %s)", templateString(st.Template.Previous), st.Template.PreviousImage)})
+		note := fmt.Sprintf("group back to %s (image %s)", templateString(st.Template.Previous), st.Template.PreviousImage)
+		if st.Template.Current {
+			prev := st.Template.Previous
+			oldRef = &prev
+			note += "; " + st.Template.revertNote()
+		}
+		steps = append(steps, Step{Kind: StepRestoreImage, Phase: -1, Version: st.Template.Previous, Image: st.Template.PreviousImage, Note: note})
 	}
 	if len(st.Protected) > 0 {
 		steps = append(steps, Step{Kind: StepUnprotect, Phase: -1, IDs: st.Protected, Note: "remove the scale-in protection the rollout added"})
@@ -272,7 +303,7 @@ func CompileRollback(st *State, g Group) []Step {
 		if !in.Live() {
 			continue
 		}
-		if in.Image == st.OldImage && !draining[in.ID] {
+		if runs(in, st.OldImage, oldRef) && !draining[in.ID] {
 			held[in.Name] = true
 			if deregistered[in.ID] || in.HealthStatus == "Unhealthy" {
 				reregister = append(reregister, in.ID)
@@ -295,7 +326,7 @@ func CompileRollback(st *State, g Group) []Step {
 	if len(targets) > 0 || len(names) > 0 {
 		note := fmt.Sprintf("launch %d on %s, wait until healthy, then drain and terminate %s", len(names), st.OldImage, strings.Join(targetNames, ", "))
 		steps = append(steps, Step{Kind: StepBatch, Phase: -1, Launch: len(names), Names: names, Targets: targets, TargetNames: targetNames,
-			Image: st.OldImage, Strategy: LaunchBeforeTerminate, TargetsFrom: -1, Note: note})
+			Image: st.OldImage, Ref: oldRef, Strategy: LaunchBeforeTerminate, TargetsFrom: -1, Note: note})
 	}
 	steps = append(steps, Step{Kind: StepCheck, Phase: -1, Note: "run the checks"}, resumeStep())
 	return steps
@@ -391,6 +422,9 @@ func instNames(ins []Instance) []string {
 }
 
 func templateString(t TemplateRef) string {
+	if t.IsLaunchConfig() {
+		return "launch configuration " + t.LaunchConfig
+	}
 	n := t.Name
 	if n == "" {
 		n = t.ID

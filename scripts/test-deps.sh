@@ -2,8 +2,8 @@
 # Installs what the test suite needs on a fresh machine of this kind, and
 # nothing when it is already there: the JavaScript clients (faye, halley;
 # CometD for interop/) from the committed package-lock.json files, and the
-# AWS CLI, python3-websockets (interop/bayeux_ws.py) and Prometheus from
-# Debian.
+# AWS CLI, python3-websockets (interop/bayeux_ws.py), chromium (the
+# dashboard's browser test, ui/) and Prometheus from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,14 @@ fi
 if [ -f interop/package-lock.json ]; then
   if [ ! -d interop/node_modules ] || [ interop/package-lock.json -nt interop/node_modules/.package-lock.json ]; then
     (cd interop && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
+# the dashboard's browser test (ui/): playwright-core and the page's
+# build tools, driving Debian's chromium (below)
+if [ -f ui/web/package-lock.json ]; then
+  if [ ! -d ui/web/node_modules ] || [ ui/web/package-lock.json -nt ui/web/node_modules/.package-lock.json ]; then
+    (cd ui/web && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi
 
@@ -36,6 +44,10 @@ fi
 # (rollout/canary_e2e_test.go) and `wsfleet demo --prometheus` runs.
 if ! command -v prometheus >/dev/null 2>&1; then
   apt_pkgs+=(prometheus)
+fi
+# headless Chromium for the dashboard's browser test
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_pkgs+=(chromium)
 fi
 # zsh and fish: the shell completion tests (cmd/wsfleet/completion_test.go)
 # parse their scripts and ask fish's completion engine.

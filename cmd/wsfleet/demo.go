@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"time"
 
 	"wsfleet/demo"
+	"wsfleet/probe"
+	"wsfleet/rollout"
+	"wsfleet/ui"
 )
 
 func init() {
 	register("demo", "run the seed's change end to end on a local cloud with chat clients, and report what they saw",
-		"wsfleet demo --fast\nwsfleet demo --fast --naive --clients 500 --out /tmp/naive", runDemo)
+		"wsfleet demo --fast\nwsfleet demo --fast --naive --clients 500 --out /tmp/naive\nwsfleet demo --fast --ui 127.0.0.1:8090", runDemo)
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -28,6 +33,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Float64Var(&cfg.TimeScale, "time-scale", 0, "multiply the plan's waits by this (default 1, or 0.05 with --fast)")
 	fs.BoolVar(&cfg.Prometheus, "prometheus", false, "run Debian's prometheus beside the demo, scraping every node (its files in OUT/prometheus; fails if it is not installed)")
 	fs.BoolVar(&verbose, "v", false, "log the local cloud's and the engine's warnings to stderr")
+	uiAddr := fs.String("ui", "", "serve the live dashboard of the change on this address, e.g. 127.0.0.1:8090 (commands need $WSFLEET_ADMIN_TOKEN)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -44,7 +50,25 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Progress = stdout
 	cfg.TTY = isTerminal(stdout)
+	var dash *uiServer
+	if *uiAddr != "" {
+		if !ui.Loopback(*uiAddr) && os.Getenv("WSFLEET_ADMIN_TOKEN") == "" {
+			return fmt.Errorf("%w: --ui %s: listening beyond loopback needs the admin token ($WSFLEET_ADMIN_TOKEN)", errUsage, *uiAddr)
+		}
+		var werr error
+		cfg.Watch = func(store rollout.Backend, eventLog string, clients func() (probe.Report, bool)) {
+			dash, werr = startUI(ctx, *uiAddr, ui.Config{Store: store, EventLog: eventLog, Token: os.Getenv("WSFLEET_ADMIN_TOKEN"),
+				Metrics: func() (ui.Metrics, bool) {
+					r, ok := clients()
+					return ui.Metrics{Reconnects: r.Reconnects, Delay: time.Duration(r.Latency.P99 * float64(time.Millisecond))}, ok
+				}}, "WSFLEET_ADMIN_TOKEN", stderr)
+			if werr != nil {
+				fmt.Fprintf(stderr, "wsfleet demo: %v\n", werr)
+			}
+		}
+	}
 	sum, err := demo.Run(ctx, cfg)
+	dash.stop()
 	if sum != nil {
 		sum.WriteText(stdout)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"wsfleet/rollout"
 )
@@ -43,6 +44,9 @@ func parsePlanArgs(fs *flag.FlagSet, args []string, engine bool) (*planArgs, err
 		return nil, err
 	}
 	p, err := rollout.ParsePlan(data)
+	if err == nil {
+		err = p.CheckCredentials()
+	}
 	if err != nil {
 		return nil, planError(*file, err)
 	}
@@ -69,10 +73,12 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return planError(a.file, err)
 	}
-	if ok, err := prov.ImageExists(ctx, p.Image); err != nil {
+	if p.Image.AMI == "" {
+		// image: current names no AMI: the group's own is checked by AWS.
+	} else if ok, err := prov.ImageExists(ctx, p.Image.AMI); err != nil {
 		return err
 	} else if !ok {
-		return planError(a.file, rollout.PlanErrors{{Key: "image", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; give an AMI id the account can launch", p.Image)}})
+		return planError(a.file, rollout.PlanErrors{{Key: "image", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; give an AMI id the account can launch", p.Image.AMI)}})
 	}
 	if h, ok := rollout.ParseLock(g.Tags[rollout.LockTag]); ok {
 		fmt.Fprintf(stdout, "note: the group is locked by %s\n", h)
@@ -82,5 +88,21 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	rollout.RenderPlan(stdout, p, g, steps)
-	return nil
+	// The pre-checks judge the world as it is now, as a rollout would
+	// before its first change: one that fails makes plan fail too.
+	image, ref, err := p.Target(g)
+	if err != nil {
+		return planError(a.file, err)
+	}
+	env := rollout.PhaseEnv{Checker: &rollout.Checker{}, Image: image, Ref: ref, Group: g, Now: time.Now(),
+		LoadBalancerURL: func(ctx context.Context) (string, error) { return prov.LoadBalancerURL(ctx, p.Group) }}
+	pre, err := rollout.PreCheck(ctx, p, env)
+	for _, r := range pre {
+		res := "pass"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(stdout, "pre-check %s: %s: %s\n", r.Name, res, r.Detail)
+	}
+	return err
 }

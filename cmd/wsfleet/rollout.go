@@ -17,11 +17,12 @@ import (
 
 	awsprov "wsfleet/provider/aws"
 	"wsfleet/rollout"
+	"wsfleet/ui"
 )
 
 func init() {
 	register("rollout", "execute a plan file on an Auto Scaling group (canary, batches, checks, rollback)",
-		"wsfleet rollout -f examples/gitter-ws-new-ami.yaml\nwsfleet rollout -f examples/gitter-ws-new-ami.yaml --time-scale 0.05 --detach", runRollout)
+		"wsfleet rollout -f examples/gitter-ws-new-ami.yaml\nwsfleet rollout -f examples/gitter-ws-new-ami.yaml --time-scale 0.05 --detach\nwsfleet rollout -f examples/gitter-ws-new-ami.yaml --ui 127.0.0.1:8090", runRollout)
 }
 
 // roFlags are the flags every rollout command shares.
@@ -200,6 +201,7 @@ func (l *roLines) Write(b []byte) (int, error) {
 func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rollout", stderr)
 	detach := fs.Bool("detach", false, "before a phase's not_before window, save the state and exit; `wsfleet resume` continues")
+	uiAddr := fs.String("ui", "", "serve the live dashboard on this address, e.g. 127.0.0.1:8090 (beyond loopback only with the admin token set)")
 	a, err := parsePlanArgs(fs, args, true)
 	if err != nil {
 		return err
@@ -208,12 +210,22 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	var dash *uiServer
+	if *uiAddr != "" {
+		env := a.plan.Nodes.AdminTokenEnv
+		dash, err = startUI(ctx, *uiAddr, ui.Config{Store: store, Change: a.plan.Change, Token: os.Getenv(env)}, env, stderr)
+		if err != nil {
+			return err
+		}
+	}
 	e, stop, err := roEngine(ctx, a.plan, store, a.flags, stdout, stderr)
 	if err != nil {
+		dash.stop()
 		return err
 	}
 	e.Detach = *detach
 	st, err := e.Start(ctx, a.data)
+	dash.stop()
 	stop()
 	if st == nil && err != nil {
 		if errors.Is(err, rollout.ErrInvalidPlan) {

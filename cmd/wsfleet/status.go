@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"wsfleet/rollout"
+	"wsfleet/ui"
 )
 
 func init() {
 	register("status", "show rollouts, or one rollout's progress, fleet and lock",
-		"wsfleet status\nwsfleet status -c gitter-ws-new-ami --state s3://team-state/wsfleet", runStatus)
+		"wsfleet status\nwsfleet status -c gitter-ws-new-ami --state s3://team-state/wsfleet\nwsfleet status -c gitter-ws-new-ami --ui 127.0.0.1:8090", runStatus)
 	register("pause", "pause a running rollout (it keeps its lock)",
 		"wsfleet pause -c gitter-ws-new-ami", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runControl(ctx, "pause", args, stdout, stderr)
@@ -31,9 +32,13 @@ func init() {
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", stderr)
 	change := fs.String("c", "", "change id (default: list every rollout)")
+	uiAddr := fs.String("ui", "", "serve the live dashboard of the change (-c, default the newest running) on this address, e.g. 127.0.0.1:8090, until interrupted")
 	f, store, err := parseStoreArgs(ctx, fs, args)
 	if err != nil {
 		return err
+	}
+	if *uiAddr != "" {
+		return statusUI(ctx, *uiAddr, *change, store, stderr)
 	}
 	if *change == "" {
 		all, err := store.List()
@@ -147,5 +152,29 @@ func runControl(ctx context.Context, cmd string, args []string, stdout, stderr i
 		fmt.Fprintf(stdout, "%s: %s\n", c.change, line)
 	}
 	fmt.Fprintf(stdout, "%s: aborted; the group is left as it is\n", c.change)
+	return nil
+}
+
+// statusUI follows a change run by another process (or by none) on the
+// dashboard, reading its state and event log as status does, until
+// interrupted. The admin token comes from the variable the change's
+// plan names, else $WSFLEET_ADMIN_TOKEN.
+func statusUI(ctx context.Context, addr, change string, store rollout.Backend, stderr io.Writer) error {
+	env := "WSFLEET_ADMIN_TOKEN"
+	if change != "" {
+		st, err := store.Load(change)
+		if err != nil {
+			return err
+		}
+		if p, err := rollout.ParsePlan(st.PlanYAML); err == nil && p.Nodes.AdminTokenEnv != "" {
+			env = p.Nodes.AdminTokenEnv
+		}
+	}
+	dash, err := startUI(ctx, addr, ui.Config{Store: store, Change: change, Token: os.Getenv(env)}, env, stderr)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	dash.stop()
 	return nil
 }

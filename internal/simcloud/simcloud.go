@@ -24,6 +24,9 @@ type Group struct {
 	S3Dir string
 	// Logger is the cloud's; nil: the cloud's default.
 	Logger *slog.Logger
+	// LaunchConfiguration puts the group on a launch configuration
+	// named gitter-ws instead of a launch template.
+	LaunchConfiguration bool
 }
 
 // Start starts the cloud with images ami-old and ami-new (both simulated)
@@ -44,14 +47,20 @@ func Start(t testing.TB, ctx context.Context, g Group) *localcloud.Cloud {
 	t.Cleanup(func() { cloud.Close() })
 	n := int32(len(g.Names))
 	delay := g.DeregistrationDelay
-	if err := cloud.Bootstrap(ctx, &localcloud.Topology{
-		LaunchTemplates: []localcloud.TopoLaunchTemplate{{Name: "gitter-ws", ImageID: "ami-old", InstanceType: "c5.large", UserData: "--admin-token=" + g.Token + "\n"}},
+	launch := []localcloud.TopoLaunchTemplate{{Name: "gitter-ws", ImageID: "ami-old", InstanceType: "c5.large", UserData: "--admin-token=" + g.Token + "\n"}}
+	topo := &localcloud.Topology{
 		TargetGroups: []localcloud.TopoTargetGroup{{Name: "gitter-ws", Port: 8080, HealthCheckPath: "/readyz",
 			HealthyThresholdCount: 2, UnhealthyThresholdCount: 2, DeregistrationDelaySeconds: &delay}},
-		Groups: []localcloud.TopoGroup{{Name: "gitter-ws", LaunchTemplate: "gitter-ws", Version: "$Latest", Min: n, Max: 2 * n, Desired: n,
+		Groups: []localcloud.TopoGroup{{Name: "gitter-ws", Min: n, Max: 2 * n, Desired: n,
 			AvailabilityZones: []string{"us-east-1a", "us-east-1b"}, TargetGroups: []string{"gitter-ws"},
 			HealthCheckType: "ELB", HealthCheckGracePeriod: 60, InstanceNames: g.Names}},
-	}); err != nil {
+	}
+	if g.LaunchConfiguration {
+		topo.LaunchConfigurations, topo.Groups[0].LaunchConfiguration = launch, "gitter-ws"
+	} else {
+		topo.LaunchTemplates, topo.Groups[0].LaunchTemplate, topo.Groups[0].Version = launch, "gitter-ws", "$Latest"
+	}
+	if err := cloud.Bootstrap(ctx, topo); err != nil {
 		t.Fatal(err)
 	}
 	return cloud

@@ -281,7 +281,7 @@ func templateOf(g asgtypes.AutoScalingGroup) (*asgtypes.LaunchTemplateSpecificat
 	if m := g.MixedInstancesPolicy; m != nil && m.LaunchTemplate != nil && m.LaunchTemplate.LaunchTemplateSpecification != nil {
 		return m.LaunchTemplate.LaunchTemplateSpecification, nil
 	}
-	return nil, fmt.Errorf("group %s has no launch template (launch configurations are not supported)", aws.ToString(g.AutoScalingGroupName))
+	return nil, fmt.Errorf("group %s has no launch template", aws.ToString(g.AutoScalingGroupName))
 }
 
 // resolveVersion turns a version spec ($Latest, $Default or a number) into
@@ -339,7 +339,9 @@ func (p *Provider) Group(ctx context.Context, name string) (rollout.Group, error
 		g.Suspended = append(g.Suspended, aws.ToString(sp.ProcessName))
 	}
 	sort.Strings(g.Suspended)
-	if lt, err := templateOf(ag); err == nil {
+	if onLC, err := p.groupLC(ctx, ag, &g); err != nil {
+		return rollout.Group{}, err
+	} else if lt, err := templateOf(ag); err == nil && !onLC {
 		num, img, err := p.resolveVersion(ctx, aws.ToString(lt.LaunchTemplateId), aws.ToString(lt.Version))
 		if err != nil {
 			return rollout.Group{}, err
@@ -392,7 +394,7 @@ func (p *Provider) Group(ctx context.Context, name string) (rollout.Group, error
 	for _, ai := range ag.Instances {
 		id := aws.ToString(ai.InstanceId)
 		in := rollout.Instance{ID: id, Lifecycle: string(ai.LifecycleState), HealthStatus: aws.ToString(ai.HealthStatus),
-			Protected: aws.ToBool(ai.ProtectedFromScaleIn), Tags: map[string]string{}}
+			Protected: aws.ToBool(ai.ProtectedFromScaleIn), Tags: map[string]string{}, Launch: launchOf(ai)}
 		if len(ag.TargetGroupARNs) > 0 {
 			in.Health = health[id]
 			if in.Health == "" {
@@ -436,6 +438,9 @@ func (p *Provider) SetImage(ctx context.Context, group, image, token string) (ro
 	ag, err := p.describeGroup(ctx, group)
 	if err != nil {
 		return rollout.TemplateChange{}, err
+	}
+	if ag.LaunchConfigurationName != nil {
+		return p.setImageLC(ctx, ag, image, token)
 	}
 	lt, err := templateOf(ag)
 	if err != nil {
@@ -486,7 +491,7 @@ func (p *Provider) SetImage(ctx context.Context, group, image, token string) (ro
 		}
 		made = out.LaunchTemplateVersion
 	}
-	tc.New = ref
+	tc.New, tc.NewImage = ref, image
 	tc.New.Version = strconv.FormatInt(aws.ToInt64(made.VersionNumber), 10)
 	// Pin the group to the new number: the rollback pins it back.
 	if err := p.SetTemplateVersion(ctx, group, tc.New); err != nil {
@@ -505,8 +510,11 @@ func clientToken(token string) string {
 }
 
 // SetTemplateVersion points the group at a numbered launch template
-// version.
+// version, or at a launch configuration (launchconfig.go).
 func (p *Provider) SetTemplateVersion(ctx context.Context, group string, t rollout.TemplateRef) error {
+	if t.IsLaunchConfig() {
+		return p.setLC(ctx, group, t.LaunchConfig)
+	}
 	_, err := p.asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
 		AutoScalingGroupName: aws.String(group),
 		LaunchTemplate:       &asgtypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(t.ID), Version: aws.String(t.Version)},

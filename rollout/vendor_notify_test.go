@@ -1,0 +1,172 @@
+package rollout
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"wsfleet/internal/vendortest"
+)
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+		ok   bool
+	}{
+		{"3", 3 * time.Second, true},
+		{"0", 0, true},
+		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
+		{"", 0, false},
+		{"soon", 0, false},
+		{"-2", 0, false},
+	} {
+		if got, ok := retryAfter(tc.v, now); got != tc.want || ok != tc.ok {
+			t.Errorf("retryAfter(%q) = %s %v, want %s %v", tc.v, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// notice is a notice of change at phase (started or not) with st.
+func notice(st *State, typ, phase string, started bool) Notice {
+	return Notice{Type: typ, Phase: phase, Started: started, At: time.Now(), State: st}
+}
+
+// TestMaintenanceNotifier: a window per phase, opened at its start (a
+// rate-limited create sent again whole), ended at its end or at a
+// failure; a second notifier (a resumed rollout) finds the open window
+// instead of making another.
+func TestMaintenanceNotifier(t *testing.T) {
+	const token = "pd-notify-secret-81"
+	t.Setenv("TEST_PD_NOTIFY", token)
+	pd := vendortest.NewPagerDuty(t, token)
+	spec := &PagerDutyMaintenance{URL: pd.URL, TokenEnv: "TEST_PD_NOTIFY", Services: []string{"P1", "P2"}, From: "ops@example.com"}
+	spec.validate(func(key, format string, args ...any) {
+		t.Fatalf("validate %s: "+format, append([]any{key}, args...)...)
+	})
+	w := &waits{}
+	m := &maintenanceNotifier{spec: spec, checker: &Checker{Sleep: w.sleep}}
+	ctx := context.Background()
+	st := &State{Change: "c1"}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func() []vendortest.Window {
+		var out []vendortest.Window
+		for _, w := range pd.Windows() {
+			if w.End.After(time.Now()) && !w.Deleted {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+
+	pd.RateLimit(1, "2")
+	must(m.Notify(ctx, notice(st, "phase", "canary", true)))
+	if ws := open(); len(ws) != 1 || ws[0].Description != "wsfleet change c1 phase canary" || strings.Join(ws[0].Services, " ") != "P1 P2" || ws[0].From != "ops@example.com" {
+		t.Fatalf("open windows %+v", ws)
+	}
+	if ws := pd.Windows(); ws[0].End.Sub(ws[0].Start) < 119*time.Minute {
+		t.Errorf("window %s to %s, want max_duration 2h", ws[0].Start, ws[0].End)
+	}
+	if got := w.all(); len(got) != 1 || got[0] != 2*time.Second {
+		t.Errorf("retry waits %v, want [2s]", got)
+	}
+
+	// A resumed rollout: a new notifier, the same phase.
+	m2 := &maintenanceNotifier{spec: spec, checker: &Checker{Sleep: w.sleep}}
+	must(m2.Notify(ctx, notice(st, "resume", "canary", false)))
+	must(m2.Notify(ctx, notice(st, "phase", "canary", true)))
+	if n := len(pd.Windows()); n != 1 {
+		t.Errorf("%d windows after the resume, want the one", n)
+	}
+	// Another change's window is not this change's business.
+	other := &State{Change: "c10"}
+	must(m2.Notify(ctx, notice(other, "phase", "canary", true)))
+	must(m2.Notify(ctx, notice(st, "phase", "canary", false)))
+	if ws := open(); len(ws) != 1 || ws[0].Description != "wsfleet change c10 phase canary" {
+		t.Errorf("after canary's end, open: %+v", ws)
+	}
+	must(m2.Notify(ctx, notice(st, "phase", "first half", true)))
+	must(m2.Notify(ctx, notice(st, "fail", "first half", false)))
+	must(m2.Notify(ctx, notice(other, "end", "", false)))
+	if ws := open(); len(ws) != 0 {
+		t.Errorf("after the failure and the other's end, open: %+v", ws)
+	}
+	if n := len(pd.Windows()); n != 3 {
+		t.Errorf("%d windows in all, want 3", n)
+	}
+}
+
+// TestGitLabNotifier: one progress comment, made once and edited; found
+// again by a new notifier; the report once at the end, even when the end
+// is told twice.
+func TestGitLabNotifier(t *testing.T) {
+	const token = "glpat-notify-secret-52"
+	t.Setenv("TEST_GL_NOTIFY", token)
+	gl := vendortest.NewGitLab(t, token)
+	gl.PerPageMax = 1 // the marker is found past the first page
+	spec := &GitLabIssueNotes{URL: gl.URL, TokenEnv: "TEST_GL_NOTIFY", Project: "gitlab-com/gl-infra/production", Issue: 7}
+	spec.validate(func(key, format string, args ...any) {
+		t.Fatalf("validate %s: "+format, append([]any{key}, args...)...)
+	})
+	ctx := context.Background()
+	st := &State{Change: "c1", Group: "gitter-ws", OldImage: "ami-old", Status: StatusRunning, Started: time.Now(),
+		Phases: []PhaseRecord{{Name: "canary", Status: "pending"}, {Name: "rest", Status: "pending"}}}
+	// Someone else's comment first.
+	g0 := &gitlabNotifier{spec: &GitLabIssueNotes{URL: gl.URL, TokenEnv: "TEST_GL_NOTIFY", Project: spec.Project, Issue: 7}, checker: &Checker{}}
+	if err := g0.Notify(ctx, notice(&State{Change: "other"}, "start", "", false)); err != nil {
+		t.Fatal(err)
+	}
+	g := &gitlabNotifier{spec: spec, checker: &Checker{}}
+	for _, n := range []Notice{notice(st, "start", "", false), notice(st, "phase", "canary", true)} {
+		if err := g.Notify(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Phases[0] = PhaseRecord{Name: "canary", Status: "done", Checks: []CheckResult{{Name: "sentry", Pass: true, Detail: "0 Sentry events"}}}
+	g2 := &gitlabNotifier{spec: spec, checker: &Checker{}} // resumed
+	st.Status, st.Ended = StatusSucceeded, time.Now()
+	for _, n := range []Notice{notice(st, "phase", "canary", false), notice(st, "end", "", false), notice(st, "end", "", false)} {
+		if err := g2.Notify(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notes := gl.Notes(spec.Project, 7)
+	if len(notes) != 3 {
+		t.Fatalf("%d comments, want the other change's, the progress and the report", len(notes))
+	}
+	p := notes[1]
+	if len(p.Bodies) != 5 || !strings.Contains(p.Body, "| canary | done |") || !strings.Contains(p.Body, "sentry pass (0 Sentry events)") || !strings.Contains(p.Body, "**wsfleet rollout c1**: succeeded") {
+		t.Errorf("progress comment, %d versions:\n%s", len(p.Bodies), p.Body)
+	}
+	if r := notes[2]; !strings.HasPrefix(r.Body, "<!-- wsfleet:report change=c1 -->\n# Rollout c1: succeeded") {
+		t.Errorf("report comment:\n%s", r.Body)
+	}
+}
+
+// TestSlackNotifier: a rate-limited post is sent again after Retry-After.
+func TestSlackNotifier(t *testing.T) {
+	sl := vendortest.NewSlack(t, "/services/T1/B1/notify-secret")
+	t.Setenv("TEST_SLACK_NOTIFY", sl.WebhookURL())
+	w := &waits{}
+	s := &slackNotifier{spec: &SlackWebhook{URLEnv: "TEST_SLACK_NOTIFY"}, checker: &Checker{Sleep: w.sleep}}
+	st := &State{Change: "c1", Group: "gitter-ws", OldImage: "ami-old", Phases: []PhaseRecord{{Name: "canary", Status: "failed", Checks: []CheckResult{{Name: "pagerduty", Detail: "1 PagerDuty incidents"}}}}}
+	sl.RateLimit(1)
+	if err := s.Notify(context.Background(), notice(st, "phase", "canary", false)); err != nil {
+		t.Fatal(err)
+	}
+	if got := sl.Messages(); len(got) != 1 || got[0] != "wsfleet c1: phase canary failed: pagerduty FAIL (1 PagerDuty incidents)" {
+		t.Errorf("messages %q", got)
+	}
+	if got := w.all(); len(got) != 1 || got[0] != time.Second {
+		t.Errorf("retry waits %v, want [1s]", got)
+	}
+}
