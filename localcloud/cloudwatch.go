@@ -140,20 +140,25 @@ func (c *Cloud) serveRPC(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeRPCError(w http.ResponseWriter, e *rpcError) {
+	w.Header().Set("Smithy-Protocol", "rpc-v2-cbor")
+	w.Header().Set("Content-Type", "application/cbor")
+	w.Header().Set("X-Amzn-RequestId", newUUID())
+	w.Header().Set("X-Amzn-Query-Error", e.queryError())
+	w.WriteHeader(e.Status)
+	w.Write(cbor.Encode(cbor.Map{"__type": cbor.String(cwNamespace + e.Shape), "message": cbor.String(e.Message)}))
+}
+
+// queryError is the x-amzn-query-error header of e: the query protocol's
+// code and who is at fault, "ResourceNotFound;Sender".
+func (e *rpcError) queryError() string {
 	code := e.Code
 	if code == "" {
 		code = e.Shape
 	}
-	fault := "Sender"
 	if e.Status >= 500 {
-		fault = "Receiver"
+		return code + ";Receiver"
 	}
-	w.Header().Set("Smithy-Protocol", "rpc-v2-cbor")
-	w.Header().Set("Content-Type", "application/cbor")
-	w.Header().Set("X-Amzn-RequestId", newUUID())
-	w.Header().Set("X-Amzn-Query-Error", code+";"+fault)
-	w.WriteHeader(e.Status)
-	w.Write(cbor.Encode(cbor.Map{"__type": cbor.String(cwNamespace + e.Shape), "message": cbor.String(e.Message)}))
+	return code + ";Sender"
 }
 
 // Reading a decoded input.
@@ -483,16 +488,8 @@ func (a *alarm) cbor(region string) cbor.Map {
 func (c *Cloud) serveJSON(w http.ResponseWriter, r *http.Request, target string) {
 	svc, op, _ := strings.Cut(target, ".")
 	writeErr := func(e *rpcError) {
-		code := e.Code
-		if code == "" {
-			code = e.Shape
-		}
-		fault := "Sender"
-		if e.Status >= 500 {
-			fault = "Receiver"
-		}
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		w.Header().Set("X-Amzn-Query-Error", code+";"+fault)
+		w.Header().Set("X-Amzn-Query-Error", e.queryError())
 		w.WriteHeader(e.Status)
 		json.NewEncoder(w).Encode(map[string]string{"__type": cwNamespace + e.Shape, "message": e.Message})
 	}

@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -65,15 +64,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		stopGroup(cmd, 10*time.Second)
 		logf.Close()
 	})
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -100,37 +91,34 @@ scrape_configs:
 }
 
 // handshakeLoad sends Bayeux handshakes through the load balancer, rate a
-// second, until ctx ends, as a fleet's clients (re)connecting do; it
-// counts the failed ones.
-func handshakeLoad(ctx context.Context, lb string, rate int) *atomic.Int64 {
-	var failed atomic.Int64
+// second, until ctx ends, as a fleet's clients (re)connecting do.
+func handshakeLoad(ctx context.Context, lb string, rate int) {
 	body := `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling","websocket"]}]`
-	go func() {
-		t := time.NewTicker(time.Second / time.Duration(rate))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
+	go every(ctx, time.Second/time.Duration(rate), func() {
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, lb+"/bayeux", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
 				return
-			case <-t.C:
 			}
-			go func() {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, lb+"/bayeux", strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return
-				}
-				var b [512]byte
-				n, _ := resp.Body.Read(b[:])
-				resp.Body.Close()
-				if !strings.Contains(string(b[:n]), `"successful":true`) {
-					failed.Add(1)
-				}
-			}()
+			resp.Body.Close()
+		}()
+	})
+}
+
+// every calls f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
 		}
-	}()
-	return &failed
+	}
 }
 
 // subscriberLoad keeps short-lived websocket subscribers coming through
@@ -138,50 +126,32 @@ func handshakeLoad(ctx context.Context, lb string, rate int) *atomic.Int64 {
 // a new one too, has some) and publishes 20 messages a second to them:
 // every node delivers, and its delivery latency can be compared.
 func subscriberLoad(ctx context.Context, lb string) {
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
+	go every(ctx, 100*time.Millisecond, func() {
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			c, err := client.Dial(cctx, client.Config{URL: lb + "/bayeux", RequestTimeout: 3 * time.Second})
+			if err != nil {
+				return // a failed handshake: the faulty image's
+			}
+			defer c.Close()
+			if c.Subscribe(cctx, "/canary/load", func(client.Delivery) {}) != nil {
+				return
+			}
 			select {
 			case <-ctx.Done():
-				return
-			case <-t.C:
+			case <-time.After(3 * time.Second):
 			}
-			go func() {
-				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				defer cancel()
-				c, err := client.Dial(cctx, client.Config{URL: lb + "/bayeux", RequestTimeout: 3 * time.Second})
-				if err != nil {
-					return // a failed handshake: the faulty image's
-				}
-				defer c.Close()
-				if c.Subscribe(cctx, "/canary/load", func(client.Delivery) {}) != nil {
-					return
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(3 * time.Second):
-				}
-			}()
+		}()
+	})
+	go every(ctx, 50*time.Millisecond, func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, lb+"/publish", strings.NewReader(`{"channel":"/canary/load","data":"x"}`))
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
 		}
-	}()
-	go func() {
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, lb+"/publish", strings.NewReader(`{"channel":"/canary/load","data":"x"}`))
-			req.Header.Set("Authorization", "Bearer "+adminToken)
-			req.Header.Set("Content-Type", "application/json")
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-			}
-		}
-	}()
+	})
 }
 
 // canaryPlan is the plan both cases run: one canary, baked 8s (160s at
@@ -327,46 +297,37 @@ func TestE2ECanary(t *testing.T) {
 		}
 		return out
 	}
+	// caught runs the plan on a bad image: it must roll back, with the
+	// analysis failing on metric and the prometheus check promCheck
+	// above bound.
+	caught := func(t *testing.T, change, image, metric, promCheck, bound string) {
+		st := run(t, change, image)
+		if st.Status != rollout.StatusRolledBack {
+			t.Fatalf("status %s, failure %q", st.Status, st.Failure)
+		}
+		cs := checks(st)
+		a, p := cs["analysis"], cs[promCheck]
+		if a.Pass || !strings.Contains(a.Detail, metric+" fail") || a.Analysis == nil {
+			t.Errorf("canary_analysis did not catch it: %+v", a)
+		}
+		if p.Pass || !strings.Contains(p.Detail, "above the max "+bound) {
+			t.Errorf("the prometheus check did not catch it: %+v", p)
+		}
+		var b strings.Builder
+		rollout.WriteReport(&b, st)
+		if !strings.Contains(b.String(), "### Canary analysis: analysis, phase canary") {
+			t.Errorf("the report has no analysis table")
+		}
+		t.Logf("analysis: %s", a.Detail)
+		t.Logf("prometheus: %s", p.Detail)
+	}
 	for i := 1; i <= runs; i++ {
 		t.Run(fmt.Sprintf("run %d: bad image caught and rolled back", i), func(t *testing.T) {
-			st := run(t, fmt.Sprintf("canary-bad-%d", i), "ami-faulty")
-			if st.Status != rollout.StatusRolledBack {
-				t.Fatalf("status %s, failure %q", st.Status, st.Failure)
-			}
-			cs := checks(st)
-			a, p := cs["analysis"], cs["handshakes"]
-			if a.Pass || !strings.Contains(a.Detail, "handshake_failures fail") || a.Analysis == nil {
-				t.Errorf("canary_analysis did not catch it: %+v", a)
-			}
-			if p.Pass || !strings.Contains(p.Detail, "above the max 0.05") {
-				t.Errorf("the prometheus check did not catch it: %+v", p)
-			}
-			if a.Analysis != nil {
-				var b strings.Builder
-				rollout.WriteReport(&b, st)
-				if !strings.Contains(b.String(), "### Canary analysis: analysis, phase canary") {
-					t.Errorf("the report has no analysis table")
-				}
-				t.Logf("analysis: %s", a.Detail)
-			}
-			t.Logf("prometheus: %s", p.Detail)
+			caught(t, fmt.Sprintf("canary-bad-%d", i), "ami-faulty", "handshake_failures", "handshakes", "0.05")
 		})
 		if slow {
 			t.Run(fmt.Sprintf("run %d: slow image caught and rolled back", i), func(t *testing.T) {
-				st := run(t, fmt.Sprintf("canary-slow-%d", i), "ami-slow")
-				if st.Status != rollout.StatusRolledBack {
-					t.Fatalf("status %s, failure %q", st.Status, st.Failure)
-				}
-				cs := checks(st)
-				a, p := cs["analysis"], cs["latency"]
-				if a.Pass || !strings.Contains(a.Detail, "latency_p99 fail") {
-					t.Errorf("canary_analysis did not catch it: %+v", a)
-				}
-				if p.Pass || !strings.Contains(p.Detail, "above the max 0.15") {
-					t.Errorf("the prometheus check did not catch it: %+v", p)
-				}
-				t.Logf("analysis: %s", a.Detail)
-				t.Logf("prometheus: %s", p.Detail)
+				caught(t, fmt.Sprintf("canary-slow-%d", i), "ami-slow", "latency_p99", "latency", "0.15")
 			})
 		}
 		t.Run(fmt.Sprintf("run %d: good image passes", i), func(t *testing.T) {

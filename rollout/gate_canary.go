@@ -444,13 +444,7 @@ func famSum(f *dto.MetricFamily, want map[string]string) float64 {
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		match := true
-		for k, v := range want {
-			if labels[k] != v {
-				match = false
-			}
-		}
-		if !match {
+		if !labelsInclude(labels, want) {
 			continue
 		}
 		switch {
