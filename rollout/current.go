@@ -14,7 +14,7 @@ import (
 func (p *Plan) target(g Group) (string, *TemplateRef, error) {
 	switch {
 	case p.Image.Terraform != nil:
-		return "", nil, PlanErrors{p.errAt("image", "%v", ErrTerraformNotBuilt)}
+		return p.Image.Terraform.Value, nil, nil // the image the variable sets
 	case p.Image.Current:
 		if g.Template.IsZero() {
 			return "", nil, PlanErrors{p.errAt("image", "current: group %s has neither a launch template nor a launch configuration", g.Name)}
@@ -174,6 +174,9 @@ func (st *State) NewImage(p *Plan) string {
 	if p.Image.AMI != "" {
 		return p.Image.AMI
 	}
+	if p.Image.Terraform != nil {
+		return p.Image.Terraform.Value
+	}
 	if st.Template != nil {
 		return st.Template.NewImage
 	}
@@ -195,6 +198,9 @@ func (st *State) newRef(p *Plan) *TemplateRef {
 // Terraform change must be reverted too; before, that it would have to
 // be. Empty for a change wsfleet made.
 func (tc *TemplateChange) outsideLine(st *State) string {
+	if line := tc.terraformLine(st); line != "" {
+		return line
+	}
 	if tc == nil || !tc.Current {
 		return ""
 	}

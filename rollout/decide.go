@@ -150,7 +150,10 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 		}
 		return Decision{Step: s, Effects: []Effect{{Key: "set-image", Kind: EffSetImage, Value: s.Image}}}
 	case StepRestoreImage:
-		if obs.Group.Template.Same(s.Version) && obs.Group.Image == s.Image {
+		// Reverted through Terraform, the group is on a new launch
+		// configuration (or version) with the old image.
+		terraformDone := st.Template != nil && st.Template.Terraform != "" && obs.Group.Image == s.Image
+		if terraformDone || obs.Group.Template.Same(s.Version) && obs.Group.Image == s.Image {
 			return done(s, now)
 		}
 		return Decision{Step: s, Effects: []Effect{{Key: "set-template-version", Kind: EffSetVersion, Version: s.Version}}}

@@ -57,6 +57,14 @@ func freePort(t *testing.T) int {
 // startCloud builds wsfleet and runs `wsfleet cloud` with the seed
 // topology on free ports, and extra flags (the faults' flags) if given.
 func startCloud(t *testing.T, extra ...string) *e2e {
+	e := launchCloud(t, nil, extra...)
+	e.waitFleet(t, "ami-old", 90*time.Second)
+	return e
+}
+
+// launchCloud is startCloud with the topology edited by edit (when set),
+// without waiting for the fleet.
+func launchCloud(t *testing.T, edit func(topology string) string, extra ...string) *e2e {
 	dir := t.TempDir()
 	e := &e2e{dir: dir, bin: suite.Binary(t), stateDir: filepath.Join(dir, "state")}
 	// A node image that never starts: its instances never pass a check.
@@ -71,6 +79,9 @@ func startCloud(t *testing.T, extra ...string) *e2e {
 	apiPort, natsPort, lbPort := freePort(t), freePort(t), freePort(t)
 	s := strings.Replace(string(topo), "nats://127.0.0.1:4222", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), 1)
 	s = strings.Replace(s, "port: 8000", fmt.Sprintf("port: %d", lbPort), 1)
+	if edit != nil {
+		s = edit(s)
+	}
 	topoPath := filepath.Join(dir, "topology.yaml")
 	os.WriteFile(topoPath, []byte(s), 0o644)
 	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
@@ -91,7 +102,6 @@ func startCloud(t *testing.T, extra ...string) *e2e {
 	// The cloud stops its instances on SIGTERM; whatever is left of its
 	// process group after that is killed.
 	t.Cleanup(func() { stopGroup(cmd, 20*time.Second) })
-	e.waitFleet(t, "ami-old", 90*time.Second)
 	return e
 }
 

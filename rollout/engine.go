@@ -27,6 +27,10 @@ type Engine struct {
 	Events   *EventLog
 	Log      *slog.Logger
 
+	// Terraform makes the change of a plan in the terraform image form
+	// (image_terraform.go); nil for the other forms.
+	Terraform TerraformChange
+
 	// Now and Sleep are the engine's clock: tests drive a fake one so
 	// that bakes and drains take no real time.
 	Now   func() time.Time

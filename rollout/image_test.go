@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -63,16 +64,25 @@ func TestPlanImageForms(t *testing.T) {
 	}
 }
 
-// TestTerraformFormNotBuilt: the terraform form parses, but compiling it
-// says plainly that it is not wired to Terraform yet.
-func TestTerraformFormNotBuilt(t *testing.T) {
-	p, err := ParsePlan([]byte("change: c\ngroup: g\nimage: {terraform: {dir: d, var: v, value: ami-1}}\nphases:\n  - {name: a, replace: rest}\n"))
+// TestTerraformFormCompiles: the terraform form compiles to the same
+// steps as an AMI, the variable's value being the image new instances
+// run; an engine given no Terraform change refuses it before any change.
+func TestTerraformFormCompiles(t *testing.T) {
+	yaml := []byte("change: c\ngroup: g\nimage: {terraform: {dir: d, var: v, value: ami-1}}\nphases:\n  - {name: a, replace: rest}\n")
+	p, err := ParsePlan(yaml)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Compile(p, Group{Name: "g", Image: "ami-0", Instances: []Instance{{ID: "i-1", Name: "ws-01", Image: "ami-0", Lifecycle: "InService"}}})
-	if err == nil || !strings.Contains(err.Error(), "terraform image form: not built yet") {
+	steps, err := Compile(p, Group{Name: "g", Image: "ami-0", Instances: []Instance{{ID: "i-1", Name: "ws-01", Image: "ami-0", Lifecycle: "InService"}}})
+	if err != nil {
 		t.Fatalf("compile: %v", err)
+	}
+	if len(steps) < 2 || steps[1].Kind != StepSetImage || steps[1].Image != "ami-1" {
+		t.Fatalf("steps = %+v; want set-image to ami-1 second", steps)
+	}
+	e := &Engine{}
+	if _, err := e.Start(context.Background(), yaml); !errors.Is(err, ErrNoTerraform) {
+		t.Fatalf("Start without Terraform: %v; want ErrNoTerraform", err)
 	}
 }
 

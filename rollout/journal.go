@@ -96,12 +96,21 @@ func (e *Engine) call(ctx context.Context, st *State, eff Effect, obs Observatio
 	p := e.Provider
 	switch eff.Kind {
 	case EffSetImage:
-		tc, err := p.SetImage(ctx, st.Group, eff.Value, st.Change)
+		setImage := p.SetImage
+		if e.Terraform != nil {
+			setImage = func(ctx context.Context, _, image, _ string) (TemplateChange, error) {
+				return e.terraformSetImage(ctx, st, image)
+			}
+		}
+		tc, err := setImage(ctx, st.Group, eff.Value, st.Change)
 		if err != nil {
 			return outcome{}, err
 		}
 		return outcome{template: &tc}, nil
 	case EffSetVersion:
+		if e.Terraform != nil && st.Template != nil && st.Template.Terraform != "" {
+			return outcome{}, e.terraformRestore(ctx)
+		}
 		return outcome{}, p.SetTemplateVersion(ctx, st.Group, eff.Version)
 	case EffSetDesired:
 		return outcome{}, p.SetDesired(ctx, st.Group, eff.N)

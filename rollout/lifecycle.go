@@ -70,6 +70,9 @@ type ImageChecker interface {
 func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	e.defaults()
 	e.ctx = ctx
+	if err := e.needTerraform(planYAML); err != nil {
+		return nil, err
+	}
 	plan, g, steps, err := Prepare(ctx, e.Provider, planYAML)
 	if err != nil {
 		return nil, err
@@ -180,6 +183,9 @@ func (e *Engine) Resume(ctx context.Context, change string, rollback bool) (*Sta
 	}
 	if err != nil {
 		return st, fmt.Errorf("stored plan: %w", err)
+	}
+	if err := e.needTerraform(st.PlanYAML); err != nil {
+		return st, e.unclaim(st, err)
 	}
 	if st.TimeScale > 0 && e.TimeScale == 1 {
 		e.TimeScale = st.TimeScale

@@ -177,6 +177,9 @@ type TemplateChange struct {
 	// TerraformChange names that outside change (the plan's
 	// terraform_change), when the plan gave it.
 	TerraformChange string `json:"terraform_change,omitempty"`
+	// Terraform names the change wsfleet made through Terraform (the
+	// terraform image form); its rollback reverts it through Terraform.
+	Terraform string `json:"terraform,omitempty"`
 }
 
 // Instance is one member of the group.

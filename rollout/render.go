@@ -69,6 +69,10 @@ func RenderPlan(w io.Writer, p *Plan, g Group, steps []Step) {
 				newOnes = refName(tc.New)
 			}
 		}
+		if p.Image.Terraform != nil {
+			fmt.Fprintln(w, terraformRollbackLine(p, g)) // image_terraform.go
+			break
+		}
 		fmt.Fprintf(w, "on failure: roll back at once: %s back to %s, every %s instance replaced by one on %s (same drain), old instances still there reused%s\n",
 			refKind(back), refName(back), newOnes, oldImage, revert)
 	default:

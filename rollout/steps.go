@@ -123,6 +123,9 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 		setImage.Note = fmt.Sprintf("copy of %s with image %s (was %s), named after it and the change (%s-%s), made the group's launch configuration; the old one is kept for the rollback",
 			templateString(g.Template), image, g.Image, g.Template.LaunchConfig, p.Change)
 	}
+	if p.Image.Terraform != nil {
+		setImage.Note = terraformSetImageNote(p, g) // image_terraform.go
+	}
 	switch {
 	case ref != nil && len(old) == 0:
 		errs = append(errs, p.errAt("image", "every live instance of group %s already runs its current %s; nothing to do", g.Name, templateString(g.Template)))

@@ -2,8 +2,8 @@
 # Installs what the test suite needs on a fresh machine of this kind, and
 # nothing when it is already there: the JavaScript clients (faye, halley;
 # CometD for interop/) from the committed package-lock.json files, and the
-# AWS CLI, python3-websockets (interop/bayeux_ws.py), chromium (the
-# dashboard's browser test, ui/) and Prometheus from Debian.
+# AWS CLI, python3-websockets (interop/bayeux_ws.py), chromium, firefox-esr
+# (the dashboard's browser tests, ui/) and Prometheus from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +20,9 @@ if [ -f interop/package-lock.json ]; then
   fi
 fi
 
-# the dashboard's browser test (ui/): playwright-core and the page's
-# build tools, driving Debian's chromium (below)
+# the dashboard's browser tests (ui/): playwright-core driving Debian's
+# chromium, puppeteer-core driving Debian's firefox-esr (both below), and
+# the page's build tools
 if [ -f ui/web/package-lock.json ]; then
   if [ ! -d ui/web/node_modules ] || [ ui/web/package-lock.json -nt ui/web/node_modules/.package-lock.json ]; then
     (cd ui/web && npm ci --no-audit --no-fund --loglevel=error)
@@ -49,6 +50,10 @@ fi
 if ! command -v chromium >/dev/null 2>&1; then
   apt_pkgs+=(chromium)
 fi
+# headless Firefox (ESR, over WebDriver BiDi) for the same page
+if ! command -v firefox-esr >/dev/null 2>&1; then
+  apt_pkgs+=(firefox-esr)
+fi
 # zsh and fish: the shell completion tests (cmd/wsfleet/completion_test.go)
 # parse their scripts and ask fish's completion engine.
 for sh in zsh fish; do
@@ -59,3 +64,9 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   apt-get update -qq </dev/null
   apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" </dev/null >/dev/null
 fi
+
+# The stand-in hashicorp/aws provider the Terraform tests build
+# (terraform/testdata/provider-aws, a module of its own): its modules.
+# Terraform itself (v1.11.4, /usr/local/bin/terraform) is part of this kind
+# of machine; without it the Terraform tests fail, saying to install it.
+(cd terraform/testdata/provider-aws && go mod download)

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,30 +41,39 @@ const (
 // naming what installs them.
 func browserTools(t *testing.T) (chromium, node string) {
 	t.Helper()
+	return findTools(t, "WSFLEET_CHROMIUM", "chromium", []string{"chromium", "chromium-browser"}, "playwright-core")
+}
+
+// findTools returns a browser's path ($env, else the first of names on
+// PATH) and node's, and checks that ui/web/node_modules holds module,
+// the browser's driver; it fails the test naming what is missing (the
+// browser as the Debian package deb) and scripts/test-deps.sh.
+func findTools(t *testing.T, env, deb string, names []string, module string) (browser, node string) {
+	t.Helper()
 	var missing []string
-	chromium = os.Getenv("WSFLEET_CHROMIUM")
-	if chromium == "" {
-		for _, name := range []string{"chromium", "chromium-browser"} {
+	browser = os.Getenv(env)
+	if browser == "" {
+		for _, name := range names {
 			if p, err := exec.LookPath(name); err == nil {
-				chromium = p
+				browser = p
 				break
 			}
 		}
 	}
-	if chromium == "" {
-		missing = append(missing, "chromium (Debian package)")
+	if browser == "" {
+		missing = append(missing, deb+" (Debian package)")
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		missing = append(missing, "node")
 	}
-	if _, err := os.Stat(filepath.Join("web", "node_modules", "playwright-core", "package.json")); err != nil {
-		missing = append(missing, "ui/web/node_modules (npm ci in ui/web)")
+	if _, err := os.Stat(filepath.Join("web", "node_modules", module, "package.json")); err != nil {
+		missing = append(missing, "ui/web/node_modules with "+module+" (npm ci in ui/web)")
 	}
 	if len(missing) > 0 {
 		t.Fatalf("the dashboard's browser test needs %s: run scripts/test-deps.sh", strings.Join(missing, ", "))
 	}
-	return chromium, node
+	return browser, node
 }
 
 // artefacts is where screenshots go: $WSFLEET_ARTIFACTS/<test>, else a
@@ -166,6 +176,24 @@ func (r *rig) plan(change, body string, args ...any) string {
 		fmt.Sprintf(body, args...)
 }
 
+// threePhases is the plan the browser tests follow: with the errors
+// check, a canary of one instance baking canaryBake, half the group, then
+// the rest, drained over drainWindow; halfExtra ends the half phase's
+// fields (its window, for Chromium).
+func (r *rig) threePhases(change string, drainWindow, canaryBake time.Duration, halfExtra string) string {
+	return r.plan(change, `warm_up: 200ms
+healthy_timeout: 30s
+drain: {window: %s, max_rate: 1000, deadline: 10s}
+checks:
+  - {name: errors, interval: 300ms, metric: {name: wsfleet_errors_total, labels: {code: "500"}, max_increase: 0}}
+phases:
+  - {name: canary, replace: 1, bake: %s, deadline: 2m}
+  - {name: half, replace: 50%%, bake: 1s%s}
+  - {name: rest, replace: rest, bake: 1s}
+rollback: {on_failure: auto}
+`, drainWindow, canaryBake, halfExtra)
+}
+
 // start runs plan with an engine of its own in the background; the
 // returned channel gives its outcome.
 func (r *rig) start(t *testing.T, ctx context.Context, change, plan string) <-chan error {
@@ -208,11 +236,62 @@ func (r *rig) status(change string) (*rollout.State, string, error) {
 	return st, b.String(), nil
 }
 
-// drive runs the browser script and answers its questions with answer.
+// engineAnswers answers a browser script's questions about change from
+// its state, as `wsfleet status` reads it: "not-paused" (a refused or
+// cancelled command reached nothing: the engine runs and no command is
+// pending) and "paused" (the engine took the pause: the state says so
+// and the cursor holds while it is).
+func (r *rig) engineAnswers(change string) func(q string) error {
+	return func(q string) error {
+		switch q {
+		case "not-paused":
+			st, _, err := r.status(change)
+			if err != nil {
+				return err
+			}
+			if st.Control != "" || st.Status != rollout.StatusRunning {
+				return fmt.Errorf("after a refused pause: status %s, pending command %q", st.Status, st.Control)
+			}
+			return nil
+		case "paused":
+			// The engine took the command: the state says paused and
+			// the cursor holds while it is.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				st, view, err := r.status(change)
+				if err == nil && st.Status == rollout.StatusPaused && strings.Contains(view, " paused ") {
+					cursor := st.Cursor
+					time.Sleep(time.Second)
+					if st2, _, err := r.status(change); err != nil || st2.Cursor != cursor || st2.Status != rollout.StatusPaused {
+						return fmt.Errorf("the engine moved while paused (cursor %d, then %+v, %v)", cursor, st2, err)
+					}
+					return nil
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("status does not show the change paused: %v\n%s", err, view)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		return fmt.Errorf("unknown question %q", q)
+	}
+}
+
+// drive runs the Chromium script and answers its questions with answer.
 func drive(t *testing.T, ctx context.Context, chromium, node string, answer func(q string) error, args ...string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, node, append([]string{filepath.Join("web", "e2e", "dashboard.mjs")}, args...)...)
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	return runScript(t, ctx, node, "dashboard.mjs", "CHROMIUM="+chromium, answer, args...)
+}
+
+// runScript runs the browser script ui/web/e2e/<script> with env added to
+// the environment, answers its questions with answer and returns its
+// result. When ctx ends the script gets SIGTERM, on which its browser
+// library closes the browser, then SIGKILL after 5s.
+func runScript(t *testing.T, ctx context.Context, node, script, env string, answer func(q string) error, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, node, append([]string{filepath.Join("web", "e2e", script)}, args...)...)
+	cmd.Env = append(os.Environ(), env)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -249,7 +328,7 @@ func drive(t *testing.T, ctx context.Context, chromium, node string, answer func
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Errorf("browser script: %v\n%s", err, stderr.String())
+		t.Errorf("browser script %s: %v\n%s", script, err, stderr.String())
 	}
 	return result
 }
@@ -264,53 +343,10 @@ func TestDashboardFollowsRollout(t *testing.T) {
 	r := newRig(t, ctx, 8)
 	const change = "ui-e2e"
 	window := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
-	plan := r.plan(change, `warm_up: 200ms
-healthy_timeout: 30s
-drain: {window: 1s, max_rate: 1000, deadline: 10s}
-checks:
-  - {name: errors, interval: 300ms, metric: {name: wsfleet_errors_total, labels: {code: "500"}, max_increase: 0}}
-phases:
-  - {name: canary, replace: 1, bake: 4s, deadline: 2m}
-  - {name: half, replace: 50%%, bake: 1s, not_before: "%s"}
-  - {name: rest, replace: rest, bake: 1s}
-rollback: {on_failure: auto}
-`, window)
+	plan := r.threePhases(change, time.Second, 4*time.Second, fmt.Sprintf(`, not_before: "%s"`, window))
 	done := r.start(t, ctx, change, plan)
 
-	answer := func(q string) error {
-		switch q {
-		case "not-paused":
-			st, _, err := r.status(change)
-			if err != nil {
-				return err
-			}
-			if st.Control != "" || st.Status != rollout.StatusRunning {
-				return fmt.Errorf("after a refused pause: status %s, pending command %q", st.Status, st.Control)
-			}
-			return nil
-		case "paused":
-			// The engine took the command: the state says paused and
-			// the cursor holds while it is.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				st, view, err := r.status(change)
-				if err == nil && st.Status == rollout.StatusPaused && strings.Contains(view, " paused ") {
-					cursor := st.Cursor
-					time.Sleep(time.Second)
-					if st2, _, err := r.status(change); err != nil || st2.Cursor != cursor || st2.Status != rollout.StatusPaused {
-						return fmt.Errorf("the engine moved while paused (cursor %d, then %+v, %v)", cursor, st2, err)
-					}
-					return nil
-				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("status does not show the change paused: %v\n%s", err, view)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-		return fmt.Errorf("unknown question %q", q)
-	}
-	res := drive(t, ctx, chromium, node, answer, "follow", r.url, uiToken, dir)
+	res := drive(t, ctx, chromium, node, r.engineAnswers(change), "follow", r.url, uiToken, dir)
 	t.Logf("result: %s", res)
 	if t.Failed() {
 		cancel() // the engine's outcome says why the page did not follow it

@@ -80,6 +80,11 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else if !ok {
 		return planError(a.file, rollout.PlanErrors{{Key: "image", Line: p.Line("image"), Msg: fmt.Sprintf("no image %q exists in the region; give an AMI id the account can launch", p.Image.AMI)}})
 	}
+	if p.Image.Terraform != nil {
+		if err := tfPlan(ctx, p, prov, a.flags, stdout, stderr); err != nil { // terraform.go
+			return planError(a.file, err)
+		}
+	}
 	if h, ok := rollout.ParseLock(g.Tags[rollout.LockTag]); ok {
 		fmt.Fprintf(stdout, "note: the group is locked by %s\n", h)
 	}

@@ -100,6 +100,10 @@ func roEngine(ctx context.Context, p *rollout.Plan, store rollout.Backend, f *ro
 	if err != nil {
 		return nil, nil, err
 	}
+	tf, err := tfChange(p, f, log) // terraform.go
+	if err != nil {
+		return nil, nil, err
+	}
 	token := os.Getenv(p.Nodes.AdminTokenEnv)
 	nodes := &rollout.HTTPNodes{Port: p.Nodes.AdminPort, Token: token}
 	var extra io.Writer
@@ -112,6 +116,7 @@ func roEngine(ctx context.Context, p *rollout.Plan, store rollout.Backend, f *ro
 	}
 	e := &rollout.Engine{
 		Provider:  prov,
+		Terraform: tf,
 		Nodes:     nodes,
 		Checker:   &rollout.Checker{Prober: &rollout.LibProber{AdminToken: token, Logger: log}, MetricsURL: nodes.MetricsURL},
 		Store:     store,

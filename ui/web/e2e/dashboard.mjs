@@ -4,26 +4,12 @@
 //   node dashboard.mjs follow URL TOKEN ARTEFACTS
 //   node dashboard.mjs scale URL ARTEFACTS
 //
-// Lines to stdout: "LOG text" for the test's log, "ASK what" when the Go
-// side must check something in the engine's state (it answers "ok" or
-// "fail: why" on stdin), "RESULT json" at the end. Any failure exits 1.
+// The line protocol with the Go side is harness.mjs's. Any failure exits 1.
 import { chromium } from "playwright-core";
-import { createInterface } from "node:readline";
 import { join } from "node:path";
+import { log, ask, check, done, result, FINAL, snap, waitFor, shooter } from "./harness.mjs";
 
 const [mode, url, ...rest] = process.argv.slice(2);
-const lines = createInterface({ input: process.stdin });
-const answers = [];
-let waiting = null;
-lines.on("line", (l) => { if (waiting) { const w = waiting; waiting = null; w(l); } else answers.push(l); });
-
-function log(s) { process.stdout.write(`LOG ${s}\n`); }
-async function ask(what) {
-  process.stdout.write(`ASK ${what}\n`);
-  const a = answers.length ? answers.shift() : await new Promise((r) => { waiting = r; });
-  if (a !== "ok") throw new Error(`the engine's state: ${what}: ${a}`);
-}
-function check(cond, msg) { if (!cond) throw new Error(msg); }
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM,
@@ -45,36 +31,7 @@ try {
   check(errors.length === 0, `page errors: ${errors.join("; ")}`);
 } finally {
   await browser.close();
-  lines.close(); // stdin would keep node running
-}
-
-// snap reads what the page shows now.
-function snap(page) {
-  return page.evaluate(() => {
-    const cur = document.querySelector("#phases > li.current");
-    const rows = [...document.querySelectorAll("#nodes tbody tr")];
-    return {
-      status: document.querySelector("#status").dataset.status || "",
-      phase: cur ? cur.dataset.phase : "",
-      phases: [...document.querySelectorAll("#phases > li")].map((l) => `${l.dataset.phase}:${l.dataset.status}`),
-      where: document.querySelector("#where").textContent,
-      rows: rows.length,
-      newRows: rows.filter((r) => r.dataset.image === "ami-new").length,
-      inService: rows.filter((r) => r.dataset.lifecycle === "InService").length,
-      newInService: rows.filter((r) => r.dataset.lifecycle === "InService" && r.dataset.image === "ami-new").length,
-      updates: window.__dash.updates,
-    };
-  });
-}
-
-async function waitFor(page, what, pred, ms) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const s = await snap(page);
-    if (pred(s)) return s;
-    if (Date.now() > end) throw new Error(`timed out after ${ms}ms waiting for ${what}; the page shows ${JSON.stringify(s)}`);
-    await page.waitForTimeout(100);
-  }
+  done();
 }
 
 async function command(page, action, { keyboard = false } = {}) {
@@ -94,12 +51,7 @@ async function command(page, action, { keyboard = false } = {}) {
 }
 
 async function follow(page, token, dir) {
-  let n = 0;
-  const shot = async (name) => {
-    const file = join(dir, `${String(n++).padStart(2, "0")}-${name.replace(/[^a-z0-9-]+/gi, "_")}.png`);
-    await page.screenshot({ path: file, fullPage: true });
-    log(`screenshot ${file}`);
-  };
+  const shot = shooter(page, dir);
   let s = await waitFor(page, "the change's phases", (s) => s.phases.length > 0 && s.rows > 0, 20000);
   log(`first view: ${JSON.stringify(s)}`);
   await shot("start");
@@ -107,7 +59,7 @@ async function follow(page, token, dir) {
   const newCounts = new Set([s.newRows]);
   let paused = false, last = "";
   const end = Date.now() + 50000;
-  while (!["succeeded", "failed", "rolled-back", "aborted", "rollback-failed"].includes(s.status)) {
+  while (!FINAL.includes(s.status)) {
     check(Date.now() < end, `the rollout did not end on the page in time: ${JSON.stringify(s)}`);
     if (s.phase && s.phase !== last) {
       last = s.phase;
@@ -168,7 +120,7 @@ async function follow(page, token, dir) {
   // Every button is reachable by Tab, and the state is said in words.
   const focusable = await page.$$eval("button[data-action]", (bs) => bs.every((b) => b.tabIndex >= 0));
   check(focusable, "a command button cannot take the focus");
-  process.stdout.write(`RESULT ${JSON.stringify({ phases: seenPhases, newCounts: [...newCounts].sort((a, b) => a - b), updates: s.updates })}\n`);
+  result({ phases: seenPhases, newCounts: [...newCounts].sort((a, b) => a - b), updates: s.updates });
 }
 
 async function scale(page, dir) {
@@ -191,5 +143,5 @@ async function scale(page, dir) {
     stats[k] = { n: v.length, mean: +(v.reduce((a, b) => a + b, 0) / v.length).toFixed(2), p95: +v[Math.floor(v.length * 0.95)].toFixed(2), max: +v[v.length - 1].toFixed(2) };
   }
   s = await snap(page);
-  process.stdout.write(`RESULT ${JSON.stringify({ rows: s.rows, newRows: s.newRows, connections, updates: s.updates - u0, renderMs: stats })}\n`);
+  result({ rows: s.rows, newRows: s.newRows, connections, updates: s.updates - u0, renderMs: stats });
 }

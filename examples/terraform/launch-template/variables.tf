@@ -1,0 +1,6 @@
+# The image the group's instances run: the change request's new AMI.
+variable "ami" {
+  description = "AMI of the gitter-ws instances (a new launch template version)"
+  type        = string
+  default     = "ami-old"
+}

@@ -1,0 +1,1 @@
+ami = "ami-from-terraform-tfvars"

@@ -1,0 +1,4 @@
+variable "ami" {
+  type    = string
+  default = "ami-ignored"
+}

@@ -1,0 +1,4 @@
+variable "ami" {
+  # no default yet: every run gave -var
+  type = string
+}

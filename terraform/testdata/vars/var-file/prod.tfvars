@@ -1,0 +1,2 @@
+# Production: the image is set here, not in the default.
+region = "us-east-1"

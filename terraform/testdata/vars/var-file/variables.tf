@@ -1,0 +1,7 @@
+variable "ami" {
+  type = string
+}
+
+variable "region" {
+  type = string
+}
