@@ -171,6 +171,8 @@ drain: {window: 30s, max_rate: 200, deadline: 30s}
 checks:
   - name: analysis
     canary_analysis: {sample_interval: 1s, min_samples: 5, critical: [handshake_failures, latency_p99]}
+  - name: analysis-prom
+    canary_analysis: {sample_interval: 1s, min_samples: 5, critical: [handshake_failures, latency_p99], prometheus: {url: %s}}
   - name: handshakes
     interval: 1h
     prometheus:
@@ -184,9 +186,9 @@ checks:
       query: %s
       max: 0.15
 phases:
-  - {name: canary, canary: 1, protect_old: true, bake: 160s, checks: [analysis, handshakes, latency]}
+  - {name: canary, canary: 1, protect_old: true, bake: 160s, checks: [analysis, analysis-prom, handshakes, latency]}
 rollback: {on_failure: auto}
-`, change, e.api, image, prom, handshakeQuery, prom, latencyQuery)
+`, change, e.api, image, prom, prom, handshakeQuery, prom, latencyQuery)
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		panic(err) // the test's own temporary directory
 	}
@@ -310,6 +312,11 @@ func TestE2ECanary(t *testing.T) {
 		if a.Pass || !strings.Contains(a.Detail, metric+" fail") || a.Analysis == nil {
 			t.Errorf("canary_analysis did not catch it: %+v", a)
 		}
+		if ap := cs["analysis-prom"]; ap.Pass || !strings.Contains(ap.Detail, metric+" fail") {
+			t.Errorf("canary_analysis from Prometheus did not catch it: %+v", ap)
+		} else {
+			t.Logf("analysis from Prometheus: %s", ap.Detail)
+		}
 		if p.Pass || !strings.Contains(p.Detail, "above the max "+bound) {
 			t.Errorf("the prometheus check did not catch it: %+v", p)
 		}
@@ -345,10 +352,12 @@ func TestE2ECanary(t *testing.T) {
 				t.Fatal(err)
 			}
 			cs := checks(st)
-			if a := cs["analysis"]; !a.Pass || a.Analysis == nil || a.Analysis.Verdict != "pass" {
-				t.Errorf("canary_analysis: %+v", a)
-			} else {
-				t.Logf("analysis: %s", a.Detail)
+			for _, name := range []string{"analysis", "analysis-prom"} {
+				if a := cs[name]; !a.Pass || a.Analysis == nil || a.Analysis.Verdict != "pass" {
+					t.Errorf("canary_analysis %s: %+v", name, a)
+				} else {
+					t.Logf("%s: %s", name, a.Detail)
+				}
 			}
 			for _, name := range []string{"handshakes", "latency"} {
 				if p := cs[name]; !p.Pass {

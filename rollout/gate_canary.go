@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -56,6 +57,9 @@ type CanaryCheck struct {
 	// Critical metrics fail the analysis when they fail, whatever the
 	// score, as a Kayenta metric marked critical does.
 	Critical []string `yaml:"critical" json:"critical,omitempty"`
+	// Prometheus, when set, is where the nodes' series are read (by
+	// instance label) instead of their own /metrics (gate_canary_prom.go).
+	Prometheus *CanaryPrometheus `yaml:"prometheus" json:"prometheus,omitempty"`
 }
 
 // Validate checks the keys and fills Kayenta's defaults: confidence
@@ -69,6 +73,9 @@ func (cc *CanaryCheck) Validate(at func(key, format string, args ...any)) {
 	}
 	if len(cc.Metrics) == 0 {
 		cc.Metrics = canaryMetrics
+	}
+	if cc.Prometheus != nil {
+		cc.Prometheus.validate(at)
 	}
 	for _, m := range cc.Critical {
 		if !slices.Contains(cc.Metrics, m) {
@@ -123,8 +130,12 @@ func ptrTo[T any](v T) *T { return &v }
 
 // Describe says what is compared and how it is judged.
 func (cc *CanaryCheck) Describe() string {
-	return fmt.Sprintf("canary against old instances every %s on %s: Mann-Whitney at %g confidence, score at least %g (fail below %g while it runs)",
-		cc.Sample.D(), strings.Join(cc.Metrics, ", "), cc.Confidence, cc.PassThreshold, *cc.MarginalThreshold)
+	from := "the nodes' /metrics"
+	if cc.Prometheus != nil {
+		from = "Prometheus " + cc.Prometheus.URL
+	}
+	return fmt.Sprintf("canary against old instances every %s from %s on %s: Mann-Whitney at %g confidence, score at least %g (fail below %g while it runs)",
+		cc.Sample.D(), from, strings.Join(cc.Metrics, ", "), cc.Confidence, cc.PassThreshold, *cc.MarginalThreshold)
 }
 
 // Gate returns a gate with nothing sampled yet.
@@ -191,6 +202,7 @@ type canaryGate struct {
 
 	now    func() time.Time // the scrapes' clock
 	group  Group            // the latest group seen, when env has no Observe
+	prom   promv1.API       // the Prometheus the series come from, if the check names one
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -199,6 +211,13 @@ type canaryGate struct {
 func (g *canaryGate) Begin(ctx context.Context, env PhaseEnv) error {
 	if env.Checker.MetricsURL == nil {
 		return fmt.Errorf("canary analysis: no node metrics address")
+	}
+	if g.spec.Prometheus != nil {
+		api, err := g.spec.Prometheus.client(env.Checker)
+		if err != nil {
+			return fmt.Errorf("canary analysis: %w", err)
+		}
+		g.prom = api
 	}
 	g.canary, g.old = map[string]bool{}, map[string]bool{}
 	g.group = env.Group
@@ -240,14 +259,29 @@ func (g *canaryGate) sample(ctx context.Context, env PhaseEnv) {
 		mu  sync.Mutex
 	)
 	leaving := false
+	var serving []Instance
 	for _, in := range grp.Instances {
-		serving := in.Lifecycle == "InService" && (in.Health == "" || in.Health == "healthy")
-		if !serving {
-			if in.Image == env.Image && g.seenCanary(in.ID) {
-				leaving = true
-			}
-			continue
+		if in.Lifecycle == "InService" && (in.Health == "" || in.Health == "healthy") {
+			serving = append(serving, in)
+		} else if in.Image == env.Image && g.seenCanary(in.ID) {
+			leaving = true
 		}
+	}
+	if g.prom != nil {
+		got, err := scrapeProm(ctx, g.prom, g.spec.Prometheus, env.Checker, serving, g.now())
+		if err != nil {
+			g.mu.Lock()
+			g.lastErr = err
+			g.mu.Unlock()
+		}
+		for _, in := range serving {
+			if s, ok := got[in.ID]; ok {
+				out = append(out, scraped{in: in, s: s, ok: true})
+			}
+		}
+		serving = nil
+	}
+	for _, in := range serving {
 		wg.Add(1)
 		go func(in Instance) {
 			defer wg.Done()

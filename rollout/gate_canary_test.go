@@ -243,6 +243,8 @@ func TestCanaryPlanKeys(t *testing.T) {
 		{CanaryCheck{PassThreshold: 50, MarginalThreshold: ptrTo(60.0)}, "marginal_threshold: 60 is out of range"},
 		{CanaryCheck{MinSamples: 1}, "min_samples: 1 is out of range"},
 		{CanaryCheck{Metrics: []string{"error_rate"}, Critical: []string{"latency_p99"}}, `critical: "latency_p99" is not among the metrics compared (error_rate)`},
+		{CanaryCheck{Prometheus: &CanaryPrometheus{URL: "prom:9090"}}, `prometheus.url: "prom:9090"; want`},
+		{CanaryCheck{Prometheus: &CanaryPrometheus{URL: "http://prom:9090", InstanceLabel: "bad-label"}}, `prometheus.instance_label: "bad-label" is not a label name`},
 	} {
 		var got []string
 		tc.cc.Validate(func(key, format string, args ...any) { got = append(got, key+": "+fmt.Sprintf(format, args...)) })
