@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 )
@@ -60,23 +59,11 @@ var canaryPromSeries = []string{
 // promClient connects to the analysis's Prometheus, with the bearer
 // token and the retries of the prometheus check.
 func (cp *CanaryPrometheus) client(c *Checker) (promv1.API, error) {
-	token := secret(cp.BearerTokenEnv)
-	if cp.BearerTokenEnv != "" && token == "" {
-		return nil, fmt.Errorf("prometheus %s: environment variable %s is not set", cp.URL, cp.BearerTokenEnv)
-	}
-	base := c.client().Transport
-	if base == nil {
-		base = promapi.DefaultRoundTripper
-	}
 	sleep := Sleep
 	if c.Sleep != nil {
 		sleep = c.Sleep
 	}
-	cl, err := promapi.NewClient(promapi.Config{Address: cp.URL, RoundTripper: &promRetry{next: base, token: token, retries: 3, sleep: sleep}})
-	if err != nil {
-		return nil, fmt.Errorf("prometheus %s: %w", cp.URL, err)
-	}
-	return promv1.NewAPI(cl), nil
+	return newPromAPI(c, cp.URL, cp.BearerTokenEnv, 3, sleep)
 }
 
 // scrapeProm reads every instance's series at once, by its scrape

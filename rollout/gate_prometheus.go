@@ -126,33 +126,19 @@ type promGate struct {
 // Begin connects (the token is read now, from the environment) and
 // takes the baseline when the check bounds an increase.
 func (g *promGate) Begin(ctx context.Context, env PhaseEnv) error {
-	token := ""
-	if g.spec.BearerTokenEnv != "" {
-		token = secret(g.spec.BearerTokenEnv)
-		if token == "" {
-			return fmt.Errorf("prometheus %s: environment variable %s is not set", g.spec.URL, g.spec.BearerTokenEnv)
-		}
-	}
 	if env.Checker.Sleep != nil {
 		g.sleep = env.Checker.Sleep
-	}
-	base := env.Checker.client().Transport
-	if base == nil {
-		base = http.DefaultTransport
 	}
 	retries := 3
 	if g.spec.Retries != nil {
 		retries = *g.spec.Retries
 	}
-	client, err := promapi.NewClient(promapi.Config{
-		Address:      g.spec.URL,
-		RoundTripper: &promRetry{next: base, token: token, retries: retries, sleep: g.sleep},
-	})
+	api, err := newPromAPI(env.Checker, g.spec.URL, g.spec.BearerTokenEnv, retries, g.sleep)
 	if err != nil {
-		return fmt.Errorf("prometheus %s: %w", g.spec.URL, err)
+		return err
 	}
 	g.mu.Lock()
-	g.api = promv1.NewAPI(client)
+	g.api = api
 	g.mu.Unlock()
 	if g.spec.MaxIncrease == nil {
 		return nil
@@ -270,6 +256,25 @@ func labelString(m model.Metric) string {
 	}
 	sort.Strings(ls)
 	return "{" + strings.Join(ls, ",") + "}"
+}
+
+// newPromAPI is a Prometheus API client for url, sending the bearer
+// token of the variable tokenEnv names (if any; read now, never kept
+// elsewhere), retrying through c's transport.
+func newPromAPI(c *Checker, url, tokenEnv string, retries int, sleep func(context.Context, time.Duration) error) (promv1.API, error) {
+	token := secret(tokenEnv)
+	if tokenEnv != "" && token == "" {
+		return nil, fmt.Errorf("prometheus %s: environment variable %s is not set", url, tokenEnv)
+	}
+	base := c.client().Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	client, err := promapi.NewClient(promapi.Config{Address: url, RoundTripper: &promRetry{next: base, token: token, retries: retries, sleep: sleep}})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus %s: %w", url, err)
+	}
+	return promv1.NewAPI(client), nil
 }
 
 // promMaxWait bounds one wait between attempts, whatever Retry-After
