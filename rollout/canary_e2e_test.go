@@ -154,8 +154,9 @@ func subscriberLoad(ctx context.Context, lb string) {
 	})
 }
 
-// canaryPlan is the plan both cases run: one canary, baked 8s (160s at
-// the tests' time scale of 0.05), judged by canary_analysis (sampling
+// canaryPlan is the plan every case runs: one canary, baked 12s (240s at
+// the tests' time scale of 0.05: Prometheus passes discovery updates on at
+// most every 5s, so analysis-prom sees the canary some seconds late), judged by canary_analysis (sampling
 // every second) and by the worst live instance's handshake failure ratio
 // in Prometheus (handshakeQuery).
 func (e *e2e) canaryPlan(change, image, prom string) string {
@@ -172,7 +173,7 @@ checks:
   - name: analysis
     canary_analysis: {sample_interval: 1s, min_samples: 5, critical: [handshake_failures, latency_p99]}
   - name: analysis-prom
-    canary_analysis: {sample_interval: 1s, min_samples: 5, critical: [handshake_failures, latency_p99], prometheus: {url: %s}}
+    canary_analysis: {sample_interval: 1s, min_samples: 4, critical: [handshake_failures, latency_p99], prometheus: {url: %s}}
   - name: handshakes
     interval: 1h
     prometheus:
@@ -186,7 +187,7 @@ checks:
       query: %s
       max: 0.15
 phases:
-  - {name: canary, canary: 1, protect_old: true, bake: 160s, checks: [analysis, analysis-prom, handshakes, latency]}
+  - {name: canary, canary: 1, protect_old: true, bake: 240s, checks: [analysis, analysis-prom, handshakes, latency]}
 rollback: {on_failure: auto}
 `, change, e.api, image, prom, prom, handshakeQuery, prom, latencyQuery)
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
