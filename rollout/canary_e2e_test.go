@@ -185,7 +185,7 @@ checks:
     prometheus:
       url: %s
       query: %s
-      max: 0.15
+      max: 0.3
 phases:
   - {name: canary, canary: 1, protect_old: true, bake: 240s, checks: [analysis, analysis-prom, handshakes, latency]}
 rollback: {on_failure: auto}
@@ -277,7 +277,7 @@ func TestE2ECanary(t *testing.T) {
 			v, err := promValue(prom, handshakeQuery)
 			if err == nil && v <= 0.05 {
 				v, err = promValue(prom, latencyQuery)
-				if err == nil && v <= 0.15 {
+				if err == nil && v <= 0.3 {
 					break
 				}
 			}
@@ -335,7 +335,7 @@ func TestE2ECanary(t *testing.T) {
 		})
 		if slow {
 			t.Run(fmt.Sprintf("run %d: slow image caught and rolled back", i), func(t *testing.T) {
-				caught(t, fmt.Sprintf("canary-slow-%d", i), "ami-slow", "latency_p99", "latency", "0.15")
+				caught(t, fmt.Sprintf("canary-slow-%d", i), "ami-slow", "latency_p99", "latency", "0.3")
 			})
 		}
 		t.Run(fmt.Sprintf("run %d: good image passes", i), func(t *testing.T) {
