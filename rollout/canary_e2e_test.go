@@ -199,12 +199,15 @@ rollback: {on_failure: auto}
 // handshakeQuery is the worst live node's share of failed handshakes
 // over the last 5s, by the instance id the local cloud's discovery labels
 // its targets with (a new instance may get a terminated one's address);
-// a node that got no handshakes (0/0) leaves the max.
-const handshakeQuery = `max(sum by (instance_id) (rate(wsfleet_handshakes_total{outcome="failed"}[5s])) / sum by (instance_id) (rate(wsfleet_handshakes_total[5s])) >= 0 and on (instance_id) up == 1) or vector(0)`
+// a node that got no handshakes (0/0) leaves the max, and so does a node
+// scraped fewer than 8 times in the last 10s: a canary is judged on its
+// bake, as the analysis judges it, not on its first seconds (else this
+// check alone would roll it back before the analysis has its samples).
+const handshakeQuery = `max(sum by (instance_id) (rate(wsfleet_handshakes_total{outcome="failed"}[5s])) / sum by (instance_id) (rate(wsfleet_handshakes_total[5s])) >= 0 and on (instance_id) up == 1 and on (instance_id) count_over_time(up[10s]) >= 8) or vector(0)`
 
 // latencyQuery is the worst live node's delivery latency p99 over the
-// last 5s, in seconds.
-const latencyQuery = `max(histogram_quantile(0.99, sum by (le, instance_id) (rate(wsfleet_publish_deliver_seconds_bucket[5s]))) >= 0 and on (instance_id) up == 1) or vector(0)`
+// last 5s, in seconds, over the nodes scraped 8 times in the last 10s.
+const latencyQuery = `max(histogram_quantile(0.99, sum by (le, instance_id) (rate(wsfleet_publish_deliver_seconds_bucket[5s]))) >= 0 and on (instance_id) up == 1 and on (instance_id) count_over_time(up[10s]) >= 8) or vector(0)`
 
 // promValue runs an instant query that answers one value.
 func promValue(prom, query string) (float64, error) {
