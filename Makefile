@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-canary
+.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-ui-scale test-canary
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -19,6 +19,13 @@ test: build
 	$(GO) test -race -timeout 15m ./...
 	$(MAKE) test-s3-cli
 	$(MAKE) demo-ci
+
+# test-nats-cluster runs the broker conformance suite on a three-server
+# NATS cluster with a server killed in each case (about a minute and a half;
+# docs/broker.md has its last result).
+test-nats-cluster:
+	./scripts/test-deps.sh
+	WSFLEET_NATS_CLUSTER=1 $(GO) test -count=1 -timeout 10m -run '^TestNATSClusterConformance$$' -v ./broker/
 
 # test-s3-cli checks the local cloud's S3 with the AWS CLI's s3api (some
 # fifteen CLI runs, 20 s or more: kept out of plain `go test`).
@@ -81,6 +88,12 @@ test-crash: build
 # last result). WSFLEET_BENCH_N=200 runs a smaller group.
 bench-rollout: build
 	WSFLEET_BENCH_ROLLOUT=1 $(GO) test -count=1 -timeout 30m -run TestBenchRollout1000 -v ./rollout/
+
+# test-ui-scale follows in Chromium the engine replacing a simulated group
+# of 1,000 instances (WSFLEET_UI_SCALE_N=200 for a smaller one), without
+# -race; docs/dashboard.md keeps the last result.
+test-ui-scale:
+	WSFLEET_UI_SCALE_ENGINE=1 $(GO) test -count=1 -timeout 30m -run TestDashboardScaleEngine -v ./ui/
 
 # test-canary runs the canary checks for real, five times each: a canary on
 # a faulty image (its node fails 30 % of handshakes and answers 200 ms late)
