@@ -83,6 +83,12 @@ func (r *Record) save(dir string) error {
 // first plan (what a rollback sets back). A plan with no change at all
 // is an error: the group's configuration already has that value.
 func (r *Runner) PlanChange(ctx context.Context, dir, change string, now time.Time) (*Record, error) {
+	// The record keeps the plan file's absolute path: the rollout may run
+	// from another working folder.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("terraform plan dir: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("terraform plan dir: %w", err)
 	}

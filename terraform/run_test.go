@@ -160,3 +160,30 @@ func TestRevertWithoutOldValue(t *testing.T) {
 		t.Errorf("prod.tfvars after Revert = %q; want %q", b, orig)
 	}
 }
+
+// TestRelativePlanFile: a plan file named relative to wsfleet's working
+// folder (a relative --state-dir) is where Terraform writes and reads it,
+// although Terraform runs in the configuration's folder.
+func TestRelativePlanFile(t *testing.T) {
+	tftest.NeedTerraform(t)
+	ctx := context.Background()
+	dir := dataModule(t)
+	rc := filepath.Join(t.TempDir(), "none.rc")
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("state", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Spec: Spec{Dir: dir, Var: "ami", Value: "ami-new"}, CLIConfig: rc}
+	_, err := r.Plan(ctx, filepath.Join("state", "p.tfplan"))
+	var re *RefusedError
+	if !errors.As(err, &re) {
+		t.Fatalf("Plan with a relative plan file: %v; want the plan made (and refused: it creates terraform_data.image)", err)
+	}
+	tftest.Terraform(t, dir, rc, "plan", "-out="+filepath.Join(dir, "fresh.tfplan"))
+	if err := os.Rename(filepath.Join(dir, "fresh.tfplan"), filepath.Join("state", "fresh.tfplan")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, filepath.Join("state", "fresh.tfplan")); err != nil {
+		t.Fatalf("Apply of a relative plan file: %v", err)
+	}
+}
