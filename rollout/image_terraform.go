@@ -66,6 +66,9 @@ func (tc *TemplateChange) terraformLine(st *State) string {
 	if tc == nil || tc.Terraform == "" {
 		return ""
 	}
+	if st.Status == StatusRolledBack {
+		return "terraform: " + tc.Terraform + "; reverted through Terraform by the rollback"
+	}
 	if st.Rollback || st.Status == StatusRolledBack || st.Status == StatusRollingBack || st.Status == StatusRollbackFailed {
 		return "terraform: " + tc.Terraform + "; the rollback reverts it through Terraform"
 	}

@@ -93,8 +93,17 @@ func TestEngineTerraformRollback(t *testing.T) {
 			t.Errorf("old instance %s %s: rollback should reuse it", in.name, in.lifecycle)
 		}
 	}
-	if line := st.Template.outsideLine(st); !strings.Contains(line, "reverts it through Terraform") {
+	// Rolled back: the line says it was reverted (docs/terraform.md), not
+	// that it will be.
+	if line := st.Template.outsideLine(st); !strings.Contains(line, "reverted through Terraform") {
 		t.Errorf("status line %q", line)
+	}
+	// The restore step names what Terraform's revert makes, not the
+	// previous configuration it deleted.
+	for _, s := range st.RollbackSteps {
+		if s.Kind == StepRestoreImage && !strings.Contains(s.Note, "revert through Terraform: the group on a new launch template version with image ami-old") {
+			t.Errorf("restore-image note %q", s.Note)
+		}
 	}
 	h.checkInvariants()
 }

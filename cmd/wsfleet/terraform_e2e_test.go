@@ -293,13 +293,13 @@ func TestTerraformCanaryRollsBack(t *testing.T) {
 		t.Fatalf("a canary that never became healthy did not fail the rollout\n%s", out)
 	}
 	code, status, _ := f.run(t, "status", "-c", "tf-bad")
-	if !strings.Contains(status, string(rollout.StatusRolledBack)) || !strings.Contains(status, "reverts it through Terraform") {
+	if !strings.Contains(status, string(rollout.StatusRolledBack)) || !strings.Contains(status, "reverted through Terraform") {
 		t.Errorf("status after the rollback (exit %d):\n%s\nrollout stderr:\n%s", code, status, errOut)
 	}
 	if v := f.variable(t); v != "ami-old" {
 		t.Errorf("var.ami default = %s after the rollback; want ami-old", v)
 	}
-	f.reportNames(t, "tf-bad", "reverts it through Terraform")
+	f.reportNames(t, "tf-bad", "reverted through Terraform")
 	g := f.waitFleet(t, ctx, "ami-old", 8)
 	var kept []string
 	for _, in := range before.Instances {
