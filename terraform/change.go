@@ -142,6 +142,15 @@ func (c *Rollout) Apply(ctx context.Context) error {
 		return fmt.Errorf("terraform apply %s: %w: an earlier rollout applied it; run wsfleet plan again", c.Record.PlanFile, ErrStalePlan)
 	}
 	if err := c.Runner.Apply(ctx, c.Record.PlanFile); err != nil {
+		if errors.Is(err, ErrStalePlan) {
+			// Terraform refused the plan before changing anything: the
+			// variable goes back, so that the folder agrees with what is
+			// deployed (wsfleet plan sets it again).
+			if rerr := c.Record.Edit.Revert(); rerr != nil {
+				return errors.Join(err, fmt.Errorf("put var.%s back: %w", c.Record.Edit.Name, rerr))
+			}
+			return fmt.Errorf("%w (var.%s put back to its value before wsfleet plan)", err, c.Record.Edit.Name)
+		}
 		return err
 	}
 	c.Record.Applied = true

@@ -355,7 +355,8 @@ func TestTerraformPlanBadInput(t *testing.T) {
 
 // TestTerraformStalePlan: someone applies in the folder between `wsfleet
 // plan` and `wsfleet rollout`: Terraform refuses the saved plan, the
-// rollout stops saying so, and no instance was replaced.
+// rollout stops saying so, the variable is put back, and no instance
+// was replaced.
 func TestTerraformStalePlan(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -365,6 +366,9 @@ func TestTerraformStalePlan(t *testing.T) {
 	code, out, errOut := f.run(t, "rollout", "-f", plan, "--time-scale", "0.01")
 	if code == 0 || !strings.Contains(out+errOut, "saved plan is stale") || !strings.Contains(out+errOut, "run wsfleet plan again") {
 		t.Fatalf("rollout of a stale plan: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if v := f.variable(t); v != "ami-old" {
+		t.Errorf("var.ami default = %s after Terraform refused the stale plan; want ami-old (put back)", v)
 	}
 	g := f.waitFleet(t, ctx, "ami-old", 8)
 	for _, in := range before.Instances {
