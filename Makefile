@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout
+.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -19,6 +19,13 @@ test: build
 	$(GO) test -race -timeout 15m ./...
 	$(MAKE) test-s3-cli
 	$(MAKE) demo-ci
+
+# test-nats-cluster runs the broker conformance suite on a three-server
+# NATS cluster with a server killed in each case (about a minute and a half;
+# docs/broker.md has its last result).
+test-nats-cluster:
+	./scripts/test-deps.sh
+	WSFLEET_NATS_CLUSTER=1 $(GO) test -count=1 -timeout 10m -run '^TestNATSClusterConformance$$' -v ./broker/
 
 # test-s3-cli checks the local cloud's S3 with the AWS CLI's s3api (some
 # fifteen CLI runs, 20 s or more: kept out of plain `go test`).

@@ -71,6 +71,9 @@ func fastReconnect(o broker.NATSOptions) broker.NATSOptions {
 	o.ReconnectWait = 20 * time.Millisecond
 	o.ReconnectMaxWait = 200 * time.Millisecond
 	o.PingInterval = time.Second
+	// an outage is reported, and publishes fail, after 2s rather than
+	// after a leader election's worth
+	o.PublishTimeout = 2 * time.Second
 	return o
 }
 

@@ -135,6 +135,11 @@ func (d *run) viewState(st *rollout.State) {
 	if name == "" {
 		name = string(st.Status)
 	}
+	n := 0
+	for _, ph := range st.Phases {
+		n += len(ph.Replaced)
+	}
+	d.replaced.Store(int64(n))
 	d.phase.set(name, st.Waiting)
 }
 

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -68,6 +69,11 @@ type Config struct {
 	// faye and halley: the loss the demo reports is what unmodified
 	// clients would see.
 	Replay bool
+	// NATSCluster, above 1, runs that many NATS servers in one JetStream
+	// cluster instead of one (the stream and the sessions get three
+	// replicas), and shuts the stream's leader down for a few seconds in
+	// the middle of the change (natscluster.go).
+	NATSCluster int
 	// Out is where report.md, events.jsonl, chart.svg and summary.json
 	// go; default ./wsfleet-demo.
 	Out string
@@ -165,6 +171,7 @@ type run struct {
 	start time.Time
 
 	nats   *broker.Embedded
+	natsC  *broker.EmbeddedCluster
 	cloud  *localcloud.Cloud
 	prov   *awsprov.Provider
 	nodes  *rollout.HTTPNodes
@@ -175,6 +182,8 @@ type run struct {
 	stateD string
 	samp   *sampler
 	phase  phaseTracker
+
+	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
 
 	lineMu   sync.Mutex
 	lineOpen bool // a progress line is drawn on the terminal
@@ -221,6 +230,11 @@ func (d *run) close() error {
 	if d.nats != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		errs = append(errs, d.nats.Shutdown(ctx))
+		cancel()
+	}
+	if d.natsC != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, d.natsC.Shutdown(ctx))
 		cancel()
 	}
 	if d.evFile != nil {
@@ -287,12 +301,14 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 
 	var res changeResult
 	changeStart := d.since()
+	natsDone := d.natsFault(ctx, &d.replaced)
 	if cfg.Naive {
 		res = d.runNaive(ctx)
 	} else {
 		res = d.runEngine(ctx)
 	}
 	changeEnd := d.since()
+	natsErr := natsDone()
 	d.event("demo", "change finished", "status", res.status, "err", res.err)
 
 	// Let clients settle on their new nodes, then stop the probe: Stop
@@ -309,6 +325,9 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	sum := d.summarize(mode, res, rep, fleet, changeStart, changeEnd)
 	if ferr != nil {
 		sum.Problems = append(sum.Problems, "reading the fleet at the end: "+ferr.Error())
+	}
+	if natsErr != nil {
+		sum.Problems = append(sum.Problems, "NATS server outage: "+natsErr.Error())
 	}
 	if werr := d.writeFiles(sum, res); werr != nil {
 		return sum, werr
@@ -339,11 +358,20 @@ const adminToken = "local-admin-token"
 // 8 nodes are in service, healthy and ready.
 func (d *run) startFleet(ctx context.Context) error {
 	cfg := d.cfg
-	nats, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: "127.0.0.1:0"})
-	if err != nil {
-		return fmt.Errorf("embedded NATS: %w", err)
+	var natsURLs string
+	if cfg.NATSCluster > 1 {
+		nc, err := broker.StartEmbeddedCluster(cfg.NATSCluster, "127.0.0.1:0", nil)
+		if err != nil {
+			return fmt.Errorf("embedded NATS cluster: %w", err)
+		}
+		d.natsC, natsURLs = nc, nc.URLs()
+	} else {
+		nats, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: "127.0.0.1:0"})
+		if err != nil {
+			return fmt.Errorf("embedded NATS: %w", err)
+		}
+		d.nats, natsURLs = nats, nats.ClientURL()
 	}
-	d.nats = nats
 
 	lc := localcloud.Config{
 		Listen:   "127.0.0.1:0",
@@ -390,7 +418,7 @@ func (d *run) startFleet(ctx context.Context) error {
 		return fmt.Errorf("local cloud: %w", err)
 	}
 	d.cloud = c
-	topo, err := topologyForDemo(examples.SeedTopology, nats.ClientURL(), cfg)
+	topo, err := topologyForDemo(examples.SeedTopology, natsURLs, cfg)
 	if err != nil {
 		return err
 	}

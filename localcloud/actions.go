@@ -35,6 +35,7 @@ var actions = map[string]map[string]handler{
 		"DescribeAutoScalingInstances":         (*Cloud).describeASGInstances,
 		"EnterStandby":                         (*Cloud).enterStandby,
 		"ExitStandby":                          (*Cloud).exitStandby,
+		"DetachInstances":                      (*Cloud).detachInstances,
 		"DescribeScalingActivities":            (*Cloud).describeActivities,
 		"CreateOrUpdateTags":                   (*Cloud).createOrUpdateASGTags,
 		"DeleteTags":                           (*Cloud).deleteASGTags,

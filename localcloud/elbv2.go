@@ -611,17 +611,35 @@ func (c *Cloud) deregisterTargets(req *request, x *xmlw) *apiError {
 	if e != nil {
 		return e
 	}
-	now := c.now()
-	for _, t := range ts {
+	// Every target is checked before any is deregistered: a call that
+	// names one target it refuses changes nothing, as on AWS.
+	ports := make([]int, len(ts))
+	for i, t := range ts {
 		port, _, e := t.intOpt("Port")
 		if e != nil {
 			return e
 		}
-		if !c.deregisterTarget(tg, t.str("Id"), port, now) {
+		if !c.targetRegistered(tg, t.str("Id"), port) {
 			return errf("InvalidTarget", "The target '%s' is not registered in target group '%s'", t.str("Id"), tg.name)
 		}
+		ports[i] = port
+	}
+	now := c.now()
+	for i, t := range ts {
+		c.deregisterTarget(tg, t.str("Id"), ports[i], now)
 	}
 	return nil
+}
+
+// targetRegistered reports whether tg holds the instance id (on port, or
+// on any port when port is 0), draining or not.
+func (c *Cloud) targetRegistered(tg *targetGroup, id string, port int) bool {
+	for _, t := range tg.targets {
+		if t.id == id && (port == 0 || t.port == port) {
+			return true
+		}
+	}
+	return false
 }
 
 // registerTarget adds (or re-adds, ending a drain) a target; port 0 means

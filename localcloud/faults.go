@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -133,19 +134,42 @@ type bucketSpec struct {
 }
 
 // The request token buckets AWS documents. EC2 ("Request throttling for
-// the Amazon EC2 API") gives each API its own bucket, sized by its
-// category; ELBv2 ("Request throttling for the Elastic Load Balancing
-// API") shares one bucket among its non-mutating actions. Auto Scaling
+// the Amazon EC2 API", EC2 Developer Guide: its tables "Request token
+// bucket sizes and refill rates" and "Resource token bucket sizes and
+// refill rates") gives each API its own bucket, sized by its category or,
+// for the uncategorized actions, by its own row; RunInstances and
+// TerminateInstances also draw one token per instance from a resource
+// bucket. ELBv2 ("Request throttling for the Elastic Load Balancing API")
+// shares one bucket among its non-mutating actions. Auto Scaling
 // publishes no sizes; the local cloud gives it ELBv2's, and ELBv2's
 // mutating actions a bucket of 20 refilled at 5 a second (see
 // docs/cloud.md: these two are not AWS's published figures).
 var (
 	ec2NonMutating = bucketSpec{100, 20}
-	ec2Unfiltered  = bucketSpec{50, 10} // a Describe with no ids, filters or page size
-	ec2Mutating    = bucketSpec{200, 5}
-	ec2Intensive   = bucketSpec{50, 5} // RunInstances, TerminateInstances
-	queryReads     = bucketSpec{40, 10}
-	queryWrites    = bucketSpec{20, 5}
+	ec2Unfiltered  = bucketSpec{50, 10} // ec2UnfilteredActions with no ids, filters or page size
+	ec2Mutating    = bucketSpec{50, 5}
+	// ec2Uncategorized are the actions the local cloud answers that
+	// EC2's "Uncategorized actions" table sizes by themselves.
+	ec2Uncategorized = map[string]bucketSpec{
+		"CreateTags":                  {100, 10},
+		"DeleteTags":                  {100, 10},
+		"CreateLaunchTemplateVersion": {100, 5},
+		"ModifyLaunchTemplate":        {100, 5},
+		"RunInstances":                {5, 2},
+		"TerminateInstances":          {100, 5},
+	}
+	// ec2Resource are the resource token buckets: one token per
+	// instance the call launches or terminates.
+	ec2Resource = map[string]bucketSpec{
+		"RunInstances":       {1000, 2},
+		"TerminateInstances": {1000, 20},
+	}
+	// ec2UnfilteredActions are the Describe actions the table puts in
+	// the smaller bucket when called unfiltered and unpaginated (of its
+	// list, the ones the local cloud answers).
+	ec2UnfilteredActions = map[string]bool{"DescribeInstances": true}
+	queryReads           = bucketSpec{40, 10}
+	queryWrites          = bucketSpec{20, 5}
 )
 
 // bucketFor names the bucket a call draws from and its size.
@@ -153,10 +177,11 @@ func bucketFor(req *request) (string, bucketSpec) {
 	read := strings.HasPrefix(req.Action, "Describe")
 	switch req.Service {
 	case svcEC2:
+		if spec, ok := ec2Uncategorized[req.Action]; ok {
+			return "ec2:" + req.Action, spec
+		}
 		switch {
-		case req.Action == "RunInstances" || req.Action == "TerminateInstances":
-			return "ec2:" + req.Action, ec2Intensive
-		case read && unfiltered(req.Params):
+		case read && ec2UnfilteredActions[req.Action] && unfiltered(req.Params):
 			return "ec2:" + req.Action + ":unfiltered", ec2Unfiltered
 		case read:
 			return "ec2:" + req.Action, ec2NonMutating
@@ -167,6 +192,30 @@ func bucketFor(req *request) (string, bucketSpec) {
 		return req.Service + ":non-mutating", queryReads
 	}
 	return req.Service + ":mutating", queryWrites
+}
+
+// resourceCost is the resource bucket a call also draws from, and how
+// many tokens (instances) it takes: RunInstances its MaxCount,
+// TerminateInstances its instance ids. ok is false for other calls.
+func resourceCost(req *request) (name string, spec bucketSpec, cost float64, ok bool) {
+	if req.Service != svcEC2 {
+		return "", bucketSpec{}, 0, false
+	}
+	spec, ok = ec2Resource[req.Action]
+	if !ok {
+		return "", bucketSpec{}, 0, false
+	}
+	switch req.Action {
+	case "RunInstances":
+		n, err := strconv.Atoi(req.Params["MaxCount"])
+		cost = float64(max(n, 1))
+		if err != nil {
+			cost = 1
+		}
+	case "TerminateInstances":
+		cost = float64(max(len(req.Params.list("InstanceId")), 1))
+	}
+	return "ec2:" + req.Action + ":resource", spec, cost, true
 }
 
 // unfiltered reports an EC2 Describe call that names nothing and asks for
@@ -187,14 +236,19 @@ type bucket struct {
 
 // take takes one token, refilled for the time since the last take.
 func (b *bucket) take(s bucketSpec, now time.Time) bool {
+	return b.takeN(s, 1, now)
+}
+
+// takeN takes n tokens, or none when fewer are left.
+func (b *bucket) takeN(s bucketSpec, n float64, now time.Time) bool {
 	if d := now.Sub(b.at); d > 0 {
 		b.tokens = min(s.Size, b.tokens+d.Seconds()*s.Refill)
 	}
 	b.at = now
-	if b.tokens < 1 {
+	if b.tokens < n {
 		return false
 	}
-	b.tokens--
+	b.tokens -= n
 	return true
 }
 
@@ -269,6 +323,18 @@ func (f *injector) plan(req *request, now time.Time) faultPlan {
 		}
 		if !b.take(spec, now) {
 			throttled = true
+		}
+		// The resource bucket is drawn only by a call its request
+		// bucket let through.
+		if rname, rspec, cost, ok := resourceCost(req); ok && !throttled {
+			rb := f.buckets[rname]
+			if rb == nil {
+				rb = &bucket{tokens: rspec.Size, at: now}
+				f.buckets[rname] = rb
+			}
+			if !rb.takeN(rspec, cost, now) {
+				throttled = true
+			}
 		}
 	}
 	if slow && c.SlowDelay > 0 {

@@ -177,6 +177,10 @@ func inCapacity(lifecycle string) bool {
 // stepInstance advances one instance of g by as many states as now allows.
 func (c *Cloud) stepInstance(g *group, in *instance, now time.Time) {
 	a := in.asg
+	if a.lifecycle == lcDetaching {
+		c.stepDetaching(g, in, now) // detach.go
+		return
+	}
 	// An instance shut down behind the group's back (EC2
 	// TerminateInstances) is unhealthy and goes without hooks.
 	if !in.alive() && a.lifecycle != lcTerminatingProceed && a.lifecycle != lcTerminated {

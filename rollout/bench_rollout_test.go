@@ -73,7 +73,7 @@ func TestBenchRollout1000(t *testing.T) {
 group: gitter-ws
 image: ami-new
 aws: {region: us-east-1, endpoint: %s}
-warm_up: 0s
+warm_up: 1ms
 healthy_timeout: 5m
 drain: {window: 0s, max_rate: 100000, deadline: 10s}
 checks:
@@ -110,6 +110,13 @@ phases:
 		t.Fatalf("status %s: %s", st.Status, st.Failure)
 	}
 	waitSimFleet(t, e, "ami-new", want("ami-new"), time.Minute)
+	if o := e.orphans(t); len(o) > 0 {
+		t.Errorf("%d instances detached and left running: %v", len(o), o[:min(len(o), 10)])
+	}
+	if keep := os.Getenv("WSFLEET_BENCH_KEEP"); keep != "" {
+		data, _ := os.ReadFile(rollout.EventLogPath(e.stateDir, change))
+		os.WriteFile(keep, data, 0o644)
+	}
 	stateBytes := stateSize(t, e.stateDir, change)
 	db, _ := os.Stat(filepath.Join(e.stateDir, "rollouts.db"))
 

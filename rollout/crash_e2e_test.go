@@ -11,8 +11,9 @@ package rollout_test
 // process left suspended.
 //
 // The default suite runs a few points (crashSubset); WSFLEET_CRASH=full
-// (`make test-crash`) runs crashFull, and WSFLEET_CRASH_REPORT=FILE
-// writes one line per point there.
+// (`make test-crash`) runs crashFull, WSFLEET_CRASH_KIND=KIND only the
+// full set's points at effects of one kind (retire, drain, ...), and
+// WSFLEET_CRASH_REPORT=FILE writes one line per point there.
 
 import (
 	"bufio"
@@ -222,6 +223,16 @@ func TestE2ECrashPoints(t *testing.T) {
 	e.waitFleet(t, "ami-new", 30*time.Second)
 	evs := effects(t, filepath.Join(e.stateDir, "crash-ref.events.jsonl"))
 	points := choosePoints(evs, want)
+	if kind := os.Getenv("WSFLEET_CRASH_KIND"); kind != "" {
+		// Only the points of one kind of effect, from the full set.
+		var only []crashPoint
+		for _, p := range choosePoints(evs, crashFull) {
+			if p.kind == kind {
+				only = append(only, p)
+			}
+		}
+		points = only
+	}
 	kinds := map[string]int{}
 	for _, ev := range evs {
 		kinds[ev.Msg]++
@@ -354,6 +365,9 @@ func (e *e2e) crashRun(t *testing.T, name, image string, p crashPoint, seed uint
 	}
 	if n != 9 {
 		t.Errorf("%d instances terminated, want 9 (8 old and the canary)", n)
+	}
+	if o := e.orphans(t); len(o) > 0 {
+		t.Errorf("detached and left running: %v", o)
 	}
 	if k := fewest(); k < 8 {
 		t.Errorf("healthy targets fell to %d (desired 8)", k)

@@ -51,6 +51,14 @@ const (
 	EffDeregister    EffectKind = "deregister-targets"
 	EffRegister      EffectKind = "register-targets"
 	EffSetHealthy    EffectKind = "set-healthy"
+	// EffRetire takes a batch's drained targets (IDs) out of the group
+	// and terminates them, all in a few calls (Retirer); Value "keep"
+	// keeps the desired capacity (terminate-then-replace), otherwise it
+	// is lowered with them.
+	EffRetire EffectKind = "retire"
+	// EffTagNames gives each instance of IDs the Name in the same place
+	// of Values, confirmed with one read for the batch (InstanceTagger).
+	EffTagNames EffectKind = "tag-names"
 )
 
 // Effect is one call the engine makes. Key identifies it in the journal:
@@ -60,10 +68,24 @@ type Effect struct {
 	Kind    EffectKind    `json:"kind"`
 	ID      string        `json:"id,omitempty"`
 	IDs     []string      `json:"ids,omitempty"`
+	Values  []string      `json:"values,omitempty"` // tag-names: one per id
 	N       int           `json:"n,omitempty"`
 	Value   string        `json:"value,omitempty"`
 	Version TemplateRef   `json:"version,omitzero"`
 	Drain   *DrainOptions `json:"drain,omitempty"`
+}
+
+// TerminatedIDs are the instances the effect terminates: a terminate's
+// one, a retire's all; none for other effects. Reports and tests count
+// terminations by it.
+func (e Effect) TerminatedIDs() []string {
+	switch e.Kind {
+	case EffTerminate, EffTerminateKeep:
+		return []string{e.ID}
+	case EffRetire:
+		return e.IDs
+	}
+	return nil
 }
 
 // Decision is the outcome of deciding the current step: its new
@@ -292,6 +314,7 @@ func (p Progress) clone() Progress {
 	p.Drains = maps.Clone(p.Drains)
 	p.Deregistered = maps.Clone(p.Deregistered)
 	p.Terminated = maps.Clone(p.Terminated)
+	p.Retiring = maps.Clone(p.Retiring)
 	p.Known = slices.Clone(p.Known)
 	return p
 }
@@ -358,6 +381,9 @@ func decideBatch(s Step, prev []Step, obs Observation, t Timing, now time.Time) 
 	for _, id := range s.Targets {
 		if _, ok := s.Terminated[id]; ok {
 			continue
+		}
+		if _, ok := s.Retiring[id]; ok {
+			continue // detached, maybe not yet terminated: the retire effect ends it
 		}
 		in, ok := g.Instance(id)
 		switch {
@@ -470,6 +496,18 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 	if len(pending) == 0 {
 		return nil, ""
 	}
+	// A retire decided before (and perhaps cut short by a crash) is made
+	// again for what it has not finished: the provider reads before it
+	// writes, so nothing is detached or terminated twice.
+	var again []string
+	for _, id := range pending {
+		if _, ok := s.Retiring[id]; ok {
+			again = append(again, id)
+		}
+	}
+	if len(again) > 0 {
+		return []Effect{retireEffect(s, again, decrement, now)}, ""
+	}
 	var effects []Effect
 	var undrained []string
 	for _, id := range pending {
@@ -506,7 +544,7 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 		}
 		return effects, ""
 	}
-	var names []string
+	var names, retire []string
 	for _, id := range pending {
 		in, _ := g.Instance(id)
 		if in.Gone() {
@@ -524,21 +562,41 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 		unreachable := nobs.Err != "" && now.Sub(s.Drains[id]) >= t.Drain.Window
 		overdue := now.Sub(s.Drains[id]) >= t.Drain.Deadline+t.DrainGrace
 		if empty || unreachable || overdue {
-			kind := EffTerminate
-			if !decrement {
-				kind = EffTerminateKeep
-			}
-			effects = append(effects, Effect{Key: "terminate/" + id, Kind: kind, ID: id})
+			retire = append(retire, id)
 			continue
 		}
 		// The reason names the nodes only: the engine polls faster when
 		// the reason changes, and connection counts change every poll.
 		names = append(names, orDash(in.Name))
 	}
-	if len(names) > 0 && len(effects) == 0 {
+	if len(retire) > 0 {
+		return []Effect{retireEffect(s, retire, decrement, now)}, ""
+	}
+	if len(names) > 0 {
 		return nil, "draining " + strings.Join(names, ", ")
 	}
-	return effects, ""
+	return nil, ""
+}
+
+// retireEffect is the one effect that ends the drained targets ids, and
+// records them in the step's progress as retiring: the decision's intent
+// is saved before the call, so that after a crash the targets that left
+// the group (detached, perhaps not yet terminated) are retired again
+// rather than taken for gone.
+func retireEffect(s *Step, ids []string, decrement bool, now time.Time) Effect {
+	if s.Retiring == nil {
+		s.Retiring = map[string]time.Time{}
+	}
+	for _, id := range ids {
+		if _, ok := s.Retiring[id]; !ok {
+			s.Retiring[id] = now
+		}
+	}
+	eff := Effect{Key: "retire/" + strings.Join(ids, ","), Kind: EffRetire, IDs: ids}
+	if !decrement {
+		eff.Value = "keep"
+	}
+	return eff
 }
 
 // adopt takes live instances on the batch's image that no step has taken
@@ -600,15 +658,19 @@ func adopt(s Step, prev []Step, g Group) (Step, []Instance) {
 	return s, surplus
 }
 
-// tagNames gives each adopted instance its name (the Name tag).
+// tagNames gives the adopted instances their names (the Name tag), in
+// one effect.
 func tagNames(s Step, g Group) []Effect {
-	var out []Effect
+	var ids, names []string
 	for _, a := range s.Adopted {
 		if in, ok := g.Instance(a.ID); ok && a.Name != "" && in.Name != a.Name && in.Live() {
-			out = append(out, Effect{Key: "tag/" + a.ID, Kind: EffTagName, ID: a.ID, Value: a.Name})
+			ids, names = append(ids, a.ID), append(names, a.Name)
 		}
 	}
-	return out
+	if len(ids) == 0 {
+		return nil
+	}
+	return []Effect{{Key: "tag-names/" + strings.Join(ids, ","), Kind: EffTagNames, IDs: ids, Values: names}}
 }
 
 func orDash(s string) string {

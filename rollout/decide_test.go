@@ -68,7 +68,7 @@ func TestDecide(t *testing.T) {
 			f := withNew("Pending")
 			f[2].Name, f[3].Name = "", ""
 			return f
-		}(), nil, "tag/i-3 tag/i-4"},
+		}(), nil, "tag-names/i-3,i-4=ws-01,ws-02"},
 		{"replacements booting", batch(Progress{BaseDesired: 2, Adopted: adopted}), 4, withNew("Pending"), nil, "wait: waiting for ws-02 (i-4) Pending/initial"},
 		{"replacements never healthy", batch(Progress{BaseDesired: 2, Adopted: adopted, Started: now.Add(-11 * time.Minute)}), 4, withNew("Pending"), nil, "fail: replacements not healthy after 10m0s"},
 		{"healthy but node not ready", batch(Progress{BaseDesired: 2, Adopted: adopted}), 4, withNew("InService"), nodes("i-3", ready, "i-4", NodeObs{Status: NodeStatus{State: "starting"}}), "wait: waiting for ws-02"},
@@ -77,9 +77,25 @@ func TestDecide(t *testing.T) {
 		{"draining: connections left", batch(Progress{BaseDesired: 2, Adopted: adopted, HealthySince: warm, Ready: true, Drains: map[string]time.Time{"i-1": now.Add(-10 * time.Second), "i-2": now.Add(-10 * time.Second)}}), 4, withNew("InService"),
 			nodes("i-1", NodeObs{Status: NodeStatus{State: "draining", Connections: 3}}, "i-2", NodeObs{Status: NodeStatus{State: "draining", Connections: 1}}), "wait: draining ws-01, ws-02"},
 		{"one node empty: terminate it alone", batch(Progress{BaseDesired: 2, Adopted: adopted, HealthySince: warm, Ready: true, Drains: map[string]time.Time{"i-1": now.Add(-10 * time.Second), "i-2": now.Add(-10 * time.Second)}}), 4, withNew("InService"),
-			nodes("i-1", NodeObs{Status: NodeStatus{State: "drained"}}, "i-2", NodeObs{Status: NodeStatus{State: "draining", Connections: 1}}), "terminate/i-1"},
+			nodes("i-1", NodeObs{Status: NodeStatus{State: "drained"}}, "i-2", NodeObs{Status: NodeStatus{State: "draining", Connections: 1}}), "retire/i-1"},
 		{"drain deadline passed: terminate anyway", batch(Progress{BaseDesired: 2, Adopted: adopted, HealthySince: warm, Ready: true, Drains: map[string]time.Time{"i-1": now.Add(-6 * time.Minute), "i-2": now.Add(-10 * time.Second)}}), 4, withNew("InService"),
-			nodes("i-1", NodeObs{Status: NodeStatus{State: "draining", Connections: 7}}, "i-2", NodeObs{Status: NodeStatus{State: "draining", Connections: 1}}), "terminate/i-1"},
+			nodes("i-1", NodeObs{Status: NodeStatus{State: "draining", Connections: 7}}, "i-2", NodeObs{Status: NodeStatus{State: "draining", Connections: 1}}), "retire/i-1"},
+		{"both nodes empty: one retire for the batch", batch(Progress{BaseDesired: 2, Adopted: adopted, HealthySince: warm, Ready: true, Drains: map[string]time.Time{"i-1": now.Add(-10 * time.Second), "i-2": now.Add(-10 * time.Second)}}), 4, withNew("InService"),
+			nodes("i-1", NodeObs{Status: NodeStatus{State: "drained"}}, "i-2", NodeObs{Status: NodeStatus{State: "draining"}}), "retire/i-1,i-2"},
+		// A crash between the detach and the termination: the targets
+		// left the group, but the batch decided them retiring, so they
+		// are retired again rather than taken for gone.
+		{"retire cut short: made again for the detached targets", batch(Progress{BaseDesired: 2, Adopted: adopted, HealthySince: warm, Ready: true,
+			Drains:   map[string]time.Time{"i-1": now.Add(-10 * time.Second), "i-2": now.Add(-10 * time.Second)},
+			Retiring: map[string]time.Time{"i-1": now.Add(-time.Second), "i-2": now.Add(-time.Second)}}), 2, withNew("InService")[2:], nil, "retire/i-1,i-2"},
+		{"retire cut short, one target done", batch(Progress{BaseDesired: 2, Adopted: adopted, HealthySince: warm, Ready: true,
+			Drains:     map[string]time.Time{"i-1": now.Add(-10 * time.Second), "i-2": now.Add(-10 * time.Second)},
+			Retiring:   map[string]time.Time{"i-1": now.Add(-time.Second), "i-2": now.Add(-time.Second)},
+			Terminated: map[string]time.Time{"i-1": now.Add(-time.Second)}}), 2, withNew("InService")[2:], nil, "retire/i-2"},
+		{"retire finished: done", batch(Progress{BaseDesired: 2, Adopted: adopted, HealthySince: warm, Ready: true,
+			Drains:     map[string]time.Time{"i-1": now.Add(-10 * time.Second), "i-2": now.Add(-10 * time.Second)},
+			Retiring:   map[string]time.Time{"i-1": now.Add(-time.Second), "i-2": now.Add(-time.Second)},
+			Terminated: map[string]time.Time{"i-1": now.Add(-time.Second), "i-2": now.Add(-time.Second)}}), 2, withNew("InService")[2:], nil, "done"},
 		{"unreachable node before its window: wait", batch(Progress{BaseDesired: 2, Adopted: adopted, HealthySince: warm, Ready: true, Drains: map[string]time.Time{"i-1": now.Add(-10 * time.Second), "i-2": now.Add(-10 * time.Second)}}), 4, withNew("InService"),
 			nodes("i-1", NodeObs{Err: "connection refused"}, "i-2", NodeObs{Status: NodeStatus{State: "draining", Connections: 1}}), "wait: draining ws-01, ws-02"},
 		{"target taken by the group, node still draining: wait", batch(Progress{BaseDesired: 2, Adopted: adopted, HealthySince: warm, Ready: true, Drains: map[string]time.Time{"i-1": now.Add(-15 * time.Second), "i-2": now.Add(-15 * time.Second)}}), 4,
@@ -93,7 +109,7 @@ func TestDecide(t *testing.T) {
 			Progress: Progress{Init: true, BaseDesired: 2, Started: now.Add(-time.Minute), Known: []string{"i-1", "i-2"}}}, 2, oldFleet, nodes("i-1", ready, "i-2", ready), "drain/i-1@100 drain/i-2@100"},
 		{"terminate-then-replace keeps desired", Step{Kind: StepBatch, Launch: 2, Targets: []string{"i-1"}, Image: "ami-new", Strategy: TerminateThenReplace, TargetsFrom: -1,
 			Progress: Progress{Init: true, BaseDesired: 2, Started: now.Add(-time.Minute), Known: []string{"i-1", "i-2"}, Drains: map[string]time.Time{"i-1": now.Add(-time.Minute)}}}, 2, oldFleet,
-			nodes("i-1", NodeObs{Status: NodeStatus{State: "drained"}}), "terminate-replace/i-1"},
+			nodes("i-1", NodeObs{Status: NodeStatus{State: "drained"}}), "retire/i-1 (keep desired)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,6 +135,13 @@ func TestDecide(t *testing.T) {
 						s = fmt.Sprintf("%s@%g", e.Key, e.Drain.MaxRate)
 					case EffTerminateKeep:
 						s = "terminate-replace/" + e.ID
+					case EffRetire:
+						s = "retire/" + strings.Join(e.IDs, ",")
+						if e.Value == "keep" {
+							s += " (keep desired)"
+						}
+					case EffTagNames:
+						s = fmt.Sprintf("%s=%s", e.Key, strings.Join(e.Values, ","))
 					}
 					es = append(es, s)
 				}
@@ -197,6 +220,16 @@ func TestDecideEveryKind(t *testing.T) {
 	// still alive, as an abort or a crash may leave it.
 	afterDrain := Step{Kind: StepBatch, Phase: 0, Targets: []string{"i-1"}, Strategy: LaunchBeforeTerminate, Progress: Progress{Drains: map[string]time.Time{"i-1": now.Add(-time.Minute)}}}
 	ours := &Suspension{Ours: []string{"ReplaceUnhealthy", "AZRebalance"}, Active: true}
+	// overdueBatch is the canary's batch with its target's drain past
+	// the deadline and grace: the target is retired.
+	overdueBatch := warmBatch
+	overdueBatch.Progress.Ready = true
+	overdueBatch.Progress.Drains = map[string]time.Time{"i-1": now.Add(-6 * time.Minute)}
+	overdueBatch.Progress.Deregistered = map[string]time.Time{"i-1": now.Add(-6 * time.Minute)}
+	// cutShort is a batch whose retire of i-9 (already out of the group)
+	// never finished, as a failure or a crash then an abort may leave it.
+	cutShort := Step{Kind: StepBatch, Phase: 0, Targets: []string{"i-9"}, Strategy: LaunchBeforeTerminate, Progress: Progress{
+		Drains: map[string]time.Time{"i-9": now.Add(-time.Minute)}, Retiring: map[string]time.Time{"i-9": now.Add(-time.Second)}}}
 
 	cases := []struct {
 		name      string
@@ -235,6 +268,12 @@ func TestDecideEveryKind(t *testing.T) {
 			RollbackSteps: []Step{{Kind: StepSuspend, Phase: -1}}}, want: "suspend-processes[ReplaceUnhealthy AZRebalance]", check: wantSuspension("ReplaceUnhealthy,AZRebalance", "", false)},
 		{name: "resume: ours resume", st: State{Suspension: ours, Steps: []Step{{Kind: StepResume, Phase: -1}}}, want: "resume-processes[ReplaceUnhealthy AZRebalance]"},
 		{name: "resume: a drained node still alive goes first", st: State{Suspension: ours, Steps: []Step{afterDrain, {Kind: StepResume, Phase: -1}}, Cursor: 1}, want: "end-terminate/i-1"},
+		{name: "resume: a retire cut short is made again first", st: State{Suspension: ours, Steps: []Step{cutShort, {Kind: StepResume, Phase: -1}}, Cursor: 1}, want: "end-retire/i-9[i-9]"},
+		{name: "batch: drain overdue, retire", plan: twoPhases, st: State{Steps: []Step{overdueBatch}}, want: "retire/i-1[i-1]", check: func(t *testing.T, d Decision) {
+			if _, ok := d.Step.Retiring["i-1"]; !ok {
+				t.Error("the decision does not record i-1 as retiring: a crash after its detach would lose it")
+			}
+		}},
 		{name: "resume: nothing left", st: State{Suspension: &Suspension{Ours: ours.Ours, Active: true, Resumed: true}, Steps: []Step{{Kind: StepResume, Phase: -1}}}, want: "done"},
 		{name: "reregister: kept instances back", st: State{Rollback: true, RollbackSteps: []Step{{Kind: StepReregister, Phase: -1, IDs: []string{"i-1"}}}}, want: "register[i-1] set-healthy[i-1]"},
 		{name: "reregister: done", st: State{Rollback: true, RollbackSteps: []Step{{Kind: StepReregister, Phase: -1, IDs: []string{"i-1"}, Progress: Progress{Done: true}}}}, want: "done"},

@@ -28,6 +28,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
 	awsprov "wsfleet/provider/aws"
@@ -261,8 +263,59 @@ func (e *e2e) terminations(t *testing.T) map[string]int {
 			t.Fatal(err)
 		}
 		for _, a := range page.Activities {
-			if id, ok := strings.CutPrefix(aws.ToString(a.Description), "Terminating EC2 instance: "); ok {
+			// A batch's targets are detached, then terminated by EC2
+			// (orphans checks that none is left running).
+			desc := aws.ToString(a.Description)
+			if id, ok := strings.CutPrefix(desc, "Terminating EC2 instance: "); ok {
 				out[id]++
+			} else if id, ok := strings.CutPrefix(desc, "Detaching EC2 instance: "); ok {
+				out[id]++
+			}
+		}
+	}
+	return out
+}
+
+// apiClients are Auto Scaling and EC2 clients of the local cloud.
+func (e *e2e) apiClients() (*autoscaling.Client, *ec2.Client) {
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("e2e", "e2e", "")}
+	return autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(e.api) }),
+		ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(e.api) })
+}
+
+// orphans returns the instances launched by the group that are no longer
+// in it and still running: a detach whose termination never came.
+func (e *e2e) orphans(t *testing.T) []string {
+	t.Helper()
+	asg, ec := e.apiClients()
+	in := map[string]bool{}
+	gp := autoscaling.NewDescribeAutoScalingGroupsPaginator(asg, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{"gitter-ws"}})
+	for gp.HasMorePages() {
+		page, err := gp.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range page.AutoScalingGroups {
+			for _, i := range g.Instances {
+				in[aws.ToString(i.InstanceId)] = true
+			}
+		}
+	}
+	var out []string
+	ip := ec2.NewDescribeInstancesPaginator(ec, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:aws:autoscaling:groupName"), Values: []string{"gitter-ws"}},
+		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running"}},
+	}})
+	for ip.HasMorePages() {
+		page, err := ip.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Reservations {
+			for _, i := range r.Instances {
+				if id := aws.ToString(i.InstanceId); !in[id] {
+					out = append(out, id)
+				}
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -117,6 +118,14 @@ func (e *Engine) defaults() {
 	if e.Checker == nil {
 		e.Checker = &Checker{}
 	}
+	// The node traffic of a large fleet (a status per node every poll,
+	// a scrape per node every check) reuses its connections.
+	if h, ok := e.Nodes.(*HTTPNodes); ok && h.Client == nil {
+		h.Client = &http.Client{Timeout: 5 * time.Second, Transport: nodeTransport}
+	}
+	if e.Checker.HTTP == nil {
+		e.Checker.HTTP = &http.Client{Timeout: 10 * time.Second, Transport: nodeTransport}
+	}
 	if e.Host == "" {
 		e.Host, _ = os.Hostname()
 	}
@@ -126,6 +135,22 @@ func (e *Engine) defaults() {
 	e.phase = -2
 	e.checkCh = make(chan checkRound, 1)
 }
+
+// nodeTransport is the engine's transport to its nodes' admin and
+// metrics endpoints. Go's default keeps 100 idle connections in all and 2
+// per host: on a fleet of a thousand nodes every poll would open a
+// thousand connections (and, for the nodes the local cloud serves behind
+// one address, all but two of them). This one keeps one per node, and up
+// to maxNodeCalls to one address.
+var nodeTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0 // no limit
+	t.MaxIdleConnsPerHost = maxNodeCalls
+	return t
+}()
+
+// maxNodeCalls bounds the node status calls an observation makes at once.
+const maxNodeCalls = 128
 
 // me is this engine as it names itself for change.
 func (e *Engine) me(change string) LockInfo {
@@ -339,13 +364,16 @@ func (e *Engine) observe(ctx context.Context, st *State) (Observation, error) {
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxNodeCalls)
 	for _, in := range g.Instances {
 		if in.Lifecycle == "Terminated" {
 			continue // terminating ones still drain: ask them too
 		}
 		wg.Add(1)
+		slots <- struct{}{}
 		go func(in Instance) {
 			defer wg.Done()
+			defer func() { <-slots }()
 			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
 			ns, err := e.Nodes.Status(ctx, in)

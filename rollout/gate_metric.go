@@ -117,13 +117,16 @@ func sumMetric(ctx context.Context, c *Checker, m *MetricCheck, g Group) (float6
 		sum     float64
 		firstEr error
 	)
+	slots := make(chan struct{}, maxNodeCalls) // connections reused, not a thousand opened
 	for _, in := range g.Instances {
 		if in.Lifecycle != "InService" {
 			continue
 		}
 		wg.Add(1)
+		slots <- struct{}{}
 		go func(in Instance) {
 			defer wg.Done()
+			defer func() { <-slots }()
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.MetricsURL(in), nil)

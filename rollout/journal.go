@@ -118,6 +118,10 @@ func (e *Engine) call(ctx context.Context, st *State, eff Effect, obs Observatio
 		return outcome{}, p.SetProtection(ctx, st.Group, eff.IDs, eff.Kind == EffProtect)
 	case EffTagName:
 		return outcome{}, p.TagInstance(ctx, eff.ID, "Name", eff.Value)
+	case EffTagNames:
+		return outcome{}, e.tagNames(ctx, eff)
+	case EffRetire:
+		return outcome{}, e.retire(ctx, st.Group, eff)
 	case EffDrain:
 		in, _ := obs.Group.Instance(eff.ID)
 		if e.Nodes == nil {
@@ -208,6 +212,24 @@ func (s *State) apply(eff Effect, out outcome, now time.Time) {
 			step.Terminated = map[string]time.Time{}
 		}
 		step.Terminated[eff.ID] = now
+	case EffRetire:
+		// Every step that decided one of these targets retiring sees it
+		// terminated: the current one (the batch) and any before it (a
+		// retire the end of the change made again).
+		for _, list := range [][]Step{s.Steps, s.RollbackSteps} {
+			for i := range list {
+				t := &list[i]
+				for _, id := range eff.IDs {
+					if _, ok := t.Retiring[id]; !ok && t != step {
+						continue
+					}
+					if t.Terminated == nil {
+						t.Terminated = map[string]time.Time{}
+					}
+					t.Terminated[id] = now
+				}
+			}
+		}
 	case EffSetImage:
 		step.Done, step.Ended = true, now
 	case EffDeregister:
@@ -270,6 +292,64 @@ func (e *Engine) save(st *State) error {
 	e.lastSaved = data
 	if err := e.Events.Flush(); err != nil {
 		e.Log.Warn("event log not stored; kept for the next save", "change", st.Change, "err", err)
+	}
+	return nil
+}
+
+// Retirer is an optional Provider capability: ending a batch of drained
+// instances in a few calls (provider/aws: DetachInstances, 20 a call, then
+// one EC2 TerminateInstances) rather than one Terminate each.
+type Retirer interface {
+	// RetireInstances takes the instances out of the group, lowering its
+	// desired capacity with them when decrement is set (otherwise the
+	// group launches replacements), and terminates them. Idempotent, by
+	// reading before writing: an instance already out of the group is not
+	// detached again, one already shutting down or terminated is not
+	// terminated again, one the group is terminating is left to it. nil
+	// means the cloud shows every one out of the group and shut down.
+	RetireInstances(ctx context.Context, group string, ids []string, decrement bool) error
+}
+
+// InstanceTagger is an optional Provider capability: one tag key set on
+// many instances, each with its own value, and read back for all of them
+// at once.
+type InstanceTagger interface {
+	TagInstances(ctx context.Context, key string, values map[string]string) error
+}
+
+// retire makes a retire effect: through the provider's Retirer, else one
+// Terminate per instance (an instance already on its way out is skipped:
+// never terminated twice).
+func (e *Engine) retire(ctx context.Context, group string, eff Effect) error {
+	decrement := eff.Value != "keep"
+	if r, ok := e.Provider.(Retirer); ok {
+		return r.RetireInstances(ctx, group, eff.IDs, decrement)
+	}
+	for _, id := range eff.IDs {
+		if err := e.Provider.Terminate(ctx, group, id, decrement); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// tagNames makes a tag-names effect: through the provider's
+// InstanceTagger, else one TagInstance per instance.
+func (e *Engine) tagNames(ctx context.Context, eff Effect) error {
+	if len(eff.Values) != len(eff.IDs) {
+		return fmt.Errorf("tag names: %d names for %d instances", len(eff.Values), len(eff.IDs))
+	}
+	if t, ok := e.Provider.(InstanceTagger); ok {
+		values := make(map[string]string, len(eff.IDs))
+		for i, id := range eff.IDs {
+			values[id] = eff.Values[i]
+		}
+		return t.TagInstances(ctx, "Name", values)
+	}
+	for i, id := range eff.IDs {
+		if err := e.Provider.TagInstance(ctx, id, "Name", eff.Values[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -411,7 +411,7 @@ func testUnreachable(t *testing.T, newBucket func(*testing.T) Objects) {
 	mutating := func() int { return mutatingCalls(h) }
 	var atDown, heldSleeps int
 	e.Crash = func(p string) bool {
-		if !h.objs.down.Load() && heldSleeps == 0 && strings.HasPrefix(p, "after:") && strings.Contains(p, "terminate") {
+		if !h.objs.down.Load() && heldSleeps == 0 && strings.HasPrefix(p, "after:") && (strings.Contains(p, "terminate") || strings.Contains(p, ":retire/")) {
 			h.objs.down.Store(true)
 			atDown = mutating()
 		}
@@ -442,11 +442,11 @@ func testUnreachable(t *testing.T, newBucket func(*testing.T) Objects) {
 	}
 	done := 0
 	for _, j := range stored.Journal {
-		if j.Effect.Kind == EffTerminate || j.Effect.Kind == EffTerminateKeep {
+		if ids := j.Effect.TerminatedIDs(); len(ids) > 0 {
 			if j.Status != "done" {
 				t.Errorf("journal %s: %s", j.Effect.Key, j.Status)
 			}
-			done++
+			done += len(ids)
 		}
 	}
 	if done != len(h.cloud.terminated) {

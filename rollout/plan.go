@@ -624,7 +624,9 @@ func (p *Plan) validate() PlanErrors {
 	if p.WarmUp.D() > maxWarmUp {
 		add(p.errRange("warm_up", p.WarmUp.D(), "0 to "+maxWarmUp.String()))
 	}
-	if p.WarmUp == 0 {
+	// Absent means the default; an explicit 0s means no warm-up (the
+	// documented range starts at 0), so presence is read from the file.
+	if p.WarmUp == 0 && p.lines["warm_up"] == 0 {
 		p.WarmUp = Duration(defaultWarmUp)
 	}
 	if p.Healthy.D() > maxHealthy {

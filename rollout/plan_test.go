@@ -392,3 +392,27 @@ func failSlow(t *testing.T, start time.Time) {
 		t.Fatalf("input took %s, over the 1s bound", d)
 	}
 }
+
+// TestWarmUpZero checks that an explicit warm_up of 0s means no warm-up,
+// and only an absent key takes the 10s default: 0 is in the documented
+// range, and reading it as unset added 10s to every batch.
+func TestWarmUpZero(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		want time.Duration
+	}{
+		{"", defaultWarmUp},
+		{"warm_up: 0s\n", 0},
+		{"warm_up: 2s\n", 2 * time.Second},
+	} {
+		t.Run(c.line, func(t *testing.T) {
+			p, err := ParsePlan([]byte("change: c\ngroup: g\nimage: ami-new\n" + c.line + "phases:\n  - {name: all, replace: rest}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.WarmUp.D(); got != c.want {
+				t.Errorf("warm_up = %v, want %v", got, c.want)
+			}
+		})
+	}
+}

@@ -123,13 +123,15 @@ rollback: {on_failure: auto}
 		case j.Status != "done":
 		case j.Effect.Kind == rollout.EffDrain:
 			drained[j.Effect.ID] = j.At
-		case j.Effect.Kind == rollout.EffTerminate || j.Effect.Kind == rollout.EffTerminateKeep:
-			at, ok := drained[j.Effect.ID]
-			if !ok {
-				t.Errorf("%s terminated without a drain", j.Effect.ID)
-				continue
+		case len(j.Effect.TerminatedIDs()) > 0:
+			for _, id := range j.Effect.TerminatedIDs() {
+				at, ok := drained[id]
+				if !ok {
+					t.Errorf("%s terminated without a drain", id)
+					continue
+				}
+				slowest = max(slowest, j.At.Sub(at))
 			}
-			slowest = max(slowest, j.At.Sub(at))
 		}
 	}
 	if len(drained) != n {

@@ -76,7 +76,11 @@ type Progress struct {
 	// before its drain.
 	Deregistered map[string]time.Time `json:"deregistered,omitempty"`
 	Terminated   map[string]time.Time `json:"terminated,omitempty"`
-	Ready        bool                 `json:"ready,omitempty"`
+	// Retiring is when each target was decided retired (detached and
+	// terminated in a batch): saved with the effect's intent, it marks a
+	// target that may have left the group without being terminated yet.
+	Retiring map[string]time.Time `json:"retiring,omitempty"`
+	Ready    bool                 `json:"ready,omitempty"`
 	// Known is every instance of the group when the batch began: none of
 	// them can be a replacement the batch launched.
 	Known []string `json:"known,omitempty"`

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -51,6 +52,7 @@ func endEffects(st *State, g Group) []Effect {
 	var out []Effect
 	seen := map[string]bool{}
 	drained := st.drainAsked()
+	out = append(out, unfinishedRetires(st, seen)...)
 	for _, s := range append(slices.Clone(st.Steps), st.RollbackSteps...) {
 		for _, id := range append(slices.Clone(s.Targets), keys(s.Drains)...) {
 			in, ok := g.Instance(id)
@@ -103,5 +105,34 @@ func keys(m map[string]time.Time) []string {
 		out = append(out, k)
 	}
 	slices.Sort(out)
+	return out
+}
+
+// unfinishedRetires are the retire effects (journal.go) that some step
+// decided and that did not finish: their targets may be out of the group
+// and still running. They are made again, whatever became of the batch,
+// and their targets marked seen.
+func unfinishedRetires(st *State, seen map[string]bool) []Effect {
+	var dec, keep []string
+	for _, s := range append(slices.Clone(st.Steps), st.RollbackSteps...) {
+		for _, id := range keys(s.Retiring) {
+			if _, done := s.Terminated[id]; done || seen[id] {
+				continue
+			}
+			seen[id] = true
+			if s.Strategy == TerminateThenReplace {
+				keep = append(keep, id)
+			} else {
+				dec = append(dec, id)
+			}
+		}
+	}
+	var out []Effect
+	if len(dec) > 0 {
+		out = append(out, Effect{Key: "end-retire/" + strings.Join(dec, ","), Kind: EffRetire, IDs: dec})
+	}
+	if len(keep) > 0 {
+		out = append(out, Effect{Key: "end-retire-keep/" + strings.Join(keep, ","), Kind: EffRetire, IDs: keep, Value: "keep"})
+	}
 	return out
 }

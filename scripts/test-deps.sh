@@ -54,11 +54,19 @@ fi
 for sh in zsh fish; do
   command -v "$sh" >/dev/null 2>&1 || apt_pkgs+=("$sh")
 done
+# nats-server 2.9.10: the broker's oldest supported version
+# (broker/natstest.Oldest, TestNATSServerVersions, TestDrainOnOldestNATS)
+[ -x /usr/sbin/nats-server ] || apt_pkgs+=(nats-server)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq </dev/null
   apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" </dev/null >/dev/null
 fi
+
+# nats-server: the newest is built from the Go module go.mod pins
+# (scripts/build-nats-server.sh, cached under .cache/); Debian's package,
+# installed above, is the oldest version the broker supports (2.9.10).
+./scripts/build-nats-server.sh >/dev/null
 
 # The stand-in hashicorp/aws provider the Terraform tests build
 # (terraform/testdata/provider-aws, a module of its own): its modules.

@@ -372,7 +372,7 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 	}
 	n := s.replayStored(b, ss, subs, from, "restored")
 	if n < 0 {
-		s.overLimit(ss)
+		s.endTakeOver(ss, n)
 		return nil
 	}
 	if err := s.broker.Sessions().Delete(s.ctx, id); err != nil {

@@ -539,8 +539,9 @@ func resumeFrom(st broker.Session, connectID string, got clientCursor) uint64 {
 // and queues it ahead of the live messages that arrive meanwhile, once the
 // batch's replies are out. It counts the take-over by outcome and returns
 // how many messages it replays, or -1 when they are more than the queue
-// limit: it then queues nothing, and the caller ends the session
-// (overLimit), as it would a slow consumer's.
+// limit, replayGone when they cannot be read: it then queues nothing, and
+// the caller ends the session (endTakeOver), as it would a slow
+// consumer's.
 func (s *Server) replayStored(b *batch, ss *session, subs []string, from uint64, how string) int {
 	var (
 		hist []broker.Message
@@ -552,11 +553,15 @@ func (s *Server) replayStored(b *batch, ss *session, subs []string, from uint64,
 	var replay []outMsg
 	switch {
 	case err != nil:
+		// Never a session that goes on with a hole: it is ended as an
+		// over-limit one is (401, handshake advice), the answer for a
+		// history that no longer reaches back.
 		if !errors.Is(err, broker.ErrHistoryGone) {
 			s.met.brokerErrors.Inc()
 		}
 		s.met.restored.WithLabelValues("gone").Inc()
-		s.log.Warn("session taken over without replay", "client", ss.id, "how", how, "cursor", from, "err", err)
+		s.log.Info("session taken over: replay cannot be made, ending the session", "client", ss.id, "how", how, "cursor", from, "err", err)
+		return replayGone
 	case len(hist) > s.cfg.QueueLimit:
 		s.met.restored.WithLabelValues("over_limit").Inc()
 		s.log.Info("session taken over: replay over the queue limit", "client", ss.id, "how", how, "cursor", from,
@@ -579,6 +584,20 @@ func (s *Server) replayStored(b *batch, ss *session, subs []string, from uint64,
 // advice to handshake (the caller's unknownClient), and a client that
 // replays by itself (the Go client's subscribe with ext.since) learns on
 // its new session that the replay is gone.
+// replayGone is replayStored's answer for a replay that cannot be made
+// (the history no longer reaches back, or the broker failed).
+const replayGone = -2
+
+// endTakeOver ends a session taken from the store whose replay
+// replayStored refused (n < 0): over the queue limit, or gone.
+func (s *Server) endTakeOver(ss *session, n int) {
+	if n == replayGone {
+		s.endSession(ss, "replay history gone")
+		return
+	}
+	s.overLimit(ss)
+}
+
 func (s *Server) overLimit(ss *session) {
 	s.met.replayOverLimit.WithLabelValues("slow_consumer").Inc()
 	s.met.slowConsumers.Inc()

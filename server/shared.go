@@ -403,8 +403,8 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 	ss.replaying++
 	subs := slices.Clone(ss.subs)
 	ss.mu.Unlock()
-	if s.replayStored(b, ss, subs, from, "adopted") < 0 {
-		s.overLimit(ss)
+	if n := s.replayStored(b, ss, subs, from, "adopted"); n < 0 {
+		s.endTakeOver(ss, n)
 		return nil
 	}
 	return ss

@@ -67,6 +67,8 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:4566", "address of the AWS API endpoint (EC2, Auto Scaling, ELBv2 and S3)")
 	fs.Var(images, "image", "ami-ID=COMMAND runs COMMAND serve --aws --aws-lifecycle as each instance of that image; ami-ID=simulated runs nothing (repeatable)")
 	fs.StringVar(&embeddedNATS, "embedded-nats", "", "host a NATS server with JetStream at this address for the nodes (user data: --nats=nats://ADDR)")
+	var natsCluster int
+	fs.IntVar(&natsCluster, "nats-cluster", 1, "with --embedded-nats HOST:PORT, run this many NATS servers in one JetStream cluster, on PORT, PORT+1, ... (3 for a cluster that survives a server's loss; user data: --nats= with every URL)")
 	fs.StringVar(&bootstrap, "bootstrap", "", "create this topology file's resources at start (see examples/seed-topology.yaml)")
 	fs.StringVar(&cfg.Region, "region", "us-east-1", "region reported in ARNs and instance metadata")
 	fs.DurationVar(&cfg.Tick, "tick", 250*time.Millisecond, "how often groups are reconciled")
@@ -114,16 +116,34 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.S3Dir = defaultS3Dir(cfg.Listen)
 	}
 
+	if natsCluster < 1 || natsCluster > 7 {
+		return fmt.Errorf("%w: --nats-cluster must be between 1 and 7", errUsage)
+	}
+	if natsCluster > 1 && embeddedNATS == "" {
+		return fmt.Errorf("%w: --nats-cluster needs --embedded-nats HOST:PORT", errUsage)
+	}
+	// stopNATS shuts an embedded NATS down, waiting up to 10 s.
+	stopNATS := func(shutdown func(context.Context) error) {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdown(sctx)
+	}
+	if natsCluster > 1 {
+		nc, err := broker.StartEmbeddedCluster(natsCluster, embeddedNATS, log)
+		if err != nil {
+			return fmt.Errorf("embedded NATS cluster: %w", err)
+		}
+		defer stopNATS(nc.Shutdown)
+		log.Info("embedded NATS cluster started", "urls", nc.URLs())
+		fmt.Fprintf(stdout, "NATS cluster: --nats=%s\n", nc.URLs())
+		embeddedNATS = ""
+	}
 	if embeddedNATS != "" {
 		e, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: embeddedNATS, Logger: log})
 		if err != nil {
 			return fmt.Errorf("embedded NATS: %w", err)
 		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			e.Shutdown(sctx)
-		}()
+		defer stopNATS(e.Shutdown)
 		log.Info("embedded NATS started", "url", e.ClientURL())
 	}
 

@@ -27,6 +27,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.Clients, "clients", 2000, "chat clients held through the load balancer")
 	fs.BoolVar(&cfg.Fast, "fast", false, "shorten the plan's bakes, warm-up and drains (time scale 0.05) and the local cloud's health checks: under 3 minutes")
 	fs.BoolVar(&cfg.Replay, "replay", false, "let the chat clients ask for what they missed, as the Go client can (default: behave like unmodified faye and halley clients)")
+	fs.IntVar(&cfg.NATSCluster, "nats-cluster", 1, "run this many NATS servers in one JetStream cluster (3: the stream's leader is shut down for a few seconds mid-change)")
 	fs.BoolVar(&cfg.Naive, "naive", false, "do the change the seed's way instead: terminate, then let the group replace, no drain")
 	fs.StringVar(&cfg.Out, "out", "wsfleet-demo", "directory for report.md, events.jsonl, chart.svg and summary.json")
 	fs.Float64Var(&cfg.Rate, "rate", 40, "chat messages published per second over all rooms")

@@ -31,6 +31,7 @@ type serveFlags struct {
 	nodeID, image, natsURLs, embeddedNATS        string
 	historyAge                                   time.Duration
 	historyMaxMsgs                               int64
+	natsReplicas                                 int
 	drain                                        server.DrainOptions
 	timeout                                      time.Duration
 	logLevel                                     string
@@ -62,6 +63,7 @@ func addServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&f.image, "image", "", "machine image label reported in status")
 	fs.StringVar(&f.natsURLs, "nats", "", "join a cluster through these NATS servers (comma-separated nats:// URLs)")
 	fs.StringVar(&f.embeddedNATS, "embedded-nats", "", "host an in-process NATS server with JetStream at this address, which other nodes join with --nats")
+	fs.IntVar(&f.natsReplicas, "nats-replicas", 0, "replicas of the message stream and the session bucket in a NATS cluster, 1..5 (default: 3 when the cluster has three or more servers, else 1)")
 	fs.DurationVar(&f.historyAge, "history-age", 5*time.Minute, "how long published messages are kept for replay")
 	fs.Int64Var(&f.historyMaxMsgs, "history-max-msgs", 100_000, "most published messages kept for replay")
 	fs.DurationVar(&f.drain.Window, "drain-window", server.DefaultDrainOptions.Window, "drain on SIGTERM: spread client releases over this window")
@@ -271,6 +273,10 @@ func openBroker(ctx context.Context, f *serveFlags, log *slog.Logger) (broker.Br
 			urls = e.ClientURL() + "," + urls
 		}
 	}
+	if f.natsReplicas < 0 || f.natsReplicas > broker.MaxReplicas {
+		cleanup()
+		return nil, false, func() {}, fmt.Errorf("--nats-replicas %d: want 1..%d", f.natsReplicas, broker.MaxReplicas)
+	}
 	if urls == "" {
 		log.Info("no NATS: running alone on the memory broker")
 		return broker.NewMemory(broker.MemoryOptions{HistoryAge: f.historyAge, HistoryMsgs: int(f.historyMaxMsgs)}), false, cleanup, nil
@@ -278,7 +284,7 @@ func openBroker(ctx context.Context, f *serveFlags, log *slog.Logger) (broker.Br
 	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	b, err := broker.NewNATS(nctx, broker.NATSOptions{URLs: urls, Name: "wsfleet-" + f.nodeID,
-		HistoryAge: f.historyAge, HistoryMsgs: f.historyMaxMsgs, Logger: log})
+		HistoryAge: f.historyAge, HistoryMsgs: f.historyMaxMsgs, Replicas: f.natsReplicas, Logger: log})
 	if err != nil {
 		cleanup()
 		return nil, false, func() {}, fmt.Errorf("connect to NATS %s: %w", strings.Split(urls, ",")[0], err)

@@ -118,8 +118,10 @@ rollback: {on_failure: auto}
 	}
 	terminated := map[string]int{}
 	for _, j := range st.Journal {
-		if j.Status == "done" && (j.Effect.Kind == rollout.EffTerminate || j.Effect.Kind == rollout.EffTerminateKeep) {
-			terminated[j.Effect.ID]++
+		if j.Status == "done" {
+			for _, id := range j.Effect.TerminatedIDs() {
+				terminated[id]++
+			}
 		}
 	}
 	acts := map[string]int{} // the cloud's own record: its scaling activities
@@ -130,7 +132,11 @@ rollback: {on_failure: auto}
 			t.Fatal(err)
 		}
 		for _, a := range page.Activities {
-			if id, ok := strings.CutPrefix(aws.ToString(a.Description), "Terminating EC2 instance: "); ok {
+			// A batch's targets are detached, then terminated by EC2.
+			desc := aws.ToString(a.Description)
+			if id, ok := strings.CutPrefix(desc, "Terminating EC2 instance: "); ok {
+				acts[id]++
+			} else if id, ok := strings.CutPrefix(desc, "Detaching EC2 instance: "); ok {
 				acts[id]++
 			}
 		}

@@ -72,6 +72,7 @@ type Provider struct {
 	// images caches the AMI of numbered launch template versions, which
 	// never change once made.
 	images map[string]string
+	ec2c   ec2Cache
 }
 
 var (
@@ -356,23 +357,9 @@ func (p *Provider) Group(ctx context.Context, name string) (rollout.Group, error
 	for _, in := range ag.Instances {
 		ids = append(ids, aws.ToString(in.InstanceId))
 	}
-	ec2s := map[string]ec2types.Instance{}
-	pager := ec2.NewDescribeInstancesPaginator(p.ec2, &ec2.DescribeInstancesInput{InstanceIds: ids})
-	for pager.HasMorePages() {
-		// An instance the group lists may not be in EC2's answer yet
-		// (InvalidInstanceID.NotFound): EC2 is eventually consistent,
-		// and its documentation says to retry.
-		page, err := pager.NextPage(ctx, func(o *ec2.Options) {
-			o.Retryer = retry.AddWithErrorCodes(o.Retryer, "InvalidInstanceID.NotFound")
-		})
-		if err != nil {
-			return rollout.Group{}, fmt.Errorf("describe instances of %s: %w", name, err)
-		}
-		for _, r := range page.Reservations {
-			for _, in := range r.Instances {
-				ec2s[aws.ToString(in.InstanceId)] = in
-			}
-		}
+	ec2s, err := p.ec2c.instances(ctx, p, ids) // ec2cache.go
+	if err != nil {
+		return rollout.Group{}, fmt.Errorf("describe instances of %s: %w", name, err)
 	}
 	health := map[string]string{}
 	for _, arn := range ag.TargetGroupARNs {
@@ -625,7 +612,7 @@ func (p *Provider) TagInstance(ctx context.Context, id, key, value string) error
 	if err != nil {
 		return fmt.Errorf("tag %s %s=%s: %w", id, key, value, err)
 	}
-	return p.confirm(ctx, fmt.Sprintf("tag %s %s=%s", id, key, value), func(ctx context.Context) (bool, error) {
+	err = p.confirm(ctx, fmt.Sprintf("tag %s %s=%s", id, key, value), func(ctx context.Context) (bool, error) {
 		out, err := p.ec2.DescribeTags(ctx, &ec2.DescribeTagsInput{Filters: []ec2types.Filter{
 			{Name: aws.String("resource-id"), Values: []string{id}}, {Name: aws.String("key"), Values: []string{key}},
 		}})
@@ -639,6 +626,10 @@ func (p *Provider) TagInstance(ctx context.Context, id, key, value string) error
 		}
 		return false, nil
 	})
+	if err == nil {
+		p.ec2c.setTag(id, key, value) // read back: what Group shows now
+	}
+	return err
 }
 
 // TagGroup sets or (value "") deletes a group tag, not propagated to
@@ -795,17 +786,8 @@ func (p *Provider) DeregisterTargets(ctx context.Context, group string, ids []st
 		return err
 	}
 	for _, arn := range arns {
-		for _, id := range ids {
-			// One call per target: one target that is already gone must
-			// not keep the others registered.
-			_, err := p.elb.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: targetsOf([]string{id})})
-			if err != nil {
-				var ae smithy.APIError
-				if errors.As(err, &ae) && ae.ErrorCode() == "InvalidTarget" {
-					continue
-				}
-				return fmt.Errorf("deregister %s from %s: %w", id, arn, err)
-			}
+		if err := p.deregisterFrom(ctx, arn, ids); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -88,23 +88,7 @@ func TestProviderOnLocalCloud(t *testing.T) {
 	c, p := startLocal(t, 3)
 	ctx := context.Background()
 
-	var g rollout.Group
-	waitFor(t, "3 in service and healthy", func() error {
-		var err error
-		if g, err = p.Group(ctx, "gitter-ws"); err != nil {
-			return err
-		}
-		ok := 0
-		for _, in := range g.Instances {
-			if in.Lifecycle == "InService" && in.Health == "healthy" {
-				ok++
-			}
-		}
-		if ok != 3 {
-			return fmt.Errorf("%d of 3 in service and healthy: %+v", ok, g.Instances)
-		}
-		return nil
-	})
+	g := waitHealthy(t, p, 3)
 	if g.Image != "ami-old" || g.Template.Version != "1" || g.Desired != 3 || g.Max != 5 {
 		t.Fatalf("group %+v", g)
 	}
