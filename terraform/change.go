@@ -99,8 +99,12 @@ func (r *Runner) PlanChange(ctx context.Context, dir, change string, now time.Ti
 		return nil, err
 	}
 	edit := p.Edit
-	if prev != nil && !prev.Applied && prev.Edit.New == edit.New && edit.Old == edit.New && prev.Edit.File == edit.File {
-		edit.Old, edit.HadOld = prev.Edit.Old, prev.Edit.HadOld // planned again: the value before the first plan
+	if prev != nil && !prev.Applied && prev.Edit.File == edit.File && prev.Edit.Name == edit.Name &&
+		edit.HadOld && edit.Old == prev.Edit.New {
+		// Planned again (with the same value or another) while the file
+		// still has the earlier plan's value, never applied: what a
+		// rollback sets back is the value before the first plan.
+		edit.Old, edit.HadOld = prev.Edit.Old, prev.Edit.HadOld
 	}
 	if len(p.Summary.Changes) == 0 {
 		os.Remove(planFile)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 
 	"wsfleet/internal/tftest"
+	"wsfleet/terraform"
 )
 
 // TestTerraformPlanDrift: the live group changed outside Terraform. A
@@ -59,5 +61,28 @@ func TestTerraformPlanDrift(t *testing.T) {
 	want := "warning: drift: aws_autoscaling_group.ws changed outside Terraform since its last apply (launch_configuration): the live group differs from Terraform's state"
 	if code != 0 || !strings.Contains(errOut, want) {
 		t.Fatalf("plan with the group on a launch configuration set by hand: exit %d; want 0 and %q\n%s\n%s", code, want, out, errOut)
+	}
+}
+
+// TestTerraformPlanAgainOtherValue: `wsfleet plan` run again for the same
+// change with another value (the first one was a typo) keeps, as the
+// value a rollback sets back, the one before the first plan: the value
+// the first plan set was never applied, and a rollback to it would move
+// the group to an image it never ran.
+func TestTerraformPlanAgainOtherValue(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := startTFFleet(t, ctx)
+	f.planned(t, ctx, "tf-twice", "ami-bad")
+	plan := f.writePlan(t, "tf-twice", "ami-new", "")
+	if code, out, errOut := f.run(t, "plan", "-f", plan); code != 0 {
+		t.Fatalf("plan again: exit %d\n%s\n%s", code, out, errOut)
+	}
+	rec, err := terraform.LoadRecord(filepath.Join(f.stateDir, "terraform"), "tf-twice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Edit.Old != "ami-old" || !rec.Edit.HadOld || rec.Edit.New != "ami-new" {
+		t.Errorf("record's edit after planning again: %+v; want ami-old -> ami-new", rec.Edit)
 	}
 }
