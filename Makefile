@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout
+.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-ui-scale
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -88,3 +88,9 @@ test-crash: build
 # last result). WSFLEET_BENCH_N=200 runs a smaller group.
 bench-rollout: build
 	WSFLEET_BENCH_ROLLOUT=1 $(GO) test -count=1 -timeout 30m -run TestBenchRollout1000 -v ./rollout/
+
+# test-ui-scale follows in Chromium the engine replacing a simulated group
+# of 1,000 instances (WSFLEET_UI_SCALE_N=200 for a smaller one), without
+# -race; docs/dashboard.md keeps the last result.
+test-ui-scale:
+	WSFLEET_UI_SCALE_ENGINE=1 $(GO) test -count=1 -timeout 30m -run TestDashboardScaleEngine -v ./ui/

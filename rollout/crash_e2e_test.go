@@ -120,10 +120,13 @@ func effects(t *testing.T, path string) []effectEvent {
 	return out
 }
 
-// choosePoints takes want crash points from a clean run's effects: every
-// kind first, then round-robin over the kinds (each kind's effects spread
-// from first to last), each effect twice at most (once at its event, once
-// 150ms after), and faults on every other point.
+// choosePoints takes want crash points from a clean run's effects:
+// round-robin over the kinds, so every kind comes first and then each
+// kind's remaining candidates, until want are taken or none is left. A
+// kind's candidates are each of its effects at its event, spread (first,
+// last, then the ones between), and then each 150ms after it; every other
+// point runs under faults. With the batch effects a clean run has about 26
+// effects, so 50 points take nearly every (effect, moment) pair.
 func choosePoints(evs []effectEvent, want int) []crashPoint {
 	byKind := map[string]int{}
 	var kinds []string
@@ -133,42 +136,83 @@ func choosePoints(evs []effectEvent, want int) []crashPoint {
 		}
 		byKind[ev.Msg]++
 	}
+	cands := map[string][]crashPoint{}
+	for _, k := range kinds {
+		n := byKind[k]
+		order := []int{1}
+		if n > 1 {
+			order = append(order, n)
+		}
+		for i := 2; i < n; i++ {
+			order = append(order, i)
+		}
+		for _, delay := range []time.Duration{0, 150 * time.Millisecond} {
+			for _, i := range order {
+				cands[k] = append(cands[k], crashPoint{kind: k, n: i, delay: delay})
+			}
+		}
+	}
 	var pts []crashPoint
-	for round := 0; len(pts) < want && round < 2*len(evs); round++ {
+	for len(pts) < want {
 		added := false
 		for _, k := range kinds {
-			n := byKind[k]
-			if round >= 2*n || len(pts) >= want {
+			if len(pts) >= want || len(cands[k]) == 0 {
 				continue
 			}
-			// Spread: round r takes effect r*stride mod n, first pass
-			// at the event, second pass 150ms after it.
-			i := (round * max(1, n/3+1)) % n
-			if round >= n {
-				i = (i + 1) % n
-			}
-			p := crashPoint{kind: k, n: i + 1}
-			if round%2 == 1 {
-				p.delay = 150 * time.Millisecond
-			}
-			dup := false
-			for _, q := range pts {
-				if q.kind == p.kind && q.n == p.n && q.delay == p.delay {
-					dup = true
-				}
-			}
-			if dup {
-				continue
-			}
+			p := cands[k][0]
+			cands[k] = cands[k][1:]
 			p.faults = len(pts)%2 == 1
 			pts = append(pts, p)
 			added = true
 		}
-		if !added && round > len(evs) {
+		if !added {
 			break
 		}
 	}
 	return pts
+}
+
+// TestChoosePoints checks the choice on a clean run's effects as the
+// batch effects give them (26): 50 distinct points, every kind among the
+// first, each kind's first and last effect before the ones between, and
+// faults on every other point.
+func TestChoosePoints(t *testing.T) {
+	counts := []struct {
+		kind string
+		n    int
+	}{{"suspend-processes", 1}, {"set-image", 1}, {"protect", 1}, {"set-desired", 3}, {"tag-names", 3}, {"unprotect", 1}, {"deregister-targets", 3}, {"drain", 9}, {"retire", 3}, {"resume-processes", 1}}
+	var evs []effectEvent
+	for _, c := range counts {
+		for range c.n {
+			evs = append(evs, effectEvent{Type: "effect", Msg: c.kind})
+		}
+	}
+	pts := choosePoints(evs, crashFull)
+	if len(pts) != crashFull {
+		t.Fatalf("%d points from %d effects, want %d", len(pts), len(evs), crashFull)
+	}
+	seen := map[crashPoint]bool{}
+	for i, p := range pts {
+		if p.faults != (i%2 == 1) {
+			t.Errorf("point %d: faults %v", i, p.faults)
+		}
+		p.faults = false
+		if seen[p] {
+			t.Errorf("point %d (%s) chosen twice", i, p)
+		}
+		seen[p] = true
+	}
+	for i, c := range counts {
+		if pts[i].kind != c.kind || pts[i].n != 1 || pts[i].delay != 0 {
+			t.Errorf("point %d = %s, want %s#1 at its event", i, pts[i], c.kind)
+		}
+	}
+	if p := pts[len(counts)+3]; p.kind != "set-desired" || p.n != 3 {
+		t.Errorf("set-desired's second point = %s, want its last effect", p)
+	}
+	if got := choosePoints(evs, 1000); len(got) != 2*len(evs) {
+		t.Errorf("every point: %d, want %d (each effect at its event and 150ms after)", len(got), 2*len(evs))
+	}
 }
 
 // waitEffect waits until the event log holds the n-th effect of kind.
@@ -238,6 +282,9 @@ func TestE2ECrashPoints(t *testing.T) {
 		kinds[ev.Msg]++
 	}
 	t.Logf("clean run: %d effects %v in %s; %d crash points", len(evs), kinds, time.Since(start).Round(time.Second), len(points))
+	if os.Getenv("WSFLEET_CRASH_KIND") == "" && len(points) < want {
+		t.Fatalf("the clean run's %d effects give %d crash points, want %d", len(evs), len(points), want)
+	}
 	if len(kinds) < 9 {
 		t.Fatalf("the clean run made only the effects %v", kinds)
 	}

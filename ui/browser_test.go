@@ -148,6 +148,7 @@ func (r *rig) waitHealthy(t *testing.T, ctx context.Context, n int) {
 		t.Fatal(err)
 	}
 	start := time.Now()
+	limit := 45*time.Second + time.Duration(n)*100*time.Millisecond // 1,000 instances boot in a minute or two
 	for {
 		g, err := p.Group(ctx, "gitter-ws")
 		healthy := 0
@@ -162,7 +163,7 @@ func (r *rig) waitHealthy(t *testing.T, ctx context.Context, n int) {
 			t.Logf("%d simulated instances in service in %s", n, time.Since(start).Round(time.Millisecond))
 			return
 		}
-		if time.Since(start) > 45*time.Second || ctx.Err() != nil {
+		if time.Since(start) > limit || ctx.Err() != nil {
 			t.Fatalf("%d of %d instances in service after %s: %v", healthy, n, time.Since(start), err)
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,6 +71,11 @@ type Config struct {
 	// default 16. MaxClients bounds the streams at once; default 32.
 	ClientBuffer int
 	MaxClients   int
+	// LoopbackOnly says the server listens on loopback only: it then
+	// answers only requests whose Host is loopback (localhost, 127.0.0.0/8,
+	// ::1), so that a web page whose name was rebound to 127.0.0.1 (DNS
+	// rebinding) cannot read the fleet from the operator's browser.
+	LoopbackOnly bool
 	Log          *slog.Logger
 	Now          func() time.Time
 }
@@ -382,7 +388,36 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/stream", s.stream)
 	mux.HandleFunc("GET /api/view", s.current)
 	mux.HandleFunc("POST /api/control", s.control)
-	return secure(mux)
+	// Without this, "GET /" would answer a GET of the control with the
+	// file server's 404.
+	mux.HandleFunc("GET /api/control", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+	})
+	h := secure(mux)
+	if s.cfg.LoopbackOnly {
+		h = loopbackHost(h)
+	}
+	return h
+}
+
+// loopbackHost refuses a request whose Host header names anything but
+// loopback: on a loopback listener, any other name is a page that had its
+// name resolve to 127.0.0.1 (DNS rebinding) and would read the dashboard
+// from the operator's own browser.
+func loopbackHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if ip := net.ParseIP(host); !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "the dashboard answers on loopback names only (localhost, 127.0.0.1, [::1])", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // secure sets the headers that keep the page to its own origin: scripts,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -299,5 +300,74 @@ func TestDistUpToDate(t *testing.T) {
 	entries, _ := os.ReadDir("dist")
 	if len(entries) != 3 {
 		t.Errorf("ui/dist holds %d files, want the 3 the build writes", len(entries))
+	}
+}
+
+// TestLoopbackHost: a loopback-only dashboard answers only requests
+// naming a loopback host, so that a page rebound to 127.0.0.1 (DNS
+// rebinding) cannot read the fleet; a dashboard beyond loopback, which
+// anyone reaching the port may read, answers any name.
+func TestLoopbackHost(t *testing.T) {
+	store := fixture(t, map[string]rollout.Node{"i-1": node("i-1", "ws-1", "ami-old", 3)})
+	for _, tc := range []struct {
+		host     string
+		loopback bool
+		code     int
+	}{
+		{"127.0.0.1:8090", true, http.StatusOK},
+		{"localhost:8090", true, http.StatusOK},
+		{"LocalHost", true, http.StatusOK},
+		{"[::1]:8090", true, http.StatusOK},
+		{"[::1]", true, http.StatusOK},
+		{"127.0.0.2", true, http.StatusOK},
+		{"evil.example:8090", true, http.StatusForbidden},
+		{"evil.example", true, http.StatusForbidden},
+		{"192.168.1.4:8090", true, http.StatusForbidden},
+		{"evil.example:8090", false, http.StatusOK},
+	} {
+		t.Run(fmt.Sprintf("%s loopback=%v", tc.host, tc.loopback), func(t *testing.T) {
+			s := New(Config{Store: store, Token: token, LoopbackOnly: tc.loopback})
+			s.Poll()
+			for _, path := range []string{"/", "/api/view"} {
+				req := httptest.NewRequest("GET", path, nil)
+				req.Host = tc.host
+				w := httptest.NewRecorder()
+				s.Handler().ServeHTTP(w, req)
+				if w.Code != tc.code {
+					t.Errorf("GET %s with Host %s: status %d, want %d", path, tc.host, w.Code, tc.code)
+				}
+			}
+		})
+	}
+}
+
+// TestControlMethod: a GET of the control is 405 naming POST, not the
+// file server's 404.
+func TestControlMethod(t *testing.T) {
+	s := New(Config{Store: fixture(t, nil), Token: token})
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/api/control", nil))
+	if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
+		t.Errorf("GET /api/control: status %d, Allow %q; want 405, POST", w.Code, w.Header().Get("Allow"))
+	}
+}
+
+// TestPageSymbolsNoEmoji: the symbols that say a state beside its word
+// are in DejaVu Sans, Debian's default font: an emoji or a symbol of
+// Unicode's Miscellaneous Technical block (⏸, ⏳, 🔒) is drawn as an empty
+// box by a browser without an emoji font.
+func TestPageSymbolsNoEmoji(t *testing.T) {
+	for _, path := range []string{"web/src/main.js", "web/src/index.html", "dist/app.js", "dist/index.html"} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			for _, r := range line {
+				if r >= 0x1F000 || (r >= 0x2300 && r <= 0x23FF) {
+					t.Errorf("%s:%d: %q (U+%04X) needs an emoji font", path, i+1, r, r)
+				}
+			}
+		}
 	}
 }

@@ -35,6 +35,7 @@ func startUI(ctx context.Context, addr string, cfg ui.Config, tokenFrom string, 
 	if cfg.Control == nil {
 		cfg.Control = liveControl(cfg.Store)
 	}
+	cfg.LoopbackOnly = ui.Loopback(addr)
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}

@@ -3,6 +3,7 @@
 //
 //   node dashboard.mjs follow URL TOKEN ARTEFACTS
 //   node dashboard.mjs scale URL ARTEFACTS
+//   node dashboard.mjs engine URL ARTEFACTS N SECONDS
 //
 // The line protocol with the Go side is harness.mjs's. Any failure exits 1.
 import { chromium } from "playwright-core";
@@ -27,6 +28,7 @@ try {
   page.on("request", (r) => { if (!r.url().startsWith(origin) && !r.url().startsWith("data:")) errors.push(`external request: ${r.url()}`); });
   await page.goto(url);
   if (mode === "follow") await follow(page, rest[0], rest[1]);
+  else if (mode === "engine") await engine(page, rest[0], Number(rest[1]), Number(rest[2]));
   else await scale(page, rest[0]);
   check(errors.length === 0, `page errors: ${errors.join("; ")}`);
 } finally {
@@ -106,6 +108,9 @@ async function follow(page, token, dir) {
   check(s.inService === 8 && s.newInService === 8, `at the end ${s.newInService} of ${s.inService} instances in service on ami-new`);
   check([...newCounts].filter((c) => c > 0 && c < s.rows).length >= 2, `the table went through too few steps: ${[...newCounts]}`);
   check(s.phases.every((p) => p.endsWith(":done")), `phases at the end: ${s.phases}`);
+  // An ended phase's deadline is a time, not a count down ("in 12m").
+  const facts = await page.$$eval("#phases > li p.muted", (ps) => ps.map((p) => p.textContent));
+  check(facts.every((f) => !/deadline [^·]*(, in |ago\))/.test(f)), `an ended phase counts down to its deadline: ${facts.join(" | ")}`);
   // The checks table and the event log's filter.
   const verdict = await page.textContent('#checks tr[data-check="errors"]');
   check(/pass/.test(verdict), `check errors: ${verdict}`);
@@ -134,6 +139,13 @@ async function scale(page, dir) {
   await page.waitForTimeout(1000); // the last update's connections
   await page.screenshot({ path: join(dir, "scale-1000.png") });
   const connections = await page.$$eval("#nodes tbody tr", (rs) => rs.reduce((a, r) => a + Number(r.cells[6].textContent), 0));
+  s = await snap(page);
+  result({ rows: s.rows, newRows: s.newRows, connections, updates: s.updates - u0, renderMs: await renderStats(page) });
+}
+
+// renderStats is the page's render times by part (view, instances,
+// events, charts): count, mean, p95 and max in ms.
+async function renderStats(page) {
   const renders = await page.evaluate(() => window.__dash.renders);
   const by = {};
   for (const r of renders) (by[r.what] ||= []).push(r.ms);
@@ -142,6 +154,34 @@ async function scale(page, dir) {
     v.sort((a, b) => a - b);
     stats[k] = { n: v.length, mean: +(v.reduce((a, b) => a + b, 0) / v.length).toFixed(2), p95: +v[Math.floor(v.length * 0.95)].toFixed(2), max: +v[v.length - 1].toFixed(2) };
   }
+  return stats;
+}
+
+// engine follows an engine replacing a group of n instances: the page
+// shows the n, then ends where the change ends with the n in service on
+// the new image (the old ones stay as rows, terminated), within seconds.
+async function engine(page, dir, n, seconds) {
+  const t0 = Date.now();
+  let s = await waitFor(page, `${n} rows`, (s) => s.rows >= n, 120000);
+  log(`${s.rows} rows shown ${Date.now() - t0}ms after the page opened`);
+  const u0 = s.updates;
+  let shown = -1;
+  const end = Date.now() + seconds * 1000;
+  while (!FINAL.includes(s.status)) {
+    check(Date.now() < end, `the change did not end on the page in ${seconds}s: ${JSON.stringify({ ...s, phases: undefined })}`);
+    if (s.newInService !== shown && s.newInService % Math.max(1, Math.floor(n / 10)) === 0) {
+      shown = s.newInService;
+      log(`${Date.now() - t0}ms: ${s.newInService} of ${n} in service on ami-new, ${s.rows} rows, at ${s.where.slice(0, 60)}…`);
+    }
+    await page.waitForTimeout(250);
+    s = await snap(page);
+  }
+  log(`the end (${s.status}) shown ${Date.now() - t0}ms after the page opened`);
+  await page.waitForTimeout(1000); // the last update's connections
   s = await snap(page);
-  result({ rows: s.rows, newRows: s.newRows, connections, updates: s.updates - u0, renderMs: stats });
+  await page.screenshot({ path: join(dir, `engine-${n}.png`) });
+  check(s.status === "succeeded", `the change ended ${s.status}`);
+  check(s.newInService === n && s.inService === n, `at the end ${s.newInService} of ${s.inService} in service on ami-new, want ${n}`);
+  const connections = await page.$$eval("#nodes tbody tr", (rs) => rs.reduce((a, r) => a + Number(r.cells[6].textContent), 0));
+  result({ rows: s.rows, newInService: s.newInService, connections, updates: s.updates - u0, renderMs: await renderStats(page) });
 }

@@ -10,8 +10,10 @@ import "./style.css";
 const $ = (id) => document.getElementById(id);
 
 // Every state is shown by a word and a symbol, never by colour alone.
+// The symbols are in DejaVu Sans (Debian's default font): no emoji, which
+// a machine without an emoji font draws as empty boxes.
 const SYMBOL = {
-  running: "▶", "rolling-back": "↺", paused: "⏸", waiting: "⏳", failed: "✗",
+  running: "▶", "rolling-back": "↺", paused: "‖", waiting: "◔", failed: "✗",
   succeeded: "✓", "rolled-back": "↺✓", "rollback-failed": "✗✗", aborted: "■",
   pending: "○", done: "✓", skipped: "–",
 };
@@ -113,7 +115,7 @@ function renderView() {
     if (p.replace) facts.push(`replace ${p.replace}`);
     if (p.bake) facts.push(`bake ${p.bake}`);
     if (p.not_before) facts.push(`window from ${fmtTime(p.not_before)} (${rel(p.not_before)})`);
-    if (p.deadline) facts.push(`deadline ${p.deadline}` + (p.deadline_at ? ` (${fmtTime(p.deadline_at)}, ${rel(p.deadline_at)})` : ""));
+    if (p.deadline) facts.push(`deadline ${p.deadline}` + (p.deadline_at ? ` (${fmtTime(p.deadline_at)}${p.ended ? "" : ", " + rel(p.deadline_at)})` : ""));
     if (p.started) facts.push(`began ${fmtTime(p.started)}`);
     if (p.ended) facts.push(`ended ${fmtTime(p.ended)}`);
     if (p.replaced) facts.push(`${p.replaced} replaced`);
@@ -146,7 +148,7 @@ const YES = "● yes", NO = "–";
 
 function fillRow(tr, n) {
   const cells = [n.name || "–", n.id, n.image, n.lifecycle, n.health || "–", n.state || "–", String(n.connections),
-    n.protected ? "🔒 yes" : NO, n.draining ? "⇣ draining" : NO];
+    n.protected ? YES : NO, n.draining ? "⇣ draining" : NO];
   if (!tr.cells.length) {
     cells.forEach((c, i) => tr.append(el(i === 0 ? "th" : "td", i === 0 ? { scope: "row" } : i === 6 ? { class: "num" } : {})));
   }
