@@ -22,13 +22,17 @@ type Faults struct {
 	// every write of messages to a websocket: a node that answers and
 	// delivers slowly.
 	Delay time.Duration
+	// Rand draws the failed handshakes; default a randomly seeded
+	// generator. Config.Rand is left to the drain, whose schedule tests
+	// predict from it.
+	Rand *rand.Rand
 }
 
 // faulty reports whether any fault is set.
 func (f Faults) faulty() bool { return f.HandshakeFailRate > 0 || f.Delay > 0 }
 
-// faultDice draws the faults' random numbers; its own generator and lock,
-// as handshakes come from many goroutines (Config.Rand is the drain's).
+// faultDice draws the faults' random numbers (Faults.Rand) under a lock,
+// as handshakes come from many goroutines.
 type faultDice struct {
 	mu  sync.Mutex
 	rnd *rand.Rand

@@ -15,8 +15,7 @@ import (
 func TestFaults(t *testing.T) {
 	t.Run("handshakes fail at the rate, and are counted", func(t *testing.T) {
 		n := startNode(t, func(c *Config) {
-			c.Faults = Faults{HandshakeFailRate: 0.5}
-			c.Rand = rand.New(rand.NewPCG(1, 2))
+			c.Faults = Faults{HandshakeFailRate: 0.5, Rand: rand.New(rand.NewPCG(1, 2))}
 		})
 		failed := 0
 		for range 200 {

@@ -284,7 +284,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{}, drained: make(chan struct{}),
 	}
 	s.exts = append([]Extension{authExtension{s}}, cfg.Extensions...)
-	s.dice.rnd = rand.New(rand.NewPCG(cfg.Rand.Uint64(), cfg.Rand.Uint64()))
+	// the faults draw from a generator of their own: Rand is the drain's
+	s.dice.rnd = cfg.Faults.Rand
+	if s.dice.rnd == nil {
+		s.dice.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
 	if cfg.Faults.faulty() {
 		s.log.Warn("test-only faults injected", "handshake_fail_rate", cfg.Faults.HandshakeFailRate, "delay", cfg.Faults.Delay)
 	}
