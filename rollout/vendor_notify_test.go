@@ -170,3 +170,39 @@ func TestSlackNotifier(t *testing.T) {
 		t.Errorf("retry waits %v, want [1s]", got)
 	}
 }
+
+// TestMaintenanceWindowAheadOfPagerDutysClock: a window made from a
+// clock a little ahead of PagerDuty's starts in PagerDuty's future; the
+// phase's end must still end it (and a resume must find it, not make a
+// second one), not leave the services in maintenance for max_duration.
+func TestMaintenanceWindowAheadOfPagerDutysClock(t *testing.T) {
+	const token = "pd-skew-secret-77"
+	t.Setenv("TEST_PD_SKEW", token)
+	pd := vendortest.NewPagerDuty(t, token)
+	pd.Now = func() time.Time { return time.Now().Add(-30 * time.Second) }
+	spec := &PagerDutyMaintenance{URL: pd.URL, TokenEnv: "TEST_PD_SKEW", Services: []string{"P1"}, From: "ops@example.com"}
+	spec.validate(func(key, format string, args ...any) {
+		t.Fatalf("validate %s: "+format, append([]any{key}, args...)...)
+	})
+	ctx := context.Background()
+	st := &State{Change: "c1"}
+	m := &maintenanceNotifier{spec: spec, checker: &Checker{Sleep: (&waits{}).sleep}}
+	if err := m.Notify(ctx, notice(st, "phase", "canary", true)); err != nil {
+		t.Fatal(err)
+	}
+	m2 := &maintenanceNotifier{spec: spec, checker: &Checker{Sleep: (&waits{}).sleep}}
+	if err := m2.Notify(ctx, notice(st, "phase", "canary", true)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(pd.Windows()); n != 1 {
+		t.Errorf("%d windows after the resumed phase start, want 1", n)
+	}
+	if err := m2.Notify(ctx, notice(st, "abort", "canary", false)); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range pd.Windows() {
+		if !w.Deleted && w.End.After(pd.Now()) {
+			t.Errorf("window %s %q still open until %s after the abort", w.ID, w.Description, w.End)
+		}
+	}
+}
