@@ -2,12 +2,16 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -98,15 +102,41 @@ func secret(name string) string {
 	return os.Getenv(name)
 }
 
-// redact replaces every secret in s by "[redacted]"; short values (under
-// 4 characters) are left, as they would blank out ordinary words.
+// redact replaces every secret in s by "[redacted]", also where it is
+// written as a URL's query or path escapes it, as %q quotes it or as JSON
+// encodes it (a webhook URL inside a *url.Error, a token a service
+// echoes); short values (under 4 characters) are left, as they would
+// blank out ordinary words.
 func redact(s string, secrets ...string) string {
 	for _, v := range secrets {
-		if len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, "[redacted]")
+		if len(v) < 4 {
+			continue
+		}
+		for _, form := range secretForms(v) {
+			s = strings.ReplaceAll(s, form, "[redacted]")
 		}
 	}
 	return s
+}
+
+// secretForms is v and the ways a message may write it, longest first
+// so that a form is not left half replaced by a shorter one inside it.
+func secretForms(v string) []string {
+	forms := []string{v, url.QueryEscape(v), url.PathEscape(v), (&url.URL{Path: v}).EscapedPath()}
+	if u, err := url.Parse(v); err == nil && u.Scheme != "" {
+		forms = append(forms, u.String(), u.Redacted())
+	}
+	if q := strconv.Quote(v); len(q) > 2 {
+		forms = append(forms, q[1:len(q)-1])
+	}
+	if q := strconv.QuoteToASCII(v); len(q) > 2 {
+		forms = append(forms, q[1:len(q)-1])
+	}
+	if j, err := json.Marshal(v); err == nil && len(j) > 2 {
+		forms = append(forms, string(j[1:len(j)-1]))
+	}
+	sort.SliceStable(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
+	return slices.Compact(forms)
 }
 
 // redactErr is err with its secrets taken out of its message.

@@ -2,7 +2,10 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +207,30 @@ func TestMaintenanceWindowAheadOfPagerDutysClock(t *testing.T) {
 		if !w.Deleted && w.End.After(pd.Now()) {
 			t.Errorf("window %s %q still open until %s after the abort", w.ID, w.Description, w.End)
 		}
+	}
+}
+
+// TestRedactEncodedForms: a secret is taken out of a message also where
+// it appears as a URL's query or path escapes it, quoted by %q, or in
+// JSON (a webhook URL in a *url.Error, a token echoed by a service).
+func TestRedactEncodedForms(t *testing.T) {
+	const tok = `s3cr+et/to=ken&"x"<y> é`
+	for _, tc := range []struct{ name, msg string }{
+		{"plain", "token " + tok},
+		{"query", "GET https://svc.example/api?token=" + url.QueryEscape(tok) + ": 500"},
+		{"path", "POST https://hooks.example/services/" + url.PathEscape(tok) + ": EOF"},
+		{"url", (&url.URL{Scheme: "https", Host: "hooks.example", Path: "/services/" + tok}).String()},
+		{"quoted", fmt.Sprintf("Post %q: dial tcp: refused", "https://hooks.example/"+tok)},
+		{"json", func() string { b, _ := json.Marshal(map[string]string{"echo": tok}); return string(b) }()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := redact(tc.msg, tok)
+			if !strings.Contains(got, "[redacted]") || strings.Contains(got, "s3cr") {
+				t.Errorf("redact(%q) = %q, secret left", tc.msg, got)
+			}
+		})
+	}
+	if got := redact("a key abc in it", "abc"); got != "a key abc in it" {
+		t.Errorf("short secret redacted: %q", got)
 	}
 }
