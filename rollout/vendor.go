@@ -160,7 +160,8 @@ func validURL(at func(key, format string, args ...any), key, u string) {
 
 // Retry bounds of the hosted services' client: a 429 or 5xx answer, or a
 // connection that fails, is tried again up to vendorAttempts times in
-// all, waiting what Retry-After asks (at most vendorMaxWait) or a doubling
+// all, waiting what Retry-After or the service's rate-limit reset header
+// asks (rateLimitWait; at most vendorMaxWait) or a doubling
 // backoff from vendorBackoff.
 const (
 	vendorAttempts = 4
@@ -214,7 +215,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		d := wait
 		if err == nil {
-			if ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			if ra, ok := rateLimitWait(resp, time.Now()); ok {
 				d = ra
 			}
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
@@ -226,6 +227,25 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		wait *= 2
 	}
+}
+
+// rateLimitWait is how long an answer asks to wait before the next
+// attempt: its Retry-After, or on a 429 without one the seconds until the
+// limit resets that the service's own header gives (Datadog's
+// X-RateLimit-Reset, PagerDuty's ratelimit-reset).
+func rateLimitWait(resp *http.Response, now time.Time) (time.Duration, bool) {
+	if d, ok := retryAfter(resp.Header.Get("Retry-After"), now); ok {
+		return d, true
+	}
+	if resp.StatusCode != http.StatusTooManyRequests {
+		return 0, false
+	}
+	for _, h := range []string{"X-RateLimit-Reset", "RateLimit-Reset"} {
+		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get(h))); err == nil && s >= 0 {
+			return time.Duration(s) * time.Second, true
+		}
+	}
+	return 0, false
 }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,5 +234,64 @@ func TestRedactEncodedForms(t *testing.T) {
 	}
 	if got := redact("a key abc in it", "abc"); got != "a key abc in it" {
 		t.Errorf("short secret redacted: %q", got)
+	}
+}
+
+// answers is a RoundTripper that gives its answers in turn, the last
+// one again and again.
+type answers struct {
+	mu   sync.Mutex
+	seen int
+	resp []func() *http.Response
+}
+
+func (a *answers) RoundTrip(*http.Request) (*http.Response, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := min(a.seen, len(a.resp)-1)
+	a.seen++
+	return a.resp[i](), nil
+}
+
+func answer(code int, header ...string) func() *http.Response {
+	return func() *http.Response {
+		h := http.Header{}
+		for i := 0; i+1 < len(header); i += 2 {
+			h.Set(header[i], header[i+1])
+		}
+		return &http.Response{StatusCode: code, Header: h, Body: io.NopCloser(strings.NewReader("{}"))}
+	}
+}
+
+// TestVendorRateLimitHeaders: a 429 without Retry-After waits what the
+// service's own header says: Datadog's X-RateLimit-Reset and PagerDuty's
+// ratelimit-reset (seconds until the limit resets), not the short
+// backoff that would spend the retries inside the limit's period.
+func TestVendorRateLimitHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header []string
+		want   time.Duration
+	}{
+		{"Retry-After", []string{"Retry-After", "4"}, 4 * time.Second},
+		{"Datadog", []string{"X-RateLimit-Limit", "100", "X-RateLimit-Period", "60", "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", "7"}, 7 * time.Second},
+		{"PagerDuty", []string{"ratelimit-limit", "960", "ratelimit-remaining", "0", "ratelimit-reset", "3"}, 3 * time.Second},
+		{"Retry-After first", []string{"Retry-After", "2", "X-RateLimit-Reset", "9"}, 2 * time.Second},
+		{"beyond the most", []string{"X-RateLimit-Reset", "3600"}, vendorMaxWait},
+		{"none", nil, vendorBackoff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &waits{}
+			a := &answers{resp: []func() *http.Response{answer(http.StatusTooManyRequests, tc.header...), answer(http.StatusOK)}}
+			c := (&Checker{HTTP: &http.Client{Transport: a}, Sleep: w.sleep}).vendorClient()
+			resp, err := c.Get("http://vendor.invalid/api")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := w.all(); resp.StatusCode != http.StatusOK || len(got) != 1 || got[0] != tc.want {
+				t.Errorf("status %d after waits %v, want 200 after [%s]", resp.StatusCode, got, tc.want)
+			}
+		})
 	}
 }
