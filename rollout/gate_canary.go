@@ -506,7 +506,10 @@ func (g *canaryGate) analyse() CanaryAnalysis {
 		if o := g.obs[name]; o != nil {
 			m.CanaryN, m.OldN = len(o.canary), len(o.old)
 			m.CanaryMedian, m.OldMedian = median(slices.Clone(o.canary)), median(slices.Clone(o.old))
-			if m.CanaryN >= cc.MinSamples && m.OldN >= cc.MinSamples {
+			// Samples too few for the test ever to reach the confidence
+			// (however far apart) would read as "no difference": no
+			// verdict then, as for too few samples.
+			if m.CanaryN >= cc.MinSamples && m.OldN >= cc.MinSamples && mannWhitneyBestP(m.CanaryN, m.OldN) < alpha {
 				t := MannWhitneyU(o.canary, o.old)
 				m.P = t.P
 				switch {
@@ -578,7 +581,34 @@ func (a CanaryAnalysis) summary() string {
 	if len(bad) > 0 {
 		s += ": " + strings.Join(bad, "; ")
 	}
+	if none := a.noData(); len(none) > 0 {
+		s += "; no data: " + strings.Join(none, ", ")
+	}
 	return s
+}
+
+// noData names the metrics without a verdict, with their sample counts
+// (a canary that serves no traffic has none of its own): the score is
+// over the others only, so a summary must say which were not judged.
+func (a CanaryAnalysis) noData() []string {
+	var out []string
+	for _, m := range a.Metrics {
+		if m.Verdict == "nodata" {
+			out = append(out, fmt.Sprintf("%s (%d canary, %d old samples)", m.Name, m.CanaryN, m.OldN))
+		}
+	}
+	return out
+}
+
+// criticalNoData names the first critical metric without a verdict, ""
+// for none.
+func (a CanaryAnalysis) criticalNoData() string {
+	for _, m := range a.Metrics {
+		if m.Verdict == "nodata" && slices.Contains(a.Critical, m.Name) {
+			return m.Name
+		}
+	}
+	return ""
 }
 
 // Evaluate judges what was sampled so far: it fails only below the
@@ -613,12 +643,18 @@ func (g *canaryGate) End(_ context.Context, env PhaseEnv) *GateResult {
 	g.mu.Unlock()
 	switch a.Verdict {
 	case "pass":
+		if m := a.criticalNoData(); m != "" {
+			return &GateResult{Detail: "canary analysis: critical metric " + m + " has no data: " + a.summary(), Analysis: &a}
+		}
 		return &GateResult{Pass: true, Detail: a.summary(), Analysis: &a}
 	case "nodata":
 		if env.Phase == "rollback" {
 			return &GateResult{Pass: true, Detail: "not judged in a rollback: no canary to compare", Analysis: &a}
 		}
-		why := fmt.Sprintf("nothing to compare: not %d samples a side for any metric (%d canary, %d old instances)", g.spec.MinSamples, a.Canary, a.Old)
+		why := fmt.Sprintf("nothing to compare: too few samples a side for any metric (at least %d each, and enough to tell apart at confidence %g) (%d canary, %d old instances)", g.spec.MinSamples, g.spec.Confidence, a.Canary, a.Old)
+		if none := a.noData(); len(none) > 0 {
+			why += "; no data: " + strings.Join(none, ", ")
+		}
 		if lastErr != nil {
 			why += "; last scrape error: " + lastErr.Error()
 		}

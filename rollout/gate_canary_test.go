@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -255,5 +256,63 @@ func TestCanaryPlanKeys(t *testing.T) {
 	cc := validCanary(t, &CanaryCheck{})
 	if cc.Confidence != 0.98 || cc.PassThreshold != 95 || *cc.MarginalThreshold != 75 || len(cc.Metrics) != 6 || cc.Sample.D() != 5*time.Second {
 		t.Errorf("defaults %+v", cc)
+	}
+}
+
+// canaryWith is a gate of cc whose samples are obs, not yet begun.
+func canaryWith(t *testing.T, cc *CanaryCheck, obs map[string]*canarySamples) *canaryGate {
+	t.Helper()
+	g := validCanary(t, cc).Gate().(*canaryGate)
+	g.obs = obs
+	return g
+}
+
+// TestCanaryTooFewToTell: a metric whose samples are too few for the
+// test ever to reach the confidence (here 5 a side at 0.99: even a
+// canary a hundred times slower on every sample has p 0.012) is not a
+// pass by "no difference": it has no verdict, and the analysis says so.
+func TestCanaryTooFewToTell(t *testing.T) {
+	slow := []float64{10, 10.1, 10.2, 10.3, 10.4}
+	fast := []float64{0.1, 0.11, 0.12, 0.13, 0.14}
+	g := canaryWith(t, &CanaryCheck{Confidence: 0.99, Metrics: []string{"latency_p99"}}, map[string]*canarySamples{
+		"latency_p99": {canary: slow, old: fast},
+	})
+	a := g.analyse()
+	if m := a.Metrics[0]; m.Verdict != "nodata" || a.Verdict != "nodata" {
+		t.Errorf("metric %+v, analysis %s; want nodata: 5 a side cannot tell at 0.99", m, a.Verdict)
+	}
+	if r := g.End(context.Background(), PhaseEnv{Phase: "canary"}); r.Pass || !strings.Contains(r.Detail, "too few") {
+		t.Errorf("end %+v", r)
+	}
+	// One more a side can: the slow canary fails.
+	g = canaryWith(t, &CanaryCheck{Confidence: 0.99, Metrics: []string{"latency_p99"}}, map[string]*canarySamples{
+		"latency_p99": {canary: append(slices.Clone(slow), 10.5), old: append(slices.Clone(fast), 0.15)},
+	})
+	if a := g.analyse(); a.Metrics[0].Verdict != "fail" {
+		t.Errorf("6 a side: %+v", a.Metrics[0])
+	}
+}
+
+// TestCanaryWithoutTraffic: a canary that serves no messages has only
+// its reconnects to compare; the analysis must not read that as a clean
+// canary: the summary names the metrics without data, and a critical one
+// without data fails the phase's end.
+func TestCanaryWithoutTraffic(t *testing.T) {
+	five := func(v float64) []float64 { return []float64{v, v * 1.1, v * 1.2, v * 1.3, v * 1.4} }
+	obs := func() map[string]*canarySamples {
+		return map[string]*canarySamples{
+			"reconnects":  {canary: five(0.1), old: five(0.1)},
+			"error_rate":  {old: five(0.001)},
+			"latency_p99": {old: five(0.004)},
+		}
+	}
+	g := canaryWith(t, &CanaryCheck{Metrics: []string{"error_rate", "latency_p99", "reconnects"}}, obs())
+	r := g.End(context.Background(), PhaseEnv{Phase: "canary"})
+	if !strings.Contains(r.Detail, "no data: error_rate (0 canary, 5 old samples), latency_p99 (0 canary, 5 old samples)") {
+		t.Errorf("end detail %q does not name the metrics without data", r.Detail)
+	}
+	g = canaryWith(t, &CanaryCheck{Metrics: []string{"error_rate", "latency_p99", "reconnects"}, Critical: []string{"latency_p99"}}, obs())
+	if r := g.End(context.Background(), PhaseEnv{Phase: "canary"}); r.Pass || !strings.Contains(r.Detail, "critical metric latency_p99 has no data") {
+		t.Errorf("critical without data: %+v", r)
 	}
 }

@@ -113,3 +113,16 @@ func mean(v []float64) float64 {
 	}
 	return s / float64(len(v))
 }
+
+// mannWhitneyBestP is the smallest two-sided p-value MannWhitneyU can give
+// samples of n1 and n2 values (every one of the first above every one of
+// the second, no ties): when it is not below a test's alpha, the samples
+// are too few for the test to tell them apart whatever they hold.
+func mannWhitneyBestP(n1, n2 int) float64 {
+	if n1 == 0 || n2 == 0 {
+		return 1
+	}
+	a, b := float64(n1), float64(n2)
+	z := (a*b/2 - 0.5) / math.Sqrt(a*b*(a+b+1)/12)
+	return math.Min(1, math.Erfc(z/math.Sqrt2))
+}
