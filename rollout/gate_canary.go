@@ -352,8 +352,20 @@ func (g *canaryGate) latestGroup() Group {
 // observe derives one observation per metric from two scrapes of a node;
 // a metric with nothing to measure in the interval (no messages, no
 // handshakes, no deliveries, too few connections, a counter reset) has
-// none.
+// none, nor one whose value is not finite (NaN or ±Inf in /metrics, which
+// the rank test could not order).
 func observe(a, b nodeScrape, minConns int) map[string]float64 {
+	out := observeAll(a, b, minConns)
+	for name, v := range out {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			delete(out, name)
+		}
+	}
+	return out
+}
+
+// observeAll is observe's derivation, non-finite values included.
+func observeAll(a, b nodeScrape, minConns int) map[string]float64 {
 	out := map[string]float64{}
 	dt := b.at.Sub(a.at).Seconds()
 	if dt <= 0 {

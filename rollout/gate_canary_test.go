@@ -316,3 +316,26 @@ func TestCanaryWithoutTraffic(t *testing.T) {
 		t.Errorf("critical without data: %+v", r)
 	}
 }
+
+// TestObserveNonFinite: a node's /metrics may carry NaN or ±Inf (the text
+// format allows them); an observation made from them is not a number the
+// rank test can order, and is left out rather than given to it.
+func TestObserveNonFinite(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC)
+	a := nodeScrape{at: t0, messagesIn: 10, errors: 1, hsOK: 5, connections: 30, cpu: 1, rss: 1e6}
+	for _, tc := range []struct {
+		name string
+		b    nodeScrape
+	}{
+		{"inf counters", nodeScrape{at: t0.Add(time.Second), messagesIn: math.Inf(1), errors: math.Inf(1), hsOK: math.Inf(1), hsFailed: math.Inf(1), connects: math.Inf(1), connections: 30, cpu: math.Inf(1), rss: math.Inf(1)}},
+		{"nan gauges", nodeScrape{at: t0.Add(time.Second), messagesIn: 20, errors: 2, hsOK: 6, connections: math.Inf(1), cpu: math.NaN(), rss: math.NaN(), connects: math.NaN()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for name, v := range observe(a, tc.b, 20) {
+				if math.IsNaN(v) || math.IsInf(v, 0) {
+					t.Errorf("%s = %g", name, v)
+				}
+			}
+		})
+	}
+}
