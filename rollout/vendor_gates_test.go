@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -305,4 +306,22 @@ func TestGitterChecksExample(t *testing.T) {
 	if p.Notify.PagerDuty == nil || p.Notify.GitLab == nil || p.Notify.Slack == nil {
 		t.Errorf("notify %+v", p.Notify)
 	}
+}
+
+// TestSentryPageBound: when the pages a count may follow run out before
+// the list does (a busy project's events of other releases fill them), the
+// check cannot say how many events the release has: it fails and says so,
+// it does not pass on what it read.
+func TestSentryPageBound(t *testing.T) {
+	const token = "sntrys-secret-token-77c1"
+	t.Setenv("TEST_SENTRY_PAGES", token)
+	sn := vendortest.NewSentry(t, token)
+	sn.PageSize = 1
+	begun := time.Now().Truncate(time.Second)
+	for i := 0; i < sentryMaxPages+5; i++ {
+		sn.AddEvent("gitter-ws", "v1", fmt.Sprintf("old release %d", i), begun.Add(time.Second))
+	}
+	g, env, _ := vendorGate(t, &SentryCheck{URL: sn.URL, TokenEnv: "TEST_SENTRY_PAGES", Organization: "gitter", Project: "gitter-ws", Release: "v2"}, begun)
+	env.Now = begun.Add(5 * time.Second)
+	wantResult(t, g.Evaluate(context.Background(), env), false, fmt.Sprintf("more than %d pages", sentryMaxPages))
 }
