@@ -39,11 +39,11 @@ func (s *SentryCheck) Validate(at func(key, format string, args ...any)) {
 	if s.Project == "" {
 		at("project", "missing; give the project's slug")
 	}
-	if s.MaxEvents < 0 {
-		outOfRange(at, "max_events", s.MaxEvents, "0 or more events")
+	if s.MaxEvents < 0 || s.MaxEvents > vendorMaxCount {
+		outOfRange(at, "max_events", s.MaxEvents, fmt.Sprintf("0 to %d events", vendorMaxCount))
 	}
-	if s.MaxNewIssues < 0 {
-		outOfRange(at, "max_new_issues", s.MaxNewIssues, "0 or more issues")
+	if s.MaxNewIssues < 0 || s.MaxNewIssues > vendorMaxCount {
+		outOfRange(at, "max_new_issues", s.MaxNewIssues, fmt.Sprintf("0 to %d issues", vendorMaxCount))
 	}
 }
 

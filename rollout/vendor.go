@@ -170,6 +170,12 @@ const (
 	vendorTimeout  = 15 * time.Second
 )
 
+// vendorMaxCount bounds the counts a plan allows (max_events,
+// max_new_issues, max_incidents, max_alerting): a bound above what the
+// pages a check follows can hold (Sentry's 20 pages) could never be
+// exceeded, and the check could never fail.
+const vendorMaxCount = 1000
+
 // errVendorUnreachable marks a service that did not answer usefully after the
 // retries: its check fails, and says so.
 var errVendorUnreachable = errors.New("unreachable")
