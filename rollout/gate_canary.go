@@ -66,9 +66,13 @@ type CanaryCheck struct {
 // 0.98, pass 95, marginal 75; and tolerance 0.25, 5 samples a side, 20
 // connections for the per-connection metrics, sampling every 5s.
 func (cc *CanaryCheck) Validate(at func(key, format string, args ...any)) {
-	for _, m := range cc.Metrics {
+	for i, m := range cc.Metrics {
 		if !slices.Contains(canaryMetrics, m) {
 			at("metrics", "%q; valid: %s", m, strings.Join(canaryMetrics, ", "))
+		}
+		if slices.Contains(cc.Metrics[:i], m) {
+			// it would count twice in the score
+			at("metrics", "%q is listed twice", m)
 		}
 	}
 	if len(cc.Metrics) == 0 {

@@ -240,6 +240,7 @@ func TestCanaryPlanKeys(t *testing.T) {
 		want string
 	}{
 		{CanaryCheck{Metrics: []string{"latency"}}, `metrics: "latency"; valid: error_rate, latency_p99`},
+		{CanaryCheck{Metrics: []string{"error_rate", "latency_p99", "error_rate"}}, `metrics: "error_rate" is listed twice`},
 		{CanaryCheck{Confidence: 1}, "confidence: 1 is out of range"},
 		{CanaryCheck{PassThreshold: 50, MarginalThreshold: ptrTo(60.0)}, "marginal_threshold: 60 is out of range"},
 		{CanaryCheck{MinSamples: 1}, "min_samples: 1 is out of range"},
