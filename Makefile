@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-ui-scale bench-interest
+.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-ui-scale test-canary bench-interest
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -102,3 +102,13 @@ bench-interest: build
 # -race; docs/dashboard.md keeps the last result.
 test-ui-scale:
 	WSFLEET_UI_SCALE_ENGINE=1 $(GO) test -count=1 -timeout 30m -run TestDashboardScaleEngine -v ./ui/
+
+# test-canary runs the canary checks for real, five times each: a canary on
+# a faulty image (its node fails 30 % of handshakes and answers 200 ms late)
+# and on a slow one (200 ms late only), each caught by canary_analysis and a
+# prometheus check on a real Prometheus and rolled back, and the same plan
+# on a good image passing. `make test` runs the faulty and the good case
+# once. docs/checks.md keeps the last result.
+test-canary: build
+	./scripts/test-deps.sh
+	WSFLEET_CANARY_RUNS=5 $(GO) test -count=1 -timeout 30m -run TestE2ECanary -v ./rollout/

@@ -89,6 +89,11 @@ type Config struct {
 	// written when not on a terminal; default 5s.
 	SampleEvery   time.Duration
 	ProgressEvery time.Duration
+	// Prometheus runs Debian's prometheus beside the demo, scraping every
+	// node through the local cloud's service discovery list (its config,
+	// data and log in Out/prometheus); the run fails if it is not
+	// installed.
+	Prometheus bool
 	// Logger receives the demo's own log (the cloud's and the engine's
 	// at warn and above); nil discards it.
 	Logger *slog.Logger
@@ -182,6 +187,7 @@ type run struct {
 	stateD string
 	samp   *sampler
 	phase  phaseTracker
+	prom   *promServer // Config.Prometheus
 
 	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
 
@@ -223,6 +229,9 @@ func (d *run) close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		d.probe.Stop(ctx)
 		cancel()
+	}
+	if d.prom != nil {
+		errs = append(errs, d.prom.stop())
 	}
 	if d.cloud != nil {
 		errs = append(errs, d.cloud.Close())
@@ -277,6 +286,15 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	ready := d.since()
 	d.event("demo", "fleet ready", "load_balancer", d.lbURL, "after", ready)
 	d.say("fleet ready after %s; load balancer %s", ready.Round(100*time.Millisecond), d.lbURL)
+	if cfg.Prometheus {
+		p, err := startPrometheus(ctx, filepath.Join(cfg.Out, "prometheus"), d.cloud.Endpoint())
+		if err != nil {
+			return nil, err
+		}
+		d.prom = p
+		d.event("demo", "prometheus", "url", p.url)
+		d.say("Prometheus at %s scrapes every node (try wsfleet_connections)", p.url)
+	}
 
 	d.say("opening %d chat clients over %d rooms through the load balancer", cfg.Clients, cfg.Channels)
 	p, err := probe.Start(ctx, probe.Config{

@@ -76,3 +76,14 @@ var actions = map[string]map[string]handler{
 		"DescribeTargetHealth":          (*Cloud).describeTargetHealth,
 	},
 }
+
+// rpcActions are the actions served over Smithy RPC v2 CBOR
+// (cloudwatch.go), by service name and operation, as the path names
+// them: POST /service/{service}/operation/{operation}.
+var rpcActions = map[string]map[string]rpcHandler{
+	cwService: {
+		"PutMetricAlarm": (*Cloud).putMetricAlarm,
+		"DescribeAlarms": (*Cloud).describeAlarms,
+		"SetAlarmState":  (*Cloud).setAlarmState,
+	},
+}

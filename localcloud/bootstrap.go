@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	asgtypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
@@ -136,6 +137,8 @@ type Clients struct {
 	// S3 addresses buckets path style (the SDK does so by itself for an
 	// endpoint that is an IP address, as Endpoint is).
 	S3 *s3.Client
+	// CloudWatch speaks RPC v2 CBOR to the cloud (cloudwatch.go).
+	CloudWatch *cloudwatch.Client
 }
 
 // Clients returns aws-sdk-go-v2 clients pointed at the cloud's endpoint.
@@ -150,6 +153,8 @@ func (c *Cloud) Clients(accessKey string) Clients {
 		ASG: autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) { o.BaseEndpoint = ep }),
 		ELB: elb.NewFromConfig(cfg, func(o *elb.Options) { o.BaseEndpoint = ep }),
 		S3:  s3.NewFromConfig(cfg, func(o *s3.Options) { o.BaseEndpoint = ep; o.UsePathStyle = true }),
+
+		CloudWatch: cloudwatch.NewFromConfig(cfg, func(o *cloudwatch.Options) { o.BaseEndpoint = ep }),
 	}
 }
 

@@ -42,6 +42,10 @@ type Image struct {
 	Simulated bool
 	// Name is the image's name in DescribeImages; default the AMI id.
 	Name string
+	// Args follow `serve --aws --aws-lifecycle` on the command line: a
+	// bad image for tests is the same command with the node's test-only
+	// fault flags (--fault-handshake-fail-rate, --fault-delay).
+	Args []string
 }
 
 // Config configures a local cloud. Zero values take the defaults noted;
@@ -159,6 +163,7 @@ type Cloud struct {
 	accessKeys map[string]int
 	tokens     map[string]*tokenRecord // by action and ClientToken, kept for the cloud's life
 	staleTags  map[string]staleTag     // tag writes reads see late, by resource and key (faults.go)
+	alarms     map[string]*alarm       // CloudWatch metric alarms by name (cloudwatch.go)
 
 	faults *injector
 
@@ -408,12 +413,26 @@ func (c *Cloud) loop(d time.Duration, f func()) {
 // panics gets an InternalFailure answer, and the cloud goes on serving.
 // S3's REST requests (s3route.go) go to serveS3.
 func (c *Cloud) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == PrometheusSDPath {
+		// before S3's routing: an unsigned GET looks like one of S3's,
+		// and "_wsfleet" can be no bucket's name
+		c.servePrometheusSD(w, r)
+		return
+	}
 	if isS3Request(r.Method, r.Host, r.URL.RawQuery, r.Header.Get("Authorization")) {
 		c.serveS3(w, r)
 		return
 	}
 	if r.URL.Path == FaultsPath {
 		c.serveFaults(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/service/") {
+		c.serveRPC(w, r) // RPC v2 CBOR: CloudWatch
+		return
+	}
+	if t := r.Header.Get("X-Amz-Target"); strings.HasPrefix(t, cwService+".") {
+		c.serveJSON(w, r, t) // CloudWatch's JSON protocol
 		return
 	}
 	rid := newUUID()

@@ -219,7 +219,7 @@ func (c *Cloud) startProcess(in *instance) error {
 	if err != nil {
 		return fmt.Errorf("start %s: log: %w", in.id, err)
 	}
-	cmd := exec.Command(im.Command, "serve", "--aws", "--aws-lifecycle")
+	cmd := exec.Command(im.Command, append([]string{"serve", "--aws", "--aws-lifecycle"}, im.Args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(),
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+in.imds.url(),

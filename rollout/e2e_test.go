@@ -101,19 +101,23 @@ func launchCloud(t *testing.T, edit func(topology string) string, extra ...strin
 		t.Fatal(err)
 	}
 	e.cloud = cmd
-	t.Cleanup(func() {
-		// The cloud stops its instances on SIGTERM; whatever is left of
-		// its process group after that is killed.
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	})
+	// The cloud stops its instances on SIGTERM; whatever is left of its
+	// process group after that is killed.
+	t.Cleanup(func() { stopGroup(cmd, 20*time.Second) })
 	return e
+}
+
+// stopGroup sends SIGTERM to cmd, started in a process group of its own,
+// waits up to grace for it to exit, and kills what is left of the group.
+func stopGroup(cmd *exec.Cmd, grace time.Duration) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 }
 
 func (e *e2e) provider(t *testing.T) *awsprov.Provider {

@@ -17,7 +17,7 @@ import (
 // it when the phase opens (a baseline, a probe that runs all along),
 // evaluates it on its interval and at the phase's check step, and ends it
 // when the phase closes (a verdict on the whole phase). Each kind of check
-// (http, probe, metric, command) is one file: its plan keys (a struct with
+// (http, probe, metric, command, prometheus, …) is one file: its plan keys (a struct with
 // yaml tags), their validation, its description in the rendered plan, and
 // its gate, registered by one line in gateKinds.
 
@@ -51,6 +51,9 @@ type GateResult struct {
 	// Probe is what a probe measured over the phase (End only); the
 	// engine keeps it in the phase's record for the report.
 	Probe *ProbeResult
+	// Analysis is a canary analysis's table; the engine keeps it with
+	// the check's result for the report.
+	Analysis *CanaryAnalysis
 }
 
 // verdict makes a result of a measure and its failure, if any.
@@ -78,6 +81,9 @@ type PhaseEnv struct {
 	// LoadBalancerURL returns the URL clients reach the group through,
 	// "" when the provider knows none.
 	LoadBalancerURL func(ctx context.Context) (string, error)
+	// Observe describes the group now, for a gate that samples it in
+	// the background (canary_analysis); nil when the engine offers none.
+	Observe func(ctx context.Context) (Group, error)
 }
 
 // New returns the live instances on the phase's image (canaries and
@@ -154,6 +160,9 @@ var gateKinds = []GateKind{
 	sentryKind,
 	pagerdutyKind,
 	gitlabDeploymentsKind,
+	prometheusKind,
+	canaryKind,
+	cloudwatchKind,
 }
 
 var gateMu sync.RWMutex

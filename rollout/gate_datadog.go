@@ -47,8 +47,8 @@ func (d *DatadogCheck) Validate(at func(key, format string, args ...any)) {
 	if d.Max != nil && (math.IsNaN(*d.Max) || math.IsInf(*d.Max, 0)) {
 		outOfRange(at, "max", *d.Max, "a finite number")
 	}
-	if d.MaxAlerting < 0 {
-		outOfRange(at, "max_alerting", d.MaxAlerting, "0 or more monitors in Alert")
+	if d.MaxAlerting < 0 || d.MaxAlerting > vendorMaxCount {
+		outOfRange(at, "max_alerting", d.MaxAlerting, fmt.Sprintf("0 to %d monitors in Alert", vendorMaxCount))
 	}
 }
 

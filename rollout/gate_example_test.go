@@ -163,6 +163,7 @@ func TestGateKindInOneFile(t *testing.T) {
 		for _, tc := range []struct{ check, want string }{
 			{"  - {name: bad, always: {pass: true, pre_check: maybe}}", `line 8: checks[0].always.pre_check: "maybe"; valid: pass, fail`},
 			{"  - {name: typo, always: {pas: true}}", `line 8: checks[0].always.pas: unknown key; did you mean "pass"? valid keys here: pass, pre_check`},
+			// every registered kind, in gateKinds' order, the made-up one last
 			{"  - {name: two, always: {pass: true}, http: {url: http://a/}}", "line 8: checks[0]: a check has exactly one of " + strings.Join(gateKeys(), ", ") + " (found 2)"},
 			{"  - {name: kind, alway: {pass: true}}", `line 8: checks[0].alway: unknown key; did you mean "always"? valid keys here: name, interval, ` + strings.Join(gateKeys(), ", ")},
 		} {

@@ -181,13 +181,7 @@ func SumMetric(r io.Reader, name string, want map[string]string) (sum float64, n
 			}
 			rest = rest[end+1:]
 		}
-		match := true
-		for k, v := range want {
-			if labels[k] != v {
-				match = false
-			}
-		}
-		if !match {
+		if !labelsInclude(labels, want) {
 			continue
 		}
 		fields := strings.Fields(rest)
@@ -202,6 +196,16 @@ func SumMetric(r io.Reader, name string, want map[string]string) (sum float64, n
 		n++
 	}
 	return sum, n, sc.Err()
+}
+
+// labelsInclude reports whether labels has every label of want.
+func labelsInclude(labels, want map[string]string) bool {
+	for k, v := range want {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // parseLabels parses `a="x",b="y\"z"`.

@@ -30,8 +30,8 @@ func (p *PagerDutyCheck) Validate(at func(key, format string, args ...any)) {
 	if len(p.Services) == 0 {
 		at("services", "missing; list the PagerDuty service ids to watch, e.g. [PXXXXXX]")
 	}
-	if p.MaxIncidents < 0 {
-		outOfRange(at, "max_incidents", p.MaxIncidents, "0 or more incidents")
+	if p.MaxIncidents < 0 || p.MaxIncidents > vendorMaxCount {
+		outOfRange(at, "max_incidents", p.MaxIncidents, fmt.Sprintf("0 to %d incidents", vendorMaxCount))
 	}
 }
 

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,11 +39,11 @@ func (s *SentryCheck) Validate(at func(key, format string, args ...any)) {
 	if s.Project == "" {
 		at("project", "missing; give the project's slug")
 	}
-	if s.MaxEvents < 0 {
-		outOfRange(at, "max_events", s.MaxEvents, "0 or more events")
+	if s.MaxEvents < 0 || s.MaxEvents > vendorMaxCount {
+		outOfRange(at, "max_events", s.MaxEvents, fmt.Sprintf("0 to %d events", vendorMaxCount))
 	}
-	if s.MaxNewIssues < 0 {
-		outOfRange(at, "max_new_issues", s.MaxNewIssues, "0 or more issues")
+	if s.MaxNewIssues < 0 || s.MaxNewIssues > vendorMaxCount {
+		outOfRange(at, "max_new_issues", s.MaxNewIssues, fmt.Sprintf("0 to %d issues", vendorMaxCount))
 	}
 }
 
@@ -87,7 +88,7 @@ func (g *sentryGate) Evaluate(ctx context.Context, env PhaseEnv) GateResult {
 		return fmt.Sprintf("%s %q", ev.EventID, ev.Title), true
 	})
 	if err != nil {
-		return GateResult{Detail: unreachable("Sentry (events)", err, token)}
+		return GateResult{Detail: sentryFailure("events", err, token)}
 	}
 	if events > g.spec.MaxEvents {
 		return GateResult{Detail: fmt.Sprintf("%s Sentry events in %s since the phase began (first %s); allowed at most %d", atLeast(events, g.spec.MaxEvents+1), g.spec.Project, first, g.spec.MaxEvents)}
@@ -106,7 +107,7 @@ func (g *sentryGate) Evaluate(ctx context.Context, env PhaseEnv) GateResult {
 		return fmt.Sprintf("%s %q", is.ShortID, is.Title), true
 	})
 	if err != nil {
-		return GateResult{Detail: unreachable("Sentry (issues)", err, token)}
+		return GateResult{Detail: sentryFailure("issues", err, token)}
 	}
 	if issues > g.spec.MaxNewIssues {
 		return GateResult{Detail: fmt.Sprintf("%s new Sentry issues in %s since the phase began (first %s); allowed at most %d", atLeast(issues, g.spec.MaxNewIssues+1), g.spec.Project, first, g.spec.MaxNewIssues)}
@@ -193,7 +194,23 @@ func sentryList(ctx context.Context, hc *http.Client, token, u string, enough in
 			return fmt.Errorf("GET %s: next page on another host: refused", req.URL.Path)
 		}
 	}
+	if u != "" {
+		return fmt.Errorf("%w: more than %d pages since the phase began, %d counted", errSentryUncounted, sentryMaxPages, n)
+	}
 	return nil
+}
+
+// errSentryUncounted is a list longer than the pages a count follows: the
+// count is not known, and the check fails rather than pass on part of it.
+var errSentryUncounted = errors.New("too many to count")
+
+// sentryFailure is the detail of a count that failed: the list too long
+// to count, or the service that could not be asked.
+func sentryFailure(what string, err error, token string) string {
+	if errors.Is(err, errSentryUncounted) {
+		return fmt.Sprintf("Sentry %s could not be counted (the check fails): %v", what, redactErr(err, token))
+	}
+	return unreachable("Sentry ("+what+")", err, token)
 }
 
 // sentryDetail is the "detail" of a Sentry error answer, or its start.

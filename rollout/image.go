@@ -44,10 +44,6 @@ const imageCurrent = "current"
 // terraformKeys are the keys of the terraform form's mapping.
 var terraformKeys = []string{"bin", "dir", "value", "var", "var_file", "workspace"}
 
-// ErrTerraformNotBuilt is returned when a plan with the terraform image
-// form reaches the engine before that form is wired to Terraform.
-var ErrTerraformNotBuilt = errors.New("terraform image form: not built yet")
-
 // UnmarshalYAML accepts an AMI id, "current", or a {terraform: {...}}
 // mapping whose keys are checked here (unknown or non-string values are
 // errors naming the key).

@@ -53,9 +53,19 @@ func (e *Engine) terraformSetImage(ctx context.Context, st *State, image string)
 // terraformRestore is the restore-image effect of the terraform form:
 // the change reverted through Terraform (a new launch configuration or
 // template version with the old image; the one before is gone).
-func (e *Engine) terraformRestore(ctx context.Context) error {
+// The group must then run the old image: a revert that gives it
+// another (the variable's file edited since) is an error, not a wait for
+// an image that will not come.
+func (e *Engine) terraformRestore(ctx context.Context, st *State) error {
 	if err := e.Terraform.Revert(ctx); err != nil {
 		return fmt.Errorf("terraform restore-image: %w", err)
+	}
+	g, err := e.Provider.Group(ctx, st.Group)
+	if err != nil {
+		return fmt.Errorf("terraform restore-image: %w", err)
+	}
+	if g.Image != st.Template.PreviousImage {
+		return fmt.Errorf("terraform restore-image: Terraform reverted, but group %s is on %s with image %s, not %s: the variable's value before the change does not give the group its old image; put the group back by hand", st.Group, templateString(g.Template), g.Image, st.Template.PreviousImage)
 	}
 	return nil
 }
@@ -65,6 +75,9 @@ func (e *Engine) terraformRestore(ctx context.Context) error {
 func (tc *TemplateChange) terraformLine(st *State) string {
 	if tc == nil || tc.Terraform == "" {
 		return ""
+	}
+	if st.Status == StatusRolledBack {
+		return "terraform: " + tc.Terraform + "; reverted through Terraform by the rollback"
 	}
 	if st.Rollback || st.Status == StatusRolledBack || st.Status == StatusRollingBack || st.Status == StatusRollbackFailed {
 		return "terraform: " + tc.Terraform + "; the rollback reverts it through Terraform"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeTerraform stands in for package terraform on the in-memory cloud:
@@ -15,6 +16,7 @@ type fakeTerraform struct {
 	c               *memCloud
 	applies, revert int
 	applyErr        error
+	revertImage     string // the image Revert gives the group (default ami-old)
 }
 
 func (f *fakeTerraform) Apply(ctx context.Context) error {
@@ -31,7 +33,11 @@ func (f *fakeTerraform) Apply(ctx context.Context) error {
 
 func (f *fakeTerraform) Revert(ctx context.Context) error {
 	f.revert++
-	_, err := f.c.SetImage(ctx, "gitter-ws", "ami-old", "terraform-revert")
+	image := "ami-old"
+	if f.revertImage != "" {
+		image = f.revertImage
+	}
+	_, err := f.c.SetImage(ctx, "gitter-ws", image, "terraform-revert")
 	return err
 }
 
@@ -93,8 +99,17 @@ func TestEngineTerraformRollback(t *testing.T) {
 			t.Errorf("old instance %s %s: rollback should reuse it", in.name, in.lifecycle)
 		}
 	}
-	if line := st.Template.outsideLine(st); !strings.Contains(line, "reverts it through Terraform") {
+	// Rolled back: the line says it was reverted (docs/terraform.md), not
+	// that it will be.
+	if line := st.Template.outsideLine(st); !strings.Contains(line, "reverted through Terraform") {
 		t.Errorf("status line %q", line)
+	}
+	// The restore step names what Terraform's revert makes, not the
+	// previous configuration it deleted.
+	for _, s := range st.RollbackSteps {
+		if s.Kind == StepRestoreImage && !strings.Contains(s.Note, "revert through Terraform: the group on a new launch template version with image ami-old") {
+			t.Errorf("restore-image note %q", s.Note)
+		}
 	}
 	h.checkInvariants()
 }
@@ -174,5 +189,27 @@ func TestEngineTerraformCrash(t *testing.T) {
 			}
 			h.checkInvariants()
 		})
+	}
+}
+
+// TestEngineTerraformRevertWrongImage: a Terraform revert that leaves the
+// group on another image than the old one (the variable's file edited
+// since the plan) fails the rollback, naming the image, instead of
+// waiting for the old image forever.
+func TestEngineTerraformRevertWrongImage(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.unhealthy["ami-new"] = true
+	e := h.engine()
+	tf := &fakeTerraform{c: h.cloud, revertImage: "ami-other"}
+	e.Terraform = tf
+	plan := strings.Replace(string(terraformPlan(h.site.URL)), "warm_up: 30s", "warm_up: 30s\nhealthy_timeout: 3m", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := e.Start(ctx, []byte(plan))
+	if ctx.Err() != nil {
+		t.Fatalf("the rollback waited for an image the revert did not give: %v", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "image ami-other, not ami-old") || st.Status != StatusRollbackFailed {
+		t.Fatalf("err %v status %s; want the rollback failed naming ami-other", err, st.Status)
 	}
 }

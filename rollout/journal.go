@@ -109,7 +109,7 @@ func (e *Engine) call(ctx context.Context, st *State, eff Effect, obs Observatio
 		return outcome{template: &tc}, nil
 	case EffSetVersion:
 		if e.Terraform != nil && st.Template != nil && st.Template.Terraform != "" {
-			return outcome{}, e.terraformRestore(ctx)
+			return outcome{}, e.terraformRestore(ctx, st)
 		}
 		return outcome{}, p.SetTemplateVersion(ctx, st.Group, eff.Version)
 	case EffSetDesired:

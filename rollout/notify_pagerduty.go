@@ -77,9 +77,12 @@ func (m *maintenanceNotifier) Notify(ctx context.Context, n Notice) error {
 	return redactErr(err, token)
 }
 
-// ongoing lists the change's ongoing windows on the services.
+// ongoing lists the change's windows on the services that have not
+// ended: PagerDuty's "open" filter, ongoing and future ones, because a
+// window made from a clock ahead of PagerDuty's starts in its future and
+// must still be found by a resume and ended with its phase.
 func (m *maintenanceNotifier) ongoing(ctx context.Context, cl *pagerduty.Client, change string) ([]pagerduty.MaintenanceWindow, error) {
-	opts := pagerduty.ListMaintenanceWindowsOptions{Limit: 100, Query: maintenancePrefix(change), ServiceIDs: m.spec.Services, Filter: "ongoing"}
+	opts := pagerduty.ListMaintenanceWindowsOptions{Limit: 100, Query: maintenancePrefix(change), ServiceIDs: m.spec.Services, Filter: "open"}
 	var out []pagerduty.MaintenanceWindow
 	for pages := 0; pages < 100; pages++ {
 		resp, err := cl.ListMaintenanceWindowsWithContext(ctx, opts)
@@ -153,7 +156,7 @@ func (m *maintenanceNotifier) endAll(ctx context.Context, cl *pagerduty.Client, 
 	return errors.Join(errs...)
 }
 
-// end ends an ongoing window: PagerDuty's DELETE of a window that has
+// end ends an open window: PagerDuty's DELETE of a window that has
 // begun ends it now (one in the future is deleted).
 func (m *maintenanceNotifier) end(ctx context.Context, cl *pagerduty.Client, w pagerduty.MaintenanceWindow) error {
 	if err := cl.DeleteMaintenanceWindowWithContext(ctx, w.ID); err != nil {

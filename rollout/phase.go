@@ -63,7 +63,8 @@ func (e *Engine) enterPhase(ctx context.Context, st *State, plan *Plan, p int) e
 			ref = &prev
 		}
 	}
-	e.env = PhaseEnv{Checker: e.Checker, Phase: rec.Name, Image: image, Ref: ref, LoadBalancerURL: e.loadBalancerURL(st.Group)}
+	e.env = PhaseEnv{Checker: e.Checker, Phase: rec.Name, Image: image, Ref: ref, LoadBalancerURL: e.loadBalancerURL(st.Group),
+		Observe: func(ctx context.Context) (Group, error) { return e.Provider.Group(ctx, st.Group) }}
 	env := e.phaseEnv(g, e.Now())
 	for _, c := range checksFor(plan, p) {
 		gate := c.Spec.Gate()
@@ -155,7 +156,7 @@ func (e *Engine) endGates(ctx context.Context) ([]CheckResult, *ProbeResult) {
 		if probe == nil {
 			probe = r.Probe
 		}
-		out = append(out, CheckResult{Name: g.check.Name, Pass: r.Pass, Detail: r.Detail, At: e.Now()})
+		out = append(out, CheckResult{Name: g.check.Name, Pass: r.Pass, Detail: r.Detail, At: e.Now(), Analysis: r.Analysis})
 	}
 	return out, probe
 }
@@ -169,7 +170,7 @@ func evaluate(ctx context.Context, gates []phaseGate, env PhaseEnv) []CheckResul
 	out := make([]CheckResult, 0, len(gates))
 	for _, g := range gates {
 		r := g.gate.Evaluate(ctx, env)
-		out = append(out, CheckResult{Name: g.check.Name, Pass: r.Pass, Detail: r.Detail, At: env.Now})
+		out = append(out, CheckResult{Name: g.check.Name, Pass: r.Pass, Detail: r.Detail, At: env.Now, Analysis: r.Analysis})
 	}
 	return out
 }

@@ -265,6 +265,14 @@ func WriteReport(w io.Writer, st *State) {
 			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", ph.Name, c.Name, res, strings.ReplaceAll(c.Detail, "|", "\\|"))
 		}
 	}
+	for _, ph := range st.Phases {
+		for _, c := range ph.Checks {
+			if c.Analysis != nil {
+				fmt.Fprintf(w, "\n### Canary analysis: %s, phase %s\n\n", c.Name, ph.Name)
+				canaryTable(w, c.Analysis)
+			}
+		}
+	}
 
 	fmt.Fprintf(w, "\n## Connections\n\n")
 	if len(st.Peak) > 0 {

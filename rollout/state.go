@@ -147,6 +147,8 @@ type CheckResult struct {
 	Pass   bool      `json:"pass"`
 	Detail string    `json:"detail"`
 	At     time.Time `json:"at"`
+	// Analysis is a canary analysis's table (canary_analysis checks).
+	Analysis *CanaryAnalysis `json:"analysis,omitempty"`
 }
 
 // current returns the step list and cursor the engine is on.

@@ -287,6 +287,11 @@ func CompileRollback(st *State, g Group) []Step {
 	var oldRef *TemplateRef // the current form tells old instances by their launch reference
 	if st.Template != nil {
 		note := fmt.Sprintf("group back to %s (image %s)", templateString(st.Template.Previous), st.Template.PreviousImage)
+		if st.Template.Terraform != "" {
+			// Terraform's revert makes a new configuration or version with
+			// the old image: the previous one is gone (create before destroy).
+			note = fmt.Sprintf("revert through Terraform: the group on a new %s with image %s (it was on %s)", terraformNewKind(st.Template.Previous), st.Template.PreviousImage, templateString(st.Template.Previous))
+		}
 		if st.Template.Current {
 			prev := st.Template.Previous
 			oldRef = &prev

@@ -2,12 +2,16 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -98,15 +102,41 @@ func secret(name string) string {
 	return os.Getenv(name)
 }
 
-// redact replaces every secret in s by "[redacted]"; short values (under
-// 4 characters) are left, as they would blank out ordinary words.
+// redact replaces every secret in s by "[redacted]", also where it is
+// written as a URL's query or path escapes it, as %q quotes it or as JSON
+// encodes it (a webhook URL inside a *url.Error, a token a service
+// echoes); short values (under 4 characters) are left, as they would
+// blank out ordinary words.
 func redact(s string, secrets ...string) string {
 	for _, v := range secrets {
-		if len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, "[redacted]")
+		if len(v) < 4 {
+			continue
+		}
+		for _, form := range secretForms(v) {
+			s = strings.ReplaceAll(s, form, "[redacted]")
 		}
 	}
 	return s
+}
+
+// secretForms is v and the ways a message may write it, longest first
+// so that a form is not left half replaced by a shorter one inside it.
+func secretForms(v string) []string {
+	forms := []string{v, url.QueryEscape(v), url.PathEscape(v), (&url.URL{Path: v}).EscapedPath()}
+	if u, err := url.Parse(v); err == nil && u.Scheme != "" {
+		forms = append(forms, u.String(), u.Redacted())
+	}
+	if q := strconv.Quote(v); len(q) > 2 {
+		forms = append(forms, q[1:len(q)-1])
+	}
+	if q := strconv.QuoteToASCII(v); len(q) > 2 {
+		forms = append(forms, q[1:len(q)-1])
+	}
+	if j, err := json.Marshal(v); err == nil && len(j) > 2 {
+		forms = append(forms, string(j[1:len(j)-1]))
+	}
+	sort.SliceStable(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
+	return slices.Compact(forms)
 }
 
 // redactErr is err with its secrets taken out of its message.
@@ -130,7 +160,8 @@ func validURL(at func(key, format string, args ...any), key, u string) {
 
 // Retry bounds of the hosted services' client: a 429 or 5xx answer, or a
 // connection that fails, is tried again up to vendorAttempts times in
-// all, waiting what Retry-After asks (at most vendorMaxWait) or a doubling
+// all, waiting what Retry-After or the service's rate-limit reset header
+// asks (rateLimitWait; at most vendorMaxWait) or a doubling
 // backoff from vendorBackoff.
 const (
 	vendorAttempts = 4
@@ -138,6 +169,12 @@ const (
 	vendorMaxWait  = 10 * time.Second
 	vendorTimeout  = 15 * time.Second
 )
+
+// vendorMaxCount bounds the counts a plan allows (max_events,
+// max_new_issues, max_incidents, max_alerting): a bound above what the
+// pages a check follows can hold (Sentry's 20 pages) could never be
+// exceeded, and the check could never fail.
+const vendorMaxCount = 1000
 
 // errVendorUnreachable marks a service that did not answer usefully after the
 // retries: its check fails, and says so.
@@ -184,7 +221,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		d := wait
 		if err == nil {
-			if ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			if ra, ok := rateLimitWait(resp, time.Now()); ok {
 				d = ra
 			}
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
@@ -196,6 +233,25 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		wait *= 2
 	}
+}
+
+// rateLimitWait is how long an answer asks to wait before the next
+// attempt: its Retry-After, or on a 429 without one the seconds until the
+// limit resets that the service's own header gives (Datadog's
+// X-RateLimit-Reset, PagerDuty's ratelimit-reset).
+func rateLimitWait(resp *http.Response, now time.Time) (time.Duration, bool) {
+	if d, ok := retryAfter(resp.Header.Get("Retry-After"), now); ok {
+		return d, true
+	}
+	if resp.StatusCode != http.StatusTooManyRequests {
+		return 0, false
+	}
+	for _, h := range []string{"X-RateLimit-Reset", "RateLimit-Reset"} {
+		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get(h))); err == nil && s >= 0 {
+			return time.Duration(s) * time.Second, true
+		}
+	}
+	return 0, false
 }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date.

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -246,6 +247,10 @@ func TestVendorPlanKeys(t *testing.T) {
 		{"  - {name: dd, datadog: {api_key_env: SET_TOKEN, app_key_env: UNSET_DD_APP, query: q, max: 1}}", "", "checks[0].datadog.app_key_env: environment variable UNSET_DD_APP is not set"},
 		{"  - {name: dd, datadog: {api_key_env: SET_TOKEN, app_key_env: SET_TOKEN, query: q}}", "", "checks[0].datadog.max: missing"},
 		{"  - {name: sn, sentry: {token_env: SET_TOKEN, organization: o}}", "", "checks[0].sentry.project: missing"},
+		{"  - {name: sn, sentry: {token_env: SET_TOKEN, organization: o, project: p, max_events: 5000}}", "", "checks[0].sentry.max_events: 5000 is out of range; allowed: 0 to 1000"},
+		{"  - {name: sn, sentry: {token_env: SET_TOKEN, organization: o, project: p, max_new_issues: 5000}}", "", "checks[0].sentry.max_new_issues: 5000 is out of range; allowed: 0 to 1000"},
+		{"  - {name: pd, pagerduty: {token_env: SET_TOKEN, services: [P1], max_incidents: 20000}}", "", "checks[0].pagerduty.max_incidents: 20000 is out of range; allowed: 0 to 1000"},
+		{"  - {name: dd, datadog: {api_key_env: SET_TOKEN, app_key_env: SET_TOKEN, monitor_tag: t, max_alerting: 20000}}", "", "checks[0].datadog.max_alerting: 20000 is out of range; allowed: 0 to 1000"},
 		{"  - {name: gl, gitlab_deployments: {token_env: SET_TOKEN, projects: [a/b]}}", "", "checks[0].gitlab_deployments.environments: missing"},
 		{"  - {name: gl, gitlab_deployments: {token_env: UNSET_GL, projects: [a/b], environments: [production]}}", "", "environment variable UNSET_GL is not set"},
 		{"  - {name: site, http: {url: http://unused, status: 200}}", "notify:\n  slack: {webhook_url_env: UNSET_SLACK}\n", "notify.slack.webhook_url_env: environment variable UNSET_SLACK is not set"},
@@ -305,4 +310,22 @@ func TestGitterChecksExample(t *testing.T) {
 	if p.Notify.PagerDuty == nil || p.Notify.GitLab == nil || p.Notify.Slack == nil {
 		t.Errorf("notify %+v", p.Notify)
 	}
+}
+
+// TestSentryPageBound: when the pages a count may follow run out before
+// the list does (a busy project's events of other releases fill them), the
+// check cannot say how many events the release has: it fails and says so,
+// it does not pass on what it read.
+func TestSentryPageBound(t *testing.T) {
+	const token = "sntrys-secret-token-77c1"
+	t.Setenv("TEST_SENTRY_PAGES", token)
+	sn := vendortest.NewSentry(t, token)
+	sn.PageSize = 1
+	begun := time.Now().Truncate(time.Second)
+	for i := 0; i < sentryMaxPages+5; i++ {
+		sn.AddEvent("gitter-ws", "v1", fmt.Sprintf("old release %d", i), begun.Add(time.Second))
+	}
+	g, env, _ := vendorGate(t, &SentryCheck{URL: sn.URL, TokenEnv: "TEST_SENTRY_PAGES", Organization: "gitter", Project: "gitter-ws", Release: "v2"}, begun)
+	env.Now = begun.Add(5 * time.Second)
+	wantResult(t, g.Evaluate(context.Background(), env), false, fmt.Sprintf("more than %d pages", sentryMaxPages))
 }

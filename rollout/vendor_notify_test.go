@@ -2,8 +2,13 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,5 +173,125 @@ func TestSlackNotifier(t *testing.T) {
 	}
 	if got := w.all(); len(got) != 1 || got[0] != time.Second {
 		t.Errorf("retry waits %v, want [1s]", got)
+	}
+}
+
+// TestMaintenanceWindowAheadOfPagerDutysClock: a window made from a
+// clock a little ahead of PagerDuty's starts in PagerDuty's future; the
+// phase's end must still end it (and a resume must find it, not make a
+// second one), not leave the services in maintenance for max_duration.
+func TestMaintenanceWindowAheadOfPagerDutysClock(t *testing.T) {
+	const token = "pd-skew-secret-77"
+	t.Setenv("TEST_PD_SKEW", token)
+	pd := vendortest.NewPagerDuty(t, token)
+	pd.Now = func() time.Time { return time.Now().Add(-30 * time.Second) }
+	spec := &PagerDutyMaintenance{URL: pd.URL, TokenEnv: "TEST_PD_SKEW", Services: []string{"P1"}, From: "ops@example.com"}
+	spec.validate(func(key, format string, args ...any) {
+		t.Fatalf("validate %s: "+format, append([]any{key}, args...)...)
+	})
+	ctx := context.Background()
+	st := &State{Change: "c1"}
+	m := &maintenanceNotifier{spec: spec, checker: &Checker{Sleep: (&waits{}).sleep}}
+	if err := m.Notify(ctx, notice(st, "phase", "canary", true)); err != nil {
+		t.Fatal(err)
+	}
+	m2 := &maintenanceNotifier{spec: spec, checker: &Checker{Sleep: (&waits{}).sleep}}
+	if err := m2.Notify(ctx, notice(st, "phase", "canary", true)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(pd.Windows()); n != 1 {
+		t.Errorf("%d windows after the resumed phase start, want 1", n)
+	}
+	if err := m2.Notify(ctx, notice(st, "abort", "canary", false)); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range pd.Windows() {
+		if !w.Deleted && w.End.After(pd.Now()) {
+			t.Errorf("window %s %q still open until %s after the abort", w.ID, w.Description, w.End)
+		}
+	}
+}
+
+// TestRedactEncodedForms: a secret is taken out of a message also where
+// it appears as a URL's query or path escapes it, quoted by %q, or in
+// JSON (a webhook URL in a *url.Error, a token echoed by a service).
+func TestRedactEncodedForms(t *testing.T) {
+	const tok = `s3cr+et/to=ken&"x"<y> é`
+	for _, tc := range []struct{ name, msg string }{
+		{"plain", "token " + tok},
+		{"query", "GET https://svc.example/api?token=" + url.QueryEscape(tok) + ": 500"},
+		{"path", "POST https://hooks.example/services/" + url.PathEscape(tok) + ": EOF"},
+		{"url", (&url.URL{Scheme: "https", Host: "hooks.example", Path: "/services/" + tok}).String()},
+		{"quoted", fmt.Sprintf("Post %q: dial tcp: refused", "https://hooks.example/"+tok)},
+		{"json", func() string { b, _ := json.Marshal(map[string]string{"echo": tok}); return string(b) }()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := redact(tc.msg, tok)
+			if !strings.Contains(got, "[redacted]") || strings.Contains(got, "s3cr") {
+				t.Errorf("redact(%q) = %q, secret left", tc.msg, got)
+			}
+		})
+	}
+	if got := redact("a key abc in it", "abc"); got != "a key abc in it" {
+		t.Errorf("short secret redacted: %q", got)
+	}
+}
+
+// answers is a RoundTripper that gives its answers in turn, the last
+// one again and again.
+type answers struct {
+	mu   sync.Mutex
+	seen int
+	resp []func() *http.Response
+}
+
+func (a *answers) RoundTrip(*http.Request) (*http.Response, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := min(a.seen, len(a.resp)-1)
+	a.seen++
+	return a.resp[i](), nil
+}
+
+func answer(code int, header ...string) func() *http.Response {
+	return func() *http.Response {
+		h := http.Header{}
+		for i := 0; i+1 < len(header); i += 2 {
+			h.Set(header[i], header[i+1])
+		}
+		return &http.Response{StatusCode: code, Header: h, Body: io.NopCloser(strings.NewReader("{}"))}
+	}
+}
+
+// TestVendorRateLimitHeaders: a 429 without Retry-After waits what the
+// service's own header says: Datadog's X-RateLimit-Reset and PagerDuty's
+// ratelimit-reset (seconds until the limit resets), not the short
+// backoff that would spend the retries inside the limit's period.
+func TestVendorRateLimitHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header []string
+		want   time.Duration
+	}{
+		{"Retry-After", []string{"Retry-After", "4"}, 4 * time.Second},
+		{"Datadog", []string{"X-RateLimit-Limit", "100", "X-RateLimit-Period", "60", "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", "7"}, 7 * time.Second},
+		{"PagerDuty", []string{"ratelimit-limit", "960", "ratelimit-remaining", "0", "ratelimit-reset", "3"}, 3 * time.Second},
+		{"Retry-After first", []string{"Retry-After", "2", "X-RateLimit-Reset", "9"}, 2 * time.Second},
+		{"beyond the most", []string{"X-RateLimit-Reset", "3600"}, vendorMaxWait},
+		{"none", nil, vendorBackoff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &waits{}
+			a := &answers{resp: []func() *http.Response{answer(http.StatusTooManyRequests, tc.header...), answer(http.StatusOK)}}
+			c := (&Checker{HTTP: &http.Client{Transport: a}, Sleep: w.sleep}).vendorClient()
+			resp, err := c.Get("http://vendor.invalid/api")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := w.all(); resp.StatusCode != http.StatusOK || len(got) != 1 || got[0] != tc.want {
+				t.Errorf("status %d after waits %v, want 200 after [%s]", resp.StatusCode, got, tc.want)
+			}
+		})
 	}
 }

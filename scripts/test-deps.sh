@@ -2,8 +2,8 @@
 # Installs what the test suite needs on a fresh machine of this kind, and
 # nothing when it is already there: the JavaScript clients (faye, halley;
 # CometD for interop/) from the committed package-lock.json files, and the
-# AWS CLI, python3-websockets (interop/bayeux_ws.py), chromium and
-# firefox-esr (the dashboard's browser tests, ui/) from Debian.
+# AWS CLI, python3-websockets (interop/bayeux_ws.py), chromium, firefox-esr
+# (the dashboard's browser tests, ui/) and Prometheus from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,11 @@ fi
 # here), because that is where apt installs the module.
 if ! /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 </dev/null; then
   apt_pkgs+=(python3-websockets)
+fi
+# Prometheus, which the canary tests start beside the local cloud's nodes
+# (rollout/canary_e2e_test.go) and `wsfleet demo --prometheus` runs.
+if ! command -v prometheus >/dev/null 2>&1; then
+  apt_pkgs+=(prometheus)
 fi
 # headless Chromium for the dashboard's browser test
 if ! command -v chromium >/dev/null 2>&1; then

@@ -19,6 +19,7 @@ import (
 // serveBayeux is the mount path: a websocket upgrade, or a long-polling
 // request.
 func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
+	s.faultDelay(r)
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		s.serveWS(w, r)
 		return

@@ -33,6 +33,9 @@ type metrics struct {
 	replayOverLimit *prometheus.CounterVec
 	tokensExpired   prometheus.Counter
 	invalidText     prometheus.Counter
+	// handshakes counts /meta/handshake replies by outcome (ok, failed):
+	// the handshake failure rate a canary analysis compares.
+	handshakes *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -96,13 +99,18 @@ func newMetrics() *metrics {
 		invalidText: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_invalid_text_total", Help: "Requests and published data refused because they were not valid UTF-8 text (invalid bytes or a lone surrogate escape).",
 		}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsfleet_handshakes_total", Help: "/meta/handshake replies, by outcome: ok (a session) or failed (an error reply).",
+		}, []string{"outcome"}),
 	}
+	m.handshakes.WithLabelValues("ok")
+	m.handshakes.WithLabelValues("failed")
 	for _, l := range []string{limitMaxConnections, limitHandshakeTimeout, limitReadTimeout, limitHandshakesPerIP} {
 		m.limited.WithLabelValues(l)
 	}
 	m.reg.MustRegister(m.limits, m.limited, m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
 		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors, m.accepted, m.rewritten,
-		m.replayOverLimit, m.tokensExpired, m.invalidText,
+		m.replayOverLimit, m.tokensExpired, m.invalidText, m.handshakes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -121,6 +129,15 @@ func (m *metrics) setLimits(c Config) {
 	m.limits.WithLabelValues("ws_send_buffer_bytes").Set(float64(max(c.WSSendBuffer, 0)))
 	m.limits.WithLabelValues("handshakes_per_ip_per_second").Set(c.HandshakeRate)
 	m.limits.WithLabelValues("handshake_burst").Set(float64(c.HandshakeBurst))
+}
+
+// handshake counts one handshake reply.
+func (m *metrics) handshake(ok bool) {
+	if ok {
+		m.handshakes.WithLabelValues("ok").Inc()
+		return
+	}
+	m.handshakes.WithLabelValues("failed").Inc()
 }
 
 func (m *metrics) errorCode(code int) { m.errors.WithLabelValues(strconv.Itoa(code)).Inc() }

@@ -77,6 +77,9 @@ func (s *Server) process(b *batch, msgs []bayeux.Message) {
 		} else if reply.Successful == nil {
 			reply.Successful = bayeux.True
 		}
+		if reply.Channel == bayeux.ChannelHandshake {
+			s.met.handshake(reply.Error == "")
+		}
 		s.advise(reply)
 		s.outgoing(&Call{Transport: b.transport, Request: b.req, Identity: c.Identity}, reply)
 		if b.connect != nil && b.connectAt < 0 && reply.Channel == bayeux.ChannelConnect && reply.Error == "" {
@@ -176,6 +179,9 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 		if ok, wait := s.hsLimit.allow(s.handshakeKey(b)); !ok {
 			return s.rateLimited(r, wait)
 		}
+	}
+	if s.failHandshake() {
+		return faultHandshakeReply(r)
 	}
 	if !s.Ready() {
 		// a draining node takes no new client; the load balancer sends

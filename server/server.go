@@ -115,6 +115,10 @@ type Config struct {
 	// MetricsHandler on a listener of its own.
 	NoMetrics bool
 
+	// Faults make the node misbehave on purpose, for tests only (fault.go);
+	// zero: none.
+	Faults Faults
+
 	// DrainDefaults fill what a POST /admin/drain leaves out; zero
 	// fields take DefaultDrainOptions.
 	DrainDefaults DrainOptions
@@ -227,6 +231,7 @@ type Server struct {
 	// copy and one of them lose the subscription.
 	shareLocks [64]sync.Mutex
 	cfg        Config
+	dice       faultDice // the faults' random draws (fault.go)
 	log        *slog.Logger
 	broker     broker.Broker
 	met        *metrics
@@ -283,6 +288,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{}, drained: make(chan struct{}),
 	}
 	s.exts = append([]Extension{authExtension{s}}, cfg.Extensions...)
+	// the faults draw from a generator of their own: Rand is the drain's
+	s.dice.rnd = cfg.Faults.Rand
+	if s.dice.rnd == nil {
+		s.dice.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if cfg.Faults.faulty() {
+		s.log.Warn("test-only faults injected", "handshake_fail_rate", cfg.Faults.HandshakeFailRate, "delay", cfg.Faults.Delay)
+	}
 	if cfg.HandshakeRate > 0 {
 		s.hsLimit = newHandshakeLimiter(cfg.HandshakeRate, cfg.HandshakeBurst, maxRateLimitedAddrs, cfg.Now)
 	}

@@ -615,6 +615,9 @@ func (ss *session) writeLoop() {
 		q := ss.takeLocked()
 		ss.mu.Unlock()
 
+		if d := ss.srv.cfg.Faults.Delay; d > 0 {
+			time.Sleep(d) // a test-only fault (fault.go): a slow node
+		}
 		if err := wc.writeQueue(q); err != nil {
 			ss.mu.Lock()
 			ss.queue = append(q, ss.queue...)

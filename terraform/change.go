@@ -83,6 +83,12 @@ func (r *Record) save(dir string) error {
 // first plan (what a rollback sets back). A plan with no change at all
 // is an error: the group's configuration already has that value.
 func (r *Runner) PlanChange(ctx context.Context, dir, change string, now time.Time) (*Record, error) {
+	// The record keeps the plan file's absolute path: the rollout may run
+	// from another working folder.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("terraform plan dir: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("terraform plan dir: %w", err)
 	}
@@ -93,8 +99,12 @@ func (r *Runner) PlanChange(ctx context.Context, dir, change string, now time.Ti
 		return nil, err
 	}
 	edit := p.Edit
-	if prev != nil && !prev.Applied && prev.Edit.New == edit.New && edit.Old == edit.New && prev.Edit.File == edit.File {
-		edit.Old, edit.HadOld = prev.Edit.Old, prev.Edit.HadOld // planned again: the value before the first plan
+	if prev != nil && !prev.Applied && prev.Edit.File == edit.File && prev.Edit.Name == edit.Name &&
+		edit.HadOld && edit.Old == prev.Edit.New {
+		// Planned again (with the same value or another) while the file
+		// still has the earlier plan's value, never applied: what a
+		// rollback sets back is the value before the first plan.
+		edit.Old, edit.HadOld = prev.Edit.Old, prev.Edit.HadOld
 	}
 	if len(p.Summary.Changes) == 0 {
 		os.Remove(planFile)
@@ -136,6 +146,15 @@ func (c *Rollout) Apply(ctx context.Context) error {
 		return fmt.Errorf("terraform apply %s: %w: an earlier rollout applied it; run wsfleet plan again", c.Record.PlanFile, ErrStalePlan)
 	}
 	if err := c.Runner.Apply(ctx, c.Record.PlanFile); err != nil {
+		if errors.Is(err, ErrStalePlan) {
+			// Terraform refused the plan before changing anything: the
+			// variable goes back, so that the folder agrees with what is
+			// deployed (wsfleet plan sets it again).
+			if rerr := c.Record.Edit.Revert(); rerr != nil {
+				return errors.Join(err, fmt.Errorf("put var.%s back: %w", c.Record.Edit.Name, rerr))
+			}
+			return fmt.Errorf("%w (var.%s put back to its value before wsfleet plan)", err, c.Record.Edit.Name)
+		}
 		return err
 	}
 	c.Record.Applied = true

@@ -149,6 +149,17 @@ func (r *Runner) planOpts(out string, refresh bool) []tfexec.PlanOption {
 	return opts
 }
 
+// absPlan makes a plan file's path absolute: Terraform runs in the
+// configuration's folder, where a path relative to wsfleet's working
+// folder (a relative --state-dir) names another file, or none.
+func absPlan(planFile string) (string, error) {
+	abs, err := filepath.Abs(planFile)
+	if err != nil {
+		return "", fmt.Errorf("plan file %s: %w", planFile, err)
+	}
+	return abs, nil
+}
+
 // needsInit reports whether a failed plan asked for `terraform init`.
 func needsInit(err error) bool {
 	s := err.Error()
@@ -163,7 +174,11 @@ func needsInit(err error) bool {
 // plan runs `terraform plan -out` (with `terraform init` first when the
 // folder asks for it) and reads and checks the saved plan.
 func (r *Runner) plan(ctx context.Context, tf *tfexec.Terraform, planFile string, refresh bool) (*tfjson.Plan, Summary, error) {
-	_, err := tf.Plan(ctx, r.planOpts(planFile, refresh)...)
+	planFile, err := absPlan(planFile)
+	if err != nil {
+		return nil, Summary{}, err
+	}
+	_, err = tf.Plan(ctx, r.planOpts(planFile, refresh)...)
 	if err != nil && needsInit(err) {
 		r.log().Info("terraform init", "dir", r.Spec.Dir)
 		if ierr := tf.Init(ctx, tfexec.Upgrade(false)); ierr != nil {
@@ -232,6 +247,10 @@ func (r *Runner) planEdit(ctx context.Context, planFile string, value *string, r
 // plan made before the state last changed; that comes back as
 // ErrStalePlan.
 func (r *Runner) Apply(ctx context.Context, planFile string) error {
+	planFile, err := absPlan(planFile)
+	if err != nil {
+		return err
+	}
 	if _, err := os.Stat(planFile); err != nil {
 		return fmt.Errorf("terraform apply: saved plan %s: %w (run wsfleet plan first)", planFile, err)
 	}

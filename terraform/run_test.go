@@ -160,3 +160,57 @@ func TestRevertWithoutOldValue(t *testing.T) {
 		t.Errorf("prod.tfvars after Revert = %q; want %q", b, orig)
 	}
 }
+
+// TestRelativePlanFile: a plan file named relative to wsfleet's working
+// folder (a relative --state-dir) is where Terraform writes and reads it,
+// although Terraform runs in the configuration's folder.
+func TestRelativePlanFile(t *testing.T) {
+	tftest.NeedTerraform(t)
+	ctx := context.Background()
+	dir := dataModule(t)
+	rc := filepath.Join(t.TempDir(), "none.rc")
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("state", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Spec: Spec{Dir: dir, Var: "ami", Value: "ami-new"}, CLIConfig: rc}
+	_, err := r.Plan(ctx, filepath.Join("state", "p.tfplan"))
+	var re *RefusedError
+	if !errors.As(err, &re) {
+		t.Fatalf("Plan with a relative plan file: %v; want the plan made (and refused: it creates terraform_data.image)", err)
+	}
+	tftest.Terraform(t, dir, rc, "plan", "-out="+filepath.Join(dir, "fresh.tfplan"))
+	if err := os.Rename(filepath.Join(dir, "fresh.tfplan"), filepath.Join("state", "fresh.tfplan")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, filepath.Join("state", "fresh.tfplan")); err != nil {
+		t.Fatalf("Apply of a relative plan file: %v", err)
+	}
+}
+
+// TestRolloutStalePlanPutsVariableBack: a saved plan Terraform refuses as
+// stale changed nothing, so the variable wsfleet plan set goes back to
+// its value before (the folder agrees with what is deployed again).
+func TestRolloutStalePlanPutsVariableBack(t *testing.T) {
+	tftest.NeedTerraform(t)
+	ctx := context.Background()
+	dir := dataModule(t)
+	rc := filepath.Join(t.TempDir(), "none.rc")
+	tftest.Terraform(t, dir, rc, "apply", "-auto-approve")
+	before, _ := os.ReadFile(filepath.Join(dir, "main.tf"))
+	edit, err := SetVar(dir, "", "ami", "ami-new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	planFile := filepath.Join(t.TempDir(), "c.tfplan")
+	tftest.Terraform(t, dir, rc, "plan", "-out="+planFile)
+	tftest.Terraform(t, dir, rc, "apply", "-auto-approve", "-var", "ami=ami-other") // someone else's apply
+	c := &Rollout{Runner: &Runner{Spec: Spec{Dir: dir, Var: "ami", Value: "ami-new"}, CLIConfig: rc},
+		Record: &Record{Change: "c", PlanFile: planFile, Edit: edit}, Dir: t.TempDir()}
+	if err := c.Apply(ctx); !errors.Is(err, ErrStalePlan) || !strings.Contains(err.Error(), "put back") {
+		t.Fatalf("Apply of a stale plan: %v; want ErrStalePlan, the variable put back", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "main.tf")); string(after) != string(before) {
+		t.Errorf("main.tf after a refused stale plan:\n%s\nwant\n%s", after, before)
+	}
+}

@@ -21,13 +21,15 @@ func init() {
 		"wsfleet cloud --image ami-old=bin/wsfleet --image ami-new=bin/wsfleet --embedded-nats 127.0.0.1:4222 --bootstrap examples/seed-topology.yaml\nwsfleet cloud --image ami-old=simulated --image ami-new=simulated --fault-throttle 0.02", runCloud)
 }
 
-// imageFlags collects repeated --image ami-ID=COMMAND|simulated.
+// imageFlags collects repeated --image ami-ID=COMMAND|simulated; COMMAND
+// may be followed by arguments for serve, separated by spaces (a bad image
+// for tests: "ami-bad=wsfleet --fault-delay 200ms").
 type imageFlags map[string]localcloud.Image
 
 func (f imageFlags) String() string {
 	var parts []string
 	for id, im := range f {
-		cmd := im.Command
+		cmd := strings.Join(append([]string{im.Command}, im.Args...), " ")
 		if im.Simulated {
 			cmd = "simulated"
 		}
@@ -38,6 +40,10 @@ func (f imageFlags) String() string {
 
 func (f imageFlags) Set(s string) error {
 	id, cmd, ok := strings.Cut(s, "=")
+	fields := strings.Fields(cmd)
+	if len(fields) > 0 {
+		cmd = fields[0]
+	}
 	if !ok || !strings.HasPrefix(id, "ami-") || cmd == "" {
 		return fmt.Errorf("want ami-ID=COMMAND or ami-ID=simulated, not %q", s)
 	}
@@ -55,7 +61,7 @@ func (f imageFlags) Set(s string) error {
 	if path, err = filepath.Abs(path); err != nil {
 		return fmt.Errorf("image %s: %w", id, err)
 	}
-	f[id] = localcloud.Image{Command: path}
+	f[id] = localcloud.Image{Command: path, Args: fields[1:]}
 	return nil
 }
 
@@ -65,7 +71,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cfg localcloud.Config
 	var embeddedNATS, bootstrap, logLevel string
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:4566", "address of the AWS API endpoint (EC2, Auto Scaling, ELBv2 and S3)")
-	fs.Var(images, "image", "ami-ID=COMMAND runs COMMAND serve --aws --aws-lifecycle as each instance of that image; ami-ID=simulated runs nothing (repeatable)")
+	fs.Var(images, "image", "ami-ID=COMMAND runs COMMAND serve --aws --aws-lifecycle as each instance of that image, with the arguments after COMMAND if any (e.g. 'ami-bad=wsfleet --fault-delay 200ms'); ami-ID=simulated runs nothing (repeatable)")
 	fs.StringVar(&embeddedNATS, "embedded-nats", "", "host a NATS server with JetStream at this address for the nodes (user data: --nats=nats://ADDR)")
 	var natsCluster int
 	fs.IntVar(&natsCluster, "nats-cluster", 1, "with --embedded-nats HOST:PORT, run this many NATS servers in one JetStream cluster, on PORT, PORT+1, ... (3 for a cluster that survives a server's loss; user data: --nats= with every URL)")

@@ -46,6 +46,9 @@ type serveFlags struct {
 	handshakesPerIP                        float64
 	trustForwardedFor                      bool
 	corsOrigins, metricsListen             string
+
+	// test-only faults (server.Faults): the local cloud's bad images
+	faults server.Faults
 }
 
 func addServeFlags(fs *flag.FlagSet) *serveFlags {
@@ -85,6 +88,8 @@ func addServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.BoolVar(&f.trustForwardedFor, "trust-forwarded-for", false, "take a client's address from the last X-Forwarded-For entry, which the load balancer in front appends (set it only behind one)")
 	fs.StringVar(&f.corsOrigins, "cors-origins", "", "comma-separated origins whose pages may use the node cross-origin (CORS, with credentials, as Faye's and CometD's cross-origin transports need); empty: any origin")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve /metrics on this `ADDR` only, not on --listen (empty: on --listen)")
+	fs.Float64Var(&f.faults.HandshakeFailRate, "fault-handshake-fail-rate", 0, "TEST ONLY: fail this fraction (0 to 1) of /meta/handshakes with a server error, so that a canary analysis has a bad image to catch")
+	fs.DurationVar(&f.faults.Delay, "fault-delay", 0, "TEST ONLY: wait this long before handling each Bayeux request and each websocket delivery (a slow image)")
 	fs.StringVar(&f.pprof, "pprof", os.Getenv("WSFLEET_PPROF"), "debug: serve Go profiles (net/http/pprof) on this loopback `ADDR` (default $WSFLEET_PPROF; empty: off)")
 	return f
 }
@@ -148,6 +153,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if maxConns < 0 || sendBuf < 0 || f.handshakesPerIP < 0 || f.handshakeTimeout < 0 || f.readTimeout < 0 || f.readHeaderTimeout < 0 || f.idleTimeout < 0 {
 		return fmt.Errorf("%w: limits must not be negative", errUsage)
 	}
+	if !(f.faults.HandshakeFailRate >= 0 && f.faults.HandshakeFailRate <= 1) || f.faults.Delay < 0 {
+		return fmt.Errorf("%w: --fault-handshake-fail-rate is 0 to 1, --fault-delay not negative", errUsage)
+	}
 	var corsOrigins []string
 	for o := range strings.SplitSeq(f.corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -163,7 +171,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxConnections: maxConns, HandshakeTimeout: f.handshakeTimeout, ReadTimeout: f.readTimeout,
 		ReadHeaderTimeout: f.readHeaderTimeout, IdleTimeout: f.idleTimeout, WSSendBuffer: sendBuf,
 		HandshakeRate: f.handshakesPerIP, HandshakeBurst: f.handshakeBurst, TrustForwardedFor: f.trustForwardedFor,
-		CORSOrigins: corsOrigins, NoMetrics: f.metricsListen != "",
+		CORSOrigins: corsOrigins, NoMetrics: f.metricsListen != "", Faults: f.faults,
 		// in a cluster any node may get any request of a client
 		SharedSessions: clustered,
 	}, log)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"wsfleet/rollout"
@@ -48,7 +49,7 @@ func tfPlan(ctx context.Context, p *rollout.Plan, prov rollout.ImageChecker, f *
 		fmt.Fprintf(stdout, "  %s\n", c)
 	}
 	for _, d := range rec.Summary.Drift {
-		fmt.Fprintf(stderr, "warning: drift: %s changed outside Terraform since its last apply (%s): the live group differs from Terraform's state\n", d.Address, d.String())
+		fmt.Fprintf(stderr, "warning: drift: %s changed outside Terraform since its last apply (%s): the live group differs from Terraform's state\n", d.Address, strings.Join(d.Attrs, ", "))
 	}
 	return nil
 }
