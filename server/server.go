@@ -8,8 +8,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -517,11 +519,7 @@ func (s *Server) subscribeBroker(ctx context.Context) (func(), error) {
 func (s *Server) indexPatterns() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]string, 0, len(s.index))
-	for p := range s.index {
-		out = append(out, p)
-	}
-	return out
+	return slices.Collect(maps.Keys(s.index))
 }
 
 // indexAddAll adds ss to the subscribers of patterns, and returns once

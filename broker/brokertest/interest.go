@@ -3,6 +3,7 @@ package brokertest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -28,11 +29,7 @@ type interestNode struct {
 func (n *interestNode) patterns() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := make([]string, 0, len(n.pats))
-	for p := range n.pats {
-		out = append(out, p)
-	}
-	return out
+	return slices.Collect(maps.Keys(n.pats))
 }
 
 // add subscribes to p and waits for the broker to cover it, as the
