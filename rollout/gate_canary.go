@@ -34,6 +34,16 @@ var canaryMetrics = []string{
 	"rss_per_connection", // resident bytes per open connection
 }
 
+// canaryDefaultMetrics are the metrics judged when the plan names none:
+// all but reconnects. A new instance accepts connections faster than the
+// instances it is compared with for reasons that are not its own (a load
+// balancer sends new connections to the instance with the fewest, and
+// clients released elsewhere land on it), so a good canary's reconnects
+// differ significantly from the old instances' (seen: a good image rolled
+// back with a canary median of 1.98 accepted per second against 1.00). A
+// plan may still name it.
+var canaryDefaultMetrics = slices.DeleteFunc(slices.Clone(canaryMetrics), func(m string) bool { return m == "reconnects" })
+
 // CanaryCheck samples every in-service instance's /metrics every Sample
 // while the phase runs, splits the observations into the canary's (the
 // instances on the phase's image) and the old instances', and compares
@@ -76,7 +86,7 @@ func (cc *CanaryCheck) Validate(at func(key, format string, args ...any)) {
 		}
 	}
 	if len(cc.Metrics) == 0 {
-		cc.Metrics = canaryMetrics
+		cc.Metrics = canaryDefaultMetrics
 	}
 	if cc.Prometheus != nil {
 		cc.Prometheus.validate(at)

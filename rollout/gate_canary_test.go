@@ -255,7 +255,7 @@ func TestCanaryPlanKeys(t *testing.T) {
 		}
 	}
 	cc := validCanary(t, &CanaryCheck{})
-	if cc.Confidence != 0.98 || cc.PassThreshold != 95 || *cc.MarginalThreshold != 75 || len(cc.Metrics) != 6 || cc.Sample.D() != 5*time.Second {
+	if cc.Confidence != 0.98 || cc.PassThreshold != 95 || *cc.MarginalThreshold != 75 || !slices.Equal(cc.Metrics, []string{"error_rate", "latency_p99", "handshake_failures", "cpu_per_connection", "rss_per_connection"}) || cc.Sample.D() != 5*time.Second {
 		t.Errorf("defaults %+v", cc)
 	}
 }
