@@ -1,0 +1,270 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// placeHarness is a harness whose cloud models connection placement:
+// clients released by drains and sheds reconnect to the healthy targets,
+// and a cordon turns a target unhealthy after hcLatency.
+func placeHarness(t *testing.T) *harness {
+	h := newHarness(t)
+	h.cloud.place = true
+	h.cloud.hcLatency = 2 * time.Second
+	return h
+}
+
+func (h *harness) placeEngine() *Engine {
+	e := h.engine()
+	e.Provider = placeCloud{e.Provider.(processView)}
+	e.Nodes = placeNodes{memNodes{h.cloud}}
+	return e
+}
+
+// placeFigures are the figures the issue judges a change by, from the
+// model: the canary's clients through its bake (min), its fair share,
+// reconnects, and the end balance (largest deviation from the mean).
+type placeFigures struct {
+	bakeMin, fair int
+	moves         int
+	endDev        float64
+	cordoned      []string
+}
+
+func (h *harness) figures() placeFigures {
+	f := placeFigures{moves: h.cloud.moves, fair: 2000 / 9}
+	var live []*memInst
+	for _, in := range h.cloud.sorted() {
+		if in.lifecycle == "InService" {
+			live = append(live, in)
+		}
+		if in.cordoned && in.lifecycle == "InService" {
+			f.cordoned = append(f.cordoned, in.name)
+		}
+	}
+	total := 0
+	for _, in := range live {
+		total += in.conns
+	}
+	if len(live) > 0 {
+		mean := float64(total) / float64(len(live))
+		for _, in := range live {
+			f.endDev = math.Max(f.endDev, math.Abs(float64(in.conns)-mean)/mean)
+		}
+	}
+	return f
+}
+
+// TestPlacementSeedPlan runs the seed's change with placement on: the
+// canary bakes holding its fair share, every client moves once (the
+// canary's share twice), the fleet ends balanced, nothing is lost.
+func TestPlacementSeedPlan(t *testing.T) {
+	h := placeHarness(t)
+	h.cloud.floor = 8
+	e := h.placeEngine()
+	bakeMin := h.watchBake(e)
+	st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if err != nil {
+		t.Fatalf("rollout: %v", err)
+	}
+	if st.Status != StatusSucceeded {
+		t.Fatalf("status %s (%s)", st.Status, st.Failure)
+	}
+	if st.Placement == nil || !st.Placement.On {
+		t.Fatalf("placement %+v, want on", st.Placement)
+	}
+	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-new"), " "); got != want {
+		t.Errorf("fleet\n got %s\nwant %s", got, want)
+	}
+	h.checkInvariants()
+	f := h.figures()
+	total := 0
+	for _, in := range h.cloud.inst {
+		if in.lifecycle == "InService" {
+			total += in.conns
+		}
+	}
+	if total != 2000 {
+		t.Errorf("%d clients at the end, want 2000 (none lost)", total)
+	}
+	if *bakeMin == math.MaxInt || *bakeMin < f.fair*8/10 {
+		t.Errorf("canary held at least %d clients through its bake, want >= 80%% of its fair share %d", *bakeMin, f.fair)
+	}
+	if f.moves > 2000*115/100 {
+		t.Errorf("%d reconnects for 2000 clients, want <= 2300", f.moves)
+	}
+	if f.endDev > 0.15 {
+		t.Errorf("end balance off the mean by %.0f%%, want within 15%%", 100*f.endDev)
+	}
+	if len(f.cordoned) > 0 {
+		t.Errorf("still cordoned at the end: %v", f.cordoned)
+	}
+	if h.cloud.desired != 8 || len(h.cloud.terminated) != 9 {
+		t.Errorf("desired %d, %d terminated", h.cloud.desired, len(h.cloud.terminated))
+	}
+	t.Logf("canary held >= %d (fair %d), %d reconnects, end balance ±%.1f%%", *bakeMin, f.fair, f.moves, 100*f.endDev)
+}
+
+// watchBake samples the canary's clients at every save of the canary
+// phase's bake; the result is the least seen (MaxInt: never sampled).
+func (h *harness) watchBake(e *Engine) *int {
+	least := math.MaxInt
+	e.View = func(st *State) {
+		if st.Rollback || st.Cursor >= len(st.Steps) {
+			return
+		}
+		s := st.Steps[st.Cursor]
+		if s.Kind != StepBake || s.Phase != 0 || s.Started.IsZero() {
+			return
+		}
+		for _, in := range h.cloud.inst {
+			if in.image == "ami-new" && in.lifecycle == "InService" {
+				least = min(least, in.conns)
+			}
+		}
+	}
+	return &least
+}
+
+// TestPlacementOff is the same change without placement: the canary bakes
+// empty and clients move more than once (the figures placement fixes).
+func TestPlacementOff(t *testing.T) {
+	h := placeHarness(t)
+	e := h.placeEngine()
+	e.Provider = e.Provider.(placeCloud).processView // no health check to read: off
+	st, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate"))
+	if err != nil || st.Status != StatusSucceeded {
+		t.Fatalf("rollout: %v %v", st, err)
+	}
+	if st.Placement == nil || st.Placement.On || !strings.Contains(st.Placement.Reason, "health checks") {
+		t.Fatalf("placement %+v, want off for the provider", st.Placement)
+	}
+	if f := h.figures(); f.moves <= 2000*115/100 {
+		t.Errorf("%d reconnects without placement: the model shows nothing placement fixes", f.moves)
+	}
+}
+
+// TestPlacementCrashAtEveryEffect crashes the engine at every point around
+// an effect of a change with placement and resumes: nothing cordoned is
+// left so, no shed is made twice, and the figures still hold.
+func TestPlacementCrashAtEveryEffect(t *testing.T) {
+	var points []string
+	{
+		h := placeHarness(t)
+		e := h.placeEngine()
+		e.Crash = func(p string) bool { points = append(points, p); return false }
+		if _, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var placing []int
+	for k, p := range points {
+		if strings.Contains(p, "cordon") || strings.Contains(p, "shed") {
+			placing = append(placing, k)
+		}
+	}
+	if len(placing) < 6 {
+		t.Fatalf("only %d placement crash points: %v", len(placing), points)
+	}
+	for _, k := range placing {
+		t.Run(fmt.Sprintf("%02d-%s", k, points[k]), func(t *testing.T) {
+			h := placeHarness(t)
+			h.cloud.floor = 8
+			e := h.placeEngine()
+			n := 0
+			e.Crash = func(string) bool { n++; return n == k+1 }
+			if _, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate")); !errors.Is(err, ErrCrashed) {
+				t.Fatalf("first run: %v, want a crash", err)
+			}
+			e = h.placeEngine()
+			bakeMin := h.watchBake(e)
+			st, err := e.Resume(context.Background(), "gitter-ws-new-ami", false)
+			if err != nil || st.Status != StatusSucceeded {
+				t.Fatalf("resume: %v %v", st, err)
+			}
+			h.checkInvariants()
+			for _, in := range h.cloud.inst {
+				for id, n := range in.shedIDs {
+					if n > 1 && !strings.Contains(points[k], "shed") {
+						t.Errorf("%s asked to shed %s %d times", in.name, id, n)
+					}
+				}
+			}
+			f := h.figures()
+			if len(f.cordoned) > 0 {
+				t.Errorf("still cordoned: %v", f.cordoned)
+			}
+			if *bakeMin != math.MaxInt && *bakeMin < f.fair*8/10 {
+				t.Errorf("after the crash the canary held %d through its bake, fair share %d", *bakeMin, f.fair)
+			}
+			if f.endDev > 0.15 || f.moves > 2300 {
+				t.Errorf("after the crash: %d reconnects, end balance ±%.0f%%", f.moves, 100*f.endDev)
+			}
+		})
+	}
+}
+
+// TestPlacementAbortUncordons aborts a change while the old nodes are
+// cordoned for the canary's share: abort gives them their readiness back
+// and marks them healthy in the group before resuming its processes.
+func TestPlacementAbortUncordons(t *testing.T) {
+	for _, how := range []string{"abort", "rollback"} {
+		t.Run(how, func(t *testing.T) {
+			h := placeHarness(t)
+			e := h.placeEngine()
+			stopped := false
+			e.Crash = func(p string) bool {
+				if !stopped && strings.HasPrefix(p, "after:") && strings.Contains(p, ":shed/") {
+					stopped = true
+					return true
+				}
+				return false
+			}
+			if _, err := e.Start(context.Background(), seedPlan(h.site.URL, "launch-before-terminate")); !errors.Is(err, ErrCrashed) {
+				t.Fatalf("first run: %v", err)
+			}
+			for _, in := range h.cloud.inst {
+				if in.image == "ami-old" {
+					if !in.cordoned {
+						t.Fatalf("%s not cordoned during the canary share", in.name)
+					}
+					in.unhealthy = true // the group's ELB health check saw it
+				}
+			}
+			var st *State
+			var err error
+			if how == "abort" {
+				st, err = h.placeEngine().Abort(context.Background(), "gitter-ws-new-ami")
+			} else {
+				if _, err := (&Store{Dir: h.dir}).SetControl("gitter-ws-new-ami", "rollback"); err != nil {
+					t.Fatal(err)
+				}
+				st, err = h.placeEngine().Resume(context.Background(), "gitter-ws-new-ami", false)
+			}
+			if err != nil && how == "abort" {
+				t.Fatalf("%s: %v", how, err)
+			}
+			_ = st
+			for _, in := range h.cloud.inst {
+				if in.lifecycle != "InService" {
+					continue
+				}
+				if in.cordoned {
+					t.Errorf("%s still cordoned after %s", in.name, how)
+				}
+				if in.unhealthy {
+					t.Errorf("%s still marked unhealthy after %s", in.name, how)
+				}
+			}
+			if h.cloud.suspended["ReplaceUnhealthy"] {
+				t.Errorf("ReplaceUnhealthy still suspended after %s", how)
+			}
+		})
+	}
+}
