@@ -400,12 +400,18 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 	ss.mu.Lock()
 	ss.cursor, ss.given, ss.acked, ss.pollID = from, from, from, ""
 	ss.live = true
+	ss.arrived = s.cfg.Now()
 	ss.replaying++
 	subs := slices.Clone(ss.subs)
 	ss.mu.Unlock()
 	if n := s.replayStored(b, ss, subs, from, "adopted"); n < 0 {
 		s.endTakeOver(ss, n)
 		return nil
+	}
+	if remove {
+		// a websocket keeps the session here; a long-poll gives it back
+		// to the store at its answer, so it is received nowhere
+		s.countReceived(ss, st)
 	}
 	return ss
 }
