@@ -186,6 +186,12 @@ checks:
   - {name: errors, metric: {name: wsfleet_errors_total, labels: {code: "500"}, max_increase: 10}}
 rollback: {on_failure: auto}
 `, name, e.api, e.lb, maxLoss)
+	if !strings.Contains(body, "placement:") {
+		// These tests hold the fleet's healthy targets and its clients
+		// to what they were before connection placement, which cordons
+		// (unhealthy targets) and sheds: placement has its own tests.
+		head += "placement: off\n"
+	}
 	if err := os.WriteFile(path, []byte(head+body), 0o644); err != nil {
 		panic(err) // a temporary directory of the test's own
 	}
@@ -672,6 +678,12 @@ phases:
 				t.Errorf("%s left protected", in.Name)
 			}
 		}
+	})
+	// Last, on the fleet back on ami-old: the default placement with
+	// clients connected (placement_e2e_test.go; make test-placement runs
+	// the demo's 2,000 clients).
+	t.Run("placement: canary share, move once, end balance", func(t *testing.T) {
+		placementChange(t, e, "e2e-place", "ami-new", 300)
 	})
 	t.Logf("e2e total %s", time.Since(start).Round(time.Second))
 }

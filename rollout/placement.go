@@ -328,12 +328,15 @@ type ShareProgress struct {
 // MovePlace is a batch's placement progress: the cordon of the old nodes
 // before its drain (move once), and the end balance after the last batch.
 type MovePlace struct {
-	CordonAt  time.Time      `json:"cordon_at,omitzero"`
-	Passed    bool           `json:"passed,omitempty"` // the old nodes are steered away: drains may start
-	BalanceAt time.Time      `json:"balance_at,omitzero"`
-	ShedAt    time.Time      `json:"shed_at,omitzero"`
-	Shed      map[string]int `json:"shed,omitempty"`
-	Balanced  bool           `json:"balanced,omitempty"`
+	CordonAt  time.Time `json:"cordon_at,omitzero"`
+	Passed    bool      `json:"passed,omitempty"` // the old nodes are steered away: drains may start
+	BalanceAt time.Time `json:"balance_at,omitzero"`
+	ShedAt    time.Time `json:"shed_at,omitzero"`
+	// UncordonAt is when the end of the last batch uncordoned the new
+	// instances: it waits until their targets are healthy again.
+	UncordonAt time.Time      `json:"uncordon_at,omitzero"`
+	Shed       map[string]int `json:"shed,omitempty"`
+	Balanced   bool           `json:"balanced,omitempty"`
 }
 
 // oldAndCanaries are the canary phase's live old instances and the
@@ -760,7 +763,18 @@ func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64
 		return Decision{Step: s, Events: []DecisionEvent{placementEvent("end balance", obs, newIDs, "mean", int(mean))}}
 	}
 	if effs := uncordonEffect(pl, newIDs); len(effs) > 0 {
+		mp.UncordonAt = now
 		return Decision{Step: s, Effects: effs}
+	}
+	// The group's processes resume at the end of the change: a target
+	// still unhealthy then would be marked so again, and replaced.
+	if !mp.UncordonAt.IsZero() {
+		for _, id := range newIDs {
+			in, _ := obs.Group.Instance(id)
+			if in.Health != "" && in.Health != "healthy" && now.Sub(mp.UncordonAt) < pl.cordonBound() {
+				return Decision{Step: s, Wait: t.Poll, Reason: "waiting for the load balancer to see " + nodeLabel(in) + " uncordoned"}
+			}
+		}
 	}
 	return done(s, now)
 }
