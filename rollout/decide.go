@@ -369,6 +369,7 @@ func (p Progress) clone() Progress {
 	if p.Place != nil {
 		c := *p.Place
 		c.Shed = maps.Clone(c.Shed)
+		c.Until = maps.Clone(c.Until)
 		p.Place = &c
 	}
 	return p

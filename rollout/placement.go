@@ -332,11 +332,18 @@ type MovePlace struct {
 	Passed    bool      `json:"passed,omitempty"` // the old nodes are steered away: drains may start
 	BalanceAt time.Time `json:"balance_at,omitzero"`
 	ShedAt    time.Time `json:"shed_at,omitzero"`
+	// SettleAt is when the clients on new instances were last seen to
+	// change (to SettleSum): the end balance is judged once they stop.
+	SettleFrom time.Time `json:"settle_from,omitzero"`
+	SettleAt   time.Time `json:"settle_at,omitzero"`
+	SettleSum  int       `json:"settle_sum,omitempty"`
 	// UncordonAt is when the end of the last batch uncordoned the new
 	// instances: it waits until their targets are healthy again.
 	UncordonAt time.Time      `json:"uncordon_at,omitzero"`
 	Shed       map[string]int `json:"shed,omitempty"`
-	Balanced   bool           `json:"balanced,omitempty"`
+	// Until is what each node shedding for the balance is to end with.
+	Until    map[string]int `json:"until,omitempty"`
+	Balanced bool           `json:"balanced,omitempty"`
 }
 
 // oldAndCanaries are the canary phase's live old instances and the
@@ -656,6 +663,7 @@ func decidePlaced(plan *Plan, st *State, s Step, d Decision, obs Observation, t 
 	} else {
 		c := *ds.Place
 		c.Shed = maps.Clone(c.Shed)
+		c.Until = maps.Clone(c.Until)
 		ds.Place = &c
 	}
 	mp := ds.Place
@@ -672,7 +680,10 @@ func decidePlaced(plan *Plan, st *State, s Step, d Decision, obs Observation, t 
 		effs = append(effs, steerEffs...)
 		if len(effs) > 0 {
 			mp.CordonAt = obs.Now
-			return Decision{Step: ds, Placement: npl, Effects: effs, Events: append(evs, placementEvent("move once: cordon the old nodes", obs, oldIDs))}
+			if len(oldIDs) > 0 {
+				evs = append(evs, placementEvent("move once: cordon the old nodes", obs, oldIDs))
+			}
+			return Decision{Step: ds, Placement: npl, Effects: effs, Events: evs}
 		}
 		var wait []string
 		for id := range st.Placement.Cordoned {
@@ -709,6 +720,56 @@ func decidePlaced(plan *Plan, st *State, s Step, d Decision, obs Observation, t 
 	return d
 }
 
+// balanceShed is what each node sheds to bring every one of ids within
+// half the band of the mean (the other half left for the clients still
+// moving): those above the band shed down to it, and when those below it
+// lack more than that, the nodes above the mean give the rest, most from
+// the highest. outside reports a node outside the band itself: nothing
+// is shed otherwise.
+func balanceShed(obs Observation, ids []string, mean, balance float64) (map[string]int, bool) {
+	outside := false
+	upper, lower := mean*(1+balance/200), mean*(1-balance/200)
+	excess := map[string]int{}
+	give, need := 0, 0
+	for _, id := range ids {
+		c, _ := conns(obs, id)
+		f := float64(c)
+		if math.Abs(f-mean) > mean*balance/100 {
+			outside = true
+		}
+		if f > upper {
+			excess[id] = c - int(math.Floor(upper))
+			give += excess[id]
+		}
+		if f < lower {
+			need += int(math.Ceil(lower)) - c
+		}
+	}
+	if !outside {
+		return nil, false
+	}
+	// Not enough above the band for those below: take the rest from the
+	// nodes above the mean, one at a time from the highest.
+	left := func(id string) int {
+		c, _ := conns(obs, id)
+		return c - excess[id] - int(math.Ceil(mean))
+	}
+	for need > give {
+		best := ""
+		for _, id := range ids {
+			if left(id) > 0 && (best == "" || left(id) > left(best)) {
+				best = id
+			}
+		}
+		if best == "" {
+			break
+		}
+		excess[best]++
+		give++
+	}
+	return excess, true
+}
+
 // decideBalance ends the last batch: new instances above the mean by more
 // than balance percent are cordoned and shed their excess at the drain's
 // pace; then every new instance is uncordoned.
@@ -716,27 +777,41 @@ func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64
 	mp, pl, now := s.Place, st.Placement, obs.Now
 	newIDs, _ := newAndOld(s, obs.Group)
 	if !mp.Balanced && balance > 0 && len(newIDs) > 1 {
-		mean := float64(sum(obs, newIDs)) / float64(len(newIDs))
-		limit := mean * (1 + balance/100)
+		onNew := sum(obs, newIDs)
+		mean := float64(onNew) / float64(len(newIDs))
 		if mp.BalanceAt.IsZero() {
+			// Judge once the last released clients have landed: the
+			// clients on new instances unchanged for a cordon's latency.
+			if mp.SettleFrom.IsZero() {
+				mp.SettleFrom = now
+			}
+			if mp.SettleAt.IsZero() || onNew != mp.SettleSum {
+				mp.SettleAt, mp.SettleSum = now, onNew
+			}
+			if now.Sub(mp.SettleAt) < max(pl.latency(), 2*t.Poll) && now.Sub(mp.SettleFrom) < pl.cordonBound() {
+				return Decision{Step: s, Wait: t.Poll, Reason: "balance: waiting for the released clients to land"}
+			}
+			excess, outside := balanceShed(obs, newIDs, mean, balance)
 			var high, low []string
-			excess := map[string]int{}
 			for _, id := range newIDs {
-				if c, _ := conns(obs, id); float64(c) > limit {
-					excess[id] = c - int(math.Ceil(mean))
+				if excess[id] > 0 {
 					high = append(high, id)
 				} else {
 					low = append(low, id)
 				}
 			}
-			if len(high) == 0 {
+			if !outside || len(high) == 0 {
 				mp.Balanced = true
 				return Decision{Step: s, Events: []DecisionEvent{placementEvent("end balance", obs, newIDs, "mean", int(mean))}}
 			}
 			// Those above the band take nothing; all others do.
 			npl, effs := cordonEffect(st, pl, high, now)
 			effs = append(effs, uncordonEffect(pl, low)...)
-			mp.BalanceAt, mp.Shed = now, excess
+			mp.BalanceAt, mp.Shed, mp.Until = now, excess, map[string]int{}
+			for id, n := range excess {
+				c, _ := conns(obs, id)
+				mp.Until[id] = c - n
+			}
 			return Decision{Step: s, Placement: npl, Effects: effs,
 				Events: []DecisionEvent{placementEvent("balance: cordon the nodes above the band", obs, newIDs, "mean", int(mean))}}
 		}
@@ -755,7 +830,7 @@ func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64
 		}
 		bound := t.Drain.Window + 2*pl.latency() + 10*time.Second
 		for _, id := range high {
-			if c, _ := conns(obs, id); float64(c) > limit && now.Sub(mp.ShedAt) < bound {
+			if c, _ := conns(obs, id); c > mp.Until[id]+max(1, mp.Shed[id]/20) && now.Sub(mp.ShedAt) < bound {
 				return Decision{Step: s, Wait: t.Poll, Reason: "balance: shedding the excess of " + id}
 			}
 		}

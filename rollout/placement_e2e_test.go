@@ -143,6 +143,13 @@ wait:
 	for _, c := range f.end {
 		f.endDev = math.Max(f.endDev, math.Abs(float64(c)-mean)/mean)
 	}
+	if data, err := os.ReadFile(filepath.Join(e.stateDir, change+".events.jsonl")); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, `"type":"placement"`) {
+				t.Log(line)
+			}
+		}
+	}
 	stopped = true
 	r := p.Stop(context.Background())
 	f.reconnects, f.lost = r.Reconnects-before, r.Lost

@@ -268,3 +268,162 @@ func TestPlacementAbortUncordons(t *testing.T) {
 		})
 	}
 }
+
+// obsWith is an observation of nodes i-1.. with the given clients, all
+// in service on ami-new and healthy.
+func obsWith(counts ...int) (Observation, []string) {
+	obs := Observation{Nodes: map[string]NodeObs{}, Now: t0}
+	var ids []string
+	for i, c := range counts {
+		id := fmt.Sprintf("i-%d", i+1)
+		ids = append(ids, id)
+		obs.Group.Instances = append(obs.Group.Instances, Instance{ID: id, Name: fmt.Sprintf("ws-%02d", i+1), Image: "ami-new", Lifecycle: "InService", Health: "healthy"})
+		obs.Nodes[id] = NodeObs{Status: NodeStatus{State: "ready", Connections: c}}
+	}
+	return obs, ids
+}
+
+func TestBalanceShed(t *testing.T) {
+	cases := []struct {
+		name    string
+		counts  []int
+		want    string // id:count sorted, or "-" when balanced
+		outside bool
+	}{
+		{"within the band: nothing", []int{277, 278, 276, 277, 222, 223, 222, 223}, "-", false},
+		{"nodes above half the band shed down to it", []int{45, 41, 40, 41, 34, 32, 35, 32}, "i-1:5 i-2:1 i-4:1", true},
+		{"nodes below the band take from those above the mean", []int{40, 40, 40, 40, 40, 40, 40, 20}, "i-1:2 i-2:2 i-3:2 i-4:2 i-5:2 i-6:2 i-7:2", true},
+		{"the demo's second half without steering", []int{388, 388, 389, 389, 111, 111, 112, 112}, "i-1:120 i-2:120 i-3:121 i-4:121", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obs, ids := obsWith(tc.counts...)
+			total := 0
+			for _, c := range tc.counts {
+				total += c
+			}
+			got, outside := balanceShed(obs, ids, float64(total)/float64(len(ids)), 15)
+			var parts []string
+			for _, id := range ids {
+				if got[id] > 0 {
+					parts = append(parts, fmt.Sprintf("%s:%d", id, got[id]))
+				}
+			}
+			s := strings.Join(parts, " ")
+			if s == "" {
+				s = "-"
+			}
+			if s != tc.want || outside != tc.outside {
+				t.Errorf("shed %s (outside %v), want %s (%v)", s, outside, tc.want, tc.outside)
+			}
+		})
+	}
+}
+
+func TestSteer(t *testing.T) {
+	timing := Timing{Poll: time.Second, Drain: DrainOptions{Window: 30 * time.Second, MaxRate: 200}}
+	cases := []struct {
+		name     string
+		counts   []int // new instances' clients; the batch's one target holds target
+		target   int
+		cordoned []string
+		want     string // effects
+	}{
+		{"first batch: none near its share", []int{0, 0, 0, 0}, 1110, nil, ""},
+		{"first batch: near the share", []int{270, 200, 240, 100}, 300, nil, "cordon/i-1,i-3"},
+		{"every one at its share: the least loaded stays open", []int{278, 278, 278, 277}, 0, nil, "cordon/i-1,i-2,i-3"},
+		{"second batch: the first batch's at their share, fresh ones fill", []int{277, 277, 278, 278, 0, 0, 0, 0}, 888, nil, "cordon/i-1,i-2,i-3,i-4"},
+		{"a cordoned one below again is uncordoned", []int{100, 277, 278, 278, 0, 0, 0, 0}, 888, []string{"i-1", "i-2"}, "cordon/i-3,i-4 uncordon/i-1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obs, _ := obsWith(tc.counts...)
+			obs.Group.Instances = append(obs.Group.Instances, Instance{ID: "i-old", Name: "ws-old", Image: "ami-old", Lifecycle: "InService", Health: "draining"})
+			obs.Nodes["i-old"] = NodeObs{Status: NodeStatus{State: "draining", Connections: tc.target}}
+			pl := &PlacementState{On: true, Seen: time.Second, Cordoned: map[string]time.Time{}}
+			st := &State{Change: "c", InitialDesired: 8, Placement: pl}
+			for _, id := range tc.cordoned {
+				pl.Cordoned[id] = t0
+				st.Journal = append(st.Journal, JournalEntry{Status: "done", Effect: Effect{Kind: EffCordon, IDs: []string{id}}})
+			}
+			s := Step{Kind: StepBatch, Image: "ami-new", Targets: []string{"i-old"}, Progress: Progress{Terminated: map[string]time.Time{}}}
+			_, effs, _ := steer(st, s, obs, timing)
+			var got []string
+			for _, e := range effs {
+				got = append(got, e.Key)
+			}
+			if s := strings.Join(got, " "); s != tc.want {
+				t.Errorf("effects %q, want %q", s, tc.want)
+			}
+		})
+	}
+}
+
+func TestPlacementPlanKeys(t *testing.T) {
+	base := "change: c\ngroup: g\nimage: ami-1\n"
+	cases := []struct {
+		name, yaml string
+		want       string // error substring, or "" for valid
+		check      func(*Plan) string
+	}{
+		{"defaults", "phases:\n  - {name: c, canary: 1}\n  - {name: r, replace: rest}\n", "", func(p *Plan) string {
+			if pl := p.placement(); pl.Off || !pl.MoveOnce || pl.Balance != 15 {
+				return fmt.Sprintf("placement %+v", pl)
+			}
+			if s := p.canaryShare(0, 8, 1); math.Abs(s-1.0/9) > 1e-9 {
+				return fmt.Sprintf("share %g", s)
+			}
+			return ""
+		}},
+		{"share 10%", "phases:\n  - {name: c, canary: 1, canary_share: 10%}\n", "", func(p *Plan) string {
+			if s := p.canaryShare(0, 8, 1); s != 0.1 {
+				return fmt.Sprintf("share %g", s)
+			}
+			return ""
+		}},
+		{"share 0 is off", "phases:\n  - {name: c, canary: 1, canary_share: 0}\n", "", func(p *Plan) string {
+			if s := p.canaryShare(0, 8, 1); s != 0 {
+				return fmt.Sprintf("share %g", s)
+			}
+			return ""
+		}},
+		{"placement off", "placement: off\nphases:\n  - {name: c, canary: 1}\n", "", func(p *Plan) string {
+			if !p.placement().Off || p.canaryShare(0, 8, 1) != 0 {
+				return "not off"
+			}
+			return ""
+		}},
+		{"placement false", "placement: false\nphases:\n  - {name: c, canary: 1}\n", "", func(p *Plan) string {
+			if !p.placement().Off {
+				return "not off"
+			}
+			return ""
+		}},
+		{"move_once off, balance 20%", "placement: {move_once: false, balance: 20%}\nphases:\n  - {name: c, canary: 1}\n", "", func(p *Plan) string {
+			if pl := p.placement(); pl.Off || pl.MoveOnce || pl.Balance != 20 {
+				return fmt.Sprintf("placement %+v", pl)
+			}
+			return ""
+		}},
+		{"share out of range", "phases:\n  - {name: c, canary: 1, canary_share: 70%}\n", "line 5: phases[0].canary_share: \"70%\": not a percentage from 0% to 50%", nil},
+		{"share not a share", "phases:\n  - {name: c, canary: 1, canary_share: lots}\n", "phases[0].canary_share", nil},
+		{"share on a replace phase", "phases:\n  - {name: r, replace: rest, canary_share: auto}\n", "line 5: phases[0].canary_share: only applies to a canary phase", nil},
+		{"balance out of range", "placement: {balance: 200%}\nphases:\n  - {name: c, canary: 1}\n", "line 4: placement: balance: \"200%\": not a percentage from 1% to 100%", nil},
+		{"unknown placement key", "placement: {move_ones: true}\nphases:\n  - {name: c, canary: 1}\n", "line 4: placement: unknown key move_ones; valid keys here: move_once, balance", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := ParsePlan([]byte(base + tc.yaml))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("error %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			case tc.check != nil:
+				if msg := tc.check(p); msg != "" {
+					t.Error(msg)
+				}
+			}
+		})
+	}
+}
