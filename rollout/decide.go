@@ -263,6 +263,7 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 		}
 		return done(s, now)
 	case StepBake:
+		s = sampleCanary(plan, st, s, obs)
 		end := s.Started.Add(time.Duration(float64(s.Duration) * t.scale()))
 		if now.Before(end) {
 			return Decision{Step: s, Wait: end.Sub(now), Reason: "baking until " + end.UTC().Format(time.TimeOnly)}
@@ -365,6 +366,10 @@ func (p Progress) clone() Progress {
 		c := *p.Share
 		c.Shed = maps.Clone(c.Shed)
 		p.Share = &c
+	}
+	if p.Bake != nil {
+		c := *p.Bake
+		p.Bake = &c
 	}
 	if p.Place != nil {
 		c := *p.Place

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"slices"
@@ -344,6 +345,9 @@ type MovePlace struct {
 	// Until is what each node shedding for the balance is to end with.
 	Until    map[string]int `json:"until,omitempty"`
 	Balanced bool           `json:"balanced,omitempty"`
+	// Released is the clients the batch's targets held when their
+	// drains began (for the report).
+	Released int `json:"released,omitempty"`
 }
 
 // oldAndCanaries are the canary phase's live old instances and the
@@ -702,6 +706,7 @@ func decidePlaced(plan *Plan, st *State, s Step, d Decision, obs Observation, t 
 			}
 		}
 		mp.Passed = true
+		mp.Released = sum(obs, ds.Targets)
 		d.Step = ds
 		return d
 	}
@@ -911,4 +916,122 @@ func PlacementLine(pl PlacementState) string {
 		return "placement: on"
 	}
 	return "placement: off (" + pl.Reason + ")"
+}
+
+// BakeShare is the canaries' clients through a canary phase's bake, one
+// sample a decision: what the report compares with their fair share.
+type BakeShare struct {
+	Fair    int `json:"fair"`
+	Min     int `json:"min"`
+	Sum     int `json:"sum"`
+	Samples int `json:"samples"`
+}
+
+// sampleCanary records the canaries' clients in bake step s of a canary
+// phase whose canaries took their share.
+func sampleCanary(plan *Plan, st *State, s Step, obs Observation) Step {
+	if !placementOn(st) {
+		return s
+	}
+	for _, c := range st.Steps {
+		if c.Phase != s.Phase || !isCanaryLaunch(plan, c) || c.Share == nil {
+			continue
+		}
+		var ids []string
+		for _, a := range c.Adopted {
+			ids = append(ids, a.ID)
+		}
+		n := sum(obs, ids)
+		b := BakeShare{Fair: c.Share.Fair, Min: n}
+		if s.Bake != nil {
+			b = *s.Bake
+			b.Min = min(b.Min, n)
+		}
+		b.Sum += n
+		b.Samples++
+		s.Bake = &b
+	}
+	return s
+}
+
+// writePlacement is the report's Placement section: whether the change
+// placed connections, the canary's share through its bake against its
+// fair share, the clients each phase released, and the end balance of
+// the new instances as last seen.
+func writePlacement(w io.Writer, st *State) {
+	pl := st.Placement
+	if pl == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n## Placement\n\n%s\n", PlacementLine(*pl))
+	if !pl.On {
+		return
+	}
+	released := map[int]int{}
+	for _, s := range st.Steps {
+		if s.Phase < 0 {
+			continue
+		}
+		if s.Share != nil {
+			for _, n := range s.Share.Shed {
+				released[s.Phase] += n
+			}
+			fmt.Fprintf(w, "\nCanary share (%s): fair share %d clients, asked %d, held %d when the bake began", phaseName(st, s.Phase), s.Share.Fair, s.Share.Target, s.Share.Held)
+			for _, b := range st.Steps {
+				if b.Phase == s.Phase && b.Bake != nil && b.Bake.Samples > 0 {
+					mean := float64(b.Bake.Sum) / float64(b.Bake.Samples)
+					fmt.Fprintf(w, "; through the bake min %d, mean %.0f (%.0f %% of the fair share at the least)", b.Bake.Min, mean, pct(b.Bake.Min, b.Bake.Fair))
+				}
+			}
+			fmt.Fprintln(w, ".")
+		}
+		if s.Place != nil {
+			released[s.Phase] += s.Place.Released
+			for _, n := range s.Place.Shed {
+				released[s.Phase] += n
+			}
+		}
+	}
+	fmt.Fprintf(w, "\n| phase | clients released (shed and drained) |\n|---|---|\n")
+	for i, ph := range st.Phases {
+		fmt.Fprintf(w, "| %s | %d |\n", ph.Name, released[i])
+	}
+	var names []string
+	total := 0
+	for _, n := range st.Nodes {
+		if n.Lifecycle == "InService" && n.Image != st.OldImage {
+			names = append(names, n.Name)
+			total += n.Connections
+		}
+	}
+	if len(names) == 0 || total == 0 {
+		return
+	}
+	sort.Slice(names, func(i, j int) bool { return nameLess(names[i], names[j]) })
+	mean := float64(total) / float64(len(names))
+	dev := 0.0
+	var parts []string
+	for _, name := range names {
+		for _, n := range st.Nodes {
+			if n.Name == name {
+				dev = math.Max(dev, math.Abs(float64(n.Connections)-mean)/mean)
+				parts = append(parts, fmt.Sprintf("%s %d", name, n.Connections))
+			}
+		}
+	}
+	fmt.Fprintf(w, "\nEnd balance: mean %.0f clients a new instance, largest deviation %.1f %% (%s).\n", mean, 100*dev, strings.Join(parts, ", "))
+}
+
+func pct(n, of int) float64 {
+	if of == 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(of)
+}
+
+func phaseName(st *State, i int) string {
+	if i >= 0 && i < len(st.Phases) {
+		return st.Phases[i].Name
+	}
+	return fmt.Sprintf("phase %d", i+1)
 }

@@ -109,6 +109,14 @@ func TestPlacementSeedPlan(t *testing.T) {
 		t.Errorf("desired %d, %d terminated", h.cloud.desired, len(h.cloud.terminated))
 	}
 	t.Logf("canary held >= %d (fair %d), %d reconnects, end balance ±%.1f%%", *bakeMin, f.fair, f.moves, 100*f.endDev)
+	var report strings.Builder
+	WriteReport(&report, st)
+	for _, want := range []string{"## Placement\n\nplacement: on\n", "Canary share (canary): fair share 222 clients, asked 222, held 222 when the bake began; through the bake min 222, mean 222 (100 % of the fair share at the least).",
+		"| canary | 222 |", "| first half | 1110 |", "| second half | 890 |", "End balance: mean 250 clients a new instance, largest deviation 11.2 %"} {
+		if !strings.Contains(report.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, report.String())
+		}
+	}
 }
 
 // watchBake samples the canary's clients at every save of the canary

@@ -93,6 +93,7 @@ type Progress struct {
 	// batch's cordons and end balance, a canary retirement moved to the
 	// next batch.
 	Share    *ShareProgress `json:"share,omitempty"`
+	Bake     *BakeShare     `json:"bake_share,omitempty"`
 	Place    *MovePlace     `json:"place,omitempty"`
 	Deferred bool           `json:"deferred,omitempty"`
 }
