@@ -214,7 +214,16 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 	case StepSuspend:
 		return decideSuspend(st, s, obs, t)
 	case StepResume:
-		if effs := endEffects(st, obs.Group); len(effs) > 0 {
+		effs := endEffects(st, obs.Group)
+		if len(effs) == 1 && effs[0].Kind == EffResume {
+			if s.Started.IsZero() {
+				s.Started = now
+			}
+			if d, wait := endWait(st, s, obs, t); wait {
+				return d
+			}
+		}
+		if len(effs) > 0 {
 			return Decision{Step: s, Effects: effs}
 		}
 		return done(s, now)

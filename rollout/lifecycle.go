@@ -287,6 +287,16 @@ func (e *Engine) endHold(ctx context.Context, st *State) error {
 		if len(effs) == 0 {
 			return nil
 		}
+		if len(effs) == 1 && effs[0].Kind == EffResume {
+			// Uncordoned nodes are marked healthy once their targets are
+			// (endWait), before the processes resume; bounded.
+			if waiting := uncordonPending(st, g); waiting != "" && round < 10 && st.Placement != nil {
+				if err := e.Sleep(ctx, max(st.Placement.cordonBound()/10, e.MinPoll)); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		if round == 10 {
 			return fmt.Errorf("%s still due after %d rounds; run abort again", effs[0].Key, round)
 		}

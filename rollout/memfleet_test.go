@@ -78,6 +78,9 @@ type memInst struct {
 
 	cordoned   bool
 	cordonAt   time.Time
+	// steeredUntil: an uncordoned target stays unhealthy until the
+	// load balancer's checks pass again.
+	steeredUntil time.Time
 	shedIDs    map[string]int
 	shedAt     time.Time
 	shedCount  int
@@ -169,6 +172,14 @@ func (c *memCloud) tick() {
 	}
 	if c.place {
 		c.placeClients(now)
+		// The group's ELB health check marks a cordoned instance
+		// unhealthy (the grace period long over): kept only while
+		// ReplaceUnhealthy is suspended.
+		for _, in := range c.inst {
+			if in.lifecycle == "InService" && c.cordonSteered(in, now) {
+				in.unhealthy = true
+			}
+		}
 	}
 	// The group keeps live (Pending or InService) instances at desired.
 	var liveList []*memInst
@@ -247,7 +258,7 @@ func (c *memCloud) Group(ctx context.Context, name string) (Group, error) {
 			health = "unregistered"
 		case !in.drainAt.IsZero():
 			health = "unhealthy" // its readiness fails
-		case in.cordoned && c.now().Sub(in.cordonAt) >= c.hcLatency:
+		case c.cordonSteered(in, c.now()):
 			health = "unhealthy"
 		}
 		hs := "Healthy"
@@ -546,10 +557,16 @@ func (c *memCloud) health(in *memInst, now time.Time) string {
 		return "-"
 	case !in.drainAt.IsZero():
 		return "unhealthy"
-	case in.cordoned && now.Sub(in.cordonAt) >= c.hcLatency:
+	case c.cordonSteered(in, now):
 		return "unhealthy"
 	}
 	return "healthy"
+}
+
+// cordonSteered reports whether the load balancer sees the instance's
+// cordon: from hcLatency after it until hcLatency after its uncordon.
+func (c *memCloud) cordonSteered(in *memInst, now time.Time) bool {
+	return in.cordoned && now.Sub(in.cordonAt) >= c.hcLatency || now.Before(in.steeredUntil)
 }
 
 // placeClients releases what drains and sheds are due to release by now
@@ -624,6 +641,9 @@ func (n placeNodes) Cordon(ctx context.Context, in Instance, cordoned bool) erro
 	}
 	if cordoned && !m.cordoned {
 		m.cordonAt = c.now()
+	}
+	if !cordoned && c.cordonSteered(m, c.now()) {
+		m.steeredUntil = c.now().Add(c.hcLatency)
 	}
 	m.cordoned = cordoned
 	return nil

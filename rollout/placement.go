@@ -1035,3 +1035,36 @@ func phaseName(st *State, i int) string {
 	}
 	return fmt.Sprintf("phase %d", i+1)
 }
+
+// uncordonPending names a node the change cordoned, keeps and has
+// uncordoned, whose target the load balancer does not yet see healthy:
+// its Unhealthy mark in the group cannot be undone yet.
+func uncordonPending(st *State, g Group) string {
+	pl := st.Placement
+	if pl == nil {
+		return ""
+	}
+	drained := st.drainAsked()
+	for _, id := range pl.Ever {
+		in, ok := g.Instance(id)
+		if _, cordoned := pl.Cordoned[id]; !ok || cordoned || !in.Live() || drained[id] {
+			continue
+		}
+		if steered(in) && in.Health != "" {
+			return nodeLabel(in)
+		}
+	}
+	return ""
+}
+
+// endWait holds the resume of the group's processes until every node the
+// change uncordoned and keeps is healthy in the target group again (and
+// so marked healthy in the group: endEffects), at most a cordon's bound
+// from the resume step's start.
+func endWait(st *State, s Step, obs Observation, t Timing) (Decision, bool) {
+	waiting := uncordonPending(st, obs.Group)
+	if waiting == "" || obs.Now.Sub(s.Started) > st.Placement.cordonBound() {
+		return Decision{}, false
+	}
+	return Decision{Step: s, Wait: t.Poll, Reason: "waiting for the load balancer to see " + waiting + " uncordoned"}, true
+}

@@ -250,15 +250,14 @@ func TestPlacementAbortUncordons(t *testing.T) {
 			if how == "abort" {
 				st, err = h.placeEngine().Abort(context.Background(), "gitter-ws-new-ami")
 			} else {
-				if _, err := (&Store{Dir: h.dir}).SetControl("gitter-ws-new-ami", "rollback"); err != nil {
-					t.Fatal(err)
-				}
-				st, err = h.placeEngine().Resume(context.Background(), "gitter-ws-new-ami", false)
+				st, err = h.placeEngine().Resume(context.Background(), "gitter-ws-new-ami", true)
 			}
-			if err != nil && how == "abort" {
+			if err != nil && !(how == "rollback" && errors.Is(err, ErrFailed)) {
 				t.Fatalf("%s: %v", how, err)
 			}
-			_ = st
+			if want := map[string]Status{"abort": StatusAborted, "rollback": StatusRolledBack}[how]; st.Status != want {
+				t.Errorf("status %s, want %s", st.Status, want)
+			}
 			for _, in := range h.cloud.inst {
 				if in.lifecycle != "InService" {
 					continue
@@ -272,6 +271,16 @@ func TestPlacementAbortUncordons(t *testing.T) {
 			}
 			if h.cloud.suspended["ReplaceUnhealthy"] {
 				t.Errorf("ReplaceUnhealthy still suspended after %s", how)
+			}
+			h.cloud.mu.Lock()
+			h.cloud.tick() // the group acts on its marks
+			h.cloud.mu.Unlock()
+			want := strings.Join(wantFleet("ami-old"), " ")
+			if how == "abort" {
+				want += " ws-09:ami-new" // an abort keeps what is there
+			}
+			if got := strings.Join(h.fleet(), " "); got != want || h.cloud.elbKilled > 0 {
+				t.Errorf("after %s: fleet %s, %d replaced by the group on health", how, got, h.cloud.elbKilled)
 			}
 		})
 	}

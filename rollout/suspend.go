@@ -94,7 +94,9 @@ func endEffects(st *State, g Group) []Effect {
 			}
 		}
 		for _, id := range pl.Ever {
-			if in, ok := g.Instance(id); ok && in.Live() && !drained[id] && !seen[id] && in.HealthStatus == "Unhealthy" && !slices.Contains(healthy, id) {
+			// Marked healthy only once its target is: until then the
+			// group's next health check would mark it again (endWait).
+			if in, ok := g.Instance(id); ok && in.Live() && !drained[id] && !seen[id] && in.HealthStatus == "Unhealthy" && !slices.Contains(healthy, id) && !steered(in) {
 				healthy = append(healthy, id)
 			}
 		}
