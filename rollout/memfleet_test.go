@@ -76,16 +76,16 @@ type memInst struct {
 	deregAt         time.Time // when it left the target group
 	unhealthy       bool      // the group's health mark
 
-	cordoned   bool
-	cordonAt   time.Time
+	cordoned bool
+	cordonAt time.Time
 	// steeredUntil: an uncordoned target stays unhealthy until the
 	// load balancer's checks pass again.
 	steeredUntil time.Time
-	shedIDs    map[string]int
-	shedAt     time.Time
-	shedCount  int
-	shedDone   int
-	shedWindow time.Duration
+	shedIDs      map[string]int
+	shedAt       time.Time
+	shedCount    int
+	shedDone     int
+	shedWindow   time.Duration
 }
 
 var _ Provider = (*memCloud)(nil)
