@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -69,9 +70,16 @@ type ShedOptions struct {
 // HealthCheck is one target group's health check, as the load balancer
 // runs it.
 type HealthCheck struct {
-	TargetGroup        string
+	TargetGroup string
+	// TrafficProtocol is the target group's own protocol: HTTP or HTTPS
+	// for an Application Load Balancer's, TCP, TLS, UDP… for a Network
+	// Load Balancer's (which may reset an unhealthy target's connections).
+	TrafficProtocol string
+	// Port is the health check's port: "traffic-port" or a number.
+	Port               string
+	TrafficPort        int
 	Enabled            bool
-	Protocol           string // HTTP, HTTPS, TCP, …
+	Protocol           string // the health check's: HTTP, HTTPS, TCP, …
 	Path               string
 	Interval           time.Duration
 	Timeout            time.Duration
@@ -156,7 +164,12 @@ func PlacementSupport(ctx context.Context, p Provider, nodes Nodes, plan *Plan, 
 	}
 	for _, hc := range hcs {
 		proto := strings.ToUpper(hc.Protocol)
+		traffic := strings.ToUpper(hc.TrafficProtocol)
 		switch {
+		case traffic != "" && traffic != "HTTP" && traffic != "HTTPS":
+			return st, fmt.Sprintf("target group %s is a %s target group (a Network Load Balancer's may reset an unhealthy target's connections)", hc.TargetGroup, hc.TrafficProtocol)
+		case hc.Port != "" && hc.Port != "traffic-port" && hc.Port != strconv.Itoa(hc.TrafficPort):
+			return st, fmt.Sprintf("target group %s checks health on port %s, not the nodes' port %d", hc.TargetGroup, hc.Port, hc.TrafficPort)
 		case !hc.Enabled:
 			return st, fmt.Sprintf("target group %s has its health check disabled", hc.TargetGroup)
 		case proto != "HTTP" && proto != "HTTPS":
@@ -317,13 +330,14 @@ func measured(pl *PlacementState, since, now time.Time) *PlacementState {
 
 // ShareProgress is a canary share's progress, in the canary batch step.
 type ShareProgress struct {
-	Fair     int            `json:"fair"`   // the canaries' fair share of the clients when it began
-	Target   int            `json:"target"` // what the canaries are to hold
-	CordonAt time.Time      `json:"cordon_at,omitzero"`
-	ShedAt   time.Time      `json:"shed_at,omitzero"`
-	Shed     map[string]int `json:"shed,omitempty"` // count asked of each old node
-	Released bool           `json:"released,omitempty"`
-	Held     int            `json:"held,omitempty"` // what the canaries held when the old nodes were uncordoned
+	Fair       int            `json:"fair"`   // the canaries' fair share of the clients when it began
+	Target     int            `json:"target"` // what the canaries are to hold
+	CordonAt   time.Time      `json:"cordon_at,omitzero"`
+	ShedAt     time.Time      `json:"shed_at,omitzero"`
+	Shed       map[string]int `json:"shed,omitempty"` // count asked of each old node
+	Released   bool           `json:"released,omitempty"`
+	Held       int            `json:"held,omitempty"` // what the canaries held when the old nodes were uncordoned
+	UncordonAt time.Time      `json:"uncordon_at,omitzero"`
 }
 
 // MovePlace is a batch's placement progress: the cordon of the old nodes
@@ -401,6 +415,12 @@ func decideShare(plan *Plan, st *State, s Step, obs Observation, t Timing) Decis
 	}
 	sh := s.Share
 	if sh.Released {
+		// The bake begins once the old nodes take new clients again.
+		for _, id := range old {
+			if in, _ := g.Instance(id); steered(in) && in.Health != "" && now.Sub(sh.UncordonAt) < pl.cordonBound() {
+				return Decision{Step: s, Wait: t.Poll, Reason: "canary share: waiting for the load balancer to see " + nodeLabel(in) + " uncordoned"}
+			}
+		}
 		return done(s, now)
 	}
 	if sh.ShedAt.IsZero() {
@@ -436,7 +456,7 @@ func decideShare(plan *Plan, st *State, s Step, obs Observation, t Timing) Decis
 		return Decision{Step: s, Wait: t.Poll, Reason: fmt.Sprintf("canary share: the canary takes its share (%d of %d clients)", held, sh.Target)}
 	}
 	// 5. Uncordon the old nodes: the canary bakes.
-	sh.Released, sh.Held = true, held
+	sh.Released, sh.Held, sh.UncordonAt = true, held, now
 	evs := []DecisionEvent{placementEvent("canary share: placed", obs, append(slices.Clone(canaries), old...), "held", held, "target", sh.Target, "fair", sh.Fair)}
 	if effs := uncordonEffect(pl, old); len(effs) > 0 {
 		return Decision{Step: s, Effects: effs, Events: evs}

@@ -444,3 +444,71 @@ func TestPlacementPlanKeys(t *testing.T) {
 		})
 	}
 }
+
+// hcProvider is a provider that only reads health checks.
+type hcProvider struct {
+	Provider
+	hcs []HealthCheck
+}
+
+func (p hcProvider) TargetHealthChecks(ctx context.Context, group string) ([]HealthCheck, error) {
+	return p.hcs, nil
+}
+
+// versionNodes answers each node's status with an admin API version, or
+// an error for version 0.
+type versionNodes map[string]int
+
+func (v versionNodes) Drain(ctx context.Context, in Instance, o DrainOptions) error { return nil }
+func (v versionNodes) Status(ctx context.Context, in Instance) (NodeStatus, error) {
+	if v[in.ID] == 0 {
+		return NodeStatus{}, errors.New("connection refused")
+	}
+	return NodeStatus{APIVersion: v[in.ID], Node: in.Name, State: "ready"}, nil
+}
+func (v versionNodes) Cordon(ctx context.Context, in Instance, cordoned bool) error { return nil }
+func (v versionNodes) Shed(ctx context.Context, in Instance, o ShedOptions) error   { return nil }
+
+func TestPlacementSupport(t *testing.T) {
+	alb := HealthCheck{TargetGroup: "gitter-ws", TrafficProtocol: "HTTP", TrafficPort: 8080, Port: "traffic-port", Enabled: true,
+		Protocol: "HTTP", Path: "/readyz", Interval: 10 * time.Second, UnhealthyThreshold: 2}
+	with := func(f func(*HealthCheck)) []HealthCheck { hc := alb; f(&hc); return []HealthCheck{hc} }
+	g := Group{Name: "gitter-ws", Instances: []Instance{
+		{ID: "i-1", Name: "ws-01", Lifecycle: "InService"}, {ID: "i-2", Name: "ws-02", Lifecycle: "InService"}}}
+	v2 := versionNodes{"i-1": 2, "i-2": 2}
+	cases := []struct {
+		name  string
+		plan  string
+		p     Provider
+		nodes Nodes
+		want  string
+	}{
+		{"an ALB checking /readyz, nodes on version 2", "", hcProvider{hcs: []HealthCheck{alb}}, v2, "placement: on"},
+		{"a node that does not answer does not count against it", "", hcProvider{hcs: []HealthCheck{alb}}, versionNodes{"i-1": 2}, "placement: on"},
+		{"the plan turns it off", "placement: off\n", hcProvider{hcs: []HealthCheck{alb}}, v2, "placement: off (the plan turns it off)"},
+		{"no health checks to read", "", processView{memCloud: newMemCloud(time.Now, 1, "ami-old")}, v2, "placement: off (the provider cannot read the target groups' health checks)"},
+		{"no target group", "", hcProvider{}, v2, "placement: off (group gitter-ws has no target group)"},
+		{"a Network Load Balancer's", "", hcProvider{hcs: with(func(h *HealthCheck) { h.TrafficProtocol = "TCP" })}, v2, "Network Load Balancer"},
+		{"another path", "", hcProvider{hcs: with(func(h *HealthCheck) { h.Path = "/healthz" })}, v2, "checks /healthz, not the nodes' readiness /readyz"},
+		{"another port", "", hcProvider{hcs: with(func(h *HealthCheck) { h.Port = "9090" })}, v2, "on port 9090, not the nodes' port 8080"},
+		{"checks disabled", "", hcProvider{hcs: with(func(h *HealthCheck) { h.Enabled = false })}, v2, "health check disabled"},
+		{"a TCP health check", "", hcProvider{hcs: with(func(h *HealthCheck) { h.Protocol = "TCP" })}, v2, "checks health over TCP"},
+		{"a node on version 1", "", hcProvider{hcs: []HealthCheck{alb}}, versionNodes{"i-1": 2, "i-2": 1}, "ws-02 (i-2) speaks node admin API version 1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := ParsePlan([]byte("change: c\ngroup: gitter-ws\nimage: ami-1\n" + tc.plan + "phases:\n  - {name: c, canary: 1}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl, reason := PlacementSupport(context.Background(), tc.p, tc.nodes, plan, g)
+			pl.Reason = reason
+			if got := PlacementLine(pl); !strings.Contains(got, tc.want) {
+				t.Errorf("%q, want %q", got, tc.want)
+			}
+			if pl.On && pl.HealthWait != 20*time.Second {
+				t.Errorf("health wait %s, want 20s", pl.HealthWait)
+			}
+		})
+	}
+}

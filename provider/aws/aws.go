@@ -871,6 +871,9 @@ func (p *Provider) TargetHealthChecks(ctx context.Context, group string) ([]roll
 		for _, tg := range res.TargetGroups {
 			out = append(out, rollout.HealthCheck{
 				TargetGroup:        aws.ToString(tg.TargetGroupName),
+				TrafficProtocol:    string(tg.Protocol),
+				Port:               aws.ToString(tg.HealthCheckPort),
+				TrafficPort:        int(aws.ToInt32(tg.Port)),
 				Enabled:            aws.ToBool(tg.HealthCheckEnabled),
 				Protocol:           string(tg.HealthCheckProtocol),
 				Path:               aws.ToString(tg.HealthCheckPath),
