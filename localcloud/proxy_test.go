@@ -26,7 +26,7 @@ import (
 
 // TestMain doubles as a minimal node: when the local cloud runs this test
 // binary as an instance (LOCALCLOUD_TEST_NODE=1), it serves /readyz (failing after POST
-// /drain), /who and a websocket echo on its private IP, found through its own IMDS, so
+// /drain, passing again after POST /ready), /who and a websocket echo on its private IP, found through its own IMDS, so
 // that the load balancer is tested against real processes without
 // depending on the ws node's package.
 func TestMain(m *testing.M) {
@@ -55,6 +55,8 @@ func runTestNode() int {
 	// node does while it drains.
 	var draining atomic.Bool
 	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) { draining.Store(true) })
+	// POST /ready undoes it, as uncordoning a wsfleet node does.
+	mux.HandleFunc("POST /ready", func(w http.ResponseWriter, r *http.Request) { draining.Store(false) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if draining.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
