@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,9 +15,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
+	"github.com/coder/websocket"
+
+	"wsfleet/internal/nodetest"
 )
 
 // What the connection placement of a rollout (docs/rollout.md,
@@ -290,5 +298,288 @@ func checkValidation(t *testing.T, action string, err error, want string) {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) || ae.ErrorCode() != "ValidationError" || ae.ErrorMessage() != want {
 		t.Errorf("%s: %v, want ValidationError %q", action, err, want)
+	}
+}
+
+// nodePost posts to a test node (TestMain's) on its private IP: /drain
+// makes its /readyz answer 503, as a cordoned wsfleet node's does; /ready
+// undoes it.
+func nodePost(t *testing.T, ctx context.Context, cl Clients, id, path string) {
+	t.Helper()
+	out, err := cl.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := aws.ToString(out.Reservations[0].Instances[0].PrivateIpAddress)
+	resp, err := http.Post("http://"+net.JoinHostPort(ip, "8080")+path, "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// targetStates reads DescribeTargetHealth: state, reason and description
+// by instance.
+func targetStates(ctx context.Context, cl Clients, tgARN string) (map[string]elbtypes.TargetHealth, error) {
+	th, err := cl.ELB.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(tgARN)})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]elbtypes.TargetHealth{}
+	for _, d := range th.TargetHealthDescriptions {
+		out[aws.ToString(d.Target.Id)] = *d.TargetHealth
+	}
+	return out, nil
+}
+
+// TestCordonedTargetKeepsWebsockets runs two process nodes behind a
+// listener with a websocket open to each, and cordons and uncordons them
+// (their /readyz answers 503, then 200 again): an unhealthy target keeps
+// its open websockets and gets no new connection while the other is
+// healthy; with both unhealthy the listener fails open; DescribeTargetHealth
+// gives the reason and the code.
+func TestCordonedTargetKeepsWebsockets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs instance processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := fastConfig()
+	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
+	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
+	c, cl := startCloud(t, cfg)
+	f := makeFleet(t, ctx, cl, "cordon", "ami-node", 2)
+	// As the rollout does before it cordons anything: a cordoned node is
+	// unhealthy on purpose and must not be replaced.
+	suspend(t, ctx, cl, "cordon", "ReplaceUnhealthy")
+	if _, err := cl.ELB.CreateListener(ctx, &elb.CreateListenerInput{
+		LoadBalancerArn: aws.String(f.lbARN), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(nodetest.FreePort(t))),
+		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(f.tgARN)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g := inService(t, ctx, cl, "cordon", 2, 30*time.Second)
+	ids := []string{aws.ToString(g.Instances[0].InstanceId), aws.ToString(g.Instances[1].InstanceId)}
+	lb := c.LoadBalancerURL("cordon")
+	who := func() string {
+		t.Helper()
+		resp, err := http.Get(lb + "/who")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /who through the load balancer: %d %s", resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	// One websocket to each node.
+	ws := map[string]*websocket.Conn{}
+	for i := 0; len(ws) < 2; i++ {
+		if i == 10 {
+			t.Fatalf("10 websockets reached %d nodes", len(ws))
+		}
+		conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(lb, "http")+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, b, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ws[string(b)] != nil {
+			conn.CloseNow()
+			continue
+		}
+		ws[string(b)] = conn
+		defer conn.CloseNow()
+	}
+	echo := func(id string) error {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := ws[id].Write(rctx, websocket.MessageText, []byte("ping")); err != nil {
+			return err
+		}
+		_, b, err := ws[id].Read(rctx)
+		if err == nil && string(b) != "ping" {
+			err = fmt.Errorf("echo %q", b)
+		}
+		return err
+	}
+
+	cordoned := map[string]bool{}
+	for _, step := range []struct {
+		name     string
+		cordoned []int // which nodes are cordoned in this step
+		reach    []int // which nodes new connections reach
+	}{
+		{"both ready", nil, []int{0, 1}},
+		{"first cordoned: no new connections, its websocket kept", []int{0}, []int{1}},
+		{"both cordoned: fail open", []int{0, 1}, []int{0, 1}},
+		{"first uncordoned", []int{1}, []int{0}},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			want := map[string]bool{}
+			for _, i := range step.cordoned {
+				want[ids[i]] = true
+			}
+			for _, id := range ids {
+				switch {
+				case want[id] && !cordoned[id]:
+					nodePost(t, ctx, cl, id, "/drain")
+				case !want[id] && cordoned[id]:
+					nodePost(t, ctx, cl, id, "/ready")
+				}
+				cordoned[id] = want[id]
+			}
+			eventually(t, 10*time.Second, "target states", func() error {
+				th, err := targetStates(ctx, cl, f.tgARN)
+				if err != nil {
+					return err
+				}
+				for _, id := range ids {
+					h := th[id]
+					switch {
+					case want[id] && (h.State != elbtypes.TargetHealthStateEnumUnhealthy || h.Reason != elbtypes.TargetHealthReasonEnumResponseCodeMismatch ||
+						aws.ToString(h.Description) != "Health checks failed with these codes: [503]"):
+						return fmt.Errorf("%s: %s %s %q, want unhealthy Target.ResponseCodeMismatch with [503]", id, h.State, h.Reason, aws.ToString(h.Description))
+					case !want[id] && h.State != elbtypes.TargetHealthStateEnumHealthy:
+						return fmt.Errorf("%s: %s %s, want healthy", id, h.State, h.Reason)
+					}
+				}
+				return nil
+			})
+			// Many health checks later (20 ms apart), the open
+			// websockets still work, and new connections go where the
+			// step says.
+			time.Sleep(300 * time.Millisecond)
+			reached := map[string]bool{}
+			for range 8 {
+				reached[who()] = true
+			}
+			var wantReach []string
+			for _, i := range step.reach {
+				wantReach = append(wantReach, ids[i])
+			}
+			if len(reached) != len(wantReach) {
+				t.Errorf("new connections reached %v, want %v", reached, wantReach)
+			}
+			for _, id := range wantReach {
+				if !reached[id] {
+					t.Errorf("new connections reached %v, want %v", reached, wantReach)
+				}
+			}
+			for _, id := range ids {
+				if err := echo(id); err != nil {
+					t.Fatalf("websocket to %s (cordoned %v): %v", id, cordoned[id], err)
+				}
+			}
+		})
+	}
+}
+
+// TestCordonKeptBySuspension is the rollout's use of a cordon in a group
+// with health check type ELB: with ReplaceUnhealthy suspended, a cordoned
+// node past its grace period is marked Unhealthy and kept; uncordoned, it
+// is still Unhealthy (the mark never clears by itself) until
+// SetInstanceHealth Healthy, after which resuming ReplaceUnhealthy leaves
+// it alone. Setting Healthy while its target is still unhealthy does not
+// hold (the next check marks it again), and with HealthCheck suspended it
+// is never marked. The grace period (300 s) passes on the injected clock.
+func TestCordonKeptBySuspension(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs instance processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var clk clock
+	cfg := fastConfig()
+	cfg.Now = clk.now
+	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
+	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
+	_, cl := startCloud(t, cfg)
+	f := makeFleet(t, ctx, cl, "keep", "ami-node", 1)
+	if _, err := cl.ASG.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String("keep"), HealthCheckGracePeriod: aws.Int32(300),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g := inService(t, ctx, cl, "keep", 1, 30*time.Second)
+	id := aws.ToString(g.Instances[0].InstanceId)
+	target := func(want elbtypes.TargetHealthStateEnum) {
+		t.Helper()
+		eventually(t, 10*time.Second, id+" target "+string(want), func() error {
+			th, err := targetStates(ctx, cl, f.tgARN)
+			if err == nil && th[id].State != want {
+				err = fmt.Errorf("%s %s", th[id].State, th[id].Reason)
+			}
+			return err
+		})
+	}
+	health := func(want string) {
+		t.Helper()
+		eventually(t, 10*time.Second, id+" "+want, func() error {
+			st, h, err := asgHealth(ctx, cl, id)
+			if err == nil && (st != "InService" || h != want) {
+				err = fmt.Errorf("%s %s", st, h)
+			}
+			return err
+		})
+	}
+	// stays checks for half a second (25 reconcile ticks) that the
+	// instance is InService with health want.
+	stays := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+			if st, h, err := asgHealth(ctx, cl, id); err != nil || st != "InService" || h != want {
+				t.Fatalf("%s: %s %s %v, want InService %s", id, st, h, err, want)
+			}
+		}
+	}
+	setHealthy := func() {
+		t.Helper()
+		if _, err := cl.ASG.SetInstanceHealth(ctx, &autoscaling.SetInstanceHealthInput{
+			InstanceId: aws.String(id), HealthStatus: aws.String("Healthy"), ShouldRespectGracePeriod: aws.Bool(false),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name                 string
+		suspended            []string
+		marked               string // the health a cordoned node gets past the grace period
+		healthyWhileCordon   bool   // call SetInstanceHealth Healthy before uncordoning
+		healthyAfterUncordon bool   // call it after the target is healthy again
+	}{
+		{"ReplaceUnhealthy suspended: kept, restored by SetInstanceHealth before resuming", []string{"ReplaceUnhealthy"}, "UNHEALTHY", false, true},
+		{"SetInstanceHealth Healthy while still cordoned does not hold", []string{"ReplaceUnhealthy"}, "UNHEALTHY", true, true},
+		{"HealthCheck suspended too: never marked", []string{"HealthCheck", "ReplaceUnhealthy"}, "HEALTHY", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			suspend(t, ctx, cl, "keep", tc.suspended...)
+			nodePost(t, ctx, cl, id, "/drain")
+			target(elbtypes.TargetHealthStateEnumUnhealthy)
+			clk.advance(301 * time.Second)
+			health(tc.marked)
+			stays(tc.marked)
+			if tc.healthyWhileCordon {
+				setHealthy()
+				// The next failed check marks it again, as on AWS.
+				health("UNHEALTHY")
+			}
+			nodePost(t, ctx, cl, id, "/ready")
+			target(elbtypes.TargetHealthStateEnumHealthy)
+			// A healthy target does not clear the mark by itself.
+			stays(tc.marked)
+			if tc.healthyAfterUncordon {
+				setHealthy()
+			}
+			resume(t, ctx, cl, "keep", tc.suspended...)
+			stays("HEALTHY")
+			if g, err := describeGroup(ctx, cl, "keep"); err != nil || len(g.Instances) != 1 || aws.ToString(g.Instances[0].InstanceId) != id {
+				t.Fatalf("group after resuming: %+v %v", g.Instances, err)
+			}
+		})
 	}
 }
