@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -344,10 +343,7 @@ func TestCordonedTargetKeepsWebsockets(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := fastConfig()
-	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
-	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
-	c, cl := startCloud(t, cfg)
+	c, cl := startCloud(t, nodeConfig())
 	f := makeFleet(t, ctx, cl, "cordon", "ami-node", 2)
 	// As the rollout does before it cordons anything: a cordoned node is
 	// unhealthy on purpose and must not be replaced.
@@ -494,17 +490,11 @@ func TestCordonKeptBySuspension(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var clk clock
-	cfg := fastConfig()
+	cfg := nodeConfig()
 	cfg.Now = clk.now
-	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
-	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
 	_, cl := startCloud(t, cfg)
 	f := makeFleet(t, ctx, cl, "keep", "ami-node", 1)
-	if _, err := cl.ASG.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
-		AutoScalingGroupName: aws.String("keep"), HealthCheckGracePeriod: aws.Int32(300),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	setGrace(t, ctx, cl, "keep", 300)
 	g := inService(t, ctx, cl, "keep", 1, 30*time.Second)
 	id := aws.ToString(g.Instances[0].InstanceId)
 	target := func(want elbtypes.TargetHealthStateEnum) {

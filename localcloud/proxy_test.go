@@ -36,6 +36,25 @@ func TestMain(m *testing.M) {
 	suite.Main(m)
 }
 
+// nodeConfig is fastConfig with image ami-node: instances that run this
+// test binary as a node (TestMain).
+func nodeConfig() Config {
+	cfg := fastConfig()
+	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
+	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
+	return cfg
+}
+
+// setGrace sets a group's health check grace period.
+func setGrace(t *testing.T, ctx context.Context, cl Clients, group string, seconds int32) {
+	t.Helper()
+	if _, err := cl.ASG.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String(group), HealthCheckGracePeriod: aws.Int32(seconds),
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func runTestNode() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -102,9 +121,7 @@ func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := fastConfig()
-	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
-	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
+	cfg := nodeConfig()
 	cfg.DeregistrationDelayMax = 0
 	c, cl := startCloud(t, cfg)
 	f := makeFleet(t, ctx, cl, "echo", "ami-node", 2)
