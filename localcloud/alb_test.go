@@ -497,7 +497,7 @@ func TestCordonKeptBySuspension(t *testing.T) {
 	setGrace(t, ctx, cl, "keep", 300)
 	g := inService(t, ctx, cl, "keep", 1, 30*time.Second)
 	id := aws.ToString(g.Instances[0].InstanceId)
-	target := func(want elbtypes.TargetHealthStateEnum) {
+	target := func(t *testing.T, want elbtypes.TargetHealthStateEnum) {
 		t.Helper()
 		eventually(t, 10*time.Second, id+" target "+string(want), func() error {
 			th, err := targetStates(ctx, cl, f.tgARN)
@@ -507,7 +507,7 @@ func TestCordonKeptBySuspension(t *testing.T) {
 			return err
 		})
 	}
-	health := func(want string) {
+	health := func(t *testing.T, want string) {
 		t.Helper()
 		eventually(t, 10*time.Second, id+" "+want, func() error {
 			st, h, err := asgHealth(ctx, cl, id)
@@ -519,7 +519,7 @@ func TestCordonKeptBySuspension(t *testing.T) {
 	}
 	// stays checks for half a second (25 reconcile ticks) that the
 	// instance is InService with health want.
-	stays := func(want string) {
+	stays := func(t *testing.T, want string) {
 		t.Helper()
 		for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
 			if st, h, err := asgHealth(ctx, cl, id); err != nil || st != "InService" || h != want {
@@ -527,7 +527,7 @@ func TestCordonKeptBySuspension(t *testing.T) {
 			}
 		}
 	}
-	setHealthy := func() {
+	setHealthy := func(t *testing.T) {
 		t.Helper()
 		if _, err := cl.ASG.SetInstanceHealth(ctx, &autoscaling.SetInstanceHealthInput{
 			InstanceId: aws.String(id), HealthStatus: aws.String("Healthy"), ShouldRespectGracePeriod: aws.Bool(false),
@@ -549,24 +549,24 @@ func TestCordonKeptBySuspension(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			suspend(t, ctx, cl, "keep", tc.suspended...)
 			nodePost(t, ctx, cl, id, "/drain")
-			target(elbtypes.TargetHealthStateEnumUnhealthy)
+			target(t, elbtypes.TargetHealthStateEnumUnhealthy)
 			clk.advance(301 * time.Second)
-			health(tc.marked)
-			stays(tc.marked)
+			health(t, tc.marked)
+			stays(t, tc.marked)
 			if tc.healthyWhileCordon {
-				setHealthy()
+				setHealthy(t)
 				// The next failed check marks it again, as on AWS.
-				health("UNHEALTHY")
+				health(t, "UNHEALTHY")
 			}
 			nodePost(t, ctx, cl, id, "/ready")
-			target(elbtypes.TargetHealthStateEnumHealthy)
+			target(t, elbtypes.TargetHealthStateEnumHealthy)
 			// A healthy target does not clear the mark by itself.
-			stays(tc.marked)
+			stays(t, tc.marked)
 			if tc.healthyAfterUncordon {
-				setHealthy()
+				setHealthy(t)
 			}
 			resume(t, ctx, cl, "keep", tc.suspended...)
-			stays("HEALTHY")
+			stays(t, "HEALTHY")
 			if g, err := describeGroup(ctx, cl, "keep"); err != nil || len(g.Instances) != 1 || aws.ToString(g.Instances[0].InstanceId) != id {
 				t.Fatalf("group after resuming: %+v %v", g.Instances, err)
 			}
