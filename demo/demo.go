@@ -187,6 +187,7 @@ type run struct {
 	stateD string
 	samp   *sampler
 	phase  phaseTracker
+	routes *routeLog // the chat clients' websockets, per client
 	prom   *promServer // Config.Prometheus
 
 	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
@@ -264,6 +265,8 @@ func (d *run) event(typ, msg string, kv ...any) {
 func (d *run) run(ctx context.Context) (*Summary, error) {
 	cfg := d.cfg
 	d.start = cfg.Now()
+	d.phase.clock = d.since
+	d.routes = newRouteLog(d.since)
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
@@ -305,6 +308,7 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 		ChannelPrefix: "/api/v1/rooms/{id}/chatMessages",
 		Rate:          cfg.Rate,
 		NoReplay:      !cfg.Replay,
+		ClientParam:   clientParam,
 		Logger:        d.log.With("part", "probe"),
 		Now:           cfg.Now,
 	})
@@ -405,6 +409,7 @@ func (d *run) startFleet(ctx context.Context) error {
 		DeregistrationDelayMax: 5 * time.Second,
 		KillGrace:              15 * time.Second,
 		LogDir:                 filepath.Join(cfg.Out, "nodes"),
+		OnProxied:              d.routes.record,
 		Logger:                 d.log.With("part", "cloud"),
 		Now:                    cfg.Now,
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,7 +56,7 @@ func (m *member) run(ctx context.Context, sem chan struct{}, firstTry chan<- str
 	defer signal()
 	channel := p.channels[m.ch].name
 	cfg := client.Config{
-		URL:        p.cfg.URL,
+		URL:        p.clientURL(m.idx),
 		Transport:  p.cfg.Transport,
 		HTTPClient: p.hc[m.idx%len(p.hc)],
 		Logger:     p.log.With("client", m.idx),
@@ -178,4 +181,16 @@ func (m *member) onDelivery(d client.Delivery) {
 func (m *member) has(n int) bool {
 	w := n / 64
 	return w < len(m.got) && m.got[w]&(1<<(n%64)) != 0
+}
+
+// clientURL is client i's URL: the probe's, with ClientParam=i when set.
+func (p *Probe) clientURL(i int) string {
+	if p.cfg.ClientParam == "" {
+		return p.cfg.URL
+	}
+	sep := "?"
+	if strings.Contains(p.cfg.URL, "?") {
+		sep = "&"
+	}
+	return p.cfg.URL + sep + url.QueryEscape(p.cfg.ClientParam) + "=" + strconv.Itoa(i)
 }

@@ -82,6 +82,11 @@ type Config struct {
 	// PublishInterval is how often the publisher sends the messages due
 	// (in one batch). Default 10ms.
 	PublishInterval time.Duration
+	// ClientParam, when set, adds the query parameter ClientParam=<i> to
+	// client i's URL, so that a load balancer in the same process can
+	// tell which client each connection belongs to (the demo counts how
+	// often each client moved to another node). Servers ignore it.
+	ClientParam string
 	// NoReplay makes every client behave like faye and halley, which never
 	// ask the server for what they missed (client.Config.NoReplay): the
 	// loss then measured is what unmodified chat clients would see.
