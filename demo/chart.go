@@ -68,8 +68,8 @@ func WriteChartData(w io.Writer, format string, cd ChartData) error {
 	p.Add(plotter.NewGrid())
 
 	type series struct {
-		label string
-		image string
+		label  string
+		image  string
 		first  time.Duration
 		canary bool
 		xys    plotter.XYs

@@ -187,7 +187,7 @@ type run struct {
 	stateD string
 	samp   *sampler
 	phase  phaseTracker
-	routes *routeLog // the chat clients' websockets, per client
+	routes *routeLog   // the chat clients' websockets, per client
 	prom   *promServer // Config.Prometheus
 
 	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
