@@ -378,7 +378,7 @@ func endBalance(samples []Sample, image string) *Balance {
 // placement measures the run's placement figures from the sampler's
 // samples, the load balancer's routes and the plan: its canary phases
 // (those with canary instances) and its drain.max_rate.
-func (d *run) placement(phases []PhaseSummary) Placement {
+func (d *run) placement(phases []PhaseSummary, replaced []Replacement) Placement {
 	var pl Placement
 	canaryPhase := map[string]bool{}
 	if plan, err := rollout.ParsePlan(examples.NewAMIPlan); err == nil {
@@ -398,9 +398,10 @@ func (d *run) placement(phases []PhaseSummary) Placement {
 	if d.samp == nil {
 		return pl
 	}
-	samples, _, _, _ := d.samp.result()
 	known := d.samp.instances()
 	canaries := canaryInstances(known, wins)
+	d.samp.rename(instanceNames(replaced, canaries))
+	samples, _, _, _ := d.samp.result()
 	paths, unknown := resolveHops(d.routes.snapshot(), known)
 	pl.Moves = moveFigures(paths, d.cfg.Clients, func(id string) bool { return canaries[id] }, wins)
 	pl.Moves.UnknownTargets = unknown
@@ -416,6 +417,22 @@ func (d *run) placement(phases []PhaseSummary) Placement {
 	}
 	pl.EndBalance = endBalance(samples, newImage)
 	return pl
+}
+
+// instanceNames names the instances the group's Name tags left unnamed:
+// a replacement by the name it took over (the engine's record), a canary
+// "canary".
+func instanceNames(replaced []Replacement, canaries map[string]bool) map[string]string {
+	out := map[string]string{}
+	for id := range canaries {
+		out[id] = "canary"
+	}
+	for _, r := range replaced {
+		for _, id := range r.New {
+			out[id] = r.Name
+		}
+	}
+	return out
 }
 
 // canaryInstances are the new-image instances first seen during a canary

@@ -20,14 +20,21 @@ import (
 // 80 % is what issue 16 asks it to hold, and the shaded span is the
 // window the summary's min and mean are taken over (its bake).
 func WriteShareChart(w io.Writer, title string, cs *CanaryShare) error {
+	p, err := sharePlot(title, cs)
+	if err != nil {
+		return err
+	}
+	return writePlot(w, "svg", p, 20*vg.Centimeter, 9*vg.Centimeter, "share chart")
+}
+
+func sharePlot(title string, cs *CanaryShare) (*plot.Plot, error) {
 	if cs == nil || len(cs.Points) == 0 {
-		return errors.New("share chart: no canary samples")
+		return nil, errors.New("share chart: no canary samples")
 	}
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "seconds since start"
 	p.Y.Label.Text = "canary connections, % of its fair share"
-	p.Add(plotter.NewGrid())
 
 	line := make(plotter.XYs, 0, len(cs.Points))
 	ymax := 120.0
@@ -47,7 +54,7 @@ func WriteShareChart(w io.Writer, title string, cs *CanaryShare) error {
 			{X: cs.To.Seconds(), Y: ymax}, {X: cs.From.Seconds(), Y: ymax},
 		})
 		if err != nil {
-			return fmt.Errorf("share chart window: %w", err)
+			return nil, fmt.Errorf("share chart window: %w", err)
 		}
 		poly.Color = color.RGBA{R: 230, G: 230, B: 240, A: 255}
 		poly.LineStyle.Width = 0
@@ -57,10 +64,11 @@ func WriteShareChart(w io.Writer, title string, cs *CanaryShare) error {
 			Labels: []string{cs.Window},
 		})
 		if err != nil {
-			return fmt.Errorf("share chart window label: %w", err)
+			return nil, fmt.Errorf("share chart window label: %w", err)
 		}
 		p.Add(lbl)
 	}
+	p.Add(plotter.NewGrid())
 	for _, ref := range []struct {
 		y     float64
 		label string
@@ -71,7 +79,7 @@ func WriteShareChart(w io.Writer, title string, cs *CanaryShare) error {
 	} {
 		l, err := plotter.NewLine(plotter.XYs{{X: x0, Y: ref.y}, {X: x1, Y: ref.y}})
 		if err != nil {
-			return fmt.Errorf("share chart reference: %w", err)
+			return nil, fmt.Errorf("share chart reference: %w", err)
 		}
 		l.LineStyle.Color = ref.c
 		l.LineStyle.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
@@ -80,7 +88,7 @@ func WriteShareChart(w io.Writer, title string, cs *CanaryShare) error {
 	}
 	l, err := plotter.NewLine(flatten(line))
 	if err != nil {
-		return fmt.Errorf("share chart line: %w", err)
+		return nil, fmt.Errorf("share chart line: %w", err)
 	}
 	l.LineStyle.Width = vg.Points(2)
 	l.LineStyle.Color = warm[0]
@@ -90,13 +98,21 @@ func WriteShareChart(w io.Writer, title string, cs *CanaryShare) error {
 	p.Legend.TextStyle.Font.Size = vg.Points(7)
 	p.Y.Min, p.Y.Max = 0, ymax
 	p.X.Min, p.X.Max = x0, x1
-	return writeSVG(w, p, 20*vg.Centimeter, 9*vg.Centimeter, "share chart")
+	return p, nil
 }
 
 // WriteMovesChart renders the moves-per-client histogram as SVG: one bar
 // per count (0, 1, 2, 3 or more moves), the canary share's clients
 // stacked on the others, since they may move twice.
 func WriteMovesChart(w io.Writer, title string, m MoveFigures) error {
+	p, err := movesPlot(title, m)
+	if err != nil {
+		return err
+	}
+	return writePlot(w, "svg", p, 14*vg.Centimeter, 9*vg.Centimeter, "moves chart")
+}
+
+func movesPlot(title string, m MoveFigures) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "moves (websockets that landed on another node)"
@@ -113,13 +129,13 @@ func WriteMovesChart(w io.Writer, title string, m MoveFigures) error {
 	width := vg.Points(40)
 	b1, err := plotter.NewBarChart(others, width)
 	if err != nil {
-		return fmt.Errorf("moves chart: %w", err)
+		return nil, fmt.Errorf("moves chart: %w", err)
 	}
 	b1.Color = cool[0]
 	b1.LineStyle.Width = 0
 	b2, err := plotter.NewBarChart(share, width)
 	if err != nil {
-		return fmt.Errorf("moves chart: %w", err)
+		return nil, fmt.Errorf("moves chart: %w", err)
 	}
 	b2.Color = warm[1]
 	b2.LineStyle.Width = 0
@@ -138,7 +154,7 @@ func WriteMovesChart(w io.Writer, title string, m MoveFigures) error {
 	}
 	lbl, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
 	if err != nil {
-		return fmt.Errorf("moves chart labels: %w", err)
+		return nil, fmt.Errorf("moves chart labels: %w", err)
 	}
 	for i := range lbl.TextStyle {
 		lbl.TextStyle[i].XAlign = draw.XCenter
@@ -146,12 +162,13 @@ func WriteMovesChart(w io.Writer, title string, m MoveFigures) error {
 	p.Add(lbl)
 	p.NominalX("0", "1", "2", "3+")
 	p.Y.Min, p.Y.Max = 0, ymax*1.25
-	return writeSVG(w, p, 14*vg.Centimeter, 9*vg.Centimeter, "moves chart")
+	return p, nil
 }
 
-// writeSVG writes a plot as a self-contained SVG.
-func writeSVG(w io.Writer, p *plot.Plot, width, height vg.Length, what string) error {
-	wt, err := p.WriterTo(width, height, "svg")
+// writePlot writes a plot in a format gonum/plot knows: "svg" is a
+// self-contained SVG (no script, fonts embedded by name).
+func writePlot(w io.Writer, format string, p *plot.Plot, width, height vg.Length, what string) error {
+	wt, err := p.WriterTo(width, height, format)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

@@ -227,6 +227,20 @@ func (s *sampler) instances() []knownInstance {
 	return out
 }
 
+// rename gives the samples' unnamed instances ("-") the names given.
+func (s *sampler) rename(names map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.samples {
+		ins := s.samples[i].Instances
+		for j := range ins {
+			if n, ok := names[ins[j].ID]; ok && (ins[j].Name == "" || ins[j].Name == "-") {
+				ins[j].Name = n
+			}
+		}
+	}
+}
+
 // replacements pairs, per name, the old-image instances that carried it
 // with the new-image ones that carry it now.
 func (s *sampler) replacements() []Replacement {

@@ -120,7 +120,7 @@ func (d *run) summarize(mode string, res changeResult, rep probe.Report, fleet [
 		Lost: rep.Lost, Duplicated: rep.Duplicated, Gaps: rep.Gap.Count, GapP50: ms(rep.Gap.P50), GapP99: ms(rep.Gap.P99), GapMax: ms(rep.Gap.Max),
 		LatencyP99: ms(rep.Latency.P99), Reconnects: rep.Reconnects, PeakReconnectRate: peak, APICalls: res.calls,
 	}
-	s.Placement = d.placement(res.phases)
+	s.Placement = d.placement(res.phases, replaced)
 	if res.err != nil {
 		s.Problems = append(s.Problems, "the change: "+res.err.Error())
 	} else if res.status != "succeeded" {
