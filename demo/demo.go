@@ -187,8 +187,9 @@ type run struct {
 	stateD string
 	samp   *sampler
 	phase  phaseTracker
-	routes *routeLog   // the chat clients' websockets, per client
-	prom   *promServer // Config.Prometheus
+	routes *routeLog         // the chat clients' websockets, per client
+	ups    [][]time.Duration // when each chat client came up, read at its end
+	prom   *promServer       // Config.Prometheus
 
 	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
 
@@ -341,6 +342,13 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	rep := d.probe.Stop(sctx)
 	cancel()
+	for _, us := range d.probe.ClientUps() {
+		ds := make([]time.Duration, len(us))
+		for i, u := range us {
+			ds[i] = u.Sub(d.start)
+		}
+		d.ups = append(d.ups, ds)
+	}
 	d.probe = nil
 
 	fleet, ferr := d.fleetImages(context.WithoutCancel(ctx))

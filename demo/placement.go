@@ -207,6 +207,26 @@ func resolveHops(routes map[int][]routeHop, known []knownInstance) (map[int][]ho
 	return out, unknown
 }
 
+// workedRoutes keeps the websockets a client came up on (ups: when it did,
+// from the client itself): a node may accept a websocket and then refuse
+// its handshake (a draining or cordoned node), and the client, which
+// then tries again elsewhere, never was its client. A websocket worked
+// when the client came up after it and before its next one.
+func workedRoutes(hs []routeHop, ups []time.Duration) []routeHop {
+	var out []routeHop
+	for i, h := range hs {
+		end := time.Duration(math.MaxInt64)
+		if i+1 < len(hs) {
+			end = hs[i+1].At
+		}
+		j := sort.Search(len(ups), func(k int) bool { return ups[k] >= h.At })
+		if j < len(ups) && ups[j] < end {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // countMoves is how often a client's websockets changed instance.
 func countMoves(hs []hop) int {
 	n := 0
@@ -402,7 +422,15 @@ func (d *run) placement(phases []PhaseSummary, replaced []Replacement) Placement
 	canaries := canaryInstances(known, wins)
 	d.samp.rename(instanceNames(replaced, canaries))
 	samples, _, _, _ := d.samp.result()
-	paths, unknown := resolveHops(d.routes.snapshot(), known)
+	routes := d.routes.snapshot()
+	for c, hs := range routes {
+		var ups []time.Duration
+		if c < len(d.ups) {
+			ups = d.ups[c]
+		}
+		routes[c] = workedRoutes(hs, ups)
+	}
+	paths, unknown := resolveHops(routes, known)
 	pl.Moves = moveFigures(paths, d.cfg.Clients, func(id string) bool { return canaries[id] }, wins)
 	pl.Moves.UnknownTargets = unknown
 	if len(wins) > 0 {

@@ -421,3 +421,45 @@ func TestPlacementText(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkedRoutes(t *testing.T) {
+	rh := func(at ...int) []routeHop {
+		var out []routeHop
+		for i, a := range at {
+			out = append(out, routeHop{At: time.Duration(a) * sec, Target: "t" + string(rune('0'+i))})
+		}
+		return out
+	}
+	secs := func(at ...int) []time.Duration {
+		var out []time.Duration
+		for _, a := range at {
+			out = append(out, time.Duration(a)*sec)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		hs   []routeHop
+		ups  []time.Duration
+		want []string // targets kept
+	}{
+		{"every websocket worked", rh(1, 5, 9), secs(2, 6, 10), []string{"t0", "t1", "t2"}},
+		{"a refused handshake in between", rh(1, 5, 6), secs(2, 7), []string{"t0", "t2"}},
+		{"never came up", rh(1), nil, nil},
+		{"up before its websocket is another's", rh(5), secs(2), nil},
+		{"the last one, up late", rh(1, 5), secs(2, 30), []string{"t0", "t1"}},
+		{"an up at the next websocket's instant is the next one's", rh(1, 5), secs(5), []string{"t1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := workedRoutes(tt.hs, tt.ups)
+			var targets []string
+			for _, h := range got {
+				targets = append(targets, h.Target)
+			}
+			if strings.Join(targets, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("workedRoutes = %v, want %v", targets, tt.want)
+			}
+		})
+	}
+}

@@ -30,6 +30,7 @@ type member struct {
 	downAt  time.Time
 	gaps    []time.Duration
 	reconn  int64
+	ups     []time.Time // each time the client came up (Probe.ClientUps)
 	closing bool
 }
 
@@ -132,6 +133,7 @@ func (m *member) onState(s client.State) {
 		return
 	}
 	if s.Up {
+		m.ups = append(m.ups, s.At)
 		if !m.up && !m.subAt.IsZero() {
 			m.gaps = append(m.gaps, s.At.Sub(m.downAt))
 			m.reconn++

@@ -330,6 +330,21 @@ func (p *Probe) Snapshot() Report {
 	return p.report(p.now(), false)
 }
 
+// ClientUps returns, per client (by index), each time it came up: its
+// first handshake and every reconnect since. With ClientParam, a caller
+// that saw the clients' websockets at the load balancer tells from them
+// which of those websockets a client really worked on (a node may accept
+// a websocket and then refuse its handshake).
+func (p *Probe) ClientUps() [][]time.Time {
+	out := make([][]time.Time, len(p.members))
+	for i, m := range p.members {
+		m.mu.Lock()
+		out[i] = append([]time.Time(nil), m.ups...)
+		m.mu.Unlock()
+	}
+	return out
+}
+
 // Stop stops publishing, waits up to the grace period for deliveries in
 // flight (less when everything expected has arrived), closes the clients
 // and returns the final report. Calling it again returns the same report.
