@@ -43,13 +43,7 @@ func TestLoadBalancerOnProxied(t *testing.T) {
 	}
 	c, cl := startCloud(t, cfg)
 	f := makeFleet(t, ctx, cl, "hook", "ami-node", 1)
-	port := nodetest.FreePort(t)
-	if _, err := cl.ELB.CreateListener(ctx, &elb.CreateListenerInput{
-		LoadBalancerArn: aws.String(f.lbARN), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(port)),
-		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(f.tgARN)}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	forwardListener(t, ctx, cl, f)
 	inService(t, ctx, cl, "hook", 1, 30*time.Second)
 	lb := c.LoadBalancerURL("hook")
 	resp, err := http.Get(lb + "/who")
@@ -77,5 +71,18 @@ func TestLoadBalancerOnProxied(t *testing.T) {
 	}
 	if got[1].path != "/ws" || got[1].query != "demo_client=7" || got[1].status != http.StatusSwitchingProtocols {
 		t.Errorf("second response: %+v, want /ws?demo_client=7 101", got[1])
+	}
+}
+
+// forwardListener adds an HTTP listener on a free port to the fleet's load
+// balancer, forwarding to its target group.
+func forwardListener(t *testing.T, ctx context.Context, cl Clients, f fleet) {
+	t.Helper()
+	port := nodetest.FreePort(t)
+	if _, err := cl.ELB.CreateListener(ctx, &elb.CreateListenerInput{
+		LoadBalancerArn: aws.String(f.lbARN), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(port)),
+		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(f.tgARN)}},
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
