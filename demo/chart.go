@@ -27,6 +27,9 @@ type InstanceSample struct {
 	// Gone is set on an instance's last sample, once the group no longer
 	// lists it or it is terminated: it no longer counts as live.
 	Gone bool `json:",omitempty"`
+	// Unread is set when the node did not answer its status read: its
+	// Connections (0) are unknown, not zero.
+	Unread bool `json:",omitempty"`
 }
 
 // PhaseMark is a phase of the change on the chart's time axis.

@@ -145,6 +145,9 @@ func (l *routeLog) record(target string, req *http.Request, status int) {
 
 // snapshot copies the routes.
 func (l *routeLog) snapshot() map[int][]routeHop {
+	if l == nil {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make(map[int][]routeHop, len(l.hops))
@@ -314,10 +317,12 @@ func canaryShare(samples []Sample, canaries map[string]bool, span, measure windo
 		}
 		total, live := 0, 0
 		emptiest, seen := math.MaxInt, 0
+		unread := false
 		for _, in := range s.Instances {
 			if in.Gone {
 				continue
 			}
+			unread = unread || in.Unread
 			total += in.Connections
 			live++
 			if canaries[in.ID] {
@@ -326,8 +331,8 @@ func canaryShare(samples []Sample, canaries map[string]bool, span, measure windo
 				names[in.ID] = in.Name
 			}
 		}
-		if seen == 0 || total == 0 {
-			continue
+		if seen == 0 || total == 0 || unread {
+			continue // a node that did not answer makes the sample's figures unknown
 		}
 		if seen < len(canaries) {
 			emptiest = 0 // a canary not sampled here holds nothing
@@ -361,12 +366,25 @@ func canaryShare(samples []Sample, canaries map[string]bool, span, measure windo
 	return cs
 }
 
-// endBalance is the balance of the new-image instances in the last sample.
+// endBalance is the balance of the new-image instances in the last sample
+// where every one of them answered.
 func endBalance(samples []Sample, image string) *Balance {
-	if len(samples) == 0 {
+	i := len(samples) - 1
+	for ; i >= 0; i-- {
+		read := true
+		for _, in := range samples[i].Instances {
+			if in.Image == image && !in.Gone && in.Unread {
+				read = false
+			}
+		}
+		if read {
+			break
+		}
+	}
+	if i < 0 {
 		return nil
 	}
-	last := samples[len(samples)-1]
+	last := samples[i]
 	b := &Balance{At: last.At}
 	sum := 0
 	for _, in := range last.Instances {
@@ -434,17 +452,34 @@ func (d *run) placement(phases []PhaseSummary, replaced []Replacement) Placement
 	pl.Moves = moveFigures(paths, d.cfg.Clients, func(id string) bool { return canaries[id] }, wins)
 	pl.Moves.UnknownTargets = unknown
 	if len(wins) > 0 {
-		measure, name := wins[0], "canary phase"
-		for _, b := range d.phase.bakeWindows() {
-			if canaryPhase[b.Phase] {
-				measure, name = window{From: b.Start, To: b.End}, "bake"
-				break
-			}
-		}
+		measure, name := bakeSpan(d.phase.bakeWindows(), canaryPhase, wins[0])
 		pl.CanaryShare = canaryShare(samples, canaries, wins[0], measure, name)
 	}
 	pl.EndBalance = endBalance(samples, newImage)
 	return pl
+}
+
+// bakeSpan is the window the canary's share is measured over: from the
+// start of the first canary phase's bake to the end of its last (the
+// engine's waiting text may change in between), or the whole canary phase
+// when no bake was seen.
+func bakeSpan(bakes []bakeWindow, canaryPhase map[string]bool, phase window) (window, string) {
+	var span window
+	found := false
+	for _, b := range bakes {
+		if !canaryPhase[b.Phase] || !phase.has(b.Start) {
+			continue
+		}
+		if !found {
+			span.From = b.Start
+			found = true
+		}
+		span.To = max(span.To, b.End)
+	}
+	if !found {
+		return phase, "canary phase"
+	}
+	return span, "bake"
 }
 
 // instanceNames names the instances the group's Name tags left unnamed:

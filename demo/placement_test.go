@@ -147,13 +147,15 @@ func TestResolveHops(t *testing.T) {
 }
 
 // fleet is a sample of instances: name=connections, old ones "o…", the
-// canary "c…", new ones "n…"; a trailing "x" marks an instance gone.
+// canary "c…", new ones "n…"; a trailing "x" marks an instance gone, "?"
+// one whose node did not answer.
 func fleet(at time.Duration, spec ...string) Sample {
 	smp := Sample{At: at}
 	for _, sp := range spec {
 		name, n, _ := strings.Cut(sp, "=")
 		gone := strings.HasSuffix(n, "x")
-		n = strings.TrimSuffix(n, "x")
+		unread := strings.HasSuffix(n, "?")
+		n = strings.TrimRight(n, "x?")
 		c := 0
 		for _, r := range n {
 			c = c*10 + int(r-'0')
@@ -162,7 +164,7 @@ func fleet(at time.Duration, spec ...string) Sample {
 		if name[0] != 'o' {
 			img = newImage
 		}
-		smp.Instances = append(smp.Instances, InstanceSample{ID: "i-" + name, Name: name, Image: img, Connections: c, Gone: gone})
+		smp.Instances = append(smp.Instances, InstanceSample{ID: "i-" + name, Name: name, Image: img, Connections: c, Gone: gone, Unread: unread})
 	}
 	return smp
 }
@@ -211,6 +213,7 @@ func TestCanaryShare(t *testing.T) {
 				fleet(10*sec, "o1=40", "o2=35", "c1=15"),          // fair 30: 50 %
 				fleet(15*sec, "o1=30", "o2=30", "c1=30"),          // fair 30: 100 %
 				fleet(20*sec, "o1=36", "o2=30", "c1=24", "o3=0x"), // gone: not live; fair 30: 80 %
+				fleet(20*sec, "o1=36", "o2=30?", "c1=0?"),         // unread: skipped
 			},
 			canaries:  canaries,
 			want:      &CanaryShare{Window: "bake", From: 10 * sec, To: 20 * sec, Samples: 3, Min: 0.5, Mean: (0.5 + 1 + 0.8) / 3, Canaries: []string{"c1 (i-c1)"}},
@@ -279,6 +282,15 @@ func TestEndBalance(t *testing.T) {
 			},
 			mean: 20, maxDev: 50, count: 3,
 		},
+		{
+			name: "the last sample where every new instance answered",
+			samples: []Sample{
+				fleet(1*sec, "n1=30", "n2=10"),
+				fleet(2*sec, "n1=30", "n2=0?", "o1=0?"),
+			},
+			mean: 20, maxDev: 50, count: 2,
+		},
+		{name: "never read", samples: []Sample{fleet(1*sec, "n1=0?")}, nil: true},
 		{name: "everybody gone", samples: []Sample{fleet(1*sec, "n1=0", "n2=0")}, mean: 0, maxDev: 0, count: 2},
 	}
 	for _, tt := range tests {
@@ -459,6 +471,31 @@ func TestWorkedRoutes(t *testing.T) {
 			}
 			if strings.Join(targets, ",") != strings.Join(tt.want, ",") {
 				t.Errorf("workedRoutes = %v, want %v", targets, tt.want)
+			}
+		})
+	}
+}
+
+func TestBakeSpan(t *testing.T) {
+	canary := map[string]bool{"canary": true}
+	phase := window{From: 2 * sec, To: 20 * sec}
+	tests := []struct {
+		name  string
+		bakes []bakeWindow
+		want  window
+		what  string
+	}{
+		{"no bake", nil, phase, "canary phase"},
+		{"another phase's bake", []bakeWindow{{"first half", 25 * sec, 30 * sec}}, phase, "canary phase"},
+		{"one bake", []bakeWindow{{"canary", 5 * sec, 18 * sec}}, window{From: 5 * sec, To: 18 * sec}, "bake"},
+		{"a bake the waiting text split", []bakeWindow{{"canary", 5 * sec, 9 * sec}, {"canary", 10 * sec, 18 * sec}, {"first half", 25 * sec, 30 * sec}},
+			window{From: 5 * sec, To: 18 * sec}, "bake"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, what := bakeSpan(tt.bakes, canary, phase)
+			if got != tt.want || what != tt.what {
+				t.Errorf("bakeSpan = %+v %q, want %+v %q", got, what, tt.want, tt.what)
 			}
 		})
 	}

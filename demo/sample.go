@@ -144,7 +144,7 @@ func (s *sampler) sampleOnce(ctx context.Context) {
 		if r.gone {
 			si.Gone = true
 		}
-		smp.Instances = append(smp.Instances, InstanceSample{ID: id, Name: orDash(si.Name), Image: si.Image, Connections: conns, Gone: si.Gone})
+		smp.Instances = append(smp.Instances, InstanceSample{ID: id, Name: orDash(si.Name), Image: si.Image, Connections: conns, Gone: si.Gone, Unread: r.err != nil})
 	}
 	// Instances the group no longer lists end at zero, once.
 	for id, si := range s.seen {
