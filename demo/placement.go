@@ -30,6 +30,10 @@ type Placement struct {
 	// second across the fleet), to read the summary's peak against; 0
 	// when the plan leaves it to the nodes.
 	ReconnectBudget float64 `json:"reconnect_budget"`
+	// ReconnectsPerClient is the clients' own reconnects over the clients
+	// (the issue: at most 1.15, about 1.25 before it); a reconnect to the
+	// same node counts here, not in Moves.
+	ReconnectsPerClient float64 `json:"reconnects_per_client"`
 }
 
 // CanaryShare is how much of its fair share of the fleet's clients the

@@ -401,8 +401,8 @@ func TestPlacementCharts(t *testing.T) {
 
 func TestPlacementText(t *testing.T) {
 	sum := &Summary{Mode: "rollout", Status: "succeeded", PeakReconnectRate: 67, Placement: Placement{
-		ReconnectBudget: 200,
-		CanaryShare:     &CanaryShare{Canaries: []string{"canary (i-c)"}, Window: "bake", From: 10 * sec, To: 130 * sec, Samples: 240, Min: 0.84, Mean: 0.97},
+		ReconnectBudget: 200, ReconnectsPerClient: 1.262,
+		CanaryShare: &CanaryShare{Canaries: []string{"canary (i-c)"}, Window: "bake", From: 10 * sec, To: 130 * sec, Samples: 240, Min: 0.84, Mean: 0.97},
 		Moves: MoveFigures{Clients: 2000, Histogram: [4]int{3, 1480, 510, 7}, CanaryHistogram: [4]int{0, 0, 200, 1}, Total: 2524, PerClient: 1.262,
 			CanaryShareClients: 201, OutsidePerClient: 1.16, OverAllowance: 316},
 		EndBalance: &Balance{Instances: []InstanceCount{{Name: "ws-01", ID: "i-1", Connections: 230}, {Name: "ws-02", ID: "i-2", Connections: 270}}, Mean: 250, MaxDeviation: 8},
@@ -414,7 +414,7 @@ func TestPlacementText(t *testing.T) {
 	for _, want := range []string{
 		"peak 67/s (budget 200/s)",
 		"canary:    canary (i-c) held min 84 %, mean 97 % of its fair share through its bake (2m0s, 240 samples)",
-		"moves:     1.26 per client (0: 3, 1: 1480, 2: 510, 3+: 7); outside the canary share 1.16 per client; 201 clients moved by the canary share, 316 over their allowance",
+		"moves:     1.26 per client (0: 3, 1: 1480, 2: 510, 3+: 7), reconnects 1.26 per client; outside the canary share 1.16 per client; 201 clients moved by the canary share, 316 over their allowance",
 		"balance:   2 new instances at the end, mean 250 connections, max deviation 8.0 %",
 		"share.svg, moves.svg",
 	} {
@@ -426,7 +426,7 @@ func TestPlacementText(t *testing.T) {
 		"## Where the clients went", "**min 84 %, mean 97 %**", "![the canary's share of its fair share](share.svg)",
 		"| 2 | 510 | 200 |", "![moves per client](moves.svg)", "| **moves outside the canary share, per client** | **1.16** |",
 		"**max deviation 8.0 %**", "| ws-01 (i-1) | 230 | -8.0 % |", "| ws-02 (i-2) | 270 | +8.0 % |",
-		"the plan's budget (drain.max_rate) is 200/s", "| peak reconnect rate | 67/s (budget 200/s) |",
+		"the plan's budget (drain.max_rate) is 200/s", "| reconnects per client (the clients' own count; a reconnect to the same node is no move) | 1.26 |", "| peak reconnect rate | 67/s (budget 200/s) |",
 	} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("report lacks %q", want)

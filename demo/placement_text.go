@@ -31,8 +31,8 @@ func (pl Placement) writeText(w io.Writer) {
 		fmt.Fprintf(w, "  canary:    none sampled\n")
 	}
 	m := pl.Moves
-	fmt.Fprintf(w, "  moves:     %.2f per client (%s); outside the canary share %.2f per client; %d clients moved by the canary share, %d over their allowance\n",
-		m.PerClient, histogramText(m.Histogram), m.OutsidePerClient, m.CanaryShareClients, m.OverAllowance)
+	fmt.Fprintf(w, "  moves:     %.2f per client (%s), reconnects %.2f per client; outside the canary share %.2f per client; %d clients moved by the canary share, %d over their allowance\n",
+		m.PerClient, histogramText(m.Histogram), pl.ReconnectsPerClient, m.OutsidePerClient, m.CanaryShareClients, m.OverAllowance)
 	if b := pl.EndBalance; b != nil {
 		fmt.Fprintf(w, "  balance:   %d new instances at the end, mean %.0f connections, max deviation %.1f %%\n",
 			len(b.Instances), b.Mean, b.MaxDeviation)
@@ -69,6 +69,7 @@ func (pl Placement) writeMarkdown(w io.Writer, peak float64, shareChart bool) {
 		{"websockets counted", fmt.Sprint(m.Connections)},
 		{"moves", fmt.Sprint(m.Total)},
 		{"moves per client", fmt.Sprintf("%.2f", m.PerClient)},
+		{"reconnects per client (the clients' own count; a reconnect to the same node is no move)", fmt.Sprintf("%.2f", pl.ReconnectsPerClient)},
 		{"clients moved by the canary share", fmt.Sprint(m.CanaryShareClients)},
 		{"**moves outside the canary share, per client**", fmt.Sprintf("**%.2f**", m.OutsidePerClient)},
 		{"clients moved more than allowed (once; twice for the canary share's)", fmt.Sprint(m.OverAllowance)},

@@ -121,6 +121,9 @@ func (d *run) summarize(mode string, res changeResult, rep probe.Report, fleet [
 		LatencyP99: ms(rep.Latency.P99), Reconnects: rep.Reconnects, PeakReconnectRate: peak, APICalls: res.calls,
 	}
 	s.Placement = d.placement(res.phases, replaced)
+	if s.Clients > 0 {
+		s.Placement.ReconnectsPerClient = float64(s.Reconnects) / float64(s.Clients)
+	}
 	if res.err != nil {
 		s.Problems = append(s.Problems, "the change: "+res.err.Error())
 	} else if res.status != "succeeded" {
