@@ -260,7 +260,7 @@ func TestRawConnAgainstServers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var st genStats
-	conns, err := openSessions(ctx, newDialers(1), p.Addr, 3, []string{"/x"}, 3, &st)
+	conns, err := openSessions(ctx, bayeuxWire{}, newDialers(1), p.Addr, 3, []string{"/x"}, 3, &st)
 	defer closeSessions(conns)
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +272,7 @@ func TestRawConnAgainstServers(t *testing.T) {
 	defer stop()
 	h := &latHist{}
 	st.lat.Store(h)
-	pub := &publisher{url: "http://" + p.Addr + "/publish", token: "tok", channels: []string{"/x"}, hc: http.DefaultClient}
+	pub := &publisher{w: bayeuxWire{}, url: "http://" + p.Addr + "/publish", token: "tok", channels: []string{"/x"}, hc: http.DefaultClient}
 	if err := pub.post(ctx, []byte(fmt.Sprintf(`[{"channel":"/x","data":{"t":%d}}]`, time.Now().UnixNano()))); err != nil {
 		t.Fatal(err)
 	}

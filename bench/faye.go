@@ -67,6 +67,9 @@ type process struct {
 	Addr string
 	Cmd  *exec.Cmd
 	done chan struct{}
+	// cleanup, when set, removes what the process was started with (a
+	// configuration file) once it has exited.
+	cleanup func()
 }
 
 // pid returns the process id.
@@ -84,12 +87,18 @@ func (p *process) stop() {
 		_ = p.Cmd.Process.Kill()
 		<-p.done
 	}
+	if p.cleanup != nil {
+		p.cleanup()
+	}
 }
 
 // kill kills the process at once, as a crashed instance dies.
 func (p *process) kill() {
 	_ = p.Cmd.Process.Kill()
 	<-p.done
+	if p.cleanup != nil {
+		p.cleanup()
+	}
 }
 
 // fayeServerJS is bench/faye-server.js, carried in the binary so that
