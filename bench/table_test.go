@@ -87,7 +87,9 @@ func sampleResult() *Result {
 		return &FanoutCurve{MaxSustained: max, AtMax: &FanoutStep{TargetPerSec: max, DeliveredPerSec: max, P99Ms: 80, ServerCPU: 95, GenCPU: 70, Sustained: true},
 			FailedGeneratorBound: genBound, Fixed: fixed, Steps: []FanoutStep{{TargetPerSec: max, Sustained: true}}}
 	}
-	fp := func(rate, us float64, ok bool) FixedPoint { return FixedPoint{Rate: rate, UsPerDelivery: us, Sustained: ok} }
+	fp := func(rate, us float64, ok bool) FixedPoint {
+		return FixedPoint{Rate: rate, UsPerDelivery: us, Sustained: ok}
+	}
 	return &Result{
 		FixedRates: []float64{20e3, 40e3},
 		Idle: map[string]*IdleResult{
