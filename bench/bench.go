@@ -321,7 +321,9 @@ func prepareServer(ctx context.Context, o *Options, kind string) string {
 		if log == nil {
 			log = o.Progress
 		}
-		fmt.Fprintf(o.Progress, "centrifugo: building %s if not cached (scripts/build-centrifugo.sh)\n", CentrifugoVersion)
+		if _, err := centrifugoBinary(); err != nil {
+			fmt.Fprintf(o.Progress, "centrifugo: building %s with scripts/build-centrifugo.sh (the first time takes minutes)\n", CentrifugoVersion)
+		}
 		p, err := buildCentrifugo(ctx, log)
 		if err != nil {
 			return err.Error()
