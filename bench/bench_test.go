@@ -275,32 +275,6 @@ func TestRawConnAgainstServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var st genStats
-	conns, err := openSessions(ctx, bayeuxWire{}, newDialers(1), p.Addr, 3, []string{"/x"}, 3, &st)
-	defer closeSessions(conns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, err := startReaders(conns, &st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	h := &latHist{}
-	st.lat.Store(h)
 	pub := &publisher{w: bayeuxWire{}, url: "http://" + p.Addr + "/publish", token: "tok", channels: []string{"/x"}, hc: http.DefaultClient}
-	if err := pub.post(ctx, []byte(fmt.Sprintf(`[{"channel":"/x","data":{"t":%d}}]`, time.Now().UnixNano()))); err != nil {
-		t.Fatal(err)
-	}
-	for st.deliveries.Load() < 3 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := st.deliveries.Load(); n != 3 {
-		t.Fatalf("%d deliveries, want 3", n)
-	}
-	if _, _, max, n := h.h.quantiles(); n != 3 || max <= 0 || max > 5000 {
-		t.Fatalf("latency max %vms over %d", max, n)
-	}
+	deliverAll(t, bayeuxWire{}, p.Addr, 3, pub)
 }

@@ -158,8 +158,8 @@ func deliverAll(t *testing.T, w wire, addr string, n int, pub *publisher) {
 	if got := st.deliveries.Load(); got != int64(n) {
 		t.Fatalf("%d deliveries, want %d", got, n)
 	}
-	if _, _, _, c := h.h.quantiles(); c != uint64(n) {
-		t.Fatalf("%d latencies, want %d", c, n)
+	if _, _, max, c := h.h.quantiles(); c != uint64(n) || max <= 0 || max > 5000 {
+		t.Fatalf("latency max %vms over %d, want %d", max, c, n)
 	}
 	if c := st.closed.Load(); c != 0 {
 		t.Fatalf("%d sessions closed by the server", c)
