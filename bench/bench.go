@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -312,6 +313,9 @@ func prepareServer(ctx context.Context, o *Options, kind string) string {
 	case "faye":
 		if _, err := fayeNodePath(); err != nil {
 			return err.Error()
+		}
+		if _, err := exec.LookPath("node"); err != nil {
+			return errNoFaye.Error()
 		}
 	case "centrifugo":
 		if o.Centrifugo != "" {
