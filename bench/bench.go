@@ -50,7 +50,7 @@ type Options struct {
 	FixedRates []float64
 	// Refine is how many rates (b) tries between the last sustained rate
 	// and the first that failed, halving the gap each time; default 3,
-	// quick 2.
+	// quick 2, negative for none.
 	Refine       int
 	ChurnWorkers int           // (c) default 128
 	ChurnTime    time.Duration // (c) default 10s
@@ -92,7 +92,11 @@ func (o *Options) defaults() {
 	def(&o.ChurnWorkers, 128, 32)
 	def(&o.SourceAddrs, 8, 4)
 	def(&o.Attempts, 2, 2)
-	def(&o.Refine, 3, 2)
+	if o.Refine < 0 {
+		o.Refine = 0 // asked for none
+	} else {
+		def(&o.Refine, 3, 2)
+	}
 	defD(&o.Step, 5*time.Second, 2*time.Second)
 	defD(&o.Warmup, time.Second, 500*time.Millisecond)
 	defD(&o.ChurnTime, 10*time.Second, 3*time.Second)

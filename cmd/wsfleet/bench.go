@@ -28,7 +28,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o bench.Options
 	quick := fs.Bool("quick", false, "a scaled-down run (1,000 idle sessions, 500 subscribers, short steps)")
 	jsonOut := fs.String("json", "bench-result.json", "write the results here as JSON (empty: don't)")
-	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "core both servers are pinned to (-1: no pinning)")
+	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "core the servers are pinned to (-1: no pinning)")
 	genCPU := fs.Int("generator-cpu", 1, "core the load generator (this process) is pinned to (-1: no pinning)")
 	servers := fs.String("servers", "wsfleet,faye,centrifugo,bare", "servers to run (bare: the bare-write limit, fan-out only)")
 	scenarios := fs.String("scenarios", "idle,fanout,churn", "scenarios to run: idle (a), fanout (b), churn (c)")
@@ -37,7 +37,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Channels, "channels", 0, "(b) channels (default 50, quick 10)")
 	rates := fs.String("rates", "", "(b) comma-separated deliveries/s to try in order (default 10k…300k)")
 	fixedRates := fs.String("fixed-rates", "", "(b) comma-separated deliveries/s to compare CPU per delivery at (default 20000,40000)")
-	fs.IntVar(&o.Refine, "refine", 0, "(b) rates tried between the last sustained and the first failed rate (default 3, quick 2)")
+	fs.IntVar(&o.Refine, "refine", 0, "(b) rates tried between the last sustained and the first failed rate (default 3, quick 2, -1: none)")
 	fs.StringVar(&o.Centrifugo, "centrifugo", "", "centrifugo binary (default: built by scripts/build-centrifugo.sh into .cache/)")
 	serveBare := fs.String("serve-bare", "", "internal: run the bare-write server on this address (the bench starts it)")
 	fs.DurationVar(&o.Step, "step", 0, "(b) measuring time per rate (default 5s, quick 2s)")
