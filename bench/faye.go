@@ -1,6 +1,7 @@
-// Package bench is wsfleet's benchmark against Faye's own Node.js server:
-// it starts either server as a pinned child process, drives it from a load
-// generator in this process, and writes the results. Tests that need a
+// Package bench is wsfleet's benchmark against Faye's own Node.js server
+// and Centrifugo, with a bare writer as the limit of CPU per delivery: it
+// starts each as a pinned child process, drives it from one load generator
+// in this process, and writes the results. Tests that need a
 // server process use internal/nodetest, not this package.
 package bench
 
