@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -855,8 +857,8 @@ func WriteTable(w io.Writer, r *Result) {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
-	for kind, why := range r.Skipped {
-		fmt.Fprintf(w, "%s skipped: %s\n", kind, why)
+	for _, kind := range slices.Sorted(maps.Keys(r.Skipped)) {
+		fmt.Fprintf(w, "%s skipped: %s\n", kind, r.Skipped[kind])
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "\ntargets (issue 22):")
