@@ -20,8 +20,6 @@ import (
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
 	"github.com/coder/websocket"
-
-	"wsfleet/internal/nodetest"
 )
 
 // What the connection placement of a rollout (docs/rollout.md,
@@ -300,6 +298,12 @@ func checkValidation(t *testing.T, action string, err error, want string) {
 	}
 }
 
+// checkEvery is the health check interval of the process-node tests
+// below: long enough that a check's timeout (the smaller of the group's
+// and the interval) is not missed by a node on a loaded machine, which
+// would turn a healthy target unhealthy and have it replaced.
+const checkEvery = 250 * time.Millisecond
+
 // nodePost posts to a test node (TestMain's) on its private IP: /drain
 // makes its /readyz answer 503, as a cordoned wsfleet node's does; /ready
 // undoes it.
@@ -343,17 +347,14 @@ func TestCordonedTargetKeepsWebsockets(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, cl := startCloud(t, nodeConfig())
+	cfg := nodeConfig()
+	cfg.HealthCheckInterval = checkEvery
+	c, cl := startCloud(t, cfg)
 	f := makeFleet(t, ctx, cl, "cordon", "ami-node", 2)
 	// As the rollout does before it cordons anything: a cordoned node is
 	// unhealthy on purpose and must not be replaced.
 	suspend(t, ctx, cl, "cordon", "ReplaceUnhealthy")
-	if _, err := cl.ELB.CreateListener(ctx, &elb.CreateListenerInput{
-		LoadBalancerArn: aws.String(f.lbARN), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(nodetest.FreePort(t))),
-		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(f.tgARN)}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	forwardListener(t, ctx, cl, f)
 	g := inService(t, ctx, cl, "cordon", 2, 30*time.Second)
 	ids := []string{aws.ToString(g.Instances[0].InstanceId), aws.ToString(g.Instances[1].InstanceId)}
 	lb := c.LoadBalancerURL("cordon")
@@ -446,10 +447,9 @@ func TestCordonedTargetKeepsWebsockets(t *testing.T) {
 				}
 				return nil
 			})
-			// Many health checks later (20 ms apart), the open
-			// websockets still work, and new connections go where the
-			// step says.
-			time.Sleep(300 * time.Millisecond)
+			// Several health checks later, the open websockets still
+			// work, and new connections go where the step says.
+			time.Sleep(4 * checkEvery)
 			reached := map[string]bool{}
 			for range 8 {
 				reached[who()] = true
@@ -491,6 +491,7 @@ func TestCordonKeptBySuspension(t *testing.T) {
 	defer cancel()
 	var clk clock
 	cfg := nodeConfig()
+	cfg.HealthCheckInterval = checkEvery
 	cfg.Now = clk.now
 	_, cl := startCloud(t, cfg)
 	f := makeFleet(t, ctx, cl, "keep", "ami-node", 1)
@@ -517,11 +518,11 @@ func TestCordonKeptBySuspension(t *testing.T) {
 			return err
 		})
 	}
-	// stays checks for half a second (25 reconcile ticks) that the
-	// instance is InService with health want.
+	// stays checks for three check intervals (50 reconcile ticks) that
+	// the instance is InService with health want.
 	stays := func(t *testing.T, want string) {
 		t.Helper()
-		for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+		for deadline := time.Now().Add(3 * checkEvery); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
 			if st, h, err := asgHealth(ctx, cl, id); err != nil || st != "InService" || h != want {
 				t.Fatalf("%s: %s %s %v, want InService %s", id, st, h, err, want)
 			}
