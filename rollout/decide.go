@@ -214,6 +214,13 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 	case StepSuspend:
 		return decideSuspend(st, s, obs, t)
 	case StepResume:
+		if placementOn(st) {
+			var d Decision
+			var wait bool
+			if d, s, wait = decideEndBalance(plan, st, s, obs, t); wait {
+				return d
+			}
+		}
 		effs := endEffects(st, obs.Group)
 		if len(effs) == 1 && effs[0].Kind == EffResume {
 			if s.Started.IsZero() {

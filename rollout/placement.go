@@ -359,6 +359,7 @@ type MovePlace struct {
 	// Until is what each node shedding for the balance is to end with.
 	Until    map[string]int `json:"until,omitempty"`
 	Balanced bool           `json:"balanced,omitempty"`
+	Over     bool           `json:"over,omitempty"` // the end balance is done
 	// Released is the clients the batch's targets held when their
 	// drains began (for the report).
 	Released int `json:"released,omitempty"`
@@ -648,16 +649,6 @@ func isCanaryLaunch(plan *Plan, s Step) bool {
 		s.Launch > 0 && len(s.Targets) == 0 && s.TargetsFrom < 0
 }
 
-// isLastBatch reports whether no forward batch follows the cursor's.
-func isLastBatch(st *State) bool {
-	for _, s := range st.Steps[st.Cursor+1:] {
-		if s.Kind == StepBatch && !s.Deferred {
-			return false
-		}
-	}
-	return true
-}
-
 // decidePlaced wraps a batch's decision d (for step s as it was before
 // it) with placement: the deferred canary retirement, the canary share,
 // the cordon of old nodes before the first drain, steering while the
@@ -738,11 +729,50 @@ func decidePlaced(plan *Plan, st *State, s Step, d Decision, obs Observation, t 
 		d.Step = ds
 		return d
 	}
-	if d.Done && isLastBatch(st) {
-		return decideBalance(st, ds, obs, t, pspec.Balance)
+	if d.Done {
+		// Between batches new arrivals spread over every new instance:
+		// the next batch cordons again those at their share.
+		newIDs, _ := newAndOld(ds, obs.Group)
+		if effs := uncordonEffect(st.Placement, newIDs); len(effs) > 0 {
+			ds.Done, ds.Ended = false, time.Time{}
+			return Decision{Step: ds, Effects: effs}
+		}
 	}
 	d.Step = ds
 	return d
+}
+
+// decideEndBalance is the resume step's first part with placement on:
+// the end balance of the new instances (decideBalance), once the phases
+// are over and their checks' own clients (a probe's) gone. ok is false
+// once it is over: the resume goes on, with s's progress as returned.
+func decideEndBalance(plan *Plan, st *State, s Step, obs Observation, t Timing) (Decision, Step, bool) {
+	var last *Step
+	for i := range st.Steps {
+		if b := &st.Steps[i]; b.Kind == StepBatch && b.Phase >= 0 && b.Launch > 0 && len(b.Targets) > 0 {
+			last = b
+		}
+	}
+	if last == nil || s.Place != nil && s.Place.Over {
+		return Decision{}, s, false
+	}
+	view := s
+	view.Image, view.Ref, view.Targets = last.Image, last.Ref, nil
+	if view.Place == nil {
+		view.Place = &MovePlace{}
+	} else {
+		c := *view.Place
+		c.Shed, c.Until = maps.Clone(c.Shed), maps.Clone(c.Until)
+		view.Place = &c
+	}
+	d := decideBalance(st, view, obs, t, plan.placement().Balance)
+	s.Place = d.Step.Place
+	if d.Done {
+		s.Place.Over = true
+		return Decision{}, s, false
+	}
+	d.Step = s
+	return d, s, true
 }
 
 // balanceShed is what each node sheds to bring every one of ids within
@@ -988,8 +1018,14 @@ func writePlacement(w io.Writer, st *State) {
 		return
 	}
 	released := map[int]int{}
+	end := 0
 	for _, s := range st.Steps {
 		if s.Phase < 0 {
+			if s.Place != nil {
+				for _, n := range s.Place.Shed {
+					end += n
+				}
+			}
 			continue
 		}
 		if s.Share != nil {
@@ -1016,6 +1052,7 @@ func writePlacement(w io.Writer, st *State) {
 	for i, ph := range st.Phases {
 		fmt.Fprintf(w, "| %s | %d |\n", ph.Name, released[i])
 	}
+	fmt.Fprintf(w, "| (end balance) | %d |\n", end)
 	var names []string
 	total := 0
 	for _, n := range st.Nodes {
