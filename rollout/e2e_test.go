@@ -683,7 +683,7 @@ phases:
 	// clients connected (placement_e2e_test.go; make test-placement runs
 	// the demo's 2,000 clients).
 	t.Run("placement: canary share, move once, end balance", func(t *testing.T) {
-		placementChange(t, e, "e2e-place", "ami-new", 300)
+		placementChange(t, e, "e2e-place", "ami-new", 500)
 	})
 	t.Logf("e2e total %s", time.Since(start).Round(time.Second))
 }

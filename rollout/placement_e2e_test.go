@@ -2,7 +2,7 @@ package rollout_test
 
 // Connection placement end to end: the seed's change on the local cloud's
 // 8 real nodes while chat clients are connected through its load
-// balancer. A short run (300 clients) is a subtest of TestE2ELocalCloud,
+// balancer. A short run (500 clients) is a subtest of TestE2ELocalCloud,
 // on its cloud; `make test-placement` runs TestE2EPlacement: the demo's
 // 2,000 clients, three changes in a row, on a cloud of its own.
 
