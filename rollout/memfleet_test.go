@@ -486,13 +486,22 @@ func (c *memCloud) APICalls() map[string]int {
 // memNodes is the node admin API of memCloud's instances.
 type memNodes struct{ c *memCloud }
 
+// serving is the instance of id whose node answers op, with c.mu held.
+func (c *memCloud) serving(op, id string) (*memInst, error) {
+	m, ok := c.inst[id]
+	if !ok || m.lifecycle != "InService" {
+		return nil, fmt.Errorf("%s %s: connection refused", op, id)
+	}
+	return m, nil
+}
+
 func (n memNodes) Drain(ctx context.Context, in Instance, o DrainOptions) error {
 	c := n.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, ok := c.inst[in.ID]
-	if !ok || m.lifecycle != "InService" {
-		return fmt.Errorf("drain %s: connection refused", in.ID)
+	m, err := c.serving("drain", in.ID)
+	if err != nil {
+		return err
 	}
 	m.drains++
 	if m.registered {
@@ -635,9 +644,9 @@ func (n placeNodes) Cordon(ctx context.Context, in Instance, cordoned bool) erro
 	c := n.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, ok := c.inst[in.ID]
-	if !ok || m.lifecycle != "InService" {
-		return fmt.Errorf("cordon %s: connection refused", in.ID)
+	m, err := c.serving("cordon", in.ID)
+	if err != nil {
+		return err
 	}
 	if cordoned && !m.cordoned {
 		m.cordonAt = c.now()
@@ -653,9 +662,9 @@ func (n placeNodes) Shed(ctx context.Context, in Instance, o ShedOptions) error 
 	c := n.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, ok := c.inst[in.ID]
-	if !ok || m.lifecycle != "InService" {
-		return fmt.Errorf("shed %s: connection refused", in.ID)
+	m, err := c.serving("shed", in.ID)
+	if err != nil {
+		return err
 	}
 	if m.shedIDs == nil {
 		m.shedIDs = map[string]int{}

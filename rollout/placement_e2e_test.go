@@ -55,20 +55,13 @@ func placementChange(t *testing.T, e *e2e, change, image string, clients int) pl
 	}
 	before := p.Snapshot().Reconnects
 	planPath := filepath.Join(e.dir, change+".yaml")
-	plan := fmt.Sprintf(`change: %s
-group: gitter-ws
-aws: {region: us-east-1, endpoint: %s}
-image: %s
-warm_up: 20s
-healthy_timeout: 60s
-nodes: {admin_port: 8080, admin_token_env: WSFLEET_ADMIN_TOKEN}
-drain: {window: 30s, max_rate: 200, deadline: 30s}
+	plan := e.planHead(change) + fmt.Sprintf(`image: %s
 placement: {move_once: true, balance: 15%%}
 phases:
   - {name: canary, canary: 1, protect_old: true, bake: 2m, canary_share: auto}
   - {name: first half, replace: 4}
   - {name: second half, replace: rest}
-`, change, e.api, image)
+`, image)
 	if err := os.WriteFile(planPath, []byte(plan), 0o644); err != nil {
 		t.Fatal(err)
 	}
