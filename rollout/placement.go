@@ -505,8 +505,9 @@ func proportional(obs Observation, ids []string, need int) map[string]int {
 
 // shedEffects asks each node of counts to shed its count, with the
 // drain's window and the fleet-wide budget split in proportion. The shed
-// id is the change, step and node: asked again after a crash, a node
-// does not shed twice.
+// id is the change (with its start, so that a change id run again is not
+// taken for the first run's), step and node: asked again after a crash, a
+// node does not shed twice.
 func shedEffects(st *State, counts map[string]int, need int, t Timing) []Effect {
 	var effs []Effect
 	for _, id := range slices.Sorted(maps.Keys(counts)) {
@@ -515,7 +516,7 @@ func shedEffects(st *State, counts map[string]int, need int, t Timing) []Effect 
 		if rate > 0 && need > 0 {
 			rate = rate * float64(n) / float64(need)
 		}
-		sid := fmt.Sprintf("%s/%s/%s", st.Change, st.stepKey(), id)
+		sid := fmt.Sprintf("%s@%d/%s/%s", st.Change, st.Started.Unix(), st.stepKey(), id)
 		effs = append(effs, Effect{Key: "shed/" + id, Kind: EffShed, ID: id, N: n, Value: sid,
 			Drain: &DrainOptions{Window: t.Drain.Window, MaxRate: rate}})
 	}
