@@ -512,3 +512,78 @@ func TestPlacementSupport(t *testing.T) {
 		})
 	}
 }
+
+// TestDecideShare walks a canary's share decision by decision: cordon the
+// old nodes (recorded before the call), wait for the load balancer, shed
+// in proportion at the fleet-wide budget, wait for the canary, uncordon,
+// wait for the old nodes' targets, done.
+func TestDecideShare(t *testing.T) {
+	plan, err := ParsePlan([]byte("change: c\ngroup: g\nimage: ami-new\ndrain: {window: 30s, max_rate: 200}\nphases:\n  - {name: canary, canary: 1}\n  - {name: rest, replace: rest}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	timing := Timing{Poll: time.Second, Drain: DrainOptions{Window: 30 * time.Second, MaxRate: 200}}
+	old := func(id, name string, health string) Instance {
+		return Instance{ID: id, Name: name, Image: "ami-old", Lifecycle: "InService", Health: health}
+	}
+	canary := Instance{ID: "i-9", Name: "ws-09", Image: "ami-new", Lifecycle: "InService", Health: "healthy"}
+	step := Step{Kind: StepBatch, Phase: 0, Launch: 1, Image: "ami-new", TargetsFrom: -1,
+		Progress: Progress{Init: true, Ready: true, BaseDesired: 2, Adopted: []Adoption{{ID: "i-9", Name: "ws-09"}}}}
+	st := &State{Change: "c", Started: t0, Placement: &PlacementState{On: true, HealthWait: 20 * time.Second}, Steps: []Step{step}}
+	at := t0
+	obs := func(health string, counts ...int) Observation {
+		o := Observation{Group: Group{Desired: 3, Instances: []Instance{old("i-1", "ws-01", health), old("i-2", "ws-02", health), canary}}, Nodes: map[string]NodeObs{}, Now: at}
+		for i, id := range []string{"i-1", "i-2", "i-9"} {
+			o.Nodes[id] = NodeObs{Status: NodeStatus{State: "ready", Connections: counts[i]}}
+		}
+		return o
+	}
+	// apply records a decision as the engine does, and its effects.
+	apply := func(d Decision) string {
+		st.Steps[0] = d.Step
+		if d.Placement != nil {
+			st.Placement = d.Placement
+		}
+		var out []string
+		for _, e := range d.Effects {
+			st.Journal = append(st.Journal, JournalEntry{Step: "f0", Effect: e, Status: "done"})
+			st.apply(e, outcome{}, at)
+			s := e.Key
+			if e.Kind == EffShed {
+				s = fmt.Sprintf("%s:%d@%g:%s", e.Key, e.N, e.Drain.MaxRate, e.Value)
+			}
+			out = append(out, s)
+		}
+		switch {
+		case d.Done:
+			out = append(out, "done")
+		case len(d.Effects) == 0:
+			out = append(out, "wait: "+d.Reason)
+		}
+		return strings.Join(out, " ")
+	}
+	seq := []struct {
+		obs  Observation
+		want string
+	}{
+		{obs("healthy", 200, 100, 0), "wait: "},         // the share: 300/3 = 100
+		{obs("healthy", 200, 100, 0), "cordon/i-1,i-2"}, //
+		{obs("healthy", 200, 100, 0), "wait: canary share: waiting for the load balancer to see ws-01 (i-1) cordoned"},
+		{obs("unhealthy", 200, 100, 0), "shed/i-1:67@134:c@" + fmt.Sprint(t0.Unix()) + "/f0/i-1 shed/i-2:33@66:c@" + fmt.Sprint(t0.Unix()) + "/f0/i-2"},
+		{obs("unhealthy", 150, 80, 70), "wait: canary share: the canary takes its share (70 of 100 clients)"},
+		{obs("unhealthy", 133, 67, 100), "uncordon/i-1,i-2"},
+		{obs("unhealthy", 133, 67, 100), "wait: canary share: waiting for the load balancer to see ws-01 (i-1) uncordoned"},
+		{obs("healthy", 133, 67, 100), "done"},
+	}
+	for i, s := range seq {
+		at = at.Add(time.Second)
+		s.obs.Now = at
+		d := decide(plan, st, s.obs, timing)
+		if got := apply(d); got != s.want && !(s.want == "wait: " && strings.HasPrefix(got, "wait: ")) {
+			t.Fatalf("decision %d: %q\nwant %q", i+1, got, s.want)
+		}
+	}
+	if sh := st.Steps[0].Share; sh.Fair != 100 || sh.Held != 100 || len(st.Placement.Cordoned) != 0 || len(st.Placement.Ever) != 2 {
+		t.Errorf("share %+v, placement %+v", sh, st.Placement)
+	}
+}
