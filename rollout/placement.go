@@ -670,8 +670,8 @@ func decidePlaced(plan *Plan, st *State, s Step, d Decision, obs Observation, t 
 		}
 		return d
 	}
-	if s.Phase < 0 || len(s.Targets) == 0 && s.TargetsFrom >= 0 || s.Strategy == TerminateThenReplace {
-		return d
+	if s.Phase < 0 || s.TargetsFrom >= 0 || s.Strategy == TerminateThenReplace {
+		return d // a rollback's batch, a canary retired in its phase, or the group replacing: as without placement
 	}
 	ds := d.Step
 	if ds.Place == nil {

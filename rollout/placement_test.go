@@ -140,6 +140,40 @@ func (h *harness) watchBake(e *Engine) *int {
 	return &least
 }
 
+// TestPlacementCanaryOnly: a plan with a canary phase only takes the
+// canary's share and retires the canary at the end of its phase as
+// without placement: its clients go back to the old nodes, none of which
+// is cordoned then.
+func TestPlacementCanaryOnly(t *testing.T) {
+	h := placeHarness(t)
+	e := h.placeEngine()
+	bakeMin := h.watchBake(e)
+	plan := strings.Replace(string(seedPlan(h.site.URL, "launch-before-terminate")), `  - {name: first half, replace: [ws-01, ws-02, ws-03, ws-04], deadline: 15m}
+  - {name: second half, replace: rest, not_before: "2019-08-19T07:00:00Z"}
+`, "", 1)
+	st, err := e.Start(context.Background(), []byte(plan))
+	if err != nil || st.Status != StatusSucceeded {
+		t.Fatalf("rollout: %v %v", st, err)
+	}
+	h.checkInvariants()
+	f := h.figures()
+	if got, want := strings.Join(h.fleet(), " "), strings.Join(wantFleet("ami-old"), " "); got != want {
+		t.Errorf("fleet %s, want %s", got, want)
+	}
+	cordons := 0
+	for _, j := range st.Journal {
+		if j.Effect.Kind == EffCordon {
+			cordons++
+		}
+	}
+	if cordons != 1 {
+		t.Errorf("%d cordons, want 1 (the canary share's; the retirement cordons nothing)", cordons)
+	}
+	if *bakeMin < f.fair*8/10 || f.moves != 2*f.fair || len(f.cordoned) > 0 {
+		t.Errorf("canary held >= %d through its bake (fair %d), %d reconnects (want %d), cordoned %v", *bakeMin, f.fair, f.moves, 2*f.fair, f.cordoned)
+	}
+}
+
 // TestPlacementOff is the same change without placement: the canary bakes
 // empty and clients move more than once (the figures placement fixes).
 func TestPlacementOff(t *testing.T) {
