@@ -757,6 +757,9 @@ func decideEndBalance(plan *Plan, st *State, s Step, obs Observation, t Timing) 
 	if last == nil || s.Place != nil && s.Place.Over {
 		return Decision{}, s, false
 	}
+	if effs := openSheds(st); len(effs) > 0 {
+		return Decision{Step: s, Effects: effs}, s, true
+	}
 	view := s
 	view.Image, view.Ref, view.Targets = last.Image, last.Ref, nil
 	if view.Place == nil {
@@ -873,6 +876,11 @@ func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64
 		}
 		high := slices.Sorted(maps.Keys(mp.Shed))
 		if mp.ShedAt.IsZero() {
+			// A cordon a crash cut short is made again first.
+			if npl, effs := cordonEffect(st, pl, high, now); len(effs) > 0 {
+				mp.BalanceAt = now
+				return Decision{Step: s, Placement: npl, Effects: effs}
+			}
 			waiting, over := awaitSteered(pl, obs.Group, high, mp.BalanceAt, now)
 			if waiting != "" && !over {
 				return Decision{Step: s, Wait: t.Poll, Reason: "balance: waiting for the load balancer to see " + waiting + " cordoned"}

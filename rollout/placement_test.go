@@ -174,6 +174,70 @@ func TestPlacementCanaryOnly(t *testing.T) {
 	}
 }
 
+// balance5 is the seed plan with placement's balance at 5 %.
+func balance5(url string) []byte {
+	return []byte(strings.Replace(string(seedPlan(url, "launch-before-terminate")), "phases:", "placement: {balance: 5%}\nphases:", 1))
+}
+
+// TestPlacementEndBalance: with balance 5% the seed's change ends outside
+// the band (the canary's clients make the first batch's instances 11 %
+// above the mean); the end balance brings each within it by paced sheds
+// from those above, after the phases, and a crash around each of its
+// effects neither repeats nor skips one.
+func TestPlacementEndBalance(t *testing.T) {
+	var points []string
+	resumeKey := ""
+	{
+		h := placeHarness(t)
+		e := h.placeEngine()
+		e.Crash = func(p string) bool { points = append(points, p); return false }
+		st, err := e.Start(context.Background(), balance5(h.site.URL))
+		resumeKey = fmt.Sprintf("f%d", len(st.Steps)-1)
+		if err != nil || st.Status != StatusSucceeded {
+			t.Fatalf("rollout: %v %v", st, err)
+		}
+		f := h.figures()
+		resume := st.Steps[len(st.Steps)-1]
+		if resume.Place == nil || len(resume.Place.Shed) == 0 || f.endDev > 0.05 || len(f.cordoned) > 0 {
+			t.Fatalf("end balance %+v: ±%.1f%%, cordoned %v", resume.Place, 100*f.endDev, f.cordoned)
+		}
+		t.Logf("balance 5%%: %d reconnects, end ±%.1f%% after the balance shed %v", f.moves, 100*f.endDev, resume.Place.Shed)
+	}
+	for k, p := range points {
+		if !strings.Contains(p, ":"+resumeKey+":") { // the resume step's: the balance
+			continue
+		}
+		t.Run(fmt.Sprintf("%02d-%s", k, p), func(t *testing.T) {
+			h := placeHarness(t)
+			e := h.placeEngine()
+			n := 0
+			e.Crash = func(string) bool { n++; return n == k+1 }
+			if _, err := e.Start(context.Background(), balance5(h.site.URL)); !errors.Is(err, ErrCrashed) {
+				t.Fatalf("first run: %v, want a crash", err)
+			}
+			st, err := h.placeEngine().Resume(context.Background(), "gitter-ws-new-ami", false)
+			if err != nil || st.Status != StatusSucceeded {
+				t.Fatalf("resume: %v %v", st, err)
+			}
+			h.checkInvariants()
+			shed := 0
+			for _, in := range h.cloud.inst {
+				for id, n := range in.shedIDs {
+					if n > 1 && !strings.Contains(p, "shed") {
+						t.Errorf("%s asked to shed %s %d times", in.name, id, n)
+					}
+					if strings.Contains(id, "/"+resumeKey+"/") {
+						shed++
+					}
+				}
+			}
+			if f := h.figures(); f.endDev > 0.05 || len(f.cordoned) > 0 || shed == 0 {
+				t.Errorf("after the crash: end ±%.1f%%, cordoned %v, %d balance sheds", 100*f.endDev, f.cordoned, shed)
+			}
+		})
+	}
+}
+
 // TestPlacementOff is the same change without placement: the canary bakes
 // empty and clients move more than once (the figures placement fixes).
 func TestPlacementOff(t *testing.T) {
