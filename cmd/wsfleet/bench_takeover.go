@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"wsfleet/bench"
+)
+
+// runBenchTakeover is `wsfleet bench takeover`: how many clients moved from
+// a draining node one node takes over per second, per core (docs/bench.md,
+// "Take-overs per second").
+func runBenchTakeover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench takeover", stderr)
+	var o bench.TakeoverOptions
+	fs.IntVar(&o.Clients, "clients", 3000, "clients moved in each step")
+	fs.IntVar(&o.Channels, "channels", 50, "channels the clients are spread over, one each")
+	fs.Float64Var(&o.MsgRate, "msg-rate", 50, "messages published per second over all channels during a step")
+	rates := fs.String("rates", "100,200,400,800,all", "release rates to run, clients per second ('all': all at once)")
+	noFresh := fs.Bool("no-fresh", false, "skip the fresh-handshake comparison")
+	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "core the receiving node is pinned to (-1: no pinning)")
+	genCPU := fs.Int("generator-cpu", 1, "core this process, the draining node and nats-server are pinned to (-1: no pinning)")
+	fs.StringVar(&o.NATSServer, "nats-server", "", "nats-server binary (default $WSFLEET_NATS_SERVER, PATH, /usr/sbin/nats-server)")
+	binary := fs.String("wsfleet", "", "wsfleet binary the nodes run (default: this one)")
+	jsonOut := fs.String("json", "bench-takeover.json", "write the results here as JSON (empty: don't)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	o.NoFresh = *noFresh
+	for _, r := range splitList(*rates) {
+		if r == "all" {
+			o.Rates = append(o.Rates, 0)
+			continue
+		}
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("%w: --rates: bad rate %q", errUsage, r)
+		}
+		o.Rates = append(o.Rates, v)
+	}
+	if o.NATSServer == "" {
+		p, err := bench.FindNATSServer()
+		if err != nil {
+			return fmt.Errorf("bench takeover: %w", err)
+		}
+		o.NATSServer = p
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench takeover: find own binary: %w", err)
+	}
+	if *binary == "" {
+		*binary = self
+	}
+	o.Binary = *binary
+	// The generator (and with it node A and nats-server, its children)
+	// gets its own core: run this process again under taskset, once.
+	if *genCPU >= 0 && os.Getenv(benchPinnedEnv) == "" {
+		taskset, err := exec.LookPath("taskset")
+		if err != nil {
+			return fmt.Errorf("bench takeover: taskset not found (use --generator-cpu -1 --server-cpu -1 to run unpinned): %w", err)
+		}
+		argv := append([]string{"taskset", "-c", strconv.Itoa(*genCPU), self, "bench", "takeover"}, args...)
+		env := append(os.Environ(), benchPinnedEnv+"="+strconv.Itoa(*genCPU))
+		if err := syscall.Exec(taskset, argv, env); err != nil {
+			return fmt.Errorf("bench takeover: re-exec under taskset: %w", err)
+		}
+	}
+	o.Progress = stderr
+	fmt.Fprintf(stderr, "bench takeover: node B on core %d, generator, node A and nats-server on core %s\n", o.ServerCPU, orNone(os.Getenv(benchPinnedEnv)))
+	start := time.Now()
+	res, err := bench.RunTakeover(ctx, o)
+	if res != nil {
+		bench.WriteTakeoverTable(stdout, res)
+		if *jsonOut != "" {
+			f, ferr := os.Create(*jsonOut)
+			if ferr != nil {
+				return fmt.Errorf("bench takeover: %w", ferr)
+			}
+			if werr := bench.WriteTakeoverJSON(f, res); werr != nil {
+				f.Close()
+				return fmt.Errorf("bench takeover: write %s: %w", *jsonOut, werr)
+			}
+			if cerr := f.Close(); cerr != nil {
+				return fmt.Errorf("bench takeover: write %s: %w", *jsonOut, cerr)
+			}
+		}
+		fmt.Fprintf(stderr, "bench takeover: done in %.0fs\n", time.Since(start).Seconds())
+	}
+	return err
+}
