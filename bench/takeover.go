@@ -180,6 +180,9 @@ type TakeoverStep struct {
 	Lost          int64 `json:"lost"`
 	InGap         int64 `json:"in_gap,omitempty"`
 	Duplicates    int64 `json:"duplicates,omitempty"`
+	// MovedAgain counts clients that lost their node more than once in
+	// the step (after the move, B closed them too).
+	MovedAgain int `json:"moved_again,omitempty"`
 	// GenCPU is this process's CPU over the window (percent of a core).
 	GenCPU float64 `json:"generator_cpu_pct"`
 	Load1  float64 `json:"load1"`
@@ -349,6 +352,7 @@ type tkClient struct {
 	moved    bool
 	rehand   bool
 	inGap    int64
+	ups      int // up again after a loss, every time
 	onMoved  func()
 	dialedAt time.Time
 }
@@ -366,6 +370,7 @@ func (t *tkClient) onState(s client.State) {
 	if t.down.IsZero() {
 		return
 	}
+	t.ups++
 	if !t.moved {
 		t.moved, t.upAt, t.gap = true, s.At, s.At.Sub(t.down)
 		t.rehand = s.Rehandshake
@@ -679,7 +684,7 @@ func (r *takeoverRun) takeover(ctx context.Context) (TakeoverStep, error) {
 		st.Published += int64(n)
 	}
 	st.PublishFailed = pub.failed.Load()
-	for until := time.Now().Add(5 * time.Second); ; {
+	for until := time.Now().Add(15 * time.Second); ; {
 		st.Lost = 0
 		for _, t := range cs {
 			t.mu.Lock()
@@ -691,11 +696,22 @@ func (r *takeoverRun) takeover(ctx context.Context) (TakeoverStep, error) {
 		}
 		settle(ctx, 50*time.Millisecond)
 	}
-	for _, t := range cs {
+	shown := 0
+	for i, t := range cs {
+		cst := t.c.Stats()
 		t.mu.Lock()
 		st.InGap += t.inGap
+		if t.ups > 1 {
+			st.MovedAgain++
+		}
+		if miss := t.seen.missing(counts[t.channel]); miss > 0 && shown < 3 {
+			shown++
+			fmt.Fprintf(r.o.Progress, "takeover: client %d (%s) missed %d of %d on channel %d (%v): down %v after the drain began, gap %v, up %d times, re-handshook %v, stats %+v\n",
+				i, t.c.ID(), miss, counts[t.channel], t.channel, t.seen.missingList(counts[t.channel], 10), t.upAt.Add(-t.gap).Sub(m0.at).Round(time.Millisecond),
+				t.gap.Round(time.Millisecond), t.ups, t.rehand, cst)
+		}
 		t.mu.Unlock()
-		st.Duplicates += t.c.Stats().Duplicates
+		st.Duplicates += cst.Duplicates
 	}
 	fmt.Fprintln(r.o.Progress, st.line())
 	return st, nil
@@ -735,7 +751,7 @@ func (s TakeoverStep) line() string {
 	out := fmt.Sprintf("takeover %-8s %-11s %d/%d in %.2fs = %.0f/s, B CPU %.0f%% (core %.0f%%) %.0f µs each = %.0f/s per core, gap p50 %.0f ms p99 %.0f ms max %.0f ms, gen %.0f%%",
 		s.Mode, rateName(s.Rate), s.Done, s.Clients, s.Seconds, s.PerSec, s.CPUPercent, s.CoreBusy, s.CPUUs, s.PerCore, s.GapP50Ms, s.GapP99Ms, s.GapMaxMs, s.GenCPU)
 	if s.Mode == "takeover" {
-		out += fmt.Sprintf(", restored %.0f, rehandshakes %d, lost %d of %d published (in gap %d, duplicates %d)", s.Restored, s.Rehandshakes, s.Lost, s.Published, s.InGap, s.Duplicates)
+		out += fmt.Sprintf(", restored %.0f, rehandshakes %d, moved again %d, lost %d of %d published (in gap %d, duplicates %d)", s.Restored, s.Rehandshakes, s.MovedAgain, s.Lost, s.Published, s.InGap, s.Duplicates)
 	}
 	if s.Error != "" {
 		out += " ERROR " + s.Error

@@ -114,6 +114,17 @@ func (s *seqSet) missing(upTo uint64) int {
 	return int(upTo) - have
 }
 
+// missingList returns up to limit of the numbers in 1..upTo not received.
+func (s *seqSet) missingList(upTo uint64, limit int) []uint64 {
+	var out []uint64
+	for n := uint64(1); n <= upTo && len(out) < limit; n++ {
+		if w := int(n / 64); w >= len(s.bits) || s.bits[w]&(1<<(n%64)) == 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // TakeoverShare is the fraction of a receiving node's core that the
 // default reconnect budget spends on take-overs. A receiving node keeps
 // serving its own clients while it absorbs a drained node's (fan-out at its

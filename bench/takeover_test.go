@@ -85,6 +85,7 @@ func TestSeqSet(t *testing.T) {
 		{"empty", nil, 5, 5, 0},
 		{"all", []uint64{1, 2, 3}, 3, 0, 3},
 		{"hole", []uint64{1, 3}, 3, 1, 2},
+		{"holes listed", []uint64{2, 5}, 6, 4, 2},
 		{"duplicates and zero", []uint64{2, 2, 0, 1}, 2, 0, 2},
 		{"beyond upTo ignored", []uint64{1, 200}, 2, 1, 2},
 		{"across words", []uint64{63, 64, 65, 127, 128}, 128, 123, 5},
@@ -104,6 +105,9 @@ func TestSeqSet(t *testing.T) {
 			}
 			if got := s.missing(tt.upTo); got != tt.want {
 				t.Errorf("missing(%d) = %d, want %d", tt.upTo, got, tt.want)
+			}
+			if got := s.missingList(tt.upTo, 1000); len(got) != tt.want {
+				t.Errorf("missingList(%d) = %v, want %d numbers", tt.upTo, got, tt.want)
 			}
 		})
 	}

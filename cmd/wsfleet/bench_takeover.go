@@ -29,6 +29,7 @@ func runBenchTakeover(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.StringVar(&o.NATSServer, "nats-server", "", "nats-server binary (default $WSFLEET_NATS_SERVER, PATH, /usr/sbin/nats-server)")
 	binary := fs.String("wsfleet", "", "wsfleet binary the nodes run (default: this one)")
 	jsonOut := fs.String("json", "bench-takeover.json", "write the results here as JSON (empty: don't)")
+	logs := fs.String("logs", "", "append the nodes' and nats-server's logs to this file (default: discard)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,6 +74,14 @@ func runBenchTakeover(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 	}
 	o.Progress = stderr
+	if *logs != "" {
+		f, err := os.OpenFile(*logs, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("bench takeover: %w", err)
+		}
+		defer f.Close()
+		o.Stderr = f
+	}
 	fmt.Fprintf(stderr, "bench takeover: node B on core %d, generator, node A and nats-server on core %s\n", o.ServerCPU, orNone(os.Getenv(benchPinnedEnv)))
 	start := time.Now()
 	res, err := bench.RunTakeover(ctx, o)
