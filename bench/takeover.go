@@ -171,15 +171,19 @@ type TakeoverStep struct {
 	GapP50Ms float64 `json:"gap_p50_ms"`
 	GapP99Ms float64 `json:"gap_p99_ms"`
 	GapMaxMs float64 `json:"gap_max_ms"`
-	// Published is how many messages the step published; Lost how many a
-	// moved client never received (must be 0); InGap how many it
+	// Published is how many messages the step published (PublishFailed
+	// of them in requests that failed, which the node may not have
+	// published); Lost how many of the others a moved client never
+	// received (must be 0); InGap how many it
 	// received that were published while it was between nodes (replayed
 	// by B); Duplicates what the client dropped as seen.
 	Published     int64 `json:"published,omitempty"`
 	PublishFailed int64 `json:"publish_failed,omitempty"`
-	Lost          int64 `json:"lost"`
-	InGap         int64 `json:"in_gap,omitempty"`
-	Duplicates    int64 `json:"duplicates,omitempty"`
+	// PublishError is the last failed publish request's error.
+	PublishError string `json:"publish_error,omitempty"`
+	Lost         int64  `json:"lost"`
+	InGap        int64  `json:"in_gap,omitempty"`
+	Duplicates   int64  `json:"duplicates,omitempty"`
 	// MovedAgain counts clients that lost their node more than once in
 	// the step (after the move, B closed them too).
 	MovedAgain int `json:"moved_again,omitempty"`
@@ -679,16 +683,17 @@ func (r *takeoverRun) takeover(ctx context.Context) (TakeoverStep, error) {
 	// Stop publishing, let the last messages arrive, count the lost.
 	stop()
 	<-pubDone
-	counts := pub.published()
+	counts, unsent := pub.published()
 	for _, n := range counts {
 		st.Published += int64(n)
 	}
 	st.PublishFailed = pub.failed.Load()
+	st.PublishError = pub.lastError()
 	for until := time.Now().Add(15 * time.Second); ; {
 		st.Lost = 0
 		for _, t := range cs {
 			t.mu.Lock()
-			st.Lost += int64(t.seen.missing(counts[t.channel]))
+			st.Lost += int64(t.seen.missing(counts[t.channel], &unsent[t.channel]))
 			t.mu.Unlock()
 		}
 		if st.Lost == 0 || time.Now().After(until) || ctx.Err() != nil {
@@ -704,10 +709,10 @@ func (r *takeoverRun) takeover(ctx context.Context) (TakeoverStep, error) {
 		if t.ups > 1 {
 			st.MovedAgain++
 		}
-		if miss := t.seen.missing(counts[t.channel]); miss > 0 && shown < 3 {
+		if miss := t.seen.missing(counts[t.channel], &unsent[t.channel]); miss > 0 && shown < 3 {
 			shown++
 			fmt.Fprintf(r.o.Progress, "takeover: client %d (%s) missed %d of %d on channel %d (%v): down %v after the drain began, gap %v, up %d times, re-handshook %v, stats %+v\n",
-				i, t.c.ID(), miss, counts[t.channel], t.channel, t.seen.missingList(counts[t.channel], 10), t.upAt.Add(-t.gap).Sub(m0.at).Round(time.Millisecond),
+				i, t.c.ID(), miss, counts[t.channel], t.channel, t.seen.missingList(counts[t.channel], &unsent[t.channel], 10), t.upAt.Add(-t.gap).Sub(m0.at).Round(time.Millisecond),
 				t.gap.Round(time.Millisecond), t.ups, t.rehand, cst)
 		}
 		t.mu.Unlock()
@@ -752,6 +757,9 @@ func (s TakeoverStep) line() string {
 		s.Mode, rateName(s.Rate), s.Done, s.Clients, s.Seconds, s.PerSec, s.CPUPercent, s.CoreBusy, s.CPUUs, s.PerCore, s.GapP50Ms, s.GapP99Ms, s.GapMaxMs, s.GenCPU)
 	if s.Mode == "takeover" {
 		out += fmt.Sprintf(", restored %.0f, rehandshakes %d, moved again %d, lost %d of %d published (in gap %d, duplicates %d)", s.Restored, s.Rehandshakes, s.MovedAgain, s.Lost, s.Published, s.InGap, s.Duplicates)
+		if s.PublishFailed > 0 {
+			out += fmt.Sprintf(", %d in failed publish requests (%s)", s.PublishFailed, s.PublishError)
+		}
 	}
 	if s.Error != "" {
 		out += " ERROR " + s.Error
@@ -769,8 +777,10 @@ type numberedPublisher struct {
 	hc         *http.Client
 	failed     atomic.Int64
 
-	mu     sync.Mutex
-	counts []uint64
+	mu      sync.Mutex
+	counts  []uint64
+	unsent  []seqSet // per channel, the numbers of failed requests
+	lastErr error
 }
 
 func (r *takeoverRun) publisher(prefix string) *numberedPublisher {
@@ -779,19 +789,30 @@ func (r *takeoverRun) publisher(prefix string) *numberedPublisher {
 		chs[i] = channelName(prefix, i)
 	}
 	return &numberedPublisher{url: "http://" + r.b.Addr + "/publish", token: r.o.AdminToken, channels: chs, rate: r.o.MsgRate,
-		hc: &http.Client{Timeout: 10 * time.Second}, counts: make([]uint64, len(chs))}
+		hc: &http.Client{Timeout: 10 * time.Second}, counts: make([]uint64, len(chs)), unsent: make([]seqSet, len(chs))}
 }
 
-// published returns each channel's count of messages published.
-func (p *numberedPublisher) published() []uint64 {
+// published returns each channel's count of numbers used and the numbers
+// whose request failed.
+func (p *numberedPublisher) published() ([]uint64, []seqSet) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]uint64(nil), p.counts...)
+	return append([]uint64(nil), p.counts...), append([]seqSet(nil), p.unsent...)
 }
 
-// run publishes until ctx ends. A failed request's messages count as
-// published (the node may have published some before it failed): the step
-// reports the failures, and its lost count is then an upper bound.
+// lastError is the last failed request's error, "" if none failed.
+func (p *numberedPublisher) lastError() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastErr == nil {
+		return ""
+	}
+	return p.lastErr.Error()
+}
+
+// run publishes until ctx ends. A failed request's numbers are kept
+// apart: the node may have published none, some or all of them, so a
+// client that lacks one has not lost it; the step reports the failures.
 func (p *numberedPublisher) run(ctx context.Context) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -813,11 +834,17 @@ func (p *numberedPublisher) run(ctx context.Context) {
 		body.Reset()
 		body.WriteByte('[')
 		now := strconv.FormatInt(time.Now().UnixNano(), 10)
+		type num struct {
+			ch int
+			n  uint64
+		}
+		nums := make([]num, 0, due)
 		p.mu.Lock()
 		for i := int64(0); i < due; i++ {
 			ch := rr % len(p.channels)
 			rr++
 			p.counts[ch]++
+			nums = append(nums, num{ch, p.counts[ch]})
 			if i > 0 {
 				body.WriteByte(',')
 			}
@@ -829,6 +856,12 @@ func (p *numberedPublisher) run(ctx context.Context) {
 		// counted but never sent
 		if err := (&publisher{url: p.url, token: p.token, hc: p.hc}).post(context.Background(), body.Bytes()); err != nil {
 			p.failed.Add(due)
+			p.mu.Lock()
+			for _, x := range nums {
+				p.unsent[x.ch].add(x.n)
+			}
+			p.lastErr = err
+			p.mu.Unlock()
 		}
 	}
 }

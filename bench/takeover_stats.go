@@ -103,22 +103,25 @@ func (s *seqSet) add(n uint64) bool {
 	return true
 }
 
-// missing returns how many of 1..upTo were not received.
-func (s *seqSet) missing(upTo uint64) int {
-	have := 0
-	for n := uint64(1); n <= upTo; n++ {
-		if w := int(n / 64); w < len(s.bits) && s.bits[w]&(1<<(n%64)) != 0 {
-			have++
-		}
-	}
-	return int(upTo) - have
+// has reports whether n was recorded.
+func (s *seqSet) has(n uint64) bool {
+	w := int(n / 64)
+	return n > 0 && w < len(s.bits) && s.bits[w]&(1<<(n%64)) != 0
 }
 
-// missingList returns up to limit of the numbers in 1..upTo not received.
-func (s *seqSet) missingList(upTo uint64, limit int) []uint64 {
+// missing returns how many of 1..upTo were not received, leaving out the
+// numbers in except (a nil except leaves out none): those whose publish
+// request failed, which the node may never have published.
+func (s *seqSet) missing(upTo uint64, except *seqSet) int {
+	return len(s.missingList(upTo, except, -1))
+}
+
+// missingList returns the numbers in 1..upTo not received and not in
+// except, at most limit of them (all when limit < 0).
+func (s *seqSet) missingList(upTo uint64, except *seqSet, limit int) []uint64 {
 	var out []uint64
-	for n := uint64(1); n <= upTo && len(out) < limit; n++ {
-		if w := int(n / 64); w >= len(s.bits) || s.bits[w]&(1<<(n%64)) == 0 {
+	for n := uint64(1); n <= upTo && (limit < 0 || len(out) < limit); n++ {
+		if !s.has(n) && (except == nil || !except.has(n)) {
 			out = append(out, n)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,40 +77,55 @@ func TestCPUPerOp(t *testing.T) {
 
 func TestSeqSet(t *testing.T) {
 	tests := []struct {
-		name  string
-		add   []uint64
-		upTo  uint64
-		want  int
-		added int
+		name   string
+		add    []uint64
+		except []uint64
+		upTo   uint64
+		want   []uint64
+		added  int
 	}{
-		{"empty", nil, 5, 5, 0},
-		{"all", []uint64{1, 2, 3}, 3, 0, 3},
-		{"hole", []uint64{1, 3}, 3, 1, 2},
-		{"holes listed", []uint64{2, 5}, 6, 4, 2},
-		{"duplicates and zero", []uint64{2, 2, 0, 1}, 2, 0, 2},
-		{"beyond upTo ignored", []uint64{1, 200}, 2, 1, 2},
-		{"across words", []uint64{63, 64, 65, 127, 128}, 128, 123, 5},
-		{"nothing expected", []uint64{4}, 0, 0, 1},
+		{"empty", nil, nil, 5, []uint64{1, 2, 3, 4, 5}, 0},
+		{"all", []uint64{1, 2, 3}, nil, 3, nil, 3},
+		{"hole", []uint64{1, 3}, nil, 3, []uint64{2}, 2},
+		{"holes", []uint64{2, 5}, nil, 6, []uint64{1, 3, 4, 6}, 2},
+		{"duplicates and zero", []uint64{2, 2, 0, 1}, nil, 2, nil, 2},
+		{"beyond upTo ignored", []uint64{1, 200}, nil, 2, []uint64{2}, 2},
+		{"across words", []uint64{63, 64, 65, 127, 128}, []uint64{1}, 3, []uint64{2, 3}, 5},
+		{"nothing expected", []uint64{4}, nil, 0, nil, 1},
+		// a failed publish's numbers are not lost when missing
+		{"failed publishes left out", []uint64{1, 4}, []uint64{2, 3}, 5, []uint64{5}, 2},
+		{"failed but received", []uint64{1, 2, 3}, []uint64{2}, 3, nil, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var s seqSet
+			var s, except seqSet
 			added := 0
 			for _, n := range tt.add {
 				if s.add(n) {
 					added++
 				}
 			}
+			for _, n := range tt.except {
+				except.add(n)
+			}
 			if added != tt.added {
 				t.Errorf("added %d new, want %d", added, tt.added)
 			}
-			if got := s.missing(tt.upTo); got != tt.want {
-				t.Errorf("missing(%d) = %d, want %d", tt.upTo, got, tt.want)
+			if got := s.missing(tt.upTo, &except); got != len(tt.want) {
+				t.Errorf("missing(%d) = %d, want %d", tt.upTo, got, len(tt.want))
 			}
-			if got := s.missingList(tt.upTo, 1000); len(got) != tt.want {
-				t.Errorf("missingList(%d) = %v, want %d numbers", tt.upTo, got, tt.want)
+			if got := s.missingList(tt.upTo, &except, -1); !slices.Equal(got, tt.want) {
+				t.Errorf("missingList(%d) = %v, want %v", tt.upTo, got, tt.want)
+			}
+			if got := s.missingList(tt.upTo, &except, 1); len(tt.want) > 0 && !slices.Equal(got, tt.want[:1]) {
+				t.Errorf("missingList(%d, limit 1) = %v, want %v", tt.upTo, got, tt.want[:1])
 			}
 		})
+	}
+	var s seqSet
+	s.add(3)
+	if s.missing(4, nil) != 3 {
+		t.Errorf("missing with no exceptions = %d, want 3", s.missing(4, nil))
 	}
 }
 
