@@ -161,6 +161,10 @@ type TakeoverStep struct {
 	// CoreBusy how busy its core was in all (whoever used it).
 	CPUPercent float64 `json:"cpu_pct"`
 	CoreBusy   float64 `json:"core_busy_pct"`
+	// BaseCPU is B's CPU before the first arrival and FullCPU after the
+	// last (percent of a core): what cpuPerOp takes out.
+	BaseCPU float64 `json:"base_cpu_pct"`
+	FullCPU float64 `json:"full_cpu_pct"`
 	// CPUUs is B's CPU µs per arrival, net of its baseline and of the
 	// arrived clients' deliveries (cpuPerOp); PerCore is 1e6 over it.
 	CPUUs   float64 `json:"cpu_us_per_op"`
@@ -215,6 +219,11 @@ func RunTakeover(ctx context.Context, o TakeoverOptions) (*TakeoverResult, error
 		Machine: Machine{CPUs: cpuCount(), CPUModel: cpuModel(), ServerCPU: o.ServerCPU},
 		Settings: map[string]any{"clients": o.Clients, "channels": o.Channels, "msg_rate": o.MsgRate,
 			"rates": o.Rates, "settle_s": o.Settle.Seconds(), "fresh": !o.NoFresh},
+	}
+	if _, err := exec.LookPath("taskset"); err != nil && o.ServerCPU >= 0 {
+		fmt.Fprintf(o.Progress, "takeover: no taskset: node B runs unpinned, on all %d cores\n", res.Machine.CPUs)
+		o.ServerCPU = -1
+		res.Machine.ServerCPU = -1
 	}
 	res.ReceivingCores = res.Machine.CPUs
 	if o.ServerCPU >= 0 {
@@ -586,6 +595,7 @@ func (r *takeoverRun) finish(ctx context.Context, st *TakeoverStep, m0 meter, ba
 	if st.Seconds > 0 {
 		st.PerSec = float64(st.Done) / st.Seconds
 	}
+	st.BaseCPU, st.FullCPU = 100*base, 100*full
 	st.CPUPercent = 100 * (m1.cpu - m0.cpu) / wall
 	st.CoreBusy = 100 * (m1.core - m0.core) / wall
 	st.GenCPU = 100 * (m1.gen - m0.gen) / wall
@@ -871,14 +881,21 @@ func WriteTakeoverTable(w io.Writer, r *TakeoverResult) {
 	fmt.Fprintf(w, "take-over benchmark: %v clients, %v channels, %v messages/s; node B on %d core(s) (%s)\n",
 		r.Settings["clients"], r.Settings["channels"], r.Settings["msg_rate"], r.ReceivingCores, r.Machine.CPUModel)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\trelease\tdone\tper s\tB CPU\tits core\tµs each\tper s per core\tgap p50 ms\tp99 ms\tmax ms\tlost\tin gap\tgen CPU\tload\t")
+	fmt.Fprintln(tw, "mode\trelease\tdone\tper s\tB CPU\tits core\tbefore/after\tµs each\tper s per core\tgap p50 ms\tp99 ms\tmax ms\tlost\tin gap\tgen CPU\tload\t")
 	for _, s := range r.Steps {
 		lost := "-"
 		if s.Mode == "takeover" {
 			lost = strconv.FormatInt(s.Lost, 10)
+			if s.PublishFailed > 0 {
+				lost += fmt.Sprintf(" (%d unsent)", s.PublishFailed)
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.0f\t%.0f%%\t%.0f%%\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.0f%%\t%.1f\t\n",
-			s.Mode, rateName(s.Rate), s.Done, s.Clients, s.PerSec, s.CPUPercent, s.CoreBusy, s.CPUUs, s.PerCore, s.GapP50Ms, s.GapP99Ms, s.GapMaxMs, lost, s.InGap, s.GenCPU, s.Load1)
+		core := "-"
+		if r.Machine.ServerCPU >= 0 {
+			core = fmt.Sprintf("%.0f%%", s.CoreBusy)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.0f\t%.0f%%\t%s\t%.0f/%.0f%%\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.0f%%\t%.1f\t\n",
+			s.Mode, rateName(s.Rate), s.Done, s.Clients, s.PerSec, s.CPUPercent, core, s.BaseCPU, s.FullCPU, s.CPUUs, s.PerCore, s.GapP50Ms, s.GapP99Ms, s.GapMaxMs, lost, s.InGap, s.GenCPU, s.Load1)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "take-overs/s per core: %.0f (median %.0f µs each); fresh handshakes/s per core: %.0f (%.0f µs each)\n",
