@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,7 +101,7 @@ func (o *TakeoverOptions) defaults() {
 		o.SourceAddrs = 4
 	}
 	if o.AdminToken == "" {
-		o.AdminToken = "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		o.AdminToken = crand.Text()
 	}
 	if o.Rand == nil {
 		r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 22))
@@ -441,65 +442,67 @@ func (r *takeoverRun) httpClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: r.lb.dial, MaxIdleConnsPerHost: 4}}
 }
 
-// openClients opens n clients, subscribed to prefix's channels, at rate per second (0: all at once) and
-// returns them in order (nil where one failed) with the first error.
+// openClients opens n clients, subscribed to prefix's channels, at rate
+// per second (0: all at once), concurrency at a time, and returns them in
+// order (nil where one failed) with the first error.
 func (r *takeoverRun) openClients(ctx context.Context, prefix string, n int, rate float64, concurrency int) ([]*tkClient, error) {
 	hc := r.httpClient()
 	out := make([]*tkClient, n)
 	var (
-		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 	)
-	sem := make(chan struct{}, concurrency)
 	start := time.Now()
-	for i := range n {
+	paced := func(i int) bool {
 		if rate > 0 {
 			settle(ctx, time.Until(start.Add(time.Duration(float64(i)/rate*float64(time.Second)))))
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			t, err := r.newClient(cctx, hc, prefix, i%r.o.Channels)
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = fmt.Errorf("client %d: %w", i, err)
-				}
-				mu.Unlock()
-				return
-			}
-			out[i] = t
-		}()
+		return ctx.Err() == nil
 	}
-	wg.Wait()
+	forEach(n, concurrency, paced, func(i int) {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		t, err := r.newClient(cctx, hc, prefix, i%r.o.Channels)
+		if err != nil {
+			mu.Lock()
+			if first == nil {
+				first = fmt.Errorf("client %d: %w", i, err)
+			}
+			mu.Unlock()
+			return
+		}
+		out[i] = t
+	})
 	return out, first
 }
 
 // closeClients disconnects the clients (the node forgets them at once).
 func closeClients(cs []*tkClient) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for _, t := range cs {
-		if t == nil {
-			continue
+	forEach(len(cs), 64, nil, func(i int) {
+		if cs[i] == nil {
+			return
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = t.c.Disconnect(ctx)
-		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cs[i].c.Disconnect(ctx)
+	})
+}
+
+// forEach runs f(0) … f(n-1), at most limit at a time, and waits for them;
+// before, when set, runs ahead of starting each i and ends the loop when
+// it returns false.
+func forEach(n, limit int, before func(i int) bool, f func(i int)) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, max(limit, 1))
+	for i := range n {
+		if before != nil && !before(i) {
+			break
+		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			f(i)
+		})
 	}
 	wg.Wait()
 }
@@ -788,6 +791,7 @@ type numberedPublisher struct {
 	failed     atomic.Int64
 
 	mu      sync.Mutex
+	next    int // the channel of the next message, round robin
 	counts  []uint64
 	unsent  []seqSet // per channel, the numbers of failed requests
 	lastErr error
@@ -820,60 +824,60 @@ func (p *numberedPublisher) lastError() string {
 	return p.lastErr.Error()
 }
 
-// run publishes until ctx ends. A failed request's numbers are kept
-// apart: the node may have published none, some or all of them, so a
-// client that lacks one has not lost it; the step reports the failures.
+// run publishes until ctx ends, every 20 ms what the rate owes by then.
+// A failed request's numbers are kept apart: the node may have published
+// none, some or all of them, so a client that lacks one has not lost it;
+// the step reports the failures.
 func (p *numberedPublisher) run(ctx context.Context) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	begin := time.Now()
-	var issued int64
-	rr := 0
-	var body bytes.Buffer
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		due := int64(p.rate*time.Since(begin).Seconds()) - issued
-		if due <= 0 {
-			continue
-		}
-		issued += due
-		body.Reset()
-		body.WriteByte('[')
-		now := strconv.FormatInt(time.Now().UnixNano(), 10)
-		type num struct {
-			ch int
-			n  uint64
-		}
-		nums := make([]num, 0, due)
-		p.mu.Lock()
-		for i := int64(0); i < due; i++ {
-			ch := rr % len(p.channels)
-			rr++
-			p.counts[ch]++
-			nums = append(nums, num{ch, p.counts[ch]})
-			if i > 0 {
-				body.WriteByte(',')
-			}
-			fmt.Fprintf(&body, `{"channel":%q,"data":{"n":%d,"t":%s,"text":%q}}`, p.channels[ch], p.counts[ch], now, chatText)
-		}
-		p.mu.Unlock()
-		body.WriteByte(']')
-		// not ctx: a request cut by the step's end would leave numbers
-		// counted but never sent
-		if err := (&publisher{url: p.url, token: p.token, hc: p.hc}).post(context.Background(), body.Bytes()); err != nil {
-			p.failed.Add(due)
-			p.mu.Lock()
-			for _, x := range nums {
-				p.unsent[x.ch].add(x.n)
-			}
-			p.lastErr = err
-			p.mu.Unlock()
+	begin, sent := time.Now(), int64(0)
+	for ctx.Err() == nil {
+		settle(ctx, 20*time.Millisecond)
+		owed := int64(p.rate*time.Since(begin).Seconds()) - sent
+		if owed > 0 && ctx.Err() == nil {
+			sent += owed
+			p.send(int(owed))
 		}
 	}
+}
+
+// send posts k messages, the next number of each channel in turn.
+func (p *numberedPublisher) send(k int) {
+	type num struct {
+		ch int
+		n  uint64
+	}
+	nums := make([]num, k)
+	var body bytes.Buffer
+	stamp := time.Now().UnixNano()
+	p.mu.Lock()
+	for i := range nums {
+		ch := p.next % len(p.channels)
+		p.next++
+		p.counts[ch]++
+		nums[i] = num{ch, p.counts[ch]}
+	}
+	p.mu.Unlock()
+	body.WriteByte('[')
+	for i, x := range nums {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"channel":%q,"data":{"n":%d,"t":%d,"text":%q}}`, p.channels[x.ch], x.n, stamp, chatText)
+	}
+	body.WriteByte(']')
+	// not the step's ctx: a request cut by the step's end would leave
+	// numbers counted but never sent
+	err := (&publisher{url: p.url, token: p.token, hc: p.hc}).post(context.Background(), body.Bytes())
+	if err == nil {
+		return
+	}
+	p.failed.Add(int64(k))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, x := range nums {
+		p.unsent[x.ch].add(x.n)
+	}
+	p.lastErr = err
 }
 
 // WriteTakeoverTable prints the steps and the figures derived from them.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -89,16 +90,8 @@ func runBenchTakeover(ctx context.Context, args []string, stdout, stderr io.Writ
 	if res != nil {
 		bench.WriteTakeoverTable(stdout, res)
 		if *jsonOut != "" {
-			f, ferr := os.Create(*jsonOut)
-			if ferr != nil {
-				return fmt.Errorf("bench takeover: %w", ferr)
-			}
-			if werr := bench.WriteTakeoverJSON(f, res); werr != nil {
-				f.Close()
+			if werr := writeTakeoverJSON(*jsonOut, res); werr != nil {
 				return fmt.Errorf("bench takeover: write %s: %w", *jsonOut, werr)
-			}
-			if cerr := f.Close(); cerr != nil {
-				return fmt.Errorf("bench takeover: write %s: %w", *jsonOut, cerr)
 			}
 		}
 		fmt.Fprintf(stderr, "bench takeover: done in %.0fs\n", time.Since(start).Seconds())
@@ -112,4 +105,14 @@ func pinnedCore(cpu int) string {
 		return ""
 	}
 	return strconv.Itoa(cpu)
+}
+
+// writeTakeoverJSON writes the run's JSON to path.
+func writeTakeoverJSON(path string, res *bench.TakeoverResult) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = bench.WriteTakeoverJSON(f, res)
+	return errors.Join(err, f.Close())
 }
