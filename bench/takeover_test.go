@@ -3,9 +3,13 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -231,6 +235,66 @@ func TestTakeoverSmoke(t *testing.T) {
 	for _, want := range []string{"take-overs/s per core", "reconnect budget", "takeover  all at once"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestNumberedPublisherBatches checks that the publisher never sends more
+// than the node's --max-batch in one request (a node refuses a longer
+// batch with 400: a publisher catching up after a stall sent such batches
+// and counted them as failed) and numbers each channel's messages 1, 2, …
+func TestNumberedPublisherBatches(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		largest int
+		seen    = map[string][]uint64{}
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var msgs []struct {
+			Channel string `json:"channel"`
+			Data    struct {
+				N uint64 `json:"n"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&msgs); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		largest = max(largest, len(msgs))
+		if len(msgs) > maxBatch {
+			http.Error(w, "too many messages", http.StatusBadRequest)
+			return
+		}
+		for _, m := range msgs {
+			seen[m.Channel] = append(seen[m.Channel], m.Data.N)
+		}
+		w.Write([]byte("[]"))
+	}))
+	defer srv.Close()
+	pub := &publisher{w: wireFor("wsfleet"), url: srv.URL + "/publish", token: "t", hc: srv.Client()}
+	// 20,000 a second owe 400 at each 20 ms tick
+	p := &numberedPublisher{pub: pub, channels: []string{"/a", "/b"}, rate: 20000, counts: make([]uint64, 2), unsent: make([]seqSet, 2)}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	p.run(ctx)
+	counts, _ := p.published()
+	mu.Lock()
+	defer mu.Unlock()
+	if largest == 0 || largest > maxBatch {
+		t.Errorf("largest request held %d messages, want 1 to %d", largest, maxBatch)
+	}
+	if f := p.failed.Load(); f != 0 {
+		t.Errorf("%d messages failed: %s", f, p.lastError())
+	}
+	for i, ch := range p.channels {
+		want := make([]uint64, counts[i])
+		for j := range want {
+			want[j] = uint64(j + 1)
+		}
+		if !slices.Equal(seen[ch], want) {
+			t.Errorf("channel %s got %d numbers (%v…), want 1..%d in order", ch, len(seen[ch]), seen[ch][:min(5, len(seen[ch]))], counts[i])
 		}
 	}
 }
