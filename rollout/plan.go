@@ -573,14 +573,14 @@ const (
 // receiving node of one core absorbs with a quarter of its core. It is
 // bench.ReconnectBudget(perCore, 1, 1, bench.TakeoverShare) of the
 // take-over benchmark's figure (`wsfleet bench takeover`, docs/bench.md,
-// "Take-overs per second": 1,231 take-overs/s per core, the lowest of
-// three runs on a loaded machine; a quarter is 307, rounded down). Before
+// "Take-overs per second": 1,021 take-overs/s per core, the lowest of
+// four runs on a loaded machine; a quarter is 255, rounded down). Before
 // it a plan without max_rate left each draining node at its own default
 // (200/s each, so k nodes draining at once released k×200/s whatever
 // received them); a budget that a single small receiving node can take
 // keeps the default safe for any fleet, and a plan for a larger fleet
 // raises it by docs/rollout.md's formula.
-const DefaultDrainMaxRate = 300
+const DefaultDrainMaxRate = 250
 
 // Bounds of a plan's numbers: what each can mean, so that a value past
 // them is a mistake reported at plan time, not a loop, an overflow or a
