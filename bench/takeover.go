@@ -236,7 +236,18 @@ func RunTakeover(ctx context.Context, o TakeoverOptions) (*TakeoverResult, error
 		return res, fmt.Errorf("bench takeover: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	ns, natsURL, err := startNATSServer(ctx, o.NATSServer, dir, o.Stderr)
+	// startNATSServer picks a free port and then starts the server on it:
+	// on a busy machine another process may take the port in between, so
+	// it has three tries.
+	var (
+		ns      *exec.Cmd
+		natsURL string
+	)
+	for try := 0; try < 3; try++ {
+		if ns, natsURL, err = startNATSServer(ctx, o.NATSServer, dir, o.Stderr); err == nil || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		return res, fmt.Errorf("bench takeover: %w", err)
 	}
