@@ -356,6 +356,19 @@ func TestPlacementAbortUncordons(t *testing.T) {
 			if want := map[string]Status{"abort": StatusAborted, "rollback": StatusRolledBack}[how]; st.Status != want {
 				t.Errorf("status %s, want %s", st.Status, want)
 			}
+			if how == "rollback" {
+				// The kept old nodes take clients again before the
+				// rollback drains the canary.
+				var order []string
+				for _, j := range st.Journal {
+					if strings.HasPrefix(j.Step, "r") && (j.Effect.Kind == EffUncordon || j.Effect.Kind == EffDrain) {
+						order = append(order, string(j.Effect.Kind))
+					}
+				}
+				if len(order) < 2 || order[0] != string(EffUncordon) {
+					t.Errorf("rollback's uncordon and drains: %v, want the uncordon first", order)
+				}
+			}
 			for _, in := range h.cloud.inst {
 				if in.lifecycle != "InService" {
 					continue
