@@ -24,6 +24,9 @@ func init() {
 const benchPinnedEnv = "WSFLEET_BENCH_GENERATOR_CPU"
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "soak" {
+		return runSoak(ctx, args[1:], stdout, stderr) // soak.go
+	}
 	fs := newFlagSet("bench", stderr)
 	var o bench.Options
 	quick := fs.Bool("quick", false, "a scaled-down run (1,000 idle sessions, 500 subscribers, short steps)")
