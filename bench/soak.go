@@ -48,6 +48,10 @@ type SoakOptions struct {
 	// its socket without a word and a new one, and a client that drops its
 	// socket and reconnects with its old clientId.
 	ChurnRate float64
+	// ReconnectJitter bounds the random wait before a reconnect with the
+	// old clientId (default 250ms, as the Go client's first retry;
+	// negative: none, the reconnect follows the close at once).
+	ReconnectJitter time.Duration
 	// FlatLimitPct is the flatness bound (default 5): see Flatness.
 	FlatLimitPct float64
 	// Grace is how long the last round of messages (one per channel) has
@@ -81,6 +85,9 @@ func (o *SoakOptions) defaults() {
 	}
 	if o.ChurnRate <= 0 {
 		o.ChurnRate = 10
+	}
+	if o.ReconnectJitter == 0 {
+		o.ReconnectJitter = 250 * time.Millisecond
 	}
 	if o.FlatLimitPct <= 0 {
 		o.FlatLimitPct = 5
@@ -280,7 +287,7 @@ func RunSoak(ctx context.Context, o SoakOptions) (*SoakResult, error) {
 		Settings: map[string]any{
 			"sessions": o.Sessions, "channels": o.Channels, "duration_s": o.Duration.Seconds(),
 			"interval_s": o.Interval.Seconds(), "publish_per_s": o.PublishRate, "churn_per_s": o.ChurnRate,
-			"flat_limit_pct": o.FlatLimitPct, "grace_s": o.Grace.Seconds(),
+			"flat_limit_pct": o.FlatLimitPct, "grace_s": o.Grace.Seconds(), "reconnect_jitter_s": max(o.ReconnectJitter, 0).Seconds(),
 			"deliveries_per_s": o.PublishRate * float64(o.Sessions) / float64(o.Channels),
 		},
 		Load1Start: load1(),
@@ -725,7 +732,10 @@ func (r *soakRun) churn(ctx context.Context) {
 		op++
 		// A reconnect waits as the Go client's first retry does: full
 		// jitter up to 250 ms.
-		wait := time.Duration(r.o.Rand.Int64N(int64(reconnectJitter)))
+		var wait time.Duration
+		if r.o.ReconnectJitter > 0 {
+			wait = time.Duration(r.o.Rand.Int64N(int64(r.o.ReconnectJitter)))
+		}
 		select {
 		case sem <- struct{}{}:
 		default:
@@ -802,9 +812,6 @@ func (r *soakRun) reconnect(c *soakClient) bool {
 	r.start(c, g)
 	return true
 }
-
-// reconnectJitter bounds the wait before a reconnect.
-const reconnectJitter = 250 * time.Millisecond
 
 // checkTail counts the sessions whose last message is not their
 // channel's last.

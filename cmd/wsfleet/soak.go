@@ -23,6 +23,7 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.Channels, "channels", 100, "channels the sessions subscribe to (one each)")
 	fs.Float64Var(&o.PublishRate, "publish-rate", 20, "messages published per second, round robin over the channels")
 	fs.Float64Var(&o.ChurnRate, "churn-rate", 10, "sessions replaced per second (in turn: leave, drop the socket, reconnect with the old clientId)")
+	fs.DurationVar(&o.ReconnectJitter, "reconnect-jitter", 250*time.Millisecond, "a reconnect with the old clientId waits a random time up to this (negative: none)")
 	fs.DurationVar(&o.Interval, "interval", 5*time.Second, "how often the node is sampled")
 	fs.Float64Var(&o.FlatLimitPct, "flat-limit", 5, "flat: the drift of RSS and goroutines over the second half of the hold within this % of their mean")
 	fs.IntVar(&o.ServerCPU, "server-cpu", -1, "core the node is pinned to (-1: no pinning)")
