@@ -176,7 +176,8 @@ var nodeErrorMetrics = []string{
 }
 
 // nodeErrors picks the node's error counters out of its metrics (nil:
-// none read).
+// none read): each of nodeErrorMetrics, and the labelled series of those
+// that are not zero (which code, which limit).
 func nodeErrors(m map[string]float64) map[string]float64 {
 	if m == nil {
 		return nil
@@ -185,5 +186,24 @@ func nodeErrors(m map[string]float64) map[string]float64 {
 	for _, name := range nodeErrorMetrics {
 		out[name] = m[name]
 	}
+	for series, v := range m {
+		name, _, labelled := strings.Cut(series, "{")
+		if !labelled || v == 0 || out[series] != 0 {
+			continue
+		}
+		if _, judged := out[name]; judged {
+			out[series] = v
+		}
+	}
 	return out
+}
+
+// nodeErrorSum is the sum of the node's error counters in e (the judged
+// names only, not their labelled series twice).
+func nodeErrorSum(e map[string]float64) float64 {
+	var n float64
+	for _, name := range nodeErrorMetrics {
+		n += e[name]
+	}
+	return n
 }

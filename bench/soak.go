@@ -215,11 +215,16 @@ type soakData struct {
 // one, and a client that renewed on every answer would then keep two
 // connects in flight, each answered at once by the next, forever.
 type soakClient struct {
-	slot    int
-	ch      int
-	id      []byte
-	g       *genConn
-	done    chan struct{}
+	slot int
+	ch   int
+	id   []byte
+	g    *genConn
+	done chan struct{}
+	// leaving is set when the generator ends the socket; wmu orders it
+	// with the reader's renewed connects, so that none follows a
+	// /meta/disconnect (the node would answer it 401, an error of the
+	// generator's making).
+	wmu     sync.Mutex
 	leaving atomic.Bool
 	lastS   atomic.Int64 // -1: nothing yet
 	lastSeq atomic.Uint64
@@ -597,8 +602,7 @@ func (r *soakRun) frame(c *soakClient, g *genConn, b []byte) bool {
 			if m.ID != c.outstanding {
 				continue // a superseded connect's answer
 			}
-			if err := g.c.writeText(c.nextConnect(0)); err != nil && !c.leaving.Load() && r.ctx.Err() == nil {
-				r.fail(&r.closed, "session %s: renew connect: %v", c.id, err)
+			if !r.renew(c, g) {
 				return false
 			}
 		case len(m.Data) > 0:
@@ -615,6 +619,21 @@ func (r *soakRun) frame(c *soakClient, g *genConn, b []byte) bool {
 			r.lost.Add(lost)
 			r.dupped.Add(dup)
 		}
+	}
+	return true
+}
+
+// renew sends c's next connect on g unless the generator is ending the
+// socket; false when the write failed.
+func (r *soakRun) renew(c *soakClient, g *genConn) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.leaving.Load() {
+		return true
+	}
+	if err := g.c.writeText(c.nextConnect(0)); err != nil && r.ctx.Err() == nil {
+		r.fail(&r.closed, "session %s: renew connect: %v", c.id, err)
+		return false
 	}
 	return true
 }
@@ -765,10 +784,12 @@ func (r *soakRun) replace(i, kind int, wait time.Duration) {
 		r.set(i, r.open(i))
 		return
 	}
+	c.wmu.Lock()
 	c.leaving.Store(true)
 	if kind == 0 {
 		_ = c.g.c.writeText(bayeuxWire{}.bye(c.g))
 	}
+	c.wmu.Unlock()
 	c.g.c.close()
 	<-c.done
 	r.churned.Add(1)
@@ -887,9 +908,7 @@ func (s *sampler) sample() SoakSample {
 		out.Sessions = m["wsfleet_sessions"]
 		out.Connections = m["wsfleet_connections"]
 		out.MessagesOut = m["wsfleet_messages_out_total"]
-		for _, v := range nodeErrors(m) {
-			out.NodeErrors += v
-		}
+		out.NodeErrors = nodeErrorSum(nodeErrors(m))
 	}
 	r := s.r
 	out.Live = r.live()

@@ -126,8 +126,14 @@ func TestParseMetrics(t *testing.T) {
 		}
 	}
 	ne := nodeErrors(m)
-	if ne["wsfleet_errors_total"] != 4 || ne[`wsfleet_handshakes_total{outcome="failed"}`] != 2 || ne["wsfleet_slow_consumers_total"] != 0 {
+	if ne["wsfleet_errors_total"] != 4 || ne[`wsfleet_errors_total{code="401"}`] != 3 || ne[`wsfleet_handshakes_total{outcome="failed"}`] != 2 || ne["wsfleet_slow_consumers_total"] != 0 {
 		t.Errorf("node errors = %v", ne)
+	}
+	if _, ok := ne[`wsfleet_handshakes_total{outcome="ok"}`]; ok {
+		t.Errorf("node errors hold the successful handshakes: %v", ne)
+	}
+	if n := nodeErrorSum(ne); n != 6 {
+		t.Errorf("node error sum = %g, want 6 (4 errors, 2 failed handshakes)", n)
 	}
 	for _, bad := range []string{"go_goroutines\n", `x{a="b" 1` + "\n", "x one\n"} {
 		if _, err := parseMetrics(strings.NewReader(bad)); err == nil {

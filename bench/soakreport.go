@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -37,6 +39,11 @@ func WriteSoakSummary(w io.Writer, r *SoakResult) {
 	var ne []string
 	for _, name := range nodeErrorMetrics {
 		ne = append(ne, fmt.Sprintf("%s %.0f", name, t.NodeErrors[name]))
+	}
+	for _, series := range slices.Sorted(maps.Keys(t.NodeErrors)) {
+		if !slices.Contains(nodeErrorMetrics, series) {
+			ne = append(ne, fmt.Sprintf("%s %.0f", series, t.NodeErrors[series]))
+		}
 	}
 	fmt.Fprintf(w, "  node errors: %s\n", strings.Join(ne, ", "))
 	if t.FirstFailure != "" {
