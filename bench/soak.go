@@ -680,7 +680,9 @@ func (r *soakRun) publish(ctx context.Context, p *publisher, seqs []int64) {
 				chans[i] = next
 				next = (next + 1) % len(seqs)
 			}
-			r.post(ctx, p, chans, seqs)
+			// The request is not cut when the hold ends: its messages
+			// are numbered already, and the sessions must get them.
+			r.post(r.ctx, p, chans, seqs)
 		}
 	}
 }
@@ -712,11 +714,7 @@ func (r *soakRun) post(ctx context.Context, p *publisher, chans []int, seqs []in
 	p.w.endBatch(&body)
 	if err := p.post(ctx, body.Bytes()); err != nil {
 		if ctx.Err() != nil {
-			// The end of the hold cut the request: its messages may
-			// or may not have been published; take them back only
-			// if the node never got them is unknowable, so the
-			// fence round (published after) decides each session's tail.
-			return
+			return // the run was interrupted
 		}
 		r.publishFail.Add(int64(len(chans)))
 		msg := "publish: " + err.Error()

@@ -95,7 +95,7 @@ func writeSoakFiles(dir string, res *bench.SoakResult) error {
 	if err := write("soak.json", func(w io.Writer) error { return bench.WriteSoakJSON(w, res) }); err != nil {
 		return err
 	}
-	title := fmt.Sprintf("wsfleet soak, %s: %v sessions held %s with churn and fan-out — %s",
+	title := fmt.Sprintf("wsfleet soak %s: %v sessions, %s hold — %s",
 		res.Started.Format("2006-01-02 15:04 UTC"), res.Settings["sessions"], time.Duration(res.Settings["duration_s"].(float64)*float64(time.Second)), res.Verdict)
 	return write("soak.svg", func(w io.Writer) error { return bench.WriteSoakChart(w, title, res) })
 }
