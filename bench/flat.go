@@ -16,7 +16,9 @@ import (
 // second half of the hold (time on x), take its drift (the slope times the
 // window's length: how far the line climbs or falls across the window),
 // and call the series flat when |drift| ≤ LimitPct % of the series' mean
-// over the window. The first half is warm-up (the heap reaching its
+// over the window, or ≤ Floor when that is more (a count as small as the
+// node's 20-odd goroutines moves by one or two with any burst of work; a
+// leak of one per replaced session is thousands). The first half is warm-up (the heap reaching its
 // working size, the abandoned sessions of the first minute expiring); a
 // leak shows as a steady climb in the second half however noisy the
 // samples, while a sawtooth (garbage collection, churn) fits a level line.
@@ -35,6 +37,7 @@ type FlatCheck struct {
 	Drift       float64 `json:"drift"`
 	DriftPct    float64 `json:"drift_pct"`
 	LimitPct    float64 `json:"limit_pct"`
+	Floor       float64 `json:"floor,omitempty"`
 	Flat        bool    `json:"flat"`
 	Note        string  `json:"note,omitempty"`
 }
@@ -45,8 +48,8 @@ const minFlatSamples = 4
 // Flatness applies the rule of FlatCheck to a series ys sampled at times
 // ts (seconds, ascending): the window is the second half of [ts[0],
 // ts[last]].
-func Flatness(series string, ts, ys []float64, limitPct float64) FlatCheck {
-	fc := FlatCheck{Series: series, LimitPct: limitPct}
+func Flatness(series string, ts, ys []float64, limitPct, floor float64) FlatCheck {
+	fc := FlatCheck{Series: series, LimitPct: limitPct, Floor: floor}
 	if len(ts) == 0 || len(ts) != len(ys) {
 		fc.Note = "no samples"
 		return fc
@@ -76,7 +79,7 @@ func Flatness(series string, ts, ys []float64, limitPct float64) FlatCheck {
 		return fc
 	}
 	fc.DriftPct = 100 * fc.Drift / mean
-	fc.Flat = math.Abs(fc.DriftPct) <= limitPct
+	fc.Flat = math.Abs(fc.Drift) <= max(limitPct/100*math.Abs(mean), floor)
 	return fc
 }
 

@@ -409,6 +409,10 @@ func RunSoak(ctx context.Context, o SoakOptions) (*SoakResult, error) {
 	return res, ctx.Err()
 }
 
+// goroutineFloor is the goroutines' drift that is flat however small
+// their mean (FlatCheck.Floor).
+const goroutineFloor = 10
+
 // judgeSoak fills res's Flat checks, Errors, Pass and Verdict from its
 // samples and totals.
 func judgeSoak(res *SoakResult, limitPct float64) {
@@ -421,7 +425,7 @@ func judgeSoak(res *SoakResult, limitPct float64) {
 		rss = append(rss, float64(s.RSSKiB))
 		gor = append(gor, s.Goroutines)
 	}
-	res.Flat = []FlatCheck{Flatness("rss_kib", ts, rss, limitPct), Flatness("goroutines", ts, gor, limitPct)}
+	res.Flat = []FlatCheck{Flatness("rss_kib", ts, rss, limitPct, 0), Flatness("goroutines", ts, gor, limitPct, goroutineFloor)}
 	t := res.Totals
 	count := func(name string, n int64) {
 		if n != 0 {
@@ -499,23 +503,23 @@ func (r *soakRun) get(i int) *soakClient {
 	return r.slots[i]
 }
 
-// ramp opens a session in every slot, 64 at a time.
+// ramp opens a session in every slot, 64 at a time, with the bench's
+// openSessions (slot i on channel i mod the channels, as open does).
 func (r *soakRun) ramp() {
-	sem := make(chan struct{}, 64)
-	var wg sync.WaitGroup
-	for i := range r.slots {
-		if r.ctx.Err() != nil {
-			break
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r.set(i, r.open(i))
-		}()
+	conns, err := openSessions(r.ctx, bayeuxWire{}, r.d, r.addr, len(r.slots), r.channel, 64, &genStats{})
+	if err != nil && r.ctx.Err() == nil {
+		msg := err.Error()
+		r.firstFailure.CompareAndSwap(nil, &msg)
 	}
-	wg.Wait()
+	for i, g := range conns {
+		if g == nil {
+			if r.ctx.Err() == nil {
+				r.openFailed.Add(1)
+			}
+			continue
+		}
+		r.set(i, r.track(i, g))
+	}
 }
 
 // open opens a new session for slot i, subscribed to its channel, and
@@ -524,19 +528,27 @@ func (r *soakRun) open(i int) *soakClient {
 	ch := i % len(r.channel)
 	octx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 	defer cancel()
-	g, err := handshake(octx, bayeuxWire{}, r.d.pick(), r.addr)
-	if err == nil {
-		if err = g.subscribe(octx, r.channel[ch]); err != nil {
-			g.c.close()
-		}
-	}
-	if err != nil {
+	failed := func(err error) *soakClient {
 		if r.ctx.Err() == nil {
 			r.fail(&r.openFailed, "open a session: %v", err)
 		}
 		return nil
 	}
-	c := &soakClient{slot: i, ch: ch, id: g.id}
+	g, err := handshake(octx, bayeuxWire{}, r.d.pick(), r.addr)
+	if err != nil {
+		return failed(err)
+	}
+	if err := g.subscribe(octx, r.channel[ch]); err != nil {
+		g.c.close()
+		return failed(err)
+	}
+	return r.track(i, g)
+}
+
+// track makes g, a session subscribed to slot i's channel, slot i's
+// client, and starts reading it.
+func (r *soakRun) track(i int, g *genConn) *soakClient {
+	c := &soakClient{slot: i, ch: i % len(r.channel), id: g.id}
 	c.lastS.Store(-1)
 	r.start(c, g)
 	return c

@@ -42,7 +42,7 @@ func TestFlatness(t *testing.T) {
 		{"slow creep", series(func(t float64, _ int) float64 { return 100e3 * (1 + 0.005*t/60) }), true, 2.4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fc := Flatness("rss", ts, tc.ys, 5)
+			fc := Flatness("rss", ts, tc.ys, 5, 0)
 			if fc.Flat != tc.flat {
 				t.Errorf("flat = %v, want %v (%+v)", fc.Flat, tc.flat, fc)
 			}
@@ -54,14 +54,30 @@ func TestFlatness(t *testing.T) {
 			}
 		})
 	}
+	t.Run("floor", func(t *testing.T) {
+		// 20 goroutines, 2 more in the second half's last samples: +10%
+		// of the mean, within a floor of 10.
+		ys := series(func(_ float64, i int) float64 { return 20 + float64(i/110)*2 })
+		if fc := Flatness("goroutines", ts, ys, 5, 10); !fc.Flat || fc.DriftPct < 5 {
+			t.Errorf("got %+v, want flat by the floor with a drift over 5%%", fc)
+		}
+		if fc := Flatness("goroutines", ts, ys, 5, 0); fc.Flat {
+			t.Errorf("got %+v, want not flat without the floor", fc)
+		}
+		// a climb of 30 over the window is past the floor
+		ys = series(func(t float64, _ int) float64 { return 20 + t/10 })
+		if fc := Flatness("goroutines", ts, ys, 5, 10); fc.Flat {
+			t.Errorf("got %+v, want not flat", fc)
+		}
+	})
 	t.Run("too few samples", func(t *testing.T) {
-		fc := Flatness("rss", []float64{0, 5, 10, 15, 20}, []float64{1, 1, 1, 1, 1}, 5)
+		fc := Flatness("rss", []float64{0, 5, 10, 15, 20}, []float64{1, 1, 1, 1, 1}, 5, 0)
 		if fc.Flat || fc.Samples != 3 || fc.Note == "" {
 			t.Errorf("got %+v, want not flat, 3 samples, a note", fc)
 		}
 	})
 	t.Run("no samples", func(t *testing.T) {
-		if fc := Flatness("rss", nil, nil, 5); fc.Flat {
+		if fc := Flatness("rss", nil, nil, 5, 0); fc.Flat {
 			t.Errorf("got %+v, want not flat", fc)
 		}
 	})

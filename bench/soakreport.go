@@ -28,8 +28,12 @@ func WriteSoakSummary(w io.Writer, r *SoakResult) {
 		if !f.Flat {
 			verdict = "NOT flat"
 		}
-		fmt.Fprintf(w, "  %-10s %s: mean %.0f, slope %+.1f/min, drift %+.0f (%+.2f%% of the mean, limit ±%g%%) over %.0f–%.0fs, %d samples%s\n",
-			f.Series, verdict, f.Mean, f.SlopePerMin, f.Drift, f.DriftPct, f.LimitPct, f.From, f.To, f.Samples, note(f.Note))
+		limit := fmt.Sprintf("±%g%%", f.LimitPct)
+		if f.Floor > 0 {
+			limit += fmt.Sprintf(" or ±%g", f.Floor)
+		}
+		fmt.Fprintf(w, "  %-10s %s: mean %.0f, slope %+.1f/min, drift %+.0f (%+.2f%% of the mean, limit %s) over %.0f–%.0fs, %d samples%s\n",
+			f.Series, verdict, f.Mean, f.SlopePerMin, f.Drift, f.DriftPct, limit, f.From, f.To, f.Samples, note(f.Note))
 	}
 	t := r.Totals
 	fmt.Fprintf(w, "  published %d (failed %d), delivered %d; replaced %d (left %d, dropped %d, reconnected with the old clientId %d)\n",
