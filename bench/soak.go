@@ -802,6 +802,12 @@ func (r *soakRun) replace(i, kind int, wait time.Duration) {
 	c.wmu.Unlock()
 	c.g.c.close()
 	<-c.done
+	if r.get(i) != c {
+		// The node ended the session meanwhile (a failure the reader
+		// counted, and it emptied the slot): a new one takes its place.
+		r.set(i, r.open(i))
+		return
+	}
 	r.churned.Add(1)
 	switch kind {
 	case 0, 1:
