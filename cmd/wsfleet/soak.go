@@ -30,6 +30,7 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	out := fs.String("out", "docs/soak", "directory soak.json and soak.svg are written to (empty: none)")
 	natsServer := fs.String("nats-server", "", "nats-server binary the node joins (default: nats-server on PATH)")
 	binary := fs.String("wsfleet", "", "wsfleet binary to run as the node (default: this one)")
+	serverLog := fs.String("server-log", "", "append the node's and the nats-server's logs to this file (default: dropped)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -50,6 +51,14 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	o.NATSServer = *natsServer
 	o.Progress, o.Stderr = stderr, io.Discard
+	if *serverLog != "" {
+		f, err := os.OpenFile(*serverLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("soak: %w", err)
+		}
+		defer f.Close()
+		o.Stderr = f
+	}
 	fmt.Fprintf(stderr, "soak: %d sessions over %d channels for %s, %g messages/s, %g replaced/s\n",
 		o.Sessions, o.Channels, o.Duration, o.PublishRate, o.ChurnRate)
 	res, err := bench.RunSoak(ctx, o)
