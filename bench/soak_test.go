@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -285,5 +286,22 @@ func TestWriteSoakChart(t *testing.T) {
 	}
 	if paths < 10 {
 		t.Errorf("%d paths, want the lines and axes", paths)
+	}
+}
+
+func TestOpenFDs(t *testing.T) {
+	pid := os.Getpid()
+	before := openFDs(pid)
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := openFDs(pid)
+	f.Close()
+	if before <= 0 || after != before+1 {
+		t.Errorf("open fds %d, then %d with one more file open", before, after)
+	}
+	if n := openFDs(-1); n != -1 {
+		t.Errorf("openFDs of no process = %d, want -1", n)
 	}
 }
