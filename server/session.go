@@ -125,6 +125,25 @@ func (s *session) deliver(m outMsg) {
 		return
 	}
 	s.cursor = m.seq
+	if wc := s.ws; wc != nil && !s.writing && s.srv.cfg.Faults.Delay == 0 && len(s.queue) < s.srv.cfg.QueueLimit {
+		// the socket is free: write on this goroutine, without blocking
+		// (writeNow), rather than wake a writer. A lone message, the
+		// usual case, is not queued at all.
+		s.writing = true
+		given := s.given
+		var one [1]outMsg
+		q := one[:0]
+		if len(s.queue) == 0 {
+			q = append(q, m)
+			s.given = max(s.given, m.seq)
+		} else {
+			s.queue = append(s.queue, m)
+			q = s.takeLocked()
+		}
+		s.mu.Unlock()
+		s.writeNow(wc, q, given)
+		return
+	}
 	overflow := s.pushLocked(m)
 	s.mu.Unlock()
 	if overflow {
@@ -149,7 +168,7 @@ func (s *session) kickLocked() {
 	if s.ws != nil {
 		if !s.writing {
 			s.writing = true
-			go s.writeLoop()
+			go s.writeLoop(nil, nil, 0)
 		}
 		return
 	}

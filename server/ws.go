@@ -161,7 +161,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err := setSendBuffer(conn, s.cfg.WSSendBuffer); err != nil {
 		s.log.Debug("websocket send buffer left unbounded", "err", err)
 	}
-	wc := &wsConn{srv: s, conn: conn, br: sb.br, sock: &sockWriter{conn: conn, timeout: s.cfg.WriteTimeout}, fd: -1}
+	wc := &wsConn{srv: s, conn: conn, br: sb.br, sock: newSockWriter(conn, s.cfg.WriteTimeout), fd: -1}
 	if s.hsLimit != nil {
 		wc.addr = s.clientKey(r)
 	}
@@ -599,10 +599,71 @@ func (ss *session) detach(wc *wsConn) {
 	}
 }
 
+// writeNow writes q, taken from the session (whose given was given
+// before) by a caller that set writing, without blocking, then what was
+// queued meanwhile. When the socket cannot take a frame at once, it hands
+// over to writeLoop, which may wait.
+func (ss *session) writeNow(wc *wsConn, q []outMsg, given uint64) {
+	for {
+		pending, ok, err := wc.writeQueueNow(q)
+		switch {
+		case err != nil:
+			ss.writeFailed(wc, q, given)
+			return
+		case !ok:
+			// another writer has the socket: queue again, and wait for it
+			// on a goroutine of its own
+			ss.mu.Lock()
+			ss.queue = append(append([]outMsg(nil), q...), ss.queue...)
+			ss.given = given
+			ss.mu.Unlock()
+			go ss.writeLoop(nil, nil, 0)
+			return
+		case pending:
+			// the socket took part of the frame: the rest, and whatever
+			// follows, may have to wait
+			go ss.writeLoop(wc, append([]outMsg(nil), q...), given)
+			return
+		}
+		ss.srv.countOut(q)
+		ss.mu.Lock()
+		if ss.ws == nil || ss.closed || len(ss.queue) == 0 {
+			ss.writing = false
+			ss.mu.Unlock()
+			return
+		}
+		wc, given = ss.ws, ss.given
+		q = ss.takeLocked()
+		ss.mu.Unlock()
+	}
+}
+
+// writeFailed puts q, which a failed write took, back in front of the
+// queue, so that a later connection (or a saved session) starts from it,
+// and closes the socket.
+func (ss *session) writeFailed(wc *wsConn, q []outMsg, given uint64) {
+	ss.mu.Lock()
+	ss.queue = append(append([]outMsg(nil), q...), ss.queue...)
+	ss.given = given
+	ss.writing = false
+	ss.mu.Unlock()
+	wc.close(ws.StatusGoingAway, "write failed")
+}
+
 // writeLoop writes what the session has queued, one frame per round, and
 // ends when the queue is empty. A failed write puts the messages back, so
-// that a later connection (or a saved session) starts from them.
-func (ss *session) writeLoop() {
+// that a later connection (or a saved session) starts from them. It is
+// started when the socket may make a writer wait; when writeNow left part
+// of a frame unwritten, sent are its messages and given the session's
+// given before them: the rest goes out first.
+func (ss *session) writeLoop(wc *wsConn, sent []outMsg, given uint64) {
+	if sent != nil {
+		if err := wc.sock.flush(); err != nil {
+			ss.writeFailed(wc, sent, given)
+			return
+		}
+		ss.srv.countOut(sent)
+	}
 	for {
 		ss.mu.Lock()
 		wc := ss.ws
@@ -619,12 +680,7 @@ func (ss *session) writeLoop() {
 			time.Sleep(d) // a test-only fault (fault.go): a slow node
 		}
 		if err := wc.writeQueue(q); err != nil {
-			ss.mu.Lock()
-			ss.queue = append(q, ss.queue...)
-			ss.given = given
-			ss.writing = false
-			ss.mu.Unlock()
-			wc.close(ws.StatusGoingAway, "write failed")
+			ss.writeFailed(wc, q, given)
 			return
 		}
 		ss.srv.countOut(q)
@@ -674,6 +730,11 @@ func appendFrame(b []byte, q []outMsg) []byte {
 // writer's pooled buffer: no frame is allocated per delivery.
 func (wc *wsConn) writeQueue(q []outMsg) error {
 	return wc.sock.writeTextFunc(frameLen(q), func(b []byte) []byte { return appendFrame(b, q) })
+}
+
+// writeQueueNow is writeQueue without blocking (sockWriter.tryWriteTextFunc).
+func (wc *wsConn) writeQueueNow(q []outMsg) (pending, ok bool, err error) {
+	return wc.sock.tryWriteTextFunc(frameLen(q), func(b []byte) []byte { return appendFrame(b, q) })
 }
 
 func (wc *wsConn) writeReplies(rs []*bayeux.Message) {

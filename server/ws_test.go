@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 )
 
 func TestAppendTextHeader(t *testing.T) {
@@ -60,5 +61,69 @@ func TestFrameLen(t *testing.T) {
 		if n := frameLen(q); n != len(f) {
 			t.Errorf("frameLen %d, frame %q is %d bytes", n, f, len(f))
 		}
+	}
+}
+
+// TestDeliveryWritesInline: with the socket free, a delivery is written by
+// the delivering goroutine itself, with no goroutine started and nothing
+// allocated (the fan-out hot path), and it arrives.
+func TestDeliveryWritesInline(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.Timeout = time.Hour })
+	c, err := sinkSession("ws"+strings.TrimPrefix(n.url, "http")+"/bayeux", "/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n.srv.mu.RLock()
+	var ss *session
+	for _, s := range n.srv.sessions {
+		ss = s
+	}
+	n.srv.mu.RUnlock()
+	payload := stampSeq([]byte(`{"channel":"/a","data":"x"}`), 1)
+	seq := uint64(0)
+	deliver := func() {
+		seq++
+		ss.deliver(outMsg{seq: seq, published: 1, b: payload})
+	}
+	deliver() // warm the pools
+	if allocs := testing.AllocsPerRun(100, deliver); allocs != 0 {
+		t.Errorf("%v allocations per delivery, want none", allocs)
+	}
+	ss.mu.Lock()
+	writing, queued := ss.writing, len(ss.queue)
+	ss.mu.Unlock()
+	if writing || queued != 0 {
+		t.Errorf("after the deliveries: writing %v, %d queued; want them written", writing, queued)
+	}
+	// every delivery arrived, one frame each
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range seq {
+		b, err := wsutil.ReadServerText(c)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i+1, err)
+		}
+		if want := "[" + string(payload) + "]"; string(b) != want {
+			t.Fatalf("frame %d: %.200s, want %s", i+1, b, want)
+		}
+	}
+}
+
+// TestInlineWriteAfterDeadline: writes that never block set no deadline of
+// their own, yet the socket's write deadline, set by an earlier blocking
+// write, must not fail them once it has passed.
+func TestInlineWriteAfterDeadline(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.WriteTimeout = 100 * time.Millisecond })
+	p := dialWS(t, n)
+	p.handshake(nil)
+	p.subscribe("/a", nil)
+	for i := range 3 {
+		if code, res := n.publish(fmt.Sprintf(`{"channel":"/a","data":%d}`, i)); code != 200 || !res[0].Successful {
+			t.Fatalf("publish: %d %+v", code, res)
+		}
+		if got := p.dataN(1); got[0]["data"] != float64(i) {
+			t.Fatalf("received %v, want data %d", got, i)
+		}
+		time.Sleep(250 * time.Millisecond) // past the deadline
 	}
 }
