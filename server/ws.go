@@ -42,8 +42,8 @@ const closeWait = 5 * time.Second
 type wsConn struct {
 	srv  *Server
 	conn net.Conn
-	br   *bufio.Reader // small: see wsBufferSize
-	sock *sockWriter
+	br   *bufio.Reader // small (wsBufferSize); nil while parked (readerPool)
+	sock sockWriter    // in the connection itself: one object less per socket
 
 	// state is wsReading or wsParked; moving a socket out of wsParked
 	// (compare-and-swap) makes the mover its owner.
@@ -161,7 +161,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err := setSendBuffer(conn, s.cfg.WSSendBuffer); err != nil {
 		s.log.Debug("websocket send buffer left unbounded", "err", err)
 	}
-	wc := &wsConn{srv: s, conn: conn, br: sb.br, sock: newSockWriter(conn, s.cfg.WriteTimeout), fd: -1}
+	wc := &wsConn{srv: s, conn: conn, br: sb.br, fd: -1}
+	wc.sock.init(conn, s.cfg.WriteTimeout)
 	if s.hsLimit != nil {
 		wc.addr = s.clientKey(r)
 	}
@@ -189,12 +190,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // ready says that bytes are waiting on the socket: the poller saw them.
 func (s *Server) readWS(wc *wsConn, ready bool) {
 	for {
+		wc.takeReader()
 		if wc.isClosing() {
 			s.finishWS(wc)
 			return
 		}
 		if !ready && wc.br.Buffered() == 0 {
 			if s.poller != nil && !s.cfg.noPoller {
+				// from here the socket may have another owner at any
+				// time: its read buffer goes back to the pool first
+				wc.dropReader()
 				if wc.park() {
 					return
 				}
@@ -214,6 +219,37 @@ func (s *Server) readWS(wc *wsConn, ready bool) {
 		}
 		ready = false
 		s.readFrame(wc)
+	}
+}
+
+// readerPool holds the read buffers of sockets not being read: a parked
+// socket holds none (with the bufio.Reader, 224 bytes of an idle
+// session's cost).
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, wsBufferSize) }}
+
+// takeReader gives the owner a read buffer, from the pool when the socket
+// parked without one.
+func (wc *wsConn) takeReader() {
+	if wc.br == nil {
+		br := readerPool.Get().(*bufio.Reader)
+		br.Reset(wc.conn)
+		wc.br = br
+	}
+}
+
+// dropReader returns the owner's read buffer to the pool when nothing is
+// buffered in it. Bytes read ahead at the upgrade (smallBuffers) are in
+// the buffer too, so an empty buffer means the next bytes are the
+// socket's: a pooled reader on conn reads them.
+func (wc *wsConn) dropReader() {
+	if wc.br == nil || wc.br.Buffered() > 0 {
+		return
+	}
+	br := wc.br
+	wc.br = nil
+	if br.Size() == wsBufferSize {
+		br.Reset(nil)
+		readerPool.Put(br)
 	}
 }
 

@@ -23,21 +23,21 @@ type sockWriter struct {
 	conn      net.Conn
 	raw       syscall.RawConn // conn's descriptor, for tryWriteTextFunc; nil: none
 	timeout   time.Duration
-	closeSent bool      // a close frame went out: no more frames
-	deadline  time.Time // the socket's write deadline
-	// rest is the unwritten tail of a frame tryWriteTextFunc began: it
-	// goes out before anything else.
-	rest []byte
+	closeSent bool  // a close frame went out: no more frames
+	deadline  int64 // the socket's write deadline, unix nanos
+	// rest is a frame tryWriteTextFunc began, from rest.off on: it goes
+	// out before anything else.
+	rest *frameBuf
 }
 
-func newSockWriter(conn net.Conn, timeout time.Duration) *sockWriter {
-	w := &sockWriter{conn: conn, timeout: timeout}
+// init makes w the writer of conn, with writes bounded by timeout.
+func (w *sockWriter) init(conn net.Conn, timeout time.Duration) {
+	w.conn, w.timeout = conn, timeout
 	if sc, ok := conn.(syscall.Conn); ok && canWriteRaw {
 		if rc, err := sc.SyscallConn(); err == nil {
 			w.raw = rc
 		}
 	}
-	return w
 }
 
 // extendDeadlineLocked makes sure a write may block for at least half the
@@ -46,22 +46,25 @@ func newSockWriter(conn net.Conn, timeout time.Duration) *sockWriter {
 // the CPU at fan-out rates when done for every frame.
 func (w *sockWriter) extendDeadlineLocked() {
 	now := time.Now()
-	if w.deadline.Sub(now) >= w.timeout/2 {
+	if time.Duration(w.deadline-now.UnixNano()) >= w.timeout/2 {
 		return
 	}
-	w.deadline = now.Add(w.timeout)
-	w.conn.SetWriteDeadline(w.deadline)
+	d := now.Add(w.timeout)
+	w.deadline = d.UnixNano()
+	w.conn.SetWriteDeadline(d)
 }
 
 // flushLocked writes what is left of a frame tryWriteTextFunc began,
 // blocking up to the write timeout.
 func (w *sockWriter) flushLocked() error {
-	if len(w.rest) == 0 {
+	fb := w.rest
+	if fb == nil {
 		return nil
 	}
-	w.extendDeadlineLocked()
-	_, err := w.conn.Write(w.rest)
 	w.rest = nil
+	w.extendDeadlineLocked()
+	_, err := w.conn.Write(fb.b[fb.off:])
+	fb.put()
 	if err != nil {
 		return fmt.Errorf("write websocket frame: %w", err)
 	}
@@ -135,7 +138,7 @@ func (w *sockWriter) tryWriteTextFunc(n int, fill func([]byte) []byte) (pending,
 	if w.closeSent {
 		return false, true, net.ErrClosed
 	}
-	if len(w.rest) > 0 {
+	if w.rest != nil {
 		return false, false, nil
 	}
 	fb, err := buildFrame(n, fill)
@@ -156,11 +159,11 @@ func (w *sockWriter) tryWriteTextFunc(n int, fill func([]byte) []byte) (pending,
 		return false, true, fmt.Errorf("write websocket frame: %w", err)
 	}
 	if fb.off < len(fb.b) {
-		w.rest = append([]byte(nil), fb.b[fb.off:]...)
-		pending = true
+		w.rest = fb // flushLocked puts it back
+		return true, true, nil
 	}
 	fb.put()
-	return pending, true, nil
+	return false, true, nil
 }
 
 // writeControl writes a control frame (ping, pong or close) with a payload
