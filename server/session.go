@@ -64,24 +64,20 @@ type session struct {
 	replaying int
 	pending   []outMsg
 
-	ws   *wsConn       // attached websocket, nil when none
-	held *heldConnect  // the /meta/connect this node is holding
-	wake chan struct{} // long-polling: signalled when the queue fills
+	ws      *wsConn       // attached websocket, nil when none
+	writing bool          // a writer has the websocket: a goroutine, or the delivering goroutine writing at once
+	held    *heldConnect  // the /meta/connect this node is holding
+	wake    chan struct{} // long-polling: signalled when the queue fills
 
-	lastConnect time.Time // last /meta/connect received or answered
-
-	// the flags last, together: a session is kept small
-	//
-	// writing is set while a writer has the session's websocket: a
-	// writer goroutine, or the delivering goroutine writing at once.
-	writing bool
 	// live is set while this node holds the session: always without
 	// shared sessions; with them, while a websocket is attached or a
 	// long-poll is being answered (see shared.go). A copy that is not live
 	// queues nothing.
-	live     bool
-	closed   bool // removed from the node
-	released bool // handed off by a drain; deliver nothing more
+	live bool
+
+	lastConnect time.Time // last /meta/connect received or answered
+	closed      bool      // removed from the node
+	released    bool      // handed off by a drain; deliver nothing more
 }
 
 // heldConnect is a /meta/connect reply waiting to be sent on a websocket
