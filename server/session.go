@@ -65,7 +65,8 @@ type session struct {
 	pending   []outMsg
 
 	ws      *wsConn       // attached websocket, nil when none
-	writing bool          // a writer has the websocket: a goroutine, or the delivering goroutine writing at once
+	writing bool          // a writer has the websocket: a goroutine, or the flusher
+	ready   bool          // listed for the flusher (flush.go)
 	held    *heldConnect  // the /meta/connect this node is holding
 	wake    chan struct{} // long-polling: signalled when the queue fills
 
@@ -125,23 +126,17 @@ func (s *session) deliver(m outMsg) {
 		return
 	}
 	s.cursor = m.seq
-	if wc := s.ws; wc != nil && !s.writing && s.srv.cfg.Faults.Delay == 0 && len(s.queue) < s.srv.cfg.QueueLimit {
-		// the socket is free: write on this goroutine, without blocking
-		// (writeNow), rather than wake a writer. A lone message, the
-		// usual case, is not queued at all.
-		s.writing = true
-		given := s.given
-		var one [1]outMsg
-		q := one[:0]
-		if len(s.queue) == 0 {
-			q = append(q, m)
-			s.given = max(s.given, m.seq)
-		} else {
-			s.queue = append(s.queue, m)
-			q = s.takeLocked()
-		}
+	if s.ws != nil && !s.writing && s.srv.cfg.Faults.Delay == 0 && len(s.queue) < s.srv.cfg.QueueLimit {
+		// the socket is free: queue, and list the session (once) for
+		// the flusher, which writes without blocking, rather than start
+		// a writer
+		s.queue = append(s.queue, m)
+		list := !s.ready
+		s.ready = true
 		s.mu.Unlock()
-		s.writeNow(wc, q, given)
+		if list {
+			s.srv.flusher.add(s.srv, s)
+		}
 		return
 	}
 	overflow := s.pushLocked(m)
