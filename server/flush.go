@@ -1,19 +1,33 @@
 package server
 
-import "sync"
+import (
+	"runtime"
+	"sync"
+	"unsafe"
+)
 
-// flusher writes the websockets that deliveries made ready, on one
-// long-lived goroutine: the broker's delivery goroutine only queues (and
+// flusher writes the websockets that deliveries made ready, on
+// long-lived goroutines: the broker's delivery goroutine only queues (and
 // lists the session once), so no goroutine is started per delivery, and
-// the flusher writes each listed session's whole queue as one frame
-// without blocking (writeNow). While it keeps up every frame carries one
-// message, one write each; when deliveries outrun it, a session's
-// messages gather in its queue and go out together, one Bayeux array in
-// one frame and one write: the busier the node, the fewer writes per
-// delivery. A socket that cannot take a frame at once is handed to a
-// writer goroutine of its own (writeLoop), so the flusher never waits.
+// a flusher writes each listed session's whole queue as one frame without
+// blocking (writeNow). While it keeps up every frame carries one message,
+// one write each; when deliveries outrun it, a session's messages gather
+// in its queue and go out together, one Bayeux array in one frame and one
+// write: the busier the node, the fewer writes per delivery. A socket
+// that cannot take a frame at once is handed to a writer goroutine of its
+// own (writeLoop), so a flusher never waits.
+//
+// There is one shard per processor (GOMAXPROCS when first used), each
+// with its goroutine, so that a node with several cores writes on all of
+// them; a session always goes to the same shard, which keeps its frames
+// in order.
 type flusher struct {
-	once sync.Once
+	once   sync.Once
+	shards []flushShard
+}
+
+// flushShard is one flusher goroutine and its lists.
+type flushShard struct {
 	wake chan struct{} // a list became non-empty
 
 	mu    sync.Mutex
@@ -24,11 +38,16 @@ type flusher struct {
 }
 
 // add lists ss, whose ready flag deliver just set, for writing.
-func (f *flusher) add(s *Server, ss *session) {
-	f.once.Do(func() {
-		f.wake = make(chan struct{}, 1)
-		go f.run(s)
+func (fl *flusher) add(s *Server, ss *session) {
+	fl.once.Do(func() {
+		fl.shards = make([]flushShard, runtime.GOMAXPROCS(0))
+		for i := range fl.shards {
+			fl.shards[i].wake = make(chan struct{}, 1)
+			go fl.shards[i].run(s)
+		}
 	})
+	// a session's address is its shard key: heap objects do not move
+	f := &fl.shards[(uintptr(unsafe.Pointer(ss))>>6)%uintptr(len(fl.shards))]
 	f.mu.Lock()
 	f.ready = append(f.ready, ss)
 	first := len(f.ready) == 1
@@ -42,7 +61,7 @@ func (f *flusher) add(s *Server, ss *session) {
 }
 
 // run writes the listed sessions until the node closes.
-func (f *flusher) run(s *Server) {
+func (f *flushShard) run(s *Server) {
 	for {
 		select {
 		case <-f.wake:
@@ -73,7 +92,7 @@ const keepQueue = 4
 
 // flush writes what ss has queued, unless it has no socket or a writer
 // has it already (that writer takes the queue too).
-func (f *flusher) flush(ss *session) {
+func (f *flushShard) flush(ss *session) {
 	ss.mu.Lock()
 	ss.ready = false
 	wc := ss.ws

@@ -37,8 +37,8 @@ const closeWait = 5 * time.Second
 // at the least) was the largest part of what an idle session cost. Where
 // there is no poller, the owner waits for bytes in a shallow call instead.
 //
-// Writing is the session's business (writeLoop) and the reader's for
-// control frames; both go through sock.
+// Writing is the session's business (the flusher, flush.go, or writeLoop)
+// and the reader's for control frames; all go through sock.
 type wsConn struct {
 	srv  *Server
 	conn net.Conn
