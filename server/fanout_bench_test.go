@@ -18,17 +18,19 @@ package server
 // comes and goes). node-writes/delivery below 1 is frames carrying several
 // messages.
 //
-// Last results (2 shared cores, 1,000 subscribers; before = the node as of
-// the commit that added these benchmarks, run alternately with after):
+// Last results (2 shared cores, 1,000 subscribers, GOMAXPROCS 2 so two
+// flushers; before = the node on main today, built with these
+// benchmarks; each pair run one after the other):
 //
-//	40 messages/s (40,000 deliveries/s): node/bare 1.21-1.22 before,
-//	  1.05-1.08 after; writes per delivery 0.96-0.98 before, 0.90-0.93
-//	  after; allocations per delivery 2.0 before, 0.04 after
-//	100 messages/s (100,000 deliveries/s): node/bare 0.86-0.97 before,
-//	  0.75-0.81 after; writes per delivery 0.66-0.73 before, 0.60-0.69
-//	  after
-//	idle (5,000 sessions): see BenchmarkIdleSession in the report of the
-//	  change; RSS per session 3.2 KiB before, 2.7 KiB after
+//	40 messages/s (40,000 deliveries/s): node/bare 1.18-1.28 before,
+//	  0.99-1.10 after; writes per delivery 0.93-0.99 before, 0.85-0.95
+//	  after; allocations per delivery 2.0 before, 0.03-0.05 after
+//	100 messages/s (100,000 deliveries/s): node/bare 0.89-0.90 before,
+//	  0.89-1.06 after (0.75-0.81 with a single flusher, as GOMAXPROCS 1
+//	  gives); writes per delivery 0.69-0.70 before, 0.71-0.84 after
+//	idle, 5,000 sessions: RSS 3.10-3.11 KiB per session before, 2.71-2.78
+//	  after; live heap 1,573-1,579 bytes before, 1,331-1,344 after; no
+//	  goroutine either way
 
 import (
 	"bufio"
