@@ -93,8 +93,10 @@ func TestDeliveryHotPath(t *testing.T) {
 	deliver := func() {
 		seq++
 		ss.deliver(outMsg{seq: seq, published: 1, b: payload})
-		for !written() {
-			runtime.Gosched()
+		for end := time.Now().Add(10 * time.Second); !written(); runtime.Gosched() {
+			if time.Now().After(end) {
+				t.Fatalf("delivery %d not written", seq)
+			}
 		}
 	}
 	deliver() // warm the pools
@@ -136,5 +138,52 @@ func TestInlineWriteAfterDeadline(t *testing.T) {
 			t.Fatalf("received %v, want data %d", got, i)
 		}
 		time.Sleep(250 * time.Millisecond) // past the deadline
+	}
+}
+
+// TestDeliveryBackpressure: deliveries to a client that stops reading fill
+// its socket; the frame the socket took in part is finished by a writer
+// goroutine before anything else, and once the client reads again every
+// message arrives, whole and in order.
+func TestDeliveryBackpressure(t *testing.T) {
+	n := startNode(t, func(c *Config) {
+		c.Timeout = time.Hour
+		c.QueueLimit = 10_000
+		c.WSSendBuffer = 4096
+	})
+	c, err := sinkSession("ws"+strings.TrimPrefix(n.url, "http")+"/bayeux", "/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n.srv.mu.RLock()
+	var ss *session
+	for _, s := range n.srv.sessions {
+		ss = s
+	}
+	n.srv.mu.RUnlock()
+	const total = 2000
+	text := strings.Repeat("y", 1000)
+	for seq := uint64(1); seq <= total; seq++ {
+		p := stampSeq([]byte(fmt.Sprintf(`{"channel":"/a","data":%q}`, text)), seq)
+		ss.deliver(outMsg{seq: seq, published: 1, b: p})
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var next uint64 = 1
+	for next <= total {
+		b, err := wsutil.ReadServerText(c)
+		if err != nil {
+			t.Fatalf("reading delivery %d: %v", next, err)
+		}
+		var ms []msg
+		if err := json.Unmarshal(b, &ms); err != nil {
+			t.Fatalf("frame %.200s: %v", b, err)
+		}
+		for _, m := range ms {
+			if seqOf(m) != next || m["data"] != text {
+				t.Fatalf("delivery %d: seq %d, %d bytes of data", next, seqOf(m), len(fmt.Sprint(m["data"])))
+			}
+			next++
+		}
 	}
 }
