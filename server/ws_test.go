@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -72,17 +73,7 @@ func TestFrameLen(t *testing.T) {
 // in order, one Bayeux message each.
 func TestDeliveryHotPath(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.Timeout = time.Hour })
-	c, err := sinkSession("ws"+strings.TrimPrefix(n.url, "http")+"/bayeux", "/a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	n.srv.mu.RLock()
-	var ss *session
-	for _, s := range n.srv.sessions {
-		ss = s
-	}
-	n.srv.mu.RUnlock()
+	c, ss := rawSubscriber(t, n, "/a")
 	payload := stampSeq([]byte(`{"channel":"/a","data":"x"}`), 1)
 	seq := uint64(0)
 	written := func() bool {
@@ -151,17 +142,7 @@ func TestDeliveryBackpressure(t *testing.T) {
 		c.QueueLimit = 10_000
 		c.WSSendBuffer = 4096
 	})
-	c, err := sinkSession("ws"+strings.TrimPrefix(n.url, "http")+"/bayeux", "/a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	n.srv.mu.RLock()
-	var ss *session
-	for _, s := range n.srv.sessions {
-		ss = s
-	}
-	n.srv.mu.RUnlock()
+	c, ss := rawSubscriber(t, n, "/a")
 	const total = 2000
 	text := strings.Repeat("y", 1000)
 	for seq := uint64(1); seq <= total; seq++ {
@@ -186,4 +167,25 @@ func TestDeliveryBackpressure(t *testing.T) {
 			next++
 		}
 	}
+}
+
+// rawSubscriber opens the node's only session, subscribed to channel with
+// its connect held, on a socket the test reads itself (sinkSession), and
+// returns the socket and the node's session.
+func rawSubscriber(t *testing.T, n *node, channel string) (net.Conn, *session) {
+	t.Helper()
+	c, err := sinkSession("ws"+strings.TrimPrefix(n.url, "http")+"/bayeux", channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	n.srv.mu.RLock()
+	defer n.srv.mu.RUnlock()
+	if len(n.srv.sessions) != 1 {
+		t.Fatalf("%d sessions, want 1", len(n.srv.sessions))
+	}
+	for _, ss := range n.srv.sessions {
+		return c, ss
+	}
+	return c, nil
 }
