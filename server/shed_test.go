@@ -242,23 +242,23 @@ func TestShedPacing(t *testing.T) {
 	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
 	n := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
 	var peers []*wsPeer
-	for range 6 {
+	for range 7 {
 		p := dialWS(t, n)
 		p.handshake(nil)
 		peers = append(peers, p)
 	}
-	waitFor(t, func() bool { return heldConnects(n.srv) == 6 }, "connects not held")
+	waitFor(t, func() bool { return heldConnects(n.srv) == 7 }, "connects not held")
 	rng := drainRand()
 	first := releaseSchedule(3, 0, 10, rng, clk.Now())
-	second := releaseSchedule(1, time.Second, 2, rng, first[2])
+	second := releaseSchedule(2, 10*time.Second, 100, rng, first[2])
 	schedule := append(first, second...)
 	if res, err := n.srv.Shed(nodeapi.ShedRequest{ID: "one", Count: 3, Window: nodeapi.Dur(0), MaxRate: 10}); err != nil || res.Releasing != 3 {
 		t.Fatalf("shed: %+v, %v", res, err)
 	}
-	if res, err := n.srv.Shed(nodeapi.ShedRequest{ID: "two", Count: 1, Window: nodeapi.Dur(time.Second), MaxRate: 2}); err != nil || res.Releasing != 1 {
+	if res, err := n.srv.Shed(nodeapi.ShedRequest{ID: "two", Count: 2, Window: nodeapi.Dur(10 * time.Second), MaxRate: 100}); err != nil || res.Releasing != 2 {
 		t.Fatalf("second shed: %+v, %v", res, err)
 	}
-	if st := n.srv.Status().Shed; st != (nodeapi.ShedStatus{Requested: 4, Running: true}) {
+	if st := n.srv.Status().Shed; st != (nodeapi.ShedStatus{Requested: 5, Running: true}) {
 		t.Fatalf("shed status %+v", st)
 	}
 	var last time.Time
@@ -266,7 +266,7 @@ func TestShedPacing(t *testing.T) {
 		// never closer than the gap of the release's own rate
 		gap := releaseGap(10)
 		if i >= len(first) {
-			gap = releaseGap(2)
+			gap = releaseGap(100)
 		}
 		if i > 0 && at.Sub(last) < gap {
 			at = last.Add(gap)
@@ -284,7 +284,7 @@ func TestShedPacing(t *testing.T) {
 		waitFor(t, func() bool { return n.srv.Status().Shed.Released == i+1 }, "release %d not done at %v", i, at)
 	}
 	waitFor(t, func() bool { return !n.srv.Status().Shed.Running }, "shed still running")
-	if st := n.srv.Status(); st.Sessions != 2 || st.State != StateReady || st.Shed != (nodeapi.ShedStatus{Requested: 4, Released: 4}) {
+	if st := n.srv.Status(); st.Sessions != 2 || st.State != StateReady || st.Shed != (nodeapi.ShedStatus{Requested: 5, Released: 5}) {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -529,4 +529,37 @@ func TestAdminClientOnNode(t *testing.T) {
 	if again, err := c.Shed(ctx, n.url, nodeapi.ShedRequest{ID: "e1", Count: 5}); err != nil || again != res {
 		t.Fatalf("resent shed: %+v, %v; want %+v", again, err, res)
 	}
+}
+
+// TestShedLateReleaseKeepsTheRate: a release whose timer fired late does
+// not bring the next one closer than 1/max_rate: the rate bound holds over
+// any second, whatever the timers do.
+func TestShedLateReleaseKeepsTheRate(t *testing.T) {
+	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
+	n := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
+	for range 3 {
+		dialWS(t, n).handshake(nil)
+	}
+	waitFor(t, func() bool { return heldConnects(n.srv) == 3 }, "connects not held")
+	schedule := releaseSchedule(2, 0, 1, drainRand(), clk.Now())
+	if _, err := n.srv.Shed(nodeapi.ShedRequest{Count: 2, Window: nodeapi.Dur(0), MaxRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	clk.waitArmed(t, schedule[0], "first release")
+	// the first fires 1.5 s late: the schedule's second instant (at most
+	// 2 s from the start) is now less than a second away
+	late := schedule[0].Add(1500 * time.Millisecond)
+	clk.advanceTo(late)
+	waitFor(t, func() bool { return n.srv.Status().Shed.Released == 1 }, "first release not done")
+	next := late.Add(time.Second)
+	if !next.After(schedule[1]) {
+		t.Fatalf("schedule %v: the late release does not test the bound", schedule)
+	}
+	clk.waitArmed(t, next, "second release, a second after the late first")
+	clk.advanceTo(next.Add(-time.Nanosecond))
+	if r := n.srv.Status().Shed.Released; r != 1 {
+		t.Fatalf("%d released less than a second after the late first", r)
+	}
+	clk.advanceTo(next)
+	waitFor(t, func() bool { return n.srv.Status().Shed.Released == 2 }, "second release not done")
 }
