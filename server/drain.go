@@ -399,7 +399,7 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 		s.met.brokerErrors.Inc()
 		s.log.Warn("delete session failed", "client", id, "err", err)
 	}
-	s.countReceived(ss, st)
+	s.countReceived(ss, st, true)
 	s.log.Debug("session restored", "client", id, "from", st.Node, "cursor", st.Cursor, "replayed", n)
 	return ss
 }

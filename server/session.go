@@ -82,6 +82,10 @@ type session struct {
 	// that never moved first, then the newest.
 	arrived  time.Time
 	received bool
+	// arriving: a long-poll answered here took the session from another
+	// node's record; a websocket that keeps it here next makes it
+	// received (countReceived).
+	arriving bool
 	closed   bool // removed from the node
 	released bool // handed off by a drain; deliver nothing more
 }

@@ -408,11 +408,10 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 		s.endTakeOver(ss, n)
 		return nil
 	}
-	if remove {
-		// a websocket keeps the session here; a long-poll gives it back
-		// to the store at its answer, so it is received nowhere
-		s.countReceived(ss, st)
-	}
+	// a websocket keeps the session here; a long-poll gives it back to
+	// the store at its answer
+	s.countReceived(ss, st, remove)
+	s.log.Debug("session adopted", "client", id, "from", st.Node, "transport", b.transport, "cursor", from)
 	return ss
 }
 

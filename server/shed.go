@@ -257,20 +257,32 @@ func (s *Server) shedStatus() nodeapi.ShedStatus {
 	return nodeapi.ShedStatus{Requested: s.shed.requested, Released: s.shed.released, Running: s.shed.running}
 }
 
-// countReceived records a take-over that keeps session ss on this node:
-// when the stored record st was saved by another node, the session moved
-// here from it (a release, or a client whose connection to that node
-// dropped), and it is counted and marked received.
-func (s *Server) countReceived(ss *session, st broker.Session) {
-	if st.Node == "" || st.Node == s.cfg.NodeID {
+// countReceived records a take-over of session ss from the stored
+// record st. When st was saved by another node the session moved here
+// from it (a release, or a client whose connection to that node dropped).
+// It is counted, and marked received, once a take-over keeps it here
+// (keep: a websocket, or a restore without shared sessions). A long-poll
+// answered here keeps nothing (the record goes back to the store, saved by
+// this node), so it only notes where the session came from: halley, its
+// socket closed, sends its next connect over HTTP before it opens a new
+// websocket, and that websocket's take-over is the move.
+func (s *Server) countReceived(ss *session, st broker.Session, keep bool) {
+	other := st.Node != "" && st.Node != s.cfg.NodeID
+	ss.mu.Lock()
+	if !keep {
+		ss.arriving = ss.arriving || other
+		ss.mu.Unlock()
 		return
 	}
-	ss.mu.Lock()
-	// (a session received before keeps its mark whatever the record says)
-	ss.received = true
+	moved := other || ss.arriving
+	ss.arriving = false
+	// a session received before keeps its mark whatever the record says
+	ss.received = ss.received || moved
 	ss.mu.Unlock()
-	s.received.Add(1)
-	s.met.received.Inc()
+	if moved {
+		s.received.Add(1)
+		s.met.received.Inc()
+	}
 }
 
 // Cordon fails (true) or restores (false) the node's readiness while it

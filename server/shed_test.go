@@ -563,3 +563,42 @@ func TestShedLateReleaseKeepsTheRate(t *testing.T) {
 	clk.advanceTo(next)
 	waitFor(t, func() bool { return n.srv.Status().Shed.Released == 2 }, "second release not done")
 }
+
+// TestReceivedAfterALongPollHop: with shared sessions, a released client
+// that comes back over long-polling first and over a websocket then (as
+// halley does) is received once, by the websocket's take-over, although
+// the long-poll's answer saved the record under the receiving node.
+func TestReceivedAfterALongPollHop(t *testing.T) {
+	br := broker.NewMemory(broker.MemoryOptions{})
+	shared := func(id string) func(*Config) {
+		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second; c.SharedSessions = true }
+	}
+	a, b := startNode(t, shared("a")), startNode(t, shared("b"))
+	p := dialWS(t, a)
+	p.handshake(nil)
+	p.subscribe("/h", nil)
+	waitFor(t, func() bool { return heldConnects(a.srv) == 1 }, "connect not held")
+	if _, err := a.srv.Shed(nodeapi.ShedRequest{Count: 1, Window: nodeapi.Dur(0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return a.srv.Status().Shed.Released == 1 }, "not shed")
+	b.publish(`{"channel":"/h","data":0}`)
+	lp := &lpPeer{t: t, n: b, clientID: p.clientID}
+	reply, data := lp.connect()
+	if reply["successful"] != true || len(data) != 1 || data[0]["data"] != float64(0) {
+		t.Fatalf("long-poll on b: %v %v", reply, data)
+	}
+	if st := b.srv.Status(); st.Received != 0 {
+		t.Fatalf("a long-poll answered counted as received: %+v", st)
+	}
+	q := dialWS(t, b)
+	q.clientID = p.clientID
+	q.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket"})
+	b.publish(`{"channel":"/h","data":1}`)
+	if d := q.next(isData); d["data"] != float64(1) {
+		t.Fatalf("websocket on b got %v", d)
+	}
+	if st := b.srv.Status(); st.Received != 1 || st.Sessions != 1 {
+		t.Fatalf("after the websocket's take-over: %+v", st)
+	}
+}
