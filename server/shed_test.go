@@ -602,3 +602,62 @@ func TestReceivedAfterALongPollHop(t *testing.T) {
 		t.Fatalf("after the websocket's take-over: %+v", st)
 	}
 }
+
+// TestShedHandsLongPollSessionOver: a long-polling client shed from one
+// node goes on at the other with every message once, in order, as after
+// a drain; the node that shed it stays ready and serves its other client.
+func TestShedHandsLongPollSessionOver(t *testing.T) {
+	a, b := twoNodes(t)
+	stay := dialWS(t, a)
+	stay.handshake(nil)
+	stay.subscribe("/h", nil)
+	waitFor(t, func() bool { return heldConnects(a.srv) == 1 }, "websocket connect not held")
+	time.Sleep(2 * time.Millisecond) // the long-polling client is the newer
+	p := &lpPeer{t: t, n: a}
+	p.handshake(nil)
+	p.post(msg{"channel": bayeux.ChannelSubscribe, "subscription": "/h"})
+
+	const total = 60
+	done := publishing(t, a, total, 5*time.Millisecond)
+	var got []msg
+	// the long-polling client arrived last: it is the one shed
+	shed := make(chan struct{})
+	go func() {
+		defer close(shed)
+		time.Sleep(100 * time.Millisecond)
+		a.srv.Shed(nodeapi.ShedRequest{Count: 1, Window: nodeapi.Dur(0), MaxRate: 1000})
+	}()
+	// the client polls node a until the shed, then (through the load
+	// balancer) node b.
+	for {
+		reply, data := p.connect()
+		got = append(got, data...)
+		if reply["successful"] != true {
+			t.Fatalf("connect on a: %v", reply)
+		}
+		select {
+		case <-shed:
+		default:
+			continue
+		}
+		break
+	}
+	waitFor(t, func() bool { return a.srv.Status().Shed.Released == 1 }, "not shed")
+	if slices.Contains(sessionIDs(a.srv), p.clientID) || !slices.Contains(sessionIDs(a.srv), stay.clientID) {
+		t.Fatalf("a holds %v after the shed: the long-polling %s should have gone, the websocket %s stayed", sessionIDs(a.srv), p.clientID, stay.clientID)
+	}
+	p.n = b
+	<-done
+	for len(got) < total {
+		reply, data := p.connect()
+		if reply["successful"] != true {
+			t.Fatalf("connect on b: %v", reply)
+		}
+		got = append(got, data...)
+	}
+	checkExactlyOnce(t, got, total)
+	checkExactlyOnce(t, stay.dataN(total), total)
+	if st := b.srv.Status(); st.Received != 1 {
+		t.Fatalf("b's status %+v", st)
+	}
+}
