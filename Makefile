@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-ui-scale test-canary bench-interest
+.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-ui-scale test-canary bench-interest bench
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -90,6 +90,12 @@ test-crash: build
 # last result). WSFLEET_BENCH_N=200 runs a smaller group.
 bench-rollout: build
 	WSFLEET_BENCH_ROLLOUT=1 $(GO) test -count=1 -timeout 30m -run TestBenchRollout1000 -v ./rollout/
+
+# bench runs `wsfleet bench` at full size (the ws node, Faye, Centrifugo
+# and the bare writer; 6 to 8 minutes, plus Centrifugo's first build) and
+# writes bench/last-run.json; run it on a quiet machine (docs/bench.md).
+bench: build
+	./$(BIN) bench --json bench/last-run.json
 
 # bench-interest runs 2, 8 and 32 `wsfleet serve` processes on one
 # nats-server, each with its own subscribers and a publisher at 5 messages

@@ -7,8 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net/http"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,8 +29,14 @@ type Options struct {
 	// none. The generator runs in this process: pin it to another core
 	// (`wsfleet bench` re-executes itself under taskset for that).
 	ServerCPU int
-	// Servers to run, of "wsfleet" and "faye"; default both.
+	// Servers to run, of "wsfleet", "faye", "centrifugo" and "bare" (the
+	// bare writer, fan-out only: the limit a node's CPU per delivery is
+	// held to); default all four.
 	Servers []string
+	// Centrifugo is the centrifugo binary; empty: the one
+	// scripts/build-centrifugo.sh builds (the run builds it if missing,
+	// and skips Centrifugo, saying why, if that fails).
+	Centrifugo string
 	// Scenarios to run, of "idle", "fanout" and "churn"; default all.
 	Scenarios []string
 
@@ -36,6 +46,14 @@ type Options struct {
 	Rates        []float64     // (b) deliveries per second to try, in order
 	Step, Warmup time.Duration // (b) measuring time and warm-up per rate
 	MaxP99       time.Duration // (b) a rate is sustained while p99 ≤ this; default 100ms
+	// FixedRates are the rates (b) reports CPU per delivery at, for
+	// every server; the bare writer runs these alone. Default 20,000 and
+	// 40,000/s.
+	FixedRates []float64
+	// Refine is how many rates (b) tries between the last sustained rate
+	// and the first that failed, halving the gap each time; default 3,
+	// quick 2, negative for none.
+	Refine       int
 	ChurnWorkers int           // (c) default 128
 	ChurnTime    time.Duration // (c) default 10s
 	// Attempts is how many times a rate is measured before it counts as
@@ -76,6 +94,11 @@ func (o *Options) defaults() {
 	def(&o.ChurnWorkers, 128, 32)
 	def(&o.SourceAddrs, 8, 4)
 	def(&o.Attempts, 2, 2)
+	if o.Refine < 0 {
+		o.Refine = 0 // asked for none
+	} else {
+		def(&o.Refine, 3, 2)
+	}
 	defD(&o.Step, 5*time.Second, 2*time.Second)
 	defD(&o.Warmup, time.Second, 500*time.Millisecond)
 	defD(&o.ChurnTime, 10*time.Second, 3*time.Second)
@@ -87,8 +110,11 @@ func (o *Options) defaults() {
 			o.Rates = []float64{5e3, 10e3, 20e3, 40e3, 80e3, 120e3}
 		}
 	}
+	if len(o.FixedRates) == 0 {
+		o.FixedRates = []float64{20e3, 40e3}
+	}
 	if len(o.Servers) == 0 {
-		o.Servers = []string{"wsfleet", "faye"}
+		o.Servers = []string{"wsfleet", "faye", "centrifugo", "bare"}
 	}
 	if len(o.Scenarios) == 0 {
 		o.Scenarios = []string{"idle", "fanout", "churn"}
@@ -110,7 +136,13 @@ type Result struct {
 	Idle     map[string]*IdleResult  `json:"idle,omitempty"`
 	Fanout   map[string]*FanoutCurve `json:"fanout,omitempty"`
 	Churn    map[string]*ChurnResult `json:"churn,omitempty"`
-	Table    []Row                   `json:"table"`
+	// FixedRates are the rates CPU per delivery is compared at.
+	FixedRates []float64 `json:"fixed_rates"`
+	// Skipped names the servers that could not run, with why.
+	Skipped map[string]string `json:"skipped,omitempty"`
+	Table   []Row             `json:"table"`
+	// Targets are issue 22's ratios, each met or not.
+	Targets []Target `json:"targets"`
 }
 
 // Machine describes where the run happened.
@@ -146,10 +178,38 @@ type FanoutStep struct {
 	ServerCoreBusy float64 `json:"server_core_busy_pct"`
 	Load1          float64 `json:"load1"`
 	// Attempt numbers a repeated measurement of the same rate.
-	Attempt       int   `json:"attempt"`
-	PublishFailed int64 `json:"publish_failed"`
-	Disconnected  int64 `json:"disconnected"`
-	Sustained     bool  `json:"sustained"`
+	Attempt int `json:"attempt"`
+	// Refine marks a rate tried between the last sustained and the first
+	// failed rate of the list.
+	Refine bool `json:"refine,omitempty"`
+	// UsPerDelivery is the server's CPU time per delivered message in
+	// microseconds; GenUsPerDelivery the generator's.
+	UsPerDelivery    float64 `json:"server_cpu_us_per_delivery"`
+	GenUsPerDelivery float64 `json:"generator_cpu_us_per_delivery"`
+	// GeneratorBound marks a step where the generator used more than
+	// 80% of its core: what failed there may be the generator.
+	GeneratorBound bool  `json:"generator_bound"`
+	PublishFailed  int64 `json:"publish_failed"`
+	Disconnected   int64 `json:"disconnected"`
+	// Delivered is Sustained without the latency bound: the rate arrived
+	// in full (95%), nothing failed, nobody was disconnected.
+	Delivered bool `json:"delivered"`
+	Sustained bool `json:"sustained"`
+}
+
+// genBoundPct is the generator's CPU (% of its core) above which a step is
+// marked generator-bound.
+const genBoundPct = 80
+
+// FixedPoint is a server's CPU per delivery at one of the fixed rates.
+type FixedPoint struct {
+	Rate             float64 `json:"rate"`
+	UsPerDelivery    float64 `json:"server_cpu_us_per_delivery"`
+	GenUsPerDelivery float64 `json:"generator_cpu_us_per_delivery"`
+	ServerCPU        float64 `json:"server_cpu_pct"`
+	Delivered        bool    `json:"delivered"`
+	Sustained        bool    `json:"sustained"`
+	GeneratorBound   bool    `json:"generator_bound"`
 }
 
 // FanoutCurve is scenario (b) for one server.
@@ -160,7 +220,14 @@ type FanoutCurve struct {
 	MaxSustained float64      `json:"max_sustained_deliveries_per_s"`
 	// AtMax is the step that reached MaxSustained.
 	AtMax *FanoutStep `json:"at_max,omitempty"`
-	Error string      `json:"error,omitempty"`
+	// FailedGeneratorBound is set when the first rate above MaxSustained
+	// failed with the generator past 80% of its core: the figure is then
+	// a floor of the server's.
+	FailedGeneratorBound bool `json:"failed_generator_bound,omitempty"`
+	// Fixed is CPU per delivery at Options.FixedRates (the rates the
+	// curve reached).
+	Fixed []FixedPoint `json:"fixed,omitempty"`
+	Error string       `json:"error,omitempty"`
 }
 
 // ChurnResult is scenario (c).
@@ -177,13 +244,14 @@ type ChurnResult struct {
 	WorkersActive  int     `json:"workers"`
 }
 
-// Row is one line of the summary table.
+// Row is one line of the summary table: a figure for each server (0:
+// not measured).
 type Row struct {
-	Figure  string  `json:"figure"`
-	Wsfleet float64 `json:"wsfleet"`
-	Faye    float64 `json:"faye"`
-	// Ratio is wsfleet/faye.
-	Ratio float64 `json:"ratio"`
+	Figure string             `json:"figure"`
+	Values map[string]float64 `json:"values"`
+	// Floor marks the servers whose value is a lower bound (the failing
+	// step was generator-bound).
+	Floor map[string]bool `json:"floor,omitempty"`
 }
 
 // Run runs the scenarios against each server and returns the results.
@@ -198,12 +266,30 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			"churn_workers": o.ChurnWorkers, "churn_s": o.ChurnTime.Seconds(),
 		},
 		Idle: map[string]*IdleResult{}, Fanout: map[string]*FanoutCurve{}, Churn: map[string]*ChurnResult{},
+		Skipped: map[string]string{},
+	}
+	res.FixedRates = o.FixedRates
+	res.Settings["refine"] = o.Refine
+	res.Settings["centrifugo_version"] = CentrifugoVersion
+	var servers []string
+	for _, srv := range o.Servers {
+		if why := prepareServer(ctx, &o, srv); why != "" {
+			res.Skipped[srv] = why
+			fmt.Fprintf(o.Progress, "%s: skipped: %s\n", srv, why)
+			continue
+		}
+		servers = append(servers, srv)
 	}
 	d := newDialers(o.SourceAddrs)
 	for _, sc := range o.Scenarios {
-		for _, srv := range o.Servers {
+		for _, srv := range servers {
 			if err := ctx.Err(); err != nil {
 				return res, err
+			}
+			// The bare writer is a measure of the fan-out limit, not a
+			// server: nothing to hold idle or to churn.
+			if srv == "bare" && sc != "fanout" {
+				continue
 			}
 			var err error
 			switch sc {
@@ -222,7 +308,45 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	res.Table = table(res)
+	res.Targets = targets(res)
 	return res, nil
+}
+
+// prepareServer checks that a server kind can run here (building
+// Centrifugo if it is not yet built) and returns why not, or "".
+func prepareServer(ctx context.Context, o *Options, kind string) string {
+	switch kind {
+	case "wsfleet", "bare":
+		if o.Binary == "" {
+			return "no wsfleet binary to run"
+		}
+	case "faye":
+		if _, err := fayeNodePath(); err != nil {
+			return err.Error()
+		}
+		if _, err := exec.LookPath("node"); err != nil {
+			return errNoFaye.Error()
+		}
+	case "centrifugo":
+		if o.Centrifugo != "" {
+			return ""
+		}
+		log := o.Stderr
+		if log == nil {
+			log = o.Progress
+		}
+		if _, err := centrifugoBinary(); err != nil {
+			fmt.Fprintf(o.Progress, "centrifugo: building %s with scripts/build-centrifugo.sh (the first time takes minutes)\n", CentrifugoVersion)
+		}
+		p, err := buildCentrifugo(ctx, log)
+		if err != nil {
+			return err.Error()
+		}
+		o.Centrifugo = p
+	default:
+		return fmt.Sprintf("unknown server %q", kind)
+	}
+	return ""
 }
 
 // startServer starts a fresh server of the given kind, pinned.
@@ -236,6 +360,18 @@ func startServer(ctx context.Context, o *Options, kind string) (*process, error)
 			Args: []string{"--timeout", "30s"}, Stderr: o.Stderr})
 	case "faye":
 		return startFaye(ctx, fayeOptions{AdminToken: o.AdminToken, CPU: o.ServerCPU, Timeout: 30, Stderr: o.Stderr})
+	case "centrifugo":
+		if o.Centrifugo == "" {
+			return nil, errNoCentrifugo
+		}
+		return startCentrifugo(ctx, centrifugoOptions{Binary: o.Centrifugo, APIKey: o.AdminToken, CPU: o.ServerCPU, Stderr: o.Stderr})
+	case "bare":
+		if o.Binary == "" {
+			return nil, errNoBare
+		}
+		// The token goes through the environment, not the process list.
+		return startListening(ctx, pinned(o.ServerCPU, o.Binary, []string{"bench", "--serve-bare", "127.0.0.1:0"}),
+			[]string{"WSFLEET_ADMIN_TOKEN=" + o.AdminToken}, o.Stderr, false, parseFayeListening)
 	}
 	return nil, fmt.Errorf("bench: unknown server %q", kind)
 }
@@ -263,7 +399,7 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	conns, err := openSessions(sctx, d, p.Addr, o.IdleSessions, channelNames("/bench/idle/", o.Channels), 64, &st)
+	conns, err := openSessions(sctx, wireFor(kind), d, p.Addr, o.IdleSessions, channelNames("/bench/idle/", o.Channels), 64, &st)
 	defer closeSessions(conns)
 	stopReaders, rerr := startReaders(conns, &st)
 	if rerr != nil {
@@ -284,7 +420,7 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	if r.Opened > 0 {
 		r.PerSessionKiB = float64(r.RSSAfterKiB-r.RSSBeforeKiB) / float64(r.Opened)
 	}
-	fmt.Fprintf(o.Progress, "idle   %-7s %d/%d sessions in %.1fs, RSS %d → %d KiB, %.1f KiB/session\n",
+	fmt.Fprintf(o.Progress, "idle   %-10s %d/%d sessions in %.1fs, RSS %d → %d KiB, %.1f KiB/session\n",
 		kind, r.Opened, r.Sessions, r.OpenSeconds, r.RSSBeforeKiB, r.RSSAfterKiB, r.PerSessionKiB)
 	return r, nil
 }
@@ -302,11 +438,11 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 	var st genStats
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conns, err := openSessions(sctx, d, p.Addr, o.Subscribers, channels, 64, &st)
+	conns, err := openSessions(sctx, wireFor(kind), d, p.Addr, o.Subscribers, channels, 64, &st)
 	defer closeSessions(conns)
 	if err != nil {
 		curve.Error = err.Error()
-		fmt.Fprintf(o.Progress, "fanout %-7s %v\n", kind, err)
+		fmt.Fprintf(o.Progress, "fanout %-10s %v\n", kind, err)
 		return curve, nil
 	}
 	stopReaders, err := startReaders(conns, &st)
@@ -315,7 +451,8 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 	}
 	defer stopReaders()
 	perMsg := float64(o.Subscribers) / float64(o.Channels)
-	pub := &publisher{url: "http://" + p.Addr + "/publish", token: o.AdminToken, channels: channels,
+	w := wireFor(kind)
+	pub := &publisher{w: w, url: "http://" + p.Addr + w.publishPath(), token: o.AdminToken, channels: channels,
 		hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
 	settle(ctx, o.Settle)
 	measure := func(target float64, attempt int) FanoutStep {
@@ -343,28 +480,32 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 		step.Load1 = load1()
 		step.PublishFailed = f1 - f0
 		step.Disconnected = c1 - c0
-		step.Sustained = step.P99Ms <= ms(o.MaxP99) && step.DeliveredPerSec >= 0.95*target &&
-			step.Disconnected == 0 && step.PublishFailed == 0
-		fmt.Fprintf(o.Progress, "fanout %-7s target %7.0f/s delivered %8.0f/s p50 %6.1fms p99 %7.1fms max %7.1fms server %3.0f%% (core %3.0f%%) gen %3.0f%% load %.1f%s\n",
-			kind, target, step.DeliveredPerSec, step.P50Ms, step.P99Ms, step.MaxMs, step.ServerCPU, step.ServerCoreBusy, step.GenCPU, step.Load1,
+		step.Delivered = step.DeliveredPerSec >= 0.95*target && step.Disconnected == 0 && step.PublishFailed == 0
+		step.Sustained = step.Delivered && step.P99Ms <= ms(o.MaxP99)
+		if d1 > d0 {
+			step.UsPerDelivery = 1e6 * (s1 - s0) / float64(d1-d0)
+			step.GenUsPerDelivery = 1e6 * (g1 - g0) / float64(d1-d0)
+		}
+		step.GeneratorBound = step.GenCPU > genBoundPct
+		fmt.Fprintf(o.Progress, "fanout %-10s target %7.0f/s delivered %8.0f/s p50 %6.1fms p99 %7.1fms max %7.1fms server %3.0f%% (core %3.0f%%) %5.1fµs/delivery gen %3.0f%% load %.1f%s%s\n",
+			kind, target, step.DeliveredPerSec, step.P50Ms, step.P99Ms, step.MaxMs, step.ServerCPU, step.ServerCoreBusy, step.UsPerDelivery, step.GenCPU, step.Load1,
+			map[bool]string{true: "  (generator-bound)", false: ""}[step.GeneratorBound],
 			map[bool]string{true: "", false: "  (not sustained)"}[step.Sustained])
 		// Let queues drain before the next measurement.
 		settle(ctx, time.Second)
 		return step
 	}
-	for _, target := range o.Rates {
-		if ctx.Err() != nil {
-			break
-		}
-		// A rate that fails is measured once more before the run stops
-		// there: on a machine shared with other work a passing spike of
-		// someone else's load should not end the curve. Both attempts
-		// are in the curve.
+	// rate measures target up to Attempts times: on a machine shared with
+	// other work a passing spike of someone else's load should not end
+	// the curve. Every attempt is in the curve. The bare writer is done
+	// once the rate is delivered in full (see fixedAt).
+	rate := func(target float64, refine bool) bool {
 		var step FanoutStep
 		for attempt := 1; attempt <= o.Attempts; attempt++ {
 			step = measure(target, attempt)
+			step.Refine = refine
 			curve.Steps = append(curve.Steps, step)
-			if step.Sustained || ctx.Err() != nil {
+			if step.Sustained || kind == "bare" && step.Delivered || ctx.Err() != nil {
 				break
 			}
 		}
@@ -373,11 +514,114 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 			s := step
 			curve.AtMax = &s
 		}
-		if !step.Sustained {
-			break
+		return step.Sustained
+	}
+	if kind == "bare" {
+		// The limit is measured at the fixed rates only.
+		for _, target := range o.FixedRates {
+			if ctx.Err() != nil {
+				break
+			}
+			rate(target, false)
+		}
+	} else {
+		var lastPass, firstFail float64
+		for _, target := range o.Rates {
+			if ctx.Err() != nil {
+				break
+			}
+			if !rate(target, false) {
+				firstFail = target
+				break
+			}
+			lastPass = target
+		}
+		// Near the knee: halve the gap between the last sustained rate
+		// and the first failed one, Refine times at most.
+		lo, hi := lastPass, firstFail
+		for range o.Refine {
+			mid := midRate(lo, hi)
+			if mid == 0 || ctx.Err() != nil {
+				break
+			}
+			if rate(mid, true) {
+				lo = mid
+			} else {
+				hi = mid
+			}
 		}
 	}
+	curve.FailedGeneratorBound = failedGeneratorBound(curve)
+	curve.Fixed = fixedPoints(curve.Steps, o.FixedRates)
 	return curve, nil
+}
+
+// midRate is the rate halfway between a sustained rate lo and a failed
+// rate hi, rounded to a step of 1,000/s (100/s below 10,000/s); 0 when
+// there is no such rate strictly between them (or either is unknown).
+func midRate(lo, hi float64) float64 {
+	if lo <= 0 || hi <= lo {
+		return 0
+	}
+	mid := (lo + hi) / 2
+	grain := 1000.0
+	if mid < 10e3 {
+		grain = 100
+	}
+	mid = math.Round(mid/grain) * grain
+	if mid <= lo || mid >= hi {
+		return 0
+	}
+	return mid
+}
+
+// failedGeneratorBound reports whether the lowest rate that no attempt
+// sustained failed every attempt with the generator past 80% of its core.
+func failedGeneratorBound(c *FanoutCurve) bool {
+	sustained := map[float64]bool{}
+	for _, s := range c.Steps {
+		sustained[s.TargetPerSec] = sustained[s.TargetPerSec] || s.Sustained
+	}
+	first := 0.0
+	for r, ok := range sustained {
+		if !ok && (first == 0 || r < first) {
+			first = r
+		}
+	}
+	if first == 0 {
+		return false
+	}
+	for _, s := range c.Steps {
+		if s.TargetPerSec == first && !s.GeneratorBound {
+			return false
+		}
+	}
+	return true
+}
+
+// fixedPoints picks, for each fixed rate, the first sustained attempt at
+// it, else the first delivered in full, else its last attempt, from steps;
+// rates the curve never tried are left out.
+func fixedPoints(steps []FanoutStep, rates []float64) []FixedPoint {
+	var out []FixedPoint
+	for _, r := range rates {
+		var pick *FanoutStep
+		for i := range steps {
+			s := &steps[i]
+			if s.TargetPerSec != r {
+				continue
+			}
+			if pick == nil || !pick.Sustained && (s.Sustained || !pick.Delivered) {
+				pick = s
+			}
+		}
+		if pick == nil {
+			continue
+		}
+		out = append(out, FixedPoint{Rate: r, UsPerDelivery: pick.UsPerDelivery, GenUsPerDelivery: pick.GenUsPerDelivery,
+			ServerCPU: pick.ServerCPU, Delivered: pick.Delivered, Sustained: pick.Sustained, GeneratorBound: pick.GeneratorBound})
+	}
+	return out
 }
 
 func runChurn(ctx context.Context, o *Options, kind string, d *dialers) (*ChurnResult, error) {
@@ -393,7 +637,7 @@ func runChurn(ctx context.Context, o *Options, kind string, d *dialers) (*ChurnR
 	cctx, cancel := context.WithTimeout(ctx, o.ChurnTime)
 	defer cancel()
 	s0, g0, t0, k0 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
-	r.Handshakes, r.Failed = churn(cctx, d, p.Addr, o.ChurnWorkers)
+	r.Handshakes, r.Failed = churn(cctx, wireFor(kind), d, p.Addr, o.ChurnWorkers)
 	s1, g1, t1, k1 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
 	wall := t1.Sub(t0).Seconds()
 	r.PerSecond = float64(r.Handshakes) / wall
@@ -402,91 +646,266 @@ func runChurn(ctx context.Context, o *Options, kind string, d *dialers) (*ChurnR
 	r.ServerCoreBusy = 100 * (k1 - k0) / wall
 	r.Load1 = load1()
 	r.ServerRSSKiB = rssKiB(p.pid())
-	fmt.Fprintf(o.Progress, "churn  %-7s %.0f handshakes/s (%d failed) server %3.0f%% (core %3.0f%%) gen %3.0f%% load %.1f RSS after %d KiB\n",
+	fmt.Fprintf(o.Progress, "churn  %-10s %.0f handshakes/s (%d failed) server %3.0f%% (core %3.0f%%) gen %3.0f%% load %.1f RSS after %d KiB\n",
 		kind, r.PerSecond, r.Failed, r.ServerCPU, r.ServerCoreBusy, r.GenCPU, r.Load1, r.ServerRSSKiB)
 	return r, nil
 }
 
+// serverOrder is the order of the table's columns.
+var serverOrder = []string{"wsfleet", "faye", "centrifugo", "bare"}
+
 func table(r *Result) []Row {
 	var rows []Row
-	add := func(fig string, w, f float64) {
-		row := Row{Figure: fig, Wsfleet: w, Faye: f}
-		if f != 0 {
-			row.Ratio = w / f
+	add := func(fig string, f func(kind string) (float64, bool)) {
+		row := Row{Figure: fig, Values: map[string]float64{}}
+		for _, kind := range serverOrder {
+			v, floor := f(kind)
+			if v == 0 {
+				continue
+			}
+			row.Values[kind] = v
+			if floor {
+				if row.Floor == nil {
+					row.Floor = map[string]bool{}
+				}
+				row.Floor[kind] = true
+			}
 		}
 		rows = append(rows, row)
 	}
-	if w, f := r.Idle["wsfleet"], r.Idle["faye"]; w != nil || f != nil {
-		add("idle: RSS per session (KiB)", idleKiB(w), idleKiB(f))
+	idle := func(f func(*IdleResult) float64) func(string) (float64, bool) {
+		return func(kind string) (float64, bool) {
+			if x := r.Idle[kind]; x != nil {
+				return f(x), false
+			}
+			return 0, false
+		}
 	}
-	if w, f := r.Fanout["wsfleet"], r.Fanout["faye"]; w != nil || f != nil {
-		add("fan-out: highest sustained deliveries/s (p99 ≤ 100 ms)", maxSust(w), maxSust(f))
-		add("fan-out: p99 at that rate (ms)", atMax(w, func(s *FanoutStep) float64 { return s.P99Ms }), atMax(f, func(s *FanoutStep) float64 { return s.P99Ms }))
-		add("fan-out: server CPU at that rate (%)", atMax(w, func(s *FanoutStep) float64 { return s.ServerCPU }), atMax(f, func(s *FanoutStep) float64 { return s.ServerCPU }))
-		add("fan-out: generator CPU at that rate (%)", atMax(w, func(s *FanoutStep) float64 { return s.GenCPU }), atMax(f, func(s *FanoutStep) float64 { return s.GenCPU }))
+	atMax := func(f func(*FanoutStep) float64) func(string) (float64, bool) {
+		return func(kind string) (float64, bool) {
+			if c := r.Fanout[kind]; c != nil && c.AtMax != nil && kind != "bare" {
+				return f(c.AtMax), false
+			}
+			return 0, false
+		}
 	}
-	if w, f := r.Churn["wsfleet"], r.Churn["faye"]; w != nil || f != nil {
-		add("churn: handshakes/s", churnF(w, func(c *ChurnResult) float64 { return c.PerSecond }), churnF(f, func(c *ChurnResult) float64 { return c.PerSecond }))
-		add("churn: server CPU (%)", churnF(w, func(c *ChurnResult) float64 { return c.ServerCPU }), churnF(f, func(c *ChurnResult) float64 { return c.ServerCPU }))
-		add("churn: generator CPU (%)", churnF(w, func(c *ChurnResult) float64 { return c.GenCPU }), churnF(f, func(c *ChurnResult) float64 { return c.GenCPU }))
+	churnF := func(f func(*ChurnResult) float64) func(string) (float64, bool) {
+		return func(kind string) (float64, bool) {
+			if c := r.Churn[kind]; c != nil {
+				return f(c), false
+			}
+			return 0, false
+		}
+	}
+	if len(r.Idle) > 0 {
+		add("idle: RSS per session (KiB)", idle(func(x *IdleResult) float64 { return x.PerSessionKiB }))
+	}
+	if len(r.Fanout) > 0 {
+		add("fan-out: highest sustained deliveries/s (p99 ≤ 100 ms)", func(kind string) (float64, bool) {
+			if c := r.Fanout[kind]; c != nil && kind != "bare" {
+				return c.MaxSustained, c.FailedGeneratorBound
+			}
+			return 0, false
+		})
+		add("fan-out: p99 at that rate (ms)", atMax(func(s *FanoutStep) float64 { return s.P99Ms }))
+		add("fan-out: server CPU at that rate (%)", atMax(func(s *FanoutStep) float64 { return s.ServerCPU }))
+		add("fan-out: generator CPU at that rate (%)", atMax(func(s *FanoutStep) float64 { return s.GenCPU }))
+		for _, rate := range r.FixedRates {
+			add(fmt.Sprintf("fan-out: server CPU µs per delivery at %.0f/s", rate), func(kind string) (float64, bool) {
+				if p := fixedAt(r, kind, rate); p != nil {
+					return p.UsPerDelivery, false
+				}
+				return 0, false
+			})
+			add(fmt.Sprintf("fan-out: generator CPU µs per delivery at %.0f/s", rate), func(kind string) (float64, bool) {
+				if p := fixedAt(r, kind, rate); p != nil {
+					return p.GenUsPerDelivery, false
+				}
+				return 0, false
+			})
+		}
+	}
+	if len(r.Churn) > 0 {
+		add("churn: handshakes/s", churnF(func(c *ChurnResult) float64 { return c.PerSecond }))
+		add("churn: server CPU (%)", churnF(func(c *ChurnResult) float64 { return c.ServerCPU }))
+		add("churn: generator CPU (%)", churnF(func(c *ChurnResult) float64 { return c.GenCPU }))
 	}
 	return rows
 }
 
-func idleKiB(r *IdleResult) float64 {
-	if r == nil {
-		return 0
-	}
-	return r.PerSessionKiB
-}
-
-func maxSust(c *FanoutCurve) float64 {
+// fixedAt returns kind's sustained point at rate, or nil. The bare
+// writer's latency is not judged (it is the limit of CPU per delivery, and
+// its p99 on a loaded core is the machine's noise): its point counts when
+// the rate was delivered in full.
+func fixedAt(r *Result, kind string, rate float64) *FixedPoint {
+	c := r.Fanout[kind]
 	if c == nil {
-		return 0
+		return nil
 	}
-	return c.MaxSustained
-}
-
-func atMax(c *FanoutCurve, f func(*FanoutStep) float64) float64 {
-	if c == nil || c.AtMax == nil {
-		return 0
-	}
-	return f(c.AtMax)
-}
-
-func churnF(c *ChurnResult, f func(*ChurnResult) float64) float64 {
-	if c == nil {
-		return 0
-	}
-	return f(c)
-}
-
-// WriteTable prints the summary table and each server's latency curve.
-func WriteTable(w io.Writer, r *Result) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "figure\twsfleet\tfaye\tratio\t")
-	for _, row := range r.Table {
-		ratio := "-"
-		if row.Ratio != 0 {
-			ratio = fmt.Sprintf("%.2fx", row.Ratio)
+	for i := range c.Fixed {
+		if p := &c.Fixed[i]; p.Rate == rate && (p.Sustained || kind == "bare" && p.Delivered) {
+			return p
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", row.Figure, num(row.Wsfleet), num(row.Faye), ratio)
+	}
+	return nil
+}
+
+// Target is one of issue 22's goals, as a ratio (or a figure) from the
+// run, and whether the run met it.
+type Target struct {
+	Name string `json:"name"`
+	// Value is the measured ratio (or figure); Measured is false when
+	// an operand is missing (a server skipped or a rate not sustained),
+	// and Met is then false too.
+	Value    float64 `json:"value"`
+	Measured bool    `json:"measured"`
+	// Op is ">=" or "<="; Limit the bound.
+	Op    string  `json:"op"`
+	Limit float64 `json:"limit"`
+	Met   bool    `json:"met"`
+	// Ratio says Value is a ratio (printed as 1.23x), not a figure.
+	Ratio bool   `json:"ratio"`
+	Note  string `json:"note,omitempty"`
+}
+
+// targetRate is the fixed rate issue 22's CPU-per-delivery targets are
+// judged at.
+const targetRate = 40e3
+
+// targets computes issue 22's "Done when" ratios from a run.
+func targets(r *Result) []Target {
+	maxSust := func(kind string) (float64, bool) {
+		c := r.Fanout[kind]
+		if c == nil {
+			return 0, false
+		}
+		return c.MaxSustained, c.FailedGeneratorBound
+	}
+	cpuAt := func(kind string) float64 {
+		if p := fixedAt(r, kind, targetRate); p != nil {
+			return p.UsPerDelivery
+		}
+		return 0
+	}
+	idle := func(kind string) float64 {
+		if x := r.Idle[kind]; x != nil && x.Error == "" {
+			return x.PerSessionKiB
+		}
+		return 0
+	}
+	ratio := func(name string, num, den float64, op string, limit float64, note string) Target {
+		t := Target{Name: name, Op: op, Limit: limit, Ratio: true, Note: note}
+		if num > 0 && den > 0 {
+			t.Value, t.Measured = num/den, true
+			t.Met = compare(t.Value, op, limit)
+		}
+		return t
+	}
+	w, wFloor := maxSust("wsfleet")
+	note := ""
+	if wFloor {
+		note = "the node's figure is a floor: the generator was past 80% of its core where it failed"
+	}
+	cf, _ := maxSust("centrifugo")
+	fy, _ := maxSust("faye")
+	rate := strconv.FormatFloat(targetRate, 'f', 0, 64)
+	out := []Target{
+		ratio("fan-out at p99 ≤ 100 ms, wsfleet / centrifugo", w, cf, ">=", 1.5, note),
+		ratio("fan-out at p99 ≤ 100 ms, wsfleet / faye", w, fy, ">=", 4, note),
+		ratio("server CPU per delivery at "+rate+"/s, wsfleet / centrifugo", cpuAt("wsfleet"), cpuAt("centrifugo"), "<=", 0.6, ""),
+		ratio("node CPU per delivery at "+rate+"/s, wsfleet / bare write", cpuAt("wsfleet"), cpuAt("bare"), "<=", 1.15, ""),
+		ratio("idle RSS per session, wsfleet / faye", idle("wsfleet"), idle("faye"), "<=", 0.12, ""),
+		ratio("idle RSS per session, wsfleet / centrifugo", idle("wsfleet"), idle("centrifugo"), "<=", 0.05, ""),
+	}
+	kib := Target{Name: "idle RSS per session, wsfleet (KiB)", Op: "<=", Limit: 2}
+	if v := idle("wsfleet"); v > 0 {
+		kib.Value, kib.Measured, kib.Met = v, true, v <= 2
+	}
+	return append(out, kib)
+}
+
+func compare(v float64, op string, limit float64) bool {
+	if op == ">=" {
+		return v >= limit
+	}
+	return v <= limit
+}
+
+// WriteTable prints the summary table, the targets and each server's
+// latency curve.
+func WriteTable(w io.Writer, r *Result) {
+	var cols []string
+	for _, kind := range serverOrder {
+		for _, row := range r.Table {
+			if _, ok := row.Values[kind]; ok {
+				cols = append(cols, kind)
+				break
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "figure\t%s\t\n", strings.Join(cols, "\t"))
+	for _, row := range r.Table {
+		fmt.Fprintf(tw, "%s\t", row.Figure)
+		for _, kind := range cols {
+			v := num(row.Values[kind])
+			if row.Floor[kind] {
+				v = "≥" + v
+			}
+			fmt.Fprintf(tw, "%s\t", v)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
-	for _, kind := range []string{"wsfleet", "faye"} {
+	for _, kind := range slices.Sorted(maps.Keys(r.Skipped)) {
+		fmt.Fprintf(w, "%s skipped: %s\n", kind, r.Skipped[kind])
+	}
+	if len(r.Targets) > 0 {
+		fmt.Fprintln(w, "\ntargets (issue 22):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, t := range r.Targets {
+			val, lim := "-", strconv.FormatFloat(t.Limit, 'f', -1, 64)
+			if t.Measured {
+				val = strconv.FormatFloat(t.Value, 'f', 2, 64)
+			}
+			if t.Ratio {
+				lim += "x"
+				if t.Measured {
+					val += "x"
+				}
+			}
+			verdict := map[bool]string{true: "met", false: "NOT met"}[t.Met]
+			if !t.Measured {
+				verdict = "not measured"
+			}
+			op := map[string]string{">=": "≥", "<=": "≤"}[t.Op]
+			fmt.Fprintf(tw, "  %s\t%s\t%s %s\t%s\t%s\n", t.Name, val, op, lim, verdict, t.Note)
+		}
+		tw.Flush()
+	}
+	for _, kind := range serverOrder {
 		c := r.Fanout[kind]
 		if c == nil || len(c.Steps) == 0 {
 			continue
 		}
 		fmt.Fprintf(w, "\nfan-out latency curve, %s (%d subscribers, %d channels):\n", kind, c.Subscribers, c.Channels)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "target/s\ttry\tdelivered/s\tp50 ms\tp99 ms\tmax ms\tserver CPU\tits core\tgen CPU\tload\tsustained\t")
+		fmt.Fprintln(tw, "target/s\ttry\tdelivered/s\tp50 ms\tp99 ms\tmax ms\tserver CPU\tits core\tµs/delivery\tgen CPU\tgen µs/dlv\tload\tsustained\t")
 		for _, s := range c.Steps {
-			fmt.Fprintf(tw, "%.0f\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f%%\t%.0f%%\t%.0f%%\t%.1f\t%v\t\n",
-				s.TargetPerSec, s.Attempt, s.DeliveredPerSec, s.P50Ms, s.P99Ms, s.MaxMs, s.ServerCPU, s.ServerCoreBusy, s.GenCPU, s.Load1, s.Sustained)
+			target := strconv.FormatFloat(s.TargetPerSec, 'f', 0, 64)
+			if s.Refine {
+				target = "~" + target
+			}
+			gen := fmt.Sprintf("%.0f%%", s.GenCPU)
+			if s.GeneratorBound {
+				gen += "!"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f%%\t%.0f%%\t%.2f\t%s\t%.2f\t%.1f\t%v\t\n",
+				target, s.Attempt, s.DeliveredPerSec, s.P50Ms, s.P99Ms, s.MaxMs, s.ServerCPU, s.ServerCoreBusy, s.UsPerDelivery, gen, s.GenUsPerDelivery, s.Load1, s.Sustained)
 		}
 		tw.Flush()
 	}
+	fmt.Fprintln(w, "\n(~: a rate tried between the last sustained and the first failed; !: generator past 80% of its core; ≥: a floor, the failing step was generator-bound)")
 }
 
 func num(v float64) string {

@@ -87,11 +87,18 @@ func TestRunTiny(t *testing.T) {
 		t.Skip(err)
 	}
 	bin := suite.Binary(t)
+	servers := []string{"wsfleet", "faye", "bare"}
+	// Centrifugo when it is built (a cold build takes minutes: its own
+	// smoke test, TestCentrifugoDriver, says how to build it).
+	cf, cfErr := centrifugoBinary()
+	if cfErr == nil {
+		servers = append(servers, "centrifugo")
+	}
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Options{
-		Binary: bin, ServerCPU: -1, Quick: true,
+		Binary: bin, ServerCPU: -1, Quick: true, Servers: servers, Centrifugo: cf, FixedRates: []float64{400},
 		IdleSessions: 50, Subscribers: 40, Channels: 4, Rates: []float64{400, 800},
 		Step: 700 * time.Millisecond, Warmup: 300 * time.Millisecond, ChurnTime: 700 * time.Millisecond, ChurnWorkers: 4,
 		Settle:   300 * time.Millisecond,
@@ -101,7 +108,16 @@ func TestRunTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range []string{"wsfleet", "faye"} {
+	if len(res.Skipped) > 0 {
+		t.Errorf("skipped: %v", res.Skipped)
+	}
+	if c := res.Fanout["bare"]; c == nil || len(c.Steps) != 1 || c.Steps[0].DeliveredPerSec <= 0 || res.Idle["bare"] != nil || res.Churn["bare"] != nil {
+		t.Errorf("bare writer: fan-out %+v idle %+v churn %+v", c, res.Idle["bare"], res.Churn["bare"])
+	}
+	for _, kind := range servers {
+		if kind == "bare" {
+			continue
+		}
 		if r := res.Idle[kind]; r == nil || r.Opened != 50 || r.RSSAfterKiB <= 0 {
 			t.Errorf("idle %s: %+v", kind, r)
 		}
@@ -114,13 +130,15 @@ func TestRunTiny(t *testing.T) {
 	}
 	var out bytes.Buffer
 	WriteTable(&out, res)
-	for _, want := range []string{"figure", "idle: RSS per session", "fan-out: highest sustained", "churn: handshakes/s", "latency curve, faye"} {
+	for _, want := range []string{"figure", "idle: RSS per session", "fan-out: highest sustained", "churn: handshakes/s", "latency curve, faye",
+		"latency curve, bare", "µs per delivery at 400/s", "targets (issue 22):"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
 	}
-	if len(res.Table) != 8 {
-		t.Errorf("table has %d rows, want 8", len(res.Table))
+	// idle, four fan-out rows, two at the one fixed rate, three of churn
+	if len(res.Table) != 10 {
+		t.Errorf("table has %d rows, want 10", len(res.Table))
 	}
 	out.Reset()
 	if err := WriteJSON(&out, res); err != nil || !strings.Contains(out.String(), `"max_sustained_deliveries_per_s"`) {
@@ -257,32 +275,6 @@ func TestRawConnAgainstServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var st genStats
-	conns, err := openSessions(ctx, newDialers(1), p.Addr, 3, []string{"/x"}, 3, &st)
-	defer closeSessions(conns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, err := startReaders(conns, &st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	h := &latHist{}
-	st.lat.Store(h)
-	pub := &publisher{url: "http://" + p.Addr + "/publish", token: "tok", channels: []string{"/x"}, hc: http.DefaultClient}
-	if err := pub.post(ctx, []byte(fmt.Sprintf(`[{"channel":"/x","data":{"t":%d}}]`, time.Now().UnixNano()))); err != nil {
-		t.Fatal(err)
-	}
-	for st.deliveries.Load() < 3 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := st.deliveries.Load(); n != 3 {
-		t.Fatalf("%d deliveries, want 3", n)
-	}
-	if _, _, max, n := h.h.quantiles(); n != 3 || max <= 0 || max > 5000 {
-		t.Fatalf("latency max %vms over %d", max, n)
-	}
+	pub := &publisher{w: bayeuxWire{}, url: "http://" + p.Addr + "/publish", token: "tok", channels: []string{"/x"}, hc: http.DefaultClient}
+	deliverAll(t, bayeuxWire{}, p.Addr, 3, pub)
 }

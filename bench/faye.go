@@ -1,6 +1,7 @@
-// Package bench is wsfleet's benchmark against Faye's own Node.js server:
-// it starts either server as a pinned child process, drives it from a load
-// generator in this process, and writes the results. Tests that need a
+// Package bench is wsfleet's benchmark against Faye's own Node.js server
+// and Centrifugo, with a bare writer as the limit of CPU per delivery: it
+// starts each as a pinned child process, drives it from one load generator
+// in this process, and writes the results. Tests that need a
 // server process use internal/nodetest, not this package.
 package bench
 
@@ -67,6 +68,9 @@ type process struct {
 	Addr string
 	Cmd  *exec.Cmd
 	done chan struct{}
+	// cleanup, when set, removes what the process was started with (a
+	// configuration file) once it has exited.
+	cleanup func()
 }
 
 // pid returns the process id.
@@ -84,12 +88,18 @@ func (p *process) stop() {
 		_ = p.Cmd.Process.Kill()
 		<-p.done
 	}
+	if p.cleanup != nil {
+		p.cleanup()
+	}
 }
 
 // kill kills the process at once, as a crashed instance dies.
 func (p *process) kill() {
 	_ = p.Cmd.Process.Kill()
 	<-p.done
+	if p.cleanup != nil {
+		p.cleanup()
+	}
 }
 
 // fayeServerJS is bench/faye-server.js, carried in the binary so that

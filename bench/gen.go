@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -128,6 +127,7 @@ func (d *dialers) pick() *net.Dialer { return d.ds[d.next.Add(1)%uint64(len(d.ds
 // genConn is one generator session.
 type genConn struct {
 	c   *rawConn
+	w   wire
 	id  []byte
 	buf []byte
 }
@@ -139,79 +139,29 @@ func (g *genConn) read() ([]byte, error) {
 	return b, err
 }
 
-// handshake opens a websocket to addr and performs a Bayeux handshake on
-// it.
-func handshake(ctx context.Context, d *net.Dialer, addr string) (*genConn, error) {
-	c, err := rawDial(ctx, d, addr, "/bayeux")
+// handshake opens a websocket to addr and performs w's handshake on it.
+func handshake(ctx context.Context, w wire, d *net.Dialer, addr string) (*genConn, error) {
+	c, err := rawDial(ctx, d, addr, w.path())
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	g := &genConn{c: c}
-	if dl, ok := ctx.Deadline(); ok {
-		c.setDeadline(dl)
-		defer c.setDeadline(time.Time{})
-	}
-	if err := c.writeText([]byte(`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"],"id":"1"}]`)); err != nil {
+	g := &genConn{c: c, w: w}
+	if err := withDeadline(ctx, g, func() error { return w.hello(g) }); err != nil {
 		c.close()
-		return nil, fmt.Errorf("handshake: %w", err)
+		return nil, err
 	}
-	for {
-		b, err := g.read()
-		if err != nil {
-			c.close()
-			return nil, fmt.Errorf("handshake: %w", err)
-		}
-		if i := bytes.Index(b, tokClientID); i >= 0 {
-			rest := b[i+len(tokClientID):]
-			j := bytes.IndexByte(rest, '"')
-			if j < 0 {
-				c.close()
-				return nil, errors.New("handshake: bad clientId")
-			}
-			g.id = append([]byte(nil), rest[:j]...)
-			return g, nil
-		}
-	}
+	return g, nil
 }
 
-func (g *genConn) connectMsg() []byte {
-	return []byte(`[{"channel":"/meta/connect","clientId":"` + string(g.id) + `","connectionType":"websocket"}]`)
-}
-
-// subscribe subscribes and waits for the acknowledgement, then sends the
-// first connect. They go in separate frames: Faye answers a batch only when
-// every message in it is answered, and a connect is held for the timeout.
+// subscribe subscribes the session to channel.
 func (g *genConn) subscribe(ctx context.Context, channel string) error {
-	if dl, ok := ctx.Deadline(); ok {
-		g.c.setDeadline(dl)
-		defer g.c.setDeadline(time.Time{})
-	}
-	msg := `[{"channel":"/meta/subscribe","clientId":"` + string(g.id) + `","subscription":"` + channel + `","id":"2"}]`
-	if err := g.c.writeText([]byte(msg)); err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	for {
-		b, err := g.read()
-		if err != nil {
-			return fmt.Errorf("subscribe: %w", err)
-		}
-		if bytes.Contains(b, tokSubscribe) {
-			if !bytes.Contains(b, tokSuccess) {
-				return fmt.Errorf("subscribe refused: %.200s", b)
-			}
-			break
-		}
-	}
-	if err := g.c.writeText(g.connectMsg()); err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	return nil
+	return withDeadline(ctx, g, func() error { return g.w.subscribe(g, channel) })
 }
 
-// readLoop counts deliveries and their latency, and renews the connect
-// whenever the server answers one, until the connection is closed; ctx
-// only tells a failure from the end of the run (closeSessions ends the
-// loop by closing the socket).
+// readLoop counts deliveries and their latency, and sends what the
+// protocol asks in return (a renewed connect, a pong), until the
+// connection is closed; ctx only tells a failure from the end of the run
+// (closeSessions ends the loop by closing the socket).
 func (g *genConn) readLoop(ctx context.Context, st *genStats) {
 	for {
 		b, err := g.read()
@@ -222,8 +172,8 @@ func (g *genConn) readLoop(ctx context.Context, st *genStats) {
 			return
 		}
 		st.frames.Add(1)
-		if bytes.Contains(b, tokConnect) {
-			if err := g.c.writeText(g.connectMsg()); err != nil {
+		if r := g.w.reply(g, b); r != nil {
+			if err := g.c.writeText(r); err != nil {
 				if ctx.Err() == nil {
 					st.closed.Add(1)
 				}
@@ -266,7 +216,7 @@ func scanDeliveries(b []byte, now int64, h *latHist) int64 {
 
 // openSessions opens n subscribed sessions over channels, concurrency at a
 // time; startReaders then reads them all.
-func openSessions(ctx context.Context, d *dialers, addr string, n int, channels []string, concurrency int, st *genStats) ([]*genConn, error) {
+func openSessions(ctx context.Context, w wire, d *dialers, addr string, n int, channels []string, concurrency int, st *genStats) ([]*genConn, error) {
 	conns := make([]*genConn, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, concurrency)
@@ -283,7 +233,7 @@ func openSessions(ctx context.Context, d *dialers, addr string, n int, channels 
 			defer func() { <-sem }()
 			octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			g, err := handshake(octx, d.pick(), addr)
+			g, err := handshake(octx, w, d.pick(), addr)
 			if err == nil {
 				if err = g.subscribe(octx, channels[i%len(channels)]); err != nil {
 					g.c.close()
@@ -312,10 +262,11 @@ func closeSessions(conns []*genConn) {
 	}
 }
 
-// publisher posts messages to /publish at a set rate, in batches of at
-// most 100 per request, round robin over channels. Each message carries
-// its send time in nanoseconds and a chat-sized text.
+// publisher posts messages to a server's publish API at a set rate, in
+// batches of at most 100 per request, round robin over channels. Each
+// message carries its send time in nanoseconds and a chat-sized text.
 type publisher struct {
+	w          wire
 	url, token string
 	channels   []string
 	hc         *http.Client
@@ -350,20 +301,16 @@ func (p *publisher) run(ctx context.Context, rate float64) {
 			due -= k
 			issued += k
 			body.Reset()
-			body.WriteByte('[')
-			now := strconv.FormatInt(time.Now().UnixNano(), 10)
+			p.w.beginBatch(&body)
+			data := `{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `,"text":"` + chatText + `"}`
 			for i := int64(0); i < k; i++ {
 				if i > 0 {
 					body.WriteByte(',')
 				}
-				body.WriteString(`{"channel":"`)
-				body.WriteString(p.channels[rr%len(p.channels)])
+				p.w.item(&body, p.channels[rr%len(p.channels)], data)
 				rr++
-				body.WriteString(`","data":{"t":`)
-				body.WriteString(now)
-				body.WriteString(`,"text":"` + chatText + `"}}`)
 			}
-			body.WriteByte(']')
+			p.w.endBatch(&body)
 			if err := p.post(ctx, body.Bytes()); err != nil {
 				p.failed.Add(k)
 			} else {
@@ -379,22 +326,25 @@ func (p *publisher) post(ctx context.Context, body []byte) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+p.token)
+	p.w.authorize(req, p.token)
 	resp, err := p.hc.Do(req)
 	if err != nil {
 		return err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	reply, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("publish: status %d", resp.StatusCode)
+		return fmt.Errorf("publish: status %d: %.200s", resp.StatusCode, reply)
 	}
-	return nil
+	if rerr != nil {
+		return fmt.Errorf("publish: read reply: %w", rerr)
+	}
+	return p.w.checkReply(reply)
 }
 
 // churn runs workers that each open a websocket, handshake, disconnect and
 // close, over and over, until ctx ends; it returns the handshakes done.
-func churn(ctx context.Context, d *dialers, addr string, workers int) (done, failed int64) {
+func churn(ctx context.Context, w wire, d *dialers, addr string, workers int) (done, failed int64) {
 	var ok, bad atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
@@ -403,7 +353,7 @@ func churn(ctx context.Context, d *dialers, addr string, workers int) (done, fai
 			defer wg.Done()
 			for ctx.Err() == nil {
 				hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				g, err := handshake(hctx, d.pick(), addr)
+				g, err := handshake(hctx, w, d.pick(), addr)
 				cancel()
 				if err != nil {
 					// A handshake cut by the end of the run is not a failure
@@ -415,7 +365,9 @@ func churn(ctx context.Context, d *dialers, addr string, workers int) (done, fai
 					continue
 				}
 				ok.Add(1)
-				_ = g.c.writeText([]byte(`[{"channel":"/meta/disconnect","clientId":"` + string(g.id) + `"}]`))
+				if b := w.bye(g); b != nil {
+					_ = g.c.writeText(b)
+				}
 				g.c.close()
 			}
 		}()

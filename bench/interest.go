@@ -187,7 +187,7 @@ func runInterestStep(ctx context.Context, o *InterestOptions, n int, interest bo
 	rooms := make([][]string, n)
 	for i, p := range nodes {
 		rooms[i] = channelNames(fmt.Sprintf("/bench/node-%02d/room", i), o.Rooms)
-		cs, err := openSessions(ctx, d, p.Addr, o.Rooms*o.SubsPerRoom, rooms[i], 8, st)
+		cs, err := openSessions(ctx, bayeuxWire{}, d, p.Addr, o.Rooms*o.SubsPerRoom, rooms[i], 8, st)
 		conns = append(conns, cs...)
 		if err != nil {
 			return row, fmt.Errorf("node %d: %w", i, err)
@@ -202,7 +202,7 @@ func runInterestStep(ctx context.Context, o *InterestOptions, n int, interest bo
 	defer cancel()
 	pubs := make([]*publisher, n)
 	for i, p := range nodes {
-		pubs[i] = &publisher{url: "http://" + p.Addr + "/publish", token: interestToken, channels: rooms[i], hc: &http.Client{Timeout: 10 * time.Second}}
+		pubs[i] = &publisher{w: bayeuxWire{}, url: "http://" + p.Addr + "/publish", token: interestToken, channels: rooms[i], hc: &http.Client{Timeout: 10 * time.Second}}
 		go pubs[i].run(pctx, o.Rate)
 	}
 	settle(ctx, o.Warmup)

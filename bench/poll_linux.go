@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -229,9 +228,9 @@ func (p *poller) frame(pc *pconn, op byte, fin bool, payload []byte) {
 		defer func() { pc.msg = pc.msg[:0] }()
 	}
 	p.st.frames.Add(1)
-	if bytes.Contains(payload, tokConnect) {
+	if r := pc.g.w.reply(pc.g, payload); r != nil {
 		pc.g.c.setDeadline(time.Now().Add(10 * time.Second))
-		err := pc.g.c.writeText(pc.g.connectMsg())
+		err := pc.g.c.writeText(r)
 		pc.g.c.setDeadline(time.Time{})
 		if err != nil {
 			p.kill(pc)

@@ -26,17 +26,57 @@ type changeResult struct {
 }
 
 // phaseTracker keeps the current phase for the live progress line; the
-// engine's View and the naive steps both feed it.
+// engine's View and the naive steps both feed it. With a clock it also
+// records when each bake ran (the canary share is measured over the
+// canary's bake).
 type phaseTracker struct {
 	mu      sync.Mutex
+	clock   func() time.Duration // the demo's clock; nil records no bakes
 	name    string
 	waiting string
+	bakes   []bakeWindow
 }
+
+// bakeWindow is when a phase's bake ran, on the demo's clock; End is zero
+// while it runs.
+type bakeWindow struct {
+	Phase      string
+	Start, End time.Duration
+}
+
+// baking reports whether a waiting text is a bake: the engine's "baking
+// until 10:42:07", the naive steps' "bake".
+func baking(waiting string) bool { return strings.HasPrefix(waiting, "bak") }
 
 func (t *phaseTracker) set(name, waiting string) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.clock != nil {
+		now := t.clock()
+		n := len(t.bakes)
+		open := n > 0 && t.bakes[n-1].End == 0
+		switch {
+		case open && (!baking(waiting) || t.bakes[n-1].Phase != name):
+			t.bakes[n-1].End = now
+			if baking(waiting) {
+				t.bakes = append(t.bakes, bakeWindow{Phase: name, Start: now})
+			}
+		case !open && baking(waiting):
+			t.bakes = append(t.bakes, bakeWindow{Phase: name, Start: now})
+		}
+	}
 	t.name, t.waiting = name, waiting
-	t.mu.Unlock()
+}
+
+// bakeWindows returns the bakes so far; one still running ends at now.
+func (t *phaseTracker) bakeWindows() []bakeWindow {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := append([]bakeWindow(nil), t.bakes...)
+	if n := len(out); n > 0 && out[n-1].End == 0 && t.clock != nil {
+		out[n-1].End = t.clock()
+	}
+	return out
 }
 
 func (t *phaseTracker) get() (string, string) {

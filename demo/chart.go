@@ -24,6 +24,12 @@ type InstanceSample struct {
 	Name        string
 	Image       string
 	Connections int
+	// Gone is set on an instance's last sample, once the group no longer
+	// lists it or it is terminated: it no longer counts as live.
+	Gone bool `json:",omitempty"`
+	// Unread is set when the node did not answer its status read: its
+	// Connections (0) are unknown, not zero.
+	Unread bool `json:",omitempty"`
 }
 
 // PhaseMark is a phase of the change on the chart's time axis.
@@ -44,6 +50,18 @@ func WriteChart(w io.Writer, title, newImage string, samples []Sample, phases []
 // WriteChartAs is WriteChart in another format gonum/plot knows ("png",
 // "pdf"…): a PNG is what a terminal image viewer or a review tool shows.
 func WriteChartAs(w io.Writer, format, title, newImage string, samples []Sample, phases []PhaseMark) error {
+	return WriteChartData(w, format, ChartData{Title: title, NewImage: newImage, Samples: samples, Phases: phases})
+}
+
+// WriteChartData draws chart.json's data: WriteChartAs, with the canary
+// instances (cd.Canaries) drawn thicker and labelled, so that a canary
+// holding no clients is seen to hold none.
+func WriteChartData(w io.Writer, format string, cd ChartData) error {
+	title, newImage, samples, phases := cd.Title, cd.NewImage, cd.Samples, cd.Phases
+	canary := map[string]bool{}
+	for _, id := range cd.Canaries {
+		canary[id] = true
+	}
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "seconds since start"
@@ -53,10 +71,11 @@ func WriteChartAs(w io.Writer, format, title, newImage string, samples []Sample,
 	p.Add(plotter.NewGrid())
 
 	type series struct {
-		label string
-		image string
-		first time.Duration
-		xys   plotter.XYs
+		label  string
+		image  string
+		first  time.Duration
+		canary bool
+		xys    plotter.XYs
 	}
 	byID := map[string]*series{}
 	ymax := 1.0
@@ -64,7 +83,10 @@ func WriteChartAs(w io.Writer, format, title, newImage string, samples []Sample,
 		for _, in := range s.Instances {
 			sr := byID[in.ID]
 			if sr == nil {
-				sr = &series{label: fmt.Sprintf("%s %s", in.Name, in.Image), image: in.Image, first: s.At}
+				sr = &series{label: fmt.Sprintf("%s %s", in.Name, in.Image), image: in.Image, first: s.At, canary: canary[in.ID]}
+				if sr.canary {
+					sr.label += " (canary)"
+				}
 				byID[in.ID] = sr
 			}
 			sr.xys = append(sr.xys, plotter.XY{X: s.At.Seconds(), Y: float64(in.Connections)})
@@ -128,6 +150,9 @@ func WriteChartAs(w io.Writer, format, title, newImage string, samples []Sample,
 			l.LineStyle.Color = cool[oldN%len(cool)]
 			l.LineStyle.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
 			oldN++
+		}
+		if sr.canary {
+			l.LineStyle.Width = vg.Points(3)
 		}
 		p.Add(l)
 		p.Legend.Add(sr.label, l)

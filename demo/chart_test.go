@@ -83,3 +83,30 @@ func TestFlatten(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteChartCanary: the canary's line is labelled and drawn thicker
+// than the others, so that an empty canary is seen to be empty.
+func TestWriteChartCanary(t *testing.T) {
+	var samples []Sample
+	for i := range 10 {
+		samples = append(samples, Sample{At: time.Duration(i) * time.Second, Instances: []InstanceSample{
+			{ID: "i-1", Name: "ws-01", Image: "ami-old", Connections: 50},
+			{ID: "i-9", Name: "canary", Image: "ami-new", Connections: i},
+		}})
+	}
+	draw := func(canaries []string) string {
+		var buf bytes.Buffer
+		if err := WriteChartData(&buf, "svg", ChartData{Title: "t", NewImage: "ami-new", Samples: samples, Canaries: canaries}); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	plain, marked := draw(nil), draw([]string{"i-9"})
+	if strings.Contains(plain, "(canary)") || !strings.Contains(marked, "canary ami-new (canary)") {
+		t.Errorf("canary label: without canaries %v, with %v", strings.Contains(plain, "(canary)"), strings.Contains(marked, "canary ami-new (canary)"))
+	}
+	// 3 points is what the canary's stroke is drawn with.
+	if strings.Contains(plain, "stroke-width:3") || !strings.Contains(marked, "stroke-width:3") {
+		t.Error("the canary's line is not the only thick one")
+	}
+}

@@ -187,7 +187,9 @@ type run struct {
 	stateD string
 	samp   *sampler
 	phase  phaseTracker
-	prom   *promServer // Config.Prometheus
+	routes *routeLog         // the chat clients' websockets, per client
+	ups    [][]time.Duration // when each chat client came up, read at its end
+	prom   *promServer       // Config.Prometheus
 
 	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
 
@@ -264,6 +266,8 @@ func (d *run) event(typ, msg string, kv ...any) {
 func (d *run) run(ctx context.Context) (*Summary, error) {
 	cfg := d.cfg
 	d.start = cfg.Now()
+	d.phase.clock = d.since
+	d.routes = newRouteLog(d.since)
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
@@ -305,6 +309,7 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 		ChannelPrefix: "/api/v1/rooms/{id}/chatMessages",
 		Rate:          cfg.Rate,
 		NoReplay:      !cfg.Replay,
+		ClientParam:   clientParam,
 		Logger:        d.log.With("part", "probe"),
 		Now:           cfg.Now,
 	})
@@ -337,6 +342,13 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	rep := d.probe.Stop(sctx)
 	cancel()
+	for _, us := range d.probe.ClientUps() {
+		ds := make([]time.Duration, len(us))
+		for i, u := range us {
+			ds[i] = u.Sub(d.start)
+		}
+		d.ups = append(d.ups, ds)
+	}
 	d.probe = nil
 
 	fleet, ferr := d.fleetImages(context.WithoutCancel(ctx))
@@ -405,6 +417,7 @@ func (d *run) startFleet(ctx context.Context) error {
 		DeregistrationDelayMax: 5 * time.Second,
 		KillGrace:              15 * time.Second,
 		LogDir:                 filepath.Join(cfg.Out, "nodes"),
+		OnProxied:              d.routes.record,
 		Logger:                 d.log.With("part", "cloud"),
 		Now:                    cfg.Now,
 	}

@@ -25,6 +25,7 @@ type probePoint struct {
 // seenInstance is what the sampler learnt about one instance.
 type seenInstance struct {
 	ID, Name, Image string
+	IP              string // private address: the load balancer's target
 	First, Last     time.Duration
 	Gone            bool
 }
@@ -128,6 +129,9 @@ func (s *sampler) sampleOnce(ctx context.Context) {
 		if r.in.Name != "" {
 			si.Name = r.in.Name
 		}
+		if r.in.PrivateIP != "" {
+			si.IP = r.in.PrivateIP
+		}
 		si.Image = r.in.Image
 		if r.err == nil && r.st.Image != "" {
 			si.Image = r.st.Image
@@ -140,13 +144,13 @@ func (s *sampler) sampleOnce(ctx context.Context) {
 		if r.gone {
 			si.Gone = true
 		}
-		smp.Instances = append(smp.Instances, InstanceSample{ID: id, Name: orDash(si.Name), Image: si.Image, Connections: conns})
+		smp.Instances = append(smp.Instances, InstanceSample{ID: id, Name: orDash(si.Name), Image: si.Image, Connections: conns, Gone: si.Gone, Unread: r.err != nil})
 	}
 	// Instances the group no longer lists end at zero, once.
 	for id, si := range s.seen {
 		if !present[id] && !si.Gone {
 			si.Gone = true
-			smp.Instances = append(smp.Instances, InstanceSample{ID: id, Name: orDash(si.Name), Image: si.Image})
+			smp.Instances = append(smp.Instances, InstanceSample{ID: id, Name: orDash(si.Name), Image: si.Image, Gone: true})
 		}
 	}
 	s.samples = append(s.samples, smp)
@@ -209,6 +213,32 @@ func (s *sampler) result() ([]Sample, []Replacement, float64, time.Duration) {
 	defer s.mu.Unlock()
 	rate, at := peakRate(s.points, time.Second)
 	return s.samples, s.replacements(), rate, at
+}
+
+// instances returns every instance sampled, in the order first seen.
+func (s *sampler) instances() []knownInstance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]knownInstance, 0, len(s.order))
+	for _, id := range s.order {
+		si := s.seen[id]
+		out = append(out, knownInstance{ID: si.ID, Name: si.Name, Image: si.Image, IP: si.IP, First: si.First})
+	}
+	return out
+}
+
+// rename gives the samples' unnamed instances ("-") the names given.
+func (s *sampler) rename(names map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.samples {
+		ins := s.samples[i].Instances
+		for j := range ins {
+			if n, ok := names[ins[j].ID]; ok && (ins[j].Name == "" || ins[j].Name == "-") {
+				ins[j].Name = n
+			}
+		}
+	}
 }
 
 // replacements pairs, per name, the old-image instances that carried it

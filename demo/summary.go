@@ -49,6 +49,9 @@ type Summary struct {
 	// PeakReconnectRate is reconnects per second over the busiest second.
 	PeakReconnectRate float64        `json:"peak_reconnect_rate"`
 	APICalls          map[string]int `json:"api_calls,omitempty"`
+	// Placement is where the clients' connections went (placement.go):
+	// measured and shown, never a reason for a non-zero exit.
+	Placement Placement `json:"placement"`
 
 	Problems []string `json:"problems,omitempty"`
 	Files    Files    `json:"files"`
@@ -80,6 +83,10 @@ type Files struct {
 	Chart     string `json:"chart"`
 	ChartData string `json:"chart_data"`
 	Summary   string `json:"summary"`
+	// ShareChart is the canary's share through its bake (absent when
+	// no canary was sampled), MovesChart the moves-per-client histogram.
+	ShareChart string `json:"share_chart,omitempty"`
+	MovesChart string `json:"moves_chart"`
 }
 
 // ChartData is chart.json: what chart.svg was drawn from.
@@ -88,6 +95,11 @@ type ChartData struct {
 	NewImage string      `json:"new_image"`
 	Samples  []Sample    `json:"samples"`
 	Phases   []PhaseMark `json:"phases"`
+	// Canaries are the canary instances' ids (their lines are drawn
+	// thicker); Share is the canary's share of its fair share over the
+	// canary phase (share.svg).
+	Canaries []string     `json:"canaries,omitempty"`
+	Share    []SharePoint `json:"share,omitempty"`
 }
 
 // OK reports whether the demo kept its promise: every instance on the new
@@ -107,6 +119,10 @@ func (d *run) summarize(mode string, res changeResult, rep probe.Report, fleet [
 		Published: rep.Sent, PublishFailed: rep.PublishFailed, Expected: rep.Expected, Delivered: rep.Delivered,
 		Lost: rep.Lost, Duplicated: rep.Duplicated, Gaps: rep.Gap.Count, GapP50: ms(rep.Gap.P50), GapP99: ms(rep.Gap.P99), GapMax: ms(rep.Gap.Max),
 		LatencyP99: ms(rep.Latency.P99), Reconnects: rep.Reconnects, PeakReconnectRate: peak, APICalls: res.calls,
+	}
+	s.Placement = d.placement(res.phases, replaced)
+	if s.Clients > 0 {
+		s.Placement.ReconnectsPerClient = float64(s.Reconnects) / float64(s.Clients)
 	}
 	if res.err != nil {
 		s.Problems = append(s.Problems, "the change: "+res.err.Error())
@@ -143,7 +159,8 @@ func (d *run) writeFiles(s *Summary, res changeResult) error {
 		abs = dir
 	}
 	s.Files = Files{Dir: abs, Report: filepath.Join(abs, "report.md"), Events: filepath.Join(abs, "events.jsonl"),
-		Chart: filepath.Join(abs, "chart.svg"), ChartData: filepath.Join(abs, "chart.json"), Summary: filepath.Join(abs, "summary.json")}
+		Chart: filepath.Join(abs, "chart.svg"), ChartData: filepath.Join(abs, "chart.json"), Summary: filepath.Join(abs, "summary.json"),
+		MovesChart: filepath.Join(abs, "moves.svg")}
 
 	samples, _, _, _ := d.samp.result()
 	var marks []PhaseMark
@@ -152,14 +169,21 @@ func (d *run) writeFiles(s *Summary, res changeResult) error {
 	}
 	var chart bytes.Buffer
 	title := fmt.Sprintf("wsfleet demo (%s): connections per instance, %s -> %s, %d clients", s.Mode, oldImage, newImage, s.Clients)
-	if err := WriteChart(&chart, title, newImage, samples, marks); err != nil {
+	data := ChartData{Title: title, NewImage: newImage, Samples: samples, Phases: marks}
+	if cs := s.Placement.CanaryShare; cs != nil {
+		data.Canaries, data.Share = cs.canaryIDs, cs.Points
+	}
+	if err := WriteChartData(&chart, "svg", data); err != nil {
 		return err
 	}
 	if err := os.WriteFile(s.Files.Chart, chart.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write chart: %w", err)
 	}
+	if err := s.writePlacementCharts(); err != nil {
+		return err
+	}
 	// The chart's data, so that it can be drawn again (another size, PNG).
-	cd, err := json.Marshal(ChartData{Title: title, NewImage: newImage, Samples: samples, Phases: marks})
+	cd, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("chart data: %w", err)
 	}
@@ -228,12 +252,17 @@ func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "  replaced:  %d instances (%s); fleet now %s\n", len(repl), strings.Join(repl, " "), fleetLine(s.Fleet))
 	fmt.Fprintf(w, "  messages:  %d published (%d refused), %d of %d deliveries made, %d lost, %d duplicates dropped\n",
 		s.Published, s.PublishFailed, s.Delivered, s.Expected, s.Lost, s.Duplicated)
-	fmt.Fprintf(w, "  clients:   %d over %d rooms; gaps p50 %s, p99 %s, max %s (%d gaps); %d reconnects, peak %.0f/s; delivery p99 %s\n",
-		s.Clients, s.Channels, rd(s.GapP50), rd(s.GapP99), rd(s.GapMax), s.Gaps, s.Reconnects, s.PeakReconnectRate, rd(s.LatencyP99))
+	fmt.Fprintf(w, "  clients:   %d over %d rooms; gaps p50 %s, p99 %s, max %s (%d gaps); %d reconnects, peak %.0f/s%s; delivery p99 %s\n",
+		s.Clients, s.Channels, rd(s.GapP50), rd(s.GapP99), rd(s.GapMax), s.Gaps, s.Reconnects, s.PeakReconnectRate, s.Placement.budgetNote(), rd(s.LatencyP99))
+	s.Placement.writeText(w)
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  problem:   %s\n", p)
 	}
-	fmt.Fprintf(w, "  files:     %s (report.md, events.jsonl, chart.svg, chart.json, summary.json)\n", s.Files.Dir)
+	share := ""
+	if s.Files.ShareChart != "" {
+		share = ", share.svg"
+	}
+	fmt.Fprintf(w, "  files:     %s (report.md, events.jsonl, chart.svg%s, moves.svg, chart.json, summary.json)\n", s.Files.Dir, share)
 }
 
 // fleetLine counts live instances per image, by the nodes' own word.
@@ -302,12 +331,13 @@ func (s *Summary) WriteMarkdown(w io.Writer) {
 		{"gap p99", rd(s.GapP99)},
 		{"gap max", rd(s.GapMax)},
 		{"reconnects", fmt.Sprint(s.Reconnects)},
-		{"peak reconnect rate", fmt.Sprintf("%.0f/s", s.PeakReconnectRate)},
+		{"peak reconnect rate", fmt.Sprintf("%.0f/s%s", s.PeakReconnectRate, s.Placement.budgetNote())},
 		{"delivery latency p99", rd(s.LatencyP99)},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "| %s | %s |\n", r[0], r[1])
 	}
+	s.Placement.writeMarkdown(w, s.PeakReconnectRate, s.Files.ShareChart != "")
 	fmt.Fprintf(w, "\n## Instances\n\n| name | old instance(s) | new instance(s) |\n|---|---|---|\n")
 	for _, r := range s.Replaced {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", r.Name, orDash(strings.Join(r.Old, ", ")), orDash(strings.Join(r.New, ", ")))

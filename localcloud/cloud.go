@@ -120,6 +120,14 @@ type Config struct {
 	// Logger receives the cloud's log; nil discards it.
 	Logger *slog.Logger
 
+	// OnProxied, when set, is called with each response a load balancer
+	// listener received from a target (the target's host:port and the
+	// request as sent to it, query included), before it is passed on;
+	// the demo learns from the 101s which node each of its chat clients'
+	// websockets landed on. It runs on the request's goroutine and must
+	// not block.
+	OnProxied func(target string, req *http.Request, status int)
+
 	// Faults are the faults the API injects from the start (faults.go);
 	// SetFaults and the admin path FaultsPath change them at run time.
 	Faults Faults

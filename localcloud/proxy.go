@@ -63,6 +63,12 @@ func (c *Cloud) startListener(lb *loadBalancer, port int, tgARN string) (*listen
 		},
 		Transport:     transport,
 		FlushInterval: -1,
+		ModifyResponse: func(res *http.Response) error {
+			if f := c.cfg.OnProxied; f != nil {
+				f(res.Request.URL.Host, res.Request, res.StatusCode)
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			c.log.Debug("load balancer: target error", "listener", l.addr, "err", err)
 			http.Error(w, "502 Bad Gateway", http.StatusBadGateway)

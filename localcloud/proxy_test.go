@@ -20,8 +20,6 @@ import (
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/coder/websocket"
-
-	"wsfleet/internal/nodetest"
 )
 
 // TestMain doubles as a minimal node: when the local cloud runs this test
@@ -112,13 +110,7 @@ func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	port := nodetest.FreePort(t)
-	if _, err := cl.ELB.CreateListener(ctx, &elb.CreateListenerInput{
-		LoadBalancerArn: aws.String(f.lbARN), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(port)),
-		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(f.tgARN)}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	forwardListener(t, ctx, cl, f)
 	g := inService(t, ctx, cl, "echo", 2, 30*time.Second)
 	lb := c.LoadBalancerURL("echo")
 	who := func() string {

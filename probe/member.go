@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +30,7 @@ type member struct {
 	downAt  time.Time
 	gaps    []time.Duration
 	reconn  int64
+	ups     []time.Time // each time the client came up (Probe.ClientUps)
 	closing bool
 }
 
@@ -53,7 +57,7 @@ func (m *member) run(ctx context.Context, sem chan struct{}, firstTry chan<- str
 	defer signal()
 	channel := p.channels[m.ch].name
 	cfg := client.Config{
-		URL:        p.cfg.URL,
+		URL:        p.clientURL(m.idx),
 		Transport:  p.cfg.Transport,
 		HTTPClient: p.hc[m.idx%len(p.hc)],
 		Logger:     p.log.With("client", m.idx),
@@ -129,6 +133,7 @@ func (m *member) onState(s client.State) {
 		return
 	}
 	if s.Up {
+		m.ups = append(m.ups, s.At)
 		if !m.up && !m.subAt.IsZero() {
 			m.gaps = append(m.gaps, s.At.Sub(m.downAt))
 			m.reconn++
@@ -178,4 +183,16 @@ func (m *member) onDelivery(d client.Delivery) {
 func (m *member) has(n int) bool {
 	w := n / 64
 	return w < len(m.got) && m.got[w]&(1<<(n%64)) != 0
+}
+
+// clientURL is client i's URL: the probe's, with ClientParam=i when set.
+func (p *Probe) clientURL(i int) string {
+	if p.cfg.ClientParam == "" {
+		return p.cfg.URL
+	}
+	sep := "?"
+	if strings.Contains(p.cfg.URL, "?") {
+		sep = "&"
+	}
+	return p.cfg.URL + sep + url.QueryEscape(p.cfg.ClientParam) + "=" + strconv.Itoa(i)
 }

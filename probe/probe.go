@@ -82,6 +82,11 @@ type Config struct {
 	// PublishInterval is how often the publisher sends the messages due
 	// (in one batch). Default 10ms.
 	PublishInterval time.Duration
+	// ClientParam, when set, adds the query parameter ClientParam=<i> to
+	// client i's URL, so that a load balancer in the same process can
+	// tell which client each connection belongs to (the demo counts how
+	// often each client moved to another node). Servers ignore it.
+	ClientParam string
 	// NoReplay makes every client behave like faye and halley, which never
 	// ask the server for what they missed (client.Config.NoReplay): the
 	// loss then measured is what unmodified chat clients would see.
@@ -323,6 +328,21 @@ func (p *Probe) Snapshot() Report {
 		return p.final
 	}
 	return p.report(p.now(), false)
+}
+
+// ClientUps returns, per client (by index), each time it came up: its
+// first handshake and every reconnect since. With ClientParam, a caller
+// that saw the clients' websockets at the load balancer tells from them
+// which of those websockets a client really worked on (a node may accept
+// a websocket and then refuse its handshake).
+func (p *Probe) ClientUps() [][]time.Time {
+	out := make([][]time.Time, len(p.members))
+	for i, m := range p.members {
+		m.mu.Lock()
+		out[i] = append([]time.Time(nil), m.ups...)
+		m.mu.Unlock()
+	}
+	return out
 }
 
 // Stop stops publishing, waits up to the grace period for deliveries in

@@ -35,7 +35,7 @@ import (
 )
 
 const (
-	crashSubset = 5
+	crashSubset = 3
 	crashFull   = 50
 )
 

@@ -73,6 +73,12 @@ fi
 # installed above, is the oldest version the broker supports (2.9.10).
 ./scripts/build-nats-server.sh >/dev/null
 
+# Centrifugo, the benchmark's third server, is not built here: from cold
+# (its modules downloaded and compiled) scripts/build-centrifugo.sh took
+# 3.5 minutes, too long for every fresh machine's test run. `wsfleet bench`
+# builds it when it runs; TestCentrifugoDriver skips, naming the script,
+# until then.
+
 # The stand-in hashicorp/aws provider the Terraform tests build
 # (terraform/testdata/provider-aws, a module of its own): its modules.
 # Terraform itself (v1.11.4, /usr/local/bin/terraform) is part of this kind

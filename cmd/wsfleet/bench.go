@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	register("bench", "benchmark the ws node against Faye's own Node.js server",
+	register("bench", "benchmark the ws node against Faye's own Node.js server and Centrifugo",
 		"wsfleet bench --quick\nwsfleet bench --servers wsfleet --scenarios fanout --rates 10000,50000", runBench)
 }
 
@@ -28,14 +28,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o bench.Options
 	quick := fs.Bool("quick", false, "a scaled-down run (1,000 idle sessions, 500 subscribers, short steps)")
 	jsonOut := fs.String("json", "bench-result.json", "write the results here as JSON (empty: don't)")
-	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "core both servers are pinned to (-1: no pinning)")
+	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "core the servers are pinned to (-1: no pinning)")
 	genCPU := fs.Int("generator-cpu", 1, "core the load generator (this process) is pinned to (-1: no pinning)")
-	servers := fs.String("servers", "wsfleet,faye", "servers to run")
+	servers := fs.String("servers", "wsfleet,faye,centrifugo,bare", "servers to run (bare: the bare-write limit, fan-out only)")
 	scenarios := fs.String("scenarios", "idle,fanout,churn", "scenarios to run: idle (a), fanout (b), churn (c)")
 	fs.IntVar(&o.IdleSessions, "idle-sessions", 0, "(a) idle sessions (default 10000, quick 1000)")
 	fs.IntVar(&o.Subscribers, "subscribers", 0, "(b) subscribers (default 5000, quick 500)")
 	fs.IntVar(&o.Channels, "channels", 0, "(b) channels (default 50, quick 10)")
 	rates := fs.String("rates", "", "(b) comma-separated deliveries/s to try in order (default 10k…300k)")
+	fixedRates := fs.String("fixed-rates", "", "(b) comma-separated deliveries/s to compare CPU per delivery at (default 20000,40000)")
+	fs.IntVar(&o.Refine, "refine", 0, "(b) rates tried between the last sustained and the first failed rate (default 3, quick 2, -1: none)")
+	fs.StringVar(&o.Centrifugo, "centrifugo", "", "centrifugo binary (default: built by scripts/build-centrifugo.sh into .cache/)")
+	serveBare := fs.String("serve-bare", "", "internal: run the bare-write server on this address (the bench starts it)")
 	fs.DurationVar(&o.Step, "step", 0, "(b) measuring time per rate (default 5s, quick 2s)")
 	fs.DurationVar(&o.ChurnTime, "churn-time", 0, "(c) duration (default 10s, quick 3s)")
 	fs.IntVar(&o.ChurnWorkers, "churn-workers", 0, "(c) concurrent connect-handshake-close loops (default 128, quick 32)")
@@ -47,12 +51,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	o.Quick = *quick
 	o.Servers = splitList(*servers)
 	o.Scenarios = splitList(*scenarios)
-	for _, r := range splitList(*rates) {
-		v, err := strconv.ParseFloat(r, 64)
-		if err != nil || v <= 0 {
-			return fmt.Errorf("%w: --rates: bad rate %q", errUsage, r)
-		}
-		o.Rates = append(o.Rates, v)
+	if *serveBare != "" {
+		// The bench's bare-write server, started pinned on the servers'
+		// core; it runs until killed.
+		return bench.ServeBare(ctx, *serveBare, os.Getenv("WSFLEET_ADMIN_TOKEN"), stdout)
+	}
+	var err error
+	if o.Rates, err = parseRates("--rates", *rates); err != nil {
+		return err
+	}
+	if o.FixedRates, err = parseRates("--fixed-rates", *fixedRates); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -112,6 +121,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return err
+}
+
+// parseRates reads a comma-separated list of positive rates.
+func parseRates(flag, s string) ([]float64, error) {
+	var out []float64
+	for _, r := range splitList(s) {
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%w: %s: bad rate %q", errUsage, flag, r)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 func splitList(s string) []string {
