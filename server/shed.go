@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -298,11 +297,8 @@ func (s *Server) Cordon(cordoned bool) {
 // and out-of-range values are 400 naming the field and its range) and
 // starts the shed: 202 with its result, 409 on a node that drains.
 func (s *Server) serveShed(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
-	if err != nil {
-		if !s.refuseBody(w, err) {
-			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
-		}
+	b, ok := s.adminBody(w, r)
+	if !ok {
 		return
 	}
 	req, err := nodeapi.DecodeShedRequest(b)
@@ -324,11 +320,8 @@ func (s *Server) serveShed(w http.ResponseWriter, r *http.Request) {
 // serveCordon decodes the request strictly (the cordoned field is
 // required) and answers the node's status.
 func (s *Server) serveCordon(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
-	if err != nil {
-		if !s.refuseBody(w, err) {
-			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
-		}
+	b, ok := s.adminBody(w, r)
+	if !ok {
 		return
 	}
 	req, err := nodeapi.DecodeCordonRequest(b)

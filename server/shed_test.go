@@ -56,6 +56,17 @@ func sessionIDs(s *Server) []string {
 	return ids
 }
 
+// longNodes returns two nodes, a and b, on one memory broker, that hold a
+// connect 24 s: a client released in a test's few seconds has its connect
+// held. shared sets Config.SharedSessions.
+func longNodes(t *testing.T, shared bool) (a, b *node) {
+	br := broker.NewMemory(broker.MemoryOptions{})
+	cfg := func(id string) func(*Config) {
+		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second; c.SharedSessions = shared }
+	}
+	return startNode(t, cfg("a")), startNode(t, cfg("b"))
+}
+
 // followRelease plays a released websocket client as faye and halley do:
 // its held connect is answered, it sends the next one on the same socket,
 // which is answered with advice to retry and the socket closed (going
@@ -106,12 +117,7 @@ func followRelease(t *testing.T, p *wsPeer, to *node, got *[]msg) *wsPeer {
 // everything; the node stays ready, counts the shed and not a drain, and
 // the node that takes them over counts them received.
 func TestShedHandsKOfNOver(t *testing.T) {
-	br := broker.NewMemory(broker.MemoryOptions{})
-	// a long hold: a released client's connect is held when it is released
-	long := func(id string) func(*Config) {
-		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second }
-	}
-	a, b := startNode(t, long("a")), startNode(t, long("b"))
+	a, b := longNodes(t, false)
 	const n, k, total = 5, 2, 80
 	var peers []*wsPeer
 	for range n {
@@ -186,11 +192,7 @@ func TestShedHandsKOfNOver(t *testing.T) {
 // from another node and sessions that handshook on it sheds the fresh
 // ones first, even the older of them, and the received ones only then.
 func TestShedMovesFreshSessionsFirst(t *testing.T) {
-	br := broker.NewMemory(broker.MemoryOptions{})
-	long := func(id string) func(*Config) {
-		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second }
-	}
-	a, b := startNode(t, long("a")), startNode(t, long("b"))
+	a, b := longNodes(t, false)
 	fresh := dialWS(t, a)
 	fresh.handshake(nil)
 	// two clients of b come to a: b sheds them, they reconnect to a
@@ -240,14 +242,7 @@ func TestShedMovesFreshSessionsFirst(t *testing.T) {
 // own pacing, and that the clients not shed stay.
 func TestShedPacing(t *testing.T) {
 	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
-	n := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
-	var peers []*wsPeer
-	for range 7 {
-		p := dialWS(t, n)
-		p.handshake(nil)
-		peers = append(peers, p)
-	}
-	waitFor(t, func() bool { return heldConnects(n.srv) == 7 }, "connects not held")
+	n, _ := startHeldNode(t, clk, 7)
 	rng := drainRand()
 	first := releaseSchedule(3, 0, 10, rng, clk.Now())
 	second := releaseSchedule(2, 10*time.Second, 100, rng, first[2])
@@ -293,11 +288,7 @@ func TestShedPacing(t *testing.T) {
 // changes nothing and gets the same answer; a new ID adds to it.
 func TestShedIDIsIdempotent(t *testing.T) {
 	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
-	n := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
-	for range 5 {
-		dialWS(t, n).handshake(nil)
-	}
-	waitFor(t, func() bool { return heldConnects(n.srv) == 5 }, "connects not held")
+	n, _ := startHeldNode(t, clk, 5)
 	post := func(body string) nodeapi.ShedResult {
 		t.Helper()
 		code, b := adminPost(t, n, nodeapi.PathShed, body)
@@ -379,11 +370,7 @@ func TestShedRefusesBadRequests(t *testing.T) {
 // so, and meanwhile serves its clients, takes new ones and takes sessions
 // over; uncordoned, it is ready again. Draining wins over both.
 func TestCordon(t *testing.T) {
-	br := broker.NewMemory(broker.MemoryOptions{})
-	long := func(id string) func(*Config) {
-		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second }
-	}
-	a, b := startNode(t, long("a")), startNode(t, long("b"))
+	a, b := longNodes(t, false)
 	p := dialWS(t, a)
 	p.handshake(nil)
 	p.subscribe("/h", nil)
@@ -470,11 +457,7 @@ func TestCordon(t *testing.T) {
 // releases everyone, counted as the drain's.
 func TestDrainSupersedesShed(t *testing.T) {
 	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
-	n := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
-	for range 4 {
-		dialWS(t, n).handshake(nil)
-	}
-	waitFor(t, func() bool { return heldConnects(n.srv) == 4 }, "connects not held")
+	n, _ := startHeldNode(t, clk, 4)
 	if _, err := n.srv.Shed(nodeapi.ShedRequest{Count: 3, Window: nodeapi.Dur(time.Hour), MaxRate: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -482,18 +465,7 @@ func TestDrainSupersedesShed(t *testing.T) {
 	go func() {
 		drained <- n.srv.Drain(context.Background(), DrainOptions{Window: 0, MaxRate: 0, Deadline: 5 * time.Second})
 	}()
-	waitFor(t, func() bool {
-		select {
-		case err := <-drained:
-			if err != nil {
-				t.Fatal(err)
-			}
-			return true
-		default:
-			clk.advance(100 * time.Millisecond)
-			return false
-		}
-	}, "drain not finished")
+	awaitDrain(t, clk, drained, 100*time.Millisecond, "drain not finished")
 	st := n.srv.Status()
 	if st.State != StateDrained || st.Drain.Released+st.Shed.Released != 4 || st.Shed.Running || st.Shed.Requested != 3 {
 		t.Fatalf("status %+v", st)
@@ -536,11 +508,7 @@ func TestAdminClientOnNode(t *testing.T) {
 // any second, whatever the timers do.
 func TestShedLateReleaseKeepsTheRate(t *testing.T) {
 	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
-	n := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
-	for range 3 {
-		dialWS(t, n).handshake(nil)
-	}
-	waitFor(t, func() bool { return heldConnects(n.srv) == 3 }, "connects not held")
+	n, _ := startHeldNode(t, clk, 3)
 	schedule := releaseSchedule(2, 0, 1, drainRand(), clk.Now())
 	if _, err := n.srv.Shed(nodeapi.ShedRequest{Count: 2, Window: nodeapi.Dur(0), MaxRate: 1}); err != nil {
 		t.Fatal(err)
@@ -569,11 +537,7 @@ func TestShedLateReleaseKeepsTheRate(t *testing.T) {
 // halley does) is received once, by the websocket's take-over, although
 // the long-poll's answer saved the record under the receiving node.
 func TestReceivedAfterALongPollHop(t *testing.T) {
-	br := broker.NewMemory(broker.MemoryOptions{})
-	shared := func(id string) func(*Config) {
-		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second; c.SharedSessions = true }
-	}
-	a, b := startNode(t, shared("a")), startNode(t, shared("b"))
+	a, b := longNodes(t, true)
 	p := dialWS(t, a)
 	p.handshake(nil)
 	p.subscribe("/h", nil)
@@ -648,14 +612,7 @@ func TestShedHandsLongPollSessionOver(t *testing.T) {
 	}
 	p.n = b
 	<-done
-	for len(got) < total {
-		reply, data := p.connect()
-		if reply["successful"] != true {
-			t.Fatalf("connect on b: %v", reply)
-		}
-		got = append(got, data...)
-	}
-	checkExactlyOnce(t, got, total)
+	checkExactlyOnce(t, p.pollUntil(got, total, "b"), total)
 	checkExactlyOnce(t, stay.dataN(total), total)
 	if st := b.srv.Status(); st.Received != 1 {
 		t.Fatalf("b's status %+v", st)
