@@ -209,8 +209,9 @@ func TestShedMovesFreshSessionsFirst(t *testing.T) {
 	var sink []msg
 	for i, p := range moved {
 		moved[i] = followRelease(t, p, a, &sink)
+		// one after the other: moved[1] arrives last
+		waitFor(t, func() bool { return a.srv.Status().Received == i+1 }, "a did not receive b's client %d", i)
 	}
-	waitFor(t, func() bool { return a.srv.Status().Received == 2 }, "a did not receive b's two clients")
 	// a newer fresh client than the received ones
 	fresh2 := dialWS(t, a)
 	fresh2.handshake(nil)
