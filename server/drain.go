@@ -293,6 +293,7 @@ func (s *Server) handOver(ss *session, refuseUntil time.Time, reason string) boo
 	ss.queue = nil
 	ss.pending = nil
 	snap := ss.snapshotLocked(s.cfg.NodeID, s.cfg.Now())
+	snap.Held = true
 	ws := ss.ws
 	var held []byte
 	if ss.held != nil {

@@ -257,8 +257,11 @@ func (s *Server) shedStatus() nodeapi.ShedStatus {
 }
 
 // countReceived records a take-over of session ss from the stored
-// record st. When st was saved by another node the session moved here
-// from it (a release, or a client whose connection to that node dropped).
+// record st. When st was saved by another node that held the client (a
+// release, or a websocket to that node that closed: st.Held), the session
+// moved here from it; a record saved at a handshake on another node (faye
+// handshakes over HTTP, which a balancer may send elsewhere than its
+// websocket) is not a move.
 // It is counted, and marked received, once a take-over keeps it here
 // (keep: a websocket, or a restore without shared sessions). A long-poll
 // answered here keeps nothing (the record goes back to the store, saved by
@@ -266,7 +269,7 @@ func (s *Server) shedStatus() nodeapi.ShedStatus {
 // socket closed, sends its next connect over HTTP before it opens a new
 // websocket, and that websocket's take-over is the move.
 func (s *Server) countReceived(ss *session, st broker.Session, keep bool) {
-	other := st.Node != "" && st.Node != s.cfg.NodeID
+	other := st.Held && st.Node != "" && st.Node != s.cfg.NodeID
 	ss.mu.Lock()
 	if !keep {
 		ss.arriving = ss.arriving || other

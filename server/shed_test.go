@@ -619,3 +619,51 @@ func TestShedHandsLongPollSessionOver(t *testing.T) {
 		t.Fatalf("b's status %+v", st)
 	}
 }
+
+// TestHandshakeElsewhereIsNotReceived: with shared sessions, a client that
+// handshakes over HTTP on one node and opens its websocket on another (as
+// faye does behind a balancer without stickiness) never moved: the second
+// node does not count it received, and a shed there treats it as fresh.
+func TestHandshakeElsewhereIsNotReceived(t *testing.T) {
+	a, b := longNodes(t, true)
+	lp := &lpPeer{t: t, n: b}
+	if h := lp.handshake(nil); h["successful"] != true {
+		t.Fatalf("handshake on b: %v", h)
+	}
+	p := dialWS(t, a)
+	p.clientID = lp.clientID
+	p.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket"})
+	p.subscribe("/h", nil)
+	b.publish(`{"channel":"/h","data":0}`)
+	if d := p.next(isData); d["data"] != float64(0) {
+		t.Fatalf("websocket on a got %v", d)
+	}
+	if st := a.srv.Status(); st.Received != 0 || st.Sessions != 1 {
+		t.Fatalf("a counted a handshake on b as a move: %+v", st)
+	}
+	if got := scrape(t, a, "wsfleet_sessions_received_total"); got != 0 {
+		t.Fatalf("wsfleet_sessions_received_total %v", got)
+	}
+}
+
+// TestDroppedWebsocketIsReceived: with shared sessions, a client whose
+// websocket to one node dropped and that reconnects to another moved: the
+// other node counts it received.
+func TestDroppedWebsocketIsReceived(t *testing.T) {
+	a, b := longNodes(t, true)
+	p := dialWS(t, a)
+	p.handshake(nil)
+	p.subscribe("/h", nil)
+	p.c.CloseNow()
+	waitFor(t, func() bool { return a.srv.Status().Connections == 0 }, "a still counts the dropped websocket")
+	q := dialWS(t, b)
+	q.clientID = p.clientID
+	q.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket"})
+	a.publish(`{"channel":"/h","data":0}`)
+	if d := q.next(isData); d["data"] != float64(0) {
+		t.Fatalf("websocket on b got %v", d)
+	}
+	if st := b.srv.Status(); st.Received != 1 {
+		t.Fatalf("b's status %+v", st)
+	}
+}
