@@ -69,6 +69,7 @@ var actions = map[string]map[string]handler{
 		"DescribeListeners":             (*Cloud).describeListeners,
 		"CreateTargetGroup":             (*Cloud).createTargetGroup,
 		"DescribeTargetGroups":          (*Cloud).describeTargetGroups,
+		"ModifyTargetGroup":             (*Cloud).modifyTargetGroup,
 		"ModifyTargetGroupAttributes":   (*Cloud).modifyTGAttributes,
 		"DescribeTargetGroupAttributes": (*Cloud).describeTGAttributes,
 		"RegisterTargets":               (*Cloud).registerTargets,

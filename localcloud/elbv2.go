@@ -1,6 +1,7 @@
 package localcloud
 
 import (
+	"fmt"
 	"net"
 	"regexp"
 	"sort"
@@ -17,6 +18,7 @@ type target struct {
 	port       int
 	state      string // initial, healthy, unhealthy, draining
 	reason     string
+	code       int // the status of the last check the matcher refused (Target.ResponseCodeMismatch)
 	okRun      int
 	failRun    int
 	registered time.Time
@@ -316,6 +318,7 @@ func (c *Cloud) createTargetGroup(req *request, x *xmlw) *apiError {
 			"stickiness.type":                                     "lb_cookie",
 			"slow_start.duration_seconds":                         "0",
 			"load_balancing.algorithm.type":                       "round_robin",
+			"load_balancing.algorithm.anomaly_mitigation":         "off",
 		},
 		targets: map[string]*target{}, created: c.now(),
 	}
@@ -334,57 +337,8 @@ func (c *Cloud) createTargetGroup(req *request, x *xmlw) *apiError {
 	if tg.port, e = requiredPort(p, "A port must be specified for target groups of type instance"); e != nil {
 		return e
 	}
-	if v := p.str("HealthCheckPath"); v != "" {
-		if !strings.HasPrefix(v, "/") || len(v) > 1024 {
-			return validationf("Health check path '%s' must start with '/' and be at most 1024 characters", v)
-		}
-		tg.hcPath = v
-	}
-	if v := p.str("HealthCheckProtocol"); v != "" {
-		if v != "HTTP" {
-			return errf("UnsupportedProtocol", "Health check protocol '%s' is not supported by the local cloud; use HTTP", v)
-		}
-	}
-	if v := p.str("HealthCheckPort"); v != "" {
-		if n, err := strconv.Atoi(v); v != "traffic-port" && (err != nil || n < 1 || n > 65535) {
-			return validationf("Health check port '%s' is not valid", v)
-		}
-		tg.hcPort = v
-	}
-	if v, set, e := p.boolOpt("HealthCheckEnabled"); e != nil {
+	if e := tg.setHealthCheck(p); e != nil {
 		return e
-	} else if set {
-		tg.hcEnabled = v
-	}
-	for _, f := range []struct {
-		key      string
-		dst      *int
-		min, max int
-	}{
-		{"HealthCheckIntervalSeconds", &tg.hcInterval, 5, 300},
-		{"HealthCheckTimeoutSeconds", &tg.hcTimeout, 2, 120},
-		{"HealthyThresholdCount", &tg.healthyN, 2, 10},
-		{"UnhealthyThresholdCount", &tg.unhealthyN, 2, 10},
-	} {
-		v, set, e := p.intOpt(f.key)
-		if e != nil {
-			return e
-		}
-		if set {
-			if v < f.min || v > f.max {
-				return validationf("%s must be between %d and %d", f.key, f.min, f.max)
-			}
-			*f.dst = v
-		}
-	}
-	if tg.hcTimeout >= tg.hcInterval {
-		return validationf("Health check timeout must be smaller than the interval")
-	}
-	if v := p.str("Matcher.HttpCode"); v != "" {
-		if _, ok := parseMatcher(v); !ok {
-			return validationf("Health check matcher HTTP code '%s' must be a code, a list or a range between 200 and 499", v)
-		}
-		tg.matcher = v
 	}
 	for _, old := range c.targetGrps {
 		if old.name == name {
@@ -397,6 +351,92 @@ func (c *Cloud) createTargetGroup(req *request, x *xmlw) *apiError {
 	}
 	tg.arn = "arn:aws:elasticloadbalancing:" + c.cfg.Region + ":" + accountID + ":targetgroup/" + name + "/" + randHex(16)
 	c.targetGrps[tg.arn] = tg
+	x.list("TargetGroups", "member", 1, func(int) { c.writeTG(x, tg) })
+	return nil
+}
+
+// setHealthCheck applies the health check settings CreateTargetGroup and
+// ModifyTargetGroup take, within the bounds AWS documents for an HTTP
+// target group ("Health checks for Application Load Balancer target
+// groups"): interval 5–300 s, timeout 2–120 s and below the interval,
+// thresholds 2–10. A value out of bounds is ELBv2's ValidationError in the
+// service's own wording; tg is left as it was when any setting is refused.
+func (tg *targetGroup) setHealthCheck(p params) *apiError {
+	next := *tg
+	if v := p.str("HealthCheckPath"); v != "" {
+		if !strings.HasPrefix(v, "/") || len(v) > 1024 {
+			return validationf("Health check path '%s' must start with '/' and be at most 1024 characters", v)
+		}
+		next.hcPath = v
+	}
+	if v := p.str("HealthCheckProtocol"); v != "" {
+		if v != "HTTP" {
+			return errf("UnsupportedProtocol", "Health check protocol '%s' is not supported by the local cloud; use HTTP", v)
+		}
+	}
+	if v := p.str("HealthCheckPort"); v != "" {
+		if n, err := strconv.Atoi(v); v != "traffic-port" && (err != nil || n < 1 || n > 65535) {
+			return validationf("Health check port '%s' is not valid", v)
+		}
+		next.hcPort = v
+	}
+	if v, set, e := p.boolOpt("HealthCheckEnabled"); e != nil {
+		return e
+	} else if set {
+		next.hcEnabled = v
+	}
+	for _, f := range []struct {
+		key, member string
+		dst         *int
+		min, max    int
+	}{
+		{"HealthCheckIntervalSeconds", "healthCheckIntervalSeconds", &next.hcInterval, 5, 300},
+		{"HealthCheckTimeoutSeconds", "healthCheckTimeoutSeconds", &next.hcTimeout, 2, 120},
+		{"HealthyThresholdCount", "healthyThresholdCount", &next.healthyN, 2, 10},
+		{"UnhealthyThresholdCount", "unhealthyThresholdCount", &next.unhealthyN, 2, 10},
+	} {
+		v, set, e := p.intOpt(f.key)
+		if e != nil {
+			return e
+		}
+		if !set {
+			continue
+		}
+		switch {
+		case v < f.min:
+			return validationf("1 validation error detected: Value '%d' at '%s' failed to satisfy constraint: Member must have value greater than or equal to %d", v, f.member, f.min)
+		case v > f.max:
+			return validationf("1 validation error detected: Value '%d' at '%s' failed to satisfy constraint: Member must have value less than or equal to %d", v, f.member, f.max)
+		}
+		*f.dst = v
+	}
+	if next.hcTimeout >= next.hcInterval {
+		return validationf("Health check timeout must be smaller than the interval")
+	}
+	if v := p.str("Matcher.HttpCode"); v != "" {
+		if _, ok := parseMatcher(v); !ok {
+			return validationf("Health check matcher HTTP code '%s' must be a code, a list or a range between 200 and 499", v)
+		}
+		next.matcher = v
+	}
+	tg.hcPath, tg.hcPort, tg.hcEnabled, tg.matcher = next.hcPath, next.hcPort, next.hcEnabled, next.matcher
+	tg.hcInterval, tg.hcTimeout, tg.healthyN, tg.unhealthyN = next.hcInterval, next.hcTimeout, next.healthyN, next.unhealthyN
+	return nil
+}
+
+// modifyTargetGroup changes a target group's health check settings, as
+// an operator does to make a cordon take effect sooner (it takes
+// UnhealthyThresholdCount × HealthCheckIntervalSeconds). Targets keep
+// their state and their runs of passed or failed checks; the new interval
+// applies from each target's next check.
+func (c *Cloud) modifyTargetGroup(req *request, x *xmlw) *apiError {
+	tg, e := c.findTG(req.Params)
+	if e != nil {
+		return e
+	}
+	if e := tg.setHealthCheck(req.Params); e != nil {
+		return e
+	}
 	x.list("TargetGroups", "member", 1, func(int) { c.writeTG(x, tg) })
 	return nil
 }
@@ -543,8 +583,23 @@ func (c *Cloud) modifyTGAttributes(req *request, x *xmlw) *apiError {
 			if v != "true" && v != "false" {
 				return validationf("Target group attribute '%s' must be true or false", k)
 			}
+		case "load_balancing.algorithm.type":
+			// AWS's routing algorithms; the listener routes every one of
+			// them round robin (docs/cloud.md).
+			if v != "round_robin" && v != "least_outstanding_requests" && v != "weighted_random" {
+				return validationf("Target group attribute '%s' must be one of round_robin, least_outstanding_requests, weighted_random", k)
+			}
+		case "load_balancing.algorithm.anomaly_mitigation":
+			if v != "on" && v != "off" {
+				return validationf("Target group attribute '%s' must be on or off", k)
+			}
 		}
 		next[k] = v
+	}
+	// Anomaly mitigation is part of the weighted random algorithm only
+	// ("Edit target group attributes for your Application Load Balancer").
+	if next["load_balancing.algorithm.anomaly_mitigation"] == "on" && next["load_balancing.algorithm.type"] != "weighted_random" {
+		return validationf("Anomaly mitigation can be turned on only with the weighted_random load balancing algorithm")
 	}
 	tg.attrs = next
 	writeAttrs(x, c.tgAttrs(tg))
@@ -774,6 +829,10 @@ func (c *Cloud) describeTargetHealth(req *request, x *xmlw) *apiError {
 			r.reason = ""
 		}
 		r.desc = reasonText[r.reason]
+		if r.reason == "Target.ResponseCodeMismatch" && t.code != 0 {
+			// As ELBv2 words it: the codes the check got.
+			r.desc = fmt.Sprintf("Health checks failed with these codes: [%d]", t.code)
+		}
 		return r
 	}
 	if want := p.structs("Targets.member"); len(want) > 0 {

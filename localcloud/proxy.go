@@ -95,9 +95,16 @@ func (c *Cloud) startListener(lb *loadBalancer, port int, tgARN string) (*listen
 	return l, nil
 }
 
-// pickTarget chooses the next healthy target round-robin. Draining targets
-// get no new requests. When no target is healthy, the listener fails open
-// to every registered target that is not draining, as an ALB does.
+// pickTarget chooses the next healthy target round-robin. Unhealthy and
+// draining targets get no new requests (their open connections, websockets
+// included, are left alone: only the end of a deregistration delay cuts
+// them). When no target is healthy, the listener fails open to every
+// registered target that is not draining, as an ALB does ("Health checks
+// for Application Load Balancer target groups"). Every routing algorithm
+// (load_balancing.algorithm.type) routes round robin here: with the
+// connection counts of the local cloud's tests and demo, least outstanding
+// requests (which counts requests, not open websockets) and weighted
+// random would spread new connections the same way.
 func (c *Cloud) pickTarget(l *listener) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -24,7 +24,7 @@ import (
 
 // TestMain doubles as a minimal node: when the local cloud runs this test
 // binary as an instance (LOCALCLOUD_TEST_NODE=1), it serves /readyz (failing after POST
-// /drain), /who and a websocket echo on its private IP, found through its own IMDS, so
+// /drain, passing again after POST /ready), /who and a websocket echo on its private IP, found through its own IMDS, so
 // that the load balancer is tested against real processes without
 // depending on the ws node's package.
 func TestMain(m *testing.M) {
@@ -32,6 +32,25 @@ func TestMain(m *testing.M) {
 		os.Exit(runTestNode())
 	}
 	suite.Main(m)
+}
+
+// nodeConfig is fastConfig with image ami-node: instances that run this
+// test binary as a node (TestMain).
+func nodeConfig() Config {
+	cfg := fastConfig()
+	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
+	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
+	return cfg
+}
+
+// setGrace sets a group's health check grace period.
+func setGrace(t *testing.T, ctx context.Context, cl Clients, group string, seconds int32) {
+	t.Helper()
+	if _, err := cl.ASG.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String(group), HealthCheckGracePeriod: aws.Int32(seconds),
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func runTestNode() int {
@@ -53,6 +72,8 @@ func runTestNode() int {
 	// node does while it drains.
 	var draining atomic.Bool
 	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) { draining.Store(true) })
+	// POST /ready undoes it, as uncordoning a wsfleet node does.
+	mux.HandleFunc("POST /ready", func(w http.ResponseWriter, r *http.Request) { draining.Store(false) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if draining.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
@@ -98,9 +119,7 @@ func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := fastConfig()
-	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
-	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
+	cfg := nodeConfig()
 	cfg.DeregistrationDelayMax = 0
 	c, cl := startCloud(t, cfg)
 	f := makeFleet(t, ctx, cl, "echo", "ami-node", 2)

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 )
 
@@ -36,16 +32,7 @@ func asgHealth(ctx context.Context, cl Clients, id string) (state, health string
 // does, by asking it on its private IP.
 func drainNode(t *testing.T, ctx context.Context, cl Clients, id string) {
 	t.Helper()
-	out, err := cl.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := aws.ToString(out.Reservations[0].Instances[0].PrivateIpAddress)
-	resp, err := http.Post("http://"+net.JoinHostPort(ip, "8080")+"/drain", "text/plain", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	nodePost(t, ctx, cl, id, "/drain")
 }
 
 func suspend(t *testing.T, ctx context.Context, cl Clients, group string, procs ...string) {
@@ -75,17 +62,11 @@ func TestReplaceUnhealthySuspended(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var clk clock
-	cfg := fastConfig()
+	cfg := nodeConfig()
 	cfg.Now = clk.now
-	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
-	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
 	_, cl := startCloud(t, cfg)
 	f := makeFleet(t, ctx, cl, "drain", "ami-node", 2)
-	if _, err := cl.ASG.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
-		AutoScalingGroupName: aws.String("drain"), HealthCheckGracePeriod: aws.Int32(300),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	setGrace(t, ctx, cl, "drain", 300)
 	g := inService(t, ctx, cl, "drain", 2, 20*time.Second)
 	a, b := aws.ToString(g.Instances[0].InstanceId), aws.ToString(g.Instances[1].InstanceId)
 	targetUnhealthy := func(id string) {
