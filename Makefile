@@ -105,6 +105,15 @@ bench: build
 bench-interest: build
 	WSFLEET_BENCH_INTEREST=1 $(GO) test -count=1 -timeout 30m -run '^TestInterestScaling$$' -v ./bench/
 
+# bench-takeover measures how many clients moved by a real drain one node
+# takes over per second, per core, against fresh handshakes (3,000 clients,
+# releases at 100, 200, 400, 800/s and all at once; a few minutes). Its
+# figure sets the plan's default drain.max_rate: docs/bench.md keeps the
+# last run. BENCH_TAKEOVER_ARGS passes flags (--clients 1000 --rates 200,all).
+.PHONY: bench-takeover
+bench-takeover: build
+	$(BIN) bench takeover $(BENCH_TAKEOVER_ARGS)
+
 # test-ui-scale follows in Chromium the engine replacing a simulated group
 # of 1,000 instances (WSFLEET_UI_SCALE_N=200 for a smaller one), without
 # -race; docs/dashboard.md keeps the last result.

@@ -568,6 +568,20 @@ const (
 	defaultCheckInterval  = 10 * time.Second
 )
 
+// DefaultDrainMaxRate is drain.max_rate when a plan leaves it out (or sets
+// 0): the fleet-wide reconnect budget, in clients per second, that one
+// receiving node of one core absorbs with a quarter of its core. It is
+// bench.ReconnectBudget(perCore, 1, 1, bench.TakeoverShare) of the
+// take-over benchmark's figure (`wsfleet bench takeover`, docs/bench.md,
+// "Take-overs per second": 1,021 take-overs/s per core, the lowest of
+// four runs on a loaded machine; a quarter is 255, rounded down). Before
+// it a plan without max_rate left each draining node at its own default
+// (200/s each, so k nodes draining at once released k×200/s whatever
+// received them); a budget that a single small receiving node can take
+// keeps the default safe for any fleet, and a plan for a larger fleet
+// raises it by docs/rollout.md's formula.
+const DefaultDrainMaxRate = 250
+
 // Bounds of a plan's numbers: what each can mean, so that a value past
 // them is a mistake reported at plan time, not a loop, an overflow or a
 // refusal in the middle of a rollout. README's plan tables list them.
@@ -644,7 +658,10 @@ func (p *Plan) validate() PlanErrors {
 	// A node refuses a drain past these (nodeapi's bounds): caught here,
 	// not by every node in the middle of the rollout.
 	if !(p.Drain.MaxRate >= 0 && p.Drain.MaxRate <= nodeapi.MaxDrainRate) {
-		add(p.errRange("drain.max_rate", p.Drain.MaxRate, fmt.Sprintf("0 to %g reconnects per second (the node admin API's maximum; 0: the node's default)", float64(nodeapi.MaxDrainRate))))
+		add(p.errRange("drain.max_rate", p.Drain.MaxRate, fmt.Sprintf("0 to %g reconnects per second (the node admin API's maximum; 0 or left out: the default budget, %g)", float64(nodeapi.MaxDrainRate), float64(DefaultDrainMaxRate))))
+	}
+	if p.Drain.MaxRate == 0 {
+		p.Drain.MaxRate = DefaultDrainMaxRate
 	}
 	for _, d := range []struct {
 		key string

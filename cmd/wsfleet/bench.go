@@ -17,13 +17,16 @@ import (
 
 func init() {
 	register("bench", "benchmark the ws node against Faye's own Node.js server and Centrifugo",
-		"wsfleet bench --quick\nwsfleet bench --servers wsfleet --scenarios fanout --rates 10000,50000", runBench)
+		"wsfleet bench --quick\nwsfleet bench --servers wsfleet --scenarios fanout --rates 10000,50000\nwsfleet bench takeover --clients 1000 --rates 200,all", runBench)
 }
 
 // benchPinnedEnv marks the re-executed, pinned generator process.
 const benchPinnedEnv = "WSFLEET_BENCH_GENERATOR_CPU"
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "takeover" {
+		return runBenchTakeover(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("bench", stderr)
 	var o bench.Options
 	quick := fs.Bool("quick", false, "a scaled-down run (1,000 idle sessions, 500 subscribers, short steps)")
