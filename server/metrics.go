@@ -22,6 +22,8 @@ type metrics struct {
 	slowConsumers prometheus.Counter
 	restored      *prometheus.CounterVec
 	released      prometheus.Counter
+	shed          prometheus.Counter
+	received      prometheus.Counter
 	brokerErrors  prometheus.Counter
 	accepted      *prometheus.CounterVec
 	rewritten     prometheus.Counter
@@ -75,6 +77,12 @@ func newMetrics() *metrics {
 		released: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_drain_released_total", Help: "Clients released by a drain.",
 		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_clients_shed_total", Help: "Clients released by a shed (POST /admin/shed), with a drain's hand-over.",
+		}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_sessions_received_total", Help: "Sessions taken over from another node and kept here: a released or dropped client that reconnected to this node.",
+		}),
 		brokerErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_broker_errors_total", Help: "Failed broker operations (publish, history, session store).",
 		}),
@@ -109,7 +117,7 @@ func newMetrics() *metrics {
 		m.limited.WithLabelValues(l)
 	}
 	m.reg.MustRegister(m.limits, m.limited, m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
-		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors, m.accepted, m.rewritten,
+		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.shed, m.received, m.brokerErrors, m.accepted, m.rewritten,
 		m.replayOverLimit, m.tokensExpired, m.invalidText, m.handshakes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

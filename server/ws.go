@@ -631,7 +631,7 @@ func (ss *session) detach(wc *wsConn) {
 	}
 	ss.mu.Unlock()
 	if shared {
-		ss.srv.saveRecord(ss)
+		ss.srv.saveRecord(ss, true)
 	}
 }
 
