@@ -97,6 +97,17 @@ bench-rollout: build
 bench: build
 	./$(BIN) bench --json bench/last-run.json
 
+# soak holds 10,000 Bayeux sessions on a `wsfleet serve` node on
+# nats-server for SOAK (default 30m) with churn and fan-out, samples the
+# node's RSS, goroutines and errors every 5 s, and fails unless RSS and
+# goroutines are flat and nothing failed; it writes docs/soak/soak.json
+# and docs/soak/soak.svg (docs/bench.md "Soak"). `make soak SOAK=3m` is a
+# short one.
+SOAK ?= 30m
+.PHONY: soak
+soak: build
+	./$(BIN) bench soak --duration $(SOAK) --out docs/soak --nats-server $$(./scripts/build-nats-server.sh)
+
 # bench-interest runs 2, 8 and 32 `wsfleet serve` processes on one
 # nats-server, each with its own subscribers and a publisher at 5 messages
 # a second, with interest-based delivery and with the whole stream, and

@@ -169,12 +169,18 @@ func (r DrainRequest) Since() int { return 1 }
 // (its session saved for the node it reconnects to, which replays what it
 // missed), while the node keeps serving the others and stays ready.
 //
+// Which clients go: those that never moved (they handshook on the node)
+// before those the node received from another node, and within each the
+// newest first, so that a client is moved as few times as possible.
+//
 // Count is required (0 to MaxShedCount; 0 releases no one). Window and
 // MaxRate are optional and take the node's drain defaults when left out;
 // a window of "0s" is zero, a max_rate of 0 the default. ID, optional (at
 // most MaxShedIDLength bytes), makes the request idempotent: the repeat of
 // a running or finished shed's ID changes nothing and is answered with
-// that shed's result.
+// that shed's result. A shed with a new ID while one runs adds to it: its
+// releases follow those already due, paced by its own window and rate. A
+// drain supersedes a running shed; a draining node refuses a shed (409).
 type ShedRequest struct {
 	ID      string    `json:"id,omitempty"`
 	Count   int       `json:"count"`

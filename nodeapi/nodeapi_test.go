@@ -39,18 +39,24 @@ func TestDecodeDrainRequest(t *testing.T) {
 		{name: "twice", body: `{"window":"1s","window":"30m"}`, err: `field "window" given twice`},
 		{name: "empty object", body: `{ }`, want: DrainRequest{}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := DecodeDrainRequest([]byte(tc.body))
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrBadRequest) {
-					t.Fatalf("err = %v, want one containing %q wrapping ErrBadRequest", err, tc.err)
-				}
-				return
-			}
-			if err != nil || !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkDecode(t, DecodeDrainRequest, tc.body, tc.want, tc.err) })
+	}
+}
+
+// checkDecode checks one case of a decoder's table: err empty, that body
+// decodes to want; otherwise that it is refused with an error containing
+// err and wrapping ErrBadRequest.
+func checkDecode[T any](t *testing.T, decode func([]byte) (T, error), body string, want T, err string) {
+	t.Helper()
+	got, gotErr := decode([]byte(body))
+	if err != "" {
+		if gotErr == nil || !strings.Contains(gotErr.Error(), err) || !errors.Is(gotErr, ErrBadRequest) {
+			t.Fatalf("err = %v, want one containing %q wrapping ErrBadRequest", gotErr, err)
+		}
+		return
+	}
+	if gotErr != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, %v; want %+v", got, gotErr, want)
 	}
 }
 
@@ -124,18 +130,7 @@ func TestDecodeShedRequest(t *testing.T) {
 		{name: "twice", body: `{"count":1,"count":900}`, err: `field "count" given twice`},
 		{name: "trailing", body: `{"count":1} {}`, err: "data after the JSON value"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := DecodeShedRequest([]byte(tc.body))
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrBadRequest) {
-					t.Fatalf("err = %v, want one containing %q wrapping ErrBadRequest", err, tc.err)
-				}
-				return
-			}
-			if err != nil || !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkDecode(t, DecodeShedRequest, tc.body, tc.want, tc.err) })
 	}
 }
 
@@ -154,18 +149,7 @@ func TestDecodeCordonRequest(t *testing.T) {
 		{name: "unknown field", body: `{"cordoned":true,"drain":true}`, err: `unknown field "drain"`},
 		{name: "twice", body: `{"cordoned":true,"cordoned":false}`, err: `field "cordoned" given twice`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := DecodeCordonRequest([]byte(tc.body))
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrBadRequest) {
-					t.Fatalf("err = %v, want one containing %q wrapping ErrBadRequest", err, tc.err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkDecode(t, DecodeCordonRequest, tc.body, tc.want, tc.err) })
 	}
 }
 
@@ -197,14 +181,20 @@ func FuzzDecodeShedRequest(f *testing.F) {
 	f.Add([]byte(`{"count":-1}`))
 	f.Add([]byte(`{"window":"1s"}`))
 	f.Add([]byte(`{"count":1,"count":2}`))
+	f.Add([]byte(`{"\u0063ount":7,"id":"\u00e9"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeShedRequest(b)
 		if err != nil {
 			return
 		}
 		if r.Count < 0 || r.Count > MaxShedCount || (r.Window != nil && (r.Window.D() < 0 || r.Window.D() > MaxShedWindow)) ||
-			r.MaxRate < 0 || r.MaxRate > MaxShedRate || len(r.ID) > MaxShedIDLength || !strings.Contains(string(b), `"count"`) {
-			t.Fatalf("accepted out of range or without a count: %q -> %+v", b, r)
+			r.MaxRate < 0 || r.MaxRate > MaxShedRate || len(r.ID) > MaxShedIDLength {
+			t.Fatalf("accepted out of range: %q -> %+v", b, r)
+		}
+		// what was accepted says what it means: re-encoded, it decodes to
+		// the same request
+		if again, err := DecodeShedRequest(must(json.Marshal(r))); err != nil || !reflect.DeepEqual(again, r) {
+			t.Fatalf("%q accepted as %+v, which reads back as %+v, %v", b, r, again, err)
 		}
 	})
 }
@@ -221,7 +211,7 @@ func FuzzDecodeCordonRequest(f *testing.F) {
 		// what was accepted says what it means: re-encoded, it decodes to
 		// the same request
 		again, err := DecodeCordonRequest(must(json.Marshal(r)))
-		if err != nil || again != r || !strings.Contains(string(b), `"cordoned"`) {
+		if err != nil || again != r {
 			t.Fatalf("%q accepted as %+v: %+v, %v", b, r, again, err)
 		}
 	})

@@ -293,6 +293,7 @@ func (s *Server) handOver(ss *session, refuseUntil time.Time, reason string) boo
 	ss.queue = nil
 	ss.pending = nil
 	snap := ss.snapshotLocked(s.cfg.NodeID, s.cfg.Now())
+	snap.Held = true
 	ws := ss.ws
 	var held []byte
 	if ss.held != nil {
@@ -399,7 +400,7 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 		s.met.brokerErrors.Inc()
 		s.log.Warn("delete session failed", "client", id, "err", err)
 	}
-	s.countReceived(ss, st)
+	s.countReceived(ss, st, true)
 	s.log.Debug("session restored", "client", id, "from", st.Node, "cursor", st.Cursor, "replayed", n)
 	return ss
 }

@@ -202,7 +202,7 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 	}
 	s.addSession(ss)
 	if s.cfg.SharedSessions {
-		s.saveRecord(ss)
+		s.saveRecord(ss, false)
 	}
 	c.Identity = &ss.ident
 	r.ClientID = ss.id

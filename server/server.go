@@ -283,6 +283,7 @@ type Server struct {
 	interest   broker.InterestSub
 	closeOnce  sync.Once
 	pollerOnce sync.Once
+	flusher    flusher // writes what deliveries queue (flush.go)
 	wg         sync.WaitGroup
 }
 

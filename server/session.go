@@ -65,7 +65,8 @@ type session struct {
 	pending   []outMsg
 
 	ws      *wsConn       // attached websocket, nil when none
-	writing bool          // a websocket writer goroutine is running
+	writing bool          // a writer has the websocket: a goroutine, or the flusher
+	ready   bool          // listed for the flusher (flush.go)
 	held    *heldConnect  // the /meta/connect this node is holding
 	wake    chan struct{} // long-polling: signalled when the queue fills
 
@@ -82,6 +83,10 @@ type session struct {
 	// that never moved first, then the newest.
 	arrived  time.Time
 	received bool
+	// arriving: a long-poll answered here took the session from another
+	// node's record; a websocket that keeps it here next makes it
+	// received (countReceived).
+	arriving bool
 	closed   bool // removed from the node
 	released bool // handed off by a drain; deliver nothing more
 }
@@ -131,6 +136,19 @@ func (s *session) deliver(m outMsg) {
 		return
 	}
 	s.cursor = m.seq
+	if s.ws != nil && !s.writing && s.srv.cfg.Faults.Delay == 0 && len(s.queue) < s.srv.cfg.QueueLimit {
+		// the socket is free: queue, and list the session (once) for
+		// the flusher, which writes without blocking, rather than start
+		// a writer
+		s.queue = append(s.queue, m)
+		list := !s.ready
+		s.ready = true
+		s.mu.Unlock()
+		if list {
+			s.srv.flusher.add(s.srv, s)
+		}
+		return
+	}
 	overflow := s.pushLocked(m)
 	s.mu.Unlock()
 	if overflow {
@@ -155,7 +173,7 @@ func (s *session) kickLocked() {
 	if s.ws != nil {
 		if !s.writing {
 			s.writing = true
-			go s.writeLoop()
+			go s.writeLoop(nil, nil, 0)
 		}
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -257,20 +256,35 @@ func (s *Server) shedStatus() nodeapi.ShedStatus {
 	return nodeapi.ShedStatus{Requested: s.shed.requested, Released: s.shed.released, Running: s.shed.running}
 }
 
-// countReceived records a take-over that keeps session ss on this node:
-// when the stored record st was saved by another node, the session moved
-// here from it (a release, or a client whose connection to that node
-// dropped), and it is counted and marked received.
-func (s *Server) countReceived(ss *session, st broker.Session) {
-	if st.Node == "" || st.Node == s.cfg.NodeID {
+// countReceived records a take-over of session ss from the stored
+// record st. When st was saved by another node that held the client (a
+// release, or a websocket to that node that closed: st.Held), the session
+// moved here from it; a record saved at a handshake on another node (faye
+// handshakes over HTTP, which a balancer may send elsewhere than its
+// websocket) is not a move.
+// It is counted, and marked received, once a take-over keeps it here
+// (keep: a websocket, or a restore without shared sessions). A long-poll
+// answered here keeps nothing (the record goes back to the store, saved by
+// this node), so it only notes where the session came from: halley, its
+// socket closed, sends its next connect over HTTP before it opens a new
+// websocket, and that websocket's take-over is the move.
+func (s *Server) countReceived(ss *session, st broker.Session, keep bool) {
+	other := st.Held && st.Node != "" && st.Node != s.cfg.NodeID
+	ss.mu.Lock()
+	if !keep {
+		ss.arriving = ss.arriving || other
+		ss.mu.Unlock()
 		return
 	}
-	ss.mu.Lock()
-	// (a session received before keeps its mark whatever the record says)
-	ss.received = true
+	moved := other || ss.arriving
+	ss.arriving = false
+	// a session received before keeps its mark whatever the record says
+	ss.received = ss.received || moved
 	ss.mu.Unlock()
-	s.received.Add(1)
-	s.met.received.Inc()
+	if moved {
+		s.received.Add(1)
+		s.met.received.Inc()
+	}
 }
 
 // Cordon fails (true) or restores (false) the node's readiness while it
@@ -286,11 +300,8 @@ func (s *Server) Cordon(cordoned bool) {
 // and out-of-range values are 400 naming the field and its range) and
 // starts the shed: 202 with its result, 409 on a node that drains.
 func (s *Server) serveShed(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
-	if err != nil {
-		if !s.refuseBody(w, err) {
-			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
-		}
+	b, ok := s.adminBody(w, r)
+	if !ok {
 		return
 	}
 	req, err := nodeapi.DecodeShedRequest(b)
@@ -312,11 +323,8 @@ func (s *Server) serveShed(w http.ResponseWriter, r *http.Request) {
 // serveCordon decodes the request strictly (the cordoned field is
 // required) and answers the node's status.
 func (s *Server) serveCordon(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
-	if err != nil {
-		if !s.refuseBody(w, err) {
-			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
-		}
+	b, ok := s.adminBody(w, r)
+	if !ok {
 		return
 	}
 	req, err := nodeapi.DecodeCordonRequest(b)

@@ -56,6 +56,17 @@ func sessionIDs(s *Server) []string {
 	return ids
 }
 
+// longNodes returns two nodes, a and b, on one memory broker, that hold a
+// connect 24 s: a client released in a test's few seconds has its connect
+// held. shared sets Config.SharedSessions.
+func longNodes(t *testing.T, shared bool) (a, b *node) {
+	br := broker.NewMemory(broker.MemoryOptions{})
+	cfg := func(id string) func(*Config) {
+		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second; c.SharedSessions = shared }
+	}
+	return startNode(t, cfg("a")), startNode(t, cfg("b"))
+}
+
 // followRelease plays a released websocket client as faye and halley do:
 // its held connect is answered, it sends the next one on the same socket,
 // which is answered with advice to retry and the socket closed (going
@@ -106,12 +117,7 @@ func followRelease(t *testing.T, p *wsPeer, to *node, got *[]msg) *wsPeer {
 // everything; the node stays ready, counts the shed and not a drain, and
 // the node that takes them over counts them received.
 func TestShedHandsKOfNOver(t *testing.T) {
-	br := broker.NewMemory(broker.MemoryOptions{})
-	// a long hold: a released client's connect is held when it is released
-	long := func(id string) func(*Config) {
-		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second }
-	}
-	a, b := startNode(t, long("a")), startNode(t, long("b"))
+	a, b := longNodes(t, false)
 	const n, k, total = 5, 2, 80
 	var peers []*wsPeer
 	for range n {
@@ -186,11 +192,7 @@ func TestShedHandsKOfNOver(t *testing.T) {
 // from another node and sessions that handshook on it sheds the fresh
 // ones first, even the older of them, and the received ones only then.
 func TestShedMovesFreshSessionsFirst(t *testing.T) {
-	br := broker.NewMemory(broker.MemoryOptions{})
-	long := func(id string) func(*Config) {
-		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second }
-	}
-	a, b := startNode(t, long("a")), startNode(t, long("b"))
+	a, b := longNodes(t, false)
 	fresh := dialWS(t, a)
 	fresh.handshake(nil)
 	// two clients of b come to a: b sheds them, they reconnect to a
@@ -207,8 +209,9 @@ func TestShedMovesFreshSessionsFirst(t *testing.T) {
 	var sink []msg
 	for i, p := range moved {
 		moved[i] = followRelease(t, p, a, &sink)
+		// one after the other: moved[1] arrives last
+		waitFor(t, func() bool { return a.srv.Status().Received == i+1 }, "a did not receive b's client %d", i)
 	}
-	waitFor(t, func() bool { return a.srv.Status().Received == 2 }, "a did not receive b's two clients")
 	// a newer fresh client than the received ones
 	fresh2 := dialWS(t, a)
 	fresh2.handshake(nil)
@@ -240,25 +243,18 @@ func TestShedMovesFreshSessionsFirst(t *testing.T) {
 // own pacing, and that the clients not shed stay.
 func TestShedPacing(t *testing.T) {
 	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
-	n := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
-	var peers []*wsPeer
-	for range 6 {
-		p := dialWS(t, n)
-		p.handshake(nil)
-		peers = append(peers, p)
-	}
-	waitFor(t, func() bool { return heldConnects(n.srv) == 6 }, "connects not held")
+	n, _ := startHeldNode(t, clk, 7)
 	rng := drainRand()
 	first := releaseSchedule(3, 0, 10, rng, clk.Now())
-	second := releaseSchedule(1, time.Second, 2, rng, first[2])
+	second := releaseSchedule(2, 10*time.Second, 100, rng, first[2])
 	schedule := append(first, second...)
 	if res, err := n.srv.Shed(nodeapi.ShedRequest{ID: "one", Count: 3, Window: nodeapi.Dur(0), MaxRate: 10}); err != nil || res.Releasing != 3 {
 		t.Fatalf("shed: %+v, %v", res, err)
 	}
-	if res, err := n.srv.Shed(nodeapi.ShedRequest{ID: "two", Count: 1, Window: nodeapi.Dur(time.Second), MaxRate: 2}); err != nil || res.Releasing != 1 {
+	if res, err := n.srv.Shed(nodeapi.ShedRequest{ID: "two", Count: 2, Window: nodeapi.Dur(10 * time.Second), MaxRate: 100}); err != nil || res.Releasing != 2 {
 		t.Fatalf("second shed: %+v, %v", res, err)
 	}
-	if st := n.srv.Status().Shed; st != (nodeapi.ShedStatus{Requested: 4, Running: true}) {
+	if st := n.srv.Status().Shed; st != (nodeapi.ShedStatus{Requested: 5, Running: true}) {
 		t.Fatalf("shed status %+v", st)
 	}
 	var last time.Time
@@ -266,7 +262,7 @@ func TestShedPacing(t *testing.T) {
 		// never closer than the gap of the release's own rate
 		gap := releaseGap(10)
 		if i >= len(first) {
-			gap = releaseGap(2)
+			gap = releaseGap(100)
 		}
 		if i > 0 && at.Sub(last) < gap {
 			at = last.Add(gap)
@@ -284,7 +280,7 @@ func TestShedPacing(t *testing.T) {
 		waitFor(t, func() bool { return n.srv.Status().Shed.Released == i+1 }, "release %d not done at %v", i, at)
 	}
 	waitFor(t, func() bool { return !n.srv.Status().Shed.Running }, "shed still running")
-	if st := n.srv.Status(); st.Sessions != 2 || st.State != StateReady || st.Shed != (nodeapi.ShedStatus{Requested: 4, Released: 4}) {
+	if st := n.srv.Status(); st.Sessions != 2 || st.State != StateReady || st.Shed != (nodeapi.ShedStatus{Requested: 5, Released: 5}) {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -293,11 +289,7 @@ func TestShedPacing(t *testing.T) {
 // changes nothing and gets the same answer; a new ID adds to it.
 func TestShedIDIsIdempotent(t *testing.T) {
 	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
-	n := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
-	for range 5 {
-		dialWS(t, n).handshake(nil)
-	}
-	waitFor(t, func() bool { return heldConnects(n.srv) == 5 }, "connects not held")
+	n, _ := startHeldNode(t, clk, 5)
 	post := func(body string) nodeapi.ShedResult {
 		t.Helper()
 		code, b := adminPost(t, n, nodeapi.PathShed, body)
@@ -379,11 +371,7 @@ func TestShedRefusesBadRequests(t *testing.T) {
 // so, and meanwhile serves its clients, takes new ones and takes sessions
 // over; uncordoned, it is ready again. Draining wins over both.
 func TestCordon(t *testing.T) {
-	br := broker.NewMemory(broker.MemoryOptions{})
-	long := func(id string) func(*Config) {
-		return func(c *Config) { c.NodeID = id; c.Broker = br; c.Timeout = 30 * time.Second }
-	}
-	a, b := startNode(t, long("a")), startNode(t, long("b"))
+	a, b := longNodes(t, false)
 	p := dialWS(t, a)
 	p.handshake(nil)
 	p.subscribe("/h", nil)
@@ -470,11 +458,7 @@ func TestCordon(t *testing.T) {
 // releases everyone, counted as the drain's.
 func TestDrainSupersedesShed(t *testing.T) {
 	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
-	n := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
-	for range 4 {
-		dialWS(t, n).handshake(nil)
-	}
-	waitFor(t, func() bool { return heldConnects(n.srv) == 4 }, "connects not held")
+	n, _ := startHeldNode(t, clk, 4)
 	if _, err := n.srv.Shed(nodeapi.ShedRequest{Count: 3, Window: nodeapi.Dur(time.Hour), MaxRate: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -482,18 +466,7 @@ func TestDrainSupersedesShed(t *testing.T) {
 	go func() {
 		drained <- n.srv.Drain(context.Background(), DrainOptions{Window: 0, MaxRate: 0, Deadline: 5 * time.Second})
 	}()
-	waitFor(t, func() bool {
-		select {
-		case err := <-drained:
-			if err != nil {
-				t.Fatal(err)
-			}
-			return true
-		default:
-			clk.advance(100 * time.Millisecond)
-			return false
-		}
-	}, "drain not finished")
+	awaitDrain(t, clk, drained, 100*time.Millisecond, "drain not finished")
 	st := n.srv.Status()
 	if st.State != StateDrained || st.Drain.Released+st.Shed.Released != 4 || st.Shed.Running || st.Shed.Requested != 3 {
 		t.Fatalf("status %+v", st)
@@ -528,5 +501,169 @@ func TestAdminClientOnNode(t *testing.T) {
 	}
 	if again, err := c.Shed(ctx, n.url, nodeapi.ShedRequest{ID: "e1", Count: 5}); err != nil || again != res {
 		t.Fatalf("resent shed: %+v, %v; want %+v", again, err, res)
+	}
+}
+
+// TestShedLateReleaseKeepsTheRate: a release whose timer fired late does
+// not bring the next one closer than 1/max_rate: the rate bound holds over
+// any second, whatever the timers do.
+func TestShedLateReleaseKeepsTheRate(t *testing.T) {
+	clk := newFakeClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
+	n, _ := startHeldNode(t, clk, 3)
+	schedule := releaseSchedule(2, 0, 1, drainRand(), clk.Now())
+	if _, err := n.srv.Shed(nodeapi.ShedRequest{Count: 2, Window: nodeapi.Dur(0), MaxRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	clk.waitArmed(t, schedule[0], "first release")
+	// the first fires 1.5 s late: the schedule's second instant (at most
+	// 2 s from the start) is now less than a second away
+	late := schedule[0].Add(1500 * time.Millisecond)
+	clk.advanceTo(late)
+	waitFor(t, func() bool { return n.srv.Status().Shed.Released == 1 }, "first release not done")
+	next := late.Add(time.Second)
+	if !next.After(schedule[1]) {
+		t.Fatalf("schedule %v: the late release does not test the bound", schedule)
+	}
+	clk.waitArmed(t, next, "second release, a second after the late first")
+	clk.advanceTo(next.Add(-time.Nanosecond))
+	if r := n.srv.Status().Shed.Released; r != 1 {
+		t.Fatalf("%d released less than a second after the late first", r)
+	}
+	clk.advanceTo(next)
+	waitFor(t, func() bool { return n.srv.Status().Shed.Released == 2 }, "second release not done")
+}
+
+// TestReceivedAfterALongPollHop: with shared sessions, a released client
+// that comes back over long-polling first and over a websocket then (as
+// halley does) is received once, by the websocket's take-over, although
+// the long-poll's answer saved the record under the receiving node.
+func TestReceivedAfterALongPollHop(t *testing.T) {
+	a, b := longNodes(t, true)
+	p := dialWS(t, a)
+	p.handshake(nil)
+	p.subscribe("/h", nil)
+	waitFor(t, func() bool { return heldConnects(a.srv) == 1 }, "connect not held")
+	if _, err := a.srv.Shed(nodeapi.ShedRequest{Count: 1, Window: nodeapi.Dur(0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return a.srv.Status().Shed.Released == 1 }, "not shed")
+	b.publish(`{"channel":"/h","data":0}`)
+	lp := &lpPeer{t: t, n: b, clientID: p.clientID}
+	reply, data := lp.connect()
+	if reply["successful"] != true || len(data) != 1 || data[0]["data"] != float64(0) {
+		t.Fatalf("long-poll on b: %v %v", reply, data)
+	}
+	if st := b.srv.Status(); st.Received != 0 {
+		t.Fatalf("a long-poll answered counted as received: %+v", st)
+	}
+	q := dialWS(t, b)
+	q.clientID = p.clientID
+	q.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket"})
+	b.publish(`{"channel":"/h","data":1}`)
+	if d := q.next(isData); d["data"] != float64(1) {
+		t.Fatalf("websocket on b got %v", d)
+	}
+	if st := b.srv.Status(); st.Received != 1 || st.Sessions != 1 {
+		t.Fatalf("after the websocket's take-over: %+v", st)
+	}
+}
+
+// TestShedHandsLongPollSessionOver: a long-polling client shed from one
+// node goes on at the other with every message once, in order, as after
+// a drain; the node that shed it stays ready and serves its other client.
+func TestShedHandsLongPollSessionOver(t *testing.T) {
+	a, b := twoNodes(t)
+	stay := dialWS(t, a)
+	stay.handshake(nil)
+	stay.subscribe("/h", nil)
+	waitFor(t, func() bool { return heldConnects(a.srv) == 1 }, "websocket connect not held")
+	time.Sleep(2 * time.Millisecond) // the long-polling client is the newer
+	p := &lpPeer{t: t, n: a}
+	p.handshake(nil)
+	p.post(msg{"channel": bayeux.ChannelSubscribe, "subscription": "/h"})
+
+	const total = 60
+	done := publishing(t, a, total, 5*time.Millisecond)
+	var got []msg
+	// the long-polling client arrived last: it is the one shed
+	shed := make(chan struct{})
+	go func() {
+		defer close(shed)
+		time.Sleep(100 * time.Millisecond)
+		a.srv.Shed(nodeapi.ShedRequest{Count: 1, Window: nodeapi.Dur(0), MaxRate: 1000})
+	}()
+	// the client polls node a until the shed, then (through the load
+	// balancer) node b.
+	for {
+		reply, data := p.connect()
+		got = append(got, data...)
+		if reply["successful"] != true {
+			t.Fatalf("connect on a: %v", reply)
+		}
+		select {
+		case <-shed:
+		default:
+			continue
+		}
+		break
+	}
+	waitFor(t, func() bool { return a.srv.Status().Shed.Released == 1 }, "not shed")
+	if slices.Contains(sessionIDs(a.srv), p.clientID) || !slices.Contains(sessionIDs(a.srv), stay.clientID) {
+		t.Fatalf("a holds %v after the shed: the long-polling %s should have gone, the websocket %s stayed", sessionIDs(a.srv), p.clientID, stay.clientID)
+	}
+	p.n = b
+	<-done
+	checkExactlyOnce(t, p.pollUntil(got, total, "b"), total)
+	checkExactlyOnce(t, stay.dataN(total), total)
+	if st := b.srv.Status(); st.Received != 1 {
+		t.Fatalf("b's status %+v", st)
+	}
+}
+
+// TestHandshakeElsewhereIsNotReceived: with shared sessions, a client that
+// handshakes over HTTP on one node and opens its websocket on another (as
+// faye does behind a balancer without stickiness) never moved: the second
+// node does not count it received, and a shed there treats it as fresh.
+func TestHandshakeElsewhereIsNotReceived(t *testing.T) {
+	a, b := longNodes(t, true)
+	lp := &lpPeer{t: t, n: b}
+	if h := lp.handshake(nil); h["successful"] != true {
+		t.Fatalf("handshake on b: %v", h)
+	}
+	p := dialWS(t, a)
+	p.clientID = lp.clientID
+	p.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket"})
+	p.subscribe("/h", nil)
+	b.publish(`{"channel":"/h","data":0}`)
+	if d := p.next(isData); d["data"] != float64(0) {
+		t.Fatalf("websocket on a got %v", d)
+	}
+	if st := a.srv.Status(); st.Received != 0 || st.Sessions != 1 {
+		t.Fatalf("a counted a handshake on b as a move: %+v", st)
+	}
+	if got := scrape(t, a, "wsfleet_sessions_received_total"); got != 0 {
+		t.Fatalf("wsfleet_sessions_received_total %v", got)
+	}
+}
+
+// TestDroppedWebsocketIsReceived: with shared sessions, a client whose
+// websocket to one node dropped and that reconnects to another moved: the
+// other node counts it received.
+func TestDroppedWebsocketIsReceived(t *testing.T) {
+	a, b := longNodes(t, true)
+	p := dialWS(t, a)
+	p.handshake(nil)
+	p.subscribe("/h", nil)
+	p.c.CloseNow()
+	waitFor(t, func() bool { return a.srv.Status().Connections == 0 }, "a still counts the dropped websocket")
+	q := dialWS(t, b)
+	q.clientID = p.clientID
+	q.send(msg{"channel": bayeux.ChannelConnect, "connectionType": "websocket"})
+	a.publish(`{"channel":"/h","data":0}`)
+	if d := q.next(isData); d["data"] != float64(0) {
+		t.Fatalf("websocket on b got %v", d)
+	}
+	if st := b.srv.Status(); st.Received != 1 {
+		t.Fatalf("b's status %+v", st)
 	}
 }

@@ -37,13 +37,13 @@ const closeWait = 5 * time.Second
 // at the least) was the largest part of what an idle session cost. Where
 // there is no poller, the owner waits for bytes in a shallow call instead.
 //
-// Writing is the session's business (writeLoop) and the reader's for
-// control frames; both go through sock.
+// Writing is the session's business (the flusher, flush.go, or writeLoop)
+// and the reader's for control frames; all go through sock.
 type wsConn struct {
 	srv  *Server
 	conn net.Conn
-	br   *bufio.Reader // small: see wsBufferSize
-	sock *sockWriter
+	br   *bufio.Reader // small (wsBufferSize); nil while parked (readerPool)
+	sock sockWriter    // in the connection itself: one object less per socket
 
 	// state is wsReading or wsParked; moving a socket out of wsParked
 	// (compare-and-swap) makes the mover its owner.
@@ -161,7 +161,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err := setSendBuffer(conn, s.cfg.WSSendBuffer); err != nil {
 		s.log.Debug("websocket send buffer left unbounded", "err", err)
 	}
-	wc := &wsConn{srv: s, conn: conn, br: sb.br, sock: &sockWriter{conn: conn, timeout: s.cfg.WriteTimeout}, fd: -1}
+	wc := &wsConn{srv: s, conn: conn, br: sb.br, fd: -1}
+	wc.sock.init(conn, s.cfg.WriteTimeout)
 	if s.hsLimit != nil {
 		wc.addr = s.clientKey(r)
 	}
@@ -189,12 +190,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // ready says that bytes are waiting on the socket: the poller saw them.
 func (s *Server) readWS(wc *wsConn, ready bool) {
 	for {
+		wc.takeReader()
 		if wc.isClosing() {
 			s.finishWS(wc)
 			return
 		}
 		if !ready && wc.br.Buffered() == 0 {
 			if s.poller != nil && !s.cfg.noPoller {
+				// from here the socket may have another owner at any
+				// time: its read buffer goes back to the pool first
+				wc.dropReader()
 				if wc.park() {
 					return
 				}
@@ -214,6 +219,37 @@ func (s *Server) readWS(wc *wsConn, ready bool) {
 		}
 		ready = false
 		s.readFrame(wc)
+	}
+}
+
+// readerPool holds the read buffers of sockets not being read: a parked
+// socket holds none (with the bufio.Reader, 224 bytes of an idle
+// session's cost).
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, wsBufferSize) }}
+
+// takeReader gives the owner a read buffer, from the pool when the socket
+// parked without one.
+func (wc *wsConn) takeReader() {
+	if wc.br == nil {
+		br := readerPool.Get().(*bufio.Reader)
+		br.Reset(wc.conn)
+		wc.br = br
+	}
+}
+
+// dropReader returns the owner's read buffer to the pool when nothing is
+// buffered in it. Bytes read ahead at the upgrade (smallBuffers) are in
+// the buffer too, so an empty buffer means the next bytes are the
+// socket's: a pooled reader on conn reads them.
+func (wc *wsConn) dropReader() {
+	if wc.br == nil || wc.br.Buffered() > 0 {
+		return
+	}
+	br := wc.br
+	wc.br = nil
+	if br.Size() == wsBufferSize {
+		br.Reset(nil)
+		readerPool.Put(br)
 	}
 }
 
@@ -595,14 +631,75 @@ func (ss *session) detach(wc *wsConn) {
 	}
 	ss.mu.Unlock()
 	if shared {
-		ss.srv.saveRecord(ss)
+		ss.srv.saveRecord(ss, true)
 	}
+}
+
+// writeNow writes q, taken from the session (whose given was given
+// before) by a caller that set writing, without blocking, then what was
+// queued meanwhile. When the socket cannot take a frame at once, it hands
+// over to writeLoop, which may wait.
+func (ss *session) writeNow(wc *wsConn, q []outMsg, given uint64) {
+	for {
+		pending, ok, err := wc.writeQueueNow(q)
+		switch {
+		case err != nil:
+			ss.writeFailed(wc, q, given)
+			return
+		case !ok:
+			// another writer has the socket: queue again, and wait for it
+			// on a goroutine of its own
+			ss.mu.Lock()
+			ss.queue = append(append([]outMsg(nil), q...), ss.queue...)
+			ss.given = given
+			ss.mu.Unlock()
+			go ss.writeLoop(nil, nil, 0)
+			return
+		case pending:
+			// the socket took part of the frame: the rest, and whatever
+			// follows, may have to wait
+			go ss.writeLoop(wc, append([]outMsg(nil), q...), given)
+			return
+		}
+		ss.srv.countOut(q)
+		ss.mu.Lock()
+		if ss.ws == nil || ss.closed || len(ss.queue) == 0 {
+			ss.writing = false
+			ss.mu.Unlock()
+			return
+		}
+		wc, given = ss.ws, ss.given
+		q = ss.takeLocked()
+		ss.mu.Unlock()
+	}
+}
+
+// writeFailed puts q, which a failed write took, back in front of the
+// queue, so that a later connection (or a saved session) starts from it,
+// and closes the socket.
+func (ss *session) writeFailed(wc *wsConn, q []outMsg, given uint64) {
+	ss.mu.Lock()
+	ss.queue = append(append([]outMsg(nil), q...), ss.queue...)
+	ss.given = given
+	ss.writing = false
+	ss.mu.Unlock()
+	wc.close(ws.StatusGoingAway, "write failed")
 }
 
 // writeLoop writes what the session has queued, one frame per round, and
 // ends when the queue is empty. A failed write puts the messages back, so
-// that a later connection (or a saved session) starts from them.
-func (ss *session) writeLoop() {
+// that a later connection (or a saved session) starts from them. It is
+// started when the socket may make a writer wait; when writeNow left part
+// of a frame unwritten, sent are its messages and given the session's
+// given before them: the rest goes out first.
+func (ss *session) writeLoop(wc *wsConn, sent []outMsg, given uint64) {
+	if sent != nil {
+		if err := wc.sock.flush(); err != nil {
+			ss.writeFailed(wc, sent, given)
+			return
+		}
+		ss.srv.countOut(sent)
+	}
 	for {
 		ss.mu.Lock()
 		wc := ss.ws
@@ -619,12 +716,7 @@ func (ss *session) writeLoop() {
 			time.Sleep(d) // a test-only fault (fault.go): a slow node
 		}
 		if err := wc.writeQueue(q); err != nil {
-			ss.mu.Lock()
-			ss.queue = append(q, ss.queue...)
-			ss.given = given
-			ss.writing = false
-			ss.mu.Unlock()
-			wc.close(ws.StatusGoingAway, "write failed")
+			ss.writeFailed(wc, q, given)
 			return
 		}
 		ss.srv.countOut(q)
@@ -674,6 +766,11 @@ func appendFrame(b []byte, q []outMsg) []byte {
 // writer's pooled buffer: no frame is allocated per delivery.
 func (wc *wsConn) writeQueue(q []outMsg) error {
 	return wc.sock.writeTextFunc(frameLen(q), func(b []byte) []byte { return appendFrame(b, q) })
+}
+
+// writeQueueNow is writeQueue without blocking (sockWriter.tryWriteTextFunc).
+func (wc *wsConn) writeQueueNow(q []outMsg) (pending, ok bool, err error) {
+	return wc.sock.tryWriteTextFunc(frameLen(q), func(b []byte) []byte { return appendFrame(b, q) })
 }
 
 func (wc *wsConn) writeReplies(rs []*bayeux.Message) {

@@ -3,12 +3,16 @@ package server
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 )
 
 func TestAppendTextHeader(t *testing.T) {
@@ -61,4 +65,127 @@ func TestFrameLen(t *testing.T) {
 			t.Errorf("frameLen %d, frame %q is %d bytes", n, f, len(f))
 		}
 	}
+}
+
+// TestDeliveryHotPath: a delivery to a websocket whose socket is free is
+// queued and written by the flusher with nothing allocated (no goroutine
+// started, no queue array, no frame buffer), and every delivery arrives,
+// in order, one Bayeux message each.
+func TestDeliveryHotPath(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.Timeout = time.Hour })
+	c, ss := rawSubscriber(t, n, "/a")
+	payload := stampSeq([]byte(`{"channel":"/a","data":"x"}`), 1)
+	seq := uint64(0)
+	written := func() bool {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		return !ss.writing && !ss.ready && len(ss.queue) == 0
+	}
+	deliver := func() {
+		seq++
+		ss.deliver(outMsg{seq: seq, published: 1, b: payload})
+		for end := time.Now().Add(10 * time.Second); !written(); runtime.Gosched() {
+			if time.Now().After(end) {
+				t.Fatalf("delivery %d not written", seq)
+			}
+		}
+	}
+	deliver() // warm the pools
+	if allocs := testing.AllocsPerRun(100, deliver); allocs != 0 && !raceOn {
+		t.Errorf("%v allocations per delivery, want none", allocs)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for got := uint64(0); got < seq; {
+		b, err := wsutil.ReadServerText(c)
+		if err != nil {
+			t.Fatalf("after %d deliveries: %v", got, err)
+		}
+		var ms []msg
+		if err := json.Unmarshal(b, &ms); err != nil || len(ms) == 0 {
+			t.Fatalf("frame %.200s: %v", b, err)
+		}
+		for _, m := range ms {
+			got++
+			if m["channel"] != "/a" || m["data"] != "x" {
+				t.Fatalf("delivery %d: %v", got, m)
+			}
+		}
+	}
+}
+
+// TestInlineWriteAfterDeadline: writes that never block set no deadline of
+// their own, yet the socket's write deadline, set by an earlier blocking
+// write, must not fail them once it has passed.
+func TestInlineWriteAfterDeadline(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.WriteTimeout = 100 * time.Millisecond })
+	p := dialWS(t, n)
+	p.handshake(nil)
+	p.subscribe("/a", nil)
+	for i := range 3 {
+		if code, res := n.publish(fmt.Sprintf(`{"channel":"/a","data":%d}`, i)); code != 200 || !res[0].Successful {
+			t.Fatalf("publish: %d %+v", code, res)
+		}
+		if got := p.dataN(1); got[0]["data"] != float64(i) {
+			t.Fatalf("received %v, want data %d", got, i)
+		}
+		time.Sleep(250 * time.Millisecond) // past the deadline
+	}
+}
+
+// TestDeliveryBackpressure: deliveries to a client that stops reading fill
+// its socket; the frame the socket took in part is finished by a writer
+// goroutine before anything else, and once the client reads again every
+// message arrives, whole and in order.
+func TestDeliveryBackpressure(t *testing.T) {
+	n := startNode(t, func(c *Config) {
+		c.Timeout = time.Hour
+		c.QueueLimit = 10_000
+		c.WSSendBuffer = 4096
+	})
+	c, ss := rawSubscriber(t, n, "/a")
+	const total = 2000
+	text := strings.Repeat("y", 1000)
+	for seq := uint64(1); seq <= total; seq++ {
+		p := stampSeq([]byte(fmt.Sprintf(`{"channel":"/a","data":%q}`, text)), seq)
+		ss.deliver(outMsg{seq: seq, published: 1, b: p})
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var next uint64 = 1
+	for next <= total {
+		b, err := wsutil.ReadServerText(c)
+		if err != nil {
+			t.Fatalf("reading delivery %d: %v", next, err)
+		}
+		var ms []msg
+		if err := json.Unmarshal(b, &ms); err != nil {
+			t.Fatalf("frame %.200s: %v", b, err)
+		}
+		for _, m := range ms {
+			if seqOf(m) != next || m["data"] != text {
+				t.Fatalf("delivery %d: seq %d, %d bytes of data", next, seqOf(m), len(fmt.Sprint(m["data"])))
+			}
+			next++
+		}
+	}
+}
+
+// rawSubscriber opens the node's only session, subscribed to channel with
+// its connect held, on a socket the test reads itself (sinkSession), and
+// returns the socket and the node's session.
+func rawSubscriber(t *testing.T, n *node, channel string) (net.Conn, *session) {
+	t.Helper()
+	c, err := sinkSession("ws"+strings.TrimPrefix(n.url, "http")+"/bayeux", channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	n.srv.mu.RLock()
+	defer n.srv.mu.RUnlock()
+	if len(n.srv.sessions) != 1 {
+		t.Fatalf("%d sessions, want 1", len(n.srv.sessions))
+	}
+	for _, ss := range n.srv.sessions {
+		return c, ss
+	}
+	return c, nil
 }

@@ -564,7 +564,8 @@ func FuzzReadMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, limit uint16) {
 		lim := int(limit%1024) + 1
 		sink := &captureConn{}
-		wc := &wsConn{br: bufio.NewReaderSize(bytes.NewReader(in), wsBufferSize), sock: &sockWriter{conn: sink, timeout: time.Minute}, fd: -1}
+		wc := &wsConn{br: bufio.NewReaderSize(bytes.NewReader(in), wsBufferSize), fd: -1}
+		wc.sock.init(sink, time.Minute)
 		for i := 0; ; i++ {
 			if i > len(in) {
 				t.Fatalf("%d frames from %d bytes", i, len(in))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -20,9 +21,23 @@ import (
 type sockWriter struct {
 	mu        sync.Mutex
 	conn      net.Conn
+	raw       syscall.RawConn // conn's descriptor, for tryWriteTextFunc; nil: none
 	timeout   time.Duration
-	closeSent bool      // a close frame went out: no more frames
-	deadline  time.Time // the socket's write deadline
+	closeSent bool  // a close frame went out: no more frames
+	deadline  int64 // the socket's write deadline, unix nanos
+	// rest is a frame tryWriteTextFunc began, from rest.off on: it goes
+	// out before anything else.
+	rest *frameBuf
+}
+
+// init makes w the writer of conn, with writes bounded by timeout.
+func (w *sockWriter) init(conn net.Conn, timeout time.Duration) {
+	w.conn, w.timeout = conn, timeout
+	if sc, ok := conn.(syscall.Conn); ok && canWriteRaw {
+		if rc, err := sc.SyscallConn(); err == nil {
+			w.raw = rc
+		}
+	}
 }
 
 // extendDeadlineLocked makes sure a write may block for at least half the
@@ -31,16 +46,56 @@ type sockWriter struct {
 // the CPU at fan-out rates when done for every frame.
 func (w *sockWriter) extendDeadlineLocked() {
 	now := time.Now()
-	if w.deadline.Sub(now) >= w.timeout/2 {
+	if time.Duration(w.deadline-now.UnixNano()) >= w.timeout/2 {
 		return
 	}
-	w.deadline = now.Add(w.timeout)
-	w.conn.SetWriteDeadline(w.deadline)
+	d := now.Add(w.timeout)
+	w.deadline = d.UnixNano()
+	w.conn.SetWriteDeadline(d)
+}
+
+// flushLocked writes what is left of a frame tryWriteTextFunc began,
+// blocking up to the write timeout.
+func (w *sockWriter) flushLocked() error {
+	fb := w.rest
+	if fb == nil {
+		return nil
+	}
+	w.rest = nil
+	w.extendDeadlineLocked()
+	_, err := w.conn.Write(fb.b[fb.off:])
+	fb.put()
+	if err != nil {
+		return fmt.Errorf("write websocket frame: %w", err)
+	}
+	return nil
+}
+
+// flush writes what is left of a frame tryWriteTextFunc began.
+func (w *sockWriter) flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flushLocked()
 }
 
 // writeText writes payload as one unmasked, unfragmented text frame.
 func (w *sockWriter) writeText(payload []byte) error {
 	return w.writeTextFunc(len(payload), func(b []byte) []byte { return append(b, payload...) })
+}
+
+// buildFrame builds a text frame whose n-byte payload fill appends in a
+// pooled buffer.
+func buildFrame(n int, fill func([]byte) []byte) (*frameBuf, error) {
+	fb := framePool.Get().(*frameBuf)
+	b := appendHeader(fb.b[:0], ws.OpText, n)
+	h := len(b)
+	fb.b = fill(b)
+	if len(fb.b)-h != n {
+		err := fmt.Errorf("write websocket frame: %d payload bytes announced, %d built", n, len(fb.b)-h)
+		fb.put()
+		return nil, err
+	}
+	return fb, nil
 }
 
 // writeTextFunc writes a text frame whose n-byte payload fill appends.
@@ -50,24 +105,65 @@ func (w *sockWriter) writeTextFunc(n int, fill func([]byte) []byte) error {
 	if w.closeSent {
 		return net.ErrClosed
 	}
-	bp := framePool.Get().(*[]byte)
-	b := appendHeader((*bp)[:0], ws.OpText, n)
-	h := len(b)
-	b = fill(b)
-	if len(b)-h != n {
-		return fmt.Errorf("write websocket frame: %d payload bytes announced, %d built", n, len(b)-h)
+	if err := w.flushLocked(); err != nil {
+		return err
+	}
+	fb, err := buildFrame(n, fill)
+	if err != nil {
+		return err
 	}
 	w.extendDeadlineLocked()
-	_, err := w.conn.Write(b)
-	// pool buffers of the usual size only
-	if cap(b) <= framePoolMax {
-		*bp = b[:0]
-		framePool.Put(bp)
-	}
+	_, err = w.conn.Write(fb.b)
+	fb.put()
 	if err != nil {
 		return fmt.Errorf("write websocket frame: %w", err)
 	}
 	return nil
+}
+
+// tryWriteTextFunc writes a text frame, as writeTextFunc, but never
+// blocks, so that the broker's delivery goroutine can write to every
+// subscriber's socket itself, one system call per frame and no goroutine
+// started, as long as the sockets take the bytes. ok is false when
+// nothing was written because the socket is another writer's just now
+// (or has no descriptor): the caller queues the frame for a writer that
+// may wait. pending is true when the socket took part of the frame: the
+// rest is kept and written first by the next flush or write, which the
+// caller must start.
+func (w *sockWriter) tryWriteTextFunc(n int, fill func([]byte) []byte) (pending, ok bool, err error) {
+	if w.raw == nil || !w.mu.TryLock() {
+		return false, false, nil
+	}
+	defer w.mu.Unlock()
+	if w.closeSent {
+		return false, true, net.ErrClosed
+	}
+	if w.rest != nil {
+		return false, false, nil
+	}
+	fb, err := buildFrame(n, fill)
+	if err != nil {
+		return false, true, err
+	}
+	fb.off, fb.errno = 0, nil
+	// the write cannot block, but the runtime refuses it once the
+	// deadline has passed
+	w.extendDeadlineLocked()
+	if err := w.raw.Write(fb.write); err != nil {
+		fb.put()
+		return false, true, fmt.Errorf("write websocket frame: %w", err)
+	}
+	if fb.errno != nil {
+		err := fb.errno
+		fb.put()
+		return false, true, fmt.Errorf("write websocket frame: %w", err)
+	}
+	if fb.off < len(fb.b) {
+		w.rest = fb // flushLocked puts it back
+		return true, true, nil
+	}
+	fb.put()
+	return false, true, nil
 }
 
 // writeControl writes a control frame (ping, pong or close) with a payload
@@ -83,6 +179,9 @@ func (w *sockWriter) writeControl(op ws.OpCode, payload []byte) error {
 	}
 	if op == ws.OpClose {
 		w.closeSent = true
+	}
+	if err := w.flushLocked(); err != nil {
+		return err
 	}
 	var buf [2 + ws.MaxControlFramePayloadSize]byte
 	b := append(appendHeader(buf[:0], op, len(payload)), payload...)
@@ -105,9 +204,30 @@ func (w *sockWriter) writeClose(code ws.StatusCode, reason string) error {
 	return w.writeControl(ws.OpClose, ws.NewCloseFrameBody(code, reason))
 }
 
-// framePool holds frame buffers shared by all connections, so that an
-// idle connection holds none.
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// frameBuf is a frame being built and written: pooled, shared by all
+// connections, so that an idle connection holds none. off and errno are
+// the state of a non-blocking write (writeFD, bound to write once so that
+// a write allocates nothing).
+type frameBuf struct {
+	b     []byte
+	off   int   // bytes of b written
+	errno error // the write's failure; a full socket is none
+	write func(fd uintptr) bool
+}
+
+var framePool = sync.Pool{New: func() any {
+	fb := &frameBuf{b: make([]byte, 0, 1024)}
+	fb.write = fb.writeFD
+	return fb
+}}
+
+// put returns fb to the pool; buffers of the usual size only.
+func (fb *frameBuf) put() {
+	if cap(fb.b) <= framePoolMax {
+		fb.b = fb.b[:0]
+		framePool.Put(fb)
+	}
+}
 
 const framePoolMax = 16 << 10
 

@@ -24,7 +24,10 @@ func init() {
 const benchPinnedEnv = "WSFLEET_BENCH_GENERATOR_CPU"
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "takeover" {
+	switch {
+	case len(args) > 0 && args[0] == "soak":
+		return runSoak(ctx, args[1:], stdout, stderr) // soak.go
+	case len(args) > 0 && args[0] == "takeover":
 		return runBenchTakeover(ctx, args[1:], stdout, stderr)
 	}
 	fs := newFlagSet("bench", stderr)
