@@ -304,12 +304,12 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 	case StepBatch:
 		if placementOn(st) {
 			if s.MoveTo > 0 && s.TargetsFrom >= 0 && !s.Init {
-				// The canary leaves with the next batch's old instances,
+				// The canary leaves with the last batch's old instances,
 				// after that batch's replacements: its clients move to
 				// new instances rather than back to old ones.
 				s.Deferred = true
 				d := done(s, now)
-				d.Events = []DecisionEvent{{Type: "placement", Msg: "canary retirement moved to the next batch", KV: []any{"step", s.MoveTo}}}
+				d.Events = []DecisionEvent{{Type: "placement", Msg: "canary retirement moved to the last batch", KV: []any{"step", s.MoveTo}}}
 				return d
 			}
 			s = withDeferred(s, prev)

@@ -185,10 +185,24 @@ func PlacementSupport(ctx context.Context, p Provider, nodes Nodes, plan *Plan, 
 	if _, ok := nodes.(Placer); !ok {
 		return st, "the node client has no cordon or shed"
 	}
-	for _, w := range nodeVersionWarnings(ctx, nodes, g, PlacementAPIVersion) {
+	unknown := 0
+	ws := nodeVersionWarnings(ctx, nodes, g, PlacementAPIVersion)
+	for _, w := range ws {
 		if !strings.Contains(w, "version unknown") {
 			return st, w
 		}
+		unknown++
+	}
+	inService := 0
+	for _, in := range g.Instances {
+		if in.Lifecycle == "InService" {
+			inService++
+		}
+	}
+	if inService > 0 && unknown >= inService {
+		// Not one node answered: nothing says the fleet can be cordoned
+		// (a fleet that cannot would make every cordon wait its bound).
+		return st, fmt.Sprintf("no node's admin API version could be read (%s)", ws[0])
 	}
 	st.On = true
 	return st, ""
@@ -549,7 +563,7 @@ func newAndOld(s Step, g Group) (newIDs, oldIDs []string) {
 		if !in.Live() || target[in.ID] {
 			continue
 		}
-		if runs(in, s.Image, s.Ref) {
+		if runs(in, s.Image, s.Ref) && !slices.Contains(s.Later, in.ID) {
 			newIDs = append(newIDs, in.ID)
 		} else {
 			oldIDs = append(oldIDs, in.ID)
@@ -919,13 +933,22 @@ func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64
 }
 
 // withDeferred gives batch s, before it begins, the targets of the canary
-// retirements moved to it (those deferred with MoveTo at its index).
+// retirements moved to it (those deferred with MoveTo at its index), and
+// to a batch before that one the canaries as old nodes due later (Later).
 func withDeferred(s Step, prev []Step) Step {
 	if s.Init || s.TargetsFrom >= 0 {
 		return s
 	}
 	for _, p := range prev {
-		if !p.Deferred || p.MoveTo != len(prev) || p.TargetsFrom < 0 || p.TargetsFrom >= len(prev) {
+		if !p.Deferred || p.MoveTo < len(prev) || p.TargetsFrom < 0 || p.TargetsFrom >= len(prev) {
+			continue
+		}
+		if p.MoveTo > len(prev) {
+			for _, a := range prev[p.TargetsFrom].Adopted {
+				if !slices.Contains(s.Later, a.ID) {
+					s.Later = append(slices.Clone(s.Later), a.ID)
+				}
+			}
 			continue
 		}
 		for _, a := range prev[p.TargetsFrom].Adopted {

@@ -56,9 +56,10 @@ type Step struct {
 	NotBefore time.Time     `json:"not_before,omitzero"` // window
 	Version   TemplateRef   `json:"version,omitzero"`    // restore-image
 	Note      string        `json:"note,omitempty"`      // a line for the rendered plan
-	// MoveTo, on a canary's retirement, is the index of the next batch
+	// MoveTo, on a canary's retirement, is the index of the last batch
 	// step: with placement on, the canary is drained with that batch's
-	// targets instead (placement.go).
+	// targets instead (placement.go); the batches before it treat it as
+	// an old node due later (Later).
 	MoveTo int `json:"move_to,omitempty"`
 
 	Progress
@@ -96,6 +97,9 @@ type Progress struct {
 	Bake     *BakeShare     `json:"bake_share,omitempty"`
 	Place    *MovePlace     `json:"place,omitempty"`
 	Deferred bool           `json:"deferred,omitempty"`
+	// Later are the canaries whose retirement a later batch takes over:
+	// to this batch they are old nodes due later (cordoned, not steered).
+	Later []string `json:"later,omitempty"`
 }
 
 // Adoption is a new instance a batch took as one of its replacements.
@@ -166,7 +170,7 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 			taken[in.Name] = true
 		}
 	}
-	retireAt := -1 // a canary's retirement the next batch may take over
+	retireAt := -1 // a canary's retirement the last batch may take over
 	var oldIDs []string
 	for _, in := range old {
 		oldIDs = append(oldIDs, in.ID)
@@ -280,10 +284,15 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 				note = fmt.Sprintf("drain and terminate %s, let the group launch %d on %s, wait until healthy", strings.Join(names, ", "), len(ids), targetString(image, ref))
 			}
 			if retireAt >= 0 && ph.Strategy != TerminateThenReplace {
+				// The last such batch takes the retirement over: the
+				// canary's clients then move onto the end fleet, which
+				// the last batch can balance without moving anyone a
+				// third time (retired with the first batch, its clients
+				// made that batch's replacements the fullest).
 				steps[retireAt].MoveTo = len(steps)
-				steps[retireAt].Note += fmt.Sprintf("; with placement on, drained with phase %q's old instances once its replacements are healthy", ph.Name)
+				note, _, _ := strings.Cut(steps[retireAt].Note, "; with placement on")
+				steps[retireAt].Note = note + fmt.Sprintf("; with placement on, drained with phase %q's old instances once its replacements are healthy", ph.Name)
 			}
-			retireAt = -1
 			steps = append(steps, Step{Kind: StepBatch, Phase: i, Launch: len(ids), Names: names, Targets: ids, TargetNames: names,
 				Image: image, Ref: ref, Strategy: ph.Strategy, TargetsFrom: -1, Note: note})
 			if ph.Bake > 0 {
