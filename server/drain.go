@@ -276,6 +276,7 @@ func (s *Server) release(ss *session) {
 	var held []byte
 	if ss.held != nil {
 		held = ss.held.reply
+		s.holds.remove(ss.held)
 		ss.held = nil
 	}
 	ss.mu.Unlock()

@@ -22,11 +22,14 @@ type metrics struct {
 	slowConsumers prometheus.Counter
 	restored      *prometheus.CounterVec
 	released      prometheus.Counter
-	brokerErrors  prometheus.Counter
-	accepted      *prometheus.CounterVec
-	rewritten     prometheus.Counter
-	limits        *prometheus.GaugeVec
-	limited       *prometheus.CounterVec
+	// connectsThrottled counts /meta/connect replies that advised a
+	// client cycling its connects too fast to wait (connectBurst).
+	connectsThrottled prometheus.Counter
+	brokerErrors      prometheus.Counter
+	accepted          *prometheus.CounterVec
+	rewritten         prometheus.Counter
+	limits            *prometheus.GaugeVec
+	limited           *prometheus.CounterVec
 	// replayOverLimit counts replays refused for being longer than the
 	// queue limit, by what the client was answered: gone (a subscribe's
 	// ext.replay) or slow_consumer (a take-over, which ends the session).
@@ -75,6 +78,9 @@ func newMetrics() *metrics {
 		released: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_drain_released_total", Help: "Clients released by a drain.",
 		}),
+		connectsThrottled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_connects_throttled_total", Help: "Connect replies that told a client cycling its connects too fast to wait.",
+		}),
 		brokerErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_broker_errors_total", Help: "Failed broker operations (publish, history, session store).",
 		}),
@@ -109,7 +115,7 @@ func newMetrics() *metrics {
 		m.limited.WithLabelValues(l)
 	}
 	m.reg.MustRegister(m.limits, m.limited, m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
-		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.brokerErrors, m.accepted, m.rewritten,
+		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.connectsThrottled, m.brokerErrors, m.accepted, m.rewritten,
 		m.replayOverLimit, m.tokensExpired, m.invalidText, m.handshakes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
