@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/wsfleet
 
-.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-ui-scale test-canary bench-interest bench
+.PHONY: build test test-nats-cluster test-s3-cli test-s3-crash vet fuzz fuzz-long demo demo-ci clean test-faults test-crash bench-rollout test-ui-scale test-canary bench-interest bench test-placement
 
 build:
 	$(GO) build -o $(BIN) ./cmd/wsfleet
@@ -130,6 +130,15 @@ bench-takeover: build
 # -race; docs/dashboard.md keeps the last result.
 test-ui-scale:
 	WSFLEET_UI_SCALE_ENGINE=1 $(GO) test -count=1 -timeout 30m -run TestDashboardScaleEngine -v ./ui/
+
+# test-placement runs the seed's change three times in a row (old -> new ->
+# old -> new) on the local cloud's 8 nodes with 2,000 chat clients connected
+# (WSFLEET_PLACEMENT_CLIENTS=N for another number), each checked for issue
+# 16's figures: nothing lost, the canary at >= 80 % of its fair share through
+# its bake, reconnects <= clients x 1.15, end balance within ±15 %.
+# docs/rollout.md keeps the last result.
+test-placement: build
+	WSFLEET_TEST_PLACEMENT=1 $(GO) test -count=1 -timeout 30m -run TestE2EPlacement -v ./rollout/
 
 # test-canary runs the canary checks for real, five times each: a canary on
 # a faulty image (its node fails 30 % of handshakes and answers 200 ms late)

@@ -84,6 +84,11 @@ type Session struct {
 	// unused.
 	Given       uint64 `json:"given,omitempty"`
 	LastConnect string `json:"last_connect,omitempty"`
+	// Held is set when Node saved the session as the node that held its
+	// client (a release by a drain or shed, a websocket that closed), not
+	// at a handshake: the node that takes it over next received a client
+	// that moved (the admin API's received count). Older nodes ignore it.
+	Held bool `json:"held,omitempty"`
 }
 
 // SessionStore keeps sessions where every node can read them.

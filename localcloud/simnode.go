@@ -304,7 +304,10 @@ func (c *Cloud) simStatus(in *instance, st nodeapi.State, conns int, now time.Ti
 		name = in.id
 	}
 	s := nodeapi.Status{
-		APIVersion: nodeapi.Version, Node: name, Version: simVersion, Image: in.imageID,
+		// Version 1: a simulated node drains but has no cordon or shed
+		// (version 2), so a change on simulated nodes runs without
+		// connection placement rather than ask for what it lacks.
+		APIVersion: 1, Node: name, Version: simVersion, Image: in.imageID,
 		State: st, Connections: conns, Sessions: conns, Subscriptions: conns,
 	}
 	if d := in.sim.drain; d != nil {

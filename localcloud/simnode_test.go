@@ -137,7 +137,8 @@ func TestSimulatedNodeAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := nodeapi.Status{APIVersion: nodeapi.Version, Node: "sim-a", Version: "simulated", Image: "ami-sim", State: nodeapi.StateReady,
+		// Version 1: a simulated node has no cordon or shed (version 2).
+		want := nodeapi.Status{APIVersion: 1, Node: "sim-a", Version: "simulated", Image: "ami-sim", State: nodeapi.StateReady,
 			Connections: DefaultSimulatedConnections, Sessions: DefaultSimulatedConnections, Subscriptions: DefaultSimulatedConnections}
 		if fmt.Sprint(st) != fmt.Sprint(want) {
 			t.Errorf("status %+v\nwant   %+v", st, want)

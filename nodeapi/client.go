@@ -46,7 +46,23 @@ func (c *Client) Status(ctx context.Context, base string) (Status, error) {
 // Drain posts r to /admin/drain. A node that already drains answers as one
 // that starts to: both are success.
 func (c *Client) Drain(ctx context.Context, base string, r DrainRequest) error {
-	return c.post(ctx, "drain", base, PathDrain, r)
+	return c.post(ctx, "drain", base, PathDrain, r, nil)
+}
+
+// Shed posts r to /admin/shed (version 2; a node that speaks version 1 is
+// refused client-side with a *VersionError) and returns the node's
+// answer: how many clients it will release. The repeat of a shed's ID is
+// answered with that shed's result.
+func (c *Client) Shed(ctx context.Context, base string, r ShedRequest) (ShedResult, error) {
+	var res ShedResult
+	err := c.post(ctx, "shed", base, PathShed, r, &res)
+	return res, err
+}
+
+// Cordon posts {"cordoned": cordoned} to /admin/cordon (version 2): a
+// cordoned node fails its readiness and keeps serving.
+func (c *Client) Cordon(ctx context.Context, base string, cordoned bool) error {
+	return c.post(ctx, "cordon", base, PathCordon, CordonRequest{Cordoned: cordoned}, nil)
 }
 
 // Require returns a *VersionError, without sending anything else, unless
@@ -75,8 +91,8 @@ type request interface {
 
 // post sends r to path once the node is known to speak the version r
 // needs (see Require); op names the call in errors. 202 and 200 are
-// success.
-func (c *Client) post(ctx context.Context, op, base, path string, r request) error {
+// success; out, when not nil, receives the answer's JSON body.
+func (c *Client) post(ctx context.Context, op, base, path string, r request, out any) error {
 	if err := c.Require(ctx, base, r.Since(), http.MethodPost+" "+path); err != nil {
 		return fmt.Errorf("%s %s: %w", op, base, err)
 	}
@@ -91,6 +107,11 @@ func (c *Client) post(ctx context.Context, op, base, path string, r request) err
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s %s: %s", op, base, answer(resp))
+	}
+	if out != nil {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+			return fmt.Errorf("%s %s: decode: %w", op, base, err)
+		}
 	}
 	return nil
 }

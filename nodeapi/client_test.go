@@ -12,8 +12,8 @@ import (
 	"wsfleet/nodeapi/nodeapitest"
 )
 
-// futureRequest stands for a request of a later version: the shed request
-// an issue to come adds at version 2.
+// futureRequest stands for a request newer than version 1 at a path no
+// node serves (the fake answers 404 once it is sent).
 type futureRequest struct {
 	Share float64 `json:"share"`
 }
@@ -97,5 +97,57 @@ func TestClientStatus(t *testing.T) {
 	node.Close()
 	if _, err := (&nodeapi.Client{Token: "tok"}).Status(context.Background(), node.URL); err == nil || !strings.Contains(err.Error(), "status "+node.URL) {
 		t.Fatalf("status of a node that is down: %v", err)
+	}
+}
+
+// TestClientShedAndCordon: the version 2 requests read the node's status
+// first and are refused client-side, with nothing posted, by a node that
+// speaks version 1 (or predates versioning); a version 2 node gets them,
+// and the shed's answer is returned.
+func TestClientShedAndCordon(t *testing.T) {
+	req := nodeapi.ShedRequest{ID: "r1/ws-01", Count: 3, Window: nodeapi.Dur(10 * time.Second), MaxRate: 5}
+	for _, tc := range []struct {
+		name     string
+		reported int
+		sent     bool
+	}{
+		{"node from before versioning", 0, false},
+		{"version 1 node", 1, false},
+		{"version 2 node", 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			node := nodeapitest.Start(t, "tok", nodeapi.Status{APIVersion: tc.reported, Node: "ws-01", State: nodeapi.StateReady, Connections: 2})
+			c := &nodeapi.Client{Token: "tok"}
+			res, shedErr := c.Shed(context.Background(), node.URL, req)
+			cordonErr := c.Cordon(context.Background(), node.URL, true)
+			want := []string{"GET /admin/status", "GET /admin/status"}
+			if tc.sent {
+				want = []string{"GET /admin/status", `POST /admin/shed {"id":"r1/ws-01","count":3,"window":"10s","max_rate":5}`,
+					"GET /admin/status", `POST /admin/cordon {"cordoned":true}`}
+			}
+			if got := node.Requests(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("requests %q, want %q", got, want)
+			}
+			if !tc.sent {
+				for what, err := range map[string]error{"POST /admin/shed": shedErr, "POST /admin/cordon": cordonErr} {
+					var ve *nodeapi.VersionError
+					if !errors.As(err, &ve) || ve.Needs != 2 || ve.Speaks != 1 || ve.Request != what {
+						t.Fatalf("%s: err = %v, want a *VersionError for version 2", what, err)
+					}
+				}
+				return
+			}
+			if shedErr != nil || cordonErr != nil {
+				t.Fatalf("shed: %v; cordon: %v", shedErr, cordonErr)
+			}
+			if want := (nodeapi.ShedResult{ID: "r1/ws-01", Count: 3, Releasing: 2, Window: nodeapi.Duration(10 * time.Second), MaxRate: 5}); res != want {
+				t.Fatalf("shed result %+v, want %+v", res, want)
+			}
+		})
+	}
+	node := nodeapitest.Start(t, "tok", nodeapi.Status{APIVersion: 2})
+	if _, err := (&nodeapi.Client{Token: "tok"}).Shed(context.Background(), node.URL, nodeapi.ShedRequest{Count: -1}); err == nil ||
+		!strings.Contains(err.Error(), "400 Bad Request: shed request: bad admin request: count -1: want 0 to 1000000") {
+		t.Fatalf("shed out of range: %v", err)
 	}
 }

@@ -1,5 +1,9 @@
 package nodeapi
 
+import "context"
+
 // Post is the client's post, for the tests of a request of a version to
 // come.
-var Post = (*Client).post
+func Post(c *Client, ctx context.Context, op, base, path string, r request) error {
+	return c.post(ctx, op, base, path, r, nil)
+}

@@ -36,19 +36,24 @@ import (
 // Version is the admin API version this build speaks.
 //
 //	1: GET /admin/status, POST /admin/drain (window, max_rate, deadline).
+//	2: POST /admin/shed (id, count, window, max_rate): a partial drain;
+//	   POST /admin/cordon (cordoned): readiness off or on while the node
+//	   keeps serving; Status gains cordoned, shed and received.
 //
 // Adding a request means: its path here, its type with a Since method
 // that returns the version it came in (and, for a field added later, the
 // version of the newest field it sets), a Client method that sends it
 // with post (which refuses it client-side for an older node), the node's
 // handler, and one more line above.
-const Version = 1
+const Version = 2
 
 // Paths of the admin API on the node's listener. Every one needs the admin
 // bearer token.
 const (
 	PathStatus = "/admin/status"
 	PathDrain  = "/admin/drain"
+	PathShed   = "/admin/shed"   // since version 2
+	PathCordon = "/admin/cordon" // since version 2
 )
 
 // State is where a node is in its life.
@@ -74,6 +79,28 @@ type Status struct {
 	Sessions      int         `json:"sessions"`
 	Subscriptions int         `json:"subscriptions"`
 	Drain         DrainStatus `json:"drain"`
+	// Cordoned (version 2): the node's readiness fails on purpose
+	// (POST /admin/cordon) while it serves every client it has and any
+	// that still reach it. State stays what it is.
+	Cordoned bool `json:"cordoned"`
+	// Shed (version 2) is the progress of the node's sheds since it
+	// started.
+	Shed ShedStatus `json:"shed"`
+	// Received (version 2) counts the sessions this node took over from
+	// another node since it started (see docs/server.md).
+	Received int `json:"received"`
+}
+
+// ShedStatus is the progress of a node's sheds (POST /admin/shed) since it
+// started: Requested is what they were to release, summed after each was
+// clamped to the clients the node held; Released is how many of those the
+// node released; Running is true while one still releases. A shed
+// superseded by a drain, or whose clients left by themselves, ends with
+// Released below Requested.
+type ShedStatus struct {
+	Requested int  `json:"requested"`
+	Released  int  `json:"released"`
+	Running   bool `json:"running"`
 }
 
 // SpeaksVersion is the admin API version the node speaks.
@@ -135,6 +162,129 @@ type DrainRequest struct {
 // Since is the admin API version the request needs: the version of the
 // newest field it sets. Every drain request so far is version 1.
 func (r DrainRequest) Since() int { return 1 }
+
+// ShedRequest is the body of POST /admin/shed (since version 2): release
+// Count of the node's clients, paced over Window with jitter and never
+// faster than MaxRate per second, with the hand-over a drain gives each
+// (its session saved for the node it reconnects to, which replays what it
+// missed), while the node keeps serving the others and stays ready.
+//
+// Which clients go: those that never moved (they handshook on the node)
+// before those the node received from another node, and within each the
+// newest first, so that a client is moved as few times as possible.
+//
+// Count is required (0 to MaxShedCount; 0 releases no one). Window and
+// MaxRate are optional and take the node's drain defaults when left out;
+// a window of "0s" is zero, a max_rate of 0 the default. ID, optional (at
+// most MaxShedIDLength bytes), makes the request idempotent: the repeat of
+// a running or finished shed's ID changes nothing and is answered with
+// that shed's result. A shed with a new ID while one runs adds to it: its
+// releases follow those already due, paced by its own window and rate. A
+// drain supersedes a running shed; a draining node refuses a shed (409).
+type ShedRequest struct {
+	ID      string    `json:"id,omitempty"`
+	Count   int       `json:"count"`
+	Window  *Duration `json:"window,omitempty"`
+	MaxRate float64   `json:"max_rate,omitempty"`
+}
+
+// Since is the admin API version the request needs.
+func (r ShedRequest) Since() int { return 2 }
+
+// ShedResult is the answer of POST /admin/shed (202): the shed's ID as
+// given, the Count asked, how many clients it will release (Releasing:
+// Count clamped to the clients the node holds that no earlier shed is
+// releasing) and the pacing the node applies (its defaults filled in).
+type ShedResult struct {
+	ID        string   `json:"id,omitempty"`
+	Count     int      `json:"count"`
+	Releasing int      `json:"releasing"`
+	Window    Duration `json:"window"`
+	MaxRate   float64  `json:"max_rate"`
+}
+
+// Bounds of a shed request.
+const (
+	MaxShedCount    = 1_000_000
+	MaxShedWindow   = time.Hour
+	MaxShedRate     = 100_000
+	MaxShedIDLength = 128
+)
+
+// DecodeShedRequest reads a POST /admin/shed body strictly, as
+// DecodeDrainRequest does; count is required, so an empty body is an
+// error.
+func DecodeShedRequest(b []byte) (ShedRequest, error) {
+	var r ShedRequest
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return r, fmt.Errorf("%w: count is required: want 0 to %d", ErrBadRequest, MaxShedCount)
+	}
+	if err := decodeStrict(b, &r); err != nil {
+		return r, err
+	}
+	if !hasField(b, "count") {
+		return r, fmt.Errorf("%w: count is required: want 0 to %d", ErrBadRequest, MaxShedCount)
+	}
+	return r, r.Validate()
+}
+
+// Validate checks every field against its allowed range.
+func (r ShedRequest) Validate() error {
+	var errs []error
+	if len(r.ID) > MaxShedIDLength {
+		errs = append(errs, fmt.Errorf("%w: id of %d bytes: want at most %d", ErrBadRequest, len(r.ID), MaxShedIDLength))
+	}
+	if r.Count < 0 || r.Count > MaxShedCount {
+		errs = append(errs, fmt.Errorf("%w: count %d: want 0 to %d", ErrBadRequest, r.Count, MaxShedCount))
+	}
+	if r.Window != nil && (r.Window.D() < 0 || r.Window.D() > MaxShedWindow) {
+		errs = append(errs, fmt.Errorf("%w: window %s: want 0 to %s", ErrBadRequest, r.Window.D(), MaxShedWindow))
+	}
+	if r.MaxRate < 0 || r.MaxRate > MaxShedRate {
+		errs = append(errs, fmt.Errorf("%w: max_rate %g: want 0 to %d per second", ErrBadRequest, r.MaxRate, MaxShedRate))
+	}
+	return errors.Join(errs...)
+}
+
+// CordonRequest is the body of POST /admin/cordon (since version 2).
+// Cordoned is required: true fails the node's readiness (/readyz answers
+// 503 "not ready: cordoned") so the load balancer sends it no new
+// connection, while it serves every client it has and accepts what still
+// reaches it; false restores readiness (never that of a draining node).
+type CordonRequest struct {
+	Cordoned bool `json:"cordoned"`
+}
+
+// Since is the admin API version the request needs.
+func (r CordonRequest) Since() int { return 2 }
+
+// DecodeCordonRequest reads a POST /admin/cordon body strictly; the
+// cordoned field is required, so an empty body, which would otherwise
+// uncordon, is an error.
+func DecodeCordonRequest(b []byte) (CordonRequest, error) {
+	var r CordonRequest
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return r, fmt.Errorf("%w: cordoned is required: want true or false", ErrBadRequest)
+	}
+	if err := decodeStrict(b, &r); err != nil {
+		return r, err
+	}
+	if !hasField(b, "cordoned") {
+		return r, fmt.Errorf("%w: cordoned is required: want true or false", ErrBadRequest)
+	}
+	return r, nil
+}
+
+// hasField reports whether b, a JSON object decodeStrict accepted, names
+// field at its top level.
+func hasField(b []byte, field string) bool {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return false
+	}
+	_, ok := m[field]
+	return ok
+}
 
 // Dur is d as a request field.
 func Dur(d time.Duration) *Duration { v := Duration(d); return &v }

@@ -59,6 +59,12 @@ const (
 	// EffTagNames gives each instance of IDs the Name in the same place
 	// of Values, confirmed with one read for the batch (InstanceTagger).
 	EffTagNames EffectKind = "tag-names"
+	// EffCordon and EffUncordon set the cordon of the nodes IDs (their
+	// readiness fails while they keep serving); EffShed asks node ID to
+	// release N of its clients, Value being the shed's id (placement.go).
+	EffCordon   EffectKind = "cordon"
+	EffUncordon EffectKind = "uncordon"
+	EffShed     EffectKind = "shed"
 )
 
 // Effect is one call the engine makes. Key identifies it in the journal:
@@ -115,6 +121,19 @@ type Decision struct {
 	// fault may not be the new image, and what the rollback suspended must
 	// still resume), and the engine records it for the outcome.
 	StillFailing string
+	// Placement, when set, replaces the state's placement record, before
+	// the effects (a cordon is recorded before its call).
+	Placement *PlacementState
+	// Events are what the engine writes to the event log for this
+	// decision (placement's, with the clients of each node).
+	Events []DecisionEvent
+}
+
+// DecisionEvent is one event a decision asks the engine to log.
+type DecisionEvent struct {
+	Type string
+	Msg  string
+	KV   []any
 }
 
 // Timing is the plan's durations after the time scale, and what the
@@ -155,6 +174,19 @@ func decide(plan *Plan, st *State, obs Observation, t Timing) Decision {
 	if f := failed(obs.Round); f != "" {
 		return Decision{Step: s, Fail: "check " + f, Checks: obs.Round}
 	}
+	if st.Rollback && st.Placement != nil {
+		// A rollback first gives the nodes the change cordoned their
+		// readiness back: those it keeps take clients again.
+		var live []string
+		for id := range st.Placement.Cordoned {
+			if in, ok := obs.Group.Instance(id); ok && in.Live() {
+				live = append(live, id)
+			}
+		}
+		if effs := uncordonEffect(st.Placement, live); len(effs) > 0 {
+			return Decision{Step: s, Effects: effs}
+		}
+	}
 	d := decideStep(plan, st, s, steps[:*cur], obs, t)
 	if len(obs.Round) > 0 && !d.RunChecks {
 		d.Checks = append(slices.Clone(obs.Round), d.Checks...)
@@ -182,7 +214,23 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 	case StepSuspend:
 		return decideSuspend(st, s, obs, t)
 	case StepResume:
-		if effs := endEffects(st, obs.Group); len(effs) > 0 {
+		if placementOn(st) {
+			var d Decision
+			var wait bool
+			if d, s, wait = decideEndBalance(plan, st, s, obs, t); wait {
+				return d
+			}
+		}
+		effs := endEffects(st, obs.Group)
+		if len(effs) == 1 && effs[0].Kind == EffResume {
+			if s.Started.IsZero() {
+				s.Started = now
+			}
+			if d, wait := endWait(st, s, obs, t); wait {
+				return d
+			}
+		}
+		if len(effs) > 0 {
 			return Decision{Step: s, Effects: effs}
 		}
 		return done(s, now)
@@ -231,6 +279,7 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 		}
 		return done(s, now)
 	case StepBake:
+		s = sampleCanary(plan, st, s, obs)
 		end := s.Started.Add(time.Duration(float64(s.Duration) * t.scale()))
 		if now.Before(end) {
 			return Decision{Step: s, Wait: end.Sub(now), Reason: "baking until " + end.UTC().Format(time.TimeOnly)}
@@ -253,7 +302,20 @@ func decideStep(plan *Plan, st *State, s Step, prev []Step, obs Observation, t T
 		}
 		return done(s, now)
 	case StepBatch:
+		if placementOn(st) {
+			if s.MoveTo > 0 && s.TargetsFrom >= 0 && !s.Init {
+				// The canary leaves with the next batch's old instances,
+				// after that batch's replacements: its clients move to
+				// new instances rather than back to old ones.
+				s.Deferred = true
+				d := done(s, now)
+				d.Events = []DecisionEvent{{Type: "placement", Msg: "canary retirement moved to the next batch", KV: []any{"step", s.MoveTo}}}
+				return d
+			}
+			s = withDeferred(s, prev)
+		}
 		d := decideBatch(s, prev, obs, t, now)
+		d = decidePlaced(plan, st, s, d, obs, t)
 		if s.Ready || !d.Step.Ready || s.Phase < 0 || len(checksFor(plan, s.Phase)) == 0 {
 			return d
 		}
@@ -316,6 +378,21 @@ func (p Progress) clone() Progress {
 	p.Terminated = maps.Clone(p.Terminated)
 	p.Retiring = maps.Clone(p.Retiring)
 	p.Known = slices.Clone(p.Known)
+	if p.Share != nil {
+		c := *p.Share
+		c.Shed = maps.Clone(c.Shed)
+		p.Share = &c
+	}
+	if p.Bake != nil {
+		c := *p.Bake
+		p.Bake = &c
+	}
+	if p.Place != nil {
+		c := *p.Place
+		c.Shed = maps.Clone(c.Shed)
+		c.Until = maps.Clone(c.Until)
+		p.Place = &c
+	}
 	return p
 }
 

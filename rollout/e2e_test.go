@@ -169,23 +169,35 @@ func (e *e2e) fleet(p *awsprov.Provider) (string, error) {
 	return strings.Join(out, ""), nil
 }
 
-// writePlan writes a plan for the local cloud; maxLoss is the chat
-// check's max_loss.
-func (e *e2e) writePlan(name string, maxLoss int, body string) string {
-	path := filepath.Join(e.dir, name+".yaml")
-	head := fmt.Sprintf(`change: %s
+// planHead is the top of the local cloud's plans: change, group, AWS
+// endpoint, the seed's timings and nodes.
+func (e *e2e) planHead(change string) string {
+	return fmt.Sprintf(`change: %s
 group: gitter-ws
 aws: {region: us-east-1, endpoint: %s}
 warm_up: 20s
 healthy_timeout: 60s
 nodes: {admin_port: 8080, admin_token_env: WSFLEET_ADMIN_TOKEN}
 drain: {window: 30s, max_rate: 200, deadline: 30s}
-checks:
+`, change, e.api)
+}
+
+// writePlan writes a plan for the local cloud; maxLoss is the chat
+// check's max_loss.
+func (e *e2e) writePlan(name string, maxLoss int, body string) string {
+	path := filepath.Join(e.dir, name+".yaml")
+	head := e.planHead(name) + fmt.Sprintf(`checks:
   - {name: site, http: {url: %s/healthz, status: 200}}
   - {name: chat, probe: {clients: 50, rate: 10, max_loss: %d}}
   - {name: errors, metric: {name: wsfleet_errors_total, labels: {code: "500"}, max_increase: 10}}
 rollback: {on_failure: auto}
-`, name, e.api, e.lb, maxLoss)
+`, e.lb, maxLoss)
+	if !strings.Contains(body, "placement:") {
+		// These tests hold the fleet's healthy targets and its clients
+		// to what they were before connection placement, which cordons
+		// (unhealthy targets) and sheds: placement has its own tests.
+		head += "placement: off\n"
+	}
 	if err := os.WriteFile(path, []byte(head+body), 0o644); err != nil {
 		panic(err) // a temporary directory of the test's own
 	}
@@ -672,6 +684,12 @@ phases:
 				t.Errorf("%s left protected", in.Name)
 			}
 		}
+	})
+	// Last, on the fleet back on ami-old: the default placement with
+	// clients connected (placement_e2e_test.go; make test-placement runs
+	// the demo's 2,000 clients).
+	t.Run("placement: canary share, move once, end balance", func(t *testing.T) {
+		placementChange(t, e, "e2e-place", "ami-new", 500)
 	})
 	t.Logf("e2e total %s", time.Since(start).Round(time.Second))
 }

@@ -340,6 +340,12 @@ func (e *Engine) recordDecision(st *State, phase int, d Decision) {
 	if d.Suspension != nil {
 		st.Suspension = d.Suspension
 	}
+	if d.Placement != nil {
+		st.Placement = d.Placement
+	}
+	for _, ev := range d.Events {
+		e.event(st, ev.Type, ev.Msg, append([]any{"step", st.stepKey()}, ev.KV...)...)
+	}
 	if d.StillFailing != "" {
 		st.StillFailing = d.StillFailing
 		e.event(st, "check", "still failing after the rollback", "check", d.StillFailing)

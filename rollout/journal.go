@@ -161,6 +161,9 @@ func (e *Engine) call(ctx context.Context, st *State, eff Effect, obs Observatio
 			}
 		}
 		return outcome{}, nil
+	case EffCordon, EffUncordon, EffShed:
+		e.place(ctx, st, eff, obs)
+		return outcome{}, nil
 	case EffDeregister, EffRegister:
 		ts := e.targets()
 		if ts == nil {
@@ -195,6 +198,11 @@ func (s *State) apply(eff Effect, out outcome, now time.Time) {
 		}
 	case eff.Kind == EffUnprotect:
 		s.Protected = slices.DeleteFunc(s.Protected, func(id string) bool { return slices.Contains(eff.IDs, id) })
+	case eff.Kind == EffUncordon && s.Placement != nil:
+		s.Placement = s.Placement.clone()
+		for _, id := range eff.IDs {
+			delete(s.Placement.Cordoned, id)
+		}
 	}
 	steps, cur := s.current()
 	if *cur >= len(steps) {

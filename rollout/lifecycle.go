@@ -124,6 +124,9 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 	for _, ph := range plan.Phases {
 		st.Phases = append(st.Phases, PhaseRecord{Name: ph.Name, Status: "pending"})
 	}
+	pl, reason := PlacementSupport(ctx, e.Provider, e.Nodes, plan, g)
+	pl.Reason = reason
+	st.Placement = &pl
 	// Created only if no unfinished change of that id was stored in the
 	// meantime (by another engine, racing this one).
 	if _, err := e.Store.Update(plan.Change, func(prev *State) (*State, error) {
@@ -135,6 +138,7 @@ func (e *Engine) Start(ctx context.Context, planYAML []byte) (*State, error) {
 		return nil, e.giveUp(ctx, err)
 	}
 	e.event(st, "start", "rollout started", "steps", len(steps), "desired", g.Desired, "image", image, "old_image", st.OldImage)
+	e.event(st, "placement", PlacementLine(pl), "health_wait", pl.HealthWait.String())
 	return st, e.run(ctx, st, plan)
 }
 
@@ -282,6 +286,16 @@ func (e *Engine) endHold(ctx context.Context, st *State) error {
 		effs := endEffects(st, g)
 		if len(effs) == 0 {
 			return nil
+		}
+		if len(effs) == 1 && effs[0].Kind == EffResume {
+			// Uncordoned nodes are marked healthy once their targets are
+			// (endWait), before the processes resume; bounded.
+			if waiting := uncordonPending(st, g); waiting != "" && round < 10 && st.Placement != nil {
+				if err := e.Sleep(ctx, max(st.Placement.cordonBound()/10, e.MinPoll)); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if round == 10 {
 			return fmt.Errorf("%s still due after %d rounds; run abort again", effs[0].Key, round)

@@ -50,6 +50,15 @@ type memCloud struct {
 	// deregistered target's open connections are cut when it ends.
 	deregDelay      time.Duration
 	launchedByGroup int // instances launched to replace unhealthy ones
+
+	// place models connection placement (placement_test.go): clients a
+	// drain or shed releases reconnect, round-robin, to the instances
+	// whose target is healthy; a cordoned node's target turns unhealthy
+	// hcLatency after its cordon. moves counts reconnects.
+	place     bool
+	hcLatency time.Duration
+	moves     int
+	rr        int
 }
 
 type memInst struct {
@@ -66,6 +75,17 @@ type memInst struct {
 	registered      bool      // in the target group
 	deregAt         time.Time // when it left the target group
 	unhealthy       bool      // the group's health mark
+
+	cordoned bool
+	cordonAt time.Time
+	// steeredUntil: an uncordoned target stays unhealthy until the
+	// load balancer's checks pass again.
+	steeredUntil time.Time
+	shedIDs      map[string]int
+	shedAt       time.Time
+	shedCount    int
+	shedDone     int
+	shedWindow   time.Duration
 }
 
 var _ Provider = (*memCloud)(nil)
@@ -137,7 +157,7 @@ func (c *memCloud) tick() {
 			c.violations = append(c.violations, fmt.Sprintf("%s (%s): the load balancer cut %d connections at the end of the deregistration delay", in.id, in.name, in.conns))
 			in.conns = 0
 		}
-		if !in.drainAt.IsZero() && in.conns > 0 {
+		if !in.drainAt.IsZero() && in.conns > 0 && !c.place {
 			left := in.drainWindow - now.Sub(in.drainAt)
 			if left <= 0 {
 				in.conns = 0
@@ -149,6 +169,17 @@ func (c *memCloud) tick() {
 			live++
 		}
 		_ = live
+	}
+	if c.place {
+		c.placeClients(now)
+		// The group's ELB health check marks a cordoned instance
+		// unhealthy (the grace period long over): kept only while
+		// ReplaceUnhealthy is suspended.
+		for _, in := range c.inst {
+			if in.lifecycle == "InService" && c.cordonSteered(in, now) {
+				in.unhealthy = true
+			}
+		}
 	}
 	// The group keeps live (Pending or InService) instances at desired.
 	var liveList []*memInst
@@ -227,6 +258,8 @@ func (c *memCloud) Group(ctx context.Context, name string) (Group, error) {
 			health = "unregistered"
 		case !in.drainAt.IsZero():
 			health = "unhealthy" // its readiness fails
+		case c.cordonSteered(in, c.now()):
+			health = "unhealthy"
 		}
 		hs := "Healthy"
 		if in.unhealthy {
@@ -453,13 +486,22 @@ func (c *memCloud) APICalls() map[string]int {
 // memNodes is the node admin API of memCloud's instances.
 type memNodes struct{ c *memCloud }
 
+// serving is the instance of id whose node answers op, with c.mu held.
+func (c *memCloud) serving(op, id string) (*memInst, error) {
+	m, ok := c.inst[id]
+	if !ok || m.lifecycle != "InService" {
+		return nil, fmt.Errorf("%s %s: connection refused", op, id)
+	}
+	return m, nil
+}
+
 func (n memNodes) Drain(ctx context.Context, in Instance, o DrainOptions) error {
 	c := n.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, ok := c.inst[in.ID]
-	if !ok || m.lifecycle != "InService" {
-		return fmt.Errorf("drain %s: connection refused", in.ID)
+	m, err := c.serving("drain", in.ID)
+	if err != nil {
+		return err
 	}
 	m.drains++
 	if m.registered {
@@ -514,4 +556,139 @@ func (f *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	f.t = f.t.Add(d)
 	f.mu.Unlock()
 	return nil
+}
+
+// health is the load balancer's view of an instance's target (as Group
+// reports it).
+func (c *memCloud) health(in *memInst, now time.Time) string {
+	switch {
+	case in.lifecycle != "InService" || c.unhealthy[in.image] || !in.registered:
+		return "-"
+	case !in.drainAt.IsZero():
+		return "unhealthy"
+	case c.cordonSteered(in, now):
+		return "unhealthy"
+	}
+	return "healthy"
+}
+
+// cordonSteered reports whether the load balancer sees the instance's
+// cordon: from hcLatency after it until hcLatency after its uncordon.
+func (c *memCloud) cordonSteered(in *memInst, now time.Time) bool {
+	return in.cordoned && now.Sub(in.cordonAt) >= c.hcLatency || now.Before(in.steeredUntil)
+}
+
+// placeClients releases what drains and sheds are due to release by now
+// and reconnects those clients to the healthy targets, round-robin (to
+// every serving one when none is healthy: the load balancer fails open).
+func (c *memCloud) placeClients(now time.Time) {
+	released := 0
+	for _, in := range c.sorted() {
+		if !in.drainAt.IsZero() && in.conns > 0 {
+			left := in.drainWindow - now.Sub(in.drainAt)
+			want := 0
+			if left > 0 {
+				want = int(float64(in.drainConns) * float64(left) / float64(in.drainWindow))
+			}
+			if want < in.conns {
+				released += in.conns - want
+				in.conns = want
+			}
+		}
+		if in.shedCount > in.shedDone && in.drainAt.IsZero() {
+			due := in.shedCount
+			if el := now.Sub(in.shedAt); el < in.shedWindow {
+				due = int(float64(in.shedCount) * float64(el) / float64(in.shedWindow))
+			}
+			n := min(due-in.shedDone, in.conns)
+			if n > 0 {
+				in.conns -= n
+				in.shedDone += n
+				released += n
+			}
+		}
+	}
+	if released == 0 {
+		return
+	}
+	var pool []*memInst
+	for _, in := range c.sorted() {
+		if c.health(in, now) == "healthy" {
+			pool = append(pool, in)
+		}
+	}
+	if len(pool) == 0 {
+		for _, in := range c.sorted() {
+			if c.health(in, now) != "-" {
+				pool = append(pool, in)
+			}
+		}
+	}
+	if len(pool) == 0 {
+		c.violations = append(c.violations, fmt.Sprintf("%d released clients found no instance", released))
+		return
+	}
+	for range released {
+		pool[c.rr%len(pool)].conns++
+		c.rr++
+	}
+	c.moves += released
+}
+
+// placeNodes is memNodes with the admin API's cordon and shed.
+type placeNodes struct{ memNodes }
+
+var _ Placer = placeNodes{}
+
+func (n placeNodes) Cordon(ctx context.Context, in Instance, cordoned bool) error {
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, err := c.serving("cordon", in.ID)
+	if err != nil {
+		return err
+	}
+	if cordoned && !m.cordoned {
+		m.cordonAt = c.now()
+	}
+	if !cordoned && c.cordonSteered(m, c.now()) {
+		m.steeredUntil = c.now().Add(c.hcLatency)
+	}
+	m.cordoned = cordoned
+	return nil
+}
+
+func (n placeNodes) Shed(ctx context.Context, in Instance, o ShedOptions) error {
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, err := c.serving("shed", in.ID)
+	if err != nil {
+		return err
+	}
+	if m.shedIDs == nil {
+		m.shedIDs = map[string]int{}
+	}
+	m.shedIDs[o.ID]++
+	if m.shedIDs[o.ID] > 1 {
+		return nil // the same shed again: nothing new
+	}
+	c.tick()
+	m.shedAt, m.shedCount, m.shedDone, m.shedWindow = c.now(), o.Count, 0, max(o.Window, time.Second)
+	return nil
+}
+
+// placeCloud is memCloud with its target group's health check.
+type placeCloud struct{ processView }
+
+func (p placeCloud) TargetHealthChecks(ctx context.Context, group string) ([]HealthCheck, error) {
+	return []HealthCheck{{TargetGroup: "gitter-ws", Enabled: true, Protocol: "HTTP", Path: ReadinessPath,
+		Interval: p.hcLatency / 2, UnhealthyThreshold: 2, HealthyThreshold: 2}}, nil
+}
+
+// Status is memNodes' with the admin API version that has cordon and shed.
+func (n placeNodes) Status(ctx context.Context, in Instance) (NodeStatus, error) {
+	st, err := n.memNodes.Status(ctx, in)
+	st.APIVersion = PlacementAPIVersion
+	return st, err
 }

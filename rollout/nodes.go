@@ -25,7 +25,10 @@ type HTTPNodes struct {
 	Token  string // the admin bearer token; never logged
 }
 
-var _ Nodes = (*HTTPNodes)(nil)
+var (
+	_ Nodes  = (*HTTPNodes)(nil)
+	_ Placer = (*HTTPNodes)(nil)
+)
 
 // BaseURL returns the admin base URL of an instance's node.
 func (h *HTTPNodes) BaseURL(in Instance) string {
@@ -50,6 +53,25 @@ func (h *HTTPNodes) api() *nodeapi.Client {
 func (h *HTTPNodes) Drain(ctx context.Context, in Instance, o DrainOptions) error {
 	r := nodeapi.DrainRequest{Window: nodeapi.Dur(o.Window), MaxRate: o.MaxRate, Deadline: nodeapi.Dur(o.Deadline)}
 	if err := h.api().Drain(ctx, h.BaseURL(in), r); err != nil {
+		return fmt.Errorf("node %s: %w", nodeLabel(in), err)
+	}
+	return nil
+}
+
+// Cordon posts /admin/cordon (version 2): a cordoned node's readiness
+// fails while it keeps serving.
+func (h *HTTPNodes) Cordon(ctx context.Context, in Instance, cordoned bool) error {
+	if err := h.api().Cordon(ctx, h.BaseURL(in), cordoned); err != nil {
+		return fmt.Errorf("node %s: %w", nodeLabel(in), err)
+	}
+	return nil
+}
+
+// Shed posts /admin/shed (version 2): release o.Count clients over
+// o.Window at most o.MaxRate a second, idempotent by o.ID.
+func (h *HTTPNodes) Shed(ctx context.Context, in Instance, o ShedOptions) error {
+	r := nodeapi.ShedRequest{ID: o.ID, Count: o.Count, Window: nodeapi.Dur(o.Window), MaxRate: o.MaxRate}
+	if _, err := h.api().Shed(ctx, h.BaseURL(in), r); err != nil {
 		return fmt.Errorf("node %s: %w", nodeLabel(in), err)
 	}
 	return nil

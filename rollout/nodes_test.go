@@ -114,7 +114,10 @@ func TestNodeVersionWarnings(t *testing.T) {
 		want  int
 		warn  []string
 	}{
+		// this build speaks version 2 (shed, cordon): version 1 nodes warn
 		{"this build's version", fleet, nodeapi.Version, []string{
+			"ws-01 (i-1) speaks node admin API version 1, older than this build's 2: requests added after version 1 are refused for it until it is replaced",
+			"ws-02 (i-2) speaks node admin API version 1, older than this build's 2",
 			"ws-04 (i-4): admin API version unknown: node ws-04 (i-4): status http://",
 		}},
 		{"a build at version 2", fleet, 2, []string{
@@ -143,7 +146,10 @@ func TestNodeVersionWarnings(t *testing.T) {
 			}
 		})
 	}
-	if got := NodeVersionWarnings(context.Background(), &HTTPNodes{Token: "tok"}, Group{Instances: []Instance{adminInstance(v0, "i-1", "ws-01")}}); len(got) != 0 {
-		t.Fatalf("a version 1 node warned against this build: %q", got)
+	if got := NodeVersionWarnings(context.Background(), &HTTPNodes{Token: "tok"}, Group{Instances: []Instance{adminInstance(v2, "i-3", "ws-03")}}); len(got) != 0 {
+		t.Fatalf("a version 2 node warned against this build: %q", got)
+	}
+	if got := NodeVersionWarnings(context.Background(), &HTTPNodes{Token: "tok"}, Group{Instances: []Instance{adminInstance(v0, "i-1", "ws-01")}}); len(got) != 1 {
+		t.Fatalf("a node from before versioning, against this build at version 2: warnings %q, want one", got)
 	}
 }

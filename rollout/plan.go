@@ -45,6 +45,8 @@ type Plan struct {
 	Phases   []Phase      `yaml:"phases" json:"phases"`
 	Rollback RollbackSpec `yaml:"rollback" json:"rollback"`
 	Notify   NotifySpec   `yaml:"notify" json:"notify,omitzero"`
+	// Placement says where released clients go (placement.go).
+	Placement PlacementSpec `yaml:"placement" json:"placement"`
 
 	// lines maps a key path ("phases[1].replace") to its line in the file,
 	// so that errors found after decoding still point at the file.
@@ -107,6 +109,9 @@ type Phase struct {
 	NotBefore  *Time     `yaml:"not_before" json:"not_before,omitempty"`
 	Deadline   Duration  `yaml:"deadline" json:"deadline,omitempty"`
 	Checks     *[]string `yaml:"checks" json:"checks,omitempty"`
+	// CanaryShare is the part of the fleet's clients a canary phase's
+	// canary takes before its bake (placement_plan.go); nil: auto.
+	CanaryShare *Share `yaml:"canary_share" json:"canary_share,omitempty"`
 }
 
 // Replace selects the instances a phase replaces: names, a count, a
@@ -770,6 +775,7 @@ func (p *Plan) validate() PlanErrors {
 			}
 		}
 	}
+	p.validatePlacement(add)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	return errs
 }

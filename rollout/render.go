@@ -311,6 +311,8 @@ func WriteReport(w io.Writer, st *State) {
 		fmt.Fprintf(w, "\n## Replacements\n\n%s\n", strings.Join(replaced, "\n"))
 	}
 
+	writePlacement(w, st) // placement.go
+
 	fmt.Fprintf(w, "\n## Drains and terminations\n\n")
 	for _, list := range [][]Step{st.Steps, st.RollbackSteps} {
 		for _, s := range list {

@@ -81,6 +81,9 @@ type State struct {
 	// Aborting is set before an abort's clean-up effects, so that a
 	// crash in the middle of them finishes the abort on resume.
 	Aborting bool `json:"aborting,omitempty"`
+	// Placement is where released clients go (placement.go); nil for a
+	// change started before it.
+	Placement *PlacementState `json:"placement,omitempty"`
 
 	Journal []JournalEntry  `json:"journal"`
 	Phases  []PhaseRecord   `json:"phases"`

@@ -56,6 +56,10 @@ type Step struct {
 	NotBefore time.Time     `json:"not_before,omitzero"` // window
 	Version   TemplateRef   `json:"version,omitzero"`    // restore-image
 	Note      string        `json:"note,omitempty"`      // a line for the rendered plan
+	// MoveTo, on a canary's retirement, is the index of the next batch
+	// step: with placement on, the canary is drained with that batch's
+	// targets instead (placement.go).
+	MoveTo int `json:"move_to,omitempty"`
 
 	Progress
 }
@@ -84,6 +88,14 @@ type Progress struct {
 	// Known is every instance of the group when the batch began: none of
 	// them can be a replacement the batch launched.
 	Known []string `json:"known,omitempty"`
+
+	// Placement (placement.go): a canary's share of the clients, a
+	// batch's cordons and end balance, a canary retirement moved to the
+	// next batch.
+	Share    *ShareProgress `json:"share,omitempty"`
+	Bake     *BakeShare     `json:"bake_share,omitempty"`
+	Place    *MovePlace     `json:"place,omitempty"`
+	Deferred bool           `json:"deferred,omitempty"`
 }
 
 // Adoption is a new instance a batch took as one of its replacements.
@@ -154,6 +166,7 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 			taken[in.Name] = true
 		}
 	}
+	retireAt := -1 // a canary's retirement the next batch may take over
 	var oldIDs []string
 	for _, in := range old {
 		oldIDs = append(oldIDs, in.ID)
@@ -204,7 +217,11 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 			if ph.ProtectOld && len(oldIDs) > 0 {
 				steps = append(steps, Step{Kind: StepUnprotect, Phase: i, IDs: oldIDs, Note: "remove the scale-in protection added above"})
 			}
+			retireAt = -1
 			if !ph.KeepCanary {
+				if !p.placement().Off {
+					retireAt = len(steps)
+				}
 				steps = append(steps, Step{Kind: StepBatch, Phase: i, TargetsFrom: launch, TargetNames: names, Strategy: LaunchBeforeTerminate,
 					Note: fmt.Sprintf("retire canary %s: drain, terminate (desired back to %d)", strings.Join(names, ", "), g.Desired)})
 				for _, n := range names {
@@ -262,6 +279,11 @@ func CompileContext(ctx context.Context, p *Plan, g Group) ([]Step, error) {
 			if ph.Strategy == TerminateThenReplace {
 				note = fmt.Sprintf("drain and terminate %s, let the group launch %d on %s, wait until healthy", strings.Join(names, ", "), len(ids), targetString(image, ref))
 			}
+			if retireAt >= 0 && ph.Strategy != TerminateThenReplace {
+				steps[retireAt].MoveTo = len(steps)
+				steps[retireAt].Note += fmt.Sprintf("; with placement on, drained with phase %q's old instances once its replacements are healthy", ph.Name)
+			}
+			retireAt = -1
 			steps = append(steps, Step{Kind: StepBatch, Phase: i, Launch: len(ids), Names: names, Targets: ids, TargetNames: names,
 				Image: image, Ref: ref, Strategy: ph.Strategy, TargetsFrom: -1, Note: note})
 			if ph.Bake > 0 {

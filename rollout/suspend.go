@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -81,6 +82,27 @@ func endEffects(st *State, g Group) []Effect {
 				healthy = append(healthy, id)
 			}
 		}
+	}
+	// Nodes the change cordoned and keeps: their readiness back, and the
+	// group's Unhealthy mark (its ELB health check saw them cordoned)
+	// undone before replacement resumes.
+	var uncordon []string
+	if pl := st.Placement; pl != nil {
+		for _, id := range slices.Sorted(maps.Keys(pl.Cordoned)) {
+			if in, ok := g.Instance(id); ok && in.Live() && !drained[id] {
+				uncordon = append(uncordon, id)
+			}
+		}
+		for _, id := range pl.Ever {
+			// Marked healthy only once its target is: until then the
+			// group's next health check would mark it again (endWait).
+			if in, ok := g.Instance(id); ok && in.Live() && !drained[id] && !seen[id] && in.HealthStatus == "Unhealthy" && !slices.Contains(healthy, id) && !steered(in) {
+				healthy = append(healthy, id)
+			}
+		}
+	}
+	if len(uncordon) > 0 {
+		out = append(out, Effect{Key: "end-uncordon/" + strings.Join(uncordon, ","), Kind: EffUncordon, IDs: uncordon})
 	}
 	slices.Sort(register)
 	slices.Sort(healthy)

@@ -31,6 +31,19 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Status())
 }
 
+// adminBody reads an admin request's body, 4 KiB at most; when it cannot,
+// it answers the request and returns false.
+func (s *Server) adminBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
+	if err != nil {
+		if !s.refuseBody(w, err) {
+			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
+		}
+		return nil, false
+	}
+	return b, true
+}
+
 // drainOptions applies a drain request over the node's defaults: a field
 // the request leaves out takes the default, a duration given as "0s" is
 // zero, and a max_rate of 0 is the default.
@@ -52,11 +65,8 @@ func drainOptions(r nodeapi.DrainRequest, def DrainOptions) DrainOptions {
 // and out-of-range values are 400, so a typo never drains the node with
 // defaults) and starts the drain.
 func (s *Server) serveDrain(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 4096))
-	if err != nil {
-		if !s.refuseBody(w, err) {
-			s.badRequest(w, http.StatusBadRequest, "request body could not be read")
-		}
+	b, ok := s.adminBody(w, r)
+	if !ok {
 		return
 	}
 	req, err := nodeapi.DecodeDrainRequest(b)

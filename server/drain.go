@@ -47,6 +47,8 @@ func (s *Server) StartDrain(o DrainOptions) {
 	s.mu.Lock()
 	s.state = StateDraining
 	s.mu.Unlock()
+	// a drain releases everyone: a shed that runs has nothing left to do
+	s.stopShed()
 	if o.Window < 0 {
 		o.Window = 0
 	}
@@ -130,8 +132,10 @@ func (s *Server) runDrain(o DrainOptions) {
 		s.release(ss)
 	}
 	// the schedule is drawn from Rand first, then the order
+	s.randMu.Lock()
 	schedule := releaseSchedule(len(list), o.Window, o.MaxRate, s.cfg.Rand, start)
 	s.cfg.Rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+	s.randMu.Unlock()
 
 	// A release that ran late (a timer that fired late) does not bring
 	// the next one closer than the schedule's gap: the rate stays at or
@@ -243,24 +247,41 @@ func releaseGap(maxRate float64) time.Duration {
 	return time.Duration(float64(time.Second) / maxRate)
 }
 
-// release hands a session over: no more deliveries here, what was not yet
+// release is a drain's hand-over of one session (handOver), counted as
+// the drain's.
+func (s *Server) release(ss *session) {
+	if !s.handOver(ss, time.Time{}, "node draining") {
+		return
+	}
+	s.met.released.Inc()
+	s.drain.mu.Lock()
+	s.drain.released++
+	s.drain.mu.Unlock()
+}
+
+// handOver hands a session over: no more deliveries here, what was not yet
 // given to the client is dropped (the next node replays it from the
 // cursor), the session is saved for any node to restore, and the client is
 // told to go: its websocket is closed (faye and halley both reconnect and
 // send /meta/connect with the same clientId) or its held long-poll is
-// answered (the next poll goes through the load balancer elsewhere).
-func (s *Server) release(ss *session) {
+// answered (the next poll goes through the load balancer elsewhere). A
+// drain and a shed hand over alike; until refuseUntil (zero: for good, a
+// drain's) a connect of the session that reaches this node again is sent
+// on (goAway) rather than taken back. reason is the websocket close's. It
+// reports whether this call handed the session over (false: it was gone
+// or handed over already).
+func (s *Server) handOver(ss *session, refuseUntil time.Time, reason string) bool {
 	ss.mu.Lock()
 	if ss.closed || ss.released {
 		ss.mu.Unlock()
-		return
+		return false
 	}
 	ss.released = true
 	if !ss.live {
 		// a copy of a session the store holds: nothing to hand over
 		ss.mu.Unlock()
 		s.removeSession(ss, "released copy")
-		return
+		return false
 	}
 	// wait briefly for a write in flight: its messages count as given.
 	// (A real socket's write, so on the wall clock, not the node's.)
@@ -272,6 +293,7 @@ func (s *Server) release(ss *session) {
 	ss.queue = nil
 	ss.pending = nil
 	snap := ss.snapshotLocked(s.cfg.NodeID, s.cfg.Now())
+	snap.Held = true
 	ws := ss.ws
 	var held []byte
 	if ss.held != nil {
@@ -282,7 +304,9 @@ func (s *Server) release(ss *session) {
 	ss.mu.Unlock()
 	s.storeReleased(snap, ws != nil)
 	s.mu.Lock()
-	s.releasedIDs[ss.id] = struct{}{}
+	if until, ok := s.releasedIDs[ss.id]; !ok || !until.IsZero() {
+		s.releasedIDs[ss.id] = refuseUntil
+	}
 	s.mu.Unlock()
 	s.removeSession(ss, "released")
 	switch {
@@ -296,18 +320,15 @@ func (s *Server) release(ss *session) {
 		// close is idempotent: a socket already closed by then stays so.
 		go func() {
 			if ws.write(frame([]outMsg{{b: held}})) != nil {
-				ws.close(wsStatusGoingAway, "node draining")
+				ws.close(wsStatusGoingAway, reason)
 				return
 			}
-			s.cfg.AfterFunc(s.cfg.ReleaseGrace, func() { ws.close(wsStatusGoingAway, "node draining") })
+			s.cfg.AfterFunc(s.cfg.ReleaseGrace, func() { ws.close(wsStatusGoingAway, reason) })
 		}()
 	case ws != nil:
-		ws.close(wsStatusGoingAway, "node draining")
+		ws.close(wsStatusGoingAway, reason)
 	}
-	s.met.released.Inc()
-	s.drain.mu.Lock()
-	s.drain.released++
-	s.drain.mu.Unlock()
+	return true
 }
 
 // storeReleased saves a released session. Without shared sessions, or
@@ -364,7 +385,7 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 	// live and replaying before it is indexed: what the broker delivers
 	// from then on waits for the replay.
 	ss := &session{id: id, srv: s, ident: ident, subs: subs, cursor: from, given: from,
-		lastConnect: s.cfg.Now(), replaying: 1, live: true}
+		lastConnect: s.cfg.Now(), arrived: s.cfg.Now(), replaying: 1, live: true}
 	if have := s.addSessionOnce(ss); have != ss {
 		return have
 	}
@@ -380,14 +401,29 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 		s.met.brokerErrors.Inc()
 		s.log.Warn("delete session failed", "client", id, "err", err)
 	}
+	s.countReceived(ss, st, true)
 	s.log.Debug("session restored", "client", id, "from", st.Node, "cursor", st.Cursor, "replayed", n)
 	return ss
 }
 
-// wasReleased reports whether this node's drain released the session id.
+// wasReleased reports whether this node handed the session id over and
+// sends its connects on: for good after a drain's release, for a short
+// while after a shed's (see shedRefuse).
 func (s *Server) wasReleased(id string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	_, ok := s.releasedIDs[id]
-	return ok
+	until, ok := s.releasedIDs[id]
+	return ok && (until.IsZero() || s.cfg.Now().Before(until))
+}
+
+// forgetReleased drops the shed releases whose refusal has passed, so the
+// set does not grow with every client a node ever shed.
+func (s *Server) forgetReleased(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, until := range s.releasedIDs {
+		if !until.IsZero() && !now.Before(until) {
+			delete(s.releasedIDs, id)
+		}
+	}
 }

@@ -152,14 +152,7 @@ func TestDrainHandsLongPollSessionOver(t *testing.T) {
 	}
 	p.n = b
 	<-done
-	for len(got) < total {
-		reply, data := p.connect()
-		if reply["successful"] != true {
-			t.Fatalf("connect on b: %v", reply)
-		}
-		got = append(got, data...)
-	}
-	checkExactlyOnce(t, got, total)
+	checkExactlyOnce(t, p.pollUntil(got, total, "b"), total)
 }
 
 // drainSeed seeds Config.Rand in the drain tests, which draw the
@@ -174,6 +167,17 @@ func drainRand() *rand.Rand { return rand.New(rand.NewPCG(drainSeed, drainSeed))
 // drain must follow: the first draws of Config.Rand.
 func startDrainNode(t *testing.T, clk *fakeClock, n int, o DrainOptions) (*node, []*wsPeer, <-chan error, []time.Time) {
 	t.Helper()
+	nd, peers := startHeldNode(t, clk, n)
+	schedule := releaseSchedule(n, o.Window, o.MaxRate, drainRand(), clk.Now())
+	drained := make(chan error, 1)
+	go func() { drained <- nd.srv.Drain(context.Background(), o) }()
+	return nd, peers, drained, schedule
+}
+
+// startHeldNode runs a node on clk, its Rand seeded with drainSeed, with
+// n websocket clients held in their connect.
+func startHeldNode(t *testing.T, clk *fakeClock, n int) (*node, []*wsPeer) {
+	t.Helper()
 	nd := startNode(t, func(c *Config) { clk.use(c); c.Rand = drainRand() })
 	var peers []*wsPeer
 	for range n {
@@ -182,10 +186,40 @@ func startDrainNode(t *testing.T, clk *fakeClock, n int, o DrainOptions) (*node,
 		peers = append(peers, p)
 	}
 	waitFor(t, func() bool { return heldConnects(nd.srv) == n }, "the %d clients' connects are not all held", n)
-	schedule := releaseSchedule(n, o.Window, o.MaxRate, drainRand(), clk.Now())
-	drained := make(chan error, 1)
-	go func() { drained <- nd.srv.Drain(context.Background(), o) }()
-	return nd, peers, drained, schedule
+	return nd, peers
+}
+
+// pollUntil has the long-polling client p connect until got, to which it
+// appends what it receives, holds total messages; where names the node in
+// failures.
+func (p *lpPeer) pollUntil(got []msg, total int, where string) []msg {
+	p.t.Helper()
+	for len(got) < total {
+		reply, data := p.connect()
+		if reply["successful"] != true {
+			p.t.Fatalf("connect on %s: %v", where, reply)
+		}
+		got = append(got, data...)
+	}
+	return got
+}
+
+// awaitDrain advances clk by step until the drain's result arrives on
+// drained, failing the test on an error or after 10 s of wall time.
+func awaitDrain(t *testing.T, clk *fakeClock, drained <-chan error, step time.Duration, what string) {
+	t.Helper()
+	waitFor(t, func() bool {
+		select {
+		case err := <-drained:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return true
+		default:
+			clk.advance(step)
+			return false
+		}
+	}, "%s", what)
 }
 
 // heldConnects counts the sessions whose connect the node holds.
@@ -229,18 +263,7 @@ func TestDrainPacing(t *testing.T) {
 			t.Fatalf("client %d's socket not closed after its grace", i)
 		}
 	}
-	waitFor(t, func() bool {
-		select {
-		case err := <-drained:
-			if err != nil {
-				t.Fatal(err)
-			}
-			return true
-		default:
-			clk.advance(20 * time.Millisecond)
-			return false
-		}
-	}, "drain not finished once every socket closed")
+	awaitDrain(t, clk, drained, 20*time.Millisecond, "drain not finished once every socket closed")
 	if st := n.srv.Status(); st.Drain.Released != 5 || st.Drain.Remaining != 0 || st.State != StateDrained {
 		t.Fatalf("status %+v", st)
 	}

@@ -22,6 +22,8 @@ type metrics struct {
 	slowConsumers prometheus.Counter
 	restored      *prometheus.CounterVec
 	released      prometheus.Counter
+	shed          prometheus.Counter
+	received      prometheus.Counter
 	// connectsThrottled counts /meta/connect replies that advised a
 	// client cycling its connects too fast to wait (connectBurst).
 	connectsThrottled prometheus.Counter
@@ -78,6 +80,12 @@ func newMetrics() *metrics {
 		released: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_drain_released_total", Help: "Clients released by a drain.",
 		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_clients_shed_total", Help: "Clients released by a shed (POST /admin/shed), with a drain's hand-over.",
+		}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_sessions_received_total", Help: "Sessions taken over from another node and kept here: a released or dropped client that reconnected to this node.",
+		}),
 		connectsThrottled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_connects_throttled_total", Help: "Connect replies that told a client cycling its connects too fast to wait.",
 		}),
@@ -115,7 +123,7 @@ func newMetrics() *metrics {
 		m.limited.WithLabelValues(l)
 	}
 	m.reg.MustRegister(m.limits, m.limited, m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
-		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.connectsThrottled, m.brokerErrors, m.accepted, m.rewritten,
+		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.shed, m.received, m.connectsThrottled, m.brokerErrors, m.accepted, m.rewritten,
 		m.replayOverLimit, m.tokensExpired, m.invalidText, m.handshakes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -205,7 +205,7 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 	if c.Identity != nil {
 		ident = *c.Identity
 	}
-	ss := &session{id: newClientID(), srv: s, ident: ident, lastConnect: s.cfg.Now(), live: !s.cfg.SharedSessions}
+	ss := &session{id: newClientID(), srv: s, ident: ident, lastConnect: s.cfg.Now(), arrived: s.cfg.Now(), live: !s.cfg.SharedSessions}
 	if last, err := s.broker.LastSeq(s.ctx); err == nil {
 		// a new session starts at the present: replays never reach
 		// before it.
@@ -213,7 +213,7 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 	}
 	s.addSession(ss)
 	if s.cfg.SharedSessions {
-		s.saveRecord(ss)
+		s.saveRecord(ss, false)
 	}
 	c.Identity = &ss.ident
 	r.ClientID = ss.id

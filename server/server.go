@@ -128,8 +128,9 @@ type Config struct {
 	// Now, AfterFunc and Rand are the node's clock and randomness, fields
 	// so that tests can drive them: Now defaults to time.Now, AfterFunc
 	// (run f in its own goroutine once d has passed) to time.AfterFunc,
-	// Rand to a randomly seeded generator. Only the drain draws from Rand,
-	// from one goroutine: its release order and schedule.
+	// Rand to a randomly seeded generator. Only the drain (its release
+	// order and schedule) and the shed (its schedule) draw from Rand,
+	// one at a time.
 	Now       func() time.Time
 	AfterFunc func(d time.Duration, f func()) Timer
 	Rand      *rand.Rand
@@ -250,8 +251,21 @@ type Server struct {
 	nsubs    int
 	state    State
 	wsConns  map[*wsConn]struct{}
-	// releasedIDs are the sessions this node's drain handed over.
-	releasedIDs map[string]struct{}
+	// releasedIDs are the sessions this node handed over, each with the
+	// instant until which a connect of it is sent on (zero: for good,
+	// after a drain; see wasReleased).
+	releasedIDs map[string]time.Time
+
+	// cordoned fails readiness while the node serves on (POST
+	// /admin/cordon).
+	cordoned atomic.Bool
+	shed     shedState
+	// received counts the sessions taken over from another node
+	// (countReceived).
+	received atomic.Int64
+	// randMu serialises the draws from Config.Rand, which is not safe
+	// for concurrent use: a drain's and a shed's.
+	randMu sync.Mutex
 
 	drain   drainState
 	drained chan struct{} // closed when a drain finished
@@ -288,7 +302,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg: cfg, log: log.With("node", cfg.NodeID), broker: cfg.Broker, met: newMetrics(),
 		ctx: ctx, cancel: cancel, holds: holdQueue{now: cfg.Now, afterFunc: cfg.AfterFunc},
 		sessions: map[string]*session{}, index: map[string]map[*session]struct{}{},
-		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]struct{}{}, drained: make(chan struct{}),
+		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]time.Time{}, drained: make(chan struct{}),
 	}
 	s.exts = append([]Extension{authExtension{s}}, cfg.Extensions...)
 	// the faults draw from a generator of their own: Rand is the drain's
@@ -303,6 +317,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.hsLimit = newHandshakeLimiter(cfg.HandshakeRate, cfg.HandshakeBurst, maxRateLimitedAddrs, cfg.Now)
 	}
 	s.met.setLimits(cfg)
+	s.met.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wsfleet_node_cordoned", Help: "1 while the node is cordoned (its readiness fails on purpose while it serves on), else 0.",
+	}, func() float64 {
+		if s.cordoned.Load() {
+			return 1
+		}
+		return 0
+	}))
 	s.met.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wsfleet_broker_up", Help: "1 while the broker reaches its backend (NATS), 0 while it does not.",
 	}, func() float64 {
@@ -357,6 +379,8 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /admin/status", s.admin(s.serveStatus))
 	mux.HandleFunc("POST /admin/drain", s.admin(s.serveDrain))
+	mux.HandleFunc("POST /admin/shed", s.admin(s.serveShed))
+	mux.HandleFunc("POST /admin/cordon", s.admin(s.serveCordon))
 	mux.HandleFunc("POST /publish", s.admin(s.servePublish))
 	return s.limitBodies(mux)
 }
@@ -396,6 +420,7 @@ func (s *Server) sweep() {
 		ss.mu.Unlock()
 	}
 	s.mu.RUnlock()
+	s.forgetReleased(now)
 	for _, ss := range dead {
 		s.log.Debug("session expired", "client", ss.id)
 		ss.mu.Lock()
@@ -665,10 +690,16 @@ func (s *Server) Status() Status {
 	}
 	s.mu.RUnlock()
 	st.Drain = s.drainStatus(st.Connections)
+	st.Cordoned = s.cordoned.Load()
+	st.Shed = s.shedStatus()
+	st.Received = int(s.received.Load())
 	return st
 }
 
-// Ready reports whether the node takes new clients.
+// Ready reports whether the node takes new clients. A cordoned node does:
+// only its readiness check fails (serveReady), so that the load balancer
+// stops sending it new connections while whatever still reaches it is
+// served.
 func (s *Server) Ready() bool {
 	s.mu.RLock()
 	ready := s.state == StateReady
@@ -691,7 +722,13 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.Ready() {
+		// draining wins over cordoned: uncordoning a draining node never
+		// makes it ready
 		http.Error(w, "not ready: "+string(s.Status().State), http.StatusServiceUnavailable)
+		return
+	}
+	if s.cordoned.Load() {
+		http.Error(w, "not ready: cordoned", http.StatusServiceUnavailable)
 		return
 	}
 	w.Write([]byte("ready\n"))

@@ -86,8 +86,18 @@ type session struct {
 	live bool
 
 	lastConnect time.Time // last /meta/connect received or answered
-	closed      bool      // removed from the node
-	released    bool      // handed off by a drain; deliver nothing more
+	// arrived is when this node got the session: its handshake, or its
+	// take-over from the store. received is set when the take-over was
+	// from another node (countReceived). A shed releases the sessions
+	// that never moved first, then the newest.
+	arrived  time.Time
+	received bool
+	// arriving: a long-poll answered here took the session from another
+	// node's record; a websocket that keeps it here next makes it
+	// received (countReceived).
+	arriving bool
+	closed   bool // removed from the node
+	released bool // handed off by a drain; deliver nothing more
 }
 
 // heldConnect is a /meta/connect reply waiting to be sent on a websocket

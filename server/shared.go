@@ -125,13 +125,16 @@ func (s *Server) updateRecord(id string, st broker.Session, rev uint64, known bo
 
 // saveRecord stores the session as this node has it, replacing whatever is
 // stored: for a node whose copy is the truth (see the header comment).
-func (s *Server) saveRecord(ss *session) {
+// held says the node held the client (a websocket that closed), not only
+// its handshake (broker.Session.Held).
+func (s *Server) saveRecord(ss *session, held bool) {
 	ss.mu.Lock()
 	if ss.closed || ss.released {
 		ss.mu.Unlock()
 		return
 	}
 	snap := ss.snapshotLocked(s.cfg.NodeID, s.cfg.Now())
+	snap.Held = held
 	ss.mu.Unlock()
 	if err := s.broker.Sessions().Save(s.ctx, snap); err != nil {
 		s.met.brokerErrors.Inc()
@@ -402,6 +405,7 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 	ss.mu.Lock()
 	ss.cursor, ss.given, ss.acked, ss.pollID = from, from, from, ""
 	ss.live = true
+	ss.arrived = s.cfg.Now()
 	ss.replaying++
 	subs := slices.Clone(ss.subs)
 	ss.mu.Unlock()
@@ -409,6 +413,10 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 		s.endTakeOver(ss, n)
 		return nil, false
 	}
+	// a websocket keeps the session here; a long-poll gives it back to
+	// the store at its answer
+	s.countReceived(ss, st, remove)
+	s.log.Debug("session adopted", "client", id, "from", st.Node, "transport", b.transport, "cursor", from)
 	return ss, false
 }
 

@@ -716,7 +716,7 @@ func (ss *session) letGo(wc *wsConn, unbind bool) {
 	}
 	ss.mu.Unlock()
 	if shared {
-		s.saveRecord(ss)
+		s.saveRecord(ss, true)
 	}
 }
 

@@ -93,6 +93,9 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	rollout.RenderPlan(stdout, p, g, steps)
+	pl, reason := rollout.PlacementSupport(ctx, prov, nodes, p, g)
+	pl.Reason = reason
+	fmt.Fprintln(stdout, rollout.PlacementLine(pl))
 	// The pre-checks judge the world as it is now, as a rollout would
 	// before its first change: one that fails makes plan fail too.
 	image, ref, err := p.Target(g)

@@ -1,7 +1,8 @@
 // Package nodeapitest is a fake node admin API for the tests of code that
 // calls nodes (the client, the rollout engine's HTTPNodes): it reports the
 // status, and so the API version, it is given, requires the bearer token,
-// decodes a drain request as strictly as a node does, and records every
+// decodes drain, shed and cordon requests as strictly as a node does
+// (and answers them without changing its status), and records every
 // request, so a test can tell what was sent and what was refused before
 // it was sent.
 package nodeapitest
@@ -75,6 +76,27 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
+	case http.MethodPost + " " + nodeapi.PathShed:
+		req, err := nodeapi.DecodeShedRequest(b)
+		if err != nil {
+			http.Error(w, "shed request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		// it releases no one: the answer says how many a node holding
+		// status's connections would
+		res := nodeapi.ShedResult{ID: req.ID, Count: req.Count, Releasing: min(req.Count, n.status.Connections), MaxRate: req.MaxRate}
+		if req.Window != nil {
+			res.Window = *req.Window
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		json.NewEncoder(w).Encode(res)
+	case http.MethodPost + " " + nodeapi.PathCordon:
+		if _, err := nodeapi.DecodeCordonRequest(b); err != nil {
+			http.Error(w, "cordon request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
 	default:
 		http.NotFound(w, r)
 	}

@@ -853,3 +853,36 @@ func targetsOf(ids []string) []elbtypes.TargetDescription {
 	}
 	return out
 }
+
+// TargetHealthChecks reads the health check of each target group of the
+// group (DescribeTargetGroups, 20 ARNs a call): whether placement's
+// cordons can steer its load balancer (rollout.PlacementSupport).
+func (p *Provider) TargetHealthChecks(ctx context.Context, group string) ([]rollout.HealthCheck, error) {
+	arns, err := p.targetGroups(ctx, group)
+	if err != nil || len(arns) == 0 {
+		return nil, err
+	}
+	var out []rollout.HealthCheck
+	for i := 0; i < len(arns); i += 20 {
+		res, err := p.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{TargetGroupArns: arns[i:min(i+20, len(arns))]})
+		if err != nil {
+			return nil, fmt.Errorf("describe target groups of %s: %w", group, err)
+		}
+		for _, tg := range res.TargetGroups {
+			out = append(out, rollout.HealthCheck{
+				TargetGroup:        aws.ToString(tg.TargetGroupName),
+				TrafficProtocol:    string(tg.Protocol),
+				Port:               aws.ToString(tg.HealthCheckPort),
+				TrafficPort:        int(aws.ToInt32(tg.Port)),
+				Enabled:            aws.ToBool(tg.HealthCheckEnabled),
+				Protocol:           string(tg.HealthCheckProtocol),
+				Path:               aws.ToString(tg.HealthCheckPath),
+				Interval:           time.Duration(aws.ToInt32(tg.HealthCheckIntervalSeconds)) * time.Second,
+				Timeout:            time.Duration(aws.ToInt32(tg.HealthCheckTimeoutSeconds)) * time.Second,
+				HealthyThreshold:   int(aws.ToInt32(tg.HealthyThresholdCount)),
+				UnhealthyThreshold: int(aws.ToInt32(tg.UnhealthyThresholdCount)),
+			})
+		}
+	}
+	return out, nil
+}
