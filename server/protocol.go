@@ -740,6 +740,7 @@ func (s *Server) endSession(ss *session, why string) {
 	held, wc := ss.held, ss.ws
 	if held != nil {
 		ss.held = nil
+		s.holds.remove(held)
 	}
 	ss.mu.Unlock()
 	if held != nil && wc != nil {
