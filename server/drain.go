@@ -298,6 +298,7 @@ func (s *Server) handOver(ss *session, refuseUntil time.Time, reason string) boo
 	var held []byte
 	if ss.held != nil {
 		held = ss.held.reply
+		s.holds.remove(ss.held)
 		ss.held = nil
 	}
 	ss.mu.Unlock()

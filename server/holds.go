@@ -10,8 +10,8 @@ import (
 // from one timer for the whole node. A timer per session (time.AfterFunc
 // and its closure, about 300 bytes) was a tenth of what an idle session
 // cost; an entry here is a few words. An entry is not removed when its
-// connect is answered early: releaseHeld ignores a connect that is no
-// longer the session's held one, and entries live no longer than a hold.
+// connect is answered early or dropped: remove takes it out at once, so a
+// client that cycles its connects leaves nothing behind.
 // It runs on the node's clock (Config.Now and Config.AfterFunc).
 type holdQueue struct {
 	now       func() time.Time
@@ -36,6 +36,27 @@ func (q *holdQueue) add(hold time.Duration, ss *session, h *heldConnect) {
 	if q.items[0].h == h {
 		q.armLocked()
 	}
+}
+
+// remove takes h out of the queue, if it is still there: its connect was
+// answered early, or its socket went.
+func (q *holdQueue) remove(h *heldConnect) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if h.idx < 0 || h.idx >= len(q.items) || q.items[h.idx].h != h {
+		return
+	}
+	heap.Remove(&q.items, h.idx)
+	if len(q.items) == 0 {
+		q.items = nil
+	}
+}
+
+// len returns how many connects are held.
+func (q *holdQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
 }
 
 // armLocked sets the timer for the earliest entry.
@@ -72,12 +93,20 @@ type holdHeap []holdItem
 
 func (h holdHeap) Len() int           { return len(h) }
 func (h holdHeap) Less(i, j int) bool { return h[i].due < h[j].due }
-func (h holdHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *holdHeap) Push(x any)        { *h = append(*h, x.(holdItem)) }
+func (h holdHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].h.idx, h[j].h.idx = i, j
+}
+func (h *holdHeap) Push(x any) {
+	it := x.(holdItem)
+	it.h.idx = len(*h)
+	*h = append(*h, it)
+}
 func (h *holdHeap) Pop() any {
 	old := *h
 	it := old[len(old)-1]
 	old[len(old)-1] = holdItem{}
 	*h = old[:len(old)-1]
+	it.h.idx = -1
 	return it
 }

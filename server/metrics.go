@@ -24,11 +24,14 @@ type metrics struct {
 	released      prometheus.Counter
 	shed          prometheus.Counter
 	received      prometheus.Counter
-	brokerErrors  prometheus.Counter
-	accepted      *prometheus.CounterVec
-	rewritten     prometheus.Counter
-	limits        *prometheus.GaugeVec
-	limited       *prometheus.CounterVec
+	// connectsThrottled counts /meta/connect replies that advised a
+	// client cycling its connects too fast to wait (connectBurst).
+	connectsThrottled prometheus.Counter
+	brokerErrors      prometheus.Counter
+	accepted          *prometheus.CounterVec
+	rewritten         prometheus.Counter
+	limits            *prometheus.GaugeVec
+	limited           *prometheus.CounterVec
 	// replayOverLimit counts replays refused for being longer than the
 	// queue limit, by what the client was answered: gone (a subscribe's
 	// ext.replay) or slow_consumer (a take-over, which ends the session).
@@ -83,6 +86,9 @@ func newMetrics() *metrics {
 		received: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_sessions_received_total", Help: "Sessions taken over from another node and kept here: a released or dropped client that reconnected to this node.",
 		}),
+		connectsThrottled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsfleet_connects_throttled_total", Help: "Connect replies that told a client cycling its connects too fast to wait.",
+		}),
 		brokerErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsfleet_broker_errors_total", Help: "Failed broker operations (publish, history, session store).",
 		}),
@@ -117,7 +123,7 @@ func newMetrics() *metrics {
 		m.limited.WithLabelValues(l)
 	}
 	m.reg.MustRegister(m.limits, m.limited, m.connections, m.sessions, m.subscriptions, m.messagesIn, m.messagesOut, m.published,
-		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.shed, m.received, m.brokerErrors, m.accepted, m.rewritten,
+		m.latency, m.errors, m.slowConsumers, m.restored, m.released, m.shed, m.received, m.connectsThrottled, m.brokerErrors, m.accepted, m.rewritten,
 		m.replayOverLimit, m.tokensExpired, m.invalidText, m.handshakes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

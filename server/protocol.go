@@ -7,10 +7,21 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"wsfleet/bayeux"
 	"wsfleet/broker"
+)
+
+// recordWait bounds how long a /meta/connect for a shared session that
+// neither this node holds nor the store has waits for the record, polled
+// every recordPoll: the node the client left saves the session when it
+// sees the socket close, which can be after the client is back (see
+// connect). A client that is really unknown gets its 401 that much later.
+const (
+	recordWait = 500 * time.Millisecond
+	recordPoll = 25 * time.Millisecond
 )
 
 // connTypeCrossOrigin is long-polling from a page on another origin: CORS
@@ -262,10 +273,11 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 	if ss != nil && s.tokenExpired(ss) {
 		return s.expired(m, ss)
 	}
+	var share *sync.Mutex
 	if s.cfg.SharedSessions {
-		mu := s.shareLock(m.ClientID)
-		mu.Lock()
-		defer mu.Unlock()
+		share = s.shareLock(m.ClientID)
+		share.Lock()
+		defer func() { share.Unlock() }()
 	}
 	since, hasSince := extSince(m.Ext)
 	got := clientCursor{since, hasSince}
@@ -277,7 +289,25 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 			// next request goes elsewhere.
 			return s.goAway(b, r)
 		}
-		if ss = s.adopt(b, m.ClientID, string(m.ID), got, ss); ss == nil {
+		var missing bool
+		ss, missing = s.adopt(b, m.ClientID, string(m.ID), got, ss)
+		// A session whose socket on another node just closed is on its
+		// way to the store (letGo): the client came back before the
+		// node it left saved it. Wait for the record, a bounded time,
+		// without the share lock, rather than refuse a known client.
+		for waited := time.Duration(0); ss == nil && missing && waited < recordWait; waited += recordPoll {
+			share.Unlock()
+			err := s.sleep(s.ctx, recordPoll)
+			share.Lock()
+			if err != nil {
+				break
+			}
+			ss, missing = s.adopt(b, m.ClientID, string(m.ID), got, s.lookup(m.ClientID))
+		}
+		if ss == nil {
+			if missing {
+				s.met.restored.WithLabelValues("unknown").Inc()
+			}
 			if !s.Ready() {
 				// a drain that started after the check above released
 				// this node's copy while adopt read the record: the
@@ -320,6 +350,13 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		// a drain let this session go while the client was away: it
 		// must reconnect through the load balancer to another node.
 		return s.goAway(b, r)
+	}
+	if s.cfg.SharedSessions && b.ws != nil {
+		// until attach: a socket of the session that closes meanwhile
+		// leaves it live here (see letGo)
+		ss.mu.Lock()
+		ss.claim = b.ws
+		ss.mu.Unlock()
 	}
 	b.connect, b.connectAt, b.hold = ss, -1, hold
 	return r
@@ -703,6 +740,7 @@ func (s *Server) endSession(ss *session, why string) {
 	held, wc := ss.held, ss.ws
 	if held != nil {
 		ss.held = nil
+		s.holds.remove(held)
 	}
 	ss.mu.Unlock()
 	if held != nil && wc != nil {

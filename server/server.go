@@ -625,6 +625,7 @@ func (s *Server) removeSession(ss *session, why string) {
 	ss.queue = nil
 	ss.pending = nil
 	if ss.held != nil {
+		s.holds.remove(ss.held)
 		ss.held = nil
 	}
 	if ss.wake != nil {

@@ -64,11 +64,20 @@ type session struct {
 	replaying int
 	pending   []outMsg
 
-	ws      *wsConn       // attached websocket, nil when none
-	writing bool          // a writer has the websocket: a goroutine, or the flusher
-	ready   bool          // listed for the flusher (flush.go)
-	held    *heldConnect  // the /meta/connect this node is holding
-	wake    chan struct{} // long-polling: signalled when the queue fills
+	ws      *wsConn      // attached websocket, nil when none
+	writing bool         // a writer has the websocket: a goroutine, or the flusher
+	ready   bool         // listed for the flusher (flush.go)
+	held    *heldConnect // the /meta/connect this node is holding
+	// claim is the websocket whose /meta/connect was accepted for this
+	// session and is about to be attached (shared sessions): a socket of
+	// the session that closes meanwhile must not give the session back to
+	// the store, or the connect attaches to a copy that is no longer live.
+	claim *wsConn
+	// connects counts the /meta/connects answered at once since
+	// connectsFrom, which bounds how fast a client may cycle them.
+	connects     int
+	connectsFrom time.Time
+	wake         chan struct{} // long-polling: signalled when the queue fills
 
 	// live is set while this node holds the session: always without
 	// shared sessions; with them, while a websocket is attached or a
@@ -95,6 +104,7 @@ type session struct {
 // when its hold ends.
 type heldConnect struct {
 	reply []byte
+	idx   int // its place in holdQueue's heap, -1 once out; under holdQueue.mu
 }
 
 // stampSeq returns payload (a JSON object without ext) with "ext":{"seq":N}

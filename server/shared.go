@@ -370,16 +370,18 @@ func diffSubs(before, after []string) (added, removed []string) {
 // copy is brought up to date, goes live, and replays everything after the
 // stored cursor before live messages. A websocket keeps the session here,
 // so its record is deleted.
-func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *session) *session {
+//
+// missing reports that the store had no record (nor this node a live
+// copy): the caller may wait for one on its way (see connect).
+func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *session) (_ *session, missing bool) {
 	remove := b.transport == bayeux.ConnTypeWebSocket
 	st, ok := s.takeRecord(id, remove)
 	if !ok {
 		if ss != nil && ss.isLive() {
-			return ss
+			return ss, false
 		}
-		s.met.restored.WithLabelValues("unknown").Inc()
 		s.log.Debug("adopt: no stored session", "client", id, "copy", ss != nil)
-		return nil
+		return nil, true
 	}
 	had := ss != nil
 	ss = s.copyFromRecord(st, ss)
@@ -397,7 +399,7 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 				return true
 			})
 		}
-		return nil
+		return nil, false
 	}
 	from := resumeFrom(st, connectID, got)
 	ss.mu.Lock()
@@ -409,13 +411,13 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 	ss.mu.Unlock()
 	if n := s.replayStored(b, ss, subs, from, "adopted"); n < 0 {
 		s.endTakeOver(ss, n)
-		return nil
+		return nil, false
 	}
 	// a websocket keeps the session here; a long-poll gives it back to
 	// the store at its answer
 	s.countReceived(ss, st, remove)
 	s.log.Debug("session adopted", "client", id, "from", st.Node, "transport", b.transport, "cursor", from)
-	return ss
+	return ss, false
 }
 
 // finishPoll gives a long-polling session back to the store once its

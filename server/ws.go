@@ -539,6 +539,8 @@ func (s *Server) handleFrame(wc *wsConn, data []byte) *session {
 		reply := replies[b.connectAt]
 		replies = append(replies[:b.connectAt:b.connectAt], replies[b.connectAt+1:]...)
 		ss.attach(wc, reply, b.hold)
+	} else if b.connect != nil {
+		b.connect.unclaim(wc)
 	}
 	if len(replies) > 0 {
 		wc.writeReplies(replies)
@@ -566,29 +568,82 @@ func tooMany(s *Server, msgs []bayeux.Message) []*bayeux.Message {
 	return out
 }
 
+// A second /meta/connect that arrives while one is held (a client whose
+// socket dropped and came back before the node saw it go, or one that
+// resent its connect) is not answered alone: the held connect and the new
+// one are answered together, in one frame, and neither is held. Faye's
+// client sends its next connect after every connect reply but only while
+// none is in flight (_cycleConnection, then connect), so two replies in
+// one frame bring it back to one connect, which is then held; answering
+// only the older one at once and holding the newer (as before) kept two in
+// flight, each answered at once when the other arrived: a ping-pong at
+// network speed that never ended. (Faye's own server answers both
+// together too, when its hold ends: a second connect joins the held one.)
+// A client that still cycles its connects faster than connectBurst per
+// connectWindow gets advice.interval connectBackoff in the replies (the
+// Bayeux advice a client waits on before its next connect), and one that
+// ignores it past connectAbuse has its socket closed as a policy
+// violation: one client's connects cost the node a bounded rate.
+const (
+	connectWindow  = time.Second
+	connectBurst   = 8
+	connectAbuse   = 4 * connectBurst
+	connectBackoff = time.Second
+)
+
 // attach binds the session to wc and holds the connect reply there until
 // hold passes: Faye answers a websocket /meta/connect after its timeout and
 // pushes messages in between, and the clients send the next connect as
-// soon as the reply arrives.
+// soon as the reply arrives. A connect already held is answered with this
+// one, at once (see connectBurst).
 func (ss *session) attach(wc *wsConn, reply *bayeux.Message, hold time.Duration) {
-	b, err := json.Marshal(reply)
-	if err != nil {
-		return
-	}
+	abuse := false
+	defer func() {
+		if abuse {
+			wc.close(wsStatusPolicyViolation, "too many /meta/connect")
+		}
+	}()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closed {
 		return
 	}
-	ss.ws = wc
-	ss.lastConnect = ss.srv.cfg.Now()
-	if h := ss.held; h != nil {
-		ss.held = nil
-		ss.queue = append(ss.queue, outMsg{b: h.reply})
+	if ss.claim == wc {
+		ss.claim = nil
 	}
-	if hold <= 0 || ss.released {
+	ss.ws = wc
+	now := ss.srv.cfg.Now()
+	ss.lastConnect = now
+	h := ss.held
+	if h != nil || hold <= 0 || ss.released {
+		// answered at once: counted against the session's connect rate
+		if now.Sub(ss.connectsFrom) >= connectWindow || now.Before(ss.connectsFrom) {
+			ss.connectsFrom, ss.connects = now, 0
+		}
+		ss.connects++
+		if ss.connects > connectBurst {
+			a := bayeux.Advice{Reconnect: bayeux.ReconnectRetry}
+			if reply.Advice != nil {
+				a = *reply.Advice
+			}
+			a.Interval = bayeux.Millis(connectBackoff.Milliseconds())
+			reply.Advice = &a
+			ss.srv.met.connectsThrottled.Inc()
+		}
+		abuse = ss.connects > connectAbuse
+	}
+	b, err := json.Marshal(reply)
+	if err != nil {
+		return
+	}
+	switch {
+	case h != nil:
+		ss.held = nil
+		ss.srv.holds.remove(h)
+		ss.queue = append(ss.queue, outMsg{b: h.reply}, outMsg{b: b})
+	case hold <= 0 || ss.released:
 		ss.queue = append(ss.queue, outMsg{b: b})
-	} else {
+	default:
 		h := &heldConnect{reply: b}
 		ss.srv.holds.add(hold, ss, h)
 		ss.held = h
@@ -613,16 +668,46 @@ func (ss *session) releaseHeld(h *heldConnect) {
 
 // detach unbinds wc from the session when the socket closes; the session
 // lives on until its timeout so that the client can come back.
-func (ss *session) detach(wc *wsConn) {
+func (ss *session) detach(wc *wsConn) { ss.letGo(wc, true) }
+
+// unclaim drops wc's claim on the session when its /meta/connect was
+// accepted but not attached (the batch ended in an error).
+func (ss *session) unclaim(wc *wsConn) { ss.letGo(wc, false) }
+
+// letGo ends wc's hold on the session: its binding (unbind) and its claim.
+// With shared sessions, a session no socket of this node holds or claims
+// any more goes back to the store. That hand-off runs under the client's
+// share lock, which a /meta/connect for the session takes too (connect):
+// a connect sees the session live here, with its claim, which keeps it
+// live, or waits for the save and adopts the saved record; there is no
+// moment at which the session is neither live here nor stored. (A drain
+// orders it the same way: release saves before it closes the socket.)
+// The lock is the client's stripe, not a node-wide one: the store's
+// latency holds up only the connects that share the stripe.
+func (ss *session) letGo(wc *wsConn, unbind bool) {
+	s := ss.srv
+	if s.cfg.SharedSessions {
+		mu := s.shareLock(ss.id)
+		mu.Lock()
+		defer mu.Unlock()
+	}
 	ss.mu.Lock()
-	if ss.ws != wc {
+	if (!unbind || ss.ws != wc) && ss.claim != wc {
 		ss.mu.Unlock()
 		return
 	}
-	ss.ws = nil
-	ss.lastConnect = ss.srv.cfg.Now()
-	ss.held = nil
-	shared := ss.srv.cfg.SharedSessions && ss.live && !ss.closed && !ss.released
+	if ss.claim == wc {
+		ss.claim = nil
+	}
+	if unbind && ss.ws == wc {
+		ss.ws = nil
+		ss.lastConnect = s.cfg.Now()
+		if h := ss.held; h != nil {
+			ss.held = nil
+			s.holds.remove(h)
+		}
+	}
+	shared := s.cfg.SharedSessions && ss.ws == nil && ss.claim == nil && ss.live && !ss.closed && !ss.released
 	if shared {
 		// the client may come back anywhere: the store takes the
 		// session, from what was written to the socket.
@@ -631,7 +716,7 @@ func (ss *session) detach(wc *wsConn) {
 	}
 	ss.mu.Unlock()
 	if shared {
-		ss.srv.saveRecord(ss, true)
+		s.saveRecord(ss, true)
 	}
 }
 
