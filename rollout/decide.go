@@ -613,9 +613,7 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 		// The fleet-wide budget is split between the nodes draining
 		// together, so together they never exceed max_rate.
 		o := t.Drain
-		if o.MaxRate > 0 {
-			o.MaxRate = o.MaxRate / float64(len(pending))
-		}
+		o.MaxRate = nodeRate(o.MaxRate, len(pending), 1/float64(len(pending)))
 		for _, id := range undrained {
 			effects = append(effects, Effect{Key: "drain/" + id, Kind: EffDrain, ID: id, Drain: &o})
 		}
@@ -660,6 +658,20 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 // is saved before the call, so that after a crash the targets that left
 // the group (detached, perhaps not yet terminated) are retired again
 // rather than taken for gone.
+// nodeRate is one node's share of the fleet-wide budget when n nodes
+// release clients together. A node paced at r a second can release
+// floor(r)+1 clients within one second (both ends of the window), so n
+// nodes at budget/n each could make budget+n in some second: each node's
+// rate is share of budget-n instead, so that no second passes the budget
+// (the demo measured 204/s against 200 before). Never under half of
+// share of the budget, for a budget smaller than twice the nodes.
+func nodeRate(budget float64, n int, share float64) float64 {
+	if budget <= 0 {
+		return budget
+	}
+	return max((budget-float64(n))*share, budget*share/2)
+}
+
 func retireEffect(s *Step, ids []string, decrement bool, now time.Time) Effect {
 	if s.Retiring == nil {
 		s.Retiring = map[string]time.Time{}

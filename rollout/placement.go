@@ -199,10 +199,14 @@ func PlacementSupport(ctx context.Context, p Provider, nodes Nodes, plan *Plan, 
 			inService++
 		}
 	}
-	if inService > 0 && unknown >= inService {
-		// Not one node answered: nothing says the fleet can be cordoned
-		// (a fleet that cannot would make every cordon wait its bound).
-		return st, fmt.Sprintf("no node's admin API version could be read (%s)", ws[0])
+	if inService-unknown <= 0 {
+		// Not one node in service answered: nothing says the fleet can
+		// be cordoned (one that cannot would make every cordon wait its
+		// bound).
+		if len(ws) > 0 {
+			return st, fmt.Sprintf("no node's admin API version could be read (%s)", ws[0])
+		}
+		return st, fmt.Sprintf("no instance of group %s is in service to read its admin API version from", g.Name)
 	}
 	st.On = true
 	return st, ""
@@ -527,8 +531,8 @@ func shedEffects(st *State, counts map[string]int, need int, t Timing) []Effect 
 	for _, id := range slices.Sorted(maps.Keys(counts)) {
 		n := counts[id]
 		rate := t.Drain.MaxRate
-		if rate > 0 && need > 0 {
-			rate = rate * float64(n) / float64(need)
+		if need > 0 {
+			rate = nodeRate(rate, len(counts), float64(n)/float64(need))
 		}
 		sid := fmt.Sprintf("%s@%d/%s/%s", st.Change, st.Started.Unix(), st.stepKey(), id)
 		effs = append(effs, Effect{Key: "shed/" + id, Kind: EffShed, ID: id, N: n, Value: sid,
