@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +31,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
+	"wsfleet/internal/nodetest"
 	awsprov "wsfleet/provider/aws"
 	"wsfleet/rollout"
 )
@@ -45,15 +45,56 @@ type e2e struct {
 	lb       string // load balancer URL
 	stateDir string
 	cloud    *exec.Cmd
+	// env is added to the environment of the wsfleet commands the test
+	// runs (engine, plan): what a serial test would set with t.Setenv,
+	// which a parallel one cannot.
+	env []string
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+// freePort picks a free loopback port below Linux's ephemeral range, so
+// that no outgoing connection of the tests running beside this one (the
+// end-to-end tests run in parallel) takes it before the cloud binds it.
+func freePort(t *testing.T) int { return nodetest.FreePort(t) }
+
+// The end-to-end tests run in parallel (t.Parallel), each on a local cloud
+// of its own: an instance leases its loopback IP by binding the metadata
+// port on it (localcloud.allocIP), so two clouds never share an address,
+// and every other port is picked free. They mostly wait (bakes, drains,
+// health checks), so running them side by side shortens the package's
+// run to about its longest test. Two things bound it:
+//
+//   - e2eMu: the canary test runs alone among them (e2eAlone; the others
+//     take e2eShared). It judges its nodes' delivery latency against an
+//     absolute bound (0.3 s p99), and nodes starved of CPU by the other
+//     tests' clouds and in-process fleets push a good image over it (a
+//     run on a machine at load 15 rolled the good image back at 0.36 s).
+//   - cloudSlots: at most two clouds of real `wsfleet serve` nodes
+//     (launchCloud: 8 nodes each, and the cloud process) at once.
+var (
+	e2eMu      sync.RWMutex
+	cloudSlots = make(chan struct{}, 2)
+)
+
+// e2eShared lets the test run beside the other end-to-end tests (not the
+// canary's) until it ends.
+func e2eShared(t *testing.T) {
+	e2eMu.RLock()
+	t.Cleanup(e2eMu.RUnlock)
+}
+
+// e2eAlone waits until no other end-to-end test runs, and keeps them
+// waiting until the test ends.
+func e2eAlone(t *testing.T) {
+	e2eMu.Lock()
+	t.Cleanup(e2eMu.Unlock)
+}
+
+// holdCloudSlot waits for a cloud slot and gives it back when the test
+// ends, after its cloud has stopped (cleanups run last-in first-out, so
+// it is registered before the cloud's).
+func holdCloudSlot(t *testing.T) {
+	cloudSlots <- struct{}{}
+	t.Cleanup(func() { <-cloudSlots })
 }
 
 // startCloud builds wsfleet and runs `wsfleet cloud` with the seed
@@ -67,6 +108,7 @@ func startCloud(t *testing.T, extra ...string) *e2e {
 // launchCloud is startCloud with the topology edited by edit (when set),
 // without waiting for the fleet.
 func launchCloud(t *testing.T, edit func(topology string) string, extra ...string) *e2e {
+	holdCloudSlot(t)
 	dir := t.TempDir()
 	e := &e2e{dir: dir, bin: suite.Binary(t), stateDir: filepath.Join(dir, "state")}
 	// A node image that never starts: its instances never pass a check.
@@ -208,7 +250,7 @@ rollback: {on_failure: auto}
 func (e *e2e) engine(args ...string) *exec.Cmd {
 	args = append(args, "--state-dir", e.stateDir, "--time-scale", "0.05", "--poll", "250ms", "--max-poll", "1s", "--json")
 	cmd := exec.Command(e.bin, args...)
-	cmd.Env = append(os.Environ(), "WSFLEET_ADMIN_TOKEN="+adminToken)
+	cmd.Env = append(append(os.Environ(), "WSFLEET_ADMIN_TOKEN="+adminToken), e.env...)
 	return cmd
 }
 
@@ -480,6 +522,8 @@ func TestE2ELocalCloud(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a local cloud with 8 ws nodes")
 	}
+	t.Parallel()
+	e2eShared(t)
 	start := time.Now()
 	e := startCloud(t)
 	t.Logf("cloud with 8 nodes up in %s", time.Since(start).Round(time.Millisecond))

@@ -128,6 +128,8 @@ func times(n int, s string) []string {
 }
 
 func TestLaunchConfigurationForms(t *testing.T) {
+	t.Parallel()
+	e2eShared(t)
 	const n = 4
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -268,6 +270,8 @@ rollback: {on_failure: auto}
 // up) is what every instance ends on, told by the version each instance
 // carries; the state records the version before.
 func TestLaunchTemplateCurrent(t *testing.T) {
+	t.Parallel()
+	e2eShared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	names := []string{"ws-01", "ws-02"}

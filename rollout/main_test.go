@@ -1,6 +1,7 @@
 package rollout_test
 
 import (
+	"flag"
 	"testing"
 
 	"wsfleet/internal/nodetest"
@@ -10,4 +11,21 @@ import (
 // local cloud and its nodes, once per test binary.
 var suite = &nodetest.Suite{Name: "rollout"}
 
-func TestMain(m *testing.M) { suite.Main(m) }
+// parallel is this package's -parallel when the command line gives none:
+// its parallel tests are the end-to-end ones, which mostly wait (e2eMu
+// and cloudSlots bound what runs beside what), and the crash-point
+// subtests. The default, GOMAXPROCS (2 on CI's machine), would queue
+// waiting tests behind each other.
+const parallel = "8"
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		if err := flag.Set("test.parallel", parallel); err != nil {
+			panic(err) // the testing package's own flag
+		}
+	}
+	suite.Main(m)
+}

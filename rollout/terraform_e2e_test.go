@@ -28,9 +28,10 @@ func TestE2ETerraform(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a local cloud with 8 ws nodes")
 	}
+	t.Parallel()
+	e2eShared(t)
 	tftest.NeedTerraform(t)
 	rc := tftest.CLIConfig(t)
-	t.Setenv("TF_CLI_CONFIG_FILE", rc)
 	start := time.Now()
 	var userData string
 	e := launchCloud(t, func(topo string) string {
@@ -46,6 +47,10 @@ func TestE2ETerraform(t *testing.T) {
 		topo = topo[:strings.Index(topo, "launchConfigurations:")] + topo[strings.Index(topo, "targetGroups:"):]
 		return topo[:strings.Index(topo, "\ngroups:")+1]
 	})
+	// The wsfleet commands below run Terraform with the stand-in
+	// provider's CLI configuration (tftest.Terraform and terraform.Runner
+	// are given it directly).
+	e.env = []string{"TF_CLI_CONFIG_FILE=" + rc}
 	ctx := context.Background()
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
 	elb := elasticloadbalancingv2.NewFromConfig(cfg, func(o *elasticloadbalancingv2.Options) { o.BaseEndpoint = aws.String(e.api) })
@@ -80,7 +85,9 @@ phases:
   - {name: first half, replace: [ws-01, ws-02, ws-03, ws-04], deadline: 15m}
   - {name: second half, replace: rest}
 `, dir))
-	out, err := exec.Command(e.bin, "plan", "-f", plan, "--state-dir", e.stateDir).CombinedOutput()
+	planCmd := exec.Command(e.bin, "plan", "-f", plan, "--state-dir", e.stateDir)
+	planCmd.Env = append(os.Environ(), e.env...)
+	out, err := planCmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "aws_launch_configuration.ws: replace (create before destroy)") {
 		t.Fatalf("plan: %v\n%s", err, out)
 	}
