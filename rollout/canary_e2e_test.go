@@ -242,8 +242,7 @@ func TestE2ECanary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a local cloud with 8 ws nodes and Prometheus")
 	}
-	t.Parallel()
-	e2eAlone(t)
+	parallelAlone(t)
 	// The default suite runs the faulty image and the good one once;
 	// WSFLEET_CANARY_RUNS=N runs the slow image (answers late, fails no
 	// handshake) too, each N times.

@@ -63,11 +63,14 @@ func freePort(t *testing.T) int { return nodetest.FreePort(t) }
 // health checks), so running them side by side shortens the package's
 // run to about its longest test. Two things bound it:
 //
-//   - e2eMu: the canary test runs alone among them (e2eAlone; the others
-//     take e2eShared). It judges its nodes' delivery latency against an
-//     absolute bound (0.3 s p99), and nodes starved of CPU by the other
-//     tests' clouds and in-process fleets push a good image over it (a
-//     run on a machine at load 15 rolled the good image back at 0.36 s).
+//   - e2eMu: the canary test runs alone among them, and last (parallelAlone;
+//     the others take parallelShared). It judges its nodes' delivery latency
+//     against an absolute bound (0.3 s p99), and nodes starved of CPU by
+//     the other tests' clouds and in-process fleets push a good image
+//     over it (a run on a machine at load 15 rolled the good image back
+//     at 0.36 s). Last, because under `make test` the other packages'
+//     tests are then mostly done, as they were when it ran in its place
+//     in a serial suite.
 //   - cloudSlots: at most two clouds of real `wsfleet serve` nodes
 //     (launchCloud: 8 nodes each, and the cloud process) at once.
 var (
@@ -75,16 +78,21 @@ var (
 	cloudSlots = make(chan struct{}, 2)
 )
 
-// e2eShared lets the test run beside the other end-to-end tests (not the
-// canary's) until it ends.
-func e2eShared(t *testing.T) {
+// parallelShared marks the test parallel, to run beside the other
+// end-to-end tests but not the canary's. It takes its share of e2eMu
+// before t.Parallel, while the tests still start one after another, so
+// that every such test holds it before the canary test (which waits for
+// all of them to end) asks for it.
+func parallelShared(t *testing.T) {
 	e2eMu.RLock()
 	t.Cleanup(e2eMu.RUnlock)
+	t.Parallel()
 }
 
-// e2eAlone waits until no other end-to-end test runs, and keeps them
-// waiting until the test ends.
-func e2eAlone(t *testing.T) {
+// parallelAlone marks the test parallel, and waits until no other
+// end-to-end test runs; they wait until it ends.
+func parallelAlone(t *testing.T) {
+	t.Parallel()
 	e2eMu.Lock()
 	t.Cleanup(e2eMu.Unlock)
 }
@@ -522,8 +530,7 @@ func TestE2ELocalCloud(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a local cloud with 8 ws nodes")
 	}
-	t.Parallel()
-	e2eShared(t)
+	parallelShared(t)
 	start := time.Now()
 	e := startCloud(t)
 	t.Logf("cloud with 8 nodes up in %s", time.Since(start).Round(time.Millisecond))

@@ -49,8 +49,7 @@ func TestE2EFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a local cloud with 8 ws nodes")
 	}
-	t.Parallel()
-	e2eShared(t)
+	parallelShared(t)
 	full := os.Getenv("WSFLEET_FAULTS_FULL") == "1"
 	outage := 3 * time.Second
 	if full {

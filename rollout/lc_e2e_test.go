@@ -128,8 +128,7 @@ func times(n int, s string) []string {
 }
 
 func TestLaunchConfigurationForms(t *testing.T) {
-	t.Parallel()
-	e2eShared(t)
+	parallelShared(t)
 	const n = 4
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -270,8 +269,7 @@ rollback: {on_failure: auto}
 // up) is what every instance ends on, told by the version each instance
 // carries; the state records the version before.
 func TestLaunchTemplateCurrent(t *testing.T) {
-	t.Parallel()
-	e2eShared(t)
+	parallelShared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	names := []string{"ws-01", "ws-02"}

@@ -51,8 +51,7 @@ func startS3(t *testing.T) func(*testing.T) rollout.Objects {
 // test-s3-crash): each point is a whole rollout of some hundred
 // conditional writes, which the local cloud makes durable one by one.
 func TestS3BackendLocalCloud(t *testing.T) {
-	t.Parallel()
-	e2eShared(t)
+	parallelShared(t)
 	stride := 0
 	if os.Getenv("WSFLEET_S3_CRASH") == "1" {
 		stride = 1

@@ -31,8 +31,7 @@ const simToken = "sim-e2e-admin-token"
 // its admin API and terminated once, and that the group ends as 100
 // healthy instances on the new image with the old names.
 func TestSimRollout100(t *testing.T) {
-	t.Parallel()
-	e2eShared(t)
+	parallelShared(t)
 	const n = 100
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

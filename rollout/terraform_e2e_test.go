@@ -28,8 +28,7 @@ func TestE2ETerraform(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a local cloud with 8 ws nodes")
 	}
-	t.Parallel()
-	e2eShared(t)
+	parallelShared(t)
 	tftest.NeedTerraform(t)
 	rc := tftest.CLIConfig(t)
 	start := time.Now()
