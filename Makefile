@@ -19,11 +19,12 @@ vet:
 # packages in the order named): it is the longest package by far, and in
 # its alphabetical place, 16th, it started only when the 15 before it had
 # run, and ended the run minutes after every other package.
+# WSFLEET_S3_CLI=1 runs test-s3-cli's test in the same go test, beside
+# the other packages, instead of in a go test of its own after them.
 test: build
 	./scripts/test-deps.sh
 	$(MAKE) vet
-	$(GO) test -race -p 3 -timeout 15m ./rollout/ ./...
-	$(MAKE) test-s3-cli
+	WSFLEET_S3_CLI=1 $(GO) test -race -p 3 -timeout 15m ./rollout/ ./...
 	$(MAKE) demo-ci
 
 # test-nats-cluster runs the broker conformance suite on a three-server
@@ -34,7 +35,8 @@ test-nats-cluster:
 	WSFLEET_NATS_CLUSTER=1 $(GO) test -count=1 -timeout 10m -run '^TestNATSClusterConformance$$' -v ./broker/
 
 # test-s3-cli checks the local cloud's S3 with the AWS CLI's s3api (some
-# fifteen CLI runs, 20 s or more: kept out of plain `go test`).
+# fifteen CLI runs, 20 s or more: kept out of plain `go test`; `make test`
+# runs it in its go test, with WSFLEET_S3_CLI=1).
 test-s3-cli:
 	WSFLEET_S3_CLI=1 $(GO) test -count=1 -run '^TestS3AWSCLI$$' ./localcloud
 

@@ -10,8 +10,8 @@ import (
 // TestS3AWSCLI drives S3 with the AWS CLI's s3api (botocore's serializers
 // and parsers, its checksums), the way an operator inspecting the
 // rollout's state would. Its fifteen CLI runs take 20 s and more, so it
-// runs only with WSFLEET_S3_CLI=1 (`make test-s3-cli`, part of `make
-// test`; docs/cloud.md has its last result).
+// runs only with WSFLEET_S3_CLI=1 (`make test-s3-cli`, and `make test`,
+// which sets it for its go test; docs/cloud.md has its last result).
 func TestS3AWSCLI(t *testing.T) {
 	if os.Getenv("WSFLEET_S3_CLI") != "1" {
 		t.Skip("set WSFLEET_S3_CLI=1 (make test-s3-cli) to run the AWS CLI against S3")
