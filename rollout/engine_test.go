@@ -308,7 +308,6 @@ func testCrashAtEveryEffect(t *testing.T, newBucket func(*testing.T) Objects, st
 			continue
 		}
 		t.Run(fmt.Sprintf("%02d-%s", k, point), func(t *testing.T) {
-			t.Parallel() // each point on a harness of its own; CPU-bound under -race
 			h := newHarness(t)
 			h.cloud.floor = 8
 			h.cloud.elbKill = 15 * time.Second

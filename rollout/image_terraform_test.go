@@ -166,7 +166,6 @@ func TestEngineTerraformCrash(t *testing.T) {
 	}
 	for k := 0; k <= last+1; k++ {
 		t.Run(fmt.Sprintf("%02d-%s", k, points[k]), func(t *testing.T) {
-			t.Parallel() // each point on a harness of its own
 			h := newHarness(t)
 			tf := &fakeTerraform{c: h.cloud}
 			e := h.engine()

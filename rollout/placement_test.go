@@ -208,7 +208,6 @@ func TestPlacementEndBalance(t *testing.T) {
 			continue
 		}
 		t.Run(fmt.Sprintf("%02d-%s", k, p), func(t *testing.T) {
-			t.Parallel() // each point on a harness of its own
 			h := placeHarness(t)
 			e := h.placeEngine()
 			n := 0
@@ -281,7 +280,6 @@ func TestPlacementCrashAtEveryEffect(t *testing.T) {
 	}
 	for _, k := range placing {
 		t.Run(fmt.Sprintf("%02d-%s", k, points[k]), func(t *testing.T) {
-			t.Parallel() // each point on a harness of its own; CPU-bound under -race
 			h := placeHarness(t)
 			h.cloud.floor = 8
 			e := h.placeEngine()
