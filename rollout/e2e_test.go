@@ -76,6 +76,11 @@ func freePort(t *testing.T) int { return nodetest.FreePort(t) }
 //     serial suite.
 //   - cloudSlots: at most two clouds of real `wsfleet serve` nodes
 //     (launchCloud: 8 nodes each, and the cloud process) at once.
+//
+// The simulated-fleet tests with a fixed budget for their whole run
+// (TestSimRollout100, TestLaunchConfigurationForms,
+// TestLaunchTemplateCurrent) stay serial: beside the others, on a loaded
+// machine, two of them overran it.
 var (
 	e2eMu      sync.RWMutex
 	cloudSlots = make(chan struct{}, 2)
