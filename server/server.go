@@ -239,8 +239,10 @@ type Server struct {
 	broker     broker.Broker
 	met        *metrics
 	exts       []Extension
-	holds      holdQueue // held websocket connects
-	poller     *wsPoller // parked idle websockets; nil: a goroutine each
+	holds      holdQueue      // held websocket connects
+	replies    replyTemplates // what they answer, interned
+	names      internTable    // the patterns sessions subscribe to, interned
+	poller     *wsPoller      // parked idle websockets; nil: a goroutine each
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -414,7 +416,7 @@ func (s *Server) sweep() {
 	var dead []*session
 	for _, ss := range s.sessions {
 		ss.mu.Lock()
-		if ss.held == nil && ss.wake == nil && now.Sub(ss.lastConnect) > s.cfg.SessionTimeout {
+		if ss.held == nil && ss.wakeLocked() == nil && now.Sub(ss.lastConnect) > s.cfg.SessionTimeout {
 			dead = append(dead, ss)
 		}
 		ss.mu.Unlock()
@@ -623,14 +625,14 @@ func (s *Server) removeSession(ss *session, why string) {
 	subs := ss.subs
 	ss.subs = nil
 	ss.queue = nil
-	ss.pending = nil
+	ss.dropPendingLocked()
 	if ss.held != nil {
 		s.holds.remove(ss.held)
 		ss.held = nil
 	}
-	if ss.wake != nil {
+	if w := ss.wakeLocked(); w != nil {
 		select {
-		case ss.wake <- struct{}{}:
+		case w <- struct{}{}:
 		default:
 		}
 	}
