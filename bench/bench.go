@@ -160,7 +160,12 @@ type IdleResult struct {
 	RSSAfterKiB   int64   `json:"rss_after_kib"`
 	PerSessionKiB float64 `json:"per_session_kib"`
 	OpenSeconds   float64 `json:"open_seconds"`
-	Error         string  `json:"error,omitempty"`
+	// GC is the ws node's collector setting, as its runtime reports it on
+	// /metrics (go_gc_gogc_percent, go_gc_gomemlimit_bytes) while the
+	// sessions are open: the idle figure depends on it. Empty for the
+	// other servers.
+	GC    string `json:"gc,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // FanoutStep is one rate of scenario (b).
@@ -420,8 +425,15 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	if r.Opened > 0 {
 		r.PerSessionKiB = float64(r.RSSAfterKiB-r.RSSBeforeKiB) / float64(r.Opened)
 	}
-	fmt.Fprintf(o.Progress, "idle   %-10s %d/%d sessions in %.1fs, RSS %d → %d KiB, %.1f KiB/session\n",
-		kind, r.Opened, r.Sessions, r.OpenSeconds, r.RSSBeforeKiB, r.RSSAfterKiB, r.PerSessionKiB)
+	if kind == "wsfleet" {
+		gc, err := nodeGC(ctx, p.Addr)
+		if err != nil {
+			gc = "unknown: " + err.Error()
+		}
+		r.GC = gc
+	}
+	fmt.Fprintf(o.Progress, "idle   %-10s %d/%d sessions in %.1fs, RSS %d → %d KiB, %.1f KiB/session %s\n",
+		kind, r.Opened, r.Sessions, r.OpenSeconds, r.RSSBeforeKiB, r.RSSAfterKiB, r.PerSessionKiB, r.GC)
 	return r, nil
 }
 
@@ -860,6 +872,9 @@ func WriteTable(w io.Writer, r *Result) {
 	for _, kind := range slices.Sorted(maps.Keys(r.Skipped)) {
 		fmt.Fprintf(w, "%s skipped: %s\n", kind, r.Skipped[kind])
 	}
+	if x := r.Idle["wsfleet"]; x != nil && x.GC != "" {
+		fmt.Fprintf(w, "wsfleet's collector in the idle run (its default): %s\n", x.GC)
+	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "\ntargets (issue 22):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -936,6 +951,45 @@ func settle(ctx context.Context, d time.Duration) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// nodeGC reads a ws node's collector setting from its /metrics: GOGC and
+// the soft memory limit, as the node's Go runtime reports them.
+func nodeGC(ctx context.Context, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return "", fmt.Errorf("node GC setting: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("node GC setting: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("node GC setting: %w", err)
+	}
+	gogc, limit := "", ""
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, "go_gc_gogc_percent "); ok {
+			gogc = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "go_gc_gomemlimit_bytes "); ok {
+			limit = strings.TrimSpace(v)
+		}
+	}
+	if gogc == "" || limit == "" {
+		return "", errors.New("node GC setting: not on /metrics")
+	}
+	out := "GOGC " + gogc
+	if l, err := strconv.ParseFloat(limit, 64); err == nil && l < math.MaxInt64/2 {
+		out += fmt.Sprintf(", memory limit %.0f MiB", l/(1<<20))
+	} else {
+		out += ", no memory limit"
+	}
+	return out, nil
+}
 
 // rssKiB reads a process's resident set size from /proc.
 func rssKiB(pid int) int64 {
