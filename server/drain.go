@@ -385,7 +385,7 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 	// live and replaying before it is indexed: what the broker delivers
 	// from then on waits for the replay.
 	ss := &session{id: id, srv: s, subs: subs, cursor: from, given: from,
-		lastConnect: s.cfg.Now(), arrived: s.cfg.Now(), rare: &sessionRare{replaying: 1}, live: true}
+		lastConnect: s.since(), arrived: s.since(), rare: &sessionRare{replaying: 1}, live: true}
 	ss.setIdentity(ident)
 	if have := s.addSessionOnce(ss); have != ss {
 		return have

@@ -273,7 +273,7 @@ func (s *Server) waitPoll(r *http.Request, ss *session, hold time.Duration) ([]o
 	}
 	superseded := ss.wakeLocked() != nil
 	q := ss.takeLocked()
-	ss.lastConnect = s.cfg.Now()
+	ss.lastConnect = s.since()
 	ss.mu.Unlock()
 	s.countOut(q)
 	return q, superseded

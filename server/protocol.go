@@ -205,7 +205,7 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 	if c.Identity != nil {
 		ident = *c.Identity
 	}
-	ss := &session{id: newClientID(), srv: s, lastConnect: s.cfg.Now(), arrived: s.cfg.Now(), live: !s.cfg.SharedSessions}
+	ss := &session{id: newClientID(), srv: s, lastConnect: s.since(), arrived: s.since(), live: !s.cfg.SharedSessions}
 	ss.setIdentity(ident)
 	if last, err := s.broker.LastSeq(s.ctx); err == nil {
 		// a new session starts at the present: replays never reach
@@ -340,7 +340,7 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		}
 	}
 	ss.mu.Lock()
-	ss.lastConnect = s.cfg.Now()
+	ss.lastConnect = s.since()
 	if b.transport != bayeux.ConnTypeWebSocket {
 		// only long-polling answers by connect id (keepAnswer,
 		// finishPoll): a websocket session keeps no copy of it

@@ -36,7 +36,7 @@ type outMsg struct {
 // what only some sessions need (a token's identity, long-polling's state,
 // a replay under way, the count of connects answered at once) is out of
 // line, allocated when first needed. An idle websocket session of an
-// anonymous client holds none of it (208 bytes where it was 400 with all
+// anonymous client holds none of it (160 bytes where it was 400 with all
 // of it in line).
 type session struct {
 	id  string
@@ -68,12 +68,12 @@ type session struct {
 	// of it is set (more).
 	rare *sessionRare
 
-	lastConnect time.Time // last /meta/connect received or answered
+	lastConnect time.Duration // last /meta/connect received or answered (Server.since)
 	// arrived is when this node got the session: its handshake, or its
 	// take-over from the store. received is set when the take-over was
 	// from another node (countReceived). A shed releases the sessions
 	// that never moved first, then the newest.
-	arrived time.Time
+	arrived time.Duration // (Server.since)
 
 	writing  bool // a writer has the websocket: a goroutine, or the flusher
 	ready    bool // listed for the flusher (flush.go)

@@ -192,7 +192,7 @@ func (s *Server) copyFromRecord(st broker.Session, ss *session) *session {
 	}
 	subs := s.allowedSubs(ident, st.Subscriptions)
 	if ss == nil {
-		ss = s.addSessionOnce(&session{id: st.ClientID, srv: s, lastConnect: s.cfg.Now()})
+		ss = s.addSessionOnce(&session{id: st.ClientID, srv: s, lastConnect: s.since()})
 	}
 	ss.mu.Lock()
 	if ss.closed {
@@ -406,7 +406,7 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 	ss.mu.Lock()
 	ss.setCursorLocked(from, "")
 	ss.live = true
-	ss.arrived = s.cfg.Now()
+	ss.arrived = s.since()
 	ss.more().replaying++
 	subs := slices.Clone(ss.subs)
 	ss.mu.Unlock()

@@ -40,7 +40,7 @@ const closeWait = 5 * time.Second
 // Writing is the session's business (the flusher, flush.go, or writeLoop)
 // and the reader's for control frames; all go through sock.
 //
-// It is kept small (192 bytes), as the session is: the connection is the
+// It is kept small (184 bytes), as the session is: the connection is the
 // socket writer's (conn), a message in fragments is out of line (frag),
 // and the small fields are packed together.
 type wsConn struct {
@@ -624,7 +624,7 @@ func (ss *session) attach(wc *wsConn, reply *bayeux.Message, hold time.Duration)
 	}
 	ss.ws = wc
 	now := ss.srv.cfg.Now()
-	ss.lastConnect = now
+	ss.lastConnect = now.Sub(ss.srv.epoch)
 	h := ss.held
 	if h != nil || hold <= 0 || ss.released {
 		// answered at once: counted against the session's connect rate
@@ -673,7 +673,7 @@ func (ss *session) releaseHeld(h *heldConnect) {
 		return
 	}
 	ss.held = nil
-	ss.lastConnect = ss.srv.cfg.Now()
+	ss.lastConnect = ss.srv.since()
 	ss.queue = append(ss.queue, outMsg{b: h.bytes(ss.id)})
 	ss.kickLocked()
 }
@@ -713,7 +713,7 @@ func (ss *session) letGo(wc *wsConn, unbind bool) {
 	}
 	if unbind && ss.ws == wc {
 		ss.ws = nil
-		ss.lastConnect = s.cfg.Now()
+		ss.lastConnect = s.since()
 		if h := ss.held; h != nil {
 			ss.held = nil
 			s.holds.remove(h)
