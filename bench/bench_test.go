@@ -57,6 +57,9 @@ func TestProcReaders(t *testing.T) {
 	if rss := rssKiB(os.Getpid()); rss <= 0 {
 		t.Fatalf("rss %d", rss)
 	}
+	if anon, rss := statusKiB(os.Getpid(), "RssAnon:"), rssKiB(os.Getpid()); anon <= 0 || anon > rss {
+		t.Fatalf("anonymous rss %d of %d", anon, rss)
+	}
 	if c := procCPU(os.Getpid()); c <= 0 {
 		t.Fatalf("proc cpu %v", c)
 	}
