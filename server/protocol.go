@@ -678,6 +678,7 @@ func (ss *session) mergeReplay(replay []outMsg) (overflow bool) {
 	}
 	p := r.pending
 	r.pending = nil
+	ss.tidyLocked()
 	sort.SliceStable(p, func(i, j int) bool { return p[i].seq < p[j].seq })
 	var last uint64
 	for _, m := range p {

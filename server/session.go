@@ -129,6 +129,17 @@ func (s *session) more() *sessionRare {
 	return s.rare
 }
 
+// tidyLocked lets the rare state go when nothing in it is set any more
+// (acked means nothing without pollID): a session taken over from another
+// node, which came with a replay, ends up as small as a new one.
+func (s *session) tidyLocked() {
+	r := s.rare
+	if r != nil && r.pollID == "" && r.connectID == "" && r.lastAnswer == nil && r.wake == nil &&
+		r.replaying == 0 && r.pending == nil && r.connects == 0 && r.connectsFrom.IsZero() {
+		s.rare = nil
+	}
+}
+
 // wakeLocked is the waiting long-poll's channel, nil when none.
 func (s *session) wakeLocked() chan struct{} {
 	if s.rare == nil {

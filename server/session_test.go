@@ -3,6 +3,7 @@ package server
 import (
 	"slices"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -88,5 +89,35 @@ func TestIdleWebsocketSessionIsCompact(t *testing.T) {
 			t.Errorf("session %s: its held reply's template is not the others'", id)
 		}
 		tmpl = &held.reply[0]
+	}
+}
+
+// TestReplayLeavesNoRareState checks that the end of a replay lets the
+// session's rare state go when nothing else in it is set (a session taken
+// over from another node comes with a replay: it must end as small as a
+// new one), and keeps it when something is.
+func TestReplayLeavesNoRareState(t *testing.T) {
+	cases := []struct {
+		name string
+		rare sessionRare
+		keep bool
+	}{
+		{"replay only", sessionRare{replaying: 1}, false},
+		{"cursor moved, no poll", sessionRare{replaying: 1, acked: 7}, false},
+		{"two replays, one done", sessionRare{replaying: 2}, true},
+		{"long-polling answer kept", sessionRare{replaying: 1, pollID: "5", acked: 7}, true},
+		{"connect count", sessionRare{replaying: 1, connects: 2, connectsFrom: time.Unix(5, 0)}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rare := c.rare
+			ss := &session{srv: &Server{cfg: Config{QueueLimit: 10}}, rare: &rare}
+			if ss.mergeReplay([]outMsg{{seq: 3, b: []byte(`{}`)}}) {
+				t.Fatal("overflow")
+			}
+			if kept := ss.rare != nil; kept != c.keep {
+				t.Fatalf("rare state kept %v, want %v (%+v)", kept, c.keep, ss.rare)
+			}
+		})
 	}
 }
