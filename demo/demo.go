@@ -267,7 +267,7 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	cfg := d.cfg
 	d.start = cfg.Now()
 	d.phase.clock = d.since
-	d.routes = newRouteLog(d.since)
+	d.routes = newRouteLog(func(at time.Time) time.Duration { return at.Sub(d.start) })
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
