@@ -194,8 +194,8 @@ type generatorProc struct {
 	mu        sync.Mutex
 	isStarted bool
 	snap      probe.Report
-	final *probe.Part
-	err   string
+	final     *probe.Part
+	err       string
 }
 
 // startGenerators starts n generator processes for the demo's clients

@@ -55,12 +55,14 @@ func TestSplitRun(t *testing.T) {
 	if err := d.startFleet(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("fleet ready after %v", d.since())
 	if len(d.lbURLs) != 2 || !strings.HasPrefix(d.lbURLs[0], "http://127.0.0.20:") || !strings.HasPrefix(d.lbURLs[1], "http://127.0.0.21:") {
 		t.Fatalf("load balancer nodes %v, want 127.0.0.20 and .21", d.lbURLs)
 	}
 	if err := d.startClients(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("clients open after %v", d.since())
 	time.Sleep(2 * time.Second)
 	// Drain one node as the engine does: out of the load balancer, then
 	// released at 200/s; its clients reconnect through the nodes.
@@ -91,10 +93,11 @@ func TestSplitRun(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	t.Logf("node drained after %v", d.since())
 	time.Sleep(2 * time.Second)
 	mid := d.probe.Snapshot()
 	rep := d.stopClients()
-	t.Logf("merged report: %+v", rep)
+	t.Logf("clients stopped after %v; merged report: %+v", d.since(), rep)
 	if mid.Clients != 300 || mid.Final {
 		t.Errorf("live snapshot: %d clients, final %v; want the generators' 300, not final", mid.Clients, mid.Final)
 	}
