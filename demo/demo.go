@@ -202,7 +202,9 @@ type run struct {
 
 	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
 
-	gens, lbNodes int // generator processes and load balancer nodes (0: in this process)
+	gens, lbNodes int         // generator processes and load balancer nodes (0: in this process)
+	genProcs      *generators // the generator processes, when split
+	cpu           *cpuMeter   // a split run's processes' CPU (scale.go)
 
 	lineMu   sync.Mutex
 	lineOpen bool // a progress line is drawn on the terminal
@@ -237,6 +239,13 @@ func (d *run) close() error {
 	var errs []error
 	if d.samp != nil {
 		d.samp.stop()
+	}
+	if d.cpu != nil {
+		select {
+		case <-d.cpu.done:
+		default:
+			d.cpu.stop()
+		}
 	}
 	if d.probe != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -318,6 +327,10 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 
 	d.samp = newSampler(d)
 	go d.samp.loop(ctx)
+	if d.gens > 0 || d.lbNodes > 0 {
+		d.startScale()
+		d.cpu.markChange()
+	}
 
 	var res changeResult
 	changeStart := d.since()
@@ -328,6 +341,10 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 		res = d.runEngine(ctx)
 	}
 	changeEnd := d.since()
+	var cpuChange map[string]time.Duration
+	if d.cpu != nil {
+		cpuChange = d.cpu.endChange()
+	}
 	natsErr := natsDone()
 	d.event("demo", "change finished", "status", res.status, "err", res.err)
 
@@ -340,6 +357,8 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 
 	fleet, ferr := d.fleetImages(context.WithoutCancel(ctx))
 	sum := d.summarize(mode, res, rep, fleet, changeStart, changeEnd)
+	samples, _, _, _ := d.samp.result()
+	sum.Scale = d.scaleSummary(samples, cpuChange)
 	if ferr != nil {
 		sum.Problems = append(sum.Problems, "reading the fleet at the end: "+ferr.Error())
 	}
@@ -368,7 +387,7 @@ func (d *run) startClients(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("start chat clients: %w", err)
 		}
-		d.probe = g
+		d.probe, d.genProcs = g, g
 	} else {
 		d.say("opening %d chat clients over %d rooms through the load balancer", cfg.Clients, cfg.Channels)
 		p, err := probe.Start(ctx, probe.Config{

@@ -434,3 +434,22 @@ func RunLBNode(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logge
 		}
 	}
 }
+
+// ProcessIDs are the process ids of the running instances' nodes and of
+// the load balancer nodes, for a caller measuring their CPU (the demo at
+// scale).
+func (c *Cloud) ProcessIDs() (nodes, lbNodes []int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, in := range c.instOrder {
+		if in.proc != nil && in.proc.cmd.Process != nil {
+			nodes = append(nodes, in.proc.cmd.Process.Pid)
+		}
+	}
+	for _, l := range c.listeners {
+		for _, n := range l.nodes {
+			lbNodes = append(lbNodes, n.cmd.Process.Pid)
+		}
+	}
+	return nodes, lbNodes
+}
