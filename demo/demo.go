@@ -519,6 +519,16 @@ func (d *run) startFleet(ctx context.Context) error {
 			lc.DeregistrationDelayMax = 2 * time.Second
 		}
 	}
+	if d.gens > 0 || d.lbNodes > 0 {
+		// At scale a check's timeout (at most its interval) of 250 or
+		// 500 ms is shorter than a loaded node's answer: two missed
+		// checks and the group (health check type ELB) replaces a node
+		// that is only busy. The engine takes a node out of the load
+		// balancer before it drains it, so the checks need not be fast
+		// for that; a cordon then takes 2 × 2 s, against drains of
+		// minutes. (The seed's target group checks every 10 s.)
+		lc.HealthCheckInterval = 2 * time.Second
+	}
 	os.RemoveAll(lc.LogDir)
 	if err := os.MkdirAll(lc.LogDir, 0o755); err != nil {
 		return fmt.Errorf("node log directory: %w", err)

@@ -54,6 +54,14 @@ const (
 	// generatorFirstIP is the last octet of the first generator source
 	// address, 127.0.0.100; the load balancer nodes are 127.0.0.20 up.
 	generatorFirstIP = 100
+	// connectInFlight bounds the handshakes in flight over all generators
+	// while they open their clients. The in-process probe's 200 at once,
+	// in each of nine generators, had 1,800 handshakes (each a session
+	// and a subscription in NATS) in flight on two cores: the nodes'
+	// readiness checks timed out, the group replaced them, and 4 % of
+	// 100,000 clients had subscribed after two minutes. Bounded, the
+	// opening paces itself at what the fleet absorbs.
+	connectInFlight = 64
 	// sourceAddrClients is how many clients share one source address
 	// (the probe's own default, well within 28,000 ephemeral ports).
 	sourceAddrClients = 4000
@@ -97,6 +105,8 @@ type generatorConfig struct {
 	ClientOffset  int      `json:"client_offset"`
 	ChannelOffset int      `json:"channel_offset"`
 	SourceAddrs   []string `json:"source_addrs"`
+	// ConnectConcurrency bounds this generator's handshakes in flight.
+	ConnectConcurrency int `json:"connect_concurrency"`
 }
 
 // generatorReport is a line a generator writes: started (its clients are
@@ -134,7 +144,7 @@ func RunGenerator(ctx context.Context, in io.Reader, out io.Writer, log *slog.Lo
 		URL: cfg.URL, URLs: cfg.URLs, AdminToken: cfg.AdminToken, Clients: cfg.Clients, Channels: cfg.Channels,
 		ChannelPrefix: cfg.ChannelPrefix, Rate: cfg.Rate, NoReplay: cfg.NoReplay, ClientParam: cfg.ClientParam,
 		ClientOffset: cfg.ClientOffset, ChannelOffset: cfg.ChannelOffset, SourceAddrs: cfg.SourceAddrs,
-		Logger: log,
+		ConnectConcurrency: cfg.ConnectConcurrency, Logger: log,
 	})
 	if err != nil {
 		write(generatorReport{Error: err.Error()})
@@ -223,6 +233,7 @@ func (d *run) startGenerators(ctx context.Context, n int, urls []string) (*gener
 			URL: urls[k%len(urls)] + "/bayeux", AdminToken: adminToken, Clients: hi - lo, Channels: chi - clo,
 			ChannelPrefix: "/api/v1/rooms/{id}/chatMessages", Rate: cfg.Rate * float64(chi-clo) / float64(cfg.Channels),
 			NoReplay: !cfg.Replay, ClientParam: clientParam, ClientOffset: lo, ChannelOffset: clo, SourceAddrs: addrs,
+			ConnectConcurrency: max(4, connectInFlight/n),
 		}
 		// Client i of this generator goes to node (k+i) mod len(urls):
 		// every generator spreads over every node.
