@@ -219,21 +219,9 @@ func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nc, err := nats.Connect(e.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var consumers int
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		s, err := js.Stream(context.Background(), "WSFLEET")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := wsfleetStream(t, e.ClientURL())
 		if consumers = s.CachedInfo().State.Consumers; consumers <= 1 {
 			return
 		}
@@ -292,19 +280,7 @@ func TestNATSInterestManyPatterns(t *testing.T) {
 				t.Errorf("delivered %v, want %v", got, want)
 			}
 			mu.Unlock()
-			nc, err := nats.Connect(e.ClientURL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := js.Stream(context.Background(), "WSFLEET")
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := wsfleetStream(t, e.ClientURL())
 			var filters [][]string
 			lister := s.ListConsumers(context.Background())
 			for ci := range lister.Info() {
@@ -320,4 +296,24 @@ func TestNATSInterestManyPatterns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wsfleetStream is the nodes' stream on the server at url, read through a
+// connection of the test's own that the test's cleanup closes.
+func wsfleetStream(t *testing.T, url string) jetstream.Stream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(context.Background(), "WSFLEET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

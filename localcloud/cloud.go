@@ -348,6 +348,32 @@ func (c *Cloud) Endpoint() string { return "http://" + c.ln.Addr().String() }
 func (c *Cloud) LoadBalancerURL(name string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if l := c.firstListener(name); l != nil {
+		return "http://" + l.addr
+	}
+	return ""
+}
+
+// LoadBalancerURLs are the base URLs of every node of the first listener
+// of the named load balancer (one without Config.LBNodes), as its DNS name
+// resolves to all of them; nil when there is none.
+func (c *Cloud) LoadBalancerURLs(name string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.firstListener(name)
+	if l == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range l.addrs() {
+		out = append(out, "http://"+a)
+	}
+	return out
+}
+
+// firstListener is the named load balancer's listener on the lowest port,
+// nil when there is none; the caller holds the cloud's mutex.
+func (c *Cloud) firstListener(name string) *listener {
 	for _, lb := range c.lbs {
 		if lb.name != name {
 			continue
@@ -359,36 +385,8 @@ func (c *Cloud) LoadBalancerURL(name string) string {
 			}
 		}
 		if best != nil {
-			return "http://" + best.addr
+			return best
 		}
-	}
-	return ""
-}
-
-// LoadBalancerURLs are the base URLs of every node of the first listener
-// of the named load balancer (one without Config.LBNodes), as its DNS name
-// resolves to all of them; nil when there is none.
-func (c *Cloud) LoadBalancerURLs(name string) []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, lb := range c.lbs {
-		if lb.name != name {
-			continue
-		}
-		var best *listener
-		for _, l := range c.listeners {
-			if l.lb == lb && (best == nil || l.port < best.port) {
-				best = l
-			}
-		}
-		if best == nil {
-			return nil
-		}
-		var out []string
-		for _, a := range best.addrs() {
-			out = append(out, "http://"+a)
-		}
-		return out
 	}
 	return nil
 }
