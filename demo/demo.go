@@ -94,6 +94,11 @@ type Config struct {
 	// data and log in Out/prometheus); the run fails if it is not
 	// installed.
 	Prometheus bool
+	// TailGaps is how many of the longest client gaps are kept and put
+	// next to what the change was doing (report.md, summary.json);
+	// default 50. ListGaps of them are listed in the text summary.
+	TailGaps int
+	ListGaps int
 	// Logger receives the demo's own log (the cloud's and the engine's
 	// at warn and above); nil discards it.
 	Logger *slog.Logger
@@ -141,6 +146,13 @@ func (c *Config) defaults() error {
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
 	}
+	if c.TailGaps == 0 {
+		c.TailGaps = defaultTailGaps
+	}
+	if c.TailGaps < 0 || c.ListGaps < 0 {
+		return fmt.Errorf("tail gaps: %d, list %d: want at least 0", c.TailGaps, c.ListGaps)
+	}
+	c.TailGaps = max(c.TailGaps, c.ListGaps)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -189,6 +201,8 @@ type run struct {
 	phase  phaseTracker
 	routes *routeLog         // the chat clients' websockets, per client
 	ups    [][]time.Duration // when each chat client came up, read at its end
+	tail   []probe.Gap       // the chat clients' longest gaps, read at their end
+	gapAt  *gapNodes         // the clients' nodes, for the tail gaps (placement)
 	prom   *promServer       // Config.Prometheus
 
 	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
@@ -310,6 +324,7 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 		Rate:          cfg.Rate,
 		NoReplay:      !cfg.Replay,
 		ClientParam:   clientParam,
+		TailGaps:      cfg.TailGaps,
 		Logger:        d.log.With("part", "probe"),
 		Now:           cfg.Now,
 	})
@@ -349,6 +364,7 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 		}
 		d.ups = append(d.ups, ds)
 	}
+	d.tail = d.probe.TailGaps()
 	d.probe = nil
 
 	fleet, ferr := d.fleetImages(context.WithoutCancel(ctx))

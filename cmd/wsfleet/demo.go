@@ -33,6 +33,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Float64Var(&cfg.Rate, "rate", 40, "chat messages published per second over all rooms")
 	fs.Float64Var(&cfg.TimeScale, "time-scale", 0, "multiply the plan's waits by this (default 1, or 0.05 with --fast)")
 	fs.BoolVar(&cfg.Prometheus, "prometheus", false, "run Debian's prometheus beside the demo, scraping every node (its files in OUT/prometheus; fails if it is not installed)")
+	fs.IntVar(&cfg.ListGaps, "gaps", 0, "list the N longest client gaps with the change's phase and the nodes the client left and reached (report.md lists the 50 longest)")
 	fs.BoolVar(&verbose, "v", false, "log the local cloud's and the engine's warnings to stderr")
 	uiAddr := fs.String("ui", "", "serve the live dashboard of the change on this address, e.g. 127.0.0.1:8090 (commands need $WSFLEET_ADMIN_TOKEN)")
 	if err := parseFlags(fs, args); err != nil {
