@@ -240,3 +240,72 @@ func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
 	}
 	t.Fatalf("%d consumers on the stream after 30 switches, want the one in use", consumers)
 }
+
+// TestNATSInterestWantCovered: a Want whose patterns the running consumer
+// already reads returns at once, even while a switch for other patterns
+// is pending (a node taking over clients on channels it serves already,
+// while it adds another channel); a Want for a pattern not yet read waits
+// for the switch that adds it.
+func TestNATSInterestWantCovered(t *testing.T) {
+	const interval = 1500 * time.Millisecond
+	tests := []struct {
+		name     string
+		want     string
+		fast     bool
+		received bool // a message published after Want reaches the handler
+	}{
+		{"covered while a switch is pending", "/room/a", true, true},
+		{"added by the pending switch", "/room/b", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := startNATS(t, t.TempDir())
+			b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "wanter", SwitchInterval: interval})
+			var mu sync.Mutex
+			pats := []string{"/room/a"}
+			got := make(chan string, 16)
+			sub, err := b.SubscribeInterest(context.Background(), func(m broker.Message) { got <- m.Channel }, func() []string {
+				mu.Lock()
+				defer mu.Unlock()
+				return slices.Clone(pats)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Stop()
+			// another channel arrives: its switch waits out the interval
+			mu.Lock()
+			pats = append(pats, "/room/b")
+			mu.Unlock()
+			other := make(chan error, 1)
+			go func() { other <- sub.Want(context.Background(), []string{"/room/b"}) }()
+			time.Sleep(100 * time.Millisecond)
+
+			start := time.Now()
+			if err := sub.Want(context.Background(), []string{tt.want}); err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			if tt.fast && took > interval/3 {
+				t.Errorf("Want(%s) took %v: it waited for a switch it does not need", tt.want, took)
+			}
+			if !tt.fast && took < interval/3 {
+				t.Errorf("Want(%s) took %v: it returned before the switch that adds it", tt.want, took)
+			}
+			if _, err := b.Publish(context.Background(), tt.want, []byte(`"x"`)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case ch := <-got:
+				if ch != tt.want {
+					t.Errorf("received on %s, want %s", ch, tt.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("a message on %s published after Want never arrived", tt.want)
+			}
+			if err := <-other; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
