@@ -193,16 +193,14 @@ func TestNATSCloseWhileDelivering(t *testing.T) {
 	}
 }
 
-// TestNATSInterestSwitchesLeaveNoConsumers switches an interest
-// subscription many times: each switch stops an ordered consumer, whose
-// server-side consumer must be deleted rather than left to the server's
-// inactivity reaper (minutes, thousands of them on a busy node).
-func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
-	e := startNATS(t, t.TempDir())
-	b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "switcher", SwitchInterval: time.Millisecond})
+// subscribeInterest subscribes h to b by interest, with the patterns
+// given at first and then those the returned function sets; the
+// subscription stops with the test.
+func subscribeInterest(t *testing.T, b *broker.NATS, h func(broker.Message), initial ...string) (broker.InterestSub, func(...string)) {
+	t.Helper()
 	var mu sync.Mutex
-	pats := []string{}
-	sub, err := b.SubscribeInterest(context.Background(), func(broker.Message) {}, func() []string {
+	pats := slices.Clone(initial)
+	sub, err := b.SubscribeInterest(context.Background(), h, func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(pats)
@@ -210,11 +208,24 @@ func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Stop()
-	for i := range 30 {
+	t.Cleanup(sub.Stop)
+	return sub, func(p ...string) {
 		mu.Lock()
-		pats = []string{fmt.Sprintf("/room/%d", i)}
+		pats = p
 		mu.Unlock()
+	}
+}
+
+// TestNATSInterestSwitchesLeaveNoConsumers switches an interest
+// subscription many times: each switch stops an ordered consumer, whose
+// server-side consumer must be deleted rather than left to the server's
+// inactivity reaper (minutes, thousands of them on a busy node).
+func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "switcher", SwitchInterval: time.Millisecond})
+	sub, setInterest := subscribeInterest(t, b, func(broker.Message) {})
+	for i := range 30 {
+		setInterest(fmt.Sprintf("/room/%d", i))
 		if err := sub.Want(context.Background(), []string{fmt.Sprintf("/room/%d", i)}); err != nil {
 			t.Fatal(err)
 		}
@@ -261,22 +272,10 @@ func TestNATSInterestWantCovered(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startNATS(t, t.TempDir())
 			b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "wanter", SwitchInterval: interval})
-			var mu sync.Mutex
-			pats := []string{"/room/a"}
 			got := make(chan string, 16)
-			sub, err := b.SubscribeInterest(context.Background(), func(m broker.Message) { got <- m.Channel }, func() []string {
-				mu.Lock()
-				defer mu.Unlock()
-				return slices.Clone(pats)
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Stop()
+			sub, setInterest := subscribeInterest(t, b, func(m broker.Message) { got <- m.Channel }, "/room/a")
 			// another channel arrives: its switch waits out the interval
-			mu.Lock()
-			pats = append(pats, "/room/b")
-			mu.Unlock()
+			setInterest("/room/a", "/room/b")
 			other := make(chan error, 1)
 			go func() { other <- sub.Want(context.Background(), []string{"/room/b"}) }()
 			time.Sleep(100 * time.Millisecond)
