@@ -239,11 +239,12 @@ func (s *natsInterestSub) patternsWanted() []string {
 }
 
 // filters returns the filter subjects for the reduced patterns pats, and
-// whether they are the whole stream (WholeStream, or several patterns on
+// whether they are the whole stream (WholeStream, more patterns than
+// MaxFilterSubjects, or several patterns on
 // a server that takes one filter per consumer).
 func (s *natsInterestSub) filters(pats []string) ([]string, bool, error) {
 	b := s.b
-	if s.whole || (len(pats) > 1 && !b.multiFilter.Load()) {
+	if s.whole || (len(pats) > 1 && !b.multiFilter.Load()) || len(pats) > b.opts.MaxFilterSubjects {
 		return []string{b.opts.SubjectPrefix + ".>"}, true, nil
 	}
 	out := make([]string, 0, len(pats))

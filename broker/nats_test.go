@@ -230,21 +230,9 @@ func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nc, err := nats.Connect(e.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var consumers int
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		s, err := js.Stream(context.Background(), "WSFLEET")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := wsfleetStream(t, e.ClientURL())
 		if consumers = s.CachedInfo().State.Consumers; consumers <= 1 {
 			return
 		}
@@ -307,4 +295,93 @@ func TestNATSInterestWantCovered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNATSInterestManyPatterns: above MaxFilterSubjects an interest
+// subscription's consumer reads the whole stream (one filter, not one a
+// pattern) and delivers only what the patterns match; at or below it,
+// one filter a pattern.
+func TestNATSInterestManyPatterns(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		max         int
+		wantFilters []string
+	}{
+		{"above the bound: the whole stream, filtered here", 2, []string{"wsfleet.>"}},
+		{"within it: one filter a pattern", 3, []string{"wsfleet.room.0", "wsfleet.room.1", "wsfleet.room.2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startNATS(t, t.TempDir())
+			b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "many", MaxFilterSubjects: tc.max})
+			pats := []string{"/room/0", "/room/1", "/room/2"}
+			var mu sync.Mutex
+			var got []string
+			sub, err := b.SubscribeInterest(context.Background(), func(m broker.Message) {
+				mu.Lock()
+				got = append(got, m.Channel)
+				mu.Unlock()
+			}, func() []string { return pats })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Stop()
+			if err := sub.Want(context.Background(), pats); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 5 {
+				if _, err := b.Publish(context.Background(), fmt.Sprintf("/room/%d", i), []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := []string{"/room/0", "/room/1", "/room/2"}
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				mu.Lock()
+				n := len(got)
+				mu.Unlock()
+				if n >= len(want) {
+					break
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // anything unwanted would come meanwhile
+			mu.Lock()
+			if !slices.Equal(got, want) {
+				t.Errorf("delivered %v, want %v", got, want)
+			}
+			mu.Unlock()
+			s := wsfleetStream(t, e.ClientURL())
+			var filters [][]string
+			lister := s.ListConsumers(context.Background())
+			for ci := range lister.Info() {
+				f := slices.Clone(ci.Config.FilterSubjects)
+				if ci.Config.FilterSubject != "" {
+					f = append(f, ci.Config.FilterSubject)
+				}
+				slices.Sort(f)
+				filters = append(filters, f)
+			}
+			if len(filters) != 1 || !slices.Equal(filters[0], tc.wantFilters) {
+				t.Errorf("consumers' filters %v, want one consumer on %v", filters, tc.wantFilters)
+			}
+		})
+	}
+}
+
+// wsfleetStream is the nodes' stream on the server at url, read through a
+// connection of the test's own that the test's cleanup closes.
+func wsfleetStream(t *testing.T, url string) jetstream.Stream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(context.Background(), "WSFLEET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

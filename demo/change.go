@@ -116,6 +116,9 @@ func (t *phaseTracker) get() (string, string) {
 func (d *run) runEngine(ctx context.Context) changeResult {
 	var res changeResult
 	planYAML, err := planForDemo(examples.NewAMIPlan, d.cloud.Endpoint(), d.lbURL)
+	if err == nil {
+		planYAML, err = scalePlan(planYAML, d.cfg.Clients)
+	}
 	if err != nil {
 		res.err = err
 		return res

@@ -56,6 +56,10 @@ type Summary struct {
 	// change was doing when each began (gaps.go).
 	TailGaps []TailGap `json:"tail_gaps,omitempty"`
 	listGaps int       // how many of them WriteText lists
+	// Scale is how a run split over processes was split and what its
+	// processes used (scale.go); absent when everything ran in the
+	// demo's process.
+	Scale *Scale `json:"scale,omitempty"`
 
 	Problems []string `json:"problems,omitempty"`
 	Files    Files    `json:"files"`
@@ -134,6 +138,9 @@ func (d *run) summarize(mode string, res changeResult, rep probe.Report, fleet [
 		s.Problems = append(s.Problems, "the change: "+res.err.Error())
 	} else if res.status != "succeeded" {
 		s.Problems = append(s.Problems, "the change ended "+res.status)
+	}
+	if n := rep.Errors["generator_failed"]; n > 0 {
+		s.Problems = append(s.Problems, fmt.Sprintf("%d generator processes gave no figures (their logs: nodes/generator-*.log)", n))
 	}
 	if mode == "rollout" && s.Lost > 0 {
 		s.Problems = append(s.Problems, fmt.Sprintf("%d messages lost", s.Lost))
@@ -262,6 +269,7 @@ func (s *Summary) WriteText(w io.Writer) {
 		s.Clients, s.Channels, rd(s.GapP50), rd(s.GapP99), rd(s.GapMax), s.Gaps, s.Reconnects, s.PeakReconnectRate, s.Placement.budgetNote(), rd(s.LatencyP99))
 	s.Placement.writeText(w)
 	s.writeTailText(w, s.listGaps)
+	s.Scale.writeText(w, s.Change)
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  problem:   %s\n", p)
 	}
@@ -346,6 +354,11 @@ func (s *Summary) WriteMarkdown(w io.Writer) {
 	}
 	s.Placement.writeMarkdown(w, s.PeakReconnectRate, s.Files.ShareChart != "")
 	s.writeTailMarkdown(w)
+	if s.Scale != nil {
+		fmt.Fprintf(w, "\n## Processes\n\n```\n")
+		s.Scale.writeText(w, s.Change)
+		fmt.Fprintf(w, "```\n")
+	}
 	fmt.Fprintf(w, "\n## Instances\n\n| name | old instance(s) | new instance(s) |\n|---|---|---|\n")
 	for _, r := range s.Replaced {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", r.Name, orDash(strings.Join(r.Old, ", ")), orDash(strings.Join(r.New, ", ")))

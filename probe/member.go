@@ -195,12 +195,16 @@ func (m *member) has(n int) bool {
 
 // clientURL is client i's URL: the probe's, with ClientParam=i when set.
 func (p *Probe) clientURL(i int) string {
+	u := p.cfg.URL
+	if n := len(p.cfg.URLs); n > 0 {
+		u = p.cfg.URLs[i%n]
+	}
 	if p.cfg.ClientParam == "" {
-		return p.cfg.URL
+		return u
 	}
 	sep := "?"
-	if strings.Contains(p.cfg.URL, "?") {
+	if strings.Contains(u, "?") {
 		sep = "&"
 	}
-	return p.cfg.URL + sep + url.QueryEscape(p.cfg.ClientParam) + "=" + strconv.Itoa(i)
+	return u + sep + url.QueryEscape(p.cfg.ClientParam) + "=" + strconv.Itoa(p.cfg.ClientOffset+i)
 }

@@ -87,6 +87,18 @@ type Config struct {
 	// tell which client each connection belongs to (the demo counts how
 	// often each client moved to another node). Servers ignore it.
 	ClientParam string
+	// URLs, when set, are further addresses of the Bayeux endpoint, as a
+	// load balancer's DNS name resolves to several nodes: client i
+	// connects to URLs[i mod len(URLs)] instead of URL (which still
+	// derives PublishURL).
+	URLs []string
+	// ClientOffset and ChannelOffset number this probe's clients and
+	// channels from there (client i is ClientOffset+i in its ClientParam
+	// and token, channel j is named with ChannelOffset+j), so that several
+	// probes, each its own process, hold one population of clients and
+	// rooms between them (the demo's generator processes).
+	ClientOffset  int
+	ChannelOffset int
 	// NoReplay makes every client behave like faye and halley, which never
 	// ask the server for what they missed (client.Config.NoReplay): the
 	// loss then measured is what unmodified chat clients would see.
@@ -123,6 +135,7 @@ type Probe struct {
 	membersWG  sync.WaitGroup
 	stopOnce   sync.Once
 	final      Report
+	finalGaps  []time.Duration
 	stoppedAt  atomic.Pointer[time.Time]
 	dataPrefix string
 }
@@ -144,7 +157,7 @@ func Start(ctx context.Context, cfg Config) (*Probe, error) {
 	p.dataPrefix = `{"probe":"` + p.runID + `"`
 	p.started = p.now()
 	for i := range cfg.Channels {
-		p.channels = append(p.channels, &channelLog{name: channelName(cfg.ChannelPrefix, i)})
+		p.channels = append(p.channels, &channelLog{name: channelName(cfg.ChannelPrefix, cfg.ChannelOffset+i)})
 	}
 	hcs, err := httpClients(cfg.SourceAddrs, cfg.Clients)
 	if err != nil {
@@ -234,7 +247,7 @@ func (cfg *Config) defaults() error {
 		cfg.SourceAddrs = defaultSourceAddrs(u.Hostname(), cfg.Clients)
 	}
 	for i := range cfg.Channels {
-		if name := channelName(cfg.ChannelPrefix, i); !bayeux.ValidChannel(name) {
+		if name := channelName(cfg.ChannelPrefix, cfg.ChannelOffset+i); !bayeux.ValidChannel(name) {
 			return fmt.Errorf("probe: channel prefix %q gives invalid channel %q", cfg.ChannelPrefix, name)
 		}
 	}
@@ -298,7 +311,7 @@ func (p *Probe) token(i int, channel string) func() string {
 	return func() string {
 		now := p.now()
 		claims := jwt.MapClaims{
-			"sub":      "probe-" + strconv.Itoa(i),
+			"sub":      "probe-" + strconv.Itoa(p.cfg.ClientOffset+i),
 			"iat":      now.Unix(),
 			"exp":      now.Add(p.cfg.TokenTTL).Unix(),
 			"channels": []string{channel},
@@ -381,7 +394,7 @@ func (p *Probe) Stop(ctx context.Context) Report {
 		tick.Stop()
 		// The report is taken before the clients close, so that closing
 		// them does not count as a disconnect gap.
-		p.final = p.report(p.now(), true)
+		p.final, p.finalGaps = p.reportGaps(p.now(), true)
 		p.final.ElapsedMs = ms(end.Sub(p.started))
 		p.shutdownClients(ctx)
 		t := p.now()
