@@ -102,6 +102,11 @@ type Config struct {
 	// data and log in Out/prometheus); the run fails if it is not
 	// installed.
 	Prometheus bool
+	// TailGaps is how many of the longest client gaps are kept and put
+	// next to what the change was doing (report.md, summary.json);
+	// default 50. ListGaps of them are listed in the text summary.
+	TailGaps int
+	ListGaps int
 	// Logger receives the demo's own log (the cloud's and the engine's
 	// at warn and above); nil discards it.
 	Logger *slog.Logger
@@ -149,6 +154,13 @@ func (c *Config) defaults() error {
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
 	}
+	if c.TailGaps == 0 {
+		c.TailGaps = defaultTailGaps
+	}
+	if c.TailGaps < 0 || c.ListGaps < 0 {
+		return fmt.Errorf("tail gaps: %d, list %d: want at least 0", c.TailGaps, c.ListGaps)
+	}
+	c.TailGaps = max(c.TailGaps, c.ListGaps)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -198,6 +210,8 @@ type run struct {
 	phase  phaseTracker
 	routes *routeLog         // the chat clients' websockets, per client
 	ups    [][]time.Duration // when each chat client came up, read at its end
+	tail   []probe.Gap       // the chat clients' longest gaps, read at their end
+	gapAt  *gapNodes         // the clients' nodes, for the tail gaps (placement)
 	prom   *promServer       // Config.Prometheus
 
 	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
@@ -400,6 +414,7 @@ func (d *run) startClients(ctx context.Context) error {
 			Rate:          cfg.Rate,
 			NoReplay:      !cfg.Replay,
 			ClientParam:   clientParam,
+			TailGaps:      cfg.TailGaps,
 			Logger:        d.log.With("part", "probe"),
 			Now:           cfg.Now,
 		})
@@ -443,6 +458,9 @@ func (d *run) stopClients() probe.Report {
 			ds[i] = u.Sub(d.start)
 		}
 		d.ups = append(d.ups, ds)
+	}
+	if p, ok := d.probe.(interface{ TailGaps() []probe.Gap }); ok {
+		d.tail = p.TailGaps() // in this process only: generators keep theirs
 	}
 	d.probe = nil
 	return rep

@@ -445,6 +445,7 @@ func (d *run) placement(phases []PhaseSummary, replaced []Replacement) Placement
 	d.samp.rename(instanceNames(replaced, canaries))
 	samples, _, _, _ := d.samp.result()
 	routes := d.routes.snapshot()
+	raw, _ := resolveHops(routes, known)
 	for c, hs := range routes {
 		var ups []time.Duration
 		if c < len(d.ups) {
@@ -455,6 +456,7 @@ func (d *run) placement(phases []PhaseSummary, replaced []Replacement) Placement
 	paths, unknown := resolveHops(routes, known)
 	pl.Moves = moveFigures(paths, d.cfg.Clients, func(id string) bool { return canaries[id] }, wins)
 	pl.Moves.UnknownTargets = unknown
+	d.gapAt = newGapNodes(paths, raw, known, instanceNames(replaced, canaries), canaries)
 	if len(wins) > 0 {
 		measure, name := bakeSpan(d.phase.bakeWindows(), canaryPhase, wins[0])
 		pl.CanaryShare = canaryShare(samples, canaries, wins[0], measure, name)

@@ -103,6 +103,10 @@ type Config struct {
 	// ask the server for what they missed (client.Config.NoReplay): the
 	// loss then measured is what unmodified chat clients would see.
 	NoReplay bool
+	// TailGaps is how many of the run's longest disconnection gaps are
+	// kept with when they happened and why (Probe.TailGaps): 0 keeps
+	// none. Memory is bounded by it, whatever the run's length.
+	TailGaps int
 	Logger   *slog.Logger
 	Now      func() time.Time
 }
@@ -120,6 +124,7 @@ type Probe struct {
 	pubHC    *http.Client
 
 	latency histogram
+	tail    *tailGaps // Config.TailGaps longest gaps
 
 	errMu  sync.Mutex
 	errors map[string]int64
@@ -147,6 +152,7 @@ func Start(ctx context.Context, cfg Config) (*Probe, error) {
 		now:    cfg.Now,
 		runID:  strconv.FormatUint(rand.Uint64(), 36),
 		errors: map[string]int64{},
+		tail:   &tailGaps{n: cfg.TailGaps},
 	}
 	p.dataPrefix = `{"probe":"` + p.runID + `"`
 	p.started = p.now()
@@ -215,6 +221,9 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.Rate < 0 {
 		return errors.New("probe: negative rate")
+	}
+	if cfg.TailGaps < 0 {
+		return errors.New("probe: negative TailGaps")
 	}
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = time.Hour
