@@ -12,7 +12,7 @@ const canWriteRaw = true
 // It always reports done, so that the runtime never waits for the socket.
 func (fb *frameBuf) writeFD(fd uintptr) bool {
 	for fb.off < len(fb.src) {
-		n, err := syscall.Write(int(fd), fb.src[fb.off:])
+		n, err := writeNoBlock(fd, fb.src[fb.off:])
 		if err == syscall.EINTR {
 			continue
 		}
