@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -12,17 +13,26 @@ import (
 // FlatCheck is the flatness of one series over the second half of a
 // soak's hold.
 //
-// The rule: fit a least-squares line through the samples taken in the
-// second half of the hold (time on x), take its drift (the slope times the
-// window's length: how far the line climbs or falls across the window),
-// and call the series flat when |drift| ≤ LimitPct % of the series' mean
-// over the window, or ≤ Floor when that is more (a count as small as the
-// node's 20-odd goroutines moves by one or two with any burst of work; a
-// leak of one per replaced session is thousands). The first half is warm-up (the heap reaching its
-// working size, the abandoned sessions of the first minute expiring); a
-// leak shows as a steady climb in the second half however noisy the
-// samples, while a sawtooth (garbage collection, churn) fits a level line.
-// At least four samples are needed, else the check is not flat.
+// The rule: fit a line through the samples taken in the second half of
+// the hold (time on x) by the Theil–Sen estimator (the median of the
+// slopes between every pair of samples), take its drift (the slope times
+// the window's length: how far the line climbs or falls across the
+// window), and call the series flat when |drift| ≤ LimitPct % of the
+// series' median over the window, or ≤ Floor when that is more (a count
+// as small as the node's 20-odd goroutines moves by one or two with any
+// burst of work; a leak of one per replaced session is thousands). The
+// first half is warm-up (the heap reaching its working size, the
+// abandoned sessions of the first minute expiring); a leak shows as a
+// steady climb in the second half however noisy the samples, while a
+// sawtooth (garbage collection, churn) fits a level line. Theil–Sen and
+// not least squares: the goroutines of a node under churn sit at their
+// level in most samples and jump a hundredfold in a few (a burst of
+// reconnects caught by the sample); least squares lets where those few
+// fall tilt the line (the first 30-minute soak, with the machine's load
+// rising from 0 to 35, read +45 % on goroutines whose median was 23
+// from the first window to the last), the median of pairwise slopes
+// ignores up to some 29 % of such samples. At least four samples are
+// needed, else the check is not flat.
 type FlatCheck struct {
 	Series string `json:"series"`
 	// From and To are the window (seconds since the start); Samples how
@@ -31,8 +41,9 @@ type FlatCheck struct {
 	To      float64 `json:"to_s"`
 	Samples int     `json:"samples"`
 	Mean    float64 `json:"mean"`
+	Median  float64 `json:"median"`
 	// SlopePerMin is the fitted line's slope per minute; Drift its rise
-	// over the window; DriftPct that in percent of Mean.
+	// over the window; DriftPct that in percent of Median.
 	SlopePerMin float64 `json:"slope_per_min"`
 	Drift       float64 `json:"drift"`
 	DriftPct    float64 `json:"drift_pct"`
@@ -70,17 +81,47 @@ func Flatness(series string, ts, ys []float64, limitPct, floor float64) FlatChec
 		fc.Note = fmt.Sprintf("%d samples in the second half, fewer than %d", len(wt), minFlatSamples)
 		return fc
 	}
-	slope, mean := linearSlope(wt, wy)
-	fc.Mean = mean
+	slope := theilSen(wt, wy)
+	_, fc.Mean = linearSlope(wt, wy)
+	fc.Median = median(slices.Clone(wy))
 	fc.SlopePerMin = slope * 60
 	fc.Drift = slope * (fc.To - fc.From)
-	if mean == 0 {
-		fc.Note = "mean is zero"
+	if fc.Median == 0 {
+		fc.Note = "median is zero"
 		return fc
 	}
-	fc.DriftPct = 100 * fc.Drift / mean
-	fc.Flat = math.Abs(fc.Drift) <= max(limitPct/100*math.Abs(mean), floor)
+	fc.DriftPct = 100 * fc.Drift / fc.Median
+	fc.Flat = math.Abs(fc.Drift) <= max(limitPct/100*math.Abs(fc.Median), floor)
 	return fc
+}
+
+// maxTheilSen bounds the samples theilSen pairs (n² / 2 slopes): a longer
+// series is thinned evenly to this many first.
+const maxTheilSen = 1000
+
+// theilSen returns the Theil–Sen slope of ys over xs: the median of the
+// slopes of every pair of samples with distinct x; 0 when there is none.
+func theilSen(xs, ys []float64) float64 {
+	if n := len(xs); n > maxTheilSen {
+		tx, ty := make([]float64, maxTheilSen), make([]float64, maxTheilSen)
+		for i := range tx {
+			j := i * (n - 1) / (maxTheilSen - 1)
+			tx[i], ty[i] = xs[j], ys[j]
+		}
+		xs, ys = tx, ty
+	}
+	slopes := make([]float64, 0, len(xs)*(len(xs)-1)/2)
+	for i := range xs {
+		for j := i + 1; j < len(xs); j++ {
+			if dx := xs[j] - xs[i]; dx != 0 {
+				slopes = append(slopes, (ys[j]-ys[i])/dx)
+			}
+		}
+	}
+	if len(slopes) == 0 {
+		return 0
+	}
+	return median(slopes) // sorts slopes, ours
 }
 
 // linearSlope returns the least-squares slope of ys over xs and the mean

@@ -56,9 +56,9 @@ func TestFlatness(t *testing.T) {
 		})
 	}
 	t.Run("floor", func(t *testing.T) {
-		// 20 goroutines, 2 more in the second half's last samples: +10%
-		// of the mean, within a floor of 10.
-		ys := series(func(_ float64, i int) float64 { return 20 + float64(i/110)*2 })
+		// 20 goroutines climbing by 2 across the second half: +10% of the
+		// median, within a floor of 10.
+		ys := series(func(t float64, _ int) float64 { return 20 + 2*max(0, t-300)/300 })
 		if fc := Flatness("goroutines", ts, ys, 5, 10); !fc.Flat || fc.DriftPct < 5 {
 			t.Errorf("got %+v, want flat by the floor with a drift over 5%%", fc)
 		}
@@ -69,6 +69,28 @@ func TestFlatness(t *testing.T) {
 		ys = series(func(t float64, _ int) float64 { return 20 + t/10 })
 		if fc := Flatness("goroutines", ts, ys, 5, 10); fc.Flat {
 			t.Errorf("got %+v, want not flat", fc)
+		}
+	})
+	t.Run("bursts", func(t *testing.T) {
+		// goroutines at 23 but for a burst caught in one sample of six,
+		// more of them late in the window: flat; the same bursts on a
+		// leak of 30 across the window: not flat.
+		burst := func(i int) float64 {
+			if i%6 == 0 && i > 80 {
+				return 1400
+			}
+			return 0
+		}
+		ys := series(func(_ float64, i int) float64 { return 23 + burst(i) })
+		if fc := Flatness("goroutines", ts, ys, 5, 10); !fc.Flat || fc.Median != 23 {
+			t.Errorf("got %+v, want flat at a median of 23", fc)
+		}
+		if _, mean := linearSlope(ts[60:], ys[60:]); mean < 100 {
+			t.Fatalf("mean %g: the bursts should weigh on the mean", mean)
+		}
+		ys = series(func(t float64, i int) float64 { return 23 + max(0, t-300)/10 + burst(i) })
+		if fc := Flatness("goroutines", ts, ys, 5, 10); fc.Flat || math.Abs(fc.Drift-30) > 1 {
+			t.Errorf("got %+v, want not flat, a drift of 30", fc)
 		}
 	})
 	t.Run("too few samples", func(t *testing.T) {
@@ -307,5 +329,38 @@ func TestOpenFDs(t *testing.T) {
 	}
 	if n := openFDs(-1); n != -1 {
 		t.Errorf("openFDs of no process = %d, want -1", n)
+	}
+}
+
+// TestRejudge: a soak result written and read back is judged again with
+// this version's rule, at the limit it recorded, its old verdict replaced.
+func TestRejudge(t *testing.T) {
+	var samples []SoakSample
+	for i := range 40 {
+		g := 23.0
+		if i%6 == 0 && i > 25 {
+			g = 1400 // bursts late in the hold: least squares tilts on them
+		}
+		samples = append(samples, SoakSample{T: float64(5 * i), Phase: "hold", RSSKiB: 1000, Goroutines: g})
+	}
+	in := &SoakResult{Samples: samples, Totals: SoakTotals{Delivered: 5}, Settings: map[string]any{"flat_limit_pct": 5.0},
+		Verdict: "NOT flat, no error", Errors: []string{"stale"}}
+	var buf bytes.Buffer
+	if err := WriteSoakJSON(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ReadSoakJSON(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Rejudge(res)
+	if !res.Pass || res.Verdict != "flat, no error" || len(res.Errors) != 0 || len(res.Flat) != 2 || res.Flat[1].Median != 23 {
+		t.Errorf("judged again: pass %v verdict %q errors %q flat %+v", res.Pass, res.Verdict, res.Errors, res.Flat)
+	}
+	if _, err := ReadSoakJSON(strings.NewReader(`{"samples": []}`)); err == nil {
+		t.Error("a result without samples read without error")
+	}
+	if _, err := ReadSoakJSON(strings.NewReader(`{"samples": [`)); err == nil {
+		t.Error("truncated JSON read without error")
 	}
 }

@@ -32,8 +32,8 @@ func WriteSoakSummary(w io.Writer, r *SoakResult) {
 		if f.Floor > 0 {
 			limit += fmt.Sprintf(" or ±%g", f.Floor)
 		}
-		fmt.Fprintf(w, "  %-10s %s: mean %.0f, slope %+.1f/min, drift %+.0f (%+.2f%% of the mean, limit %s) over %.0f–%.0fs, %d samples%s\n",
-			f.Series, verdict, f.Mean, f.SlopePerMin, f.Drift, f.DriftPct, limit, f.From, f.To, f.Samples, note(f.Note))
+		fmt.Fprintf(w, "  %-10s %s: median %.0f (mean %.0f), Theil–Sen slope %+.1f/min, drift %+.0f (%+.2f%% of the median, limit %s) over %.0f–%.0fs, %d samples%s\n",
+			f.Series, verdict, f.Median, f.Mean, f.SlopePerMin, f.Drift, f.DriftPct, limit, f.From, f.To, f.Samples, note(f.Note))
 	}
 	t := r.Totals
 	fmt.Fprintf(w, "  published %d (failed %d), delivered %d; replaced %d (left %d, dropped %d, reconnected with the old clientId %d)\n",
@@ -64,4 +64,29 @@ func note(s string) string {
 		return ""
 	}
 	return " (" + s + ")"
+}
+
+// ReadSoakJSON reads a soak's result as WriteSoakJSON wrote it.
+func ReadSoakJSON(r io.Reader) (*SoakResult, error) {
+	var res SoakResult
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&res); err != nil {
+		return nil, fmt.Errorf("read soak result: %w", err)
+	}
+	if len(res.Samples) == 0 {
+		return nil, fmt.Errorf("read soak result: no samples")
+	}
+	return &res, nil
+}
+
+// Rejudge judges a recorded soak again with this version's rule (its
+// flatness checks, errors and verdict replaced), at the flat limit the run
+// was made with (5 % when it recorded none).
+func Rejudge(res *SoakResult) {
+	limit := 5.0
+	if v, ok := res.Settings["flat_limit_pct"].(float64); ok && v > 0 && v <= 100 {
+		limit = v
+	}
+	res.Flat, res.Errors, res.Pass, res.Verdict = nil, nil, false, ""
+	judgeSoak(res, limit)
 }

@@ -174,9 +174,14 @@ func decide(plan *Plan, st *State, obs Observation, t Timing) Decision {
 	if f := failed(obs.Round); f != "" {
 		return Decision{Step: s, Fail: "check " + f, Checks: obs.Round}
 	}
-	if st.Rollback && st.Placement != nil {
+	if st.Placement != nil && (st.Rollback || s.Kind == StepWindow && obs.Now.Before(s.NotBefore)) {
 		// A rollback first gives the nodes the change cordoned their
-		// readiness back: those it keeps take clients again.
+		// readiness back: those it keeps take clients again. So does a
+		// change that waits for its next window (the seed's runs a day
+		// apart): old nodes cordoned since the last batch would stand
+		// unhealthy in the target group for hours, with their alarms,
+		// while they serve everyone. The next batch cordons them again
+		// before it drains, so a client moves once within a window.
 		var live []string
 		for id := range st.Placement.Cordoned {
 			if in, ok := obs.Group.Instance(id); ok && in.Live() {

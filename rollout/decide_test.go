@@ -293,6 +293,8 @@ func TestDecideEveryKind(t *testing.T) {
 		{name: "batch: no checks, drain at once", plan: twoPhases, st: State{Steps: []Step{warmBatch}}, want: "drain/i-1"},
 		{name: "window: wait", st: State{Steps: []Step{{Kind: StepWindow, Phase: 1, NotBefore: now.Add(time.Hour)}}}, want: "wait: window opens at 2019-08-19T08:00:00Z"},
 		{name: "window: detach", st: State{Steps: []Step{{Kind: StepWindow, Phase: 1, NotBefore: now.Add(time.Hour)}}}, timing: func(t *Timing) { t.Detach = true }, want: "detach until 2019-08-19T08:00:00Z"},
+		{name: "window: uncordon before the wait", st: State{Placement: &PlacementState{On: true, Cordoned: map[string]time.Time{"i-1": now}}, Steps: []Step{{Kind: StepWindow, Phase: 1, NotBefore: now.Add(time.Hour)}}}, timing: func(t *Timing) { t.Detach = true }, want: "uncordon/i-1[i-1]"},
+		{name: "window: open, the cordon stays", st: State{Placement: &PlacementState{On: true, Cordoned: map[string]time.Time{"i-1": now}}, Steps: []Step{{Kind: StepWindow, Phase: 1, NotBefore: now.Add(-time.Second)}}}, want: "done"},
 		{name: "bake", st: State{Steps: []Step{{Kind: StepBake, Phase: 0, Duration: time.Minute}}}, want: "wait: baking until"},
 		{name: "unprotect", st: State{Steps: []Step{{Kind: StepUnprotect, Phase: 0, IDs: []string{"i-1", "i-2"}}}}, want: "unprotect[i-1 i-2]"},
 		{name: "phase past its deadline", st: State{Steps: []Step{{Kind: StepBake, Phase: 0, Duration: time.Hour, Progress: Progress{Started: now.Add(-16 * time.Minute)}}}}, want: "fail: phase canary missed its deadline of 15m0s"},

@@ -576,11 +576,23 @@ func newAndOld(s Step, g Group) (newIDs, oldIDs []string) {
 	return newIDs, oldIDs
 }
 
+// endFleet is how many instances the change ends with: the group's
+// desired capacity when it began, and the canaries the plan keeps.
+func (p *Plan) endFleet(initial int) int {
+	n := initial
+	for _, ph := range p.Phases {
+		if ph.Canary > 0 && ph.KeepCanary {
+			n += ph.Canary
+		}
+	}
+	return n
+}
+
 // steerTarget is the clients a new instance should end a batch with: the
-// end fleet's mean, or more when this batch's new instances must hold
+// end fleet's mean (over final instances), or more when this batch's new instances must hold
 // more (the clients on new instances and on the batch's targets over the
 // new instances now).
-func steerTarget(st *State, s Step, obs Observation, newIDs []string) int {
+func steerTarget(s Step, obs Observation, newIDs []string, final int) int {
 	total := 0
 	for id := range obs.Nodes {
 		if in, ok := obs.Group.Instance(id); ok && in.Lifecycle != "Terminated" {
@@ -588,7 +600,7 @@ func steerTarget(st *State, s Step, obs Observation, newIDs []string) int {
 			total += c
 		}
 	}
-	final := max(st.InitialDesired, 1)
+	final = max(final, 1)
 	t := (total + final - 1) / final
 	if len(newIDs) > 0 {
 		onNew := sum(obs, newIDs)
@@ -606,13 +618,13 @@ func steerTarget(st *State, s Step, obs Observation, newIDs []string) int {
 // steer cordons the new instances at or above the target less a margin
 // (the clients that still arrive while the load balancer's health check
 // catches up), and uncordons those below; never every new instance.
-func steer(st *State, s Step, obs Observation, t Timing) (*PlacementState, []Effect, []DecisionEvent) {
+func steer(st *State, s Step, obs Observation, t Timing, final int) (*PlacementState, []Effect, []DecisionEvent) {
 	pl := st.Placement
 	newIDs, _ := newAndOld(s, obs.Group)
 	if len(newIDs) < 2 {
 		return pl, nil, nil
 	}
-	target := steerTarget(st, s, obs, newIDs)
+	target := steerTarget(s, obs, newIDs, final)
 	below := 0
 	for _, id := range newIDs {
 		if c, _ := conns(obs, id); c < target {
@@ -709,7 +721,7 @@ func decidePlaced(plan *Plan, st *State, s Step, d Decision, obs Observation, t 
 		if !pspec.MoveOnce {
 			oldIDs = nil
 		}
-		npl, steerEffs, evs := steer(st, ds, obs, t)
+		npl, steerEffs, evs := steer(st, ds, obs, t, plan.endFleet(st.InitialDesired))
 		npl, effs := cordonEffect(st, npl, oldIDs, obs.Now)
 		effs = append(effs, steerEffs...)
 		if len(effs) > 0 {
@@ -742,7 +754,7 @@ func decidePlaced(plan *Plan, st *State, s Step, d Decision, obs Observation, t 
 	}
 	if len(ds.Drains) > 0 && !d.Done && len(d.Effects) == 0 {
 		// Draining: steer the released clients.
-		if npl, effs, evs := steer(st, ds, obs, t); len(effs) > 0 {
+		if npl, effs, evs := steer(st, ds, obs, t, plan.endFleet(st.InitialDesired)); len(effs) > 0 {
 			return Decision{Step: ds, Placement: npl, Effects: effs, Events: evs}
 		}
 		d.Step = ds

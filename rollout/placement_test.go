@@ -456,12 +456,17 @@ func TestSteer(t *testing.T) {
 		target   int
 		cordoned []string
 		want     string // effects
+		final    int    // the end fleet, 0: the group's 8
 	}{
-		{"first batch: none near its share", []int{0, 0, 0, 0}, 1110, nil, ""},
-		{"first batch: near the share", []int{270, 200, 240, 100}, 300, nil, "cordon/i-1,i-3"},
-		{"every one at its share: the least loaded stays open", []int{278, 278, 278, 277}, 0, nil, "cordon/i-1,i-2,i-3"},
-		{"second batch: the first batch's at their share, fresh ones fill", []int{277, 277, 278, 278, 0, 0, 0, 0}, 888, nil, "cordon/i-1,i-2,i-3,i-4"},
-		{"a cordoned one below again is uncordoned", []int{100, 277, 278, 278, 0, 0, 0, 0}, 888, []string{"i-1", "i-2"}, "cordon/i-3,i-4 uncordon/i-1"},
+		{"first batch: none near its share", []int{0, 0, 0, 0}, 1110, nil, "", 0},
+		{"first batch: near the share", []int{270, 200, 240, 100}, 300, nil, "cordon/i-1,i-3", 0},
+		{"every one at its share: the least loaded stays open", []int{278, 278, 278, 277}, 0, nil, "cordon/i-1,i-2,i-3", 0},
+		{"second batch: the first batch's at their share, fresh ones fill", []int{277, 277, 278, 278, 0, 0, 0, 0}, 888, nil, "cordon/i-1,i-2,i-3,i-4", 0},
+		{"a cordoned one below again is uncordoned", []int{100, 277, 278, 278, 0, 0, 0, 0}, 888, []string{"i-1", "i-2"}, "cordon/i-3,i-4 uncordon/i-1", 0},
+		// A kept canary makes the end fleet 9: 2,070 clients are 230 each
+		// over 9, 259 over 8; the canary (the 9th, empty here) must fill.
+		{"end fleet of 8: none at its share", []int{230, 230, 230, 230, 230, 230, 230, 230, 0}, 230, nil, "", 0},
+		{"a kept canary: the end fleet of 9's share", []int{230, 230, 230, 230, 230, 230, 230, 230, 0}, 230, nil, "cordon/i-1,i-2,i-3,i-4,i-5,i-6,i-7,i-8", 9},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -475,7 +480,11 @@ func TestSteer(t *testing.T) {
 				st.Journal = append(st.Journal, JournalEntry{Status: "done", Effect: Effect{Kind: EffCordon, IDs: []string{id}}})
 			}
 			s := Step{Kind: StepBatch, Image: "ami-new", Targets: []string{"i-old"}, Progress: Progress{Terminated: map[string]time.Time{}}}
-			_, effs, _ := steer(st, s, obs, timing)
+			final := tc.final
+			if final == 0 {
+				final = st.InitialDesired
+			}
+			_, effs, _ := steer(st, s, obs, timing, final)
 			var got []string
 			for _, e := range effs {
 				got = append(got, e.Key)

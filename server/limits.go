@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -335,6 +336,26 @@ func (s *Server) allowedOrigin(origin string) bool {
 		}
 	}
 	return false
+}
+
+// websocketOrigin reports whether a websocket upgrade may proceed. A
+// browser sends its page's Origin with every websocket and, unlike a
+// cross-origin POST, does not ask the server first: a page on any site
+// could open a websocket to the node with the user's cookies (cross-site
+// websocket hijacking, for a node behind a load balancer that
+// authenticates by cookie). So with CORSOrigins set, an upgrade whose
+// Origin is neither listed nor the node's own host (same origin) is
+// refused with 403, as Centrifugo's allowed_origins and gorilla's
+// CheckOrigin do. A request without Origin is not a browser's (faye's
+// and halley's Node.js clients, CometD's Java client) and proceeds, and so
+// does every upgrade when CORSOrigins is empty (Faye's behaviour).
+func (s *Server) websocketOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.allowedOrigin(origin) {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 }
 
 // NewHTTPServer returns the http.Server that serves the node's Handler,

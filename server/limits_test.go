@@ -625,3 +625,49 @@ func TestMetricsOnTheirOwn(t *testing.T) {
 		t.Fatalf("default /metrics: wsfleet_limit{max_connections} = %v", v)
 	}
 }
+
+// TestWebsocketOrigin: with an allow-list, a browser's websocket (it
+// carries Origin) from an origin not listed, nor the node's own, is
+// refused before the upgrade; clients without Origin and the default
+// (no list) are not.
+func TestWebsocketOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		origins []string
+		origin  string // "self": the node's own host
+		want    int
+	}{
+		{"default, any origin", nil, "http://evil.example", http.StatusSwitchingProtocols},
+		{"listed", []string{"http://app.example"}, "http://app.example", http.StatusSwitchingProtocols},
+		{"listed, other case", []string{"http://app.example"}, "http://APP.example", http.StatusSwitchingProtocols},
+		{"not listed", []string{"http://app.example"}, "http://evil.example", http.StatusForbidden},
+		{"not listed, a null origin", []string{"http://app.example"}, "null", http.StatusForbidden},
+		{"same origin", []string{"http://app.example"}, "self", http.StatusSwitchingProtocols},
+		{"no Origin: not a browser", []string{"http://app.example"}, "", http.StatusSwitchingProtocols},
+		{"any", []string{"*"}, "http://evil.example", http.StatusSwitchingProtocols},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := startNode(t, func(c *Config) { c.CORSOrigins = tc.origins })
+			req, _ := http.NewRequest("GET", n.url+"/bayeux", nil)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+			switch tc.origin {
+			case "":
+			case "self":
+				req.Header.Set("Origin", "http://"+req.URL.Host)
+			default:
+				req.Header.Set("Origin", tc.origin)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+}

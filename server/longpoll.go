@@ -21,6 +21,12 @@ import (
 func (s *Server) serveBayeux(w http.ResponseWriter, r *http.Request) {
 	s.faultDelay(r)
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if !s.websocketOrigin(r) {
+			s.met.errorCode(http.StatusForbidden)
+			s.log.Debug("websocket upgrade refused", "origin", r.Header.Get("Origin"))
+			http.Error(w, "origin not allowed", http.StatusForbidden)
+			return
+		}
 		s.serveWS(w, r)
 		return
 	}

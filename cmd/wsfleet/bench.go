@@ -17,7 +17,7 @@ import (
 
 func init() {
 	register("bench", "benchmark the ws node against Faye's own Node.js server and Centrifugo",
-		"wsfleet bench --quick\nwsfleet bench --servers wsfleet --scenarios fanout --rates 10000,50000\nwsfleet bench takeover --clients 1000 --rates 200,all", runBench)
+		"wsfleet bench --quick\nwsfleet bench --servers wsfleet --scenarios fanout --rates 10000,50000\nwsfleet bench takeover --clients 1000 --rates 200,all\nwsfleet bench soak --duration 30m --out docs/soak --nats-server .cache/nats-server/v2.15.2/nats-server", runBench)
 }
 
 // benchPinnedEnv marks the re-executed, pinned generator process.

@@ -412,7 +412,7 @@ func TestCompletionFlagsAreTheCommandsOwn(t *testing.T) {
 // TestEveryCommandHelpHasAnExample: `wsfleet CMD -h` exits 0 and shows a
 // usage line, the flags and at least one example that runs the command.
 func TestEveryCommandHelpHasAnExample(t *testing.T) {
-	cases := [][]string{{"state", "push", "-h"}}
+	cases := [][]string{{"state", "push", "-h"}, {"bench", "takeover", "-h"}, {"bench", "soak", "-h"}}
 	for _, name := range sortedCommands() {
 		cases = append(cases, []string{name, "-h"})
 	}
@@ -423,12 +423,19 @@ func TestEveryCommandHelpHasAnExample(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, stderr.String())
 			}
 			help := stdout.String() + stderr.String()
-			if !strings.HasPrefix(help, "usage: wsfleet "+args[0]) {
+			name := strings.Join(args[:len(args)-1], " ")
+			if !strings.HasPrefix(help, "usage: wsfleet "+name+" ") {
 				t.Errorf("no usage line:\n%s", help)
 			}
+			if sub, ok := subSummaries[name]; ok && !strings.Contains(help, "\n"+sub+"\n") {
+				t.Errorf("-h of %s does not say what it does (%q):\n%s", name, sub, help)
+			}
 			_, examples, ok := strings.Cut(help, "\nexamples:\n")
-			if !ok || !strings.Contains(examples, "wsfleet "+args[0]) {
-				t.Errorf("no example of wsfleet %s:\n%s", args[0], help)
+			if !ok || !strings.Contains(examples, "wsfleet "+name) {
+				t.Errorf("no example of wsfleet %s:\n%s", name, help)
+			}
+			if _, sub := subSummaries[name]; sub {
+				return // commandFlags knows the parent's flags only
 			}
 			if fs, err := commandFlags(args[0]); err == nil {
 				fs.VisitAll(func(f *flag.Flag) {

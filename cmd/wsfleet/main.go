@@ -133,19 +133,56 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 func commandUsage(fs *flag.FlagSet, name string) {
 	w := fs.Output()
 	cmd := commands[strings.Fields(name)[0]]
-	fmt.Fprintf(w, "usage: wsfleet %s [flags]\n\n%s\n", name, cmd.summary)
+	summary := cmd.summary
+	if s, ok := subSummaries[name]; ok {
+		summary = s
+	}
+	fmt.Fprintf(w, "usage: wsfleet %s [flags]\n\n%s\n", name, summary)
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	if n > 0 {
 		fmt.Fprintln(w, "\nflags:")
 		fs.PrintDefaults()
 	}
-	if cmd.example != "" {
-		fmt.Fprintln(w, "\nexamples:")
-		for _, line := range strings.Split(strings.TrimSpace(cmd.example), "\n") {
-			fmt.Fprintf(w, "  %s\n", strings.TrimSpace(line))
+	var examples []string
+	for _, line := range strings.Split(strings.TrimSpace(cmd.example), "\n") {
+		if line = strings.TrimSpace(line); line != "" && exampleOf(line, name) {
+			examples = append(examples, line)
 		}
 	}
+	if len(examples) > 0 {
+		fmt.Fprintln(w, "\nexamples:")
+		for _, line := range examples {
+			fmt.Fprintf(w, "  %s\n", line)
+		}
+	}
+}
+
+// subSummaries is what a command's subcommand does, for its -h: the
+// command's own summary would describe the parent ("bench" is the
+// servers side by side, "bench soak" one long run).
+var subSummaries = map[string]string{
+	"bench takeover": "benchmark take-overs: clients moved by a real drain from one node into another, per second and per core, with the gaps they see, against fresh handshakes",
+	"bench soak":     "hold 10,000 sessions on a ws node with churn and fan-out for a long run, and fail unless RSS and goroutines stay flat and nothing failed",
+}
+
+// exampleOf reports whether an example line belongs to command name: a
+// subcommand's -h shows its own examples, the command's shows those of
+// no subcommand.
+func exampleOf(line, name string) bool {
+	f := strings.Fields(strings.TrimPrefix(line, "wsfleet "))
+	parts := strings.Fields(name)
+	if len(parts) > 1 {
+		return len(f) > 1 && f[1] == parts[1]
+	}
+	if len(f) > 1 {
+		for sub := range subSummaries {
+			if sub == name+" "+f[1] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // parseFlags parses args and wraps a parse error as a usage error. For a

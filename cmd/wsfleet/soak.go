@@ -31,8 +31,12 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	natsServer := fs.String("nats-server", "", "nats-server binary the node joins (default: nats-server on PATH)")
 	binary := fs.String("wsfleet", "", "wsfleet binary to run as the node (default: this one)")
 	serverLog := fs.String("server-log", "", "append the node's and the nats-server's logs to this file (default: dropped)")
+	judge := fs.String("judge", "", "judge a recorded run (its soak.json) again with this version's rule instead of running one: print its summary and rewrite --out's files")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *judge != "" {
+		return rejudgeSoak(*judge, *out, stdout, stderr)
 	}
 	if *binary == "" {
 		self, err := os.Executable()
@@ -74,6 +78,33 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if err != nil {
 		return fmt.Errorf("soak: %w", err)
+	}
+	if !res.Pass {
+		return fmt.Errorf("soak: %s", res.Verdict)
+	}
+	return nil
+}
+
+// rejudgeSoak is `bench soak --judge FILE`: a recorded run judged again
+// (bench.Rejudge), its summary printed and, unless out is empty, its
+// soak.json and soak.svg written there with the new verdict.
+func rejudgeSoak(path, out string, stdout, stderr io.Writer) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("soak --judge: %w", err)
+	}
+	res, err := bench.ReadSoakJSON(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("soak --judge %s: %w", path, err)
+	}
+	bench.Rejudge(res)
+	bench.WriteSoakSummary(stdout, res)
+	if out != "" {
+		if err := writeSoakFiles(out, res); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "soak: judged again into %s\n", out)
 	}
 	if !res.Pass {
 		return fmt.Errorf("soak: %s", res.Verdict)

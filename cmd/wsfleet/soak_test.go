@@ -22,6 +22,7 @@ func TestBenchSoakArgs(t *testing.T) {
 		{"bad flag", []string{"soak", "--no-such-flag"}, true, ""},
 		{"bench flag", []string{"soak", "--quick"}, true, ""},
 		{"no nats-server", []string{"soak", "--duration", "1s", "--out", "", "--nats-server", filepath.Join(t.TempDir(), "nats-server")}, false, "nats-server"},
+		{"judge: no such file", []string{"soak", "--judge", filepath.Join(t.TempDir(), "soak.json"), "--out", ""}, false, "soak.json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
