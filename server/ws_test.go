@@ -187,24 +187,7 @@ func TestDeliveryBackpressure(t *testing.T) {
 				}
 				ss.deliver(m)
 			}
-			c.SetReadDeadline(time.Now().Add(20 * time.Second))
-			var next uint64 = 1
-			for next <= total {
-				b, err := wsutil.ReadServerText(c)
-				if err != nil {
-					t.Fatalf("reading delivery %d: %v", next, err)
-				}
-				var ms []msg
-				if err := json.Unmarshal(b, &ms); err != nil {
-					t.Fatalf("frame %.200s: %v", b, err)
-				}
-				for _, m := range ms {
-					if seqOf(m) != next || m["data"] != text {
-						t.Fatalf("delivery %d: seq %d, %d bytes of data", next, seqOf(m), len(fmt.Sprint(m["data"])))
-					}
-					next++
-				}
-			}
+			readDeliveries(t, c, total, text)
 		})
 	}
 }
@@ -247,6 +230,13 @@ func TestDeliverySharedFrameRest(t *testing.T) {
 		t.Fatalf("%d deliveries went out at once: the socket never filled", seq-1)
 	}
 	total := seq - 1
+	readDeliveries(t, c, total, text)
+}
+
+// readDeliveries reads deliveries 1..total from c, each whole and in
+// order, with data text.
+func readDeliveries(t *testing.T, c net.Conn, total uint64, text string) {
+	t.Helper()
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	for next := uint64(1); next <= total; {
 		b, err := wsutil.ReadServerText(c)

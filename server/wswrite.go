@@ -133,16 +133,10 @@ func (w *sockWriter) writeTextFunc(n int, fill func([]byte) []byte) error {
 // of the frame: the rest is kept and written first by the next flush or
 // write, which the caller must start.
 func (w *sockWriter) tryWriteTextFunc(n int, fill func([]byte) []byte, now time.Time) (pending, ok bool, err error) {
-	if w.raw == nil || !w.mu.TryLock() {
-		return false, false, nil
+	if ok, err := w.tryLock(); !ok || err != nil {
+		return false, ok, err
 	}
 	defer w.mu.Unlock()
-	if w.closeSent {
-		return false, true, net.ErrClosed
-	}
-	if w.rest != nil {
-		return false, false, nil
-	}
 	fb, err := buildFrame(n, fill)
 	if err != nil {
 		return false, true, err
@@ -156,19 +150,32 @@ func (w *sockWriter) tryWriteTextFunc(n int, fill func([]byte) []byte, now time.
 // takes it from where it is, with no copy. Only what a socket did not
 // take is copied, to be written later.
 func (w *sockWriter) tryWriteFrame(frame []byte, now time.Time) (pending, ok bool, err error) {
-	if w.raw == nil || !w.mu.TryLock() {
-		return false, false, nil
+	if ok, err := w.tryLock(); !ok || err != nil {
+		return false, ok, err
 	}
 	defer w.mu.Unlock()
-	if w.closeSent {
-		return false, true, net.ErrClosed
-	}
-	if w.rest != nil {
-		return false, false, nil
-	}
 	fb := framePool.Get().(*frameBuf)
 	fb.src = frame
 	return w.tryWriteLocked(fb, true, now)
+}
+
+// tryLock takes w for a write that must not wait: ok is false when the
+// socket is another writer's (or has no descriptor, or a rest to write
+// first); err is set, with ok, once a close frame went out. w is locked
+// only when ok is true and err nil.
+func (w *sockWriter) tryLock() (ok bool, err error) {
+	if w.raw == nil || !w.mu.TryLock() {
+		return false, nil
+	}
+	if w.closeSent {
+		w.mu.Unlock()
+		return true, net.ErrClosed
+	}
+	if w.rest != nil {
+		w.mu.Unlock()
+		return false, nil
+	}
+	return true, nil
 }
 
 // tryWriteLocked writes fb.src without blocking and keeps what the
