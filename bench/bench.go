@@ -159,8 +159,19 @@ type IdleResult struct {
 	RSSBeforeKiB  int64   `json:"rss_before_kib"`
 	RSSAfterKiB   int64   `json:"rss_after_kib"`
 	PerSessionKiB float64 `json:"per_session_kib"`
-	OpenSeconds   float64 `json:"open_seconds"`
-	Error         string  `json:"error,omitempty"`
+	// AnonPerSessionKiB is the growth of the anonymous part of the RSS
+	// (RssAnon) alone, per session: VmRSS also counts the executable's
+	// pages the sessions' code touched for the first time, once (about
+	// 3 MB for the ws node), which do not grow with the sessions. The
+	// targets are on PerSessionKiB.
+	AnonPerSessionKiB float64 `json:"anon_per_session_kib"`
+	OpenSeconds       float64 `json:"open_seconds"`
+	// GC is the ws node's collector setting, as its runtime reports it on
+	// /metrics (go_gc_gogc_percent, go_gc_gomemlimit_bytes) while the
+	// sessions are open: the idle figure depends on it. Empty for the
+	// other servers.
+	GC    string `json:"gc,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // FanoutStep is one rate of scenario (b).
@@ -395,6 +406,7 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	r := &IdleResult{Sessions: o.IdleSessions}
 	settle(ctx, o.Settle)
 	r.RSSBeforeKiB = rssKiB(p.pid())
+	anon0 := statusKiB(p.pid(), "RssAnon:")
 	var st genStats
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -417,11 +429,20 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	}
 	settle(ctx, o.Settle)
 	r.RSSAfterKiB = rssKiB(p.pid())
+	anon1 := statusKiB(p.pid(), "RssAnon:")
 	if r.Opened > 0 {
 		r.PerSessionKiB = float64(r.RSSAfterKiB-r.RSSBeforeKiB) / float64(r.Opened)
+		r.AnonPerSessionKiB = float64(anon1-anon0) / float64(r.Opened)
 	}
-	fmt.Fprintf(o.Progress, "idle   %-10s %d/%d sessions in %.1fs, RSS %d → %d KiB, %.1f KiB/session\n",
-		kind, r.Opened, r.Sessions, r.OpenSeconds, r.RSSBeforeKiB, r.RSSAfterKiB, r.PerSessionKiB)
+	if kind == "wsfleet" {
+		gc, err := nodeGC(ctx, p.Addr)
+		if err != nil {
+			gc = "unknown: " + err.Error()
+		}
+		r.GC = gc
+	}
+	fmt.Fprintf(o.Progress, "idle   %-10s %d/%d sessions in %.1fs, RSS %d → %d KiB, %.1f KiB/session (anonymous %.1f) %s\n",
+		kind, r.Opened, r.Sessions, r.OpenSeconds, r.RSSBeforeKiB, r.RSSAfterKiB, r.PerSessionKiB, r.AnonPerSessionKiB, r.GC)
 	return r, nil
 }
 
@@ -860,6 +881,9 @@ func WriteTable(w io.Writer, r *Result) {
 	for _, kind := range slices.Sorted(maps.Keys(r.Skipped)) {
 		fmt.Fprintf(w, "%s skipped: %s\n", kind, r.Skipped[kind])
 	}
+	if x := r.Idle["wsfleet"]; x != nil && x.GC != "" {
+		fmt.Fprintf(w, "wsfleet's collector in the idle run (its default): %s\n", x.GC)
+	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "\ntargets (issue 22):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -937,14 +961,57 @@ func settle(ctx context.Context, d time.Duration) {
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
+// nodeGC reads a ws node's collector setting from its /metrics: GOGC and
+// the soft memory limit, as the node's Go runtime reports them.
+func nodeGC(ctx context.Context, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return "", fmt.Errorf("node GC setting: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("node GC setting: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("node GC setting: %w", err)
+	}
+	gogc, limit := "", ""
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, "go_gc_gogc_percent "); ok {
+			gogc = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "go_gc_gomemlimit_bytes "); ok {
+			limit = strings.TrimSpace(v)
+		}
+	}
+	if gogc == "" || limit == "" {
+		return "", errors.New("node GC setting: not on /metrics")
+	}
+	out := "GOGC " + gogc
+	if l, err := strconv.ParseFloat(limit, 64); err == nil && l < math.MaxInt64/2 {
+		out += fmt.Sprintf(", memory limit %.0f MiB", l/(1<<20))
+	} else {
+		out += ", no memory limit"
+	}
+	return out, nil
+}
+
 // rssKiB reads a process's resident set size from /proc.
-func rssKiB(pid int) int64 {
+func rssKiB(pid int) int64 { return statusKiB(pid, "VmRSS:") }
+
+// statusKiB reads one KiB figure (field, e.g. "RssAnon:") of a process's
+// /proc status.
+func statusKiB(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			f := strings.Fields(v)
 			if len(f) > 0 {
 				n, _ := strconv.ParseInt(f[0], 10, 64)

@@ -57,6 +57,9 @@ func TestProcReaders(t *testing.T) {
 	if rss := rssKiB(os.Getpid()); rss <= 0 {
 		t.Fatalf("rss %d", rss)
 	}
+	if anon, rss := statusKiB(os.Getpid(), "RssAnon:"), rssKiB(os.Getpid()); anon <= 0 || anon > rss {
+		t.Fatalf("anonymous rss %d of %d", anon, rss)
+	}
 	if c := procCPU(os.Getpid()); c <= 0 {
 		t.Fatalf("proc cpu %v", c)
 	}
@@ -120,6 +123,9 @@ func TestRunTiny(t *testing.T) {
 		}
 		if r := res.Idle[kind]; r == nil || r.Opened != 50 || r.RSSAfterKiB <= 0 {
 			t.Errorf("idle %s: %+v", kind, r)
+		} else if gc := r.GC; (kind == "wsfleet") != strings.HasPrefix(gc, "GOGC ") {
+			// the node's collector setting is part of its idle figure
+			t.Errorf("idle %s: collector setting %q", kind, gc)
 		}
 		if c := res.Fanout[kind]; c == nil || len(c.Steps) == 0 || c.Steps[0].DeliveredPerSec <= 0 || c.Steps[0].P99Ms <= 0 {
 			t.Errorf("fanout %s: %+v", kind, c)
@@ -131,7 +137,7 @@ func TestRunTiny(t *testing.T) {
 	var out bytes.Buffer
 	WriteTable(&out, res)
 	for _, want := range []string{"figure", "idle: RSS per session", "fan-out: highest sustained", "churn: handshakes/s", "latency curve, faye",
-		"latency curve, bare", "µs per delivery at 400/s", "targets (issue 22):"} {
+		"latency curve, bare", "µs per delivery at 400/s", "targets (issue 22):", "wsfleet's collector in the idle run"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

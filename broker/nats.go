@@ -88,6 +88,14 @@ type NATSOptions struct {
 	// interest subscription's consumer: interest changes made meanwhile
 	// are coalesced into the next switch; default 20ms.
 	SwitchInterval time.Duration
+	// MaxFilterSubjects is the most patterns an interest subscription's
+	// consumer filters on; with more it reads the whole stream and
+	// filters locally, as on a server without multi-subject consumers.
+	// nats-server checks a consumer's filter subjects pairwise
+	// (checkConsumerCfg) on every create, so a switch costs the square of
+	// the filters: at 1,000 rooms a node the demo's embedded server spent
+	// its core there and clients were opened at 40/s. Default 256.
+	MaxFilterSubjects int
 	// Logger receives connection state changes; default discards.
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -126,6 +134,9 @@ func (o *NATSOptions) setDefaults() {
 	def(&o.ReconnectMaxWait, 5*time.Second)
 	def(&o.PingInterval, 10*time.Second)
 	def(&o.SwitchInterval, 20*time.Millisecond)
+	if o.MaxFilterSubjects <= 0 {
+		o.MaxFilterSubjects = 256
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

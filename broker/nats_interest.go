@@ -70,6 +70,12 @@ type natsInterestSub struct {
 		err       error       // that switch's error
 		done      chan struct{}
 		lastAt    time.Time
+		// next is what the switch under way read (nextRead: it has read
+		// it): the patterns it keeps reading, so that a Want whose
+		// patterns both the running consumer and next cover waits for
+		// nothing.
+		next     interestSet
+		nextRead bool
 	}
 	switches atomic.Uint64
 }
@@ -117,7 +123,15 @@ func (s *natsInterestSub) Want(ctx context.Context, patterns []string) error {
 		s.sw.Unlock()
 		return ErrClosed
 	}
-	if !s.sw.pending && !s.sw.switching && s.sw.covered.coversAll(patterns) {
+	if s.sw.err == nil && s.sw.covered.coversAll(patterns) && (!s.sw.switching || s.sw.nextRead && s.sw.next.coversAll(patterns)) {
+		// The consumer reads the patterns now (the last switch did not
+		// fail), and goes on reading them: a switch under way read an
+		// interest that has them, and one still pending reads the
+		// interest after the caller indexed them (it calls Want after
+		// indexAdd), so it has them too. Waiting for those switches
+		// made every take-over on a node that was still adding
+		// channels (a new instance receiving a drain's clients) wait
+		// for one or two consumer switches.
 		s.sw.Unlock()
 		return nil
 	}
@@ -188,17 +202,20 @@ func (s *natsInterestSub) loop() {
 			}
 		}
 		s.sw.Lock()
-		s.sw.pending, s.sw.switching = false, true
+		s.sw.pending, s.sw.switching, s.sw.nextRead = false, true, false
 		g := s.sw.reqGen
 		s.sw.Unlock()
 
 		pats := reducePatterns(s.patternsWanted())
+		s.sw.Lock()
+		s.sw.next, s.sw.nextRead = newInterestSet(false, pats), true
+		s.sw.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.b.opts.PublishTimeout)
 		all, err := s.apply(ctx, pats)
 		cancel()
 
 		s.sw.Lock()
-		s.sw.switching = false
+		s.sw.switching, s.sw.nextRead = false, false
 		s.sw.lastAt = s.b.opts.Now()
 		if err == nil {
 			s.sw.covered = newInterestSet(all && s.whole, pats)
@@ -222,11 +239,12 @@ func (s *natsInterestSub) patternsWanted() []string {
 }
 
 // filters returns the filter subjects for the reduced patterns pats, and
-// whether they are the whole stream (WholeStream, or several patterns on
+// whether they are the whole stream (WholeStream, more patterns than
+// MaxFilterSubjects, or several patterns on
 // a server that takes one filter per consumer).
 func (s *natsInterestSub) filters(pats []string) ([]string, bool, error) {
 	b := s.b
-	if s.whole || (len(pats) > 1 && !b.multiFilter.Load()) {
+	if s.whole || (len(pats) > 1 && !b.multiFilter.Load()) || len(pats) > b.opts.MaxFilterSubjects {
 		return []string{b.opts.SubjectPrefix + ".>"}, true, nil
 	}
 	out := make([]string, 0, len(pats))

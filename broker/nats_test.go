@@ -193,16 +193,14 @@ func TestNATSCloseWhileDelivering(t *testing.T) {
 	}
 }
 
-// TestNATSInterestSwitchesLeaveNoConsumers switches an interest
-// subscription many times: each switch stops an ordered consumer, whose
-// server-side consumer must be deleted rather than left to the server's
-// inactivity reaper (minutes, thousands of them on a busy node).
-func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
-	e := startNATS(t, t.TempDir())
-	b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "switcher", SwitchInterval: time.Millisecond})
+// subscribeInterest subscribes h to b by interest, with the patterns
+// given at first and then those the returned function sets; the
+// subscription stops with the test.
+func subscribeInterest(t *testing.T, b *broker.NATS, h func(broker.Message), initial ...string) (broker.InterestSub, func(...string)) {
+	t.Helper()
 	var mu sync.Mutex
-	pats := []string{}
-	sub, err := b.SubscribeInterest(context.Background(), func(broker.Message) {}, func() []string {
+	pats := slices.Clone(initial)
+	sub, err := b.SubscribeInterest(context.Background(), h, func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(pats)
@@ -210,33 +208,180 @@ func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Stop()
-	for i := range 30 {
+	t.Cleanup(sub.Stop)
+	return sub, func(p ...string) {
 		mu.Lock()
-		pats = []string{fmt.Sprintf("/room/%d", i)}
+		pats = p
 		mu.Unlock()
+	}
+}
+
+// TestNATSInterestSwitchesLeaveNoConsumers switches an interest
+// subscription many times: each switch stops an ordered consumer, whose
+// server-side consumer must be deleted rather than left to the server's
+// inactivity reaper (minutes, thousands of them on a busy node).
+func TestNATSInterestSwitchesLeaveNoConsumers(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "switcher", SwitchInterval: time.Millisecond})
+	sub, setInterest := subscribeInterest(t, b, func(broker.Message) {})
+	for i := range 30 {
+		setInterest(fmt.Sprintf("/room/%d", i))
 		if err := sub.Want(context.Background(), []string{fmt.Sprintf("/room/%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	nc, err := nats.Connect(e.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var consumers int
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		s, err := js.Stream(context.Background(), "WSFLEET")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := wsfleetStream(t, e.ClientURL())
 		if consumers = s.CachedInfo().State.Consumers; consumers <= 1 {
 			return
 		}
 	}
 	t.Fatalf("%d consumers on the stream after 30 switches, want the one in use", consumers)
+}
+
+// TestNATSInterestWantCovered: a Want whose patterns the running consumer
+// already reads returns at once, even while a switch for other patterns
+// is pending (a node taking over clients on channels it serves already,
+// while it adds another channel); a Want for a pattern not yet read waits
+// for the switch that adds it.
+func TestNATSInterestWantCovered(t *testing.T) {
+	const interval = 1500 * time.Millisecond
+	tests := []struct {
+		name     string
+		want     string
+		fast     bool
+		received bool // a message published after Want reaches the handler
+	}{
+		{"covered while a switch is pending", "/room/a", true, true},
+		{"added by the pending switch", "/room/b", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := startNATS(t, t.TempDir())
+			b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "wanter", SwitchInterval: interval})
+			got := make(chan string, 16)
+			sub, setInterest := subscribeInterest(t, b, func(m broker.Message) { got <- m.Channel }, "/room/a")
+			// another channel arrives: its switch waits out the interval
+			setInterest("/room/a", "/room/b")
+			other := make(chan error, 1)
+			go func() { other <- sub.Want(context.Background(), []string{"/room/b"}) }()
+			time.Sleep(100 * time.Millisecond)
+
+			start := time.Now()
+			if err := sub.Want(context.Background(), []string{tt.want}); err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			if tt.fast && took > interval/3 {
+				t.Errorf("Want(%s) took %v: it waited for a switch it does not need", tt.want, took)
+			}
+			if !tt.fast && took < interval/3 {
+				t.Errorf("Want(%s) took %v: it returned before the switch that adds it", tt.want, took)
+			}
+			if _, err := b.Publish(context.Background(), tt.want, []byte(`"x"`)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case ch := <-got:
+				if ch != tt.want {
+					t.Errorf("received on %s, want %s", ch, tt.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("a message on %s published after Want never arrived", tt.want)
+			}
+			if err := <-other; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestNATSInterestManyPatterns: above MaxFilterSubjects an interest
+// subscription's consumer reads the whole stream (one filter, not one a
+// pattern) and delivers only what the patterns match; at or below it,
+// one filter a pattern.
+func TestNATSInterestManyPatterns(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		max         int
+		wantFilters []string
+	}{
+		{"above the bound: the whole stream, filtered here", 2, []string{"wsfleet.>"}},
+		{"within it: one filter a pattern", 3, []string{"wsfleet.room.0", "wsfleet.room.1", "wsfleet.room.2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startNATS(t, t.TempDir())
+			b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "many", MaxFilterSubjects: tc.max})
+			pats := []string{"/room/0", "/room/1", "/room/2"}
+			var mu sync.Mutex
+			var got []string
+			sub, err := b.SubscribeInterest(context.Background(), func(m broker.Message) {
+				mu.Lock()
+				got = append(got, m.Channel)
+				mu.Unlock()
+			}, func() []string { return pats })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Stop()
+			if err := sub.Want(context.Background(), pats); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 5 {
+				if _, err := b.Publish(context.Background(), fmt.Sprintf("/room/%d", i), []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := []string{"/room/0", "/room/1", "/room/2"}
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				mu.Lock()
+				n := len(got)
+				mu.Unlock()
+				if n >= len(want) {
+					break
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // anything unwanted would come meanwhile
+			mu.Lock()
+			if !slices.Equal(got, want) {
+				t.Errorf("delivered %v, want %v", got, want)
+			}
+			mu.Unlock()
+			s := wsfleetStream(t, e.ClientURL())
+			var filters [][]string
+			lister := s.ListConsumers(context.Background())
+			for ci := range lister.Info() {
+				f := slices.Clone(ci.Config.FilterSubjects)
+				if ci.Config.FilterSubject != "" {
+					f = append(f, ci.Config.FilterSubject)
+				}
+				slices.Sort(f)
+				filters = append(filters, f)
+			}
+			if len(filters) != 1 || !slices.Equal(filters[0], tc.wantFilters) {
+				t.Errorf("consumers' filters %v, want one consumer on %v", filters, tc.wantFilters)
+			}
+		})
+	}
+}
+
+// wsfleetStream is the nodes' stream on the server at url, read through a
+// connection of the test's own that the test's cleanup closes.
+func wsfleetStream(t *testing.T, url string) jetstream.Stream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(context.Background(), "WSFLEET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -35,7 +35,22 @@ type phaseTracker struct {
 	name    string
 	waiting string
 	bakes   []bakeWindow
+	steps   []phaseStep // what the change was doing when (maxPhaseSteps)
 }
+
+// phaseStep is what the change was doing from At on: its phase and what
+// it waited for (the engine's View), so that a client's gap can be put
+// next to it.
+type phaseStep struct {
+	At      time.Duration
+	Phase   string
+	Waiting string
+}
+
+// maxPhaseSteps bounds the timeline: the engine's waiting text changes a
+// few hundred times in a demo (counts of clients in flight); later steps
+// beyond the bound are dropped.
+const maxPhaseSteps = 4096
 
 // bakeWindow is when a phase's bake ran, on the demo's clock; End is zero
 // while it runs.
@@ -65,7 +80,17 @@ func (t *phaseTracker) set(name, waiting string) {
 			t.bakes = append(t.bakes, bakeWindow{Phase: name, Start: now})
 		}
 	}
+	if t.clock != nil && (name != t.name || waiting != t.waiting) && len(t.steps) < maxPhaseSteps {
+		t.steps = append(t.steps, phaseStep{At: t.clock(), Phase: name, Waiting: waiting})
+	}
 	t.name, t.waiting = name, waiting
+}
+
+// timeline returns the steps so far, in time order.
+func (t *phaseTracker) timeline() []phaseStep {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]phaseStep(nil), t.steps...)
 }
 
 // bakeWindows returns the bakes so far; one still running ends at now.
@@ -91,6 +116,9 @@ func (t *phaseTracker) get() (string, string) {
 func (d *run) runEngine(ctx context.Context) changeResult {
 	var res changeResult
 	planYAML, err := planForDemo(examples.NewAMIPlan, d.cloud.Endpoint(), d.lbURL)
+	if err == nil {
+		planYAML, err = scalePlan(planYAML, d.cfg.Clients)
+	}
 	if err != nil {
 		res.err = err
 		return res

@@ -74,6 +74,14 @@ type Config struct {
 	// replicas), and shuts the stream's leader down for a few seconds in
 	// the middle of the change (natscluster.go).
 	NATSCluster int
+	// Generators and LBNodes split the run over processes (generator.go):
+	// the chat clients over that many generator processes, the load
+	// balancer over that many node processes. 0 decides from the client
+	// count and the open-file limit: none while everything fits in this
+	// process (the default 2,000 clients do), else enough for each
+	// process's budget.
+	Generators int
+	LBNodes    int
 	// Out is where report.md, events.jsonl, chart.svg and summary.json
 	// go; default ./wsfleet-demo.
 	Out string
@@ -94,6 +102,11 @@ type Config struct {
 	// data and log in Out/prometheus); the run fails if it is not
 	// installed.
 	Prometheus bool
+	// TailGaps is how many of the longest client gaps are kept and put
+	// next to what the change was doing (report.md, summary.json);
+	// default 50. ListGaps of them are listed in the text summary.
+	TailGaps int
+	ListGaps int
 	// Logger receives the demo's own log (the cloud's and the engine's
 	// at warn and above); nil discards it.
 	Logger *slog.Logger
@@ -141,6 +154,13 @@ func (c *Config) defaults() error {
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
 	}
+	if c.TailGaps == 0 {
+		c.TailGaps = defaultTailGaps
+	}
+	if c.TailGaps < 0 || c.ListGaps < 0 {
+		return fmt.Errorf("tail gaps: %d, list %d: want at least 0", c.TailGaps, c.ListGaps)
+	}
+	c.TailGaps = max(c.TailGaps, c.ListGaps)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -181,7 +201,8 @@ type run struct {
 	prov   *awsprov.Provider
 	nodes  *rollout.HTTPNodes
 	lbURL  string
-	probe  *probe.Probe
+	lbURLs []string // every load balancer node's URL
+	probe  chatClients
 	events *rollout.EventLog
 	evFile *os.File
 	stateD string
@@ -189,9 +210,15 @@ type run struct {
 	phase  phaseTracker
 	routes *routeLog         // the chat clients' websockets, per client
 	ups    [][]time.Duration // when each chat client came up, read at its end
+	tail   []probe.Gap       // the chat clients' longest gaps, read at their end
+	gapAt  *gapNodes         // the clients' nodes, for the tail gaps (placement)
 	prom   *promServer       // Config.Prometheus
 
 	replaced atomic.Int64 // nodes the change has replaced so far (natsFault waits for one)
+
+	gens, lbNodes int         // generator processes and load balancer nodes (0: in this process)
+	genProcs      *generators // the generator processes, when split
+	cpu           *cpuMeter   // a split run's processes' CPU (scale.go)
 
 	lineMu   sync.Mutex
 	lineOpen bool // a progress line is drawn on the terminal
@@ -226,6 +253,13 @@ func (d *run) close() error {
 	var errs []error
 	if d.samp != nil {
 		d.samp.stop()
+	}
+	if d.cpu != nil {
+		select {
+		case <-d.cpu.done:
+		default:
+			d.cpu.stop()
+		}
 	}
 	if d.probe != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -267,7 +301,7 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	cfg := d.cfg
 	d.start = cfg.Now()
 	d.phase.clock = d.since
-	d.routes = newRouteLog(d.since)
+	d.routes = newRouteLog(func(at time.Time) time.Duration { return at.Sub(d.start) })
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
@@ -281,6 +315,7 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	if cfg.Naive {
 		mode = "naive"
 	}
+	d.gens, d.lbNodes = split(cfg.Clients, cfg.Generators, cfg.LBNodes, openFileLimit())
 	d.event("demo", "start", "mode", mode, "clients", cfg.Clients, "channels", cfg.Channels, "rate", cfg.Rate, "time_scale", cfg.TimeScale)
 	d.say("starting embedded NATS and the local cloud (8 ws nodes on %s)", oldImage)
 
@@ -300,27 +335,16 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 		d.say("Prometheus at %s scrapes every node (try wsfleet_connections)", p.url)
 	}
 
-	d.say("opening %d chat clients over %d rooms through the load balancer", cfg.Clients, cfg.Channels)
-	p, err := probe.Start(ctx, probe.Config{
-		URL:           d.lbURL + "/bayeux",
-		AdminToken:    adminToken,
-		Clients:       cfg.Clients,
-		Channels:      cfg.Channels,
-		ChannelPrefix: "/api/v1/rooms/{id}/chatMessages",
-		Rate:          cfg.Rate,
-		NoReplay:      !cfg.Replay,
-		ClientParam:   clientParam,
-		Logger:        d.log.With("part", "probe"),
-		Now:           cfg.Now,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start chat clients: %w", err)
+	if err := d.startClients(ctx); err != nil {
+		return nil, err
 	}
-	d.probe = p
-	d.event("demo", "clients connected", "clients", cfg.Clients, "after", d.since())
 
 	d.samp = newSampler(d)
 	go d.samp.loop(ctx)
+	if d.gens > 0 || d.lbNodes > 0 {
+		d.startScale()
+		d.cpu.markChange()
+	}
 
 	var res changeResult
 	changeStart := d.since()
@@ -331,6 +355,10 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 		res = d.runEngine(ctx)
 	}
 	changeEnd := d.since()
+	var cpuChange map[string]time.Duration
+	if d.cpu != nil {
+		cpuChange = d.cpu.endChange()
+	}
 	natsErr := natsDone()
 	d.event("demo", "change finished", "status", res.status, "err", res.err)
 
@@ -339,20 +367,12 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	d.sleep(ctx, 2*time.Second)
 	d.samp.stop() // before the clients close, which the chart would show
 	d.clearLine()
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	rep := d.probe.Stop(sctx)
-	cancel()
-	for _, us := range d.probe.ClientUps() {
-		ds := make([]time.Duration, len(us))
-		for i, u := range us {
-			ds[i] = u.Sub(d.start)
-		}
-		d.ups = append(d.ups, ds)
-	}
-	d.probe = nil
+	rep := d.stopClients()
 
 	fleet, ferr := d.fleetImages(context.WithoutCancel(ctx))
 	sum := d.summarize(mode, res, rep, fleet, changeStart, changeEnd)
+	samples, _, _, _ := d.samp.result()
+	sum.Scale = d.scaleSummary(samples, cpuChange)
 	if ferr != nil {
 		sum.Problems = append(sum.Problems, "reading the fleet at the end: "+ferr.Error())
 	}
@@ -369,6 +389,81 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 		return sum, fmt.Errorf("%w: %s", ErrNotClean, strings.Join(sum.Problems, "; "))
 	}
 	return sum, nil
+}
+
+// startClients opens the chat clients through the load balancer: in this
+// process, or over the generator processes when the run is split.
+func (d *run) startClients(ctx context.Context) error {
+	cfg := d.cfg
+	if d.gens > 0 {
+		d.say("opening %d chat clients over %d rooms through %d load balancer nodes, from %d generator processes", cfg.Clients, cfg.Channels, len(d.lbURLs), d.gens)
+		g, err := d.startGenerators(ctx, d.gens, d.lbURLs)
+		if err != nil {
+			return fmt.Errorf("start chat clients: %w", err)
+		}
+		d.probe, d.genProcs = g, g
+	} else {
+		d.say("opening %d chat clients over %d rooms through the load balancer", cfg.Clients, cfg.Channels)
+		p, err := probe.Start(ctx, probe.Config{
+			URL:           d.lbURL + "/bayeux",
+			URLs:          bayeuxURLs(d.lbURLs),
+			AdminToken:    adminToken,
+			Clients:       cfg.Clients,
+			Channels:      cfg.Channels,
+			ChannelPrefix: "/api/v1/rooms/{id}/chatMessages",
+			Rate:          cfg.Rate,
+			NoReplay:      !cfg.Replay,
+			ClientParam:   clientParam,
+			TailGaps:      cfg.TailGaps,
+			Logger:        d.log.With("part", "probe"),
+			Now:           cfg.Now,
+		})
+		if err != nil {
+			return fmt.Errorf("start chat clients: %w", err)
+		}
+		d.probe = p
+	}
+	d.event("demo", "clients connected", "clients", cfg.Clients, "after", d.since())
+	return nil
+}
+
+// bayeuxURLs are the Bayeux endpoints of several load balancer nodes; nil
+// for one (the probe's URL).
+func bayeuxURLs(lbs []string) []string {
+	if len(lbs) < 2 {
+		return nil
+	}
+	out := make([]string, len(lbs))
+	for i, u := range lbs {
+		out[i] = u + "/bayeux"
+	}
+	return out
+}
+
+// stopClients stops the chat clients and returns their report; it keeps
+// when each came up (d.ups).
+func (d *run) stopClients() probe.Report {
+	wait := 30 * time.Second
+	if d.gens > 0 {
+		// Each generator waits for its deliveries, then closes its
+		// clients, thousands of them.
+		wait = 3 * time.Minute
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), wait)
+	rep := d.probe.Stop(sctx)
+	cancel()
+	for _, us := range d.probe.ClientUps() {
+		ds := make([]time.Duration, len(us))
+		for i, u := range us {
+			ds[i] = u.Sub(d.start)
+		}
+		d.ups = append(d.ups, ds)
+	}
+	if p, ok := d.probe.(interface{ TailGaps() []probe.Gap }); ok {
+		d.tail = p.TailGaps() // in this process only: generators keep theirs
+	}
+	d.probe = nil
+	return rep
 }
 
 func (d *run) since() time.Duration { return d.cfg.Now().Sub(d.start) }
@@ -418,6 +513,8 @@ func (d *run) startFleet(ctx context.Context) error {
 		KillGrace:              15 * time.Second,
 		LogDir:                 filepath.Join(cfg.Out, "nodes"),
 		OnProxied:              d.routes.record,
+		LBNodes:                d.lbNodes,
+		LBNodeCommand:          d.lbNodeCommand(),
 		Logger:                 d.log.With("part", "cloud"),
 		Now:                    cfg.Now,
 	}
@@ -439,6 +536,16 @@ func (d *run) startFleet(ctx context.Context) error {
 		if cfg.Naive {
 			lc.DeregistrationDelayMax = 2 * time.Second
 		}
+	}
+	if d.gens > 0 || d.lbNodes > 0 {
+		// At scale a check's timeout (at most its interval) of 250 or
+		// 500 ms is shorter than a loaded node's answer: two missed
+		// checks and the group (health check type ELB) replaces a node
+		// that is only busy. The engine takes a node out of the load
+		// balancer before it drains it, so the checks need not be fast
+		// for that; a cordon then takes 2 × 2 s, against drains of
+		// minutes. (The seed's target group checks every 10 s.)
+		lc.HealthCheckInterval = 2 * time.Second
 	}
 	os.RemoveAll(lc.LogDir)
 	if err := os.MkdirAll(lc.LogDir, 0o755); err != nil {
@@ -462,6 +569,7 @@ func (d *run) startFleet(ctx context.Context) error {
 		return fmt.Errorf("bootstrap seed topology: %w", err)
 	}
 	d.lbURL = c.LoadBalancerURL(lbName)
+	d.lbURLs = c.LoadBalancerURLs(lbName)
 	d.prov, err = awsprov.New(ctx, awsprov.Config{Region: "us-east-1", Endpoint: c.Endpoint(), MaxBackoff: time.Second, Logger: d.log.With("part", "provider")})
 	if err != nil {
 		return err
@@ -557,6 +665,18 @@ func topologyForDemo(data []byte, natsURL string, cfg Config) (*localcloud.Topol
 		return nil, errors.New("seed topology: the launch configuration's user data has no --nats= line to point at the embedded NATS")
 	}
 	launch.UserData = strings.Join(ud, "\n") + "\n"
+	// At scale the drain deadline grows (scale.go): the deregistration
+	// delay must not be shorter, or the load balancer cuts the drained
+	// node's clients first.
+	if !cfg.Naive && len(topo.TargetGroups) == 1 && topo.TargetGroups[0].DeregistrationDelaySeconds != nil {
+		dl, err := scaledDrainDeadline(examples.NewAMIPlan, cfg.Clients)
+		if err != nil {
+			return nil, err
+		}
+		if s := int(dl / time.Second); s > *topo.TargetGroups[0].DeregistrationDelaySeconds {
+			topo.TargetGroups[0].DeregistrationDelaySeconds = &s
+		}
+	}
 	if cfg.Naive {
 		topo.Groups[0].LifecycleHooks = nil
 	}

@@ -120,20 +120,20 @@ type routeHop struct {
 // routeLog records the demo's chat clients' websockets from the load
 // balancer's responses (localcloud.Config.OnProxied).
 type routeLog struct {
-	clock func() time.Duration
+	clock func(at time.Time) time.Duration // the demo's time of at
 
 	mu   sync.Mutex
 	hops map[int][]routeHop // by client index
 }
 
-func newRouteLog(clock func() time.Duration) *routeLog {
+func newRouteLog(clock func(at time.Time) time.Duration) *routeLog {
 	return &routeLog{clock: clock, hops: map[int][]routeHop{}}
 }
 
 // record keeps a websocket that a target accepted (101) for a request that
 // names a demo client; everything else (publishes, the checks' own probe
 // clients, refused upgrades) is not a client's connection.
-func (l *routeLog) record(target string, req *http.Request, status int) {
+func (l *routeLog) record(at time.Time, target string, req *http.Request, status int) {
 	if status != http.StatusSwitchingProtocols || req == nil || req.URL == nil {
 		return
 	}
@@ -141,9 +141,9 @@ func (l *routeLog) record(target string, req *http.Request, status int) {
 	if err != nil || c < 0 {
 		return
 	}
-	at := l.clock()
+	t := l.clock(at)
 	l.mu.Lock()
-	l.hops[c] = append(l.hops[c], routeHop{At: at, Target: target})
+	l.hops[c] = append(l.hops[c], routeHop{At: t, Target: target})
 	l.mu.Unlock()
 }
 
@@ -445,6 +445,7 @@ func (d *run) placement(phases []PhaseSummary, replaced []Replacement) Placement
 	d.samp.rename(instanceNames(replaced, canaries))
 	samples, _, _, _ := d.samp.result()
 	routes := d.routes.snapshot()
+	raw, _ := resolveHops(routes, known)
 	for c, hs := range routes {
 		var ups []time.Duration
 		if c < len(d.ups) {
@@ -455,6 +456,7 @@ func (d *run) placement(phases []PhaseSummary, replaced []Replacement) Placement
 	paths, unknown := resolveHops(routes, known)
 	pl.Moves = moveFigures(paths, d.cfg.Clients, func(id string) bool { return canaries[id] }, wins)
 	pl.Moves.UnknownTargets = unknown
+	d.gapAt = newGapNodes(paths, raw, known, instanceNames(replaced, canaries), canaries)
 	if len(wins) > 0 {
 		measure, name := bakeSpan(d.phase.bakeWindows(), canaryPhase, wins[0])
 		pl.CanaryShare = canaryShare(samples, canaries, wins[0], measure, name)

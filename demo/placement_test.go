@@ -314,17 +314,17 @@ func TestEndBalance(t *testing.T) {
 
 func TestRouteLogRecord(t *testing.T) {
 	now := 3 * sec
-	l := newRouteLog(func() time.Duration { return now })
+	l := newRouteLog(func(time.Time) time.Duration { return now })
 	req := func(q string) *http.Request {
 		return &http.Request{URL: &url.URL{Path: "/bayeux", RawQuery: q}}
 	}
-	l.record("127.0.1.1:8080", req("demo_client=7"), http.StatusSwitchingProtocols)
-	l.record("127.0.1.2:8080", req("demo_client=7"), http.StatusServiceUnavailable) // refused: not connected there
-	l.record("127.0.1.2:8080", req(""), http.StatusSwitchingProtocols)              // not a demo client
-	l.record("127.0.1.2:8080", req("demo_client=x"), http.StatusSwitchingProtocols)
-	l.record("127.0.1.2:8080", nil, http.StatusSwitchingProtocols)
+	l.record(time.Time{}, "127.0.1.1:8080", req("demo_client=7"), http.StatusSwitchingProtocols)
+	l.record(time.Time{}, "127.0.1.2:8080", req("demo_client=7"), http.StatusServiceUnavailable) // refused: not connected there
+	l.record(time.Time{}, "127.0.1.2:8080", req(""), http.StatusSwitchingProtocols)              // not a demo client
+	l.record(time.Time{}, "127.0.1.2:8080", req("demo_client=x"), http.StatusSwitchingProtocols)
+	l.record(time.Time{}, "127.0.1.2:8080", nil, http.StatusSwitchingProtocols)
 	now = 5 * sec
-	l.record("127.0.1.3:8080", req("demo_client=7"), http.StatusSwitchingProtocols)
+	l.record(time.Time{}, "127.0.1.3:8080", req("demo_client=7"), http.StatusSwitchingProtocols)
 	got := l.snapshot()
 	want := []routeHop{{At: 3 * sec, Target: "127.0.1.1:8080"}, {At: 5 * sec, Target: "127.0.1.3:8080"}}
 	if len(got) != 1 || len(got[7]) != 2 || got[7][0] != want[0] || got[7][1] != want[1] {

@@ -52,6 +52,14 @@ type Summary struct {
 	// Placement is where the clients' connections went (placement.go):
 	// measured and shown, never a reason for a non-zero exit.
 	Placement Placement `json:"placement"`
+	// TailGaps are the longest client gaps, longest first, with what the
+	// change was doing when each began (gaps.go).
+	TailGaps []TailGap `json:"tail_gaps,omitempty"`
+	listGaps int       // how many of them WriteText lists
+	// Scale is how a run split over processes was split and what its
+	// processes used (scale.go); absent when everything ran in the
+	// demo's process.
+	Scale *Scale `json:"scale,omitempty"`
 
 	Problems []string `json:"problems,omitempty"`
 	Files    Files    `json:"files"`
@@ -121,6 +129,8 @@ func (d *run) summarize(mode string, res changeResult, rep probe.Report, fleet [
 		LatencyP99: ms(rep.Latency.P99), Reconnects: rep.Reconnects, PeakReconnectRate: peak, APICalls: res.calls,
 	}
 	s.Placement = d.placement(res.phases, replaced)
+	s.TailGaps = tailGaps(d.tail, d.start, changeStart, d.phase.timeline(), d.gapAt)
+	s.listGaps = d.cfg.ListGaps
 	if s.Clients > 0 {
 		s.Placement.ReconnectsPerClient = float64(s.Reconnects) / float64(s.Clients)
 	}
@@ -128,6 +138,9 @@ func (d *run) summarize(mode string, res changeResult, rep probe.Report, fleet [
 		s.Problems = append(s.Problems, "the change: "+res.err.Error())
 	} else if res.status != "succeeded" {
 		s.Problems = append(s.Problems, "the change ended "+res.status)
+	}
+	if n := rep.Errors["generator_failed"]; n > 0 {
+		s.Problems = append(s.Problems, fmt.Sprintf("%d generator processes gave no figures (their logs: nodes/generator-*.log)", n))
 	}
 	if mode == "rollout" && s.Lost > 0 {
 		s.Problems = append(s.Problems, fmt.Sprintf("%d messages lost", s.Lost))
@@ -255,6 +268,8 @@ func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "  clients:   %d over %d rooms; gaps p50 %s, p99 %s, max %s (%d gaps); %d reconnects, peak %.0f/s%s; delivery p99 %s\n",
 		s.Clients, s.Channels, rd(s.GapP50), rd(s.GapP99), rd(s.GapMax), s.Gaps, s.Reconnects, s.PeakReconnectRate, s.Placement.budgetNote(), rd(s.LatencyP99))
 	s.Placement.writeText(w)
+	s.writeTailText(w, s.listGaps)
+	s.Scale.writeText(w, s.Change)
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  problem:   %s\n", p)
 	}
@@ -338,6 +353,12 @@ func (s *Summary) WriteMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s |\n", r[0], r[1])
 	}
 	s.Placement.writeMarkdown(w, s.PeakReconnectRate, s.Files.ShareChart != "")
+	s.writeTailMarkdown(w)
+	if s.Scale != nil {
+		fmt.Fprintf(w, "\n## Processes\n\n```\n")
+		s.Scale.writeText(w, s.Change)
+		fmt.Fprintf(w, "```\n")
+	}
 	fmt.Fprintf(w, "\n## Instances\n\n| name | old instance(s) | new instance(s) |\n|---|---|---|\n")
 	for _, r := range s.Replaced {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", r.Name, orDash(strings.Join(r.Old, ", ")), orDash(strings.Join(r.New, ", ")))

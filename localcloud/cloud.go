@@ -121,12 +121,23 @@ type Config struct {
 	Logger *slog.Logger
 
 	// OnProxied, when set, is called with each response a load balancer
-	// listener received from a target (the target's host:port and the
-	// request as sent to it, query included), before it is passed on;
-	// the demo learns from the 101s which node each of its chat clients'
-	// websockets landed on. It runs on the request's goroutine and must
-	// not block.
-	OnProxied func(target string, req *http.Request, status int)
+	// listener received from a target (when it did, the target's
+	// host:port and the request as sent to it, query included), before it
+	// is passed on; the demo learns from the 101s which node each of its
+	// chat clients' websockets landed on. It runs on the request's
+	// goroutine (with LBNodes, on the goroutine reading the node's
+	// reports) and must not block.
+	OnProxied func(at time.Time, target string, req *http.Request, status int)
+
+	// LBNodes, above 0, runs each load balancer listener as that many
+	// nodes, each its own process on 127.0.0.(20+k) at the listener's
+	// port (lbnode.go), as an ALB's DNS name resolves to several nodes;
+	// 0 runs it in this process on 127.0.0.1. At most MaxLBNodes.
+	// LBNodeCommand is the node's command line (`wsfleet cloud lb-node`,
+	// whose code is RunLBNode); LBNodeEnv is added to its environment.
+	LBNodes       int
+	LBNodeCommand []string
+	LBNodeEnv     []string
 
 	// Faults are the faults the API injects from the start (faults.go);
 	// SetFaults and the admin path FaultsPath change them at run time.
@@ -217,6 +228,9 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 	}
 	if cfg.S3MaxObjectSize <= 0 {
 		cfg.S3MaxObjectSize = DefaultS3MaxObjectSize
+	}
+	if cfg.LBNodes < 0 || cfg.LBNodes > MaxLBNodes {
+		return nil, fmt.Errorf("localcloud: LBNodes %d, want 0 to %d", cfg.LBNodes, MaxLBNodes)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -334,6 +348,32 @@ func (c *Cloud) Endpoint() string { return "http://" + c.ln.Addr().String() }
 func (c *Cloud) LoadBalancerURL(name string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if l := c.firstListener(name); l != nil {
+		return "http://" + l.addr
+	}
+	return ""
+}
+
+// LoadBalancerURLs are the base URLs of every node of the first listener
+// of the named load balancer (one without Config.LBNodes), as its DNS name
+// resolves to all of them; nil when there is none.
+func (c *Cloud) LoadBalancerURLs(name string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.firstListener(name)
+	if l == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range l.addrs() {
+		out = append(out, "http://"+a)
+	}
+	return out
+}
+
+// firstListener is the named load balancer's listener on the lowest port,
+// nil when there is none; the caller holds the cloud's mutex.
+func (c *Cloud) firstListener(name string) *listener {
 	for _, lb := range c.lbs {
 		if lb.name != name {
 			continue
@@ -345,10 +385,10 @@ func (c *Cloud) LoadBalancerURL(name string) string {
 			}
 		}
 		if best != nil {
-			return "http://" + best.addr
+			return best
 		}
 	}
-	return ""
+	return nil
 }
 
 // Close stops the API, the load balancers and every instance (SIGTERM, then
@@ -369,10 +409,15 @@ func (c *Cloud) Close() error {
 		}
 		in.releaseHold()
 	}
+	var lbNodes []*lbNode
 	for _, l := range c.listeners {
 		l.close()
+		lbNodes = append(lbNodes, l.nodes...)
 	}
 	c.mu.Unlock()
+	for _, n := range lbNodes {
+		<-n.done // close kills a node that has not exited after 5 s
+	}
 	var wg sync.WaitGroup
 	for _, p := range procs {
 		wg.Add(1)

@@ -707,10 +707,12 @@ func (c *Cloud) registerTarget(tg *targetGroup, in *instance, port int, now time
 	if t := tg.targets[k]; t != nil {
 		if t.state == "draining" {
 			t.state, t.reason, t.okRun, t.failRun = "initial", "Elb.RegistrationInProgress", 0, 0
+			c.lbChangedLocked(tg)
 		}
 		return
 	}
 	tg.targets[k] = &target{id: in.id, port: port, state: "initial", reason: "Elb.RegistrationInProgress", registered: now, nextCheck: now}
+	c.lbChangedLocked(tg)
 }
 
 // deregisterTarget starts a target's drain; port 0 drains every port of
@@ -726,6 +728,9 @@ func (c *Cloud) deregisterTarget(tg *targetGroup, id string, port int, now time.
 		if t.state != "draining" {
 			t.state, t.reason, t.drainUntil = "draining", "Target.DeregistrationInProgress", now.Add(delay)
 		}
+	}
+	if found {
+		c.lbChangedLocked(tg)
 	}
 	return found
 }

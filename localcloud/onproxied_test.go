@@ -36,7 +36,7 @@ func TestLoadBalancerOnProxied(t *testing.T) {
 	cfg := fastConfig()
 	cfg.Images = map[string]Image{"ami-node": {Command: os.Args[0]}}
 	cfg.Env = []string{"LOCALCLOUD_TEST_NODE=1"}
-	cfg.OnProxied = func(target string, req *http.Request, status int) {
+	cfg.OnProxied = func(_ time.Time, target string, req *http.Request, status int) {
 		mu.Lock()
 		got = append(got, seen{target, req.URL.Path, req.URL.RawQuery, status})
 		mu.Unlock()

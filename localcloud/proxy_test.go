@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -30,6 +32,14 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("LOCALCLOUD_TEST_NODE") == "1" {
 		os.Exit(runTestNode())
+	}
+	if os.Getenv("LOCALCLOUD_TEST_LB_NODE") == "1" {
+		// A load balancer node (Config.LBNodes), as `wsfleet cloud lb-node`.
+		if err := RunLBNode(context.Background(), os.Stdin, os.Stdout, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	suite.Main(m)
 }
@@ -112,15 +122,38 @@ func runTestNode() int {
 // TestLoadBalancerWebsocketAndDeregistration runs two process instances
 // behind a listener: HTTP and websocket traffic reaches both; a
 // deregistered target gets no new requests while its open websocket keeps
-// working until the deregistration delay ends, when it is cut.
+// working until the deregistration delay ends, when it is cut. The same
+// holds with the listener in the cloud's process and with it run as two
+// load balancer node processes (Config.LBNodes), through every node.
 func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs instance processes")
 	}
+	for _, nodes := range []int{0, 2} {
+		t.Run(fmt.Sprintf("lb nodes %d", nodes), func(t *testing.T) { testWebsocketAndDeregistration(t, nodes) })
+	}
+}
+
+func testWebsocketAndDeregistration(t *testing.T, lbNodes int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfg := nodeConfig()
 	cfg.DeregistrationDelayMax = 0
+	cfg.LBNodes = lbNodes
+	cfg.LBNodeCommand = []string{os.Args[0]}
+	cfg.LBNodeEnv = []string{"LOCALCLOUD_TEST_LB_NODE=1"}
+	var proxiedMu sync.Mutex
+	var upgrades []string // the targets of the 101s the nodes passed on
+	cfg.OnProxied = func(at time.Time, target string, req *http.Request, status int) {
+		if time.Since(at) > time.Minute || at.After(time.Now()) {
+			t.Errorf("OnProxied at %v, want the moment the node saw it", at)
+		}
+		if status == http.StatusSwitchingProtocols && req.URL.Path == "/ws" && req.URL.Query().Get("c") == "1" {
+			proxiedMu.Lock()
+			upgrades = append(upgrades, target)
+			proxiedMu.Unlock()
+		}
+	}
 	c, cl := startCloud(t, cfg)
 	f := makeFleet(t, ctx, cl, "echo", "ami-node", 2)
 	if _, err := cl.ELB.ModifyTargetGroupAttributes(ctx, &elb.ModifyTargetGroupAttributesInput{
@@ -131,8 +164,14 @@ func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
 	}
 	forwardListener(t, ctx, cl, f)
 	g := inService(t, ctx, cl, "echo", 2, 30*time.Second)
-	lb := c.LoadBalancerURL("echo")
+	lbs := c.LoadBalancerURLs("echo")
+	if len(lbs) != max(1, lbNodes) || lbs[0] != c.LoadBalancerURL("echo") {
+		t.Fatalf("load balancer URLs %v, want %d, the first LoadBalancerURL", lbs, max(1, lbNodes))
+	}
+	asked := 0
 	who := func() string {
+		lb := lbs[asked%len(lbs)]
+		asked++
 		resp, err := http.Get(lb + "/who")
 		if err != nil {
 			t.Fatal(err)
@@ -152,7 +191,7 @@ func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
 		t.Fatalf("round robin reached %v, want both instances", seen)
 	}
 
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(lb, "http")+"/ws", nil)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(lbs[len(lbs)-1], "http")+"/ws?c=1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +201,21 @@ func TestLoadBalancerWebsocketAndDeregistration(t *testing.T) {
 		t.Fatal(err)
 	}
 	pinned := string(b)
+	// A node process reports what it passed on over its pipe: give it a
+	// moment.
+	for wait := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		proxiedMu.Lock()
+		n := len(upgrades)
+		proxiedMu.Unlock()
+		if n > 0 || time.Now().After(wait) {
+			break
+		}
+	}
+	proxiedMu.Lock()
+	if len(upgrades) != 1 || !strings.HasPrefix(upgrades[0], "127.0.1.") {
+		t.Errorf("OnProxied heard the websocket's 101 from %v, want once from an instance", upgrades)
+	}
+	proxiedMu.Unlock()
 	var other string
 	for _, in := range g.Instances {
 		if id := aws.ToString(in.InstanceId); id != pinned {

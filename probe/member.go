@@ -28,6 +28,7 @@ type member struct {
 	ooo     int64
 	up      bool
 	downAt  time.Time
+	downWhy string // why it went down (the client's error), for the tail gaps
 	gaps    []time.Duration
 	reconn  int64
 	ups     []time.Time // each time the client came up (Probe.ClientUps)
@@ -135,8 +136,11 @@ func (m *member) onState(s client.State) {
 	if s.Up {
 		m.ups = append(m.ups, s.At)
 		if !m.up && !m.subAt.IsZero() {
-			m.gaps = append(m.gaps, s.At.Sub(m.downAt))
+			g := s.At.Sub(m.downAt)
+			m.gaps = append(m.gaps, g)
 			m.reconn++
+			m.p.tail.add(Gap{Client: m.idx, Down: m.downAt, Up: s.At, Len: g, Reconnect: int(m.reconn),
+				Rehandshake: s.Rehandshake, Reason: m.downWhy})
 		}
 		m.up = true
 		if s.ReplayGone {
@@ -147,6 +151,10 @@ func (m *member) onState(s client.State) {
 	if m.up {
 		m.up = false
 		m.downAt = s.At
+		m.downWhy = ""
+		if s.Err != nil {
+			m.downWhy = s.Err.Error()
+		}
 		m.p.countError("connection_lost")
 	}
 }
@@ -187,12 +195,16 @@ func (m *member) has(n int) bool {
 
 // clientURL is client i's URL: the probe's, with ClientParam=i when set.
 func (p *Probe) clientURL(i int) string {
+	u := p.cfg.URL
+	if n := len(p.cfg.URLs); n > 0 {
+		u = p.cfg.URLs[i%n]
+	}
 	if p.cfg.ClientParam == "" {
-		return p.cfg.URL
+		return u
 	}
 	sep := "?"
-	if strings.Contains(p.cfg.URL, "?") {
+	if strings.Contains(u, "?") {
 		sep = "&"
 	}
-	return p.cfg.URL + sep + url.QueryEscape(p.cfg.ClientParam) + "=" + strconv.Itoa(i)
+	return u + sep + url.QueryEscape(p.cfg.ClientParam) + "=" + strconv.Itoa(p.cfg.ClientOffset+i)
 }

@@ -87,10 +87,26 @@ type Config struct {
 	// tell which client each connection belongs to (the demo counts how
 	// often each client moved to another node). Servers ignore it.
 	ClientParam string
+	// URLs, when set, are further addresses of the Bayeux endpoint, as a
+	// load balancer's DNS name resolves to several nodes: client i
+	// connects to URLs[i mod len(URLs)] instead of URL (which still
+	// derives PublishURL).
+	URLs []string
+	// ClientOffset and ChannelOffset number this probe's clients and
+	// channels from there (client i is ClientOffset+i in its ClientParam
+	// and token, channel j is named with ChannelOffset+j), so that several
+	// probes, each its own process, hold one population of clients and
+	// rooms between them (the demo's generator processes).
+	ClientOffset  int
+	ChannelOffset int
 	// NoReplay makes every client behave like faye and halley, which never
 	// ask the server for what they missed (client.Config.NoReplay): the
 	// loss then measured is what unmodified chat clients would see.
 	NoReplay bool
+	// TailGaps is how many of the run's longest disconnection gaps are
+	// kept with when they happened and why (Probe.TailGaps): 0 keeps
+	// none. Memory is bounded by it, whatever the run's length.
+	TailGaps int
 	Logger   *slog.Logger
 	Now      func() time.Time
 }
@@ -108,6 +124,7 @@ type Probe struct {
 	pubHC    *http.Client
 
 	latency histogram
+	tail    *tailGaps // Config.TailGaps longest gaps
 
 	errMu  sync.Mutex
 	errors map[string]int64
@@ -118,6 +135,7 @@ type Probe struct {
 	membersWG  sync.WaitGroup
 	stopOnce   sync.Once
 	final      Report
+	finalGaps  []time.Duration
 	stoppedAt  atomic.Pointer[time.Time]
 	dataPrefix string
 }
@@ -134,11 +152,12 @@ func Start(ctx context.Context, cfg Config) (*Probe, error) {
 		now:    cfg.Now,
 		runID:  strconv.FormatUint(rand.Uint64(), 36),
 		errors: map[string]int64{},
+		tail:   &tailGaps{n: cfg.TailGaps},
 	}
 	p.dataPrefix = `{"probe":"` + p.runID + `"`
 	p.started = p.now()
 	for i := range cfg.Channels {
-		p.channels = append(p.channels, &channelLog{name: channelName(cfg.ChannelPrefix, i)})
+		p.channels = append(p.channels, &channelLog{name: channelName(cfg.ChannelPrefix, cfg.ChannelOffset+i)})
 	}
 	hcs, err := httpClients(cfg.SourceAddrs, cfg.Clients)
 	if err != nil {
@@ -203,6 +222,9 @@ func (cfg *Config) defaults() error {
 	if cfg.Rate < 0 {
 		return errors.New("probe: negative rate")
 	}
+	if cfg.TailGaps < 0 {
+		return errors.New("probe: negative TailGaps")
+	}
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = time.Hour
 	}
@@ -225,7 +247,7 @@ func (cfg *Config) defaults() error {
 		cfg.SourceAddrs = defaultSourceAddrs(u.Hostname(), cfg.Clients)
 	}
 	for i := range cfg.Channels {
-		if name := channelName(cfg.ChannelPrefix, i); !bayeux.ValidChannel(name) {
+		if name := channelName(cfg.ChannelPrefix, cfg.ChannelOffset+i); !bayeux.ValidChannel(name) {
 			return fmt.Errorf("probe: channel prefix %q gives invalid channel %q", cfg.ChannelPrefix, name)
 		}
 	}
@@ -289,7 +311,7 @@ func (p *Probe) token(i int, channel string) func() string {
 	return func() string {
 		now := p.now()
 		claims := jwt.MapClaims{
-			"sub":      "probe-" + strconv.Itoa(i),
+			"sub":      "probe-" + strconv.Itoa(p.cfg.ClientOffset+i),
 			"iat":      now.Unix(),
 			"exp":      now.Add(p.cfg.TokenTTL).Unix(),
 			"channels": []string{channel},
@@ -372,7 +394,7 @@ func (p *Probe) Stop(ctx context.Context) Report {
 		tick.Stop()
 		// The report is taken before the clients close, so that closing
 		// them does not count as a disconnect gap.
-		p.final = p.report(p.now(), true)
+		p.final, p.finalGaps = p.reportGaps(p.now(), true)
 		p.final.ElapsedMs = ms(end.Sub(p.started))
 		p.shutdownClients(ctx)
 		t := p.now()

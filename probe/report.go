@@ -58,6 +58,12 @@ func (r Report) LossRatio() float64 {
 // report computes the figures at now; final counts everything missing as
 // lost.
 func (p *Probe) report(now time.Time, final bool) Report {
+	r, _ := p.reportGaps(now, final)
+	return r
+}
+
+// reportGaps is report with the disconnect gaps its Gap summarizes.
+func (p *Probe) reportGaps(now time.Time, final bool) (Report, []time.Duration) {
 	r := Report{
 		Final:     final,
 		ElapsedMs: ms(now.Sub(p.started)),
@@ -128,5 +134,5 @@ func (p *Probe) report(now time.Time, final bool) Report {
 		r.Errors[k] = v
 	}
 	p.errMu.Unlock()
-	return r
+	return r, gaps
 }

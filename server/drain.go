@@ -119,7 +119,7 @@ func (s *Server) runDrain(o DrainOptions) {
 	var idle []*session
 	for _, ss := range s.sessions {
 		ss.mu.Lock()
-		connected := ss.ws != nil || ss.wake != nil
+		connected := ss.ws != nil || ss.wakeLocked() != nil
 		ss.mu.Unlock()
 		if connected {
 			list = append(list, ss)
@@ -291,13 +291,13 @@ func (s *Server) handOver(ss *session, refuseUntil time.Time, reason string) boo
 		ss.mu.Lock()
 	}
 	ss.queue = nil
-	ss.pending = nil
+	ss.dropPendingLocked()
 	snap := ss.snapshotLocked(s.cfg.NodeID, s.cfg.Now())
 	snap.Held = true
 	ws := ss.ws
 	var held []byte
 	if ss.held != nil {
-		held = ss.held.reply
+		held = ss.held.bytes(ss.id)
 		s.holds.remove(ss.held)
 		ss.held = nil
 	}
@@ -384,8 +384,9 @@ func (s *Server) restore(b *batch, id, connectID string, got clientCursor) *sess
 	from := resumeFrom(st, connectID, got)
 	// live and replaying before it is indexed: what the broker delivers
 	// from then on waits for the replay.
-	ss := &session{id: id, srv: s, ident: ident, subs: subs, cursor: from, given: from,
-		lastConnect: s.cfg.Now(), arrived: s.cfg.Now(), replaying: 1, live: true}
+	ss := &session{id: id, srv: s, subs: subs, cursor: from, given: from,
+		lastConnect: s.since(), arrived: s.since(), rare: &sessionRare{replaying: 1}, live: true}
+	ss.setIdentity(ident)
 	if have := s.addSessionOnce(ss); have != ss {
 		return have
 	}

@@ -43,10 +43,10 @@ func (q *holdQueue) add(hold time.Duration, ss *session, h *heldConnect) {
 func (q *holdQueue) remove(h *heldConnect) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if h.idx < 0 || h.idx >= len(q.items) || q.items[h.idx].h != h {
+	if h.idx < 0 || int(h.idx) >= len(q.items) || q.items[h.idx].h != h {
 		return
 	}
-	heap.Remove(&q.items, h.idx)
+	heap.Remove(&q.items, int(h.idx))
 	if len(q.items) == 0 {
 		q.items = nil
 	}
@@ -95,11 +95,11 @@ func (h holdHeap) Len() int           { return len(h) }
 func (h holdHeap) Less(i, j int) bool { return h[i].due < h[j].due }
 func (h holdHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].h.idx, h[j].h.idx = i, j
+	h[i].h.idx, h[j].h.idx = int32(i), int32(j)
 }
 func (h *holdHeap) Push(x any) {
 	it := x.(holdItem)
-	it.h.idx = len(*h)
+	it.h.idx = int32(len(*h))
 	*h = append(*h, it)
 }
 func (h *holdHeap) Pop() any {

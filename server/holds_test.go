@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -61,4 +62,61 @@ func TestHoldQueue(t *testing.T) {
 	if n := len(srv.holds.items); n != 0 {
 		t.Errorf("%d entries left", n)
 	}
+}
+
+// TestHeldReplyTemplates checks that a held connect gives back its reply
+// byte for byte, and that replies differing only in the client id share
+// one template instead of a copy each.
+func TestHeldReplyTemplates(t *testing.T) {
+	const a, b = "AAAACLIENTIDAAAA", "BBBBCLIENTIDBBBB"
+	cases := []struct {
+		name   string
+		id     string
+		reply  string
+		shared bool // the held form is a template (the id cut out)
+	}{
+		{"id once", a, `{"channel":"/meta/connect","clientId":"` + a + `","successful":true}`, true},
+		{"id at the start", a, a + `,"x"`, true},
+		{"id at the end", a, `"x",` + a, true},
+		{"id absent", a, `{"channel":"/meta/connect","successful":false}`, false},
+		{"id twice", a, `{"clientId":"` + a + `","ext":"` + a + `"}`, false},
+		{"no id", "", `{"channel":"/meta/connect"}`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var tm replyTemplates
+			h := tm.hold([]byte(c.reply), c.id)
+			if got := string(h.bytes(c.id)); got != c.reply {
+				t.Fatalf("held %q, gives back %q", c.reply, got)
+			}
+			if (h.at != 0) != c.shared {
+				t.Fatalf("template %v, want %v", h.at != 0, c.shared)
+			}
+		})
+	}
+	t.Run("two sessions share one template", func(t *testing.T) {
+		var tm replyTemplates
+		ra := `{"id":"3","clientId":"` + a + `","advice":{"timeout":30000}}`
+		rb := `{"id":"3","clientId":"` + b + `","advice":{"timeout":30000}}`
+		ha, hb := tm.hold([]byte(ra), a), tm.hold([]byte(rb), b)
+		if string(ha.bytes(a)) != ra || string(hb.bytes(b)) != rb {
+			t.Fatalf("gives back %q and %q", ha.bytes(a), hb.bytes(b))
+		}
+		if &ha.reply[0] != &hb.reply[0] {
+			t.Fatal("two equal replies hold a template each")
+		}
+		hc := tm.hold([]byte(`{"id":"4","clientId":"`+a+`"}`), a)
+		if &hc.reply[0] == &ha.reply[0] {
+			t.Fatal("different replies share a template")
+		}
+	})
+	t.Run("bounded", func(t *testing.T) {
+		var tm replyTemplates
+		for i := range 3 * maxReplyTemplates {
+			tm.hold([]byte(fmt.Sprintf(`{"id":"%d","clientId":"%s"}`, i, a)), a)
+			if len(tm.m) > maxReplyTemplates {
+				t.Fatalf("%d templates kept", len(tm.m))
+			}
+		}
+	})
 }

@@ -250,7 +250,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 // connect now waits in its place.
 func (s *Server) waitPoll(r *http.Request, ss *session, hold time.Duration) ([]outMsg, bool) {
 	ss.mu.Lock()
-	if old := ss.wake; old != nil {
+	if old := ss.wakeLocked(); old != nil {
 		// a new connect answers the one held, as CometD's and Faye's
 		// servers do: the client has given up on it (a retried request,
 		// a poll its own timer ended), and a browser allowed two
@@ -262,7 +262,7 @@ func (s *Server) waitPoll(r *http.Request, ss *session, hold time.Duration) ([]o
 	}
 	if len(ss.queue) == 0 && hold > 0 && !ss.closed && !ss.released {
 		wake := make(chan struct{}, 1)
-		ss.wake = wake
+		ss.more().wake = wake
 		ss.mu.Unlock()
 		t := time.NewTimer(hold)
 		select {
@@ -273,13 +273,13 @@ func (s *Server) waitPoll(r *http.Request, ss *session, hold time.Duration) ([]o
 		}
 		t.Stop()
 		ss.mu.Lock()
-		if ss.wake == wake {
-			ss.wake = nil
+		if ss.rare.wake == wake {
+			ss.rare.wake = nil
 		}
 	}
-	superseded := ss.wake != nil
+	superseded := ss.wakeLocked() != nil
 	q := ss.takeLocked()
-	ss.lastConnect = s.cfg.Now()
+	ss.lastConnect = s.since()
 	ss.mu.Unlock()
 	s.countOut(q)
 	return q, superseded

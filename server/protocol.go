@@ -66,7 +66,7 @@ func (s *Server) process(b *batch, msgs []bayeux.Message) {
 		var ss *session
 		if m.Channel != bayeux.ChannelHandshake && m.ClientID != "" {
 			if ss = s.lookup(m.ClientID); ss != nil {
-				c.Identity = &ss.ident
+				c.Identity = ss.callIdentity()
 			}
 		}
 		s.incoming(c)
@@ -205,7 +205,8 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 	if c.Identity != nil {
 		ident = *c.Identity
 	}
-	ss := &session{id: newClientID(), srv: s, ident: ident, lastConnect: s.cfg.Now(), arrived: s.cfg.Now(), live: !s.cfg.SharedSessions}
+	ss := &session{id: newClientID(), srv: s, lastConnect: s.since(), arrived: s.since(), live: !s.cfg.SharedSessions}
+	ss.setIdentity(ident)
 	if last, err := s.broker.LastSeq(s.ctx); err == nil {
 		// a new session starts at the present: replays never reach
 		// before it.
@@ -215,7 +216,7 @@ func (s *Server) handshake(b *batch, c *Call) *bayeux.Message {
 	if s.cfg.SharedSessions {
 		s.saveRecord(ss, false)
 	}
-	c.Identity = &ss.ident
+	c.Identity = ss.callIdentity()
 	r.ClientID = ss.id
 	return r
 }
@@ -339,10 +340,14 @@ func (s *Server) connect(b *batch, m *bayeux.Message, ss *session) *bayeux.Messa
 		}
 	}
 	ss.mu.Lock()
-	ss.lastConnect = s.cfg.Now()
-	ss.connectID = string(m.ID)
-	if !s.cfg.SharedSessions && b.transport != bayeux.ConnTypeWebSocket {
-		ss.resendLostAnswerLocked(string(m.ID), since, hasSince)
+	ss.lastConnect = s.since()
+	if b.transport != bayeux.ConnTypeWebSocket {
+		// only long-polling answers by connect id (keepAnswer,
+		// finishPoll): a websocket session keeps no copy of it
+		ss.more().connectID = string(m.ID)
+		if !s.cfg.SharedSessions {
+			ss.resendLostAnswerLocked(string(m.ID), since, hasSince)
+		}
 	}
 	released := ss.released
 	ss.mu.Unlock()
@@ -389,6 +394,7 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 	if s.tokenExpired(ss) {
 		return s.expired(m, ss)
 	}
+	ident := ss.lockedIdentity()
 	for _, p := range m.Subscription {
 		switch {
 		case !bayeux.ValidPattern(p):
@@ -397,7 +403,7 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 		case bayeux.IsMeta(p) || bayeux.IsService(p):
 			r.Error = bayeux.ErrChannelForbidden(p).Error()
 			return r
-		case !s.cfg.Rules.canSubscribe(ss.ident, p):
+		case !s.cfg.Rules.canSubscribe(ident, p):
 			r.Error = bayeux.NewError(bayeux.CodeChannelForbidden, "Subscription denied", p).Error()
 			return r
 		}
@@ -407,7 +413,7 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 	var added []string
 	for _, p := range m.Subscription {
 		if !ss.hasSubLocked(p) && !slices.Contains(added, p) {
-			added = append(added, p)
+			added = append(added, s.names.intern(p))
 		}
 	}
 	if len(ss.subs)+len(added) > s.cfg.MaxSubscriptions {
@@ -419,7 +425,7 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 	cursor := ss.cursor
 	ss.subs = append(ss.subs, added...)
 	if wantReplay && len(added) > 0 {
-		ss.replaying++
+		ss.more().replaying++
 		if !ss.live && len(old) == 0 && since < ss.cursor {
 			// A stored session (shared sessions) replays from its
 			// cursor when a node adopts it for a connect. A client
@@ -427,7 +433,7 @@ func (s *Server) subscribe(b *batch, m *bayeux.Message, ss *session) *bayeux.Mes
 			// its first connect (the Go client does) moves that
 			// cursor back; with no earlier subscription nothing is
 			// delivered twice.
-			ss.cursor, ss.given, ss.acked, ss.pollID = since, since, since, ""
+			ss.setCursorLocked(since, "")
 		}
 	}
 	ss.mu.Unlock()
@@ -664,13 +670,15 @@ func (ss *session) mergeReplay(replay []outMsg) (overflow bool) {
 	if ss.closed {
 		return false
 	}
-	ss.pending = append(ss.pending, replay...)
-	ss.replaying--
-	if ss.replaying > 0 {
+	r := ss.more()
+	r.pending = append(r.pending, replay...)
+	r.replaying--
+	if r.replaying > 0 {
 		return false
 	}
-	p := ss.pending
-	ss.pending = nil
+	p := r.pending
+	r.pending = nil
+	ss.tidyLocked()
 	sort.SliceStable(p, func(i, j int) bool { return p[i].seq < p[j].seq })
 	var last uint64
 	for _, m := range p {
@@ -744,7 +752,7 @@ func (s *Server) endSession(ss *session, why string) {
 	}
 	ss.mu.Unlock()
 	if held != nil && wc != nil {
-		_ = wc.write(frame([]outMsg{{b: held.reply}}))
+		_ = wc.write(frame([]outMsg{{b: held.bytes(ss.id)}}))
 	}
 	s.removeSession(ss, why)
 	if wc != nil {
@@ -764,7 +772,7 @@ func (s *Server) endSession(ss *session, why string) {
 // publish checks it, not just the handshake.
 func (s *Server) tokenExpired(ss *session) bool {
 	ss.mu.Lock()
-	exp := ss.ident.Expires // a shared session's copy is refreshed under mu
+	exp := ss.identity().Expires // a shared session's copy is refreshed under mu
 	ss.mu.Unlock()
 	return !exp.IsZero() && s.cfg.Now().After(exp)
 }
@@ -805,7 +813,7 @@ func (s *Server) publish(m *bayeux.Message, ss *session) *bayeux.Message {
 		return unknownClient(m)
 	case s.tokenExpired(ss):
 		return s.expired(m, ss)
-	case !s.cfg.Rules.canPublish(ss.ident, m.Channel):
+	case !s.cfg.Rules.canPublish(ss.lockedIdentity(), m.Channel):
 		r.Error = bayeux.NewError(bayeux.CodeChannelForbidden, "Publish denied", m.Channel).Error()
 		return r
 	}

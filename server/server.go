@@ -240,8 +240,14 @@ type Server struct {
 	broker     broker.Broker
 	met        *metrics
 	exts       []Extension
-	holds      holdQueue // held websocket connects
-	poller     *wsPoller // parked idle websockets; nil: a goroutine each
+	// epoch is when the node started, on its clock: sessions keep their
+	// times as durations since it (since), 8 bytes where a time.Time
+	// takes 24.
+	epoch   time.Time
+	holds   holdQueue      // held websocket connects
+	replies replyTemplates // what they answer, interned
+	names   internTable    // the patterns sessions subscribe to, interned
+	poller  *wsPoller      // parked idle websockets; nil: a goroutine each
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -301,7 +307,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: log.With("node", cfg.NodeID), broker: cfg.Broker, met: newMetrics(),
-		ctx: ctx, cancel: cancel, holds: holdQueue{now: cfg.Now, afterFunc: cfg.AfterFunc},
+		epoch: cfg.Now(), ctx: ctx, cancel: cancel, holds: holdQueue{now: cfg.Now, afterFunc: cfg.AfterFunc},
 		sessions: map[string]*session{}, index: map[string]map[*session]struct{}{},
 		state: StateReady, wsConns: map[*wsConn]struct{}{}, releasedIDs: map[string]time.Time{}, drained: make(chan struct{}),
 	}
@@ -415,7 +421,7 @@ func (s *Server) sweep() {
 	var dead []*session
 	for _, ss := range s.sessions {
 		ss.mu.Lock()
-		if ss.held == nil && ss.wake == nil && now.Sub(ss.lastConnect) > s.cfg.SessionTimeout {
+		if ss.held == nil && ss.wakeLocked() == nil && now.Sub(s.epoch)-ss.lastConnect > s.cfg.SessionTimeout {
 			dead = append(dead, ss)
 		}
 		ss.mu.Unlock()
@@ -532,6 +538,10 @@ func (s *Server) encodeDelivery(m broker.Message) []byte {
 	}
 	return out
 }
+
+// since is the node's clock now as a session keeps it: the time since
+// epoch (monotonic when the clock is).
+func (s *Server) since() time.Duration { return s.cfg.Now().Sub(s.epoch) }
 
 // addSession registers a new session.
 func (s *Server) addSession(ss *session) {
@@ -651,14 +661,14 @@ func (s *Server) removeSession(ss *session, why string) {
 	subs := ss.subs
 	ss.subs = nil
 	ss.queue = nil
-	ss.pending = nil
+	ss.dropPendingLocked()
 	if ss.held != nil {
 		s.holds.remove(ss.held)
 		ss.held = nil
 	}
-	if ss.wake != nil {
+	if w := ss.wakeLocked(); w != nil {
 		select {
-		case ss.wake <- struct{}{}:
+		case w <- struct{}{}:
 		default:
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,11 +37,18 @@ type outMsg struct {
 }
 
 // session is one Bayeux client held by this node. Its fields are guarded
-// by mu; it is kept small because a node holds tens of thousands of them.
+// by mu; it is kept small because a node holds tens of thousands of them:
+// what only some sessions need (a token's identity, long-polling's state,
+// a replay under way, the count of connects answered at once) is out of
+// line, allocated when first needed. An idle websocket session of an
+// anonymous client holds none of it (160 bytes where it was 400 with all
+// of it in line).
 type session struct {
-	id    string
-	srv   *Server
-	ident Identity
+	id  string
+	srv *Server
+	// ident is who the client is, nil for an anonymous one (identity
+	// returns the value either way).
+	ident *Identity
 
 	mu   sync.Mutex
 	subs []string // patterns, a handful per client
@@ -53,63 +61,249 @@ type session struct {
 	// given is the highest sequence number handed to the transport: what a
 	// saved session resumes from.
 	given uint64
-	// acked and pollID (long-polling with shared sessions): where the
-	// client was before the answer to the connect with id pollID, whose
-	// answer may still be lost (see broker.Session.LastConnect).
-	acked  uint64
-	pollID string
-	// connectID is the id of the /meta/connect being answered.
-	connectID string
-	// lastAnswer is what the answer to the long-polling connect pollID
-	// delivered, kept (without shared sessions) until the client's next
-	// connect shows whether the answer arrived.
-	lastAnswer []outMsg
-	// replaying > 0 while a replay is being fetched; live messages wait in
-	// pending meanwhile so that they come after the replay.
-	replaying int
-	pending   []outMsg
 
-	ws      *wsConn      // attached websocket, nil when none
-	writing bool         // a writer has the websocket: a goroutine, or the flusher
-	ready   bool         // listed for the flusher (flush.go)
-	held    *heldConnect // the /meta/connect this node is holding
+	ws   *wsConn      // attached websocket, nil when none
+	held *heldConnect // the /meta/connect this node is holding
 	// claim is the websocket whose /meta/connect was accepted for this
 	// session and is about to be attached (shared sessions): a socket of
 	// the session that closes meanwhile must not give the session back to
 	// the store, or the connect attaches to a copy that is no longer live.
 	claim *wsConn
-	// connects counts the /meta/connects answered at once since
-	// connectsFrom, which bounds how fast a client may cycle them.
-	connects     int
-	connectsFrom time.Time
-	wake         chan struct{} // long-polling: signalled when the queue fills
+	// rare is the state few sessions need (sessionRare), nil until some
+	// of it is set (more).
+	rare *sessionRare
 
-	// live is set while this node holds the session: always without
-	// shared sessions; with them, while a websocket is attached or a
-	// long-poll is being answered (see shared.go). A copy that is not live
-	// queues nothing.
-	live bool
-
-	lastConnect time.Time // last /meta/connect received or answered
+	lastConnect time.Duration // last /meta/connect received or answered (Server.since)
 	// arrived is when this node got the session: its handshake, or its
 	// take-over from the store. received is set when the take-over was
 	// from another node (countReceived). A shed releases the sessions
 	// that never moved first, then the newest.
-	arrived  time.Time
+	arrived time.Duration // (Server.since)
+
+	writing  bool // a writer has the websocket: a goroutine, or the flusher
+	ready    bool // listed for the flusher (flush.go)
 	received bool
 	// arriving: a long-poll answered here took the session from another
 	// node's record; a websocket that keeps it here next makes it
 	// received (countReceived).
 	arriving bool
+	// live is set while this node holds the session: always without
+	// shared sessions; with them, while a websocket is attached or a
+	// long-poll is being answered (see shared.go). A copy that is not live
+	// queues nothing.
+	live     bool
 	closed   bool // removed from the node
 	released bool // handed off by a drain; deliver nothing more
 }
 
+// sessionRare is the part of a session that only some sessions need, out
+// of line so that an idle websocket session does not carry it. Guarded by
+// the session's mu.
+type sessionRare struct {
+	// acked and pollID (long-polling with shared sessions): where the
+	// client was before the answer to the connect with id pollID, whose
+	// answer may still be lost (see broker.Session.LastConnect).
+	acked  uint64
+	pollID string
+	// connectID is the id of the long-polling /meta/connect being
+	// answered.
+	connectID string
+	// lastAnswer is what the answer to the long-polling connect pollID
+	// delivered, kept (without shared sessions) until the client's next
+	// connect shows whether the answer arrived.
+	lastAnswer []outMsg
+	wake       chan struct{} // long-polling: signalled when the queue fills
+
+	// replaying > 0 while a replay is being fetched; live messages wait in
+	// pending meanwhile so that they come after the replay.
+	replaying int
+	pending   []outMsg
+
+	// connects counts the /meta/connects answered at once since
+	// connectsFrom, which bounds how fast a client may cycle them.
+	connects     int
+	connectsFrom time.Time
+}
+
+// more returns the session's rare state, allocating it on first use.
+// Callers hold mu.
+func (s *session) more() *sessionRare {
+	if s.rare == nil {
+		s.rare = &sessionRare{}
+	}
+	return s.rare
+}
+
+// tidyLocked lets the rare state go when nothing in it is set any more
+// (acked means nothing without pollID): a session taken over from another
+// node, which came with a replay, ends up as small as a new one.
+func (s *session) tidyLocked() {
+	r := s.rare
+	if r != nil && r.pollID == "" && r.connectID == "" && r.lastAnswer == nil && r.wake == nil &&
+		r.replaying == 0 && r.pending == nil && r.connects == 0 && r.connectsFrom.IsZero() {
+		s.rare = nil
+	}
+}
+
+// wakeLocked is the waiting long-poll's channel, nil when none.
+func (s *session) wakeLocked() chan struct{} {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.wake
+}
+
+// replayingLocked reports whether a replay is being fetched.
+func (s *session) replayingLocked() bool { return s.rare != nil && s.rare.replaying > 0 }
+
+// pollIDLocked is the long-polling connect whose answer may be lost.
+func (s *session) pollIDLocked() string {
+	if s.rare == nil {
+		return ""
+	}
+	return s.rare.pollID
+}
+
+// dropPendingLocked forgets the live messages held back for a replay.
+func (s *session) dropPendingLocked() {
+	if s.rare != nil {
+		s.rare.pending = nil
+	}
+}
+
+// setCursorLocked moves the session to cursor c: queued from there,
+// handed over up to there, and (long-polling) acknowledged up to there,
+// with the poll id whose answer may be lost.
+func (s *session) setCursorLocked(c uint64, pollID string) {
+	s.cursor, s.given = c, c
+	if s.rare != nil || pollID != "" {
+		r := s.more()
+		r.acked, r.pollID = c, pollID
+	}
+}
+
+// anonymous is the identity of a client without a token.
+var anonymous = Identity{Anonymous: true}
+
+// identity returns who the client is.
+func (s *session) identity() Identity {
+	if s.ident == nil {
+		return anonymous
+	}
+	return *s.ident
+}
+
+// lockedIdentity is identity for a caller that does not hold mu.
+func (s *session) lockedIdentity() Identity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.identity()
+}
+
+// setIdentity records who the client is; an anonymous client's takes no
+// memory.
+func (s *session) setIdentity(id Identity) {
+	if id.Anonymous && id.Subject == "" && id.Grants == nil && id.Expires.IsZero() {
+		s.ident = nil
+		return
+	}
+	s.ident = &id
+}
+
+// callIdentity is the identity an extension's Call carries for the
+// session: the session's own, or a fresh anonymous one (an extension that
+// changes it changes no other session's).
+func (s *session) callIdentity() *Identity {
+	if s.ident == nil {
+		id := anonymous
+		return &id
+	}
+	return s.ident
+}
+
 // heldConnect is a /meta/connect reply waiting to be sent on a websocket
-// when its hold ends.
+// when its hold ends. The replies of idle sessions mostly differ only in
+// their clientId, so what is held is the reply with the session's id cut
+// out, shared with every other session whose reply is the same
+// (replyTemplates): about 150 bytes a session less.
 type heldConnect struct {
+	// reply is the reply, or with at > 0 the reply without the session's
+	// client id, which goes back in at at-1 (bytes).
 	reply []byte
-	idx   int // its place in holdQueue's heap, -1 once out; under holdQueue.mu
+	at    int32
+	idx   int32 // its place in holdQueue's heap, -1 once out; under holdQueue.mu
+}
+
+// bytes returns the reply of the session with client id id.
+func (h *heldConnect) bytes(id string) []byte {
+	if h.at == 0 {
+		return h.reply
+	}
+	at := int(h.at - 1)
+	b := make([]byte, 0, len(h.reply)+len(id))
+	b = append(b, h.reply[:at]...)
+	b = append(b, id...)
+	return append(b, h.reply[at:]...)
+}
+
+// internTable keeps one copy of each channel pattern sessions subscribe
+// to, so that a session's subscriptions point to it rather than each
+// holding the copy its subscribe message was decoded into (with whatever
+// shares that allocation). It forgets them all when it holds maxInterned:
+// a session keeps the copy it has.
+type internTable struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const maxInterned = 1 << 14
+
+// intern returns the table's copy of s, which it adds when it has none.
+func (t *internTable) intern(s string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.m[s]; ok {
+		return c
+	}
+	if t.m == nil || len(t.m) >= maxInterned {
+		t.m = make(map[string]string)
+	}
+	s = strings.Clone(s)
+	t.m[s] = s
+	return s
+}
+
+// replyTemplates interns held connect replies with the client id cut out.
+// It forgets them all when it holds maxReplyTemplates (a client that
+// numbers its messages by a counter of its own makes one template per
+// number): a forgotten template lives on in the connects that hold it.
+type replyTemplates struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+const maxReplyTemplates = 1024
+
+// hold returns the held form of reply b for the session with client id
+// id.
+func (t *replyTemplates) hold(b []byte, id string) *heldConnect {
+	i := bytes.Index(b, []byte(id))
+	if id == "" || i < 0 || bytes.LastIndex(b, []byte(id)) != i || len(b) > 1<<30 {
+		return &heldConnect{reply: b}
+	}
+	tmpl := append(b[:i:i], b[i+len(id):]...)
+	t.mu.Lock()
+	if shared, ok := t.m[string(tmpl)]; ok {
+		tmpl = shared
+	} else {
+		if t.m == nil || len(t.m) >= maxReplyTemplates {
+			t.m = make(map[string][]byte)
+		}
+		tmpl = slices.Clip(tmpl)
+		t.m[string(tmpl)] = tmpl
+	}
+	t.mu.Unlock()
+	return &heldConnect{reply: tmpl, at: int32(i + 1)}
 }
 
 // stampSeq returns payload (a JSON object without ext) with "ext":{"seq":N}
@@ -145,8 +339,8 @@ func (s *session) deliver(m outMsg) {
 		s.mu.Unlock()
 		return
 	}
-	if s.replaying > 0 {
-		s.pending = append(s.pending, m)
+	if s.replayingLocked() {
+		s.rare.pending = append(s.rare.pending, m)
 		s.mu.Unlock()
 		return
 	}
@@ -192,9 +386,9 @@ func (s *session) kickLocked() {
 		}
 		return
 	}
-	if s.wake != nil {
+	if w := s.wakeLocked(); w != nil {
 		select {
-		case s.wake <- struct{}{}:
+		case w <- struct{}{}:
 		default:
 		}
 	}
@@ -216,18 +410,20 @@ func (s *session) takeLocked() []outMsg {
 func (s *session) snapshotLocked(node string, now time.Time) broker.Session {
 	cursor := s.given
 	var given uint64
-	if s.pollID != "" && s.acked < s.given {
-		cursor, given = s.acked, s.given
+	pollID := s.pollIDLocked()
+	if pollID != "" && s.rare.acked < s.given {
+		cursor, given = s.rare.acked, s.given
 	}
+	ident := s.identity()
 	return broker.Session{
 		ClientID:      s.id,
 		Subscriptions: slices.Clone(s.subs),
 		Cursor:        cursor,
 		Given:         given,
-		LastConnect:   s.pollID,
-		Subject:       s.ident.Subject,
-		Grants:        s.ident.Grants,
-		AuthExpires:   s.ident.Expires,
+		LastConnect:   pollID,
+		Subject:       ident.Subject,
+		Grants:        ident.Grants,
+		AuthExpires:   ident.Expires,
 		Node:          node,
 		SavedAt:       now,
 	}
@@ -252,12 +448,13 @@ func matchesAny(subs []string, channel string) bool {
 func (ss *session) keepAnswer(q []outMsg) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	ss.pollID, ss.lastAnswer, ss.acked = ss.connectID, nil, ss.given
+	r := ss.more()
+	r.pollID, r.lastAnswer, r.acked = r.connectID, nil, ss.given
 	for _, m := range q {
 		if m.seq != 0 {
-			ss.lastAnswer = append(ss.lastAnswer, m)
+			r.lastAnswer = append(r.lastAnswer, m)
 			// where the client was before this answer
-			ss.acked = min(ss.acked, m.seq-1)
+			r.acked = min(r.acked, m.seq-1)
 		}
 	}
 }
@@ -269,18 +466,22 @@ func (ss *session) keepAnswer(q []outMsg) {
 // it does not have. It forgets the answer either way: a new connect
 // acknowledges it.
 func (ss *session) resendLostAnswerLocked(connectID string, since uint64, hasSince bool) {
+	r := ss.rare
+	if r == nil {
+		return
+	}
 	switch {
-	case ss.pollID == "" || len(ss.lastAnswer) == 0:
-	case connectID == ss.pollID:
-		ss.queue = append(slices.Clone(ss.lastAnswer), ss.queue...)
+	case r.pollID == "" || len(r.lastAnswer) == 0:
+	case connectID == r.pollID:
+		ss.queue = append(slices.Clone(r.lastAnswer), ss.queue...)
 	case hasSince:
 		var lost []outMsg
-		for _, m := range ss.lastAnswer {
+		for _, m := range r.lastAnswer {
 			if m.seq > since {
 				lost = append(lost, m)
 			}
 		}
 		ss.queue = append(lost, ss.queue...)
 	}
-	ss.pollID, ss.lastAnswer = "", nil
+	r.pollID, r.lastAnswer = "", nil
 }

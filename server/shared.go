@@ -192,7 +192,7 @@ func (s *Server) copyFromRecord(st broker.Session, ss *session) *session {
 	}
 	subs := s.allowedSubs(ident, st.Subscriptions)
 	if ss == nil {
-		ss = s.addSessionOnce(&session{id: st.ClientID, srv: s, ident: ident, lastConnect: s.cfg.Now()})
+		ss = s.addSessionOnce(&session{id: st.ClientID, srv: s, lastConnect: s.since()})
 	}
 	ss.mu.Lock()
 	if ss.closed {
@@ -200,13 +200,14 @@ func (s *Server) copyFromRecord(st broker.Session, ss *session) *session {
 		return nil
 	}
 	old := ss.subs
-	ss.ident = ident
+	ss.setIdentity(ident)
 	ss.subs = subs
-	ss.cursor, ss.given, ss.acked, ss.pollID = st.Cursor, st.Cursor, st.Cursor, st.LastConnect
+	ss.setCursorLocked(st.Cursor, st.LastConnect)
 	if st.Given > st.Cursor {
 		ss.cursor, ss.given = st.Given, st.Given
 	}
-	ss.queue, ss.pending = nil, nil
+	ss.queue = nil
+	ss.dropPendingLocked()
 	ss.mu.Unlock()
 	s.reindex(ss, old, subs)
 	return ss
@@ -403,10 +404,10 @@ func (s *Server) adopt(b *batch, id, connectID string, got clientCursor, ss *ses
 	}
 	from := resumeFrom(st, connectID, got)
 	ss.mu.Lock()
-	ss.cursor, ss.given, ss.acked, ss.pollID = from, from, from, ""
+	ss.setCursorLocked(from, "")
 	ss.live = true
-	ss.arrived = s.cfg.Now()
-	ss.replaying++
+	ss.arrived = s.since()
+	ss.more().replaying++
 	subs := slices.Clone(ss.subs)
 	ss.mu.Unlock()
 	if n := s.replayStored(b, ss, subs, from, "adopted"); n < 0 {
@@ -438,8 +439,10 @@ func (s *Server) finishPoll(ss *session, out []outMsg) []outMsg {
 		return out
 	}
 	ss.live = false
-	ss.queue, ss.pending = nil, nil
-	ss.pollID = ss.connectID
+	ss.queue = nil
+	ss.dropPendingLocked()
+	r := ss.more()
+	r.pollID = r.connectID
 	given := ss.given
 	mine := slices.Clone(ss.subs)
 	ss.mu.Unlock()

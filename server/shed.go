@@ -218,7 +218,7 @@ func (s *Server) shedCandidates() []*session {
 	type cand struct {
 		ss       *session
 		received bool
-		arrived  time.Time
+		arrived  time.Duration
 	}
 	s.mu.RLock()
 	list := make([]cand, 0, len(s.sessions))
@@ -237,7 +237,7 @@ func (s *Server) shedCandidates() []*session {
 			}
 			return -1
 		}
-		if c := b.arrived.Compare(a.arrived); c != 0 {
+		if c := cmp.Compare(b.arrived, a.arrived); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.ss.id, b.ss.id)

@@ -39,43 +39,50 @@ const closeWait = 5 * time.Second
 //
 // Writing is the session's business (the flusher, flush.go, or writeLoop)
 // and the reader's for control frames; all go through sock.
+//
+// It is kept small (184 bytes), as the session is: the connection is the
+// socket writer's (conn), a message in fragments is out of line (frag),
+// and the small fields are packed together.
 type wsConn struct {
 	srv  *Server
-	conn net.Conn
 	br   *bufio.Reader // small (wsBufferSize); nil while parked (readerPool)
-	sock sockWriter    // in the connection itself: one object less per socket
+	sock sockWriter    // in the connection itself: one object less per socket; holds the net.Conn
 
 	// state is wsReading or wsParked; moving a socket out of wsParked
 	// (compare-and-swap) makes the mover its owner.
 	state atomic.Int32
 	fd    int32  // the socket's descriptor, for the poller
 	gen   uint32 // tells this socket's poller entries from a reused fd's
-	armed bool   // registered with the poller (owner or closeMu)
 
 	// deadline closes the socket unless spoke is set by its first
 	// /meta/connect in time (armHandshakeDeadline); addr is the client's
 	// key for the handshake limit.
-	deadline Timer
 	spoke    atomic.Bool
+	deadline Timer
 	addr     string
 
 	// owner's read state
-	bound      *session // the session whose connect this socket carries
-	msg        []byte   // a fragmented text message being assembled
-	fragmented bool
+	bound *session // the session whose connect this socket carries
+	// frag is a text message arriving in fragments, nil between messages
+	frag *[]byte
+
+	// closeMu guards the close request: once closing is set, the owner
+	// closes the socket with closeCode and closeReason.
+	closeMu     sync.Mutex
+	closeReason string
+	closeCode   ws.StatusCode
+	closing     bool
+
+	armed      bool // registered with the poller (owner or closeMu)
 	peerClosed bool // the peer's close frame arrived (and was answered)
 	// desync: reading stopped inside a frame (a refused frame's payload
 	// is unread, or a read failed part way), so what follows on the
 	// socket is not at a frame boundary.
 	desync bool
-
-	// closeMu guards the close request: once closing is set, the owner
-	// closes the socket with closeCode and closeReason.
-	closeMu     sync.Mutex
-	closing     bool
-	closeCode   ws.StatusCode
-	closeReason string
 }
+
+// conn is the socket's connection.
+func (wc *wsConn) conn() net.Conn { return wc.sock.conn }
 
 const (
 	wsReading int32 = iota // a goroutine owns the socket
@@ -161,7 +168,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err := setSendBuffer(conn, s.cfg.WSSendBuffer); err != nil {
 		s.log.Debug("websocket send buffer left unbounded", "err", err)
 	}
-	wc := &wsConn{srv: s, conn: conn, br: sb.br, fd: -1}
+	wc := &wsConn{srv: s, br: sb.br, fd: -1}
 	wc.sock.init(conn, s.cfg.WriteTimeout)
 	if s.hsLimit != nil {
 		wc.addr = s.clientKey(r)
@@ -232,7 +239,7 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, wsB
 func (wc *wsConn) takeReader() {
 	if wc.br == nil {
 		br := readerPool.Get().(*bufio.Reader)
-		br.Reset(wc.conn)
+		br.Reset(wc.conn())
 		wc.br = br
 	}
 }
@@ -311,7 +318,7 @@ func (wc *wsConn) close(code ws.StatusCode, reason string) {
 		go wc.srv.readWS(wc, false)
 		return
 	}
-	wc.conn.SetReadDeadline(time.Unix(1, 0))
+	wc.conn().SetReadDeadline(time.Unix(1, 0))
 }
 
 // readFrame reads one frame and acts on it; a complete text message goes
@@ -355,7 +362,7 @@ func (wc *wsConn) drainRaw(end time.Time) {
 		if d.After(end) {
 			d = end
 		}
-		wc.conn.SetReadDeadline(d)
+		wc.conn().SetReadDeadline(d)
 		if _, err := wc.br.Read(buf[:]); err != nil {
 			return
 		}
@@ -400,8 +407,10 @@ func (wc *wsConn) readMessage(limit int) ([]byte, error) {
 	// a frame refused below leaves its payload unread
 	wc.desync = h.Length > 0
 	state := ws.StateServerSide
-	if wc.fragmented {
+	var msg []byte // the message so far
+	if wc.frag != nil {
 		state = state.Set(ws.StateFragmented)
+		msg = *wc.frag
 	}
 	if err := ws.CheckHeader(h, state); err != nil {
 		return nil, closeError{ws.StatusProtocolError, err.Error()}
@@ -411,7 +420,7 @@ func (wc *wsConn) readMessage(limit int) ([]byte, error) {
 	}
 	// control frames (at most 125 bytes, checked above) may come between
 	// the fragments of a message and do not count towards it.
-	if !h.OpCode.IsControl() && h.Length > int64(limit-len(wc.msg)) {
+	if !h.OpCode.IsControl() && h.Length > int64(limit-len(msg)) {
 		return nil, closeError{ws.StatusMessageTooBig, fmt.Sprintf("message longer than %d bytes", limit)}
 	}
 	payload := make([]byte, h.Length)
@@ -429,16 +438,18 @@ func (wc *wsConn) readMessage(limit int) ([]byte, error) {
 	case ws.OpClose:
 		return nil, wc.peerClose(payload)
 	case ws.OpContinuation:
-		wc.msg = append(wc.msg, payload...)
+		msg = append(msg, payload...)
 	default: // text
-		wc.msg = payload
+		msg = payload
 	}
 	if !h.Fin {
-		wc.fragmented = true
+		if wc.frag == nil {
+			wc.frag = new([]byte)
+		}
+		*wc.frag = msg
 		return nil, nil
 	}
-	msg := wc.msg
-	wc.msg, wc.fragmented = nil, false
+	wc.frag = nil
 	if !utf8.Valid(msg) {
 		return nil, closeError{ws.StatusInvalidFramePayloadData, "text is not UTF-8"}
 	}
@@ -498,8 +509,8 @@ func (s *Server) finishWS(wc *wsConn) {
 		// the closing handshake: discard what still comes until the
 		// peer's close frame, or closeWait.
 		end := time.Now().Add(closeWait)
-		wc.conn.SetReadDeadline(end)
-		wc.msg, wc.fragmented = nil, false
+		wc.conn().SetReadDeadline(end)
+		wc.frag = nil
 		for !wc.desync {
 			if _, err := wc.readMessage(s.cfg.MaxMessageBytes); err != nil {
 				break
@@ -509,7 +520,7 @@ func (s *Server) finishWS(wc *wsConn) {
 			wc.drainRaw(end)
 		}
 	}
-	wc.conn.Close()
+	wc.conn().Close()
 }
 
 // handleFrame processes one websocket frame and returns the session whose
@@ -613,15 +624,16 @@ func (ss *session) attach(wc *wsConn, reply *bayeux.Message, hold time.Duration)
 	}
 	ss.ws = wc
 	now := ss.srv.cfg.Now()
-	ss.lastConnect = now
+	ss.lastConnect = now.Sub(ss.srv.epoch)
 	h := ss.held
 	if h != nil || hold <= 0 || ss.released {
 		// answered at once: counted against the session's connect rate
-		if now.Sub(ss.connectsFrom) >= connectWindow || now.Before(ss.connectsFrom) {
-			ss.connectsFrom, ss.connects = now, 0
+		r := ss.more()
+		if now.Sub(r.connectsFrom) >= connectWindow || now.Before(r.connectsFrom) {
+			r.connectsFrom, r.connects = now, 0
 		}
-		ss.connects++
-		if ss.connects > connectBurst {
+		r.connects++
+		if r.connects > connectBurst {
 			a := bayeux.Advice{Reconnect: bayeux.ReconnectRetry}
 			if reply.Advice != nil {
 				a = *reply.Advice
@@ -630,7 +642,7 @@ func (ss *session) attach(wc *wsConn, reply *bayeux.Message, hold time.Duration)
 			reply.Advice = &a
 			ss.srv.met.connectsThrottled.Inc()
 		}
-		abuse = ss.connects > connectAbuse
+		abuse = r.connects > connectAbuse
 	}
 	b, err := json.Marshal(reply)
 	if err != nil {
@@ -640,11 +652,11 @@ func (ss *session) attach(wc *wsConn, reply *bayeux.Message, hold time.Duration)
 	case h != nil:
 		ss.held = nil
 		ss.srv.holds.remove(h)
-		ss.queue = append(ss.queue, outMsg{b: h.reply}, outMsg{b: b})
+		ss.queue = append(ss.queue, outMsg{b: h.bytes(ss.id)}, outMsg{b: b})
 	case hold <= 0 || ss.released:
 		ss.queue = append(ss.queue, outMsg{b: b})
 	default:
-		h := &heldConnect{reply: b}
+		h := ss.srv.replies.hold(b, ss.id)
 		ss.srv.holds.add(hold, ss, h)
 		ss.held = h
 	}
@@ -661,8 +673,8 @@ func (ss *session) releaseHeld(h *heldConnect) {
 		return
 	}
 	ss.held = nil
-	ss.lastConnect = ss.srv.cfg.Now()
-	ss.queue = append(ss.queue, outMsg{b: h.reply})
+	ss.lastConnect = ss.srv.since()
+	ss.queue = append(ss.queue, outMsg{b: h.bytes(ss.id)})
 	ss.kickLocked()
 }
 
@@ -701,7 +713,7 @@ func (ss *session) letGo(wc *wsConn, unbind bool) {
 	}
 	if unbind && ss.ws == wc {
 		ss.ws = nil
-		ss.lastConnect = s.cfg.Now()
+		ss.lastConnect = s.since()
 		if h := ss.held; h != nil {
 			ss.held = nil
 			s.holds.remove(h)
@@ -712,7 +724,8 @@ func (ss *session) letGo(wc *wsConn, unbind bool) {
 		// the client may come back anywhere: the store takes the
 		// session, from what was written to the socket.
 		ss.live = false
-		ss.queue, ss.pending = nil, nil
+		ss.queue = nil
+		ss.dropPendingLocked()
 	}
 	ss.mu.Unlock()
 	if shared {

@@ -68,7 +68,7 @@ func (p *wsPoller) arm(wc *wsConn) error {
 		}
 		return nil
 	}
-	sc, ok := wc.conn.(syscall.Conn)
+	sc, ok := wc.conn().(syscall.Conn)
 	if !ok {
 		return errors.New("websocket poller: connection has no descriptor")
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -65,7 +66,15 @@ func (f imageFlags) Set(s string) error {
 	return nil
 }
 
+// lbNodeCommand is the hidden `wsfleet cloud lb-node`: one load balancer
+// node, run by a local cloud with --lb-nodes (or the demo at scale), which
+// talks to it over its standard input and output (localcloud.RunLBNode).
+const lbNodeCommand = "lb-node"
+
 func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == lbNodeCommand {
+		return localcloud.RunLBNode(ctx, os.Stdin, stdout, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}
 	fs := newFlagSet("cloud", stderr)
 	images := imageFlags{}
 	var cfg localcloud.Config
@@ -84,6 +93,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.HealthCheckInterval, "health-check-interval", 0, "override every target group's health check interval (0 keeps theirs)")
 	fs.DurationVar(&cfg.DeregistrationDelayMax, "deregistration-delay-max", 0, "shorten target groups' deregistration delays to at most this (0 keeps theirs)")
 	fs.DurationVar(&cfg.KillGrace, "kill-grace", 30*time.Second, "time between SIGTERM and SIGKILL when an instance terminates")
+	fs.IntVar(&cfg.LBNodes, "lb-nodes", 0, fmt.Sprintf("run each load balancer listener as this many node processes on 127.0.0.20, 127.0.0.21, ... at its port, as an ALB's DNS name resolves to several nodes (0: one, in this process on 127.0.0.1; at most %d)", localcloud.MaxLBNodes))
 	fs.IntVar(&cfg.NodePort, "node-port", 8080, "port every process instance listens on, on its own 127.0.1.x address")
 	fs.StringVar(&cfg.S3Dir, "s3-dir", "", "directory S3's buckets and objects are kept in, so that a restarted cloud still has them (default per --listen address under the state directory, see docs/cloud.md)")
 	fs.Int64Var(&cfg.S3MaxObjectSize, "s3-max-object-size", localcloud.DefaultS3MaxObjectSize, "largest PutObject body in bytes; larger ones fail with EntityTooLarge")
@@ -101,6 +111,13 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&faults.StaleDelay, "fault-stale-delay", 2*time.Second, "longest delay before a late write is read back")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if cfg.LBNodes > 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find own executable for --lb-nodes: %w", err)
+		}
+		cfg.LBNodeCommand = []string{exe, "cloud", lbNodeCommand}
 	}
 	if len(images) == 0 {
 		return fmt.Errorf("%w: at least one --image ami-ID=COMMAND|simulated is needed", errUsage)

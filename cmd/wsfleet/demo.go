@@ -21,6 +21,11 @@ func init() {
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "generator" {
+		// Hidden: one of the demo's generator processes at scale, which
+		// talks to the demo over its standard input and output.
+		return demo.RunGenerator(ctx, os.Stdin, stdout, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}
 	fs := newFlagSet("demo", stderr)
 	var cfg demo.Config
 	var verbose bool
@@ -33,6 +38,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Float64Var(&cfg.Rate, "rate", 40, "chat messages published per second over all rooms")
 	fs.Float64Var(&cfg.TimeScale, "time-scale", 0, "multiply the plan's waits by this (default 1, or 0.05 with --fast)")
 	fs.BoolVar(&cfg.Prometheus, "prometheus", false, "run Debian's prometheus beside the demo, scraping every node (its files in OUT/prometheus; fails if it is not installed)")
+	fs.IntVar(&cfg.ListGaps, "gaps", 0, "list the N longest client gaps with the change's phase and the nodes the client left and reached (report.md lists the 50 longest)")
+	fs.IntVar(&cfg.Generators, "generators", 0, "run the chat clients as this many generator processes (0: in this process while the open-file limit allows three sockets a client, else one process per 12,000 clients)")
+	fs.IntVar(&cfg.LBNodes, "lb-nodes", 0, "run the local cloud's load balancer as this many node processes, as an ALB's DNS name resolves to several nodes (0: in this process while the open-file limit allows, else one node per 8,000 clients)")
 	fs.BoolVar(&verbose, "v", false, "log the local cloud's and the engine's warnings to stderr")
 	uiAddr := fs.String("ui", "", "serve the live dashboard of the change on this address, e.g. 127.0.0.1:8090 (commands need $WSFLEET_ADMIN_TOKEN)")
 	if err := parseFlags(fs, args); err != nil {
@@ -40,6 +48,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if cfg.Clients < 1 {
 		return fmt.Errorf("%w: --clients must be at least 1", errUsage)
+	}
+	if cfg.Generators < 0 || cfg.LBNodes < 0 {
+		return fmt.Errorf("%w: --generators and --lb-nodes must not be negative", errUsage)
 	}
 	if cfg.TimeScale < 0 || cfg.Rate < 0 {
 		return fmt.Errorf("%w: --time-scale and --rate must not be negative", errUsage)
