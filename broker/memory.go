@@ -76,6 +76,12 @@ func (b *Memory) Publish(ctx context.Context, channel string, payload []byte) (u
 	return m.Seq, nil
 }
 
+// trimLocked drops the messages that left the window (too many, or too
+// old) from the front of the history. The slice is cut, not copied: a
+// full history loses a message at every publish, and copying the rest
+// each time (some 7 MB at 100,000 messages) made a busy node spend its
+// core on memmove once its history was full. The array is copied only
+// when append outgrows it, which amortizes to a few messages per publish.
 func (b *Memory) trimLocked() {
 	cut := 0
 	oldest := b.now().Add(-b.maxAge)
@@ -84,7 +90,8 @@ func (b *Memory) trimLocked() {
 		cut++
 	}
 	if cut > 0 {
-		b.history = append(b.history[:0:0], b.history[cut:]...)
+		clear(b.history[:cut]) // their payloads can go before the array does
+		b.history = b.history[cut:]
 	}
 }
 

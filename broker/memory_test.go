@@ -67,3 +67,39 @@ func TestMemoryRestartKeepsCursorsMeaningful(t *testing.T) {
 		t.Fatalf("History from just before the first message = %d msgs, %v", len(ms), err)
 	}
 }
+
+// TestMemoryFullHistoryPublish: once the history is full, every publish
+// drops the oldest message; it must not copy the whole history to do so
+// (an allocation per publish), and the history keeps exactly the newest
+// messages.
+func TestMemoryFullHistoryPublish(t *testing.T) {
+	const keep = 1000
+	b := broker.NewMemory(broker.MemoryOptions{HistoryMsgs: keep})
+	defer b.Close()
+	ctx := context.Background()
+	payload := []byte(`{"data":1}`)
+	var last uint64
+	publish := func() {
+		seq, err := b.Publish(ctx, "/a", payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+	for range 3 * keep {
+		publish()
+	}
+	if allocs := testing.AllocsPerRun(10*keep, publish); allocs > 0.1 {
+		t.Errorf("%.2f allocations per publish with a full history, want a copy only now and then", allocs)
+	}
+	hist, err := b.History(ctx, []string{"/**"}, last-keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != keep || hist[0].Seq != last-keep+1 || hist[keep-1].Seq != last {
+		t.Fatalf("history of %d messages, %d..%d; want %d, %d..%d", len(hist), hist[0].Seq, hist[len(hist)-1].Seq, keep, last-keep+1, last)
+	}
+	if _, err := b.History(ctx, []string{"/**"}, last-keep-1); !errors.Is(err, broker.ErrHistoryGone) {
+		t.Fatalf("history from before the window: %v, want ErrHistoryGone", err)
+	}
+}

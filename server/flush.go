@@ -3,6 +3,7 @@ package server
 import (
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -34,7 +35,31 @@ type flushShard struct {
 	ready []*session // listed by deliver, in order
 	spare []*session // the other list, swapped in by run
 
-	scratch []outMsg // run's: a session's queue, copied out
+	scratch []outMsg   // run's: a session's queue, copied out
+	clk     writeClock // run's
+}
+
+// writeClock is the time of a flusher's writes, read once for several
+// sessions (clockEvery) rather than twice per delivery: the socket's
+// deadline (the real clock) and the latency metric (Config.Now).
+type writeClock struct {
+	wall time.Time // time.Now: socket deadlines are the runtime's
+	now  int64     // Config.Now, unix nanos
+	left int       // sessions before the clock is read again
+}
+
+// clockEvery is how many sessions a flusher writes on one reading of the
+// clock: some 16 writes of a few microseconds each, so that the latency
+// metric is late by a fraction of a millisecond at most.
+const clockEvery = 16
+
+// tick returns the clock, read again every clockEvery sessions.
+func (c *writeClock) tick(s *Server) *writeClock {
+	if c.left <= 0 {
+		c.wall, c.now, c.left = time.Now(), s.cfg.Now().UnixNano(), clockEvery
+	}
+	c.left--
+	return c
 }
 
 // add lists ss, whose ready flag deliver just set, for writing.
@@ -73,8 +98,9 @@ func (f *flushShard) run(s *Server) {
 			batch := f.ready
 			f.ready = f.spare[:0]
 			f.mu.Unlock()
+			f.clk.left = 0 // a new batch reads the clock first
 			for i, ss := range batch {
-				f.flush(ss)
+				f.flush(ss, f.clk.tick(s))
 				batch[i] = nil
 			}
 			f.spare = batch[:0]
@@ -91,8 +117,8 @@ func (f *flushShard) run(s *Server) {
 const keepQueue = 4
 
 // flush writes what ss has queued, unless it has no socket or a writer
-// has it already (that writer takes the queue too).
-func (f *flushShard) flush(ss *session) {
+// has it already (that writer takes the queue too), at the time clk.
+func (f *flushShard) flush(ss *session, clk *writeClock) {
 	ss.mu.Lock()
 	ss.ready = false
 	wc := ss.ws
@@ -113,7 +139,7 @@ func (f *flushShard) flush(ss *session) {
 		ss.queue = nil
 	}
 	ss.mu.Unlock()
-	ss.writeNow(wc, q, given) // keeps nothing of q
+	ss.writeNow(wc, q, given, clk) // keeps nothing of q
 	clear(q)
 	f.scratch = q[:0]
 }

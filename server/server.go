@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -467,12 +468,15 @@ func (s *Server) Close() error {
 }
 
 // onBroker fans one broker message out to the local subscribers. It runs
-// on the broker's delivery goroutine, so it only queues.
+// on the broker's delivery goroutine, so it only queues. The message is
+// encoded once, and so is its websocket frame (outMsg.alone), for all of
+// its subscribers.
 func (s *Server) onBroker(m broker.Message) {
 	if bayeux.IsService(m.Channel) || bayeux.IsMeta(m.Channel) {
 		return
 	}
-	var targets []*session
+	tp := targetPool.Get().(*[]*session)
+	targets := (*tp)[:0]
 	s.mu.RLock()
 	for _, p := range bayeux.Expand(m.Channel) {
 		for ss := range s.index[p] {
@@ -480,15 +484,39 @@ func (s *Server) onBroker(m broker.Message) {
 		}
 	}
 	s.mu.RUnlock()
-	if len(targets) == 0 {
-		return
+	if len(targets) > 0 {
+		om := outMsg{seq: m.Seq, published: m.Published.UnixNano()}
+		om.b, om.alone = framedDelivery(s.encodeDelivery(m))
+		for _, ss := range targets {
+			// a session subscribed through two matching patterns gets the
+			// message once: deliver drops seq <= cursor.
+			ss.deliver(om)
+		}
 	}
-	om := outMsg{seq: m.Seq, published: m.Published.UnixNano(), b: s.encodeDelivery(m)}
-	for _, ss := range targets {
-		// a session subscribed through two matching patterns gets the
-		// message once: deliver drops seq <= cursor.
-		ss.deliver(om)
+	clear(targets) // the pool keeps no session alive
+	if cap(targets) <= maxPooledTargets {
+		*tp = targets[:0]
+		targetPool.Put(tp)
 	}
+}
+
+// targetPool holds onBroker's lists of subscribers, so that a message
+// allocates none (brokers may deliver on several goroutines).
+var targetPool = sync.Pool{New: func() any { return new([]*session) }}
+
+// maxPooledTargets bounds the lists targetPool keeps.
+const maxPooledTargets = 1 << 16
+
+// framedDelivery returns a delivery's encoded message, and the websocket
+// frame that carries it alone, [b], in one allocation: the message is the
+// frame's middle.
+func framedDelivery(b []byte) ([]byte, *[]byte) {
+	n := len(b) + 2
+	f := make([]byte, 0, n+10)
+	f = appendHeader(f, ws.OpText, n)
+	h := len(f) + 1
+	f = append(append(append(f, '['), b...), ']')
+	return f[h : h+len(b) : h+len(b)], &f
 }
 
 // encodeDelivery turns a broker message into the bytes every subscriber

@@ -29,6 +29,11 @@ type outMsg struct {
 	seq       uint64
 	published int64 // unix nanos; 0 for replies
 	b         []byte
+	// alone, when set, is the websocket frame of this message sent by
+	// itself (the array [b]), built once per broker message and shared by
+	// all its subscribers: a socket that has just this message waiting is
+	// written from it, with nothing built or copied per delivery.
+	alone *[]byte
 }
 
 // session is one Bayeux client held by this node. Its fields are guarded

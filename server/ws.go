@@ -736,10 +736,10 @@ func (ss *session) letGo(wc *wsConn, unbind bool) {
 // writeNow writes q, taken from the session (whose given was given
 // before) by a caller that set writing, without blocking, then what was
 // queued meanwhile. When the socket cannot take a frame at once, it hands
-// over to writeLoop, which may wait.
-func (ss *session) writeNow(wc *wsConn, q []outMsg, given uint64) {
+// over to writeLoop, which may wait. clk is the caller's time.
+func (ss *session) writeNow(wc *wsConn, q []outMsg, given uint64, clk *writeClock) {
 	for {
-		pending, ok, err := wc.writeQueueNow(q)
+		pending, ok, err := wc.writeQueueNow(q, clk.wall)
 		switch {
 		case err != nil:
 			ss.writeFailed(wc, q, given)
@@ -759,7 +759,7 @@ func (ss *session) writeNow(wc *wsConn, q []outMsg, given uint64) {
 			go ss.writeLoop(wc, append([]outMsg(nil), q...), given)
 			return
 		}
-		ss.srv.countOut(q)
+		ss.srv.countOutAt(q, clk.now)
 		ss.mu.Lock()
 		if ss.ws == nil || ss.closed || len(ss.queue) == 0 {
 			ss.writing = false
@@ -822,14 +822,20 @@ func (ss *session) writeLoop(wc *wsConn, sent []outMsg, given uint64) {
 }
 
 // countOut records deliveries in the metrics.
-func (s *Server) countOut(q []outMsg) {
-	now := s.cfg.Now().UnixNano()
+func (s *Server) countOut(q []outMsg) { s.countOutAt(q, s.cfg.Now().UnixNano()) }
+
+// countOutAt records deliveries written at now (unix nanos).
+func (s *Server) countOutAt(q []outMsg, now int64) {
+	n := 0
 	for _, m := range q {
 		if m.seq == 0 {
 			continue
 		}
-		s.met.messagesOut.Inc()
+		n++
 		s.met.latency.Observe(float64(now-m.published) / 1e9)
+	}
+	if n > 0 {
+		s.met.messagesOut.Add(float64(n))
 	}
 }
 
@@ -866,9 +872,14 @@ func (wc *wsConn) writeQueue(q []outMsg) error {
 	return wc.sock.writeTextFunc(frameLen(q), func(b []byte) []byte { return appendFrame(b, q) })
 }
 
-// writeQueueNow is writeQueue without blocking (sockWriter.tryWriteTextFunc).
-func (wc *wsConn) writeQueueNow(q []outMsg) (pending, ok bool, err error) {
-	return wc.sock.tryWriteTextFunc(frameLen(q), func(b []byte) []byte { return appendFrame(b, q) })
+// writeQueueNow is writeQueue without blocking (sockWriter.tryWriteTextFunc),
+// at the time now. A message waiting alone goes out from the frame built
+// for all its subscribers (outMsg.alone).
+func (wc *wsConn) writeQueueNow(q []outMsg, now time.Time) (pending, ok bool, err error) {
+	if len(q) == 1 && q[0].alone != nil {
+		return wc.sock.tryWriteFrame(*q[0].alone, now)
+	}
+	return wc.sock.tryWriteTextFunc(frameLen(q), func(b []byte) []byte { return appendFrame(b, q) }, now)
 }
 
 func (wc *wsConn) writeReplies(rs []*bayeux.Message) {

@@ -70,46 +70,79 @@ func TestFrameLen(t *testing.T) {
 // TestDeliveryHotPath: a delivery to a websocket whose socket is free is
 // queued and written by the flusher with nothing allocated (no goroutine
 // started, no queue array, no frame buffer), and every delivery arrives,
-// in order, one Bayeux message each.
+// in order, one Bayeux message each: built into a pooled buffer, or
+// written from the frame onBroker built once for all subscribers
+// (outMsg.alone).
 func TestDeliveryHotPath(t *testing.T) {
-	n := startNode(t, func(c *Config) { c.Timeout = time.Hour })
-	c, ss := rawSubscriber(t, n, "/a")
-	payload := stampSeq([]byte(`{"channel":"/a","data":"x"}`), 1)
-	seq := uint64(0)
-	written := func() bool {
-		ss.mu.Lock()
-		defer ss.mu.Unlock()
-		return !ss.writing && !ss.ready && len(ss.queue) == 0
-	}
-	deliver := func() {
-		seq++
-		ss.deliver(outMsg{seq: seq, published: 1, b: payload})
-		for end := time.Now().Add(10 * time.Second); !written(); runtime.Gosched() {
-			if time.Now().After(end) {
-				t.Fatalf("delivery %d not written", seq)
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			n := startNode(t, func(c *Config) { c.Timeout = time.Hour })
+			c, ss := rawSubscriber(t, n, "/a")
+			m := outMsg{published: 1, b: stampSeq([]byte(`{"channel":"/a","data":"x"}`), 1)}
+			if shared {
+				m.b, m.alone = framedDelivery(m.b)
 			}
-		}
-	}
-	deliver() // warm the pools
-	if allocs := testing.AllocsPerRun(100, deliver); allocs != 0 && !raceOn {
-		t.Errorf("%v allocations per delivery, want none", allocs)
-	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for got := uint64(0); got < seq; {
-		b, err := wsutil.ReadServerText(c)
-		if err != nil {
-			t.Fatalf("after %d deliveries: %v", got, err)
-		}
-		var ms []msg
-		if err := json.Unmarshal(b, &ms); err != nil || len(ms) == 0 {
-			t.Fatalf("frame %.200s: %v", b, err)
-		}
-		for _, m := range ms {
-			got++
-			if m["channel"] != "/a" || m["data"] != "x" {
-				t.Fatalf("delivery %d: %v", got, m)
+			seq := uint64(0)
+			written := func() bool {
+				ss.mu.Lock()
+				defer ss.mu.Unlock()
+				return !ss.writing && !ss.ready && len(ss.queue) == 0
 			}
-		}
+			deliver := func() {
+				seq++
+				m.seq = seq
+				ss.deliver(m)
+				for end := time.Now().Add(10 * time.Second); !written(); runtime.Gosched() {
+					if time.Now().After(end) {
+						t.Fatalf("delivery %d not written", seq)
+					}
+				}
+			}
+			deliver() // warm the pools
+			if allocs := testing.AllocsPerRun(100, deliver); allocs != 0 && !raceOn {
+				t.Errorf("%v allocations per delivery, want none", allocs)
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for got := uint64(0); got < seq; {
+				b, err := wsutil.ReadServerText(c)
+				if err != nil {
+					t.Fatalf("after %d deliveries: %v", got, err)
+				}
+				var ms []msg
+				if err := json.Unmarshal(b, &ms); err != nil || len(ms) == 0 {
+					t.Fatalf("frame %.200s: %v", b, err)
+				}
+				for _, m := range ms {
+					got++
+					if m["channel"] != "/a" || m["data"] != "x" {
+						t.Fatalf("delivery %d: %v", got, m)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestFramedDelivery: the frame built once per message is the text frame
+// a websocket writer builds for that message alone, for each length
+// encoding, and the message it returns is the one given.
+func TestFramedDelivery(t *testing.T) {
+	for _, size := range []int{0, 100, 200, 70_000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			b := []byte(`{"data":"` + strings.Repeat("x", size) + `"}`)
+			got, alone := framedDelivery(bytes.Clone(b))
+			if !bytes.Equal(got, b) {
+				t.Fatalf("message %.40q, want %.40q", got, b)
+			}
+			q := []outMsg{{b: b}}
+			want := append(appendHeader(nil, ws.OpText, frameLen(q)), frame(q)...)
+			if !bytes.Equal(*alone, want) {
+				t.Fatalf("frame %.40q..., want %.40q...", *alone, want)
+			}
+			if cap(got) != len(got) {
+				t.Errorf("message capacity %d beyond its %d bytes: an append would write into the frame", cap(got), len(got))
+			}
+		})
 	}
 }
 
@@ -137,24 +170,78 @@ func TestInlineWriteAfterDeadline(t *testing.T) {
 // goroutine before anything else, and once the client reads again every
 // message arrives, whole and in order.
 func TestDeliveryBackpressure(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			n := startNode(t, func(c *Config) {
+				c.Timeout = time.Hour
+				c.QueueLimit = 10_000
+				c.WSSendBuffer = 4096
+			})
+			c, ss := rawSubscriber(t, n, "/a")
+			const total = 2000
+			text := strings.Repeat("y", 1000)
+			for seq := uint64(1); seq <= total; seq++ {
+				m := outMsg{seq: seq, published: 1, b: stampSeq([]byte(fmt.Sprintf(`{"channel":"/a","data":%q}`, text)), seq)}
+				if shared {
+					m.b, m.alone = framedDelivery(m.b)
+				}
+				ss.deliver(m)
+			}
+			readDeliveries(t, c, total, text)
+		})
+	}
+}
+
+// TestDeliverySharedFrameRest: when a socket takes only part of a frame
+// shared by all of a message's subscribers, the rest is kept as this
+// socket's own copy and goes out first once the socket drains: the client
+// reads every delivery whole and in order.
+func TestDeliverySharedFrameRest(t *testing.T) {
 	n := startNode(t, func(c *Config) {
 		c.Timeout = time.Hour
 		c.QueueLimit = 10_000
 		c.WSSendBuffer = 4096
 	})
 	c, ss := rawSubscriber(t, n, "/a")
-	const total = 2000
-	text := strings.Repeat("y", 1000)
-	for seq := uint64(1); seq <= total; seq++ {
-		p := stampSeq([]byte(fmt.Sprintf(`{"channel":"/a","data":%q}`, text)), seq)
-		ss.deliver(outMsg{seq: seq, published: 1, b: p})
+	if err := c.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
 	}
+	text := strings.Repeat("z", 999)
+	stuck := false // a frame did not go out at once: the socket was full
+	var seq uint64
+	for seq = 1; seq <= 20_000 && !stuck; seq++ {
+		m := outMsg{seq: seq, published: 1, b: stampSeq([]byte(fmt.Sprintf(`{"channel":"/a","data":%q}`, text)), seq)}
+		m.b, m.alone = framedDelivery(m.b)
+		ss.deliver(m) // alone in the queue: written from the shared frame
+		for end := time.Now().Add(200 * time.Millisecond); ; runtime.Gosched() {
+			ss.mu.Lock()
+			done := !ss.writing && !ss.ready && len(ss.queue) == 0
+			ss.mu.Unlock()
+			if done {
+				break
+			}
+			if time.Now().After(end) {
+				stuck = true
+				break
+			}
+		}
+	}
+	if !stuck {
+		t.Fatalf("%d deliveries went out at once: the socket never filled", seq-1)
+	}
+	total := seq - 1
+	readDeliveries(t, c, total, text)
+}
+
+// readDeliveries reads deliveries 1..total from c, each whole and in
+// order, with data text.
+func readDeliveries(t *testing.T, c net.Conn, total uint64, text string) {
+	t.Helper()
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	var next uint64 = 1
-	for next <= total {
+	for next := uint64(1); next <= total; {
 		b, err := wsutil.ReadServerText(c)
 		if err != nil {
-			t.Fatalf("reading delivery %d: %v", next, err)
+			t.Fatalf("reading delivery %d of %d: %v", next, total, err)
 		}
 		var ms []msg
 		if err := json.Unmarshal(b, &ms); err != nil {

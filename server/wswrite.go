@@ -43,9 +43,10 @@ func (w *sockWriter) init(conn net.Conn, timeout time.Duration) {
 // extendDeadlineLocked makes sure a write may block for at least half the
 // timeout and at most the whole of it. The deadline is moved only when
 // less than half is left: setting it costs a runtime timer update, 7% of
-// the CPU at fan-out rates when done for every frame.
-func (w *sockWriter) extendDeadlineLocked() {
-	now := time.Now()
+// the CPU at fan-out rates when done for every frame. now is the time: the
+// flusher reads the clock once for many writes (writeClock), the others
+// just before.
+func (w *sockWriter) extendDeadlineLocked(now time.Time) {
 	if time.Duration(w.deadline-now.UnixNano()) >= w.timeout/2 {
 		return
 	}
@@ -62,7 +63,7 @@ func (w *sockWriter) flushLocked() error {
 		return nil
 	}
 	w.rest = nil
-	w.extendDeadlineLocked()
+	w.extendDeadlineLocked(time.Now())
 	_, err := w.conn.Write(fb.b[fb.off:])
 	fb.put()
 	if err != nil {
@@ -112,7 +113,7 @@ func (w *sockWriter) writeTextFunc(n int, fill func([]byte) []byte) error {
 	if err != nil {
 		return err
 	}
-	w.extendDeadlineLocked()
+	w.extendDeadlineLocked(time.Now())
 	_, err = w.conn.Write(fb.b)
 	fb.put()
 	if err != nil {
@@ -122,33 +123,70 @@ func (w *sockWriter) writeTextFunc(n int, fill func([]byte) []byte) error {
 }
 
 // tryWriteTextFunc writes a text frame, as writeTextFunc, but never
-// blocks, so that the broker's delivery goroutine can write to every
-// subscriber's socket itself, one system call per frame and no goroutine
-// started, as long as the sockets take the bytes. ok is false when
-// nothing was written because the socket is another writer's just now
-// (or has no descriptor): the caller queues the frame for a writer that
-// may wait. pending is true when the socket took part of the frame: the
-// rest is kept and written first by the next flush or write, which the
-// caller must start.
-func (w *sockWriter) tryWriteTextFunc(n int, fill func([]byte) []byte) (pending, ok bool, err error) {
-	if w.raw == nil || !w.mu.TryLock() {
-		return false, false, nil
+// blocks, so that the flusher can write to every ready subscriber's
+// socket itself, one system call per frame and no goroutine started, as
+// long as the sockets take the bytes. now is the time, read by the caller
+// for many writes (the deadline is at least half the timeout away from
+// it). ok is false when nothing was written because the socket is another
+// writer's just now (or has no descriptor): the caller queues the frame
+// for a writer that may wait. pending is true when the socket took part
+// of the frame: the rest is kept and written first by the next flush or
+// write, which the caller must start.
+func (w *sockWriter) tryWriteTextFunc(n int, fill func([]byte) []byte, now time.Time) (pending, ok bool, err error) {
+	if ok, err := w.tryLock(); !ok || err != nil {
+		return false, ok, err
 	}
 	defer w.mu.Unlock()
-	if w.closeSent {
-		return false, true, net.ErrClosed
-	}
-	if w.rest != nil {
-		return false, false, nil
-	}
 	fb, err := buildFrame(n, fill)
 	if err != nil {
 		return false, true, err
 	}
+	fb.src = fb.b
+	return w.tryWriteLocked(fb, false, now)
+}
+
+// tryWriteFrame is tryWriteTextFunc for a frame built already (a
+// message's frame shared by its subscribers, outMsg.alone): the socket
+// takes it from where it is, with no copy. Only what a socket did not
+// take is copied, to be written later.
+func (w *sockWriter) tryWriteFrame(frame []byte, now time.Time) (pending, ok bool, err error) {
+	if ok, err := w.tryLock(); !ok || err != nil {
+		return false, ok, err
+	}
+	defer w.mu.Unlock()
+	fb := framePool.Get().(*frameBuf)
+	fb.src = frame
+	return w.tryWriteLocked(fb, true, now)
+}
+
+// tryLock takes w for a write that must not wait: ok is false when the
+// socket is another writer's (or has no descriptor, or a rest to write
+// first); err is set, with ok, once a close frame went out. w is locked
+// only when ok is true and err nil.
+func (w *sockWriter) tryLock() (ok bool, err error) {
+	if w.raw == nil || !w.mu.TryLock() {
+		return false, nil
+	}
+	if w.closeSent {
+		w.mu.Unlock()
+		return true, net.ErrClosed
+	}
+	if w.rest != nil {
+		w.mu.Unlock()
+		return false, nil
+	}
+	return true, nil
+}
+
+// tryWriteLocked writes fb.src without blocking and keeps what the
+// socket did not take in w.rest (in fb.b, from fb.off on); fb is put
+// back otherwise. shared says fb.src is not fb.b but a frame built
+// elsewhere.
+func (w *sockWriter) tryWriteLocked(fb *frameBuf, shared bool, now time.Time) (pending, ok bool, err error) {
 	fb.off, fb.errno = 0, nil
 	// the write cannot block, but the runtime refuses it once the
 	// deadline has passed
-	w.extendDeadlineLocked()
+	w.extendDeadlineLocked(now)
 	if err := w.raw.Write(fb.write); err != nil {
 		fb.put()
 		return false, true, fmt.Errorf("write websocket frame: %w", err)
@@ -158,7 +196,13 @@ func (w *sockWriter) tryWriteTextFunc(n int, fill func([]byte) []byte) (pending,
 		fb.put()
 		return false, true, fmt.Errorf("write websocket frame: %w", err)
 	}
-	if fb.off < len(fb.b) {
+	if fb.off < len(fb.src) {
+		if shared {
+			// the rest becomes this socket's own copy
+			fb.b = append(fb.b[:0], fb.src[fb.off:]...)
+			fb.off = 0
+		}
+		fb.src = nil
 		w.rest = fb // flushLocked puts it back
 		return true, true, nil
 	}
@@ -185,7 +229,7 @@ func (w *sockWriter) writeControl(op ws.OpCode, payload []byte) error {
 	}
 	var buf [2 + ws.MaxControlFramePayloadSize]byte
 	b := append(appendHeader(buf[:0], op, len(payload)), payload...)
-	w.extendDeadlineLocked()
+	w.extendDeadlineLocked(time.Now())
 	if _, err := w.conn.Write(b); err != nil {
 		return fmt.Errorf("write websocket %v frame: %w", op, err)
 	}
@@ -205,13 +249,15 @@ func (w *sockWriter) writeClose(code ws.StatusCode, reason string) error {
 }
 
 // frameBuf is a frame being built and written: pooled, shared by all
-// connections, so that an idle connection holds none. off and errno are
-// the state of a non-blocking write (writeFD, bound to write once so that
-// a write allocates nothing).
+// connections, so that an idle connection holds none. src, off and errno
+// are the state of a non-blocking write (writeFD, bound to write once so
+// that a write allocates nothing): src is what it writes, b or a frame
+// built elsewhere.
 type frameBuf struct {
 	b     []byte
-	off   int   // bytes of b written
-	errno error // the write's failure; a full socket is none
+	src   []byte // what writeFD writes
+	off   int    // bytes of src written (of b, once kept as a rest)
+	errno error  // the write's failure; a full socket is none
 	write func(fd uintptr) bool
 }
 
@@ -223,6 +269,7 @@ var framePool = sync.Pool{New: func() any {
 
 // put returns fb to the pool; buffers of the usual size only.
 func (fb *frameBuf) put() {
+	fb.src = nil // keeps no shared frame alive
 	if cap(fb.b) <= framePoolMax {
 		fb.b = fb.b[:0]
 		framePool.Put(fb)
