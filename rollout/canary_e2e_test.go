@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -94,8 +95,10 @@ scrape_configs:
 // second, until ctx ends, as a fleet's clients (re)connecting do.
 func handshakeLoad(ctx context.Context, lb string, rate int) {
 	body := `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling","websocket"]}]`
-	go every(ctx, time.Second/time.Duration(rate), func() {
+	d := time.Second / time.Duration(rate)
+	go every(ctx, d, func() {
 		go func() {
+			jitter(ctx, d)
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, lb+"/bayeux", strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
@@ -105,6 +108,21 @@ func handshakeLoad(ctx context.Context, lb string, rate int) {
 			resp.Body.Close()
 		}()
 	})
+}
+
+// jitter waits a random time under d (or until ctx ends). The load
+// balancer routes round robin, request by request: load sent on exact
+// ticks puts the same number of requests in every 100 ms (60 handshakes,
+// 20 publishes and 10 websockets a second are 9), so that with 9 targets
+// each kind of request kept landing on the same node, and a canary got
+// every handshake or publish and no websocket: its delivery latency had
+// no data and the analysis failed a good image (5 runs of 5). Clients
+// arrive at random, and so does this load.
+func jitter(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(rand.N(d)):
+	}
 }
 
 // every calls f every d until ctx ends.
@@ -128,6 +146,7 @@ func every(ctx context.Context, d time.Duration, f func()) {
 func subscriberLoad(ctx context.Context, lb string) {
 	go every(ctx, 100*time.Millisecond, func() {
 		go func() {
+			jitter(ctx, 100*time.Millisecond)
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			c, err := client.Dial(cctx, client.Config{URL: lb + "/bayeux", RequestTimeout: 3 * time.Second})
@@ -145,6 +164,7 @@ func subscriberLoad(ctx context.Context, lb string) {
 		}()
 	})
 	go every(ctx, 50*time.Millisecond, func() {
+		jitter(ctx, 25*time.Millisecond)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, lb+"/publish", strings.NewReader(`{"channel":"/canary/load","data":"x"}`))
 		req.Header.Set("Authorization", "Bearer "+adminToken)
 		req.Header.Set("Content-Type", "application/json")
