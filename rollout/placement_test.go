@@ -690,7 +690,7 @@ func TestDecideShare(t *testing.T) {
 		{obs("healthy", 200, 100, 0), "wait: "},         // the share: 300/3 = 100
 		{obs("healthy", 200, 100, 0), "cordon/i-1,i-2"}, //
 		{obs("healthy", 200, 100, 0), "wait: canary share: waiting for the load balancer to see ws-01 (i-1) cordoned"},
-		{obs("unhealthy", 200, 100, 0), "shed/i-1:67@132.66:c@" + fmt.Sprint(t0.Unix()) + "/f0/i-1 shed/i-2:33@65.34:c@" + fmt.Sprint(t0.Unix()) + "/f0/i-2"},
+		{obs("unhealthy", 200, 100, 0), "shed/i-1:67@121.94000000000001:c@" + fmt.Sprint(t0.Unix()) + "/f0/i-1 shed/i-2:33@60.06:c@" + fmt.Sprint(t0.Unix()) + "/f0/i-2"},
 		{obs("unhealthy", 150, 80, 70), "wait: canary share: the canary takes its share (70 of 100 clients)"},
 		{obs("unhealthy", 133, 67, 100), "uncordon/i-1,i-2"},
 		{obs("unhealthy", 133, 67, 100), "wait: canary share: waiting for the load balancer to see ws-01 (i-1) uncordoned"},
