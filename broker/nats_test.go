@@ -429,38 +429,37 @@ func TestNATSInterestGrowth(t *testing.T) {
 	})
 	switches := sub.(interface{ Switches() uint64 })
 
+	// another node publishes on every room and on /other, one message
+	// every 2 ms, until the end
 	type sent struct {
 		seq uint64
 		ch  string
 	}
-	var (
-		pmu    sync.Mutex
-		pubbed []sent
-	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+	var pubbed []sent // the publisher's until pubDone
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; pubCtx.Err() == nil; n++ {
 			ch := "/other"
-			if i%(rooms+1) < rooms {
-				ch = fmt.Sprintf("/room/%d", i%(rooms+1))
+			if k := n % (rooms + 1); k < rooms {
+				ch = fmt.Sprintf("/room/%d", k)
 			}
 			seq, err := pub.Publish(context.Background(), ch, []byte(`"x"`))
 			if err != nil {
 				t.Errorf("Publish: %v", err)
 				return
 			}
-			pmu.Lock()
 			pubbed = append(pubbed, sent{seq, ch})
-			pmu.Unlock()
-			time.Sleep(2 * time.Millisecond)
+			select {
+			case <-pubCtx.Done():
+			case <-tick.C:
+			}
 		}
-	})
+	}()
 
 	from := map[string]uint64{} // room -> last seq when its Want returned
 	want := func(room string, pats []string) time.Duration {
@@ -522,8 +521,8 @@ func TestNATSInterestGrowth(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stopPub()
+	<-pubDone
 	end, err := pub.Publish(context.Background(), "/room/0", []byte(`"end"`))
 	if err != nil {
 		t.Fatal(err)
