@@ -90,11 +90,15 @@ type natsInterestSub struct {
 		// filtered here (the patterns grow fast), or a filtered
 		// consumer; grown says that the last switch installed a growth
 		// consumer. asks counts the Wants for patterns not read, each
-		// less than InterestSettle after the one before (lastAsk);
+		// less than InterestSettle after the one before (lastAsk), and
+		// asked is their patterns: a Want counts only with a pattern
+		// none of them asked for (several sessions subscribing to one
+		// new channel at once are one new pattern, not several).
 		// lastNew is when a pattern new to the growth filter came
 		// last, and settle fires InterestSettle after it.
 		growing, grown bool
 		asks           int
+		asked          map[string]bool
 		lastAsk        time.Time
 		lastNew        time.Time
 		settle         *time.Timer
@@ -187,7 +191,7 @@ func (s *natsInterestSub) Want(ctx context.Context, patterns []string) error {
 		return nil
 	}
 	if !s.sw.covered.coversAll(patterns) {
-		s.askedLocked()
+		s.askedLocked(patterns)
 	}
 	my := s.requestLocked()
 	for {
@@ -229,22 +233,30 @@ func (s *natsInterestSub) widen(patterns []string) bool {
 
 // askedLocked notes a Want for patterns the consumer does not read, and
 // turns growth on at the growthWants-th in a row (see growthWants).
-func (s *natsInterestSub) askedLocked() {
+func (s *natsInterestSub) askedLocked(patterns []string) {
 	settle := s.b.opts.InterestSettle
 	if settle < 0 || s.whole || s.sw.growing {
 		return
 	}
 	now := s.b.opts.Now()
-	if s.sw.asks > 0 && now.Sub(s.sw.lastAsk) < settle {
-		s.sw.asks++
-	} else {
-		s.sw.asks = 1
+	if s.sw.asks == 0 || now.Sub(s.sw.lastAsk) >= settle {
+		s.sw.asks, s.sw.asked = 0, map[string]bool{}
 	}
+	fresh := false
+	for _, p := range patterns {
+		if !s.sw.asked[p] {
+			s.sw.asked[p], fresh = true, true
+		}
+	}
+	if !fresh {
+		return // asked for already, its switch still to come
+	}
+	s.sw.asks++
 	s.sw.lastAsk = now
 	if s.sw.asks < growthWants {
 		return
 	}
-	s.sw.asks = 0
+	s.sw.asks, s.sw.asked = 0, nil
 	s.sw.growing, s.sw.lastNew = true, now
 	s.armLocked(settle)
 	s.b.log.Debug("interest growing: reading the whole stream until it settles", "settle", settle)

@@ -564,3 +564,38 @@ func TestNATSInterestGrowth(t *testing.T) {
 		t.Errorf("%d wanted messages not delivered of %d published", missing, len(pubbed))
 	}
 }
+
+// TestNATSInterestOneNewChannelIsNoGrowth: sessions subscribing to one new
+// channel at once (a check's probe clients on /probe/0) are one new
+// pattern: their Wants share one switch to a filtered consumer, and the
+// node does not read the whole stream for them.
+func TestNATSInterestOneNewChannelIsNoGrowth(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "probed", SwitchInterval: 200 * time.Millisecond, InterestSettle: 2 * time.Second})
+	sub, setInterest := subscribeInterest(t, b, func(broker.Message) {}, "/room/a")
+	setInterest("/room/a", "/probe/0")
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() { errs <- sub.Want(context.Background(), []string{"/probe/0"}) }()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"wsfleet.probe.0", "wsfleet.room.a"}
+	var filters [][]string
+	// within the settle time: a growth consumer would still read all
+	// (the stopped consumer's deletion is asynchronous: wait for it)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if filters = consumerFilters(t, e.ClientURL()); len(filters) == 1 && slices.Equal(filters[0], want) {
+			break
+		}
+	}
+	if len(filters) != 1 || !slices.Equal(filters[0], want) {
+		t.Errorf("consumers' filters %v, want one on %v (no growth for one new channel)", filters, want)
+	}
+	if n := sub.(interface{ Switches() uint64 }).Switches(); n != 2 {
+		t.Errorf("%d switches, want 2 (the subscribe's, the new channel's)", n)
+	}
+}
