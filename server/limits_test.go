@@ -371,7 +371,7 @@ func serverSndBuf(t *testing.T, s *Server) int {
 		}
 		return wc != nil
 	})
-	rc, err := wc.conn().(syscall.Conn).SyscallConn()
+	rc, err := sockConn(t, wc).(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

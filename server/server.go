@@ -258,6 +258,10 @@ type Server struct {
 	nsubs    int
 	state    State
 	wsConns  map[*wsConn]struct{}
+	// wsOpen counts the websockets not closed yet: those in wsConns
+	// and those finishing (finishWS), whose closing handshake may still
+	// wait in the poller.
+	wsOpen int
 	// releasedIDs are the sessions this node handed over, each with the
 	// instant until which a connect of it is sent on (zero: for good,
 	// after a drain; see wasReleased).
@@ -456,8 +460,9 @@ func (s *Server) Close() error {
 		for c := range s.wsConns {
 			conns = append(conns, c)
 		}
+		open := s.wsOpen
 		s.mu.Unlock()
-		if len(conns) == 0 {
+		if open == 0 {
 			s.closePoller()
 		}
 		for _, c := range conns {
