@@ -171,20 +171,27 @@ func (p *wsPoller) run(rc syscall.RawConn) {
 			return
 		}
 		for _, ev := range events[:n] {
-			p.mu.Lock()
-			var wc *wsConn
-			if ev.Fd >= 0 && int(ev.Fd) < len(p.conns) {
-				wc = p.conns[ev.Fd]
-			}
-			if wc != nil && wc.gen != uint32(ev.Pad) {
-				wc = nil // a stale event for a descriptor now reused
-			}
-			p.mu.Unlock()
-			if wc != nil {
+			if wc := p.lookup(ev); wc != nil {
 				wc.pollReady(p, ev.Events)
 			}
 		}
 	}
+}
+
+// lookup is the socket an event is for: none when the event is stale,
+// for a socket forgotten since, or for one whose descriptor is now
+// another socket's (its generation differs).
+func (p *wsPoller) lookup(ev syscall.EpollEvent) *wsConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var wc *wsConn
+	if ev.Fd >= 0 && int(ev.Fd) < len(p.conns) {
+		wc = p.conns[ev.Fd]
+	}
+	if wc != nil && wc.gen != uint32(ev.Pad) {
+		wc = nil
+	}
+	return wc
 }
 
 // stop marks the poller stopped and wakes whatever waits on a socket, so
