@@ -36,17 +36,22 @@ const closeWait = 5 * time.Second
 // the socket again and ends. A goroutine per idle socket (its stack, 2 KiB
 // at the least) was the largest part of what an idle session cost. Where
 // there is no poller, the owner waits for bytes in a shallow call instead.
+// With the poller (Linux) the socket is not a net.Conn either once
+// upgraded: it is a descriptor of the node's own (rawio_linux.go), whose
+// reads and writes wait in the same poller when they would block, which
+// saves the netFD and the runtime's poll descriptor (about 1 KB of RSS).
 //
 // Writing is the session's business (the flusher, flush.go, or writeLoop)
 // and the reader's for control frames; all go through sock.
 //
-// It is kept small (184 bytes), as the session is: the connection is the
-// socket writer's (conn), a message in fragments is out of line (frag),
-// and the small fields are packed together.
+// It is kept small (184 bytes), as the session is: a net.Conn, when the
+// socket is one, is out of line (sock.nc), so is a message in fragments
+// (frag) and whatever waits on a raw socket (wait), and the small fields
+// are packed together.
 type wsConn struct {
 	srv  *Server
 	br   *bufio.Reader // small (wsBufferSize); nil while parked (readerPool)
-	sock sockWriter    // in the connection itself: one object less per socket; holds the net.Conn
+	sock sockWriter    // in the connection itself: one object less per socket
 
 	// state is wsReading or wsParked; moving a socket out of wsParked
 	// (compare-and-swap) makes the mover its owner.
@@ -207,6 +212,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if closing {
 		wc.sock.writeClose(wsStatusGoingAway, "server shutting down")
+		if s.poller != nil {
+			s.poller.forget(wc) // registered if the write had to wait
+		}
 		if err := wc.sock.close(); err != nil {
 			s.log.Debug("websocket close failed", "err", err)
 		}
@@ -325,7 +333,7 @@ func (wc *wsConn) takeReader() {
 // dropReader returns the owner's read buffer to the pool when nothing is
 // buffered in it. Bytes read ahead at the upgrade (smallBuffers) are in
 // the buffer too, so an empty buffer means the next bytes are the
-// socket's: a pooled reader on conn reads them.
+// socket's: a pooled reader on the socket reads them.
 func (wc *wsConn) dropReader() {
 	if wc.br == nil || wc.br.Buffered() > 0 {
 		return
