@@ -53,15 +53,26 @@ func takeFD(conn net.Conn) (fd int, err error) {
 		return -1, fmt.Errorf("take descriptor: dup: %w", derr)
 	}
 	// the flag is the open file's, shared with conn's descriptor, and
-	// set already; set again in case the runtime ever changes that.
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
-		return -1, fmt.Errorf("take descriptor: set non-blocking: %w", err)
+	// set already; set here only should the runtime ever not have.
+	if fl, err := fcntlGetFlags(fd); err != nil || fl&syscall.O_NONBLOCK == 0 {
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			syscall.Close(fd)
+			return -1, fmt.Errorf("take descriptor: set non-blocking: %w", err)
+		}
 	}
 	if err := conn.Close(); err != nil {
 		return fd, fmt.Errorf("take descriptor: close net.Conn: %w", err)
 	}
 	return fd, nil
+}
+
+// fcntlGetFlags is fcntl(fd, F_GETFL).
+func fcntlGetFlags(fd int) (int, error) {
+	r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFL, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
 }
 
 // closeRaw closes a descriptor takeFD gave.
