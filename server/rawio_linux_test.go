@@ -17,21 +17,6 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// onlyWS waits for the node's only websocket and returns it.
-func onlyWS(t testing.TB, s *Server) *wsConn {
-	t.Helper()
-	var wc *wsConn
-	waitUntil(t, "the websocket", func() bool {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		for c := range s.wsConns {
-			wc = c
-		}
-		return len(s.wsConns) == 1
-	})
-	return wc
-}
-
 // fcntlGet is fcntl(fd, cmd) for a getter.
 func fcntlGet(fd int, cmd int) (int, error) {
 	r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), uintptr(cmd), 0)
@@ -146,6 +131,12 @@ func TestRawPeerGoneWhileParked(t *testing.T) {
 	}
 }
 
+// fillable configures a node for fullSubscriber: sessions that live, a
+// queue that takes what it sends, and a small send buffer.
+func fillable(c *Config) {
+	c.Timeout, c.QueueLimit, c.WSSendBuffer = time.Hour, 10_000, 4096
+}
+
 // fullSubscriber opens a subscriber that reads nothing and fills its
 // socket until a writer waits for room in the poller; it returns the
 // socket, its websocket, and how many deliveries were sent.
@@ -176,11 +167,7 @@ func fullSubscriber(t *testing.T, n *node, text string) (net.Conn, *wsConn, uint
 // rest of a frame on the same descriptor (both events armed at once), and
 // gets it.
 func TestRawWriteWaitsForRoom(t *testing.T) {
-	n := startNode(t, func(c *Config) {
-		c.Timeout = time.Hour
-		c.QueueLimit = 10_000
-		c.WSSendBuffer = 4096
-	})
+	n := startNode(t, fillable)
 	text := strings.Repeat("w", 1000)
 	c, wc, total := fullSubscriber(t, n, text)
 	pong := clientFrame(finBit|op(ws.OpPong), []byte("half"))
@@ -209,9 +196,7 @@ func TestRawWriteWaitsForRoom(t *testing.T) {
 // connection end, and the poller stops after the last socket.
 func TestRawCloseDuringBlockedWrite(t *testing.T) {
 	n := startNode(t, func(c *Config) {
-		c.Timeout = time.Hour
-		c.QueueLimit = 10_000
-		c.WSSendBuffer = 4096
+		fillable(c)
 		c.WriteTimeout = 500 * time.Millisecond
 	})
 	c, wc, _ := fullSubscriber(t, n, strings.Repeat("c", 1000))

@@ -7,6 +7,21 @@ import (
 	"testing"
 )
 
+// onlyWS waits for the node's only websocket and returns it.
+func onlyWS(t testing.TB, s *Server) *wsConn {
+	t.Helper()
+	var wc *wsConn
+	waitUntil(t, "the websocket", func() bool {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		for c := range s.wsConns {
+			wc = c
+		}
+		return len(s.wsConns) == 1
+	})
+	return wc
+}
+
 // sockConn is a net.Conn on wc's socket, for tests that write to it or
 // read its options directly: the socket's own net.Conn, or one on a
 // duplicate of the node's descriptor (closed at the test's end) when the
