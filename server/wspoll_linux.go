@@ -105,7 +105,12 @@ func (p *wsPoller) ctlLocked(wc *wsConn) error {
 	// lock orders these writes before the poller's reads.
 	p.mu.Lock()
 	p.gen++
-	wc.fd, wc.gen, wc.armed = int32(fd), p.gen, true
+	if wc.sock.nc != nil {
+		// a raw socket's fd is set once, before it is shared: writers
+		// read it without this lock
+		wc.fd = int32(fd)
+	}
+	wc.gen, wc.armed = p.gen, true
 	if fd >= len(p.conns) {
 		p.conns = slices.Grow(p.conns, fd+1-len(p.conns))[:fd+1]
 	}
