@@ -59,6 +59,10 @@ type Config struct {
 	// noPoller keeps a goroutine waiting on every websocket instead of
 	// parking idle ones in the poller: the fallback, tested on its own.
 	noPoller bool
+	// noRawIO keeps every websocket a net.Conn, with the poller (Linux):
+	// the fallback when a socket's descriptor cannot be taken, tested on
+	// its own.
+	noRawIO bool
 	// SweepInterval is how often expired sessions are looked for; default 5s.
 	SweepInterval time.Duration
 	// ReleaseGrace is how long a drain waits for a released websocket

@@ -197,7 +197,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	wc := &wsConn{srv: s, br: sb.br, fd: -1}
 	wc.sock.init(conn, s.cfg.WriteTimeout)
-	if s.poller != nil {
+	if s.poller != nil && !s.cfg.noRawIO {
 		s.takeSocket(wc, conn)
 	}
 	if s.hsLimit != nil {
