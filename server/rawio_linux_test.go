@@ -131,6 +131,25 @@ func TestRawPeerGoneWhileParked(t *testing.T) {
 	}
 }
 
+// TestRawCloseWhileReadingMidFrame: a close asked for while the owner
+// waits in the poller for the rest of a frame (a client that stalls part
+// way) wakes the owner, which closes the socket: the client gets the
+// close frame and the TCP close, and the descriptor is closed.
+func TestRawCloseWhileReadingMidFrame(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.Timeout = time.Hour })
+	r, wc := rawConnected(t, n)
+	r.send(clientFrame(finBit|op(ws.OpText), []byte(rawHandshake))[:3])
+	waitUntil(t, "the owner waiting for the rest of the frame", func() bool {
+		wc.closeMu.Lock()
+		defer wc.closeMu.Unlock()
+		return wc.wait != nil && wc.wait.r != nil
+	})
+	wc.close(wsStatusGoingAway, "test")
+	r.expectClose(wsStatusGoingAway)
+	r.expectTCPClose(closeWait)
+	waitUntil(t, "the descriptor closed", func() bool { return rawClosed(n.srv, wc) })
+}
+
 // fillable configures a node for fullSubscriber: sessions that live, a
 // queue that takes what it sends, and a small send buffer.
 func fillable(c *Config) {
