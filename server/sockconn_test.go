@@ -36,6 +36,8 @@ func sockConn(tb testing.TB, wc *wsConn) net.Conn {
 		tb.Fatalf("dup websocket descriptor: %v", err)
 	}
 	f := os.NewFile(uintptr(fd), "websocket")
+	// FileConn leaves the socket non-blocking, as the node needs it (the
+	// flag is shared by every descriptor of the socket)
 	c, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
