@@ -582,7 +582,7 @@ func (s *Server) subscribeBroker(ctx context.Context) (func(), error) {
 	s.interest = sub
 	s.met.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "wsfleet_broker_received_total",
-		Help: "Messages this node took from the broker: with interest-based delivery, only those on channels its sessions subscribe to.",
+		Help: "Messages this node took from the broker: with interest-based delivery, only those on channels its sessions subscribe to (all while its channels grow fast: NATSOptions.InterestSettle).",
 	}, func() float64 { return float64(sub.Received()) }))
 	return sub.Stop, nil
 }
