@@ -96,6 +96,20 @@ type NATSOptions struct {
 	// the filters: at 1,000 rooms a node the demo's embedded server spent
 	// its core there and clients were opened at 40/s. Default 256.
 	MaxFilterSubjects int
+	// InterestSettle is how long an interest subscription whose patterns
+	// are growing fast reads the whole stream before it filters again.
+	// A node taking many sessions on channels new to it (a fresh instance
+	// receiving a drain's clients) would otherwise switch its consumer
+	// for nearly every take-over, and each take-over would wait for a
+	// switch. Once growthWants subscribes within InterestSettle asked for
+	// patterns the consumer did not read, the next switch reads the whole
+	// stream and filters it here; from then on a subscribe's Want adds
+	// its patterns to that local filter and returns at once. When no new
+	// pattern came for InterestSettle, one switch goes back to a filtered
+	// consumer (from the last sequence taken: nothing is lost or
+	// delivered twice). Default 2s; negative turns it off (every new
+	// pattern switches the consumer).
+	InterestSettle time.Duration
 	// Logger receives connection state changes; default discards.
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -136,6 +150,9 @@ func (o *NATSOptions) setDefaults() {
 	def(&o.SwitchInterval, 20*time.Millisecond)
 	if o.MaxFilterSubjects <= 0 {
 		o.MaxFilterSubjects = 256
+	}
+	if o.InterestSettle == 0 {
+		o.InterestSettle = 2 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -32,6 +32,13 @@ type window struct {
 // that asked for them (whose replay, if any, History gives).
 // When the old consumer had nothing left to read up to S (caughtUp), the
 // new one starts at S+1 and reads nothing twice.
+//
+// While the patterns grow fast (growthWants subscribes asking for
+// patterns the consumer does not read within InterestSettle), the
+// subscription reads the whole stream and filters it here (growth): a
+// Want then adds its patterns to the local filter in place, with no
+// switch and no wait, and the first switch after InterestSettle without a
+// new pattern goes back to a filtered consumer.
 type natsInterestSub struct {
 	b        *NATS
 	h        func(Message)
@@ -53,6 +60,9 @@ type natsInterestSub struct {
 	// multi-subject consumers (2.9): deliver then filters on set.
 	local bool
 	set   interestSet
+	// grow is set while the consumer is a growth one: it reads the whole
+	// stream, deliver filters on set, and Want widens set in place.
+	grow bool
 	// windows say what was wanted before the recent switches: a message
 	// with seq at or below a window's to (and above the previous one's)
 	// is delivered only if the window's set matches it. Above the last
@@ -76,9 +86,35 @@ type natsInterestSub struct {
 		// nothing.
 		next     interestSet
 		nextRead bool
+		// growing is what the next switch applies: the whole stream,
+		// filtered here (the patterns grow fast), or a filtered
+		// consumer; grown says that the last switch installed a growth
+		// consumer. asks counts the Wants for patterns not read, each
+		// less than InterestSettle after the one before (lastAsk), and
+		// asked is their patterns: a Want counts only with a pattern
+		// none of them asked for (several sessions subscribing to one
+		// new channel at once are one new pattern, not several).
+		// lastNew is when a pattern new to the growth filter came
+		// last, and settle fires InterestSettle after it.
+		growing, grown bool
+		asks           int
+		asked          map[string]bool
+		lastAsk        time.Time
+		lastNew        time.Time
+		settle         *time.Timer
 	}
 	switches atomic.Uint64
 }
+
+// growthWants is how many Wants for patterns the consumer does not read,
+// each less than InterestSettle after the one before, make a subscription
+// read the whole stream until its patterns settle (no new one for
+// InterestSettle: the same measure both ways). Each such Want waits for a
+// consumer switch; four in a row is a node taking sessions on channels
+// new to it (a fresh instance in a drain took nearly one a take-over, the
+// demo's gap tail), while a node whose sessions join a new channel less
+// often than every InterestSettle keeps its filtered consumer.
+const growthWants = 4
 
 // SubscribeInterest implements Interest. With WholeStream it reads the
 // whole stream, gives h every message (as Subscribe does) and never
@@ -99,7 +135,7 @@ func (b *NATS) subscribe(ctx context.Context, h func(Message), interest func() [
 	s := &natsInterestSub{b: b, h: h, interest: interest, whole: whole, quit: make(chan struct{})}
 	s.sw.done = make(chan struct{})
 	pats := reducePatterns(s.patternsWanted())
-	all, err := s.apply(ctx, pats)
+	all, err := s.apply(ctx, pats, false)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
@@ -123,6 +159,25 @@ func (s *natsInterestSub) Want(ctx context.Context, patterns []string) error {
 		s.sw.Unlock()
 		return ErrClosed
 	}
+	if s.sw.grown && s.sw.err == nil && (!s.sw.switching || s.sw.nextRead && s.sw.next.coversAll(patterns)) {
+		// A growth consumer reads everything: the patterns join its
+		// local filter now. Should a switch replace it meanwhile, that
+		// switch read the interest after the caller indexed the
+		// patterns (none was under way, or the one under way read
+		// them), so its consumer reads them too.
+		s.sw.Unlock()
+		if s.widen(patterns) {
+			s.sw.Lock()
+			s.sw.lastNew = s.b.opts.Now()
+			if !s.sw.growing && !s.sw.switching {
+				// still growing: the pending switch out stays in place
+				s.sw.growing = true
+				s.armLocked(s.b.opts.InterestSettle)
+			}
+			s.sw.Unlock()
+		}
+		return nil
+	}
 	if s.sw.err == nil && s.sw.covered.coversAll(patterns) && (!s.sw.switching || s.sw.nextRead && s.sw.next.coversAll(patterns)) {
 		// The consumer reads the patterns now (the last switch did not
 		// fail), and goes on reading them: a switch under way read an
@@ -134,6 +189,9 @@ func (s *natsInterestSub) Want(ctx context.Context, patterns []string) error {
 		// for one or two consumer switches.
 		s.sw.Unlock()
 		return nil
+	}
+	if !s.sw.covered.coversAll(patterns) {
+		s.askedLocked(patterns)
 	}
 	my := s.requestLocked()
 	for {
@@ -155,13 +213,95 @@ func (s *natsInterestSub) Want(ctx context.Context, patterns []string) error {
 	}
 }
 
-// Changed implements InterestSub.
+// widen adds patterns to a growth consumer's local filter, and reports
+// whether one was new to it; false too when the consumer is not one.
+func (s *natsInterestSub) widen(patterns []string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.grow {
+		return false
+	}
+	added := false
+	for _, p := range patterns {
+		if !s.set.covers(p) {
+			s.set.patterns[p] = true // s.set's map is this consumer's own
+			added = true
+		}
+	}
+	return added
+}
+
+// askedLocked notes a Want for patterns the consumer does not read, and
+// turns growth on at the growthWants-th in a row (see growthWants).
+func (s *natsInterestSub) askedLocked(patterns []string) {
+	settle := s.b.opts.InterestSettle
+	if settle < 0 || s.whole || s.sw.growing {
+		return
+	}
+	now := s.b.opts.Now()
+	if s.sw.asks == 0 || now.Sub(s.sw.lastAsk) >= settle {
+		s.sw.asks, s.sw.asked = 0, map[string]bool{}
+	}
+	fresh := false
+	for _, p := range patterns {
+		if !s.sw.asked[p] {
+			s.sw.asked[p], fresh = true, true
+		}
+	}
+	if !fresh {
+		return // asked for already, its switch still to come
+	}
+	s.sw.asks++
+	s.sw.lastAsk = now
+	if s.sw.asks < growthWants {
+		return
+	}
+	s.sw.asks, s.sw.asked = 0, nil
+	s.sw.growing, s.sw.lastNew = true, now
+	s.armLocked(settle)
+	s.b.log.Debug("interest growing: reading the whole stream until it settles", "settle", settle)
+}
+
+// armLocked (re)starts the settle timer to fire after d.
+func (s *natsInterestSub) armLocked(d time.Duration) {
+	if s.sw.settle != nil {
+		s.sw.settle.Stop()
+	}
+	s.sw.settle = time.AfterFunc(d, s.settleCheck)
+}
+
+// settleCheck ends growth once no pattern came for InterestSettle: the
+// next switch filters again. Otherwise it waits for the rest.
+func (s *natsInterestSub) settleCheck() {
+	s.sw.Lock()
+	defer s.sw.Unlock()
+	if s.stopped.Load() || !s.sw.growing {
+		return
+	}
+	if !s.sw.grown {
+		// the switch to the whole stream is still to come
+		s.armLocked(s.b.opts.InterestSettle)
+		return
+	}
+	if wait := s.b.opts.InterestSettle - s.b.opts.Now().Sub(s.sw.lastNew); wait > 0 {
+		s.armLocked(wait)
+		return
+	}
+	s.sw.growing = false
+	s.requestLocked()
+}
+
+// Changed implements InterestSub. A growth consumer keeps delivering a
+// pattern that lost its sessions (the server drops what no session
+// wants) until the switch that ends growth reads the interest again.
 func (s *natsInterestSub) Changed() {
 	if s.whole {
 		return
 	}
 	s.sw.Lock()
-	s.requestLocked()
+	if !s.sw.grown || !s.sw.growing {
+		s.requestLocked()
+	}
 	s.sw.Unlock()
 }
 
@@ -203,7 +343,7 @@ func (s *natsInterestSub) loop() {
 		}
 		s.sw.Lock()
 		s.sw.pending, s.sw.switching, s.sw.nextRead = false, true, false
-		g := s.sw.reqGen
+		g, grow := s.sw.reqGen, s.sw.growing
 		s.sw.Unlock()
 
 		pats := reducePatterns(s.patternsWanted())
@@ -211,12 +351,16 @@ func (s *natsInterestSub) loop() {
 		s.sw.next, s.sw.nextRead = newInterestSet(false, pats), true
 		s.sw.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.b.opts.PublishTimeout)
-		all, err := s.apply(ctx, pats)
+		all, err := s.apply(ctx, pats, grow)
 		cancel()
 
 		s.sw.Lock()
 		s.sw.switching, s.sw.nextRead = false, false
 		s.sw.lastAt = s.b.opts.Now()
+		if err == nil && grow && !s.sw.grown {
+			s.sw.lastNew = s.sw.lastAt // settling counts from the growth consumer on
+		}
+		s.sw.grown = err == nil && grow
 		if err == nil {
 			s.sw.covered = newInterestSet(all && s.whole, pats)
 		} else if !s.stopped.Load() {
@@ -239,12 +383,12 @@ func (s *natsInterestSub) patternsWanted() []string {
 }
 
 // filters returns the filter subjects for the reduced patterns pats, and
-// whether they are the whole stream (WholeStream, more patterns than
-// MaxFilterSubjects, or several patterns on
+// whether they are the whole stream (WholeStream, growth, more patterns
+// than MaxFilterSubjects, or several patterns on
 // a server that takes one filter per consumer).
-func (s *natsInterestSub) filters(pats []string) ([]string, bool, error) {
+func (s *natsInterestSub) filters(pats []string, grow bool) ([]string, bool, error) {
 	b := s.b
-	if s.whole || (len(pats) > 1 && !b.multiFilter.Load()) || len(pats) > b.opts.MaxFilterSubjects {
+	if s.whole || grow || (len(pats) > 1 && !b.multiFilter.Load()) || len(pats) > b.opts.MaxFilterSubjects {
 		return []string{b.opts.SubjectPrefix + ".>"}, true, nil
 	}
 	out := make([]string, 0, len(pats))
@@ -259,14 +403,24 @@ func (s *natsInterestSub) filters(pats []string) ([]string, bool, error) {
 }
 
 // apply switches the consumer to the reduced patterns pats (see the type's
-// comment) and reports whether it now reads the whole stream.
-func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error) {
+// comment), as a growth consumer with grow, and reports whether it now
+// reads the whole stream.
+func (s *natsInterestSub) apply(ctx context.Context, pats []string, grow bool) (bool, error) {
 	b := s.b
-	filters, all, err := s.filters(pats)
+	filters, all, err := s.filters(pats, grow)
 	if err != nil {
 		return false, err
 	}
 	s.mu.Lock()
+	if s.cons != nil && !s.broken && s.all && all && !s.whole && (grow || s.grow) {
+		// From or to growth on a consumer that reads the whole stream
+		// either way: only the local filter changes, in place. A
+		// pattern added here is delivered from the consumer's position
+		// on (as Want's widening does), one dropped at once.
+		s.patterns, s.set, s.grow = pats, newInterestSet(false, pats), grow
+		s.mu.Unlock()
+		return all, nil
+	}
 	// (reading the whole stream for want of multi-subject consumers, the
 	// local filter and its windows still change with the patterns)
 	same := s.cons != nil && !s.broken && s.all == all && (s.whole || slices.Equal(s.patterns, pats))
@@ -288,6 +442,13 @@ func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error
 	s.gen++
 	gen, old := s.gen, s.cc
 	s.cc, s.cons = nil, nil
+	// Up to last, what was wanted before: a growth consumer's local
+	// filter as Wants widened it (none widens it from here on).
+	was := newInterestSet(s.all && !s.local, s.patterns)
+	if s.grow {
+		was = s.set
+	}
+	s.grow = false
 	s.mu.Unlock()
 	if old != nil {
 		old.Stop()
@@ -328,13 +489,13 @@ func (s *natsInterestSub) apply(ctx context.Context, pats []string) (bool, error
 	}
 	// Up to last, what was wanted before; windows the new consumer
 	// starts after are done with.
-	s.windows = append(s.windows, window{to: last, set: newInterestSet(s.all && !s.local, s.patterns)})
+	s.windows = append(s.windows, window{to: last, set: was})
 	s.windows = slices.DeleteFunc(s.windows, func(w window) bool { return w.to < start })
 	s.patterns, s.all, s.broken = pats, all, false
-	s.local, s.set = all && !s.whole, newInterestSet(false, pats)
+	s.local, s.set, s.grow = all && !s.whole, newInterestSet(false, pats), grow
 	s.cc, s.cons = cc, cons
 	s.switches.Add(1)
-	b.log.Debug("interest switched", "patterns", len(pats), "whole_stream", all, "start", start, "caught_up", caught)
+	b.log.Debug("interest switched", "patterns", len(pats), "whole_stream", all, "growth", grow, "start", start, "caught_up", caught)
 	return all, nil
 }
 
@@ -447,6 +608,11 @@ func (s *natsInterestSub) stop() {
 		return
 	}
 	close(s.quit)
+	s.sw.Lock()
+	if s.sw.settle != nil {
+		s.sw.settle.Stop()
+	}
+	s.sw.Unlock()
 	s.mu.Lock()
 	s.gen++
 	cc, cons := s.cc, s.cons

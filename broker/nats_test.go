@@ -385,3 +385,217 @@ func wsfleetStream(t *testing.T, url string) jetstream.Stream {
 	}
 	return s
 }
+
+// consumerFilters lists the filter subjects of every consumer on the
+// nodes' stream at url, each sorted.
+func consumerFilters(t *testing.T, url string) [][]string {
+	t.Helper()
+	var filters [][]string
+	for ci := range wsfleetStream(t, url).ListConsumers(context.Background()).Info() {
+		f := slices.Clone(ci.Config.FilterSubjects)
+		if ci.Config.FilterSubject != "" {
+			f = append(f, ci.Config.FilterSubject)
+		}
+		slices.Sort(f)
+		filters = append(filters, f)
+	}
+	return filters
+}
+
+// TestNATSInterestGrowth: a node taking sessions on many channels new to
+// it (a fresh instance receiving a drain's clients) reads the whole
+// stream once its patterns grow fast, so that its Wants stop waiting for
+// consumer switches, and goes back to one filtered consumer when no new
+// pattern came for InterestSettle. Throughout, while another node
+// publishes, every message on a room published after its Want returned is
+// delivered once, in order, and nothing on a channel never wanted.
+func TestNATSInterestGrowth(t *testing.T) {
+	const (
+		interval = 200 * time.Millisecond
+		settle   = 600 * time.Millisecond
+		rooms    = 20
+	)
+	e := startNATS(t, t.TempDir())
+	pub := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "pub"})
+	b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "fresh", SwitchInterval: interval, InterestSettle: settle})
+	var (
+		mu  sync.Mutex
+		got []broker.Message
+	)
+	sub, setInterest := subscribeInterest(t, b, func(m broker.Message) {
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+	})
+	switches := sub.(interface{ Switches() uint64 })
+
+	// another node publishes on every room and on /other, one message
+	// every 2 ms, until the end
+	type sent struct {
+		seq uint64
+		ch  string
+	}
+	var pubbed []sent // the publisher's until pubDone
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; pubCtx.Err() == nil; n++ {
+			ch := "/other"
+			if k := n % (rooms + 1); k < rooms {
+				ch = fmt.Sprintf("/room/%d", k)
+			}
+			seq, err := pub.Publish(context.Background(), ch, []byte(`"x"`))
+			if err != nil {
+				t.Errorf("Publish: %v", err)
+				return
+			}
+			pubbed = append(pubbed, sent{seq, ch})
+			select {
+			case <-pubCtx.Done():
+			case <-tick.C:
+			}
+		}
+	}()
+
+	from := map[string]uint64{} // room -> last seq when its Want returned
+	want := func(room string, pats []string) time.Duration {
+		t.Helper()
+		setInterest(pats...)
+		start := time.Now()
+		if err := sub.Want(context.Background(), []string{room}); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		seq, err := pub.LastSeq(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		from[room] = seq
+		return took
+	}
+	var pats []string
+	slow := 0
+	for i := range rooms {
+		room := fmt.Sprintf("/room/%d", i)
+		pats = append(pats, room)
+		if want(room, slices.Clone(pats)) > interval/2 {
+			slow++
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	grown := switches.Switches()
+	if slow > 4 {
+		t.Errorf("%d of %d Wants for new rooms waited for a switch: growth did not take the switches out", slow, rooms)
+	}
+	if grown > 4 {
+		t.Errorf("%d consumer switches while %d rooms came, want at most 4 (three filtered, one to the whole stream)", grown, rooms)
+	}
+
+	// settled: one switch back to a filtered consumer on every room
+	var filters [][]string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		// (the switch counts once its consumer consumes, after the server made it)
+		if filters = consumerFilters(t, e.ClientURL()); len(filters) == 1 && len(filters[0]) == rooms && switches.Switches() > grown {
+			break
+		}
+	}
+	if len(filters) != 1 || len(filters[0]) != rooms {
+		t.Fatalf("consumers' filters %v after the rooms settled, want one consumer on the %d rooms", filters, rooms)
+	}
+	if n := switches.Switches(); n != grown+1 {
+		t.Errorf("%d switches after settling, want %d (one back to filtered)", n, grown+1)
+	}
+	// a room new after that is a filtered switch again
+	pats = append(pats, "/room/late")
+	if took := want("/room/late", slices.Clone(pats)); took > 5*time.Second {
+		t.Errorf("Want(/room/late) took %v", took)
+	}
+	if n := switches.Switches(); n != grown+2 {
+		t.Errorf("%d switches after a late room, want %d", n, grown+2)
+	}
+	if _, err := pub.Publish(context.Background(), "/room/late", []byte(`"late"`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	stopPub()
+	<-pubDone
+	end, err := pub.Publish(context.Background(), "/room/0", []byte(`"end"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		done := len(got) > 0 && got[len(got)-1].Seq == end
+		mu.Unlock()
+		if done {
+			break
+		}
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	delivered := map[uint64]bool{}
+	for i, m := range got {
+		if i > 0 && m.Seq <= got[i-1].Seq {
+			t.Fatalf("seq %d delivered after %d: a duplicate or out of order", m.Seq, got[i-1].Seq)
+		}
+		if m.Channel == "/other" {
+			t.Errorf("seq %d on /other delivered: never wanted", m.Seq)
+		}
+		delivered[m.Seq] = true
+	}
+	if !delivered[end] {
+		t.Fatalf("the end marker %d was not delivered", end)
+	}
+	missing := 0
+	for _, s := range pubbed {
+		if f, ok := from[s.ch]; ok && s.seq > f && !delivered[s.seq] {
+			if missing < 5 {
+				t.Errorf("seq %d on %s (wanted from %d) not delivered", s.seq, s.ch, f)
+			}
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d wanted messages not delivered of %d published", missing, len(pubbed))
+	}
+}
+
+// TestNATSInterestOneNewChannelIsNoGrowth: sessions subscribing to one new
+// channel at once (a check's probe clients on /probe/0) are one new
+// pattern: their Wants share one switch to a filtered consumer, and the
+// node does not read the whole stream for them.
+func TestNATSInterestOneNewChannelIsNoGrowth(t *testing.T) {
+	e := startNATS(t, t.TempDir())
+	b := newNATS(t, e.ClientURL(), broker.NATSOptions{Name: "probed", SwitchInterval: 200 * time.Millisecond, InterestSettle: 2 * time.Second})
+	sub, setInterest := subscribeInterest(t, b, func(broker.Message) {}, "/room/a")
+	setInterest("/room/a", "/probe/0")
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() { errs <- sub.Want(context.Background(), []string{"/probe/0"}) }()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"wsfleet.probe.0", "wsfleet.room.a"}
+	var filters [][]string
+	// within the settle time: a growth consumer would still read all
+	// (the stopped consumer's deletion is asynchronous: wait for it)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if filters = consumerFilters(t, e.ClientURL()); len(filters) == 1 && slices.Equal(filters[0], want) {
+			break
+		}
+	}
+	if len(filters) != 1 || !slices.Equal(filters[0], want) {
+		t.Errorf("consumers' filters %v, want one on %v (no growth for one new channel)", filters, want)
+	}
+	if n := sub.(interface{ Switches() uint64 }).Switches(); n != 2 {
+		t.Errorf("%d switches, want 2 (the subscribe's, the new channel's)", n)
+	}
+}

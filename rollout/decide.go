@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -658,25 +659,60 @@ func drainAndTerminate(s *Step, obs Observation, t Timing, now time.Time, decrem
 	return nil, ""
 }
 
+// nodeRate is one node's share of the fleet-wide budget when n nodes
+// release clients together. The budget is reconnects in any second as
+// the clients make them (the probe counts a reconnect when the client is
+// up again), so the rate leaves room for two things:
+//
+//   - Pacing: a node paced at r a second can release floor(r)+1 clients
+//     within one second (both ends of the window), so n nodes at
+//     budget/n each could make budget+n in some second (the demo
+//     measured 204/s against 200 before this was taken off).
+//   - The clients' delays: each reconnect comes a random delay D after
+//     its release (the client's backoff, full jitter over 0–250 ms for
+//     the Go client, plus its connect and the take-over). Releases at R
+//     a second give R reconnects a second on average, but the count in
+//     one second varies: the releases within a delay's spread of either
+//     end of it may or may not land inside, and its variance is
+//     R·E|D−D′| (D, D′ two independent delays; for D uniform over 0–J,
+//     J/3). reconnectMargin is jitterSigmas of those standard
+//     deviations at R = budget: one run of the demo at --fast,
+//     budget 200, saw 209 in one second, 3σ over the 196 it was paced at.
+//
+// Never under half of share of the budget, for a budget too small for
+// both.
+func nodeRate(budget float64, n int, share float64) float64 {
+	if budget <= 0 {
+		return budget
+	}
+	return max((budget-float64(n)-reconnectMargin(budget))*share, budget*share/2)
+}
+
+// reconnectDelayDiff is E|D−D′| for the delays D between a client's
+// release and its reconnect as the probe counts it: 83 ms for the Go
+// client's first-retry jitter (uniform over 0–250 ms), rounded up for the
+// connect and take-over times, whose spread the demo's gaps show (p50
+// 140 ms, p99 under 450 ms on an idle machine).
+const reconnectDelayDiff = 100 * time.Millisecond
+
+// jitterSigmas is how many standard deviations of the per-second count
+// the budget keeps clear: 3.5 makes one second over the budget a chance
+// of about 2 in 10,000, about 1 in 200 over the twenty-odd independent
+// seconds of a --fast demo's drains.
+const jitterSigmas = 3.5
+
+// reconnectMargin is the reconnects a second the budget keeps for the
+// clients' delays (see nodeRate), a whole number: 16 at 200/s, 18 at the
+// default 250/s, 70 at 4,000/s.
+func reconnectMargin(budget float64) float64 {
+	return math.Ceil(jitterSigmas * math.Sqrt(budget*reconnectDelayDiff.Seconds()))
+}
+
 // retireEffect is the one effect that ends the drained targets ids, and
 // records them in the step's progress as retiring: the decision's intent
 // is saved before the call, so that after a crash the targets that left
 // the group (detached, perhaps not yet terminated) are retired again
 // rather than taken for gone.
-// nodeRate is one node's share of the fleet-wide budget when n nodes
-// release clients together. A node paced at r a second can release
-// floor(r)+1 clients within one second (both ends of the window), so n
-// nodes at budget/n each could make budget+n in some second: each node's
-// rate is share of budget-n instead, so that no second passes the budget
-// (the demo measured 204/s against 200 before). Never under half of
-// share of the budget, for a budget smaller than twice the nodes.
-func nodeRate(budget float64, n int, share float64) float64 {
-	if budget <= 0 {
-		return budget
-	}
-	return max((budget-float64(n))*share, budget*share/2)
-}
-
 func retireEffect(s *Step, ids []string, decrement bool, now time.Time) Effect {
 	if s.Retiring == nil {
 		s.Retiring = map[string]time.Time{}

@@ -615,9 +615,22 @@ func steerTarget(s Step, obs Observation, newIDs []string, final int) int {
 	return t
 }
 
-// steer cordons the new instances at or above the target less a margin
-// (the clients that still arrive while the load balancer's health check
-// catches up), and uncordons those below; never every new instance.
+// steer keeps open (uncordoned) the new instances that lack the most
+// clients, as many as can take what still comes without passing their
+// share, and cordons the others; never every new instance.
+//
+// The load balancer gives each open instance the same part of the
+// clients released, and a cordon decided now steers only once the load
+// balancer sees it (latency), seen at the next poll at the latest: each of
+// k open instances takes up to A/k more, A the clients released over that
+// time (max_rate × (latency + poll), at most the clients still on the
+// batch's targets). Opening every instance below its share (as before)
+// let one that lacked little take as much as one that lacked much: five
+// opened at once after a batch, two passed the band and the end balance
+// shed them again. So the open set is the k instances that lack the most
+// for which the least of them lacks at least A/k, the most such k (every
+// one then ends within its share); when no k does, the k whose largest
+// excess over its share (A/k less what the k-th lacks) is the least.
 func steer(st *State, s Step, obs Observation, t Timing, final int) (*PlacementState, []Effect, []DecisionEvent) {
 	pl := st.Placement
 	newIDs, _ := newAndOld(s, obs.Group)
@@ -625,31 +638,48 @@ func steer(st *State, s Step, obs Observation, t Timing, final int) (*PlacementS
 		return pl, nil, nil
 	}
 	target := steerTarget(s, obs, newIDs, final)
-	below := 0
-	for _, id := range newIDs {
-		if c, _ := conns(obs, id); c < target {
-			below++
-		}
-	}
 	rate := t.Drain.MaxRate
 	if rate <= 0 {
 		rate = 100
 	}
-	margin := int(math.Ceil(rate * pl.latency().Seconds() / float64(max(below, 1))))
-	margin = min(margin, target/4)
-	over := func(limit int) []string {
-		var ids []string
-		for _, id := range newIDs {
-			if c, ok := conns(obs, id); ok && c >= limit {
-				ids = append(ids, id)
-			}
+	coming := 0 // the clients still on the batch's targets
+	for _, id := range s.Targets {
+		if _, gone := s.Terminated[id]; !gone {
+			c, _ := conns(obs, id)
+			coming += c
 		}
-		return ids
 	}
-	cord := over(target - margin)
-	if len(cord) == len(newIDs) {
-		cord = over(target)
+	flow := min(rate*(pl.latency()+t.Poll).Seconds(), float64(coming))
+	// the new instances by what they lack, most first (reported ones
+	// only: one that does not answer is not counted open)
+	var lack []string
+	for _, id := range newIDs {
+		if _, ok := conns(obs, id); ok {
+			lack = append(lack, id)
+		}
 	}
+	deficit := func(id string) int {
+		c, _ := conns(obs, id)
+		return target - c
+	}
+	slices.SortStableFunc(lack, func(a, b string) int { return deficit(b) - deficit(a) })
+	best, bestOver := 0, math.Inf(1)
+	for k := 1; k <= len(lack); k++ {
+		d := deficit(lack[k-1])
+		if d <= 0 {
+			break // at its share: never opened
+		}
+		over := max(flow/float64(k)-float64(d), 0)
+		if over <= bestOver {
+			best, bestOver = k, over
+		}
+	}
+	margin := 0
+	if best > 0 {
+		margin = int(math.Ceil(flow / float64(best)))
+	}
+	cord := slices.DeleteFunc(slices.Clone(lack), func(id string) bool { return slices.Contains(lack[:best], id) })
+	slices.SortFunc(cord, func(a, b string) int { return slices.Index(newIDs, a) - slices.Index(newIDs, b) })
 	if len(cord) == len(newIDs) {
 		// Keep the least loaded one open.
 		least := newIDs[0]

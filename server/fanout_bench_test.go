@@ -341,7 +341,7 @@ func BenchmarkFanout(b *testing.B) {
 	nd.srv.mu.RLock()
 	conns := make([]net.Conn, 0, len(nd.srv.wsConns))
 	for wc := range nd.srv.wsConns {
-		conns = append(conns, wc.conn())
+		conns = append(conns, sockConn(b, wc))
 	}
 	nd.srv.mu.RUnlock()
 	if len(conns) != subs {

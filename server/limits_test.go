@@ -362,16 +362,7 @@ func TestHeaderAndIdleTimeouts(t *testing.T) {
 // serverSndBuf is SO_SNDBUF of the node's side of its only websocket.
 func serverSndBuf(t *testing.T, s *Server) int {
 	t.Helper()
-	var wc *wsConn
-	waitUntil(t, "the websocket", func() bool {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		for c := range s.wsConns {
-			wc = c
-		}
-		return wc != nil
-	})
-	rc, err := wc.conn().(syscall.Conn).SyscallConn()
+	rc, err := sockConn(t, onlyWS(t, s)).(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,10 @@ type Config struct {
 	// noPoller keeps a goroutine waiting on every websocket instead of
 	// parking idle ones in the poller: the fallback, tested on its own.
 	noPoller bool
+	// noRawIO keeps every websocket a net.Conn, with the poller (Linux):
+	// the fallback when a socket's descriptor cannot be taken, tested on
+	// its own.
+	noRawIO bool
 	// SweepInterval is how often expired sessions are looked for; default 5s.
 	SweepInterval time.Duration
 	// ReleaseGrace is how long a drain waits for a released websocket
@@ -258,6 +262,10 @@ type Server struct {
 	nsubs    int
 	state    State
 	wsConns  map[*wsConn]struct{}
+	// wsOpen counts the websockets not closed yet: those in wsConns
+	// and those finishing (finishWS), whose closing handshake may still
+	// wait in the poller.
+	wsOpen int
 	// releasedIDs are the sessions this node handed over, each with the
 	// instant until which a connect of it is sent on (zero: for good,
 	// after a drain; see wasReleased).
@@ -456,8 +464,9 @@ func (s *Server) Close() error {
 		for c := range s.wsConns {
 			conns = append(conns, c)
 		}
+		open := s.wsOpen
 		s.mu.Unlock()
-		if len(conns) == 0 {
+		if open == 0 {
 			s.closePoller()
 		}
 		for _, c := range conns {
@@ -573,7 +582,7 @@ func (s *Server) subscribeBroker(ctx context.Context) (func(), error) {
 	s.interest = sub
 	s.met.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "wsfleet_broker_received_total",
-		Help: "Messages this node took from the broker: with interest-based delivery, only those on channels its sessions subscribe to.",
+		Help: "Messages this node took from the broker: with interest-based delivery, only those on channels its sessions subscribe to (all while its channels grow fast: NATSOptions.InterestSettle).",
 	}, func() float64 { return float64(sub.Received()) }))
 	return sub.Stop, nil
 }

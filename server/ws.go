@@ -36,23 +36,33 @@ const closeWait = 5 * time.Second
 // the socket again and ends. A goroutine per idle socket (its stack, 2 KiB
 // at the least) was the largest part of what an idle session cost. Where
 // there is no poller, the owner waits for bytes in a shallow call instead.
+// With the poller (Linux) the socket is not a net.Conn either once
+// upgraded: it is a descriptor of the node's own (rawio_linux.go), whose
+// reads and writes wait in the same poller when they would block, which
+// saves the netFD and the runtime's poll descriptor (about 1 KB of RSS).
 //
 // Writing is the session's business (the flusher, flush.go, or writeLoop)
 // and the reader's for control frames; all go through sock.
 //
-// It is kept small (184 bytes), as the session is: the connection is the
-// socket writer's (conn), a message in fragments is out of line (frag),
-// and the small fields are packed together.
+// It is kept small (184 bytes), as the session is: a net.Conn, when the
+// socket is one, is out of line (sock.nc), so is a message in fragments
+// (frag) and whatever waits on a raw socket (wait), and the small fields
+// are packed together.
 type wsConn struct {
 	srv  *Server
 	br   *bufio.Reader // small (wsBufferSize); nil while parked (readerPool)
-	sock sockWriter    // in the connection itself: one object less per socket; holds the net.Conn
+	sock sockWriter    // in the connection itself: one object less per socket
 
 	// state is wsReading or wsParked; moving a socket out of wsParked
 	// (compare-and-swap) makes the mover its owner.
 	state atomic.Int32
-	fd    int32  // the socket's descriptor, for the poller
-	gen   uint32 // tells this socket's poller entries from a reused fd's
+	// fd is the socket's descriptor: the node's own (raw I/O, sock.nc is
+	// nil), or for the poller that of the net.Conn once registered.
+	fd  int32
+	gen uint32 // tells this socket's poller entries from a reused fd's
+	// wait is who waits on a raw socket (rawio_linux.go), under closeMu;
+	// nil when nobody does.
+	wait *rawWait
 
 	// deadline closes the socket unless spoke is set by its first
 	// /meta/connect in time (armHandshakeDeadline); addr is the client's
@@ -73,7 +83,9 @@ type wsConn struct {
 	closeCode   ws.StatusCode
 	closing     bool
 
-	armed      bool // registered with the poller (owner or closeMu)
+	armed      bool // registered with the poller (closeMu)
+	unpolled   bool // forgotten by the poller for good (closeMu)
+	noWait     bool // owner: a read that would wait fails (errWouldBlock)
 	peerClosed bool // the peer's close frame arrived (and was answered)
 	// desync: reading stopped inside a frame (a refused frame's payload
 	// is unread, or a read failed part way), so what follows on the
@@ -81,8 +93,23 @@ type wsConn struct {
 	desync bool
 }
 
-// conn is the socket's connection.
-func (wc *wsConn) conn() net.Conn { return wc.sock.conn }
+// rawReader reads the owner's bytes from a socket on the node's own
+// descriptor (rawio_linux.go).
+type rawReader wsConn
+
+// reader is what the owner's read buffer reads from.
+func (wc *wsConn) reader() io.Reader {
+	if wc.sock.nc != nil {
+		return wc.sock.nc.conn
+	}
+	return (*rawReader)(wc)
+}
+
+// errWouldBlock is a raw read that found no bytes while wc.noWait was set.
+var errWouldBlock = errors.New("websocket: no bytes waiting")
+
+// rawIO reports whether the socket is on the node's own descriptor.
+func (wc *wsConn) rawIO() bool { return wc.sock.nc == nil }
 
 const (
 	wsReading int32 = iota // a goroutine owns the socket
@@ -170,6 +197,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	wc := &wsConn{srv: s, br: sb.br, fd: -1}
 	wc.sock.init(conn, s.cfg.WriteTimeout)
+	if s.poller != nil && !s.cfg.noRawIO {
+		s.takeSocket(wc, conn)
+	}
 	if s.hsLimit != nil {
 		wc.addr = s.clientKey(r)
 	}
@@ -177,11 +207,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	closing := s.ctx.Err() != nil
 	if !closing {
 		s.wsConns[wc] = struct{}{}
+		s.wsOpen++
 	}
 	s.mu.Unlock()
 	if closing {
 		wc.sock.writeClose(wsStatusGoingAway, "server shutting down")
-		conn.Close()
+		if s.poller != nil {
+			s.poller.forget(wc) // registered if the write had to wait
+		}
+		if err := wc.sock.close(); err != nil {
+			s.log.Debug("websocket close failed", "err", err)
+		}
 		s.unadmit()
 		return
 	}
@@ -189,6 +225,33 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
 	s.met.accepted.WithLabelValues(bayeux.ConnTypeWebSocket).Inc()
 	go s.readWS(wc, false)
+}
+
+// takeSocket moves the upgraded wc off conn onto a descriptor of the
+// node's own (takeFD), where the platform allows: reads and writes are
+// then the node's, waiting in its poller, and the net.Conn's memory is
+// freed. Before wc is shared.
+func (s *Server) takeSocket(wc *wsConn, conn net.Conn) {
+	fd, err := takeFD(conn)
+	if fd < 0 {
+		s.log.Debug("websocket kept on net.Conn", "err", err)
+		return
+	}
+	if err != nil {
+		s.log.Debug("websocket moved to its own descriptor", "err", err)
+	}
+	wc.fd = int32(fd)
+	wc.sock.initRaw(wc, s.cfg.WriteTimeout)
+	if n := wc.br.Buffered(); n == 0 {
+		wc.br.Reset(wc.reader())
+	} else {
+		// bytes the client sent right after its upgrade request, read
+		// already, come first
+		b, _ := wc.br.Peek(n)
+		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), wc.reader()), max(wsBufferSize, n))
+		br.Peek(n) // from memory: cannot fail
+		wc.br = br
+	}
 }
 
 // readWS is the owner's loop: it reads and handles frames while bytes are
@@ -224,9 +287,32 @@ func (s *Server) readWS(wc *wsConn, ready bool) {
 			<-done
 			continue
 		}
+		if ready && wc.rawIO() && wc.br.Buffered() == 0 && !wc.peekNoWait() {
+			// the report was stale (or the read failed): park again
+			ready = false
+			continue
+		}
 		ready = false
 		s.readFrame(wc)
 	}
+}
+
+// peekNoWait reports whether bytes are waiting on a raw socket, reading
+// them into the buffer without waiting for more. A report of the poller
+// can be stale (rawio_linux.go); a socket woken by one finds nothing and
+// parks again, where a read that waited would keep a goroutine. A read
+// that fails (the peer gone) asks for the close.
+func (wc *wsConn) peekNoWait() bool {
+	wc.noWait = true
+	_, err := wc.br.Peek(1)
+	wc.noWait = false
+	if err == nil {
+		return true
+	}
+	if !errors.Is(err, errWouldBlock) {
+		wc.close(ws.StatusNormalClosure, "")
+	}
+	return false
 }
 
 // readerPool holds the read buffers of sockets not being read: a parked
@@ -239,7 +325,7 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, wsB
 func (wc *wsConn) takeReader() {
 	if wc.br == nil {
 		br := readerPool.Get().(*bufio.Reader)
-		br.Reset(wc.conn())
+		br.Reset(wc.reader())
 		wc.br = br
 	}
 }
@@ -247,7 +333,7 @@ func (wc *wsConn) takeReader() {
 // dropReader returns the owner's read buffer to the pool when nothing is
 // buffered in it. Bytes read ahead at the upgrade (smallBuffers) are in
 // the buffer too, so an empty buffer means the next bytes are the
-// socket's: a pooled reader on conn reads them.
+// socket's: a pooled reader on the socket reads them.
 func (wc *wsConn) dropReader() {
 	if wc.br == nil || wc.br.Buffered() > 0 {
 		return
@@ -288,13 +374,6 @@ func (wc *wsConn) park() bool {
 
 var errClosing = errors.New("websocket closing")
 
-// wake is the poller's: bytes (or a hang-up) arrived on the parked socket.
-func (wc *wsConn) wake() {
-	if wc.state.CompareAndSwap(wsParked, wsReading) {
-		go wc.srv.readWS(wc, true)
-	}
-}
-
 // isClosing reports whether a close was asked for.
 func (wc *wsConn) isClosing() bool {
 	wc.closeMu.Lock()
@@ -305,7 +384,8 @@ func (wc *wsConn) isClosing() bool {
 // close asks for the socket to be closed with a status, once, without
 // waiting: the owner performs the close. A parked socket is taken from the
 // poller and given an owner; a socket being read gets an expired read
-// deadline, which wakes its owner.
+// deadline, which wakes its owner (waiting for bytes, in the runtime or in
+// the node's poller).
 func (wc *wsConn) close(code ws.StatusCode, reason string) {
 	wc.closeMu.Lock()
 	if wc.closing {
@@ -318,7 +398,7 @@ func (wc *wsConn) close(code ws.StatusCode, reason string) {
 		go wc.srv.readWS(wc, false)
 		return
 	}
-	wc.conn().SetReadDeadline(time.Unix(1, 0))
+	wc.setReadDeadline(time.Unix(1, 0))
 }
 
 // readFrame reads one frame and acts on it; a complete text message goes
@@ -362,7 +442,7 @@ func (wc *wsConn) drainRaw(end time.Time) {
 		if d.After(end) {
 			d = end
 		}
-		wc.conn().SetReadDeadline(d)
+		wc.setReadDeadline(d)
 		if _, err := wc.br.Read(buf[:]); err != nil {
 			return
 		}
@@ -370,7 +450,7 @@ func (wc *wsConn) drainRaw(end time.Time) {
 }
 
 // closePoller stops the poller once the node is closed and its last
-// websocket is gone.
+// websocket is closed (the closing handshakes wait in the poller).
 func (s *Server) closePoller() {
 	if s.poller != nil {
 		s.pollerOnce.Do(s.poller.close)
@@ -484,16 +564,9 @@ func (wc *wsConn) peerClose(payload []byte) error {
 // frame, waits a little for the peer's, and closes the connection. Only
 // the owner calls it, once.
 func (s *Server) finishWS(wc *wsConn) {
-	if s.poller != nil {
-		s.poller.forget(wc)
-	}
 	s.mu.Lock()
 	delete(s.wsConns, wc)
-	last := len(s.wsConns) == 0 && s.ctx.Err() != nil
 	s.mu.Unlock()
-	if last {
-		s.closePoller()
-	}
 	s.met.connections.WithLabelValues(bayeux.ConnTypeWebSocket).Dec()
 	s.unadmit()
 	if wc.deadline != nil {
@@ -509,7 +582,7 @@ func (s *Server) finishWS(wc *wsConn) {
 		// the closing handshake: discard what still comes until the
 		// peer's close frame, or closeWait.
 		end := time.Now().Add(closeWait)
-		wc.conn().SetReadDeadline(end)
+		wc.setReadDeadline(end)
 		wc.frag = nil
 		for !wc.desync {
 			if _, err := wc.readMessage(s.cfg.MaxMessageBytes); err != nil {
@@ -520,7 +593,21 @@ func (s *Server) finishWS(wc *wsConn) {
 			wc.drainRaw(end)
 		}
 	}
-	wc.conn().Close()
+	// the poller forgets the socket before its descriptor can be reused;
+	// it waits in the poller until then (the closing handshake)
+	if s.poller != nil {
+		s.poller.forget(wc)
+	}
+	if err := wc.sock.close(); err != nil {
+		s.log.Debug("websocket close failed", "err", err)
+	}
+	s.mu.Lock()
+	s.wsOpen--
+	last := s.wsOpen == 0 && s.ctx.Err() != nil
+	s.mu.Unlock()
+	if last {
+		s.closePoller()
+	}
 }
 
 // handleFrame processes one websocket frame and returns the session whose

@@ -28,11 +28,14 @@ import (
 // byte, so that nothing between the test and the node's parser fixes or
 // hides a malformed frame.
 
-// wsModes are the two ways the node waits for an idle socket's bytes.
+// wsModes are the ways the node waits for an idle socket's bytes: parked
+// in its poller, on its own descriptor (Linux) or a net.Conn (the
+// fallback when the descriptor cannot be taken), or with a goroutine.
 var wsModes = []struct {
 	name     string
 	noPoller bool
-}{{"poller", false}, {"no-poller", true}}
+	noRawIO  bool
+}{{"poller", false, false}, {"poller-netconn", false, true}, {"no-poller", true, false}}
 
 // testMask is the masking key of every client frame (RFC 6455's own
 // example key), non-zero so that a node that forgot to unmask reads
@@ -317,7 +320,7 @@ func TestFrameRFC6455(t *testing.T) {
 	for _, mode := range wsModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			n := startNode(t, func(c *Config) { c.MaxMessageBytes = limit; c.noPoller = mode.noPoller })
+			n := startNode(t, func(c *Config) { c.MaxMessageBytes = limit; c.noPoller, c.noRawIO = mode.noPoller, mode.noRawIO })
 
 			t.Run("fragmented handshake with a ping between", func(t *testing.T) {
 				t.Parallel()
@@ -447,7 +450,7 @@ func TestParkMany(t *testing.T) {
 	for _, mode := range wsModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			n := startNode(t, func(c *Config) { c.noPoller = mode.noPoller })
+			n := startNode(t, func(c *Config) { c.noPoller, c.noRawIO = mode.noPoller, mode.noRawIO })
 			peers := make([]*wsPeer, clients)
 			for i := range peers {
 				p := dialWS(t, n)
@@ -462,6 +465,13 @@ func TestParkMany(t *testing.T) {
 				want = 0
 			}
 			waitParked(t, n.srv, want)
+			n.srv.mu.RLock()
+			for wc := range n.srv.wsConns {
+				if raw := n.srv.poller != nil && !mode.noPoller && !mode.noRawIO; wc.rawIO() != raw {
+					t.Errorf("socket on its own descriptor: %v, want %v", wc.rawIO(), raw)
+				}
+			}
+			n.srv.mu.RUnlock()
 			if code, res := n.publish(`{"channel":"/park","data":"wake"}`); code != 200 || !res[0].Successful {
 				t.Fatalf("publish: %d %+v", code, res)
 			}
@@ -516,7 +526,7 @@ func TestParkByteAtATime(t *testing.T) {
 	for _, mode := range wsModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			n := startNode(t, func(c *Config) { c.noPoller = mode.noPoller })
+			n := startNode(t, func(c *Config) { c.noPoller, c.noRawIO = mode.noPoller, mode.noRawIO })
 			r := dialRaw(t, n, nil)
 			in := append(clientFrame(finBit|op(ws.OpPing), []byte("slow")), clientFrame(finBit|op(ws.OpText), []byte(rawHandshake))...)
 			for _, b := range in {

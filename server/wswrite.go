@@ -19,25 +19,71 @@ import (
 // rates: the library path cost two channel-based locks, a context watch
 // and a buffer copy per frame, a third of the node's CPU.
 type sockWriter struct {
-	mu        sync.Mutex
-	conn      net.Conn
-	raw       syscall.RawConn // conn's descriptor, for tryWriteTextFunc; nil: none
+	mu sync.Mutex
+	// nc is the socket as a net.Conn; nil when the socket is wc's own
+	// descriptor (raw I/O, Linux: rawio_linux.go), which frees the
+	// runtime's poll descriptor and netFD, a third of what an idle
+	// session cost.
+	nc        *netConn
+	wc        *wsConn // raw: the socket, whose descriptor and poller waits writes use
 	timeout   time.Duration
 	closeSent bool  // a close frame went out: no more frames
+	closed    bool  // raw: the descriptor is closed
 	deadline  int64 // the socket's write deadline, unix nanos
 	// rest is a frame tryWriteTextFunc began, from rest.off on: it goes
 	// out before anything else.
 	rest *frameBuf
 }
 
+// netConn is a socket served through Go's net.Conn (off Linux, without
+// the poller, or when the descriptor could not be taken).
+type netConn struct {
+	conn net.Conn
+	raw  syscall.RawConn // conn's descriptor, for tryWriteTextFunc; nil: none
+}
+
 // init makes w the writer of conn, with writes bounded by timeout.
 func (w *sockWriter) init(conn net.Conn, timeout time.Duration) {
-	w.conn, w.timeout = conn, timeout
+	w.nc, w.timeout = &netConn{conn: conn}, timeout
 	if sc, ok := conn.(syscall.Conn); ok && canWriteRaw {
 		if rc, err := sc.SyscallConn(); err == nil {
-			w.raw = rc
+			w.nc.raw = rc
 		}
 	}
+}
+
+// initRaw makes w the writer of wc's own descriptor (wc.fd), with writes
+// bounded by timeout. Only before wc is shared.
+func (w *sockWriter) initRaw(wc *wsConn, timeout time.Duration) {
+	w.nc, w.wc, w.timeout = nil, wc, timeout
+}
+
+// writeLocked writes b whole, waiting for room up to the write deadline.
+func (w *sockWriter) writeLocked(b []byte) error {
+	if w.nc != nil {
+		_, err := w.nc.conn.Write(b)
+		return err
+	}
+	if w.closed {
+		return net.ErrClosed
+	}
+	return w.wc.writeRaw(b, w.deadline)
+}
+
+// close closes the socket, once; nothing is written after it. Only the
+// socket's owner calls it, after the poller forgot the socket.
+func (w *sockWriter) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closeSent = true
+	if w.nc != nil {
+		return w.nc.conn.Close()
+	}
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return closeRaw(w.wc.fd)
 }
 
 // extendDeadlineLocked makes sure a write may block for at least half the
@@ -52,7 +98,9 @@ func (w *sockWriter) extendDeadlineLocked(now time.Time) {
 	}
 	d := now.Add(w.timeout)
 	w.deadline = d.UnixNano()
-	w.conn.SetWriteDeadline(d)
+	if w.nc != nil {
+		w.nc.conn.SetWriteDeadline(d)
+	}
 }
 
 // flushLocked writes what is left of a frame tryWriteTextFunc began,
@@ -64,7 +112,7 @@ func (w *sockWriter) flushLocked() error {
 	}
 	w.rest = nil
 	w.extendDeadlineLocked(time.Now())
-	_, err := w.conn.Write(fb.b[fb.off:])
+	err := w.writeLocked(fb.b[fb.off:])
 	fb.put()
 	if err != nil {
 		return fmt.Errorf("write websocket frame: %w", err)
@@ -114,7 +162,7 @@ func (w *sockWriter) writeTextFunc(n int, fill func([]byte) []byte) error {
 		return err
 	}
 	w.extendDeadlineLocked(time.Now())
-	_, err = w.conn.Write(fb.b)
+	err = w.writeLocked(fb.b)
 	fb.put()
 	if err != nil {
 		return fmt.Errorf("write websocket frame: %w", err)
@@ -164,7 +212,7 @@ func (w *sockWriter) tryWriteFrame(frame []byte, now time.Time) (pending, ok boo
 // first); err is set, with ok, once a close frame went out. w is locked
 // only when ok is true and err nil.
 func (w *sockWriter) tryLock() (ok bool, err error) {
-	if w.raw == nil || !w.mu.TryLock() {
+	if (w.nc != nil && w.nc.raw == nil) || !w.mu.TryLock() {
 		return false, nil
 	}
 	if w.closeSent {
@@ -187,7 +235,13 @@ func (w *sockWriter) tryWriteLocked(fb *frameBuf, shared bool, now time.Time) (p
 	// the write cannot block, but the runtime refuses it once the
 	// deadline has passed
 	w.extendDeadlineLocked(now)
-	if err := w.raw.Write(fb.write); err != nil {
+	if w.nc == nil {
+		if w.closed {
+			fb.put()
+			return false, true, net.ErrClosed
+		}
+		fb.write(uintptr(w.wc.fd))
+	} else if err := w.nc.raw.Write(fb.write); err != nil {
 		fb.put()
 		return false, true, fmt.Errorf("write websocket frame: %w", err)
 	}
@@ -230,7 +284,7 @@ func (w *sockWriter) writeControl(op ws.OpCode, payload []byte) error {
 	var buf [2 + ws.MaxControlFramePayloadSize]byte
 	b := append(appendHeader(buf[:0], op, len(payload)), payload...)
 	w.extendDeadlineLocked(time.Now())
-	if _, err := w.conn.Write(b); err != nil {
+	if err := w.writeLocked(b); err != nil {
 		return fmt.Errorf("write websocket %v frame: %w", op, err)
 	}
 	return nil

@@ -33,6 +33,7 @@ type serveFlags struct {
 	historyMaxMsgs                               int64
 	natsReplicas                                 int
 	natsInterest                                 bool
+	natsInterestSettle                           time.Duration
 	drain                                        server.DrainOptions
 	timeout                                      time.Duration
 	logLevel                                     string
@@ -68,6 +69,7 @@ func addServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&f.natsURLs, "nats", "", "join a cluster through these NATS servers (comma-separated nats:// URLs)")
 	fs.StringVar(&f.embeddedNATS, "embedded-nats", "", "host an in-process NATS server with JetStream at this address, which other nodes join with --nats")
 	fs.BoolVar(&f.natsInterest, "nats-interest", true, "read from NATS only the channels this node's sessions subscribe to; false reads the whole stream (as before interest-based delivery)")
+	fs.DurationVar(&f.natsInterestSettle, "nats-interest-settle", 2*time.Second, "while this node's channels grow fast (sessions arriving on channels new to it), read the whole NATS stream until no new channel came for this long, so that take-overs wait for no consumer switch (negative: off)")
 	fs.IntVar(&f.natsReplicas, "nats-replicas", 0, "replicas of the message stream and the session bucket in a NATS cluster, 1..5 (default: 3 when the cluster has three or more servers, else 1)")
 	fs.DurationVar(&f.historyAge, "history-age", 5*time.Minute, "how long published messages are kept for replay")
 	fs.Int64Var(&f.historyMaxMsgs, "history-max-msgs", 100_000, "most published messages kept for replay")
@@ -294,7 +296,8 @@ func openBroker(ctx context.Context, f *serveFlags, log *slog.Logger) (broker.Br
 	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	b, err := broker.NewNATS(nctx, broker.NATSOptions{URLs: urls, Name: "wsfleet-" + f.nodeID,
-		HistoryAge: f.historyAge, HistoryMsgs: f.historyMaxMsgs, Replicas: f.natsReplicas, WholeStream: !f.natsInterest, Logger: log})
+		HistoryAge: f.historyAge, HistoryMsgs: f.historyMaxMsgs, Replicas: f.natsReplicas, WholeStream: !f.natsInterest,
+		InterestSettle: f.natsInterestSettle, Logger: log})
 	if err != nil {
 		cleanup()
 		return nil, false, func() {}, fmt.Errorf("connect to NATS %s: %w", strings.Split(urls, ",")[0], err)
