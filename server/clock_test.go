@@ -96,6 +96,19 @@ func (c *fakeClock) advanceTo(at time.Time) {
 
 func (c *fakeClock) advance(d time.Duration) { c.advanceTo(c.Now().Add(d)) }
 
+// fireLateAt moves the clock to at first and only then fires the timers
+// due by then, so that each fires late and its callback, and whatever it
+// wakes, reads at as the time (advanceTo would fire each at its own due
+// time and move on to at only after, racing with what it woke).
+func (c *fakeClock) fireLateAt(at time.Time) {
+	c.mu.Lock()
+	if at.After(c.now) {
+		c.now = at
+	}
+	c.mu.Unlock()
+	c.advanceTo(at)
+}
+
 // armedAt reports whether a timer is armed to come due at exactly at.
 func (c *fakeClock) armedAt(at time.Time) bool {
 	c.mu.Lock()

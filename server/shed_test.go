@@ -518,7 +518,7 @@ func TestShedLateReleaseKeepsTheRate(t *testing.T) {
 	// the first fires 1.5 s late: the schedule's second instant (at most
 	// 2 s from the start) is now less than a second away
 	late := schedule[0].Add(1500 * time.Millisecond)
-	clk.advanceTo(late)
+	clk.fireLateAt(late)
 	waitFor(t, func() bool { return n.srv.Status().Shed.Released == 1 }, "first release not done")
 	next := late.Add(time.Second)
 	if !next.After(schedule[1]) {
