@@ -374,6 +374,10 @@ type MovePlace struct {
 	// instances: it waits until their targets are healthy again.
 	UncordonAt time.Time      `json:"uncordon_at,omitzero"`
 	Shed       map[string]int `json:"shed,omitempty"`
+	// Closed are the new instances the end balance keeps cordoned while
+	// it sheds (those with an excess and those at or above the mean), so
+	// that what is shed lands on the instances below the mean only.
+	Closed []string `json:"closed,omitempty"`
 	// Until is what each node shedding for the balance is to end with.
 	Until    map[string]int `json:"until,omitempty"`
 	Balanced bool           `json:"balanced,omitempty"`
@@ -889,6 +893,48 @@ func balanceShed(obs Observation, ids []string, mean, balance float64) (map[stri
 	return excess, true
 }
 
+// spreadShed adds to excess what the nodes that take the shed clients
+// (open, below the mean) need so that the one lacking the most also gets
+// inside the band: the load balancer gives each open node the same part
+// (round robin), not its lack, so the total is that lack, plus one for
+// the round robin's unevenness, times the nodes open (seen: 10 shed over
+// four open nodes, the one lacking 6 got 1). Only the band's edge, not
+// half the band as above it: every client more is a second move. The
+// more comes from the closed nodes above the mean, one at a time from
+// the highest, none going under the mean.
+func spreadShed(obs Observation, excess map[string]int, closed, open []string, mean, balance float64) map[string]int {
+	lowest := -1
+	for _, id := range open {
+		if c, _ := conns(obs, id); lowest < 0 || c < lowest {
+			lowest = c
+		}
+	}
+	want := len(open) * (int(math.Ceil(mean*(1-balance/100))) - lowest + 1)
+	give := 0
+	for _, n := range excess {
+		give += n
+	}
+	out := maps.Clone(excess)
+	left := func(id string) int {
+		c, _ := conns(obs, id)
+		return c - out[id] - int(math.Ceil(mean))
+	}
+	for give < want {
+		best := ""
+		for _, id := range closed {
+			if left(id) > 0 && (best == "" || left(id) > left(best)) {
+				best = id
+			}
+		}
+		if best == "" {
+			break
+		}
+		out[best]++
+		give++
+	}
+	return out
+}
+
 // decideBalance ends the last batch: new instances above the mean by more
 // than balance percent are cordoned and shed their excess at the drain's
 // pace; then every new instance is uncordoned.
@@ -911,22 +957,31 @@ func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64
 				return Decision{Step: s, Wait: t.Poll, Reason: "balance: waiting for the released clients to land"}
 			}
 			excess, outside := balanceShed(obs, newIDs, mean, balance)
-			var high, low []string
+			var high, closed, low []string
 			for _, id := range newIDs {
-				if excess[id] > 0 {
+				c, _ := conns(obs, id)
+				switch {
+				case excess[id] > 0:
 					high = append(high, id)
-				} else {
+					closed = append(closed, id)
+				case float64(c) >= mean:
+					closed = append(closed, id)
+				default:
 					low = append(low, id)
 				}
 			}
-			if !outside || len(high) == 0 {
+			if !outside || len(high) == 0 || len(low) == 0 {
 				mp.Balanced = true
 				return Decision{Step: s, Events: []DecisionEvent{placementEvent("end balance", obs, newIDs, "mean", int(mean))}}
 			}
-			// Those above the band take nothing; all others do.
-			npl, effs := cordonEffect(st, pl, high, now)
+			// Only those below the mean take what is shed: one at the
+			// band's upper edge left open would take its round-robin
+			// part of it and pass the band (seen: 67 of a mean of 62.5
+			// became 70 while one at 53 got nothing).
+			excess = spreadShed(obs, excess, closed, low, mean, balance)
+			npl, effs := cordonEffect(st, pl, closed, now)
 			effs = append(effs, uncordonEffect(pl, low)...)
-			mp.BalanceAt, mp.Shed, mp.Until = now, excess, map[string]int{}
+			mp.BalanceAt, mp.Shed, mp.Closed, mp.Until = now, excess, closed, map[string]int{}
 			for id, n := range excess {
 				c, _ := conns(obs, id)
 				mp.Until[id] = c - n
@@ -936,14 +991,29 @@ func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64
 		}
 		high := slices.Sorted(maps.Keys(mp.Shed))
 		if mp.ShedAt.IsZero() {
+			closed := mp.Closed
+			if len(closed) == 0 { // a state saved before Closed
+				closed = high
+			}
 			// A cordon a crash cut short is made again first.
-			if npl, effs := cordonEffect(st, pl, high, now); len(effs) > 0 {
+			if npl, effs := cordonEffect(st, pl, closed, now); len(effs) > 0 {
 				mp.BalanceAt = now
 				return Decision{Step: s, Placement: npl, Effects: effs}
 			}
-			waiting, over := awaitSteered(pl, obs.Group, high, mp.BalanceAt, now)
+			waiting, over := awaitSteered(pl, obs.Group, closed, mp.BalanceAt, now)
 			if waiting != "" && !over {
 				return Decision{Step: s, Wait: t.Poll, Reason: "balance: waiting for the load balancer to see " + waiting + " cordoned"}
+			}
+			// and those that are to take the clients seen open: an
+			// uncordoned target is healthy again only after its health
+			// checks pass, and until then the others take everything.
+			for _, id := range newIDs {
+				if slices.Contains(closed, id) {
+					continue
+				}
+				if in, ok := obs.Group.Instance(id); ok && in.Live() && steered(in) && in.Health != "" && now.Sub(mp.BalanceAt) < pl.cordonBound() {
+					return Decision{Step: s, Wait: t.Poll, Reason: "balance: waiting for the load balancer to see " + nodeLabel(in) + " uncordoned"}
+				}
 			}
 			need := 0
 			for _, n := range mp.Shed {

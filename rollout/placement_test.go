@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -765,4 +766,77 @@ func TestDecideShare(t *testing.T) {
 	if sh := st.Steps[0].Share; sh.Fair != 100 || sh.Held != 100 || len(st.Placement.Cordoned) != 0 || len(st.Placement.Ever) != 2 {
 		t.Errorf("share %+v, placement %+v", sh, st.Placement)
 	}
+}
+
+// TestDecideBalanceOpensOnlyBelowTheMean replays CI's failed end balance
+// (500 clients, balance 15 %): two nodes above the band shed 12, and the
+// one at the band's upper edge (67 of a mean of 62.5) was left open and
+// took a round-robin part of them while one at 53 got nothing. Now the
+// nodes at or above the mean stay cordoned, and nothing is shed before the
+// load balancer sees those below it open again.
+func TestDecideBalanceOpensOnlyBelowTheMean(t *testing.T) {
+	timing := Timing{Poll: time.Second, Drain: DrainOptions{Window: 30 * time.Second, MaxRate: 200}}
+	obs, ids := obsWith(53, 58, 57, 52, 67, 69, 72, 72)
+	pl := &PlacementState{On: true, Seen: time.Second, Cordoned: map[string]time.Time{}}
+	st := &State{Change: "c", InitialDesired: 8, Placement: pl}
+	for _, id := range ids[:4] { // steering left the first batch's cordoned
+		pl.Cordoned[id] = t0
+		st.Journal = append(st.Journal, JournalEntry{Status: "done", Effect: Effect{Kind: EffCordon, IDs: []string{id}}})
+		obs.Group.Instances[slices.IndexFunc(obs.Group.Instances, func(in Instance) bool { return in.ID == id })].Health = "unhealthy"
+	}
+	settled := t0.Add(-time.Minute)
+	s := Step{Kind: StepBatch, Image: "ami-new", Progress: Progress{Place: &MovePlace{SettleFrom: settled, SettleAt: settled, SettleSum: 500}}}
+	d := decideBalance(st, s, obs, timing, 15)
+	var got []string
+	for _, e := range d.Effects {
+		got = append(got, e.Key)
+	}
+	if g := strings.Join(got, " "); g != "cordon/i-5,i-6,i-7,i-8 uncordon/i-1,i-2,i-3,i-4" {
+		t.Fatalf("effects %q: want the nodes at or above the mean cordoned and those below it opened", g)
+	}
+	// 12 above half the band, enough for the one at 52 to get inside the
+	// band (54) with one to spare: 3 for each of four open
+	total := 0
+	for _, n := range d.Step.Place.Shed {
+		total += n
+	}
+	if total != 12 {
+		t.Fatalf("shed %v (%d): want 12", d.Step.Place.Shed, total)
+	}
+	// one far below, little above: 50 lacks 4 of the band's edge (54),
+	// 5 for each of four open is 20, but the closed can give 18 without
+	// going under the mean (63): the one above the band its 5 and 4 more,
+	// the others 3 each
+	obs2, _ := obsWith(50, 60, 60, 60, 66, 66, 66, 72)
+	ex, _ := balanceShed(obs2, ids, 62.5, 15)
+	if got := spreadShed(obs2, ex, ids[4:], ids[:4], 62.5, 15); sumOf(got) != 18 || got["i-8"] != 9 {
+		t.Fatalf("spread %v: want 18 in all, 9 from i-8", got)
+	}
+	// the cordons seen, the uncordons not yet: no shed
+	s = d.Step
+	for _, id := range ids[4:] {
+		pl.Cordoned[id] = t0
+		st.Journal = append(st.Journal, JournalEntry{Status: "done", Effect: Effect{Kind: EffCordon, IDs: []string{id}}})
+		obs.Group.Instances[slices.IndexFunc(obs.Group.Instances, func(in Instance) bool { return in.ID == id })].Health = "unhealthy"
+	}
+	obs.Now = t0.Add(2 * time.Second)
+	d = decideBalance(st, s, obs, timing, 15)
+	if len(d.Effects) != 0 || !strings.Contains(d.Reason, "uncordoned") {
+		t.Fatalf("shed before the nodes below the mean are open: %v (%s)", d.Effects, d.Reason)
+	}
+	// open: the excess is shed
+	for _, id := range ids[:4] {
+		obs.Group.Instances[slices.IndexFunc(obs.Group.Instances, func(in Instance) bool { return in.ID == id })].Health = "healthy"
+	}
+	d = decideBalance(st, d.Step, obs, timing, 15)
+	if !slices.ContainsFunc(d.Effects, func(e Effect) bool { return e.Kind == EffShed }) {
+		t.Fatalf("effects %v (%s): want the sheds", d.Effects, d.Reason)
+	}
+}
+
+func sumOf(m map[string]int) (n int) {
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
