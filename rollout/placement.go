@@ -873,11 +873,19 @@ func balanceShed(obs Observation, ids []string, mean, balance float64) (map[stri
 	}
 	// Not enough above the band for those below: take the rest from the
 	// nodes above the mean, one at a time from the highest.
+	takeAboveMean(obs, excess, ids, mean, need-give)
+	return excess, true
+}
+
+// takeAboveMean adds up to n to excess, one at a time from whichever of
+// ids has the most above the mean after what it already sheds, none
+// going under the mean.
+func takeAboveMean(obs Observation, excess map[string]int, ids []string, mean float64, n int) {
 	left := func(id string) int {
 		c, _ := conns(obs, id)
 		return c - excess[id] - int(math.Ceil(mean))
 	}
-	for need > give {
+	for ; n > 0; n-- {
 		best := ""
 		for _, id := range ids {
 			if left(id) > 0 && (best == "" || left(id) > left(best)) {
@@ -885,12 +893,10 @@ func balanceShed(obs Observation, ids []string, mean, balance float64) (map[stri
 			}
 		}
 		if best == "" {
-			break
+			return
 		}
 		excess[best]++
-		give++
 	}
-	return excess, true
 }
 
 // spreadShed adds to excess what the nodes that take the shed clients
@@ -915,23 +921,7 @@ func spreadShed(obs Observation, excess map[string]int, closed, open []string, m
 		give += n
 	}
 	out := maps.Clone(excess)
-	left := func(id string) int {
-		c, _ := conns(obs, id)
-		return c - out[id] - int(math.Ceil(mean))
-	}
-	for give < want {
-		best := ""
-		for _, id := range closed {
-			if left(id) > 0 && (best == "" || left(id) > left(best)) {
-				best = id
-			}
-		}
-		if best == "" {
-			break
-		}
-		out[best]++
-		give++
-	}
+	takeAboveMean(obs, out, closed, mean, want-give)
 	return out
 }
 
