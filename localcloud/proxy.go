@@ -98,6 +98,9 @@ type proxy struct {
 
 	connMu sync.Mutex
 	conns  map[string]map[net.Conn]struct{} // by target address
+
+	// dial connects to a target, tracked (cut closes it).
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // startProxy listens on listen and proxies to pick's targets, dialling
@@ -113,13 +116,16 @@ func startProxy(listen, dialFrom string, pick func() string, onProxied func(stri
 	if dialFrom != "" {
 		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(dialFrom)}
 	}
+	p.dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return p.track(addr, conn), nil
+	}
 	transport := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			conn, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return p.track(addr, conn), nil
+			return p.dial(ctx, addr)
 		},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     60 * time.Second,
@@ -151,6 +157,10 @@ func startProxy(listen, dialFrom string, pick func() string, onProxied func(stri
 			addr := pick()
 			if addr == "" {
 				http.Error(w, "503 Service Temporarily Unavailable", http.StatusServiceUnavailable)
+				return
+			}
+			if isUpgrade(r) {
+				p.serveUpgrade(w, r, addr, onProxied)
 				return
 			}
 			u := &url.URL{Scheme: "http", Host: addr}
