@@ -135,8 +135,8 @@ func TestScaledDrain(t *testing.T) {
 	}{
 		{2000, 30 * time.Second},    // the seed's: 1,111 clients in 6 s
 		{5000, 30 * time.Second},    // 2,778 in 14 s
-		{20000, 120 * time.Second},  // 11,111 in 56 s, twice that
-		{100000, 560 * time.Second}, // 55,556 in 278 s, twice that
+		{20000, 170 * time.Second},  // 11,111 in 56 s, three times that
+		{100000, 840 * time.Second}, // 55,556 in 278 s, three times that
 	} {
 		got, err := scaledDrainDeadline(examples.NewAMIPlan, tc.clients)
 		if err != nil || got != tc.deadline {
