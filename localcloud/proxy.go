@@ -146,10 +146,7 @@ func startProxy(listen, dialFrom string, pick func() string, onProxied func(stri
 			}
 			return nil
 		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			log.Debug("load balancer: target error", "listener", p.addr, "err", err)
-			http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
-		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { p.badGateway(w, err) },
 	}
 	p.srv = &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
@@ -227,6 +224,12 @@ func choose(healthy, open []string, rr *int) string {
 	}
 	*rr++
 	return pool[*rr%len(pool)]
+}
+
+// badGateway answers a request whose target failed (an ALB's 502).
+func (p *proxy) badGateway(w http.ResponseWriter, err error) {
+	p.log.Debug("load balancer: target error", "listener", p.addr, "err", err)
+	http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
 }
 
 // trackedConn removes itself from its proxy's set when closed.

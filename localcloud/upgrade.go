@@ -54,8 +54,7 @@ const upgradeHeadBytes = 2048
 func (p *proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, addr string, onProxied func(string, *http.Request, int)) {
 	back, err := p.dial(r.Context(), addr)
 	if err != nil {
-		p.log.Debug("load balancer: target error", "listener", p.addr, "err", err)
-		http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
+		p.badGateway(w, err)
 		return
 	}
 	out := r.Clone(r.Context())
@@ -78,16 +77,14 @@ func (p *proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, addr string
 	out.Body = nil
 	if err := out.Write(back); err != nil {
 		back.Close()
-		p.log.Debug("load balancer: target error", "listener", p.addr, "err", err)
-		http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
+		p.badGateway(w, err)
 		return
 	}
 	br := bufio.NewReaderSize(back, upgradeHeadBytes)
 	res, err := http.ReadResponse(br, out)
 	if err != nil {
 		back.Close()
-		p.log.Debug("load balancer: target error", "listener", p.addr, "err", err)
-		http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
+		p.badGateway(w, err)
 		return
 	}
 	if onProxied != nil {
@@ -108,7 +105,7 @@ func (p *proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, addr string
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		back.Close()
-		http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
+		p.badGateway(w, errors.New("the response cannot be hijacked"))
 		return
 	}
 	client, cbuf, err := hj.Hijack()

@@ -374,9 +374,9 @@ type MovePlace struct {
 	// instances: it waits until their targets are healthy again.
 	UncordonAt time.Time      `json:"uncordon_at,omitzero"`
 	Shed       map[string]int `json:"shed,omitempty"`
-	// Closed are the new instances the end balance keeps cordoned while
-	// it sheds (those with an excess and those at or above the mean), so
-	// that what is shed lands on the instances below the mean only.
+	// Closed are the new instances the end balance's round keeps
+	// cordoned while it sheds (all but the ones it opened, the lowest),
+	// so that what is shed lands where it is lacking.
 	Closed []string `json:"closed,omitempty"`
 	// Until is what each node shedding for the balance is to end with.
 	Until map[string]int `json:"until,omitempty"`
@@ -553,12 +553,8 @@ func shedEffects(st *State, counts map[string]int, need int, t Timing) []Effect 
 func placementEvent(msg string, obs Observation, ids []string, kv ...any) DecisionEvent {
 	counts := map[string]int{}
 	for _, id := range ids {
-		name := id
-		if in, ok := obs.Group.Instance(id); ok && in.Name != "" {
-			name = in.Name
-		}
 		c, _ := conns(obs, id)
-		counts[name] = c
+		counts[nodeName(obs, id)] = c
 	}
 	return DecisionEvent{Type: "placement", Msg: msg, KV: append(kv, "clients", counts)}
 }
@@ -921,15 +917,19 @@ func sumOf(m map[string]int) (n int) {
 	return n
 }
 
-// nodeNames are the Name tags (or ids) of ids, for events.
+// nodeName is an instance's Name tag, or its id, for events.
+func nodeName(obs Observation, id string) string {
+	if in, ok := obs.Group.Instance(id); ok && in.Name != "" {
+		return in.Name
+	}
+	return id
+}
+
+// nodeNames are the nodeName of each of ids.
 func nodeNames(obs Observation, ids []string) []string {
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
-		name := id
-		if in, ok := obs.Group.Instance(id); ok && in.Name != "" {
-			name = in.Name
-		}
-		out = append(out, name)
+		out = append(out, nodeName(obs, id))
 	}
 	return out
 }
@@ -968,9 +968,11 @@ func takeAboveMean(obs Observation, shed map[string]int, ids []string, mean floa
 	}
 }
 
-// decideBalance ends the last batch: new instances above the mean by more
-// than balance percent are cordoned and shed their excess at the drain's
-// pace; then every new instance is uncordoned.
+// decideBalance ends the last batch: when a new instance is off the mean
+// by more than balance percent, rounds (balancePlan, at most
+// maxBalanceRounds) open the lowest and shed into it at the drain's pace
+// until every one is within the aim; then every new instance is
+// uncordoned.
 func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64) Decision {
 	mp, pl, now := s.Place, st.Placement, obs.Now
 	newIDs, _ := newAndOld(s, obs.Group)
@@ -1005,11 +1007,6 @@ func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64
 			if sumOf(excess) == 0 || len(low) == 0 {
 				mp.Balanced = true
 				return Decision{Step: s, Events: []DecisionEvent{placementEvent("end balance", obs, newIDs, "mean", int(mean), "rounds", mp.Round)}}
-			}
-			for id, n := range excess {
-				if n == 0 {
-					delete(excess, id)
-				}
 			}
 			npl, effs := cordonEffect(st, pl, closed, now)
 			effs = append(effs, uncordonEffect(pl, low)...)
@@ -1047,15 +1044,11 @@ func decideBalance(st *State, s Step, obs Observation, t Timing, balance float64
 					return Decision{Step: s, Wait: t.Poll, Reason: "balance: waiting for the load balancer to see " + nodeLabel(in) + " uncordoned"}
 				}
 			}
-			need := 0
-			for _, n := range mp.Shed {
-				need += n
-			}
 			mp.ShedAt = now
-			effs := shedEffects(st, mp.Shed, need, t)
+			effs := shedEffects(st, mp.Shed, sumOf(mp.Shed), t)
 			if mp.Round > 0 { // a node sheds an ID once: each round has its own
+				suffix := fmt.Sprintf("#%d", mp.Round+1)
 				for i := range effs {
-					suffix := fmt.Sprintf("#%d", mp.Round+1)
 					effs[i].Key += suffix
 					effs[i].Value += suffix
 				}
