@@ -50,6 +50,10 @@ type Options struct {
 	// every server; the bare writer runs these alone. Default 20,000 and
 	// 40,000/s.
 	FixedRates []float64
+	// FixedRounds is how many times every server is measured at the
+	// fixed rates, in rounds after the curves; its figure is the median.
+	// Default 3, quick 1.
+	FixedRounds int
 	// Refine is how many rates (b) tries between the last sustained rate
 	// and the first that failed, halving the gap each time; default 3,
 	// quick 2, negative for none.
@@ -94,6 +98,7 @@ func (o *Options) defaults() {
 	def(&o.ChurnWorkers, 128, 32)
 	def(&o.SourceAddrs, 8, 4)
 	def(&o.Attempts, 2, 2)
+	def(&o.FixedRounds, 3, 1)
 	if o.Refine < 0 {
 		o.Refine = 0 // asked for none
 	} else {
@@ -212,15 +217,19 @@ type FanoutStep struct {
 // marked generator-bound.
 const genBoundPct = 80
 
-// FixedPoint is a server's CPU per delivery at one of the fixed rates.
+// FixedPoint is a server's CPU per delivery at one of the fixed rates:
+// the median of its tries there (see fixedPoints).
 type FixedPoint struct {
-	Rate             float64 `json:"rate"`
-	UsPerDelivery    float64 `json:"server_cpu_us_per_delivery"`
-	GenUsPerDelivery float64 `json:"generator_cpu_us_per_delivery"`
-	ServerCPU        float64 `json:"server_cpu_pct"`
-	Delivered        bool    `json:"delivered"`
-	Sustained        bool    `json:"sustained"`
-	GeneratorBound   bool    `json:"generator_bound"`
+	Rate             float64   `json:"rate"`
+	Tries            int       `json:"tries"`
+	Of               int       `json:"of"`
+	UsTries          []float64 `json:"server_cpu_us_per_delivery_tries"`
+	UsPerDelivery    float64   `json:"server_cpu_us_per_delivery"`
+	GenUsPerDelivery float64   `json:"generator_cpu_us_per_delivery"`
+	ServerCPU        float64   `json:"server_cpu_pct"`
+	Delivered        bool      `json:"delivered"`
+	Sustained        bool      `json:"sustained"`
+	GeneratorBound   bool      `json:"generator_bound"`
 }
 
 // FanoutCurve is scenario (b) for one server.
@@ -235,10 +244,11 @@ type FanoutCurve struct {
 	// failed with the generator past 80% of its core: the figure is then
 	// a floor of the server's.
 	FailedGeneratorBound bool `json:"failed_generator_bound,omitempty"`
-	// Fixed is CPU per delivery at Options.FixedRates (the rates the
-	// curve reached).
-	Fixed []FixedPoint `json:"fixed,omitempty"`
-	Error string       `json:"error,omitempty"`
+	// FixedTries are the tries of the fixed rates, one per round
+	// (runFixedRounds), and Fixed the figure from them at each rate.
+	FixedTries []FanoutStep `json:"fixed_tries,omitempty"`
+	Fixed      []FixedPoint `json:"fixed,omitempty"`
+	Error      string       `json:"error,omitempty"`
 }
 
 // ChurnResult is scenario (c).
@@ -281,6 +291,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.FixedRates = o.FixedRates
 	res.Settings["refine"] = o.Refine
+	res.Settings["fixed_rounds"] = o.FixedRounds
 	res.Settings["centrifugo_version"] = CentrifugoVersion
 	var servers []string
 	for _, srv := range o.Servers {
@@ -298,8 +309,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return res, err
 			}
 			// The bare writer is a measure of the fan-out limit, not a
-			// server: nothing to hold idle or to churn.
-			if srv == "bare" && sc != "fanout" {
+			// server: nothing to hold idle or to churn, and no curve (it
+			// runs in the fixed rounds).
+			if srv == "bare" {
 				continue
 			}
 			var err error
@@ -316,6 +328,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if err != nil {
 				return res, fmt.Errorf("bench %s on %s: %w", sc, srv, err)
 			}
+		}
+	}
+	if slices.Contains(o.Scenarios, "fanout") {
+		if err := runFixedRounds(ctx, &o, servers, d, res); err != nil {
+			return res, err
 		}
 	}
 	res.Table = table(res)
@@ -446,87 +463,136 @@ func runIdle(ctx context.Context, o *Options, kind string, d *dialers) (*IdleRes
 	return r, nil
 }
 
-func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*FanoutCurve, error) {
+// fanoutRig is a server with the fan-out scenario's subscribers on it and
+// a publisher ready: what a curve and a round of fixed-rate tries share.
+type fanoutRig struct {
+	o      *Options
+	kind   string
+	p      *process
+	st     genStats
+	pub    *publisher
+	perMsg float64
+	cancel context.CancelFunc
+	ctx    context.Context
+	close  func()
+}
+
+// openFanout starts a fresh server of kind and opens the subscribers on
+// it. A session that could not be opened is an error of the run (err) or
+// of the server (serverErr: the curve records it and the run goes on).
+func openFanout(ctx context.Context, o *Options, kind string, d *dialers) (rig *fanoutRig, serverErr string, err error) {
 	p, err := startServer(ctx, o, kind)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	r := &fanoutRig{o: o, kind: kind, p: p}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	var closers []func()
+	r.close = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
 	}
 	// Killed, not stopped: a ws node drains on SIGTERM, which the
 	// benchmark has no use for.
-	defer p.kill()
-	curve := &FanoutCurve{Subscribers: o.Subscribers, Channels: o.Channels}
+	closers = append(closers, p.kill, r.cancel)
 	channels := channelNames("/bench/fan/", o.Channels)
-	var st genStats
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	conns, err := openSessions(sctx, wireFor(kind), d, p.Addr, o.Subscribers, channels, 64, &st)
-	defer closeSessions(conns)
+	conns, err := openSessions(r.ctx, wireFor(kind), d, p.Addr, o.Subscribers, channels, 64, &r.st)
+	closers = append(closers, func() { closeSessions(conns) })
 	if err != nil {
-		curve.Error = err.Error()
-		fmt.Fprintf(o.Progress, "fanout %-10s %v\n", kind, err)
-		return curve, nil
+		r.close()
+		return nil, err.Error(), nil
 	}
-	stopReaders, err := startReaders(conns, &st)
+	stopReaders, err := startReaders(conns, &r.st)
+	if err != nil {
+		r.close()
+		return nil, "", err
+	}
+	closers = append(closers, stopReaders)
+	r.perMsg = float64(o.Subscribers) / float64(o.Channels)
+	w := wireFor(kind)
+	r.pub = &publisher{w: w, url: "http://" + p.Addr + w.publishPath(), token: o.AdminToken, channels: channels,
+		hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
+	settle(ctx, o.Settle)
+	return r, "", nil
+}
+
+// measure publishes at target deliveries/s for the warm-up and the step
+// and returns what the step saw.
+func (r *fanoutRig) measure(target float64, attempt int) FanoutStep {
+	ctx, o, p, st, pub := r.ctx, r.o, r.p, &r.st, r.pub
+	step := FanoutStep{TargetPerSec: target, Attempt: attempt}
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); pub.run(pctx, target/r.perMsg) }()
+	settle(ctx, o.Warmup)
+	h := &latHist{}
+	st.lat.Store(h)
+	d0, c0, f0 := st.deliveries.Load(), st.closed.Load(), pub.failed.Load()
+	s0, g0, t0, k0 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
+	settle(ctx, o.Step)
+	s1, g1, t1, k1 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
+	d1, c1, f1 := st.deliveries.Load(), st.closed.Load(), pub.failed.Load()
+	st.lat.Store(nil)
+	stop()
+	<-done
+	wall := t1.Sub(t0).Seconds()
+	step.DeliveredPerSec = float64(d1-d0) / wall
+	step.P50Ms, step.P99Ms, step.MaxMs, _ = h.h.quantiles()
+	step.ServerCPU = 100 * (s1 - s0) / wall
+	step.GenCPU = 100 * (g1 - g0) / wall
+	step.ServerCoreBusy = 100 * (k1 - k0) / wall
+	step.Load1 = load1()
+	step.PublishFailed = f1 - f0
+	step.Disconnected = c1 - c0
+	step.Delivered = step.DeliveredPerSec >= 0.95*target && step.Disconnected == 0 && step.PublishFailed == 0
+	step.Sustained = step.Delivered && step.P99Ms <= ms(o.MaxP99)
+	if d1 > d0 {
+		step.UsPerDelivery = 1e6 * (s1 - s0) / float64(d1-d0)
+		step.GenUsPerDelivery = 1e6 * (g1 - g0) / float64(d1-d0)
+	}
+	step.GeneratorBound = step.GenCPU > genBoundPct
+	return step
+}
+
+// progress prints one step's line; what is "fanout" for a curve's step
+// and "fixed" for a round's try.
+func (r *fanoutRig) progress(what string, step FanoutStep) {
+	fmt.Fprintf(r.o.Progress, "%-6s %-10s target %7.0f/s delivered %8.0f/s p50 %6.1fms p99 %7.1fms max %7.1fms server %3.0f%% (core %3.0f%%) %5.1fµs/delivery gen %3.0f%% load %.1f%s%s\n",
+		what, r.kind, step.TargetPerSec, step.DeliveredPerSec, step.P50Ms, step.P99Ms, step.MaxMs, step.ServerCPU, step.ServerCoreBusy, step.UsPerDelivery, step.GenCPU, step.Load1,
+		map[bool]string{true: "  (generator-bound)", false: ""}[step.GeneratorBound],
+		map[bool]string{true: "", false: "  (not sustained)"}[step.Sustained])
+}
+
+func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*FanoutCurve, error) {
+	curve := &FanoutCurve{Subscribers: o.Subscribers, Channels: o.Channels}
+	rig, serverErr, err := openFanout(ctx, o, kind, d)
 	if err != nil {
 		return nil, err
 	}
-	defer stopReaders()
-	perMsg := float64(o.Subscribers) / float64(o.Channels)
-	w := wireFor(kind)
-	pub := &publisher{w: w, url: "http://" + p.Addr + w.publishPath(), token: o.AdminToken, channels: channels,
-		hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
-	settle(ctx, o.Settle)
+	if serverErr != "" {
+		curve.Error = serverErr
+		fmt.Fprintf(o.Progress, "fanout %-10s %s\n", kind, serverErr)
+		return curve, nil
+	}
+	defer rig.close()
 	measure := func(target float64, attempt int) FanoutStep {
-		step := FanoutStep{TargetPerSec: target, Attempt: attempt}
-		pctx, stop := context.WithCancel(sctx)
-		done := make(chan struct{})
-		go func() { defer close(done); pub.run(pctx, target/perMsg) }()
-		settle(ctx, o.Warmup)
-		h := &latHist{}
-		st.lat.Store(h)
-		d0, c0, f0 := st.deliveries.Load(), st.closed.Load(), pub.failed.Load()
-		s0, g0, t0, k0 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
-		settle(ctx, o.Step)
-		s1, g1, t1, k1 := procCPU(p.pid()), selfCPU(), time.Now(), coreBusy(o.ServerCPU)
-		d1, c1, f1 := st.deliveries.Load(), st.closed.Load(), pub.failed.Load()
-		st.lat.Store(nil)
-		stop()
-		<-done
-		wall := t1.Sub(t0).Seconds()
-		step.DeliveredPerSec = float64(d1-d0) / wall
-		step.P50Ms, step.P99Ms, step.MaxMs, _ = h.h.quantiles()
-		step.ServerCPU = 100 * (s1 - s0) / wall
-		step.GenCPU = 100 * (g1 - g0) / wall
-		step.ServerCoreBusy = 100 * (k1 - k0) / wall
-		step.Load1 = load1()
-		step.PublishFailed = f1 - f0
-		step.Disconnected = c1 - c0
-		step.Delivered = step.DeliveredPerSec >= 0.95*target && step.Disconnected == 0 && step.PublishFailed == 0
-		step.Sustained = step.Delivered && step.P99Ms <= ms(o.MaxP99)
-		if d1 > d0 {
-			step.UsPerDelivery = 1e6 * (s1 - s0) / float64(d1-d0)
-			step.GenUsPerDelivery = 1e6 * (g1 - g0) / float64(d1-d0)
-		}
-		step.GeneratorBound = step.GenCPU > genBoundPct
-		fmt.Fprintf(o.Progress, "fanout %-10s target %7.0f/s delivered %8.0f/s p50 %6.1fms p99 %7.1fms max %7.1fms server %3.0f%% (core %3.0f%%) %5.1fµs/delivery gen %3.0f%% load %.1f%s%s\n",
-			kind, target, step.DeliveredPerSec, step.P50Ms, step.P99Ms, step.MaxMs, step.ServerCPU, step.ServerCoreBusy, step.UsPerDelivery, step.GenCPU, step.Load1,
-			map[bool]string{true: "  (generator-bound)", false: ""}[step.GeneratorBound],
-			map[bool]string{true: "", false: "  (not sustained)"}[step.Sustained])
+		step := rig.measure(target, attempt)
+		rig.progress("fanout", step)
 		// Let queues drain before the next measurement.
 		settle(ctx, time.Second)
 		return step
 	}
 	// rate measures target up to Attempts times: on a machine shared with
 	// other work a passing spike of someone else's load should not end
-	// the curve. Every attempt is in the curve. The bare writer is done
-	// once the rate is delivered in full (see fixedAt).
+	// the curve. Every attempt is in the curve.
 	rate := func(target float64, refine bool) bool {
 		var step FanoutStep
 		for attempt := 1; attempt <= o.Attempts; attempt++ {
 			step = measure(target, attempt)
 			step.Refine = refine
 			curve.Steps = append(curve.Steps, step)
-			if step.Sustained || kind == "bare" && step.Delivered || ctx.Err() != nil {
+			if step.Sustained || ctx.Err() != nil {
 				break
 			}
 		}
@@ -537,44 +603,88 @@ func runFanout(ctx context.Context, o *Options, kind string, d *dialers) (*Fanou
 		}
 		return step.Sustained
 	}
-	if kind == "bare" {
-		// The limit is measured at the fixed rates only.
-		for _, target := range o.FixedRates {
-			if ctx.Err() != nil {
-				break
-			}
-			rate(target, false)
+	var lastPass, firstFail float64
+	for _, target := range o.Rates {
+		if ctx.Err() != nil {
+			break
 		}
-	} else {
-		var lastPass, firstFail float64
-		for _, target := range o.Rates {
-			if ctx.Err() != nil {
-				break
-			}
-			if !rate(target, false) {
-				firstFail = target
-				break
-			}
-			lastPass = target
+		if !rate(target, false) {
+			firstFail = target
+			break
 		}
-		// Near the knee: halve the gap between the last sustained rate
-		// and the first failed one, Refine times at most.
-		lo, hi := lastPass, firstFail
-		for range o.Refine {
-			mid := midRate(lo, hi)
-			if mid == 0 || ctx.Err() != nil {
-				break
-			}
-			if rate(mid, true) {
-				lo = mid
-			} else {
-				hi = mid
-			}
+		lastPass = target
+	}
+	// Near the knee: halve the gap between the last sustained rate and
+	// the first failed one, Refine times at most.
+	lo, hi := lastPass, firstFail
+	for range o.Refine {
+		mid := midRate(lo, hi)
+		if mid == 0 || ctx.Err() != nil {
+			break
+		}
+		if rate(mid, true) {
+			lo = mid
+		} else {
+			hi = mid
 		}
 	}
 	curve.FailedGeneratorBound = failedGeneratorBound(curve)
-	curve.Fixed = fixedPoints(curve.Steps, o.FixedRates)
 	return curve, nil
+}
+
+// runFixedRounds measures CPU per delivery at the fixed rates: FixedRounds
+// rounds, each starting every server afresh (the bare writer too) and
+// trying each fixed rate once, the servers' order rotated from round to
+// round. A machine's noise moves a single try by a fifth either way (on
+// this kind of machine the same binary gave 10.3 and 12.9 µs a delivery
+// minutes apart), so each server's figure is the median of its tries, and
+// the servers' tries are spread over the same minutes.
+func runFixedRounds(ctx context.Context, o *Options, servers []string, d *dialers, res *Result) error {
+	for round := range o.FixedRounds {
+		for i := range servers {
+			kind := servers[(i+round)%len(servers)]
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			c := res.Fanout[kind]
+			if c == nil {
+				c = &FanoutCurve{Subscribers: o.Subscribers, Channels: o.Channels}
+				res.Fanout[kind] = c
+			}
+			rig, serverErr, err := openFanout(ctx, o, kind, d)
+			if err != nil {
+				return fmt.Errorf("bench fixed rates on %s: %w", kind, err)
+			}
+			if serverErr != "" {
+				fmt.Fprintf(o.Progress, "fixed  %-10s %s\n", kind, serverErr)
+				if c.Error == "" {
+					c.Error = serverErr
+				}
+				continue
+			}
+			for _, target := range o.FixedRates {
+				if ctx.Err() != nil {
+					break
+				}
+				step := rig.measure(target, round+1)
+				rig.progress("fixed", step)
+				c.FixedTries = append(c.FixedTries, step)
+				settle(ctx, time.Second)
+			}
+			rig.close()
+		}
+	}
+	for _, kind := range servers {
+		if c := res.Fanout[kind]; c != nil {
+			c.Fixed = fixedPoints(c.FixedTries, o.FixedRates)
+			if kind == "bare" {
+				// The limit is measured at the fixed rates only: its
+				// tries are its curve.
+				c.Steps = c.FixedTries
+			}
+		}
+	}
+	return nil
 }
 
 // midRate is the rate halfway between a sustained rate lo and a failed
@@ -620,29 +730,57 @@ func failedGeneratorBound(c *FanoutCurve) bool {
 	return true
 }
 
-// fixedPoints picks, for each fixed rate, the first sustained attempt at
-// it, else the first delivered in full, else its last attempt, from steps;
-// rates the curve never tried are left out.
+// fixedPoints gives, for each fixed rate, the median of the tries at it
+// that were sustained; when none was, of those delivered in full (late);
+// when none was, of all. Tries and Of say how many tries the median is
+// of, and of how many at that rate; rates never tried are left out.
 func fixedPoints(steps []FanoutStep, rates []float64) []FixedPoint {
 	var out []FixedPoint
 	for _, r := range rates {
-		var pick *FanoutStep
-		for i := range steps {
-			s := &steps[i]
+		var all, delivered, sustained []FanoutStep
+		for _, s := range steps {
 			if s.TargetPerSec != r {
 				continue
 			}
-			if pick == nil || !pick.Sustained && (s.Sustained || !pick.Delivered) {
-				pick = s
+			all = append(all, s)
+			if s.Delivered {
+				delivered = append(delivered, s)
+			}
+			if s.Sustained {
+				sustained = append(sustained, s)
 			}
 		}
-		if pick == nil {
+		pick := sustained
+		switch {
+		case len(all) == 0:
 			continue
+		case len(sustained) > 0:
+		case len(delivered) > 0:
+			pick = delivered
+		default:
+			pick = all
 		}
-		out = append(out, FixedPoint{Rate: r, UsPerDelivery: pick.UsPerDelivery, GenUsPerDelivery: pick.GenUsPerDelivery,
-			ServerCPU: pick.ServerCPU, Delivered: pick.Delivered, Sustained: pick.Sustained, GeneratorBound: pick.GeneratorBound})
+		p := FixedPoint{Rate: r, Tries: len(pick), Of: len(all), Sustained: len(sustained) > 0, Delivered: len(delivered) > 0,
+			UsPerDelivery:    medianOf(pick, func(s FanoutStep) float64 { return s.UsPerDelivery }),
+			GenUsPerDelivery: medianOf(pick, func(s FanoutStep) float64 { return s.GenUsPerDelivery }),
+			ServerCPU:        medianOf(pick, func(s FanoutStep) float64 { return s.ServerCPU }),
+		}
+		for _, s := range pick {
+			p.GeneratorBound = p.GeneratorBound || s.GeneratorBound
+			p.UsTries = append(p.UsTries, s.UsPerDelivery)
+		}
+		out = append(out, p)
 	}
 	return out
+}
+
+// medianOf f over steps.
+func medianOf(steps []FanoutStep, f func(FanoutStep) float64) float64 {
+	v := make([]float64, len(steps))
+	for i, s := range steps {
+		v[i] = f(s)
+	}
+	return median(v)
 }
 
 func runChurn(ctx context.Context, o *Options, kind string, d *dialers) (*ChurnResult, error) {
@@ -884,6 +1022,7 @@ func WriteTable(w io.Writer, r *Result) {
 	if x := r.Idle["wsfleet"]; x != nil && x.GC != "" {
 		fmt.Fprintf(w, "wsfleet's collector in the idle run (its default): %s\n", x.GC)
 	}
+	writeFixedTries(w, r)
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "\ntargets (issue 22):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -906,6 +1045,10 @@ func WriteTable(w io.Writer, r *Result) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s %s\t%s\t%s\n", t.Name, val, op, lim, verdict, t.Note)
 		}
 		tw.Flush()
+		if b, c := fixedAt(r, "bare", targetRate), fixedAt(r, "centrifugo", targetRate); b != nil && c != nil && c.UsPerDelivery > 0 {
+			fmt.Fprintf(w, "  (the limit's own ratio at %.0f/s, bare write / centrifugo: %.2fx; a node that writes once a delivery cannot go below it)\n",
+				targetRate, b.UsPerDelivery/c.UsPerDelivery)
+		}
 	}
 	for _, kind := range serverOrder {
 		c := r.Fanout[kind]
@@ -930,6 +1073,37 @@ func WriteTable(w io.Writer, r *Result) {
 		tw.Flush()
 	}
 	fmt.Fprintln(w, "\n(~: a rate tried between the last sustained and the first failed; !: generator past 80% of its core; ≥: a floor, the failing step was generator-bound)")
+}
+
+// writeFixedTries prints, under the table, each server's tries at the
+// fixed rates that its CPU-per-delivery figure is the median of.
+func writeFixedTries(w io.Writer, r *Result) {
+	for _, rate := range r.FixedRates {
+		var parts []string
+		for _, kind := range serverOrder {
+			c := r.Fanout[kind]
+			if c == nil {
+				continue
+			}
+			for _, p := range c.Fixed {
+				if p.Rate != rate {
+					continue
+				}
+				var v []string
+				for _, u := range p.UsTries {
+					v = append(v, strconv.FormatFloat(u, 'f', 1, 64))
+				}
+				what := "on time"
+				if !p.Sustained {
+					what = map[bool]string{true: "late", false: "short"}[p.Delivered]
+				}
+				parts = append(parts, fmt.Sprintf("%s %s (%d of %d %s)", kind, strings.Join(v, " "), p.Tries, p.Of, what))
+			}
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "CPU µs per delivery at %.0f/s, the tries the median is of: %s\n", rate, strings.Join(parts, "; "))
+		}
+	}
 }
 
 func num(v float64) string {

@@ -43,6 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Channels, "channels", 0, "(b) channels (default 50, quick 10)")
 	rates := fs.String("rates", "", "(b) comma-separated deliveries/s to try in order (default 10k…300k)")
 	fixedRates := fs.String("fixed-rates", "", "(b) comma-separated deliveries/s to compare CPU per delivery at (default 20000,40000)")
+	fs.IntVar(&o.FixedRounds, "fixed-rounds", 0, "(b) rounds of tries at the fixed rates, every server afresh each round; the figure is the median (default 3, quick 1)")
 	fs.IntVar(&o.Refine, "refine", 0, "(b) rates tried between the last sustained and the first failed rate (default 3, quick 2, -1: none)")
 	fs.StringVar(&o.Centrifugo, "centrifugo", "", "centrifugo binary (default: built by scripts/build-centrifugo.sh into .cache/)")
 	serveBare := fs.String("serve-bare", "", "internal: run the bare-write server on this address (the bench starts it)")
