@@ -54,6 +54,10 @@ type Options struct {
 	// fixed rates, in rounds after the curves; its figure is the median.
 	// Default 3, quick 1.
 	FixedRounds int
+	// NoSteer leaves out the fixed-rate tries with the loopback receive
+	// steered off the servers' core (steerReceive), which change the
+	// machine's loopback device while they run and need root.
+	NoSteer bool
 	// Refine is how many rates (b) tries between the last sustained rate
 	// and the first that failed, halving the gap each time; default 3,
 	// quick 2, negative for none.
@@ -145,7 +149,11 @@ type Result struct {
 	FixedRates []float64 `json:"fixed_rates"`
 	// Skipped names the servers that could not run, with why.
 	Skipped map[string]string `json:"skipped,omitempty"`
-	Table   []Row             `json:"table"`
+	// SteerUnavailable says why the fixed rates were not also measured
+	// with the loopback receive steered off the servers' core (not root,
+	// servers not pinned, not Linux); empty when they were.
+	SteerUnavailable string `json:"receive_steering_unavailable,omitempty"`
+	Table            []Row  `json:"table"`
 	// Targets are issue 22's ratios, each met or not.
 	Targets []Target `json:"targets"`
 }
@@ -202,6 +210,9 @@ type FanoutStep struct {
 	// microseconds; GenUsPerDelivery the generator's.
 	UsPerDelivery    float64 `json:"server_cpu_us_per_delivery"`
 	GenUsPerDelivery float64 `json:"generator_cpu_us_per_delivery"`
+	// Steered marks a fixed-rate try with the loopback receive steered
+	// off the servers' core (steerReceive).
+	Steered bool `json:"receive_steered,omitempty"`
 	// GeneratorBound marks a step where the generator used more than
 	// 80% of its core: what failed there may be the generator.
 	GeneratorBound bool  `json:"generator_bound"`
@@ -248,7 +259,11 @@ type FanoutCurve struct {
 	// (runFixedRounds), and Fixed the figure from them at each rate.
 	FixedTries []FanoutStep `json:"fixed_tries,omitempty"`
 	Fixed      []FixedPoint `json:"fixed,omitempty"`
-	Error      string       `json:"error,omitempty"`
+	// FixedSteered is the same from the tries with the loopback receive
+	// steered off the servers' core (steerReceive): the server's own CPU
+	// per delivery, as on a network.
+	FixedSteered []FixedPoint `json:"fixed_receive_steered,omitempty"`
+	Error        string       `json:"error,omitempty"`
 }
 
 // ChurnResult is scenario (c).
@@ -292,6 +307,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.FixedRates = o.FixedRates
 	res.Settings["refine"] = o.Refine
 	res.Settings["fixed_rounds"] = o.FixedRounds
+	res.Settings["receive_steering"] = !o.NoSteer
 	res.Settings["centrifugo_version"] = CentrifugoVersion
 	var servers []string
 	for _, srv := range o.Servers {
@@ -663,20 +679,42 @@ func runFixedRounds(ctx context.Context, o *Options, servers []string, d *dialer
 				continue
 			}
 			for _, target := range o.FixedRates {
-				if ctx.Err() != nil {
-					break
+				for _, steered := range []bool{false, true} {
+					if ctx.Err() != nil || steered && (o.NoSteer || res.SteerUnavailable != "") {
+						break
+					}
+					var restore func() error
+					if steered {
+						if restore, err = steerReceive(o.ServerCPU, cpuCount()); err != nil {
+							res.SteerUnavailable = err.Error()
+							fmt.Fprintf(o.Progress, "fixed  %s: the steered figures are not measured\n", err)
+							break
+						}
+					}
+					step := rig.measure(target, round+1)
+					step.Steered = steered
+					if restore != nil {
+						if err := restore(); err != nil {
+							rig.close()
+							return err
+						}
+					}
+					what := "fixed"
+					if steered {
+						what = "fixed~"
+					}
+					rig.progress(what, step)
+					c.FixedTries = append(c.FixedTries, step)
+					settle(ctx, time.Second)
 				}
-				step := rig.measure(target, round+1)
-				rig.progress("fixed", step)
-				c.FixedTries = append(c.FixedTries, step)
-				settle(ctx, time.Second)
 			}
 			rig.close()
 		}
 	}
 	for _, kind := range servers {
 		if c := res.Fanout[kind]; c != nil {
-			c.Fixed = fixedPoints(c.FixedTries, o.FixedRates)
+			c.Fixed = fixedPoints(tries(c.FixedTries, false), o.FixedRates)
+			c.FixedSteered = fixedPoints(tries(c.FixedTries, true), o.FixedRates)
 			if kind == "bare" {
 				// The limit is measured at the fixed rates only: its
 				// tries are its curve.
@@ -728,6 +766,18 @@ func failedGeneratorBound(c *FanoutCurve) bool {
 		}
 	}
 	return true
+}
+
+// tries are the steps measured with the loopback receive steered off the
+// servers' core (steered) or not.
+func tries(steps []FanoutStep, steered bool) []FanoutStep {
+	var out []FanoutStep
+	for _, s := range steps {
+		if s.Steered == steered {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // fixedPoints gives, for each fixed rate, the median of the tries at it
@@ -869,19 +919,28 @@ func table(r *Result) []Row {
 		add("fan-out: p99 at that rate (ms)", atMax(func(s *FanoutStep) float64 { return s.P99Ms }))
 		add("fan-out: server CPU at that rate (%)", atMax(func(s *FanoutStep) float64 { return s.ServerCPU }))
 		add("fan-out: generator CPU at that rate (%)", atMax(func(s *FanoutStep) float64 { return s.GenCPU }))
-		for _, rate := range r.FixedRates {
-			add(fmt.Sprintf("fan-out: server CPU µs per delivery at %.0f/s", rate), func(kind string) (float64, bool) {
-				if p := fixedAt(r, kind, rate); p != nil {
-					return p.UsPerDelivery, false
-				}
-				return 0, false
-			})
-			add(fmt.Sprintf("fan-out: generator CPU µs per delivery at %.0f/s", rate), func(kind string) (float64, bool) {
-				if p := fixedAt(r, kind, rate); p != nil {
-					return p.GenUsPerDelivery, false
-				}
-				return 0, false
-			})
+		for _, steered := range []bool{false, true} {
+			if steered && !anySteered(r) {
+				break
+			}
+			how := ""
+			if steered {
+				how = ", receive steered"
+			}
+			for _, rate := range r.FixedRates {
+				add(fmt.Sprintf("fan-out: server CPU µs per delivery at %.0f/s%s", rate, how), func(kind string) (float64, bool) {
+					if p := fixedIn(r, kind, rate, steered); p != nil {
+						return p.UsPerDelivery, false
+					}
+					return 0, false
+				})
+				add(fmt.Sprintf("fan-out: generator CPU µs per delivery at %.0f/s%s", rate, how), func(kind string) (float64, bool) {
+					if p := fixedIn(r, kind, rate, steered); p != nil {
+						return p.GenUsPerDelivery, false
+					}
+					return 0, false
+				})
+			}
 		}
 	}
 	if len(r.Churn) > 0 {
@@ -892,17 +951,26 @@ func table(r *Result) []Row {
 	return rows
 }
 
-// fixedAt returns kind's sustained point at rate, or nil. The bare
-// writer's latency is not judged (it is the limit of CPU per delivery, and
-// its p99 on a loaded core is the machine's noise): its point counts when
-// the rate was delivered in full.
+// fixedAt returns kind's sustained point at rate on plain loopback, or
+// nil. The bare writer's latency is not judged (it is the limit of CPU per
+// delivery, and its p99 on a loaded core is the machine's noise): its
+// point counts when the rate was delivered in full.
 func fixedAt(r *Result, kind string, rate float64) *FixedPoint {
+	return fixedIn(r, kind, rate, false)
+}
+
+// fixedIn is fixedAt from the steered tries (steered) or the plain ones.
+func fixedIn(r *Result, kind string, rate float64, steered bool) *FixedPoint {
 	c := r.Fanout[kind]
 	if c == nil {
 		return nil
 	}
-	for i := range c.Fixed {
-		if p := &c.Fixed[i]; p.Rate == rate && (p.Sustained || kind == "bare" && p.Delivered) {
+	pts := c.Fixed
+	if steered {
+		pts = c.FixedSteered
+	}
+	for i := range pts {
+		if p := &pts[i]; p.Rate == rate && (p.Sustained || kind == "bare" && p.Delivered) {
 			return p
 		}
 	}
@@ -940,8 +1008,8 @@ func targets(r *Result) []Target {
 		}
 		return c.MaxSustained, c.FailedGeneratorBound
 	}
-	cpuAt := func(kind string) float64 {
-		if p := fixedAt(r, kind, targetRate); p != nil {
+	cpuIn := func(kind string, steered bool) float64 {
+		if p := fixedIn(r, kind, targetRate, steered); p != nil {
 			return p.UsPerDelivery
 		}
 		return 0
@@ -967,12 +1035,30 @@ func targets(r *Result) []Target {
 	}
 	cf, _ := maxSust("centrifugo")
 	fy, _ := maxSust("faye")
+	// The CPU targets are judged on the server's own CPU, the loopback
+	// receive steered off its core (steerReceive), when the run measured
+	// it; the plain loopback ratio is in the note either way.
+	cpuRatio := func(name, den string, limit float64) Target {
+		plain := ratio(name, cpuIn("wsfleet", false), cpuIn(den, false), "<=", limit, "")
+		steered := ratio(name, cpuIn("wsfleet", true), cpuIn(den, true), "<=", limit, "")
+		if !steered.Measured {
+			if plain.Measured {
+				plain.Note = "plain loopback: the server's figure includes the client's TCP receive"
+			}
+			return plain
+		}
+		steered.Note = "loopback receive steered off the servers' core"
+		if plain.Measured {
+			steered.Note += fmt.Sprintf("; on plain loopback %.2fx", plain.Value)
+		}
+		return steered
+	}
 	rate := strconv.FormatFloat(targetRate, 'f', 0, 64)
 	out := []Target{
 		ratio("fan-out at p99 ≤ 100 ms, wsfleet / centrifugo", w, cf, ">=", 1.5, note),
 		ratio("fan-out at p99 ≤ 100 ms, wsfleet / faye", w, fy, ">=", 4, note),
-		ratio("server CPU per delivery at "+rate+"/s, wsfleet / centrifugo", cpuAt("wsfleet"), cpuAt("centrifugo"), "<=", 0.6, ""),
-		ratio("node CPU per delivery at "+rate+"/s, wsfleet / bare write", cpuAt("wsfleet"), cpuAt("bare"), "<=", 1.15, ""),
+		cpuRatio("server CPU per delivery at "+rate+"/s, wsfleet / centrifugo", "centrifugo", 0.6),
+		cpuRatio("node CPU per delivery at "+rate+"/s, wsfleet / bare write", "bare", 1.15),
 		ratio("idle RSS per session, wsfleet / faye", idle("wsfleet"), idle("faye"), "<=", 0.12, ""),
 		ratio("idle RSS per session, wsfleet / centrifugo", idle("wsfleet"), idle("centrifugo"), "<=", 0.05, ""),
 	}
@@ -1045,9 +1131,17 @@ func WriteTable(w io.Writer, r *Result) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s %s\t%s\t%s\n", t.Name, val, op, lim, verdict, t.Note)
 		}
 		tw.Flush()
-		if b, c := fixedAt(r, "bare", targetRate), fixedAt(r, "centrifugo", targetRate); b != nil && c != nil && c.UsPerDelivery > 0 {
-			fmt.Fprintf(w, "  (the limit's own ratio at %.0f/s, bare write / centrifugo: %.2fx; a node that writes once a delivery cannot go below it)\n",
-				targetRate, b.UsPerDelivery/c.UsPerDelivery)
+		for _, steered := range []bool{false, true} {
+			b, c := fixedIn(r, "bare", targetRate, steered), fixedIn(r, "centrifugo", targetRate, steered)
+			if b == nil || c == nil || c.UsPerDelivery <= 0 {
+				continue
+			}
+			how := "on plain loopback"
+			if steered {
+				how = "receive steered"
+			}
+			fmt.Fprintf(w, "  (the limit's own ratio at %.0f/s %s, bare write / centrifugo: %.2fx; a node that writes once a delivery cannot go below it)\n",
+				targetRate, how, b.UsPerDelivery/c.UsPerDelivery)
 		}
 	}
 	for _, kind := range serverOrder {
@@ -1075,9 +1169,33 @@ func WriteTable(w io.Writer, r *Result) {
 	fmt.Fprintln(w, "\n(~: a rate tried between the last sustained and the first failed; !: generator past 80% of its core; ≥: a floor, the failing step was generator-bound)")
 }
 
+// anySteered reports whether the run measured any fixed rate with the
+// loopback receive steered.
+func anySteered(r *Result) bool {
+	for _, c := range r.Fanout {
+		if len(c.FixedSteered) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // writeFixedTries prints, under the table, each server's tries at the
 // fixed rates that its CPU-per-delivery figure is the median of.
 func writeFixedTries(w io.Writer, r *Result) {
+	if r.SteerUnavailable != "" {
+		fmt.Fprintf(w, "receive steering not measured: %s\n", r.SteerUnavailable)
+	}
+	for _, steered := range []bool{false, true} {
+		writeFixedTriesOf(w, r, steered)
+	}
+}
+
+func writeFixedTriesOf(w io.Writer, r *Result, steered bool) {
+	how := ""
+	if steered {
+		how = ", receive steered"
+	}
 	for _, rate := range r.FixedRates {
 		var parts []string
 		for _, kind := range serverOrder {
@@ -1085,7 +1203,11 @@ func writeFixedTries(w io.Writer, r *Result) {
 			if c == nil {
 				continue
 			}
-			for _, p := range c.Fixed {
+			pts := c.Fixed
+			if steered {
+				pts = c.FixedSteered
+			}
+			for _, p := range pts {
 				if p.Rate != rate {
 					continue
 				}
@@ -1101,7 +1223,7 @@ func writeFixedTries(w io.Writer, r *Result) {
 			}
 		}
 		if len(parts) > 0 {
-			fmt.Fprintf(w, "CPU µs per delivery at %.0f/s, the tries the median is of: %s\n", rate, strings.Join(parts, "; "))
+			fmt.Fprintf(w, "CPU µs per delivery at %.0f/s%s, the tries the median is of: %s\n", rate, how, strings.Join(parts, "; "))
 		}
 	}
 }

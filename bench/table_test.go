@@ -202,3 +202,48 @@ func TestTable(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetsSteered: with steered tries the CPU targets are judged on
+// them, and the plain loopback ratio goes into the note; without, on the
+// plain ones, saying so.
+func TestTargetsSteered(t *testing.T) {
+	r := sampleResult()
+	steered := func(kind string, us float64) {
+		r.Fanout[kind].FixedSteered = []FixedPoint{{Rate: 40e3, UsPerDelivery: us, Delivered: true, Sustained: true}}
+	}
+	steered("wsfleet", 5)
+	steered("centrifugo", 10)
+	steered("bare", 5.5)
+	got := map[string]Target{}
+	for _, tg := range targets(r) {
+		got[tg.Name] = tg
+	}
+	tests := []struct {
+		name  string
+		value float64
+		met   bool
+		note  string
+	}{
+		{"server CPU per delivery at 40000/s, wsfleet / centrifugo", 0.5, true, "on plain loopback 0.50x"},
+		{"node CPU per delivery at 40000/s, wsfleet / bare write", 5 / 5.5, true, "on plain loopback 1.20x"},
+	}
+	for _, tt := range tests {
+		tg := got[tt.name]
+		if !tg.Measured || tg.Value != tt.value || tg.Met != tt.met || !strings.Contains(tg.Note, tt.note) || !strings.Contains(tg.Note, "steered") {
+			t.Errorf("%s: %+v, want %v met %v note with %q", tt.name, tg, tt.value, tt.met, tt.note)
+		}
+	}
+	// Centrifugo without a steered figure: back to plain loopback.
+	r.Fanout["centrifugo"].FixedSteered = nil
+	for _, tg := range targets(r) {
+		if strings.HasPrefix(tg.Name, "server CPU") && (tg.Value != 0.5 || !strings.Contains(tg.Note, "plain loopback")) {
+			t.Errorf("without a steered centrifugo: %+v", tg)
+		}
+	}
+	var out bytes.Buffer
+	r.Table, r.Targets = table(r), targets(r)
+	WriteTable(&out, r)
+	if !strings.Contains(out.String(), "server CPU µs per delivery at 40000/s, receive steered") {
+		t.Errorf("no steered row in\n%s", out.String())
+	}
+}

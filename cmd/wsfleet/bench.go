@@ -44,6 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rates := fs.String("rates", "", "(b) comma-separated deliveries/s to try in order (default 10k…300k)")
 	fixedRates := fs.String("fixed-rates", "", "(b) comma-separated deliveries/s to compare CPU per delivery at (default 20000,40000)")
 	fs.IntVar(&o.FixedRounds, "fixed-rounds", 0, "(b) rounds of tries at the fixed rates, every server afresh each round; the figure is the median (default 3, quick 1)")
+	steer := fs.Bool("steer-receive", true, "(b) also measure the fixed rates with loopback's receive steered off the servers' core (needs root; sets lo's rps_cpus during those steps only)")
 	fs.IntVar(&o.Refine, "refine", 0, "(b) rates tried between the last sustained and the first failed rate (default 3, quick 2, -1: none)")
 	fs.StringVar(&o.Centrifugo, "centrifugo", "", "centrifugo binary (default: built by scripts/build-centrifugo.sh into .cache/)")
 	serveBare := fs.String("serve-bare", "", "internal: run the bare-write server on this address (the bench starts it)")
@@ -56,6 +57,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	o.Quick = *quick
+	o.NoSteer = !*steer
+	if o.FixedRounds < 0 || o.FixedRounds > 20 {
+		return fmt.Errorf("bench: --fixed-rounds %d: want 1 to 20 (0: the default)", o.FixedRounds)
+	}
 	o.Servers = splitList(*servers)
 	o.Scenarios = splitList(*scenarios)
 	if *serveBare != "" {
