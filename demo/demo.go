@@ -74,6 +74,13 @@ type Config struct {
 	// replicas), and shuts the stream's leader down for a few seconds in
 	// the middle of the change (natscluster.go).
 	NATSCluster int
+	// NATSURL, when set, is a NATS server (with JetStream) of the
+	// operator's own that the nodes use instead of one embedded in the
+	// demo's process. At 100,000 clients the embedded server shares the
+	// demo's process with the local cloud, its load balancer and the
+	// probe, and stalled there (docs/demo.md): a nats-server process of
+	// its own keeps its scheduler and its collector to itself.
+	NATSURL string
 	// Generators and LBNodes split the run over processes (generator.go):
 	// the chat clients over that many generator processes, the load
 	// balancer over that many node processes. 0 decides from the client
@@ -484,13 +491,16 @@ const adminToken = "local-admin-token"
 func (d *run) startFleet(ctx context.Context) error {
 	cfg := d.cfg
 	var natsURLs string
-	if cfg.NATSCluster > 1 {
+	switch {
+	case cfg.NATSURL != "":
+		natsURLs = cfg.NATSURL
+	case cfg.NATSCluster > 1:
 		nc, err := broker.StartEmbeddedCluster(cfg.NATSCluster, "127.0.0.1:0", nil)
 		if err != nil {
 			return fmt.Errorf("embedded NATS cluster: %w", err)
 		}
 		d.natsC, natsURLs = nc, nc.URLs()
-	} else {
+	default:
 		nats, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{Addr: "127.0.0.1:0"})
 		if err != nil {
 			return fmt.Errorf("embedded NATS: %w", err)

@@ -59,7 +59,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	o.Quick = *quick
 	o.NoSteer = !*steer
 	if o.FixedRounds < 0 || o.FixedRounds > 20 {
-		return fmt.Errorf("bench: --fixed-rounds %d: want 1 to 20 (0: the default)", o.FixedRounds)
+		return fmt.Errorf("%w: --fixed-rounds %d: want 1 to 20 (0: the default)", errUsage, o.FixedRounds)
 	}
 	o.Servers = splitList(*servers)
 	o.Scenarios = splitList(*scenarios)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"io"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -30,6 +33,31 @@ func TestParseRates(t *testing.T) {
 			}
 			if err != nil || !slices.Equal(got, tt.want) {
 				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestBenchDemoUsage: numbers and addresses from the command line that are
+// out of range are usage errors naming the flag, before anything runs.
+func TestBenchDemoUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(args []string) error
+		args []string
+		want string
+	}{
+		{"bench rounds above 20", func(a []string) error { return runBench(context.Background(), a, io.Discard, io.Discard) }, []string{"--fixed-rounds", "21"}, "--fixed-rounds"},
+		{"bench rounds negative", func(a []string) error { return runBench(context.Background(), a, io.Discard, io.Discard) }, []string{"--fixed-rounds", "-1"}, "--fixed-rounds"},
+		{"demo nats not a URL", func(a []string) error { return runDemo(context.Background(), a, io.Discard, io.Discard) }, []string{"--nats", "127.0.0.1:4222"}, "--nats"},
+		{"demo nats http", func(a []string) error { return runDemo(context.Background(), a, io.Discard, io.Discard) }, []string{"--nats", "http://127.0.0.1:4222"}, "--nats"},
+		{"demo nats and a cluster", func(a []string) error { return runDemo(context.Background(), a, io.Discard, io.Discard) }, []string{"--nats", "nats://127.0.0.1:4222", "--nats-cluster", "3"}, "--nats-cluster"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.run(tt.args)
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v; want a usage error naming %s", err, tt.want)
 			}
 		})
 	}

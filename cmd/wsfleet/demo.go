@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"time"
 
@@ -33,6 +34,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&cfg.Fast, "fast", false, "shorten the plan's bakes, warm-up and drains (time scale 0.05) and the local cloud's health checks: under 3 minutes")
 	fs.BoolVar(&cfg.Replay, "replay", false, "let the chat clients ask for what they missed, as the Go client can (default: behave like unmodified faye and halley clients)")
 	fs.IntVar(&cfg.NATSCluster, "nats-cluster", 1, "run this many NATS servers in one JetStream cluster (3: the stream's leader is shut down for a few seconds mid-change)")
+	fs.StringVar(&cfg.NATSURL, "nats", "", "use this NATS server (JetStream on, an empty store) instead of one embedded in the demo's process, e.g. nats://127.0.0.1:4222 for `nats-server -js -sd DIR`")
 	fs.BoolVar(&cfg.Naive, "naive", false, "do the change the seed's way instead: terminate, then let the group replace, no drain")
 	fs.StringVar(&cfg.Out, "out", "wsfleet-demo", "directory for report.md, events.jsonl, chart.svg and summary.json")
 	fs.Float64Var(&cfg.Rate, "rate", 40, "chat messages published per second over all rooms")
@@ -48,6 +50,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if cfg.Clients < 1 {
 		return fmt.Errorf("%w: --clients must be at least 1", errUsage)
+	}
+	if cfg.NATSURL != "" {
+		u, err := url.Parse(cfg.NATSURL)
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+			return fmt.Errorf("%w: --nats %q: want nats://HOST:PORT", errUsage, cfg.NATSURL)
+		}
+		if cfg.NATSCluster > 1 {
+			return fmt.Errorf("%w: --nats and --nats-cluster: the cluster is the demo's own; use one or the other", errUsage)
+		}
 	}
 	if cfg.Generators < 0 || cfg.LBNodes < 0 {
 		return fmt.Errorf("%w: --generators and --lb-nodes must not be negative", errUsage)
