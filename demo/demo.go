@@ -324,7 +324,11 @@ func (d *run) run(ctx context.Context) (*Summary, error) {
 	}
 	d.gens, d.lbNodes = split(cfg.Clients, cfg.Generators, cfg.LBNodes, openFileLimit())
 	d.event("demo", "start", "mode", mode, "clients", cfg.Clients, "channels", cfg.Channels, "rate", cfg.Rate, "time_scale", cfg.TimeScale)
-	d.say("starting embedded NATS and the local cloud (8 ws nodes on %s)", oldImage)
+	if d.cfg.NATSURL != "" {
+		d.say("starting the local cloud (8 ws nodes on %s) on NATS at %s", oldImage, d.cfg.NATSURL)
+	} else {
+		d.say("starting embedded NATS and the local cloud (8 ws nodes on %s)", oldImage)
+	}
 
 	if err := d.startFleet(ctx); err != nil {
 		return nil, err
