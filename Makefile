@@ -98,7 +98,7 @@ bench-rollout: build
 	WSFLEET_BENCH_ROLLOUT=1 $(GO) test -count=1 -timeout 30m -run TestBenchRollout1000 -v ./rollout/
 
 # bench runs `wsfleet bench` at full size (the ws node, Faye, Centrifugo
-# and the bare writer; 6 to 8 minutes, plus Centrifugo's first build) and
+# and the bare writer; 10 to 13 minutes, plus Centrifugo's first build) and
 # writes bench/last-run.json; run it on a quiet machine (docs/bench.md).
 bench: build
 	./$(BIN) bench --json bench/last-run.json

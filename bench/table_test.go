@@ -115,10 +115,7 @@ func sampleResult() *Result {
 
 func TestTargets(t *testing.T) {
 	r := sampleResult()
-	got := map[string]Target{}
-	for _, tg := range targets(r) {
-		got[tg.Name] = tg
-	}
+	got := targetsByName(r)
 	tests := []struct {
 		name     string
 		value    float64
@@ -214,10 +211,7 @@ func TestTargetsSteered(t *testing.T) {
 	steered("wsfleet", 5)
 	steered("centrifugo", 10)
 	steered("bare", 5.5)
-	got := map[string]Target{}
-	for _, tg := range targets(r) {
-		got[tg.Name] = tg
-	}
+	got := targetsByName(r)
 	tests := []struct {
 		name  string
 		value float64
@@ -246,4 +240,13 @@ func TestTargetsSteered(t *testing.T) {
 	if !strings.Contains(out.String(), "server CPU µs per delivery at 40000/s, receive steered") {
 		t.Errorf("no steered row in\n%s", out.String())
 	}
+}
+
+// targetsByName is targets(r) by name.
+func targetsByName(r *Result) map[string]Target {
+	got := map[string]Target{}
+	for _, tg := range targets(r) {
+		got[tg.Name] = tg
+	}
+	return got
 }
