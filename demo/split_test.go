@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"wsfleet/broker/natstest"
 	"wsfleet/examples"
 	"wsfleet/internal/nodetest"
 	"wsfleet/rollout"
@@ -25,7 +26,8 @@ func TestMain(m *testing.M) { suite.Main(m) }
 // The merged report must count every client and room once, lose nothing,
 // and show the moves; every client's websockets must be in the route log
 // the load balancer nodes reported, and every client's ups in the
-// generators' parts.
+// generators' parts. The nodes use a nats-server process of their own
+// (Config.NATSURL), not one in the demo's process.
 func TestSplitRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet of node processes")
@@ -33,7 +35,10 @@ func TestSplitRun(t *testing.T) {
 	bin := suite.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cfg := Config{Clients: 300, Generators: 2, LBNodes: 2, Fast: true, Executable: bin, Out: t.TempDir()}
+	// NATS as a process of its own (--nats), as the demo runs at scale.
+	nats := natstest.Start(t, natstest.Newest(t), 1)
+	nats.WaitJetStream(t, 20*time.Second)
+	cfg := Config{Clients: 300, Generators: 2, LBNodes: 2, Fast: true, Executable: bin, Out: t.TempDir(), NATSURL: nats.URLs()}
 	if err := cfg.defaults(); err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +61,9 @@ func TestSplitRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("fleet ready after %v", d.since())
+	if d.nats != nil || d.natsC != nil {
+		t.Fatal("the demo started NATS of its own beside --nats")
+	}
 	if len(d.lbURLs) != 2 || !strings.HasPrefix(d.lbURLs[0], "http://127.0.0.20:") || !strings.HasPrefix(d.lbURLs[1], "http://127.0.0.21:") {
 		t.Fatalf("load balancer nodes %v, want 127.0.0.20 and .21", d.lbURLs)
 	}
