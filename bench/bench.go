@@ -571,6 +571,26 @@ func (r *fanoutRig) measure(target float64, attempt int) FanoutStep {
 	return step
 }
 
+// measureFixed is one try of a fixed rate, with the loopback receive
+// steered off the servers' core for its length when steered (put back
+// however the try ends); unavailable says why steering could not be set.
+func (r *fanoutRig) measureFixed(target float64, attempt int, steered bool) (step FanoutStep, unavailable string, err error) {
+	if steered {
+		restore, serr := steerReceive(r.o.ServerCPU, cpuCount())
+		if serr != nil {
+			return step, serr.Error(), nil
+		}
+		defer func() {
+			if rerr := restore(); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
+	step = r.measure(target, attempt)
+	step.Steered = steered
+	return step, "", nil
+}
+
 // progress prints one step's line; what is "fanout" for a curve's step
 // and "fixed" for a round's try.
 func (r *fanoutRig) progress(what string, step FanoutStep) {
@@ -683,21 +703,15 @@ func runFixedRounds(ctx context.Context, o *Options, servers []string, d *dialer
 					if ctx.Err() != nil || steered && (o.NoSteer || res.SteerUnavailable != "") {
 						break
 					}
-					var restore func() error
-					if steered {
-						if restore, err = steerReceive(o.ServerCPU, cpuCount()); err != nil {
-							res.SteerUnavailable = err.Error()
-							fmt.Fprintf(o.Progress, "fixed  %s: the steered figures are not measured\n", err)
-							break
-						}
+					step, unavailable, err := rig.measureFixed(target, round+1, steered)
+					if err != nil {
+						rig.close()
+						return err
 					}
-					step := rig.measure(target, round+1)
-					step.Steered = steered
-					if restore != nil {
-						if err := restore(); err != nil {
-							rig.close()
-							return err
-						}
+					if unavailable != "" {
+						res.SteerUnavailable = unavailable
+						fmt.Fprintf(o.Progress, "fixed  %s: the steered figures are not measured\n", unavailable)
+						break
 					}
 					what := "fixed"
 					if steered {
@@ -1157,6 +1171,9 @@ func WriteTable(w io.Writer, r *Result) {
 			if s.Refine {
 				target = "~" + target
 			}
+			if s.Steered {
+				target = "^" + target
+			}
 			gen := fmt.Sprintf("%.0f%%", s.GenCPU)
 			if s.GeneratorBound {
 				gen += "!"
@@ -1166,7 +1183,7 @@ func WriteTable(w io.Writer, r *Result) {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintln(w, "\n(~: a rate tried between the last sustained and the first failed; !: generator past 80% of its core; ≥: a floor, the failing step was generator-bound)")
+	fmt.Fprintln(w, "\n(~: a rate tried between the last sustained and the first failed; ^: a fixed-rate try with loopback's receive steered off the servers' core; !: generator past 80% of its core; ≥: a floor, the failing step was generator-bound)")
 }
 
 // anySteered reports whether the run measured any fixed rate with the

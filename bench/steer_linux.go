@@ -9,8 +9,9 @@ import (
 	"strings"
 )
 
-// loRPS is the loopback device's receive packet steering mask.
-const loRPS = "/sys/class/net/lo/queues/rx-0/rps_cpus"
+// loRPS is the loopback device's receive packet steering mask (a
+// variable for the tests, which point it at a file of their own).
+var loRPS = "/sys/class/net/lo/queues/rx-0/rps_cpus"
 
 // steerReceive moves the receiving half of loopback TCP off the servers'
 // core for a while: it sets the loopback device's receive packet steering
