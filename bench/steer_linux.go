@@ -26,7 +26,7 @@ var loRPS = "/sys/class/net/lo/queues/rx-0/rps_cpus"
 // few microseconds are added to every server alike; a ratio of two
 // servers' figures then says more about loopback than about them (the
 // bare writer, one write a delivery and nothing else, measures 0.55–0.73x
-// Centrifugo here with it, about 0.5x without). Steered, that work runs
+// Centrifugo here with it, 0.51–0.57x without). Steered, that work runs
 // on the other core as softirq; what stays on the server's core is its
 // own code, its send path and the interrupt it raises to hand a packet
 // over, as a network driver's doorbell would.
