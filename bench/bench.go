@@ -937,10 +937,7 @@ func table(r *Result) []Row {
 			if steered && !anySteered(r) {
 				break
 			}
-			how := ""
-			if steered {
-				how = ", receive steered"
-			}
+			how := steeredSuffix(steered)
 			for _, rate := range r.FixedRates {
 				add(fmt.Sprintf("fan-out: server CPU µs per delivery at %.0f/s%s", rate, how), func(kind string) (float64, bool) {
 					if p := fixedIn(r, kind, rate, steered); p != nil {
@@ -965,24 +962,33 @@ func table(r *Result) []Row {
 	return rows
 }
 
-// fixedAt returns kind's sustained point at rate on plain loopback, or
-// nil. The bare writer's latency is not judged (it is the limit of CPU per
-// delivery, and its p99 on a loaded core is the machine's noise): its
-// point counts when the rate was delivered in full.
-func fixedAt(r *Result, kind string, rate float64) *FixedPoint {
-	return fixedIn(r, kind, rate, false)
+// points is the curve's fixed-rate figures from the steered tries or the
+// plain ones.
+func (c *FanoutCurve) points(steered bool) []FixedPoint {
+	if steered {
+		return c.FixedSteered
+	}
+	return c.Fixed
 }
 
-// fixedIn is fixedAt from the steered tries (steered) or the plain ones.
+// steeredSuffix names the steered figures in the table's rows and lines.
+func steeredSuffix(steered bool) string {
+	if steered {
+		return ", receive steered"
+	}
+	return ""
+}
+
+// fixedIn returns kind's sustained point at rate, from the steered tries
+// or the plain ones, or nil. The bare writer's latency is not judged (it
+// is the limit of CPU per delivery, and its p99 on a loaded core is the
+// machine's noise): its point counts when the rate was delivered in full.
 func fixedIn(r *Result, kind string, rate float64, steered bool) *FixedPoint {
 	c := r.Fanout[kind]
 	if c == nil {
 		return nil
 	}
-	pts := c.Fixed
-	if steered {
-		pts = c.FixedSteered
-	}
+	pts := c.points(steered)
 	for i := range pts {
 		if p := &pts[i]; p.Rate == rate && (p.Sustained || kind == "bare" && p.Delivered) {
 			return p
@@ -1209,10 +1215,6 @@ func writeFixedTries(w io.Writer, r *Result) {
 }
 
 func writeFixedTriesOf(w io.Writer, r *Result, steered bool) {
-	how := ""
-	if steered {
-		how = ", receive steered"
-	}
 	for _, rate := range r.FixedRates {
 		var parts []string
 		for _, kind := range serverOrder {
@@ -1220,11 +1222,7 @@ func writeFixedTriesOf(w io.Writer, r *Result, steered bool) {
 			if c == nil {
 				continue
 			}
-			pts := c.Fixed
-			if steered {
-				pts = c.FixedSteered
-			}
-			for _, p := range pts {
+			for _, p := range c.points(steered) {
 				if p.Rate != rate {
 					continue
 				}
@@ -1240,7 +1238,7 @@ func writeFixedTriesOf(w io.Writer, r *Result, steered bool) {
 			}
 		}
 		if len(parts) > 0 {
-			fmt.Fprintf(w, "CPU µs per delivery at %.0f/s%s, the tries the median is of: %s\n", rate, how, strings.Join(parts, "; "))
+			fmt.Fprintf(w, "CPU µs per delivery at %.0f/s%s, the tries the median is of: %s\n", rate, steeredSuffix(steered), strings.Join(parts, "; "))
 		}
 	}
 }
